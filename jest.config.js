@@ -1,0 +1,15 @@
+/** @type {import('jest').Config} */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/server/test'],
+  testMatch: ['**/*.test.ts'],
+  transform: {
+    '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }],
+  },
+  globalSetup: '<rootDir>/server/test/helpers/global-setup.ts',
+  globalTeardown: '<rootDir>/server/test/helpers/global-teardown.ts',
+  maxWorkers: 2,
+  testTimeout: 30000,
+  // Outbound network is refused in tests except to local peers (see helpers/no-network.ts).
+  setupFiles: ['<rootDir>/server/test/helpers/no-network.ts'],
+};

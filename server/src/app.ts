@@ -1,0 +1,58 @@
+/**
+ * createApp(composition): the Express app from ready services. No I/O at import or build time.
+ * Order: request context → metrics → security headers → CORS → rate limit → body → routes → 404 → errors.
+ * The general rate limit runs before body parsing so a limited client costs no parsing.
+ */
+import express, { type Express } from 'express';
+import type { Composition } from './compose';
+import { jsonBody, safeQuery } from './middleware/body';
+import { corsPolicy } from './middleware/cors';
+import { createCsrf } from './middleware/csrf';
+import { errorHandler, notFoundHandler } from './middleware/error-handler';
+import { createMetrics, type Metrics } from './middleware/metrics';
+import { createRateLimiter } from './middleware/rate-limit';
+import { requestContext } from './middleware/request-context';
+import { securityHeaders } from './middleware/security-headers';
+import { healthRouter } from './routes/health';
+import { securityRouter } from './routes/security';
+
+export interface AppOptions {
+  /** Per-request access log line (default true). */
+  accessLog?: boolean;
+}
+
+export function createApp(c: Composition, opts: AppOptions = {}): Express & { metrics: Metrics } {
+  const { config, logger } = c;
+  const app = express() as Express & { metrics: Metrics };
+  app.disable('x-powered-by');
+  app.set('trust proxy', config.trustProxy);
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+
+  const metrics = createMetrics({ pool: c.pool, token: config.metricsToken });
+  app.metrics = metrics;
+  const csrf = createCsrf({ secret: config.csrfSecret, production: config.isProduction });
+
+  app.use(requestContext({ logger, accessLog: opts.accessLog }));
+  app.use(metrics.middleware);
+  app.use(securityHeaders());
+  app.use(corsPolicy(config.cors.origins));
+  app.use(
+    createRateLimiter({
+      windowMs: config.rateLimit.windowMs,
+      max: config.rateLimit.max,
+      prefix: 'ip',
+      makeStore: c.makeRateLimitStore,
+    }),
+  );
+  app.use(jsonBody(config.bodyLimitBytes));
+  app.use(safeQuery());
+
+  app.use('/api/health', healthRouter(c.readinessChecks, { startedAt: Date.now() }));
+  app.get('/metrics', metrics.handler);
+  app.use('/api/v1/security', securityRouter({ composition: c, csrf }));
+
+  app.use(notFoundHandler);
+  app.use(errorHandler());
+  return app;
+}

@@ -1,0 +1,20 @@
+import { runMigrations } from '../db/migrate';
+import { createLogger } from '../lib/logger';
+import { loadRuntimeConfig, openDatabase, requireConfig } from '../runtime';
+
+async function main(): Promise<void> {
+  const config = requireConfig(loadRuntimeConfig());
+  const logger = createLogger({ level: config.log.level });
+  const db = await openDatabase(config, logger);
+  try {
+    const r = await runMigrations(db.url, { logger });
+    process.stdout.write(`migrations: ${r.applied.length} applied${r.applied.length ? ` (${r.applied.join(', ')})` : ''}, ${r.alreadyApplied} already applied\n`);
+  } finally {
+    await db.close();
+  }
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`migrate failed: ${err.message}\n`);
+  process.exit(1);
+});

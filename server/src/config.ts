@@ -1,0 +1,518 @@
+/**
+ * The environment schema and the typed, frozen configuration.
+ * This is the only module that reads process.env. Every problem is collected and reported
+ * at once, each naming its variable and what to do; secret values are never echoed.
+ */
+import { createHash, createHmac } from 'node:crypto';
+import { isIP } from 'node:net';
+import path from 'node:path';
+import { z } from 'zod';
+import { parseDurationMs } from './lib/duration';
+
+export type NodeEnv = 'development' | 'test' | 'production';
+export type DatabaseSsl = 'disable' | 'require' | 'verify-full';
+export type SiemProvider = 'splunk' | 'datadog' | 'elastic' | 'webhook' | 'syslog';
+
+export interface ConfigIssue {
+  variable: string;
+  message: string;
+}
+
+export interface Config {
+  env: NodeEnv;
+  isProduction: boolean;
+  port: number;
+  host: string;
+  /** Where development secrets, the embedded database and the dev issuer key live. */
+  dataDir: string;
+  bodyLimitBytes: number;
+  database: {
+    /** null: start the embedded PostgreSQL (development/test only). */
+    url: string | null;
+    host: string | null;
+    ssl: DatabaseSsl;
+    poolSize: number;
+    poolTimeoutMs: number;
+    statementTimeoutMs: number;
+    idleTimeoutMs: number;
+    /** Role the application switches to on every connection (row-level security applies to it). */
+    /** Role the connections assume; null when DATABASE_APP_ROLE=none (the login is already least-privileged). */
+    appRole: string | null;
+    applicationName: string;
+    /** Superuser password of the embedded cluster (development secrets); null with an external database. */
+    embeddedPassword: string | null;
+  };
+  jwt: {
+    secret: string;
+    previousSecrets: readonly string[];
+    expiresInSec: number;
+    issuer: string;
+    audience: string;
+  };
+  session: { idleTimeoutSec: number; absoluteTimeoutSec: number };
+  idp: {
+    /** Issuer base URL (https://tenant.auth0.com/), or null when the development issuer is used. */
+    issuerUrl: string | null;
+    clientId: string | null;
+    /** Development only: the built-in issuer signs ID tokens with a key under dataDir. */
+    devIssuer: boolean;
+    clockToleranceSec: number;
+  };
+  keys: {
+    keyVaultUrl: string | null;
+    masterKeyName: string;
+    fallbackKey: Buffer | null;
+    previousKeys: Readonly<Record<string, Buffer>>;
+    cacheTtlSec: number;
+  };
+  bcryptCost: number;
+  siem: {
+    provider: SiemProvider | null;
+    endpointUrl: string | null;
+    apiKey: string | null;
+    batchSize: number;
+    flushIntervalMs: number;
+    maxQueue: number;
+    tlsCaFile: string | null;
+  };
+  archive: {
+    connectionString: string | null;
+    accountUrl: string | null;
+    container: string;
+    immutabilityDays: number | null;
+    intervalMs: number;
+  };
+  cors: { origins: readonly string[] };
+  trustProxy: boolean | number | string;
+  rateLimit: { windowMs: number; max: number; userMax: number };
+  login: { maxFailures: number; lockoutWindowMs: number };
+  redisUrl: string | null;
+  log: { level: string; dir: string | null };
+  metricsToken: string | null;
+  csrfSecret: string;
+}
+
+export interface LoadResult {
+  config: Config | null;
+  errors: ConfigIssue[];
+  warnings: ConfigIssue[];
+}
+
+type Env = Record<string, string | undefined>;
+
+const WEAK_WORDS = [
+  'secret', 'changeme', 'change_me', 'change-me', 'password', 'passwd', 'test', 'default', 'example', 'sample',
+  'admin', 'qwerty', 'letmein', 'jwt', 'token', 'key', 'your', 'mysecret', 'supersecret', 'fleet', 'dev', 'demo', 'insecure',
+];
+
+/** Why a secret is weak, or null when it looks strong. Never includes the value. */
+export function weakSecretReason(value: string): string | null {
+  if (value.length < 32) return 'is shorter than 32 characters';
+  const lower = value.toLowerCase();
+  const distinct = new Set(value).size;
+  if (distinct < 10) return 'has too little variety (fewer than 10 distinct characters)';
+  for (let len = 1; len <= 16; len++) {
+    if (value.length % len === 0 && value.slice(0, len).repeat(value.length / len) === value) return 'is a repeated pattern';
+  }
+  let stripped = lower;
+  for (const w of WEAK_WORDS) stripped = stripped.split(w).join('');
+  stripped = stripped.replace(/[^a-z0-9]/g, '').replace(/(.)\1+/g, '$1');
+  if (stripped !== lower.replace(/[^a-z0-9]/g, '').replace(/(.)\1+/g, '$1') && stripped.length < 20) {
+    return 'is built from a known weak word (secret, changeme, password, test, default, …)';
+  }
+  const counts = new Map<string, number>();
+  for (const ch of value) counts.set(ch, (counts.get(ch) ?? 0) + 1);
+  let entropy = 0;
+  for (const c of counts.values()) {
+    const p = c / value.length;
+    entropy -= p * Math.log2(p);
+  }
+  if (entropy < 3.0) return 'has low entropy';
+  const seq = '0123456789abcdefghijklmnopqrstuvwxyz';
+  if (seq.includes(lower.slice(0, 12)) || seq.split('').reverse().join('').includes(lower.slice(0, 12))) return 'is a keyboard or alphabet sequence';
+  return null;
+}
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
+export function isLoopbackHost(host: string | null | undefined): boolean {
+  if (!host) return false;
+  const h = host.toLowerCase();
+  if (LOOPBACK_HOSTS.has(h) || h.endsWith('.localhost')) return true;
+  return isIP(h) === 4 && h.startsWith('127.');
+}
+
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+function intIn(variable: string, raw: string | undefined, def: number, min: number, max: number, issues: ConfigIssue[]): number {
+  if (raw === undefined || raw.trim() === '') return def;
+  if (!/^\d+$/.test(raw.trim())) {
+    issues.push({ variable, message: `must be a whole number between ${min} and ${max}` });
+    return def;
+  }
+  const n = Number(raw);
+  if (n < min || n > max) issues.push({ variable, message: `must be between ${min} and ${max} (got ${n})` });
+  return n;
+}
+
+function duration(variable: string, raw: string | undefined, def: string, minMs: number, maxMs: number, issues: ConfigIssue[]): number {
+  const ms = parseDurationMs(raw === undefined || raw.trim() === '' ? def : raw);
+  if (ms === null) {
+    issues.push({ variable, message: 'must be a duration such as 900, 900s, 15m, 24h or 7d' });
+    return parseDurationMs(def) as number;
+  }
+  if (ms < minMs || ms > maxMs) issues.push({ variable, message: `must be between ${minMs / 1000}s and ${maxMs / 1000}s` });
+  return ms;
+}
+
+function parseUrl(raw: string): URL | null {
+  try {
+    return new URL(raw);
+  } catch {
+    return null;
+  }
+}
+
+/** Decodes strict base64 (standard alphabet, padded) of exactly 32 bytes. */
+export function decodeKey32(raw: string): Buffer | null {
+  const v = raw.trim();
+  if (!/^[A-Za-z0-9+/]{43}=$/.test(v)) return null;
+  const buf = Buffer.from(v, 'base64');
+  return buf.length === 32 && buf.toString('base64') === v ? buf : null;
+}
+
+/**
+ * Turns an environment into a validated, frozen Config. `devSecrets` supplies generated
+ * development secrets (see dev-secrets.ts); they never apply in production.
+ */
+export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>; cwd?: string } = {}): LoadResult {
+  const errors: ConfigIssue[] = [];
+  const warnings: ConfigIssue[] = [];
+  const err = (variable: string, message: string) => errors.push({ variable, message });
+  const warn = (variable: string, message: string) => warnings.push({ variable, message });
+  const get = (k: string): string | undefined => {
+    const v = env[k];
+    return v === undefined || v.trim() === '' ? undefined : v;
+  };
+
+  const rawEnv = get('NODE_ENV') ?? 'development';
+  let nodeEnv: NodeEnv = 'development';
+  if (rawEnv === 'development' || rawEnv === 'test' || rawEnv === 'production') nodeEnv = rawEnv;
+  else err('NODE_ENV', 'must be development, test or production');
+  const prod = nodeEnv === 'production';
+  const dev = opts.devSecrets && !prod ? opts.devSecrets : {};
+  const secretFrom = (k: string): string | undefined => get(k) ?? dev[k];
+
+  const port = intIn('PORT', get('PORT'), 3000, 0, 65535, errors);
+  const host = get('HOST') ?? '127.0.0.1';
+  const dataDir = path.resolve(opts.cwd ?? process.cwd(), get('FLEET_DATA_DIR') ?? '.data');
+
+  // ---- database
+  let dbUrl: string | null = null;
+  let dbHost: string | null = null;
+  const rawDbUrl = get('DATABASE_URL');
+  if (rawDbUrl) {
+    const u = parseUrl(rawDbUrl);
+    if (!u || (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:')) {
+      err('DATABASE_URL', 'must be a postgres:// or postgresql:// URL (postgres://user:password@host:5432/dbname)');
+    } else if (!u.hostname) {
+      err('DATABASE_URL', 'has no host');
+    } else {
+      dbUrl = rawDbUrl;
+      dbHost = u.hostname;
+      if (!u.pathname || u.pathname === '/') err('DATABASE_URL', 'names no database (add /dbname)');
+      if (prod && !u.password && !isLoopbackHost(u.hostname)) err('DATABASE_URL', 'has no password; production databases require authentication');
+      if (u.password && weakSecretReason(decodeURIComponent(u.password)) !== null && ['password', 'postgres', 'secret', 'changeme', 'admin'].includes(decodeURIComponent(u.password).toLowerCase())) {
+        (prod ? err : warn)('DATABASE_URL', 'uses a well-known default password; set a strong one');
+      }
+    }
+  } else if (get('DATABASE_HOST')) {
+    const h = get('DATABASE_HOST') as string;
+    const p = intIn('DATABASE_PORT', get('DATABASE_PORT'), 5432, 1, 65535, errors);
+    const name = get('DATABASE_NAME');
+    const user = get('DATABASE_USER');
+    const pw = get('DATABASE_PASSWORD');
+    if (!name) err('DATABASE_NAME', 'is required when DATABASE_HOST is set');
+    if (!user) err('DATABASE_USER', 'is required when DATABASE_HOST is set');
+    if (prod && !pw && !isLoopbackHost(h)) err('DATABASE_PASSWORD', 'is required in production');
+    if (name && user) {
+      const auth = pw ? `${encodeURIComponent(user)}:${encodeURIComponent(pw)}` : encodeURIComponent(user);
+      dbUrl = `postgres://${auth}@${h.includes(':') && !h.startsWith('[') ? `[${h}]` : h}:${p}/${encodeURIComponent(name)}`;
+      dbHost = h;
+    }
+  } else if (prod) {
+    err('DATABASE_URL', 'is required in production (or DATABASE_HOST, DATABASE_NAME, DATABASE_USER, DATABASE_PASSWORD); the embedded database is for development only');
+  }
+  let ssl: DatabaseSsl = prod && dbHost && !isLoopbackHost(dbHost) ? 'verify-full' : 'disable';
+  const rawSsl = get('DATABASE_SSL');
+  if (rawSsl) {
+    if (rawSsl === 'disable' || rawSsl === 'require' || rawSsl === 'verify-full') ssl = rawSsl;
+    else err('DATABASE_SSL', 'must be disable, require or verify-full');
+  }
+  if (prod && dbHost && !isLoopbackHost(dbHost) && ssl === 'disable') {
+    err('DATABASE_SSL', 'must be require or verify-full in production for a non-loopback database host');
+  }
+  if (prod && dbHost && isLoopbackHost(dbHost)) warn('DATABASE_URL', 'points at a loopback host in production; make sure this is intended');
+
+  const poolSize = intIn('DB_POOL_SIZE', get('DB_POOL_SIZE'), 10, 1, 500, errors);
+  const poolTimeoutSec = intIn('DB_POOL_TIMEOUT', get('DB_POOL_TIMEOUT'), 10, 1, 600, errors);
+  const statementTimeoutMs = intIn('DB_STATEMENT_TIMEOUT', get('DB_STATEMENT_TIMEOUT'), 5000, 100, 600_000, errors);
+  const rawRole = get('DATABASE_APP_ROLE') ?? 'fleet_app';
+  if (rawRole !== 'fleet_app' && rawRole !== 'none') err('DATABASE_APP_ROLE', 'must be fleet_app (default: connections assume the least-privileged role the migrations create) or none (the login itself is least-privileged)');
+  const appRole = rawRole === 'none' ? null : 'fleet_app';
+  if (prod && appRole === null) warn('DATABASE_APP_ROLE', 'is none: make sure DATABASE_URL logs in as a role without BYPASSRLS, superuser or table ownership');
+
+  // ---- JWT / sessions
+  const jwtSecret = secretFrom('JWT_SECRET');
+  if (!jwtSecret) {
+    err('JWT_SECRET', prod ? 'is required in production: generate one with `openssl rand -base64 48`' : 'is required: generate one with `openssl rand -base64 48`');
+  } else {
+    const why = weakSecretReason(jwtSecret);
+    if (why) err('JWT_SECRET', `${why}; generate one with \`openssl rand -base64 48\``);
+  }
+  const previousSecrets = (get('JWT_PREVIOUS_SECRETS') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  previousSecrets.forEach((s, i) => {
+    const why = weakSecretReason(s);
+    if (why) err('JWT_PREVIOUS_SECRETS', `entry ${i + 1} ${why}`);
+    if (jwtSecret && s === jwtSecret) warn('JWT_PREVIOUS_SECRETS', `entry ${i + 1} equals JWT_SECRET; remove it`);
+  });
+  const expiresMs = duration('JWT_EXPIRES_IN', get('JWT_EXPIRES_IN'), '15m', 60_000, 24 * 3_600_000, errors);
+  if (expiresMs > 3_600_000) warn('JWT_EXPIRES_IN', 'is longer than 1h; short access tokens limit the damage of a leak');
+  const idleMs = duration('SESSION_IDLE_TIMEOUT', get('SESSION_IDLE_TIMEOUT'), '30m', 60_000, 30 * 86_400_000, errors);
+  const absMs = duration('SESSION_ABSOLUTE_TIMEOUT', get('SESSION_ABSOLUTE_TIMEOUT'), '24h', 60_000, 90 * 86_400_000, errors);
+  if (absMs < idleMs) err('SESSION_ABSOLUTE_TIMEOUT', 'must not be shorter than SESSION_IDLE_TIMEOUT');
+
+  // ---- identity provider
+  let issuerUrl: string | null = null;
+  const rawIssuer = get('AUTH0_ISSUER_BASE_URL') ?? (get('AUTH0_DOMAIN') ? `https://${(get('AUTH0_DOMAIN') as string).replace(/^https?:\/\//, '').replace(/\/+$/, '')}/` : undefined);
+  const issuerVar = get('AUTH0_ISSUER_BASE_URL') ? 'AUTH0_ISSUER_BASE_URL' : 'AUTH0_DOMAIN';
+  if (rawIssuer) {
+    const u = parseUrl(rawIssuer);
+    if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:')) err(issuerVar, 'must be an https URL or a domain such as your-tenant.auth0.com');
+    else if (u.protocol === 'http:' && (prod || !isLoopbackHost(u.hostname))) err(issuerVar, 'must use https (http is accepted only for loopback hosts outside production)');
+    else if (u.username || u.password || u.search || u.hash) err(issuerVar, 'must not contain credentials, a query or a fragment');
+    else issuerUrl = u.toString();
+  }
+  const clientId = get('AUTH0_CLIENT_ID') ?? null;
+  if (issuerUrl && !clientId) err('AUTH0_CLIENT_ID', 'is required with an identity provider (the expected audience of ID tokens)');
+  const devIssuerRequested = get('FLEET_DEV_ISSUER') ? bool.safeParse(get('FLEET_DEV_ISSUER')).data === true : false;
+  if (prod && !issuerUrl) err('AUTH0_DOMAIN', 'is required in production (or AUTH0_ISSUER_BASE_URL), with AUTH0_CLIENT_ID');
+  if (prod && devIssuerRequested) err('FLEET_DEV_ISSUER', 'the development issuer cannot be enabled in production');
+  const devIssuer = !prod && !issuerUrl && (nodeEnv === 'development' || devIssuerRequested);
+
+  // ---- keys
+  const kvRaw = get('AZURE_KEYVAULT_URL');
+  let keyVaultUrl: string | null = null;
+  if (kvRaw) {
+    const u = parseUrl(kvRaw);
+    if (!u || u.protocol !== 'https:') err('AZURE_KEYVAULT_URL', 'must be an https URL such as https://my-vault.vault.azure.net');
+    else keyVaultUrl = u.toString().replace(/\/+$/, '');
+  }
+  const masterKeyName = get('AZURE_KEYVAULT_MASTER_KEY_NAME') ?? 'fleet-master-key';
+  if (!/^[0-9a-zA-Z-]{1,127}$/.test(masterKeyName)) err('AZURE_KEYVAULT_MASTER_KEY_NAME', 'must be 1-127 letters, digits or dashes (a Key Vault secret name)');
+  let fallbackKey: Buffer | null = null;
+  const rawKey = secretFrom('FLEET_ENCRYPTION_KEY');
+  if (rawKey) {
+    fallbackKey = decodeKey32(rawKey);
+    if (!fallbackKey) err('FLEET_ENCRYPTION_KEY', 'must be base64 of exactly 32 random bytes: generate one with `openssl rand -base64 32`');
+    else if (new Set(fallbackKey).size < 8) err('FLEET_ENCRYPTION_KEY', 'has too little variety to be a random key');
+  }
+  const previousKeys: Record<string, Buffer> = {};
+  for (const entry of (get('FLEET_ENCRYPTION_PREVIOUS_KEYS') ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const idx = entry.indexOf(':');
+    const version = idx > 0 ? entry.slice(0, idx) : '';
+    const key = idx > 0 ? decodeKey32(entry.slice(idx + 1)) : null;
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(version) || !key) {
+      err('FLEET_ENCRYPTION_PREVIOUS_KEYS', 'must be a comma-separated list of version:base64key entries (each key 32 bytes)');
+      break;
+    }
+    previousKeys[version] = key;
+  }
+  if (!keyVaultUrl && !fallbackKey) {
+    err('FLEET_ENCRYPTION_KEY', 'no master key source: set AZURE_KEYVAULT_URL (recommended) or FLEET_ENCRYPTION_KEY (`openssl rand -base64 32`)');
+  }
+  if (prod && !keyVaultUrl && fallbackKey) warn('AZURE_KEYVAULT_URL', 'is not set: the master key comes from FLEET_ENCRYPTION_KEY; keys belong in a vault in production');
+  const cacheTtlSec = intIn('KEY_CACHE_TTL_SECONDS', get('KEY_CACHE_TTL_SECONDS'), 3600, 1, 86_400, errors);
+  const bcryptCost = intIn('BCRYPT_COST', get('BCRYPT_COST'), 12, 12, 17, errors);
+
+  // ---- SIEM
+  let siemProvider: SiemProvider | null = null;
+  const rawProvider = get('SIEM_PROVIDER');
+  if (rawProvider) {
+    if (['splunk', 'datadog', 'elastic', 'webhook', 'syslog'].includes(rawProvider)) siemProvider = rawProvider as SiemProvider;
+    else err('SIEM_PROVIDER', 'must be one of splunk, datadog, elastic, webhook, syslog');
+  } else if (prod) {
+    warn('SIEM_PROVIDER', 'is not set: security events are only kept in the database; configure a SIEM for alerting');
+  }
+  const siemUrlRaw = get('SIEM_ENDPOINT_URL') ?? null;
+  let siemUrl: string | null = null;
+  if (siemProvider) {
+    if (!siemUrlRaw) err('SIEM_ENDPOINT_URL', `is required with SIEM_PROVIDER=${siemProvider}`);
+    else {
+      const u = parseUrl(siemUrlRaw);
+      const okProtocols = siemProvider === 'syslog' ? ['tcp:', 'tls:'] : ['https:', 'http:'];
+      if (!u || !okProtocols.includes(u.protocol)) {
+        err('SIEM_ENDPOINT_URL', siemProvider === 'syslog' ? 'must be tcp://host:port or tls://host:port' : 'must be an https URL');
+      } else if (prod && (u.protocol === 'http:' || u.protocol === 'tcp:') && !isLoopbackHost(u.hostname)) {
+        err('SIEM_ENDPOINT_URL', 'must use TLS (https:// or tls://) in production');
+      } else siemUrl = siemUrlRaw;
+    }
+    if (['splunk', 'datadog', 'webhook'].includes(siemProvider) && !get('SIEM_API_KEY')) {
+      err('SIEM_API_KEY', `is required with SIEM_PROVIDER=${siemProvider}`);
+    }
+  }
+  const siemBatch = intIn('SIEM_BATCH_SIZE', get('SIEM_BATCH_SIZE'), 10, 1, 1000, errors);
+  const siemFlush = intIn('SIEM_FLUSH_INTERVAL_MS', get('SIEM_FLUSH_INTERVAL_MS'), 30_000, 50, 3_600_000, errors);
+  const siemMaxQueue = intIn('SIEM_MAX_QUEUE', get('SIEM_MAX_QUEUE'), 100_000, 100, 10_000_000, errors);
+
+  // ---- archive
+  const storageConn = get('AZURE_STORAGE_CONNECTION_STRING') ?? null;
+  const storageUrlRaw = get('AZURE_STORAGE_ACCOUNT_URL') ?? null;
+  let storageUrl: string | null = null;
+  if (storageUrlRaw) {
+    const u = parseUrl(storageUrlRaw);
+    if (!u || (u.protocol !== 'https:' && !(u.protocol === 'http:' && !prod && isLoopbackHost(u.hostname)))) {
+      err('AZURE_STORAGE_ACCOUNT_URL', 'must be an https URL such as https://account.blob.core.windows.net');
+    } else storageUrl = storageUrlRaw;
+  }
+  if (storageConn && !/AccountName=|UseDevelopmentStorage=true|BlobEndpoint=/i.test(storageConn)) {
+    err('AZURE_STORAGE_CONNECTION_STRING', 'does not look like an Azure Storage connection string (AccountName=…;AccountKey=…)');
+  }
+  if (prod && storageConn && /UseDevelopmentStorage=true/i.test(storageConn)) err('AZURE_STORAGE_CONNECTION_STRING', 'points at the storage emulator in production');
+  const container = get('AUDIT_ARCHIVE_CONTAINER') ?? 'audit-archive';
+  if (!/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/.test(container)) err('AUDIT_ARCHIVE_CONTAINER', 'must be a valid container name (3-63 lower-case letters, digits, single dashes)');
+  const immutabilityRaw = get('AUDIT_ARCHIVE_IMMUTABILITY_DAYS');
+  const immutabilityDays = immutabilityRaw ? intIn('AUDIT_ARCHIVE_IMMUTABILITY_DAYS', immutabilityRaw, 0, 1, 36500, errors) : null;
+  const archiveInterval = duration('AUDIT_ARCHIVE_INTERVAL', get('AUDIT_ARCHIVE_INTERVAL'), '1h', 10_000, 7 * 86_400_000, errors);
+  if (prod && !storageConn && !storageUrl) warn('AZURE_STORAGE_CONNECTION_STRING', 'is not set: no immutable audit archive is written');
+
+  // ---- HTTP
+  const originsRaw = get('CORS_ORIGINS') ?? get('FRONTEND_URL');
+  const origins: string[] = [];
+  for (const o of (originsRaw ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const u = parseUrl(o);
+    const variable = get('CORS_ORIGINS') ? 'CORS_ORIGINS' : 'FRONTEND_URL';
+    if (o === '*') err(variable, 'must list explicit origins; * is not allowed with credentials');
+    else if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:') || u.origin !== o.replace(/\/+$/, '')) err(variable, `entry "${o}" must be an origin such as https://app.example.com (no path)`);
+    else if (prod && u.protocol !== 'https:') err(variable, `entry "${o}" must use https in production`);
+    else origins.push(u.origin);
+  }
+  if (!originsRaw && !prod) origins.push('http://localhost:3000', 'http://localhost:5173');
+  if (prod && origins.length === 0 && !originsRaw) warn('CORS_ORIGINS', 'is not set: browsers on other origins cannot call the API');
+
+  let trustProxy: boolean | number | string = false;
+  const tp = get('TRUST_PROXY');
+  if (tp) {
+    if (/^\d+$/.test(tp)) trustProxy = Number(tp);
+    else if (tp === 'true' || tp === 'false') {
+      trustProxy = tp === 'true';
+      if (trustProxy) warn('TRUST_PROXY', 'true trusts every X-Forwarded-For hop (clients can spoof their IP); prefer the number of proxies or their addresses');
+    } else if (/^[0-9a-fA-F:.,/ a-z]+$/.test(tp)) trustProxy = tp;
+    else err('TRUST_PROXY', 'must be a hop count, true/false, or a list of addresses/subnets (loopback, 10.0.0.0/8)');
+  }
+
+  const windowMs = intIn('RATE_LIMIT_WINDOW_MS', get('RATE_LIMIT_WINDOW_MS'), 60_000, 1000, 86_400_000, errors);
+  const max = intIn('RATE_LIMIT_MAX', get('RATE_LIMIT_MAX'), 300, 1, 1_000_000, errors);
+  const userMax = intIn('RATE_LIMIT_USER_MAX', get('RATE_LIMIT_USER_MAX'), 600, 1, 1_000_000, errors);
+  const loginMax = intIn('LOGIN_MAX_FAILURES', get('LOGIN_MAX_FAILURES'), 5, 1, 1000, errors);
+  const lockoutMs = duration('LOGIN_LOCKOUT_WINDOW', get('LOGIN_LOCKOUT_WINDOW'), '15m', 60_000, 86_400_000, errors);
+
+  let redisUrl: string | null = null;
+  const rr = get('REDIS_URL');
+  if (rr) {
+    const u = parseUrl(rr);
+    if (!u || (u.protocol !== 'redis:' && u.protocol !== 'rediss:')) err('REDIS_URL', 'must be a redis:// or rediss:// URL');
+    else {
+      redisUrl = rr;
+      if (prod && u.protocol === 'redis:' && !isLoopbackHost(u.hostname)) warn('REDIS_URL', 'is not TLS (rediss://) for a non-loopback host');
+    }
+  }
+
+  const logLevel = get('LOG_LEVEL') ?? (nodeEnv === 'test' ? 'warn' : 'info');
+  if (!['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'].includes(logLevel)) err('LOG_LEVEL', 'must be error, warn, info, http, verbose or debug');
+  const logDir = get('LOG_DIR') ? path.resolve(opts.cwd ?? process.cwd(), get('LOG_DIR') as string) : null;
+
+  const metricsToken = get('METRICS_TOKEN') ?? null;
+  if (metricsToken && metricsToken.length < 24) err('METRICS_TOKEN', 'must be at least 24 characters');
+  const bodyLimitBytes = intIn('BODY_LIMIT_BYTES', get('BODY_LIMIT_BYTES'), 100 * 1024, 1024, 10 * 1024 * 1024, errors);
+
+  if (errors.length > 0) return { config: null, errors, warnings };
+
+  const secret = jwtSecret as string;
+  const csrfSecret = get('CSRF_SECRET') ?? createHmac('sha256', secret).update('fleet-csrf-v1').digest('base64url');
+  const config: Config = {
+    env: nodeEnv,
+    isProduction: prod,
+    port,
+    host,
+    dataDir,
+    bodyLimitBytes,
+    database: {
+      url: dbUrl,
+      host: dbHost,
+      ssl,
+      poolSize,
+      poolTimeoutMs: poolTimeoutSec * 1000,
+      statementTimeoutMs,
+      idleTimeoutMs: 30_000,
+      appRole,
+      applicationName: 'fleet-security-api',
+      embeddedPassword: dbUrl === null ? (dev.EMBEDDED_PG_PASSWORD ?? null) : null,
+    },
+    jwt: {
+      secret,
+      previousSecrets: Object.freeze(previousSecrets),
+      expiresInSec: Math.floor(expiresMs / 1000),
+      issuer: 'fleet-security-api',
+      audience: 'fleet-security-api',
+    },
+    session: { idleTimeoutSec: Math.floor(idleMs / 1000), absoluteTimeoutSec: Math.floor(absMs / 1000) },
+    idp: { issuerUrl, clientId, devIssuer, clockToleranceSec: 60 },
+    keys: { keyVaultUrl, masterKeyName, fallbackKey, previousKeys: Object.freeze(previousKeys), cacheTtlSec },
+    bcryptCost,
+    siem: {
+      provider: siemProvider,
+      endpointUrl: siemUrl,
+      apiKey: get('SIEM_API_KEY') ?? null,
+      batchSize: siemBatch,
+      flushIntervalMs: siemFlush,
+      maxQueue: siemMaxQueue,
+      tlsCaFile: get('SIEM_TLS_CA_FILE') ?? null,
+    },
+    archive: { connectionString: storageConn, accountUrl: storageUrl, container, immutabilityDays, intervalMs: archiveInterval },
+    cors: { origins: Object.freeze(origins) },
+    trustProxy,
+    rateLimit: { windowMs, max, userMax },
+    login: { maxFailures: loginMax, lockoutWindowMs: lockoutMs },
+    redisUrl,
+    log: { level: logLevel, dir: logDir },
+    metricsToken,
+    csrfSecret,
+  };
+  return { config: deepFreeze(config), errors, warnings };
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Buffer.isBuffer(o) && !Object.isFrozen(o)) {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/** The process environment, for the composition root and the CLIs. */
+export function processEnv(): Env {
+  return process.env;
+}
+
+/** Formats issues for people: one line each, variable first. Never includes values. */
+export function formatIssues(result: Pick<LoadResult, 'errors' | 'warnings'>): string {
+  const lines: string[] = [];
+  for (const e of result.errors) lines.push(`ERROR   ${e.variable}: ${e.message}`);
+  for (const w of result.warnings) lines.push(`WARNING ${w.variable}: ${w.message}`);
+  return lines.join('\n');
+}
+
+/** A short, non-reversible fingerprint used to name secrets in logs and token headers. */
+export function secretId(secret: string): string {
+  return createHash('sha256').update('fleet-kid:').update(secret).digest('base64url').slice(0, 12);
+}

@@ -1,0 +1,75 @@
+import fs from 'node:fs';
+import pg from 'pg';
+import type { Config } from '../config';
+import type { Logger } from '../lib/logger';
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+/** Anything that runs a parameterized query: the pool or a transaction's client. */
+export interface Queryable {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
+
+// Return int8 (bigint ids, counts) as strings is pg's default; keep it (ids exceed 2^53 in theory).
+// timestamptz stays a Date.
+
+export interface PoolOptions {
+  url: string;
+  ssl: Config['database']['ssl'];
+  max: number;
+  connectionTimeoutMs: number;
+  statementTimeoutMs: number;
+  idleTimeoutMs: number;
+  applicationName: string;
+  /** When set, every connection assumes this role (privileges and row-level security apply to it). */
+  appRole?: string | null;
+  caFile?: string | null;
+}
+
+export function poolOptionsFromConfig(config: Config, url: string): PoolOptions {
+  return {
+    url,
+    ssl: config.database.ssl,
+    max: config.database.poolSize,
+    connectionTimeoutMs: config.database.poolTimeoutMs,
+    statementTimeoutMs: config.database.statementTimeoutMs,
+    idleTimeoutMs: config.database.idleTimeoutMs,
+    applicationName: config.database.applicationName,
+    appRole: config.database.appRole,
+  };
+}
+
+function assertRoleName(role: string): string {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(role)) throw new Error('invalid application role name');
+  return role;
+}
+
+export function createPool(opts: PoolOptions, logger: Logger): Pool {
+  const ssl =
+    opts.ssl === 'disable'
+      ? false
+      : opts.ssl === 'require'
+        ? { rejectUnauthorized: false }
+        : { rejectUnauthorized: true, ...(opts.caFile ? { ca: fs.readFileSync(opts.caFile, 'utf8') } : {}) };
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    ssl,
+    max: opts.max,
+    connectionTimeoutMillis: opts.connectionTimeoutMs,
+    idleTimeoutMillis: opts.idleTimeoutMs,
+    statement_timeout: opts.statementTimeoutMs,
+    idle_in_transaction_session_timeout: Math.max(opts.statementTimeoutMs * 2, 10_000),
+    application_name: opts.applicationName,
+    keepAlive: true,
+    // The role is a startup parameter: the server refuses the connection if it cannot be
+    // assumed (fail closed), RESET ROLE returns to it, and no extra round trip is spent.
+    ...(opts.appRole ? { options: `-c role=${assertRoleName(opts.appRole)}` } : {}),
+  });
+  // An idle client losing its connection must never crash the process.
+  pool.on('error', (err) => logger.error('database pool error', { err: { message: err.message, code: (err as { code?: string }).code } }));
+  return pool;
+}
+
+export function poolStats(pool: Pool): { total: number; idle: number; waiting: number } {
+  return { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount };
+}

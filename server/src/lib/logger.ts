@@ -1,0 +1,55 @@
+import winston from 'winston';
+import DailyRotateFile from 'winston-daily-rotate-file';
+import type Transport from 'winston-transport';
+import { REDACTED, isSecretKey, redact, redactString } from './redact';
+
+export type Logger = winston.Logger;
+
+export interface LoggerOptions {
+  level: string;
+  /** When set, JSON logs also go to daily-rotated files here (7 days, 20 MB per file). */
+  dir?: string | undefined;
+  /** Console output (default true). */
+  console?: boolean;
+  /** Extra transports (tests attach a memory stream here). */
+  transports?: Transport[];
+  service?: string;
+}
+
+/** Redacts every field of every log entry before any transport sees it. */
+const redactFormat = winston.format((info) => {
+  const entry = info as Record<string, unknown>;
+  for (const key of Object.keys(entry)) {
+    if (key === 'level' || key === 'timestamp') continue;
+    const v = entry[key];
+    if (key === 'message') entry[key] = typeof v === 'string' ? redactString(v) : redact(v);
+    else entry[key] = isSecretKey(key) && v !== undefined && v !== null ? REDACTED : redact(v);
+  }
+  return info;
+});
+
+export function createLogger(opts: LoggerOptions): Logger {
+  const format = winston.format.combine(redactFormat(), winston.format.timestamp(), winston.format.json());
+  const transports: Transport[] = [...(opts.transports ?? [])];
+  if (opts.console !== false) transports.push(new winston.transports.Console({ stderrLevels: ['error', 'warn'] }));
+  if (opts.dir) {
+    transports.push(
+      new DailyRotateFile({
+        dirname: opts.dir,
+        filename: 'fleet-security-%DATE%.log',
+        datePattern: 'YYYY-MM-DD',
+        maxSize: '20m',
+        maxFiles: '7d',
+        zippedArchive: false,
+      }),
+    );
+  }
+  if (transports.length === 0) transports.push(new winston.transports.Console({ silent: true }));
+  return winston.createLogger({
+    level: opts.level,
+    format,
+    defaultMeta: { service: opts.service ?? 'fleet-security-api' },
+    transports,
+    exitOnError: false,
+  });
+}

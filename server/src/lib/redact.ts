@@ -1,0 +1,41 @@
+/**
+ * Redaction of secrets before anything reaches a log transport or an audit row.
+ * Keys that look secret are replaced wholesale; string values that look like bearer
+ * tokens, JWTs or connection-string passwords are masked wherever they appear.
+ */
+export const REDACTED = '[REDACTED]';
+
+const SECRET_KEY = /(pass(word|wd|phrase)?|secret|token|authorization|cookie|api[-_]?key|private[-_]?key|credential|signature|^key$|[-_]key$|^sig$|session[-_]?id|set-cookie|idtoken|refresh)/i;
+
+const JWT_LIKE = /\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g;
+const BEARER = /\b(Bearer|Basic|Splunk)\s+[A-Za-z0-9._~+/=-]{8,}/gi;
+const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/\s@]+:)[^@\s]+@/gi;
+
+export function isSecretKey(key: string): boolean {
+  return SECRET_KEY.test(key);
+}
+
+export function redactString(value: string): string {
+  if (value.length < 8) return value;
+  return value.replace(JWT_LIKE, REDACTED).replace(BEARER, `$1 ${REDACTED}`).replace(URL_PASSWORD, `$1${REDACTED}@`);
+}
+
+/** Returns a deep copy with secret-looking keys and token-looking strings redacted. */
+export function redact(value: unknown, depth = 0, seen: WeakSet<object> = new WeakSet()): unknown {
+  if (typeof value === 'string') return redactString(value);
+  if (value === null || typeof value !== 'object') return value;
+  if (depth > 8) return '[TRUNCATED]';
+  if (seen.has(value)) return '[CIRCULAR]';
+  seen.add(value);
+  if (Buffer.isBuffer(value)) return REDACTED;
+  if (value instanceof Error) {
+    return { name: value.name, message: redactString(value.message), code: (value as { code?: unknown }).code };
+  }
+  if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1, seen));
+  if (value instanceof Date) return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    out[k] = isSecretKey(k) && v !== null && v !== undefined && typeof v !== 'boolean' && typeof v !== 'number' ? REDACTED : redact(v, depth + 1, seen);
+  }
+  return out;
+}

@@ -1,0 +1,27 @@
+import cors from 'cors';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { forbidden } from '../lib/errors';
+
+/** CORS allow-list. A preflight from an origin not on the list is refused (403); other requests get no CORS headers. */
+export function corsPolicy(origins: readonly string[]): RequestHandler[] {
+  const allowed = new Set(origins);
+  const c = cors({
+    origin: (origin, cb) => cb(null, origin !== undefined && allowed.has(origin)),
+    credentials: true,
+    methods: ['GET', 'POST', 'DELETE'],
+    allowedHeaders: ['Content-Type', 'Authorization', 'X-CSRF-Token', 'X-Request-Id'],
+    exposedHeaders: ['X-Request-Id', 'Retry-After', 'RateLimit', 'RateLimit-Policy'],
+    maxAge: 600,
+  });
+  return [
+    function refuseForeignPreflight(req: Request, _res: Response, next: NextFunction): void {
+      const origin = req.headers.origin;
+      if (req.method === 'OPTIONS' && origin !== undefined && !allowed.has(origin)) {
+        next(forbidden('origin not allowed by CORS_ORIGINS'));
+        return;
+      }
+      next();
+    },
+    c,
+  ];
+}

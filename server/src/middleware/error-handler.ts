@@ -1,0 +1,93 @@
+import type { ErrorRequestHandler, NextFunction, Request, Response } from 'express';
+import { ZodError } from 'zod';
+import { AppError, internalError, malformedJson, notFound, payloadTooLarge, unsupportedMediaType, validationFailed, csrfFailed, type ErrorDetail } from '../lib/errors';
+
+export interface ErrorBody {
+  success: false;
+  error: { code: string; message: string; details?: ErrorDetail[] };
+  requestId: string;
+  timestamp: string;
+}
+
+export function zodDetails(err: ZodError): ErrorDetail[] {
+  return err.issues.slice(0, 50).map((i) => ({
+    path: i.path.map(String).join('.') || '(root)',
+    message: i.message,
+    code: i.code,
+  }));
+}
+
+function formatLimit(bytes: number | undefined): string {
+  return bytes ? `${Math.round(bytes / 1024)} kB` : 'size';
+}
+
+/** Maps anything thrown to an AppError; null means "unknown" (500). */
+export function toAppError(err: unknown): AppError | null {
+  if (err instanceof AppError) return err;
+  if (err instanceof ZodError) return validationFailed(zodDetails(err));
+  const e = err as { type?: string; status?: number; statusCode?: number; code?: string; limit?: number };
+  switch (e?.type) {
+    case 'entity.parse.failed':
+      return malformedJson();
+    case 'entity.verify.failed':
+      return new AppError('MALFORMED_JSON', 400, 'The request body is not valid UTF-8.');
+    case 'entity.too.large':
+      return payloadTooLarge(formatLimit(e.limit));
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return unsupportedMediaType();
+    case 'request.aborted':
+    case 'request.size.invalid':
+    case 'stream.encoding.set':
+      return new AppError('VALIDATION_FAILED', 400, 'The request body could not be read.');
+    case 'parameters.too.many':
+      return payloadTooLarge('parameter');
+    default:
+      break;
+  }
+  if (e?.code === 'EBADCSRFTOKEN') return csrfFailed();
+  // URIError from malformed percent-encoding in a path parameter.
+  if (err instanceof URIError) return validationFailed([{ message: 'malformed URL encoding' }]);
+  return null;
+}
+
+export function errorBody(req: Request, err: AppError): ErrorBody {
+  const body: ErrorBody = {
+    success: false,
+    error: { code: err.code, message: err.message },
+    requestId: req.ctx?.requestId ?? 'unknown',
+    timestamp: new Date().toISOString(),
+  };
+  if (err.details && err.details.length > 0) body.error.details = err.details;
+  return body;
+}
+
+export function sendError(req: Request, res: Response, err: AppError): void {
+  for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
+  res.status(err.status).json(errorBody(req, err));
+}
+
+export function notFoundHandler(_req: Request, _res: Response, next: NextFunction): void {
+  next(notFound('Route'));
+}
+
+/** The one error handler: the contract's error shape, never a stack trace, SQL text or secret. */
+export function errorHandler(): ErrorRequestHandler {
+  return function handleError(err: unknown, req: Request, res: Response, next: NextFunction): void {
+    if (res.headersSent) {
+      next(err);
+      return;
+    }
+    const log = req.ctx?.log;
+    let appErr = toAppError(err);
+    if (!appErr) {
+      log?.error('unhandled error', { err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack } });
+      appErr = internalError();
+    } else if (appErr.status >= 500) {
+      log?.error('request failed', { code: appErr.code, reason: appErr.internalReason, cause: (appErr.cause as Error | undefined)?.message });
+    } else if (appErr.internalReason) {
+      log?.warn('request refused', { code: appErr.code, reason: appErr.internalReason });
+    }
+    sendError(req, res, appErr);
+  };
+}

@@ -1,0 +1,82 @@
+import { timingSafeEqual, createHash } from 'node:crypto';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import client from 'prom-client';
+import type { Pool } from '../db/pool';
+import { forbidden } from '../lib/errors';
+
+export interface Metrics {
+  registry: client.Registry;
+  middleware: RequestHandler;
+  handler: RequestHandler;
+}
+
+function routeLabel(req: Request): string {
+  const r = (req as Request & { route?: { path?: unknown } }).route;
+  if (r && typeof r.path === 'string') return `${req.baseUrl}${r.path}`;
+  return 'unmatched';
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
+
+function sha(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+/**
+ * Prometheus metrics on a registry of this app's own (tests can build many apps):
+ * request count and latency by route and status, pool usage, process metrics.
+ * GET /metrics answers loopback callers that did not come through a proxy, or a
+ * caller presenting METRICS_TOKEN as a Bearer token.
+ */
+export function createMetrics(opts: { pool?: Pool; token: string | null }): Metrics {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry, prefix: 'fleet_' });
+  const duration = new client.Histogram({
+    name: 'fleet_http_request_duration_seconds',
+    help: 'HTTP request latency by route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const pool = opts.pool;
+  if (pool) {
+    new client.Gauge({
+      name: 'fleet_db_pool_connections',
+      help: 'Database pool connections by state',
+      labelNames: ['state'] as const,
+      registers: [registry],
+      collect() {
+        this.set({ state: 'total' }, pool.totalCount);
+        this.set({ state: 'idle' }, pool.idleCount);
+        this.set({ state: 'waiting' }, pool.waitingCount);
+      },
+    });
+  }
+  const tokenDigest = opts.token ? sha(opts.token) : null;
+
+  return {
+    registry,
+    middleware: function metricsMiddleware(req: Request, res: Response, next: NextFunction): void {
+      const end = duration.startTimer();
+      res.on('finish', () => end({ method: req.method, route: routeLabel(req), status: String(res.statusCode) }));
+      next();
+    },
+    handler: function metricsHandler(req: Request, res: Response, next: NextFunction): void {
+      const auth = req.headers.authorization;
+      const viaProxy = req.headers['x-forwarded-for'] !== undefined || req.headers.forwarded !== undefined;
+      const loopback = LOOPBACK.has(req.socket.remoteAddress ?? '') && !viaProxy;
+      const tokenOk = tokenDigest !== null && typeof auth === 'string' && auth.startsWith('Bearer ') && timingSafeEqual(sha(auth.slice(7)), tokenDigest);
+      if (!loopback && !tokenOk) {
+        next(forbidden('metrics requested from a non-loopback address without METRICS_TOKEN'));
+        return;
+      }
+      registry
+        .metrics()
+        .then((text) => {
+          res.setHeader('Content-Type', registry.contentType);
+          res.send(text);
+        })
+        .catch(next);
+    },
+  };
+}

@@ -1,0 +1,81 @@
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { rateLimit, ipKeyGenerator, type Store, type Options, type IncrementResponse, type ClientRateLimitInfo } from 'express-rate-limit';
+import { rateLimited, serviceUnavailable } from '../lib/errors';
+
+export interface LimiterOptions {
+  windowMs: number;
+  max: number;
+  /** Key for a request; null/undefined skips the limiter for it. Default: client IP (IPv6 by /56). */
+  key?: (req: Request) => string | null | undefined;
+  /** Store prefix, so several limiters can share one store (Redis). */
+  prefix: string;
+  /** A new store per limiter (express-rate-limit refuses a shared instance); memory when absent. */
+  makeStore?: (prefix: string) => Store;
+  message?: string;
+}
+
+/**
+ * Wraps a store so a store failure fails closed as 503 (never lets traffic through
+ * unlimited, never a 500 with internals).
+ */
+export class FailClosedStore implements Store {
+  prefix?: string;
+  localKeys?: boolean;
+  constructor(private readonly inner: Store) {
+    this.prefix = inner.prefix;
+    this.localKeys = inner.localKeys;
+  }
+  init(options: Options): void {
+    this.inner.init?.(options);
+  }
+  async get(key: string): Promise<ClientRateLimitInfo | undefined> {
+    return this.inner.get?.(key);
+  }
+  async increment(key: string): Promise<IncrementResponse> {
+    try {
+      return await this.inner.increment(key);
+    } catch (err) {
+      throw serviceUnavailable('Rate limiting is temporarily unavailable; try again later.', `rate-limit store: ${(err as Error).message}`);
+    }
+  }
+  async decrement(key: string): Promise<void> {
+    await Promise.resolve(this.inner.decrement(key)).catch(() => undefined);
+  }
+  async resetKey(key: string): Promise<void> {
+    await this.inner.resetKey(key);
+  }
+  async resetAll(): Promise<void> {
+    await this.inner.resetAll?.();
+  }
+  shutdown(): Promise<void> | void {
+    return this.inner.shutdown?.();
+  }
+}
+
+export function createRateLimiter(opts: LimiterOptions): RequestHandler {
+  const key = opts.key ?? ((req: Request) => ipKeyGenerator(req.ip ?? 'unknown', 56));
+  const limiter = rateLimit({
+    windowMs: opts.windowMs,
+    limit: opts.max,
+    standardHeaders: 'draft-8',
+    legacyHeaders: false,
+    identifier: opts.prefix,
+    store: opts.makeStore ? new FailClosedStore(opts.makeStore(`${opts.prefix}:`)) : undefined,
+    passOnStoreError: false,
+    skip: (req) => {
+      const k = key(req);
+      return k === null || k === undefined;
+    },
+    keyGenerator: (req) => `${opts.prefix}:${key(req) as string}`,
+    handler: (req: Request, _res: Response, next: NextFunction) => {
+      const reset = (req as Request & { rateLimit?: { resetTime?: Date } }).rateLimit?.resetTime?.getTime();
+      const seconds = reset ? Math.max(1, Math.ceil((reset - Date.now()) / 1000)) : Math.ceil(opts.windowMs / 1000);
+      next(rateLimited(seconds, opts.message));
+    },
+    // Validation warnings of express-rate-limit go to its own console; ours are checked at start-up.
+    validate: { trustProxy: false, xForwardedForHeader: false, ip: false, default: true, keyGeneratorIpFallback: false },
+  });
+  return function rateLimitMiddleware(req: Request, res: Response, next: NextFunction): void {
+    Promise.resolve(limiter(req, res, next)).catch(next);
+  };
+}

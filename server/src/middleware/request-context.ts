@@ -1,0 +1,37 @@
+import { randomUUID } from 'node:crypto';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Logger } from '../lib/logger';
+
+const SANE_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** Request id (echo a sane incoming X-Request-Id, else a new UUID), client IP, user agent, child logger, access log line. */
+export function requestContext(opts: { logger: Logger; accessLog?: boolean }): RequestHandler {
+  const { logger } = opts;
+  const accessLog = opts.accessLog !== false;
+  return function requestContextMiddleware(req: Request, res: Response, next: NextFunction): void {
+    const incoming = req.headers['x-request-id'];
+    const requestId = typeof incoming === 'string' && SANE_ID.test(incoming) ? incoming : randomUUID();
+    const ua = req.headers['user-agent'];
+    req.ctx = {
+      requestId,
+      ip: req.ip ?? null,
+      userAgent: typeof ua === 'string' ? ua.slice(0, 1024) : null,
+      log: logger.child({ requestId }),
+      startedAt: process.hrtime.bigint(),
+    };
+    res.setHeader('X-Request-Id', requestId);
+    if (accessLog) {
+      res.on('finish', () => {
+        const ms = Number(process.hrtime.bigint() - req.ctx.startedAt) / 1e6;
+        req.ctx.log.info('request', {
+          method: req.method,
+          path: req.path,
+          status: res.statusCode,
+          durationMs: Math.round(ms * 100) / 100,
+          ip: req.ctx.ip,
+        });
+      });
+    }
+    next();
+  };
+}

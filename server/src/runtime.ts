@@ -1,0 +1,82 @@
+/**
+ * Shared start-up steps for the server and the CLIs: configuration (with development
+ * secrets outside production) and the database (external, or the embedded cluster — reused
+ * when `npm start` already runs it, started otherwise).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { formatIssues, loadConfig, processEnv, type Config, type LoadResult } from './config';
+import { clusterDir, startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded';
+import { loadOrCreateDevSecrets } from './dev-secrets';
+import type { Logger } from './lib/logger';
+
+export const EMBEDDED_DB_NAME = 'fleet_security';
+export const EMBEDDED_DEFAULT_PORT = 54329;
+
+export interface LoadedConfig extends LoadResult {
+  devSecretsFile: string | null;
+  devSecretsCreated: boolean;
+}
+
+/** Loads configuration exactly as start-up does (check-env uses this too). */
+export function loadRuntimeConfig(env: Record<string, string | undefined> = processEnv()): LoadedConfig {
+  const isProd = (env.NODE_ENV ?? 'development') === 'production';
+  let devSecrets: Record<string, string> | undefined;
+  let devSecretsFile: string | null = null;
+  let devSecretsCreated = false;
+  if (!isProd) {
+    const pre = loadConfig(env);
+    const dataDir = pre.config?.dataDir ?? path.resolve(env.FLEET_DATA_DIR ?? '.data');
+    const r = loadOrCreateDevSecrets(dataDir);
+    devSecrets = r.secrets;
+    devSecretsFile = r.file;
+    devSecretsCreated = r.created;
+  }
+  return { ...loadConfig(env, { devSecrets }), devSecretsFile, devSecretsCreated };
+}
+
+/** Prints issues; exits the process on errors. */
+export function requireConfig(loaded: LoadResult, print: (s: string) => void = (s) => process.stderr.write(s + '\n')): Config {
+  if (loaded.errors.length > 0 || loaded.warnings.length > 0) print(formatIssues(loaded));
+  if (!loaded.config) {
+    print(`\nConfiguration invalid: ${loaded.errors.length} error(s). Fix them and start again (npm run check-env validates without starting).`);
+    process.exit(1);
+  }
+  return loaded.config;
+}
+
+export interface DatabaseHandle {
+  url: string;
+  embedded: EmbeddedDatabase | null;
+  /** Stops the embedded cluster if this process started it. */
+  close(): Promise<void>;
+}
+
+function runningEmbeddedPort(dir: string): number | null {
+  try {
+    const lines = fs.readFileSync(path.join(dir, 'postmaster.pid'), 'utf8').split('\n');
+    const pid = Number(lines[0]);
+    const port = Number(lines[3]);
+    if (!pid || !port) return null;
+    process.kill(pid, 0);
+    return port;
+  } catch {
+    return null;
+  }
+}
+
+export async function openDatabase(config: Config, logger: Logger): Promise<DatabaseHandle> {
+  if (config.database.url) return { url: config.database.url, embedded: null, close: async () => undefined };
+  if (config.isProduction || !config.database.embeddedPassword) throw new Error('no database configured (DATABASE_URL)');
+  const password = config.database.embeddedPassword;
+  const requested = path.join(config.dataDir, 'pg');
+  const dir = clusterDir(requested, logger);
+  const port = runningEmbeddedPort(dir);
+  if (port) {
+    logger.info('using the embedded PostgreSQL already running', { port });
+    return { url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${EMBEDDED_DB_NAME}`, embedded: null, close: async () => undefined };
+  }
+  const embedded = await startEmbeddedPostgres({ dataDir: requested, password, database: EMBEDDED_DB_NAME, port: EMBEDDED_DEFAULT_PORT, logger });
+  logger.info('embedded PostgreSQL started', { port: embedded.port, dataDir: embedded.dataDir });
+  return { url: embedded.url, embedded, close: () => embedded.stop() };
+}

@@ -1,0 +1,32 @@
+import type { Logger } from '../lib/logger';
+
+export interface RequestContext {
+  requestId: string;
+  /** Client address (honours TRUST_PROXY through Express's req.ip). */
+  ip: string | null;
+  userAgent: string | null;
+  log: Logger;
+  startedAt: bigint;
+}
+
+export type Role = 'admin' | 'user' | 'viewer';
+
+/** Set by the authentication middleware from the verified access token and the live session. */
+export interface AuthContext {
+  userId: string;
+  tenantId: string;
+  email: string;
+  role: Role;
+  sessionId: string;
+  displayName: string | null;
+}
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Request {
+      ctx: RequestContext;
+      auth?: AuthContext;
+    }
+  }
+}
