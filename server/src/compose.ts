@@ -9,7 +9,13 @@ import type { Clock } from './lib/clock';
 import type { Logger } from './lib/logger';
 import type { ReadinessCheck } from './routes/health';
 import { databaseCheck } from './routes/health';
+import type { RequestHandler } from 'express';
+import { createRequireAuth } from './middleware/auth';
+import { createRequirePermission } from './middleware/rbac';
 import { createAuditService, type AuditService } from './services/audit/service';
+import type { Permission } from './services/auth/rbac';
+import { createSessionService, type SessionService } from './services/auth/sessions';
+import { createTokenService, type TokenService } from './services/auth/tokens';
 
 export interface CoreDeps {
   config: Config;
@@ -22,10 +28,20 @@ export interface CoreDeps {
 
 export interface Services {
   audit: AuditService;
+  tokens: TokenService;
+  sessions: SessionService;
+}
+
+/** Route guards built once from the services. */
+export interface Guards {
+  /** Bearer token + live session + per-user rate limit. */
+  requireAuth: RequestHandler[];
+  requirePermission: (p: Permission) => RequestHandler;
 }
 
 export interface Composition extends CoreDeps {
   services: Services;
+  guards: Guards;
   readinessChecks: ReadinessCheck[];
   /** Starts background work (workers, timers). Not called by tests that do not need it. */
   start(): Promise<void>;
@@ -35,12 +51,19 @@ export interface Composition extends CoreDeps {
 
 export async function buildServices(core: CoreDeps): Promise<Composition> {
   const audit = createAuditService({ pool: core.pool, logger: core.logger });
+  const tokens = createTokenService(core.config, core.clock);
+  const sessions = createSessionService({ pool: core.pool, config: core.config, clock: core.clock });
+  const guards: Guards = {
+    requireAuth: createRequireAuth({ tokens, sessions, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore }),
+    requirePermission: createRequirePermission(audit),
+  };
   const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool)];
   const starters: Array<() => Promise<void>> = [];
   const stoppers: Array<() => Promise<void>> = [];
   return {
     ...core,
-    services: { audit },
+    services: { audit, tokens, sessions },
+    guards,
     readinessChecks,
     async start() {
       for (const s of starters) await s();

@@ -1,0 +1,65 @@
+/**
+ * Access tokens: HS256 JWTs signed with JWT_SECRET. The header `kid` names the secret
+ * (a non-reversible fingerprint), so JWT_PREVIOUS_SECRETS keep verifying during rotation.
+ * Verification pins the algorithm, issuer and audience and uses the injected clock.
+ */
+import { randomUUID } from 'node:crypto';
+import jwt from 'jsonwebtoken';
+import { secretId, type Config } from '../../config';
+import type { Clock } from '../../lib/clock';
+
+export interface AccessClaims {
+  sub: string;
+  sid: string;
+  tid: string;
+  jti: string;
+  iat: number;
+  exp: number;
+}
+
+export interface TokenService {
+  issue(input: { userId: string; sessionId: string; tenantId: string }): { token: string; expiresIn: number; claims: AccessClaims };
+  /** Returns the claims, or null with a reason (for logs and audit) when the token is not valid. */
+  verify(token: string): { claims: AccessClaims; reason?: undefined } | { claims: null; reason: string };
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function createTokenService(config: Config, clock: Clock): TokenService {
+  const current = { kid: secretId(config.jwt.secret), secret: config.jwt.secret };
+  const byKid = new Map<string, string>([[current.kid, current.secret]]);
+  for (const s of config.jwt.previousSecrets) byKid.set(secretId(s), s);
+  const { issuer, audience, expiresInSec } = config.jwt;
+
+  return {
+    issue({ userId, sessionId, tenantId }) {
+      const iat = Math.floor(clock.now() / 1000);
+      const claims: AccessClaims = { sub: userId, sid: sessionId, tid: tenantId, jti: randomUUID(), iat, exp: iat + expiresInSec };
+      const token = jwt.sign({ ...claims, iss: issuer, aud: audience }, current.secret, { algorithm: 'HS256', keyid: current.kid, noTimestamp: true });
+      return { token, expiresIn: expiresInSec, claims };
+    },
+    verify(token) {
+      if (typeof token !== 'string' || token.length > 4096) return { claims: null, reason: 'token missing or too long' };
+      const decoded = jwt.decode(token, { complete: true });
+      if (!decoded || typeof decoded === 'string' || typeof decoded.payload === 'string') return { claims: null, reason: 'token is not a JWT' };
+      if (decoded.header.alg !== 'HS256') return { claims: null, reason: `algorithm ${String(decoded.header.alg)} not accepted` };
+      const secret = decoded.header.kid ? byKid.get(decoded.header.kid) : undefined;
+      if (!secret) return { claims: null, reason: 'unknown key id' };
+      try {
+        const p = jwt.verify(token, secret, {
+          algorithms: ['HS256'],
+          issuer,
+          audience,
+          clockTimestamp: Math.floor(clock.now() / 1000),
+          clockTolerance: 5,
+        }) as jwt.JwtPayload;
+        if (typeof p.sub !== 'string' || !UUID.test(p.sub) || typeof p.sid !== 'string' || !UUID.test(p.sid) || typeof p.tid !== 'string' || typeof p.jti !== 'string' || typeof p.iat !== 'number' || typeof p.exp !== 'number') {
+          return { claims: null, reason: 'claims missing or malformed' };
+        }
+        return { claims: { sub: p.sub, sid: p.sid, tid: p.tid, jti: p.jti, iat: p.iat, exp: p.exp } };
+      } catch (err) {
+        return { claims: null, reason: `verification failed: ${(err as Error).message}` };
+      }
+    },
+  };
+}
