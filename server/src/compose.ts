@@ -12,6 +12,7 @@ import { databaseCheck } from './routes/health';
 import type { RequestHandler } from 'express';
 import { createRequireAuth } from './middleware/auth';
 import { createRequirePermission } from './middleware/rbac';
+import { createAuditSealer, type AuditSealer } from './services/audit/sealer';
 import { createAuditService, type AuditService } from './services/audit/service';
 import type { Permission } from './services/auth/rbac';
 import { createSessionService, type SessionService } from './services/auth/sessions';
@@ -28,6 +29,8 @@ export interface CoreDeps {
 
 export interface Services {
   audit: AuditService;
+  /** Seals committed audit rows into the per-tenant hash chain in the background. */
+  auditSealer: AuditSealer;
   tokens: TokenService;
   sessions: SessionService;
 }
@@ -51,6 +54,7 @@ export interface Composition extends CoreDeps {
 
 export async function buildServices(core: CoreDeps): Promise<Composition> {
   const audit = createAuditService({ pool: core.pool, logger: core.logger });
+  const auditSealer = createAuditSealer({ pool: core.pool, logger: core.logger });
   const tokens = createTokenService(core.config, core.clock);
   const sessions = createSessionService({ pool: core.pool, config: core.config, clock: core.clock });
   const guards: Guards = {
@@ -60,9 +64,11 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
   const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool)];
   const starters: Array<() => Promise<void>> = [];
   const stoppers: Array<() => Promise<void>> = [];
+  starters.push(() => auditSealer.start());
+  stoppers.push(() => auditSealer.stop());
   return {
     ...core,
-    services: { audit, tokens, sessions },
+    services: { audit, auditSealer, tokens, sessions },
     guards,
     readinessChecks,
     async start() {
