@@ -1,6 +1,7 @@
 -- Audit trail, part 1: append-only storage and the indexes the queries need.
 --
--- * Row triggers refuse UPDATE and DELETE, a statement trigger refuses TRUNCATE. They are
+-- * Row triggers refuse UPDATE and DELETE (and statement triggers refuse the attempt even
+--   when no row is visible to it), a statement trigger refuses TRUNCATE. They are
 --   ENABLE ALWAYS, so `SET session_replication_role = replica` does not skip them, and they
 --   fire for the table owner and superusers too. The only deletion path is the retention
 --   purge function (migration 023), which sets `app.audit_purge` for its own duration.
@@ -24,7 +25,13 @@ CREATE TRIGGER audit_logs_refuse_update_delete
 CREATE TRIGGER audit_logs_refuse_truncate
   BEFORE TRUNCATE ON audit_logs
   FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
+-- Also per statement: an owner subject to row-level security sees no rows to UPDATE or
+-- DELETE, so row triggers would not fire; the attempt itself is refused.
+CREATE TRIGGER audit_logs_refuse_update_delete_stmt
+  BEFORE UPDATE OR DELETE ON audit_logs
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
 ALTER TABLE audit_logs ENABLE ALWAYS TRIGGER audit_logs_refuse_update_delete;
+ALTER TABLE audit_logs ENABLE ALWAYS TRIGGER audit_logs_refuse_update_delete_stmt;
 ALTER TABLE audit_logs ENABLE ALWAYS TRIGGER audit_logs_refuse_truncate;
 
 -- Least privilege: the application role reads and appends, nothing else.

@@ -54,7 +54,11 @@ CREATE TRIGGER audit_chain_refuse_update_delete
 CREATE TRIGGER audit_chain_refuse_truncate
   BEFORE TRUNCATE ON audit_chain
   FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
+CREATE TRIGGER audit_chain_refuse_update_delete_stmt
+  BEFORE UPDATE OR DELETE ON audit_chain
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
 ALTER TABLE audit_chain ENABLE ALWAYS TRIGGER audit_chain_refuse_update_delete;
+ALTER TABLE audit_chain ENABLE ALWAYS TRIGGER audit_chain_refuse_update_delete_stmt;
 ALTER TABLE audit_chain ENABLE ALWAYS TRIGGER audit_chain_refuse_truncate;
 
 CREATE OR REPLACE FUNCTION audit_refuse_any_change() RETURNS trigger
@@ -70,7 +74,11 @@ CREATE TRIGGER audit_chain_anchors_refuse_update_delete
 CREATE TRIGGER audit_chain_anchors_refuse_truncate
   BEFORE TRUNCATE ON audit_chain_anchors
   FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_any_change();
+CREATE TRIGGER audit_chain_anchors_refuse_update_delete_stmt
+  BEFORE UPDATE OR DELETE ON audit_chain_anchors
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_any_change();
 ALTER TABLE audit_chain_anchors ENABLE ALWAYS TRIGGER audit_chain_anchors_refuse_update_delete;
+ALTER TABLE audit_chain_anchors ENABLE ALWAYS TRIGGER audit_chain_anchors_refuse_update_delete_stmt;
 ALTER TABLE audit_chain_anchors ENABLE ALWAYS TRIGGER audit_chain_anchors_refuse_truncate;
 
 -- Every inserted audit row is queued for sealing in the inserting transaction.
@@ -120,9 +128,9 @@ $$;
 CREATE OR REPLACE FUNCTION audit_seal(max_rows integer DEFAULT 1000) RETURNS integer
   LANGUAGE plpgsql SECURITY DEFINER
   SET search_path = public, pg_temp
-  SET app.audit_scope = 'all'
 AS $$
 DECLARE
+  prev_scope  text := current_setting('app.audit_scope', true);
   ids         bigint[];
   r           audit_logs;
   cur_tenant  text := NULL;
@@ -143,6 +151,9 @@ BEGIN
   IF NOT pg_try_advisory_xact_lock(7308325827335103841) THEN
     RETURN -1;
   END IF;
+  -- Read every tenant (migration 022); restored before returning. (A function-level
+  -- SET clause cannot name a custom setting when the owner is not a superuser.)
+  PERFORM set_config('app.audit_scope', 'all', true);
 
   WITH batch AS (
     DELETE FROM audit_pending
@@ -151,6 +162,7 @@ BEGIN
   )
   SELECT coalesce(array_agg(audit_id), '{}') INTO ids FROM batch;
   IF cardinality(ids) = 0 THEN
+    PERFORM set_config('app.audit_scope', coalesce(prev_scope, ''), true);
     RETURN 0;
   END IF;
 
@@ -190,6 +202,7 @@ BEGIN
   IF n < cardinality(ids) THEN
     RAISE WARNING 'audit_seal: % queued id(s) had no unsealed audit row (already sealed or not visible)', cardinality(ids) - n;
   END IF;
+  PERFORM set_config('app.audit_scope', coalesce(prev_scope, ''), true);
   RETURN n;
 END
 $$;

@@ -9,8 +9,8 @@
 -- * The owner (the login that ran this migration) additionally
 --     - may INSERT audit rows of any tenant (scripts write plain INSERTs), and
 --     - may read all tenants only after deliberately setting app.audit_scope = 'all' in its
---       transaction. The SECURITY DEFINER functions (sealer, verify listing, failed-login
---       counts, purge) set it for their own duration. The application role cannot use it:
+--       transaction. The SECURITY DEFINER functions (sealer, failed-login counts, purge)
+--       set it for their own duration and restore it. The application role cannot use it:
 --       those policies name the owner, and the application role is not a member of it.
 
 ALTER TABLE audit_logs ENABLE ROW LEVEL SECURITY;
@@ -53,14 +53,16 @@ $$;
 -- returns two numbers and nothing else. Served by the partial indexes of migration 020.
 CREATE OR REPLACE FUNCTION audit_failed_login_counts(p_email text, p_ip inet, p_since timestamptz)
   RETURNS TABLE (by_email bigint, by_ip bigint)
-  LANGUAGE plpgsql STABLE SECURITY DEFINER
+  LANGUAGE plpgsql SECURITY DEFINER
   SET search_path = public, pg_temp
-  SET app.audit_scope = 'all'
 AS $$
+DECLARE
+  prev_scope text := current_setting('app.audit_scope', true);
 BEGIN
   IF p_since IS NULL THEN
     RAISE EXCEPTION 'audit_failed_login_counts: p_since is required' USING ERRCODE = 'invalid_parameter_value';
   END IF;
+  PERFORM set_config('app.audit_scope', 'all', true);
   by_email := 0;
   by_ip := 0;
   IF p_email IS NOT NULL THEN
@@ -77,6 +79,7 @@ BEGIN
          AND ip_address = p_ip AND created_at >= p_since
        LIMIT 100000) s;
   END IF;
+  PERFORM set_config('app.audit_scope', coalesce(prev_scope, ''), true);
   RETURN NEXT;
 END
 $$;

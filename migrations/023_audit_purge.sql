@@ -12,10 +12,10 @@ CREATE OR REPLACE FUNCTION audit_purge(p_tenant text, p_before timestamptz, p_re
   RETURNS TABLE (purged_rows bigint, through_seq bigint)
   LANGUAGE plpgsql SECURITY DEFINER
   SET search_path = public, pg_temp
-  SET app.audit_scope = 'all'
-  SET app.audit_purge = 'on'
 AS $$
 DECLARE
+  prev_scope  text := current_setting('app.audit_scope', true);
+  prev_purge  text := current_setting('app.audit_purge', true);
   first_kept  bigint;
   last_seq    bigint;
   last_hash   bytea;
@@ -28,6 +28,10 @@ BEGIN
     RAISE EXCEPTION 'audit_purge: refusing to purge rows newer than one day' USING ERRCODE = 'invalid_parameter_value';
   END IF;
   PERFORM pg_advisory_xact_lock(7308325827335103841);
+  -- Read every tenant, and let the append-only triggers pass this function's deletes;
+  -- both restored before returning.
+  PERFORM set_config('app.audit_scope', 'all', true);
+  PERFORM set_config('app.audit_purge', 'on', true);
 
   SELECT min(c.seq) INTO first_kept
     FROM audit_chain c LEFT JOIN audit_logs l ON l.id = c.audit_id
@@ -37,6 +41,8 @@ BEGIN
    WHERE c.tenant_id = p_tenant AND (first_kept IS NULL OR c.seq < first_kept)
    ORDER BY c.seq DESC LIMIT 1;
   IF NOT FOUND THEN
+    PERFORM set_config('app.audit_scope', coalesce(prev_scope, ''), true);
+    PERFORM set_config('app.audit_purge', coalesce(prev_purge, ''), true);
     purged_rows := 0;
     through_seq := NULL;
     RETURN NEXT;
@@ -47,6 +53,7 @@ BEGIN
    WHERE c.audit_id = l.id AND c.tenant_id = p_tenant AND c.seq <= last_seq;
   GET DIAGNOSTICS n = ROW_COUNT;
   DELETE FROM audit_chain c WHERE c.tenant_id = p_tenant AND c.seq <= last_seq;
+  PERFORM set_config('app.audit_purge', coalesce(prev_purge, ''), true);
   INSERT INTO audit_chain_anchors (tenant_id, seq, row_hash, purged_rows, purged_before, reason, purged_by)
   VALUES (p_tenant, last_seq, last_hash, n, p_before, p_reason, session_user);
   INSERT INTO audit_logs (tenant_id, action, resource_type, resource_id, after, result, severity)
@@ -54,6 +61,7 @@ BEGIN
           jsonb_build_object('purgedRows', n, 'throughSeq', last_seq, 'before', audit_ts_text(p_before),
                              'reason', p_reason, 'by', session_user),
           'success', 'critical');
+  PERFORM set_config('app.audit_scope', coalesce(prev_scope, ''), true);
 
   purged_rows := n;
   through_seq := last_seq;

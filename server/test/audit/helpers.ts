@@ -61,6 +61,13 @@ export async function sealAll(pool: pg.Pool): Promise<number> {
   }
 }
 
+const TAMPER_TRIGGERS = [
+  ['audit_logs', 'audit_logs_refuse_update_delete'],
+  ['audit_logs', 'audit_logs_refuse_update_delete_stmt'],
+  ['audit_chain', 'audit_chain_refuse_update_delete'],
+  ['audit_chain', 'audit_chain_refuse_update_delete_stmt'],
+] as const;
+
 /**
  * Runs fn as the owner with the append-only triggers switched off inside one transaction
  * (what an attacker with owner rights could do). Other sessions never see the triggers off.
@@ -69,11 +76,9 @@ export async function tamper(owner: pg.Pool, fn: (c: pg.PoolClient) => Promise<v
   const c = await owner.connect();
   try {
     await c.query('BEGIN');
-    await c.query('ALTER TABLE audit_logs DISABLE TRIGGER audit_logs_refuse_update_delete');
-    await c.query('ALTER TABLE audit_chain DISABLE TRIGGER audit_chain_refuse_update_delete');
+    for (const [table, trigger] of TAMPER_TRIGGERS) await c.query(`ALTER TABLE ${table} DISABLE TRIGGER ${trigger}`);
     await fn(c);
-    await c.query('ALTER TABLE audit_logs ENABLE ALWAYS TRIGGER audit_logs_refuse_update_delete');
-    await c.query('ALTER TABLE audit_chain ENABLE ALWAYS TRIGGER audit_chain_refuse_update_delete');
+    for (const [table, trigger] of TAMPER_TRIGGERS) await c.query(`ALTER TABLE ${table} ENABLE ALWAYS TRIGGER ${trigger}`);
     await c.query('COMMIT');
   } catch (err) {
     await c.query('ROLLBACK');
