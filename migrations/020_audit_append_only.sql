@@ -48,11 +48,12 @@ CREATE INDEX audit_logs_user_created_id_idx ON audit_logs (user_id, created_at, 
 CREATE INDEX audit_logs_resource_idx ON audit_logs (tenant_id, resource_type, resource_id, created_at, id);
 
 -- Brute-force counting (auth.login.failure rows by lower-cased email or by IP within a
--- window): small partial indexes holding only failed logins.
-CREATE INDEX audit_logs_login_failure_email_idx ON audit_logs (resource_id, created_at)
-  WHERE action = 'auth.login.failure' AND result = 'failure';
-CREATE INDEX audit_logs_login_failure_ip_idx ON audit_logs (ip_address, created_at)
-  WHERE action = 'auth.login.failure' AND result = 'failure';
+-- window): small partial indexes holding only failed logins. IF NOT EXISTS with the same
+-- definition as the authentication migration (011), which may have created them already.
+CREATE INDEX IF NOT EXISTS audit_logs_login_failure_email_idx
+  ON audit_logs (resource_id, created_at DESC) WHERE action = 'auth.login.failure';
+CREATE INDEX IF NOT EXISTS audit_logs_login_failure_ip_idx
+  ON audit_logs (ip_address, created_at DESC) WHERE action = 'auth.login.failure';
 
 -- Timestamps stay in a sane range (the chain encoding prints them as YYYY-MM-DD...).
 ALTER TABLE audit_logs ADD CONSTRAINT audit_logs_created_at_range

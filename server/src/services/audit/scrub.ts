@@ -73,7 +73,8 @@ function toJsonValue(value: unknown, depth: number, seen: WeakSet<object>): unkn
     if (obj instanceof Error) return { name: sanitizeText(obj.name), message: redactString(sanitizeText(obj.message)) };
     const toJSON = (obj as { toJSON?: unknown }).toJSON;
     if (typeof toJSON === 'function' && !isPlainObject(obj)) return toJsonValue(toJSON.call(obj), depth + 1, seen);
-    const out: Record<string, unknown> = {};
+    // Null prototype: a "__proto__" key is stored as data, never as a prototype.
+    const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
     for (const [rawKey, v] of Object.entries(obj)) {
       const key = sanitizeText(rawKey);
       if (isSecretLikeKey(key) && v !== null && v !== undefined && typeof v !== 'boolean') {
