@@ -4,7 +4,7 @@
  * audit row through the same pool, in the same run, at 20 and 50 concurrent clients.
  * Targets: audited throughput >= 0.5 x raw insert with the chain on; p99 < 25 ms.
  *
- * Usage: npx tsx bench/audit.bench.ts [seconds-per-round=4] [rounds=2]
+ * Usage: npx tsx bench/audit.bench.ts [seconds-per-round=3] [rounds=2]
  * Database: BENCH_DATABASE_URL (a throw-away database is created on that server and dropped),
  * else an embedded PostgreSQL in a temporary directory.
  */
@@ -58,7 +58,7 @@ interface Server {
   url: string;
   token: string;
   child: ChildProcess;
-  raw(connections: number, seconds: number): Promise<LoadResult>;
+  raw(target: 'audit' | 'plain', connections: number, seconds: number): Promise<LoadResult>;
   stop(): Promise<void>;
 }
 
@@ -78,7 +78,7 @@ async function startServer(env: Record<string, string>): Promise<Server> {
   return {
     ...ready,
     child,
-    raw(connections, seconds) {
+    raw(target, connections, seconds) {
       return new Promise((resolve) => {
         const onMsg = (m: { cmd: string; rps: number; p50: number; p99: number; errors: number }) => {
           if (m.cmd !== 'raw-result') return;
@@ -86,7 +86,7 @@ async function startServer(env: Record<string, string>): Promise<Server> {
           resolve({ rps: m.rps, p50: m.p50, p99: m.p99, errors: m.errors, non2xx: 0 });
         };
         child.on('message', onMsg);
-        child.send({ cmd: 'raw', connections, seconds });
+        child.send({ cmd: 'raw', target, connections, seconds });
       });
     },
     stop: () =>
@@ -98,12 +98,17 @@ async function startServer(env: Record<string, string>): Promise<Server> {
 }
 
 async function main(): Promise<void> {
-  const seconds = Number(process.argv[2] ?? 4);
+  const seconds = Number(process.argv[2] ?? 3);
   const rounds = Number(process.argv[3] ?? 2);
   const db = await openDb();
   let server: Server | null = null;
   try {
     await runMigrations(db.url);
+    const setup = new pg.Client({ connectionString: db.url });
+    await setup.connect();
+    await setup.query('CREATE TABLE bench_plain_audit (LIKE audit_logs INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS INCLUDING INDEXES)');
+    await setup.query('GRANT SELECT, INSERT ON bench_plain_audit TO fleet_app');
+    await setup.end();
     server = await startServer({
       NODE_ENV: 'production',
       DATABASE_URL: db.url,
@@ -130,21 +135,29 @@ async function main(): Promise<void> {
 
     const summary: string[] = [];
     for (const connections of [20, 50]) {
-      // Warm-up (JIT, pool connections, caches) for both.
-      await s.raw(connections, 1.5);
+      // Warm-up (JIT, pool connections, caches) for each.
+      await s.raw('plain', connections, 1);
+      await s.raw('audit', connections, 1);
       await http(connections, 1.5);
+      const plain: LoadResult[] = [];
       const raw: LoadResult[] = [];
       const api: LoadResult[] = [];
+      // Rounds alternate the three so machine noise spreads over all of them.
       for (let i = 0; i < rounds; i++) {
-        raw.push(await s.raw(connections, seconds));
+        raw.push(await s.raw('audit', connections, seconds));
         api.push(await http(connections, seconds));
+        plain.push(await s.raw('plain', connections, seconds));
       }
-      for (const r of raw) console.log(`c=${connections} raw INSERT     ${fmt(r)}`);
-      for (const r of api) console.log(`c=${connections} POST /audit/log ${fmt(r)}`);
+      for (const r of raw) console.log(`c=${connections} raw INSERT audit_logs   ${fmt(r)}`);
+      for (const r of plain) console.log(`c=${connections} raw INSERT plain copy   ${fmt(r)}`);
+      for (const r of api) console.log(`c=${connections} POST /audit/log         ${fmt(r)}`);
       const rr = median(raw.map((r) => r.rps));
+      const pr = median(plain.map((r) => r.rps));
       const ar = median(api.map((r) => r.rps));
+      const p99 = (xs: LoadResult[]) => median(xs.map((r) => r.p99)).toFixed(1);
       summary.push(
-        `c=${connections}: raw INSERT ${Math.round(rr)}/s p99 ${median(raw.map((r) => r.p99)).toFixed(1)} ms | POST /audit/log ${Math.round(ar)}/s p99 ${median(api.map((r) => r.p99)).toFixed(1)} ms | ratio ${(ar / rr).toFixed(3)}`,
+        `c=${connections}: POST /audit/log ${Math.round(ar)}/s p99 ${p99(api)} ms | raw INSERT into audit_logs ${Math.round(rr)}/s p99 ${p99(raw)} ms | ` +
+          `raw INSERT into a trigger-less copy ${Math.round(pr)}/s p99 ${p99(plain)} ms | ratio POST/raw ${(ar / rr).toFixed(3)} (vs copy ${(ar / pr).toFixed(3)})`,
       );
     }
 

@@ -17,9 +17,15 @@ const BENCH_USER_AGENT = 'bench/1.0';
 
 interface RawRequest {
   cmd: 'raw';
+  /** audit: audit_logs itself (RLS, append-only and chain triggers); plain: a copy of the table without them. */
+  target: 'audit' | 'plain';
   connections: number;
   seconds: number;
 }
+
+/** The same columns into bench_plain_audit (created by the bench as a LIKE copy of audit_logs). */
+const INSERT_PLAIN = `INSERT INTO bench_plain_audit (tenant_id, user_id, action, resource_type, resource_id, before, after, ip_address, user_agent, result, error_message, severity, request_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`;
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
@@ -63,6 +69,7 @@ async function main(): Promise<void> {
   ];
 
   async function rawRun(req: RawRequest): Promise<{ rps: number; p50: number; p99: number; errors: number }> {
+    const sql = req.target === 'plain' ? INSERT_PLAIN : INSERT_AUDIT_LOG_IN_TENANT;
     const deadline = Date.now() + req.seconds * 1000;
     const lat: number[] = [];
     let errors = 0;
@@ -72,7 +79,7 @@ async function main(): Promise<void> {
         while (Date.now() < deadline) {
           const t0 = process.hrtime.bigint();
           try {
-            await pool.query(INSERT_AUDIT_LOG_IN_TENANT, rawParams);
+            await pool.query(sql, rawParams);
             lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
           } catch {
             errors += 1;
