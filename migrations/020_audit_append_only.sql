@@ -44,7 +44,7 @@ GRANT SELECT, INSERT ON audit_logs TO fleet_app;
 DROP INDEX IF EXISTS audit_logs_tenant_created_idx;
 DROP INDEX IF EXISTS audit_logs_user_created_idx;
 CREATE INDEX audit_logs_tenant_created_id_idx ON audit_logs (tenant_id, created_at, id);
-CREATE INDEX audit_logs_user_created_id_idx ON audit_logs (user_id, created_at, id);
+CREATE INDEX audit_logs_user_created_id_idx ON audit_logs (tenant_id, user_id, created_at, id);
 CREATE INDEX audit_logs_resource_idx ON audit_logs (tenant_id, resource_type, resource_id, created_at, id);
 
 -- Brute-force counting (auth.login.failure rows by lower-cased email or by IP within a

@@ -138,11 +138,6 @@ DECLARE
   head_hash   bytea;
   h           bytea;
   n           integer := 0;
-  a_ids       bigint[] := '{}';
-  a_tenants   text[] := '{}';
-  a_seqs      bigint[] := '{}';
-  a_prevs     bytea[] := '{}';
-  a_hashes    bytea[] := '{}';
 BEGIN
   IF max_rows IS NULL OR max_rows < 1 OR max_rows > 10000 THEN
     RAISE EXCEPTION 'audit_seal: max_rows must be between 1 and 10000' USING ERRCODE = 'invalid_parameter_value';
@@ -187,17 +182,11 @@ BEGIN
     END IF;
     head_seq := head_seq + 1;
     h := audit_row_hash(r, head_seq, head_hash);
-    a_ids := a_ids || r.id;
-    a_tenants := a_tenants || r.tenant_id;
-    a_seqs := a_seqs || head_seq;
-    a_prevs := a_prevs || head_hash;
-    a_hashes := a_hashes || h;
+    INSERT INTO audit_chain (audit_id, tenant_id, seq, prev_hash, row_hash)
+    VALUES (r.id, r.tenant_id, head_seq, head_hash, h);
     head_hash := h;
     n := n + 1;
   END LOOP;
-
-  INSERT INTO audit_chain (audit_id, tenant_id, seq, prev_hash, row_hash)
-  SELECT * FROM unnest(a_ids, a_tenants, a_seqs, a_prevs, a_hashes);
 
   IF n < cardinality(ids) THEN
     RAISE WARNING 'audit_seal: % queued id(s) had no unsealed audit row (already sealed or not visible)', cardinality(ids) - n;
