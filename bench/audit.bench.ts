@@ -4,7 +4,7 @@
  * audit row through the same pool, in the same run, at 20 and 50 concurrent clients.
  * Targets: audited throughput >= 0.5 x raw insert with the chain on; p99 < 25 ms.
  *
- * Usage: npx tsx bench/audit.bench.ts [seconds-per-round=3] [rounds=2]
+ * Usage: npx tsx bench/audit.bench.ts [seconds-per-round=2.5] [rounds=2]
  * Database: BENCH_DATABASE_URL (a throw-away database is created on that server and dropped),
  * else an embedded PostgreSQL in a temporary directory.
  */
@@ -58,7 +58,9 @@ interface Server {
   url: string;
   token: string;
   child: ChildProcess;
-  raw(target: 'audit' | 'plain', connections: number, seconds: number): Promise<LoadResult>;
+  raw(target: 'audit' | 'plain' | 'service', connections: number, seconds: number): Promise<LoadResult>;
+  /** CPU time used by the server process so far, in µs. */
+  cpu(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -89,6 +91,17 @@ async function startServer(env: Record<string, string>): Promise<Server> {
         child.send({ cmd: 'raw', target, connections, seconds });
       });
     },
+    cpu() {
+      return new Promise((resolve) => {
+        const onMsg = (m: { cmd: string; micros: number }) => {
+          if (m.cmd !== 'cpu-result') return;
+          child.off('message', onMsg);
+          resolve(m.micros);
+        };
+        child.on('message', onMsg);
+        child.send({ cmd: 'cpu' });
+      });
+    },
     stop: () =>
       new Promise<void>((resolve) => {
         child.once('exit', () => resolve());
@@ -97,8 +110,16 @@ async function startServer(env: Record<string, string>): Promise<Server> {
   };
 }
 
+/** Runs one phase and adds the server's CPU time per operation (µs) to the result. */
+async function measured(s: Server, run: () => Promise<LoadResult>, seconds: number): Promise<LoadResult & { cpuPerOp: number }> {
+  const before = await s.cpu();
+  const r = await run();
+  const after = await s.cpu();
+  return { ...r, cpuPerOp: (after - before) / Math.max(1, r.rps * seconds) };
+}
+
 async function main(): Promise<void> {
-  const seconds = Number(process.argv[2] ?? 3);
+  const seconds = Number(process.argv[2] ?? 2.5);
   const rounds = Number(process.argv[3] ?? 2);
   const db = await openDb();
   let server: Server | null = null;
@@ -136,28 +157,37 @@ async function main(): Promise<void> {
     const summary: string[] = [];
     for (const connections of [20, 50]) {
       // Warm-up (JIT, pool connections, caches) for each.
-      await s.raw('plain', connections, 1);
-      await s.raw('audit', connections, 1);
-      await http(connections, 1.5);
-      const plain: LoadResult[] = [];
-      const raw: LoadResult[] = [];
-      const api: LoadResult[] = [];
+      await s.raw('plain', connections, 0.5);
+      await s.raw('audit', connections, 0.5);
+      await s.raw('service', connections, 0.5);
+      await http(connections, 1);
+      type Measured = LoadResult & { cpuPerOp: number };
+      const plain: Measured[] = [];
+      const raw: Measured[] = [];
+      const api: Measured[] = [];
+      const svc: Measured[] = [];
       // Rounds alternate the three so machine noise spreads over all of them.
       for (let i = 0; i < rounds; i++) {
-        raw.push(await s.raw('audit', connections, seconds));
-        api.push(await http(connections, seconds));
-        plain.push(await s.raw('plain', connections, seconds));
+        raw.push(await measured(s, () => s.raw('audit', connections, seconds), seconds));
+        api.push(await measured(s, () => http(connections, seconds), seconds));
+        plain.push(await measured(s, () => s.raw('plain', connections, seconds), seconds));
+        svc.push(await measured(s, () => s.raw('service', connections, seconds), seconds));
       }
-      for (const r of raw) console.log(`c=${connections} raw INSERT audit_logs   ${fmt(r)}`);
-      for (const r of plain) console.log(`c=${connections} raw INSERT plain copy   ${fmt(r)}`);
-      for (const r of api) console.log(`c=${connections} POST /audit/log         ${fmt(r)}`);
+      const line = (name: string, r: Measured) => console.log(`c=${connections} ${name} ${fmt(r)}  server CPU ${Math.round(r.cpuPerOp)} µs/op`);
+      for (const r of raw) line('raw INSERT audit_logs  ', r);
+      for (const r of plain) line('raw INSERT plain copy  ', r);
+      for (const r of svc) line('AuditService.record()  ', r);
+      for (const r of api) line('POST /audit/log        ', r);
       const rr = median(raw.map((r) => r.rps));
       const pr = median(plain.map((r) => r.rps));
       const ar = median(api.map((r) => r.rps));
+      const sr = median(svc.map((r) => r.rps));
       const p99 = (xs: LoadResult[]) => median(xs.map((r) => r.p99)).toFixed(1);
+      const cpu = (xs: Measured[]) => Math.round(median(xs.map((r) => r.cpuPerOp)));
       summary.push(
-        `c=${connections}: POST /audit/log ${Math.round(ar)}/s p99 ${p99(api)} ms | raw INSERT into audit_logs ${Math.round(rr)}/s p99 ${p99(raw)} ms | ` +
-          `raw INSERT into a trigger-less copy ${Math.round(pr)}/s p99 ${p99(plain)} ms | ratio POST/raw ${(ar / rr).toFixed(3)} (vs copy ${(ar / pr).toFixed(3)})`,
+        `c=${connections}: POST /audit/log ${Math.round(ar)}/s p99 ${p99(api)} ms (server CPU ${cpu(api)} µs/req) | raw INSERT into audit_logs ${Math.round(rr)}/s p99 ${p99(raw)} ms (${cpu(raw)} µs/op) | ` +
+          `raw INSERT into a trigger-less copy ${Math.round(pr)}/s p99 ${p99(plain)} ms | ratio POST/raw ${(ar / rr).toFixed(3)} (vs copy ${(ar / pr).toFixed(3)})\n` +
+          `      audit layer alone (AuditService.record(), no HTTP/auth): ${Math.round(sr)}/s p99 ${p99(svc)} ms (${cpu(svc)} µs/op) | ratio record()/raw ${(sr / rr).toFixed(3)}`,
       );
     }
 

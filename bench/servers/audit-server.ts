@@ -17,8 +17,11 @@ const BENCH_USER_AGENT = 'bench/1.0';
 
 interface RawRequest {
   cmd: 'raw';
-  /** audit: audit_logs itself (RLS, append-only and chain triggers); plain: a copy of the table without them. */
-  target: 'audit' | 'plain';
+  /**
+   * audit: audit_logs itself (RLS, append-only and chain triggers); plain: a copy of the table
+   * without them; service: AuditService.record() (validation, scrubbing, the same insert) without HTTP.
+   */
+  target: 'audit' | 'plain' | 'service';
   connections: number;
   seconds: number;
 }
@@ -68,6 +71,15 @@ async function main(): Promise<void> {
     'bench-request-id',
   ];
 
+  const serviceEvent = {
+    tenantId: BENCH_TENANT,
+    userId,
+    ...BENCH_EVENT,
+    ipAddress: '127.0.0.1',
+    userAgent: BENCH_USER_AGENT,
+    requestId: 'bench-request-id',
+  };
+
   async function rawRun(req: RawRequest): Promise<{ rps: number; p50: number; p99: number; errors: number }> {
     const sql = req.target === 'plain' ? INSERT_PLAIN : INSERT_AUDIT_LOG_IN_TENANT;
     const deadline = Date.now() + req.seconds * 1000;
@@ -79,7 +91,8 @@ async function main(): Promise<void> {
         while (Date.now() < deadline) {
           const t0 = process.hrtime.bigint();
           try {
-            await pool.query(sql, rawParams);
+            if (req.target === 'service') await composition.services.audit.record(serviceEvent);
+            else await pool.query(sql, rawParams);
             lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
           } catch {
             errors += 1;
@@ -92,9 +105,13 @@ async function main(): Promise<void> {
     return { rps: lat.length / elapsed, p50: percentile(lat, 50), p99: percentile(lat, 99), errors };
   }
 
-  process.on('message', (m: RawRequest) => {
+  process.on('message', (m: RawRequest | { cmd: 'cpu' }) => {
     if (m?.cmd === 'raw') {
       void rawRun(m).then((r) => process.send?.({ cmd: 'raw-result', ...r }));
+    } else if (m?.cmd === 'cpu') {
+      // CPU time this process has used (µs): per-request cost independent of machine load.
+      const u = process.cpuUsage();
+      process.send?.({ cmd: 'cpu-result', micros: u.user + u.system });
     }
   });
 
