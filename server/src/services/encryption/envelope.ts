@@ -42,6 +42,16 @@ export interface BinaryEncryptedData {
 
 export const TEXT_FORM_PREFIX = 'v1';
 
+// The last key version that passed the pattern: data is nearly always under one or two
+// versions, so the hot path compares a string instead of running the regular expression.
+let lastValidVersion = '';
+function isValidKeyVersion(v: unknown): v is string {
+  if (v === lastValidVersion && v !== '') return true;
+  if (typeof v !== 'string' || v.length > 64 || !KEY_VERSION_PATTERN.test(v)) return false;
+  lastValidVersion = v;
+  return true;
+}
+
 // 12 bytes = 16 base64 characters, no padding; 16 bytes = 22 characters + "==" (the last
 // character carries 2 bits, so only A, Q, g, w are canonical).
 const IV_B64 = /^[A-Za-z0-9+/]{16}$/;
@@ -85,8 +95,7 @@ export function parseEncryptedData(data: unknown): BinaryEncryptedData {
   const { keyVersion, iv, ciphertext, authTag } = d;
   if (
     d.v !== 1 ||
-    typeof keyVersion !== 'string' ||
-    !KEY_VERSION_PATTERN.test(keyVersion) ||
+    !isValidKeyVersion(keyVersion) ||
     typeof iv !== 'string' ||
     !IV_B64.test(iv) ||
     typeof authTag !== 'string' ||
@@ -103,20 +112,20 @@ export function parseEncryptedData(data: unknown): BinaryEncryptedData {
 /** Validates a BinaryEncryptedData; DecryptionError when malformed. */
 export function checkBinaryEncryptedData(data: unknown): BinaryEncryptedData {
   if (typeof data !== 'object' || data === null) throw new DecryptionError('malformed');
-  const d = data as Record<string, unknown>;
+  const d = data as BinaryEncryptedData;
+  const { iv, authTag, ciphertext, keyVersion } = d;
   if (
     d.v !== 1 ||
-    typeof d.keyVersion !== 'string' ||
-    !KEY_VERSION_PATTERN.test(d.keyVersion) ||
-    !(d.iv instanceof Uint8Array) ||
-    d.iv.length !== GCM_IV_BYTES ||
-    !(d.authTag instanceof Uint8Array) ||
-    d.authTag.length !== GCM_TAG_BYTES ||
-    !(d.ciphertext instanceof Uint8Array)
+    !(iv instanceof Uint8Array) ||
+    iv.length !== GCM_IV_BYTES ||
+    !(authTag instanceof Uint8Array) ||
+    authTag.length !== GCM_TAG_BYTES ||
+    !(ciphertext instanceof Uint8Array) ||
+    !isValidKeyVersion(keyVersion)
   ) {
     throw new DecryptionError('malformed');
   }
-  return d as unknown as BinaryEncryptedData;
+  return d;
 }
 
 /** The compact text form of an envelope. */
@@ -130,7 +139,7 @@ export function parseEncryptedString(text: unknown): BinaryEncryptedData {
   const parts = text.split(':');
   if (parts.length !== 5) throw new DecryptionError('malformed');
   const [prefix, keyVersion, iv, ciphertext, authTag] = parts as [string, string, string, string, string];
-  if (prefix !== TEXT_FORM_PREFIX || !KEY_VERSION_PATTERN.test(keyVersion) || !IV_B64URL.test(iv) || !TAG_B64URL.test(authTag)) {
+  if (prefix !== TEXT_FORM_PREFIX || !isValidKeyVersion(keyVersion) || !IV_B64URL.test(iv) || !TAG_B64URL.test(authTag)) {
     throw new DecryptionError('malformed');
   }
   const ct = decodeBase64UrlStrict(ciphertext);

@@ -37,6 +37,17 @@ export interface DerivedKeys {
 }
 
 const derivedCache = new WeakMap<MasterKey, DerivedKeys>();
+/** Where createMasterKey keeps a key's derived subkeys (non-enumerable; a property read on the hot path). */
+const DERIVED = Symbol('fleet.derivedKeys');
+
+function computeDerived(material: Buffer): DerivedKeys {
+  const enc = deriveSubkey(material, HKDF_INFO_ENCRYPTION);
+  const sig = deriveSubkey(material, HKDF_INFO_SIGNATURE);
+  const d = { encryption: createSecretKey(enc), signature: createSecretKey(sig) };
+  enc.fill(0);
+  sig.fill(0);
+  return d;
+}
 
 export function deriveSubkey(material: Buffer, info: string): Buffer {
   return Buffer.from(hkdfSync('sha256', material, Buffer.alloc(0), info, 32));
@@ -44,13 +55,11 @@ export function deriveSubkey(material: Buffer, info: string): Buffer {
 
 /** The encryption and signature keys of a master key (memoized per key object). */
 export function derivedKeys(key: MasterKey): DerivedKeys {
-  let d = derivedCache.get(key);
+  const own = (key as unknown as { [DERIVED]?: DerivedKeys })[DERIVED];
+  if (own) return own;
+  let d = derivedCache.get(key); // a MasterKey built by other code
   if (!d) {
-    const enc = deriveSubkey(key.material, HKDF_INFO_ENCRYPTION);
-    const sig = deriveSubkey(key.material, HKDF_INFO_SIGNATURE);
-    d = { encryption: createSecretKey(enc), signature: createSecretKey(sig) };
-    enc.fill(0);
-    sig.fill(0);
+    d = computeDerived(key.material);
     derivedCache.set(key, d);
   }
   return d;
@@ -74,6 +83,7 @@ export function createMasterKey(opts: { keyId: string; version: string; source: 
   const meta = { keyId: opts.keyId, version: opts.version, source: opts.source, fingerprint: keyFingerprint(material) };
   const key = { ...meta } as MasterKey;
   Object.defineProperty(key, 'material', { value: material, enumerable: false, writable: false, configurable: false });
+  Object.defineProperty(key, DERIVED, { value: computeDerived(material), enumerable: false });
   Object.defineProperty(key, 'toJSON', { value: () => ({ ...meta }), enumerable: false });
   Object.defineProperty(key, inspect.custom, { value: () => `MasterKey ${JSON.stringify(meta)}`, enumerable: false });
   return Object.freeze(key);

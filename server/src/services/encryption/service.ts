@@ -7,7 +7,7 @@
  * signature key the same with info "fleet-security-api/v1/hmac-sha256" (see master-key.ts).
  * The AAD given to GCM is exactly the caller's `aad` (none when absent or empty).
  */
-import { ALGORITHM, openAesGcm, sealAesGcm } from './aes-gcm';
+import { ALGORITHM, openAesGcm, sealAesGcm, type SealedBox } from './aes-gcm';
 import {
   checkBinaryEncryptedData,
   formatEncryptedString,
@@ -113,6 +113,7 @@ export function createEncryptionService(opts: EncryptionServiceOptions): Encrypt
   }
   const passwords = createPasswordHasher({ cost: opts.bcryptCost ?? MIN_BCRYPT_COST });
   const peek = provider.peekCurrentKey?.bind(provider);
+  const peekVersion = provider.peekKeyVersion?.bind(provider);
 
   async function currentKey(): Promise<MasterKey> {
     return (peek && peek()) || provider.getCurrentKey();
@@ -128,17 +129,30 @@ export function createEncryptionService(opts: EncryptionServiceOptions): Encrypt
     }
   }
 
-  async function seal(plaintext: string | Uint8Array, o: CryptoOptions | undefined) {
-    const pt = toBytes(plaintext);
-    const aad = aadBytes(o);
-    const key = await currentKey();
-    return { version: key.version, box: sealAesGcm(derivedKeys(key).encryption, pt, aad) };
+  // Hot paths: when the key is cached (peek*), no await and no closure — one resolved promise
+  // per call. Synchronous throws (bad input, DecryptionError) become rejections.
+  function seal<T>(plaintext: string | Uint8Array, o: CryptoOptions | undefined, shape: (version: string, box: SealedBox) => T): Promise<T> {
+    try {
+      const pt = toBytes(plaintext);
+      const aad = aadBytes(o);
+      const key = peek && peek();
+      if (key) return Promise.resolve(shape(key.version, sealAesGcm(derivedKeys(key).encryption, pt, aad)));
+      return provider.getCurrentKey().then((k) => shape(k.version, sealAesGcm(derivedKeys(k).encryption, pt, aad)));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
-  async function open(d: BinaryEncryptedData, o: CryptoOptions | undefined): Promise<Buffer> {
-    const aad = aadBytes(o);
-    const key = await keyForDecryption(d.keyVersion);
-    return openAesGcm(derivedKeys(key).encryption, d.iv, d.ciphertext, d.authTag, aad);
+  function open<I>(parse: (input: I) => BinaryEncryptedData, input: I, o: CryptoOptions | undefined): Promise<Buffer> {
+    try {
+      const d = parse(input);
+      const aad = aadBytes(o);
+      const key = peekVersion && peekVersion(d.keyVersion);
+      if (key) return Promise.resolve(openAesGcm(derivedKeys(key).encryption, d.iv, d.ciphertext, d.authTag, aad));
+      return keyForDecryption(d.keyVersion).then((k) => openAesGcm(derivedKeys(k).encryption, d.iv, d.ciphertext, d.authTag, aad));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   function info(key: MasterKey): MasterKeyInfo {
@@ -149,33 +163,14 @@ export function createEncryptionService(opts: EncryptionServiceOptions): Encrypt
 
   return {
     keyProvider: provider,
-    async encrypt(plaintext, o) {
-      const { version, box } = await seal(plaintext, o);
-      return toEncryptedData(version, box);
-    },
-    async decrypt(data, o) {
-      return asUtf8(await open(parseEncryptedData(data), o));
-    },
-    async decryptToBuffer(data, o) {
-      return open(parseEncryptedData(data), o);
-    },
-    async encryptToString(plaintext, o) {
-      const { version, box } = await seal(plaintext, o);
-      return formatEncryptedString(version, box);
-    },
-    async decryptFromString(text, o) {
-      return asUtf8(await open(parseEncryptedString(text), o));
-    },
-    async decryptFromStringToBuffer(text, o) {
-      return open(parseEncryptedString(text), o);
-    },
-    async encryptBinary(plaintext, o) {
-      const { version, box } = await seal(plaintext, o);
-      return { v: 1, keyVersion: version, iv: box.iv, ciphertext: box.ciphertext, authTag: box.authTag };
-    },
-    async decryptBinary(data, o) {
-      return open(checkBinaryEncryptedData(data), o);
-    },
+    encrypt: (plaintext, o) => seal(plaintext, o, toEncryptedData),
+    decrypt: (data, o) => open(parseEncryptedData, data, o).then(asUtf8),
+    decryptToBuffer: (data, o) => open(parseEncryptedData, data, o),
+    encryptToString: (plaintext, o) => seal(plaintext, o, formatEncryptedString),
+    decryptFromString: (text, o) => open(parseEncryptedString, text, o).then(asUtf8),
+    decryptFromStringToBuffer: (text, o) => open(parseEncryptedString, text, o),
+    encryptBinary: (plaintext, o) => seal(plaintext, o, (keyVersion, box): BinaryEncryptedData => ({ v: 1, keyVersion, iv: box.iv, ciphertext: box.ciphertext, authTag: box.authTag })),
+    decryptBinary: (data, o) => open(checkBinaryEncryptedData, data, o),
 
     hashPassword: (password) => passwords.hashPassword(password),
     verifyPassword: (password, hash) => passwords.verifyPassword(password, hash),
@@ -188,12 +183,14 @@ export function createEncryptionService(opts: EncryptionServiceOptions): Encrypt
     async verifySignature(data, signature) {
       const parsed = parseSignature(signature);
       if (!parsed || (typeof data !== 'string' && !(data instanceof Uint8Array))) return false;
-      let key: MasterKey;
-      try {
-        key = await provider.getKeyVersion(parsed.keyVersion);
-      } catch (err) {
-        if (err instanceof UnknownKeyVersionError) return false;
-        throw err;
+      let key = peekVersion ? peekVersion(parsed.keyVersion) : null;
+      if (!key) {
+        try {
+          key = await provider.getKeyVersion(parsed.keyVersion);
+        } catch (err) {
+          if (err instanceof UnknownKeyVersionError) return false;
+          throw err;
+        }
       }
       return verifyHmacSha256(derivedKeys(key).signature, data, parsed.tag);
     },

@@ -55,6 +55,7 @@ export function defaultMaxStaleMs(ttlMs: number): number {
 export interface CachedKeyProvider extends MasterKeyProvider {
   getCurrentKey(): Promise<MasterKey>;
   peekCurrentKey(): MasterKey | null;
+  peekKeyVersion(version: string): MasterKey | null;
   rotate(): Promise<MasterKey>;
   listVersions(): Promise<KeyVersionInfo[]>;
   status(): KeyProviderStatus;
@@ -195,6 +196,15 @@ export function createCachedKeyProvider(o: CachedKeyProviderOptions): CachedKeyP
     peekCurrentKey() {
       const c = current;
       return c && clock.now() < c.expiresAt ? c.key : null;
+    },
+    peekKeyVersion(version) {
+      const now = clock.now();
+      const c = current;
+      if (c && c.key.version === version && now < c.expiresAt) return c.key;
+      const f = fallback?.peekKeyVersion?.(version);
+      if (f) return f;
+      const e = versions.get(version);
+      return e && now < e.expiresAt ? e.key : null;
     },
     async getKeyVersion(version) {
       const now = clock.now();

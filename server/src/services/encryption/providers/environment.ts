@@ -51,6 +51,7 @@ export function environmentKeyProvider(opts: { currentKey: Buffer | null; previo
       return currentPromise ?? Promise.reject(new KeyUnavailableError('FLEET_ENCRYPTION_KEY is not set'));
     },
     peekCurrentKey: () => current,
+    peekKeyVersion: (version) => byVersion.get(version) ?? null,
     async getKeyVersion(version) {
       const k = byVersion.get(version);
       if (!k) throw new UnknownKeyVersionError(version);

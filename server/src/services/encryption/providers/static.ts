@@ -18,6 +18,7 @@ export function staticKeyProvider(keys: Record<string, Buffer>, currentVersion: 
   return {
     getCurrentKey: () => currentPromise,
     peekCurrentKey: () => current,
+    peekKeyVersion: (version) => byVersion.get(version) ?? null,
     async getKeyVersion(version) {
       const k = byVersion.get(version);
       if (!k) throw new UnknownKeyVersionError(version);

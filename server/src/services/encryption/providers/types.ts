@@ -30,6 +30,8 @@ export interface MasterKeyProvider {
   peekCurrentKey?(): MasterKey | null;
   /** A given version, for decryption. Rejects with UnknownKeyVersionError when it does not exist. */
   getKeyVersion(version: string): Promise<MasterKey>;
+  /** That version when it is held in memory and fresh (no I/O), else null. Optional fast path. */
+  peekKeyVersion?(version: string): MasterKey | null;
   /** Creates a new version and makes it current. Rejects with RotationNotSupportedError where impossible. */
   rotate?(): Promise<MasterKey>;
   listVersions?(): Promise<KeyVersionInfo[]>;
