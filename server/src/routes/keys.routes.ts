@@ -52,7 +52,7 @@ export function keysRouter(c: Composition): Router {
     validate({ body: NoBody, query: NoQuery }),
     async function rotateMasterKey(req: Request, res: Response) {
       const auth = req.auth as NonNullable<Request['auth']>;
-      const before = encryption.keyProvider.peekCurrentKey?.() ?? null;
+      const before = encryption.keyProvider.peekCurrentKey?.() ?? (await encryption.getMasterKey().catch(() => null));
       const failed = async (err: Error) =>
         audit.recordFromRequest(req, {
           action: 'key.master.rotated',

@@ -8,7 +8,7 @@
  * Compact text form, for a text column:
  *   v1:<keyVersion>:<iv>:<ciphertext>:<authTag>
  *   where the three binary fields are unpadded base64url. keyVersion never contains ':'.
- *   Example: v1:7c2f…e1:q8W3m0gKkJ5bZ1Qe:3q2-7w:u1w0hH3a0sN5XbB0yCk1xA
+ *   Example: v1:3f1c9a0d5be24e6c8d7a9b0c1d2e3f40:PVs3H_bOg7I48IM0:liW3YMw:gkVlj2ryUfRHsfbkihkUWA
  *
  * Parsing is strict about the shape: format version, key-version characters, exact IV and tag
  * lengths (canonical encodings), and a ciphertext whose decoded length matches its encoded
