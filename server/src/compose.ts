@@ -17,6 +17,7 @@ import { createAuditService, type AuditService } from './services/audit/service'
 import type { Permission } from './services/auth/rbac';
 import { createSessionService, type SessionService } from './services/auth/sessions';
 import { createTokenService, type TokenService } from './services/auth/tokens';
+import { buildEncryption, type EncryptionService, type KeyVaultDeps, type SecretStore } from './services/encryption';
 
 export interface CoreDeps {
   config: Config;
@@ -25,6 +26,8 @@ export interface CoreDeps {
   clock: Clock;
   /** Store factory for rate limits (Redis when REDIS_URL is set); memory when absent. */
   makeRateLimitStore?: (prefix: string) => Store;
+  /** Key Vault credential/SDK options (tests: a local vault); default DefaultAzureCredential. */
+  keyVault?: KeyVaultDeps;
 }
 
 export interface Services {
@@ -33,6 +36,9 @@ export interface Services {
   auditSealer: AuditSealer;
   tokens: TokenService;
   sessions: SessionService;
+  encryption: EncryptionService;
+  /** Encrypted per-tenant secrets (integration credentials); see docs/ENCRYPTION.md. */
+  secrets: SecretStore;
 }
 
 /** Route guards built once from the services. */
@@ -61,14 +67,15 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
     requireAuth: createRequireAuth({ tokens, sessions, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore }),
     requirePermission: createRequirePermission(audit),
   };
-  const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool)];
-  const starters: Array<() => Promise<void>> = [];
+  const enc = buildEncryption({ config: core.config, logger: core.logger, clock: core.clock, pool: core.pool, audit, keyVault: core.keyVault });
+  const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool), ...enc.readinessChecks];
+  const starters: Array<() => Promise<void>> = [enc.start];
   const stoppers: Array<() => Promise<void>> = [];
   starters.push(() => auditSealer.start());
   stoppers.push(() => auditSealer.stop());
   return {
     ...core,
-    services: { audit, auditSealer, tokens, sessions },
+    services: { audit, auditSealer, tokens, sessions, encryption: enc.encryption, secrets: enc.secrets },
     guards,
     readinessChecks,
     async start() {

@@ -3,6 +3,7 @@ import { Router, type Request, type Response } from 'express';
 import type { Composition } from '../compose';
 import type { CsrfProtection } from '../middleware/csrf';
 import { auditRouter } from './audit.routes';
+import { keysRouter } from './keys.routes';
 
 export interface SecurityRouterDeps {
   composition: Composition;
@@ -19,6 +20,7 @@ export function securityRouter(deps: SecurityRouterDeps): Router {
   });
 
   router.use(auditRouter(deps.composition));
+  router.use(keysRouter(deps.composition));
 
   return router;
 }
