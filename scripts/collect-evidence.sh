@@ -99,7 +99,7 @@ vars=(-v since="$since" -v until="$until_ts" -v email="$email" -v ip="$ip" -v te
 # Values checked by the database itself (read-only), before any file is written.
 window=$(PGOPTIONS="-c default_transaction_read_only=on" fleet_psql -At "${vars[@]}" 2>&1 <<'SQL'
 SELECT CASE WHEN (:'since')::timestamptz < (:'until')::timestamptz THEN 'ok' ELSE 'empty' END,
-       extract(epoch FROM (:'since')::timestamptz)::bigint,
+       floor(extract(epoch FROM (:'since')::timestamptz))::bigint,
        coalesce(host((NULLIF(:'ip', ''))::inet), '-');
 SQL
 ) || fleet_usage_error "the database refused an argument: ${window##*ERROR:  }"
