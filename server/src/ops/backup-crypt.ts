@@ -12,7 +12,8 @@
  *     28..59  salt: 32 random bytes, fresh for every file
  *   chunks, one after another
  *     AES-256-GCM(fileKey, nonce_i, aad = the 60 header bytes, plaintext_i) || 16-byte tag
- *     - plaintext_i is exactly N bytes, except the last chunk: 0..N bytes (there is always one)
+ *     - plaintext_i is exactly N bytes, except the last chunk: 1..N bytes (0 only for empty input;
+ *       there is always a last chunk)
  *     - nonce_i (12 bytes) = counter i as an 88-bit integer || 0x01 for the last chunk, 0x00 otherwise
  *     - fileKey = HKDF-SHA256(ikm = key, salt = salt, info = "fleet-backup v1 AES-256-GCM", 32 bytes)
  *

@@ -38,7 +38,7 @@ function asObject(v: unknown): Record<string, unknown> | null {
 
 /** Classifies the JSON npm audit printed (stdout) and its exit code; stderr helps with errors. */
 export function classifyAudit(stdout: string, stderr = ''): AuditOutcome {
-  let parsed: Record<string, unknown> | null = null;
+  let parsed: Record<string, unknown> | null;
   try {
     parsed = asObject(JSON.parse(stdout));
   } catch {
