@@ -218,7 +218,9 @@ fleet_log "copied $n_logs log file(s)"
   printf 'collected_at_utc: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)"
   printf 'hostname: %s\n' "$(hostname -f 2>/dev/null || hostname)"
   printf 'kernel: %s\n' "$(uname -srvm)"
-  [[ -r /etc/os-release ]] && printf 'os: %s\n' "$(. /etc/os-release && printf '%s' "${PRETTY_NAME:-unknown}")"
+  if [[ -r /etc/os-release ]]; then
+    printf 'os: %s\n' "$(sed -n 's/^PRETTY_NAME=//p' /etc/os-release | tr -d '"')"
+  fi
   printf 'uptime: %s\n' "$(uptime 2>/dev/null || printf 'unknown')"
   printf 'timezone: %s\n' "$(date +%Z%z)"
   printf 'node: %s\n' "$(node --version 2>/dev/null || printf 'not installed')"
