@@ -66,6 +66,17 @@ if ((client_major < server_major)); then
   fleet_die 1 "pg_dump $client_major is older than the database server ($server_major): install postgresql-client-$server_major (pg_dump must be at least the server's major version)"
 fi
 
+# Row-level security: a superuser or BYPASSRLS login dumps plainly (pg_dump refuses rather
+# than dump a table partly). The owner login of the forced audit tables dumps them through
+# their owner read path (app.audit_scope=all, set by fleet_load_db) with row security on;
+# fleet_rls_check has made sure every such table is fully visible that way.
+dump_args=(--format=custom --no-password)
+rls_tables=$(fleet_rls_check)
+if ((rls_tables > 0)); then
+  dump_args+=(--enable-row-security)
+  fleet_log "row-level security applies to $rls_tables table(s) for $PGUSER: dumping them through the owner read path (app.audit_scope=all)"
+fi
+
 umask 077
 if [[ ! -d $backup_dir ]]; then
   mkdir -p -- "$backup_dir"
@@ -92,7 +103,7 @@ on_exit() {
 trap on_exit EXIT
 
 fleet_log "dumping $FLEET_DB_DESCRIPTION (pg_dump $client_major, server $server_major)"
-pg_dump --format=custom --no-password | fleet_cli backup-crypt encrypt --key-file "$key_file" --out "$work"
+PGOPTIONS="$FLEET_PGOPTIONS" pg_dump "${dump_args[@]}" | fleet_cli backup-crypt encrypt --key-file "$key_file" --out "$work"
 sha=$(sha256sum <"$work")
 sha=${sha%% *}
 bytes=$(stat -c %s -- "$work")

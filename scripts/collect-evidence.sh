@@ -17,7 +17,8 @@ Creates DIR/evidence-YYYYMMDDTHHMMSSZ-<hex>/ (mode 0700) holding, for the window
   security_events.csv / .ndjson   security.* alerts, high/critical severity and denied rows
   sessions.csv / .ndjson          sessions active during the window (with the user's email)
   users.csv / .ndjson             users those rows and sessions refer to
-  audit_chain.txt                 the audit hash chain verification (npm run audit:verify)
+  audit_chain.txt                 the audit hash chain verification (npm run audit:verify,
+                                  without recording an audit.verify row)
   logs/                           application log files from LOG_DIR changed since --since
   host.txt                        host and database facts (time, hostname, versions)
   CHAIN_OF_CUSTODY.md             who collected it, when, with which command line
@@ -37,7 +38,8 @@ Options:
   -h, --help      this text
 
 Settings (environment): the database as for the server (DATABASE_URL or DATABASE_* parts, or
-the running embedded development database); LOG_DIR, the application's log folder.
+the running embedded development database); LOG_DIR, the application's log folder; the rest of
+the server's settings (JWT_SECRET, master key source, ...) for npm run audit:verify.
 Exit status: 0 collected; 1 failure; 2 bad arguments or settings.
 USAGE
 }
@@ -97,7 +99,7 @@ fleet_check_connection
 
 vars=(-v since="$since" -v until="$until_ts" -v email="$email" -v ip="$ip" -v tenant="$tenant")
 # Values checked by the database itself (read-only), before any file is written.
-window=$(PGOPTIONS="-c default_transaction_read_only=on" fleet_psql -At "${vars[@]}" 2>&1 <<'SQL'
+window=$(fleet_psql_readonly -At "${vars[@]}" 2>&1 <<'SQL'
 SELECT CASE WHEN (:'since')::timestamptz < (:'until')::timestamptz THEN 'ok' ELSE 'empty' END,
        floor(extract(epoch FROM (:'since')::timestamptz))::bigint,
        coalesce(host((NULLIF(:'ip', ''))::inet), '-');
@@ -105,6 +107,9 @@ SQL
 ) || fleet_usage_error "the database refused an argument: ${window##*ERROR:  }"
 IFS='|' read -r window_ok since_epoch _ <<<"$window"
 [[ $window_ok == ok ]] || fleet_usage_error "--since ($since) must be before --until ($until_ts)"
+
+# Every exported table must be fully visible to this login (see fleet_rls_check).
+fleet_rls_check >/dev/null
 
 umask 077
 mkdir -p -- "$out"
@@ -151,7 +156,7 @@ done
 # One read-only snapshot for every export (and the database facts in host.txt).
 (
   cd "$dir"
-  PGOPTIONS="-c default_transaction_read_only=on" fleet_psql "${vars[@]}" <<SQL
+  fleet_psql_readonly "${vars[@]}" <<SQL
 \\pset format unaligned
 \\pset tuples_only on
 \\pset footer off
@@ -175,10 +180,11 @@ n_users=$(count users)
 fleet_log "exported $n_audit audit rows ($n_failed failed logins, $n_security security events), $n_sessions sessions, $n_users users"
 
 # ---- audit hash chain verification (result recorded, never fatal: the evidence matters most)
-chain_args=()
-[[ -z $tenant ]] || chain_args=(-- --tenant "$tenant")
+# --no-record: the verification writes no audit.verify row (the database stays untouched).
+chain_args=(-- --no-record)
+[[ -z $tenant ]] || chain_args+=(--tenant "$tenant")
 {
-  printf 'command: npm run audit:verify%s\n' "${tenant:+ -- --tenant $tenant}"
+  printf 'command: npm run audit:verify %s\n' "${chain_args[*]}"
   printf 'started_utc: %s\n' "$(fleet_now_iso)"
 } >"$dir/audit_chain.txt"
 if (cd "$FLEET_ROOT" && node -e 'process.exit(require("./package.json").scripts?.["audit:verify"] ? 0 : 1)' 2>/dev/null); then
@@ -186,7 +192,11 @@ if (cd "$FLEET_ROOT" && node -e 'process.exit(require("./package.json").scripts?
   (cd "$FLEET_ROOT" && npm run -s audit:verify "${chain_args[@]}") >"$dir/audit_chain.out" 2>&1
   rc=$?
   set -e
-  if ((rc == 0)); then chain_result=intact; else chain_result=BROKEN; fi
+  case $rc in
+    0) chain_result=intact ;;
+    1) chain_result=BROKEN ;;
+    *) chain_result="error (exit $rc)" ;;
+  esac
   {
     printf 'exit_code: %s\nresult: %s\n--- output ---\n' "$rc" "$chain_result"
     cat "$dir/audit_chain.out"
@@ -197,7 +207,7 @@ else
   printf 'exit_code: none\nresult: unavailable (npm run audit:verify is not defined in %s)\n' "$FLEET_ROOT" >>"$dir/audit_chain.txt"
 fi
 fleet_log "audit hash chain: $chain_result"
-[[ $chain_result != BROKEN ]] || fleet_log "WARNING: the audit hash chain is BROKEN - see $dir/audit_chain.txt"
+[[ $chain_result == intact || $chain_result == unavailable ]] || fleet_log "WARNING: audit hash chain verification: $chain_result - see $dir/audit_chain.txt"
 
 # ---- application logs changed since --since
 mkdir -- "$dir/logs"

@@ -168,8 +168,10 @@ fail_restore() {
 }
 
 # ---- 4a. row counts
-fleet_psql -At -F $'\t' <<'SQL' | LC_ALL=C sort >"$work/actual.tsv" || fail_restore "could not count the restored rows (row-level security? restore and verify with the owner login)"
-SET row_security = off;
+# Counted as this login sees them: fully for superusers, BYPASSRLS and owners (the forced
+# audit tables through their owner read path); fleet_rls_check refuses anything less.
+(fleet_rls_check >/dev/null) || fail_restore "cannot count every restored row with this login (see above)"
+fleet_psql -At -F $'\t' <<'SQL' | LC_ALL=C sort >"$work/actual.tsv" || fail_restore "could not count the restored rows"
 SELECT format('%I.%I', n.nspname, c.relname),
        (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

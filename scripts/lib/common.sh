@@ -15,6 +15,7 @@
 FLEET_SCRIPT_NAME=$(basename "$0")
 FLEET_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 FLEET_DB_DESCRIPTION=""
+FLEET_PGOPTIONS="${PGOPTIONS:-}"
 
 fleet_log() {
   printf '%s: %s\n' "$FLEET_SCRIPT_NAME" "$*" >&2
@@ -105,10 +106,48 @@ fleet_load_db() {
   export PGAPPNAME="fleet-ops/${FLEET_SCRIPT_NAME%.sh}"
   export PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-10}"
   export PGTZ=UTC PGDATESTYLE=ISO
+  # The audit trail's tables force row-level security even for their owner; the owner login
+  # reads every tenant only after deliberately setting app.audit_scope = 'all' (migration 022).
+  # Operators' tools are such deliberate all-tenant readers (harmless for superusers). Passed
+  # to psql/pg_dump only, not exported: npm run audit:verify manages its own sessions.
+  FLEET_PGOPTIONS="${PGOPTIONS:+$PGOPTIONS }-c app.audit_scope=all"
+}
+
+# Tables row-level security applies to for this login (none for superusers, BYPASSRLS roles
+# and owners of tables that do not force it).
+FLEET_RLS_ACTIVE_SQL="SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND row_security_active(c.oid);"
+# Of those, the tables this login cannot see completely: no permissive SELECT policy for it
+# opens the owner read path (app.audit_scope). Reading them would silently miss rows.
+FLEET_RLS_BLIND_SQL="SELECT coalesce(string_agg(format('%I.%I', n.nspname, c.relname), ', ' ORDER BY n.nspname, c.relname), '')
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND row_security_active(c.oid)
+    AND NOT EXISTS (SELECT 1 FROM pg_policies p
+                    WHERE p.schemaname = n.nspname AND p.tablename = c.relname AND p.permissive = 'PERMISSIVE'
+                      AND p.cmd IN ('SELECT', 'ALL') AND p.roles && ARRAY[current_user::name, 'public'::name]
+                      AND p.qual ~ 'app\\.audit_scope');"
+
+# Prints how many tables row-level security applies to for this login; fails (exit 1) naming
+# the tables this login could only partly see.
+fleet_rls_check() {
+  local active blind
+  active=$(fleet_psql -At -c "$FLEET_RLS_ACTIVE_SQL") || fleet_die 1 "cannot inspect row-level security in $FLEET_DB_DESCRIPTION"
+  if ((active > 0)); then
+    blind=$(fleet_psql -At -c "$FLEET_RLS_BLIND_SQL") || fleet_die 1 "cannot inspect row-level security in $FLEET_DB_DESCRIPTION"
+    if [[ -n $blind ]]; then
+      fleet_die 1 "the login $PGUSER would see only part of $blind (row-level security); use a login with BYPASSRLS (or a superuser) for this operation"
+    fi
+  fi
+  printf '%s' "$active"
 }
 
 fleet_psql() {
-  psql -X -q -w -v ON_ERROR_STOP=1 "$@"
+  PGOPTIONS="$FLEET_PGOPTIONS" psql -X -q -w -v ON_ERROR_STOP=1 "$@"
+}
+
+# The same in a session where every transaction is read-only (the server refuses writes).
+fleet_psql_readonly() {
+  PGOPTIONS="$FLEET_PGOPTIONS -c default_transaction_read_only=on" psql -X -q -w -v ON_ERROR_STOP=1 "$@"
 }
 
 # Fails with a clear message when the database does not answer.

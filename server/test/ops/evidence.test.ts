@@ -166,7 +166,7 @@ describe('collect-evidence.sh', () => {
     expect(host).toMatch(/^database_server_version: PostgreSQL \d+/m);
     expect(host).toMatch(/^database_transaction_read_only: on$/m);
     const chain = fs.readFileSync(path.join(folder, 'audit_chain.txt'), 'utf8');
-    expect(chain).toContain(`command: npm run audit:verify -- --tenant ${tenant}`);
+    expect(chain).toContain(`command: npm run audit:verify -- --no-record --tenant ${tenant}`);
     if (hasAuditVerify()) expect(chain).toMatch(/^result: intact$/m);
     else expect(chain).toMatch(/^result: unavailable/m);
     const note = fs.readFileSync(path.join(folder, 'CHAIN_OF_CUSTODY.md'), 'utf8');
