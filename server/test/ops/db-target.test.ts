@@ -17,7 +17,7 @@ describe('resolveDbTarget', () => {
     expect(describeTarget(t)).not.toContain('p@ss');
   });
 
-  test('when DATABASE_URL wins over DATABASE_* parts and DATABASE_SSL overrides the URL\'s sslmode', () => {
+  test('when DATABASE_URL and DATABASE_* parts are both set, then DATABASE_URL wins and DATABASE_SSL overrides its sslmode', () => {
     const t = resolveDbTarget({ DATABASE_URL: 'postgres://a@db.internal/x?sslmode=disable', DATABASE_HOST: 'other', DATABASE_SSL: 'verify-full' }, { cwd });
     expect(t).toMatchObject({ host: 'db.internal', port: 5432, user: 'a', password: null, sslmode: 'verify-full' });
     expect(toPgEnv(t)).not.toHaveProperty('PGPASSWORD');
