@@ -16,6 +16,10 @@ import { createAuditService, type AuditService } from './services/audit/service'
 import type { Permission } from './services/auth/rbac';
 import { createSessionService, type SessionService } from './services/auth/sessions';
 import { createTokenService, type TokenService } from './services/auth/tokens';
+import { createAuthService, type AuthService } from './services/auth/auth-service';
+import { createDevKeyResolver } from './services/auth/dev-issuer';
+import { createIdTokenVerifier, createRemoteKeyResolver, type IdTokenVerifier, type KeyResolver } from './services/auth/oidc';
+import { createUserService, type UserService } from './services/auth/users';
 
 export interface CoreDeps {
   config: Config;
@@ -30,6 +34,10 @@ export interface Services {
   audit: AuditService;
   tokens: TokenService;
   sessions: SessionService;
+  users: UserService;
+  /** ID-token verification for /login; null when no identity provider is configured. */
+  idTokens: IdTokenVerifier | null;
+  auth: AuthService;
 }
 
 /** Route guards built once from the services. */
@@ -52,17 +60,42 @@ export interface Composition extends CoreDeps {
 export async function buildServices(core: CoreDeps): Promise<Composition> {
   const audit = createAuditService({ pool: core.pool, logger: core.logger });
   const tokens = createTokenService(core.config, core.clock);
-  const sessions = createSessionService({ pool: core.pool, config: core.config, clock: core.clock });
+  const sessions = createSessionService({ pool: core.pool, config: core.config, clock: core.clock, audit });
+  const users = createUserService({ pool: core.pool, audit, clock: core.clock });
+  const idp = core.config.idp;
+  let keyResolver: KeyResolver | null = null;
+  if (idp.issuerUrl && idp.clientId) {
+    keyResolver = createRemoteKeyResolver({
+      issuerUrl: idp.issuerUrl,
+      clientId: idp.clientId,
+      timeoutMs: idp.timeoutMs,
+      production: core.config.isProduction,
+      clock: core.clock,
+      logger: core.logger,
+    });
+  } else if (idp.devIssuer) {
+    keyResolver = createDevKeyResolver(core.config.dataDir);
+  }
+  const idTokens = keyResolver ? createIdTokenVerifier({ resolver: keyResolver, clock: core.clock, clockToleranceSec: idp.clockToleranceSec }) : null;
+  const auth = createAuthService({ pool: core.pool, config: core.config, clock: core.clock, logger: core.logger, audit, tokens, sessions, idTokens });
   const guards: Guards = {
-    requireAuth: createRequireAuth({ tokens, sessions, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore }),
+    requireAuth: createRequireAuth({ tokens, sessions, audit, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore }),
     requirePermission: createRequirePermission(audit),
   };
   const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool)];
   const starters: Array<() => Promise<void>> = [];
+  if (keyResolver) {
+    const resolver = keyResolver;
+    // Not critical: sessions keep working while the IdP is down; only new logins wait for it.
+    readinessChecks.push({ name: 'identity-provider', critical: false, check: () => resolver.warm() });
+    starters.push(async () => {
+      await resolver.warm().catch((err: Error) => void core.logger.warn('identity provider not reachable at start-up; login retries on demand', { reason: err.message }));
+    });
+  }
   const stoppers: Array<() => Promise<void>> = [];
   return {
     ...core,
-    services: { audit, tokens, sessions },
+    services: { audit, tokens, sessions, users, idTokens, auth },
     guards,
     readinessChecks,
     async start() {

@@ -19,11 +19,15 @@ export interface AccessClaims {
 
 export interface TokenService {
   issue(input: { userId: string; sessionId: string; tenantId: string }): { token: string; expiresIn: number; claims: AccessClaims };
-  /** Returns the claims, or null with a reason (for logs and audit) when the token is not valid. */
-  verify(token: string): { claims: AccessClaims; reason?: undefined } | { claims: null; reason: string };
+  /**
+   * Returns the claims, or null with a reason (for logs and audit) when the token is not valid.
+   * `expired` marks a token with a valid signature that merely ran out.
+   */
+  verify(token: string): { claims: AccessClaims; reason?: undefined } | { claims: null; reason: string; expired?: boolean };
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export function createTokenService(config: Config, clock: Clock): TokenService {
   const current = { kid: secretId(config.jwt.secret), secret: config.jwt.secret };
@@ -35,7 +39,7 @@ export function createTokenService(config: Config, clock: Clock): TokenService {
     issue({ userId, sessionId, tenantId }) {
       const iat = Math.floor(clock.now() / 1000);
       const claims: AccessClaims = { sub: userId, sid: sessionId, tid: tenantId, jti: randomUUID(), iat, exp: iat + expiresInSec };
-      const token = jwt.sign({ ...claims, iss: issuer, aud: audience }, current.secret, { algorithm: 'HS256', keyid: current.kid, noTimestamp: true });
+      const token = jwt.sign({ ...claims, iss: issuer, aud: audience }, current.secret, { algorithm: 'HS256', keyid: current.kid }); // iat comes from the payload (the injected clock)
       return { token, expiresIn: expiresInSec, claims };
     },
     verify(token) {
@@ -53,11 +57,12 @@ export function createTokenService(config: Config, clock: Clock): TokenService {
           clockTimestamp: Math.floor(clock.now() / 1000),
           clockTolerance: 5,
         }) as jwt.JwtPayload;
-        if (typeof p.sub !== 'string' || !UUID.test(p.sub) || typeof p.sid !== 'string' || !UUID.test(p.sid) || typeof p.tid !== 'string' || typeof p.jti !== 'string' || typeof p.iat !== 'number' || typeof p.exp !== 'number') {
+        if (typeof p.sub !== 'string' || !UUID.test(p.sub) || typeof p.sid !== 'string' || !UUID.test(p.sid) || typeof p.tid !== 'string' || !TENANT.test(p.tid) || typeof p.jti !== 'string' || typeof p.iat !== 'number' || typeof p.exp !== 'number') {
           return { claims: null, reason: 'claims missing or malformed' };
         }
         return { claims: { sub: p.sub, sid: p.sid, tid: p.tid, jti: p.jti, iat: p.iat, exp: p.exp } };
       } catch (err) {
+        if (err instanceof jwt.TokenExpiredError) return { claims: null, reason: 'access token expired', expired: true };
         return { claims: null, reason: `verification failed: ${(err as Error).message}` };
       }
     },
