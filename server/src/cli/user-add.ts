@@ -4,7 +4,7 @@
  * Audited: user.created, user.role_changed, user.reactivated.
  */
 import { parseArgs } from 'node:util';
-import { UserInputError } from '../services/auth/users';
+import { UserInputError, validateProvisionInput } from '../services/auth/users';
 import { operatorName, runCli, usageError, withCliServices } from './cli-services';
 
 const USAGE = `Usage: npm run user:add -- --email EMAIL --role admin|user|viewer --tenant TENANT [--name "Display Name"]
@@ -29,6 +29,12 @@ runCli('user:add', async () => {
   }
   if (!values.email || !values.role || !values.tenant) usageError(USAGE, 'user:add needs --email, --role and --tenant');
   const { email, role, tenant, name } = values;
+  try {
+    validateProvisionInput({ email, role, tenantId: tenant, displayName: name }); // before connecting
+  } catch (err) {
+    if (err instanceof UserInputError) usageError(USAGE, err.message);
+    throw err;
+  }
   try {
     await withCliServices(async (c) => {
       const r = await c.services.users.provision({ email, role, tenantId: tenant, displayName: name }, { source: 'cli:user:add', operator: operatorName() });

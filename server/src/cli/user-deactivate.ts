@@ -5,7 +5,7 @@
  * Reactivate with npm run user:add.
  */
 import { parseArgs } from 'node:util';
-import { UserInputError } from '../services/auth/users';
+import { UserInputError, validateDeactivateInput } from '../services/auth/users';
 import { operatorName, runCli, usageError, withCliServices } from './cli-services';
 
 const USAGE = `Usage: npm run user:deactivate -- --email EMAIL --tenant TENANT [--reason "why"]
@@ -29,6 +29,12 @@ runCli('user:deactivate', async () => {
   }
   if (!values.email || !values.tenant) usageError(USAGE, 'user:deactivate needs --email and --tenant');
   const { email, tenant, reason } = values;
+  try {
+    validateDeactivateInput({ email, tenantId: tenant }); // before connecting
+  } catch (err) {
+    if (err instanceof UserInputError) usageError(USAGE, err.message);
+    throw err;
+  }
   try {
     await withCliServices(async (c) => {
       const r = await c.services.users.deactivate({ email, tenantId: tenant, reason: reason ?? null }, { source: 'cli:user:deactivate', operator: operatorName() });

@@ -41,7 +41,8 @@ export async function lockoutState(
     emailFailures: r.email_failures,
     ipFailures: r.ip_failures,
     locked: scope.length > 0,
-    retryAfterSec: scope.length > 0 ? Math.max(1, Math.ceil((until - input.now) / 1000)) : 0,
+    // Never more than one window from now (the database's and this process's clocks may differ slightly).
+    retryAfterSec: scope.length > 0 ? Math.min(Math.ceil(input.windowMs / 1000), Math.max(1, Math.ceil((until - input.now) / 1000))) : 0,
     scope,
   };
 }

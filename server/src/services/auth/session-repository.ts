@@ -106,7 +106,7 @@ export const LIST_ACTIVE_SESSIONS = `
 SELECT id, user_id, created_at, last_used_at, host(ip_address) AS ip_address, user_agent
 FROM sessions
 WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL AND absolute_expires_at > $3 AND last_used_at > $4
-ORDER BY created_at DESC
+ORDER BY created_at DESC, id
 LIMIT $5`;
 
 export async function listActiveSessions(q: Queryable, tenantId: string, userId: string, now: Date, idleCutoff: Date, limit: number): Promise<SessionView[]> {

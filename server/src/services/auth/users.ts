@@ -72,6 +72,18 @@ function checkName(n: string | null | undefined): string | null | undefined {
   return v;
 }
 
+export function validateDeactivateInput(input: { email: string; tenantId: string }): { email: string; tenantId: string } {
+  return { email: normalizeEmail(input.email), tenantId: checkTenant(input.tenantId) };
+}
+
+/** Checks provisioning input without touching the database (the CLIs call it before connecting). */
+export function validateProvisionInput(input: { email: string; role: string; tenantId: string; displayName?: string | null }): { email: string; role: Role; tenantId: string; displayName: string | null | undefined } {
+  const email = normalizeEmail(input.email);
+  const tenantId = checkTenant(input.tenantId);
+  if (!isRole(input.role)) throw new UserInputError('--role must be admin, user or viewer');
+  return { email, role: input.role, tenantId, displayName: checkName(input.displayName) };
+}
+
 export function createUserService(deps: { pool: Pool; audit: AuditService; clock: Clock }): UserService {
   const { pool, audit } = deps;
   const userAgent = (a: Actor) => `fleet-cli ${a.source}${a.operator ? ` (operator ${a.operator})` : ''}`.slice(0, 1024);
@@ -79,11 +91,7 @@ export function createUserService(deps: { pool: Pool; audit: AuditService; clock
 
   return {
     async provision(input, actor) {
-      const email = normalizeEmail(input.email);
-      const tenantId = checkTenant(input.tenantId);
-      if (!isRole(input.role)) throw new UserInputError('--role must be admin, user or viewer');
-      const role: Role = input.role;
-      const displayName = checkName(input.displayName);
+      const { email, tenantId, role, displayName } = validateProvisionInput(input);
       return withTenant(pool, tenantId, async (c) => {
         const base = { tenantId, resourceType: 'user', result: 'success' as const, userAgent: userAgent(actor), ipAddress: null, userId: null };
         const existing = await findUserForUpdate(c, tenantId, email);
@@ -130,8 +138,7 @@ export function createUserService(deps: { pool: Pool; audit: AuditService; clock
     },
 
     async deactivate(input, actor) {
-      const email = normalizeEmail(input.email);
-      const tenantId = checkTenant(input.tenantId);
+      const { email, tenantId } = validateDeactivateInput(input);
       const reason = (input.reason ?? 'user deactivated').slice(0, 200);
       return withTenant(pool, tenantId, async (c) => {
         const existing = await findUserForUpdate(c, tenantId, email);
