@@ -190,8 +190,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     const refresh = newRefreshToken();
     const created = await withTenant(pool, user.tenantId, async (c) => {
       if (user.auth0Sub === null) await bindUserSubject(c, user.id, user.tenantId, identity.sub);
-      const s = await sessions.create(c, { userId: user.id, tenantId: user.tenantId, ip: meta.ip, userAgent: meta.userAgent });
-      await insertRefreshToken(c, { id: refresh.id, sessionId: s.sessionId, hash: refresh.hash, now: new Date(now), expiresAt: s.absoluteExpiresAt });
+      const s = await sessions.createWithRefreshToken(c, { userId: user.id, tenantId: user.tenantId, ip: meta.ip, userAgent: meta.userAgent }, refresh);
       await audit.record(
         {
           tenantId: user.tenantId,

@@ -3,7 +3,7 @@
  * instance agrees: LOGIN_MAX_FAILURES failures for one e-mail, or from one IP, within
  * LOGIN_LOCKOUT_WINDOW lock further attempts until enough of them leave the window.
  */
-import type { Queryable } from '../../db/pool';
+import type { Pool, PoolClient } from '../../db/pool';
 
 export const LOCKOUT_STATE = `SELECT email_failures, email_unlock_at, ip_failures, ip_unlock_at FROM auth_login_lockout($1, $2::inet, $3, $4::interval, $5)`;
 
@@ -18,16 +18,15 @@ export interface LockoutState {
 }
 
 export async function lockoutState(
-  q: Queryable,
+  q: Pool | PoolClient,
   input: { email: string; ip: string | null; now: number; windowMs: number; maxFailures: number },
 ): Promise<LockoutState> {
-  const { rows } = await q.query<{ email_failures: number; email_unlock_at: Date | null; ip_failures: number; ip_unlock_at: Date | null }>(LOCKOUT_STATE, [
-    input.email,
-    input.ip,
-    new Date(input.now - input.windowMs),
-    `${Math.round(input.windowMs)} milliseconds`,
-    input.maxFailures,
-  ]);
+  // Named (prepared) statement: on the login path, planned once per connection.
+  const { rows } = await q.query<{ email_failures: number; email_unlock_at: Date | null; ip_failures: number; ip_unlock_at: Date | null }>({
+    name: 'fleet_auth_lockout_state',
+    text: LOCKOUT_STATE,
+    values: [input.email, input.ip, new Date(input.now - input.windowMs), `${Math.round(input.windowMs)} milliseconds`, input.maxFailures],
+  });
   const r = rows[0] ?? { email_failures: 0, email_unlock_at: null, ip_failures: 0, ip_unlock_at: null };
   const scope: Array<'email' | 'ip'> = [];
   let until = 0;

@@ -9,7 +9,7 @@ import { withTenant } from '../../db/transaction';
 import type { Clock } from '../../lib/clock';
 import type { AuthContext } from '../../types/express';
 import type { AuditService } from '../audit/service';
-import { findSessionForAuth, insertSession, revokeSession, touchSession } from './session-repository';
+import { findSessionForAuth, insertSession, insertSessionWithRefreshToken, revokeSession, touchSession } from './session-repository';
 import type { AccessClaims } from './tokens';
 
 /** last_used_at is written at most this often per session (idle-timeout precision). */
@@ -30,6 +30,12 @@ export interface RejectedSession {
 
 export interface SessionService {
   create(q: Queryable, input: { userId: string; tenantId: string; ip: string | null; userAgent: string | null }): Promise<{ sessionId: string; absoluteExpiresAt: Date }>;
+  /** Same, with the session's first refresh token (stored as its SHA-256 hash) in the same statement. */
+  createWithRefreshToken(
+    q: Queryable,
+    input: { userId: string; tenantId: string; ip: string | null; userAgent: string | null },
+    refresh: { id: string; hash: Buffer },
+  ): Promise<{ sessionId: string; absoluteExpiresAt: Date }>;
   /** The live auth context for verified claims, or why the session is not usable. */
   authenticate(claims: AccessClaims): Promise<{ auth: AuthContext; reason?: undefined; kind?: undefined } | RejectedSession>;
   revoke(q: Queryable, sessionId: string, tenantId: string, reason: string): Promise<boolean>;
@@ -54,6 +60,19 @@ export function createSessionService(deps: { pool: Pool; config: Config; clock: 
         now: new Date(now),
         idleExpiresAt: new Date(Math.min(now + idleMs, now + absMs)),
         absoluteExpiresAt,
+      });
+      return { sessionId, absoluteExpiresAt };
+    },
+    async createWithRefreshToken(q, input, refresh) {
+      const now = deps.clock.now();
+      const absoluteExpiresAt = new Date(now + absMs);
+      const sessionId = await insertSessionWithRefreshToken(q, {
+        ...input,
+        now: new Date(now),
+        idleExpiresAt: new Date(Math.min(now + idleMs, now + absMs)),
+        absoluteExpiresAt,
+        refreshId: refresh.id,
+        refreshHash: refresh.hash,
       });
       return { sessionId, absoluteExpiresAt };
     },

@@ -1,4 +1,4 @@
-import type { Queryable } from '../../db/pool';
+import type { Pool, PoolClient, Queryable } from '../../db/pool';
 import type { Role } from '../../types/express';
 
 export interface UserRecord {
@@ -31,8 +31,9 @@ function toUser(r: UserRow): UserRecord {
 /** Every tenant's user with this e-mail (login names no tenant). Bounded; uses users_email_idx. */
 export const FIND_USERS_BY_EMAIL = `SELECT ${COLUMNS} FROM users WHERE email = $1 ORDER BY tenant_id LIMIT 20`;
 
-export async function findUsersByEmail(q: Queryable, email: string): Promise<UserRecord[]> {
-  const { rows } = await q.query<UserRow>(FIND_USERS_BY_EMAIL, [email]);
+export async function findUsersByEmail(q: Pool | PoolClient, email: string): Promise<UserRecord[]> {
+  // Named (prepared) statement: on the login path, planned once per connection.
+  const { rows } = await q.query<UserRow>({ name: 'fleet_auth_users_by_email', text: FIND_USERS_BY_EMAIL, values: [email] });
   return rows.map(toUser);
 }
 
