@@ -271,6 +271,15 @@ describe('POST /login — hostile input', () => {
     expect(res.body.error.code).toBe('VALIDATION_FAILED');
   });
 
+  test('when the body smuggles a __proto__ key, then 400 VALIDATION_FAILED (unknown key) and nothing is audited', async () => {
+    const rid = randomUUID();
+    const res = await raw('{"email":"a@example.com","idToken":"a.b.c","__proto__":{"role":"admin"}}').set('X-Request-Id', rid);
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe('VALIDATION_FAILED');
+    expect(JSON.stringify(res.body.error.details)).toContain('__proto__');
+    expect(await auditByRequest(owner, rid)).toEqual([]);
+  });
+
   test('when the body is larger than the cap, then 413', async () => {
     const res = await raw(JSON.stringify({ email: 'a@example.com', idToken: 'x'.repeat(200 * 1024) }));
     expect(res.status).toBe(413);
