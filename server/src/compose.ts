@@ -20,6 +20,7 @@ import { createAuthService, type AuthService } from './services/auth/auth-servic
 import { createDevKeyResolver } from './services/auth/dev-issuer';
 import { createIdTokenVerifier, createRemoteKeyResolver, type IdTokenVerifier, type KeyResolver } from './services/auth/oidc';
 import { createUserService, type UserService } from './services/auth/users';
+import { buildEncryption, type EncryptionService, type KeyVaultDeps, type SecretStore } from './services/encryption';
 
 export interface CoreDeps {
   config: Config;
@@ -28,6 +29,8 @@ export interface CoreDeps {
   clock: Clock;
   /** Store factory for rate limits (Redis when REDIS_URL is set); memory when absent. */
   makeRateLimitStore?: (prefix: string) => Store;
+  /** Key Vault credential/SDK options (tests: a local vault); default DefaultAzureCredential. */
+  keyVault?: KeyVaultDeps;
 }
 
 export interface Services {
@@ -38,6 +41,9 @@ export interface Services {
   /** ID-token verification for /login; null when no identity provider is configured. */
   idTokens: IdTokenVerifier | null;
   auth: AuthService;
+  encryption: EncryptionService;
+  /** Encrypted per-tenant secrets (integration credentials); see docs/ENCRYPTION.md. */
+  secrets: SecretStore;
 }
 
 /** Route guards built once from the services. */
@@ -82,8 +88,9 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
     requireAuth: createRequireAuth({ tokens, sessions, audit, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore }),
     requirePermission: createRequirePermission(audit),
   };
-  const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool)];
-  const starters: Array<() => Promise<void>> = [];
+  const enc = buildEncryption({ config: core.config, logger: core.logger, clock: core.clock, pool: core.pool, audit, keyVault: core.keyVault });
+  const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool), ...enc.readinessChecks];
+  const starters: Array<() => Promise<void>> = [enc.start];
   if (keyResolver) {
     const resolver = keyResolver;
     // Not critical: sessions keep working while the IdP is down; only new logins wait for it.
@@ -95,7 +102,7 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
   const stoppers: Array<() => Promise<void>> = [];
   return {
     ...core,
-    services: { audit, tokens, sessions, users, idTokens, auth },
+    services: { audit, tokens, sessions, users, idTokens, auth, encryption: enc.encryption, secrets: enc.secrets },
     guards,
     readinessChecks,
     async start() {

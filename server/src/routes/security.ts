@@ -3,6 +3,7 @@ import { Router, type Request, type Response } from 'express';
 import type { Composition } from '../compose';
 import type { CsrfProtection } from '../middleware/csrf';
 import { authRouter } from './auth.routes';
+import { keysRouter } from './keys.routes';
 
 export interface SecurityRouterDeps {
   composition: Composition;
@@ -18,6 +19,8 @@ export function securityRouter(deps: SecurityRouterDeps): Router {
     res.json({ success: true, csrfToken: deps.csrf.issue(req, res) });
   });
   router.use(authRouter(deps));
+
+  router.use(keysRouter(deps.composition));
 
   return router;
 }
