@@ -167,7 +167,7 @@ describe('identity provider keys (discovery + JWKS)', () => {
     }
   });
 
-  test('when the service starts, then discovery and keys are warmed and readiness lists the identity provider as a non-critical dependency', async () => {
+  test('when the service starts, then discovery and keys are warmed, readiness lists the identity provider as a non-critical dependency, and readiness probes do not reach the IdP again', async () => {
     const issuer = await startIssuer();
     const t = await buildAuthApp(issuer);
     try {
@@ -177,6 +177,29 @@ describe('identity provider keys (discovery + JWKS)', () => {
       const ready = await request(t.app).get('/api/health/ready');
       expect(ready.status).toBe(200);
       expect(ready.body.dependencies['identity-provider']).toMatchObject({ status: 'up', critical: false });
+      for (let i = 0; i < 5; i++) expect((await request(t.app).get('/api/health/ready')).status).toBe(200);
+      expect(issuer.discoveryRequests + issuer.jwksRequests).toBe(2);
+    } finally {
+      await t.close();
+      await issuer.stop();
+    }
+  });
+
+  test('when the IdP is down, then readiness reports it down but stays 200 (logins wait, sessions keep working), and probes retry it at most every 10 s', async () => {
+    const issuer = await startIssuer();
+    issuer.hang = true;
+    const t = await buildAuthApp(issuer, { env: { IDP_TIMEOUT_MS: '200' } });
+    try {
+      const ready = await request(t.app).get('/api/health/ready');
+      expect(ready.status).toBe(200);
+      expect(ready.body.dependencies['identity-provider']).toMatchObject({ status: 'down', critical: false });
+      await request(t.app).get('/api/health/ready');
+      issuer.hang = false;
+      await request(t.app).get('/api/health/ready');
+      expect(issuer.discoveryRequests).toBe(0); // inside the retry delay: not asked again
+      t.clock.advance(11_000);
+      const later = await request(t.app).get('/api/health/ready');
+      expect(later.body.dependencies['identity-provider']).toMatchObject({ status: 'up' });
     } finally {
       await t.close();
       await issuer.stop();

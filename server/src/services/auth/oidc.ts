@@ -104,6 +104,11 @@ export function createRemoteKeyResolver(opts: RemoteKeyResolverOptions): KeyReso
   let inflight: Promise<Discovery> | null = null;
   let lastFailureAt: number | null = null;
   let lastError: string | null = null;
+  // warm() (start-up, readiness probes) reads the JWKS at most once per cache period, and
+  // after a failure at most once per retry period: an unauthenticated /ready flood cannot
+  // turn into requests to the IdP.
+  let keysCheckedAt: number | null = null;
+  let keysFailedAt: number | null = null;
   const keyObjects = new WeakMap<object, KeyObject>();
 
   function parseDiscovery(doc: unknown): Discovery {
@@ -211,10 +216,16 @@ export function createRemoteKeyResolver(opts: RemoteKeyResolverOptions): KeyReso
     },
     async warm() {
       await discover();
+      const now = opts.clock.now();
+      if (keysCheckedAt !== null && now - keysCheckedAt < (opts.cacheMaxAgeMs ?? 600_000)) return;
+      if (keysFailedAt !== null && now - keysFailedAt < retryMs) throw new IdpUnavailableError(`JWKS unavailable: ${lastError ?? 'unknown error'}`);
       try {
         await (client as JwksClient).getSigningKeys();
+        keysCheckedAt = now;
+        keysFailedAt = null;
       } catch (err) {
         lastError = (err as Error).message;
+        keysFailedAt = now;
         throw new IdpUnavailableError(`JWKS unavailable: ${lastError}`);
       }
     },
