@@ -35,7 +35,7 @@ beforeAll(async () => {
   // Only the migrations of the foundation tables and of the audit trail.
   migrationsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'audit-owner-migrations-'));
   for (const f of fs.readdirSync(MIGRATIONS_DIR)) {
-    if (/^(00\d|02\d)_/.test(f)) fs.copyFileSync(path.join(MIGRATIONS_DIR, f), path.join(migrationsDir, f));
+    if (/^(00\d|01\d|02\d)_/.test(f)) fs.copyFileSync(path.join(MIGRATIONS_DIR, f), path.join(migrationsDir, f));
   }
   admin = new pg.Client({ connectionString: testAdminUrl() });
   await admin.connect();
@@ -84,6 +84,15 @@ const n = async (q: pg.Pool | pg.PoolClient, sql: string, params: unknown[] = []
 };
 
 describe('a non-superuser table owner', () => {
+  it('when the application counts failed logins for the lockout, then the definer function sees them across tenants', async () => {
+    const { rows } = await app.query(
+      "SELECT * FROM auth_login_lockout('eve@example.com', '192.0.2.7'::inet, now() - interval '15 minutes', interval '15 minutes', 5)",
+    );
+    expect(rows[0]).toMatchObject({ email_failures: 1, ip_failures: 1, email_unlock_at: null });
+    // The scope is restored: the caller's own reads stay tenant-bound.
+    expect(await n(app, 'SELECT count(*)::int AS n FROM audit_logs')).toBe(0);
+  });
+
   it('when the owner queries without tenant context, then forced row-level security shows it nothing', async () => {
     expect(await n(owner, 'SELECT count(*)::int AS n FROM audit_logs')).toBe(0);
   });
