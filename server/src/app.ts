@@ -1,18 +1,18 @@
 /**
  * createApp(composition): the Express app from ready services. No I/O at import or build time.
- * Order: request context → metrics → security headers → CORS → rate limit → body → routes → 404 → errors.
+ * Order: request context (id, headers, access log, metrics) → CORS → rate limit → body → routes → 404 → errors.
  * The general rate limit runs before body parsing so a limited client costs no parsing.
  */
 import express, { type Express } from 'express';
 import type { Composition } from './compose';
-import { jsonBody, safeQuery } from './middleware/body';
+import { jsonBody } from './middleware/body';
 import { corsPolicy } from './middleware/cors';
 import { createCsrf } from './middleware/csrf';
 import { errorHandler, notFoundHandler } from './middleware/error-handler';
 import { createMetrics, type Metrics } from './middleware/metrics';
 import { createRateLimiter } from './middleware/rate-limit';
 import { requestContext } from './middleware/request-context';
-import { securityHeaders } from './middleware/security-headers';
+import { securityHeaderList } from './middleware/security-headers';
 import { healthRouter } from './routes/health';
 import { securityRouter } from './routes/security';
 
@@ -33,9 +33,7 @@ export function createApp(c: Composition, opts: AppOptions = {}): Express & { me
   app.metrics = metrics;
   const csrf = createCsrf({ secret: config.csrfSecret, production: config.isProduction });
 
-  app.use(requestContext({ logger, accessLog: opts.accessLog }));
-  app.use(metrics.middleware);
-  app.use(securityHeaders());
+  app.use(requestContext({ logger, accessLog: opts.accessLog, headers: securityHeaderList(), onFinish: metrics.observe }));
   app.use(corsPolicy(config.cors.origins));
   app.use(
     createRateLimiter({
@@ -46,7 +44,6 @@ export function createApp(c: Composition, opts: AppOptions = {}): Express & { me
     }),
   );
   app.use(jsonBody(config.bodyLimitBytes));
-  app.use(safeQuery());
 
   app.use('/api/health', healthRouter(c.readinessChecks, { startedAt: Date.now() }));
   app.get('/metrics', metrics.handler);

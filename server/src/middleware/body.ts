@@ -43,7 +43,7 @@ function findUnsafeStrings(value: unknown, path: string, out: ErrorDetail[], dep
 /**
  * Body handling: requests with a body must be JSON (415 otherwise), capped in size (413),
  * valid UTF-8 and valid JSON (400 MALFORMED_JSON), and free of NUL characters and lone
- * surrogates (400 VALIDATION_FAILED).
+ * surrogates (400 VALIDATION_FAILED); the query string likewise.
  */
 export function jsonBody(limitBytes: number): RequestHandler[] {
   const parser = express.json({
@@ -54,38 +54,42 @@ export function jsonBody(limitBytes: number): RequestHandler[] {
       if (!isUtf8(buf)) throw new Utf8Error('The request body is not valid UTF-8.');
     },
   });
+  function checkQuery(req: Request): ErrorDetail[] {
+    const problems: ErrorDetail[] = [];
+    if (req.url.includes('?')) findUnsafeStrings(req.query, 'query', problems);
+    return problems;
+  }
+  // One layer: requests without a body (most GETs) cost two header reads.
   return [
-    function requireJson(req: Request, _res: Response, next: NextFunction): void {
-      if (hasBody(req) && !JSON_TYPE.test(String(req.headers['content-type'] ?? ''))) {
+    function requestBody(req: Request, res: Response, next: NextFunction): void {
+      const queryProblems = checkQuery(req);
+      if (queryProblems.length > 0) {
+        next(validationFailed(queryProblems));
+        return;
+      }
+      if (!hasBody(req)) {
+        next();
+        return;
+      }
+      if (!JSON_TYPE.test(String(req.headers['content-type'] ?? ''))) {
         next(unsupportedMediaType());
         return;
       }
-      next();
-    },
-    parser,
-    function rejectUnsafeStrings(req: Request, _res: Response, next: NextFunction): void {
-      if (req.body !== undefined && req.body !== null && typeof req.body === 'object') {
-        const problems: ErrorDetail[] = [];
-        findUnsafeStrings(req.body, '', problems);
-        if (problems.length > 0) {
-          next(validationFailed(problems));
+      parser(req, res, (err?: unknown) => {
+        if (err) {
+          next(err);
           return;
         }
-      }
-      next();
+        if (req.body !== undefined && req.body !== null && typeof req.body === 'object') {
+          const problems: ErrorDetail[] = [];
+          findUnsafeStrings(req.body, '', problems);
+          if (problems.length > 0) {
+            next(validationFailed(problems));
+            return;
+          }
+        }
+        next();
+      });
     },
   ];
-}
-
-/** Query strings get the same treatment (NUL bytes, lone surrogates). */
-export function safeQuery(): RequestHandler {
-  return function rejectUnsafeQuery(req: Request, _res: Response, next: NextFunction): void {
-    const problems: ErrorDetail[] = [];
-    findUnsafeStrings(req.query, 'query', problems);
-    if (problems.length > 0) {
-      next(validationFailed(problems));
-      return;
-    }
-    next();
-  };
 }

@@ -14,14 +14,18 @@ export function corsPolicy(origins: readonly string[]): RequestHandler[] {
     maxAge: 600,
   });
   return [
-    function refuseForeignPreflight(req: Request, _res: Response, next: NextFunction): void {
+    function corsAllowList(req: Request, res: Response, next: NextFunction): void {
       const origin = req.headers.origin;
-      if (req.method === 'OPTIONS' && origin !== undefined && !allowed.has(origin)) {
+      // No Origin header: not a cross-origin browser request, nothing to add (most API traffic).
+      if (origin === undefined) {
+        next();
+        return;
+      }
+      if (req.method === 'OPTIONS' && !allowed.has(origin)) {
         next(forbidden('origin not allowed by CORS_ORIGINS'));
         return;
       }
-      next();
+      c(req, res, next);
     },
-    c,
   ];
 }

@@ -6,6 +6,8 @@ import { forbidden } from '../lib/errors';
 
 export interface Metrics {
   registry: client.Registry;
+  /** Records one finished request (requestContext calls it from its single 'finish' listener). */
+  observe(req: Request, res: Response, seconds: number): void;
   middleware: RequestHandler;
   handler: RequestHandler;
 }
@@ -54,11 +56,26 @@ export function createMetrics(opts: { pool?: Pool; token: string | null }): Metr
   }
   const tokenDigest = opts.token ? sha(opts.token) : null;
 
+  // One labelled child per (method, route, status): no label hashing per request.
+  const children = new Map<string, client.Histogram.Internal<'method' | 'route' | 'status'>>();
+  function observe(req: Request, res: Response, seconds: number): void {
+    const route = routeLabel(req);
+    const key = `${req.method} ${route} ${res.statusCode}`;
+    let child = children.get(key);
+    if (!child) {
+      // Unknown methods are folded so a client cannot grow the label set without bound.
+      const method = /^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS)$/.test(req.method) ? req.method : 'OTHER';
+      child = duration.labels(method, route, String(res.statusCode));
+      if (children.size < 2000) children.set(key, child);
+    }
+    child.observe(seconds);
+  }
   return {
     registry,
+    observe,
     middleware: function metricsMiddleware(req: Request, res: Response, next: NextFunction): void {
-      const end = duration.startTimer();
-      res.on('finish', () => end({ method: req.method, route: routeLabel(req), status: String(res.statusCode) }));
+      const t0 = process.hrtime.bigint();
+      res.on('finish', () => observe(req, res, Number(process.hrtime.bigint() - t0) / 1e9));
       next();
     },
     handler: function metricsHandler(req: Request, res: Response, next: NextFunction): void {
