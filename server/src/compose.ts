@@ -3,6 +3,7 @@
  * root) and by the tests, so both run the same wiring.
  */
 import type { Store } from 'express-rate-limit';
+import type { Registry } from 'prom-client';
 import type { Config } from './config';
 import type { Pool } from './db/pool';
 import type { Clock } from './lib/clock';
@@ -16,6 +17,7 @@ import { createAuditService, type AuditService } from './services/audit/service'
 import type { Permission } from './services/auth/rbac';
 import { createSessionService, type SessionService } from './services/auth/sessions';
 import { createTokenService, type TokenService } from './services/auth/tokens';
+import { buildSecurityMonitoring, type SecurityMonitoring } from './services/siem';
 
 export interface CoreDeps {
   config: Config;
@@ -30,6 +32,8 @@ export interface Services {
   audit: AuditService;
   tokens: TokenService;
   sessions: SessionService;
+  /** SIEM forwarding (outbox + worker), alerting rules, immutable audit archive. */
+  monitoring: SecurityMonitoring;
 }
 
 /** Route guards built once from the services. */
@@ -43,6 +47,8 @@ export interface Composition extends CoreDeps {
   services: Services;
   guards: Guards;
   readinessChecks: ReadinessCheck[];
+  /** prom-client registries of services, exposed at GET /metrics beside the HTTP metrics. */
+  metricRegistries: Registry[];
   /** Starts background work (workers, timers). Not called by tests that do not need it. */
   start(): Promise<void>;
   /** Stops background work; the caller closes the pool afterwards. */
@@ -57,14 +63,16 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
     requireAuth: createRequireAuth({ tokens, sessions, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore }),
     requirePermission: createRequirePermission(audit),
   };
-  const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool)];
-  const starters: Array<() => Promise<void>> = [];
-  const stoppers: Array<() => Promise<void>> = [];
+  const monitoring = buildSecurityMonitoring({ config: core.config, pool: core.pool, logger: core.logger, clock: core.clock, audit });
+  const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool), ...monitoring.readinessChecks];
+  const starters: Array<() => Promise<void>> = [() => monitoring.start()];
+  const stoppers: Array<() => Promise<void>> = [() => monitoring.stop()];
   return {
     ...core,
-    services: { audit, tokens, sessions },
+    services: { audit, tokens, sessions, monitoring },
     guards,
     readinessChecks,
+    metricRegistries: [monitoring.metrics.registry],
     async start() {
       for (const s of starters) await s();
     },

@@ -2,6 +2,7 @@ import cookieParser from 'cookie-parser';
 import { Router, type Request, type Response } from 'express';
 import type { Composition } from '../compose';
 import type { CsrfProtection } from '../middleware/csrf';
+import { siemRouter } from './siem.routes';
 
 export interface SecurityRouterDeps {
   composition: Composition;
@@ -16,6 +17,8 @@ export function securityRouter(deps: SecurityRouterDeps): Router {
   router.get('/csrf-token', function csrfToken(req: Request, res: Response) {
     res.json({ success: true, csrfToken: deps.csrf.issue(req, res) });
   });
+
+  router.use(siemRouter(deps.composition));
 
   return router;
 }

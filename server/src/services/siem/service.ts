@@ -1,0 +1,461 @@
+/**
+ * The SIEM forwarder: a durable outbox in PostgreSQL and a worker in every instance.
+ *
+ * Enqueue: in the caller's transaction (the audit hook runs inside the audit row's
+ * transaction), so an event exists exactly when the change it reports committed.
+ * Worker: claims up to SIEM_BATCH_SIZE due events with FOR UPDATE SKIP LOCKED and a lease,
+ * hands them to the connector, deletes delivered ones, reschedules retryable ones with
+ * capped exponential backoff and full jitter, and moves permanent failures to the dead
+ * letter (with an audit.siem.dead_letter row). Runs every SIEM_FLUSH_INTERVAL_MS, and sooner
+ * when this instance enqueued a full batch. A crash loses nothing: claimed rows become due
+ * again when their lease ends; receivers see the same event id again (idempotency key).
+ *
+ * Queue bound (SIEM_MAX_QUEUE):
+ *  - POST /audit/siem and sendEvent/sendBatch: refused with 503 + Retry-After when the batch
+ *    would exceed the bound (nothing is enqueued; the caller can retry);
+ *  - events mirrored from the audit trail and alerts: never block or fail the audit write.
+ *    When full, the oldest unclaimed non-critical event is moved to the dead letter
+ *    (reason queue_full) to make room; if every queued event is critical, a new critical
+ *    event or alert is still enqueued (the bound is exceeded only by critical events) and a
+ *    new non-critical one goes straight to the dead letter. The audit row itself always stays.
+ */
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { Request } from 'express';
+import type { Config } from '../../config';
+import type { Pool, Queryable } from '../../db/pool';
+import { withTenant, withTransaction } from '../../db/transaction';
+import { AppError } from '../../lib/errors';
+import type { Clock } from '../../lib/clock';
+import type { Logger } from '../../lib/logger';
+import type { AuditService } from '../audit/service';
+import type { AuditHook, Severity } from '../audit/types';
+import { backoffDelayMs } from './backoff';
+import { createConnector } from './connectors';
+import { auditEventId } from './event-id';
+import { EVENT_TYPE_RE, eventFromAudit, normalizeEvent } from './events';
+import type { SiemMetrics } from './metrics';
+import * as repo from './repository';
+import type { EventOutcome, QueueStatus, SiemConnector, SiemEvent, SiemEventInput } from './types';
+import { SEVERITIES } from './types';
+
+export const DEFAULT_LEASE_MS = 5 * 60_000;
+/** Batches one tick may deliver back to back before yielding to the next interval. */
+const MAX_BATCHES_PER_TICK = 50;
+/** Near the bound the hook counts exactly instead of trusting the estimate. */
+const EXACT_COUNT_RATIO = 0.9;
+
+export interface FlushResult {
+  claimed: number;
+  delivered: number;
+  retried: number;
+  dead: number;
+}
+
+export interface ApiEventInput {
+  eventType: string;
+  severity: Severity;
+  message: string;
+  details?: Record<string, unknown>;
+  occurredAt?: string;
+  outcome?: 'success' | 'failure' | 'denied';
+  resourceType?: string;
+  resourceId?: string;
+}
+
+export interface SendAlertOptions {
+  tenantId?: string;
+  q?: Queryable;
+  userId?: string | null;
+  ipAddress?: string | null;
+  userAgent?: string | null;
+  requestId?: string | null;
+  resourceType?: string;
+  resourceId?: string | null;
+  details?: Record<string, unknown>;
+}
+
+export interface SiemHealth {
+  provider: string | null;
+  reachable: boolean;
+  healthy: boolean;
+  error: string | null;
+}
+
+export interface SiemService {
+  readonly enabled: boolean;
+  readonly provider: string | null;
+  readonly instanceId: string;
+  /** Enqueues inside the caller's transaction (`reject` refuses when full, `evict` never fails the caller). */
+  enqueue(q: Queryable, events: readonly SiemEvent[], policy: 'reject' | 'evict'): Promise<void>;
+  /** The seed API: enqueue one event (own transaction unless `q`). Returns its id. */
+  sendEvent(event: SiemEventInput, q?: Queryable): Promise<string>;
+  sendBatch(events: readonly SiemEventInput[], q?: Queryable): Promise<string[]>;
+  /** Records `security.alert.<alertType>` in the audit trail; the audit hook forwards it. */
+  sendAlert(alertType: string, severity: Severity, message: string, opts?: SendAlertOptions): Promise<{ eventId: string; auditLogId: string }>;
+  /** POST /audit/siem: admin-submitted events + an audit.siem.submitted row, one transaction. */
+  submitFromRequest(req: Request, events: readonly ApiEventInput[]): Promise<string[]>;
+  healthCheck(): Promise<SiemHealth>;
+  /** Counts for one tenant (or all when omitted) and the forwarder's state. */
+  getQueueStatus(tenantId?: string | null): Promise<QueueStatus>;
+  /** Claims and delivers one batch now. */
+  flushOnce(): Promise<FlushResult>;
+  /** Audit hook: forwards every high/critical audit event (and every alert). */
+  readonly auditHook: AuditHook;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface SiemServiceDeps {
+  pool: Pool;
+  config: Config;
+  logger: Logger;
+  clock: Clock;
+  audit: AuditService;
+  metrics: SiemMetrics;
+  /** Defaults to the connector SIEM_PROVIDER names (null: forwarding disabled). */
+  connector?: SiemConnector | null;
+  connectorTimeoutMs?: number;
+  leaseMs?: number;
+  random?: () => number;
+  instanceId?: string;
+}
+
+function notConfigured(): AppError {
+  return new AppError('SERVICE_UNAVAILABLE', 503, 'No SIEM is configured (SIEM_PROVIDER, SIEM_ENDPOINT_URL).');
+}
+
+/** Audit events forwarded automatically: high/critical ones and alerts, except the forwarder's own bookkeeping. */
+export function isForwarded(action: string, severity: Severity): boolean {
+  if (action.startsWith('audit.siem.')) return false;
+  return severity === 'high' || severity === 'critical' || action.startsWith('security.alert.');
+}
+
+export function createSiemService(deps: SiemServiceDeps): SiemService {
+  const { pool, config, logger, clock, audit, metrics } = deps;
+  const connector = deps.connector !== undefined ? deps.connector : createConnector(config, { timeoutMs: deps.connectorTimeoutMs });
+  const enabled = connector !== null;
+  const provider = connector?.provider ?? null;
+  const batchSize = config.siem.batchSize;
+  const maxQueue = config.siem.maxQueue;
+  const leaseMs = deps.leaseMs ?? DEFAULT_LEASE_MS;
+  const random = deps.random ?? Math.random;
+  const instanceId = deps.instanceId ?? `${os.hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  const log = logger.child({ component: 'siem', provider });
+
+  let depthEstimate = 0;
+  let enqueuedSinceTick = 0;
+  let timer: NodeJS.Timeout | null = null;
+  let running: Promise<void> | null = null;
+  let started = false;
+  let stopping = false;
+  /** A wake-up arrived while a tick was running: run again right after it. */
+  let again = false;
+
+  const now = (): Date => new Date(clock.now());
+
+  function nudge(n: number): void {
+    enqueuedSinceTick += n;
+    if (started && !stopping && enqueuedSinceTick >= batchSize) schedule(5);
+  }
+
+  async function enqueueEvict(q: Queryable, e: SiemEvent): Promise<void> {
+    const at = now();
+    if (depthEstimate >= maxQueue * EXACT_COUNT_RATIO) {
+      depthEstimate = await repo.countOutboxCapped(q, maxQueue);
+      if (depthEstimate >= maxQueue) {
+        const evicted = await repo.evictOldestNonCritical(q, at);
+        if (evicted) {
+          metrics.deadLettered.inc({ reason: 'queue_full' });
+          log.warn('SIEM queue full: evicted the oldest non-critical event to the dead letter', { evictedEventId: evicted, maxQueue });
+        } else if (e.severity !== 'critical' && e.origin !== 'alert') {
+          await repo.insertDeadLetterDirect(q, e, 'queue_full: every queued event is critical', at);
+          metrics.deadLettered.inc({ reason: 'queue_full' });
+          log.warn('SIEM queue full of critical events: new event dead-lettered', { eventId: e.id, maxQueue });
+          return;
+        }
+      }
+    }
+    await repo.insertOutboxOne(q, e, at);
+    depthEstimate += 1;
+    metrics.enqueued.inc({ origin: e.origin });
+    nudge(1);
+  }
+
+  async function enqueueReject(q: Queryable, events: readonly SiemEvent[]): Promise<void> {
+    // One submitter at a time near the bound: the count and the insert are then exact.
+    await q.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 7305))', ['siem-outbox-bound']);
+    const depth = await repo.countOutboxCapped(q, maxQueue);
+    depthEstimate = depth;
+    if (depth + events.length > maxQueue) {
+      throw new AppError('SERVICE_UNAVAILABLE', 503, 'The SIEM queue is full; try again later.', {
+        headers: { 'Retry-After': String(Math.max(1, Math.ceil(config.siem.flushIntervalMs / 1000))) },
+        internalReason: `siem outbox holds ${depth} of ${maxQueue} events`,
+      });
+    }
+    await repo.insertOutbox(q, events, now());
+    depthEstimate += events.length;
+    for (const e of events) metrics.enqueued.inc({ origin: e.origin });
+    nudge(events.length);
+  }
+
+  async function enqueue(q: Queryable, events: readonly SiemEvent[], policy: 'reject' | 'evict'): Promise<void> {
+    if (!enabled) throw notConfigured();
+    if (events.length === 0) return;
+    if (policy === 'reject') return enqueueReject(q, events);
+    for (const e of events) await enqueueEvict(q, e);
+  }
+
+  function validateInput(e: SiemEventInput): void {
+    if (!EVENT_TYPE_RE.test(e.eventType) || e.eventType.length > 128) throw new Error(`invalid SIEM event type ${JSON.stringify(e.eventType.slice(0, 64))}`);
+    if (!SEVERITIES.includes(e.severity)) throw new Error('invalid SIEM severity');
+  }
+
+  async function sendBatch(inputs: readonly SiemEventInput[], q?: Queryable): Promise<string[]> {
+    if (!enabled) throw notConfigured();
+    inputs.forEach(validateInput);
+    const t = clock.now();
+    const events = inputs.map((i) => normalizeEvent(i, t));
+    if (q) await enqueue(q, events, 'reject');
+    else await withTransaction(pool, (c) => enqueue(c, events, 'reject'));
+    return events.map((e) => e.id);
+  }
+
+  async function applyReport(rows: repo.OutboxRow[], outcomes: Map<string, EventOutcome>, batchError: string | undefined): Promise<FlushResult> {
+    const at = now();
+    const delivered: string[] = [];
+    const resched: repo.Reschedule[] = [];
+    const dead: Array<{ row: repo.OutboxRow; reason: string }> = [];
+    for (const row of rows) {
+      const o = outcomes.get(row.event_id) ?? { kind: 'retry', reason: `${provider}: no outcome reported` };
+      if (o.kind === 'delivered') delivered.push(row.seq);
+      else if (o.kind === 'dead') dead.push({ row, reason: o.reason });
+      else if (o.penalize === false) resched.push({ seq: row.seq, nextAt: at, reason: o.reason, inc: 0 });
+      else {
+        const attempt = row.attempts + 1;
+        resched.push({ seq: row.seq, nextAt: new Date(at.getTime() + backoffDelayMs(attempt, random, o.retryAfterMs)), reason: o.reason, inc: 1 });
+      }
+    }
+    await withTransaction(pool, async (c) => {
+      await repo.deleteDelivered(c, delivered, instanceId);
+      await repo.reschedule(c, resched, instanceId);
+      if (delivered.length > 0) await repo.recordFlushSuccess(c, instanceId, at);
+      if (batchError) await repo.recordFlushError(c, instanceId, batchError, at);
+    });
+    const byTenant = new Map<string, Array<{ row: repo.OutboxRow; reason: string }>>();
+    for (const d of dead) byTenant.set(d.row.tenant_id, [...(byTenant.get(d.row.tenant_id) ?? []), d]);
+    let deadCount = 0;
+    for (const [tenantId, items] of byTenant) {
+      await withTenant(pool, tenantId, async (c) => {
+        const moved = await repo.moveToDeadLetter(c, items.map((i) => ({ seq: i.row.seq, reason: i.reason })), instanceId, at);
+        if (moved.length === 0) return;
+        deadCount += moved.length;
+        await audit.record(
+          {
+            tenantId,
+            action: 'audit.siem.dead_letter',
+            resourceType: 'siem_event',
+            resourceId: moved[0] as string,
+            result: 'failure',
+            severity: 'high',
+            errorMessage: (items[0] as { reason: string }).reason.slice(0, 2000),
+            after: { provider, count: moved.length, eventIds: moved, reasons: [...new Set(items.map((i) => i.reason))].slice(0, 5) },
+          },
+          c,
+        );
+      });
+    }
+    metrics.delivered.inc(delivered.length);
+    metrics.retried.inc(resched.filter((r) => r.inc === 1).length);
+    if (deadCount > 0) metrics.deadLettered.inc({ reason: 'permanent' }, deadCount);
+    depthEstimate = Math.max(0, depthEstimate - delivered.length - deadCount);
+    if (batchError) log.warn('SIEM delivery failed', { reason: batchError, delivered: delivered.length, retried: resched.length, deadLettered: deadCount });
+    return { claimed: rows.length, delivered: delivered.length, retried: resched.length, dead: deadCount };
+  }
+
+  async function flushOnce(): Promise<FlushResult> {
+    if (!connector) return { claimed: 0, delivered: 0, retried: 0, dead: 0 };
+    const t = clock.now();
+    const rows = await repo.claimBatch(pool, instanceId, new Date(t), new Date(t + leaseMs), batchSize);
+    if (rows.length === 0) return { claimed: 0, delivered: 0, retried: 0, dead: 0 };
+    const end = metrics.flushDuration.startTimer();
+    let outcomes: Map<string, EventOutcome>;
+    let error: string | undefined;
+    try {
+      const report = await connector.send(rows.map((r) => r.payload));
+      outcomes = report.outcomes;
+      error = report.error;
+    } catch (err) {
+      error = `${provider}: ${(err as Error).message}`.slice(0, 300);
+      outcomes = new Map(rows.map((r) => [r.event_id, { kind: 'retry', reason: error as string } as EventOutcome]));
+    }
+    end();
+    return applyReport(rows, outcomes, error);
+  }
+
+  async function tick(): Promise<void> {
+    if (stopping) return;
+    if (running) {
+      again = true;
+      return;
+    }
+    again = false;
+    enqueuedSinceTick = 0;
+    running = (async () => {
+      try {
+        for (let i = 0; i < MAX_BATCHES_PER_TICK && !stopping; i++) {
+          const r = await flushOnce();
+          if (r.claimed < batchSize || r.delivered === 0) break;
+        }
+        depthEstimate = await repo.countOutboxCapped(pool, maxQueue);
+        metrics.queueDepth.set(depthEstimate);
+      } catch (err) {
+        log.warn('SIEM worker tick failed', { err: (err as Error).message });
+      }
+    })();
+    try {
+      await running;
+    } finally {
+      running = null;
+    }
+    schedule(again ? 0 : config.siem.flushIntervalMs);
+  }
+
+  function schedule(ms: number): void {
+    if (!started || stopping) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = null;
+      void tick();
+    }, ms);
+    timer.unref();
+  }
+
+  const auditHook: AuditHook = async (event, recorded, q) => {
+    if (!enabled || !isForwarded(event.action, event.severity)) return;
+    await enqueueEvict(q, eventFromAudit(event, recorded));
+  };
+
+  const service: SiemService = {
+    enabled,
+    provider,
+    instanceId,
+    enqueue,
+    async sendEvent(event, q) {
+      const [id] = await sendBatch([event], q);
+      return id as string;
+    },
+    sendBatch,
+    async sendAlert(alertType, severity, message, opts = {}) {
+      if (!/^[a-z][a-z0-9_]{0,63}$/.test(alertType)) throw new Error('alert type must be lower-case letters, digits and underscores');
+      if (!SEVERITIES.includes(severity)) throw new Error('invalid alert severity');
+      const event = {
+        tenantId: opts.tenantId ?? '_system',
+        userId: opts.userId ?? null,
+        action: `security.alert.${alertType}`,
+        resourceType: opts.resourceType ?? 'security_alert',
+        resourceId: opts.resourceId ?? alertType,
+        after: { alertType, message, ...(opts.details ?? {}) },
+        result: 'success' as const,
+        severity,
+        ipAddress: opts.ipAddress ?? null,
+        userAgent: opts.userAgent ?? null,
+        requestId: opts.requestId ?? null,
+      };
+      const recorded = await audit.record(event, opts.q);
+      return { eventId: auditEventId(recorded.id), auditLogId: recorded.id };
+    },
+    async submitFromRequest(req, inputs) {
+      if (!enabled) throw notConfigured();
+      const auth = req.auth;
+      if (!auth) throw new Error('submitFromRequest without authentication');
+      const t = clock.now();
+      const events = inputs.map((i) =>
+        normalizeEvent(
+          {
+            tenantId: auth.tenantId,
+            eventType: i.eventType,
+            severity: i.severity,
+            message: i.message,
+            details: i.details ?? null,
+            time: i.occurredAt ? new Date(i.occurredAt) : undefined,
+            outcome: i.outcome ?? null,
+            resourceType: i.resourceType ?? null,
+            resourceId: i.resourceId ?? null,
+            origin: 'api',
+            userId: auth.userId,
+            ipAddress: req.ctx.ip ?? null,
+            userAgent: req.ctx.userAgent ?? null,
+            requestId: req.ctx.requestId,
+          },
+          t,
+        ),
+      );
+      await withTenant(pool, auth.tenantId, async (c) => {
+        await enqueue(c, events, 'reject');
+        await audit.recordFromRequest(
+          req,
+          {
+            action: 'audit.siem.submitted',
+            resourceType: 'siem_event',
+            resourceId: events.length === 1 ? (events[0] as SiemEvent).id : `${events.length} events`,
+            after: { count: events.length, eventIds: events.map((e) => e.id), eventTypes: [...new Set(events.map((e) => e.eventType))].slice(0, 20) },
+            severity: 'low',
+          },
+          c,
+        );
+      });
+      return events.map((e) => e.id);
+    },
+    async healthCheck() {
+      if (!connector) return { provider: null, reachable: false, healthy: false, error: 'SIEM_PROVIDER is not configured' };
+      let reachable = true;
+      let error: string | null = null;
+      try {
+        await connector.healthCheck();
+      } catch (err) {
+        reachable = false;
+        error = (err as Error).message;
+      }
+      const status = await service.getQueueStatus(null);
+      return { provider, reachable, healthy: reachable && status.healthy, error: error ?? status.lastError };
+    },
+    async getQueueStatus(tenantId) {
+      const row = await repo.queueStatus(pool, tenantId ?? null);
+      const total = tenantId ? await repo.countOutboxCapped(pool, maxQueue) : row.queued;
+      depthEstimate = Math.min(total, maxQueue);
+      const errorIsCurrent = row.last_error !== null && row.last_error_at !== null && (row.last_flush_at === null || row.last_error_at >= row.last_flush_at);
+      const lastError = !enabled ? 'SIEM_PROVIDER is not configured' : errorIsCurrent ? row.last_error : total >= maxQueue ? 'queue full' : null;
+      return {
+        queuedEvents: row.queued,
+        deadLetter: row.dead,
+        lastFlushAt: row.last_flush_at ? row.last_flush_at.toISOString() : null,
+        lastError,
+        healthy: enabled && lastError === null,
+      };
+    },
+    flushOnce,
+    auditHook,
+    async start() {
+      if (!enabled || started) return;
+      started = true;
+      stopping = false;
+      depthEstimate = await repo.countOutboxCapped(pool, maxQueue).catch(() => 0);
+      await repo.deleteStaleWorkers(pool, new Date(clock.now() - 7 * 86_400_000)).catch(() => undefined);
+      schedule(0);
+      log.info('SIEM forwarder started', { batchSize, flushIntervalMs: config.siem.flushIntervalMs, maxQueue, instanceId });
+    },
+    async stop() {
+      stopping = true;
+      if (timer) clearTimeout(timer);
+      timer = null;
+      if (running) await running.catch(() => undefined);
+      if (started) {
+        await repo.releaseClaims(pool, instanceId).catch((err: Error) => log.warn('could not release SIEM claims', { err: err.message }));
+      }
+      started = false;
+      await connector?.close().catch(() => undefined);
+    },
+  };
+  return service;
+}
