@@ -32,7 +32,7 @@ export function createCsrf(opts: { secret: string; production: boolean }): CsrfP
   return {
     issue: (req, res) => generateCsrfToken(req, res, { overwrite: true }),
     require: function requireCsrf(req: Request, _res: Response, next: NextFunction): void {
-      let ok = false;
+      let ok: boolean;
       try {
         ok = validateRequest(req);
       } catch {

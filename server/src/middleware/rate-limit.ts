@@ -57,7 +57,8 @@ export function createRateLimiter(opts: LimiterOptions): RequestHandler {
   const limiter = rateLimit({
     windowMs: opts.windowMs,
     limit: opts.max,
-    standardHeaders: 'draft-8',
+    // draft-7 headers: draft-8 adds a SHA-256 partition key per response.
+    standardHeaders: 'draft-7',
     legacyHeaders: false,
     identifier: opts.prefix,
     store: opts.makeStore ? new FailClosedStore(opts.makeStore(`${opts.prefix}:`)) : undefined,

@@ -12,18 +12,24 @@ export function requestContext(opts: { logger: Logger; accessLog?: boolean }): R
     const incoming = req.headers['x-request-id'];
     const requestId = typeof incoming === 'string' && SANE_ID.test(incoming) ? incoming : randomUUID();
     const ua = req.headers['user-agent'];
+    let child: Logger | undefined;
     req.ctx = {
       requestId,
       ip: req.ip ?? null,
       userAgent: typeof ua === 'string' ? ua.slice(0, 1024) : null,
-      log: logger.child({ requestId }),
+      // The child logger is made on first use: most requests never log beyond the access line.
+      get log(): Logger {
+        child ??= logger.child({ requestId });
+        return child;
+      },
       startedAt: process.hrtime.bigint(),
     };
     res.setHeader('X-Request-Id', requestId);
     if (accessLog) {
       res.on('finish', () => {
         const ms = Number(process.hrtime.bigint() - req.ctx.startedAt) / 1e6;
-        req.ctx.log.info('request', {
+        logger.info('request', {
+          requestId,
           method: req.method,
           path: req.path,
           status: res.statusCode,

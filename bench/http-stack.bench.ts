@@ -1,0 +1,54 @@
+/**
+ * Full middleware stack on GET /api/health vs bare Express 5, same machine, same run.
+ * Usage: npx tsx bench/http-stack.bench.ts [seconds-per-round=5] [rounds=3]
+ */
+import { randomBytes } from 'node:crypto';
+import { fmt, load, median, startServer, type LoadResult } from './lib/harness';
+
+async function main(): Promise<void> {
+  const seconds = Number(process.argv[2] ?? 5);
+  const rounds = Number(process.argv[3] ?? 3);
+  const env = {
+    NODE_ENV: 'production',
+    DATABASE_URL: process.env.BENCH_DATABASE_URL ?? 'postgres://bench:unused-password-9f3k@127.0.0.1:5432/bench',
+    DATABASE_SSL: 'disable',
+    JWT_SECRET: randomBytes(48).toString('base64'),
+    FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    AUTH0_DOMAIN: 'bench.example.com',
+    AUTH0_CLIENT_ID: 'bench',
+    CORS_ORIGINS: 'https://app.example.com',
+    RATE_LIMIT_MAX: '1000000',
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
+  };
+  const bare = await startServer('servers/bare-express.ts');
+  const full = await startServer('servers/full-stack.ts', env).catch(async (e: Error) => {
+    await bare.stop();
+    throw e;
+  });
+  const results: { bare: LoadResult[]; full: LoadResult[] } = { bare: [], full: [] };
+  try {
+    // Warm-up (JIT) for both.
+    await load({ url: `${bare.url}/api/health`, duration: 2 });
+    await load({ url: `${full.url}/api/health`, duration: 2 });
+    for (let i = 0; i < rounds; i++) {
+      results.bare.push(await load({ url: `${bare.url}/api/health`, duration: seconds }));
+      results.full.push(await load({ url: `${full.url}/api/health`, duration: seconds }));
+    }
+  } finally {
+    await bare.stop();
+    await full.stop();
+  }
+  for (const [name, rs] of Object.entries(results)) for (const r of rs) console.log(`${name.padEnd(5)} ${fmt(r)}`);
+  const b = median(results.bare.map((r) => r.rps));
+  const f = median(results.full.map((r) => r.rps));
+  const bp99 = median(results.bare.map((r) => r.p99));
+  const fp99 = median(results.full.map((r) => r.p99));
+  console.log(`\nGET /api/health, 20 connections, ${rounds} rounds x ${seconds} s (medians)`);
+  console.log(`bare express : ${Math.round(b)} req/s, p99 ${bp99} ms`);
+  console.log(`full stack   : ${Math.round(f)} req/s, p99 ${fp99} ms`);
+  console.log(`ratio full/bare = ${(f / b).toFixed(3)}  (target >= 0.75)`);
+}
+main().catch((e: Error) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,46 @@
+import request from 'supertest';
+import { createLogger } from '../../src/lib/logger';
+import { redact } from '../../src/lib/redact';
+import { buildTestApp, captureTransport } from '../helpers/app';
+import { loginAs } from '../helpers/auth';
+
+const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U';
+
+describe('log redaction', () => {
+  test('when a log entry carries tokens, passwords, keys, cookies or an Authorization header, then none reach the transport', () => {
+    const lines: string[] = [];
+    const log = createLogger({ level: 'debug', console: false, transports: [captureTransport(lines)] });
+    log.info(`user sent ${JWT}`, {
+      password: 'hunter2-password',
+      headers: { authorization: `Bearer ${JWT}`, cookie: 'fleet_refresh=abcdef123456', 'x-api-key': 'k-123456789' },
+      nested: { refreshToken: 'rt-abcdefghijkl', apiKey: 'ak-abcdefghijkl', privateKey: '-----BEGIN' },
+      dsn: 'postgres://app:SuperSecretPw1@db:5432/fleet',
+      note: `Authorization: Bearer ${JWT}`,
+    });
+    const out = lines.join('\n');
+    for (const secret of [JWT, 'hunter2-password', 'fleet_refresh=abcdef123456', 'k-123456789', 'rt-abcdefghijkl', 'ak-abcdefghijkl', '-----BEGIN', 'SuperSecretPw1']) {
+      expect(out).not.toContain(secret);
+    }
+    expect(out).toContain('[REDACTED]');
+  });
+
+  test('when redacting, then ordinary fields stay readable', () => {
+    expect(redact({ action: 'auth.login.success', count: 3, ok: true, keyVersion: 'v1' })).toEqual({ action: 'auth.login.success', count: 3, ok: true, keyVersion: 'v1' });
+  });
+
+  test('when a request carries a Bearer token and cookies, then the app log never contains them', async () => {
+    const t = await buildTestApp({ logLevel: 'debug' });
+    try {
+      const login = await loginAs(t);
+      await request(t.app).get('/api/v1/security/nope').set('Authorization', login.authorization).set('Cookie', `fleet_refresh=${JWT}`);
+      await request(t.app).post('/api/v1/security/nope').set('Authorization', `Bearer ${JWT}`).set('Content-Type', 'application/json').send('{bad json');
+      const out = t.logs.join('\n');
+      expect(t.logs.length).toBeGreaterThan(0);
+      expect(out).not.toContain(login.token);
+      expect(out).not.toContain(JWT);
+      expect(out).not.toContain(t.config.jwt.secret);
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -1,0 +1,251 @@
+import express from 'express';
+import request from 'supertest';
+import { AppError, conflict, csrfFailed, forbidden, internalError, notFound, rateLimited, serviceUnavailable, unauthenticated, validationFailed } from '../../src/lib/errors';
+import { jsonBody } from '../../src/middleware/body';
+import { errorHandler, notFoundHandler } from '../../src/middleware/error-handler';
+import { requestContext } from '../../src/middleware/request-context';
+import { validate } from '../../src/middleware/input-validation';
+import { createLogger } from '../../src/lib/logger';
+import { z } from 'zod';
+import { buildTestApp, type TestApp } from '../helpers/app';
+import { rawRequest } from '../helpers/raw';
+
+function expectErrorShape(body: unknown, code: string): void {
+  expect(body).toEqual({
+    success: false,
+    error: expect.objectContaining({ code, message: expect.any(String) }),
+    requestId: expect.any(String),
+    timestamp: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+  });
+  const text = JSON.stringify(body);
+  expect(text).not.toMatch(/at .*\.(ts|js):\d+/); // no stack frames
+  expect(text).not.toMatch(/SELECT|INSERT|postgres/i);
+}
+
+describe('the real app', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await buildTestApp();
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  test('when GET /api/health, then 200 with status ok and the security headers of a JSON API', async () => {
+    const res = await request(t.app).get('/api/health');
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ success: true, status: 'ok' });
+    expect(res.headers['content-security-policy']).toBe("default-src 'none';frame-ancestors 'none'");
+    expect(res.headers['strict-transport-security']).toMatch(/max-age=31536000/);
+    expect(res.headers['x-content-type-options']).toBe('nosniff');
+    expect(res.headers['x-frame-options']).toBe('DENY');
+    expect(res.headers['cache-control']).toBe('no-store');
+    expect(res.headers['x-powered-by']).toBeUndefined();
+  });
+
+  test('when a sane X-Request-Id is sent, then it is echoed', async () => {
+    const res = await request(t.app).get('/api/health').set('X-Request-Id', 'abc-123_DEF.9');
+    expect(res.headers['x-request-id']).toBe('abc-123_DEF.9');
+  });
+
+  test.each([
+    ['too long', 'a'.repeat(129)],
+    ['with spaces', 'abc def'],
+    ['with a newline escape', 'abc%0d%0aSet-Cookie:x'],
+    ['with quotes', '"><script>'],
+  ])('when X-Request-Id is %s, then a fresh UUID replaces it', async (_n, value) => {
+    const res = await request(t.app).get('/api/health').set('X-Request-Id', value);
+    expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  test('when no X-Request-Id is sent, then one is generated and the error body carries the same id', async () => {
+    const res = await request(t.app).get('/api/nope');
+    expect(res.status).toBe(404);
+    expectErrorShape(res.body, 'NOT_FOUND');
+    expect(res.body.requestId).toBe(res.headers['x-request-id']);
+  });
+
+  test('when the body is malformed JSON, then 400 MALFORMED_JSON', async () => {
+    const res = await request(t.app).post('/api/v1/security/anything').set('Content-Type', 'application/json').send('{"a":');
+    expect(res.status).toBe(400);
+    expectErrorShape(res.body, 'MALFORMED_JSON');
+  });
+
+  test('when the body is a bare JSON string (not strict), then 400 MALFORMED_JSON', async () => {
+    const res = await request(t.app).post('/api/v1/security/anything').set('Content-Type', 'application/json').send('"just a string"');
+    expect(res.status).toBe(400);
+    expectErrorShape(res.body, 'MALFORMED_JSON');
+  });
+
+  test('when the body is over 100 kB, then 413 PAYLOAD_TOO_LARGE', async () => {
+    const big = JSON.stringify({ a: 'x'.repeat(101 * 1024) });
+    const res = await request(t.app).post('/api/v1/security/anything').set('Content-Type', 'application/json').send(big);
+    expect(res.status).toBe(413);
+    expectErrorShape(res.body, 'PAYLOAD_TOO_LARGE');
+  });
+
+  test('when the body is not JSON, then 415 UNSUPPORTED_MEDIA_TYPE', async () => {
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml']) {
+      const res = await request(t.app).post('/api/v1/security/anything').set('Content-Type', type).send('a=1');
+      expect(res.status).toBe(415);
+      expectErrorShape(res.body, 'UNSUPPORTED_MEDIA_TYPE');
+    }
+  });
+
+  test('when a body has no content type, then 415', async () => {
+    const res = await request(t.app).post('/api/v1/security/anything').set('Content-Length', '2').send(Buffer.from('{}'));
+    expect([415]).toContain(res.status);
+  });
+
+  test('when the body is not valid UTF-8, then 400 MALFORMED_JSON', async () => {
+    const raw = Buffer.concat([Buffer.from('{"a":"'), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('"}')]);
+    const res = await rawRequest(t.app, 'POST', '/api/v1/security/anything', { 'Content-Type': 'application/json' }, raw);
+    expect(res.status).toBe(400);
+    expectErrorShape(res.body, 'MALFORMED_JSON');
+  });
+
+  test('when a string holds a NUL character or a lone surrogate, then 400 VALIDATION_FAILED naming the field', async () => {
+    const nul = await request(t.app).post('/api/v1/security/anything').set('Content-Type', 'application/json').send('{"action":"a\\u0000b"}');
+    expect(nul.status).toBe(400);
+    expectErrorShape(nul.body, 'VALIDATION_FAILED');
+    expect(nul.body.error.details[0]).toMatchObject({ path: 'action', code: 'nul_character' });
+    const sur = await request(t.app).post('/api/v1/security/anything').set('Content-Type', 'application/json').send('{"x":{"y":["\\ud800"]}}');
+    expect(sur.status).toBe(400);
+    expect(sur.body.error.details[0]).toMatchObject({ path: 'x.y[0]', code: 'invalid_unicode' });
+  });
+
+  test('when a query string holds a NUL byte, then 400 VALIDATION_FAILED', async () => {
+    const res = await request(t.app).get('/api/health?x=a%00b');
+    expect(res.status).toBe(400);
+    expectErrorShape(res.body, 'VALIDATION_FAILED');
+  });
+
+  test('when an unknown route is requested, then 404 NOT_FOUND in the contract shape', async () => {
+    const res = await request(t.app).delete('/api/v1/security/does-not-exist');
+    expect(res.status).toBe(404);
+    expectErrorShape(res.body, 'NOT_FOUND');
+  });
+
+  test('when a preflight comes from an allowed origin, then CORS headers allow it with credentials', async () => {
+    const res = await request(t.app)
+      .options('/api/v1/security/login')
+      .set('Origin', 'https://app.example.com')
+      .set('Access-Control-Request-Method', 'POST')
+      .set('Access-Control-Request-Headers', 'content-type,authorization');
+    expect(res.status).toBe(204);
+    expect(res.headers['access-control-allow-origin']).toBe('https://app.example.com');
+    expect(res.headers['access-control-allow-credentials']).toBe('true');
+    expect(res.headers['access-control-allow-headers']).toMatch(/Authorization/);
+  });
+
+  test('when a preflight comes from another origin, then 403 and no CORS headers', async () => {
+    const res = await request(t.app).options('/api/v1/security/login').set('Origin', 'https://evil.example.net').set('Access-Control-Request-Method', 'POST');
+    expect(res.status).toBe(403);
+    expectErrorShape(res.body, 'FORBIDDEN');
+    expect(res.headers['access-control-allow-origin']).toBeUndefined();
+  });
+
+  test('when a simple request comes from another origin, then the response has no CORS allow header', async () => {
+    const res = await request(t.app).get('/api/health').set('Origin', 'https://evil.example.net');
+    expect(res.status).toBe(200);
+    expect(res.headers['access-control-allow-origin']).toBeUndefined();
+  });
+
+  test('when GET /metrics from loopback, then Prometheus text with request metrics', async () => {
+    await request(t.app).get('/api/health');
+    const res = await request(t.app).get('/metrics');
+    expect(res.status).toBe(200);
+    expect(res.text).toMatch(/fleet_http_request_duration_seconds_count\{method="GET",route="\/api\/health\/",status="200"\}/);
+    expect(res.text).toMatch(/fleet_db_pool_connections\{state="total"\}/);
+    expect(res.text).toMatch(/fleet_process_cpu_user_seconds_total/);
+  });
+
+  test('when GET /metrics through a proxy without the token, then 403', async () => {
+    const res = await request(t.app).get('/metrics').set('X-Forwarded-For', '203.0.113.9');
+    expect(res.status).toBe(403);
+    expectErrorShape(res.body, 'FORBIDDEN');
+  });
+});
+
+describe('the metrics token', () => {
+  test('when METRICS_TOKEN is presented from a non-loopback path, then metrics are served; a wrong token is refused', async () => {
+    const token = 'm'.repeat(12) + 'X9v2Lq8Zp4Rt7Yw1';
+    const t = await buildTestApp({ env: { METRICS_TOKEN: token } });
+    try {
+      const ok = await request(t.app).get('/metrics').set('X-Forwarded-For', '203.0.113.9').set('Authorization', `Bearer ${token}`);
+      expect(ok.status).toBe(200);
+      const bad = await request(t.app).get('/metrics').set('X-Forwarded-For', '203.0.113.9').set('Authorization', `Bearer ${token}x`);
+      expect(bad.status).toBe(403);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe('the error handler', () => {
+  const app = express();
+  app.use(requestContext({ logger: createLogger({ level: 'error', console: false }), accessLog: false }));
+  app.use(jsonBody(100 * 1024));
+  const errors: Record<string, AppError | Error> = {
+    'validation': validationFailed([{ path: 'a', message: 'bad' }]),
+    'unauthenticated': unauthenticated('token expired'),
+    'forbidden': forbidden('role viewer'),
+    'csrf': csrfFailed(),
+    'not-found': notFound('Session'),
+    'conflict': conflict('Already exists.'),
+    'rate-limited': rateLimited(42),
+    'unavailable': serviceUnavailable(),
+    'internal': internalError(),
+    'unknown': Object.assign(new Error('duplicate key value violates unique constraint "users_pkey" SELECT * FROM users'), { stack: 'Error: x\n    at Object.<anonymous> (/srv/app/server/src/x.ts:10:5)' }),
+  };
+  for (const [name, err] of Object.entries(errors)) {
+    app.get(`/${name}`, () => {
+      throw err;
+    });
+  }
+  app.post('/strict', validate({ body: z.strictObject({ a: z.string().max(5) }) }), (_req, res) => {
+    res.json({ ok: true });
+  });
+  app.use(notFoundHandler);
+  app.use(errorHandler());
+
+  test.each([
+    ['validation', 400, 'VALIDATION_FAILED'],
+    ['unauthenticated', 401, 'UNAUTHENTICATED'],
+    ['forbidden', 403, 'FORBIDDEN'],
+    ['csrf', 403, 'CSRF_FAILED'],
+    ['not-found', 404, 'NOT_FOUND'],
+    ['conflict', 409, 'CONFLICT'],
+    ['rate-limited', 429, 'RATE_LIMITED'],
+    ['internal', 500, 'INTERNAL_ERROR'],
+    ['unavailable', 503, 'SERVICE_UNAVAILABLE'],
+    ['unknown', 500, 'INTERNAL_ERROR'],
+  ])('when a route throws %s, then %i %s in the contract shape with no internals', async (name, status, code) => {
+    const res = await request(app).get(`/${name}`);
+    expect(res.status).toBe(status);
+    expectErrorShape(res.body, code);
+    if (name === 'unknown') expect(res.body.error.message).toBe('An internal error occurred.');
+  });
+
+  test('when 401, then WWW-Authenticate: Bearer is sent and the reason is not', async () => {
+    const res = await request(app).get('/unauthenticated');
+    expect(res.headers['www-authenticate']).toMatch(/^Bearer /);
+    expect(JSON.stringify(res.body)).not.toContain('token expired');
+  });
+
+  test('when 429, then Retry-After is sent', async () => {
+    const res = await request(app).get('/rate-limited');
+    expect(res.headers['retry-after']).toBe('42');
+  });
+
+  test('when the body has unknown keys or wrong types, then 400 VALIDATION_FAILED with details', async () => {
+    const unknown = await request(app).post('/strict').send({ a: 'x', role: 'admin' });
+    expect(unknown.status).toBe(400);
+    expect(unknown.body.error.details).toEqual(expect.arrayContaining([expect.objectContaining({ path: 'body', code: 'unrecognized_keys' })]));
+    const wrong = await request(app).post('/strict').send({ a: 42 });
+    expect(wrong.status).toBe(400);
+    expect(wrong.body.error.details[0]).toMatchObject({ path: 'body.a', code: 'invalid_type' });
+    const ok = await request(app).post('/strict').send({ a: 'ok' });
+    expect(ok.status).toBe(200);
+  });
+});

@@ -1,0 +1,134 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { loadOrCreateDevSecrets } from '../src/dev-secrets';
+import { testDbUrl } from './helpers/env';
+
+const ROOT = path.resolve(__dirname, '../..');
+const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx');
+
+function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, ...extra };
+  return env;
+}
+
+function get(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      })
+      .on('error', reject);
+  });
+}
+
+describe('npm run check-env', () => {
+  test('when the environment has errors, then it prints each with its variable, never the value, and exits 1', () => {
+    const r = spawnSync(TSX, ['server/src/cli/check-env.ts'], {
+      cwd: ROOT,
+      env: baseEnv({ NODE_ENV: 'production', JWT_SECRET: 'changeme-changeme-changeme-changeme', DATABASE_URL: 'mysql://root:hunter2@db/x' }),
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/ERROR\s+JWT_SECRET/);
+    expect(r.stdout).toMatch(/ERROR\s+DATABASE_URL/);
+    expect(r.stdout).toMatch(/ERROR\s+AUTH0_DOMAIN/);
+    expect(r.stdout).not.toContain('changeme-changeme');
+    expect(r.stdout).not.toContain('hunter2');
+  });
+
+  test('when the environment is valid, then it exits 0 and reports warnings', () => {
+    const r = spawnSync(TSX, ['server/src/cli/check-env.ts'], {
+      cwd: ROOT,
+      env: baseEnv({
+        NODE_ENV: 'production',
+        DATABASE_URL: 'postgres://app:Zx81-kLq0-pW3m-vB7n@db.internal:5432/fleet',
+        JWT_SECRET: randomBytes(48).toString('base64'),
+        FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+        AUTH0_DOMAIN: 'tenant.auth0.com',
+        AUTH0_CLIENT_ID: 'abc',
+        CORS_ORIGINS: 'https://app.example.com',
+      }),
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/check-env: OK \(production\)/);
+    expect(r.stdout).toMatch(/WARNING\s+AZURE_KEYVAULT_URL/);
+  });
+});
+
+describe('development secrets', () => {
+  test('when none exist, then strong ones are generated once with mode 0600 and reused afterwards', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-devsecrets-'));
+    try {
+      const a = loadOrCreateDevSecrets(dir);
+      expect(a.created).toBe(true);
+      expect(fs.statSync(a.file).mode & 0o777).toBe(0o600);
+      expect(Buffer.from(a.secrets.FLEET_ENCRYPTION_KEY, 'base64')).toHaveLength(32);
+      expect(a.secrets.JWT_SECRET.length).toBeGreaterThanOrEqual(48);
+      const b = loadOrCreateDevSecrets(dir);
+      expect(b.created).toBe(false);
+      expect(b.secrets).toEqual(a.secrets);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the server process', () => {
+  test('when started on a database and sent SIGTERM, then it serves, finishes, closes and exits 0', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-proc-'));
+    const child = spawn(TSX, ['server/src/index.ts'], {
+      cwd: ROOT,
+      env: baseEnv({
+        NODE_ENV: 'test',
+        PORT: '0',
+        DATABASE_URL: testDbUrl(),
+        JWT_SECRET: randomBytes(48).toString('base64'),
+        FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+        FLEET_DATA_DIR: dataDir,
+        LOG_LEVEL: 'info',
+      }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        const timer = setInterval(() => {
+          const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(out);
+          if (m) {
+            clearInterval(timer);
+            resolve(m[1] as string);
+          }
+        }, 50);
+        child.once('exit', (code) => {
+          clearInterval(timer);
+          reject(new Error(`exited ${code}: ${out}`));
+        });
+      });
+      const health = await get(`${url}/api/health/ready`);
+      expect(health.status).toBe(200);
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(out).toMatch(/"message":"stopped"/);
+    } finally {
+      child.kill('SIGKILL');
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test('when production configuration is missing, then it refuses to start with exit 1', () => {
+    const r = spawnSync(TSX, ['server/src/index.ts'], { cwd: ROOT, env: baseEnv({ NODE_ENV: 'production' }), encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/Configuration invalid/);
+    expect(r.stderr).toMatch(/DATABASE_URL/);
+  });
+});
