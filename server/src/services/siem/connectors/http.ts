@@ -42,6 +42,9 @@ export function createHttpClient(opts: { timeoutMs?: number; tlsCaFile?: string 
     maxBodyLength: 64 * 1024 * 1024,
     proxy: false,
     responseType: 'text',
+    // Bodies are serialized by the connectors and must go out byte for byte (axios would
+    // otherwise re-encode a string that is not valid JSON, e.g. HEC's concatenated envelopes).
+    transformRequest: [(data: unknown) => data],
     transformResponse: [(data: unknown) => data],
     validateStatus: () => true,
     httpAgent,
