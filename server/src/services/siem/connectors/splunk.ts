@@ -59,7 +59,7 @@ export function createSplunkConnector(opts: HttpConnectorOptions): SiemConnector
   const client = http.axios;
   const urls = splunkUrls(opts.endpointUrl);
   const host = opts.hostname ?? os.hostname();
-  const headers = { Authorization: `Splunk ${opts.apiKey ?? ''}`, 'Content-Type': 'application/json' };
+  const headers: Record<string, string> = { 'Content-Type': 'application/json', ...(opts.apiKey ? { Authorization: `Splunk ${opts.apiKey}` } : {}) };
 
   async function sendChunk(chunk: SiemEvent[], bodies: Map<string, string>, outcomes: Map<string, EventOutcome>): Promise<string | undefined> {
     const payload = chunk.map((e) => bodies.get(e.id) as string).join('\n');
