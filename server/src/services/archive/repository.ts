@@ -66,13 +66,13 @@ export async function setCursor(q: Queryable, value: string): Promise<void> {
 
 export const SELECT_ROWS = `
 SELECT id::text AS id, tenant_id, user_id::text AS user_id, action, resource_type, resource_id,
-  before::text AS before, after::text AS after, ip_address::text AS ip_address, user_agent, result,
+  before::text AS before, after::text AS after, ip_address, user_agent, result,
   error_message, severity, request_id,
   to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
   created_at AS created_ts
 FROM audit_logs
-WHERE tenant_id = $1 AND id > $2::bigint AND id <= $3::bigint
-ORDER BY id
+WHERE audit_logs.tenant_id = $1 AND audit_logs.id > $2::bigint AND audit_logs.id <= $3::bigint
+ORDER BY audit_logs.id
 LIMIT $4`;
 
 export type ArchivedRowWithTs = ArchivedRow & { created_ts: Date };
