@@ -11,7 +11,8 @@ CREATE TABLE siem_outbox (
   audit_log_id     bigint,
   event_type       text NOT NULL CHECK (length(event_type) BETWEEN 1 AND 128),
   severity         text NOT NULL CHECK (severity IN ('low', 'medium', 'high', 'critical')),
-  payload          jsonb NOT NULL,
+  -- json, not jsonb: written once, read back whole; no conversion cost on the audit write path.
+  payload          json NOT NULL,
   enqueued_at      timestamptz NOT NULL,
   attempts         integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
   next_attempt_at  timestamptz NOT NULL,
@@ -19,8 +20,8 @@ CREATE TABLE siem_outbox (
   claimed_by       text CHECK (claimed_by IS NULL OR length(claimed_by) <= 200),
   claimed_until    timestamptz
 );
--- Claims walk due rows in (next_attempt_at, seq) order without a sort.
-CREATE INDEX siem_outbox_due_idx ON siem_outbox (next_attempt_at, seq);
+-- Only the primary key: claims walk it in seq (FIFO) order and skip rows not due yet, so an
+-- insert on the audit write path maintains a single index.
 
 -- Events a SIEM refused permanently (4xx other than 408/429, malformed per item) or that
 -- were evicted when the queue was full. Kept with the reason; replayable by an operator.
@@ -30,7 +31,7 @@ CREATE TABLE siem_dead_letter (
   audit_log_id  bigint,
   event_type    text NOT NULL,
   severity      text NOT NULL CHECK (severity IN ('low', 'medium', 'high', 'critical')),
-  payload       jsonb NOT NULL,
+  payload       json NOT NULL,
   enqueued_at   timestamptz NOT NULL,
   attempts      integer NOT NULL,
   reason        text NOT NULL CHECK (length(reason) BETWEEN 1 AND 1000),

@@ -13,7 +13,7 @@ export interface OutboxRow {
 export const INSERT_OUTBOX = `
 INSERT INTO siem_outbox (event_id, tenant_id, audit_log_id, event_type, severity, payload, enqueued_at, next_attempt_at)
 SELECT x.event_id, x.tenant_id, x.audit_log_id, x.event_type, x.severity, x.payload, $7, $7
-FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[])
+FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::json[])
   AS x(event_id, tenant_id, audit_log_id, event_type, severity, payload)`;
 
 export async function insertOutbox(q: Queryable, events: readonly SiemEvent[], now: Date): Promise<void> {
@@ -33,9 +33,18 @@ export const INSERT_OUTBOX_ONE = `
 INSERT INTO siem_outbox (event_id, tenant_id, audit_log_id, event_type, severity, payload, enqueued_at, next_attempt_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)`;
 
-/** The hot path (one audit-derived event): a plain VALUES insert. */
+type NamedQueryable = { query(config: { name: string; text: string; values: unknown[] }): Promise<unknown> };
+
+/**
+ * The hot path (one audit-derived event, inside the audit row's transaction): a plain VALUES
+ * insert as a named prepared statement, parsed and planned once per connection.
+ */
 export async function insertOutboxOne(q: Queryable, e: SiemEvent, now: Date): Promise<void> {
-  await q.query(INSERT_OUTBOX_ONE, [e.id, e.tenantId, e.auditLogId, e.eventType, e.severity, JSON.stringify(e), now]);
+  await (q as unknown as NamedQueryable).query({
+    name: 'siem_outbox_insert_one',
+    text: INSERT_OUTBOX_ONE,
+    values: [e.id, e.tenantId, e.auditLogId, e.eventType, e.severity, JSON.stringify(e), now],
+  });
 }
 
 /** Queue depth, counting at most `cap` rows (bounded cost however long the queue is). */
@@ -51,7 +60,7 @@ UPDATE siem_outbox o SET claimed_by = $1, claimed_until = $2
 WHERE o.seq IN (
   SELECT seq FROM siem_outbox
   WHERE next_attempt_at <= $3 AND (claimed_until IS NULL OR claimed_until < $3)
-  ORDER BY next_attempt_at, seq
+  ORDER BY seq
   LIMIT $4
   FOR UPDATE SKIP LOCKED)
 RETURNING o.seq, o.event_id, o.tenant_id, o.attempts, o.payload`;
