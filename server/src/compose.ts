@@ -17,6 +17,7 @@ import { createAuditService, type AuditService } from './services/audit/service'
 import type { Permission } from './services/auth/rbac';
 import { createSessionService, type SessionService } from './services/auth/sessions';
 import { createTokenService, type TokenService } from './services/auth/tokens';
+import { buildEncryption, type EncryptionService, type KeyVaultDeps, type SecretStore } from './services/encryption';
 import { buildSecurityMonitoring, type SecurityMonitoring } from './services/siem';
 
 export interface CoreDeps {
@@ -26,12 +27,17 @@ export interface CoreDeps {
   clock: Clock;
   /** Store factory for rate limits (Redis when REDIS_URL is set); memory when absent. */
   makeRateLimitStore?: (prefix: string) => Store;
+  /** Key Vault credential/SDK options (tests: a local vault); default DefaultAzureCredential. */
+  keyVault?: KeyVaultDeps;
 }
 
 export interface Services {
   audit: AuditService;
   tokens: TokenService;
   sessions: SessionService;
+  encryption: EncryptionService;
+  /** Encrypted per-tenant secrets (integration credentials); see docs/ENCRYPTION.md. */
+  secrets: SecretStore;
   /** SIEM forwarding (outbox + worker), alerting rules, immutable audit archive. */
   monitoring: SecurityMonitoring;
 }
@@ -63,13 +69,14 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
     requireAuth: createRequireAuth({ tokens, sessions, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore }),
     requirePermission: createRequirePermission(audit),
   };
+  const enc = buildEncryption({ config: core.config, logger: core.logger, clock: core.clock, pool: core.pool, audit, keyVault: core.keyVault });
   const monitoring = buildSecurityMonitoring({ config: core.config, pool: core.pool, logger: core.logger, clock: core.clock, audit });
-  const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool), ...monitoring.readinessChecks];
-  const starters: Array<() => Promise<void>> = [() => monitoring.start()];
+  const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool), ...enc.readinessChecks, ...monitoring.readinessChecks];
+  const starters: Array<() => Promise<void>> = [enc.start, () => monitoring.start()];
   const stoppers: Array<() => Promise<void>> = [() => monitoring.stop()];
   return {
     ...core,
-    services: { audit, tokens, sessions, monitoring },
+    services: { audit, tokens, sessions, encryption: enc.encryption, secrets: enc.secrets, monitoring },
     guards,
     readinessChecks,
     metricRegistries: [monitoring.metrics.registry],

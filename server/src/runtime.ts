@@ -52,7 +52,8 @@ export interface DatabaseHandle {
   close(): Promise<void>;
 }
 
-function runningEmbeddedPort(dir: string): number | null {
+/** Port of the embedded cluster in `dir` when its postmaster is alive, else null. */
+export function runningEmbeddedPort(dir: string): number | null {
   try {
     const lines = fs.readFileSync(path.join(dir, 'postmaster.pid'), 'utf8').split('\n');
     const pid = Number(lines[0]);

@@ -2,6 +2,7 @@ import cookieParser from 'cookie-parser';
 import { Router, type Request, type Response } from 'express';
 import type { Composition } from '../compose';
 import type { CsrfProtection } from '../middleware/csrf';
+import { keysRouter } from './keys.routes';
 import { siemRouter } from './siem.routes';
 
 export interface SecurityRouterDeps {
@@ -18,6 +19,7 @@ export function securityRouter(deps: SecurityRouterDeps): Router {
     res.json({ success: true, csrfToken: deps.csrf.issue(req, res) });
   });
 
+  router.use(keysRouter(deps.composition));
   router.use(siemRouter(deps.composition));
 
   return router;

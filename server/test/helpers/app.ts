@@ -3,7 +3,7 @@ import type { Express } from 'express';
 import pg from 'pg';
 import winston from 'winston';
 import { createApp } from '../../src/app';
-import { buildServices, type Composition } from '../../src/compose';
+import { buildServices, type Composition, type CoreDeps } from '../../src/compose';
 import { loadConfig, type Config } from '../../src/config';
 import { createPool, poolOptionsFromConfig } from '../../src/db/pool';
 import { systemClock, type Clock } from '../../src/lib/clock';
@@ -37,6 +37,8 @@ export interface TestAppOptions {
   logLevel?: string;
   start?: boolean;
   accessLog?: boolean;
+  /** Key Vault credential/SDK options (a local vault in tests). */
+  keyVault?: CoreDeps['keyVault'];
 }
 
 /** The real app on the real test database, wired exactly as index.ts wires it. */
@@ -48,7 +50,7 @@ export async function buildTestApp(opts: TestAppOptions = {}): Promise<TestApp> 
   const logger = createLogger({ level: opts.logLevel ?? 'info', console: false, transports: [captureTransport(logs)] });
   const pool = createPool(poolOptionsFromConfig(config, config.database.url as string), logger);
   const clock = opts.clock ?? systemClock;
-  const composition = await buildServices({ config, logger, pool, clock });
+  const composition = await buildServices({ config, logger, pool, clock, keyVault: opts.keyVault });
   if (opts.start) await composition.start();
   const app = createApp(composition, { accessLog: opts.accessLog });
   return {

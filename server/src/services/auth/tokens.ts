@@ -35,7 +35,7 @@ export function createTokenService(config: Config, clock: Clock): TokenService {
     issue({ userId, sessionId, tenantId }) {
       const iat = Math.floor(clock.now() / 1000);
       const claims: AccessClaims = { sub: userId, sid: sessionId, tid: tenantId, jti: randomUUID(), iat, exp: iat + expiresInSec };
-      const token = jwt.sign({ ...claims, iss: issuer, aud: audience }, current.secret, { algorithm: 'HS256', keyid: current.kid, noTimestamp: true });
+      const token = jwt.sign({ ...claims, iss: issuer, aud: audience }, current.secret, { algorithm: 'HS256', keyid: current.kid }); // iat comes from the payload (the injected clock)
       return { token, expiresIn: expiresInSec, claims };
     },
     verify(token) {

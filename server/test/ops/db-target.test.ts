@@ -1,0 +1,95 @@
+/** Which database the operations scripts use (server/src/ops/db-target.ts and the db-url CLI). */
+import fs from 'node:fs';
+import path from 'node:path';
+import { clusterDir } from '../../src/db/embedded';
+import { DbTargetError, describe as describeTarget, resolveDbTarget, toPgEnv, toUrl } from '../../src/ops/db-target';
+import { ROOT, run, tmpDir } from './helpers';
+
+const cwd = '/srv/fleet';
+
+describe('resolveDbTarget', () => {
+  test('when DATABASE_URL is set, then its parts are decoded (user, password, IPv6 host, port, database, sslmode)', () => {
+    const t = resolveDbTarget({ DATABASE_URL: 'postgresql://ops%40corp:p%40ss%3Aw%2Fo rd@[::1]:6543/fleet%20db?sslmode=require&sslrootcert=/etc/ca.pem' }, { cwd });
+    expect(t).toEqual({ source: 'DATABASE_URL', host: '::1', port: 6543, database: 'fleet db', user: 'ops@corp', password: 'p@ss:w/o rd', sslmode: 'require', sslrootcert: '/etc/ca.pem' });
+    expect(toPgEnv(t)).toEqual({ PGHOST: '::1', PGPORT: '6543', PGDATABASE: 'fleet db', PGUSER: 'ops@corp', PGPASSWORD: 'p@ss:w/o rd', PGSSLMODE: 'require', PGSSLROOTCERT: '/etc/ca.pem' });
+    expect(resolveDbTarget({ DATABASE_URL: toUrl(t) }, { cwd })).toEqual(t);
+    expect(describeTarget(t)).toBe('ops@corp@[::1]:6543/fleet db (DATABASE_URL)');
+    expect(describeTarget(t)).not.toContain('p@ss');
+  });
+
+  test('when DATABASE_URL and DATABASE_* parts are both set, then DATABASE_URL wins and DATABASE_SSL overrides its sslmode', () => {
+    const t = resolveDbTarget({ DATABASE_URL: 'postgres://a@db.internal/x?sslmode=disable', DATABASE_HOST: 'other', DATABASE_SSL: 'verify-full' }, { cwd });
+    expect(t).toMatchObject({ host: 'db.internal', port: 5432, user: 'a', password: null, sslmode: 'verify-full' });
+    expect(toPgEnv(t)).not.toHaveProperty('PGPASSWORD');
+  });
+
+  test('when only DATABASE_* parts are set, then they are used; production defaults to verify-full for a remote host', () => {
+    const parts = { DATABASE_HOST: 'db.example.net', DATABASE_PORT: '5433', DATABASE_NAME: 'fleet', DATABASE_USER: 'owner', DATABASE_PASSWORD: 'pw' };
+    expect(resolveDbTarget(parts, { cwd })).toMatchObject({ source: 'DATABASE_HOST', host: 'db.example.net', port: 5433, database: 'fleet', user: 'owner', password: 'pw', sslmode: 'disable' });
+    expect(resolveDbTarget({ ...parts, NODE_ENV: 'production' }, { cwd }).sslmode).toBe('verify-full');
+    expect(resolveDbTarget({ ...parts, DATABASE_HOST: '127.0.0.1', NODE_ENV: 'production' }, { cwd }).sslmode).toBe('disable');
+  });
+
+  test('when the settings are unusable, then the error names the variable and the fix', () => {
+    const cases: Array<[Record<string, string>, string]> = [
+      [{ DATABASE_URL: 'mysql://a@b/c' }, 'DATABASE_URL: must start with postgres://'],
+      [{ DATABASE_URL: 'not a url' }, 'DATABASE_URL: is not a URL'],
+      [{ DATABASE_URL: 'postgres://a@b' }, 'DATABASE_URL: names no database'],
+      [{ DATABASE_URL: 'postgres://a@b/c?sslmode=maybe' }, 'sslmode must be one of'],
+      [{ DATABASE_URL: 'postgres://a@b:99999/c' }, 'DATABASE_URL: is not a URL'],
+      [{ DATABASE_HOST: 'h', DATABASE_USER: 'u' }, 'DATABASE_NAME: is required'],
+      [{ DATABASE_HOST: 'h', DATABASE_NAME: 'n' }, 'DATABASE_USER: is required'],
+      [{ DATABASE_HOST: 'h', DATABASE_NAME: 'n', DATABASE_USER: 'u', DATABASE_PORT: 'x' }, 'DATABASE_PORT: the port must be a number'],
+      [{ DATABASE_URL: 'postgres://a@b/c', DATABASE_SSL: 'on' }, 'DATABASE_SSL: must be disable, require or verify-full'],
+      [{ NODE_ENV: 'production' }, 'DATABASE_URL: is required in production'],
+    ];
+    for (const [env, message] of cases) {
+      expect(() => resolveDbTarget(env, { cwd })).toThrow(DbTargetError);
+      expect(() => resolveDbTarget(env, { cwd })).toThrow(message);
+    }
+  });
+
+  test('when nothing is configured outside production, then the running embedded database is found like npm start finds it', () => {
+    const project = tmpDir();
+    fs.chmodSync(project, 0o755);
+    const dataDir = path.join(project, '.data');
+    fs.mkdirSync(dataDir);
+    expect(() => resolveDbTarget({}, { cwd: project })).toThrow('run `npm start` once');
+    fs.writeFileSync(path.join(dataDir, 'dev-secrets.json'), JSON.stringify({ EMBEDDED_PG_PASSWORD: 'emb+ed/ded pw' }), { mode: 0o600 });
+    expect(() => resolveDbTarget({}, { cwd: project })).toThrow('it is not running');
+    // A live postmaster.pid (this test process stands in for the postmaster) in the cluster folder.
+    const cluster = clusterDir(path.join(dataDir, 'pg'));
+    fs.mkdirSync(cluster, { recursive: true });
+    fs.writeFileSync(path.join(cluster, 'postmaster.pid'), `${process.pid}\n${cluster}\n1700000000\n54444\n\n127.0.0.1\n`);
+    try {
+      const t = resolveDbTarget({ NODE_ENV: 'development' }, { cwd: project });
+      expect(t).toEqual({ source: 'embedded', host: '127.0.0.1', port: 54444, database: 'fleet_security', user: 'postgres', password: 'emb+ed/ded pw', sslmode: 'disable', sslrootcert: null });
+      expect(resolveDbTarget({ FLEET_DATA_DIR: dataDir }, { cwd: '/elsewhere' }).port).toBe(54444);
+    } finally {
+      fs.rmSync(cluster, { recursive: true, force: true });
+      fs.rmSync(project, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('db-url CLI', () => {
+  const tsx = path.join(ROOT, 'node_modules/.bin/tsx');
+  const cli = path.join(ROOT, 'server/src/cli/db-url.ts');
+  const base = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' };
+
+  test('when asked for pgenv, then it prints base64 libpq variables and a description without the password', async () => {
+    const r = await run(tsx, [cli, '--format', 'pgenv'], { ...base, DATABASE_URL: "postgres://ops:it's=a%20secret@db:5432/fleet" });
+    expect(r.code).toBe(0);
+    const vars = Object.fromEntries(r.stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), Buffer.from(l.slice(l.indexOf('=') + 1), 'base64').toString('utf8')]));
+    expect(vars).toEqual({ PGHOST: 'db', PGPORT: '5432', PGDATABASE: 'fleet', PGUSER: 'ops', PGPASSWORD: "it's=a secret", PGSSLMODE: 'disable', FLEET_DB_DESCRIPTION: 'ops@db:5432/fleet (DATABASE_URL)' });
+    expect(r.stdout).not.toContain('secret');
+  });
+
+  test('when no database is configured in production, then it exits 1 naming DATABASE_URL; a bad flag exits 2', async () => {
+    const r = await run(tsx, [cli], { ...base, NODE_ENV: 'production' });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('DATABASE_URL: is required in production');
+    const bad = await run(tsx, [cli, '--format', 'yaml'], { ...base, DATABASE_URL: 'postgres://a@b/c' });
+    expect(bad.code).toBe(2);
+  });
+});
