@@ -12,7 +12,7 @@
  *  3. enqueue -> receiver latency with the worker running (target: <= flush interval + 250 ms).
  * Database: BENCH_DATABASE_URL or TEST_DATABASE_URL (a throw-away database is created on that
  * server), otherwise an embedded PostgreSQL in a temporary directory.
- * Usage: npx tsx bench/siem.bench.ts [seconds-per-round=4] [rounds=3]
+ * Usage: npx tsx bench/siem.bench.ts [seconds-per-round=3] [rounds=3] [--only=1a,1b,2,3]
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -159,8 +159,11 @@ async function hammer(url: string, token: string, seconds: number): Promise<{ rp
 }
 
 async function main(): Promise<void> {
-  const seconds = Number(process.argv[2] ?? 3);
-  const rounds = Number(process.argv[3] ?? 3);
+  const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+  const onlyArg = process.argv.find((a) => a.startsWith('--only='));
+  const only = new Set(onlyArg ? onlyArg.slice(7).split(',') : ['1a', '1b', '2', '3']);
+  const seconds = Number(positional[0] ?? 3);
+  const rounds = Number(positional[1] ?? 3);
   const db = await database();
   const hec = await hecReceiver();
   const logger = createLogger({ level: 'error', console: true });
@@ -192,116 +195,124 @@ async function main(): Promise<void> {
     const event = (): AuditEvent => ({ tenantId: 'bench', action: 'user.deactivated', resourceType: 'user', resourceId: randomBytes(6).toString('hex'), severity: 'high', result: 'success', ipAddress: '127.0.0.1', userAgent: 'bench', after: { isActive: false } });
 
     // ---- 1a. over HTTP
-    const serverEnv = {
-      NODE_ENV: 'test',
-      DATABASE_URL: db.url,
-      DB_POOL_SIZE: '20',
-      JWT_SECRET: randomBytes(48).toString('base64'),
-      FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-      RATE_LIMIT_MAX: '1000000',
-      RATE_LIMIT_USER_MAX: '1000000',
-      FLEET_DATA_DIR: os.tmpdir(),
-      LOG_LEVEL: 'warn',
-    };
-    const without = await startAuditLogServer(serverEnv);
-    const withSiem = await startAuditLogServer({ ...serverEnv, SIEM_PROVIDER: 'splunk', SIEM_ENDPOINT_URL: hec.url, SIEM_API_KEY: TOKEN });
-    const h = { off: [] as number[], on: [] as number[], offP99: [] as number[], onP99: [] as number[] };
-    try {
-      await hammer(without.url, without.token, 2);
-      await hammer(withSiem.url, withSiem.token, 2);
-      for (let i = 0; i < rounds; i++) {
-        const a = await hammer(without.url, without.token, seconds);
-        const b = await hammer(withSiem.url, withSiem.token, seconds);
-        if (a.non2xx + b.non2xx > 0) throw new Error(`non-2xx answers: ${a.non2xx} / ${b.non2xx}`);
-        h.off.push(a.rps);
-        h.on.push(b.rps);
-        h.offP99.push(a.p99);
-        h.onP99.push(b.p99);
-        console.log(`round ${i + 1}: POST /audit/log (high) without SIEM ${Math.round(a.rps)} req/s p99 ${a.p99} ms | with SIEM outbox ${Math.round(b.rps)} req/s p99 ${b.p99} ms`);
+    if (only.has('1a')) {
+      const serverEnv = {
+        NODE_ENV: 'test',
+        DATABASE_URL: db.url,
+        DB_POOL_SIZE: '20',
+        JWT_SECRET: randomBytes(48).toString('base64'),
+        FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+        RATE_LIMIT_MAX: '1000000',
+        RATE_LIMIT_USER_MAX: '1000000',
+        FLEET_DATA_DIR: os.tmpdir(),
+        LOG_LEVEL: 'warn',
+      };
+      const without = await startAuditLogServer(serverEnv);
+      const withSiem = await startAuditLogServer({ ...serverEnv, SIEM_PROVIDER: 'splunk', SIEM_ENDPOINT_URL: hec.url, SIEM_API_KEY: TOKEN });
+      const h = { off: [] as number[], on: [] as number[], offP99: [] as number[], onP99: [] as number[] };
+      try {
+        await hammer(without.url, without.token, 2);
+        await hammer(withSiem.url, withSiem.token, 2);
+        for (let i = 0; i < rounds; i++) {
+          const a = await hammer(without.url, without.token, seconds);
+          const b = await hammer(withSiem.url, withSiem.token, seconds);
+          if (a.non2xx + b.non2xx > 0) throw new Error(`non-2xx answers: ${a.non2xx} / ${b.non2xx}`);
+          h.off.push(a.rps);
+          h.on.push(b.rps);
+          h.offP99.push(a.p99);
+          h.onP99.push(b.p99);
+          console.log(`round ${i + 1}: POST /audit/log (high) without SIEM ${Math.round(a.rps)} req/s p99 ${a.p99} ms | with SIEM outbox ${Math.round(b.rps)} req/s p99 ${b.p99} ms`);
+        }
+      } finally {
+        await without.stop();
+        await withSiem.stop();
       }
-    } finally {
-      await without.stop();
-      await withSiem.stop();
+      const httpRatio = median(h.on) / median(h.off);
+      console.log(`\n1a) POST /audit/log stand-in, high severity, 20 connections, ${rounds} x ${seconds} s (medians; the worker delivers to the local HEC meanwhile)`);
+      console.log(`   without SIEM : ${Math.round(median(h.off))} req/s, p99 ${median(h.offP99)} ms`);
+      console.log(`   with outbox  : ${Math.round(median(h.on))} req/s, p99 ${median(h.onP99)} ms`);
+      console.log(`   ratio with/without = ${httpRatio.toFixed(3)} -> outbox cost ${((1 - httpRatio) * 100).toFixed(1)} % (target <= 10 %)\n`);
+      await owner.query('TRUNCATE siem_outbox');
     }
-    const httpRatio = median(h.on) / median(h.off);
-    console.log(`\n1a) POST /audit/log stand-in, high severity, 20 connections, ${rounds} x ${seconds} s (medians; the worker delivers to the local HEC meanwhile)`);
-    console.log(`   without SIEM : ${Math.round(median(h.off))} req/s, p99 ${median(h.offP99)} ms`);
-    console.log(`   with outbox  : ${Math.round(median(h.on))} req/s, p99 ${median(h.onP99)} ms`);
-    console.log(`   ratio with/without = ${httpRatio.toFixed(3)} -> outbox cost ${((1 - httpRatio) * 100).toFixed(1)} % (target <= 10 %)\n`);
-    await owner.query('TRUNCATE siem_outbox');
 
     // ---- 1b. the bare service
-    const rawInsert = () =>
-      pool.query(
-        `INSERT INTO audit_logs (tenant_id, user_id, action, resource_type, resource_id, before, after, ip_address, user_agent, result, error_message, severity, request_id)
-         VALUES ('bench', NULL, 'user.deactivated', 'user', $1, NULL, '{"isActive":false}', '127.0.0.1', 'bench', 'success', NULL, 'high', NULL)`,
-        [randomBytes(6).toString('hex')],
-      );
-    await drive(20, 1, () => plain.record(event()));
-    await drive(20, 1, () => hooked.record(event()));
-    const res = { raw: [] as number[], plain: [] as number[], hooked: [] as number[], plainP99: [] as number[], hookedP99: [] as number[] };
-    for (let i = 0; i < rounds; i++) {
-      const r0 = await drive(20, seconds, rawInsert);
-      res.raw.push(r0.ops);
-      const a = await drive(20, seconds, () => plain.record(event()));
-      const b = await drive(20, seconds, () => hooked.record(event()));
-      res.plain.push(a.ops);
-      res.hooked.push(b.ops);
-      res.plainP99.push(a.p99);
-      res.hookedP99.push(b.p99);
-      console.log(`round ${i + 1}: raw INSERT ${Math.round(r0.ops)}/s | audited ${Math.round(a.ops)}/s p99 ${a.p99.toFixed(2)} ms | audited + outbox ${Math.round(b.ops)}/s p99 ${b.p99.toFixed(2)} ms`);
-      await owner.query('TRUNCATE siem_outbox');
+    if (only.has('1b')) {
+      const rawInsert = () =>
+        pool.query(
+          `INSERT INTO audit_logs (tenant_id, user_id, action, resource_type, resource_id, before, after, ip_address, user_agent, result, error_message, severity, request_id)
+           VALUES ('bench', NULL, 'user.deactivated', 'user', $1, NULL, '{"isActive":false}', '127.0.0.1', 'bench', 'success', NULL, 'high', NULL)`,
+          [randomBytes(6).toString('hex')],
+        );
+      await drive(20, 1, () => plain.record(event()));
+      await drive(20, 1, () => hooked.record(event()));
+      const res = { raw: [] as number[], plain: [] as number[], hooked: [] as number[], plainP99: [] as number[], hookedP99: [] as number[] };
+      for (let i = 0; i < rounds; i++) {
+        const r0 = await drive(20, seconds, rawInsert);
+        res.raw.push(r0.ops);
+        const a = await drive(20, seconds, () => plain.record(event()));
+        const b = await drive(20, seconds, () => hooked.record(event()));
+        res.plain.push(a.ops);
+        res.hooked.push(b.ops);
+        res.plainP99.push(a.p99);
+        res.hookedP99.push(b.p99);
+        console.log(`round ${i + 1}: raw INSERT ${Math.round(r0.ops)}/s | audited ${Math.round(a.ops)}/s p99 ${a.p99.toFixed(2)} ms | audited + outbox ${Math.round(b.ops)}/s p99 ${b.p99.toFixed(2)} ms`);
+        await owner.query('TRUNCATE siem_outbox');
+      }
+      const ratio = median(res.hooked) / median(res.plain);
+      console.log(`\n1b) AuditService.record(), high severity, 20 concurrent writers, ${rounds} x ${seconds} s (medians)`);
+      console.log(`   raw INSERT (autocommit)        : ${Math.round(median(res.raw))} rows/s`);
+      console.log(`   audited, no hooks              : ${Math.round(median(res.plain))} rows/s, p99 ${median(res.plainP99).toFixed(2)} ms`);
+      console.log(`   audited + SIEM outbox + alerts : ${Math.round(median(res.hooked))} rows/s, p99 ${median(res.hookedP99).toFixed(2)} ms`);
+      console.log(`   ratio with/without = ${ratio.toFixed(3)} -> outbox cost ${((1 - ratio) * 100).toFixed(1)} % (target <= 10 %)`);
     }
-    const ratio = median(res.hooked) / median(res.plain);
-    console.log(`\n1b) AuditService.record(), high severity, 20 concurrent writers, ${rounds} x ${seconds} s (medians)`);
-    console.log(`   raw INSERT (autocommit)        : ${Math.round(median(res.raw))} rows/s`);
-    console.log(`   audited, no hooks              : ${Math.round(median(res.plain))} rows/s, p99 ${median(res.plainP99).toFixed(2)} ms`);
-    console.log(`   audited + SIEM outbox + alerts : ${Math.round(median(res.hooked))} rows/s, p99 ${median(res.hookedP99).toFixed(2)} ms`);
-    console.log(`   ratio with/without = ${ratio.toFixed(3)} -> outbox cost ${((1 - ratio) * 100).toFixed(1)} % (target <= 10 %)`);
 
     // ---- 2. forwarding throughput
-    console.log(`\n2) forwarding throughput to a local Splunk HEC receiver (one worker)`);
-    const N = 6000;
-    for (const batch of [10, 100, 1000]) {
-      const c = cfg({ SIEM_BATCH_SIZE: String(batch) });
-      const m = buildSecurityMonitoring({ config: c, pool, logger, clock: systemClock, audit: createAuditService({ pool, logger }) });
-      await owner.query('TRUNCATE siem_outbox');
-      const inputs = Array.from({ length: N }, (_, i) => ({ tenantId: 'bench', eventType: 'fleet.bench.event', severity: 'high' as const, message: `event ${i}`, details: { i } }));
-      for (let i = 0; i < N; i += 1000) await m.siem.sendBatch(inputs.slice(i, i + 1000));
-      const before = hec.count();
-      const t0 = performance.now();
-      for (;;) if ((await m.siem.flushOnce()).claimed === 0) break;
-      const outboxRate = (hec.count() - before) / ((performance.now() - t0) / 1000);
-      const direct = createSplunkConnector({ endpointUrl: hec.url, apiKey: TOKEN });
-      const evs = inputs.map((e) => normalizeEvent(e, Date.now()));
-      const t1 = performance.now();
-      for (let i = 0; i < N; i += batch) await direct.send(evs.slice(i, i + batch));
-      const directRate = N / ((performance.now() - t1) / 1000);
-      await direct.close();
-      await m.stop();
-      console.log(`   batch ${String(batch).padStart(4)}: outbox ${Math.round(outboxRate)} events/s | direct POST ${Math.round(directRate)} events/s | ratio ${(outboxRate / directRate).toFixed(3)}`);
+    if (only.has('2')) {
+      console.log(`\n2) forwarding throughput to a local Splunk HEC receiver (one worker)`);
+      const N = 6000;
+      for (const batch of [10, 100, 1000]) {
+        const c = cfg({ SIEM_BATCH_SIZE: String(batch) });
+        const m = buildSecurityMonitoring({ config: c, pool, logger, clock: systemClock, audit: createAuditService({ pool, logger }) });
+        await owner.query('TRUNCATE siem_outbox');
+        const inputs = Array.from({ length: N }, (_, i) => ({ tenantId: 'bench', eventType: 'fleet.bench.event', severity: 'high' as const, message: `event ${i}`, details: { i } }));
+        for (let i = 0; i < N; i += 1000) await m.siem.sendBatch(inputs.slice(i, i + 1000));
+        const before = hec.count();
+        const t0 = performance.now();
+        for (;;) if ((await m.siem.flushOnce()).claimed === 0) break;
+        const outboxRate = (hec.count() - before) / ((performance.now() - t0) / 1000);
+        const direct = createSplunkConnector({ endpointUrl: hec.url, apiKey: TOKEN });
+        const evs = inputs.map((e) => normalizeEvent(e, Date.now()));
+        const t1 = performance.now();
+        for (let i = 0; i < N; i += batch) await direct.send(evs.slice(i, i + batch));
+        const directRate = N / ((performance.now() - t1) / 1000);
+        await direct.close();
+        await m.stop();
+        console.log(`   batch ${String(batch).padStart(4)}: outbox ${Math.round(outboxRate)} events/s | direct POST ${Math.round(directRate)} events/s | ratio ${(outboxRate / directRate).toFixed(3)}`);
+      }
     }
 
     // ---- 3. enqueue -> receiver latency with the worker running
-    const interval = 1000;
-    const lc = cfg({ SIEM_FLUSH_INTERVAL_MS: String(interval), SIEM_BATCH_SIZE: '10' });
-    const la = createAuditService({ pool, logger });
-    const lm = buildSecurityMonitoring({ config: lc, pool, logger, clock: systemClock, audit: la });
-    await owner.query('TRUNCATE siem_outbox');
-    await lm.start();
-    const sent = new Map<string, number>();
-    for (let i = 0; i < 20; i++) {
-      const rec = await la.record(event());
-      sent.set(auditEventId(rec.id), performance.now());
-      await new Promise((r) => setTimeout(r, 80 + Math.random() * 300));
+    if (only.has('3')) {
+      const interval = 1000;
+      const lc = cfg({ SIEM_FLUSH_INTERVAL_MS: String(interval), SIEM_BATCH_SIZE: '10' });
+      const la = createAuditService({ pool, logger });
+      const lm = buildSecurityMonitoring({ config: lc, pool, logger, clock: systemClock, audit: la });
+      await owner.query('TRUNCATE siem_outbox');
+      await lm.start();
+      const sent = new Map<string, number>();
+      for (let i = 0; i < 20; i++) {
+        const rec = await la.record(event());
+        sent.set(auditEventId(rec.id), performance.now());
+        await new Promise((r) => setTimeout(r, 80 + Math.random() * 300));
+      }
+      const deadline = performance.now() + interval * 3;
+      while ([...sent.keys()].some((id) => !hec.arrivals.has(id)) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await lm.stop();
+      const lats = [...sent].map(([id, t]) => (hec.arrivals.get(id) ?? Infinity) - t).sort((a, b) => a - b);
+      const max = lats[lats.length - 1] as number;
+      console.log(`\n3) enqueue -> receiver latency, SIEM_FLUSH_INTERVAL_MS=${interval}, ${lats.length} events`);
+      console.log(`   p50 ${pct(lats, 50).toFixed(0)} ms, p99 ${pct(lats, 99).toFixed(0)} ms, max ${max.toFixed(0)} ms (target <= interval + 250 = ${interval + 250} ms: ${max <= interval + 250 ? 'met' : 'NOT met'})`);
     }
-    const deadline = performance.now() + interval * 3;
-    while ([...sent.keys()].some((id) => !hec.arrivals.has(id)) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    await lm.stop();
-    const lats = [...sent].map(([id, t]) => (hec.arrivals.get(id) ?? Infinity) - t).sort((a, b) => a - b);
-    const max = lats[lats.length - 1] as number;
-    console.log(`\n3) enqueue -> receiver latency, SIEM_FLUSH_INTERVAL_MS=${interval}, ${lats.length} events`);
-    console.log(`   p50 ${pct(lats, 50).toFixed(0)} ms, p99 ${pct(lats, 99).toFixed(0)} ms, max ${max.toFixed(0)} ms (target <= interval + 250 = ${interval + 250} ms: ${max <= interval + 250 ? 'met' : 'NOT met'})`);
     await monitoring.stop();
     await pool.end();
   } finally {
