@@ -11,14 +11,17 @@ CREATE TABLE siem_outbox (
   audit_log_id     bigint,
   event_type       text NOT NULL CHECK (length(event_type) BETWEEN 1 AND 128),
   severity         text NOT NULL CHECK (severity IN ('low', 'medium', 'high', 'critical')),
-  -- json, not jsonb: written once, read back whole; no conversion cost on the audit write path.
-  payload          json NOT NULL,
+  -- The event for submitted events (json: written once, read back whole). NULL for events that
+  -- mirror an audit row: the worker reads that row when it sends, so audit contents are not
+  -- copied into this cross-tenant table and the audit write path inserts a small row.
+  payload          json,
   enqueued_at      timestamptz NOT NULL,
   attempts         integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
   next_attempt_at  timestamptz NOT NULL,
   last_error       text CHECK (last_error IS NULL OR length(last_error) <= 1000),
   claimed_by       text CHECK (claimed_by IS NULL OR length(claimed_by) <= 200),
-  claimed_until    timestamptz
+  claimed_until    timestamptz,
+  CONSTRAINT siem_outbox_source CHECK (payload IS NOT NULL OR audit_log_id IS NOT NULL)
 );
 -- Only the primary key: claims walk it in seq (FIFO) order and skip rows not due yet, so an
 -- insert on the audit write path maintains a single index.
@@ -31,11 +34,12 @@ CREATE TABLE siem_dead_letter (
   audit_log_id  bigint,
   event_type    text NOT NULL,
   severity      text NOT NULL CHECK (severity IN ('low', 'medium', 'high', 'critical')),
-  payload       json NOT NULL,
+  payload       json,
   enqueued_at   timestamptz NOT NULL,
   attempts      integer NOT NULL,
   reason        text NOT NULL CHECK (length(reason) BETWEEN 1 AND 1000),
-  dead_at       timestamptz NOT NULL
+  dead_at       timestamptz NOT NULL,
+  CONSTRAINT siem_dead_letter_source CHECK (payload IS NOT NULL OR audit_log_id IS NOT NULL)
 );
 CREATE INDEX siem_dead_letter_tenant_idx ON siem_dead_letter (tenant_id, dead_at);
 

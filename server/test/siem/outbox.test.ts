@@ -60,7 +60,7 @@ async function stack(over: Record<string, string> = {}, deps: Parameters<typeof 
   return s;
 }
 
-async function outbox(): Promise<Array<{ seq: string; event_id: string; tenant_id: string; attempts: number; next_attempt_at: Date; last_error: string | null; severity: string; payload: Record<string, unknown>; claimed_by: string | null }>> {
+async function outbox(): Promise<Array<{ seq: string; event_id: string; tenant_id: string; audit_log_id: string | null; attempts: number; next_attempt_at: Date; last_error: string | null; severity: string; payload: Record<string, unknown> | null; claimed_by: string | null }>> {
   return (await db.owner.query('SELECT * FROM siem_outbox ORDER BY seq')).rows;
 }
 
@@ -239,13 +239,41 @@ describe('GET /siem/status', () => {
 });
 
 describe('automatic forwarding from the audit trail', () => {
-  it('when a high-severity audit row commits, then an outbox event with the id derived from the row is there', async () => {
+  it('when a high-severity audit row commits, then an outbox event with the id derived from the row refers to it, and the sent event carries the row', async () => {
     const tenantId = uniqueTenant();
-    const rec = await t.composition.services.audit.record({ tenantId, action: 'user.deactivated', resourceType: 'user', resourceId: 'u-1', severity: 'high', result: 'success' });
+    const rec = await t.composition.services.audit.record({ tenantId, action: 'user.deactivated', resourceType: 'user', resourceId: 'u-1', severity: 'high', result: 'success', ipAddress: '203.0.113.5', after: { isActive: false } });
     const rows = await outbox();
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ event_id: auditEventId(rec.id), tenant_id: tenantId, severity: 'high' });
-    expect(rows[0]?.payload).toMatchObject({ auditLogId: rec.id, eventType: 'user.deactivated', origin: 'audit', outcome: 'success' });
+    // Only a reference is queued: audit contents are not copied into the cross-tenant outbox.
+    expect(rows[0]).toMatchObject({ event_id: auditEventId(rec.id), tenant_id: tenantId, severity: 'high', audit_log_id: rec.id, payload: null });
+    await siem().flushOnce();
+    expect(hec.envelopes[0]?.event).toEqual({
+      id: auditEventId(rec.id),
+      time: rec.createdAt.toISOString(),
+      tenantId,
+      eventType: 'user.deactivated',
+      severity: 'high',
+      message: 'user.deactivated (success)',
+      origin: 'audit',
+      outcome: 'success',
+      userId: null,
+      ipAddress: '203.0.113.5',
+      userAgent: null,
+      requestId: null,
+      resourceType: 'user',
+      resourceId: 'u-1',
+      auditLogId: rec.id,
+      details: { after: { isActive: false } },
+    });
+  });
+
+  it('when the audit row an event refers to is gone (retention purge), then the event is dead-lettered with that reason', async () => {
+    const tenantId = uniqueTenant();
+    const rec = await t.composition.services.audit.record({ tenantId, action: 'user.deactivated', resourceType: 'user', severity: 'high' });
+    // Point the queued reference at an id no row has (the append-only trail cannot be edited here).
+    await db.owner.query('UPDATE siem_outbox SET audit_log_id = audit_log_id + 1000000000 WHERE audit_log_id = $1', [rec.id]);
+    expect(await siem().flushOnce()).toEqual({ claimed: 1, delivered: 0, retried: 0, dead: 1 });
+    expect((await deadLetters())[0]).toMatchObject({ event_id: auditEventId(rec.id), reason: `audit row ${BigInt(rec.id) + 1_000_000_000n} not found` });
   });
 
   it('when the transaction of a critical audit row rolls back, then neither the row nor the outbox event exists', async () => {

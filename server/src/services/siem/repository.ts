@@ -7,7 +7,9 @@ export interface OutboxRow {
   event_id: string;
   tenant_id: string;
   attempts: number;
-  payload: SiemEvent;
+  /** null: the event mirrors audit row audit_log_id, read when sending. */
+  payload: SiemEvent | null;
+  audit_log_id: string | null;
 }
 
 export const INSERT_OUTBOX = `
@@ -29,22 +31,60 @@ export async function insertOutbox(q: Queryable, events: readonly SiemEvent[], n
   ]);
 }
 
-export const INSERT_OUTBOX_ONE = `
-INSERT INTO siem_outbox (event_id, tenant_id, audit_log_id, event_type, severity, payload, enqueued_at, next_attempt_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $7)`;
+export const INSERT_OUTBOX_AUDIT = `
+INSERT INTO siem_outbox (event_id, tenant_id, audit_log_id, event_type, severity, enqueued_at, next_attempt_at)
+VALUES ($1, $2, $3, $4, $5, $6, $6)`;
 
 type NamedQueryable = { query(config: { name: string; text: string; values: unknown[] }): Promise<unknown> };
 
+/** An event that mirrors an audit row: only the reference is queued. */
+export interface AuditRef {
+  eventId: string;
+  tenantId: string;
+  auditLogId: string;
+  eventType: string;
+  severity: Severity;
+}
+
 /**
- * The hot path (one audit-derived event, inside the audit row's transaction): a plain VALUES
- * insert as a named prepared statement, parsed and planned once per connection.
+ * The hot path (inside the audit row's transaction): a small VALUES insert as a named prepared
+ * statement, parsed and planned once per connection.
  */
-export async function insertOutboxOne(q: Queryable, e: SiemEvent, now: Date): Promise<void> {
+export async function insertOutboxAudit(q: Queryable, e: AuditRef, now: Date): Promise<void> {
   await (q as unknown as NamedQueryable).query({
-    name: 'siem_outbox_insert_one',
-    text: INSERT_OUTBOX_ONE,
-    values: [e.id, e.tenantId, e.auditLogId, e.eventType, e.severity, JSON.stringify(e), now],
+    name: 'siem_outbox_insert_audit',
+    text: INSERT_OUTBOX_AUDIT,
+    values: [e.eventId, e.tenantId, e.auditLogId, e.eventType, e.severity, now],
   });
+}
+
+export const SELECT_AUDIT_ROWS = `
+SELECT id::text AS id, tenant_id, user_id::text AS user_id, action, resource_type, resource_id, before, after,
+  ip_address, user_agent, result, error_message, severity, request_id, created_at
+FROM audit_logs WHERE tenant_id = $1 AND id = ANY($2::bigint[])`;
+
+export interface AuditRowForEvent {
+  id: string;
+  tenant_id: string;
+  user_id: string | null;
+  action: string;
+  resource_type: string;
+  resource_id: string | null;
+  before: unknown;
+  after: unknown;
+  ip_address: string | null;
+  user_agent: string | null;
+  result: 'success' | 'failure' | 'denied';
+  error_message: string | null;
+  severity: Severity;
+  request_id: string | null;
+  created_at: Date;
+}
+
+/** The audit rows queued events refer to (run inside the tenant's transaction). */
+export async function selectAuditRows(q: Queryable, tenantId: string, ids: readonly string[]): Promise<AuditRowForEvent[]> {
+  const { rows } = await q.query<AuditRowForEvent>(SELECT_AUDIT_ROWS, [tenantId, ids]);
+  return rows;
 }
 
 /** Queue depth, counting at most `cap` rows (bounded cost however long the queue is). */
@@ -63,7 +103,7 @@ WHERE o.seq IN (
   ORDER BY seq
   LIMIT $4
   FOR UPDATE SKIP LOCKED)
-RETURNING o.seq, o.event_id, o.tenant_id, o.attempts, o.payload`;
+RETURNING o.seq, o.event_id, o.tenant_id, o.attempts, o.payload, o.audit_log_id::text AS audit_log_id`;
 
 /** Claims up to `limit` due events for `worker` until `leaseUntil`; other workers skip them. */
 export async function claimBatch(q: Queryable, worker: string, now: Date, leaseUntil: Date, limit: number): Promise<OutboxRow[]> {
@@ -142,12 +182,13 @@ export async function evictOldestNonCritical(q: Queryable, now: Date): Promise<s
 }
 
 export const INSERT_DEAD_LETTER_DIRECT = `
-INSERT INTO siem_dead_letter (event_id, tenant_id, audit_log_id, event_type, severity, payload, enqueued_at, attempts, reason, dead_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $7)
+INSERT INTO siem_dead_letter (event_id, tenant_id, audit_log_id, event_type, severity, enqueued_at, attempts, reason, dead_at)
+VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $6)
 ON CONFLICT (event_id) DO NOTHING`;
 
-export async function insertDeadLetterDirect(q: Queryable, e: SiemEvent, reason: string, now: Date): Promise<void> {
-  await q.query(INSERT_DEAD_LETTER_DIRECT, [e.id, e.tenantId, e.auditLogId, e.eventType, e.severity, JSON.stringify(e), now, reason]);
+/** Queue full: an audit-derived event goes straight to the dead letter (by reference). */
+export async function insertDeadLetterDirect(q: Queryable, e: AuditRef, reason: string, now: Date): Promise<void> {
+  await q.query(INSERT_DEAD_LETTER_DIRECT, [e.eventId, e.tenantId, e.auditLogId, e.eventType, e.severity, now, reason]);
 }
 
 export const RELEASE_CLAIMS = `UPDATE siem_outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1`;

@@ -2,7 +2,9 @@
  * The SIEM forwarder: a durable outbox in PostgreSQL and a worker in every instance.
  *
  * Enqueue: in the caller's transaction (the audit hook runs inside the audit row's
- * transaction), so an event exists exactly when the change it reports committed.
+ * transaction), so an event exists exactly when the change it reports committed. Events that
+ * mirror audit rows are queued by reference (audit_log_id); the worker reads those rows, per
+ * tenant, when it sends. Submitted events carry their payload.
  * Worker: claims up to SIEM_BATCH_SIZE due events with FOR UPDATE SKIP LOCKED and a lease,
  * hands them to the connector, deletes delivered ones, reschedules retryable ones with
  * capped exponential backoff and full jitter, and moves permanent failures to the dead
@@ -86,8 +88,8 @@ export interface SiemService {
   readonly enabled: boolean;
   readonly provider: string | null;
   readonly instanceId: string;
-  /** Enqueues inside the caller's transaction (`reject` refuses when full, `evict` never fails the caller). */
-  enqueue(q: Queryable, events: readonly SiemEvent[], policy: 'reject' | 'evict'): Promise<void>;
+  /** Enqueues inside the caller's transaction; refused with 503 when the events do not fit the bound. */
+  enqueue(q: Queryable, events: readonly SiemEvent[]): Promise<void>;
   /** The seed API: enqueue one event (own transaction unless `q`). Returns its id. */
   sendEvent(event: SiemEventInput, q?: Queryable): Promise<string>;
   sendBatch(events: readonly SiemEventInput[], q?: Queryable): Promise<string[]>;
@@ -159,7 +161,8 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
     if (started && !stopping && enqueuedSinceTick >= batchSize) schedule(5);
   }
 
-  async function enqueueEvict(q: Queryable, e: SiemEvent): Promise<void> {
+  /** The audit hook's path: never fails the audit write because of the bound (see the header). */
+  async function enqueueAuditRef(q: Queryable, ref: repo.AuditRef, critical: boolean): Promise<void> {
     const at = now();
     if (depthEstimate >= maxQueue * EXACT_COUNT_RATIO) {
       depthEstimate = await repo.countOutboxCapped(q, maxQueue);
@@ -168,17 +171,17 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
         if (evicted) {
           metrics.deadLettered.inc({ reason: 'queue_full' });
           log.warn('SIEM queue full: evicted the oldest non-critical event to the dead letter', { evictedEventId: evicted, maxQueue });
-        } else if (e.severity !== 'critical' && e.origin !== 'alert') {
-          await repo.insertDeadLetterDirect(q, e, 'queue_full: every queued event is critical', at);
+        } else if (!critical) {
+          await repo.insertDeadLetterDirect(q, ref, 'queue_full: every queued event is critical', at);
           metrics.deadLettered.inc({ reason: 'queue_full' });
-          log.warn('SIEM queue full of critical events: new event dead-lettered', { eventId: e.id, maxQueue });
+          log.warn('SIEM queue full of critical events: new event dead-lettered', { eventId: ref.eventId, maxQueue });
           return;
         }
       }
     }
-    await repo.insertOutboxOne(q, e, at);
+    await repo.insertOutboxAudit(q, ref, at);
     depthEstimate += 1;
-    metrics.enqueued.inc({ origin: e.origin });
+    metrics.enqueued.inc({ origin: ref.eventType.startsWith('security.alert.') ? 'alert' : 'audit' });
     nudge(1);
   }
 
@@ -199,11 +202,10 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
     nudge(events.length);
   }
 
-  async function enqueue(q: Queryable, events: readonly SiemEvent[], policy: 'reject' | 'evict'): Promise<void> {
+  async function enqueue(q: Queryable, events: readonly SiemEvent[]): Promise<void> {
     if (!enabled) throw notConfigured();
     if (events.length === 0) return;
-    if (policy === 'reject') return enqueueReject(q, events);
-    for (const e of events) await enqueueEvict(q, e);
+    return enqueueReject(q, events);
   }
 
   function validateInput(e: SiemEventInput): void {
@@ -216,8 +218,8 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
     inputs.forEach(validateInput);
     const t = clock.now();
     const events = inputs.map((i) => normalizeEvent(i, t));
-    if (q) await enqueue(q, events, 'reject');
-    else await withTransaction(pool, (c) => enqueue(c, events, 'reject'));
+    if (q) await enqueue(q, events);
+    else await withTransaction(pool, (c) => enqueue(c, events));
     return events.map((e) => e.id);
   }
 
@@ -282,9 +284,12 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
     let outcomes: Map<string, EventOutcome>;
     let error: string | undefined;
     try {
-      const report = await connector.send(rows.map((r) => r.payload));
+      const { events, missing } = await resolveEvents(rows);
+      const report = events.length > 0 ? await connector.send(events) : { outcomes: new Map<string, EventOutcome>() };
       outcomes = report.outcomes;
       error = report.error;
+      // An audit row that cannot be read (purged by retention) cannot be sent.
+      for (const m of missing) outcomes.set(m.event_id, { kind: 'dead', reason: `audit row ${m.audit_log_id} not found` });
     } catch (err) {
       error = `${provider}: ${(err as Error).message}`.slice(0, 300);
       outcomes = new Map(rows.map((r) => [r.event_id, { kind: 'retry', reason: error as string } as EventOutcome]));
@@ -333,8 +338,50 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
 
   const auditHook: AuditHook = async (event, recorded, q) => {
     if (!enabled || !isForwarded(event.action, event.severity)) return;
-    await enqueueEvict(q, eventFromAudit(event, recorded));
+    const ref = { eventId: auditEventId(recorded.id), tenantId: event.tenantId, auditLogId: recorded.id, eventType: event.action, severity: event.severity };
+    await enqueueAuditRef(q, ref, event.severity === 'critical' || event.action.startsWith('security.alert.'));
   };
+
+  /** The events of claimed rows: stored payloads, or built from the audit rows they mirror (read per tenant). */
+  async function resolveEvents(rows: repo.OutboxRow[]): Promise<{ events: SiemEvent[]; missing: repo.OutboxRow[] }> {
+    const byTenant = new Map<string, string[]>();
+    for (const r of rows) if (!r.payload && r.audit_log_id) byTenant.set(r.tenant_id, [...(byTenant.get(r.tenant_id) ?? []), r.audit_log_id]);
+    const built = new Map<string, SiemEvent>();
+    for (const [tenantId, ids] of byTenant) {
+      const auditRows = await withTenant(pool, tenantId, (c) => repo.selectAuditRows(c, tenantId, ids));
+      for (const a of auditRows) {
+        built.set(
+          a.id,
+          eventFromAudit(
+            {
+              tenantId: a.tenant_id,
+              userId: a.user_id,
+              action: a.action,
+              resourceType: a.resource_type,
+              resourceId: a.resource_id,
+              before: a.before ?? undefined,
+              after: a.after ?? undefined,
+              ipAddress: a.ip_address,
+              userAgent: a.user_agent,
+              result: a.result,
+              errorMessage: a.error_message,
+              severity: a.severity,
+              requestId: a.request_id,
+            },
+            { id: a.id, createdAt: a.created_at },
+          ),
+        );
+      }
+    }
+    const events: SiemEvent[] = [];
+    const missing: repo.OutboxRow[] = [];
+    for (const r of rows) {
+      const e = r.payload ?? (r.audit_log_id ? built.get(r.audit_log_id) : undefined);
+      if (e) events.push(e);
+      else missing.push(r);
+    }
+    return { events, missing };
+  }
 
   const service: SiemService = {
     enabled,
@@ -392,7 +439,7 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
         ),
       );
       await withTenant(pool, auth.tenantId, async (c) => {
-        await enqueue(c, events, 'reject');
+        await enqueue(c, events);
         await audit.recordFromRequest(
           req,
           {
