@@ -13,10 +13,15 @@ import { databaseCheck } from './routes/health';
 import type { RequestHandler } from 'express';
 import { createRequireAuth } from './middleware/auth';
 import { createRequirePermission } from './middleware/rbac';
+import { createAuditSealer, type AuditSealer } from './services/audit/sealer';
 import { createAuditService, type AuditService } from './services/audit/service';
 import type { Permission } from './services/auth/rbac';
 import { createSessionService, type SessionService } from './services/auth/sessions';
 import { createTokenService, type TokenService } from './services/auth/tokens';
+import { createAuthService, type AuthService } from './services/auth/auth-service';
+import { createDevKeyResolver } from './services/auth/dev-issuer';
+import { createIdTokenVerifier, createRemoteKeyResolver, type IdTokenVerifier, type KeyResolver } from './services/auth/oidc';
+import { createUserService, type UserService } from './services/auth/users';
 import { buildEncryption, type EncryptionService, type KeyVaultDeps, type SecretStore } from './services/encryption';
 import { buildSecurityMonitoring, type SecurityMonitoring } from './services/siem';
 
@@ -33,8 +38,14 @@ export interface CoreDeps {
 
 export interface Services {
   audit: AuditService;
+  /** Seals committed audit rows into the per-tenant hash chain in the background. */
+  auditSealer: AuditSealer;
   tokens: TokenService;
   sessions: SessionService;
+  users: UserService;
+  /** ID-token verification for /login; null when no identity provider is configured. */
+  idTokens: IdTokenVerifier | null;
+  auth: AuthService;
   encryption: EncryptionService;
   /** Encrypted per-tenant secrets (integration credentials); see docs/ENCRYPTION.md. */
   secrets: SecretStore;
@@ -63,20 +74,50 @@ export interface Composition extends CoreDeps {
 
 export async function buildServices(core: CoreDeps): Promise<Composition> {
   const audit = createAuditService({ pool: core.pool, logger: core.logger });
+  const auditSealer = createAuditSealer({ pool: core.pool, logger: core.logger });
   const tokens = createTokenService(core.config, core.clock);
-  const sessions = createSessionService({ pool: core.pool, config: core.config, clock: core.clock });
+  const sessions = createSessionService({ pool: core.pool, config: core.config, clock: core.clock, audit });
+  const users = createUserService({ pool: core.pool, audit, clock: core.clock });
+  const idp = core.config.idp;
+  let keyResolver: KeyResolver | null = null;
+  if (idp.issuerUrl && idp.clientId) {
+    keyResolver = createRemoteKeyResolver({
+      issuerUrl: idp.issuerUrl,
+      clientId: idp.clientId,
+      timeoutMs: idp.timeoutMs,
+      production: core.config.isProduction,
+      clock: core.clock,
+      logger: core.logger,
+    });
+  } else if (idp.devIssuer) {
+    keyResolver = createDevKeyResolver(core.config.dataDir);
+  }
+  const idTokens = keyResolver ? createIdTokenVerifier({ resolver: keyResolver, clock: core.clock, clockToleranceSec: idp.clockToleranceSec }) : null;
+  const auth = createAuthService({ pool: core.pool, config: core.config, clock: core.clock, logger: core.logger, audit, tokens, sessions, idTokens });
   const guards: Guards = {
-    requireAuth: createRequireAuth({ tokens, sessions, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore }),
+    requireAuth: createRequireAuth({ tokens, sessions, audit, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore }),
     requirePermission: createRequirePermission(audit),
   };
   const enc = buildEncryption({ config: core.config, logger: core.logger, clock: core.clock, pool: core.pool, audit, keyVault: core.keyVault });
   const monitoring = buildSecurityMonitoring({ config: core.config, pool: core.pool, logger: core.logger, clock: core.clock, audit });
   const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool), ...enc.readinessChecks, ...monitoring.readinessChecks];
-  const starters: Array<() => Promise<void>> = [enc.start, () => monitoring.start()];
-  const stoppers: Array<() => Promise<void>> = [() => monitoring.stop()];
+  const starters: Array<() => Promise<void>> = [enc.start];
+  if (keyResolver) {
+    const resolver = keyResolver;
+    // Not critical: sessions keep working while the IdP is down; only new logins wait for it.
+    readinessChecks.push({ name: 'identity-provider', critical: false, check: () => resolver.warm() });
+    starters.push(async () => {
+      await resolver.warm().catch((err: Error) => void core.logger.warn('identity provider not reachable at start-up; login retries on demand', { reason: err.message }));
+    });
+  }
+  const stoppers: Array<() => Promise<void>> = [];
+  starters.push(() => auditSealer.start());
+  stoppers.push(() => auditSealer.stop());
+  starters.push(() => monitoring.start());
+  stoppers.push(() => monitoring.stop());
   return {
     ...core,
-    services: { audit, tokens, sessions, encryption: enc.encryption, secrets: enc.secrets, monitoring },
+    services: { audit, auditSealer, tokens, sessions, users, idTokens, auth, encryption: enc.encryption, secrets: enc.secrets, monitoring },
     guards,
     readinessChecks,
     metricRegistries: [monitoring.metrics.registry],

@@ -57,6 +57,8 @@ export interface Config {
     /** Development only: the built-in issuer signs ID tokens with a key under dataDir. */
     devIssuer: boolean;
     clockToleranceSec: number;
+    /** Deadline for each discovery / JWKS request to the identity provider (IDP_TIMEOUT_MS, default 5000). */
+    timeoutMs: number;
   };
   keys: {
     keyVaultUrl: string | null;
@@ -298,6 +300,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   if (prod && !issuerUrl) err('AUTH0_DOMAIN', 'is required in production (or AUTH0_ISSUER_BASE_URL), with AUTH0_CLIENT_ID');
   if (prod && devIssuerRequested) err('FLEET_DEV_ISSUER', 'the development issuer cannot be enabled in production');
   const devIssuer = !prod && !issuerUrl && (nodeEnv === 'development' || devIssuerRequested);
+  const idpTimeoutMs = intIn('IDP_TIMEOUT_MS', get('IDP_TIMEOUT_MS'), 5000, 100, 60_000, errors);
 
   // ---- keys
   const kvRaw = get('AZURE_KEYVAULT_URL');
@@ -466,7 +469,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
       audience: 'fleet-security-api',
     },
     session: { idleTimeoutSec: Math.floor(idleMs / 1000), absoluteTimeoutSec: Math.floor(absMs / 1000) },
-    idp: { issuerUrl, clientId, devIssuer, clockToleranceSec: 60 },
+    idp: { issuerUrl, clientId, devIssuer, clockToleranceSec: 60, timeoutMs: idpTimeoutMs },
     keys: { keyVaultUrl, masterKeyName, fallbackKey, previousKeys: Object.freeze(previousKeys), cacheTtlSec },
     bcryptCost,
     siem: {

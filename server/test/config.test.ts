@@ -181,4 +181,11 @@ describe('configuration', () => {
   test('when the session absolute timeout is shorter than the idle timeout, then it is refused', () => {
     expect(vars(loadConfig(base({ SESSION_IDLE_TIMEOUT: '2h', SESSION_ABSOLUTE_TIMEOUT: '1h' })).errors)).toContain('SESSION_ABSOLUTE_TIMEOUT');
   });
+
+  test('when IDP_TIMEOUT_MS is unset, out of range or not a number, then the default applies or it is refused', () => {
+    expect(loadConfig(base()).config!.idp.timeoutMs).toBe(5000);
+    expect(loadConfig(base({ IDP_TIMEOUT_MS: '250' })).config!.idp.timeoutMs).toBe(250);
+    expect(vars(loadConfig(base({ IDP_TIMEOUT_MS: '10' })).errors)).toContain('IDP_TIMEOUT_MS');
+    expect(vars(loadConfig(base({ IDP_TIMEOUT_MS: '5s' })).errors)).toContain('IDP_TIMEOUT_MS');
+  });
 });

@@ -2,6 +2,8 @@ import cookieParser from 'cookie-parser';
 import { Router, type Request, type Response } from 'express';
 import type { Composition } from '../compose';
 import type { CsrfProtection } from '../middleware/csrf';
+import { auditRouter } from './audit.routes';
+import { authRouter } from './auth.routes';
 import { keysRouter } from './keys.routes';
 import { siemRouter } from './siem.routes';
 
@@ -18,7 +20,9 @@ export function securityRouter(deps: SecurityRouterDeps): Router {
   router.get('/csrf-token', function csrfToken(req: Request, res: Response) {
     res.json({ success: true, csrfToken: deps.csrf.issue(req, res) });
   });
+  router.use(authRouter(deps));
 
+  router.use(auditRouter(deps.composition));
   router.use(keysRouter(deps.composition));
   router.use(siemRouter(deps.composition));
 

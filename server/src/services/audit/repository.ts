@@ -1,28 +1,296 @@
+/**
+ * The audit trail's SQL: one named constant per statement, `$n` parameters only, and an
+ * explicit Queryable so callers can pass their transaction client. Row mappers live here.
+ */
 import type { Queryable } from '../../db/pool';
-import type { AuditEvent, RecordedAudit, Severity } from './types';
+import type { AuditEntry, AuditResult, RecordedAudit, Severity } from './types';
 
+/** An event ready to store: texts sanitized and capped, before/after already JSON text. */
+export interface AuditRow {
+  tenantId: string;
+  userId: string | null;
+  action: string;
+  resourceType: string;
+  resourceId: string | null;
+  beforeJson: string | null;
+  afterJson: string | null;
+  ipAddress: string | null;
+  userAgent: string | null;
+  result: AuditResult;
+  errorMessage: string | null;
+  severity: Severity;
+  requestId: string | null;
+}
+
+const INSERT_COLUMNS = 'tenant_id, user_id, action, resource_type, resource_id, before, after, ip_address, user_agent, result, error_message, severity, request_id';
+
+/** Inside the caller's transaction: its app.tenant_id must name the row's tenant (RLS). */
 export const INSERT_AUDIT_LOG = `
-INSERT INTO audit_logs
-  (tenant_id, user_id, action, resource_type, resource_id, before, after, ip_address, user_agent, result, error_message, severity, request_id)
+INSERT INTO audit_logs (${INSERT_COLUMNS})
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 RETURNING id, created_at`;
 
-export async function insertAuditLog(q: Queryable, e: AuditEvent & { severity: Severity }): Promise<RecordedAudit> {
-  const { rows } = await q.query<{ id: string; created_at: Date }>(INSERT_AUDIT_LOG, [
-    e.tenantId,
-    e.userId ?? null,
-    e.action,
-    e.resourceType,
-    e.resourceId ?? null,
-    e.before === undefined ? null : JSON.stringify(e.before),
-    e.after === undefined ? null : JSON.stringify(e.after),
-    e.ipAddress ?? null,
-    e.userAgent ?? null,
-    e.result ?? 'success',
-    e.errorMessage ?? null,
-    e.severity,
-    e.requestId ?? null,
-  ]);
-  const row = rows[0] as { id: string; created_at: Date };
+/**
+ * One statement, one round trip, its own implicit transaction: sets the transaction-local
+ * tenant context (which ends with the statement) and inserts. The fast path of record().
+ */
+export const INSERT_AUDIT_LOG_IN_TENANT = `
+WITH ctx AS MATERIALIZED (SELECT set_config('app.tenant_id', $1, true) AS tenant_id)
+INSERT INTO audit_logs (${INSERT_COLUMNS})
+SELECT ctx.tenant_id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM ctx
+RETURNING id, created_at`;
+
+function insertParams(r: AuditRow): unknown[] {
+  return [
+    r.tenantId,
+    r.userId,
+    r.action,
+    r.resourceType,
+    r.resourceId,
+    r.beforeJson,
+    r.afterJson,
+    r.ipAddress,
+    r.userAgent,
+    r.result,
+    r.errorMessage,
+    r.severity,
+    r.requestId,
+  ];
+}
+
+function toRecorded(rows: Array<{ id: string; created_at: Date }>): RecordedAudit {
+  const row = rows[0];
+  if (!row) throw new Error('audit insert returned no row');
   return { id: row.id, createdAt: row.created_at };
+}
+
+export async function insertAuditLog(q: Queryable, r: AuditRow): Promise<RecordedAudit> {
+  const { rows } = await q.query<{ id: string; created_at: Date }>(INSERT_AUDIT_LOG, insertParams(r));
+  return toRecorded(rows);
+}
+
+export async function insertAuditLogInTenant(q: Queryable, r: AuditRow): Promise<RecordedAudit> {
+  const { rows } = await q.query<{ id: string; created_at: Date }>(INSERT_AUDIT_LOG_IN_TENANT, insertParams(r));
+  return toRecorded(rows);
+}
+
+export const SET_TENANT_CONTEXT = "SELECT set_config('app.tenant_id', $1, true)";
+export const SET_ALL_TENANTS_SCOPE = "SELECT set_config('app.audit_scope', 'all', true)";
+
+/**
+ * Newest first, keyset on (created_at, id). Every filter is optional ($n IS NULL); the
+ * statement is planned with the actual values, so absent filters fold away.
+ */
+export const SELECT_AUDIT_PAGE = `
+SELECT l.id::text AS id, l.tenant_id, l.user_id::text AS user_id, l.action, l.resource_type, l.resource_id,
+       l.before, l.after, host(l.ip_address) AS ip_address, l.user_agent, l.result, l.error_message,
+       l.severity, l.request_id, audit_ts_text(l.created_at) AS created_at,
+       c.seq::text AS chain_seq, encode(c.row_hash, 'hex') AS chain_hash
+  FROM audit_logs l
+  LEFT JOIN audit_chain c ON c.audit_id = l.id
+ WHERE l.tenant_id = $1
+   AND ($2::uuid IS NULL OR l.user_id = $2::uuid)
+   AND ($3::text IS NULL OR l.action = $3::text)
+   AND ($4::text IS NULL OR l.resource_type = $4::text)
+   AND ($5::text IS NULL OR l.resource_id = $5::text)
+   AND ($6::text IS NULL OR l.result = $6::text)
+   AND ($7::text[] IS NULL OR l.severity = ANY ($7::text[]))
+   AND ($8::timestamptz IS NULL OR l.created_at >= $8::timestamptz)
+   AND ($9::timestamptz IS NULL OR l.created_at <= $9::timestamptz)
+   AND ($10::inet IS NULL OR l.ip_address = $10::inet)
+   AND ($11::timestamptz IS NULL OR (l.created_at, l.id) < ($11::timestamptz, $12::bigint))
+ ORDER BY l.created_at DESC, l.id DESC
+ LIMIT $13`;
+
+export interface PageQuery {
+  tenantId: string;
+  userId: string | null;
+  action: string | null;
+  resourceType: string | null;
+  resourceId: string | null;
+  result: AuditResult | null;
+  severities: Severity[] | null;
+  from: string | Date | null;
+  to: string | Date | null;
+  ipAddress: string | null;
+  after: { createdAt: string; id: string } | null;
+  limit: number;
+}
+
+interface EntryRow {
+  id: string;
+  tenant_id: string;
+  user_id: string | null;
+  action: string;
+  resource_type: string;
+  resource_id: string | null;
+  before: unknown;
+  after: unknown;
+  ip_address: string | null;
+  user_agent: string | null;
+  result: AuditResult;
+  error_message: string | null;
+  severity: Severity;
+  request_id: string | null;
+  created_at: string;
+  chain_seq: string | null;
+  chain_hash: string | null;
+}
+
+function toEntry(r: EntryRow): AuditEntry {
+  return {
+    id: r.id,
+    tenantId: r.tenant_id,
+    userId: r.user_id,
+    action: r.action,
+    resourceType: r.resource_type,
+    resourceId: r.resource_id,
+    before: r.before,
+    after: r.after,
+    ipAddress: r.ip_address,
+    userAgent: r.user_agent,
+    result: r.result,
+    errorMessage: r.error_message,
+    severity: r.severity,
+    requestId: r.request_id,
+    createdAt: r.created_at,
+    chain: r.chain_seq !== null && r.chain_hash !== null ? { seq: r.chain_seq, hash: r.chain_hash } : null,
+  };
+}
+
+export async function selectAuditPage(q: Queryable, p: PageQuery): Promise<AuditEntry[]> {
+  const { rows } = await q.query<EntryRow>(SELECT_AUDIT_PAGE, [
+    p.tenantId,
+    p.userId,
+    p.action,
+    p.resourceType,
+    p.resourceId,
+    p.result,
+    p.severities,
+    p.from,
+    p.to,
+    p.ipAddress,
+    p.after?.createdAt ?? null,
+    p.after?.id ?? null,
+    p.limit,
+  ]);
+  return rows.map(toEntry);
+}
+
+/** Cross-tenant failed-login counts (SECURITY DEFINER function; returns numbers only). */
+export const SELECT_FAILED_LOGIN_COUNTS = 'SELECT by_email::text AS by_email, by_ip::text AS by_ip FROM audit_failed_login_counts($1, $2::inet, $3::timestamptz)';
+
+export async function selectFailedLoginCounts(q: Queryable, email: string | null, ip: string | null, since: Date | string): Promise<{ byEmail: number; byIp: number }> {
+  const { rows } = await q.query<{ by_email: string; by_ip: string }>(SELECT_FAILED_LOGIN_COUNTS, [email, ip, since]);
+  const r = rows[0];
+  return { byEmail: Number(r?.by_email ?? 0), byIp: Number(r?.by_ip ?? 0) };
+}
+
+/** Seals up to $1 committed rows into the chain; -1 when another sealer holds the lock. */
+export const SEAL_BATCH = 'SELECT audit_seal($1) AS sealed';
+
+export async function sealBatch(q: Queryable, maxRows: number): Promise<number> {
+  const { rows } = await q.query<{ sealed: number }>(SEAL_BATCH, [maxRows]);
+  return rows[0]?.sealed ?? 0;
+}
+
+export const SELECT_CHAIN_HEAD = `
+SELECT seq::text AS seq, encode(row_hash, 'hex') AS hash, audit_id::text AS audit_id, sealed_at
+  FROM audit_chain_head($1)`;
+
+export async function selectChainHead(q: Queryable, tenantId: string): Promise<{ seq: string; hash: string; auditId: string; sealedAt: Date } | null> {
+  const { rows } = await q.query<{ seq: string; hash: string; audit_id: string; sealed_at: Date }>(SELECT_CHAIN_HEAD, [tenantId]);
+  const r = rows[0];
+  return r ? { seq: r.seq, hash: r.hash, auditId: r.audit_id, sealedAt: r.sealed_at } : null;
+}
+
+/** Where verification resumes after a retention purge. */
+export const SELECT_LATEST_ANCHOR = `
+SELECT seq::text AS seq, row_hash FROM audit_chain_anchors WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1`;
+
+export async function selectLatestAnchor(q: Queryable, tenantId: string): Promise<{ seq: string; hash: Buffer } | null> {
+  const { rows } = await q.query<{ seq: string; row_hash: Buffer }>(SELECT_LATEST_ANCHOR, [tenantId]);
+  const r = rows[0];
+  return r ? { seq: r.seq, hash: r.row_hash } : null;
+}
+
+/**
+ * A batch of chain entries in seq order with the audit row each one covers (NULL columns
+ * when the row is missing). Values are read in PostgreSQL's built-in text forms so the
+ * verifier recomputes hashes without trusting any function in the database.
+ */
+export const SELECT_CHAIN_BATCH = `
+SELECT c.seq::text AS seq, c.audit_id::text AS audit_id, c.prev_hash, c.row_hash,
+       l.id::text AS id, l.tenant_id, l.user_id::text AS user_id, l.action, l.resource_type, l.resource_id,
+       l.before::text AS before, l.after::text AS after, l.ip_address::text AS ip_address, l.user_agent,
+       l.result, l.error_message, l.severity, l.request_id,
+       extract(epoch FROM l.created_at)::text AS created_epoch
+  FROM audit_chain c
+  LEFT JOIN audit_logs l ON l.id = c.audit_id
+ WHERE c.tenant_id = $1 AND c.seq > $2::bigint
+ ORDER BY c.seq
+ LIMIT $3`;
+
+export interface ChainBatchRow {
+  seq: string;
+  audit_id: string;
+  prev_hash: Buffer;
+  row_hash: Buffer;
+  id: string | null;
+  tenant_id: string | null;
+  user_id: string | null;
+  action: string | null;
+  resource_type: string | null;
+  resource_id: string | null;
+  before: string | null;
+  after: string | null;
+  ip_address: string | null;
+  user_agent: string | null;
+  result: string | null;
+  error_message: string | null;
+  severity: string | null;
+  request_id: string | null;
+  created_epoch: string | null;
+}
+
+export async function selectChainBatch(q: Queryable, tenantId: string, afterSeq: string, limit: number): Promise<ChainBatchRow[]> {
+  const { rows } = await q.query<ChainBatchRow>(SELECT_CHAIN_BATCH, [tenantId, afterSeq, limit]);
+  return rows;
+}
+
+/** Rows of a tenant that have no chain entry (yet). */
+export const SELECT_UNSEALED_SUMMARY = `
+SELECT count(*)::text AS n, min(l.id)::text AS oldest
+  FROM audit_logs l
+ WHERE l.tenant_id = $1
+   AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.audit_id = l.id)`;
+
+export async function selectUnsealedSummary(q: Queryable, tenantId: string): Promise<{ count: number; oldestId: string | null }> {
+  const { rows } = await q.query<{ n: string; oldest: string | null }>(SELECT_UNSEALED_SUMMARY, [tenantId]);
+  return { count: Number(rows[0]?.n ?? 0), oldestId: rows[0]?.oldest ?? null };
+}
+
+/** Every tenant with audit rows, chain entries or anchors (loose index scans). */
+export const SELECT_AUDIT_TENANTS = `
+WITH RECURSIVE lt AS (
+  (SELECT tenant_id FROM audit_logs ORDER BY tenant_id LIMIT 1)
+  UNION ALL
+  SELECT (SELECT l.tenant_id FROM audit_logs l WHERE l.tenant_id > lt.tenant_id ORDER BY l.tenant_id LIMIT 1)
+    FROM lt WHERE lt.tenant_id IS NOT NULL
+), ct AS (
+  (SELECT tenant_id FROM audit_chain ORDER BY tenant_id LIMIT 1)
+  UNION ALL
+  SELECT (SELECT c.tenant_id FROM audit_chain c WHERE c.tenant_id > ct.tenant_id ORDER BY c.tenant_id LIMIT 1)
+    FROM ct WHERE ct.tenant_id IS NOT NULL
+)
+SELECT tenant_id FROM lt WHERE tenant_id IS NOT NULL
+UNION
+SELECT tenant_id FROM ct WHERE tenant_id IS NOT NULL
+UNION
+SELECT DISTINCT tenant_id FROM audit_chain_anchors
+ORDER BY 1`;
+
+export async function selectAuditTenants(q: Queryable): Promise<string[]> {
+  const { rows } = await q.query<{ tenant_id: string }>(SELECT_AUDIT_TENANTS);
+  return rows.map((r) => r.tenant_id);
 }

@@ -1,37 +1,252 @@
+import { isIP } from 'node:net';
 import type { Request } from 'express';
-import type { Pool, Queryable } from '../../db/pool';
+import type pg from 'pg';
+import type { Pool, PoolClient, Queryable } from '../../db/pool';
 import { withTenant } from '../../db/transaction';
 import type { Logger } from '../../lib/logger';
-import { insertAuditLog } from './repository';
-import type { AuditEvent, AuditHook, RecordedAudit } from './types';
+import { defaultSeverity, isWellFormedAction } from './catalog';
+import { verifyTenantChain, type VerifyOptions } from './chain';
+import {
+  insertAuditLog,
+  insertAuditLogInTenant,
+  selectAuditPage,
+  selectAuditTenants,
+  selectChainHead,
+  selectFailedLoginCounts,
+  SET_ALL_TENANTS_SCOPE,
+  SET_TENANT_CONTEXT,
+  type AuditRow,
+  type PageQuery,
+} from './repository';
+import { sanitizeText, scrubAuditValue, truncateText } from './scrub';
+import { RESULTS, SEVERITIES } from './types';
+import type {
+  AuditEvent,
+  AuditHook,
+  AuditHookOptions,
+  AuditLogFilter,
+  AuditPage,
+  ChainHead,
+  FailedAuthCounts,
+  PageOptions,
+  RecordedAudit,
+  StoredAuditEvent,
+  VerifyResult,
+} from './types';
+
+export const DEFAULT_PAGE_SIZE = 50;
+export const MAX_PAGE_SIZE = 500;
 
 export interface AuditService {
   /**
    * Writes one audit row. Pass the caller's transaction client as `q` so the row commits
    * with the change it records (fail closed: if it cannot be written, the operation fails).
+   * That transaction's app.tenant_id must be the event's tenant (withTenant), or the
+   * database refuses the row (row-level security). Without `q` the row is written in its
+   * own tenant-scoped transaction.
    */
   record(event: AuditEvent, q?: Queryable): Promise<RecordedAudit>;
   /** Same, with tenant, user, IP, user agent and request id taken from the request. */
   recordFromRequest(req: Request, event: Omit<AuditEvent, 'tenantId'> & { tenantId?: string }, q?: Queryable): Promise<RecordedAudit>;
-  addHook(hook: AuditHook): void;
+  /** Runs after every insert (or those `opts.when` accepts), in the same transaction. */
+  addHook(hook: AuditHook, opts?: AuditHookOptions): void;
+
+  /** One page of a tenant's rows, newest first, filtered. */
+  listLogs(tenantId: string, filter: AuditLogFilter & { ipAddress?: string }, page?: PageOptions): Promise<AuditPage>;
+  getUserAuditLogs(tenantId: string, userId: string, opts?: PageOptions & Pick<AuditLogFilter, 'from' | 'to' | 'action'>): Promise<AuditPage>;
+  getResourceAuditLogs(tenantId: string, resourceType: string, resourceId: string, opts?: PageOptions & Pick<AuditLogFilter, 'from' | 'to'>): Promise<AuditPage>;
+  /** High and critical events of a tenant. */
+  getSecurityEvents(tenantId: string, opts?: PageOptions & Pick<AuditLogFilter, 'from' | 'to'>): Promise<AuditPage>;
+  /** A tenant's failed logins (auth.login.failure, result failure), by email and/or IP. */
+  getFailedAuthAttempts(opts: { tenantId: string; email?: string; ip?: string; since: Date | string } & PageOptions): Promise<AuditPage>;
+  /**
+   * Failed logins since `since` across tenants (a login has no tenant yet), counted by the
+   * lower-cased email and by IP address; what the brute-force lockout compares with its limit.
+   */
+  countFailedAuthAttempts(opts: { email?: string | null; ip?: string | null; since: Date | string }, q?: Queryable): Promise<FailedAuthCounts>;
+
+  /** Verifies one tenant's chain in a consistent snapshot. */
+  verify(tenantId: string, opts?: VerifyOptions): Promise<VerifyResult>;
+  /** The newest sealed entry of a tenant's chain (for the archive's digest chain). */
+  chainHead(tenantId: string, q?: Queryable): Promise<ChainHead | null>;
+}
+
+interface RegisteredHook {
+  hook: AuditHook;
+  when?: (e: StoredAuditEvent) => boolean;
+}
+
+const USER_AGENT_MAX = 1024;
+const ERROR_MESSAGE_MAX = 2000;
+const RESOURCE_ID_MAX = 256;
+const TEXT_MAX = 128;
+
+function optionalText(v: string | null | undefined, max: number): string | null {
+  if (v === undefined || v === null) return null;
+  return truncateText(sanitizeText(String(v)), max);
+}
+
+/** Normalises an event into the row that is stored (and the event hooks see). */
+export function prepareAuditEvent(event: AuditEvent): { row: AuditRow; stored: StoredAuditEvent } {
+  if (!event || typeof event !== 'object') throw new TypeError('audit event must be an object');
+  if (typeof event.tenantId !== 'string' || event.tenantId.length === 0 || event.tenantId.length > TEXT_MAX) throw new TypeError('audit event needs a tenantId');
+  if (typeof event.action !== 'string' || !isWellFormedAction(event.action)) throw new TypeError(`audit action ${JSON.stringify(event.action)} is not a well-formed action name`);
+  if (typeof event.resourceType !== 'string' || event.resourceType.length === 0) throw new TypeError('audit event needs a resourceType');
+  const severity = event.severity ?? defaultSeverity(event.action);
+  if (!SEVERITIES.includes(severity)) throw new TypeError(`audit severity ${JSON.stringify(severity)} is not one of ${SEVERITIES.join(', ')}`);
+  const result = event.result ?? 'success';
+  if (!RESULTS.includes(result)) throw new TypeError(`audit result ${JSON.stringify(result)} is not one of ${RESULTS.join(', ')}`);
+  const ip = event.ipAddress ?? null;
+  if (ip !== null && isIP(ip) === 0) throw new TypeError('audit ipAddress is not an IP address');
+  const before = scrubAuditValue(event.before);
+  const after = scrubAuditValue(event.after);
+  const row: AuditRow = {
+    tenantId: event.tenantId,
+    userId: event.userId ?? null,
+    action: event.action,
+    resourceType: truncateText(sanitizeText(event.resourceType), TEXT_MAX),
+    resourceId: optionalText(event.resourceId, RESOURCE_ID_MAX),
+    beforeJson: before.json,
+    afterJson: after.json,
+    ipAddress: ip,
+    userAgent: optionalText(event.userAgent, USER_AGENT_MAX),
+    result,
+    errorMessage: optionalText(event.errorMessage, ERROR_MESSAGE_MAX),
+    severity,
+    requestId: optionalText(event.requestId, TEXT_MAX),
+  };
+  const stored: StoredAuditEvent = {
+    tenantId: row.tenantId,
+    userId: row.userId,
+    action: row.action,
+    resourceType: row.resourceType,
+    resourceId: row.resourceId,
+    before: before.value,
+    after: after.value,
+    ipAddress: row.ipAddress,
+    userAgent: row.userAgent,
+    result: row.result,
+    errorMessage: row.errorMessage,
+    severity: row.severity,
+    requestId: row.requestId,
+  };
+  return { row, stored };
+}
+
+// ---- cursors: base64url("<created_at text with microseconds>|<id>") ----
+
+const CURSOR_RE = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z)\|(\d{1,19})$/;
+
+export function encodeCursor(createdAt: string, id: string): string {
+  return Buffer.from(`${createdAt}|${id}`, 'utf8').toString('base64url');
+}
+
+/** null when the cursor is not one this service issued. */
+export function decodeCursor(cursor: string): { createdAt: string; id: string } | null {
+  if (cursor.length > 200 || !/^[A-Za-z0-9_-]+$/.test(cursor)) return null;
+  const m = CURSOR_RE.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  if (!m) return null;
+  if (Number.isNaN(Date.parse(m[1] as string))) return null;
+  return { createdAt: m[1] as string, id: m[2] as string };
+}
+
+export class InvalidCursorError extends Error {
+  constructor() {
+    super('invalid cursor');
+    this.name = 'InvalidCursorError';
+  }
+}
+
+function pageLimit(limit: number | undefined): number {
+  const n = limit ?? DEFAULT_PAGE_SIZE;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PAGE_SIZE) throw new RangeError(`limit must be an integer from 1 to ${MAX_PAGE_SIZE}`);
+  return n;
+}
+
+/** A read-only, repeatable-read transaction scoped to one tenant (a consistent snapshot). */
+async function withTenantSnapshot<T>(pool: Pool, tenantId: string, fn: (c: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await client.query(SET_TENANT_CONTEXT, [tenantId]);
+    const out = await fn(client);
+    await client.query('COMMIT');
+    return out;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {
+      broken = true;
+    });
+    throw err;
+  } finally {
+    client.release(broken ? true : undefined);
+  }
+}
+
+/**
+ * Runs fn in one repeatable-read snapshot that sees every tenant: for the owner connection
+ * (CLI), which reads across tenants only after setting app.audit_scope (migration 022).
+ */
+export async function withAllTenantsSnapshot<T>(client: PoolClient | pg.Client, fn: (q: Queryable) => Promise<T>): Promise<T> {
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    await client.query(SET_ALL_TENANTS_SCOPE);
+    const out = await fn(client);
+    await client.query('COMMIT');
+    return out;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Every tenant with audit data (needs the owner's all-tenants scope). */
+export function listAuditTenants(q: Queryable): Promise<string[]> {
+  return selectAuditTenants(q);
 }
 
 export function createAuditService(deps: { pool: Pool; logger: Logger }): AuditService {
-  const hooks: AuditHook[] = [];
-  async function write(event: AuditEvent, q: Queryable): Promise<RecordedAudit> {
-    const full = { ...event, severity: event.severity ?? 'low' };
-    const recorded = await insertAuditLog(q, full);
-    for (const h of hooks) await h(full, recorded, q);
-    return recorded;
+  const hooks: RegisteredHook[] = [];
+
+  async function runHooks(wanted: RegisteredHook[], stored: StoredAuditEvent, recorded: RecordedAudit, q: Queryable): Promise<void> {
+    for (const h of wanted) await h.hook(stored, recorded, q);
   }
+
+  async function page(tenantId: string, base: Omit<PageQuery, 'tenantId' | 'after' | 'limit'>, opts: PageOptions = {}): Promise<AuditPage> {
+    const limit = pageLimit(opts.limit);
+    let after: PageQuery['after'] = null;
+    if (opts.cursor) {
+      after = decodeCursor(opts.cursor);
+      if (!after) throw new InvalidCursorError();
+    }
+    const entries = await withTenant(deps.pool, tenantId, (c) => selectAuditPage(c, { ...base, tenantId, after, limit: limit + 1 }));
+    const more = entries.length > limit;
+    if (more) entries.length = limit;
+    const last = entries[entries.length - 1];
+    return { entries, nextCursor: more && last ? encodeCursor(last.createdAt, last.id) : null };
+  }
+
+  const none = { userId: null, action: null, resourceType: null, resourceId: null, result: null, severities: null, from: null, to: null, ipAddress: null };
+
   const service: AuditService = {
-    record(event, q) {
-      if (q) return write(event, q);
-      return withTenant(deps.pool, event.tenantId, (client) => write(event, client));
+    async record(event, q) {
+      const { row, stored } = prepareAuditEvent(event);
+      const wanted = hooks.filter((h) => !h.when || h.when(stored));
+      if (q) {
+        const recorded = await insertAuditLog(q, row);
+        await runHooks(wanted, stored, recorded, q);
+        return recorded;
+      }
+      if (wanted.length === 0) return insertAuditLogInTenant(deps.pool, row);
+      return withTenant(deps.pool, row.tenantId, async (client) => {
+        const recorded = await insertAuditLog(client, row);
+        await runHooks(wanted, stored, recorded, client);
+        return recorded;
+      });
     },
     recordFromRequest(req, event, q) {
       const tenantId = event.tenantId ?? req.auth?.tenantId;
-      if (!tenantId) throw new Error('audit event without a tenant');
+      if (!tenantId) return Promise.reject(new Error('audit event without a tenant'));
       return service.record(
         {
           ...event,
@@ -44,8 +259,59 @@ export function createAuditService(deps: { pool: Pool; logger: Logger }): AuditS
         q,
       );
     },
-    addHook(hook) {
-      hooks.push(hook);
+    addHook(hook, opts = {}) {
+      hooks.push({ hook, when: opts.when });
+    },
+
+    listLogs(tenantId, f, p) {
+      return page(
+        tenantId,
+        {
+          userId: f.userId ?? null,
+          action: f.action ?? null,
+          resourceType: f.resourceType ?? null,
+          resourceId: f.resourceId ?? null,
+          result: f.result ?? null,
+          severities: f.severities && f.severities.length > 0 ? f.severities : null,
+          from: f.from ?? null,
+          to: f.to ?? null,
+          ipAddress: f.ipAddress ?? null,
+        },
+        p,
+      );
+    },
+    getUserAuditLogs(tenantId, userId, o = {}) {
+      return page(tenantId, { ...none, userId, action: o.action ?? null, from: o.from ?? null, to: o.to ?? null }, o);
+    },
+    getResourceAuditLogs(tenantId, resourceType, resourceId, o = {}) {
+      return page(tenantId, { ...none, resourceType, resourceId, from: o.from ?? null, to: o.to ?? null }, o);
+    },
+    getSecurityEvents(tenantId, o = {}) {
+      return page(tenantId, { ...none, severities: ['high', 'critical'], from: o.from ?? null, to: o.to ?? null }, o);
+    },
+    getFailedAuthAttempts(o) {
+      if (o.ip !== undefined && isIP(o.ip) === 0) return Promise.reject(new TypeError('ip is not an IP address'));
+      return page(
+        o.tenantId,
+        { ...none, action: 'auth.login.failure', result: 'failure', resourceId: o.email !== undefined ? o.email.toLowerCase() : null, ipAddress: o.ip ?? null, from: o.since },
+        o,
+      );
+    },
+    async countFailedAuthAttempts(o, q) {
+      const email = o.email ? o.email.toLowerCase() : null;
+      const ip = o.ip ? o.ip : null;
+      if (ip !== null && isIP(ip) === 0) throw new TypeError('ip is not an IP address');
+      if (email === null && ip === null) return { byEmail: 0, byIp: 0 };
+      return selectFailedLoginCounts(q ?? deps.pool, email, ip, o.since);
+    },
+
+    verify(tenantId, opts) {
+      return withTenantSnapshot(deps.pool, tenantId, (c) => verifyTenantChain(c, tenantId, opts));
+    },
+    async chainHead(tenantId, q) {
+      const read = (c: Queryable) => selectChainHead(c, tenantId);
+      const head = q ? await read(q) : await withTenant(deps.pool, tenantId, read);
+      return head ? { tenantId, ...head } : null;
     },
   };
   return service;

@@ -1,28 +1,57 @@
 /**
  * Session lifecycle used on every authenticated request: create, authenticate (revoked,
- * idle and absolute timeouts, the user's current role and active flag), touch, revoke.
+ * idle and absolute timeouts, the user's current role and active flag), touch, revoke,
+ * expire (recorded once as session.expired).
  */
 import type { Config } from '../../config';
 import type { Pool, Queryable } from '../../db/pool';
+import { withTenant } from '../../db/transaction';
 import type { Clock } from '../../lib/clock';
 import type { AuthContext } from '../../types/express';
-import { findSessionForAuth, insertSession, revokeSession, touchSession } from './session-repository';
+import type { AuditService } from '../audit/service';
+import { findSessionForAuth, insertSession, insertSessionWithRefreshToken, revokeSession, touchSession } from './session-repository';
 import type { AccessClaims } from './tokens';
 
 /** last_used_at is written at most this often per session (idle-timeout precision). */
 export const TOUCH_INTERVAL_MS = 60_000;
 
-export interface SessionService {
-  create(q: Queryable, input: { userId: string; tenantId: string; ip: string | null; userAgent: string | null }): Promise<{ sessionId: string; absoluteExpiresAt: Date }>;
-  /** The live auth context for verified claims, or a reason why the session is not usable. */
-  authenticate(claims: AccessClaims): Promise<{ auth: AuthContext; reason?: undefined } | { auth: null; reason: string }>;
-  revoke(q: Queryable, sessionId: string, tenantId: string, reason: string): Promise<boolean>;
+/** revoked_reason values written when a timeout is detected (not a security decision: not re-audited). */
+export const EXPIRY_REASONS = { idle: 'idle timeout', absolute: 'absolute timeout' } as const;
+
+export type SessionRejection = 'unknown' | 'revoked' | 'expired' | 'inactive' | 'idle' | 'absolute';
+
+export interface RejectedSession {
+  auth: null;
+  reason: string;
+  /** unknown: no such session; revoked: revoked for a security reason; expired: revoked earlier by a timeout;
+   *  inactive: user deactivated; idle/absolute: a timeout detected now (not yet recorded). */
+  kind: SessionRejection;
 }
 
-export function createSessionService(deps: { pool: Pool; config: Config; clock: Clock }): SessionService {
+export interface SessionService {
+  create(q: Queryable, input: { userId: string; tenantId: string; ip: string | null; userAgent: string | null }): Promise<{ sessionId: string; absoluteExpiresAt: Date }>;
+  /** Same, with the session's first refresh token (stored as its SHA-256 hash) in the same statement. */
+  createWithRefreshToken(
+    q: Queryable,
+    input: { userId: string; tenantId: string; ip: string | null; userAgent: string | null },
+    refresh: { id: string; hash: Buffer },
+  ): Promise<{ sessionId: string; absoluteExpiresAt: Date }>;
+  /** The live auth context for verified claims, or why the session is not usable. */
+  authenticate(claims: AccessClaims): Promise<{ auth: AuthContext; reason?: undefined; kind?: undefined } | RejectedSession>;
+  revoke(q: Queryable, sessionId: string, tenantId: string, reason: string): Promise<boolean>;
+  /**
+   * Records a timeout detected on use: revokes the session with the timeout as reason and
+   * writes session.expired in the same transaction; only the first caller writes the row.
+   */
+  expire(input: { sessionId: string; tenantId: string; userId: string; kind: 'idle' | 'absolute'; ip: string | null; userAgent: string | null; requestId: string | null }): Promise<boolean>;
+  idleTimeoutMs: number;
+}
+
+export function createSessionService(deps: { pool: Pool; config: Config; clock: Clock; audit?: AuditService }): SessionService {
   const idleMs = deps.config.session.idleTimeoutSec * 1000;
   const absMs = deps.config.session.absoluteTimeoutSec * 1000;
   return {
+    idleTimeoutMs: idleMs,
     async create(q, input) {
       const now = deps.clock.now();
       const absoluteExpiresAt = new Date(now + absMs);
@@ -34,14 +63,30 @@ export function createSessionService(deps: { pool: Pool; config: Config; clock: 
       });
       return { sessionId, absoluteExpiresAt };
     },
+    async createWithRefreshToken(q, input, refresh) {
+      const now = deps.clock.now();
+      const absoluteExpiresAt = new Date(now + absMs);
+      const sessionId = await insertSessionWithRefreshToken(q, {
+        ...input,
+        now: new Date(now),
+        idleExpiresAt: new Date(Math.min(now + idleMs, now + absMs)),
+        absoluteExpiresAt,
+        refreshId: refresh.id,
+        refreshHash: refresh.hash,
+      });
+      return { sessionId, absoluteExpiresAt };
+    },
     async authenticate(claims) {
       const s = await findSessionForAuth(deps.pool, claims.sid, claims.tid, claims.sub);
-      if (!s) return { auth: null, reason: 'unknown session' };
+      if (!s) return { auth: null, reason: 'unknown session', kind: 'unknown' };
       const now = deps.clock.now();
-      if (s.revokedAt) return { auth: null, reason: 'session revoked' };
-      if (!s.isActive) return { auth: null, reason: 'user deactivated' };
-      if (now >= s.absoluteExpiresAt.getTime()) return { auth: null, reason: 'session past its absolute timeout' };
-      if (now >= s.lastUsedAt.getTime() + idleMs) return { auth: null, reason: 'session idle timeout' };
+      if (s.revokedAt) {
+        const expired = s.revokedReason === EXPIRY_REASONS.idle || s.revokedReason === EXPIRY_REASONS.absolute;
+        return { auth: null, reason: `session revoked (${s.revokedReason ?? 'no reason'})`, kind: expired ? 'expired' : 'revoked' };
+      }
+      if (!s.isActive) return { auth: null, reason: 'user deactivated', kind: 'inactive' };
+      if (now >= s.absoluteExpiresAt.getTime()) return { auth: null, reason: 'session past its absolute timeout', kind: 'absolute' };
+      if (now >= s.lastUsedAt.getTime() + idleMs) return { auth: null, reason: 'session idle timeout', kind: 'idle' };
       if (now - s.lastUsedAt.getTime() >= TOUCH_INTERVAL_MS) {
         await touchSession(deps.pool, s.id, s.tenantId, new Date(now), new Date(Math.min(now + idleMs, s.absoluteExpiresAt.getTime())));
       }
@@ -51,6 +96,33 @@ export function createSessionService(deps: { pool: Pool; config: Config; clock: 
     },
     revoke(q, sessionId, tenantId, reason) {
       return revokeSession(q, sessionId, tenantId, new Date(deps.clock.now()), reason);
+    },
+    expire(input) {
+      const audit = deps.audit;
+      if (!audit) throw new Error('session service built without an audit service');
+      return withTenant(deps.pool, input.tenantId, async (c) => {
+        const reason = EXPIRY_REASONS[input.kind];
+        const changed = await revokeSession(c, input.sessionId, input.tenantId, new Date(deps.clock.now()), reason);
+        if (changed) {
+          await audit.record(
+            {
+              tenantId: input.tenantId,
+              userId: input.userId,
+              action: 'session.expired',
+              resourceType: 'session',
+              resourceId: input.sessionId,
+              result: 'success',
+              severity: 'low',
+              errorMessage: reason,
+              ipAddress: input.ip,
+              userAgent: input.userAgent,
+              requestId: input.requestId,
+            },
+            c,
+          );
+        }
+        return changed;
+      });
     },
   };
 }

@@ -3,7 +3,7 @@
  * (a non-reversible fingerprint), so JWT_PREVIOUS_SECRETS keep verifying during rotation.
  * Verification pins the algorithm, issuer and audience and uses the injected clock.
  */
-import { randomUUID } from 'node:crypto';
+import { createSecretKey, randomUUID, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { secretId, type Config } from '../../config';
 import type { Clock } from '../../lib/clock';
@@ -19,16 +19,23 @@ export interface AccessClaims {
 
 export interface TokenService {
   issue(input: { userId: string; sessionId: string; tenantId: string }): { token: string; expiresIn: number; claims: AccessClaims };
-  /** Returns the claims, or null with a reason (for logs and audit) when the token is not valid. */
-  verify(token: string): { claims: AccessClaims; reason?: undefined } | { claims: null; reason: string };
+  /**
+   * Returns the claims, or null with a reason (for logs and audit) when the token is not valid.
+   * `expired` marks a token with a valid signature that merely ran out.
+   */
+  verify(token: string): { claims: AccessClaims; reason?: undefined } | { claims: null; reason: string; expired?: boolean };
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export function createTokenService(config: Config, clock: Clock): TokenService {
-  const current = { kid: secretId(config.jwt.secret), secret: config.jwt.secret };
-  const byKid = new Map<string, string>([[current.kid, current.secret]]);
-  for (const s of config.jwt.previousSecrets) byKid.set(secretId(s), s);
+  // Secrets as KeyObjects, built once: given a string, jsonwebtoken first tries (and fails)
+  // to parse it as a PEM public key on every call, which costs ~40x the HMAC itself.
+  const key = (s: string): KeyObject => createSecretKey(Buffer.from(s, 'utf8'));
+  const current = { kid: secretId(config.jwt.secret), secret: key(config.jwt.secret) };
+  const byKid = new Map<string, KeyObject>([[current.kid, current.secret]]);
+  for (const s of config.jwt.previousSecrets) byKid.set(secretId(s), key(s));
   const { issuer, audience, expiresInSec } = config.jwt;
 
   return {
@@ -53,11 +60,12 @@ export function createTokenService(config: Config, clock: Clock): TokenService {
           clockTimestamp: Math.floor(clock.now() / 1000),
           clockTolerance: 5,
         }) as jwt.JwtPayload;
-        if (typeof p.sub !== 'string' || !UUID.test(p.sub) || typeof p.sid !== 'string' || !UUID.test(p.sid) || typeof p.tid !== 'string' || typeof p.jti !== 'string' || typeof p.iat !== 'number' || typeof p.exp !== 'number') {
+        if (typeof p.sub !== 'string' || !UUID.test(p.sub) || typeof p.sid !== 'string' || !UUID.test(p.sid) || typeof p.tid !== 'string' || !TENANT.test(p.tid) || typeof p.jti !== 'string' || typeof p.iat !== 'number' || typeof p.exp !== 'number') {
           return { claims: null, reason: 'claims missing or malformed' };
         }
         return { claims: { sub: p.sub, sid: p.sid, tid: p.tid, jti: p.jti, iat: p.iat, exp: p.exp } };
       } catch (err) {
+        if (err instanceof jwt.TokenExpiredError) return { claims: null, reason: 'access token expired', expired: true };
         return { claims: null, reason: `verification failed: ${(err as Error).message}` };
       }
     },

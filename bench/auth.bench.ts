@@ -1,0 +1,263 @@
+/**
+ * Authentication benchmark (npx tsx bench/auth.bench.ts), loopback only, ~45 s.
+ *
+ *  1. POST /login latency, one client in sequence, with a warm JWKS cache (local OIDC issuer
+ *     with a real RSA key) — against GET /api/health latency measured the same way.
+ *  2. POST /login under load (autocannon, 10 connections).
+ *  3. GET /user (Bearer token → session lookup → user's current role) req/s against
+ *     GET /api/health req/s, same server, rounds alternated.
+ *  4. The per-request session lookup query alone (FIND_SESSION_FOR_AUTH) against `SELECT 1`
+ *     through the same pool.
+ *
+ * Database: BENCH_DATABASE_URL or TEST_DATABASE_URL (a throw-away database is created on that
+ * server and dropped afterwards), else an embedded PostgreSQL in a temporary directory.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import autocannon from 'autocannon';
+import pg from 'pg';
+import { runMigrations } from '../server/src/db/migrate';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../server/src/db/embedded';
+import { systemClock } from '../server/src/lib/clock';
+import { FIND_SESSION_FOR_AUTH, findSessionForAuth } from '../server/src/services/auth/session-repository';
+import { startIssuer } from '../server/test/auth/oidc-issuer';
+
+interface Load {
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+}
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+async function database(): Promise<{ url: string; cleanup: () => Promise<void> }> {
+  const external = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
+  if (external) {
+    const name = `fleet_bench_${randomBytes(4).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: external });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
+    await admin.end();
+    const u = new URL(external);
+    u.pathname = `/${name}`;
+    return {
+      url: u.toString(),
+      cleanup: async () => {
+        const c = new pg.Client({ connectionString: external });
+        await c.connect();
+        await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+        await c.end();
+      },
+    };
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-bench-pg-'));
+  fs.chmodSync(dir, 0o755);
+  const db: EmbeddedDatabase = await startEmbeddedPostgres({ dataDir: path.join(dir, 'data'), password: randomBytes(12).toString('hex'), database: 'fleet_bench', port: 0 });
+  return {
+    url: db.url,
+    cleanup: async () => {
+      await db.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function startApp(env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(__dirname, 'servers/auth-app.ts')], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const onData = (d: Buffer) => {
+      buf += d.toString();
+      const m = /LISTENING (http:\/\/\S+)/.exec(buf);
+      if (m) {
+        child.stdout?.off('data', onData);
+        child.stdout?.resume();
+        resolve({ url: m[1] as string, child });
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`auth-app exited early (${code})`)));
+  });
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+function call(url: string, method: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, agent, headers: body ? { 'content-type': 'application/json', ...headers } : headers }, (res) => {
+      let data = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (data += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function sequential(n: number, fn: () => Promise<number>): Promise<{ p50: number; p99: number }> {
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint();
+    const status = await fn();
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    if (status !== 200) throw new Error(`unexpected status ${status}`);
+  }
+  times.sort((a, b) => a - b);
+  return { p50: pct(times, 50), p99: pct(times, 99) };
+}
+
+async function load(opts: { url: string; method?: 'GET' | 'POST'; headers?: Record<string, string>; body?: string; duration?: number; connections?: number }): Promise<Load> {
+  const r = await autocannon({ url: opts.url, method: opts.method ?? 'GET', headers: opts.headers, body: opts.body, connections: opts.connections ?? 10, duration: opts.duration ?? 5 });
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors };
+}
+
+const fmt = (r: Load) => `${Math.round(r.rps).toString().padStart(6)} req/s  p50 ${r.p50.toFixed(1).padStart(5)} ms  p99 ${r.p99.toFixed(1).padStart(5)} ms  non2xx ${r.non2xx} errors ${r.errors}`;
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const db = await database();
+  const issuer = await startIssuer();
+  let child: ChildProcess | null = null;
+  const owner = new pg.Pool({ connectionString: db.url, max: 2 });
+  try {
+    await runMigrations(db.url);
+    const email = 'bench.user@example.com';
+    const tenant = 'bench';
+    await owner.query(`INSERT INTO users (tenant_id, email, role, display_name) VALUES ($1, $2, 'user', 'Bench User')`, [tenant, email]);
+
+    const app = await startApp({
+      NODE_ENV: 'test',
+      DATABASE_URL: db.url,
+      JWT_SECRET: randomBytes(48).toString('base64'),
+      FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+      FLEET_DATA_DIR: os.tmpdir(),
+      LOG_LEVEL: 'warn',
+      RATE_LIMIT_MAX: '1000000',
+      RATE_LIMIT_USER_MAX: '1000000',
+      DB_POOL_SIZE: '10',
+      ...issuer.env(),
+    });
+    child = app.child;
+    const base = app.url;
+    const idToken = issuer.idToken(systemClock, email);
+    const loginBody = JSON.stringify({ email, idToken });
+
+    // Warm-up: discovery + JWKS fetched once, JIT warm.
+    const first = await call(`${base}/api/v1/security/login`, 'POST', loginBody);
+    if (first.status !== 200) throw new Error(`warm-up login failed: ${first.status} ${first.body}`);
+    const token = (JSON.parse(first.body) as { token: string }).token;
+    await sequential(100, async () => (await call(`${base}/api/v1/security/login`, 'POST', loginBody)).status);
+    await sequential(100, async () => (await call(`${base}/api/health`, 'GET')).status);
+
+    // Baseline for login: the raw database work of a login (one transaction: session insert +
+    // audit insert, committed), through pg directly, without HTTP, token checks or the service.
+    const userId = (await owner.query<{ id: string }>('SELECT id FROM users WHERE email = $1', [email])).rows[0]?.id;
+    const rawPool = new pg.Pool({ connectionString: db.url, max: 2, options: '-c role=fleet_app' });
+    const rawLoginTx = async () => {
+      const c = await rawPool.connect();
+      try {
+        await c.query('BEGIN');
+        await c.query(
+          `INSERT INTO sessions (user_id, tenant_id, idle_expires_at, absolute_expires_at, ip_address, user_agent) VALUES ($1, $2, now() + interval '30 minutes', now() + interval '1 day', '127.0.0.1', 'raw')`,
+          [userId, tenant],
+        );
+        await c.query(`INSERT INTO audit_logs (tenant_id, user_id, action, resource_type, resource_id) VALUES ($1, $2, 'auth.login.success', 'user', $3)`, [tenant, userId, email]);
+        await c.query('COMMIT');
+      } finally {
+        c.release();
+      }
+      return 200;
+    };
+    await sequential(50, rawLoginTx);
+
+    const healthSeq = await sequential(500, async () => (await call(`${base}/api/health`, 'GET')).status);
+    const rawSeq = await sequential(500, rawLoginTx);
+    const loginSeq = await sequential(500, async () => (await call(`${base}/api/v1/security/login`, 'POST', loginBody)).status);
+    const jwksFetches = issuer.jwksRequests;
+    await rawPool.end();
+
+    const loginLoad = await load({ url: `${base}/api/v1/security/login`, method: 'POST', headers: { 'content-type': 'application/json' }, body: loginBody });
+
+    const auth = { authorization: `Bearer ${token}` };
+    const health: Load[] = [];
+    const user: Load[] = [];
+    for (let round = 0; round < 2; round++) {
+      health.push(await load({ url: `${base}/api/health` }));
+      user.push(await load({ url: `${base}/api/v1/security/user`, headers: auth }));
+    }
+    const best = (xs: Load[]) => xs.reduce((a, b) => (b.rps > a.rps ? b : a));
+    const h = best(health);
+    const u = best(user);
+
+    // The per-request session lookup alone, as the app role, against SELECT 1 on the same pool.
+    const claims = JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString()) as { sid: string; tid: string; sub: string };
+    const appPool = new pg.Pool({ connectionString: db.url, max: 1, options: '-c role=fleet_app' });
+    const q = async (text: string, values: unknown[]) => {
+      await appPool.query(text, values);
+      return 200;
+    };
+    const lookupOnce = async () => ((await findSessionForAuth(appPool, claims.sid, claims.tid, claims.sub)) ? 200 : 404);
+    await sequential(200, lookupOnce);
+    await sequential(200, () => q('SELECT 1', []));
+    const select1 = await sequential(3000, () => q('SELECT 1', []));
+    const lookup = await sequential(3000, lookupOnce);
+    const plan = await owner.query(`EXPLAIN (COSTS OFF) ${FIND_SESSION_FOR_AUTH}`, [claims.sid, claims.tid, claims.sub]);
+    await appPool.end();
+
+    const line = '-'.repeat(78);
+    process.stdout.write(
+      [
+        '',
+        'Authentication benchmark (loopback, server in a child process, 10 connections for load runs)',
+        line,
+        'Sequential, one client (500 requests each):',
+        `  GET  /api/health                     p50 ${healthSeq.p50.toFixed(2)} ms   p99 ${healthSeq.p99.toFixed(2)} ms   (baseline)`,
+        `  raw pg login transaction (no HTTP)   p50 ${rawSeq.p50.toFixed(2)} ms   p99 ${rawSeq.p99.toFixed(2)} ms   (baseline: BEGIN, 2 INSERTs, COMMIT)`,
+        `  POST /api/v1/security/login (warm)   p50 ${loginSeq.p50.toFixed(2)} ms   p99 ${loginSeq.p99.toFixed(2)} ms   (target p99 < 25 ms)`,
+        `  login p50 / raw transaction p50 = ${(loginSeq.p50 / rawSeq.p50).toFixed(2)}x; JWKS fetched ${jwksFetches} time(s) for ${700 + 1} logins`,
+        line,
+        `Under load (autocannon 5 s):`,
+        `  POST /login        ${fmt(loginLoad)}`,
+        `  GET  /api/health   ${fmt(h)}   (best of 2 rounds)`,
+        `  GET  /user         ${fmt(u)}   (best of 2 rounds)`,
+        `  GET /user req/s ÷ health req/s = ${(u.rps / h.rps).toFixed(2)}   (target ≥ 0.6)`,
+        line,
+        'Per-request session lookup (one indexed, prepared query as the app runs it; 3000 sequential, pool as fleet_app):',
+        `  SELECT 1                p50 ${(select1.p50 * 1000).toFixed(0)} µs   p99 ${(select1.p99 * 1000).toFixed(0)} µs   (baseline)`,
+        `  FIND_SESSION_FOR_AUTH   p50 ${(lookup.p50 * 1000).toFixed(0)} µs   p99 ${(lookup.p99 * 1000).toFixed(0)} µs   ratio p50 ${(lookup.p50 / select1.p50).toFixed(2)}x`,
+        `  plan: ${plan.rows.map((r: { 'QUERY PLAN': string }) => r['QUERY PLAN'].trim()).join(' | ')}`,
+        line,
+        `total ${((Date.now() - started) / 1000).toFixed(0)} s`,
+        '',
+      ].join('\n'),
+    );
+  } finally {
+    if (child) {
+      const c = child;
+      await new Promise<void>((resolve) => {
+        c.once('exit', () => resolve());
+        c.kill('SIGTERM');
+      });
+    }
+    agent.destroy();
+    await owner.end();
+    await issuer.stop();
+    await db.cleanup();
+  }
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`auth bench failed: ${err.stack ?? err.message}\n`);
+  process.exit(1);
+});

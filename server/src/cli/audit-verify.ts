@@ -1,0 +1,199 @@
+/**
+ * npm run audit:verify [-- --tenant T] [--anchor SEQ:HASH] [--seal] [--json] [--no-record]
+ *
+ * Walks the audit hash chain of one tenant (or of every tenant) through the owner
+ * connection and reports, per tenant, whether it is intact, how many entries were checked,
+ * the first broken row id and the rows not yet sealed.
+ * Exit codes: 0 intact, 1 broken (the first broken row id is printed), 2 usage or runtime error.
+ */
+import { verifyTenantChain, type VerifyOptions } from '../services/audit/chain';
+import { SYSTEM_TENANT } from '../services/audit/catalog';
+import { sealBatch, SET_TENANT_CONTEXT } from '../services/audit/repository';
+import { createAuditService, listAuditTenants, withAllTenantsSnapshot } from '../services/audit/service';
+import type { VerifyResult } from '../services/audit/types';
+import { createPool, poolOptionsFromConfig } from '../db/pool';
+import { createLogger } from '../lib/logger';
+import { loadRuntimeConfig, openDatabase, requireConfig } from '../runtime';
+
+const USAGE = `usage: npm run audit:verify [-- [--tenant T] [--anchor SEQ:SHA256HEX] [--seal] [--json] [--no-record]]
+
+  --tenant T        verify only tenant T (default: every tenant)
+  --anchor SEQ:HASH also require the entry at SEQ to have HASH (a chain head exported earlier,
+                    e.g. from the audit archive); needs --tenant
+  --seal            seal committed rows that are still unsealed before verifying
+  --json            print one JSON document instead of text
+  --no-record       do not write the audit.verify / audit.verify.failed audit row
+
+exit status: 0 intact, 1 broken (first broken row id printed), 2 usage or runtime error`;
+
+interface Args {
+  tenant: string | null;
+  anchor: VerifyOptions['anchor'];
+  seal: boolean;
+  json: boolean;
+  record: boolean;
+}
+
+class UsageError extends Error {}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { tenant: null, anchor: undefined, seal: false, json: false, record: true };
+  for (let i = 0; i < argv.length; i += 1) {
+    const arg = argv[i] as string;
+    const value = (): string => {
+      const v = argv[i + 1];
+      if (v === undefined || v.startsWith('--')) throw new UsageError(`${arg} needs a value`);
+      i += 1;
+      return v;
+    };
+    switch (arg) {
+      case '--tenant': {
+        const t = value();
+        if (t.length === 0 || t.length > 128 || /[\p{Cc}]/u.test(t)) throw new UsageError('--tenant must be 1-128 printable characters');
+        a.tenant = t;
+        break;
+      }
+      case '--anchor': {
+        const m = /^([1-9]\d{0,18}):([0-9a-fA-F]{64})$/.exec(value());
+        if (!m) throw new UsageError('--anchor must look like SEQ:64-hex-characters');
+        a.anchor = { seq: m[1] as string, hash: (m[2] as string).toLowerCase() };
+        break;
+      }
+      case '--seal':
+        a.seal = true;
+        break;
+      case '--json':
+        a.json = true;
+        break;
+      case '--no-record':
+        a.record = false;
+        break;
+      case '--help':
+      case '-h':
+        process.stdout.write(`${USAGE}\n`);
+        process.exit(0);
+        break;
+      default:
+        throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
+    }
+  }
+  if (a.anchor && !a.tenant) throw new UsageError('--anchor needs --tenant');
+  return a;
+}
+
+function describe(r: VerifyResult): string {
+  const unsealed = r.unsealed > 0 ? `; ${r.unsealed} row(s) not sealed yet (oldest id ${r.oldestUnsealedId})` : '';
+  if (r.valid) {
+    const head = r.head ? `head seq ${r.head.seq} ${r.head.hash}` : 'no sealed rows';
+    return `tenant ${r.tenantId}: intact, ${r.checked} entr${r.checked === 1 ? 'y' : 'ies'} checked, ${head}${unsealed}`;
+  }
+  return `tenant ${r.tenantId}: BROKEN${r.firstBrokenId ? ` at audit row ${r.firstBrokenId}` : ''}: ${r.reason}${unsealed}`;
+}
+
+async function main(): Promise<number> {
+  let args: Args;
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`audit:verify: ${err.message}\n${USAGE}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const config = requireConfig(loadRuntimeConfig());
+  const logger = createLogger({ level: config.log.level === 'debug' ? 'debug' : 'warn' });
+  const db = await openDatabase(config, logger);
+  // The owner connection (no application role): it may read every tenant once it sets
+  // app.audit_scope = 'all' (migration 022).
+  const pool = createPool({ ...poolOptionsFromConfig(config, db.url), appRole: null, max: 2, applicationName: 'fleet-security-audit-verify' }, logger);
+  try {
+    if (args.seal) {
+      let sealed = 0;
+      for (;;) {
+        const n = await sealBatch(pool, 5000);
+        if (n === -1) {
+          await new Promise((r) => setTimeout(r, 50));
+          continue;
+        }
+        sealed += n;
+        if (n < 5000) break;
+      }
+      if (!args.json) process.stdout.write(`sealed ${sealed} row(s) before verifying\n`);
+    }
+    const client = await pool.connect();
+    let results: VerifyResult[];
+    try {
+      results = await withAllTenantsSnapshot(client, async (q) => {
+        const tenants = args.tenant ? [args.tenant] : await listAuditTenants(q);
+        const out: VerifyResult[] = [];
+        for (const t of tenants) {
+          await q.query(SET_TENANT_CONTEXT, [t]);
+          out.push(await verifyTenantChain(q, t, { anchor: args.anchor }));
+        }
+        return out;
+      });
+    } finally {
+      client.release();
+    }
+
+    const broken = results.filter((r) => !r.valid);
+    const valid = broken.length === 0;
+    const firstBroken = broken[0] ?? null;
+    if (args.record) {
+      const audit = createAuditService({ pool, logger });
+      for (const r of broken) {
+        await audit.record({
+          tenantId: r.tenantId,
+          action: 'audit.verify.failed',
+          resourceType: 'audit_chain',
+          resourceId: r.tenantId,
+          result: 'failure',
+          errorMessage: r.reason,
+          after: { checked: r.checked, firstBrokenId: r.firstBrokenId, unsealed: r.unsealed, source: 'cli' },
+        });
+      }
+      await audit.record({
+        tenantId: SYSTEM_TENANT,
+        action: valid ? 'audit.verify' : 'audit.verify.failed',
+        resourceType: 'audit_chain',
+        resourceId: args.tenant ?? '*',
+        result: valid ? 'success' : 'failure',
+        errorMessage: firstBroken ? `tenant ${firstBroken.tenantId}: ${firstBroken.reason}` : null,
+        after: {
+          tenants: results.length,
+          broken: broken.map((r) => ({ tenantId: r.tenantId, firstBrokenId: r.firstBrokenId })),
+          checked: results.reduce((n, r) => n + r.checked, 0),
+          source: 'cli',
+        },
+      });
+    }
+
+    if (args.json) {
+      process.stdout.write(
+        `${JSON.stringify({ valid, checked: results.reduce((n, r) => n + r.checked, 0), firstBrokenId: firstBroken?.firstBrokenId ?? null, tenants: results }, null, 2)}\n`,
+      );
+    } else {
+      if (results.length === 0) process.stdout.write(args.tenant ? `tenant ${args.tenant}: no audit rows\n` : 'no audit rows found\n');
+      for (const r of results) process.stdout.write(`${describe(r)}\n`);
+      const checked = results.reduce((n, r) => n + r.checked, 0);
+      process.stdout.write(
+        valid
+          ? `audit chain intact: ${results.length} tenant(s), ${checked} entries checked\n`
+          : `audit chain BROKEN: ${broken.length} tenant(s); first broken row id: ${firstBroken?.firstBrokenId ?? '(none: rows removed from the end)'}\n`,
+      );
+    }
+    return valid ? 0 : 1;
+  } finally {
+    await pool.end();
+    await db.close();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    process.stderr.write(`audit:verify failed: ${err.message}\n`);
+    process.exit(2);
+  },
+);

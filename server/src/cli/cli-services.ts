@@ -1,0 +1,55 @@
+/**
+ * Shared set-up for the operator CLIs: configuration exactly as start-up loads it, the
+ * database `npm start` uses (the embedded cluster, reused when it already runs, or an
+ * external one), pending migrations, and the same service wiring as the server.
+ */
+import os from 'node:os';
+import { buildServices, type Composition } from '../compose';
+import type { Config } from '../config';
+import { runMigrations } from '../db/migrate';
+import { createPool, poolOptionsFromConfig } from '../db/pool';
+import { systemClock } from '../lib/clock';
+import { createLogger } from '../lib/logger';
+import { loadRuntimeConfig, openDatabase, requireConfig } from '../runtime';
+
+export async function withCliServices<T>(fn: (c: Composition) => Promise<T>): Promise<T> {
+  const config: Config = requireConfig(loadRuntimeConfig());
+  // Operators read the command's own output; the service logs only warnings and errors here.
+  const logger = createLogger({ level: 'warn', dir: config.log.dir ?? undefined });
+  const db = await openDatabase(config, logger);
+  try {
+    await runMigrations(db.url, { logger });
+    const pool = createPool(poolOptionsFromConfig(config, db.url), logger);
+    try {
+      const composition = await buildServices({ config, logger, pool, clock: systemClock });
+      return await fn(composition);
+    } finally {
+      await pool.end();
+    }
+  } finally {
+    await db.close();
+  }
+}
+
+/** The operating-system account running the command (recorded in audit rows). */
+export function operatorName(): string | null {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return null;
+  }
+}
+
+/** Prints a message and exits with status 2 (usage error). */
+export function usageError(usage: string, message: string): never {
+  process.stderr.write(`${message}\n\n${usage}\n`);
+  process.exit(2);
+}
+
+/** Runs main, turning failures into a one-line message and exit status 1. */
+export function runCli(name: string, main: () => Promise<void>): void {
+  main().catch((err: Error) => {
+    process.stderr.write(`${name}: ${err.message}\n`);
+    process.exit(1);
+  });
+}

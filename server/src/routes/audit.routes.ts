@@ -1,0 +1,185 @@
+/**
+ * Audit trail routes (mounted under /api/v1/security):
+ *   POST /audit/log     record a client event          (audit:write)
+ *   GET  /audit/logs    read events, filtered, paged   (audit:read:own; audit:read:tenant sees the tenant)
+ *   GET  /audit/verify  verify the tenant's hash chain (audit:verify)
+ */
+import { Router, type NextFunction, type Request, type Response } from 'express';
+import { z } from 'zod';
+import type { Composition } from '../compose';
+import { forbidden, validationFailed, type ErrorDetail } from '../lib/errors';
+import { validate, validBody, validQuery } from '../middleware/input-validation';
+import { clientActionProblem } from '../services/audit/catalog';
+import { AUDIT_VALUE_MAX_BYTES, jsonByteLength } from '../services/audit/scrub';
+import { InvalidCursorError, MAX_PAGE_SIZE } from '../services/audit/service';
+import { RESULTS, SEVERITIES, type AuditResult, type Severity } from '../services/audit/types';
+import { hasPermission } from '../services/auth/rbac';
+
+/** Identity comes from the authenticated request, never from the body. */
+const IDENTITY_FIELDS = new Set(['userId', 'user_id', 'tenantId', 'tenant_id', 'ipAddress', 'ip_address', 'userAgent', 'user_agent', 'requestId', 'request_id']);
+
+const NO_CONTROL_CHARS = /^[^\p{Cc}]*$/u;
+const severityEnum = z.enum(SEVERITIES as [Severity, ...Severity[]]);
+const resultEnum = z.enum(RESULTS as [AuditResult, ...AuditResult[]]);
+
+const auditValue = z.unknown().superRefine((v, ctx) => {
+  if (v !== undefined && jsonByteLength(v) > AUDIT_VALUE_MAX_BYTES) {
+    ctx.addIssue({ code: 'custom', message: `must be at most ${AUDIT_VALUE_MAX_BYTES} bytes as JSON` });
+  }
+});
+
+export const auditLogBody = z.strictObject({
+  action: z
+    .string()
+    .max(128)
+    .superRefine((a, ctx) => {
+      const problem = clientActionProblem(a);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
+  resourceType: z.string().min(1).max(128).regex(NO_CONTROL_CHARS, 'must not contain control characters'),
+  resourceId: z.string().min(1).max(256).nullable().optional(),
+  before: auditValue.optional(),
+  after: auditValue.optional(),
+  result: resultEnum.optional(),
+  errorMessage: z.string().max(2000).nullable().optional(),
+  severity: severityEnum.optional(),
+});
+type AuditLogBody = z.infer<typeof auditLogBody>;
+
+const isoDateTime = z.iso.datetime({ offset: true });
+const limitParam = z
+  .string()
+  .regex(/^\d{1,4}$/, 'must be an integer')
+  .transform(Number)
+  .pipe(z.number().int().min(1).max(MAX_PAGE_SIZE));
+
+export const auditLogsQuery = z
+  .strictObject({
+    userId: z.uuid().optional(),
+    action: z.string().min(1).max(128).optional(),
+    resourceType: z.string().min(1).max(128).optional(),
+    resourceId: z.string().min(1).max(256).optional(),
+    result: resultEnum.optional(),
+    severity: severityEnum.optional(),
+    from: isoDateTime.optional(),
+    to: isoDateTime.optional(),
+    limit: limitParam.optional(),
+    cursor: z.string().min(1).max(200).optional(),
+  })
+  .refine((q) => !q.from || !q.to || Date.parse(q.from) <= Date.parse(q.to), { message: '"from" must not be after "to"', path: ['from'] });
+type AuditLogsQuery = z.infer<typeof auditLogsQuery>;
+
+export const auditVerifyQuery = z
+  .strictObject({
+    anchorSeq: z.string().regex(/^[1-9]\d{0,18}$/, 'must be a positive integer').optional(),
+    anchorHash: z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters').optional(),
+  })
+  .refine((q) => (q.anchorSeq === undefined) === (q.anchorHash === undefined), { message: 'anchorSeq and anchorHash go together', path: ['anchorSeq'] });
+type AuditVerifyQuery = z.infer<typeof auditVerifyQuery>;
+
+function rejectIdentityFields(req: Request, _res: Response, next: NextFunction): void {
+  const body: unknown = req.body;
+  if (body && typeof body === 'object' && !Array.isArray(body)) {
+    const details: ErrorDetail[] = Object.keys(body)
+      .filter((k) => IDENTITY_FIELDS.has(k))
+      .map((k) => ({ path: `body.${k}`, message: 'is taken from the authenticated request and may not be sent', code: 'identity_field' }));
+    if (details.length > 0) {
+      next(validationFailed(details, 'Identity fields are set by the server.'));
+      return;
+    }
+  }
+  next();
+}
+
+export function auditRouter(c: Composition): Router {
+  const router = Router();
+  const { requireAuth, requirePermission } = c.guards;
+  const audit = c.services.audit;
+
+  router.post(
+    '/audit/log',
+    ...requireAuth,
+    requirePermission('audit:write'),
+    rejectIdentityFields,
+    validate({ body: auditLogBody }),
+    async function postAuditLog(req: Request, res: Response) {
+      const b = validBody<AuditLogBody>(req);
+      const recorded = await audit.recordFromRequest(req, {
+        action: b.action,
+        resourceType: b.resourceType,
+        resourceId: b.resourceId ?? null,
+        before: b.before,
+        after: b.after,
+        result: b.result ?? 'success',
+        errorMessage: b.errorMessage ?? null,
+        severity: b.severity ?? 'low',
+      });
+      res.json({ success: true, id: recorded.id });
+    },
+  );
+
+  router.get('/audit/logs', ...requireAuth, requirePermission('audit:read:own'), validate({ query: auditLogsQuery }), async function getAuditLogs(req: Request, res: Response) {
+    const auth = req.auth;
+    if (!auth) throw forbidden('no authentication context');
+    const q = validQuery<AuditLogsQuery>(req);
+    const tenantWide = hasPermission(auth.role, 'audit:read:tenant');
+    if (!tenantWide && q.userId !== undefined && q.userId !== auth.userId) {
+      await audit.recordFromRequest(req, {
+        action: 'access.denied',
+        resourceType: 'audit_log',
+        resourceId: `user:${q.userId}`,
+        result: 'denied',
+        errorMessage: `role ${auth.role} may read only its own audit events`,
+      });
+      throw forbidden(`role ${auth.role} asked for another user's audit events`);
+    }
+    try {
+      const page = await audit.listLogs(
+        auth.tenantId,
+        {
+          userId: tenantWide ? q.userId : auth.userId,
+          action: q.action,
+          resourceType: q.resourceType,
+          resourceId: q.resourceId,
+          result: q.result,
+          severities: q.severity ? [q.severity] : undefined,
+          from: q.from,
+          to: q.to,
+        },
+        { limit: q.limit, cursor: q.cursor },
+      );
+      res.json({ success: true, entries: page.entries, nextCursor: page.nextCursor });
+    } catch (err) {
+      if (err instanceof InvalidCursorError) throw validationFailed([{ path: 'query.cursor', message: 'is not a cursor this API issued', code: 'invalid_cursor' }]);
+      throw err;
+    }
+  });
+
+  router.get('/audit/verify', ...requireAuth, requirePermission('audit:verify'), validate({ query: auditVerifyQuery }), async function getAuditVerify(req: Request, res: Response) {
+    const auth = req.auth;
+    if (!auth) throw forbidden('no authentication context');
+    const q = validQuery<AuditVerifyQuery>(req);
+    const anchor = q.anchorSeq && q.anchorHash ? { seq: q.anchorSeq, hash: q.anchorHash.toLowerCase() } : undefined;
+    const r = await c.services.audit.verify(auth.tenantId, { anchor });
+    await audit.recordFromRequest(req, {
+      action: r.valid ? 'audit.verify' : 'audit.verify.failed',
+      resourceType: 'audit_chain',
+      resourceId: auth.tenantId,
+      result: r.valid ? 'success' : 'failure',
+      errorMessage: r.reason,
+      after: { valid: r.valid, checked: r.checked, firstBrokenId: r.firstBrokenId, unsealed: r.unsealed, head: r.head, anchor: anchor ?? null },
+    });
+    res.json({
+      success: true,
+      valid: r.valid,
+      checked: r.checked,
+      firstBrokenId: r.firstBrokenId,
+      reason: r.reason,
+      unsealed: r.unsealed,
+      oldestUnsealedId: r.oldestUnsealedId,
+      head: r.head,
+    });
+  });
+
+  return router;
+}

@@ -1,0 +1,115 @@
+/**
+ * Authentication routes under /api/v1/security: login, refresh, logout, the current user,
+ * and the user's sessions. Thin: validate, call the auth service, shape the reply.
+ */
+import { Router, type CookieOptions, type NextFunction, type Request, type Response } from 'express';
+import { z } from 'zod';
+import type { Composition } from '../compose';
+import { unauthenticated } from '../lib/errors';
+import type { CsrfProtection } from '../middleware/csrf';
+import { validate, validBody, validParams } from '../middleware/input-validation';
+import { publicUser, type IssuedSession, type RequestMeta } from '../services/auth/auth-service';
+import { MAX_ID_TOKEN_LENGTH } from '../services/auth/oidc';
+import { EMAIL_RE } from '../services/auth/users';
+import type { AuthContext } from '../types/express';
+
+export const REFRESH_COOKIE = 'fleet_refresh';
+/** The refresh cookie is sent only to the refresh route. */
+export const REFRESH_COOKIE_PATH = '/api/v1/security/refresh';
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export const LoginBody = z.strictObject({
+  email: z
+    .string()
+    .max(254)
+    .regex(EMAIL_RE, 'must be an e-mail address')
+    .transform((s) => s.toLowerCase()),
+  idToken: z.string().min(1).max(MAX_ID_TOKEN_LENGTH),
+});
+export const RefreshBody = z.strictObject({ refreshToken: z.string().min(1).max(512).optional() });
+export const SessionParams = z.strictObject({ id: z.string().regex(UUID_RE, 'must be a session id (UUID)') });
+
+function meta(req: Request): RequestMeta {
+  return { ip: req.ctx.ip, userAgent: req.ctx.userAgent, requestId: req.ctx.requestId };
+}
+
+function authOf(req: Request): AuthContext {
+  if (!req.auth) throw unauthenticated('route reached without authentication');
+  return req.auth;
+}
+
+export function authRouter(deps: { composition: Composition; csrf: CsrfProtection }): Router {
+  const { composition, csrf } = deps;
+  const { auth } = composition.services;
+  const { requireAuth, requirePermission } = composition.guards;
+  const cookieBase: CookieOptions = { httpOnly: true, secure: composition.config.isProduction, sameSite: 'strict', path: REFRESH_COOKIE_PATH };
+  const router = Router();
+
+  function sendSession(res: Response, s: IssuedSession): void {
+    res.set('Cache-Control', 'no-store');
+    res.cookie(REFRESH_COOKIE, s.refreshToken, { ...cookieBase, expires: s.refreshExpiresAt });
+    res.json({ success: true, token: s.token, refreshToken: s.refreshToken, tokenType: s.tokenType, expiresIn: s.expiresIn, user: s.user });
+  }
+
+  router.post('/login', validate({ body: LoginBody }), async function login(req: Request, res: Response) {
+    const body = validBody<z.output<typeof LoginBody>>(req);
+    sendSession(res, await auth.login(body, meta(req)));
+  });
+
+  router.post(
+    '/refresh',
+    validate({ body: RefreshBody }),
+    // The cookie is an ambient credential: using it requires the CSRF token. A token in the body is not.
+    function refreshCsrf(req: Request, res: Response, next: NextFunction) {
+      const body = validBody<z.output<typeof RefreshBody>>(req);
+      if (body.refreshToken === undefined && typeof req.cookies?.[REFRESH_COOKIE] === 'string') {
+        csrf.require(req, res, next);
+        return;
+      }
+      next();
+    },
+    async function refresh(req: Request, res: Response) {
+      const body = validBody<z.output<typeof RefreshBody>>(req);
+      const fromCookie = body.refreshToken === undefined;
+      const token = body.refreshToken ?? (typeof req.cookies?.[REFRESH_COOKIE] === 'string' ? (req.cookies[REFRESH_COOKIE] as string) : undefined);
+      if (!token) throw unauthenticated('no refresh token presented');
+      try {
+        sendSession(res, await auth.refresh({ refreshToken: token }, meta(req)));
+      } catch (err) {
+        if (fromCookie) res.clearCookie(REFRESH_COOKIE, cookieBase);
+        throw err;
+      }
+    },
+  );
+
+  router.post('/logout', ...requireAuth, async function logout(req: Request, res: Response) {
+    await auth.logout(authOf(req), meta(req));
+    res.clearCookie(REFRESH_COOKIE, cookieBase);
+    res.json({ success: true });
+  });
+
+  router.get('/user', ...requireAuth, requirePermission('profile:read'), function currentUser(req: Request, res: Response) {
+    res.set('Cache-Control', 'no-store');
+    res.json({ success: true, user: publicUser(authOf(req)) });
+  });
+
+  router.get('/sessions', ...requireAuth, requirePermission('sessions:read:own'), async function listSessions(req: Request, res: Response) {
+    res.set('Cache-Control', 'no-store');
+    res.json({ success: true, sessions: await auth.listSessions(authOf(req)) });
+  });
+
+  router.delete(
+    '/sessions/:id',
+    ...requireAuth,
+    requirePermission('sessions:revoke:own'),
+    validate({ params: SessionParams }),
+    async function revokeSession(req: Request, res: Response) {
+      const { id } = validParams<z.output<typeof SessionParams>>(req);
+      await auth.revokeSession(authOf(req), id.toLowerCase(), meta(req));
+      res.json({ success: true });
+    },
+  );
+
+  return router;
+}

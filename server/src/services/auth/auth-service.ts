@@ -1,0 +1,374 @@
+/**
+ * Login, refresh, logout and session management.
+ *
+ * Login: lockout check (audit trail) → ID-token verification (oidc.ts) → the provisioned,
+ * active user for the e-mail (tenant and role from the database) → one transaction:
+ * session + refresh token + auth.login.success. Every refusal is the same 401 to the
+ * client; the reason goes to the auth.login.failure row and the log.
+ *
+ * Refresh: the presented token is looked up by its SHA-256 hash and locked with its session.
+ * A live token is spent and replaced (rotation). A spent token is reuse: the whole session is
+ * revoked (its access and refresh tokens die) and auth.refresh.reuse + security.alert.refresh_reuse
+ * (both critical) are written in the same transaction.
+ */
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import type { Config } from '../../config';
+import type { Pool } from '../../db/pool';
+import { withTenant, withTransaction } from '../../db/transaction';
+import type { Clock } from '../../lib/clock';
+import { AppError, notFound, serviceUnavailable, unauthenticated } from '../../lib/errors';
+import type { Logger } from '../../lib/logger';
+import type { AuthContext, Role } from '../../types/express';
+import type { AuditService } from '../audit/service';
+import type { AuditEvent } from '../audit/types';
+import { lockoutState, type LockoutState } from './lockout';
+import { IdpUnavailableError, type IdTokenVerifier } from './oidc';
+import { hasPermission, permissionsOf, type Permission } from './rbac';
+import { findRefreshTokenForUpdate, insertRefreshToken, setTransactionTenant, spendRefreshToken, type RefreshTokenState } from './refresh-repository';
+import { listActiveSessions, revokeLiveSession, revokeSession, touchSession } from './session-repository';
+import { EXPIRY_REASONS, type SessionService } from './sessions';
+import type { TokenService } from './tokens';
+import { bindUserSubject, findUsersByEmail, type UserRecord } from './user-repository';
+
+/** Audit rows of events whose tenant cannot be known (unknown e-mail, forged token). */
+export const UNKNOWN_TENANT = '_unknown';
+/** 32 random bytes, base64url. */
+export const REFRESH_TOKEN_RE = /^[A-Za-z0-9_-]{43}$/;
+
+export interface PublicUser {
+  id: string;
+  email: string;
+  role: Role;
+  tenantId: string;
+  displayName: string | null;
+  permissions: Permission[];
+}
+
+export interface IssuedSession {
+  token: string;
+  refreshToken: string;
+  tokenType: 'Bearer';
+  expiresIn: number;
+  user: PublicUser;
+  sessionId: string;
+  /** The refresh token (and session) end here: the cookie's expiry. */
+  refreshExpiresAt: Date;
+}
+
+export interface SessionListEntry {
+  id: string;
+  createdAt: string;
+  lastUsedAt: string;
+  ipAddress: string | null;
+  userAgent: string | null;
+  current: boolean;
+}
+
+/** Facts about the HTTP request, for audit rows. */
+export interface RequestMeta {
+  ip: string | null;
+  userAgent: string | null;
+  requestId: string | null;
+}
+
+export interface AuthService {
+  /** False when no identity provider (nor the development issuer) is configured. */
+  readonly loginAvailable: boolean;
+  login(input: { email: string; idToken: string }, meta: RequestMeta): Promise<IssuedSession>;
+  refresh(input: { refreshToken: string }, meta: RequestMeta): Promise<IssuedSession>;
+  logout(auth: AuthContext, meta: RequestMeta): Promise<void>;
+  listSessions(auth: AuthContext): Promise<SessionListEntry[]>;
+  /** Own session, or any in the tenant with sessions:revoke:tenant; otherwise NOT_FOUND. */
+  revokeSession(auth: AuthContext, sessionId: string, meta: RequestMeta): Promise<void>;
+}
+
+export interface AuthServiceDeps {
+  pool: Pool;
+  config: Config;
+  clock: Clock;
+  logger: Logger;
+  audit: AuditService;
+  tokens: TokenService;
+  sessions: SessionService;
+  /** null: login answers 503 (no IdP configured, e.g. tests that do not need login). */
+  idTokens: IdTokenVerifier | null;
+}
+
+export function publicUser(u: { userId: string; email: string; role: Role; tenantId: string; displayName: string | null }): PublicUser {
+  return { id: u.userId, email: u.email, role: u.role, tenantId: u.tenantId, displayName: u.displayName, permissions: permissionsOf(u.role) };
+}
+
+const sha256 = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
+
+export function createAuthService(deps: AuthServiceDeps): AuthService {
+  const { pool, config, clock, audit, tokens, sessions } = deps;
+  const maxFailures = config.login.maxFailures;
+  const windowMs = config.login.lockoutWindowMs;
+  const idleMs = config.session.idleTimeoutSec * 1000;
+
+  const metaFields = (m: RequestMeta) => ({ ipAddress: m.ip, userAgent: m.userAgent, requestId: m.requestId });
+
+  async function refuseLogin(email: string, reason: string, candidate: UserRecord | null, lock: LockoutState, meta: RequestMeta): Promise<never> {
+    const tenantId = candidate?.tenantId ?? UNKNOWN_TENANT;
+    await withTenant(pool, tenantId, async (c) => {
+      await audit.record(
+        {
+          tenantId,
+          userId: candidate?.id ?? null,
+          action: 'auth.login.failure',
+          resourceType: 'user',
+          resourceId: email,
+          result: 'failure',
+          severity: 'medium',
+          errorMessage: reason.slice(0, 500),
+          ...metaFields(meta),
+        },
+        c,
+      );
+      const crossed: Array<'email' | 'ip'> = [];
+      if (lock.emailFailures < maxFailures && lock.emailFailures + 1 >= maxFailures) crossed.push('email');
+      if (meta.ip && lock.ipFailures < maxFailures && lock.ipFailures + 1 >= maxFailures) crossed.push('ip');
+      if (crossed.length > 0) {
+        await audit.record(
+          {
+            tenantId,
+            userId: candidate?.id ?? null,
+            action: 'auth.lockout',
+            resourceType: 'user',
+            resourceId: email,
+            result: 'failure',
+            severity: 'high',
+            errorMessage: `${maxFailures} failed logins within ${Math.round(windowMs / 1000)} s for this ${crossed.join(' and this ')}; further attempts are refused`,
+            after: { email, ip: meta.ip, scope: crossed, failures: maxFailures, windowSeconds: Math.round(windowMs / 1000) },
+            ...metaFields(meta),
+          },
+          c,
+        );
+      }
+    });
+    throw unauthenticated(`login refused: ${reason}`);
+  }
+
+  function newRefreshToken(): { id: string; token: string; hash: Buffer } {
+    const token = randomBytes(32).toString('base64url');
+    return { id: randomUUID(), token, hash: sha256(token) };
+  }
+
+  async function login(input: { email: string; idToken: string }, meta: RequestMeta): Promise<IssuedSession> {
+    const verifier = deps.idTokens;
+    if (!verifier) throw serviceUnavailable('Login is unavailable: no identity provider is configured.', 'no identity provider configured');
+    const email = input.email;
+    const now = clock.now();
+    const [lock, candidates] = await Promise.all([lockoutState(pool, { email, ip: meta.ip, now, windowMs, maxFailures }), findUsersByEmail(pool, email)]);
+    if (lock.locked) {
+      throw new AppError('RATE_LIMITED', 429, 'Too many failed login attempts; try again later.', {
+        headers: { 'Retry-After': String(lock.retryAfterSec) },
+        internalReason: `login locked out (${lock.scope.join(', ')})`,
+      });
+    }
+    const only = candidates.length === 1 ? (candidates[0] as UserRecord) : null;
+
+    let verified;
+    try {
+      verified = await verifier.verify(input.idToken, email);
+    } catch (err) {
+      if (err instanceof IdpUnavailableError) throw serviceUnavailable('The identity provider is unavailable; try again later.', err.message);
+      throw err;
+    }
+    if (!verified.ok) return refuseLogin(email, `ID token rejected: ${verified.reason}`, only, lock, meta);
+    const identity = verified.identity;
+
+    const active = candidates.filter((u) => u.isActive);
+    if (candidates.length === 0) return refuseLogin(email, 'user not provisioned', null, lock, meta);
+    if (active.length > 1) return refuseLogin(email, `e-mail is active in ${active.length} tenants; login refused as ambiguous`, null, lock, meta);
+    if (active.length === 0) return refuseLogin(email, 'user deactivated', only, lock, meta);
+    const user = active[0] as UserRecord;
+    if (user.auth0Sub !== null && user.auth0Sub !== identity.sub) {
+      return refuseLogin(email, 'identity provider subject differs from the one bound to this user', user, lock, meta);
+    }
+
+    const refresh = newRefreshToken();
+    const created = await withTenant(pool, user.tenantId, async (c) => {
+      if (user.auth0Sub === null) await bindUserSubject(c, user.id, user.tenantId, identity.sub);
+      const s = await sessions.createWithRefreshToken(c, { userId: user.id, tenantId: user.tenantId, ip: meta.ip, userAgent: meta.userAgent }, refresh);
+      await audit.record(
+        {
+          tenantId: user.tenantId,
+          userId: user.id,
+          action: 'auth.login.success',
+          resourceType: 'user',
+          resourceId: email,
+          result: 'success',
+          severity: 'low',
+          after: { sessionId: s.sessionId, issuer: identity.issuer, role: user.role },
+          ...metaFields(meta),
+        },
+        c,
+      );
+      return s;
+    });
+    const access = tokens.issue({ userId: user.id, sessionId: created.sessionId, tenantId: user.tenantId });
+    return {
+      token: access.token,
+      refreshToken: refresh.token,
+      tokenType: 'Bearer',
+      expiresIn: access.expiresIn,
+      user: publicUser({ userId: user.id, email: user.email, role: user.role, tenantId: user.tenantId, displayName: user.displayName }),
+      sessionId: created.sessionId,
+      refreshExpiresAt: created.absoluteExpiresAt,
+    };
+  }
+
+  type RefreshOutcome =
+    | { kind: 'ok'; row: RefreshTokenState; token: string }
+    | { kind: 'unknown' }
+    | { kind: 'refused'; reason: string };
+
+  async function refresh(input: { refreshToken: string }, meta: RequestMeta): Promise<IssuedSession> {
+    const rejectUnknown = async (reason: string): Promise<never> => {
+      await audit.record({
+        tenantId: UNKNOWN_TENANT,
+        action: 'auth.token.rejected',
+        resourceType: 'refresh_token',
+        result: 'failure',
+        severity: 'medium',
+        errorMessage: reason,
+        ...metaFields(meta),
+      });
+      throw unauthenticated(reason);
+    };
+    if (!REFRESH_TOKEN_RE.test(input.refreshToken)) return rejectUnknown('malformed refresh token');
+    const hash = sha256(input.refreshToken);
+    const now = clock.now();
+    const nowDate = new Date(now);
+
+    const outcome = await withTransaction<RefreshOutcome>(pool, async (c) => {
+      const row = await findRefreshTokenForUpdate(c, hash);
+      if (!row) return { kind: 'unknown' };
+      await setTransactionTenant(c, row.tenantId);
+      const base: Omit<AuditEvent, 'action'> = { tenantId: row.tenantId, userId: row.userId, resourceType: 'session', resourceId: row.sessionId, ...metaFields(meta) };
+
+      if (row.usedAt) {
+        const revoked = row.revokedAt ? false : await revokeSession(c, row.sessionId, row.tenantId, nowDate, 'refresh token reuse');
+        const after = { tokenId: row.id, spentAt: row.usedAt.toISOString(), sessionRevoked: revoked };
+        await audit.record(
+          { ...base, action: 'auth.refresh.reuse', result: 'failure', severity: 'critical', errorMessage: `spent refresh token presented again; session ${revoked ? 'revoked' : 'was already revoked'}`, after },
+          c,
+        );
+        await audit.record(
+          { ...base, action: 'security.alert.refresh_reuse', result: 'failure', severity: 'critical', errorMessage: 'refresh token reuse: the token may have been stolen', after },
+          c,
+        );
+        return { kind: 'refused', reason: 'refresh token reuse' };
+      }
+      const refuse = async (reason: string): Promise<RefreshOutcome> => {
+        await audit.record({ ...base, action: 'auth.token.rejected', resourceType: 'refresh_token', resourceId: row.id, result: 'failure', severity: 'medium', errorMessage: reason }, c);
+        return { kind: 'refused', reason };
+      };
+      const expire = async (kind: 'idle' | 'absolute'): Promise<RefreshOutcome> => {
+        const reason = EXPIRY_REASONS[kind];
+        if (await revokeSession(c, row.sessionId, row.tenantId, nowDate, reason)) {
+          await audit.record({ ...base, action: 'session.expired', result: 'success', severity: 'low', errorMessage: reason }, c);
+        }
+        return { kind: 'refused', reason: `session ${reason}` };
+      };
+      if (row.revokedAt) {
+        const expired = row.revokedReason === EXPIRY_REASONS.idle || row.revokedReason === EXPIRY_REASONS.absolute;
+        if (expired) return { kind: 'refused', reason: `session already ended (${row.revokedReason})` };
+        return refuse(`refresh token of a revoked session (${row.revokedReason ?? 'no reason'})`);
+      }
+      if (!row.isActive) return refuse('user deactivated');
+      if (now >= row.absoluteExpiresAt.getTime()) return expire('absolute');
+      if (now >= row.lastUsedAt.getTime() + idleMs) return expire('idle');
+      if (now >= row.expiresAt.getTime()) return refuse('refresh token expired');
+
+      const next = newRefreshToken();
+      await insertRefreshToken(c, { id: next.id, sessionId: row.sessionId, hash: next.hash, now: nowDate, expiresAt: row.absoluteExpiresAt });
+      if (!(await spendRefreshToken(c, row.id, nowDate, next.id))) throw new Error('refresh token spent concurrently despite the row lock');
+      await touchSession(c, row.sessionId, row.tenantId, nowDate, new Date(Math.min(now + idleMs, row.absoluteExpiresAt.getTime())));
+      await audit.record({ ...base, action: 'auth.refresh', result: 'success', severity: 'low', after: { previousTokenId: row.id, tokenId: next.id } }, c);
+      return { kind: 'ok', row, token: next.token };
+    });
+
+    if (outcome.kind === 'unknown') return rejectUnknown('unknown refresh token');
+    if (outcome.kind === 'refused') throw unauthenticated(`refresh refused: ${outcome.reason}`);
+    const { row } = outcome;
+    const access = tokens.issue({ userId: row.userId, sessionId: row.sessionId, tenantId: row.tenantId });
+    return {
+      token: access.token,
+      refreshToken: outcome.token,
+      tokenType: 'Bearer',
+      expiresIn: access.expiresIn,
+      user: publicUser({ userId: row.userId, email: row.email, role: row.role, tenantId: row.tenantId, displayName: row.displayName }),
+      sessionId: row.sessionId,
+      refreshExpiresAt: row.absoluteExpiresAt,
+    };
+  }
+
+  return {
+    loginAvailable: deps.idTokens !== null,
+    login,
+    refresh,
+    async logout(auth, meta) {
+      await withTenant(pool, auth.tenantId, async (c) => {
+        const revoked = await sessions.revoke(c, auth.sessionId, auth.tenantId, 'logout');
+        await audit.record(
+          {
+            tenantId: auth.tenantId,
+            userId: auth.userId,
+            action: 'auth.logout',
+            resourceType: 'session',
+            resourceId: auth.sessionId,
+            result: 'success',
+            severity: 'low',
+            after: { sessionRevoked: revoked },
+            ...metaFields(meta),
+          },
+          c,
+        );
+      });
+    },
+    async listSessions(auth) {
+      const now = clock.now();
+      const rows = await listActiveSessions(pool, auth.tenantId, auth.userId, new Date(now), new Date(now - idleMs), 100);
+      return rows.map((r) => ({
+        id: r.id,
+        createdAt: r.createdAt.toISOString(),
+        lastUsedAt: r.lastUsedAt.toISOString(),
+        ipAddress: r.ipAddress,
+        userAgent: r.userAgent,
+        current: r.id === auth.sessionId,
+      }));
+    },
+    async revokeSession(auth, sessionId, meta) {
+      const now = clock.now();
+      const anyInTenant = hasPermission(auth.role, 'sessions:revoke:tenant');
+      await withTenant(pool, auth.tenantId, async (c) => {
+        const r = await revokeLiveSession(c, {
+          sessionId,
+          tenantId: auth.tenantId,
+          now: new Date(now),
+          idleCutoff: new Date(now - idleMs),
+          actorUserId: auth.userId,
+          anyInTenant,
+          reason: anyInTenant ? 'revoked by an admin' : 'revoked by its user',
+        });
+        if (!r) throw notFound('Session');
+        await audit.record(
+          {
+            tenantId: auth.tenantId,
+            userId: auth.userId,
+            action: 'session.revoked',
+            resourceType: 'session',
+            resourceId: sessionId,
+            result: 'success',
+            severity: 'medium',
+            after: { ownerUserId: r.userId, revokedBy: auth.userId, scope: r.userId === auth.userId ? 'own' : 'tenant' },
+            ...metaFields(meta),
+          },
+          c,
+        );
+      });
+    },
+  };
+}

@@ -1,0 +1,101 @@
+/**
+ * Refresh tokens: stored only as SHA-256 hashes. A session is one family; each token is
+ * spent once and records the token that replaced it.
+ */
+import type { Queryable } from '../../db/pool';
+import type { Role } from '../../types/express';
+
+export const INSERT_REFRESH_TOKEN = `
+INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5)`;
+
+export async function insertRefreshToken(q: Queryable, t: { id: string; sessionId: string; hash: Buffer; now: Date; expiresAt: Date }): Promise<void> {
+  await q.query(INSERT_REFRESH_TOKEN, [t.id, t.sessionId, t.hash, t.now, t.expiresAt]);
+}
+
+export interface RefreshTokenState {
+  id: string;
+  sessionId: string;
+  expiresAt: Date;
+  usedAt: Date | null;
+  tenantId: string;
+  userId: string;
+  lastUsedAt: Date;
+  absoluteExpiresAt: Date;
+  revokedAt: Date | null;
+  revokedReason: string | null;
+  email: string;
+  role: Role;
+  isActive: boolean;
+  displayName: string | null;
+}
+
+/**
+ * The token, its session and the user's current state, locked: concurrent refreshes of one
+ * family, and a refresh racing a revocation, are serialized on the session row.
+ */
+export const FIND_REFRESH_TOKEN_FOR_UPDATE = `
+SELECT rt.id, rt.session_id, rt.expires_at, rt.used_at,
+       s.tenant_id, s.user_id, s.last_used_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason,
+       u.email, u.role, u.is_active, u.display_name
+FROM refresh_tokens rt
+JOIN sessions s ON s.id = rt.session_id
+JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id
+WHERE rt.token_hash = $1
+FOR UPDATE OF rt, s`;
+
+interface Row {
+  id: string;
+  session_id: string;
+  expires_at: Date;
+  used_at: Date | null;
+  tenant_id: string;
+  user_id: string;
+  last_used_at: Date;
+  absolute_expires_at: Date;
+  revoked_at: Date | null;
+  revoked_reason: string | null;
+  email: string;
+  role: Role;
+  is_active: boolean;
+  display_name: string | null;
+}
+
+export async function findRefreshTokenForUpdate(q: Queryable, hash: Buffer): Promise<RefreshTokenState | null> {
+  const { rows } = await q.query<Row>(FIND_REFRESH_TOKEN_FOR_UPDATE, [hash]);
+  const r = rows[0];
+  if (!r) return null;
+  return {
+    id: r.id,
+    sessionId: r.session_id,
+    expiresAt: r.expires_at,
+    usedAt: r.used_at,
+    tenantId: r.tenant_id,
+    userId: r.user_id,
+    lastUsedAt: r.last_used_at,
+    absoluteExpiresAt: r.absolute_expires_at,
+    revokedAt: r.revoked_at,
+    revokedReason: r.revoked_reason,
+    email: r.email,
+    role: r.role,
+    isActive: r.is_active,
+    displayName: r.display_name,
+  };
+}
+
+export const SPEND_REFRESH_TOKEN = `
+UPDATE refresh_tokens SET used_at = $2, replaced_by = $3
+WHERE id = $1 AND used_at IS NULL`;
+
+/** Marks a token spent; false when it already was (the caller holds the row lock, so this is a guard). */
+export async function spendRefreshToken(q: Queryable, id: string, now: Date, replacedBy: string): Promise<boolean> {
+  const r = await q.query(SPEND_REFRESH_TOKEN, [id, now, replacedBy]);
+  return (r.rowCount ?? 0) > 0;
+}
+
+/** Scopes the rest of the transaction to one tenant (row-level security reads app.tenant_id). */
+export const SET_TRANSACTION_TENANT = `SELECT set_config('app.tenant_id', $1, true)`;
+
+export async function setTransactionTenant(q: Queryable, tenantId: string): Promise<void> {
+  await q.query(SET_TRANSACTION_TENANT, [tenantId]);
+}
