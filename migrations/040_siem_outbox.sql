@@ -1,7 +1,8 @@
 -- Durable SIEM outbox. Events are inserted in the same transaction as the audit row they
--- come from; workers in every instance claim due rows with FOR UPDATE SKIP LOCKED and a
--- lease (claimed_by / claimed_until), delete them once the SIEM accepted them, push
--- next_attempt_at back on retryable failures and move permanent failures to the dead letter.
+-- come from (the AFTER INSERT trigger below, like the sealer's audit_pending queue); workers
+-- in every instance claim due rows with FOR UPDATE SKIP LOCKED and a lease (claimed_by /
+-- claimed_until), delete them once the SIEM accepted them, push next_attempt_at back on
+-- retryable failures and move permanent failures to the dead letter.
 -- The queue is a system table spanning tenants (one SIEM per deployment): the worker must
 -- read every tenant's events, so it has no row-level security; every API read filters by tenant.
 CREATE TABLE siem_outbox (
@@ -16,6 +17,7 @@ CREATE TABLE siem_outbox (
   -- copied into this cross-tenant table and the audit write path inserts a small row.
   payload          json,
   enqueued_at      timestamptz NOT NULL,
+  -- attempts = 0: due at once (new or re-queued without penalty); otherwise at next_attempt_at.
   attempts         integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
   next_attempt_at  timestamptz NOT NULL,
   last_error       text CHECK (last_error IS NULL OR length(last_error) <= 1000),
@@ -56,3 +58,52 @@ CREATE TABLE siem_worker_state (
 GRANT SELECT, INSERT, UPDATE, DELETE ON siem_outbox TO fleet_app;
 GRANT SELECT, INSERT ON siem_dead_letter TO fleet_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON siem_worker_state TO fleet_app;
+
+-- Whether high/critical audit rows are queued (SIEM_PROVIDER configured). Every instance
+-- writes it at start-up from its configuration; all instances share one configuration.
+CREATE TABLE siem_settings (
+  id          boolean PRIMARY KEY DEFAULT true CHECK (id),
+  forwarding  boolean NOT NULL DEFAULT false,
+  updated_at  timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO siem_settings (id) VALUES (true);
+GRANT SELECT, UPDATE ON siem_settings TO fleet_app;
+
+-- The stable event id of the SIEM event that mirrors an audit row: an RFC 4122 version-5
+-- UUID of 'audit_logs:<id>' in the namespace 6f1c2b4e-8d3a-4f5b-9c7e-2a1d0e9b8c47
+-- (services/siem/event-id.ts computes the same).
+CREATE FUNCTION siem_audit_event_id(p_audit_id bigint) RETURNS uuid
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  SET search_path = public, pg_temp
+AS $$
+  SELECT encode(
+    set_byte(set_byte(h, 6, (get_byte(h, 6) & 15) | 80), 8, (get_byte(h, 8) & 63) | 128),
+    'hex')::uuid
+  FROM (SELECT substring(digest(decode('6f1c2b4e8d3a4f5b9c7e2a1d0e9b8c47', 'hex') || convert_to('audit_logs:' || p_audit_id::text, 'UTF8'), 'sha1') FROM 1 FOR 16) AS h) s
+$$;
+
+-- Every high or critical audit row, and every security.alert.* row, is queued in the
+-- transaction (or single statement) that inserts it, whoever inserts it: the application,
+-- a script's plain INSERT, or a database function (audit_purge). Only a reference is queued;
+-- the worker reads the row in its tenant's context when it sends. The forwarder's own
+-- audit.siem.* rows are not queued (a SIEM refusing events must not feed itself).
+-- Invoker rights: the application role and the owner both hold INSERT on siem_outbox.
+CREATE FUNCTION siem_outbox_enqueue_audit() RETURNS trigger
+  LANGUAGE plpgsql
+  SET search_path = public, pg_temp
+AS $$
+BEGIN
+  IF NEW.action LIKE 'audit.siem.%' OR NOT coalesce((SELECT forwarding FROM siem_settings WHERE id), false) THEN
+    RETURN NULL;
+  END IF;
+  INSERT INTO siem_outbox (event_id, tenant_id, audit_log_id, event_type, severity, enqueued_at, next_attempt_at)
+  VALUES (siem_audit_event_id(NEW.id), NEW.tenant_id, NEW.id, NEW.action, NEW.severity, now(), now());
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER audit_logs_siem_outbox
+  AFTER INSERT ON audit_logs
+  FOR EACH ROW
+  WHEN (NEW.severity IN ('high', 'critical') OR NEW.action LIKE 'security.alert.%')
+  EXECUTE FUNCTION siem_outbox_enqueue_audit();
+ALTER TABLE audit_logs ENABLE ALWAYS TRIGGER audit_logs_siem_outbox;

@@ -57,7 +57,7 @@ GRANT SELECT, UPDATE ON audit_archive_state TO fleet_app;
 -- inserts only while the function runs (a single statement, autocommitted by the caller).
 CREATE FUNCTION audit_archive_horizon() RETURNS bigint
   LANGUAGE plpgsql SECURITY DEFINER
-  SET search_path = pg_catalog, public
+  SET search_path = public, pg_temp
   SET lock_timeout = '500ms'
 AS $$
 DECLARE
@@ -76,21 +76,30 @@ $$;
 -- row data, so the application role may call it without a tenant context. Rows that only
 -- record earlier exports (audit.export) do not make a tenant due on their own (otherwise
 -- every periodic export would cause the next one); they ride along with the next export.
+-- audit_logs has forced row-level security (022): like the sealer, this reads across tenants
+-- only under app.audit_scope = 'all', set for its own duration.
 CREATE FUNCTION audit_archive_pending_tenants(p_after bigint, p_horizon bigint) RETURNS TABLE (tenant_id text)
-  LANGUAGE sql STABLE SECURITY DEFINER
-  SET search_path = pg_catalog, public
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+  SET search_path = public, pg_temp
 AS $$
-  SELECT DISTINCT a.tenant_id FROM public.audit_logs a
-  WHERE a.id > p_after AND a.id <= p_horizon AND a.action <> 'audit.export'
-  UNION
-  SELECT e.tenant_id FROM public.audit_exports e WHERE e.status = 'pending'
-  ORDER BY 1
+DECLARE
+  prev_scope text := current_setting('app.audit_scope', true);
+BEGIN
+  PERFORM set_config('app.audit_scope', 'all', true);
+  RETURN QUERY
+    SELECT DISTINCT a.tenant_id FROM public.audit_logs a
+    WHERE a.id > p_after AND a.id <= p_horizon AND a.action <> 'audit.export'
+    UNION
+    SELECT e.tenant_id FROM public.audit_exports e WHERE e.status = 'pending'
+    ORDER BY 1;
+  PERFORM set_config('app.audit_scope', coalesce(prev_scope, ''), true);
+END
 $$;
 
 -- Tenants that have exports (archive:verify walks each).
 CREATE FUNCTION audit_archive_tenants() RETURNS TABLE (tenant_id text)
   LANGUAGE sql STABLE SECURITY DEFINER
-  SET search_path = pg_catalog, public
+  SET search_path = public, pg_temp
 AS $$
   SELECT DISTINCT e.tenant_id FROM public.audit_exports e ORDER BY 1
 $$;

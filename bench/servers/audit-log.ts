@@ -3,11 +3,10 @@
  * app's middleware chain in createApp's order (request context + access log, metrics, helmet,
  * CORS, rate limit, JSON body), requireAuth (token + session lookup), a zod-validated body and
  * AuditService.recordFromRequest in its own transaction, answering { success, id }.
- * With SIEM_* set, the composition registers the SIEM outbox hook (and runs the worker);
- * without, only the alert rules hook. Prints "TOKEN <bearer>" then "LISTENING <url>".
+ * With SIEM_* set, start() turns on siem_settings.forwarding (the audit_logs trigger queues
+ * high/critical rows) and runs the worker. Prints "TOKEN <bearer>" then "LISTENING <url>".
  */
 import express, { type Request, type Response } from 'express';
-import jwt from 'jsonwebtoken';
 import { z } from 'zod';
 import { buildServices } from '../../server/src/compose';
 import { loadConfig } from '../../server/src/config';
@@ -47,10 +46,7 @@ async function main(): Promise<void> {
   );
   const userId = (rows[0] as { id: string }).id;
   const { sessionId } = await c.services.sessions.create(pool, { userId, tenantId, ip: '127.0.0.1', userAgent: 'bench' });
-  const issued = c.services.tokens.issue({ userId, sessionId, tenantId }).token;
-  // Keep `iat` (see server/test/siem/helpers/login.ts): same secret, key id and algorithm.
-  const decoded = jwt.decode(issued, { complete: true }) as jwt.Jwt;
-  const token = jwt.sign({ ...(decoded.payload as object), iat: Math.floor(Date.now() / 1000) }, config.jwt.secret, { algorithm: 'HS256', keyid: decoded.header.kid });
+  const token = c.services.tokens.issue({ userId, sessionId, tenantId }).token;
 
   const metrics = createMetrics({ pool, token: null });
   const app = express();

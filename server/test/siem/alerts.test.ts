@@ -12,7 +12,9 @@ import type { TestApp } from '../helpers/app';
 import { uniqueEmail, uniqueTenant } from '../helpers/env';
 import { createIsolatedDatabase, type IsolatedDatabase } from './helpers/db';
 import { buildSiemTestApp, buildStack, type Stack } from './helpers/harness';
-import { login } from './helpers/login';
+import { loginAs } from '../helpers/auth';
+import { buildAuthApp, loginThroughIssuer, provision, SECURITY } from '../auth/helpers';
+import { startIssuer } from '../auth/oidc-issuer';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/receivers';
 
 const KEY = randomBytes(16).toString('hex');
@@ -26,6 +28,7 @@ beforeAll(async () => {
   wh = await startWebhookReceiver(KEY);
   env = { SIEM_PROVIDER: 'webhook', SIEM_ENDPOINT_URL: wh.endpoint, SIEM_API_KEY: KEY };
   s = await buildStack(db, env, {}, new ManualClock(Date.now()));
+  await s.monitoring.siem.syncSettings();
 });
 
 afterAll(async () => {
@@ -126,16 +129,26 @@ describe('brute force (auth.login.failure)', () => {
 });
 
 describe('single-event rules', () => {
-  it('when a refresh token is reused, then a critical refresh_reuse alert is raised every time', async () => {
-    const tenantId = uniqueTenant();
-    const a = await s.audit.record({ tenantId, action: 'auth.refresh.reuse', resourceType: 'session', resourceId: 'sess-1', severity: 'critical', result: 'failure' });
-    await s.audit.record({ tenantId, action: 'auth.refresh.reuse', resourceType: 'session', resourceId: 'sess-2', severity: 'critical', result: 'failure' });
-    const raised = await alerts('refresh_reuse', { tenantId });
-    expect(raised).toHaveLength(2);
-    expect(raised[0]).toMatchObject({ severity: 'critical', resource_type: 'session', resource_id: 'sess-1' });
-    expect(raised[0]?.after).toMatchObject({ triggeringAuditLogId: a.id, triggeringAction: 'auth.refresh.reuse' });
-    expect(await queued(auditEventId(a.id))).toBe(true);
-    expect(await queued(auditEventId(raised[0]?.id as string))).toBe(true);
+  it('when a spent refresh token is presented again through POST /refresh, then exactly one critical refresh_reuse alert is written and queued for the SIEM', async () => {
+    const issuer = await startIssuer();
+    const a = await buildAuthApp(issuer, { env: { DATABASE_URL: db.url, ...env } });
+    try {
+      const u = await provision(a);
+      const l = await loginThroughIssuer(a, issuer, a.clock, u.email);
+      const first = await request(a.app).post(`${SECURITY}/refresh`).send({ refreshToken: l.refreshToken });
+      expect(first.status).toBe(200);
+      const replay = await request(a.app).post(`${SECURITY}/refresh`).send({ refreshToken: l.refreshToken });
+      expect(replay.status).toBe(401);
+      const raised = await alerts('refresh_reuse', { tenantId: u.tenantId });
+      expect(raised).toHaveLength(1);
+      expect(raised[0]).toMatchObject({ severity: 'critical', resource_type: 'session', resource_id: l.sessionId });
+      const reuse = await db.owner.query<{ id: string }>("SELECT id::text FROM audit_logs WHERE tenant_id = $1 AND action = 'auth.refresh.reuse'", [u.tenantId]);
+      expect(await queued(auditEventId(reuse.rows[0]?.id as string))).toBe(true);
+      expect(await queued(auditEventId(raised[0]?.id as string))).toBe(true);
+    } finally {
+      await a.close();
+      await issuer.stop();
+    }
   });
 
   it('when the master key is rotated, then a high key_event alert is raised', async () => {
@@ -179,6 +192,20 @@ describe('single-event rules', () => {
     expect(await alerts('admin_escalation', { tenantId })).toHaveLength(0);
   });
 
+  it('when `user:add` provisioning promotes a user to admin, then the admin_escalation alert is raised', async () => {
+    const t2 = await buildSiemTestApp(db, env);
+    try {
+      const u = await provision(t2, { role: 'user' });
+      await t2.composition.services.users.provision({ email: u.email, role: 'admin', tenantId: u.tenantId }, { source: 'test' });
+      const raised = await alerts('admin_escalation', { tenantId: u.tenantId });
+      expect(raised).toHaveLength(1);
+      expect(raised[0]).toMatchObject({ severity: 'high', resource_id: u.id });
+      expect(raised[0]?.after).toMatchObject({ previousRole: 'user', newRole: 'admin' });
+    } finally {
+      await t2.close();
+    }
+  });
+
   it('when the escalation is rolled back with its transaction, then the alert is rolled back too', async () => {
     const tenantId = uniqueTenant();
     await expect(
@@ -209,7 +236,7 @@ describe('denied burst (access.denied)', () => {
     let t: TestApp | null = null;
     try {
       t = await buildSiemTestApp(db, env);
-      const viewer = await login(t, { role: 'viewer' });
+      const viewer = await loginAs(t, { role: 'viewer' });
       for (let i = 0; i < 10; i++) {
         const res = await request(t.app).get('/api/v1/security/siem/status').set('Authorization', viewer.authorization);
         expect(res.status).toBe(403);
@@ -228,13 +255,15 @@ describe('without a SIEM', () => {
   it('when no SIEM is configured, then alerts are still written to the audit trail (and nothing is queued)', async () => {
     const plain = await buildStack(db, {}, {}, new ManualClock(Date.now()));
     try {
+      await plain.monitoring.siem.syncSettings();
       const tenantId = uniqueTenant();
-      await plain.audit.record({ tenantId, action: 'auth.refresh.reuse', resourceType: 'session', severity: 'critical' });
-      const raised = await alerts('refresh_reuse', { tenantId });
+      await plain.audit.record({ tenantId, action: 'key.master.rotated', resourceType: 'master_key', severity: 'critical' });
+      const raised = await alerts('key_event', { tenantId });
       expect(raised).toHaveLength(1);
       expect(await queued(auditEventId(raised[0]?.id as string))).toBe(false);
     } finally {
       await plain.close();
+      await s.monitoring.siem.syncSettings();
     }
   });
 });

@@ -20,10 +20,11 @@ import { GENESIS_DIGEST, blobName, exportDigest, renderNdjson, sha256Hex, splitL
 import { verifyArchive } from '../../src/services/archive/verify';
 import { buildTestApp, type TestApp } from '../helpers/app';
 import { testEnv, uniqueTenant } from '../helpers/env';
+import { tamper } from '../audit/helpers';
 import { startAzurite, type Azurite } from './helpers/azurite';
 import { createIsolatedDatabase, type IsolatedDatabase } from './helpers/db';
 import { buildSiemTestApp, buildStack, type Stack } from './helpers/harness';
-import { login } from './helpers/login';
+import { loginAs as login } from '../helpers/auth';
 
 const run = promisify(execFile);
 const BASE = '/api/v1/security';
@@ -108,8 +109,13 @@ describe('POST /audit/blob-storage', () => {
     expect(props.metadata).toMatchObject({ sha256: blob.sha256, digest: blob.digest, prevdigest: GENESIS_DIGEST, firstid: ids[0], lastid: ids[2], count: '3', format: 'fleet-audit-ndjson-v1' });
     expect(props.contentType).toBe('application/x-ndjson; charset=utf-8');
     const [rec] = await exportsOf(admin.tenantId);
-    expect(rec).toMatchObject({ seq: 1, status: 'complete', sha256: blob.sha256, digest: blob.digest, prev_digest: GENESIS_DIGEST, chain_head: null });
-    expect(rec?.digest).toBe(exportDigest({ tenantId: admin.tenantId, seq: 1, firstId: ids[0] as string, lastId: ids[2] as string, count: 3, sha256: blob.sha256, prevDigest: GENESIS_DIGEST, chainHead: null }));
+    // The rows were sealed before the export; the newest chain entry is recorded as the head.
+    const head = await db.owner.query<{ h: string }>("SELECT seq || ':' || encode(row_hash, 'hex') AS h FROM audit_chain WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1", [admin.tenantId]);
+    const chainHead = head.rows[0]?.h as string;
+    expect(chainHead).toMatch(/^3:[0-9a-f]{64}$/);
+    expect(rec).toMatchObject({ seq: 1, status: 'complete', sha256: blob.sha256, digest: blob.digest, prev_digest: GENESIS_DIGEST, chain_head: chainHead });
+    expect(rec?.digest).toBe(exportDigest({ tenantId: admin.tenantId, seq: 1, firstId: ids[0] as string, lastId: ids[2] as string, count: 3, sha256: blob.sha256, prevDigest: GENESIS_DIGEST, chainHead }));
+    expect(props.metadata?.chainhead).toBe(encodeURIComponent(chainHead));
     const audit = await db.owner.query("SELECT * FROM audit_logs WHERE tenant_id = $1 AND action = 'audit.export'", [admin.tenantId]);
     expect(audit.rows).toHaveLength(1);
     expect(audit.rows[0]).toMatchObject({ user_id: admin.userId, severity: 'medium', resource_type: 'audit_archive', resource_id: blob.name });
@@ -394,6 +400,18 @@ describe('archive verification', () => {
     const kinds = report.tenants[0]?.problems.map((p) => `${p.seq}:${p.kind}`);
     expect(kinds).toEqual(expect.arrayContaining(['1:digest_mismatch', '1:metadata_mismatch', '2:chain_broken']));
     expect(recs).toHaveLength(2);
+  });
+
+  it('when sealed audit history is rewritten after an export, then the recorded chain head no longer verifies', async () => {
+    const { tenantId, recs } = await exported();
+    expect(recs[1]?.chain_head).toMatch(/^\d+:[0-9a-f]{64}$/);
+    // An attacker with owner rights switches the append-only triggers off and edits a sealed row.
+    await tamper(db.owner, async (c) => {
+      await c.query("UPDATE audit_logs SET resource_id = 'V-evil' WHERE tenant_id = $1 AND resource_id = 'V-0'", [tenantId]);
+    });
+    const report = await verifyArchive({ pool: t.composition.pool, store: store(), audit: t.composition.services.audit }, { tenantId });
+    const kinds = report.tenants[0]?.problems.map((p) => `${p.seq}:${p.kind}`);
+    expect(kinds).toEqual(expect.arrayContaining(['1:database_differs', '2:chain_anchor_broken']));
   });
 
   it('when a row appears in the database inside an archived range, then verification reports database_differs with its id', async () => {

@@ -12,8 +12,7 @@ import { auditEventId } from '../../src/services/siem/event-id';
 import { claimBatch } from '../../src/services/siem/repository';
 import type { SiemEventInput } from '../../src/services/siem/types';
 import type { TestApp } from '../helpers/app';
-import type { TestLogin } from '../helpers/auth';
-import { login as loginAs } from './helpers/login';
+import { loginAs, type TestLogin } from '../helpers/auth';
 import { buildTestApp } from '../helpers/app';
 import { uniqueTenant } from '../helpers/env';
 import { createIsolatedDatabase, type IsolatedDatabase } from './helpers/db';
@@ -36,6 +35,8 @@ beforeAll(async () => {
   env = { SIEM_PROVIDER: 'splunk', SIEM_ENDPOINT_URL: hec.url, SIEM_API_KEY: TOKEN, SIEM_BATCH_SIZE: '10' };
   clock = new ManualClock(Date.now());
   t = await buildSiemTestApp(db, env, { clock });
+  // start() does this; these tests drive the worker by hand (flushOnce) instead.
+  await t.composition.services.monitoring.siem.syncSettings();
 });
 
 afterAll(async () => {
@@ -60,7 +61,7 @@ async function stack(over: Record<string, string> = {}, deps: Parameters<typeof 
   return s;
 }
 
-async function outbox(): Promise<Array<{ seq: string; event_id: string; tenant_id: string; audit_log_id: string | null; attempts: number; next_attempt_at: Date; last_error: string | null; severity: string; payload: Record<string, unknown> | null; claimed_by: string | null }>> {
+async function outbox(): Promise<Array<{ seq: string; event_id: string; tenant_id: string; audit_log_id: string | null; event_type: string; attempts: number; next_attempt_at: Date; last_error: string | null; severity: string; payload: Record<string, unknown> | null; claimed_by: string | null }>> {
   return (await db.owner.query('SELECT * FROM siem_outbox ORDER BY seq')).rows;
 }
 
@@ -288,6 +289,34 @@ describe('automatic forwarding from the audit trail', () => {
     expect(await outbox()).toEqual([]);
   });
 
+  it('when a script inserts a critical audit row with plain SQL, then it is queued too', async () => {
+    const tenantId = uniqueTenant();
+    const { rows } = await db.owner.query<{ id: string }>(
+      "INSERT INTO audit_logs (tenant_id, action, resource_type, result, severity) VALUES ($1, 'system.restore', 'database', 'success', 'critical') RETURNING id::text",
+      [tenantId],
+    );
+    const id = (rows[0] as { id: string }).id;
+    expect((await outbox()).map((r) => [r.event_id, r.audit_log_id, r.event_type])).toEqual([[auditEventId(id), id, 'system.restore']]);
+  });
+
+  it('when forwarding is switched off (an instance without SIEM_PROVIDER starts), then high rows are not queued', async () => {
+    const off = await stack({ SIEM_PROVIDER: '', SIEM_ENDPOINT_URL: '', SIEM_API_KEY: '' });
+    try {
+      await off.monitoring.siem.syncSettings();
+      await off.audit.record({ tenantId: uniqueTenant(), action: 'user.deactivated', resourceType: 'user', severity: 'high' });
+      expect(await outbox()).toEqual([]);
+      expect((await db.owner.query('SELECT forwarding FROM siem_settings')).rows).toEqual([{ forwarding: false }]);
+    } finally {
+      await siem().syncSettings();
+    }
+    expect((await db.owner.query('SELECT forwarding FROM siem_settings')).rows).toEqual([{ forwarding: true }]);
+  });
+
+  it('when the audit forwarder writes its own rows (audit.siem.*), then they are not queued', async () => {
+    await t.composition.services.audit.record({ tenantId: uniqueTenant(), action: 'audit.siem.dead_letter', resourceType: 'siem_event', severity: 'high', result: 'failure' });
+    expect(await outbox()).toEqual([]);
+  });
+
   it('when low and medium audit rows are written, then nothing is forwarded', async () => {
     const tenantId = uniqueTenant();
     await t.composition.services.audit.record({ tenantId, action: 'auth.logout', resourceType: 'session', severity: 'low' });
@@ -479,29 +508,33 @@ describe('the queue bound (SIEM_MAX_QUEUE)', () => {
     }
   });
 
-  it('when the queue is full and a high audit event arrives, then the oldest non-critical event is evicted to the dead letter and the new one queued', async () => {
+  it('when audit rows push the queue over the bound, then the worker trims the oldest non-critical events to the dead letter', async () => {
     const s = await stack({ SIEM_MAX_QUEUE: '100' });
     const tenantId = uniqueTenant();
     const ids = await s.monitoring.siem.sendBatch(inputs(tenantId, 100, { severity: 'low' }));
+    // The audit write never waits for the bound: the row is queued (101 now).
     const rec = await s.audit.record({ tenantId, action: 'user.deactivated', resourceType: 'user', severity: 'high' });
+    expect(await outbox()).toHaveLength(101);
+    expect(await s.monitoring.siem.trimQueue()).toEqual([ids[0]]);
     const rows = await outbox();
     expect(rows).toHaveLength(100);
     expect(rows.some((r) => r.event_id === auditEventId(rec.id))).toBe(true);
-    const dead = await deadLetters();
-    expect(dead).toHaveLength(1);
-    expect(dead[0]).toMatchObject({ event_id: ids[0], reason: 'queue_full: evicted to make room for a newer event' });
+    expect(await deadLetters()).toMatchObject([{ event_id: ids[0], reason: 'queue_full: evicted to make room for newer events' }]);
     expect((await db.owner.query('SELECT count(*)::int AS n FROM audit_logs WHERE id = $1', [rec.id])).rows[0].n).toBe(1);
   });
 
-  it('when the queue is full of critical events, then a new high event is dead-lettered, a new critical one still queued', async () => {
+  it('when the queue is over the bound with critical events and alerts, then those are never evicted', async () => {
     const s = await stack({ SIEM_MAX_QUEUE: '100' });
     const tenantId = uniqueTenant();
     await s.monitoring.siem.sendBatch(inputs(tenantId, 100, { severity: 'critical' }));
     const high = await s.audit.record({ tenantId, action: 'user.deactivated', resourceType: 'user', severity: 'high' });
-    const crit = await s.audit.record({ tenantId, action: 'auth.refresh.reuse', resourceType: 'session', severity: 'critical' });
+    const crit = await s.audit.record({ tenantId, action: 'session.revoked.bulk', resourceType: 'session', severity: 'critical' });
+    const alert = await s.audit.record({ tenantId, action: 'security.alert.denied_burst', resourceType: 'user', severity: 'high' });
+    expect(await s.monitoring.siem.trimQueue()).toEqual([auditEventId(high.id)]);
     const rows = await outbox();
-    expect(rows.some((r) => r.event_id === auditEventId(high.id))).toBe(false);
+    expect(rows).toHaveLength(102);
     expect(rows.some((r) => r.event_id === auditEventId(crit.id))).toBe(true);
-    expect((await deadLetters()).find((d) => d.event_id === auditEventId(high.id))).toMatchObject({ reason: 'queue_full: every queued event is critical' });
+    expect(rows.some((r) => r.event_id === auditEventId(alert.id))).toBe(true);
+    expect((await deadLetters()).find((d) => d.event_id === auditEventId(high.id))).toMatchObject({ reason: 'queue_full: evicted to make room for newer events' });
   });
 });

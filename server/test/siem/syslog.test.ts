@@ -141,6 +141,7 @@ describe('syslog through the outbox', () => {
     db = await createIsolatedDatabase('syslog');
     rs = await startRsyslog();
     s = await buildStack(db, { SIEM_PROVIDER: 'syslog', SIEM_ENDPOINT_URL: `tcp://127.0.0.1:${rs.port}` }, {}, new ManualClock(Date.now()));
+    await s.monitoring.siem.syncSettings();
   });
   afterAll(async () => {
     await s.close();
@@ -150,15 +151,16 @@ describe('syslog through the outbox', () => {
 
   it('when a critical audit event is recorded and flushed, then its CEF line reaches rsyslog with the audit row id', async () => {
     const tenantId = uniqueTenant();
-    const rec = await s.audit.record({ tenantId, action: 'auth.refresh.reuse', resourceType: 'session', resourceId: 's-1', severity: 'critical', result: 'failure', errorMessage: 'spent token | replayed = bad' });
-    await s.monitoring.siem.flushOnce();
+    const rec = await s.audit.record({ tenantId, action: 'key.master.rotated', resourceType: 'master_key', resourceId: 'k|1', severity: 'critical', result: 'success', after: { note: 'rotated | by = ops' } });
     await s.monitoring.siem.flushOnce();
     const lines = await rs.waitForLines(2);
-    const reuse = lines.find((l) => l.includes('|auth.refresh.reuse|'));
-    expect(reuse).toContain(`cn1=${rec.id}`);
-    expect(reuse).toContain('msg=auth.refresh.reuse (failure): spent token | replayed \\= bad');
-    expect(reuse).toContain(`cs1=${tenantId}`);
-    // The refresh-reuse alert raised by the alerting rules travels the same way.
-    expect(lines.some((l) => l.includes('|security.alert.refresh_reuse|') && l.includes('|10|'))).toBe(true);
+    const rotated = lines.find((l) => l.includes('|key.master.rotated|'));
+    expect(rotated).toContain(`cn1=${rec.id}`);
+    expect(rotated).toContain('msg=key.master.rotated (success)');
+    expect(rotated).toContain('cs3=master_key:k|1');
+    expect(rotated).toContain(`cs1=${tenantId}`);
+    expect(rotated).toContain('|10|');
+    // The key_event alert raised by the alerting rules travels the same way (high = CEF 8).
+    expect(lines.some((l) => l.includes('|security.alert.key_event|') && l.includes('|8|'))).toBe(true);
   });
 });

@@ -98,6 +98,14 @@ export async function countRowsAfter(q: Queryable, tenantId: string, afterId: st
   return rows[0]?.n ?? 0;
 }
 
+export const PURGED_BEFORE = `SELECT max(purged_before) AS b FROM audit_chain_anchors WHERE tenant_id = $1`;
+
+/** The retention purge's newest cut-off for the tenant (rows created before it may be gone), or null. */
+export async function purgedBefore(q: Queryable, tenantId: string): Promise<Date | null> {
+  const { rows } = await q.query<{ b: Date | null }>(PURGED_BEFORE, [tenantId]);
+  return rows[0]?.b ?? null;
+}
+
 export const LAST_EXPORT = `SELECT ${EXPORT_COLUMNS} FROM audit_exports WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1`;
 
 export async function lastExport(q: Queryable, tenantId: string): Promise<ExportRow | null> {

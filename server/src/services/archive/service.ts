@@ -20,7 +20,8 @@ import type { Logger } from '../../lib/logger';
 import type { AuditService } from '../audit/service';
 import type { SiemMetrics } from '../siem/metrics';
 import type { BlobStore } from './blob-store';
-import { createChainHeadReader, type ChainHeadReader } from './chain-head';
+import { sealBatch } from '../audit/repository';
+import { auditChainHeadReader, type ChainHeadReader } from './chain-head';
 import { ARCHIVE_FORMAT, GENESIS_DIGEST, blobName, exportDigest, renderNdjson, sha256Hex } from './format';
 import * as repo from './repository';
 
@@ -141,7 +142,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
   const { pool, config, clock, audit, metrics } = deps;
   const blobs = deps.blobStore;
   const enabled = blobs !== null;
-  const chainHead = deps.chainHead ?? createChainHeadReader();
+  const chainHead = deps.chainHead ?? auditChainHeadReader(audit);
   const maxRows = deps.maxRowsPerExport ?? MAX_ROWS_PER_EXPORT;
   const log = deps.logger.child({ component: 'archive' });
   let timer: NodeJS.Timeout | null = null;
@@ -226,6 +227,9 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
 
   /** Plans (pending row) and completes the next export; throws NothingToExport when caught up. */
   async function exportNext(client: PoolClient, tenantId: string, horizon: string, opts: ExportOptions): Promise<repo.ExportRow> {
+    // Seal what is committed, so the recorded chain head covers the rows being exported.
+    // -1 (another instance is sealing) is fine: the head is then that of the last seal.
+    await sealBatch(client, 10_000).catch((err: Error) => log.warn('could not seal before export', { err: err.message }));
     const planned = await inTenantTx(client, tenantId, async (c) => {
       const last = await repo.lastExport(c, tenantId);
       const rows = await repo.selectRows(c, tenantId, last?.last_id ?? '0', horizon, maxRows);
@@ -242,7 +246,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
       const sha256 = sha256Hex(content);
       const seq = (last?.seq ?? 0) + 1;
       const prevDigest = last?.digest ?? GENESIS_DIGEST;
-      const head = await chainHead(c, tenantId, lastRow.id);
+      const head = await chainHead(c, tenantId);
       const digest = exportDigest({ tenantId, seq, firstId: firstRow.id, lastId: lastRow.id, count: take.length, sha256, prevDigest, chainHead: head });
       const row = await repo.insertExport(c, {
         tenantId,

@@ -7,13 +7,17 @@
  *    inserted in the database after the export is reported by id);
  *  - no row of the tenant lies between two exports (gap-free);
  *  - the digest chain: seq 1, 2, 3…, each prev_digest is the previous digest, each digest
- *    recomputes from the recorded fields (an altered audit_exports row breaks it).
- * Unfinished (pending) exports and rows newer than the last export are reported as warnings.
+ *    recomputes from the recorded fields (an altered audit_exports row breaks it);
+ *  - with the audit service: the audit hash chain still holds the chain head recorded by the
+ *    newest export (an anchor: history rewritten and re-hashed after the export is caught).
+ * Unfinished (pending) exports, rows newer than the last export and archived rows removed from
+ * the database by the retention purge (older than its anchor) are reported as warnings.
  */
 import type { Pool } from '../../db/pool';
 import { withTenant } from '../../db/transaction';
 import type { AuditService } from '../audit/service';
 import type { BlobStore } from './blob-store';
+import { parseChainHead } from './chain-head';
 import { GENESIS_DIGEST, canonicalJson, exportDigest, renderRow, sha256Hex, splitLines } from './format';
 import * as repo from './repository';
 
@@ -30,7 +34,8 @@ export interface VerifyProblem {
     | 'metadata_mismatch'
     | 'content_mismatch'
     | 'database_differs'
-    | 'rows_not_archived';
+    | 'rows_not_archived'
+    | 'chain_anchor_broken';
   detail: string;
 }
 
@@ -59,12 +64,14 @@ function parseLine(line: string): Record<string, unknown> | null {
   }
 }
 
-async function verifyTenant(pool: Pool, store: BlobStore, tenantId: string): Promise<TenantReport> {
+async function verifyTenant(pool: Pool, store: BlobStore, tenantId: string, audit: AuditService | undefined): Promise<TenantReport> {
   const report: TenantReport = { tenantId, exports: 0, rowsChecked: 0, rowsPending: 0, problems: [], warnings: [] };
   const problem = (e: repo.ExportRow | null, kind: VerifyProblem['kind'], detail: string) =>
     report.problems.push({ tenantId, seq: e?.seq ?? null, blob: e?.blob_name ?? null, kind, detail });
   const exports = await withTenant(pool, tenantId, (c) => repo.listExports(c, tenantId));
   report.exports = exports.length;
+  const purgedBefore = await withTenant(pool, tenantId, (c) => repo.purgedBefore(c, tenantId));
+  let purged = 0;
   let prevDigest = GENESIS_DIGEST;
   let prevLast = '0';
   for (const [i, e] of exports.entries()) {
@@ -92,6 +99,7 @@ async function verifyTenant(pool: Pool, store: BlobStore, tenantId: string): Pro
     }
     const lines = splitLines(blob.content);
     const archived = new Map<string, string>();
+    const archivedAt = new Map<string, string>();
     let order = true;
     let prevId = -1n;
     for (const line of lines) {
@@ -105,6 +113,7 @@ async function verifyTenant(pool: Pool, store: BlobStore, tenantId: string): Pro
       if (BigInt(id) <= prevId) order = false;
       prevId = BigInt(id);
       archived.set(id, canonicalJson(o));
+      archivedAt.set(id, String(o.created_at));
     }
     if (!order) problem(e, 'content_mismatch', 'rows are not in ascending id order');
     if (lines.length !== e.row_count || (lines.length > 0 && (!archived.has(e.first_id) || !archived.has(e.last_id)))) {
@@ -118,7 +127,12 @@ async function verifyTenant(pool: Pool, store: BlobStore, tenantId: string): Pro
       const a = archived.get(r.id);
       if (a === undefined || a !== canonicalJson(JSON.parse(renderRow(r)))) differing.push(r.id);
     }
-    for (const id of archived.keys()) if (!seen.has(id)) differing.push(id);
+    for (const id of archived.keys()) {
+      if (seen.has(id)) continue;
+      // Removed by the retention purge (audit_purge leaves an anchor with its cut-off): expected.
+      if (purgedBefore && Date.parse(archivedAt.get(id) as string) < purgedBefore.getTime()) purged += 1;
+      else differing.push(id);
+    }
     if (differing.length > 0) {
       const ids = [...new Set(differing)].sort((x, y) => (BigInt(x) < BigInt(y) ? -1 : 1));
       problem(e, 'database_differs', `database rows differ from the archive (changed, deleted or inserted): ids ${ids.slice(0, 20).join(', ')}${ids.length > 20 ? ', …' : ''}`);
@@ -127,15 +141,26 @@ async function verifyTenant(pool: Pool, store: BlobStore, tenantId: string): Pro
   }
   report.rowsPending = await withTenant(pool, tenantId, (c) => repo.countRowsAfter(c, tenantId, prevLast));
   if (report.rowsPending > 0) report.warnings.push(`${report.rowsPending} audit row(s) newer than the last export are not archived yet`);
+  if (purged > 0) report.warnings.push(`${purged} archived row(s) were removed from the database by the retention purge (the archive keeps them)`);
+  const newest = [...exports].reverse().find((e) => e.status === 'complete' && parseChainHead(e.chain_head));
+  const anchor = newest ? parseChainHead(newest.chain_head) : null;
+  if (audit && newest && anchor) {
+    const chain = await audit.verify(tenantId, { anchor });
+    if (!chain.valid) problem(newest, 'chain_anchor_broken', `the audit hash chain no longer holds the head recorded by export #${newest.seq} (${newest.chain_head}): ${chain.reason ?? 'broken'}`);
+  }
   return report;
 }
 
-/** Verifies one tenant's archive, or every tenant that has exports. Optionally audits the outcome. */
+/**
+ * Verifies one tenant's archive, or every tenant that has exports. With `audit`, also checks
+ * the recorded chain head against the audit hash chain and writes audit.verify /
+ * audit.verify.failed per tenant.
+ */
 export async function verifyArchive(deps: { pool: Pool; store: BlobStore; audit?: AuditService }, opts: { tenantId?: string } = {}): Promise<VerifyReport> {
   const tenants = opts.tenantId ? [opts.tenantId] : await repo.archivedTenants(deps.pool);
   const reports: TenantReport[] = [];
   for (const t of tenants) {
-    const r = await verifyTenant(deps.pool, deps.store, t);
+    const r = await verifyTenant(deps.pool, deps.store, t, deps.audit);
     reports.push(r);
     if (deps.audit) {
       const failed = r.problems.length > 0;

@@ -8,7 +8,8 @@
  * |------------------|------------------------------------------------------------------|----------|
  * | brute_force      | ≥ LOGIN_MAX_FAILURES (5) auth.login.failure per IP or per email   | critical |
  * |                  | within LOGIN_LOCKOUT_WINDOW (15 min); once per subject and window |          |
- * | refresh_reuse    | every auth.refresh.reuse                                          | critical |
+ * | refresh_reuse    | raised by the auth service itself with auth.refresh.reuse, in the | critical |
+ * |                  | same transaction (auth-service.ts); forwarded like every alert    |          |
  * | key_event        | every key.master.rotated; key.master.fallback once per 15 min     | high     |
  * | admin_escalation | user.role_changed whose after.role is admin (before was not)      | high     |
  * | denied_burst     | ≥ 10 access.denied by one user (or IP) within 5 minutes           | high     |
@@ -36,8 +37,12 @@ export interface AlertRulesOptions {
   deniedBurst?: { threshold: number; windowMs: number };
 }
 
+/** The audit actions the rules look at (the hook runs for these only). */
+export const WATCHED_ACTIONS: ReadonlySet<string> = new Set(['auth.login.failure', 'access.denied', 'key.master.rotated', 'key.master.fallback', 'user.role_changed']);
+
 export interface AlertRules {
   hook: AuditHook;
+  watches(action: string): boolean;
   /** Deletes signals and suppression state past every window. */
   prune(): Promise<void>;
 }
@@ -128,12 +133,6 @@ export function createAlertRules(deps: { siem: Pick<SiemService, 'sendAlert'>; c
         return bruteForce(q, event, recorded);
       case 'access.denied':
         return deniedBurst(q, event, recorded);
-      case 'auth.refresh.reuse':
-        return raise(q, 'refresh_reuse', 'critical', 'A spent refresh token was presented again; the session was revoked', event, recorded, {
-          resourceType: event.resourceType,
-          resourceId: event.resourceId ?? null,
-          details: { sessionOrToken: event.resourceId ?? null },
-        });
       case 'key.master.rotated':
         return raise(q, 'key_event', 'high', 'The master encryption key was rotated', event, recorded, {
           resourceType: event.resourceType,
@@ -166,6 +165,7 @@ export function createAlertRules(deps: { siem: Pick<SiemService, 'sendAlert'>; c
 
   return {
     hook,
+    watches: (action) => WATCHED_ACTIONS.has(action),
     async prune() {
       await repo.pruneAlertData(deps.pool, new Date(clock.now() - ALERT_DATA_RETENTION_MS));
     },

@@ -72,9 +72,10 @@ export function buildSecurityMonitoring(deps: SecurityMonitoringDeps): SecurityM
       ...(deps.alertRules?.deniedBurst ? { deniedBurst: deps.alertRules.deniedBurst } : {}),
     },
   });
-  // Order matters: the forwarding hook sees every row (alerts included, recorded by the rules hook).
-  audit.addHook(siem.auditHook);
-  audit.addHook(alerts.hook);
+  // High/critical rows reach the outbox through the audit_logs trigger (migration 040), so the
+  // only hook is the rules', and only for the actions it watches: every other audit write keeps
+  // the audit service's single-statement fast path.
+  audit.addHook(alerts.hook, { when: (e) => alerts.watches(e.action) });
   const blobStore = deps.blobStore !== undefined ? deps.blobStore : createBlobStore(config.archive);
   const archive = createArchiveService({ pool, config, logger, clock, audit, metrics, blobStore, chainHead: deps.chainHead });
 

@@ -31,33 +31,6 @@ export async function insertOutbox(q: Queryable, events: readonly SiemEvent[], n
   ]);
 }
 
-export const INSERT_OUTBOX_AUDIT = `
-INSERT INTO siem_outbox (event_id, tenant_id, audit_log_id, event_type, severity, enqueued_at, next_attempt_at)
-VALUES ($1, $2, $3, $4, $5, $6, $6)`;
-
-type NamedQueryable = { query(config: { name: string; text: string; values: unknown[] }): Promise<unknown> };
-
-/** An event that mirrors an audit row: only the reference is queued. */
-export interface AuditRef {
-  eventId: string;
-  tenantId: string;
-  auditLogId: string;
-  eventType: string;
-  severity: Severity;
-}
-
-/**
- * The hot path (inside the audit row's transaction): a small VALUES insert as a named prepared
- * statement, parsed and planned once per connection.
- */
-export async function insertOutboxAudit(q: Queryable, e: AuditRef, now: Date): Promise<void> {
-  await (q as unknown as NamedQueryable).query({
-    name: 'siem_outbox_insert_audit',
-    text: INSERT_OUTBOX_AUDIT,
-    values: [e.eventId, e.tenantId, e.auditLogId, e.eventType, e.severity, now],
-  });
-}
-
 export const SELECT_AUDIT_ROWS = `
 SELECT id::text AS id, tenant_id, user_id::text AS user_id, action, resource_type, resource_id, before, after,
   ip_address, user_agent, result, error_message, severity, request_id, created_at
@@ -95,11 +68,19 @@ export async function countOutboxCapped(q: Queryable, cap: number): Promise<numb
   return rows[0]?.n ?? 0;
 }
 
+export const COUNT_FRESH_CAPPED = `SELECT count(*)::int AS n FROM (SELECT 1 FROM siem_outbox WHERE attempts = 0 AND claimed_until IS NULL LIMIT $1) s`;
+
+/** Events never tried yet, counting at most `cap` (is a full batch waiting?). */
+export async function countFreshCapped(q: Queryable, cap: number): Promise<number> {
+  const { rows } = await q.query<{ n: number }>(COUNT_FRESH_CAPPED, [cap]);
+  return rows[0]?.n ?? 0;
+}
+
 export const CLAIM_BATCH = `
 UPDATE siem_outbox o SET claimed_by = $1, claimed_until = $2
 WHERE o.seq IN (
   SELECT seq FROM siem_outbox
-  WHERE next_attempt_at <= $3 AND (claimed_until IS NULL OR claimed_until < $3)
+  WHERE (attempts = 0 OR next_attempt_at <= $3) AND (claimed_until IS NULL OR claimed_until < $3)
   ORDER BY seq
   LIMIT $4
   FOR UPDATE SKIP LOCKED)
@@ -160,35 +141,36 @@ export async function moveToDeadLetter(q: Queryable, items: ReadonlyArray<{ seq:
   return rows.map((r) => r.event_id);
 }
 
-export const EVICT_OLDEST_NON_CRITICAL = `
-WITH victim AS (
+export const TRIM_QUEUE = `
+WITH excess AS (SELECT GREATEST(count(*) - $1, 0) AS n FROM siem_outbox),
+victims AS (
   SELECT seq FROM siem_outbox
-  WHERE severity <> 'critical' AND claimed_until IS NULL
+  WHERE severity <> 'critical' AND event_type NOT LIKE 'security.alert.%' AND claimed_until IS NULL
   ORDER BY seq
-  LIMIT 1
+  LIMIT (SELECT n FROM excess)
   FOR UPDATE SKIP LOCKED),
 d AS (
-  DELETE FROM siem_outbox o USING victim WHERE o.seq = victim.seq
+  DELETE FROM siem_outbox o USING victims v WHERE o.seq = v.seq
   RETURNING o.event_id, o.tenant_id, o.audit_log_id, o.event_type, o.severity, o.payload, o.enqueued_at, o.attempts)
 INSERT INTO siem_dead_letter (event_id, tenant_id, audit_log_id, event_type, severity, payload, enqueued_at, attempts, reason, dead_at)
-SELECT event_id, tenant_id, audit_log_id, event_type, severity, payload, enqueued_at, attempts, 'queue_full: evicted to make room for a newer event', $1 FROM d
+SELECT event_id, tenant_id, audit_log_id, event_type, severity, payload, enqueued_at, attempts, 'queue_full: evicted to make room for newer events', $2 FROM d
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id`;
 
-/** Queue full: moves the oldest unclaimed non-critical event to the dead letter. Returns its id or null. */
-export async function evictOldestNonCritical(q: Queryable, now: Date): Promise<string | null> {
-  const { rows } = await q.query<{ event_id: string }>(EVICT_OLDEST_NON_CRITICAL, [now]);
-  return rows[0]?.event_id ?? null;
+/**
+ * Keeps the outbox within `max`: the oldest unclaimed events that are neither critical nor
+ * alerts move to the dead letter (reason queue_full). Returns the moved event ids.
+ */
+export async function trimQueue(q: Queryable, max: number, now: Date): Promise<string[]> {
+  const { rows } = await q.query<{ event_id: string }>(TRIM_QUEUE, [max, now]);
+  return rows.map((r) => r.event_id);
 }
 
-export const INSERT_DEAD_LETTER_DIRECT = `
-INSERT INTO siem_dead_letter (event_id, tenant_id, audit_log_id, event_type, severity, enqueued_at, attempts, reason, dead_at)
-VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $6)
-ON CONFLICT (event_id) DO NOTHING`;
+export const SET_FORWARDING = `UPDATE siem_settings SET forwarding = $1, updated_at = now() WHERE id AND forwarding IS DISTINCT FROM $1`;
 
-/** Queue full: an audit-derived event goes straight to the dead letter (by reference). */
-export async function insertDeadLetterDirect(q: Queryable, e: AuditRef, reason: string, now: Date): Promise<void> {
-  await q.query(INSERT_DEAD_LETTER_DIRECT, [e.eventId, e.tenantId, e.auditLogId, e.eventType, e.severity, now, reason]);
+/** Turns queuing of high/critical audit rows (the audit_logs trigger) on or off. */
+export async function setForwarding(q: Queryable, on: boolean): Promise<void> {
+  await q.query(SET_FORWARDING, [on]);
 }
 
 export const RELEASE_CLAIMS = `UPDATE siem_outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1`;

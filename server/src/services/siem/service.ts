@@ -1,10 +1,13 @@
 /**
  * The SIEM forwarder: a durable outbox in PostgreSQL and a worker in every instance.
  *
- * Enqueue: in the caller's transaction (the audit hook runs inside the audit row's
- * transaction), so an event exists exactly when the change it reports committed. Events that
- * mirror audit rows are queued by reference (audit_log_id); the worker reads those rows, per
- * tenant, when it sends. Submitted events carry their payload.
+ * Enqueue, always in the transaction of the change it reports:
+ *  - every high/critical audit row and every security.alert.* row is queued by the
+ *    audit_logs AFTER INSERT trigger of migration 040 (by reference: audit_log_id), whoever
+ *    inserts the row (application, scripts, database functions), at no extra round trip on
+ *    the audit write path. The trigger is active while siem_settings.forwarding is on, which
+ *    start() sets from SIEM_PROVIDER. The worker reads those rows, per tenant, when it sends;
+ *  - POST /audit/siem and sendEvent/sendBatch insert events with their payload.
  * Worker: claims up to SIEM_BATCH_SIZE due events with FOR UPDATE SKIP LOCKED and a lease,
  * hands them to the connector, deletes delivered ones, reschedules retryable ones with
  * capped exponential backoff and full jitter, and moves permanent failures to the dead
@@ -15,11 +18,10 @@
  * Queue bound (SIEM_MAX_QUEUE):
  *  - POST /audit/siem and sendEvent/sendBatch: refused with 503 + Retry-After when the batch
  *    would exceed the bound (nothing is enqueued; the caller can retry);
- *  - events mirrored from the audit trail and alerts: never block or fail the audit write.
- *    When full, the oldest unclaimed non-critical event is moved to the dead letter
- *    (reason queue_full) to make room; if every queued event is critical, a new critical
- *    event or alert is still enqueued (the bound is exceeded only by critical events) and a
- *    new non-critical one goes straight to the dead letter. The audit row itself always stays.
+ *  - audit rows are always queued (the audit write never waits or fails for the SIEM); every
+ *    worker tick trims the outbox back to the bound by moving the oldest unclaimed events
+ *    that are neither critical nor alerts to the dead letter (reason queue_full). Critical
+ *    events and alerts are never evicted. The audit rows themselves always stay.
  */
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -31,7 +33,7 @@ import { AppError } from '../../lib/errors';
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
 import type { AuditService } from '../audit/service';
-import type { AuditHook, Severity } from '../audit/types';
+import type { Severity } from '../audit/types';
 import { backoffDelayMs } from './backoff';
 import { createConnector } from './connectors';
 import { auditEventId } from './event-id';
@@ -42,10 +44,13 @@ import type { EventOutcome, QueueStatus, SiemConnector, SiemEvent, SiemEventInpu
 import { SEVERITIES } from './types';
 
 export const DEFAULT_LEASE_MS = 5 * 60_000;
+/**
+ * Audit rows are queued by a database trigger, so this instance does not see them arrive: it
+ * checks this often whether a full batch waits (and flushes at once), between intervals.
+ */
+const FILL_CHECK_MS = 1000;
 /** Batches one tick may deliver back to back before yielding to the next interval. */
 const MAX_BATCHES_PER_TICK = 50;
-/** Near the bound the hook counts exactly instead of trusting the estimate. */
-const EXACT_COUNT_RATIO = 0.9;
 
 export interface FlushResult {
   claimed: number;
@@ -90,6 +95,10 @@ export interface SiemService {
   readonly instanceId: string;
   /** Enqueues inside the caller's transaction; refused with 503 when the events do not fit the bound. */
   enqueue(q: Queryable, events: readonly SiemEvent[]): Promise<void>;
+  /** Writes siem_settings.forwarding (the audit_logs trigger queues high/critical rows while on). start() calls it. */
+  syncSettings(): Promise<void>;
+  /** Moves events beyond SIEM_MAX_QUEUE to the dead letter (every worker tick does it). Returns their ids. */
+  trimQueue(): Promise<string[]>;
   /** The seed API: enqueue one event (own transaction unless `q`). Returns its id. */
   sendEvent(event: SiemEventInput, q?: Queryable): Promise<string>;
   sendBatch(events: readonly SiemEventInput[], q?: Queryable): Promise<string[]>;
@@ -102,8 +111,6 @@ export interface SiemService {
   getQueueStatus(tenantId?: string | null): Promise<QueueStatus>;
   /** Claims and delivers one batch now. */
   flushOnce(): Promise<FlushResult>;
-  /** Audit hook: forwards every high/critical audit event (and every alert). */
-  readonly auditHook: AuditHook;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -127,7 +134,7 @@ function notConfigured(): AppError {
   return new AppError('SERVICE_UNAVAILABLE', 503, 'No SIEM is configured (SIEM_PROVIDER, SIEM_ENDPOINT_URL).');
 }
 
-/** Audit events forwarded automatically: high/critical ones and alerts, except the forwarder's own bookkeeping. */
+/** Audit rows the audit_logs trigger queues (migration 040 mirrors this rule in SQL). */
 export function isForwarded(action: string, severity: Severity): boolean {
   if (action.startsWith('audit.siem.')) return false;
   return severity === 'high' || severity === 'critical' || action.startsWith('security.alert.');
@@ -148,6 +155,7 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
   let depthEstimate = 0;
   let enqueuedSinceTick = 0;
   let timer: NodeJS.Timeout | null = null;
+  let fillTimer: NodeJS.Timeout | null = null;
   let running: Promise<void> | null = null;
   let started = false;
   let stopping = false;
@@ -159,30 +167,6 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
   function nudge(n: number): void {
     enqueuedSinceTick += n;
     if (started && !stopping && enqueuedSinceTick >= batchSize) schedule(5);
-  }
-
-  /** The audit hook's path: never fails the audit write because of the bound (see the header). */
-  async function enqueueAuditRef(q: Queryable, ref: repo.AuditRef, critical: boolean): Promise<void> {
-    const at = now();
-    if (depthEstimate >= maxQueue * EXACT_COUNT_RATIO) {
-      depthEstimate = await repo.countOutboxCapped(q, maxQueue);
-      if (depthEstimate >= maxQueue) {
-        const evicted = await repo.evictOldestNonCritical(q, at);
-        if (evicted) {
-          metrics.deadLettered.inc({ reason: 'queue_full' });
-          log.warn('SIEM queue full: evicted the oldest non-critical event to the dead letter', { evictedEventId: evicted, maxQueue });
-        } else if (!critical) {
-          await repo.insertDeadLetterDirect(q, ref, 'queue_full: every queued event is critical', at);
-          metrics.deadLettered.inc({ reason: 'queue_full' });
-          log.warn('SIEM queue full of critical events: new event dead-lettered', { eventId: ref.eventId, maxQueue });
-          return;
-        }
-      }
-    }
-    await repo.insertOutboxAudit(q, ref, at);
-    depthEstimate += 1;
-    metrics.enqueued.inc({ origin: ref.eventType.startsWith('security.alert.') ? 'alert' : 'audit' });
-    nudge(1);
   }
 
   async function enqueueReject(q: Queryable, events: readonly SiemEvent[]): Promise<void> {
@@ -298,6 +282,15 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
     return applyReport(rows, outcomes, error);
   }
 
+  async function trimQueue(): Promise<string[]> {
+    const moved = await repo.trimQueue(pool, maxQueue, now());
+    if (moved.length > 0) {
+      metrics.deadLettered.inc({ reason: 'queue_full' }, moved.length);
+      log.warn('SIEM queue over its bound: oldest non-critical events moved to the dead letter', { count: moved.length, maxQueue });
+    }
+    return moved;
+  }
+
   async function tick(): Promise<void> {
     if (stopping) return;
     if (running) {
@@ -308,6 +301,7 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
     enqueuedSinceTick = 0;
     running = (async () => {
       try {
+        await trimQueue();
         for (let i = 0; i < MAX_BATCHES_PER_TICK && !stopping; i++) {
           const r = await flushOnce();
           if (r.claimed < batchSize || r.delivered === 0) break;
@@ -335,12 +329,6 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
     }, ms);
     timer.unref();
   }
-
-  const auditHook: AuditHook = async (event, recorded, q) => {
-    if (!enabled || !isForwarded(event.action, event.severity)) return;
-    const ref = { eventId: auditEventId(recorded.id), tenantId: event.tenantId, auditLogId: recorded.id, eventType: event.action, severity: event.severity };
-    await enqueueAuditRef(q, ref, event.severity === 'critical' || event.action.startsWith('security.alert.'));
-  };
 
   /** The events of claimed rows: stored payloads, or built from the audit rows they mirror (read per tenant). */
   async function resolveEvents(rows: repo.OutboxRow[]): Promise<{ events: SiemEvent[]; missing: repo.OutboxRow[] }> {
@@ -482,20 +470,38 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
       };
     },
     flushOnce,
-    auditHook,
+    async syncSettings() {
+      await repo.setForwarding(pool, enabled);
+    },
+    trimQueue,
     async start() {
+      await service.syncSettings();
       if (!enabled || started) return;
       started = true;
       stopping = false;
       depthEstimate = await repo.countOutboxCapped(pool, maxQueue).catch(() => 0);
       await repo.deleteStaleWorkers(pool, new Date(clock.now() - 7 * 86_400_000)).catch(() => undefined);
       schedule(0);
+      if (config.siem.flushIntervalMs > FILL_CHECK_MS) {
+        fillTimer = setInterval(() => {
+          if (running || stopping) return;
+          repo
+            .countFreshCapped(pool, batchSize)
+            .then((n) => {
+              if (n >= batchSize) schedule(0);
+            })
+            .catch((err: Error) => log.debug('SIEM fill check failed', { err: err.message }));
+        }, FILL_CHECK_MS);
+        fillTimer.unref();
+      }
       log.info('SIEM forwarder started', { batchSize, flushIntervalMs: config.siem.flushIntervalMs, maxQueue, instanceId });
     },
     async stop() {
       stopping = true;
       if (timer) clearTimeout(timer);
       timer = null;
+      if (fillTimer) clearInterval(fillTimer);
+      fillTimer = null;
       if (running) await running.catch(() => undefined);
       if (started) {
         await repo.releaseClaims(pool, instanceId).catch((err: Error) => log.warn('could not release SIEM claims', { err: err.message }));
