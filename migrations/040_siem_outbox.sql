@@ -7,7 +7,9 @@
 -- read every tenant's events, so it has no row-level security; every API read filters by tenant.
 CREATE TABLE siem_outbox (
   seq              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  event_id         uuid NOT NULL,
+  -- NULL for rows queued by the audit trigger: the id is then siem_audit_event_id(audit_log_id),
+  -- computed where it is needed (the worker, the dead letter) instead of on the audit write path.
+  event_id         uuid,
   tenant_id        text NOT NULL CHECK (length(tenant_id) BETWEEN 1 AND 64),
   audit_log_id     bigint,
   event_type       text NOT NULL CHECK (length(event_type) BETWEEN 1 AND 128),
@@ -23,7 +25,8 @@ CREATE TABLE siem_outbox (
   last_error       text CHECK (last_error IS NULL OR length(last_error) <= 1000),
   claimed_by       text CHECK (claimed_by IS NULL OR length(claimed_by) <= 200),
   claimed_until    timestamptz,
-  CONSTRAINT siem_outbox_source CHECK (payload IS NOT NULL OR audit_log_id IS NOT NULL)
+  CONSTRAINT siem_outbox_source CHECK (payload IS NOT NULL OR audit_log_id IS NOT NULL),
+  CONSTRAINT siem_outbox_id CHECK (event_id IS NOT NULL OR audit_log_id IS NOT NULL)
 );
 -- Only the primary key: claims walk it in seq (FIFO) order and skip rows not due yet, so an
 -- insert on the audit write path maintains a single index.
@@ -96,8 +99,8 @@ BEGIN
   IF NEW.action LIKE 'audit.siem.%' OR NOT coalesce((SELECT forwarding FROM siem_settings WHERE id), false) THEN
     RETURN NULL;
   END IF;
-  INSERT INTO siem_outbox (event_id, tenant_id, audit_log_id, event_type, severity, enqueued_at, next_attempt_at)
-  VALUES (siem_audit_event_id(NEW.id), NEW.tenant_id, NEW.id, NEW.action, NEW.severity, now(), now());
+  INSERT INTO siem_outbox (tenant_id, audit_log_id, event_type, severity, enqueued_at, next_attempt_at)
+  VALUES (NEW.tenant_id, NEW.id, NEW.action, NEW.severity, now(), now());
   RETURN NULL;
 END
 $$;

@@ -38,6 +38,9 @@ async function main(): Promise<void> {
   const pool = createPool(poolOptionsFromConfig(config, config.database.url as string), logger);
   const c = await buildServices({ config, logger, pool, clock: systemClock });
   await c.start();
+  // BENCH_SIEM_WORKER=off: forwarding stays on (the trigger queues) but nothing delivers, to
+  // isolate the cost of queuing from the cost of delivering.
+  if (process.env.BENCH_SIEM_WORKER === 'off') await c.services.monitoring.siem.stop();
 
   const tenantId = `bench-${process.pid}`;
   const { rows } = await pool.query<{ id: string }>(

@@ -59,7 +59,7 @@ async function alerts(rule: string, where: { tenantId?: string; resourceId?: str
 }
 
 async function queued(eventId: string): Promise<boolean> {
-  const { rows } = await db.owner.query('SELECT 1 FROM siem_outbox WHERE event_id = $1', [eventId]);
+  const { rows } = await db.owner.query('SELECT 1 FROM siem_outbox WHERE coalesce(event_id, siem_audit_event_id(audit_log_id)) = $1', [eventId]);
   return rows.length === 1;
 }
 

@@ -62,10 +62,11 @@ async function stack(over: Record<string, string> = {}, deps: Parameters<typeof 
 }
 
 async function outbox(): Promise<Array<{ seq: string; event_id: string; tenant_id: string; audit_log_id: string | null; event_type: string; attempts: number; next_attempt_at: Date; last_error: string | null; severity: string; payload: Record<string, unknown> | null; claimed_by: string | null }>> {
-  return (await db.owner.query('SELECT * FROM siem_outbox ORDER BY seq')).rows;
+  // Rows the audit trigger queued store no id; it is derived from the audit row id.
+  return (await db.owner.query('SELECT *, coalesce(event_id, siem_audit_event_id(audit_log_id)) AS event_id FROM siem_outbox ORDER BY seq')).rows;
 }
 
-async function deadLetters(): Promise<Array<{ event_id: string; tenant_id: string; reason: string; attempts: number; payload: Record<string, unknown> }>> {
+async function deadLetters(): Promise<Array<{ event_id: string; tenant_id: string; audit_log_id: string | null; reason: string; attempts: number; payload: Record<string, unknown> }>> {
   return (await db.owner.query('SELECT * FROM siem_dead_letter ORDER BY dead_at, event_id')).rows;
 }
 
@@ -274,7 +275,8 @@ describe('automatic forwarding from the audit trail', () => {
     // Point the queued reference at an id no row has (the append-only trail cannot be edited here).
     await db.owner.query('UPDATE siem_outbox SET audit_log_id = audit_log_id + 1000000000 WHERE audit_log_id = $1', [rec.id]);
     expect(await siem().flushOnce()).toEqual({ claimed: 1, delivered: 0, retried: 0, dead: 1 });
-    expect((await deadLetters())[0]).toMatchObject({ event_id: auditEventId(rec.id), reason: `audit row ${BigInt(rec.id) + 1_000_000_000n} not found` });
+    const gone = String(BigInt(rec.id) + 1_000_000_000n);
+    expect((await deadLetters())[0]).toMatchObject({ event_id: auditEventId(gone), audit_log_id: gone, reason: `audit row ${gone} not found` });
   });
 
   it('when the transaction of a critical audit row rolls back, then neither the row nor the outbox event exists', async () => {
@@ -287,6 +289,12 @@ describe('automatic forwarding from the audit trail', () => {
     ).rejects.toThrow('the change failed');
     expect((await db.owner.query('SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1', [tenantId])).rows[0].n).toBe(0);
     expect(await outbox()).toEqual([]);
+  });
+
+  it('when the database derives an audit event id, then it is the same v5 UUID the service computes', async () => {
+    const ids = ['1', '42', '9007199254740993'];
+    const { rows } = await db.owner.query<{ id: string }>('SELECT siem_audit_event_id(x)::text AS id FROM unnest($1::bigint[]) AS x', [ids]);
+    expect(rows.map((r) => r.id)).toEqual(ids.map(auditEventId));
   });
 
   it('when a script inserts a critical audit row with plain SQL, then it is queued too', async () => {

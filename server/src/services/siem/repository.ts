@@ -1,5 +1,6 @@
 /** SQL of the SIEM outbox, dead letter, worker state and alert bookkeeping. One function per statement. */
 import type { Queryable } from '../../db/pool';
+import { auditEventId } from './event-id';
 import type { Severity, SiemEvent } from './types';
 
 export interface OutboxRow {
@@ -88,8 +89,10 @@ RETURNING o.seq, o.event_id, o.tenant_id, o.attempts, o.payload, o.audit_log_id:
 
 /** Claims up to `limit` due events for `worker` until `leaseUntil`; other workers skip them. */
 export async function claimBatch(q: Queryable, worker: string, now: Date, leaseUntil: Date, limit: number): Promise<OutboxRow[]> {
-  const { rows } = await q.query<OutboxRow>(CLAIM_BATCH, [worker, leaseUntil, now, limit]);
-  return rows.sort((a, b) => (a.seq.length - b.seq.length) || (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
+  const { rows } = await q.query<Omit<OutboxRow, 'event_id'> & { event_id: string | null }>(CLAIM_BATCH, [worker, leaseUntil, now, limit]);
+  return rows
+    .map((r) => ({ ...r, event_id: r.event_id ?? auditEventId(r.audit_log_id as string) }))
+    .sort((a, b) => a.seq.length - b.seq.length || (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
 }
 
 export const DELETE_DELIVERED = `DELETE FROM siem_outbox WHERE seq = ANY($1::bigint[]) AND claimed_by = $2`;
@@ -128,7 +131,7 @@ WITH x AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS x(seq, reason)),
 d AS (
   DELETE FROM siem_outbox o USING x
   WHERE o.seq = x.seq AND o.claimed_by = $3
-  RETURNING o.event_id, o.tenant_id, o.audit_log_id, o.event_type, o.severity, o.payload, o.enqueued_at, o.attempts, x.reason)
+  RETURNING coalesce(o.event_id, siem_audit_event_id(o.audit_log_id)) AS event_id, o.tenant_id, o.audit_log_id, o.event_type, o.severity, o.payload, o.enqueued_at, o.attempts, x.reason)
 INSERT INTO siem_dead_letter (event_id, tenant_id, audit_log_id, event_type, severity, payload, enqueued_at, attempts, reason, dead_at)
 SELECT event_id, tenant_id, audit_log_id, event_type, severity, payload, enqueued_at, attempts + 1, reason, $4 FROM d
 ON CONFLICT (event_id) DO NOTHING
@@ -151,7 +154,7 @@ victims AS (
   FOR UPDATE SKIP LOCKED),
 d AS (
   DELETE FROM siem_outbox o USING victims v WHERE o.seq = v.seq
-  RETURNING o.event_id, o.tenant_id, o.audit_log_id, o.event_type, o.severity, o.payload, o.enqueued_at, o.attempts)
+  RETURNING coalesce(o.event_id, siem_audit_event_id(o.audit_log_id)) AS event_id, o.tenant_id, o.audit_log_id, o.event_type, o.severity, o.payload, o.enqueued_at, o.attempts)
 INSERT INTO siem_dead_letter (event_id, tenant_id, audit_log_id, event_type, severity, payload, enqueued_at, attempts, reason, dead_at)
 SELECT event_id, tenant_id, audit_log_id, event_type, severity, payload, enqueued_at, attempts, 'queue_full: evicted to make room for newer events', $2 FROM d
 ON CONFLICT (event_id) DO NOTHING
