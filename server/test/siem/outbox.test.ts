@@ -408,6 +408,20 @@ describe('the worker', () => {
     expect(hec.envelopes).toHaveLength(0);
   });
 
+  it('when an operator replays dead letters with the documented SQL after fixing the token, then they are delivered with their ids', async () => {
+    const bad = await stack({ SIEM_API_KEY: 'revoked-token' });
+    const tenantId = uniqueTenant();
+    const submitted = await bad.monitoring.siem.sendBatch(inputs(tenantId, 1));
+    const rec = await bad.audit.record({ tenantId, action: 'user.deactivated', resourceType: 'user', severity: 'high' });
+    expect((await bad.monitoring.siem.flushOnce()).dead).toBe(2);
+    await db.owner.query(`WITH moved AS (DELETE FROM siem_dead_letter WHERE reason LIKE 'splunk: HTTP 403%' RETURNING *)
+      INSERT INTO siem_outbox (event_id, tenant_id, audit_log_id, event_type, severity, payload, enqueued_at, next_attempt_at)
+      SELECT event_id, tenant_id, audit_log_id, event_type, severity, payload, enqueued_at, now() FROM moved`);
+    await drain(siem());
+    expect(receivedIds().sort()).toEqual([...submitted, auditEventId(rec.id)].sort());
+    expect(await deadLetters()).toEqual([]);
+  });
+
   it('when HEC rejects one event of a batch (invalid-event-number), then earlier ones count as delivered, it is dead-lettered and later ones are re-sent', async () => {
     const tenantId = uniqueTenant();
     hec.rejectWhen((e) => e.message === 'bad one');

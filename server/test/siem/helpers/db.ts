@@ -30,6 +30,9 @@ export async function createIsolatedDatabase(label: string): Promise<IsolatedDat
   const url = u.toString();
   await runMigrations(url);
   const owner = new pg.Pool({ connectionString: url, max: 4 });
+  // An idle connection terminated from outside (another suite on the same server resetting
+  // backends) must not crash the test process; the pool replaces it on the next query.
+  owner.on('error', () => undefined);
   return {
     url,
     owner,
