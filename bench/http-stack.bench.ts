@@ -3,7 +3,7 @@
  * Usage: npx tsx bench/http-stack.bench.ts [seconds-per-round=5] [rounds=3]
  */
 import { randomBytes } from 'node:crypto';
-import { fmt, load, median, startServer, type LoadResult } from './lib/harness';
+import { fmt, load, loadWithCpu, median, startServer, type LoadResult } from './lib/harness';
 
 async function main(): Promise<void> {
   const seconds = Number(process.argv[2] ?? 5);
@@ -31,8 +31,8 @@ async function main(): Promise<void> {
     await load({ url: `${bare.url}/api/health`, duration: 2 });
     await load({ url: `${full.url}/api/health`, duration: 2 });
     for (let i = 0; i < rounds; i++) {
-      results.bare.push(await load({ url: `${bare.url}/api/health`, duration: seconds }));
-      results.full.push(await load({ url: `${full.url}/api/health`, duration: seconds }));
+      results.bare.push(await loadWithCpu(bare.child.pid as number, { url: `${bare.url}/api/health`, duration: seconds }));
+      results.full.push(await loadWithCpu(full.child.pid as number, { url: `${full.url}/api/health`, duration: seconds }));
     }
   } finally {
     await bare.stop();
@@ -46,6 +46,9 @@ async function main(): Promise<void> {
   console.log(`\nGET /api/health, 20 connections, ${rounds} rounds x ${seconds} s (medians)`);
   console.log(`bare express : ${Math.round(b)} req/s, p99 ${bp99} ms`);
   console.log(`full stack   : ${Math.round(f)} req/s, p99 ${fp99} ms`);
+  const bc = median(results.bare.map((r) => r.cpuPerReq ?? 0));
+  const fc = median(results.full.map((r) => r.cpuPerReq ?? 0));
+  console.log(`server CPU per request: bare ${bc.toFixed(0)} µs, full ${fc.toFixed(0)} µs (CPU ratio bare/full = ${(bc / fc).toFixed(3)}: the throughput ratio on an idle core)`);
   console.log(`ratio full/bare = ${(f / b).toFixed(3)}  (target >= 0.75)`);
 }
 main().catch((e: Error) => {

@@ -4,10 +4,13 @@
  * Rounds alternate between the baseline and the candidate to even out machine noise.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import autocannon from 'autocannon';
 
 export interface LoadResult {
+  /** Server CPU time per request (µs), when measured with cpuOf(). */
+  cpuPerReq?: number;
   rps: number;
   p50: number;
   p99: number;
@@ -59,11 +62,28 @@ export async function load(opts: { url: string; connections?: number; duration?:
 }
 
 export function fmt(r: LoadResult): string {
-  return `${Math.round(r.rps).toString().padStart(7)} req/s  p50 ${r.p50.toFixed(1).padStart(5)} ms  p99 ${r.p99.toFixed(1).padStart(5)} ms  errors ${r.errors} non2xx ${r.non2xx}`;
+  const cpu = r.cpuPerReq !== undefined ? `  server CPU ${r.cpuPerReq.toFixed(0).padStart(4)} µs/req` : '';
+  return `${Math.round(r.rps).toString().padStart(7)} req/s  p50 ${r.p50.toFixed(1).padStart(5)} ms  p99 ${r.p99.toFixed(1).padStart(5)} ms  errors ${r.errors} non2xx ${r.non2xx}${cpu}`;
 }
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/** CPU time (user + system, µs) a process has used so far, from /proc (Linux). */
+export function cpuMicros(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks / 100) * 1e6;
+}
+
+/** Runs a load and adds the server's CPU time per request: robust to a busy machine, unlike req/s. */
+export async function loadWithCpu(pid: number, opts: Parameters<typeof load>[0]): Promise<LoadResult> {
+  const before = cpuMicros(pid);
+  const r = await load(opts);
+  const used = cpuMicros(pid) - before;
+  const total = r.rps * (opts.duration ?? 5);
+  return { ...r, cpuPerReq: total > 0 ? used / total : 0 };
 }

@@ -5,7 +5,7 @@
  */
 export const REDACTED = '[REDACTED]';
 
-const SECRET_KEY = /(pass(word|wd|phrase)?|secret|token|authorization|cookie|api[-_]?key|private[-_]?key|credential|signature|^key$|[-_]key$|^sig$|session[-_]?id|set-cookie|idtoken|refresh)/i;
+const SECRET_KEY = /(pass(word|wd|phrase)?|secret|token|authorization|cookie|api[-_]?key|private[-_]?key|credential|signature|^key$|[-_]key$|^sig$|set-cookie|idtoken|refresh)/i;
 
 const JWT_LIKE = /\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g;
 const BEARER = /\b(Bearer|Basic|Splunk)\s+[A-Za-z0-9._~+/=-]{8,}/gi;

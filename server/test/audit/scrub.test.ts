@@ -1,7 +1,12 @@
 import { AUDIT_VALUE_MAX_BYTES, isSecretLikeKey, sanitizeText, scrubAuditValue, truncateText } from '../../src/services/audit/scrub';
 
 describe('secret scrubbing', () => {
-  it.each(['password', 'Password', 'new_password', 'passwd', 'passphrase', 'clientSecret', 'client_secret', 'token', 'accessToken', 'refresh_token', 'idToken', 'authorization', 'Authorization', 'cookie', 'set-cookie', 'apiKey', 'x-api-key', 'privateKey', 'masterKey', 'key', 'encryption_key', 'credentials', 'signature', 'sessionId', 'csrfToken', 'pin', 'otp'])(
+  it('when before/after carry a session id, then it is kept (a session id is not a credential: access needs the signed token)', () => {
+    expect(isSecretLikeKey('sessionId')).toBe(false);
+    expect(isSecretLikeKey('session_id')).toBe(false);
+  });
+
+  it.each(['password', 'Password', 'new_password', 'passwd', 'passphrase', 'clientSecret', 'client_secret', 'token', 'accessToken', 'refresh_token', 'idToken', 'authorization', 'Authorization', 'cookie', 'set-cookie', 'apiKey', 'x-api-key', 'privateKey', 'masterKey', 'key', 'encryption_key', 'credentials', 'signature', 'csrfToken', 'pin', 'otp'])(
     'when a key is named %s, then it counts as secret',
     (k) => {
       expect(isSecretLikeKey(k)).toBe(true);

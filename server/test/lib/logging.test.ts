@@ -43,4 +43,23 @@ describe('log redaction', () => {
       await t.close();
     }
   });
+
+  test('when a request completes, then one JSON access line records method, path, status, duration, ip and request id, with tokens in the path masked', async () => {
+    const t = await buildTestApp({ logLevel: 'info' });
+    try {
+      await request(t.app).get('/api/health').set('X-Request-Id', 'access-line-1');
+      await request(t.app).get(`/api/v1/security/${JWT}`).set('X-Request-Id', 'access-line-2');
+      const lines = t.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.message === 'request');
+      const first = lines.find((l) => l.requestId === 'access-line-1');
+      expect(first).toMatchObject({ level: 'info', method: 'GET', path: '/api/health', status: 200, service: 'fleet-security-api' });
+      expect(typeof first?.durationMs).toBe('number');
+      expect(String(first?.timestamp)).toMatch(/^\d{4}-\d\d-\d\dT/);
+      const second = lines.find((l) => l.requestId === 'access-line-2');
+      expect(second).toMatchObject({ status: 404, path: '/api/v1/security/[REDACTED]' });
+      expect(t.logs.join('\n')).not.toContain(JWT);
+    } finally {
+      await t.close();
+    }
+  });
 });
+
