@@ -20,7 +20,7 @@ import type { Logger } from '../../lib/logger';
 import type { AuditService } from '../audit/service';
 import type { SiemMetrics } from '../siem/metrics';
 import type { BlobStore } from './blob-store';
-import { sealBatch } from '../audit/repository';
+import { SET_TENANT_CONTEXT, sealBatch } from '../audit/repository';
 import { auditChainHeadReader, type ChainHeadReader } from './chain-head';
 import { ARCHIVE_FORMAT, GENESIS_DIGEST, blobName, exportDigest, renderNdjson, sha256Hex } from './format';
 import * as repo from './repository';
@@ -126,7 +126,7 @@ export function blobMetadata(e: repo.ExportRow): Record<string, string> {
 async function inTenantTx<T>(client: PoolClient, tenantId: string, fn: (c: PoolClient) => Promise<T>): Promise<T> {
   await client.query('BEGIN');
   try {
-    await client.query("SELECT set_config('app.tenant_id', $1, true)", [tenantId]);
+    await client.query(SET_TENANT_CONTEXT, [tenantId]);
     const r = await fn(client);
     await client.query('COMMIT');
     return r;

@@ -62,6 +62,13 @@ export async function selectAuditRows(q: Queryable, tenantId: string, ids: reado
 }
 
 /** Queue depth, counting at most `cap` rows (bounded cost however long the queue is). */
+export const LOCK_OUTBOX_BOUND = `SELECT pg_advisory_xact_lock(hashtextextended('siem-outbox-bound', 7305))`;
+
+/** Serializes submissions near the bound until the transaction ends (count + insert stay exact). */
+export async function lockOutboxBound(q: Queryable): Promise<void> {
+  await q.query(LOCK_OUTBOX_BOUND);
+}
+
 export const COUNT_OUTBOX_CAPPED = `SELECT count(*)::int AS n FROM (SELECT 1 FROM siem_outbox LIMIT $1) s`;
 
 export async function countOutboxCapped(q: Queryable, cap: number): Promise<number> {

@@ -171,7 +171,7 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
 
   async function enqueueReject(q: Queryable, events: readonly SiemEvent[]): Promise<void> {
     // One submitter at a time near the bound: the count and the insert are then exact.
-    await q.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 7305))', ['siem-outbox-bound']);
+    await repo.lockOutboxBound(q);
     const depth = await repo.countOutboxCapped(q, maxQueue);
     depthEstimate = depth;
     if (depth + events.length > maxQueue) {
