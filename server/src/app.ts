@@ -29,7 +29,7 @@ export function createApp(c: Composition, opts: AppOptions = {}): Express & { me
   app.set('etag', false);
   app.set('query parser', 'simple');
 
-  const metrics = createMetrics({ pool: c.pool, token: config.metricsToken });
+  const metrics = createMetrics({ pool: c.pool, token: config.metricsToken, registries: c.metricRegistries });
   app.metrics = metrics;
   const csrf = createCsrf({ secret: config.csrfSecret, production: config.isProduction });
 

@@ -3,6 +3,7 @@
  * root) and by the tests, so both run the same wiring.
  */
 import type { Store } from 'express-rate-limit';
+import type { Registry } from 'prom-client';
 import type { Config } from './config';
 import type { Pool } from './db/pool';
 import type { Clock } from './lib/clock';
@@ -22,6 +23,7 @@ import { createDevKeyResolver } from './services/auth/dev-issuer';
 import { createIdTokenVerifier, createRemoteKeyResolver, type IdTokenVerifier, type KeyResolver } from './services/auth/oidc';
 import { createUserService, type UserService } from './services/auth/users';
 import { buildEncryption, type EncryptionService, type KeyVaultDeps, type SecretStore } from './services/encryption';
+import { buildSecurityMonitoring, type SecurityMonitoring } from './services/siem';
 
 export interface CoreDeps {
   config: Config;
@@ -47,6 +49,8 @@ export interface Services {
   encryption: EncryptionService;
   /** Encrypted per-tenant secrets (integration credentials); see docs/ENCRYPTION.md. */
   secrets: SecretStore;
+  /** SIEM forwarding (outbox + worker), alerting rules, immutable audit archive. */
+  monitoring: SecurityMonitoring;
 }
 
 /** Route guards built once from the services. */
@@ -60,6 +64,8 @@ export interface Composition extends CoreDeps {
   services: Services;
   guards: Guards;
   readinessChecks: ReadinessCheck[];
+  /** prom-client registries of services, exposed at GET /metrics beside the HTTP metrics. */
+  metricRegistries: Registry[];
   /** Starts background work (workers, timers). Not called by tests that do not need it. */
   start(): Promise<void>;
   /** Stops background work; the caller closes the pool afterwards. */
@@ -93,7 +99,8 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
     requirePermission: createRequirePermission(audit),
   };
   const enc = buildEncryption({ config: core.config, logger: core.logger, clock: core.clock, pool: core.pool, audit, keyVault: core.keyVault });
-  const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool), ...enc.readinessChecks];
+  const monitoring = buildSecurityMonitoring({ config: core.config, pool: core.pool, logger: core.logger, clock: core.clock, audit });
+  const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool), ...enc.readinessChecks, ...monitoring.readinessChecks];
   const starters: Array<() => Promise<void>> = [enc.start];
   if (keyResolver) {
     const resolver = keyResolver;
@@ -106,11 +113,14 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
   const stoppers: Array<() => Promise<void>> = [];
   starters.push(() => auditSealer.start());
   stoppers.push(() => auditSealer.stop());
+  starters.push(() => monitoring.start());
+  stoppers.push(() => monitoring.stop());
   return {
     ...core,
-    services: { audit, auditSealer, tokens, sessions, users, idTokens, auth, encryption: enc.encryption, secrets: enc.secrets },
+    services: { audit, auditSealer, tokens, sessions, users, idTokens, auth, encryption: enc.encryption, secrets: enc.secrets, monitoring },
     guards,
     readinessChecks,
+    metricRegistries: [monitoring.metrics.registry],
     async start() {
       for (const s of starters) await s();
     },

@@ -30,15 +30,15 @@ function sha(s: string): Buffer {
  * GET /metrics answers loopback callers that did not come through a proxy, or a
  * caller presenting METRICS_TOKEN as a Bearer token.
  */
-export function createMetrics(opts: { pool?: Pool; token: string | null }): Metrics {
-  const registry = new client.Registry();
-  client.collectDefaultMetrics({ register: registry, prefix: 'fleet_' });
+export function createMetrics(opts: { pool?: Pool; token: string | null; registries?: client.Registry[] }): Metrics {
+  const own = new client.Registry();
+  client.collectDefaultMetrics({ register: own, prefix: 'fleet_' });
   const duration = new client.Histogram({
     name: 'fleet_http_request_duration_seconds',
     help: 'HTTP request latency by route and status',
     labelNames: ['method', 'route', 'status'] as const,
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers: [registry],
+    registers: [own],
   });
   const pool = opts.pool;
   if (pool) {
@@ -46,7 +46,7 @@ export function createMetrics(opts: { pool?: Pool; token: string | null }): Metr
       name: 'fleet_db_pool_connections',
       help: 'Database pool connections by state',
       labelNames: ['state'] as const,
-      registers: [registry],
+      registers: [own],
       collect() {
         this.set({ state: 'total' }, pool.totalCount);
         this.set({ state: 'idle' }, pool.idleCount);
@@ -55,6 +55,8 @@ export function createMetrics(opts: { pool?: Pool; token: string | null }): Metr
     });
   }
   const tokenDigest = opts.token ? sha(opts.token) : null;
+  // Services' registries (SIEM, archive) are served from the same endpoint.
+  const registry = opts.registries && opts.registries.length > 0 ? client.Registry.merge([own, ...opts.registries]) : own;
 
   // One labelled child per (method, route, status): no label hashing per request.
   const children = new Map<string, client.Histogram.Internal<'method' | 'route' | 'status'>>();

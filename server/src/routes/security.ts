@@ -5,6 +5,7 @@ import type { CsrfProtection } from '../middleware/csrf';
 import { auditRouter } from './audit.routes';
 import { authRouter } from './auth.routes';
 import { keysRouter } from './keys.routes';
+import { siemRouter } from './siem.routes';
 
 export interface SecurityRouterDeps {
   composition: Composition;
@@ -23,6 +24,7 @@ export function securityRouter(deps: SecurityRouterDeps): Router {
 
   router.use(auditRouter(deps.composition));
   router.use(keysRouter(deps.composition));
+  router.use(siemRouter(deps.composition));
 
   return router;
 }

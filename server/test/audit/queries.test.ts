@@ -51,7 +51,10 @@ describe('tenant-scoped queries', () => {
 
   it('when security events are asked for, then only high and critical rows come back', async () => {
     const page = await audit.getSecurityEvents(tenantId);
+    // key.master.rotated also raised the alerting rules' security.alert.key_event (high).
+    const alert = await owner.query<{ id: string }>("SELECT id::text FROM audit_logs WHERE tenant_id = $1 AND action = 'security.alert.key_event'", [tenantId]);
     expect(page.entries.map((e) => [e.id, e.severity])).toEqual([
+      [alert.rows[0]?.id, 'high'],
       [ids.b2, 'critical'],
       [ids.a2, 'high'],
     ]);

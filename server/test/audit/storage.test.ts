@@ -192,6 +192,8 @@ describe('append-only triggers (even for the owner)', () => {
       'audit_logs_refuse_truncate',
       'audit_logs_refuse_update_delete',
       'audit_logs_refuse_update_delete_stmt',
+      // Migration 040: queues high/critical rows for the SIEM in the inserting statement.
+      'audit_logs_siem_outbox',
     ]);
     expect(rows.every((r) => r.tgenabled === 'A')).toBe(true);
   });

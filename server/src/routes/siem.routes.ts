@@ -1,0 +1,72 @@
+/**
+ * SIEM forwarding and the audit archive:
+ *   POST /audit/siem          admin (siem:write)    202 { success, queued, eventIds }
+ *   GET  /siem/status         admin (siem:read)     200 { success, queuedEvents, deadLetter, lastFlushAt, lastError, healthy }
+ *   POST /audit/blob-storage  admin (audit:export)  200 { success, created, blob: { name, sha256, count, firstId, lastId, … } }
+ */
+import { Router, type Request, type Response } from 'express';
+import { z } from 'zod';
+import type { Composition } from '../compose';
+import { validBody, validate } from '../middleware/input-validation';
+import { EVENT_TYPE_RE, MAX_DETAILS_BYTES, MAX_MESSAGE_CHARS, RESERVED_PREFIXES, hasReservedPrefix } from '../services/siem/events';
+import type { ApiEventInput } from '../services/siem/service';
+
+export const MAX_EVENTS_PER_REQUEST = 100;
+
+// NUL characters and lone surrogates are refused for every body by middleware/body.ts.
+const text = (max: number) => z.string().min(1).max(max);
+
+export const siemEventSchema = z.strictObject({
+  eventType: z
+    .string()
+    .min(3)
+    .max(128)
+    .regex(EVENT_TYPE_RE, 'must be dotted lower-case words, e.g. vehicle.geofence.breach')
+    .refine((v) => !hasReservedPrefix(v), `must not start with a reserved prefix (${RESERVED_PREFIXES.join(' ')})`),
+  severity: z.enum(['low', 'medium', 'high', 'critical']),
+  message: text(MAX_MESSAGE_CHARS),
+  details: z
+    .record(z.string().max(128), z.unknown())
+    .refine((v) => Buffer.byteLength(JSON.stringify(v)) <= MAX_DETAILS_BYTES, `must serialize to at most ${MAX_DETAILS_BYTES} bytes`)
+    .optional(),
+  occurredAt: z.iso.datetime({ offset: true }).optional(),
+  outcome: z.enum(['success', 'failure', 'denied']).optional(),
+  resourceType: text(128).optional(),
+  resourceId: text(256).optional(),
+});
+
+export const submitSchema = z.strictObject({
+  events: z.array(siemEventSchema).min(1).max(MAX_EVENTS_PER_REQUEST),
+});
+
+export const exportSchema = z
+  .strictObject({
+    from: z.iso.datetime({ offset: true }).optional(),
+    to: z.iso.datetime({ offset: true }).optional(),
+  })
+  .refine((v) => !v.from || !v.to || Date.parse(v.from) < Date.parse(v.to), { message: '`from` must be before `to`', path: ['from'] });
+
+export function siemRouter(c: Composition): Router {
+  const router = Router();
+  const { requireAuth, requirePermission } = c.guards;
+  const { siem, archive } = c.services.monitoring;
+
+  router.post('/audit/siem', ...requireAuth, requirePermission('siem:write'), validate({ body: submitSchema }), async function submitSiemEvents(req: Request, res: Response) {
+    const body = validBody<{ events: ApiEventInput[] }>(req);
+    const eventIds = await siem.submitFromRequest(req, body.events);
+    res.status(202).json({ success: true, queued: eventIds.length, eventIds });
+  });
+
+  router.get('/siem/status', ...requireAuth, requirePermission('siem:read'), async function siemStatus(req: Request, res: Response) {
+    const status = await siem.getQueueStatus(req.auth?.tenantId);
+    res.json({ success: true, ...status });
+  });
+
+  router.post('/audit/blob-storage', ...requireAuth, requirePermission('audit:export'), validate({ body: exportSchema }), async function exportAuditArchive(req: Request, res: Response) {
+    const body = validBody<{ from?: string; to?: string }>(req);
+    const result = await archive.exportFromRequest(req, { from: body.from ? new Date(body.from) : null, to: body.to ? new Date(body.to) : null });
+    res.json({ success: true, created: result.created, blob: result.blob });
+  });
+
+  return router;
+}

@@ -1,0 +1,116 @@
+/**
+ * Security monitoring, wired once by the composition root: SIEM forwarding (durable outbox +
+ * worker), the alerting rules and the immutable audit archive, with their metrics.
+ */
+import type { Config } from '../../config';
+import type { Pool } from '../../db/pool';
+import type { Clock } from '../../lib/clock';
+import type { Logger } from '../../lib/logger';
+import type { ReadinessCheck } from '../../routes/health';
+import { createBlobStore, type BlobStore } from '../archive/blob-store';
+import type { ChainHeadReader } from '../archive/chain-head';
+import { createArchiveService, type ArchiveService } from '../archive/service';
+import type { AuditService } from '../audit/service';
+import { createAlertRules, type AlertRules, type AlertRulesOptions } from './alerts';
+import { createSiemMetrics, type SiemMetrics } from './metrics';
+import { createSiemService, type SiemService } from './service';
+import type { SiemConnector } from './types';
+
+const PRUNE_INTERVAL_MS = 10 * 60_000;
+
+export interface SecurityMonitoring {
+  siem: SiemService;
+  alerts: AlertRules;
+  archive: ArchiveService;
+  metrics: SiemMetrics;
+  readinessChecks: ReadinessCheck[];
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface SecurityMonitoringDeps {
+  config: Config;
+  pool: Pool;
+  logger: Logger;
+  clock: Clock;
+  audit: AuditService;
+  /** Overrides (tests, benchmarks); defaults come from config. */
+  connector?: SiemConnector | null;
+  connectorTimeoutMs?: number;
+  blobStore?: BlobStore | null;
+  chainHead?: ChainHeadReader;
+  alertRules?: Partial<AlertRulesOptions>;
+  leaseMs?: number;
+  random?: () => number;
+  instanceId?: string;
+}
+
+export function buildSecurityMonitoring(deps: SecurityMonitoringDeps): SecurityMonitoring {
+  const { config, pool, logger, clock, audit } = deps;
+  const metrics = createSiemMetrics();
+  const siem = createSiemService({
+    pool,
+    config,
+    logger,
+    clock,
+    audit,
+    metrics,
+    connector: deps.connector,
+    connectorTimeoutMs: deps.connectorTimeoutMs,
+    leaseMs: deps.leaseMs,
+    random: deps.random,
+    instanceId: deps.instanceId,
+  });
+  const alerts = createAlertRules({
+    siem,
+    clock,
+    logger,
+    metrics,
+    pool,
+    options: {
+      bruteForce: deps.alertRules?.bruteForce ?? { threshold: config.login.maxFailures, windowMs: config.login.lockoutWindowMs },
+      ...(deps.alertRules?.deniedBurst ? { deniedBurst: deps.alertRules.deniedBurst } : {}),
+    },
+  });
+  // High/critical rows reach the outbox through the audit_logs trigger (migration 040), so the
+  // only hook is the rules', and only for the actions it watches: every other audit write keeps
+  // the audit service's single-statement fast path.
+  audit.addHook(alerts.hook, { when: (e) => alerts.watches(e.action) });
+  const blobStore = deps.blobStore !== undefined ? deps.blobStore : createBlobStore(config.archive);
+  const archive = createArchiveService({ pool, config, logger, clock, audit, metrics, blobStore, chainHead: deps.chainHead });
+
+  const readinessChecks: ReadinessCheck[] = [];
+  if (siem.enabled) {
+    readinessChecks.push({
+      name: 'siem',
+      critical: false,
+      async check() {
+        const s = await siem.getQueueStatus(null);
+        if (!s.healthy) throw new Error(s.lastError ?? 'SIEM forwarding unhealthy');
+      },
+    });
+  }
+
+  let pruneTimer: NodeJS.Timeout | null = null;
+  return {
+    siem,
+    alerts,
+    archive,
+    metrics,
+    readinessChecks,
+    async start() {
+      await siem.start();
+      await archive.start();
+      pruneTimer = setInterval(() => {
+        alerts.prune().catch((err: Error) => logger.warn('alert data pruning failed', { err: err.message }));
+      }, PRUNE_INTERVAL_MS);
+      pruneTimer.unref();
+    },
+    async stop() {
+      if (pruneTimer) clearInterval(pruneTimer);
+      pruneTimer = null;
+      await archive.stop();
+      await siem.stop();
+    },
+  };
+}
