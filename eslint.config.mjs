@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', '.data/', 'coverage/', 'backups/'] },
+  { ignores: ['node_modules/', 'dist/', '.data/', 'coverage/', 'backups/', '.scratch/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
