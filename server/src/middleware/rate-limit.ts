@@ -9,7 +9,7 @@ export interface LimiterOptions {
   key?: (req: Request) => string | null | undefined;
   /** Store prefix, so several limiters can share one store (Redis). */
   prefix: string;
-  /** A new store per limiter (express-rate-limit refuses a shared instance); memory when absent. */
+  /** A new store per limiter (express-rate-limit refuses a shared instance); in-process memory when absent. */
   makeStore?: (prefix: string) => Store;
   message?: string;
 }
@@ -52,8 +52,52 @@ export class FailClosedStore implements Store {
   }
 }
 
+/** The client key: IP (IPv6 grouped by /56), from the request context when present. */
+function ipKey(req: Request): string {
+  return ipKeyGenerator(req.ctx?.ip ?? req.ip ?? 'unknown', 56);
+}
+
+/**
+ * The in-process limiter (no REDIS_URL): fixed windows aligned to the clock, one counter per
+ * key, synchronous, no per-request allocation beyond the first hit of a key in a window. The
+ * whole table is dropped when the window rolls over, so it never holds more than one window
+ * of keys. Headers follow IETF draft-7 (RateLimit, RateLimit-Policy), like the Redis path.
+ */
+function memoryLimiter(opts: LimiterOptions, key: (req: Request) => string | null | undefined): RequestHandler {
+  const { windowMs, max } = opts;
+  const policy = `${max};w=${Math.ceil(windowMs / 1000)}`;
+  let windowStart = 0;
+  let counts = new Map<string, number>();
+  return function rateLimitMiddleware(req: Request, res: Response, next: NextFunction): void {
+    const k = key(req);
+    if (k === null || k === undefined) {
+      next();
+      return;
+    }
+    const now = Date.now();
+    if (now - windowStart >= windowMs) {
+      windowStart = now - (now % windowMs);
+      counts = new Map();
+    }
+    const used = (counts.get(k) ?? 0) + 1;
+    counts.set(k, used);
+    const reset = Math.max(1, Math.ceil((windowStart + windowMs - now) / 1000));
+    if (!res.headersSent) {
+      res.setHeader('RateLimit-Policy', policy);
+      res.setHeader('RateLimit', `limit=${max}, remaining=${Math.max(0, max - used)}, reset=${reset}`);
+    }
+    if (used > max) {
+      next(rateLimited(reset, opts.message));
+      return;
+    }
+    next();
+  };
+}
+
 export function createRateLimiter(opts: LimiterOptions): RequestHandler {
-  const key = opts.key ?? ((req: Request) => ipKeyGenerator(req.ip ?? 'unknown', 56));
+  const key = opts.key ?? ipKey;
+  if (!opts.makeStore) return memoryLimiter(opts, key);
+  // Shared store (Redis): express-rate-limit with rate-limit-redis, failing closed.
   const limiter = rateLimit({
     windowMs: opts.windowMs,
     limit: opts.max,
@@ -61,7 +105,7 @@ export function createRateLimiter(opts: LimiterOptions): RequestHandler {
     standardHeaders: 'draft-7',
     legacyHeaders: false,
     identifier: opts.prefix,
-    store: opts.makeStore ? new FailClosedStore(opts.makeStore(`${opts.prefix}:`)) : undefined,
+    store: new FailClosedStore(opts.makeStore(`${opts.prefix}:`)),
     passOnStoreError: false,
     skip: (req) => {
       const k = key(req);
