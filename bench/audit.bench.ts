@@ -10,49 +10,12 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from '../server/src/db/embedded';
-import { runMigrations } from '../server/src/db/migrate';
+import { openBenchDb } from './lib/db';
 import { fmt, load, median, type LoadResult } from './lib/harness';
 
 const BODY = JSON.stringify({ action: 'bench.event', resourceType: 'vehicle', resourceId: 'V-1', after: { mileage: 150, driver: 'd-42' } });
-
-interface Db {
-  url: string;
-  close(): Promise<void>;
-}
-
-async function openDb(): Promise<Db> {
-  const external = process.env.BENCH_DATABASE_URL;
-  if (external) {
-    const name = `fleet_bench_${randomBytes(4).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: external });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${name}`);
-    const u = new URL(external);
-    u.pathname = `/${name}`;
-    return {
-      url: u.toString(),
-      async close() {
-        await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-        await admin.end();
-      },
-    };
-  }
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-bench-pg-'));
-  fs.chmodSync(dir, 0o755);
-  const embedded: EmbeddedDatabase = await startEmbeddedPostgres({ dataDir: path.join(dir, 'data'), password: randomBytes(12).toString('hex'), database: 'bench', port: 0 });
-  return {
-    url: embedded.url,
-    async close() {
-      await embedded.stop();
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 interface Server {
   url: string;
@@ -121,10 +84,9 @@ async function measured(s: Server, run: () => Promise<LoadResult>, seconds: numb
 async function main(): Promise<void> {
   const seconds = Number(process.argv[2] ?? 2.5);
   const rounds = Number(process.argv[3] ?? 2);
-  const db = await openDb();
+  const db = await openBenchDb();
   let server: Server | null = null;
   try {
-    await runMigrations(db.url);
     const setup = new pg.Client({ connectionString: db.url });
     await setup.connect();
     await setup.query('CREATE TABLE bench_plain_audit (LIKE audit_logs INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS INCLUDING INDEXES)');

@@ -3,18 +3,21 @@
  * Usage: npx tsx bench/http-stack.bench.ts [seconds-per-round=5] [rounds=3]
  */
 import { randomBytes } from 'node:crypto';
+import { openBenchDb } from './lib/db';
 import { fmt, load, loadWithCpu, median, startServer, type LoadResult } from './lib/harness';
 
 async function main(): Promise<void> {
   const seconds = Number(process.argv[2] ?? 5);
   const rounds = Number(process.argv[3] ?? 3);
+  const db = await openBenchDb();
   const env = {
     NODE_ENV: 'production',
-    DATABASE_URL: process.env.BENCH_DATABASE_URL ?? 'postgres://bench:unused-password-9f3k@127.0.0.1:5432/bench',
+    DATABASE_URL: db.url,
     DATABASE_SSL: 'disable',
     JWT_SECRET: randomBytes(48).toString('base64'),
     FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-    AUTH0_DOMAIN: 'bench.example.com',
+    // Never contacted by GET /api/health; the start-up warm-up only logs that it is unreachable.
+    AUTH0_DOMAIN: 'bench.invalid',
     AUTH0_CLIENT_ID: 'bench',
     CORS_ORIGINS: 'https://app.example.com',
     RATE_LIMIT_MAX: '1000000',
@@ -23,6 +26,7 @@ async function main(): Promise<void> {
   const bare = await startServer('servers/bare-express.ts');
   const full = await startServer('servers/full-stack.ts', env).catch(async (e: Error) => {
     await bare.stop();
+    await db.close();
     throw e;
   });
   const results: { bare: LoadResult[]; full: LoadResult[] } = { bare: [], full: [] };
@@ -37,6 +41,7 @@ async function main(): Promise<void> {
   } finally {
     await bare.stop();
     await full.stop();
+    await db.close();
   }
   for (const [name, rs] of Object.entries(results)) for (const r of rs) console.log(`${name.padEnd(5)} ${fmt(r)}`);
   const b = median(results.bare.map((r) => r.rps));

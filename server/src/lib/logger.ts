@@ -70,31 +70,41 @@ const noop = (): void => undefined;
 /**
  * The per-request access line, on a fast path: the same transports (console, rotated files)
  * and the same JSON shape as every other entry, but serialized once by hand instead of going
- * through winston's format pipeline (~20 µs a line). Every field is produced by the server
- * itself; the path is still passed through redactString. Returns null when `info` is off.
+ * through winston's format pipeline (~20 µs a line), and written in batches: the lines of one
+ * event-loop turn go to each transport as one write (one syscall instead of one per request).
+ * Every field is produced by the server itself; the path still passes through redactString.
+ * Returns null when `info` is off.
  */
 export function createAccessLogWriter(logger: Logger, service = 'fleet-security-api'): ((e: AccessEntry) => void) | null {
   const levels = logger.levels as Record<string, number>;
   const infoLevel = levels.info as number;
   if ((levels[logger.level] ?? -1) < infoLevel) return null;
-  return function writeAccessLine(e: AccessEntry): void {
-    const line = JSON.stringify({
-      durationMs: e.durationMs,
-      ip: e.ip,
-      level: 'info',
-      message: 'request',
-      method: e.method,
-      path: redactString(e.path),
-      requestId: e.requestId,
-      service,
-      status: e.status,
-      timestamp: new Date().toISOString(),
-    });
-    const info = { level: 'info', message: 'request', [LEVEL]: 'info', [MESSAGE]: line };
+  let pending: string[] = [];
+  function flush(): void {
+    const lines = pending;
+    pending = [];
+    const info = { level: 'info', message: 'request', [LEVEL]: 'info', [MESSAGE]: lines.join('\n') };
     for (const t of logger.transports) {
       if (t.silent) continue;
       if (t.level !== undefined && (levels[t.level] ?? -1) < infoLevel) continue;
       (t as unknown as { log(info: unknown, cb: () => void): void }).log(info, noop);
     }
+  }
+  return function writeAccessLine(e: AccessEntry): void {
+    if (pending.length === 0) setImmediate(flush);
+    pending.push(
+      JSON.stringify({
+        durationMs: e.durationMs,
+        ip: e.ip,
+        level: 'info',
+        message: 'request',
+        method: e.method,
+        path: redactString(e.path),
+        requestId: e.requestId,
+        service,
+        status: e.status,
+        timestamp: new Date().toISOString(),
+      }),
+    );
   };
 }

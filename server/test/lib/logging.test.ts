@@ -1,5 +1,5 @@
 import request from 'supertest';
-import { createLogger } from '../../src/lib/logger';
+import { createAccessLogWriter, createLogger } from '../../src/lib/logger';
 import { redact } from '../../src/lib/redact';
 import { buildTestApp, captureTransport } from '../helpers/app';
 import { loginAs } from '../helpers/auth';
@@ -44,12 +44,30 @@ describe('log redaction', () => {
     }
   });
 
+  test('when several requests finish in one event-loop turn, then their access lines are written together, one JSON object per line', async () => {
+    const lines: string[] = [];
+    const log = createLogger({ level: 'info', console: false, transports: [captureTransport(lines)] });
+    const write = createAccessLogWriter(log);
+    expect(write).not.toBeNull();
+    for (let i = 0; i < 3; i++) write?.({ requestId: `r${i}`, method: 'GET', path: '/x', status: 200, durationMs: 1, ip: '127.0.0.1' });
+    expect(lines).toHaveLength(0);
+    await new Promise((r) => setImmediate(r));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]?.trim().split('\n').map((l) => (JSON.parse(l) as { requestId: string }).requestId)).toEqual(['r0', 'r1', 'r2']);
+    expect(createAccessLogWriter(createLogger({ level: 'warn', console: false }))).toBeNull();
+  });
+
   test('when a request completes, then one JSON access line records method, path, status, duration, ip and request id, with tokens in the path masked', async () => {
     const t = await buildTestApp({ logLevel: 'info' });
     try {
       await request(t.app).get('/api/health').set('X-Request-Id', 'access-line-1');
       await request(t.app).get(`/api/v1/security/${JWT}`).set('X-Request-Id', 'access-line-2');
-      const lines = t.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.message === 'request');
+      await new Promise((r) => setImmediate(r)); // access lines are written once per event-loop turn
+      const lines = t.logs
+        .flatMap((chunk) => chunk.split('\n'))
+        .filter((l) => l.trim() !== '')
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.message === 'request');
       const first = lines.find((l) => l.requestId === 'access-line-1');
       expect(first).toMatchObject({ level: 'info', method: 'GET', path: '/api/health', status: 200, service: 'fleet-security-api' });
       expect(typeof first?.durationMs).toBe('number');
