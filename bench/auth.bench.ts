@@ -164,10 +164,13 @@ async function main(): Promise<void> {
     // audit insert, committed), through pg directly, without HTTP, token checks or the service.
     const userId = (await owner.query<{ id: string }>('SELECT id FROM users WHERE email = $1', [email])).rows[0]?.id;
     const rawPool = new pg.Pool({ connectionString: db.url, max: 2, options: '-c role=fleet_app' });
+    rawPool.on('error', () => undefined);
     const rawLoginTx = async () => {
       const c = await rawPool.connect();
       try {
         await c.query('BEGIN');
+        // The tenant context row-level security requires (as withTenant sets it).
+        await c.query("SELECT set_config('app.tenant_id', $1, true)", [tenant]);
         await c.query(
           `INSERT INTO sessions (user_id, tenant_id, idle_expires_at, absolute_expires_at, ip_address, user_agent) VALUES ($1, $2, now() + interval '30 minutes', now() + interval '1 day', '127.0.0.1', 'raw')`,
           [userId, tenant],
