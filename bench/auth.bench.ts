@@ -71,7 +71,7 @@ async function database(): Promise<{ url: string; cleanup: () => Promise<void> }
 }
 
 function startApp(env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(__dirname, 'servers/auth-app.ts')], {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(__dirname, 'servers/real-app.ts')], {
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

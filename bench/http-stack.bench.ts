@@ -24,7 +24,7 @@ async function main(): Promise<void> {
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
   };
   const bare = await startServer('servers/bare-express.ts');
-  const full = await startServer('servers/full-stack.ts', env).catch(async (e: Error) => {
+  const full = await startServer('servers/real-app.ts', env).catch(async (e: Error) => {
     await bare.stop();
     await db.close();
     throw e;

@@ -1,8 +1,7 @@
 /**
- * The real app (createApp with every middleware: request context + access log, metrics,
- * helmet, CORS, rate limit, body limits) on the configuration in the environment.
- * The access log goes to a file transport-less logger at LOG_LEVEL (default info → a JSON
- * line per request, written to this child's stdout, which the harness discards).
+ * The real app (createApp with the whole middleware chain and every route) on the
+ * configuration in the environment, in its own process so the load generator does not share
+ * its event loop. Prints `LISTENING <url>` once ready; stops on SIGTERM.
  */
 import { createApp } from '../../server/src/app';
 import { buildServices } from '../../server/src/compose';
@@ -25,11 +24,16 @@ async function main(): Promise<void> {
     process.stdout.write(`LISTENING http://127.0.0.1:${a.port}\n`);
   });
   process.on('SIGTERM', () => {
+    server.closeAllConnections();
     server.close(() => {
-      void composition.stop().then(() => pool.end()).then(() => process.exit(0));
+      void composition
+        .stop()
+        .then(() => pool.end())
+        .then(() => process.exit(0));
     });
   });
 }
+
 main().catch((e: Error) => {
   process.stderr.write(`${e.message}\n`);
   process.exit(1);
