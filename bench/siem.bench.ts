@@ -2,7 +2,7 @@
  * SIEM forwarding benchmarks (loopback only, about a minute):
  *  1. the cost the outbox adds to an audited high-severity write (the audit_logs trigger queuing
  *     the row while siem_settings.forwarding is on), alternating rounds with forwarding off/on:
- *     a) over HTTP, the issue's measure: a POST /audit/log stand-in (bench/servers/audit-log.ts:
+ *     a) over HTTP, the issue's measure: a POST /audit/log (bench/servers/audit-log.ts:
  *        the app's middleware chain, requireAuth, validation, recordFromRequest) with SIEM
  *        configured and its worker delivering meanwhile, autocannon, 20 connections
  *        (target <= 10 %);
@@ -231,7 +231,7 @@ async function main(): Promise<void> {
           await owner?.query('TRUNCATE siem_outbox');
         }
         const r = median(h.on) / median(h.off);
-        console.log(`\n1a) POST /audit/log stand-in, high severity, 20 connections, ${rounds} x ${seconds} s (medians), ${label}`);
+        console.log(`\n1a) POST /audit/log, high severity, 20 connections, ${rounds} x ${seconds} s (medians), ${label}`);
         console.log(`   forwarding off : ${Math.round(median(h.off))} req/s, p99 ${median(h.offP99)} ms`);
         console.log(`   outbox on      : ${Math.round(median(h.on))} req/s, p99 ${median(h.onP99)} ms`);
         console.log(`   ratio on/off = ${r.toFixed(3)} -> cost ${((1 - r) * 100).toFixed(1)} % (target <= 10 %)\n`);
