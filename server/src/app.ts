@@ -13,7 +13,7 @@ import { createMetrics, type Metrics } from './middleware/metrics';
 import { createRateLimiter } from './middleware/rate-limit';
 import { requestContext } from './middleware/request-context';
 import { securityHeaderList } from './middleware/security-headers';
-import { healthRouter } from './routes/health';
+import { mountHealth } from './routes/health';
 import { securityRouter } from './routes/security';
 
 export interface AppOptions {
@@ -45,7 +45,7 @@ export function createApp(c: Composition, opts: AppOptions = {}): Express & { me
   );
   app.use(jsonBody(config.bodyLimitBytes));
 
-  app.use('/api/health', healthRouter(c.readinessChecks, { startedAt: Date.now() }));
+  mountHealth(app, c.readinessChecks, { startedAt: Date.now() });
   app.get('/metrics', metrics.handler);
   app.use('/api/v1/security', securityRouter({ composition: c, csrf }));
 

@@ -1,4 +1,4 @@
-import { Router, type Request, type Response } from 'express';
+import type { Request, Response, Router } from 'express';
 import type { Pool } from '../db/pool';
 
 export interface ReadinessCheck {
@@ -30,14 +30,17 @@ export function databaseCheck(pool: Pool, timeoutMs = 2000): ReadinessCheck {
   return { name: 'database', critical: true, check: async () => void (await withTimeout(pool.query('SELECT 1'), timeoutMs)) };
 }
 
-/** GET /api/health (liveness: the process answers) and GET /api/health/ready (dependencies). */
-export function healthRouter(checks: ReadinessCheck[], opts: { startedAt: number; timeoutMs?: number }): Router {
-  const router = Router();
+/**
+ * Mounts GET /api/health (liveness: the process answers) and GET /api/health/ready
+ * (dependencies) directly on the app: probes are frequent, so no nested router.
+ */
+export function mountHealth(app: Router, checks: ReadinessCheck[], opts: { startedAt: number; timeoutMs?: number }): void {
+  const router = app;
   const timeoutMs = opts.timeoutMs ?? 2000;
-  router.get('/', function liveness(_req: Request, res: Response) {
+  router.get('/api/health', function liveness(_req: Request, res: Response) {
     res.json({ success: true, status: 'ok', version: VERSION, uptimeSeconds: Math.floor((Date.now() - opts.startedAt) / 1000) });
   });
-  router.get('/ready', async function readiness(req: Request, res: Response) {
+  router.get('/api/health/ready', async function readiness(req: Request, res: Response) {
     const results = await Promise.all(
       checks.map(async (c) => {
         const t0 = Date.now();
@@ -60,5 +63,4 @@ export function healthRouter(checks: ReadinessCheck[], opts: { startedAt: number
     }
     res.json(body);
   });
-  return router;
 }

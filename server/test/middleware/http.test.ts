@@ -155,7 +155,7 @@ describe('the real app', () => {
     await request(t.app).get('/api/health');
     const res = await request(t.app).get('/metrics');
     expect(res.status).toBe(200);
-    expect(res.text).toMatch(/fleet_http_request_duration_seconds_count\{method="GET",route="\/api\/health\/",status="200"\}/);
+    expect(res.text).toMatch(/fleet_http_request_duration_seconds_count\{method="GET",route="\/api\/health",status="200"\}/);
     expect(res.text).toMatch(/fleet_db_pool_connections\{state="total"\}/);
     expect(res.text).toMatch(/fleet_process_cpu_user_seconds_total/);
   });
