@@ -77,7 +77,7 @@ export async function openDatabase(config: Config, logger: Logger): Promise<Data
     logger.info('using the embedded PostgreSQL already running', { port });
     return { url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${EMBEDDED_DB_NAME}`, embedded: null, close: async () => undefined };
   }
-  const embedded = await startEmbeddedPostgres({ dataDir: requested, password, database: EMBEDDED_DB_NAME, port: EMBEDDED_DEFAULT_PORT, logger });
+  const embedded = await startEmbeddedPostgres({ dataDir: dir, password, database: EMBEDDED_DB_NAME, port: EMBEDDED_DEFAULT_PORT, logger });
   logger.info('embedded PostgreSQL started', { port: embedded.port, dataDir: embedded.dataDir });
   return { url: embedded.url, embedded, close: () => embedded.stop() };
 }
