@@ -9,7 +9,7 @@
 import os from 'node:os';
 import { DATADOG_STATUS } from '../events';
 import type { DeliveryReport, EventOutcome, SiemConnector, SiemEvent } from '../types';
-import { allOutcomes, chunkBySize, classifyError, classifyStatus, createHttpClient, outcomeOf, probe, type HttpConnectorOptions } from './http';
+import { chunkBySize, createHttpClient, postWholeChunk, probe, type HttpConnectorOptions } from './http';
 
 export const DATADOG_MAX_ENTRIES = 1000;
 export const DATADOG_MAX_PAYLOAD_BYTES = 5_000_000;
@@ -79,16 +79,8 @@ export function createDatadogConnector(opts: HttpConnectorOptions): SiemConnecto
       let error: string | undefined;
       for (const chunk of chunks as SiemEvent[][]) {
         const payload = `[${chunk.map((e) => bodies.get(e.id)).join(',')}]`;
-        try {
-          const res = await http.axios.post(url, payload, { headers });
-          const c = classifyStatus(res, 'datadog');
-          allOutcomes(chunk, outcomeOf(c), outcomes);
-          if (c.kind !== 'ok') error = error ?? c.reason;
-        } catch (err) {
-          const c = classifyError(err, 'datadog');
-          allOutcomes(chunk, outcomeOf(c), outcomes);
-          if (c.kind !== 'ok') error = error ?? c.reason;
-        }
+        const failed = await postWholeChunk(() => http.axios.post(url, payload, { headers }), chunk, 'datadog', outcomes);
+        error = error ?? failed;
       }
       const report: DeliveryReport = { outcomes };
       if (error) report.error = error;

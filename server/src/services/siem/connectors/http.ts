@@ -105,6 +105,21 @@ export function allOutcomes(events: readonly SiemEvent[], outcome: EventOutcome,
   return into;
 }
 
+/**
+ * Sends one request that delivers or fails a whole chunk (no per-item answers), records the
+ * outcome of every event in it, and returns the failure reason, if any.
+ */
+export async function postWholeChunk(send: () => Promise<AxiosResponse>, chunk: readonly SiemEvent[], provider: string, into: Map<string, EventOutcome>): Promise<string | undefined> {
+  let c: HttpClass;
+  try {
+    c = classifyStatus(await send(), provider);
+  } catch (err) {
+    c = classifyError(err, provider);
+  }
+  allOutcomes(chunk, outcomeOf(c), into);
+  return c.kind === 'ok' ? undefined : c.reason;
+}
+
 export function outcomeOf(c: HttpClass): EventOutcome {
   if (c.kind === 'ok') return { kind: 'delivered' };
   if (c.kind === 'retry') return { kind: 'retry', reason: c.reason, ...(c.retryAfterMs !== undefined ? { retryAfterMs: c.retryAfterMs } : {}) };

@@ -9,7 +9,7 @@
  */
 import { createHmac, randomUUID } from 'node:crypto';
 import type { DeliveryReport, EventOutcome, SiemConnector } from '../types';
-import { allOutcomes, chunkBySize, classifyError, classifyStatus, createHttpClient, outcomeOf, probe, type HttpConnectorOptions } from './http';
+import { chunkBySize, createHttpClient, postWholeChunk, probe, type HttpConnectorOptions } from './http';
 
 export const WEBHOOK_MAX_REQUEST_BYTES = 1_000_000;
 
@@ -38,16 +38,8 @@ export function createWebhookConnector(opts: HttpConnectorOptions & { now?: () =
           'X-Fleet-Signature': webhookSignature(key, timestamp, body),
           'X-Fleet-Delivery': randomUUID(),
         };
-        try {
-          const res = await http.axios.post(opts.endpointUrl, body, { headers });
-          const c = classifyStatus(res, 'webhook');
-          allOutcomes(chunk, outcomeOf(c), outcomes);
-          if (c.kind !== 'ok') error = error ?? c.reason;
-        } catch (err) {
-          const c = classifyError(err, 'webhook');
-          allOutcomes(chunk, outcomeOf(c), outcomes);
-          if (c.kind !== 'ok') error = error ?? c.reason;
-        }
+        const failed = await postWholeChunk(() => http.axios.post(opts.endpointUrl, body, { headers }), chunk, 'webhook', outcomes);
+        error = error ?? failed;
       }
       const report: DeliveryReport = { outcomes };
       if (error) report.error = error;
