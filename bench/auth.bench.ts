@@ -14,14 +14,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { runMigrations } from '../server/src/db/migrate';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from '../server/src/db/embedded';
+import { openBenchDb } from './lib/db';
 import { systemClock } from '../server/src/lib/clock';
 import { FIND_SESSION_FOR_AUTH, findSessionForAuth } from '../server/src/services/auth/session-repository';
 import { startIssuer } from '../server/test/auth/oidc-issuer';
@@ -38,37 +36,6 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
 
-async function database(): Promise<{ url: string; cleanup: () => Promise<void> }> {
-  const external = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
-  if (external) {
-    const name = `fleet_bench_${randomBytes(4).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: external });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
-    await admin.end();
-    const u = new URL(external);
-    u.pathname = `/${name}`;
-    return {
-      url: u.toString(),
-      cleanup: async () => {
-        const c = new pg.Client({ connectionString: external });
-        await c.connect();
-        await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
-        await c.end();
-      },
-    };
-  }
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-bench-pg-'));
-  fs.chmodSync(dir, 0o755);
-  const db: EmbeddedDatabase = await startEmbeddedPostgres({ dataDir: path.join(dir, 'data'), password: randomBytes(12).toString('hex'), database: 'fleet_bench', port: 0 });
-  return {
-    url: db.url,
-    cleanup: async () => {
-      await db.stop();
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 function startApp(env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(__dirname, 'servers/real-app.ts')], {
@@ -126,12 +93,11 @@ const fmt = (r: Load) => `${Math.round(r.rps).toString().padStart(6)} req/s  p50
 
 async function main(): Promise<void> {
   const started = Date.now();
-  const db = await database();
+  const db = await openBenchDb();
   const issuer = await startIssuer();
   let child: ChildProcess | null = null;
   const owner = new pg.Pool({ connectionString: db.url, max: 2 });
   try {
-    await runMigrations(db.url);
     const email = 'bench.user@example.com';
     const tenant = 'bench';
     await owner.query(`INSERT INTO users (tenant_id, email, role, display_name) VALUES ($1, $2, 'user', 'Bench User')`, [tenant, email]);
@@ -256,7 +222,7 @@ async function main(): Promise<void> {
     agent.destroy();
     await owner.end();
     await issuer.stop();
-    await db.cleanup();
+    await db.close();
   }
 }
 

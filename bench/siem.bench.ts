@@ -18,7 +18,6 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -26,8 +25,7 @@ import path from 'node:path';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { loadConfig, type Config } from '../server/src/config';
-import { startEmbeddedPostgres } from '../server/src/db/embedded';
-import { runMigrations } from '../server/src/db/migrate';
+import { openBenchDb } from './lib/db';
 import { createPool, poolOptionsFromConfig } from '../server/src/db/pool';
 import { systemClock } from '../server/src/lib/clock';
 import { createLogger } from '../server/src/lib/logger';
@@ -40,37 +38,6 @@ import { normalizeEvent } from '../server/src/services/siem/events';
 
 const TOKEN = randomBytes(16).toString('hex');
 
-async function database(): Promise<{ url: string; close(): Promise<void> }> {
-  const external = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
-  if (external) {
-    const name = `fleet_bench_siem_${Date.now().toString(36)}`;
-    const admin = new pg.Client({ connectionString: external });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
-    await admin.end();
-    const u = new URL(external);
-    u.pathname = `/${name}`;
-    return {
-      url: u.toString(),
-      async close() {
-        const c = new pg.Client({ connectionString: external });
-        await c.connect();
-        await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
-        await c.end();
-      },
-    };
-  }
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-bench-pg-'));
-  fs.chmodSync(dir, 0o755);
-  const db = await startEmbeddedPostgres({ dataDir: path.join(dir, 'data'), password: randomBytes(12).toString('hex'), database: 'fleet_bench', port: 0 });
-  return {
-    url: db.url,
-    async close() {
-      await db.stop();
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 /** A minimal Splunk HEC endpoint recording when each event id arrived. */
 async function hecReceiver(): Promise<{ url: string; arrivals: Map<string, number>; count(): number; close(): Promise<void> }> {
@@ -166,12 +133,11 @@ async function main(): Promise<void> {
   const only = new Set(onlyArg ? onlyArg.slice(7).split(',') : ['1a', '1b', '2', '3']);
   const seconds = Number(positional[0] ?? 3);
   const rounds = Number(positional[1] ?? 3);
-  const db = await database();
+  const db = await openBenchDb();
   const hec = await hecReceiver();
   const logger = createLogger({ level: 'error', console: true });
   let owner: pg.Pool | null = null;
   try {
-    await runMigrations(db.url);
     owner = new pg.Pool({ connectionString: db.url, max: 2 });
     const cfg = (over: Record<string, string>): Config => {
       const r = loadConfig({

@@ -1,5 +1,6 @@
 /**
- * A database for a benchmark: a throw-away database on BENCH_DATABASE_URL's server (dropped
+ * A database for a benchmark: a throw-away database on BENCH_DATABASE_URL's (or
+ * TEST_DATABASE_URL's) server (dropped
  * afterwards), else an embedded PostgreSQL in a temporary directory. Migrated.
  */
 import { randomBytes } from 'node:crypto';
@@ -22,7 +23,7 @@ export async function openBenchDb(): Promise<BenchDb> {
 }
 
 async function open(): Promise<BenchDb> {
-  const external = process.env.BENCH_DATABASE_URL;
+  const external = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
   if (external) {
     const name = `fleet_bench_${randomBytes(4).toString('hex')}`;
     const admin = new pg.Client({ connectionString: external });
