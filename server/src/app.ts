@@ -13,6 +13,7 @@ import { createMetrics, type Metrics } from './middleware/metrics';
 import { createRateLimiter } from './middleware/rate-limit';
 import { requestContext } from './middleware/request-context';
 import { securityHeaderList } from './middleware/security-headers';
+import { series } from './middleware/series';
 import { mountHealth } from './routes/health';
 import { securityRouter } from './routes/security';
 
@@ -33,17 +34,20 @@ export function createApp(c: Composition, opts: AppOptions = {}): Express & { me
   app.metrics = metrics;
   const csrf = createCsrf({ secret: config.csrfSecret, production: config.isProduction });
 
-  app.use(requestContext({ logger, accessLog: opts.accessLog, headers: securityHeaderList(), onFinish: metrics.observe }));
-  app.use(corsPolicy(config.cors.origins));
+  // The layers every request passes through run as one router layer (see series()).
   app.use(
-    createRateLimiter({
-      windowMs: config.rateLimit.windowMs,
-      max: config.rateLimit.max,
-      prefix: 'ip',
-      makeStore: c.makeRateLimitStore,
-    }),
+    series(
+      requestContext({ logger, accessLog: opts.accessLog, headers: securityHeaderList(), onFinish: metrics.observe, trustProxy: config.trustProxy }),
+      corsPolicy(config.cors.origins),
+      createRateLimiter({
+        windowMs: config.rateLimit.windowMs,
+        max: config.rateLimit.max,
+        prefix: 'ip',
+        makeStore: c.makeRateLimitStore,
+      }),
+      jsonBody(config.bodyLimitBytes),
+    ),
   );
-  app.use(jsonBody(config.bodyLimitBytes));
 
   mountHealth(app, c.readinessChecks, { startedAt: Date.now() });
   app.get('/metrics', metrics.handler);

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { createAccessLogWriter, type Logger } from '../lib/logger';
+import type { RequestContext as Ctx } from '../types/express';
 
 const SANE_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -13,6 +14,31 @@ export interface RequestContextOptions {
   headers?: ReadonlyArray<readonly [string, string]>;
   /** Called once per finished response with its duration (metrics). */
   onFinish?: (req: Request, res: Response, seconds: number) => void;
+  /**
+   * The app's TRUST_PROXY setting. When false the client is the socket's peer and Express's
+   * proxy-address walk is skipped; otherwise (or when not given) req.ip applies the trust rules.
+   */
+  trustProxy?: boolean | number | string;
+}
+
+/**
+ * The per-request context. A class rather than an object literal with a getter: every
+ * request gets the same hidden class and the child logger getter lives on the prototype.
+ */
+class RequestContext implements Ctx {
+  private child: Logger | undefined;
+  constructor(
+    readonly requestId: string,
+    readonly ip: string | null,
+    readonly userAgent: string | null,
+    readonly startedAt: bigint,
+    private readonly root: Logger,
+  ) {}
+  /** The child logger is made on first use: most requests never log beyond the access line. */
+  get log(): Logger {
+    this.child ??= this.root.child({ requestId: this.requestId });
+    return this.child;
+  }
 }
 
 /**
@@ -23,32 +49,24 @@ export function requestContext(opts: RequestContextOptions): RequestHandler {
   const { logger, onFinish } = opts;
   const headers = opts.headers ?? [];
   const writeAccess = opts.accessLog !== false ? createAccessLogWriter(logger) : null;
+  const clientIp: (req: Request) => string | null =
+    opts.trustProxy === false ? (req) => req.socket.remoteAddress ?? null : (req) => req.ip ?? null;
   return function requestContextMiddleware(req: Request, res: Response, next: NextFunction): void {
     const incoming = req.headers['x-request-id'];
     const requestId = typeof incoming === 'string' && SANE_ID.test(incoming) ? incoming : randomUUID();
     const ua = req.headers['user-agent'];
-    let child: Logger | undefined;
-    req.ctx = {
-      requestId,
-      ip: req.ip ?? null,
-      userAgent: typeof ua === 'string' ? ua.slice(0, 1024) : null,
-      // The child logger is made on first use: most requests never log beyond the access line.
-      get log(): Logger {
-        child ??= logger.child({ requestId });
-        return child;
-      },
-      startedAt: process.hrtime.bigint(),
-    };
+    const ctx = new RequestContext(requestId, clientIp(req), typeof ua === 'string' ? ua.slice(0, 1024) : null, process.hrtime.bigint(), logger);
+    req.ctx = ctx;
     res.setHeader('X-Request-Id', requestId);
     for (const [n, v] of headers) res.setHeader(n, v);
     if (writeAccess || onFinish) {
       res.on('finish', () => {
-        const ms = Number(process.hrtime.bigint() - req.ctx.startedAt) / 1e6;
+        const ms = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;
         onFinish?.(req, res, ms / 1000);
         if (!writeAccess) return;
         const url = req.originalUrl;
         const q = url.indexOf('?');
-        writeAccess({ requestId, method: req.method, path: (q === -1 ? url : url.slice(0, q)).slice(0, 512), status: res.statusCode, durationMs: Math.round(ms * 100) / 100, ip: req.ctx.ip });
+        writeAccess({ requestId, method: req.method, path: (q === -1 ? url : url.slice(0, q)).slice(0, 512), status: res.statusCode, durationMs: Math.round(ms * 100) / 100, ip: ctx.ip });
       });
     }
     next();
