@@ -5,6 +5,7 @@ import { UNKNOWN_TENANT } from '../services/auth/auth-service';
 import type { SessionService } from '../services/auth/sessions';
 import type { AccessClaims, TokenService } from '../services/auth/tokens';
 import { createRateLimiter } from './rate-limit';
+import { series } from './series';
 import type { Store } from 'express-rate-limit';
 
 export interface AuthMiddlewareDeps {
@@ -95,10 +96,10 @@ export function createRequireAuth(deps: AuthMiddlewareDeps): RequestHandler[] {
         return rejectToken(req, s.reason, v.claims);
     }
   }
+  // One router layer for the session check and the per-user limit (see series()).
   return [
-    function requireAuth(req: Request, _res: Response, next: NextFunction): void {
+    series(function requireAuth(req: Request, _res: Response, next: NextFunction): void {
       authenticate(req).then(() => next(), next);
-    },
-    userLimiter,
+    }, userLimiter),
   ];
 }

@@ -1,6 +1,13 @@
+import cookieParser from 'cookie-parser';
 import { doubleCsrf } from 'csrf-csrf';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { csrfFailed } from '../lib/errors';
+
+/**
+ * Cookie parsing for the routes that read cookies (GET /csrf-token, POST /refresh). Other
+ * routes authenticate with a Bearer header and never look at cookies.
+ */
+export const parseCookies: RequestHandler = cookieParser();
 
 export interface CsrfProtection {
   /** Issues a token (and its cookie) for GET /csrf-token. */

@@ -6,7 +6,7 @@ import { Router, type CookieOptions, type NextFunction, type Request, type Respo
 import { z } from 'zod';
 import type { Composition } from '../compose';
 import { unauthenticated } from '../lib/errors';
-import type { CsrfProtection } from '../middleware/csrf';
+import { parseCookies, type CsrfProtection } from '../middleware/csrf';
 import { validate, validBody, validParams } from '../middleware/input-validation';
 import { publicUser, type IssuedSession, type RequestMeta } from '../services/auth/auth-service';
 import { MAX_ID_TOKEN_LENGTH } from '../services/auth/oidc';
@@ -59,6 +59,7 @@ export function authRouter(deps: { composition: Composition; csrf: CsrfProtectio
 
   router.post(
     '/refresh',
+    parseCookies,
     validate({ body: RefreshBody }),
     // The cookie is an ambient credential: using it requires the CSRF token. A token in the body is not.
     function refreshCsrf(req: Request, res: Response, next: NextFunction) {

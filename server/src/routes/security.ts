@@ -1,7 +1,6 @@
-import cookieParser from 'cookie-parser';
 import { Router, type Request, type Response } from 'express';
 import type { Composition } from '../compose';
-import type { CsrfProtection } from '../middleware/csrf';
+import { parseCookies, type CsrfProtection } from '../middleware/csrf';
 import { auditRouter } from './audit.routes';
 import { authRouter } from './auth.routes';
 import { keysRouter } from './keys.routes';
@@ -15,9 +14,9 @@ export interface SecurityRouterDeps {
 /** The /api/v1/security router: thin glue over the area routers. */
 export function securityRouter(deps: SecurityRouterDeps): Router {
   const router = Router();
-  router.use(cookieParser());
 
-  router.get('/csrf-token', function csrfToken(req: Request, res: Response) {
+  // Cookies are parsed only by the routes that read them (the CSRF cookie, the refresh cookie).
+  router.get('/csrf-token', parseCookies, function csrfToken(req: Request, res: Response) {
     res.json({ success: true, csrfToken: deps.csrf.issue(req, res) });
   });
   router.use(authRouter(deps));

@@ -1,15 +1,18 @@
 import type { Pool, PoolClient, Queryable } from '../../db/pool';
 import type { Role } from '../../types/express';
 
-export interface SessionWithUser {
+/**
+ * What the per-request session check needs, and nothing else: the session's state, its
+ * times as whole epoch milliseconds, as a Date holds them (numbers, not Dates: no date parsing on the hot path) and the
+ * user's current role and active flag. Id, user and tenant are the lookup's own keys.
+ */
+export interface SessionForAuth {
   id: string;
   userId: string;
   tenantId: string;
-  createdAt: Date;
-  lastUsedAt: Date;
-  idleExpiresAt: Date;
-  absoluteExpiresAt: Date;
-  revokedAt: Date | null;
+  lastUsedMs: number;
+  absoluteExpiresMs: number;
+  revoked: boolean;
   revokedReason: string | null;
   email: string;
   role: Role;
@@ -68,41 +71,36 @@ export async function insertSessionWithRefreshToken(
  * halves its cost on every authenticated request.
  */
 export const FIND_SESSION_FOR_AUTH = `
-SELECT s.id, s.user_id, s.tenant_id, s.created_at, s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at,
-       s.revoked_reason, u.email, u.role, u.is_active, u.display_name
+SELECT (s.revoked_at IS NOT NULL) AS revoked, s.revoked_reason,
+       floor(extract(epoch FROM s.last_used_at) * 1000)::float8 AS last_used_ms,
+       floor(extract(epoch FROM s.absolute_expires_at) * 1000)::float8 AS absolute_expires_ms,
+       u.email, u.role, u.is_active, u.display_name
 FROM sessions s
 JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id
 WHERE s.id = $1 AND s.tenant_id = $2 AND s.user_id = $3`;
 
 interface SessionRow {
-  id: string;
-  user_id: string;
-  tenant_id: string;
-  created_at: Date;
-  last_used_at: Date;
-  idle_expires_at: Date;
-  absolute_expires_at: Date;
-  revoked_at: Date | null;
+  revoked: boolean;
   revoked_reason: string | null;
+  last_used_ms: number;
+  absolute_expires_ms: number;
   email: string;
   role: Role;
   is_active: boolean;
   display_name: string | null;
 }
 
-export async function findSessionForAuth(q: Pool | PoolClient, sessionId: string, tenantId: string, userId: string): Promise<SessionWithUser | null> {
+export async function findSessionForAuth(q: Pool | PoolClient, sessionId: string, tenantId: string, userId: string): Promise<SessionForAuth | null> {
   const { rows } = await q.query<SessionRow>({ name: 'fleet_auth_find_session', text: FIND_SESSION_FOR_AUTH, values: [sessionId, tenantId, userId] });
   const r = rows[0];
   if (!r) return null;
   return {
-    id: r.id,
-    userId: r.user_id,
-    tenantId: r.tenant_id,
-    createdAt: r.created_at,
-    lastUsedAt: r.last_used_at,
-    idleExpiresAt: r.idle_expires_at,
-    absoluteExpiresAt: r.absolute_expires_at,
-    revokedAt: r.revoked_at,
+    id: sessionId,
+    userId,
+    tenantId,
+    lastUsedMs: r.last_used_ms,
+    absoluteExpiresMs: r.absolute_expires_ms,
+    revoked: r.revoked,
     revokedReason: r.revoked_reason,
     email: r.email,
     role: r.role,

@@ -80,15 +80,15 @@ export function createSessionService(deps: { pool: Pool; config: Config; clock: 
       const s = await findSessionForAuth(deps.pool, claims.sid, claims.tid, claims.sub);
       if (!s) return { auth: null, reason: 'unknown session', kind: 'unknown' };
       const now = deps.clock.now();
-      if (s.revokedAt) {
+      if (s.revoked) {
         const expired = s.revokedReason === EXPIRY_REASONS.idle || s.revokedReason === EXPIRY_REASONS.absolute;
         return { auth: null, reason: `session revoked (${s.revokedReason ?? 'no reason'})`, kind: expired ? 'expired' : 'revoked' };
       }
       if (!s.isActive) return { auth: null, reason: 'user deactivated', kind: 'inactive' };
-      if (now >= s.absoluteExpiresAt.getTime()) return { auth: null, reason: 'session past its absolute timeout', kind: 'absolute' };
-      if (now >= s.lastUsedAt.getTime() + idleMs) return { auth: null, reason: 'session idle timeout', kind: 'idle' };
-      if (now - s.lastUsedAt.getTime() >= TOUCH_INTERVAL_MS) {
-        await touchSession(deps.pool, s.id, s.tenantId, new Date(now), new Date(Math.min(now + idleMs, s.absoluteExpiresAt.getTime())));
+      if (now >= s.absoluteExpiresMs) return { auth: null, reason: 'session past its absolute timeout', kind: 'absolute' };
+      if (now >= s.lastUsedMs + idleMs) return { auth: null, reason: 'session idle timeout', kind: 'idle' };
+      if (now - s.lastUsedMs >= TOUCH_INTERVAL_MS) {
+        await touchSession(deps.pool, s.id, s.tenantId, new Date(now), new Date(Math.min(now + idleMs, s.absoluteExpiresMs)));
       }
       return {
         auth: { userId: s.userId, tenantId: s.tenantId, email: s.email, role: s.role, sessionId: s.id, displayName: s.displayName },
