@@ -91,8 +91,7 @@ function rejectIdentityFields(req: Request, _res: Response, next: NextFunction):
   next();
 }
 
-export function auditRouter(c: Composition): Router {
-  const router = Router();
+export function auditRouter(c: Composition, router: Router = Router()): Router {
   const { requireAuth, requirePermission } = c.guards;
   const audit = c.services.audit;
 

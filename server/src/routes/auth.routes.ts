@@ -39,12 +39,11 @@ function authOf(req: Request): AuthContext {
   return req.auth;
 }
 
-export function authRouter(deps: { composition: Composition; csrf: CsrfProtection }): Router {
+export function authRouter(deps: { composition: Composition; csrf: CsrfProtection }, router: Router = Router()): Router {
   const { composition, csrf } = deps;
   const { auth } = composition.services;
   const { requireAuth, requirePermission } = composition.guards;
   const cookieBase: CookieOptions = { httpOnly: true, secure: composition.config.isProduction, sameSite: 'strict', path: REFRESH_COOKIE_PATH };
-  const router = Router();
 
   function sendSession(res: Response, s: IssuedSession): void {
     res.set('Cache-Control', 'no-store');

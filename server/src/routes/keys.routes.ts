@@ -15,8 +15,7 @@ import { KeyUnavailableError, RotationNotSupportedError, type MasterKeyInfo } fr
 const NoBody = z.strictObject({});
 const NoQuery = z.strictObject({});
 
-export function keysRouter(c: Composition): Router {
-  const router = Router();
+export function keysRouter(c: Composition, router: Router = Router()): Router {
   const { requireAuth, requirePermission } = c.guards;
   const { encryption, audit } = c.services;
 

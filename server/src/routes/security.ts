@@ -19,11 +19,11 @@ export function securityRouter(deps: SecurityRouterDeps): Router {
   router.get('/csrf-token', parseCookies, function csrfToken(req: Request, res: Response) {
     res.json({ success: true, csrfToken: deps.csrf.issue(req, res) });
   });
-  router.use(authRouter(deps));
-
-  router.use(auditRouter(deps.composition));
-  router.use(keysRouter(deps.composition));
-  router.use(siemRouter(deps.composition));
+  // The areas register their routes on this one router (no nested routers to walk per request).
+  authRouter(deps, router);
+  auditRouter(deps.composition, router);
+  keysRouter(deps.composition, router);
+  siemRouter(deps.composition, router);
 
   return router;
 }

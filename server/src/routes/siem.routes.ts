@@ -46,8 +46,7 @@ export const exportSchema = z
   })
   .refine((v) => !v.from || !v.to || Date.parse(v.from) < Date.parse(v.to), { message: '`from` must be before `to`', path: ['from'] });
 
-export function siemRouter(c: Composition): Router {
-  const router = Router();
+export function siemRouter(c: Composition, router: Router = Router()): Router {
   const { requireAuth, requirePermission } = c.guards;
   const { siem, archive } = c.services.monitoring;
 

@@ -47,27 +47,36 @@ export function createTokenService(config: Config, clock: Clock): TokenService {
     },
     verify(token) {
       if (typeof token !== 'string' || token.length > 4096) return { claims: null, reason: 'token missing or too long' };
-      const decoded = jwt.decode(token, { complete: true });
-      if (!decoded || typeof decoded === 'string' || typeof decoded.payload === 'string') return { claims: null, reason: 'token is not a JWT' };
-      if (decoded.header.alg !== 'HS256') return { claims: null, reason: `algorithm ${String(decoded.header.alg)} not accepted` };
-      const secret = decoded.header.kid ? byKid.get(decoded.header.kid) : undefined;
-      if (!secret) return { claims: null, reason: 'unknown key id' };
-      try {
-        const p = jwt.verify(token, secret, {
-          algorithms: ['HS256'],
-          issuer,
-          audience,
-          clockTimestamp: Math.floor(clock.now() / 1000),
-          clockTolerance: 5,
-        }) as jwt.JwtPayload;
-        if (typeof p.sub !== 'string' || !UUID.test(p.sub) || typeof p.sid !== 'string' || !UUID.test(p.sid) || typeof p.tid !== 'string' || !TENANT.test(p.tid) || typeof p.jti !== 'string' || typeof p.iat !== 'number' || typeof p.exp !== 'number') {
-          return { claims: null, reason: 'claims missing or malformed' };
+      // One decode: jsonwebtoken hands the parsed header to the key lookup (synchronously, as
+      // a callback) and then checks signature, algorithm, issuer, audience and expiry.
+      let refused: string | null = null;
+      let out: ReturnType<TokenService['verify']> = { claims: null, reason: 'token is not a JWT' };
+      const lookup: jwt.GetPublicKeyOrSecret = (header, cb) => {
+        if (header.alg !== 'HS256') refused = `algorithm ${String(header.alg)} not accepted`;
+        const secret = refused === null && header.kid ? byKid.get(header.kid) : undefined;
+        if (!secret) {
+          refused ??= 'unknown key id';
+          cb(new Error(refused));
+          return;
         }
-        return { claims: { sub: p.sub, sid: p.sid, tid: p.tid, jti: p.jti, iat: p.iat, exp: p.exp } };
-      } catch (err) {
-        if (err instanceof jwt.TokenExpiredError) return { claims: null, reason: 'access token expired', expired: true };
-        return { claims: null, reason: `verification failed: ${(err as Error).message}` };
-      }
+        cb(null, secret);
+      };
+      jwt.verify(token, lookup, { algorithms: ['HS256'], issuer, audience, clockTimestamp: Math.floor(clock.now() / 1000), clockTolerance: 5 }, (err, decoded) => {
+        if (err) {
+          if (refused !== null) out = { claims: null, reason: refused };
+          else if (err instanceof jwt.TokenExpiredError) out = { claims: null, reason: 'access token expired', expired: true };
+          else if (err.message === 'jwt malformed' || err.message === 'invalid token') out = { claims: null, reason: 'token is not a JWT' };
+          else out = { claims: null, reason: `verification failed: ${err.message}` };
+          return;
+        }
+        const p = decoded as jwt.JwtPayload | string | undefined;
+        if (typeof p !== 'object' || p === null || typeof p.sub !== 'string' || !UUID.test(p.sub) || typeof p.sid !== 'string' || !UUID.test(p.sid) || typeof p.tid !== 'string' || !TENANT.test(p.tid) || typeof p.jti !== 'string' || typeof p.iat !== 'number' || typeof p.exp !== 'number') {
+          out = { claims: null, reason: 'claims missing or malformed' };
+          return;
+        }
+        out = { claims: { sub: p.sub, sid: p.sid, tid: p.tid, jti: p.jti, iat: p.iat, exp: p.exp } };
+      });
+      return out;
     },
   };
 }
