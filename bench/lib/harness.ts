@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 
@@ -18,32 +19,50 @@ export interface LoadResult {
   non2xx: number;
 }
 
+/**
+ * Starts a bench server in a child process. Its stdout (the access log, LISTENING line) goes
+ * to a file, as it would to a log collector: the load generator in this process must not
+ * also be the one draining the server's log pipe (that slowed the server it measures).
+ */
 export async function startServer(script: string, env: Record<string, string> = {}): Promise<{ url: string; child: ChildProcess; stop: () => Promise<void> }> {
+  const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-bench-log-'));
+  const logFile = path.join(logDir, 'stdout.log');
+  const fd = fs.openSync(logFile, 'a');
   const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(__dirname, '..', script)], {
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['ignore', fd, 'inherit'],
   });
+  fs.closeSync(fd);
+  const cleanup = (): void => fs.rmSync(logDir, { recursive: true, force: true });
   const url = await new Promise<string>((resolve, reject) => {
-    let buf = '';
-    const onData = (d: Buffer) => {
-      buf += d.toString();
-      const m = /LISTENING (http:\/\/\S+)/.exec(buf);
-      if (m) {
-        child.stdout?.off('data', onData);
-        child.stdout?.resume();
-        resolve(m[1] as string);
-      }
+    const started = Date.now();
+    const onExit = (code: number | null): void => {
+      clearInterval(poll);
+      cleanup();
+      reject(new Error(`${script} exited early (${code})`));
     };
-    child.stdout?.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`${script} exited early (${code})`)));
-    setTimeout(() => reject(new Error(`${script} did not start in 60 s`)), 60_000).unref();
+    const poll = setInterval(() => {
+      const m = /LISTENING (http:\/\/\S+)/.exec(fs.readFileSync(logFile, 'utf8').slice(0, 65536));
+      if (m) {
+        clearInterval(poll);
+        child.off('exit', onExit);
+        resolve(m[1] as string);
+      } else if (Date.now() - started > 60_000) {
+        clearInterval(poll);
+        reject(new Error(`${script} did not start in 60 s`));
+      }
+    }, 100);
+    child.once('exit', onExit);
   });
   return {
     url,
     child,
     stop: () =>
       new Promise<void>((resolve) => {
-        child.once('exit', () => resolve());
+        child.once('exit', () => {
+          cleanup();
+          resolve();
+        });
         child.kill('SIGTERM');
       }),
   };

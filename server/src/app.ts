@@ -9,6 +9,7 @@ import { jsonBody } from './middleware/body';
 import { corsPolicy } from './middleware/cors';
 import { createCsrf } from './middleware/csrf';
 import { errorHandler, notFoundHandler } from './middleware/error-handler';
+import { createAccessLogWriter } from './lib/logger';
 import { createMetrics, type Metrics } from './middleware/metrics';
 import { createRateLimiter } from './middleware/rate-limit';
 import { requestContext } from './middleware/request-context';
@@ -22,9 +23,15 @@ export interface AppOptions {
   accessLog?: boolean;
 }
 
-export function createApp(c: Composition, opts: AppOptions = {}): Express & { metrics: Metrics } {
+export type App = Express & {
+  metrics: Metrics;
+  /** Writes the access lines still held in memory (graceful shutdown). */
+  flushAccessLog(): void;
+};
+
+export function createApp(c: Composition, opts: AppOptions = {}): App {
   const { config, logger } = c;
-  const app = express() as Express & { metrics: Metrics };
+  const app = express() as App;
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
   app.set('etag', false);
@@ -32,12 +39,14 @@ export function createApp(c: Composition, opts: AppOptions = {}): Express & { me
 
   const metrics = createMetrics({ pool: c.pool, token: config.metricsToken, registries: c.metricRegistries });
   app.metrics = metrics;
+  const accessLog = opts.accessLog === false ? null : createAccessLogWriter(logger);
+  app.flushAccessLog = () => accessLog?.flush();
   const csrf = createCsrf({ secret: config.csrfSecret, production: config.isProduction });
 
   // The layers every request passes through run as one router layer (see series()).
   app.use(
     series(
-      requestContext({ logger, accessLog: opts.accessLog, headers: securityHeaderList(), onFinish: metrics.observe, trustProxy: config.trustProxy }),
+      requestContext({ logger, accessLog, headers: securityHeaderList(), onFinish: metrics.observe, trustProxy: config.trustProxy }),
       corsPolicy(config.cors.origins),
       createRateLimiter({
         windowMs: config.rateLimit.windowMs,

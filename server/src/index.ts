@@ -4,7 +4,7 @@
  */
 import http from 'node:http';
 import type { Store } from 'express-rate-limit';
-import { createApp } from './app';
+import { createApp, type App } from './app';
 import { buildServices, type Composition } from './compose';
 import { createPool, poolOptionsFromConfig } from './db/pool';
 import { runMigrations } from './db/migrate';
@@ -26,6 +26,7 @@ async function main(): Promise<void> {
   let db: DatabaseHandle | null = null;
   let composition: Composition | null = null;
   let server: http.Server | null = null;
+  let app: App | null = null;
   let redis: { close: () => Promise<void> } | null = null;
   let shuttingDown = false;
 
@@ -49,6 +50,7 @@ async function main(): Promise<void> {
         }, SHUTDOWN_DEADLINE_MS).unref();
       });
     }
+    app?.flushAccessLog();
     await composition?.stop();
     await composition?.pool.end().catch(() => undefined);
     await redis?.close();
@@ -76,7 +78,7 @@ async function main(): Promise<void> {
   }
   composition = await buildServices({ config, logger, pool, clock: systemClock, makeRateLimitStore });
   await composition.start();
-  const app = createApp(composition);
+  app = createApp(composition);
   server = http.createServer(app);
   server.headersTimeout = 20_000;
   server.requestTimeout = 30_000;

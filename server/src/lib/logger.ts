@@ -67,20 +67,51 @@ const LEVEL = Symbol.for('level');
 const MESSAGE = Symbol.for('message');
 const noop = (): void => undefined;
 
+/** How long access lines may wait in memory before they are written (ms). */
+export const ACCESS_LOG_FLUSH_MS = 100;
+/** Lines held at most before a write is forced, whatever the delay. */
+export const ACCESS_LOG_MAX_LINES = 256;
+
+/** Writers with lines not yet written: flushed synchronously when the process exits. */
+const unflushed = new Set<() => void>();
+let exitHookInstalled = false;
+function flushAllOnExit(): void {
+  for (const f of [...unflushed]) f();
+}
+
+export type AccessLogWriter = ((e: AccessEntry) => void) & {
+  /** Writes the lines held so far now (graceful shutdown, tests). */
+  flush(): void;
+};
+
 /**
  * The per-request access line, on a fast path: the same transports (console, rotated files)
  * and the same JSON shape as every other entry, but serialized once by hand instead of going
- * through winston's format pipeline (~20 µs a line), and written in batches: the lines of one
- * event-loop turn go to each transport as one write (one syscall instead of one per request).
- * Every field is produced by the server itself; the path still passes through redactString.
- * Returns null when `info` is off.
+ * through winston's format pipeline (~20 µs a line), and written in batches: lines wait at
+ * most `flushMs` (100 ms) or until `maxLines` are held, then go to each transport as one
+ * write (one syscall for many requests instead of one per request; per-line writes cost
+ * ~25 µs of CPU per request on the benchmark machine). Held lines are written when the
+ * process exits (the console transport writes synchronously), so a crash can lose at most
+ * the last 100 ms of access lines; warnings and errors are never held back, and the audit
+ * trail is in the database. Every field is produced by the server itself; the path still
+ * passes through redactString. Returns null when `info` is off.
  */
-export function createAccessLogWriter(logger: Logger, service = 'fleet-security-api'): ((e: AccessEntry) => void) | null {
+export function createAccessLogWriter(logger: Logger, opts: { service?: string; flushMs?: number; maxLines?: number } = {}): AccessLogWriter | null {
+  const service = opts.service ?? 'fleet-security-api';
+  const flushMs = opts.flushMs ?? ACCESS_LOG_FLUSH_MS;
+  const maxLines = opts.maxLines ?? ACCESS_LOG_MAX_LINES;
   const levels = logger.levels as Record<string, number>;
   const infoLevel = levels.info as number;
   if ((levels[logger.level] ?? -1) < infoLevel) return null;
   let pending: string[] = [];
+  let timer: NodeJS.Timeout | null = null;
   function flush(): void {
+    if (timer) {
+      clearTimeout(timer);
+      timer = null;
+    }
+    unflushed.delete(flush);
+    if (pending.length === 0) return;
     const lines = pending;
     pending = [];
     const info = { level: 'info', message: 'request', [LEVEL]: 'info', [MESSAGE]: lines.join('\n') };
@@ -90,8 +121,7 @@ export function createAccessLogWriter(logger: Logger, service = 'fleet-security-
       (t as unknown as { log(info: unknown, cb: () => void): void }).log(info, noop);
     }
   }
-  return function writeAccessLine(e: AccessEntry): void {
-    if (pending.length === 0) setImmediate(flush);
+  const write = function writeAccessLine(e: AccessEntry): void {
     pending.push(
       JSON.stringify({
         durationMs: e.durationMs,
@@ -106,5 +136,20 @@ export function createAccessLogWriter(logger: Logger, service = 'fleet-security-
         timestamp: new Date().toISOString(),
       }),
     );
-  };
+    if (pending.length >= maxLines) {
+      flush();
+      return;
+    }
+    if (timer === null) {
+      timer = setTimeout(flush, flushMs);
+      timer.unref();
+      unflushed.add(flush);
+      if (!exitHookInstalled) {
+        exitHookInstalled = true;
+        process.on('exit', flushAllOnExit);
+      }
+    }
+  } as AccessLogWriter;
+  write.flush = flush;
+  return write;
 }

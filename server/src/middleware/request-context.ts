@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { createAccessLogWriter, type Logger } from '../lib/logger';
+import { createAccessLogWriter, type AccessLogWriter, type Logger } from '../lib/logger';
 import type { RequestContext as Ctx } from '../types/express';
 
 const SANE_ID = /^[A-Za-z0-9._-]{1,128}$/;
@@ -8,8 +8,8 @@ const SANE_ID = /^[A-Za-z0-9._-]{1,128}$/;
 /** Request id (echo a sane incoming X-Request-Id, else a new UUID), client IP, user agent, child logger, access log line. */
 export interface RequestContextOptions {
   logger: Logger;
-  /** Access log line per request (default true). */
-  accessLog?: boolean;
+  /** Access log line per request (default true: a writer of its own), or the writer to use. */
+  accessLog?: boolean | AccessLogWriter | null;
   /** Headers set on every response (precomputed security headers). */
   headers?: ReadonlyArray<readonly [string, string]>;
   /** Called once per finished response with its duration (metrics). */
@@ -48,7 +48,7 @@ class RequestContext implements Ctx {
 export function requestContext(opts: RequestContextOptions): RequestHandler {
   const { logger, onFinish } = opts;
   const headers = opts.headers ?? [];
-  const writeAccess = opts.accessLog !== false ? createAccessLogWriter(logger) : null;
+  const writeAccess = typeof opts.accessLog === 'function' ? opts.accessLog : opts.accessLog === false || opts.accessLog === null ? null : createAccessLogWriter(logger);
   const clientIp: (req: Request) => string | null =
     opts.trustProxy === false ? (req) => req.socket.remoteAddress ?? null : (req) => req.ip ?? null;
   return function requestContextMiddleware(req: Request, res: Response, next: NextFunction): void {

@@ -1,8 +1,7 @@
 import { Writable } from 'node:stream';
-import type { Express } from 'express';
 import pg from 'pg';
 import winston from 'winston';
-import { createApp } from '../../src/app';
+import { createApp, type App } from '../../src/app';
 import { buildServices, type Composition, type CoreDeps } from '../../src/compose';
 import { loadConfig, type Config } from '../../src/config';
 import { createPool, poolOptionsFromConfig } from '../../src/db/pool';
@@ -11,7 +10,7 @@ import { createLogger } from '../../src/lib/logger';
 import { testDbUrl, testEnv } from './env';
 
 export interface TestApp {
-  app: Express;
+  app: App;
   composition: Composition;
   config: Config;
   clock: Clock;

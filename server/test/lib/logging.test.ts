@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import request from 'supertest';
 import { createAccessLogWriter, createLogger } from '../../src/lib/logger';
 import { redact } from '../../src/lib/redact';
@@ -34,6 +36,7 @@ describe('log redaction', () => {
       const login = await loginAs(t);
       await request(t.app).get('/api/v1/security/nope').set('Authorization', login.authorization).set('Cookie', `fleet_refresh=${JWT}`);
       await request(t.app).post('/api/v1/security/nope').set('Authorization', `Bearer ${JWT}`).set('Content-Type', 'application/json').send('{bad json');
+      t.app.flushAccessLog();
       const out = t.logs.join('\n');
       expect(t.logs.length).toBeGreaterThan(0);
       expect(out).not.toContain(login.token);
@@ -44,17 +47,45 @@ describe('log redaction', () => {
     }
   });
 
-  test('when several requests finish in one event-loop turn, then their access lines are written together, one JSON object per line', async () => {
+  test('when several requests finish close together, then their access lines are held briefly and written together, one JSON object per line', async () => {
     const lines: string[] = [];
     const log = createLogger({ level: 'info', console: false, transports: [captureTransport(lines)] });
-    const write = createAccessLogWriter(log);
+    const write = createAccessLogWriter(log, { flushMs: 20 });
     expect(write).not.toBeNull();
     for (let i = 0; i < 3; i++) write?.({ requestId: `r${i}`, method: 'GET', path: '/x', status: 200, durationMs: 1, ip: '127.0.0.1' });
-    expect(lines).toHaveLength(0);
     await new Promise((r) => setImmediate(r));
+    expect(lines).toHaveLength(0);
+    await new Promise((r) => setTimeout(r, 60));
     expect(lines).toHaveLength(1);
     expect(lines[0]?.trim().split('\n').map((l) => (JSON.parse(l) as { requestId: string }).requestId)).toEqual(['r0', 'r1', 'r2']);
     expect(createAccessLogWriter(createLogger({ level: 'warn', console: false }))).toBeNull();
+  });
+
+  test('when the line cap is reached or flush() is called, then the held lines are written at once', () => {
+    const lines: string[] = [];
+    const log = createLogger({ level: 'info', console: false, transports: [captureTransport(lines)] });
+    const write = createAccessLogWriter(log, { maxLines: 2 });
+    const entry = (id: string) => ({ requestId: id, method: 'GET', path: '/x', status: 200, durationMs: 1, ip: '127.0.0.1' });
+    write?.(entry('a'));
+    expect(lines).toHaveLength(0);
+    write?.(entry('b'));
+    expect(lines).toHaveLength(1);
+    write?.(entry('c'));
+    write?.flush();
+    expect(lines).toHaveLength(2);
+    expect(JSON.parse(lines[1] as string)).toMatchObject({ requestId: 'c' });
+    write?.flush();
+    expect(lines).toHaveLength(2);
+  });
+
+  test('when the process exits with access lines still held, then they are written before it ends', () => {
+    const logger = path.resolve(__dirname, '../../src/lib/logger');
+    const script = `const { createAccessLogWriter, createLogger } = require(${JSON.stringify(logger)});
+      const w = createAccessLogWriter(createLogger({ level: 'info' }));
+      w({ requestId: 'exit-1', method: 'GET', path: '/x', status: 200, durationMs: 1, ip: null });
+      process.exit(0);`;
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+    expect(JSON.parse(out.trim())).toMatchObject({ message: 'request', requestId: 'exit-1', status: 200 });
   });
 
   test('when a request completes, then one JSON access line records method, path, status, duration, ip and request id, with tokens in the path masked', async () => {
@@ -62,7 +93,7 @@ describe('log redaction', () => {
     try {
       await request(t.app).get('/api/health').set('X-Request-Id', 'access-line-1');
       await request(t.app).get(`/api/v1/security/${JWT}`).set('X-Request-Id', 'access-line-2');
-      await new Promise((r) => setImmediate(r)); // access lines are written once per event-loop turn
+      t.app.flushAccessLog(); // access lines are held up to 100 ms, then written together
       const lines = t.logs
         .flatMap((chunk) => chunk.split('\n'))
         .filter((l) => l.trim() !== '')
