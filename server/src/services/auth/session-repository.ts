@@ -93,7 +93,37 @@ interface SessionRow {
 export async function findSessionForAuth(q: Pool | PoolClient, sessionId: string, tenantId: string, userId: string): Promise<SessionForAuth | null> {
   const { rows } = await q.query<SessionRow>({ name: 'fleet_auth_find_session', text: FIND_SESSION_FOR_AUTH, values: [sessionId, tenantId, userId] });
   const r = rows[0];
-  if (!r) return null;
+  return r ? toSession(r, sessionId, tenantId, userId) : null;
+}
+
+/**
+ * The same check for several sessions in one statement: the keys arrive as three arrays and
+ * come back tagged with their position. Used by createSessionLookup to batch the lookups of
+ * requests that arrived in the same event-loop turn.
+ */
+export const FIND_SESSIONS_FOR_AUTH = `
+SELECT k.ord::int AS ord, (s.revoked_at IS NOT NULL) AS revoked, s.revoked_reason,
+       floor(extract(epoch FROM s.last_used_at) * 1000)::float8 AS last_used_ms,
+       floor(extract(epoch FROM s.absolute_expires_at) * 1000)::float8 AS absolute_expires_ms,
+       u.email, u.role, u.is_active, u.display_name
+FROM unnest($1::uuid[], $2::text[], $3::uuid[]) WITH ORDINALITY AS k(sid, tid, uid, ord)
+JOIN sessions s ON s.id = k.sid AND s.tenant_id = k.tid AND s.user_id = k.uid
+JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id`;
+
+/** Most lookups one batched statement carries. */
+export const SESSION_LOOKUP_BATCH_MAX = 64;
+
+export type SessionLookup = (sessionId: string, tenantId: string, userId: string) => Promise<SessionForAuth | null>;
+
+interface PendingLookup {
+  sessionId: string;
+  tenantId: string;
+  userId: string;
+  resolve(s: SessionForAuth | null): void;
+  reject(err: unknown): void;
+}
+
+function toSession(r: SessionRow, sessionId: string, tenantId: string, userId: string): SessionForAuth {
   return {
     id: sessionId,
     userId,
@@ -107,6 +137,58 @@ export async function findSessionForAuth(q: Pool | PoolClient, sessionId: string
     isActive: r.is_active,
     displayName: r.display_name,
   };
+}
+
+/**
+ * The per-request session check, batched: lookups requested during one event-loop turn go
+ * to the database together, in one statement, when the turn ends (setImmediate). Every
+ * request still gets a fresh read issued after it arrived (a revocation, demotion or
+ * deactivation committed before the request is seen by it); under load, one round trip
+ * serves several requests instead of one each. A lone lookup uses the single-row query.
+ */
+export function createSessionLookup(pool: Pool): SessionLookup {
+  let queue: PendingLookup[] = [];
+  let scheduled = false;
+  function run(batch: PendingLookup[]): void {
+    if (batch.length === 1) {
+      const one = batch[0] as PendingLookup;
+      findSessionForAuth(pool, one.sessionId, one.tenantId, one.userId).then(one.resolve, one.reject);
+      return;
+    }
+    pool
+      .query<SessionRow & { ord: number }>({
+        name: 'fleet_auth_find_sessions',
+        text: FIND_SESSIONS_FOR_AUTH,
+        values: [batch.map((b) => b.sessionId), batch.map((b) => b.tenantId), batch.map((b) => b.userId)],
+      })
+      .then(
+        ({ rows }) => {
+          const found = new Array<SessionRow | undefined>(batch.length);
+          for (const r of rows) found[r.ord - 1] = r;
+          batch.forEach((b, i) => {
+            const r = found[i];
+            b.resolve(r ? toSession(r, b.sessionId, b.tenantId, b.userId) : null);
+          });
+        },
+        (err: unknown) => {
+          for (const b of batch) b.reject(err);
+        },
+      );
+  }
+  function flush(): void {
+    scheduled = false;
+    const all = queue;
+    queue = [];
+    for (let i = 0; i < all.length; i += SESSION_LOOKUP_BATCH_MAX) run(all.slice(i, i + SESSION_LOOKUP_BATCH_MAX));
+  }
+  return (sessionId, tenantId, userId) =>
+    new Promise<SessionForAuth | null>((resolve, reject) => {
+      queue.push({ sessionId, tenantId, userId, resolve, reject });
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    });
 }
 
 export const TOUCH_SESSION = `

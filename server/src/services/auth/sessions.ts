@@ -9,7 +9,7 @@ import { withTenant } from '../../db/transaction';
 import type { Clock } from '../../lib/clock';
 import type { AuthContext } from '../../types/express';
 import type { AuditService } from '../audit/service';
-import { findSessionForAuth, insertSession, insertSessionWithRefreshToken, revokeSession, touchSession } from './session-repository';
+import { createSessionLookup, insertSession, insertSessionWithRefreshToken, revokeSession, touchSession } from './session-repository';
 import type { AccessClaims } from './tokens';
 
 /** last_used_at is written at most this often per session (idle-timeout precision). */
@@ -50,6 +50,7 @@ export interface SessionService {
 export function createSessionService(deps: { pool: Pool; config: Config; clock: Clock; audit?: AuditService }): SessionService {
   const idleMs = deps.config.session.idleTimeoutSec * 1000;
   const absMs = deps.config.session.absoluteTimeoutSec * 1000;
+  const lookup = createSessionLookup(deps.pool);
   return {
     idleTimeoutMs: idleMs,
     async create(q, input) {
@@ -77,7 +78,7 @@ export function createSessionService(deps: { pool: Pool; config: Config; clock: 
       return { sessionId, absoluteExpiresAt };
     },
     async authenticate(claims) {
-      const s = await findSessionForAuth(deps.pool, claims.sid, claims.tid, claims.sub);
+      const s = await lookup(claims.sid, claims.tid, claims.sub);
       if (!s) return { auth: null, reason: 'unknown session', kind: 'unknown' };
       const now = deps.clock.now();
       if (s.revoked) {

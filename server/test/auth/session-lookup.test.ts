@@ -1,0 +1,67 @@
+import request from 'supertest';
+import { createSessionLookup } from '../../src/services/auth/session-repository';
+import { buildTestApp, type TestApp } from '../helpers/app';
+import { loginAs } from '../helpers/auth';
+
+describe('batched per-request session lookup', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await buildTestApp();
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  test('when lookups for live, revoked, unknown and cross-tenant sessions arrive in one turn, then one batch answers each with its own row', async () => {
+    const a = await loginAs(t, { role: 'admin' });
+    const b = await loginAs(t, { role: 'viewer', displayName: 'Bea' });
+    const c = await loginAs(t);
+    await t.composition.pool.query("UPDATE sessions SET revoked_at = now(), revoked_reason = 'logout' WHERE id = $1", [c.sessionId]);
+    const lookup = createSessionLookup(t.composition.pool);
+    const unknown = '00000000-0000-4000-8000-000000000000';
+    const [ra, rb, rc, rUnknown, rWrongTenant, rDup] = await Promise.all([
+      lookup(a.sessionId, a.tenantId, a.userId),
+      lookup(b.sessionId, b.tenantId, b.userId),
+      lookup(c.sessionId, c.tenantId, c.userId),
+      lookup(unknown, a.tenantId, a.userId),
+      lookup(a.sessionId, b.tenantId, a.userId),
+      lookup(a.sessionId, a.tenantId, a.userId),
+    ]);
+    expect(ra).toMatchObject({ id: a.sessionId, userId: a.userId, tenantId: a.tenantId, role: 'admin', email: a.email, revoked: false, isActive: true });
+    expect(rb).toMatchObject({ id: b.sessionId, role: 'viewer', displayName: 'Bea', revoked: false });
+    expect(rc).toMatchObject({ id: c.sessionId, revoked: true, revokedReason: 'logout' });
+    expect(rUnknown).toBeNull();
+    expect(rWrongTenant).toBeNull();
+    expect(rDup).toEqual(ra);
+    expect(typeof ra?.lastUsedMs).toBe('number');
+    expect(ra?.absoluteExpiresMs).toBeGreaterThan(ra?.lastUsedMs as number);
+  });
+
+  test('when more lookups than one batch carries arrive together, then every one is answered', async () => {
+    const users = await Promise.all(Array.from({ length: 5 }, () => loginAs(t)));
+    const lookup = createSessionLookup(t.composition.pool);
+    const results = await Promise.all(Array.from({ length: 150 }, (_, i) => users[i % 5]).map((u) => lookup(u!.sessionId, u!.tenantId, u!.userId)));
+    results.forEach((r, i) => expect(r?.id).toBe(users[i % 5]?.sessionId));
+  });
+
+  test('when concurrent requests carry different users, then each sees its own identity, and a demotion committed before a request is seen by it', async () => {
+    const logins = await Promise.all([loginAs(t, { role: 'admin' }), loginAs(t, { role: 'user' }), loginAs(t, { role: 'viewer' })]);
+    const replies = await Promise.all(logins.flatMap((l) => [1, 2, 3].map(() => request(t.app).get('/api/v1/security/user').set('Authorization', l.authorization))));
+    replies.forEach((r, i) => {
+      const l = logins[Math.floor(i / 3)];
+      expect(r.status).toBe(200);
+      expect(r.body.user).toMatchObject({ id: l?.userId, role: l?.role, tenantId: l?.tenantId });
+    });
+    const admin = logins[0]!;
+    await t.composition.pool.query("UPDATE users SET role = 'viewer' WHERE id = $1", [admin.userId]);
+    const after = await Promise.all([1, 2, 3].map(() => request(t.app).get('/api/v1/security/user').set('Authorization', admin.authorization)));
+    for (const r of after) expect(r.body.user.role).toBe('viewer');
+  });
+
+  test('when the database refuses the batch, then every waiting request fails (no request passes unchecked)', async () => {
+    const a = await loginAs(t);
+    const lookup = createSessionLookup(t.composition.pool);
+    const results = await Promise.allSettled([lookup(a.sessionId, a.tenantId, a.userId), lookup('not-a-uuid', a.tenantId, a.userId)]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+  });
+});
