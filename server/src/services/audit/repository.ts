@@ -74,6 +74,32 @@ export async function insertAuditLogInTenant(q: Queryable, r: AuditRow): Promise
   return toRecorded(rows);
 }
 
+/**
+ * Group commit: several rows of one tenant in one statement (and so one transaction and one
+ * WAL flush). The columns arrive as arrays; `ORDER BY ord` inserts them in the given order, so
+ * the identity values come back ascending in that order.
+ */
+export const INSERT_AUDIT_LOGS_IN_TENANT = `
+WITH ctx AS MATERIALIZED (SELECT set_config('app.tenant_id', $1, true) AS tenant_id)
+INSERT INTO audit_logs (${INSERT_COLUMNS})
+SELECT ctx.tenant_id, r.user_id, r.action, r.resource_type, r.resource_id, r.before, r.after, r.ip_address, r.user_agent, r.result, r.error_message, r.severity, r.request_id
+FROM ctx, unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::inet[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+       WITH ORDINALITY AS r(user_id, action, resource_type, resource_id, before, after, ip_address, user_agent, result, error_message, severity, request_id, ord)
+ORDER BY r.ord
+RETURNING id, created_at`;
+
+/** Rows of one tenant in one statement; the results in the order of `rows`. */
+export async function insertAuditLogsInTenant(q: Queryable, tenantId: string, rows: AuditRow[]): Promise<RecordedAudit[]> {
+  const col = <K extends keyof AuditRow>(k: K): Array<AuditRow[K]> => rows.map((r) => r[k]);
+  const res = await q.query<{ id: string; created_at: Date }>(INSERT_AUDIT_LOGS_IN_TENANT, [
+    tenantId, col('userId'), col('action'), col('resourceType'), col('resourceId'), col('beforeJson'), col('afterJson'), col('ipAddress'), col('userAgent'), col('result'), col('errorMessage'), col('severity'), col('requestId'),
+  ]);
+  if (res.rows.length !== rows.length) throw new Error(`audit batch insert returned ${res.rows.length} rows for ${rows.length}`);
+  // bigint ids as text: compare by length, then lexically.
+  const sorted = [...res.rows].sort((a, b) => a.id.length - b.id.length || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return sorted.map((r) => ({ id: r.id, createdAt: r.created_at }));
+}
+
 export const SET_TENANT_CONTEXT = "SELECT set_config('app.tenant_id', $1, true)";
 export const SET_ALL_TENANTS_SCOPE = "SELECT set_config('app.audit_scope', 'all', true)";
 

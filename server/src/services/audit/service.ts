@@ -8,7 +8,6 @@ import { defaultSeverity, isWellFormedAction } from './catalog';
 import { verifyTenantChain, type VerifyOptions } from './chain';
 import {
   insertAuditLog,
-  insertAuditLogInTenant,
   selectAuditPage,
   selectAuditTenants,
   selectChainHead,
@@ -18,6 +17,7 @@ import {
   type AuditRow,
   type PageQuery,
 } from './repository';
+import { createAuditGroupCommit } from './group-commit';
 import { sanitizeText, scrubAuditValue, truncateText } from './scrub';
 import { RESULTS, SEVERITIES } from './types';
 import type {
@@ -206,6 +206,7 @@ export function listAuditTenants(q: Queryable): Promise<string[]> {
 }
 
 export function createAuditService(deps: { pool: Pool; logger: Logger }): AuditService {
+  const groupCommit = createAuditGroupCommit(deps.pool);
   const hooks: RegisteredHook[] = [];
 
   async function runHooks(wanted: RegisteredHook[], stored: StoredAuditEvent, recorded: RecordedAudit, q: Queryable): Promise<void> {
@@ -237,7 +238,7 @@ export function createAuditService(deps: { pool: Pool; logger: Logger }): AuditS
         await runHooks(wanted, stored, recorded, q);
         return recorded;
       }
-      if (wanted.length === 0) return insertAuditLogInTenant(deps.pool, row);
+      if (wanted.length === 0) return groupCommit(row);
       return withTenant(deps.pool, row.tenantId, async (client) => {
         const recorded = await insertAuditLog(client, row);
         await runHooks(wanted, stored, recorded, client);
