@@ -98,17 +98,22 @@ export async function findSessionForAuth(q: Pool | PoolClient, sessionId: string
 
 /**
  * The same check for several sessions in one statement: the keys arrive as three arrays and
- * come back tagged with their position. Used by createSessionLookup to batch the lookups of
+ * come back tagged with their position. LATERAL keeps one primary-key probe per key whatever
+ * the table statistics say (a hash join over a freshly grown sessions table was 10x slower). Used by createSessionLookup to batch the lookups of
  * requests that arrived in the same event-loop turn.
  */
 export const FIND_SESSIONS_FOR_AUTH = `
-SELECT k.ord::int AS ord, (s.revoked_at IS NOT NULL) AS revoked, s.revoked_reason,
-       floor(extract(epoch FROM s.last_used_at) * 1000)::float8 AS last_used_ms,
-       floor(extract(epoch FROM s.absolute_expires_at) * 1000)::float8 AS absolute_expires_ms,
-       u.email, u.role, u.is_active, u.display_name
+SELECT k.ord::int AS ord, x.*
 FROM unnest($1::uuid[], $2::text[], $3::uuid[]) WITH ORDINALITY AS k(sid, tid, uid, ord)
-JOIN sessions s ON s.id = k.sid AND s.tenant_id = k.tid AND s.user_id = k.uid
-JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id`;
+CROSS JOIN LATERAL (
+  SELECT (s.revoked_at IS NOT NULL) AS revoked, s.revoked_reason,
+         floor(extract(epoch FROM s.last_used_at) * 1000)::float8 AS last_used_ms,
+         floor(extract(epoch FROM s.absolute_expires_at) * 1000)::float8 AS absolute_expires_ms,
+         u.email, u.role, u.is_active, u.display_name
+  FROM sessions s
+  JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id
+  WHERE s.id = k.sid AND s.tenant_id = k.tid AND s.user_id = k.uid
+) x`;
 
 /** Most lookups one batched statement carries. */
 export const SESSION_LOOKUP_BATCH_MAX = 64;
