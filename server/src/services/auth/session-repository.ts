@@ -70,14 +70,16 @@ export async function insertSessionWithRefreshToken(
  * flag. Run as a named (prepared) statement: parsed and planned once per connection, which
  * halves its cost on every authenticated request.
  */
-export const FIND_SESSION_FOR_AUTH = `
-SELECT (s.revoked_at IS NOT NULL) AS revoked, s.revoked_reason,
+/** The session-and-user read of the per-request check, for keys named by `where`. */
+const sessionCheck = (where: string): string => `SELECT (s.revoked_at IS NOT NULL) AS revoked, s.revoked_reason,
        floor(extract(epoch FROM s.last_used_at) * 1000)::float8 AS last_used_ms,
        floor(extract(epoch FROM s.absolute_expires_at) * 1000)::float8 AS absolute_expires_ms,
        u.email, u.role, u.is_active, u.display_name
 FROM sessions s
 JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id
-WHERE s.id = $1 AND s.tenant_id = $2 AND s.user_id = $3`;
+WHERE ${where}`;
+
+export const FIND_SESSION_FOR_AUTH = sessionCheck('s.id = $1 AND s.tenant_id = $2 AND s.user_id = $3');
 
 interface SessionRow {
   revoked: boolean;
@@ -105,15 +107,7 @@ export async function findSessionForAuth(q: Pool | PoolClient, sessionId: string
 export const FIND_SESSIONS_FOR_AUTH = `
 SELECT k.ord::int AS ord, x.*
 FROM unnest($1::uuid[], $2::text[], $3::uuid[]) WITH ORDINALITY AS k(sid, tid, uid, ord)
-CROSS JOIN LATERAL (
-  SELECT (s.revoked_at IS NOT NULL) AS revoked, s.revoked_reason,
-         floor(extract(epoch FROM s.last_used_at) * 1000)::float8 AS last_used_ms,
-         floor(extract(epoch FROM s.absolute_expires_at) * 1000)::float8 AS absolute_expires_ms,
-         u.email, u.role, u.is_active, u.display_name
-  FROM sessions s
-  JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id
-  WHERE s.id = k.sid AND s.tenant_id = k.tid AND s.user_id = k.uid
-) x`;
+CROSS JOIN LATERAL (${sessionCheck('s.id = k.sid AND s.tenant_id = k.tid AND s.user_id = k.uid')}) x`;
 
 /** Most lookups one batched statement carries. */
 export const SESSION_LOOKUP_BATCH_MAX = 64;
