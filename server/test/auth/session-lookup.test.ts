@@ -1,7 +1,17 @@
 import request from 'supertest';
-import { createSessionLookup } from '../../src/services/auth/session-repository';
+import { createSessionLookup, FIND_SESSIONS_FOR_AUTH } from '../../src/services/auth/session-repository';
 import { buildTestApp, type TestApp } from '../helpers/app';
 import { loginAs } from '../helpers/auth';
+import { ownerPool } from '../helpers/app';
+
+async function ownerQuery(text: string, values: unknown[]): Promise<void> {
+  const owner = ownerPool();
+  try {
+    await owner.query(text, values);
+  } finally {
+    await owner.end();
+  }
+}
 
 describe('batched per-request session lookup', () => {
   let t: TestApp;
@@ -56,6 +66,22 @@ describe('batched per-request session lookup', () => {
     await t.composition.pool.query("UPDATE users SET role = 'viewer' WHERE id = $1", [admin.userId]);
     const after = await Promise.all([1, 2, 3].map(() => request(t.app).get('/api/v1/security/user').set('Authorization', admin.authorization)));
     for (const r of after) expect(r.body.user.role).toBe('viewer');
+  });
+
+  test('when a tenant has thousands of sessions the statistics do not know about yet, then the batch still probes each key by primary key', async () => {
+    const a = await loginAs(t);
+    // A burst of logins: many sessions of one user, newest last, no ANALYZE since.
+    await ownerQuery(
+      `INSERT INTO sessions (user_id, tenant_id, idle_expires_at, absolute_expires_at)
+       SELECT $1, $2, now() + interval '1 hour', now() + interval '1 day' FROM generate_series(1, 3000)`,
+      [a.userId, a.tenantId],
+    );
+    const fresh = await t.composition.services.sessions.create(t.composition.pool, { userId: a.userId, tenantId: a.tenantId, ip: null, userAgent: null });
+    const keys = (v: string) => Array.from({ length: 10 }, () => v);
+    const plan = await t.composition.pool.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${FIND_SESSIONS_FOR_AUTH}`, [keys(fresh.sessionId), keys(a.tenantId), keys(a.userId)]);
+    const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
+    expect(text).toContain('sessions_pkey');
+    expect(text).not.toMatch(/Index Scan using sessions_tenant/);
   });
 
   test('when the database refuses the batch, then every waiting request fails (no request passes unchecked)', async () => {
