@@ -121,20 +121,20 @@ export function createAccessLogWriter(logger: Logger, opts: { service?: string; 
       (t as unknown as { log(info: unknown, cb: () => void): void }).log(info, noop);
     }
   }
+  // The line is assembled by hand in the same key order JSON.stringify would give; every
+  // string that is not a constant goes through JSON.stringify (escaping). The timestamp string
+  // is reused within the same millisecond.
+  const servicePart = `,"service":${JSON.stringify(service)},"status":`;
+  let isoMs = -1;
+  let iso = '';
   const write = function writeAccessLine(e: AccessEntry): void {
+    const now = Date.now();
+    if (now !== isoMs) {
+      isoMs = now;
+      iso = new Date(now).toISOString();
+    }
     pending.push(
-      JSON.stringify({
-        durationMs: e.durationMs,
-        ip: e.ip,
-        level: 'info',
-        message: 'request',
-        method: e.method,
-        path: redactString(e.path),
-        requestId: e.requestId,
-        service,
-        status: e.status,
-        timestamp: new Date().toISOString(),
-      }),
+      `{"durationMs":${Number.isFinite(e.durationMs) ? e.durationMs : 0},"ip":${e.ip === null ? 'null' : JSON.stringify(e.ip)},"level":"info","message":"request","method":${JSON.stringify(e.method)},"path":${JSON.stringify(redactString(e.path))},"requestId":${JSON.stringify(e.requestId)}${servicePart}${Math.trunc(e.status)},"timestamp":"${iso}"}`,
     );
     if (pending.length >= maxLines) {
       flush();

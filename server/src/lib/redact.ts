@@ -15,8 +15,12 @@ export function isSecretKey(key: string): boolean {
   return SECRET_KEY.test(key);
 }
 
+const WHITESPACE = /\s/;
+
 export function redactString(value: string): string {
   if (value.length < 8) return value;
+  // Fast path: every pattern needs 'eyJ' (JWT), '://' (URL password) or whitespace (scheme + token).
+  if (value.indexOf('eyJ') === -1 && value.indexOf('://') === -1 && !WHITESPACE.test(value)) return value;
   return value.replace(JWT_LIKE, REDACTED).replace(BEARER, `$1 ${REDACTED}`).replace(URL_PASSWORD, `$1${REDACTED}@`);
 }
 

@@ -54,7 +54,9 @@ export class FailClosedStore implements Store {
 
 /** The client key: IP (IPv6 grouped by /56), from the request context when present. */
 function ipKey(req: Request): string {
-  return ipKeyGenerator(req.ctx?.ip ?? req.ip ?? 'unknown', 56);
+  const ip = req.ctx?.ip ?? req.ip ?? 'unknown';
+  // An IPv4 address is its own key; only IPv6 addresses are grouped (by /56).
+  return ip.includes(':') ? ipKeyGenerator(ip, 56) : ip;
 }
 
 /**

@@ -78,6 +78,21 @@ describe('log redaction', () => {
     expect(lines).toHaveLength(2);
   });
 
+  test('when fields carry quotes, control characters, odd Unicode or a token, then the access line is still one valid JSON object with those values', () => {
+    const lines: string[] = [];
+    const log = createLogger({ level: 'info', console: false, transports: [captureTransport(lines)] });
+    const write = createAccessLogWriter(log, { service: 'svc "x"' });
+    const path = `/a"b\\c\n\u2028\u0001é😀/${JWT}`;
+    write?.({ requestId: 'r"1', method: 'GET', path, status: 404, durationMs: 0.125, ip: '::ffff:10.0.0.1' });
+    write?.({ requestId: 'r2', method: 'POST', path: '/x', status: 200, durationMs: Number.NaN, ip: null });
+    write?.flush();
+    const parsed = (lines[0] as string).split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(parsed[0]).toMatchObject({ requestId: 'r"1', method: 'GET', status: 404, durationMs: 0.125, ip: '::ffff:10.0.0.1', service: 'svc "x"', level: 'info', message: 'request' });
+    expect(parsed[0]?.path).toBe(`/a"b\\c\n\u2028\u0001é😀/[REDACTED]`);
+    expect(parsed[1]).toMatchObject({ requestId: 'r2', ip: null, durationMs: 0, status: 200 });
+    expect(Object.keys(parsed[0] as object)).toEqual(['durationMs', 'ip', 'level', 'message', 'method', 'path', 'requestId', 'service', 'status', 'timestamp']);
+  });
+
   test('when the process exits with access lines still held, then they are written before it ends', () => {
     const logger = path.resolve(__dirname, '../../src/lib/logger');
     const script = `const { createAccessLogWriter, createLogger } = require(${JSON.stringify(logger)});
