@@ -13,34 +13,52 @@ export function series(...handlers: Handler[]): RequestHandler {
   const chain = handlers.flat();
   if (chain.length === 1) return chain[0] as RequestHandler;
   return function seriesMiddleware(req: Request, res: Response, next: NextFunction): void {
-    let i = 0;
-    let done = false;
-    const fail = (err: unknown): void => {
-      if (done) return;
-      done = true;
-      next(err);
-    };
-    const step = (err?: unknown): void => {
-      if (done) return;
-      if (err !== undefined && err !== null) {
-        fail(err);
-        return;
-      }
-      const h = chain[i++];
-      if (h === undefined) {
-        done = true;
-        next();
-        return;
-      }
-      try {
-        const r = h(req, res, step) as unknown;
-        if (r !== undefined && r !== null && typeof (r as Promise<unknown>).then === 'function') {
-          (r as Promise<unknown>).then(undefined, (e: unknown) => fail(e ?? new Error('Rejected promise')));
-        }
-      } catch (e) {
-        fail(e);
-      }
-    };
-    step();
+    new SeriesRun(chain, req, res, next).step();
   };
+}
+
+/**
+ * One request's walk through a series. A class with one bound step function rather than
+ * closures made per request (the dev/test runner names every named closure it creates).
+ */
+class SeriesRun {
+  private i = 0;
+  private done = false;
+  readonly step: (err?: unknown) => void;
+  constructor(
+    private readonly chain: RequestHandler[],
+    private readonly req: Request,
+    private readonly res: Response,
+    private readonly next: NextFunction,
+  ) {
+    this.step = this.advance.bind(this);
+  }
+
+  private fail(err: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    this.next(err);
+  }
+
+  private advance(err?: unknown): void {
+    if (this.done) return;
+    if (err !== undefined && err !== null) {
+      this.fail(err);
+      return;
+    }
+    const h = this.chain[this.i++];
+    if (h === undefined) {
+      this.done = true;
+      this.next();
+      return;
+    }
+    try {
+      const r = h(this.req, this.res, this.step) as unknown;
+      if (r !== undefined && r !== null && typeof (r as Promise<unknown>).then === 'function') {
+        (r as Promise<unknown>).then(undefined, (e: unknown) => this.fail(e ?? new Error('Rejected promise')));
+      }
+    } catch (e) {
+      this.fail(e);
+    }
+  }
 }
