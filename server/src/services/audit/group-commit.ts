@@ -7,6 +7,7 @@
  * after its audit row is durable, and fails if it could not be written.
  */
 import type { Pool } from '../../db/pool';
+import { perTurn, slices } from '../../lib/turn-batch';
 import { insertAuditLogInTenant, insertAuditLogsInTenant, type AuditRow } from './repository';
 import type { RecordedAudit } from './types';
 
@@ -26,9 +27,6 @@ function failedOnServer(err: unknown): boolean {
 }
 
 export function createAuditGroupCommit(pool: Pool, maxBatch = AUDIT_BATCH_MAX): (row: AuditRow) => Promise<RecordedAudit> {
-  let queue: Pending[] = [];
-  let scheduled = false;
-
   function one(p: Pending): void {
     insertAuditLogInTenant(pool, p.row).then(p.resolve, p.reject);
   }
@@ -54,27 +52,15 @@ export function createAuditGroupCommit(pool: Pool, maxBatch = AUDIT_BATCH_MAX): 
     );
   }
 
-  function flush(): void {
-    scheduled = false;
-    const all = queue;
-    queue = [];
+  const submit = perTurn<Pending>((all) => {
     const byTenant = new Map<string, Pending[]>();
     for (const p of all) {
       const list = byTenant.get(p.row.tenantId);
       if (list) list.push(p);
       else byTenant.set(p.row.tenantId, [p]);
     }
-    for (const [tenantId, list] of byTenant) {
-      for (let i = 0; i < list.length; i += maxBatch) run(tenantId, list.slice(i, i + maxBatch));
-    }
-  }
+    for (const [tenantId, list] of byTenant) for (const batch of slices(list, maxBatch)) run(tenantId, batch);
+  });
 
-  return (row) =>
-    new Promise<RecordedAudit>((resolve, reject) => {
-      queue.push({ row, resolve, reject });
-      if (!scheduled) {
-        scheduled = true;
-        setImmediate(flush);
-      }
-    });
+  return (row) => new Promise<RecordedAudit>((resolve, reject) => submit({ row, resolve, reject }));
 }

@@ -1,3 +1,4 @@
+import { perTurn, slices } from '../../lib/turn-batch';
 import type { Pool, PoolClient, Queryable } from '../../db/pool';
 import type { Role } from '../../types/express';
 
@@ -148,8 +149,6 @@ function toSession(r: SessionRow, sessionId: string, tenantId: string, userId: s
  * serves several requests instead of one each. A lone lookup uses the single-row query.
  */
 export function createSessionLookup(pool: Pool): SessionLookup {
-  let queue: PendingLookup[] = [];
-  let scheduled = false;
   function run(batch: PendingLookup[]): void {
     if (batch.length === 1) {
       const one = batch[0] as PendingLookup;
@@ -176,20 +175,8 @@ export function createSessionLookup(pool: Pool): SessionLookup {
         },
       );
   }
-  function flush(): void {
-    scheduled = false;
-    const all = queue;
-    queue = [];
-    for (let i = 0; i < all.length; i += SESSION_LOOKUP_BATCH_MAX) run(all.slice(i, i + SESSION_LOOKUP_BATCH_MAX));
-  }
-  return (sessionId, tenantId, userId) =>
-    new Promise<SessionForAuth | null>((resolve, reject) => {
-      queue.push({ sessionId, tenantId, userId, resolve, reject });
-      if (!scheduled) {
-        scheduled = true;
-        setImmediate(flush);
-      }
-    });
+  const submit = perTurn<PendingLookup>((all) => slices(all, SESSION_LOOKUP_BATCH_MAX).forEach(run));
+  return (sessionId, tenantId, userId) => new Promise<SessionForAuth | null>((resolve, reject) => submit({ sessionId, tenantId, userId, resolve, reject }));
 }
 
 export const TOUCH_SESSION = `
