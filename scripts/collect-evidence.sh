@@ -46,21 +46,18 @@ USAGE
 
 since="" until_ts="" email="" ip="" tenant="" out=""
 argv_quoted=$(printf '%q ' "$0" "$@")
-need_value() {
-  [[ $# -ge 2 && -n $2 ]] || fleet_usage_error "$1 needs a value"
-}
 while (($# > 0)); do
   case $1 in
     -h | --help)
       usage
       exit 0
       ;;
-    --since) need_value "$@"; since=$2; shift ;;
-    --until) need_value "$@"; until_ts=$2; shift ;;
-    --user) need_value "$@"; email=$2; shift ;;
-    --ip) need_value "$@"; ip=$2; shift ;;
-    --tenant) need_value "$@"; tenant=$2; shift ;;
-    --out) need_value "$@"; out=$2; shift ;;
+    --since) fleet_need_value "$@"; since=$2; shift ;;
+    --until) fleet_need_value "$@"; until_ts=$2; shift ;;
+    --user) fleet_need_value "$@"; email=$2; shift ;;
+    --ip) fleet_need_value "$@"; ip=$2; shift ;;
+    --tenant) fleet_need_value "$@"; tenant=$2; shift ;;
+    --out) fleet_need_value "$@"; out=$2; shift ;;
     *) fleet_usage_error "unknown argument: $1" ;;
   esac
   shift

@@ -34,19 +34,16 @@ USAGE
 
 email="" tenant="" all=0 reason=""
 reason_set=0
-need_value() {
-  [[ $# -ge 2 && -n $2 ]] || fleet_usage_error "$1 needs a value"
-}
 while (($# > 0)); do
   case $1 in
     -h | --help)
       usage
       exit 0
       ;;
-    --user) need_value "$@"; email=$2; shift ;;
-    --tenant) need_value "$@"; tenant=$2; shift ;;
+    --user) fleet_need_value "$@"; email=$2; shift ;;
+    --tenant) fleet_need_value "$@"; tenant=$2; shift ;;
     --all) all=1 ;;
-    --reason) need_value "$@"; reason=$2; reason_set=1; shift ;;
+    --reason) fleet_need_value "$@"; reason=$2; reason_set=1; shift ;;
     *) fleet_usage_error "unknown argument: $1" ;;
   esac
   shift

@@ -34,6 +34,12 @@ fleet_usage_error() {
   exit 2
 }
 
+# fleet_need_value OPTION [VALUE ...]: an option that takes a value got a non-empty one.
+# Call as `fleet_need_value "$@"` from the argument loop.
+fleet_need_value() {
+  [[ $# -ge 2 && -n $2 ]] || fleet_usage_error "$1 needs a value"
+}
+
 # fleet_require_cmd NAME HINT
 fleet_require_cmd() {
   command -v "$1" >/dev/null 2>&1 || fleet_die 1 "$1 not found in PATH: $2"
