@@ -9,11 +9,10 @@
  * else an embedded PostgreSQL in a temporary directory.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import pg from 'pg';
 import { openBenchDb } from './lib/db';
-import { fmt, load, median, type LoadResult } from './lib/harness';
+import { benchServerEnv, fmt, load, median, type LoadResult } from './lib/harness';
 
 const BODY = JSON.stringify({ action: 'bench.event', resourceType: 'vehicle', resourceId: 'V-1', after: { mileage: 150, driver: 'd-42' } });
 
@@ -92,19 +91,14 @@ async function main(): Promise<void> {
     await setup.query('CREATE TABLE bench_plain_audit (LIKE audit_logs INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS INCLUDING INDEXES)');
     await setup.query('GRANT SELECT, INSERT ON bench_plain_audit TO fleet_app');
     await setup.end();
-    server = await startServer({
+    server = await startServer(benchServerEnv(db.url, {
       NODE_ENV: 'production',
-      DATABASE_URL: db.url,
       DATABASE_SSL: 'disable',
-      JWT_SECRET: randomBytes(48).toString('base64'),
-      FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
       AUTH0_DOMAIN: 'bench.example.com',
       AUTH0_CLIENT_ID: 'bench',
       CORS_ORIGINS: 'https://app.example.com',
-      RATE_LIMIT_MAX: '1000000',
-      RATE_LIMIT_USER_MAX: '1000000',
       LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
-    });
+    }));
     const s = server;
     const http = (connections: number, duration: number) =>
       load({

@@ -14,13 +14,13 @@
  * server and dropped afterwards), else an embedded PostgreSQL in a temporary directory.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { openBenchDb } from './lib/db';
+import { benchServerEnv } from './lib/harness';
 import { systemClock } from '../server/src/lib/clock';
 import { FIND_SESSION_FOR_AUTH, findSessionForAuth } from '../server/src/services/auth/session-repository';
 import { startIssuer } from '../server/test/auth/oidc-issuer';
@@ -123,14 +123,10 @@ async function main(): Promise<void> {
     await owner.query(`INSERT INTO users (tenant_id, email, role, display_name) VALUES ($1, $2, 'user', 'Bench User')`, [tenant, email]);
 
     const app = await startApp({
+      ...benchServerEnv(db.url),
       NODE_ENV: 'test',
-      DATABASE_URL: db.url,
-      JWT_SECRET: randomBytes(48).toString('base64'),
-      FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
       FLEET_DATA_DIR: os.tmpdir(),
       LOG_LEVEL: 'warn',
-      RATE_LIMIT_MAX: '1000000',
-      RATE_LIMIT_USER_MAX: '1000000',
       DB_POOL_SIZE: '10',
       ...issuer.env(),
     });

@@ -2,27 +2,22 @@
  * Full middleware stack on GET /api/health vs bare Express 5, same machine, same run.
  * Usage: npx tsx bench/http-stack.bench.ts [seconds-per-round=5] [rounds=3]
  */
-import { randomBytes } from 'node:crypto';
 import { openBenchDb } from './lib/db';
-import { fmt, load, loadWithCpu, median, startServer, type LoadResult } from './lib/harness';
+import { benchServerEnv, fmt, load, loadWithCpu, median, startServer, type LoadResult } from './lib/harness';
 
 async function main(): Promise<void> {
   const seconds = Number(process.argv[2] ?? 5);
   const rounds = Number(process.argv[3] ?? 3);
   const db = await openBenchDb();
-  const env = {
+  const env = benchServerEnv(db.url, {
     NODE_ENV: 'production',
-    DATABASE_URL: db.url,
     DATABASE_SSL: 'disable',
-    JWT_SECRET: randomBytes(48).toString('base64'),
-    FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
     // Never contacted by GET /api/health; the start-up warm-up only logs that it is unreachable.
     AUTH0_DOMAIN: 'bench.invalid',
     AUTH0_CLIENT_ID: 'bench',
     CORS_ORIGINS: 'https://app.example.com',
-    RATE_LIMIT_MAX: '1000000',
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
-  };
+  });
   const bare = await startServer('servers/bare-express.ts');
   const full = await startServer('servers/real-app.ts', env).catch(async (e: Error) => {
     await bare.stop();

@@ -26,6 +26,7 @@ import autocannon from 'autocannon';
 import pg from 'pg';
 import { loadConfig, type Config } from '../server/src/config';
 import { openBenchDb } from './lib/db';
+import { benchServerEnv } from './lib/harness';
 import { createPool, poolOptionsFromConfig } from '../server/src/db/pool';
 import { systemClock } from '../server/src/lib/clock';
 import { createLogger } from '../server/src/lib/logger';
@@ -163,17 +164,7 @@ async function main(): Promise<void> {
 
     // ---- 1a. over HTTP
     if (only.has('1a')) {
-      const serverEnv = {
-        NODE_ENV: 'test',
-        DATABASE_URL: db.url,
-        DB_POOL_SIZE: '20',
-        JWT_SECRET: randomBytes(48).toString('base64'),
-        FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-        RATE_LIMIT_MAX: '1000000',
-        RATE_LIMIT_USER_MAX: '1000000',
-        FLEET_DATA_DIR: os.tmpdir(),
-        LOG_LEVEL: 'warn',
-      };
+      const serverEnv = benchServerEnv(db.url, { NODE_ENV: 'test', DB_POOL_SIZE: '20', FLEET_DATA_DIR: os.tmpdir(), LOG_LEVEL: 'warn' });
       const forwarding = (on: boolean) => owner?.query('UPDATE siem_settings SET forwarding = $1', [on]);
       const phase = async (label: string, workerOn: boolean): Promise<void> => {
         const server = await startAuditLogServer({ ...serverEnv, SIEM_PROVIDER: 'splunk', SIEM_ENDPOINT_URL: hec.url, SIEM_API_KEY: TOKEN, BENCH_SIEM_WORKER: workerOn ? 'on' : 'off' });

@@ -4,6 +4,7 @@
  * Rounds alternate between the baseline and the candidate to even out machine noise.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +18,21 @@ export interface LoadResult {
   p99: number;
   errors: number;
   non2xx: number;
+}
+
+/**
+ * What every bench server's environment starts from: its database, fresh strong secrets, and
+ * rate limits set out of the way of the load (the limiter still runs on every request).
+ */
+export function benchServerEnv(databaseUrl: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    DATABASE_URL: databaseUrl,
+    JWT_SECRET: randomBytes(48).toString('base64'),
+    FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    RATE_LIMIT_MAX: '1000000',
+    RATE_LIMIT_USER_MAX: '1000000',
+    ...extra,
+  };
 }
 
 /**
