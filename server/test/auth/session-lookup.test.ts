@@ -1,5 +1,5 @@
 import request from 'supertest';
-import { createSessionLookup, FIND_SESSIONS_FOR_AUTH } from '../../src/services/auth/session-repository';
+import { createSessionLookup, FIND_SESSION_FOR_AUTH, FIND_SESSIONS_FOR_AUTH } from '../../src/services/auth/session-repository';
 import { buildTestApp, type TestApp } from '../helpers/app';
 import { loginAs } from '../helpers/auth';
 import { ownerPool } from '../helpers/app';
@@ -68,7 +68,7 @@ describe('batched per-request session lookup', () => {
     for (const r of after) expect(r.body.user.role).toBe('viewer');
   });
 
-  test('when a tenant has thousands of sessions the statistics do not know about yet, then the batch still probes each key by primary key', async () => {
+  test('when a tenant has thousands of sessions the statistics do not know about yet, then the single and batched checks still probe each key by primary key', async () => {
     const a = await loginAs(t);
     // A burst of logins: many sessions of one user, newest last, no ANALYZE since.
     await ownerQuery(
@@ -78,10 +78,17 @@ describe('batched per-request session lookup', () => {
     );
     const fresh = await t.composition.services.sessions.create(t.composition.pool, { userId: a.userId, tenantId: a.tenantId, ip: null, userAgent: null });
     const keys = (v: string) => Array.from({ length: 10 }, () => v);
-    const plan = await t.composition.pool.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${FIND_SESSIONS_FOR_AUTH}`, [keys(fresh.sessionId), keys(a.tenantId), keys(a.userId)]);
-    const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
-    expect(text).toContain('sessions_pkey');
-    expect(text).not.toMatch(/Index Scan using sessions_tenant/);
+    const plans = [
+      await t.composition.pool.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${FIND_SESSIONS_FOR_AUTH}`, [keys(fresh.sessionId), keys(a.tenantId), keys(a.userId)]),
+      await t.composition.pool.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${FIND_SESSION_FOR_AUTH}`, [fresh.sessionId, a.tenantId, a.userId]),
+    ];
+    for (const plan of plans) {
+      const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
+      expect(text).toMatch(/Index Scan using sessions_pkey on sessions/);
+      expect(text).not.toMatch(/sessions_tenant|sessions_user/);
+    }
+    // And the answers are right for the new session among the thousands.
+    expect(await createSessionLookup(t.composition.pool)(fresh.sessionId, a.tenantId, a.userId)).toMatchObject({ id: fresh.sessionId, revoked: false });
   });
 
   test('when the database refuses the batch, then every waiting request fails (no request passes unchecked)', async () => {

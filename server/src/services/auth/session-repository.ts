@@ -71,16 +71,27 @@ export async function insertSessionWithRefreshToken(
  * flag. Run as a named (prepared) statement: parsed and planned once per connection, which
  * halves its cost on every authenticated request.
  */
-/** The session-and-user read of the per-request check, for keys named by `where`. */
-const sessionCheck = (where: string): string => `SELECT (s.revoked_at IS NOT NULL) AS revoked, s.revoked_reason,
+/** The select list of the per-request check: the session's state and the user's current role. */
+const SESSION_CHECK_COLUMNS = `(s.revoked_at IS NOT NULL) AS revoked, s.revoked_reason,
        floor(extract(epoch FROM s.last_used_at) * 1000)::float8 AS last_used_ms,
        floor(extract(epoch FROM s.absolute_expires_at) * 1000)::float8 AS absolute_expires_ms,
-       u.email, u.role, u.is_active, u.display_name
-FROM sessions s
-JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id
-WHERE ${where}`;
+       u.email, u.role, u.is_active, u.display_name`;
 
-export const FIND_SESSION_FOR_AUTH = sessionCheck('s.id = $1 AND s.tenant_id = $2 AND s.user_id = $3');
+/**
+ * One session found by its primary key alone. The tenant and user are checked outside this
+ * subquery (its LIMIT keeps the planner from pushing them in), so no plan can pick the
+ * (tenant_id, …) index instead: with statistics not yet refreshed after a burst of logins,
+ * PostgreSQL rated both indexes alike and walked the tenant's sessions in creation order
+ * (4,260 rows, 10 ms) for every new session.
+ */
+const sessionById = (id: string): string =>
+  `(SELECT id, tenant_id, user_id, revoked_at, revoked_reason, last_used_at, absolute_expires_at FROM sessions WHERE id = ${id} LIMIT 1) s`;
+
+export const FIND_SESSION_FOR_AUTH = `
+SELECT ${SESSION_CHECK_COLUMNS}
+FROM ${sessionById('$1')}
+JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id
+WHERE s.tenant_id = $2 AND s.user_id = $3`;
 
 interface SessionRow {
   revoked: boolean;
@@ -101,16 +112,16 @@ export async function findSessionForAuth(q: Pool | PoolClient, sessionId: string
 
 /**
  * The same check for several sessions in one statement: the keys arrive as three arrays and
- * come back tagged with their position. The LIMIT keeps the LATERAL subquery from being
- * flattened into a join, so each key is one primary-key probe whatever the statistics say:
- * flattened, with statistics not yet refreshed after a burst of logins, the planner walked
- * the tenant's sessions in creation order (4,260 rows, 10 ms) for each new session. Used by createSessionLookup to batch the lookups of
- * requests that arrived in the same event-loop turn.
+ * come back tagged with their position; each key is one primary-key probe (see sessionById).
+ * Used by createSessionLookup to batch the lookups of requests that arrived in the same
+ * event-loop turn.
  */
 export const FIND_SESSIONS_FOR_AUTH = `
-SELECT k.ord::int AS ord, x.*
+SELECT k.ord::int AS ord, ${SESSION_CHECK_COLUMNS}
 FROM unnest($1::uuid[], $2::text[], $3::uuid[]) WITH ORDINALITY AS k(sid, tid, uid, ord)
-CROSS JOIN LATERAL (${sessionCheck('s.id = k.sid AND s.tenant_id = k.tid AND s.user_id = k.uid')} LIMIT 1) x`;
+CROSS JOIN LATERAL ${sessionById('k.sid')}
+JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id
+WHERE s.tenant_id = k.tid AND s.user_id = k.uid`;
 
 /** Most lookups one batched statement carries. */
 export const SESSION_LOOKUP_BATCH_MAX = 64;
