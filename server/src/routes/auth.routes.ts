@@ -90,12 +90,10 @@ export function authRouter(deps: { composition: Composition; csrf: CsrfProtectio
   });
 
   router.get('/user', ...requireAuth, requirePermission('profile:read'), function currentUser(req: Request, res: Response) {
-    res.set('Cache-Control', 'no-store');
     res.json({ success: true, user: publicUser(authOf(req)) });
   });
 
   router.get('/sessions', ...requireAuth, requirePermission('sessions:read:own'), async function listSessions(req: Request, res: Response) {
-    res.set('Cache-Control', 'no-store');
     res.json({ success: true, sessions: await auth.listSessions(authOf(req)) });
   });
 

@@ -24,12 +24,32 @@ export interface TokenService {
    * `expired` marks a token with a valid signature that merely ran out.
    */
   verify(token: string): { claims: AccessClaims; reason?: undefined } | { claims: null; reason: string; expired?: boolean };
+  /** How many verified tokens are remembered (see createTokenService). */
+  cachedCount(): number;
 }
+
+/** Clock skew allowed on `exp`, in seconds (jsonwebtoken's clockTolerance). */
+const EXP_TOLERANCE_SEC = 5;
+/** Verified tokens remembered by default (a few MB at most). */
+export const VERIFIED_TOKEN_CACHE_MAX = 10_000;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
-export function createTokenService(config: Config, clock: Clock): TokenService {
+/**
+ * Tokens are verified in full (signature, algorithm, key id, issuer, audience, expiry,
+ * claim shapes) the first time they are seen. A token that passed is remembered, keyed by its
+ * exact text, until it expires: presenting the same string again only re-checks `exp`, so
+ * the HMAC and the JSON parsing are not repeated on every request of a session. Only tokens
+ * that verified enter the table (forged ones cannot fill it); any change to a token's text is
+ * a different key and goes through full verification. The table holds at most
+ * `verifiedCacheMax` entries, the oldest dropped first. Secrets are fixed for the process's
+ * life, so a remembered verdict cannot outlive the secret that produced it. The session
+ * itself is still checked in the database on every request (see sessions.authenticate).
+ */
+export function createTokenService(config: Config, clock: Clock, opts: { verifiedCacheMax?: number } = {}): TokenService {
+  const verifiedMax = opts.verifiedCacheMax ?? VERIFIED_TOKEN_CACHE_MAX;
+  const verified = new Map<string, AccessClaims>();
   // Secrets as KeyObjects, built once: given a string, jsonwebtoken first tries (and fails)
   // to parse it as a PEM public key on every call, which costs ~40x the HMAC itself.
   const key = (s: string): KeyObject => createSecretKey(Buffer.from(s, 'utf8'));
@@ -47,6 +67,12 @@ export function createTokenService(config: Config, clock: Clock): TokenService {
     },
     verify(token) {
       if (typeof token !== 'string' || token.length > 4096) return { claims: null, reason: 'token missing or too long' };
+      const nowSec = Math.floor(clock.now() / 1000);
+      const known = verified.get(token);
+      if (known !== undefined) {
+        if (nowSec < known.exp + EXP_TOLERANCE_SEC) return { claims: known };
+        verified.delete(token); // expired: the full check below gives the usual answer
+      }
       // One decode: jsonwebtoken hands the parsed header to the key lookup (synchronously, as
       // a callback) and then checks signature, algorithm, issuer, audience and expiry.
       let refused: string | null = null;
@@ -61,7 +87,7 @@ export function createTokenService(config: Config, clock: Clock): TokenService {
         }
         cb(null, secret);
       };
-      jwt.verify(token, lookup, { algorithms: ['HS256'], issuer, audience, clockTimestamp: Math.floor(clock.now() / 1000), clockTolerance: 5 }, (err, decoded) => {
+      jwt.verify(token, lookup, { algorithms: ['HS256'], issuer, audience, clockTimestamp: nowSec, clockTolerance: EXP_TOLERANCE_SEC }, (err, decoded) => {
         if (err) {
           if (refused !== null) out = { claims: null, reason: refused };
           else if (err instanceof jwt.TokenExpiredError) out = { claims: null, reason: 'access token expired', expired: true };
@@ -74,9 +100,16 @@ export function createTokenService(config: Config, clock: Clock): TokenService {
           out = { claims: null, reason: 'claims missing or malformed' };
           return;
         }
-        out = { claims: { sub: p.sub, sid: p.sid, tid: p.tid, jti: p.jti, iat: p.iat, exp: p.exp } };
+        const claims: AccessClaims = Object.freeze({ sub: p.sub, sid: p.sid, tid: p.tid, jti: p.jti, iat: p.iat, exp: p.exp });
+        out = { claims };
+        // A token with nbf (never issued here) is not remembered: its check is not only exp.
+        if (verifiedMax > 0 && p.nbf === undefined) {
+          if (verified.size >= verifiedMax) verified.delete(verified.keys().next().value as string);
+          verified.set(token, claims);
+        }
       });
       return out;
     },
+    cachedCount: () => verified.size,
   };
 }
