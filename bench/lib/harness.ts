@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import net from 'node:net';
 import autocannon from 'autocannon';
 
 export interface LoadResult {
@@ -84,6 +85,11 @@ export async function startServer(script: string, env: Record<string, string> = 
   };
 }
 
+/**
+ * One autocannon run: the connections send back to back (a closed loop), which measures
+ * capacity; latency there is mostly queueing (connections ÷ throughput). For latency at a
+ * given load use paced().
+ */
 export async function load(opts: { url: string; connections?: number; duration?: number; method?: string; headers?: Record<string, string>; body?: string }): Promise<LoadResult> {
   const r = await autocannon({
     url: opts.url,
@@ -121,4 +127,84 @@ export async function loadWithCpu(pid: number, opts: Parameters<typeof load>[0])
   const used = cpuMicros(pid) - before;
   const total = r.rps * (opts.duration ?? 5);
   return { ...r, cpuPerReq: total > 0 ? used / total : 0 };
+}
+
+/**
+ * Open-loop load at a fixed rate: `rate` requests/s over `connections` keep-alive
+ * connections, evenly spaced (connection w sends its k-th request at
+ * start + (w/connections + k) × connections/rate). A request that cannot go at its time
+ * (the previous one on its connection is still out) goes as soon as it can, and every latency
+ * counts from the scheduled time, so a stall is not hidden (no coordinated omission).
+ * autocannon's own rate option sends each connection's per-second quota in a burst at the
+ * start of every second, which measures bursts, not a steady load.
+ */
+export async function paced(opts: { url: string; rate: number; connections: number; duration: number; method?: string; headers?: Record<string, string>; body?: string }): Promise<LoadResult> {
+  const u = new URL(opts.url);
+  const body = opts.body === undefined ? Buffer.alloc(0) : Buffer.from(opts.body);
+  const head = [`${opts.method ?? 'GET'} ${u.pathname}${u.search} HTTP/1.1`, `host: ${u.host}`, 'connection: keep-alive', ...Object.entries(opts.headers ?? {}).map(([k, v]) => `${k}: ${v}`)];
+  if (body.length > 0) head.push(`content-length: ${body.length}`);
+  // The request as bytes, built once (as autocannon does); responses are read with a minimal
+  // parser (status line, Content-Length), so the client costs little next to the server.
+  const request = Buffer.concat([Buffer.from(`${head.join('\r\n')}\r\n\r\n`), body]);
+  const intervalNs = BigInt(Math.round((opts.connections / opts.rate) * 1e9));
+  const start = process.hrtime.bigint() + 50_000_000n;
+  const end = start + BigInt(Math.round(opts.duration * 1e9));
+  const lat: number[] = [];
+  let errors = 0;
+  let non2xx = 0;
+  await Promise.all(
+    Array.from(
+      { length: opts.connections },
+      (_, w) =>
+        new Promise<void>((resolve) => {
+          const sock = net.connect(Number(u.port), u.hostname);
+          sock.setNoDelay(true);
+          let next = start + (intervalNs * BigInt(w)) / BigInt(opts.connections);
+          let buf: Buffer = Buffer.alloc(0);
+          let timer: NodeJS.Timeout | null = null;
+          const finish = (): void => {
+            if (timer) clearTimeout(timer);
+            sock.destroy();
+            resolve();
+          };
+          const fire = (): void => {
+            timer = null;
+            if (next >= end) {
+              finish();
+              return;
+            }
+            const now = process.hrtime.bigint();
+            if (next > now) {
+              timer = setTimeout(fire, Number(next - now) / 1e6);
+              return;
+            }
+            sock.write(request);
+          };
+          sock.on('data', (chunk: Buffer) => {
+            buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+            for (;;) {
+              const headerEnd = buf.indexOf('\r\n\r\n');
+              if (headerEnd === -1) return;
+              const headerText = buf.subarray(0, headerEnd).toString('latin1');
+              const len = Number(/\r\ncontent-length: *(\d+)/i.exec(headerText)?.[1] ?? 0);
+              if (buf.length < headerEnd + 4 + len) return;
+              buf = buf.subarray(headerEnd + 4 + len);
+              const status = Number(headerText.slice(9, 12));
+              if (status >= 200 && status < 300) lat.push(Number(process.hrtime.bigint() - next) / 1e6);
+              else non2xx += 1;
+              next += intervalNs;
+              fire();
+            }
+          });
+          sock.on('error', () => {
+            errors += 1;
+            finish();
+          });
+          sock.on('connect', fire);
+        }),
+    ),
+  );
+  lat.sort((a, b) => a - b);
+  const at = (p: number): number => (lat.length ? (lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] as number) : 0);
+  return { rps: lat.length / opts.duration, p50: at(0.5), p99: at(0.99), errors, non2xx };
 }

@@ -24,6 +24,12 @@ interface RawRequest {
   target: 'audit' | 'plain' | 'service';
   connections: number;
   seconds: number;
+  /**
+   * Offered load (operations/s over all writers). Each writer then issues its k-th operation
+   * at start + k × (connections ÷ rate) and its latency counts from that scheduled time, so an
+   * operation delayed by a slow one before it is not under-reported (coordinated omission).
+   */
+  rate?: number;
 }
 
 /** The same columns into bench_plain_audit (created by the bench as a LIKE copy of audit_logs). */
@@ -43,6 +49,8 @@ async function main(): Promise<void> {
   const pool = createPool(poolOptionsFromConfig(config, config.database.url as string), logger);
   const composition = await buildServices({ config, logger, pool, clock: systemClock });
   await composition.start();
+  // BENCH_SEALER=off: the chain is not sealed during the run (to see what sealing costs).
+  if (process.env.BENCH_SEALER === 'off') await composition.services.auditSealer.stop();
 
   // A user and a session, as loginAs() does in the tests.
   const { rows } = await pool.query<{ id: string }>(
@@ -86,10 +94,18 @@ async function main(): Promise<void> {
     const lat: number[] = [];
     let errors = 0;
     const started = process.hrtime.bigint();
+    const intervalNs = req.rate ? BigInt(Math.round((req.connections / req.rate) * 1e9)) : 0n;
     await Promise.all(
-      Array.from({ length: req.connections }, async () => {
+      Array.from({ length: req.connections }, async (_, w) => {
+        // Writers start spread over one interval so the offered load is even.
+        let next = started + (intervalNs * BigInt(w)) / BigInt(req.connections);
         while (Date.now() < deadline) {
-          const t0 = process.hrtime.bigint();
+          let t0 = process.hrtime.bigint();
+          if (intervalNs > 0n) {
+            if (next > t0) await new Promise((r) => setTimeout(r, Number(next - t0) / 1e6));
+            t0 = next;
+            next += intervalNs;
+          }
           try {
             if (req.target === 'service') await composition.services.audit.record(serviceEvent);
             else await pool.query(sql, rawParams);

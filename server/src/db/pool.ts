@@ -8,6 +8,8 @@ export type PoolClient = pg.PoolClient;
 /** Anything that runs a parameterized query: the pool or a transaction's client. */
 export interface Queryable {
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+  /** A named statement: parsed and planned once per connection. */
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(config: { name: string; text: string; values?: unknown[] }): Promise<pg.QueryResult<R>>;
 }
 
 // Return int8 (bigint ids, counts) as strings is pg's default; keep it (ids exceed 2^53 in theory).

@@ -70,7 +70,7 @@ export async function insertAuditLog(q: Queryable, r: AuditRow): Promise<Recorde
 }
 
 export async function insertAuditLogInTenant(q: Queryable, r: AuditRow): Promise<RecordedAudit> {
-  const { rows } = await q.query<{ id: string; created_at: Date }>(INSERT_AUDIT_LOG_IN_TENANT, insertParams(r));
+  const { rows } = await q.query<{ id: string; created_at: Date }>({ name: 'fleet_audit_insert', text: INSERT_AUDIT_LOG_IN_TENANT, values: insertParams(r) });
   return toRecorded(rows);
 }
 
@@ -91,9 +91,9 @@ RETURNING id, created_at`;
 /** Rows of one tenant in one statement; the results in the order of `rows`. */
 export async function insertAuditLogsInTenant(q: Queryable, tenantId: string, rows: AuditRow[]): Promise<RecordedAudit[]> {
   const col = <K extends keyof AuditRow>(k: K): Array<AuditRow[K]> => rows.map((r) => r[k]);
-  const res = await q.query<{ id: string; created_at: Date }>(INSERT_AUDIT_LOGS_IN_TENANT, [
+  const res = await q.query<{ id: string; created_at: Date }>({ name: 'fleet_audit_insert_batch', text: INSERT_AUDIT_LOGS_IN_TENANT, values: [
     tenantId, col('userId'), col('action'), col('resourceType'), col('resourceId'), col('beforeJson'), col('afterJson'), col('ipAddress'), col('userAgent'), col('result'), col('errorMessage'), col('severity'), col('requestId'),
-  ]);
+  ] });
   if (res.rows.length !== rows.length) throw new Error(`audit batch insert returned ${res.rows.length} rows for ${rows.length}`);
   // bigint ids as text: compare by length, then lexically.
   const sorted = [...res.rows].sort((a, b) => a.id.length - b.id.length || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
