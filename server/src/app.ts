@@ -9,6 +9,7 @@ import { jsonBody } from './middleware/body';
 import { corsPolicy } from './middleware/cors';
 import { createCsrf } from './middleware/csrf';
 import { errorHandler, notFoundHandler } from './middleware/error-handler';
+import { useLeanJson } from './middleware/json-response';
 import { createAccessLogWriter } from './lib/logger';
 import { createMetrics, type Metrics } from './middleware/metrics';
 import { createRateLimiter } from './middleware/rate-limit';
@@ -36,6 +37,7 @@ export function createApp(c: Composition, opts: AppOptions = {}): App {
   app.set('trust proxy', config.trustProxy);
   app.set('etag', false);
   app.set('query parser', 'simple');
+  useLeanJson(app);
 
   const metrics = createMetrics({ pool: c.pool, token: config.metricsToken, registries: c.metricRegistries });
   app.metrics = metrics;

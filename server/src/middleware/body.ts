@@ -40,6 +40,101 @@ function findUnsafeStrings(value: unknown, path: string, out: ErrorDetail[], dep
   }
 }
 
+class BodyError extends Error {
+  readonly expose = true;
+  constructor(
+    message: string,
+    readonly type: string,
+    readonly status = 400,
+  ) {
+    super(message);
+  }
+}
+
+const DIGITS = /^\d{1,12}$/;
+const UTF8_CHARSET = /;\s*charset\s*=\s*"?utf-?8"?\s*(?:;|$)/i;
+
+/**
+ * The common case read directly: a Content-Length within the limit, no Content-Encoding or
+ * Transfer-Encoding, no charset other than UTF-8. Anything else (compressed, chunked, too
+ * large, another charset) goes to body-parser, which answers those cases.
+ */
+function plainBodyLength(req: Request, limitBytes: number): number | null {
+  const h = req.headers;
+  if (h['transfer-encoding'] !== undefined) return null;
+  const enc = h['content-encoding'];
+  if (enc !== undefined && enc.trim().toLowerCase() !== 'identity') return null;
+  const type = String(h['content-type'] ?? '');
+  if (type.includes(';') && /;\s*charset\s*=/i.test(type) && !UTF8_CHARSET.test(type)) return null;
+  const len = h['content-length'];
+  if (len === undefined || !DIGITS.test(len)) return null;
+  const n = Number(len);
+  return n <= limitBytes ? n : null;
+}
+
+/**
+ * Reads a body of a known length (Node's parser delivers exactly Content-Length bytes) and
+ * parses it as body-parser's strict JSON mode would: valid UTF-8, an object or array at the
+ * top level; the same error types, so the error handler answers identically.
+ */
+function readPlainJson(req: Request, length: number, done: (err: unknown, body?: unknown) => void): void {
+  const chunks: Buffer[] = [];
+  let received = 0;
+  let finished = false;
+  const finish = (err: unknown, body?: unknown): void => {
+    if (finished) return;
+    finished = true;
+    req.off('data', onData);
+    req.off('end', onEnd);
+    req.off('error', onError);
+    req.off('aborted', onAborted);
+    done(err, body);
+  };
+  function onData(chunk: Buffer): void {
+    received += chunk.length;
+    if (received > length) finish(new BodyError('request size did not match content length', 'request.size.invalid'));
+    else chunks.push(chunk);
+  }
+  function onEnd(): void {
+    if (received !== length) {
+      finish(new BodyError('request size did not match content length', 'request.size.invalid'));
+      return;
+    }
+    const buf = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received);
+    if (!isUtf8(buf)) {
+      finish(new Utf8Error('The request body is not valid UTF-8.'));
+      return;
+    }
+    const text = buf.toString('utf8');
+    // strict: the first non-blank character opens an object or an array (body-parser's rule).
+    let i = 0;
+    while (i < text.length && (text.charCodeAt(i) === 0x20 || text.charCodeAt(i) === 0x09 || text.charCodeAt(i) === 0x0a || text.charCodeAt(i) === 0x0d)) i += 1;
+    const first = text[i];
+    if (first !== '{' && first !== '[') {
+      finish(new BodyError('Unexpected token in JSON body', 'entity.parse.failed'));
+      return;
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      finish(new BodyError('Unexpected token in JSON body', 'entity.parse.failed'));
+      return;
+    }
+    finish(null, body);
+  }
+  function onError(): void {
+    finish(new BodyError('request aborted', 'request.aborted'));
+  }
+  function onAborted(): void {
+    finish(new BodyError('request aborted', 'request.aborted'));
+  }
+  req.on('data', onData);
+  req.on('end', onEnd);
+  req.on('error', onError);
+  req.on('aborted', onAborted);
+}
+
 /**
  * Body handling: requests with a body must be JSON (415 otherwise), capped in size (413),
  * valid UTF-8 and valid JSON (400 MALFORMED_JSON), and free of NUL characters and lone
@@ -75,7 +170,7 @@ export function jsonBody(limitBytes: number): RequestHandler[] {
         next(unsupportedMediaType());
         return;
       }
-      parser(req, res, (err?: unknown) => {
+      const parsed = (err?: unknown): void => {
         if (err) {
           next(err);
           return;
@@ -89,6 +184,15 @@ export function jsonBody(limitBytes: number): RequestHandler[] {
           }
         }
         next();
+      };
+      const length = plainBodyLength(req, limitBytes);
+      if (length === null) {
+        parser(req, res, parsed);
+        return;
+      }
+      readPlainJson(req, length, (err, body) => {
+        if (!err) req.body = body;
+        parsed(err);
       });
     },
   ];

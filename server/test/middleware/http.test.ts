@@ -1,3 +1,6 @@
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import express from 'express';
 import request from 'supertest';
 import { AppError, conflict, csrfFailed, forbidden, internalError, notFound, rateLimited, serviceUnavailable, unauthenticated, validationFailed } from '../../src/lib/errors';
@@ -247,5 +250,105 @@ describe('the error handler', () => {
     expect(wrong.body.error.details[0]).toMatchObject({ path: 'body.a', code: 'invalid_type' });
     const ok = await request(app).post('/strict').send({ a: 'ok' });
     expect(ok.status).toBe(200);
+  });
+});
+
+describe('request bodies: the direct reader and the cases left to body-parser', () => {
+  const app = express();
+  app.use(requestContext({ logger: createLogger({ level: 'error', console: false }), accessLog: false }));
+  app.use(jsonBody(1024));
+  app.post('/echo', (req, res) => {
+    res.json({ body: req.body as unknown });
+  });
+  app.use(errorHandler());
+
+  test('when a plain JSON body is posted (with or without charset=utf-8, leading blanks), then it arrives parsed and unchanged', async () => {
+    const value = { s: 'é 🚀 \u202e rtl \u200b zw', n: [1, 2.5, null, true], nested: { "'; DROP TABLE x; --": 1 } };
+    for (const type of ['application/json', 'application/json; charset=utf-8', 'application/json;charset="UTF-8"', 'application/vnd.api+json']) {
+      const res = await rawRequest(app, 'POST', '/echo', { 'Content-Type': type }, Buffer.from(` \n\t${JSON.stringify(value)}`));
+      expect(res.status).toBe(200);
+      expect(res.body).toEqual({ body: value });
+    }
+    const arr = await rawRequest(app, 'POST', '/echo', { 'Content-Type': 'application/json' }, Buffer.from('[1,"two"]'));
+    expect(arr.body).toEqual({ body: [1, 'two'] });
+  });
+
+  test('when the top level is not an object or array, or the JSON is cut short, or the body is blank, then 400 MALFORMED_JSON', async () => {
+    for (const text of ['"text"', '42', 'null', 'true', '{"a":', '{"a":1}}', '   ']) {
+      const res = await rawRequest(app, 'POST', '/echo', { 'Content-Type': 'application/json' }, Buffer.from(text));
+      expect(res.status).toBe(400);
+      expectErrorShape(res.body, 'MALFORMED_JSON');
+    }
+  });
+
+  test('when the body is gzip-compressed JSON, then body-parser inflates it and it arrives parsed', async () => {
+    const res = await rawRequest(app, 'POST', '/echo', { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip' }, gzipSync(Buffer.from('{"zipped":true}')));
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ body: { zipped: true } });
+  });
+
+  test('when a gzip body inflates past the limit, or the encoding is unknown, then 413 or 415 and never a 500', async () => {
+    const bomb = gzipSync(Buffer.from(JSON.stringify({ a: 'x'.repeat(50_000) })));
+    expect(bomb.length).toBeLessThan(1024);
+    const big = await rawRequest(app, 'POST', '/echo', { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip' }, bomb);
+    expect(big.status).toBe(413);
+    expectErrorShape(big.body, 'PAYLOAD_TOO_LARGE');
+    const odd = await rawRequest(app, 'POST', '/echo', { 'Content-Type': 'application/json', 'Content-Encoding': 'x-unknown' }, Buffer.from('{}'));
+    expect(odd.status).toBe(415);
+    expectErrorShape(odd.body, 'UNSUPPORTED_MEDIA_TYPE');
+  });
+
+  test('when the charset is not UTF-8, then 415', async () => {
+    const res = await rawRequest(app, 'POST', '/echo', { 'Content-Type': 'application/json; charset=latin1' }, Buffer.from('{"a":"b"}'));
+    expect(res.status).toBe(415);
+    expectErrorShape(res.body, 'UNSUPPORTED_MEDIA_TYPE');
+  });
+
+  test('when the body is sent chunked (no Content-Length), then it is read and parsed', async () => {
+    const server = http.createServer(app);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const res = await new Promise<{ status: number; body: unknown }>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/echo', headers: { 'Content-Type': 'application/json' } }, (r) => {
+          const chunks: Buffer[] = [];
+          r.on('data', (c: Buffer) => chunks.push(c));
+          r.on('end', () => resolve({ status: r.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown }));
+        });
+        req.on('error', reject);
+        req.write('{"chun');
+        req.end('ked":1}');
+      });
+      expect(res).toEqual({ status: 200, body: { body: { chunked: 1 } } });
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
+  test('when Content-Length is over the limit, then 413 without reading a parse error', async () => {
+    const res = await rawRequest(app, 'POST', '/echo', { 'Content-Type': 'application/json' }, Buffer.from(JSON.stringify({ a: 'y'.repeat(2000) })));
+    expect(res.status).toBe(413);
+    expectErrorShape(res.body, 'PAYLOAD_TOO_LARGE');
+  });
+
+  test('when the client promises more bytes than it sends and hangs up, then the server stays up and answers the next request', async () => {
+    const server = http.createServer(app);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const { port } = server.address() as AddressInfo;
+    try {
+      await new Promise<void>((resolve) => {
+        const sock = net.connect(port, '127.0.0.1', () => {
+          sock.end('POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"a":');
+        });
+        sock.on('close', () => resolve());
+        sock.on('error', () => resolve());
+        sock.resume();
+      });
+      const next = await request(server).post('/echo').set('Content-Type', 'application/json').send('{"after":true}');
+      expect(next.status).toBe(200);
+      expect(next.body).toEqual({ body: { after: true } });
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 });
