@@ -2,14 +2,26 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 
-/** Sends exact bytes (supertest would re-serialize a Buffer as JSON). */
-export async function rawRequest(app: Express, method: string, path: string, headers: Record<string, string>, body: Buffer): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: unknown }> {
+/** Runs `fn` against the app listening on a free loopback port, then closes the server. */
+export async function withServer<T>(app: Express, fn: (port: number) => Promise<T>): Promise<T> {
   const server = http.createServer(app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const port = (server.address() as AddressInfo).port;
   try {
-    return await new Promise((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port, method, path, headers: { ...headers, 'Content-Length': String(body.length) } }, (res) => {
+    return await fn((server.address() as AddressInfo).port);
+  } finally {
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+}
+
+/**
+ * Sends exact bytes (supertest would re-serialize a Buffer as JSON): one Buffer with its
+ * Content-Length, or an array of Buffers sent chunked (no Content-Length).
+ */
+export async function rawRequest(app: Express, method: string, path: string, headers: Record<string, string>, body: Buffer | Buffer[]): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: unknown; text: string }> {
+  return withServer(app, (port) => {
+    const chunked = Array.isArray(body);
+    return new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method, path, headers: chunked ? headers : { ...headers, 'Content-Length': String(body.length) } }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
@@ -20,13 +32,12 @@ export async function rawRequest(app: Express, method: string, path: string, hea
           } catch {
             /* not JSON */
           }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed });
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed, text });
         });
       });
       req.on('error', reject);
-      req.end(body);
+      if (chunked) for (const c of body) req.write(c);
+      req.end(chunked ? undefined : body);
     });
-  } finally {
-    await new Promise<void>((r) => server.close(() => r()));
-  }
+  });
 }

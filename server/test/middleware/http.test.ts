@@ -1,5 +1,4 @@
-import http from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import { gzipSync } from 'node:zlib';
 import express from 'express';
 import request from 'supertest';
@@ -11,7 +10,7 @@ import { validate } from '../../src/middleware/input-validation';
 import { createLogger } from '../../src/lib/logger';
 import { z } from 'zod';
 import { buildTestApp, type TestApp } from '../helpers/app';
-import { rawRequest } from '../helpers/raw';
+import { rawRequest, withServer } from '../helpers/raw';
 
 function expectErrorShape(body: unknown, code: string): void {
   expect(body).toEqual({
@@ -305,24 +304,9 @@ describe('request bodies: the direct reader and the cases left to body-parser', 
   });
 
   test('when the body is sent chunked (no Content-Length), then it is read and parsed', async () => {
-    const server = http.createServer(app);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    const { port } = server.address() as AddressInfo;
-    try {
-      const res = await new Promise<{ status: number; body: unknown }>((resolve, reject) => {
-        const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/echo', headers: { 'Content-Type': 'application/json' } }, (r) => {
-          const chunks: Buffer[] = [];
-          r.on('data', (c: Buffer) => chunks.push(c));
-          r.on('end', () => resolve({ status: r.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown }));
-        });
-        req.on('error', reject);
-        req.write('{"chun');
-        req.end('ked":1}');
-      });
-      expect(res).toEqual({ status: 200, body: { body: { chunked: 1 } } });
-    } finally {
-      await new Promise<void>((r) => server.close(() => r()));
-    }
+    const res = await rawRequest(app, 'POST', '/echo', { 'Content-Type': 'application/json' }, [Buffer.from('{"chun'), Buffer.from('ked":1}')]);
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ body: { chunked: 1 } });
   });
 
   test('when Content-Length is over the limit, then 413 without reading a parse error', async () => {
@@ -332,10 +316,7 @@ describe('request bodies: the direct reader and the cases left to body-parser', 
   });
 
   test('when the client promises more bytes than it sends and hangs up, then the server stays up and answers the next request', async () => {
-    const server = http.createServer(app);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    const { port } = server.address() as AddressInfo;
-    try {
+    await withServer(app, async (port) => {
       await new Promise<void>((resolve) => {
         const sock = net.connect(port, '127.0.0.1', () => {
           sock.end('POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"a":');
@@ -344,11 +325,10 @@ describe('request bodies: the direct reader and the cases left to body-parser', 
         sock.on('error', () => resolve());
         sock.resume();
       });
-      const next = await request(server).post('/echo').set('Content-Type', 'application/json').send('{"after":true}');
+      const next = await request(`http://127.0.0.1:${port}`).post('/echo').set('Content-Type', 'application/json').send('{"after":true}');
       expect(next.status).toBe(200);
       expect(next.body).toEqual({ body: { after: true } });
-    } finally {
-      await new Promise<void>((r) => server.close(() => r()));
-    }
+    });
   });
+
 });

@@ -1,8 +1,8 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
 import express from 'express';
 import request from 'supertest';
 import { useLeanJson } from '../../src/middleware/json-response';
+import { rawRequest } from '../helpers/raw';
 
 function appWith(lean: boolean): express.Express {
   const app = express();
@@ -24,24 +24,7 @@ function appWith(lean: boolean): express.Express {
   return app;
 }
 
-async function raw(app: express.Express, method: string, path: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
-  const server = http.createServer(app);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const { port } = server.address() as AddressInfo;
-  try {
-    return await new Promise((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port, method, path }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      });
-      req.on('error', reject);
-      req.end();
-    });
-  } finally {
-    await new Promise<void>((r) => server.close(() => r()));
-  }
-}
+const raw = (app: express.Express, method: string, path: string) => rawRequest(app, method, path, {}, Buffer.alloc(0));
 
 const pick = (h: http.IncomingHttpHeaders) => ({ type: h['content-type'], length: h['content-length'], te: h['transfer-encoding'] });
 
@@ -57,7 +40,7 @@ describe('the lean res.json', () => {
     const mine = await raw(appWith(true), method, path);
     const theirs = await raw(appWith(false), method, path);
     expect(mine.status).toBe(theirs.status);
-    expect(mine.body).toBe(theirs.body);
+    expect(mine.text).toBe(theirs.text);
     expect(pick(mine.headers)).toEqual(pick(theirs.headers));
   });
 
