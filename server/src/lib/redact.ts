@@ -15,13 +15,20 @@ export function isSecretKey(key: string): boolean {
   return SECRET_KEY.test(key);
 }
 
+/** `password=…`, `token: …`, `api_key=…` and the like inside free text (query strings, messages). */
+const KEY_VALUE = /\b(pass(?:word|wd|phrase)?|pwd|secret|(?:access_|refresh_|id_)?token|api[-_]?key|access[-_]?key|client[-_]?secret)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&;,"']+)/gi;
+const KEY_VALUE_HINT = /pass|pwd|secret|token|key/i;
+
 const WHITESPACE = /\s/;
 
 export function redactString(value: string): string {
   if (value.length < 8) return value;
-  // Fast path: every pattern needs 'eyJ' (JWT), '://' (URL password) or whitespace (scheme + token).
-  if (value.indexOf('eyJ') === -1 && value.indexOf('://') === -1 && !WHITESPACE.test(value)) return value;
-  return value.replace(JWT_LIKE, REDACTED).replace(BEARER, `$1 ${REDACTED}`).replace(URL_PASSWORD, `$1${REDACTED}@`);
+  const hint = KEY_VALUE_HINT.test(value);
+  // Fast path: every pattern needs 'eyJ' (JWT), '://' (URL password), whitespace (scheme +
+  // token) or a secret-sounding word (key=value).
+  if (!hint && value.indexOf('eyJ') === -1 && value.indexOf('://') === -1 && !WHITESPACE.test(value)) return value;
+  const out = value.replace(JWT_LIKE, REDACTED).replace(BEARER, `$1 ${REDACTED}`).replace(URL_PASSWORD, `$1${REDACTED}@`);
+  return hint ? out.replace(KEY_VALUE, `$1$2${REDACTED}`) : out;
 }
 
 /** Returns a deep copy with secret-looking keys and token-looking strings redacted. */

@@ -14,6 +14,7 @@ import { AUDIT_VALUE_MAX_BYTES, jsonByteLength } from '../services/audit/scrub';
 import { InvalidCursorError, MAX_PAGE_SIZE } from '../services/audit/service';
 import { RESULTS, SEVERITIES, type AuditResult, type Severity } from '../services/audit/types';
 import { hasPermission } from '../services/auth/rbac';
+import { storableTimestamp } from '../lib/timestamps';
 
 /** Identity comes from the authenticated request, never from the body. */
 const IDENTITY_FIELDS = new Set(['userId', 'user_id', 'tenantId', 'tenant_id', 'ipAddress', 'ip_address', 'userAgent', 'user_agent', 'requestId', 'request_id']);
@@ -46,7 +47,7 @@ export const auditLogBody = z.strictObject({
 });
 type AuditLogBody = z.infer<typeof auditLogBody>;
 
-const isoDateTime = z.iso.datetime({ offset: true });
+const isoDateTime = storableTimestamp;
 const limitParam = z
   .string()
   .regex(/^\d{1,4}$/, 'must be an integer')
@@ -122,11 +123,13 @@ export function auditRouter(c: Composition, router: Router = Router()): Router {
     if (!auth) throw forbidden('no authentication context');
     const q = validQuery<AuditLogsQuery>(req);
     const tenantWide = hasPermission(auth.role, 'audit:read:tenant');
-    if (!tenantWide && q.userId !== undefined && q.userId !== auth.userId) {
+    // UUIDs compare case-insensitively (PostgreSQL's uuid type does too).
+    const userId = q.userId?.toLowerCase();
+    if (!tenantWide && userId !== undefined && userId !== auth.userId.toLowerCase()) {
       await audit.recordFromRequest(req, {
         action: 'access.denied',
         resourceType: 'audit_log',
-        resourceId: `user:${q.userId}`,
+        resourceId: `user:${userId}`,
         result: 'denied',
         errorMessage: `role ${auth.role} may read only its own audit events`,
       });
@@ -136,7 +139,7 @@ export function auditRouter(c: Composition, router: Router = Router()): Router {
       const page = await audit.listLogs(
         auth.tenantId,
         {
-          userId: tenantWide ? q.userId : auth.userId,
+          userId: tenantWide ? userId : auth.userId,
           action: q.action,
           resourceType: q.resourceType,
           resourceId: q.resourceId,

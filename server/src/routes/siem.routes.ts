@@ -7,6 +7,7 @@
 import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import type { Composition } from '../compose';
+import { storableTimestamp } from '../lib/timestamps';
 import { validBody, validate } from '../middleware/input-validation';
 import { EVENT_TYPE_RE, MAX_DETAILS_BYTES, MAX_MESSAGE_CHARS, RESERVED_PREFIXES, hasReservedPrefix } from '../services/siem/events';
 import type { ApiEventInput } from '../services/siem/service';
@@ -29,7 +30,7 @@ export const siemEventSchema = z.strictObject({
     .record(z.string().max(128), z.unknown())
     .refine((v) => Buffer.byteLength(JSON.stringify(v)) <= MAX_DETAILS_BYTES, `must serialize to at most ${MAX_DETAILS_BYTES} bytes`)
     .optional(),
-  occurredAt: z.iso.datetime({ offset: true }).optional(),
+  occurredAt: storableTimestamp.optional(),
   outcome: z.enum(['success', 'failure', 'denied']).optional(),
   resourceType: text(128).optional(),
   resourceId: text(256).optional(),
@@ -41,8 +42,8 @@ export const submitSchema = z.strictObject({
 
 export const exportSchema = z
   .strictObject({
-    from: z.iso.datetime({ offset: true }).optional(),
-    to: z.iso.datetime({ offset: true }).optional(),
+    from: storableTimestamp.optional(),
+    to: storableTimestamp.optional(),
   })
   .refine((v) => !v.from || !v.to || Date.parse(v.from) < Date.parse(v.to), { message: '`from` must be before `to`', path: ['from'] });
 

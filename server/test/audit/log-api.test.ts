@@ -118,6 +118,21 @@ describe('recording an event', () => {
     expect(row.after).toEqual({ apiKey: '[REDACTED]', nested: { password: '[REDACTED]', clientSecret: '[REDACTED]', list: [{ token: '[REDACTED]' }] }, authorization: '[REDACTED]' });
     expect(JSON.stringify(row)).not.toMatch(/old-key-value|new-key-value|hunter2|s3cr3t|tkn-abc|abcdefghijklmnop/);
   });
+
+  it('when a credential is pasted into errorMessage or resourceId, then it is masked there too', async () => {
+    const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXZhbHVl';
+    const res = await post(user, {
+      action: 'integration.failed',
+      resourceType: 'integration',
+      resourceId: `https://api.example/hook?token=tkn-9f8e7d&x=1`,
+      errorMessage: `upstream said 401 to Authorization: Bearer ${jwt}; retried with password=hunter2 and api_key=AKIA1234567`,
+    });
+    expect(res.status).toBe(200);
+    const row = await rowById(res.body.id);
+    expect(row.resource_id).toBe('https://api.example/hook?token=[REDACTED]&x=1');
+    expect(row.error_message).toBe('upstream said 401 to Authorization: Bearer [REDACTED]; retried with password=[REDACTED] and api_key=[REDACTED]');
+    expect(JSON.stringify(row)).not.toMatch(/tkn-9f8e7d|hunter2|AKIA1234567|c2lnbmF0dXJl/);
+  });
 });
 
 describe('identity and naming rules', () => {
@@ -225,6 +240,16 @@ describe('hostile and odd input', () => {
     expect(({} as Record<string, unknown>).isAdmin).toBeUndefined();
     const { rows } = await owner.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1', [user.tenantId]);
     expect(rows[0]?.n).toBeGreaterThan(1);
+  });
+
+  it('when text fields are at their limit in characters but longer in UTF-16 units (emoji), then they are stored exactly, not cut', async () => {
+    const body = { action: 'unicode.limits', resourceType: '😀'.repeat(128), resourceId: '🚚'.repeat(256), errorMessage: '⚠️'.repeat(1000) };
+    const res = await post(user, body);
+    expect(res.status).toBe(200);
+    const row = await rowById(res.body.id);
+    expect([row.resource_type, row.resource_id, row.error_message]).toEqual([body.resourceType, body.resourceId, body.errorMessage]);
+    const over = await post(user, { ...body, resourceType: '😀'.repeat(129) });
+    expectValidationError(over, 'body.resourceType');
   });
 
   it('when odd Unicode is sent, then it round-trips exactly through the database and GET /audit/logs', async () => {

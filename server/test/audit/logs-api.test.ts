@@ -93,6 +93,20 @@ describe('who sees what', () => {
     expect(idsOf(res)).toEqual([ids.alice2, ids.alice1]);
   });
 
+  it('when a user asks for their own events with the id in upper case, then 200 (UUIDs compare without case) and nothing is audited as denied', async () => {
+    const res = await get(alice, { userId: alice.userId.toUpperCase(), resourceType: 'vehicle' });
+    expect(res.status).toBe(200);
+    expect(idsOf(res)).toEqual([ids.alice2, ids.alice1]);
+    const { rows } = await owner.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_logs WHERE user_id = $1 AND action = 'access.denied' AND resource_id ILIKE $2", [alice.userId, `user:${alice.userId}`]);
+    expect(rows[0]?.n).toBe(0);
+  });
+
+  it('when an admin filters by a user id in upper case, then that user\'s rows come back', async () => {
+    const res = await get(admin, { userId: bob.userId.toUpperCase() });
+    expect(res.status).toBe(200);
+    expect(idsOf(res)).toEqual([ids.bob2, ids.bob1]);
+  });
+
   it('when there is no token, then 401', async () => {
     const res = await request(t.app).get(PATH);
     expect(res.status).toBe(401);
@@ -171,6 +185,14 @@ describe('filters', () => {
     [{ from: '2026-01-02T00:00:00Z', to: '2026-01-01T00:00:00Z' }, 'query.from'],
     [{ cursor: 'garbage!' }, 'query.cursor'],
     [{ cursor: Buffer.from('2026-01-01|1').toString('base64url') }, 'query.cursor'],
+    // Values PostgreSQL cannot store must be refused here, not fail in the database (500).
+    [{ from: '0000-01-01T00:00:00Z' }, 'query.from'],
+    [{ from: '2026-01-01T00:00:00+16:00' }, 'query.from'],
+    [{ to: '2026-01-01T00:00:00-23:59' }, 'query.to'],
+    [{ cursor: Buffer.from('2026-02-30T10:00:00.000000Z|1').toString('base64url') }, 'query.cursor'],
+    [{ cursor: Buffer.from('2026-04-31T10:00:00.000000Z|1').toString('base64url') }, 'query.cursor'],
+    [{ cursor: Buffer.from('0000-01-01T10:00:00.000000Z|1').toString('base64url') }, 'query.cursor'],
+    [{ cursor: Buffer.from('2026-12-05T10:00:00.000000Z|9999999999999999999').toString('base64url') }, 'query.cursor'],
     [{ action: ['a.b', 'c.d'] }, 'query.action'],
     [{ unknown: 'x' }, 'query'],
     [{ action: "x' OR 1=1 --".padEnd(200, 'x') }, 'query.action'],

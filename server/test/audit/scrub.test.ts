@@ -85,12 +85,14 @@ describe('secret scrubbing', () => {
     expect(scrubAuditValue({ 'k\u0000': 'v\u0000' }).value).toEqual({ 'k\uFFFD': 'v\uFFFD' });
   });
 
-  it('when text is truncated, then a surrogate pair is never split', () => {
+  it('when text is truncated, then the limit counts characters (code points, as PostgreSQL does) and a surrogate pair is never split', () => {
     const s = `${'a'.repeat(9)}😀tail`;
     const out = truncateText(s, 11);
     expect(out.isWellFormed()).toBe(true);
-    expect(out.length).toBeLessThanOrEqual(11);
-    expect(out.endsWith('…')).toBe(true);
+    expect(out).toBe(`${'a'.repeat(9)}😀…`);
+    expect(Array.from(out)).toHaveLength(11);
+    expect(truncateText('😀'.repeat(11), 11)).toBe('😀'.repeat(11));
+    expect(truncateText('😀'.repeat(12), 11)).toBe(`${'😀'.repeat(10)}…`);
   });
 });
 

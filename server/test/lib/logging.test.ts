@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import request from 'supertest';
 import { createAccessLogWriter, createLogger } from '../../src/lib/logger';
-import { redact } from '../../src/lib/redact';
+import { redact, redactString } from '../../src/lib/redact';
 import { buildTestApp, captureTransport } from '../helpers/app';
 import { loginAs } from '../helpers/auth';
 
@@ -24,6 +24,13 @@ describe('log redaction', () => {
       expect(out).not.toContain(secret);
     }
     expect(out).toContain('[REDACTED]');
+  });
+
+  test('when free text carries key=value secrets (query strings, messages), then their values are masked and the keys kept', () => {
+    expect(redactString('GET /hook?token=tkn-9f8e7d&page=2')).toBe('GET /hook?token=[REDACTED]&page=2');
+    expect(redactString('login retried with password: "two words" then PASSWORD=x9')).toBe('login retried with password: [REDACTED] then PASSWORD=[REDACTED]');
+    expect(redactString('client_secret=abc; api-key=k1 access_token=t1')).toBe('client_secret=[REDACTED]; api-key=[REDACTED] access_token=[REDACTED]');
+    for (const plain of ['access token expired', 'unknown key id', 'role user lacks audit:read:tenant', 'keyId=kv-1 rotated', 'token reuse detected']) expect(redactString(plain)).toBe(plain);
   });
 
   test('when redacting, then ordinary fields stay readable', () => {

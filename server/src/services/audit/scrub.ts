@@ -23,13 +23,15 @@ export function sanitizeText(s: string): string {
   return wellFormed.includes('\u0000') ? wellFormed.replaceAll('\u0000', '\uFFFD') : wellFormed;
 }
 
-/** Truncates to at most max UTF-16 units without splitting a surrogate pair. */
+/**
+ * Truncates to at most max characters (code points, as PostgreSQL's length() and the
+ * request schemas count them), ending in "…" when cut; never splits a surrogate pair.
+ */
 export function truncateText(s: string, max: number): string {
   if (s.length <= max) return s;
-  let cut = max - 1;
-  const code = s.charCodeAt(cut - 1);
-  if (code >= 0xd800 && code <= 0xdbff) cut -= 1;
-  return `${s.slice(0, cut)}…`;
+  const chars = Array.from(s);
+  if (chars.length <= max) return s;
+  return `${chars.slice(0, max - 1).join('')}…`;
 }
 
 function isPlainObject(v: object): boolean {

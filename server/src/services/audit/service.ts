@@ -4,6 +4,8 @@ import type pg from 'pg';
 import type { Pool, PoolClient, Queryable } from '../../db/pool';
 import { withTenant } from '../../db/transaction';
 import type { Logger } from '../../lib/logger';
+import { isBigintId, isStorableTimestamp } from '../../lib/timestamps';
+import { redactString } from '../../lib/redact';
 import { defaultSeverity, isWellFormedAction } from './catalog';
 import { verifyTenantChain, type VerifyOptions } from './chain';
 import {
@@ -86,6 +88,12 @@ function optionalText(v: string | null | undefined, max: number): string | null 
   return truncateText(sanitizeText(String(v)), max);
 }
 
+/** Free text a caller may have pasted a credential into: masked like strings in before/after. */
+function freeText(v: string | null | undefined, max: number): string | null {
+  const t = optionalText(v, max);
+  return t === null ? null : redactString(t);
+}
+
 /** Normalises an event into the row that is stored (and the event hooks see). */
 export function prepareAuditEvent(event: AuditEvent): { row: AuditRow; stored: StoredAuditEvent } {
   if (!event || typeof event !== 'object') throw new TypeError('audit event must be an object');
@@ -105,13 +113,13 @@ export function prepareAuditEvent(event: AuditEvent): { row: AuditRow; stored: S
     userId: event.userId ?? null,
     action: event.action,
     resourceType: truncateText(sanitizeText(event.resourceType), TEXT_MAX),
-    resourceId: optionalText(event.resourceId, RESOURCE_ID_MAX),
+    resourceId: freeText(event.resourceId, RESOURCE_ID_MAX),
     beforeJson: before.json,
     afterJson: after.json,
     ipAddress: ip,
     userAgent: optionalText(event.userAgent, USER_AGENT_MAX),
     result,
-    errorMessage: optionalText(event.errorMessage, ERROR_MESSAGE_MAX),
+    errorMessage: freeText(event.errorMessage, ERROR_MESSAGE_MAX),
     severity,
     requestId: optionalText(event.requestId, TEXT_MAX),
   };
@@ -145,8 +153,7 @@ export function encodeCursor(createdAt: string, id: string): string {
 export function decodeCursor(cursor: string): { createdAt: string; id: string } | null {
   if (cursor.length > 200 || !/^[A-Za-z0-9_-]+$/.test(cursor)) return null;
   const m = CURSOR_RE.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  if (!m) return null;
-  if (Number.isNaN(Date.parse(m[1] as string))) return null;
+  if (!m || !isStorableTimestamp(m[1] as string) || !isBigintId(m[2] as string)) return null;
   return { createdAt: m[1] as string, id: m[2] as string };
 }
 
