@@ -10,6 +10,8 @@ import { createPool, poolOptionsFromConfig } from './db/pool';
 import { runMigrations } from './db/migrate';
 import { systemClock } from './lib/clock';
 import { createLogger } from './lib/logger';
+import { answerClientErrors } from './middleware/client-error';
+import { securityHeaderList } from './middleware/security-headers';
 import { createRedisStores } from './middleware/rate-limit-redis';
 import { loadRuntimeConfig, openDatabase, requireConfig, type DatabaseHandle } from './runtime';
 
@@ -88,6 +90,7 @@ async function main(): Promise<void> {
   await composition.start();
   app = createApp(composition);
   server = http.createServer(app);
+  answerClientErrors(server, securityHeaderList());
   server.headersTimeout = 20_000;
   server.requestTimeout = 30_000;
   server.keepAliveTimeout = 5_000;

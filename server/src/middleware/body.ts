@@ -46,10 +46,28 @@ class BodyError extends Error {
     message: string,
     readonly type: string,
     readonly status = 400,
+    readonly limit?: number,
   ) {
     super(message);
   }
 }
+
+/** The error types body-parser sets; anything else it passes on (a zlib failure) is a bad body too. */
+const BODY_ERROR_TYPES = new Set(['entity.parse.failed', 'entity.verify.failed', 'entity.too.large', 'encoding.unsupported', 'charset.unsupported', 'request.aborted', 'request.size.invalid', 'stream.encoding.set', 'parameters.too.many']);
+
+function bodyError(err: unknown): unknown {
+  const type = (err as { type?: unknown } | null)?.type;
+  if (typeof type === 'string' && BODY_ERROR_TYPES.has(type)) return err;
+  if (err instanceof Utf8Error) return err;
+  return new BodyError('The request body could not be decoded.', 'entity.decode.failed');
+}
+
+/** A declared Content-Length over the limit: answered at once, without reading the body. */
+function declaredTooLarge(req: Request, limitBytes: number): boolean {
+  const len = req.headers['content-length'];
+  return len !== undefined && DIGITS_ANY.test(len) && (len.length > 15 || Number(len) > limitBytes);
+}
+const DIGITS_ANY = /^\d+$/;
 
 const DIGITS = /^\d{1,12}$/;
 const UTF8_CHARSET = /;\s*charset\s*=\s*"?utf-?8"?\s*(?:;|$)/i;
@@ -170,9 +188,16 @@ export function jsonBody(limitBytes: number): RequestHandler[] {
         next(unsupportedMediaType());
         return;
       }
+      if (declaredTooLarge(req, limitBytes)) {
+        // The body is never read, so the connection cannot be reused: close it after the 413
+        // instead of waiting for (up to) the whole declared body to arrive.
+        res.setHeader('Connection', 'close');
+        next(new BodyError('request entity too large', 'entity.too.large', 413, limitBytes));
+        return;
+      }
       const parsed = (err?: unknown): void => {
         if (err) {
-          next(err);
+          next(bodyError(err));
           return;
         }
         if (req.body !== undefined && req.body !== null && typeof req.body === 'object') {

@@ -1,6 +1,6 @@
 import cors from 'cors';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { forbidden } from '../lib/errors';
+import { forbidden, notFound } from '../lib/errors';
 
 /** CORS allow-list. A preflight from an origin not on the list is refused (403); other requests get no CORS headers. */
 export function corsPolicy(origins: readonly string[]): RequestHandler[] {
@@ -18,7 +18,9 @@ export function corsPolicy(origins: readonly string[]): RequestHandler[] {
       const origin = req.headers.origin;
       // No Origin header: not a cross-origin browser request, nothing to add (most API traffic).
       if (origin === undefined) {
-        next();
+        // OPTIONS without Origin is not a preflight; like any method a route lacks, it is a
+        // JSON 404 (not the router's automatic plain-text Allow answer).
+        next(req.method === 'OPTIONS' ? notFound('Route') : undefined);
         return;
       }
       if (req.method === 'OPTIONS' && !allowed.has(origin)) {

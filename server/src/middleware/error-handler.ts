@@ -31,6 +31,8 @@ export function toAppError(err: unknown): AppError | null {
       return malformedJson();
     case 'entity.verify.failed':
       return new AppError('MALFORMED_JSON', 400, 'The request body is not valid UTF-8.');
+    case 'entity.decode.failed':
+      return new AppError('MALFORMED_JSON', 400, 'The request body could not be decoded (Content-Encoding).');
     case 'entity.too.large':
       return payloadTooLarge(formatLimit(e.limit));
     case 'encoding.unsupported':

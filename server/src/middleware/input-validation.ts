@@ -1,5 +1,5 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { validationFailed } from '../lib/errors';
 import { zodDetails } from './error-handler';
 
@@ -19,16 +19,21 @@ declare global {
   }
 }
 
+/** No keys at all: for a route's body or query string that takes none. */
+export const EMPTY = z.strictObject({});
+
 /**
  * Validates body/query/params with zod schemas (use z.strictObject so unknown keys are
  * rejected). A request without a body is validated as `{}` so optional-only bodies work.
+ * Without a query schema the route takes no query parameters, and any is refused.
  */
 export function validate(schemas: RequestSchemas): RequestHandler {
+  const all: RequestSchemas = { query: EMPTY, ...schemas };
   return function validateRequest(req: Request, _res: Response, next: NextFunction): void {
     const valid: NonNullable<Request['valid']> = {};
     const details = [];
     for (const part of ['body', 'query', 'params'] as const) {
-      const schema = schemas[part];
+      const schema = all[part];
       if (!schema) continue;
       const input = part === 'body' ? (req.body ?? {}) : req[part];
       const r = schema.safeParse(input);
@@ -53,4 +58,15 @@ export function validQuery<T>(req: Request): T {
 }
 export function validParams<T>(req: Request): T {
   return req.valid?.params as T;
+}
+
+/** For routes without other input: query parameters are refused (400), as unknown body keys are. */
+export function rejectQuery(req: Request, _res: Response, next: NextFunction): void {
+  if (req.url.indexOf('?') === -1) {
+    next();
+    return;
+  }
+  const r = EMPTY.safeParse(req.query);
+  if (r.success) next();
+  else next(validationFailed(zodDetails(r.error).map((d) => ({ ...d, path: d.path === '(root)' ? 'query' : `query.${d.path}` }))));
 }

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { Composition } from '../compose';
 import { unauthenticated } from '../lib/errors';
 import { parseCookies, type CsrfProtection } from '../middleware/csrf';
-import { validate, validBody, validParams } from '../middleware/input-validation';
+import { EMPTY, rejectQuery, validate, validBody, validParams } from '../middleware/input-validation';
 import { publicUser, type IssuedSession, type RequestMeta } from '../services/auth/auth-service';
 import { MAX_ID_TOKEN_LENGTH } from '../services/auth/oidc';
 import { EMAIL_RE } from '../services/auth/users';
@@ -83,17 +83,17 @@ export function authRouter(deps: { composition: Composition; csrf: CsrfProtectio
     },
   );
 
-  router.post('/logout', ...requireAuth, async function logout(req: Request, res: Response) {
+  router.post('/logout', ...requireAuth, validate({ body: EMPTY }), async function logout(req: Request, res: Response) {
     await auth.logout(authOf(req), meta(req));
     res.clearCookie(REFRESH_COOKIE, cookieBase);
     res.json({ success: true });
   });
 
-  router.get('/user', ...requireAuth, requirePermission('profile:read'), function currentUser(req: Request, res: Response) {
+  router.get('/user', ...requireAuth, requirePermission('profile:read'), rejectQuery, function currentUser(req: Request, res: Response) {
     res.json({ success: true, user: publicUser(authOf(req)) });
   });
 
-  router.get('/sessions', ...requireAuth, requirePermission('sessions:read:own'), async function listSessions(req: Request, res: Response) {
+  router.get('/sessions', ...requireAuth, requirePermission('sessions:read:own'), rejectQuery, async function listSessions(req: Request, res: Response) {
     res.json({ success: true, sessions: await auth.listSessions(authOf(req)) });
   });
 

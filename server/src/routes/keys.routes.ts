@@ -5,21 +5,17 @@
  * Responses never contain key material; they are marked `Cache-Control: no-store`.
  */
 import { Router, type Request, type Response } from 'express';
-import { z } from 'zod';
 import type { Composition } from '../compose';
 import { withTenant } from '../db/transaction';
 import { conflict, serviceUnavailable } from '../lib/errors';
-import { validate } from '../middleware/input-validation';
+import { EMPTY, validate } from '../middleware/input-validation';
 import { KeyUnavailableError, RotationNotSupportedError, type MasterKeyInfo } from '../services/encryption';
-
-const NoBody = z.strictObject({});
-const NoQuery = z.strictObject({});
 
 export function keysRouter(c: Composition, router: Router = Router()): Router {
   const { requireAuth, requirePermission } = c.guards;
   const { encryption, audit } = c.services;
 
-  router.get('/master-key', ...requireAuth, requirePermission('keys:read'), validate({ query: NoQuery }), async function getMasterKey(req: Request, res: Response) {
+  router.get('/master-key', ...requireAuth, requirePermission('keys:read'), validate({}), async function getMasterKey(req: Request, res: Response) {
     let info: MasterKeyInfo;
     try {
       info = await encryption.describeMasterKey();
@@ -48,7 +44,7 @@ export function keysRouter(c: Composition, router: Router = Router()): Router {
     '/master-key/rotate',
     ...requireAuth,
     requirePermission('keys:rotate'),
-    validate({ body: NoBody, query: NoQuery }),
+    validate({ body: EMPTY }),
     async function rotateMasterKey(req: Request, res: Response) {
       const auth = req.auth as NonNullable<Request['auth']>;
       const before = encryption.keyProvider.peekCurrentKey?.() ?? (await encryption.getMasterKey().catch(() => null));

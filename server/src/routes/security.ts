@@ -1,6 +1,7 @@
 import { Router, type Request, type Response } from 'express';
 import type { Composition } from '../compose';
 import { parseCookies, type CsrfProtection } from '../middleware/csrf';
+import { rejectQuery } from '../middleware/input-validation';
 import { auditRouter } from './audit.routes';
 import { authRouter } from './auth.routes';
 import { keysRouter } from './keys.routes';
@@ -16,7 +17,7 @@ export function securityRouter(deps: SecurityRouterDeps): Router {
   const router = Router();
 
   // Cookies are parsed only by the routes that read them (the CSRF cookie, the refresh cookie).
-  router.get('/csrf-token', parseCookies, function csrfToken(req: Request, res: Response) {
+  router.get('/csrf-token', rejectQuery, parseCookies, function csrfToken(req: Request, res: Response) {
     res.json({ success: true, csrfToken: deps.csrf.issue(req, res) });
   });
   // The areas register their routes on this one router (no nested routers to walk per request).

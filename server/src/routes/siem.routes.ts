@@ -8,7 +8,7 @@ import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import type { Composition } from '../compose';
 import { storableTimestamp } from '../lib/timestamps';
-import { validBody, validate } from '../middleware/input-validation';
+import { rejectQuery, validBody, validate } from '../middleware/input-validation';
 import { EVENT_TYPE_RE, MAX_DETAILS_BYTES, MAX_MESSAGE_CHARS, RESERVED_PREFIXES, hasReservedPrefix } from '../services/siem/events';
 import type { ApiEventInput } from '../services/siem/service';
 
@@ -57,7 +57,7 @@ export function siemRouter(c: Composition, router: Router = Router()): Router {
     res.status(202).json({ success: true, queued: eventIds.length, eventIds });
   });
 
-  router.get('/siem/status', ...requireAuth, requirePermission('siem:read'), async function siemStatus(req: Request, res: Response) {
+  router.get('/siem/status', ...requireAuth, requirePermission('siem:read'), rejectQuery, async function siemStatus(req: Request, res: Response) {
     const status = await siem.getQueueStatus(req.auth?.tenantId);
     res.json({ success: true, ...status });
   });

@@ -102,6 +102,25 @@ describe('access tokens', () => {
   });
 });
 
+describe('routes without input', () => {
+  test('when POST /logout carries a body key or an array, or GET /user and /sessions carry a query, then 400 and the session still works', async () => {
+    const l = await loginAs(t);
+    for (const body of ['{"zzz":1}', '[]']) {
+      const res = await request(t.app).post(`${SECURITY}/logout`).set('Authorization', l.authorization).set('Content-Type', 'application/json').send(body);
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe('VALIDATION_FAILED');
+    }
+    for (const path of ['/user?debug=1', '/sessions?all=true']) {
+      const res = await request(t.app).get(`${SECURITY}${path}`).set('Authorization', l.authorization);
+      expect(res.status).toBe(400);
+      expect(res.body.error.details).toEqual([expect.objectContaining({ path: 'query', code: 'unrecognized_keys' })]);
+    }
+    expect((await getUser(t.app, l.authorization)).status).toBe(200);
+    expect((await request(t.app).post(`${SECURITY}/logout`).set('Authorization', l.authorization)).status).toBe(200);
+    expectGeneric401(await getUser(t.app, l.authorization));
+  });
+});
+
 describe('JWT secret rotation', () => {
   test('when JWT_SECRET rotates and the old secret is listed in JWT_PREVIOUS_SECRETS, then tokens signed with it still work; without it they do not', async () => {
     const old = randomBytes(48).toString('base64');

@@ -140,6 +140,50 @@ describe('the real app', () => {
     expect(res.headers['access-control-allow-headers']).toMatch(/Authorization/);
   });
 
+  test('when OPTIONS comes without an Origin (not a preflight), then a JSON 404 like any method a route lacks, not a plain-text Allow list', async () => {
+    for (const path of ['/api/v1/security/user', '/api/v1/security/login', '/api/health']) {
+      const res = await request(t.app).options(path);
+      expect(res.status).toBe(404);
+      expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
+      expectErrorShape(res.body, 'NOT_FOUND');
+    }
+  });
+
+  test('when a route that takes no query parameters gets one, then 400 names it (as unknown body keys are)', async () => {
+    for (const [method, path] of [['get', '/api/v1/security/csrf-token?x=1'], ['post', '/api/v1/security/login?debug=true'], ['post', '/api/v1/security/refresh?a=b']] as const) {
+      const res = await request(t.app)[method](path).set('Content-Type', 'application/json').send(method === 'post' ? '{}' : undefined);
+      expect(res.status).toBe(400);
+      expectErrorShape(res.body, 'VALIDATION_FAILED');
+      expect(res.body.error.details).toEqual(expect.arrayContaining([expect.objectContaining({ path: 'query' })]));
+    }
+  });
+
+  test('when a compressed body is corrupt or cut short, then 400 MALFORMED_JSON, never a 500', async () => {
+    const whole = gzipSync(Buffer.from('{"email":"a@b.example"}'));
+    for (const [encoding, body] of [['gzip', Buffer.from('xx')], ['gzip', whole.subarray(0, whole.length - 6)], ['deflate', Buffer.from('not deflate')], ['br', Buffer.from('not brotli')]] as const) {
+      const res = await rawRequest(t.app, 'POST', '/api/v1/security/login', { 'Content-Type': 'application/json', 'Content-Encoding': encoding }, body);
+      expect(res.status).toBe(400);
+      expectErrorShape(res.body, 'MALFORMED_JSON');
+    }
+  });
+
+  test('when Content-Length declares more than the limit and the body never comes, then 413 at once and the connection is closed', async () => {
+    await withServer(t.app, async (port) => {
+      const started = Date.now();
+      const reply = await new Promise<string>((resolve) => {
+        let got = '';
+        const sock = net.connect(port, '127.0.0.1', () => sock.write('POST /api/v1/security/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 999999999\r\n\r\n{}'));
+        sock.on('data', (c: Buffer) => (got += c.toString('utf8')));
+        sock.on('close', () => resolve(got));
+        sock.on('error', () => resolve(got));
+      });
+      expect(Date.now() - started).toBeLessThan(3000);
+      expect(reply).toMatch(/^HTTP\/1\.1 413 /);
+      expect(reply).toMatch(/\r\nconnection: close\r\n/i);
+      expectErrorShape(JSON.parse(reply.slice(reply.indexOf('\r\n\r\n') + 4)) as unknown, 'PAYLOAD_TOO_LARGE');
+    });
+  });
+
   test('when a preflight comes from another origin, then 403 and no CORS headers', async () => {
     const res = await request(t.app).options('/api/v1/security/login').set('Origin', 'https://evil.example.net').set('Access-Control-Request-Method', 'POST');
     expect(res.status).toBe(403);

@@ -1,0 +1,36 @@
+import { randomUUID } from 'node:crypto';
+import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+
+/**
+ * Requests Node's HTTP parser refuses before Express sees them (malformed request line or
+ * headers, a NUL in a header, both Content-Length and Transfer-Encoding, headers over 16 kB,
+ * a request not received within requestTimeout) get the contract's JSON error shape with
+ * X-Request-Id and the security headers, instead of Node's bare status line; the connection
+ * is then closed, as Node does.
+ */
+export function answerClientErrors(server: http.Server, headers: ReadonlyArray<readonly [string, string]>): void {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const [status, reason, code, message] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large', 'PAYLOAD_TOO_LARGE', 'The request headers exceed the 16 kB limit.']
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'Request Timeout', 'REQUEST_TIMEOUT', 'The request was not received in time.']
+          : [400, 'Bad Request', 'VALIDATION_FAILED', 'The request is not valid HTTP.'];
+    const requestId = randomUUID();
+    const body = JSON.stringify({ success: false, error: { code, message }, requestId, timestamp: new Date().toISOString() });
+    const lines = [
+      `HTTP/1.1 ${status} ${reason}`,
+      'Content-Type: application/json; charset=utf-8',
+      `Content-Length: ${Buffer.byteLength(body)}`,
+      'Connection: close',
+      `X-Request-Id: ${requestId}`,
+      ...headers.map(([n, v]) => `${n}: ${v}`),
+    ];
+    socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
+  });
+}
