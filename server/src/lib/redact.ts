@@ -9,14 +9,19 @@ const SECRET_KEY = /(pass(word|wd|phrase)?|secret|token|authorization|cookie|api
 
 const JWT_LIKE = /\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g;
 const BEARER = /\b(Bearer|Basic|Splunk)\s+[A-Za-z0-9._~+/=-]{8,}/gi;
-const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/\s@]+:)[^@\s]+@/gi;
+// Bounded repetitions: unbounded ones made this quadratic (seconds for 100 kB of 'a://b:').
+const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]{0,31}:\/\/[^:/\s@]{0,256}:)[^@\s]{1,256}@/gi;
 
 export function isSecretKey(key: string): boolean {
   return SECRET_KEY.test(key);
 }
 
-/** `password=…`, `token: …`, `api_key=…` and the like inside free text (query strings, messages). */
-const KEY_VALUE = /\b(pass(?:word|wd|phrase)?|pwd|secret|(?:access_|refresh_|id_)?token|api[-_]?key|access[-_]?key|client[-_]?secret)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&;,"']+)/gi;
+/**
+ * `password=…`, `DB_PASSWORD=…`, `csrf_token=…`, `api_key=…` and the like inside free text
+ * (query strings, messages, environment dumps). Only `name=value`: "password: too short" is
+ * ordinary prose and stays as it is. Bounded repetitions only: linear on any input.
+ */
+const KEY_VALUE = /(pass(?:word|wd|phrase)?|pwd|secret|token|api[-_]?key|access[-_]?key)=("[^"\n]{0,256}"|'[^'\n]{0,256}'|[^\s&;,"']{1,512})/gi;
 const KEY_VALUE_HINT = /pass|pwd|secret|token|key/i;
 
 const WHITESPACE = /\s/;
@@ -28,7 +33,7 @@ export function redactString(value: string): string {
   // token) or a secret-sounding word (key=value).
   if (!hint && value.indexOf('eyJ') === -1 && value.indexOf('://') === -1 && !WHITESPACE.test(value)) return value;
   const out = value.replace(JWT_LIKE, REDACTED).replace(BEARER, `$1 ${REDACTED}`).replace(URL_PASSWORD, `$1${REDACTED}@`);
-  return hint ? out.replace(KEY_VALUE, `$1$2${REDACTED}`) : out;
+  return hint ? out.replace(KEY_VALUE, `$1=${REDACTED}`) : out;
 }
 
 /** Returns a deep copy with secret-looking keys and token-looking strings redacted. */

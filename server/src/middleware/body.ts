@@ -6,7 +6,7 @@ const JSON_TYPE = /^application\/(?:[a-z0-9.+-]+\+)?json\s*(?:;|$)/i;
 
 function hasBody(req: Request): boolean {
   const len = req.headers['content-length'];
-  if (len !== undefined) return len !== '0';
+  if (len !== undefined) return !/^0+$/.test(len);
   return req.headers['transfer-encoding'] !== undefined;
 }
 
@@ -70,7 +70,7 @@ function declaredTooLarge(req: Request, limitBytes: number): boolean {
 const DIGITS_ANY = /^\d+$/;
 
 const DIGITS = /^\d{1,12}$/;
-const UTF8_CHARSET = /;\s*charset\s*=\s*"?utf-?8"?\s*(?:;|$)/i;
+const UTF8_CHARSET = /;\s*charset\s*=\s*"?utf-8"?\s*(?:;|$)/i;
 
 /**
  * The common case read directly: a Content-Length within the limit, no Content-Encoding or
@@ -106,6 +106,7 @@ function readPlainJson(req: Request, length: number, done: (err: unknown, body?:
     req.off('end', onEnd);
     req.off('error', onError);
     req.off('aborted', onAborted);
+    req.off('close', onClose);
     done(err, body);
   };
   function onData(chunk: Buffer): void {
@@ -123,7 +124,8 @@ function readPlainJson(req: Request, length: number, done: (err: unknown, body?:
       finish(new Utf8Error('The request body is not valid UTF-8.'));
       return;
     }
-    const text = buf.toString('utf8');
+    // A leading byte order mark is dropped, as body-parser does.
+    const text = buf.toString('utf8', buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf ? 3 : 0);
     // strict: the first non-blank character opens an object or an array (body-parser's rule).
     let i = 0;
     while (i < text.length && (text.charCodeAt(i) === 0x20 || text.charCodeAt(i) === 0x09 || text.charCodeAt(i) === 0x0a || text.charCodeAt(i) === 0x0d)) i += 1;
@@ -147,10 +149,20 @@ function readPlainJson(req: Request, length: number, done: (err: unknown, body?:
   function onAborted(): void {
     finish(new BodyError('request aborted', 'request.aborted'));
   }
+  // 'close' before 'end': the client went away mid-body.
+  function onClose(): void {
+    finish(new BodyError('request aborted', 'request.aborted'));
+  }
+  // The client may already be gone (an earlier layer was waiting on a shared store).
+  if (req.destroyed) {
+    finish(new BodyError('request aborted', 'request.aborted'));
+    return;
+  }
   req.on('data', onData);
   req.on('end', onEnd);
   req.on('error', onError);
   req.on('aborted', onAborted);
+  req.on('close', onClose);
 }
 
 /**

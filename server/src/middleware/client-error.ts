@@ -11,16 +11,21 @@ import type { Duplex } from 'node:stream';
  */
 export function answerClientErrors(server: http.Server, headers: ReadonlyArray<readonly [string, string]>): void {
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    if (err.code === 'ECONNRESET' || !socket.writable) {
+    // As Node's own handler: answer only if no response on this connection has started, then
+    // destroy the socket (a half-closed one would let the parser go on reading the request).
+    const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
       socket.destroy();
       return;
     }
     const [status, reason, code, message] =
       err.code === 'HPE_HEADER_OVERFLOW'
         ? [431, 'Request Header Fields Too Large', 'PAYLOAD_TOO_LARGE', 'The request headers exceed the 16 kB limit.']
-        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? [408, 'Request Timeout', 'REQUEST_TIMEOUT', 'The request was not received in time.']
-          : [400, 'Bad Request', 'VALIDATION_FAILED', 'The request is not valid HTTP.'];
+        : err.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW'
+          ? [413, 'Payload Too Large', 'PAYLOAD_TOO_LARGE', 'The chunk extensions exceed the size limit.']
+          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? [408, 'Request Timeout', 'REQUEST_TIMEOUT', 'The request was not received in time.']
+            : [400, 'Bad Request', 'VALIDATION_FAILED', 'The request is not valid HTTP.'];
     const requestId = randomUUID();
     const body = JSON.stringify({ success: false, error: { code, message }, requestId, timestamp: new Date().toISOString() });
     const lines = [
@@ -28,9 +33,11 @@ export function answerClientErrors(server: http.Server, headers: ReadonlyArray<r
       'Content-Type: application/json; charset=utf-8',
       `Content-Length: ${Buffer.byteLength(body)}`,
       'Connection: close',
+      `Date: ${new Date().toUTCString()}`,
       `X-Request-Id: ${requestId}`,
       ...headers.map(([n, v]) => `${n}: ${v}`),
     ];
-    socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
+    socket.write(`${lines.join('\r\n')}\r\n\r\n${body}`);
+    socket.destroy();
   });
 }

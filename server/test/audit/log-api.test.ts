@@ -119,20 +119,30 @@ describe('recording an event', () => {
     expect(JSON.stringify(row)).not.toMatch(/old-key-value|new-key-value|hunter2|s3cr3t|tkn-abc|abcdefghijklmnop/);
   });
 
-  it('when a credential is pasted into errorMessage or resourceId, then it is masked there too', async () => {
+  it('when a credential is pasted into errorMessage, then it is masked there too; resourceId is an identifier and stored as sent', async () => {
     const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXZhbHVl';
+    const resourceId = 'token=alice@example.com';
     const res = await post(user, {
       action: 'integration.failed',
       resourceType: 'integration',
-      resourceId: `https://api.example/hook?token=tkn-9f8e7d&x=1`,
+      resourceId,
       errorMessage: `upstream said 401 to Authorization: Bearer ${jwt}; retried with password=hunter2 and api_key=AKIA1234567`,
     });
     expect(res.status).toBe(200);
     const row = await rowById(res.body.id);
-    expect(row.resource_id).toBe('https://api.example/hook?token=[REDACTED]&x=1');
+    expect(row.resource_id).toBe(resourceId);
     expect(row.error_message).toBe('upstream said 401 to Authorization: Bearer [REDACTED]; retried with password=[REDACTED] and api_key=[REDACTED]');
-    expect(JSON.stringify(row)).not.toMatch(/tkn-9f8e7d|hunter2|AKIA1234567|c2lnbmF0dXJl/);
+    expect(JSON.stringify(row.error_message)).not.toMatch(/hunter2|AKIA1234567|c2lnbmF0dXJl/);
   });
+
+  it('when masking makes errorMessage longer than its column, then it is cut to fit and the row is written (never a 500)', async () => {
+    const res = await post(user, { action: 'integration.failed', resourceType: 'integration', errorMessage: 'pwd=a '.repeat(333) });
+    expect(res.status).toBe(200);
+    const row = await rowById(res.body.id);
+    expect(Array.from(row.error_message as string)).toHaveLength(2000);
+    expect(row.error_message).toMatch(/^pwd=\[REDACTED\] pwd=\[REDACTED\].*…$/);
+  });
+
 });
 
 describe('identity and naming rules', () => {

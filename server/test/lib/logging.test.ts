@@ -26,11 +26,15 @@ describe('log redaction', () => {
     expect(out).toContain('[REDACTED]');
   });
 
-  test('when free text carries key=value secrets (query strings, messages), then their values are masked and the keys kept', () => {
+  test('when free text carries name=value secrets (query strings, messages, env dumps), then their values are masked and the names kept', () => {
     expect(redactString('GET /hook?token=tkn-9f8e7d&page=2')).toBe('GET /hook?token=[REDACTED]&page=2');
-    expect(redactString('login retried with password: "two words" then PASSWORD=x9')).toBe('login retried with password: [REDACTED] then PASSWORD=[REDACTED]');
+    expect(redactString('login retried with password="two words" then PASSWORD=x9')).toBe('login retried with password=[REDACTED] then PASSWORD=[REDACTED]');
     expect(redactString('client_secret=abc; api-key=k1 access_token=t1')).toBe('client_secret=[REDACTED]; api-key=[REDACTED] access_token=[REDACTED]');
-    for (const plain of ['access token expired', 'unknown key id', 'role user lacks audit:read:tenant', 'keyId=kv-1 rotated', 'token reuse detected']) expect(redactString(plain)).toBe(plain);
+    expect(redactString('DB_PASSWORD=s3cret csrf_token=abc aws_secret_access_key=AKIA1')).toBe('DB_PASSWORD=[REDACTED] csrf_token=[REDACTED] aws_secret_access_key=[REDACTED]');
+    expect(redactString('redis://:pw-only@cache:6379')).toBe('redis://:[REDACTED]@cache:6379');
+    for (const plain of ['access token expired', 'unknown key id', 'role user lacks audit:read:tenant', 'keyId=kv-1 rotated', 'token reuse detected', 'Invalid password: too short', 'tests pass: 10', 'secret:prod/db']) {
+      expect(redactString(plain)).toBe(plain);
+    }
   });
 
   test('when redacting, then ordinary fields stay readable', () => {

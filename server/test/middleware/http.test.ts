@@ -341,10 +341,34 @@ describe('request bodies: the direct reader and the cases left to body-parser', 
     expectErrorShape(odd.body, 'UNSUPPORTED_MEDIA_TYPE');
   });
 
-  test('when the charset is not UTF-8, then 415', async () => {
-    const res = await rawRequest(app, 'POST', '/echo', { 'Content-Type': 'application/json; charset=latin1' }, Buffer.from('{"a":"b"}'));
-    expect(res.status).toBe(415);
-    expectErrorShape(res.body, 'UNSUPPORTED_MEDIA_TYPE');
+  test('when the charset is not UTF-8 (spelled utf-8), then 415, whichever reader handles the body', async () => {
+    for (const charset of ['latin1', 'utf8']) {
+      const plain = await rawRequest(app, 'POST', '/echo', { 'Content-Type': `application/json; charset=${charset}` }, Buffer.from('{"a":"b"}'));
+      const chunked = await rawRequest(app, 'POST', '/echo', { 'Content-Type': `application/json; charset=${charset}` }, [Buffer.from('{"a":'), Buffer.from('"b"}')]);
+      for (const res of [plain, chunked]) {
+        expect(res.status).toBe(415);
+        expectErrorShape(res.body, 'UNSUPPORTED_MEDIA_TYPE');
+      }
+    }
+  });
+
+  test('when the body starts with a UTF-8 byte order mark, then it is dropped and the JSON parsed, whichever reader handles it', async () => {
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    const plain = await rawRequest(app, 'POST', '/echo', { 'Content-Type': 'application/json' }, Buffer.concat([bom, Buffer.from('{"bom":1}')]));
+    const chunked = await rawRequest(app, 'POST', '/echo', { 'Content-Type': 'application/json' }, [bom, Buffer.from('{"bom":1}')]);
+    for (const res of [plain, chunked]) expect(res.body).toEqual({ body: { bom: 1 } });
+  });
+
+  test('when Content-Length is 00, then the request has no body', async () => {
+    const reply = await withServer(app, (port) =>
+      new Promise<string>((resolve) => {
+        let got = '';
+        const sock = net.connect(port, '127.0.0.1', () => sock.write('POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 00\r\n\r\n'));
+        sock.on('data', (c: Buffer) => (got += c.toString('utf8')));
+        sock.on('close', () => resolve(got));
+      }),
+    );
+    expect(reply).toMatch(/^HTTP\/1\.1 200 /);
   });
 
   test('when the body is sent chunked (no Content-Length), then it is read and parsed', async () => {

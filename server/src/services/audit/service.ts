@@ -88,10 +88,13 @@ function optionalText(v: string | null | undefined, max: number): string | null 
   return truncateText(sanitizeText(String(v)), max);
 }
 
-/** Free text a caller may have pasted a credential into: masked like strings in before/after. */
+/**
+ * Free text a caller may have pasted a credential into: masked like strings in before/after,
+ * then cut to the column limit (masking can lengthen it).
+ */
 function freeText(v: string | null | undefined, max: number): string | null {
-  const t = optionalText(v, max);
-  return t === null ? null : redactString(t);
+  if (v === undefined || v === null) return null;
+  return truncateText(redactString(sanitizeText(String(v))), max);
 }
 
 /** Normalises an event into the row that is stored (and the event hooks see). */
@@ -113,7 +116,8 @@ export function prepareAuditEvent(event: AuditEvent): { row: AuditRow; stored: S
     userId: event.userId ?? null,
     action: event.action,
     resourceType: truncateText(sanitizeText(event.resourceType), TEXT_MAX),
-    resourceId: freeText(event.resourceId, RESOURCE_ID_MAX),
+    // An identifier (an e-mail for login failures, which the lockout counts by): never rewritten.
+    resourceId: optionalText(event.resourceId, RESOURCE_ID_MAX),
     beforeJson: before.json,
     afterJson: after.json,
     ipAddress: ip,
