@@ -10,11 +10,21 @@ function hasBody(req: Request): boolean {
   return req.headers['transfer-encoding'] !== undefined;
 }
 
-class Utf8Error extends Error {
-  readonly type = 'entity.verify.failed';
-  readonly status = 400;
+/** A refused body, typed like body-parser's errors so the error handler maps both alike. */
+class BodyError extends Error {
   readonly expose = true;
+  constructor(
+    message: string,
+    readonly type: string,
+    readonly status = 400,
+    readonly limit?: number,
+  ) {
+    super(message);
+  }
 }
+
+const notUtf8 = (): BodyError => new BodyError('The request body is not valid UTF-8.', 'entity.verify.failed');
+const gone = (): BodyError => new BodyError('request aborted', 'request.aborted');
 
 /** Finds strings PostgreSQL cannot store or that would be silently altered: NUL characters and lone surrogates. */
 function findUnsafeStrings(value: unknown, path: string, out: ErrorDetail[], depth = 0): void {
@@ -40,36 +50,22 @@ function findUnsafeStrings(value: unknown, path: string, out: ErrorDetail[], dep
   }
 }
 
-class BodyError extends Error {
-  readonly expose = true;
-  constructor(
-    message: string,
-    readonly type: string,
-    readonly status = 400,
-    readonly limit?: number,
-  ) {
-    super(message);
-  }
-}
-
 /** The error types body-parser sets; anything else it passes on (a zlib failure) is a bad body too. */
 const BODY_ERROR_TYPES = new Set(['entity.parse.failed', 'entity.verify.failed', 'entity.too.large', 'encoding.unsupported', 'charset.unsupported', 'request.aborted', 'request.size.invalid', 'stream.encoding.set', 'parameters.too.many']);
 
 function bodyError(err: unknown): unknown {
   const type = (err as { type?: unknown } | null)?.type;
   if (typeof type === 'string' && BODY_ERROR_TYPES.has(type)) return err;
-  if (err instanceof Utf8Error) return err;
   return new BodyError('The request body could not be decoded.', 'entity.decode.failed');
 }
 
 /** A declared Content-Length over the limit: answered at once, without reading the body. */
 function declaredTooLarge(req: Request, limitBytes: number): boolean {
   const len = req.headers['content-length'];
-  return len !== undefined && DIGITS_ANY.test(len) && (len.length > 15 || Number(len) > limitBytes);
+  return len !== undefined && DIGITS.test(len) && (len.length > 15 || Number(len) > limitBytes);
 }
-const DIGITS_ANY = /^\d+$/;
 
-const DIGITS = /^\d{1,12}$/;
+const DIGITS = /^\d+$/;
 const UTF8_CHARSET = /;\s*charset\s*=\s*"?utf-8"?\s*(?:;|$)/i;
 
 /**
@@ -85,7 +81,7 @@ function plainBodyLength(req: Request, limitBytes: number): number | null {
   const type = String(h['content-type'] ?? '');
   if (type.includes(';') && /;\s*charset\s*=/i.test(type) && !UTF8_CHARSET.test(type)) return null;
   const len = h['content-length'];
-  if (len === undefined || !DIGITS.test(len)) return null;
+  if (len === undefined || !DIGITS.test(len) || len.length > 15) return null;
   const n = Number(len);
   return n <= limitBytes ? n : null;
 }
@@ -104,9 +100,9 @@ function readPlainJson(req: Request, length: number, done: (err: unknown, body?:
     finished = true;
     req.off('data', onData);
     req.off('end', onEnd);
-    req.off('error', onError);
-    req.off('aborted', onAborted);
-    req.off('close', onClose);
+    req.off('error', onGone);
+    req.off('aborted', onGone);
+    req.off('close', onGone);
     done(err, body);
   };
   function onData(chunk: Buffer): void {
@@ -121,7 +117,7 @@ function readPlainJson(req: Request, length: number, done: (err: unknown, body?:
     }
     const buf = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received);
     if (!isUtf8(buf)) {
-      finish(new Utf8Error('The request body is not valid UTF-8.'));
+      finish(notUtf8());
       return;
     }
     // A leading byte order mark is dropped, as body-parser does.
@@ -143,26 +139,20 @@ function readPlainJson(req: Request, length: number, done: (err: unknown, body?:
     }
     finish(null, body);
   }
-  function onError(): void {
-    finish(new BodyError('request aborted', 'request.aborted'));
-  }
-  function onAborted(): void {
-    finish(new BodyError('request aborted', 'request.aborted'));
-  }
-  // 'close' before 'end': the client went away mid-body.
-  function onClose(): void {
-    finish(new BodyError('request aborted', 'request.aborted'));
+  // An error, an abort, or 'close' before 'end': the client went away mid-body.
+  function onGone(): void {
+    finish(gone());
   }
   // The client may already be gone (an earlier layer was waiting on a shared store).
   if (req.destroyed) {
-    finish(new BodyError('request aborted', 'request.aborted'));
+    finish(gone());
     return;
   }
   req.on('data', onData);
   req.on('end', onEnd);
-  req.on('error', onError);
-  req.on('aborted', onAborted);
-  req.on('close', onClose);
+  req.on('error', onGone);
+  req.on('aborted', onGone);
+  req.on('close', onGone);
 }
 
 /**
@@ -176,7 +166,7 @@ export function jsonBody(limitBytes: number): RequestHandler[] {
     strict: true,
     type: (req) => JSON_TYPE.test(String((req as Request).headers['content-type'] ?? '')),
     verify: (_req, _res, buf) => {
-      if (!isUtf8(buf)) throw new Utf8Error('The request body is not valid UTF-8.');
+      if (!isUtf8(buf)) throw notUtf8();
     },
   });
   function checkQuery(req: Request): ErrorDetail[] {

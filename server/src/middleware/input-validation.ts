@@ -35,6 +35,8 @@ export function validate(schemas: RequestSchemas): RequestHandler {
     for (const part of ['body', 'query', 'params'] as const) {
       const schema = all[part];
       if (!schema) continue;
+      // No query string at all: nothing for the no-parameters schema to refuse.
+      if (part === 'query' && schema === EMPTY && req.url.indexOf('?') === -1) continue;
       const input = part === 'body' ? (req.body ?? {}) : req[part];
       const r = schema.safeParse(input);
       if (r.success) valid[part] = r.data;
@@ -61,12 +63,4 @@ export function validParams<T>(req: Request): T {
 }
 
 /** For routes without other input: query parameters are refused (400), as unknown body keys are. */
-export function rejectQuery(req: Request, _res: Response, next: NextFunction): void {
-  if (req.url.indexOf('?') === -1) {
-    next();
-    return;
-  }
-  const r = EMPTY.safeParse(req.query);
-  if (r.success) next();
-  else next(validationFailed(zodDetails(r.error).map((d) => ({ ...d, path: d.path === '(root)' ? 'query' : `query.${d.path}` }))));
-}
+export const rejectQuery: RequestHandler = validate({});
