@@ -4,7 +4,7 @@
  * With SIEM_* set, start() turns on siem_settings.forwarding (the audit_logs trigger queues
  * high/critical rows) and runs the worker. Prints "TOKEN <bearer>" then "LISTENING <url>".
  */
-import { createApp } from '../../server/src/app';
+import { createApp, createHttpServer } from '../../server/src/app';
 import { buildServices } from '../../server/src/compose';
 import { loadConfig } from '../../server/src/config';
 import { createPool, poolOptionsFromConfig } from '../../server/src/db/pool';
@@ -34,7 +34,7 @@ async function main(): Promise<void> {
 
   // The real app and its real POST /api/v1/security/audit/log route.
   const app = createApp(c);
-  const server = app.listen(0, '127.0.0.1', () => {
+  const server = createHttpServer(app).listen(0, '127.0.0.1', () => {
     const a = server.address() as { port: number };
     process.stdout.write(`TOKEN ${token}\nLISTENING http://127.0.0.1:${a.port}\n`);
   });

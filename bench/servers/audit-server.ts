@@ -3,7 +3,7 @@
  * the baseline: on an IPC request it runs raw INSERTs of the same audit row through the
  * same pool, with N concurrent writers for S seconds, and reports throughput and latency.
  */
-import { createApp } from '../../server/src/app';
+import { createApp, createHttpServer } from '../../server/src/app';
 import { buildServices } from '../../server/src/compose';
 import { loadConfig } from '../../server/src/config';
 import { createPool, poolOptionsFromConfig } from '../../server/src/db/pool';
@@ -132,7 +132,7 @@ async function main(): Promise<void> {
   });
 
   const app = createApp(composition);
-  const server = app.listen(0, '127.0.0.1', () => {
+  const server = createHttpServer(app).listen(0, '127.0.0.1', () => {
     const a = server.address() as { port: number };
     process.send?.({ cmd: 'listening', url: `http://127.0.0.1:${a.port}`, token });
   });

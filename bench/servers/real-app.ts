@@ -3,7 +3,7 @@
  * configuration in the environment, in its own process so the load generator does not share
  * its event loop. Prints `LISTENING <url>` once ready; stops on SIGTERM.
  */
-import { createApp } from '../../server/src/app';
+import { createApp, createHttpServer } from '../../server/src/app';
 import { buildServices } from '../../server/src/compose';
 import { loadConfig } from '../../server/src/config';
 import { createPool, poolOptionsFromConfig } from '../../server/src/db/pool';
@@ -19,7 +19,7 @@ async function main(): Promise<void> {
   const composition = await buildServices({ config, logger, pool, clock: systemClock });
   await composition.start();
   const app = createApp(composition);
-  const server = app.listen(0, '127.0.0.1', () => {
+  const server = createHttpServer(app).listen(0, '127.0.0.1', () => {
     const a = server.address() as { port: number };
     process.stdout.write(`LISTENING http://127.0.0.1:${a.port}\n`);
   });

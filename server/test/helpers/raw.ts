@@ -1,10 +1,14 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
+import { createHttpServer } from '../../src/app';
 
-/** Runs `fn` against the app listening on a free loopback port, then closes the server. */
+/**
+ * Runs `fn` against the app listening on a free loopback port, then closes the server. The
+ * server is built as index.ts builds it (createHttpServer); supertest(app) uses Node's plain one.
+ */
 export async function withServer<T>(app: Express, fn: (port: number) => Promise<T>): Promise<T> {
-  const server = http.createServer(app);
+  const server = createHttpServer(app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   try {
     return await fn((server.address() as AddressInfo).port);
