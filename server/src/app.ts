@@ -74,14 +74,16 @@ export function createApp(c: Composition, opts: AppOptions = {}): App {
  * The HTTP server for an app, with its requests and responses created with the app's own
  * prototypes (app.request, app.response) instead of Node's.
  *
- * Express re-parents every request and response with Object.setPrototypeOf on arrival. In V8
- * that gives each of them a hidden class of its own, and until the next full collection the
- * young-generation collector keeps finished requests alive through those classes and promotes
- * them: measured on a bare Express 5 app at 300 requests/s, the heap grew by about 4 MB/s and
- * each young-generation pause took 10–15 ms (a bare Node server: stable heap, 0.3–1 ms). Born
- * with the right prototype, Express's setPrototypeOf changes nothing: the same app then kept a
- * stable heap with 1–2 ms pauses. Behaviour is Express's own: the same prototypes, the same
- * constructors' work (Node's IncomingMessage and ServerResponse run unchanged).
+ * Express re-parents every request and response with Object.setPrototypeOf on arrival. With
+ * V8 (Node 20) that made the young-generation collector keep finished requests alive and
+ * promote them until the next full collection: measured on a bare Express 5 app at 300
+ * requests/s, the heap grew by about 4 MB/s and each young-generation pause took 10–15 ms,
+ * where a bare Node server, or the same router without the re-parenting, kept a stable heap
+ * with 0.3–1 ms pauses. (The objects keep a shared hidden class; the exact V8 mechanism was not
+ * pinned down, the effect was measured.) Born with the right prototype, Express's
+ * setPrototypeOf is a no-op: the same app then kept a stable heap with 1–2 ms pauses.
+ * Behaviour is Express's own: the same prototypes, and Node's IncomingMessage and
+ * ServerResponse constructors run unchanged.
  */
 export function createHttpServer(app: Express): http.Server {
   function AppRequest(this: http.IncomingMessage, socket: import('node:net').Socket): void {
