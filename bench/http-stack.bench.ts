@@ -1,5 +1,7 @@
 /**
- * Full middleware stack on GET /api/health vs bare Express 5, same machine, same run.
+ * Full middleware stack on GET /api/health vs bare Express 5, same machine, same run: bare
+ * Express on its own server (app.listen, the baseline), and bare Express on the server the
+ * API runs on (createHttpServer), so the second ratio is the middleware's cost alone.
  * Usage: npx tsx bench/http-stack.bench.ts [seconds-per-round=5] [rounds=3]
  */
 import { openBenchDb } from './lib/db';
@@ -19,37 +21,40 @@ async function main(): Promise<void> {
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
   });
   const bare = await startServer('servers/bare-express.ts');
+  const same = await startServer('servers/bare-express.ts', { BARE_SERVER: 'app' });
   const full = await startServer('servers/real-app.ts', env).catch(async (e: Error) => {
     await bare.stop();
+    await same.stop();
     await db.close();
     throw e;
   });
-  const results: { bare: LoadResult[]; full: LoadResult[] } = { bare: [], full: [] };
+  const servers = { bare, same, full };
+  const results: Record<keyof typeof servers, LoadResult[]> = { bare: [], same: [], full: [] };
   try {
-    // Warm-up (JIT) for both.
-    await load({ url: `${bare.url}/api/health`, duration: 2 });
-    await load({ url: `${full.url}/api/health`, duration: 2 });
+    // Warm-up (JIT) for each.
+    for (const s of Object.values(servers)) await load({ url: `${s.url}/api/health`, duration: 2 });
     for (let i = 0; i < rounds; i++) {
-      results.bare.push(await loadWithCpu(bare.child.pid as number, { url: `${bare.url}/api/health`, duration: seconds }));
-      results.full.push(await loadWithCpu(full.child.pid as number, { url: `${full.url}/api/health`, duration: seconds }));
+      for (const [name, s] of Object.entries(servers) as Array<[keyof typeof servers, typeof bare]>) {
+        results[name].push(await loadWithCpu(s.child.pid as number, { url: `${s.url}/api/health`, duration: seconds }));
+      }
     }
   } finally {
-    await bare.stop();
-    await full.stop();
+    for (const s of Object.values(servers)) await s.stop();
     await db.close();
   }
   for (const [name, rs] of Object.entries(results)) for (const r of rs) console.log(`${name.padEnd(5)} ${fmt(r)}`);
   const b = median(results.bare.map((r) => r.rps));
+  const sm = median(results.same.map((r) => r.rps));
   const f = median(results.full.map((r) => r.rps));
-  const bp99 = median(results.bare.map((r) => r.p99));
-  const fp99 = median(results.full.map((r) => r.p99));
+  const p99 = (rs: LoadResult[]): number => median(rs.map((r) => r.p99));
   console.log(`\nGET /api/health, 20 connections, ${rounds} rounds x ${seconds} s (medians)`);
-  console.log(`bare express : ${Math.round(b)} req/s, p99 ${bp99} ms`);
-  console.log(`full stack   : ${Math.round(f)} req/s, p99 ${fp99} ms`);
+  console.log(`bare express (app.listen)       : ${Math.round(b)} req/s, p99 ${p99(results.bare)} ms`);
+  console.log(`bare express (createHttpServer) : ${Math.round(sm)} req/s, p99 ${p99(results.same)} ms`);
+  console.log(`full stack   (createHttpServer) : ${Math.round(f)} req/s, p99 ${p99(results.full)} ms`);
   const bc = median(results.bare.map((r) => r.cpuPerReq ?? 0));
   const fc = median(results.full.map((r) => r.cpuPerReq ?? 0));
   console.log(`server CPU per request: bare ${bc.toFixed(0)} µs, full ${fc.toFixed(0)} µs (CPU ratio bare/full = ${(bc / fc).toFixed(3)}: the throughput ratio on an idle core)`);
-  console.log(`ratio full/bare = ${(f / b).toFixed(3)}  (target >= 0.75)`);
+  console.log(`ratio full/bare = ${(f / b).toFixed(3)}  (target >= 0.75); like for like, full/bare on the same server = ${(f / sm).toFixed(3)}`);
 }
 main().catch((e: Error) => {
   console.error(e);

@@ -292,6 +292,43 @@ describe('concurrency', () => {
     }
   });
 
+  it('when one connection keeps sealing while the tables grow, then every call is planned afresh and seals exactly the queued rows, in order', async () => {
+    // PL/pgSQL would otherwise keep the plan made on the first, near-empty tables (scans
+    // whose cost grew with the tables: migration 043).
+    const { rows: cfg } = await owner.query<{ proconfig: string[] }>("SELECT proconfig FROM pg_proc WHERE proname = 'audit_seal'");
+    expect(cfg[0]?.proconfig).toEqual(expect.arrayContaining(['plan_cache_mode=force_custom_plan']));
+
+    const tenant = uniqueTenant();
+    const app = appRolePool(1);
+    try {
+      const sealOnce = async (max: number): Promise<number> => {
+        for (;;) {
+          const { rows } = await app.query<{ n: number }>('SELECT audit_seal($1) AS n', [max]);
+          const n = (rows[0] as { n: number }).n;
+          if (n !== -1) return n;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      // Warm the one connection up on a few rows (past PL/pgSQL's five custom plans).
+      for (let i = 0; i < 8; i += 1) {
+        await insertRawRows(app, tenant, [{ resourceId: `warm${i}` }]);
+        await sealOnce(10);
+      }
+      const ids = await insertRawRows(
+        app,
+        tenant,
+        Array.from({ length: 2500 }, (_, i) => ({ resourceId: `grow${i}` })),
+      );
+      while ((await sealOnce(1000)) > 0);
+      const chain = (await chainOf(tenant)).sort((a, b) => Number(a.seq) - Number(b.seq));
+      expect(chain.map((c) => c.seq)).toEqual(Array.from({ length: 2508 }, (_, i) => String(i + 1)));
+      expect(chain.slice(8).map((c) => c.audit_id)).toEqual(ids);
+      expect(await t.composition.services.audit.verify(tenant)).toMatchObject({ valid: true, checked: 2508, unsealed: 0 });
+    } finally {
+      await app.end();
+    }
+  });
+
   it('when one sealer holds the lock, then another returns -1 at once instead of waiting', async () => {
     const lock = await owner.connect();
     const app = appRolePool(1);
