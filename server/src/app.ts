@@ -83,7 +83,10 @@ export function createApp(c: Composition, opts: AppOptions = {}): App {
  * pinned down, the effect was measured.) Born with the right prototype, Express's
  * setPrototypeOf is a no-op: the same app then kept a stable heap with 1–2 ms pauses.
  * Behaviour is Express's own: the same prototypes, and Node's IncomingMessage and
- * ServerResponse constructors run unchanged.
+ * ServerResponse constructors run unchanged (called on the new object: they are plain
+ * functions in Node 20 to 24; if they ever become classes, the first request fails and the
+ * tests say so). Reflect.construct with the app's constructor as new.target builds the same
+ * objects but measured no better than Express's own server.
  */
 export function createHttpServer(app: Express): http.Server {
   function AppRequest(this: http.IncomingMessage, socket: import('node:net').Socket): void {
