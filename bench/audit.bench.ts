@@ -145,10 +145,10 @@ async function main(): Promise<void> {
       for (const r of health) line('GET /api/health        ', r);
       // Latency at fixed offered loads: fractions of what raw INSERTs reached above, the same
       // rate for both, latencies counted from each request's scheduled send time.
-      const capacity = median(raw.map((r) => r.rps));
+      const rr = median(raw.map((r) => r.rps));
       const pacedLines: string[] = [];
       for (const fraction of [0.15, 0.3, 0.5]) {
-        const rate = Math.round(capacity * fraction);
+        const rate = Math.round(rr * fraction);
         const fixedRaw: Measured[] = [];
         const fixedApi: Measured[] = [];
         for (let i = 0; i < rounds; i++) {
@@ -161,7 +161,6 @@ async function main(): Promise<void> {
           `      paced at ${rate}/s (${Math.round(fraction * 100)}% of the raw-INSERT capacity), ${connections} clients: POST /audit/log p50 ${median(fixedApi.map((r) => r.p50)).toFixed(1)} ms p99 ${median(fixedApi.map((r) => r.p99)).toFixed(1)} ms | raw INSERT p50 ${median(fixedRaw.map((r) => r.p50)).toFixed(1)} ms p99 ${median(fixedRaw.map((r) => r.p99)).toFixed(1)} ms`,
         );
       }
-      const rr = median(raw.map((r) => r.rps));
       const pr = median(plain.map((r) => r.rps));
       const ar = median(api.map((r) => r.rps));
       const sr = median(svc.map((r) => r.rps));

@@ -17,31 +17,42 @@ export async function withServer<T>(app: Express, fn: (port: number) => Promise<
   }
 }
 
+export interface RawAnswer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  /** The body parsed as JSON, else its text. */
+  body: unknown;
+  text: string;
+}
+
 /**
- * Sends exact bytes (supertest would re-serialize a Buffer as JSON): one Buffer with its
- * Content-Length, or an array of Buffers sent chunked (no Content-Length).
+ * Sends exact bytes to a server on a loopback port: one Buffer with its Content-Length, an
+ * array of Buffers sent chunked (no Content-Length), or no body.
  */
-export async function rawRequest(app: Express, method: string, path: string, headers: Record<string, string>, body: Buffer | Buffer[]): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: unknown; text: string }> {
-  return withServer(app, (port) => {
-    const chunked = Array.isArray(body);
-    return new Promise((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port, method, path, headers: chunked ? headers : { ...headers, 'Content-Length': String(body.length) } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let parsed: unknown = text;
-          try {
-            parsed = JSON.parse(text);
-          } catch {
-            /* not JSON */
-          }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed, text });
-        });
+export function requestOn(port: number, method: string, path: string, headers: Record<string, string>, body?: Buffer | Buffer[]): Promise<RawAnswer> {
+  const chunked = Array.isArray(body);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path, headers: body && !chunked ? { ...headers, 'Content-Length': String(body.length) } : headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let parsed: unknown = text;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          /* not JSON */
+        }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed, text });
       });
-      req.on('error', reject);
-      if (chunked) for (const c of body) req.write(c);
-      req.end(chunked ? undefined : body);
     });
+    req.on('error', reject);
+    if (chunked) for (const c of body) req.write(c);
+    req.end(chunked ? undefined : body);
   });
+}
+
+/** The same on the app listening on a free loopback port (supertest would re-serialize a Buffer as JSON). */
+export async function rawRequest(app: Express, method: string, path: string, headers: Record<string, string>, body: Buffer | Buffer[]): Promise<RawAnswer> {
+  return withServer(app, (port) => requestOn(port, method, path, headers, body));
 }

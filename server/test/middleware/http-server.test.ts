@@ -8,32 +8,15 @@ import type { AddressInfo } from 'node:net';
 import { createHttpServer } from '../../src/app';
 import { buildTestApp, type TestApp } from '../helpers/app';
 import { loginAs, type TestLogin } from '../helpers/auth';
-
-interface Answer {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  text: string;
-}
+import { requestOn, type RawAnswer } from '../helpers/raw';
 
 async function listen(server: http.Server): Promise<number> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   return (server.address() as AddressInfo).port;
 }
 
-function send(port: number, method: string, path: string, headers: Record<string, string>, body?: Buffer): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path, headers: body ? { ...headers, 'content-length': String(body.length) } : headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
 /** What must not differ between two answers to the same request: all but per-request values. */
-function comparable(a: Answer): unknown {
+function comparable(a: RawAnswer): unknown {
   const headers = { ...a.headers };
   for (const h of ['date', 'x-request-id', 'ratelimit', 'content-length']) delete headers[h];
   const text = a.text
@@ -66,7 +49,7 @@ describe('createHttpServer', () => {
       });
       const port = await listen(server);
       try {
-        const a = await send(port, 'GET', '/api/health', {});
+        const a = await requestOn(port, 'GET', '/api/health', {});
         expect(a.status).toBe(200);
       } finally {
         await new Promise<void>((r) => server.close(() => r()));
@@ -91,21 +74,21 @@ describe('createHttpServer', () => {
       ['OPTIONS', '/api/v1/security/user', { origin: 'https://evil.example' }, undefined],
     ];
     };
-    const answers: Answer[][] = [];
+    const answers: RawAnswer[][] = [];
     for (const make of [() => createHttpServer(t.app), () => http.createServer(t.app)]) {
       const cases = casesFor(await loginAs(t, { role: 'user' }));
       const server = make();
       const port = await listen(server);
-      const list: Answer[] = [];
+      const list: RawAnswer[] = [];
       try {
-        for (const [method, path, headers, body] of cases) list.push(await send(port, method, path, headers, body));
+        for (const [method, path, headers, body] of cases) list.push(await requestOn(port, method, path, headers, body));
       } finally {
         await new Promise<void>((r) => server.close(() => r()));
       }
       answers.push(list);
     }
-    const [born, plain] = answers as [Answer[], Answer[]];
+    const [born, plain] = answers as [RawAnswer[], RawAnswer[]];
     expect(born.map((a) => a.status)).toEqual([200, 200, 401, 200, 400, 400, 200, 404, 403]);
-    for (let i = 0; i < born.length; i++) expect(comparable(born[i] as Answer)).toEqual(comparable(plain[i] as Answer));
+    for (let i = 0; i < born.length; i++) expect(comparable(born[i] as RawAnswer)).toEqual(comparable(plain[i] as RawAnswer));
   });
 });
