@@ -7,7 +7,10 @@
  * back to back at the same concurrency shows the stack's own latency floor on this machine.
  * Targets: audited throughput >= 0.5 x raw insert with the chain on; p99 < 25 ms.
  *
- * Usage: npx tsx bench/audit.bench.ts [seconds-per-round=2.5] [rounds=2]
+ * Usage: npx tsx bench/audit.bench.ts [seconds-per-round=2.5] [rounds=3]
+ * Every phase runs `rounds` times, interleaved; the summary gives medians, so one round hit by a
+ * stall outside the process (a WAL fsync behind a checkpoint's writes) shows in its own line but
+ * does not decide the figure alone.
  * Database: BENCH_DATABASE_URL (a throw-away database is created on that server and dropped),
  * else an embedded PostgreSQL in a temporary directory.
  */
@@ -85,7 +88,7 @@ async function measured(s: Server, run: () => Promise<LoadResult>, seconds: numb
 
 async function main(): Promise<void> {
   const seconds = Number(process.argv[2] ?? 2.5);
-  const rounds = Number(process.argv[3] ?? 2);
+  const rounds = Number(process.argv[3] ?? 3);
   const db = await openBenchDb();
   let server: Server | null = null;
   try {
