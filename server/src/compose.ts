@@ -73,6 +73,7 @@ export interface Composition extends CoreDeps {
 }
 
 export async function buildServices(core: CoreDeps): Promise<Composition> {
+  if (core.config.scope !== 'all') throw new Error('buildServices needs the whole configuration checked (scope "all")');
   const audit = createAuditService({ pool: core.pool, logger: core.logger });
   const auditSealer = createAuditSealer({ pool: core.pool, logger: core.logger });
   const tokens = createTokenService(core.config, core.clock);

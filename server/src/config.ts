@@ -19,6 +19,8 @@ export interface ConfigIssue {
 }
 
 export interface Config {
+  /** 'database': only the database, log and NODE_ENV settings were checked (see loadConfig). */
+  scope: ConfigScope;
   env: NodeEnv;
   isProduction: boolean;
   port: number;
@@ -186,7 +188,16 @@ export function decodeKey32(raw: string): Buffer | null {
  * Turns an environment into a validated, frozen Config. `devSecrets` supplies generated
  * development secrets (see dev-secrets.ts); they never apply in production.
  */
-export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>; cwd?: string } = {}): LoadResult {
+/**
+ * What a command needs. 'all': the server and the commands that build its services.
+ * 'database': commands that only read or change the database (migrate, audit:verify). They
+ * still check the database, log and NODE_ENV settings, and ignore problems in the others, so
+ * an operator's environment with only DATABASE_URL (a cron job, a restore drill) is enough.
+ */
+export type ConfigScope = 'all' | 'database';
+const DATABASE_SCOPE_VARIABLES = /^(NODE_ENV|DATABASE_[A-Z_]+|DB_[A-Z_]+|LOG_LEVEL|LOG_DIR|FLEET_DATA_DIR)$/;
+
+export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>; cwd?: string; scope?: ConfigScope } = {}): LoadResult {
   const errors: ConfigIssue[] = [];
   const warnings: ConfigIssue[] = [];
   const err = (variable: string, message: string) => errors.push({ variable, message });
@@ -330,7 +341,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     }
     previousKeys[version] = key;
   }
-  if (!keyVaultUrl && !fallbackKey) {
+  if (!keyVaultUrl && !fallbackKey && !rawKey) {
     err('FLEET_ENCRYPTION_KEY', 'no master key source: set AZURE_KEYVAULT_URL (recommended) or FLEET_ENCRYPTION_KEY (`openssl rand -base64 32`)');
   }
   if (prod && !keyVaultUrl && fallbackKey) warn('AZURE_KEYVAULT_URL', 'is not set: the master key comes from FLEET_ENCRYPTION_KEY; keys belong in a vault in production');
@@ -438,11 +449,18 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   if (metricsToken && metricsToken.length < 24) err('METRICS_TOKEN', 'must be at least 24 characters');
   const bodyLimitBytes = intIn('BODY_LIMIT_BYTES', get('BODY_LIMIT_BYTES'), 100 * 1024, 1024, 10 * 1024 * 1024, errors);
 
+  if (opts.scope === 'database') {
+    const inScope = (i: ConfigIssue): boolean => DATABASE_SCOPE_VARIABLES.test(i.variable);
+    errors.splice(0, errors.length, ...errors.filter(inScope));
+    warnings.splice(0, warnings.length, ...warnings.filter(inScope));
+  }
   if (errors.length > 0) return { config: null, errors, warnings };
 
-  const secret = jwtSecret as string;
+  // Only a 'database'-scoped load can get here without a JWT secret; its callers never sign.
+  const secret = jwtSecret ?? '';
   const csrfSecret = get('CSRF_SECRET') ?? createHmac('sha256', secret).update('fleet-csrf-v1').digest('base64url');
   const config: Config = {
+    scope: opts.scope ?? 'all',
     env: nodeEnv,
     isProduction: prod,
     port,

@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { formatIssues, loadConfig, processEnv, type Config, type LoadResult } from './config';
+import { formatIssues, loadConfig, processEnv, type Config, type ConfigScope, type LoadResult } from './config';
 import { clusterDir, startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded';
 import { loadOrCreateDevSecrets } from './dev-secrets';
 import type { Logger } from './lib/logger';
@@ -19,7 +19,7 @@ export interface LoadedConfig extends LoadResult {
 }
 
 /** Loads configuration exactly as start-up does (check-env uses this too). */
-export function loadRuntimeConfig(env: Record<string, string | undefined> = processEnv()): LoadedConfig {
+export function loadRuntimeConfig(env: Record<string, string | undefined> = processEnv(), opts: { scope?: ConfigScope } = {}): LoadedConfig {
   const isProd = (env.NODE_ENV ?? 'development') === 'production';
   let devSecrets: Record<string, string> | undefined;
   let devSecretsFile: string | null = null;
@@ -32,15 +32,15 @@ export function loadRuntimeConfig(env: Record<string, string | undefined> = proc
     devSecretsFile = r.file;
     devSecretsCreated = r.created;
   }
-  return { ...loadConfig(env, { devSecrets }), devSecretsFile, devSecretsCreated };
+  return { ...loadConfig(env, { devSecrets, scope: opts.scope }), devSecretsFile, devSecretsCreated };
 }
 
-/** Prints issues; exits the process on errors. */
-export function requireConfig(loaded: LoadResult, print: (s: string) => void = (s) => process.stderr.write(s + '\n')): Config {
+/** Prints issues; exits the process with `exitCode` (default 1) on errors. */
+export function requireConfig(loaded: LoadResult, print: (s: string) => void = (s) => process.stderr.write(s + '\n'), exitCode = 1): Config {
   if (loaded.errors.length > 0 || loaded.warnings.length > 0) print(formatIssues(loaded));
   if (!loaded.config) {
     print(`\nConfiguration invalid: ${loaded.errors.length} error(s). Fix them and start again (npm run check-env validates without starting).`);
-    process.exit(1);
+    process.exit(exitCode);
   }
   return loaded.config;
 }

@@ -188,4 +188,39 @@ describe('configuration', () => {
     expect(vars(loadConfig(base({ IDP_TIMEOUT_MS: '10' })).errors)).toContain('IDP_TIMEOUT_MS');
     expect(vars(loadConfig(base({ IDP_TIMEOUT_MS: '5s' })).errors)).toContain('IDP_TIMEOUT_MS');
   });
+
+  it('when FLEET_ENCRYPTION_KEY is set but invalid, then that one problem is reported, not also "no master key source"', () => {
+    const r = loadConfig(base({ FLEET_ENCRYPTION_KEY: 'not-base64-of-32-bytes' }));
+    const messages = r.errors.filter((i) => i.variable === 'FLEET_ENCRYPTION_KEY').map((i) => i.message);
+    expect(messages).toEqual([expect.stringMatching(/must be base64 of exactly 32 random bytes/)]);
+    expect(vars(loadConfig(base({ FLEET_ENCRYPTION_KEY: undefined })).errors)).toContain('FLEET_ENCRYPTION_KEY');
+  });
+
+  describe('scope "database" (migrate, audit:verify)', () => {
+    const dbOnly = { NODE_ENV: 'production', DATABASE_URL: 'postgres://app:S3cure-Passw0rd-xyz@db.internal:5432/fleet', DATABASE_SSL: 'verify-full' };
+
+    it('when only the database is configured in production, then the load succeeds with scope "database" and no problems from other settings', () => {
+      const r = loadConfig(dbOnly, { scope: 'database' });
+      expect(r.errors).toEqual([]);
+      expect(r.config?.scope).toBe('database');
+      expect(r.config?.database.url).toBe(dbOnly.DATABASE_URL);
+      // The same environment is refused for the server.
+      expect(vars(loadConfig(dbOnly).errors)).toEqual(expect.arrayContaining(['JWT_SECRET', 'AUTH0_DOMAIN']));
+      expect(loadConfig(prodEnv()).config?.scope).toBe('all');
+    });
+
+    it('when a database, log or NODE_ENV setting is wrong, then it is still an error', () => {
+      expect(vars(loadConfig({ ...dbOnly, DATABASE_SSL: 'disable' }, { scope: 'database' }).errors)).toEqual(['DATABASE_SSL']);
+      expect(vars(loadConfig({ ...dbOnly, DB_POOL_SIZE: '0' }, { scope: 'database' }).errors)).toEqual(['DB_POOL_SIZE']);
+      expect(vars(loadConfig({ ...dbOnly, LOG_LEVEL: 'loud' }, { scope: 'database' }).errors)).toEqual(['LOG_LEVEL']);
+      expect(vars(loadConfig({ ...dbOnly, NODE_ENV: 'prod' }, { scope: 'database' }).errors)).toContain('NODE_ENV');
+      expect(vars(loadConfig({ NODE_ENV: 'production' }, { scope: 'database' }).errors)).toEqual(['DATABASE_URL']);
+    });
+
+    it('when other settings are wrong, then they are ignored for this scope (the commands do not use them)', () => {
+      const r = loadConfig({ ...dbOnly, JWT_SECRET: 'short', CORS_ORIGINS: '*', SIEM_PROVIDER: 'nope' }, { scope: 'database' });
+      expect(r.errors).toEqual([]);
+      expect(r.config).not.toBeNull();
+    });
+  });
 });

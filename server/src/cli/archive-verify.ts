@@ -15,15 +15,38 @@ const USAGE = 'usage: npm run archive:verify [-- --tenant TENANT] [--json]\n';
 
 function parseArgs(argv: string[]): { tenant?: string; json: boolean; help: boolean } {
   const out: { tenant?: string; json: boolean; help: boolean } = { json: false, help: false };
+  const seen = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--tenant' && argv[i + 1] !== undefined) out.tenant = argv[++i];
-    else if (a === '--json') out.json = true;
+    const a = argv[i] as string;
+    if (a.startsWith('--') && seen.has(a)) throw new Error(`${a} given more than once`);
+    seen.add(a);
+    if (a === '--tenant') {
+      const v = argv[i + 1];
+      if (v === undefined || v.startsWith('--')) throw new Error('--tenant needs a value');
+      out.tenant = v;
+      i += 1;
+    } else if (a === '--json') out.json = true;
     else if (a === '--help' || a === '-h') out.help = true;
     else throw new Error(`unknown argument ${a}`);
   }
   if (out.tenant !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(out.tenant)) throw new Error('--tenant must be 1-64 letters, digits, dots, underscores or dashes');
   return out;
+}
+
+/**
+ * One line for an operator. Some storage errors (a wrong account key) carry an empty message;
+ * their code and HTTP status then say what happened.
+ */
+function describeFailure(err: Error & { code?: unknown; statusCode?: unknown }): string {
+  const line = String(err.message ?? '')
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => l.length > 0);
+  const code = typeof err.code === 'string' && err.code ? err.code : null;
+  const status = typeof err.statusCode === 'number' ? `HTTP ${err.statusCode}` : null;
+  const extra = [code, status].filter(Boolean).join(', ');
+  if (line) return extra && !line.includes(extra) ? `${line} (${extra})` : line;
+  return extra || err.name || 'unknown error';
 }
 
 async function main(): Promise<number> {
@@ -38,7 +61,7 @@ async function main(): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  const config = requireConfig(loadRuntimeConfig());
+  const config = requireConfig(loadRuntimeConfig(), undefined, 2);
   const logger = createLogger({ level: config.log.level === 'info' ? 'warn' : config.log.level });
   const store = createBlobStore(config.archive);
   if (!store) {
@@ -70,7 +93,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err: Error) => {
-    process.stderr.write(`archive:verify failed: ${err.message.split('\n')[0]}\n`);
+    process.stderr.write(`archive:verify failed: ${describeFailure(err)}\n`);
     process.exit(2);
   },
 );

@@ -4,10 +4,14 @@
  * Walks the audit hash chain of one tenant (or of every tenant) through the owner
  * connection and reports, per tenant, whether it is intact, how many entries were checked,
  * the first broken row id and the rows not yet sealed.
- * Exit codes: 0 intact, 1 broken (the first broken row id is printed), 2 usage or runtime error.
+ * Exit codes: 0 intact, 1 broken (the first broken row id is printed), 2 usage, configuration
+ * or runtime error (including a --tenant with no audit rows at all: most likely a typo).
+ * Only the database settings are needed (configuration scope 'database'): a cron or restore
+ * environment with DATABASE_URL alone can verify.
  */
 import { verifyTenantChain, type VerifyOptions } from '../services/audit/chain';
 import { SYSTEM_TENANT } from '../services/audit/catalog';
+import { TENANT_RE } from '../services/auth/users';
 import { sealBatch, SET_TENANT_CONTEXT } from '../services/audit/repository';
 import { createAuditService, listAuditTenants, withAllTenantsSnapshot } from '../services/audit/service';
 import type { VerifyResult } from '../services/audit/types';
@@ -24,7 +28,10 @@ const USAGE = `usage: npm run audit:verify [-- [--tenant T] [--anchor SEQ:SHA256
   --json            print one JSON document instead of text
   --no-record       do not write the audit.verify / audit.verify.failed audit row
 
-exit status: 0 intact, 1 broken (first broken row id printed), 2 usage or runtime error`;
+Only the database settings are read (DATABASE_URL or DATABASE_*, DATABASE_SSL, DB_*).
+
+exit status: 0 intact, 1 broken (first broken row id printed), 2 usage, configuration or
+runtime error (also: --tenant names a tenant with no audit rows)`;
 
 interface Args {
   tenant: string | null;
@@ -38,8 +45,12 @@ class UsageError extends Error {}
 
 function parseArgs(argv: string[]): Args {
   const a: Args = { tenant: null, anchor: undefined, seal: false, json: false, record: true };
+  const seen = new Set<string>();
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i] as string;
+    // A repeated option is refused rather than letting the last one win silently.
+    if (arg.startsWith('--') && seen.has(arg)) throw new UsageError(`${arg} given more than once`);
+    seen.add(arg);
     const value = (): string => {
       const v = argv[i + 1];
       if (v === undefined || v.startsWith('--')) throw new UsageError(`${arg} needs a value`);
@@ -49,7 +60,7 @@ function parseArgs(argv: string[]): Args {
     switch (arg) {
       case '--tenant': {
         const t = value();
-        if (t.length === 0 || t.length > 128 || /[\p{Cc}]/u.test(t)) throw new UsageError('--tenant must be 1-128 printable characters');
+        if (t !== SYSTEM_TENANT && !TENANT_RE.test(t)) throw new UsageError(`--tenant must be 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit (or ${SYSTEM_TENANT})`);
         a.tenant = t;
         break;
       }
@@ -101,7 +112,7 @@ async function main(): Promise<number> {
     }
     throw err;
   }
-  const config = requireConfig(loadRuntimeConfig());
+  const config = requireConfig(loadRuntimeConfig(undefined, { scope: 'database' }), undefined, 2);
   const logger = createLogger({ level: config.log.level === 'debug' ? 'debug' : 'warn' });
   const db = await openDatabase(config, logger);
   // The owner connection (no application role): it may read every tenant once it sets
@@ -137,6 +148,12 @@ async function main(): Promise<number> {
       client.release();
     }
 
+    const only = args.tenant ? results[0] : undefined;
+    if (only && only.valid && only.checked === 0 && only.unsealed === 0 && !only.head) {
+      // Nothing at all for that tenant: report it, rather than "intact, 0 entries checked".
+      process.stderr.write(`audit:verify: tenant ${JSON.stringify(args.tenant)} has no audit rows (is the name right?)\n`);
+      return 2;
+    }
     const broken = results.filter((r) => !r.valid);
     const valid = broken.length === 0;
     const firstBroken = broken[0] ?? null;

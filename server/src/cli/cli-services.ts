@@ -4,6 +4,7 @@
  * external one), pending migrations, and the same service wiring as the server.
  */
 import os from 'node:os';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { buildServices, type Composition } from '../compose';
 import type { Config } from '../config';
 import { runMigrations } from '../db/migrate';
@@ -38,6 +39,22 @@ export function operatorName(): string | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * node:util parseArgs for the operator CLIs: strict, no positional arguments, and an option
+ * given twice is an error (parseArgs alone keeps the last value silently, so
+ * `--tenant a --tenant b` would quietly act on b). Throws on bad arguments.
+ */
+export function parseOptions<const O extends NonNullable<ParseArgsConfig['options']>>(options: O, args: string[] = process.argv.slice(2)) {
+  const parsed = parseArgs({ options, args, strict: true, allowPositionals: false, tokens: true });
+  const seen = new Set<string>();
+  for (const t of parsed.tokens) {
+    if (t.kind !== 'option') continue;
+    if (seen.has(t.name)) throw new Error(`${t.rawName} given more than once`);
+    seen.add(t.name);
+  }
+  return parsed.values;
 }
 
 /** Prints a message and exits with status 2 (usage error). */

@@ -4,22 +4,22 @@
  * 10 minutes, usable at POST /api/v1/security/login. Refused in production and whenever a real
  * identity provider is configured.
  */
-import { parseArgs } from 'node:util';
 import { systemClock } from '../lib/clock';
 import { loadRuntimeConfig, requireConfig } from '../runtime';
 import { loadOrCreateDevIssuerKey, signDevIdToken } from '../services/auth/dev-issuer';
 import { normalizeEmail, UserInputError } from '../services/auth/users';
-import { runCli, usageError } from './cli-services';
+import { parseOptions, runCli, usageError } from './cli-services';
 
 const USAGE = `Usage: npm run -s dev:token -- --email EMAIL [--name "Display Name"]
 
-Development only. Prints an ID token from the built-in development issuer (valid 10 minutes).
-The user must be provisioned first: npm run user:add -- --email EMAIL --role admin --tenant demo`;
+Development only. Prints an ID token from the built-in development issuer (valid 10 minutes)
+for any e-mail address; POST /login accepts it only for a provisioned, active user, so
+provision the user first: npm run user:add -- --email EMAIL --role admin --tenant demo`;
 
 runCli('dev:token', async () => {
   let values;
   try {
-    ({ values } = parseArgs({ options: { email: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }));
+    values = parseOptions({ email: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
   } catch (err) {
     usageError(USAGE, (err as Error).message);
   }

@@ -6,7 +6,7 @@
  * re-run and to run while the service is up. Exit 0: done (or nothing to do); 1: rows that
  * could not be decrypted (left unchanged, listed) or an error; 2: bad arguments.
  */
-import { parseArgs } from 'node:util';
+import { parseOptions } from './cli-services';
 import { buildServices, type Composition } from '../compose';
 import { createPool, poolOptionsFromConfig, type Pool } from '../db/pool';
 import { systemClock } from '../lib/clock';
@@ -24,7 +24,8 @@ Options:
   --batch-size N     rows per transaction (default 200)
   -h, --help         this text
 
-Exit status: 0 done, 1 rows left unchanged or an error, 2 bad arguments.
+Exit status: 0 done, 1 rows left unchanged (or, with --dry-run, rows whose key version has no
+key available) or an error, 2 bad arguments.
 `;
 
 function out(s: string): void {
@@ -37,6 +38,7 @@ function printReport(r: RewrapReport): void {
   for (const b of r.before) out(`  ${b.keyVersion === r.targetVersion ? '*' : ' '} ${b.keyVersion}: ${b.rows} row(s)`);
   if (r.dryRun) {
     out(`dry run: ${r.stale} row(s) would be re-encrypted under ${r.targetVersion}`);
+    for (const u of r.unavailable) out(`  NO KEY for version ${u.keyVersion}: its ${u.rows} row(s) would fail (${u.reason}); add that key (FLEET_ENCRYPTION_PREVIOUS_KEYS or the vault) before the real run`);
     return;
   }
   for (const t of r.tenants) out(`  tenant ${t.tenantId}: ${t.rewrapped} re-encrypted, ${t.failed} failed`);
@@ -47,16 +49,12 @@ function printReport(r: RewrapReport): void {
 async function main(): Promise<number> {
   let args;
   try {
-    args = parseArgs({
-      options: {
-        'dry-run': { type: 'boolean', default: false },
-        tenant: { type: 'string' },
-        'batch-size': { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      allowPositionals: false,
-      strict: true,
-    }).values;
+    args = parseOptions({
+      'dry-run': { type: 'boolean', default: false },
+      tenant: { type: 'string' },
+      'batch-size': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    });
   } catch (err) {
     process.stderr.write(`keys:rewrap: ${(err as Error).message}\n\n${USAGE}`);
     return 2;
@@ -88,7 +86,7 @@ async function main(): Promise<number> {
     const { encryption, audit } = composition.services;
     const report = await rewrapEncryptedSecrets({ pool, encryption, audit, logger }, { dryRun: args['dry-run'], batchSize, tenantId: args.tenant ?? null });
     printReport(report);
-    return report.failed.length > 0 ? 1 : 0;
+    return report.failed.length > 0 || report.unavailable.length > 0 ? 1 : 0;
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code === '42883' || code === '42P01') {

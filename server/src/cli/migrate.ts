@@ -3,7 +3,8 @@ import { createLogger } from '../lib/logger';
 import { loadRuntimeConfig, openDatabase, requireConfig } from '../runtime';
 
 async function main(): Promise<void> {
-  const config = requireConfig(loadRuntimeConfig());
+  // Only the database settings matter here (a migration job may have nothing else).
+  const config = requireConfig(loadRuntimeConfig(undefined, { scope: 'database' }));
   const logger = createLogger({ level: config.log.level });
   const db = await openDatabase(config, logger);
   try {

@@ -3,9 +3,8 @@
  * Creates the user, or updates the role / display name, or reactivates a deactivated user.
  * Audited: user.created, user.role_changed, user.reactivated.
  */
-import { parseArgs } from 'node:util';
 import { UserInputError, validateProvisionInput } from '../services/auth/users';
-import { operatorName, runCli, usageError, withCliServices } from './cli-services';
+import { operatorName, parseOptions, runCli, usageError, withCliServices } from './cli-services';
 
 const USAGE = `Usage: npm run user:add -- --email EMAIL --role admin|user|viewer --tenant TENANT [--name "Display Name"]
 
@@ -15,11 +14,7 @@ issuer). Run again to change the role or display name, or to reactivate a deacti
 runCli('user:add', async () => {
   let values;
   try {
-    ({ values } = parseArgs({
-      options: { email: { type: 'string' }, role: { type: 'string' }, tenant: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-      allowPositionals: false,
-    }));
+    values = parseOptions({ email: { type: 'string' }, role: { type: 'string' }, tenant: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
   } catch (err) {
     usageError(USAGE, (err as Error).message);
   }

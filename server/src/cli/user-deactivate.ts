@@ -4,9 +4,8 @@
  * working on the next request). Audited: user.deactivated, session.revoked.bulk.
  * Reactivate with npm run user:add.
  */
-import { parseArgs } from 'node:util';
 import { UserInputError, validateDeactivateInput } from '../services/auth/users';
-import { operatorName, runCli, usageError, withCliServices } from './cli-services';
+import { operatorName, parseOptions, runCli, usageError, withCliServices } from './cli-services';
 
 const USAGE = `Usage: npm run user:deactivate -- --email EMAIL --tenant TENANT [--reason "why"]
 
@@ -15,11 +14,7 @@ Deactivates the user and ends all of their sessions immediately. Reactivate with
 runCli('user:deactivate', async () => {
   let values;
   try {
-    ({ values } = parseArgs({
-      options: { email: { type: 'string' }, tenant: { type: 'string' }, reason: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-      allowPositionals: false,
-    }));
+    values = parseOptions({ email: { type: 'string' }, tenant: { type: 'string' }, reason: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
   } catch (err) {
     usageError(USAGE, (err as Error).message);
   }

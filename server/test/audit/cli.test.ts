@@ -23,7 +23,8 @@ interface Run {
   stderr: string;
 }
 
-function run(args: string[], databaseUrl: string = testDbUrl()): Promise<Run> {
+/** Runs the CLI; `env` replaces the default environment entirely when given. */
+function run(args: string[], databaseUrl: string = testDbUrl(), env?: Record<string, string>): Promise<Run> {
   return new Promise((resolve) => {
     execFile(
       TSX,
@@ -31,7 +32,7 @@ function run(args: string[], databaseUrl: string = testDbUrl()): Promise<Run> {
       {
         cwd: ROOT,
         timeout: 60_000,
-        env: {
+        env: env ?? {
           PATH: process.env.PATH ?? '',
           HOME: os.tmpdir(),
           NODE_ENV: 'test',
@@ -121,11 +122,39 @@ describe('npm run audit:verify', () => {
     [['--tenant'], /--tenant needs a value/],
     [['--anchor', '3:abc', '--tenant', 'x'], /--anchor must look like/],
     [['--anchor', `1:${'a'.repeat(64)}`], /--anchor needs --tenant/],
+    [['--tenant', 'acme', '--tenant', 'globex'], /--tenant given more than once/],
+    [['--json', '--json'], /--json given more than once/],
+    [['--tenant', "x'; DROP TABLE users;--"], /--tenant must be 1-64 letters/],
+    [['--tenant', 'a b'], /--tenant must be 1-64 letters/],
   ])('when the arguments are %j, then exit 2 with usage', async (args, message) => {
     const r = await run(args);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
     expect(r.stderr).toMatch(/usage: npm run audit:verify/);
+  });
+
+  it('when --tenant names a tenant with no audit rows, then exit 2 saying so, not "intact"', async () => {
+    const r = await run(['--tenant', uniqueTenant('typo'), '--no-record']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/has no audit rows \(is the name right\?\)/);
+    expect(r.stdout).not.toMatch(/intact/);
+  });
+
+  it('when only the database is configured (production, no JWT secret, master key or identity provider), then it still verifies', async () => {
+    const { tenant } = await sealedTenant(2);
+    const env = { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), NODE_ENV: 'production', DATABASE_URL: testDbUrl(), DATABASE_SSL: 'disable', FLEET_DATA_DIR: dataDir, LOG_LEVEL: 'error' };
+    const r = await run(['--tenant', tenant, '--no-record'], undefined, env);
+    expect(r.stderr).not.toMatch(/JWT_SECRET|AUTH0|FLEET_ENCRYPTION_KEY/);
+    expect(r.stdout).toMatch(new RegExp(`tenant ${tenant}: intact, 2 entries checked`));
+    expect(r.code).toBe(0);
+  });
+
+  it('when a database setting is invalid, then exit 2 (a configuration error, never "broken") naming it', async () => {
+    const env = { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), NODE_ENV: 'production', DATABASE_URL: testDbUrl(), DATABASE_SSL: 'sometimes', FLEET_DATA_DIR: dataDir };
+    const r = await run(['--no-record'], undefined, env);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/DATABASE_SSL/);
+    expect(r.stdout).not.toMatch(/BROKEN/);
   });
 
   it('when --help is given, then the usage is printed with exit 0', async () => {

@@ -82,6 +82,8 @@ describe('npm run user:add / user:deactivate', () => {
     ['an unknown role', ['--email', 'x@example.com', '--role', 'root', '--tenant', 'acme'], /--role must be admin, user or viewer/],
     ['an unknown option', ['--email', 'x@example.com', '--role', 'user', '--tenant', 'acme', '--password', 'x'], /Unknown option '--password'/],
     ['an invalid e-mail', ['--email', 'not-an-email', '--role', 'user', '--tenant', 'acme'], /--email must be an e-mail address/],
+    ['an option twice', ['--email', 'x@example.com', '--role', 'user', '--role', 'admin', '--tenant', 'acme'], /--role given more than once/],
+    ['a name with a newline and a terminal escape', ['--email', 'x@example.com', '--role', 'user', '--tenant', 'acme', '--name', 'evil\nname\u001b[31m'], /--name must be 1-200 characters of text, without control characters/],
   ])('when user:add gets %s, then it exits 2 with the usage and writes nothing', async (_name, args, message) => {
     const r = await run('user-add.ts', args, baseEnv);
     expect(r.code).toBe(2);
@@ -91,10 +93,17 @@ describe('npm run user:add / user:deactivate', () => {
     expect(n.rows[0].n).toBe(0);
   });
 
-  test('when user:deactivate names a user that does not exist, then it exits non-zero with a clear message', async () => {
+  test('when user:deactivate names a user that does not exist, then it exits 1 (not a usage error) with a clear message', async () => {
     const r = await run('user-deactivate.ts', ['--email', uniqueEmail(), '--tenant', uniqueTenant()], baseEnv);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^user:deactivate: no user .* in tenant \S+\n$/);
+    expect(r.stderr).not.toContain('Usage:');
+  });
+
+  test('when user:deactivate gets an option twice, then it exits 2 and deactivates nobody', async () => {
+    const r = await run('user-deactivate.ts', ['--email', 'a@example.com', '--email', 'b@example.com', '--tenant', 'acme'], baseEnv);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/no user .* in tenant/);
+    expect(r.stderr).toMatch(/--email given more than once/);
   });
 });
 

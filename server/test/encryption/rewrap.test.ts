@@ -309,7 +309,11 @@ describe('npm run keys:rewrap (CLI)', () => {
     const before = await buildTestApp({ env: envA });
     await before.composition.services.secrets.put(tenant, 'orphan', 'encrypted under A');
     await before.close();
-    // B only: key A is gone from the configuration
+    // B only: key A is gone from the configuration. The dry run already says so (and exits 1).
+    const dry = await runCli(['--dry-run', '--tenant', tenant], cliEnv({ FLEET_ENCRYPTION_KEY: keyB.toString('base64') }));
+    expect(dry.code).toBe(1);
+    expect(dry.stdout).toContain('dry run: 1 row(s) would be re-encrypted');
+    expect(dry.stdout).toMatch(new RegExp(`NO KEY for version ${environmentKeyVersion(keyA)}: its 1 row\\(s\\) would fail`));
     const res = await runCli(['--tenant', tenant], cliEnv({ FLEET_ENCRYPTION_KEY: keyB.toString('base64') }));
     expect(res.code).toBe(1);
     expect(res.stdout).toMatch(/FAILED tenant=\S+ id=[0-9a-f-]{36} name=orphan version=env-[0-9a-f]{16}: decryption failed \(unknown-key-version\)/);
@@ -321,7 +325,7 @@ describe('npm run keys:rewrap (CLI)', () => {
     const help = await runCli(['--help'], env);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('Usage: npm run keys:rewrap');
-    for (const args of [['--batch-size', 'ten'], ['--batch-size', '0'], ['--frobnicate'], ['--tenant', "x'; DROP TABLE encrypted_secrets;--"], ['positional']]) {
+    for (const args of [['--batch-size', 'ten'], ['--batch-size', '0'], ['--frobnicate'], ['--tenant', "x'; DROP TABLE encrypted_secrets;--"], ['positional'], ['--tenant', 'a', '--tenant', 'b']]) {
       const r = await runCli(args, env);
       expect({ args, code: r.code }).toEqual({ args, code: 2 });
       expect(r.stderr).toContain('keys:rewrap');

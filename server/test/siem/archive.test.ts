@@ -458,7 +458,37 @@ describe('archive verification', () => {
       expect(bad.out).toContain(`archive:verify: BROKEN (first problem: tenant ${tenantId} export #2 blob_modified)`);
       const usage = await cli(['--tenant']);
       expect(usage.code).toBe(2);
+      expect(usage.out).toContain('--tenant needs a value');
       expect(usage.out).toContain('usage: npm run archive:verify');
+      const twice = await cli(['--tenant', tenantId, '--tenant', 'other']);
+      expect(twice.code).toBe(2);
+      expect(twice.out).toContain('--tenant given more than once');
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('when `npm run archive:verify` cannot read the storage (wrong account key) or its settings are invalid, then exit 2 with a reason that is not empty and no key', async () => {
+    const { tenantId } = await exported(1);
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-archive-cli-'));
+    const wrongKey = Buffer.alloc(64, 7).toString('base64');
+    const connectionString = env.AZURE_STORAGE_CONNECTION_STRING.replace(/AccountKey=[^;]+/, `AccountKey=${wrongKey}`);
+    const cli = (extra: Record<string, string>) =>
+      run(process.execPath, [require.resolve('tsx/cli'), 'server/src/cli/archive-verify.ts', '--tenant', tenantId], {
+        env: { ...process.env, ...testEnv({ DATABASE_URL: db.url, FLEET_DATA_DIR: dataDir, LOG_LEVEL: 'error', ...env, ...extra }) } as NodeJS.ProcessEnv,
+        cwd: path.resolve(__dirname, '../../..'),
+      }).then(
+        (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
+        (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
+      );
+    try {
+      const denied = await cli({ AZURE_STORAGE_CONNECTION_STRING: connectionString });
+      expect(denied.code).toBe(2);
+      expect(denied.err).toMatch(/archive:verify failed: \S.*/);
+      expect(denied.err + denied.out).not.toContain(wrongKey);
+      const invalid = await cli({ JWT_SECRET: 'short' });
+      expect(invalid.code).toBe(2);
+      expect(invalid.err).toContain('JWT_SECRET');
     } finally {
       fs.rmSync(dataDir, { recursive: true, force: true });
     }

@@ -25,6 +25,14 @@ export class UserInputError extends Error {
   }
 }
 
+/** The user named does not exist (not a usage error: the command line was well formed). */
+export class UserNotFoundError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UserNotFoundError';
+  }
+}
+
 /** Who made the change (written to the audit row; there is no user session behind a CLI). */
 export interface Actor {
   /** e.g. "cli:user:add" */
@@ -68,7 +76,9 @@ function checkTenant(t: string): string {
 function checkName(n: string | null | undefined): string | null | undefined {
   if (n === undefined || n === null) return n;
   const v = n.trim();
-  if (v.length === 0 || v.length > 200 || v.includes('\u0000') || !v.isWellFormed()) throw new UserInputError('--name must be 1-200 characters of text');
+  // Control characters (newlines, terminal escapes) are refused: the name is printed on
+  // operators' terminals and shown to other users.
+  if (v.length === 0 || v.length > 200 || /[\p{Cc}\u2028\u2029]/u.test(v) || !v.isWellFormed()) throw new UserInputError('--name must be 1-200 characters of text, without control characters');
   return v;
 }
 
@@ -142,7 +152,7 @@ export function createUserService(deps: { pool: Pool; audit: AuditService; clock
       const reason = (input.reason ?? 'user deactivated').slice(0, 200);
       return withTenant(pool, tenantId, async (c) => {
         const existing = await findUserForUpdate(c, tenantId, email);
-        if (!existing) throw new UserInputError(`no user ${email} in tenant ${tenantId}`);
+        if (!existing) throw new UserNotFoundError(`no user ${email} in tenant ${tenantId}`);
         const base = { tenantId, resourceType: 'user', resourceId: existing.id, result: 'success' as const, userAgent: userAgent(actor), ipAddress: null, userId: null };
         // Even an already inactive user gets any leftover sessions ended.
         const user = existing.isActive

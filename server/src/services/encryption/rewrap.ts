@@ -50,6 +50,11 @@ export interface RewrapReport {
   before: Array<{ keyVersion: string; rows: number }>;
   /** Rows not under the target version before the run. */
   stale: number;
+  /**
+   * Dry run only: stale key versions no key can be found for (not the current key, not among
+   * the previous keys or the vault's versions). A real run would fail those rows.
+   */
+  unavailable: Array<{ keyVersion: string; rows: number; reason: string }>;
   rewrapped: number;
   failed: RewrapFailure[];
   tenants: Array<{ tenantId: string; rewrapped: number; failed: number }>;
@@ -97,11 +102,23 @@ export async function rewrapEncryptedSecrets(deps: RewrapDeps, opts: RewrapOptio
     dryRun: opts.dryRun === true,
     before: [...byVersion.entries()].map(([keyVersion, rows]) => ({ keyVersion, rows })).sort((a, b) => a.keyVersion.localeCompare(b.keyVersion)),
     stale,
+    unavailable: [],
     rewrapped: 0,
     failed: [],
     tenants: [],
   };
-  if (report.dryRun) return report;
+  if (report.dryRun) {
+    // Find out now what the real run would find: a version whose key cannot be obtained.
+    for (const b of report.before) {
+      if (b.keyVersion === target.version) continue;
+      try {
+        await encryption.keyProvider.getKeyVersion(b.keyVersion);
+      } catch (err) {
+        report.unavailable.push({ keyVersion: b.keyVersion, rows: b.rows, reason: (err as Error).message || (err as Error).name });
+      }
+    }
+    return report;
+  }
 
   for (const tenantId of [...staleTenants].sort()) {
     const t = { tenantId, rewrapped: 0, failed: 0 };
