@@ -9,6 +9,12 @@ import path from 'node:path';
 import pg from 'pg';
 import type { Logger } from '../lib/logger';
 
+/** What to do when the migrating login may not create or grant the application role. */
+function roleHint(message: string): string {
+  if (!/must have admin option on role|permission denied to create role|must have CREATEROLE/i.test(message)) return '';
+  return ' (the login running migrations creates the role fleet_app and grants it to itself: that needs a superuser, or CREATEROLE and the ADMIN option on fleet_app; once, as a superuser: CREATE ROLE fleet_app NOLOGIN NOBYPASSRLS; GRANT fleet_app TO <this login> WITH ADMIN OPTION; see docs/OPERATIONS.md)';
+}
+
 export const MIGRATIONS_DIR = path.resolve(__dirname, '../../../migrations');
 /** Arbitrary constant: the advisory lock key of the migration runner ("fleetmig"). */
 const LOCK_KEY = '7308325827335106407';
@@ -81,7 +87,7 @@ export async function runMigrations(connectionString: string, opts: { dir?: stri
           await client.query('COMMIT');
         } catch (err) {
           await client.query('ROLLBACK');
-          throw new MigrationError(`migration ${m.file} failed: ${(err as Error).message}`);
+          throw new MigrationError(`migration ${m.file} failed: ${(err as Error).message}${roleHint((err as Error).message)}`);
         }
         opts.logger?.info('migration applied', { id: m.id });
         done.push(m.id);

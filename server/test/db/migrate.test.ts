@@ -32,6 +32,33 @@ function copyMigrations(): string {
 }
 
 describe('migrations', () => {
+  test('when the migrating login may not grant fleet_app, then the error says how to fix it; after the documented grant, the migrations apply', async () => {
+    const suffix = `${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+    const login = `fleet_owner_${suffix}`;
+    const name = `fleet_mig_${suffix}`;
+    const password = randomBytes(12).toString('hex');
+    const admin = new pg.Client({ connectionString: testAdminUrl() });
+    await admin.connect();
+    try {
+      await admin.query("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fleet_app') THEN CREATE ROLE fleet_app NOLOGIN; END IF; END $$");
+      // A plain owner login: it owns its database, but has no CREATEROLE and no admin option on fleet_app.
+      await admin.query(`CREATE ROLE ${pg.escapeIdentifier(login)} LOGIN PASSWORD ${pg.escapeLiteral(password)}`);
+      await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)} OWNER ${pg.escapeIdentifier(login)}`);
+      const u = new URL(testAdminUrl());
+      u.username = login;
+      u.password = password;
+      u.pathname = `/${name}`;
+      await expect(runMigrations(u.toString())).rejects.toThrow(/migration 001_app_role\.sql failed: .*GRANT fleet_app TO <this login> WITH ADMIN OPTION.*docs\/OPERATIONS\.md/);
+      await admin.query(`GRANT fleet_app TO ${pg.escapeIdentifier(login)} WITH ADMIN OPTION`);
+      const r = await runMigrations(u.toString());
+      expect(r.applied[0]).toBe('001_app_role');
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+      await admin.query(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(login)}`);
+      await admin.end();
+    }
+  });
+
   test('when run twice, then the second run applies nothing and the schema is unchanged', async () => {
     const db = await scratchDb();
     try {
