@@ -4,6 +4,7 @@
  * at once, each naming its variable and what to do; secret values are never echoed.
  */
 import { createHash, createHmac } from 'node:crypto';
+import fs from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
@@ -33,6 +34,8 @@ export interface Config {
     url: string | null;
     host: string | null;
     ssl: DatabaseSsl;
+    /** CA bundle for verify-full (sslrootcert in DATABASE_URL); null: the system's CAs. */
+    caFile: string | null;
     poolSize: number;
     poolTimeoutMs: number;
     statementTimeoutMs: number;
@@ -168,6 +171,43 @@ function duration(variable: string, raw: string | undefined, def: string, minMs:
   return ms;
 }
 
+const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/** One TRUST_PROXY list entry as Express (proxy-addr) accepts it: a name, an address, or address/prefix or /netmask. */
+function isTrustProxyEntry(entry: string): boolean {
+  if (['loopback', 'linklocal', 'uniquelocal'].includes(entry)) return true;
+  const [addr, range, extra] = entry.split('/');
+  if (extra !== undefined || !addr) return false;
+  const family = isIP(addr);
+  if (family === 0) return false;
+  if (range === undefined) return true;
+  if (/^\d{1,3}$/.test(range)) return Number(range) <= (family === 4 ? 32 : 128);
+  return family === 4 && isIP(range) === 4;
+}
+
+/** A directory that exists, or could be created under the nearest existing directory. */
+function directoryProblem(dir: string): string | null {
+  let p = dir;
+  for (;;) {
+    try {
+      return fs.statSync(p).isDirectory() ? null : `${p} is not a directory`;
+    } catch {
+      const parent = path.dirname(p);
+      if (parent === p) return null;
+      p = parent;
+    }
+  }
+}
+
+function isReadableFile(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.R_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
 function parseUrl(raw: string): URL | null {
   try {
     return new URL(raw);
@@ -217,29 +257,59 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
 
   const port = intIn('PORT', get('PORT'), 3000, 0, 65535, errors);
   const host = get('HOST') ?? '127.0.0.1';
+  if (isIP(host.replace(/^\[|\]$/g, '')) === 0 && !HOSTNAME_RE.test(host)) err('HOST', 'must be an IP address or a host name to listen on (127.0.0.1, 0.0.0.0, ::)');
   const dataDir = path.resolve(opts.cwd ?? process.cwd(), get('FLEET_DATA_DIR') ?? '.data');
 
   // ---- database
   let dbUrl: string | null = null;
   let dbHost: string | null = null;
+  let urlSslMode: string | null = null;
+  let dbCaFile: string | null = null;
   const rawDbUrl = get('DATABASE_URL');
   if (rawDbUrl) {
     const u = parseUrl(rawDbUrl);
+    let password: string | null = null;
+    try {
+      password = u ? decodeURIComponent(u.password) : null;
+    } catch {
+      // Never echo the value: it holds the password.
+      err('DATABASE_URL', 'has a malformed percent-encoding (%XX) in its user or password');
+    }
     if (!u || (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:')) {
       err('DATABASE_URL', 'must be a postgres:// or postgresql:// URL (postgres://user:password@host:5432/dbname)');
     } else if (!u.hostname) {
       err('DATABASE_URL', 'has no host');
-    } else {
-      dbUrl = rawDbUrl;
+    } else if (password !== null) {
       dbHost = u.hostname;
       if (!u.pathname || u.pathname === '/') err('DATABASE_URL', 'names no database (add /dbname)');
-      if (prod && !u.password && !isLoopbackHost(u.hostname)) err('DATABASE_URL', 'has no password; production databases require authentication');
-      if (u.password && weakSecretReason(decodeURIComponent(u.password)) !== null && ['password', 'postgres', 'secret', 'changeme', 'admin'].includes(decodeURIComponent(u.password).toLowerCase())) {
+      if (prod && !password && !isLoopbackHost(u.hostname)) err('DATABASE_URL', 'has no password; production databases require authentication');
+      if (password && weakSecretReason(password) !== null && ['password', 'postgres', 'secret', 'changeme', 'admin'].includes(password.toLowerCase())) {
         (prod ? err : warn)('DATABASE_URL', 'uses a well-known default password; set a strong one');
       }
+      // Query parameters would override what is checked here (the driver lets ?sslmode=disable,
+      // ?host=… or ?password=… win over the validated settings): only the two TLS ones the
+      // operations scripts also read are accepted, and they are taken out of the URL the
+      // driver sees, so the TLS mode always comes from the checked value.
+      for (const key of new Set(u.searchParams.keys())) {
+        if (key !== 'sslmode' && key !== 'sslrootcert') err('DATABASE_URL', `query parameter "${key}" is not supported (only sslmode and sslrootcert; TLS is set with DATABASE_SSL)`);
+        else if (u.searchParams.getAll(key).length > 1) err('DATABASE_URL', `query parameter "${key}" is given more than once`);
+      }
+      urlSslMode = u.searchParams.get('sslmode');
+      if (urlSslMode !== null && !['disable', 'require', 'verify-full'].includes(urlSslMode)) err('DATABASE_URL', 'sslmode must be disable, require or verify-full');
+      const rootCert = u.searchParams.get('sslrootcert');
+      if (rootCert !== null) {
+        if (!isReadableFile(rootCert)) err('DATABASE_URL', 'sslrootcert names no readable file');
+        else dbCaFile = rootCert;
+      }
+      u.searchParams.delete('sslmode');
+      u.searchParams.delete('sslrootcert');
+      dbUrl = u.toString();
     }
   } else if (get('DATABASE_HOST')) {
     const h = get('DATABASE_HOST') as string;
+    if (!/^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*|\[?[0-9A-Fa-f:.]+\]?)$/.test(h)) {
+      err('DATABASE_HOST', 'must be a host name or an IP address');
+    }
     const p = intIn('DATABASE_PORT', get('DATABASE_PORT'), 5432, 1, 65535, errors);
     const name = get('DATABASE_NAME');
     const user = get('DATABASE_USER');
@@ -260,6 +330,9 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   if (rawSsl) {
     if (rawSsl === 'disable' || rawSsl === 'require' || rawSsl === 'verify-full') ssl = rawSsl;
     else err('DATABASE_SSL', 'must be disable, require or verify-full');
+    if (urlSslMode !== null && urlSslMode !== rawSsl) err('DATABASE_SSL', `is ${rawSsl} but DATABASE_URL says sslmode=${urlSslMode}; set one, or make them agree`);
+  } else if (urlSslMode === 'disable' || urlSslMode === 'require' || urlSslMode === 'verify-full') {
+    ssl = urlSslMode;
   }
   if (prod && dbHost && !isLoopbackHost(dbHost) && ssl === 'disable') {
     err('DATABASE_SSL', 'must be require or verify-full in production for a non-loopback database host');
@@ -288,6 +361,11 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     if (why) err('JWT_PREVIOUS_SECRETS', `entry ${i + 1} ${why}`);
     if (jwtSecret && s === jwtSecret) warn('JWT_PREVIOUS_SECRETS', `entry ${i + 1} equals JWT_SECRET; remove it`);
   });
+  const csrfRaw = get('CSRF_SECRET');
+  if (csrfRaw) {
+    const why = weakSecretReason(csrfRaw);
+    if (why) err('CSRF_SECRET', `${why}; generate one with \`openssl rand -base64 48\` (or leave it unset: it is then derived from JWT_SECRET)`);
+  }
   const expiresMs = duration('JWT_EXPIRES_IN', get('JWT_EXPIRES_IN'), '15m', 60_000, 24 * 3_600_000, errors);
   if (expiresMs > 3_600_000) warn('JWT_EXPIRES_IN', 'is longer than 1h; short access tokens limit the damage of a leak');
   const idleMs = duration('SESSION_IDLE_TIMEOUT', get('SESSION_IDLE_TIMEOUT'), '30m', 60_000, 30 * 86_400_000, errors);
@@ -298,6 +376,16 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   let issuerUrl: string | null = null;
   const rawIssuer = get('AUTH0_ISSUER_BASE_URL') ?? (get('AUTH0_DOMAIN') ? `https://${(get('AUTH0_DOMAIN') as string).replace(/^https?:\/\//, '').replace(/\/+$/, '')}/` : undefined);
   const issuerVar = get('AUTH0_ISSUER_BASE_URL') ? 'AUTH0_ISSUER_BASE_URL' : 'AUTH0_DOMAIN';
+  const rawDomain = get('AUTH0_DOMAIN');
+  if (issuerVar === 'AUTH0_DOMAIN' && rawDomain) {
+    // A domain (optionally written as https://domain/); anything else would be rewritten into a
+    // wrong issuer URL (ftp://x became https://ftp//x/).
+    const d = rawDomain.trim().replace(/^https:\/\//, '').replace(/\/+$/, '');
+    const [hostPart, portPart, extra] = d.split(':');
+    if (extra !== undefined || !hostPart || !HOSTNAME_RE.test(hostPart) || (portPart !== undefined && !/^\d{1,5}$/.test(portPart))) {
+      err('AUTH0_DOMAIN', 'must be a domain such as your-tenant.eu.auth0.com (or use AUTH0_ISSUER_BASE_URL for a full URL)');
+    }
+  }
   if (rawIssuer) {
     const u = parseUrl(rawIssuer);
     if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:')) err(issuerVar, 'must be an https URL or a domain such as your-tenant.auth0.com');
@@ -307,8 +395,10 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   }
   const clientId = get('AUTH0_CLIENT_ID') ?? null;
   if (issuerUrl && !clientId) err('AUTH0_CLIENT_ID', 'is required with an identity provider (the expected audience of ID tokens)');
-  const devIssuerRequested = get('FLEET_DEV_ISSUER') ? bool.safeParse(get('FLEET_DEV_ISSUER')).data === true : false;
-  if (prod && !issuerUrl) err('AUTH0_DOMAIN', 'is required in production (or AUTH0_ISSUER_BASE_URL), with AUTH0_CLIENT_ID');
+  const devIssuerRaw = get('FLEET_DEV_ISSUER');
+  if (devIssuerRaw !== undefined && !bool.safeParse(devIssuerRaw).success) err('FLEET_DEV_ISSUER', 'must be true or false (or 1/0, yes/no)');
+  const devIssuerRequested = devIssuerRaw ? bool.safeParse(devIssuerRaw).data === true : false;
+  if (prod && !issuerUrl && !rawIssuer) err('AUTH0_DOMAIN', 'is required in production (or AUTH0_ISSUER_BASE_URL), with AUTH0_CLIENT_ID');
   if (prod && devIssuerRequested) err('FLEET_DEV_ISSUER', 'the development issuer cannot be enabled in production');
   const devIssuer = !prod && !issuerUrl && (nodeEnv === 'development' || devIssuerRequested);
   const idpTimeoutMs = intIn('IDP_TIMEOUT_MS', get('IDP_TIMEOUT_MS'), 5000, 100, 60_000, errors);
@@ -331,12 +421,22 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     else if (new Set(fallbackKey).size < 8) err('FLEET_ENCRYPTION_KEY', 'has too little variety to be a random key');
   }
   const previousKeys: Record<string, Buffer> = {};
-  for (const entry of (get('FLEET_ENCRYPTION_PREVIOUS_KEYS') ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+  const previousEntries = (get('FLEET_ENCRYPTION_PREVIOUS_KEYS') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const [i, entry] of previousEntries.entries()) {
     const idx = entry.indexOf(':');
     const version = idx > 0 ? entry.slice(0, idx) : '';
     const key = idx > 0 ? decodeKey32(entry.slice(idx + 1)) : null;
     if (!/^[A-Za-z0-9._-]{1,64}$/.test(version) || !key) {
-      err('FLEET_ENCRYPTION_PREVIOUS_KEYS', 'must be a comma-separated list of version:base64key entries (each key 32 bytes)');
+      err('FLEET_ENCRYPTION_PREVIOUS_KEYS', `entry ${i + 1} must be version:base64key (the key 32 bytes); the list is comma-separated`);
+      break;
+    }
+    if (Object.hasOwn(previousKeys, version)) {
+      // The later entry would silently replace the earlier key: data under it would be lost.
+      err('FLEET_ENCRYPTION_PREVIOUS_KEYS', `entry ${i + 1} repeats version ${version}`);
+      break;
+    }
+    if (new Set(key).size < 8) {
+      err('FLEET_ENCRYPTION_PREVIOUS_KEYS', `entry ${i + 1} has too little variety to be a random key`);
       break;
     }
     previousKeys[version] = key;
@@ -374,6 +474,8 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
       err('SIEM_API_KEY', `is required with SIEM_PROVIDER=${siemProvider}`);
     }
   }
+  const siemCaFile = get('SIEM_TLS_CA_FILE') ?? null;
+  if (siemCaFile && !isReadableFile(siemCaFile)) err('SIEM_TLS_CA_FILE', 'names no readable file');
   const siemBatch = intIn('SIEM_BATCH_SIZE', get('SIEM_BATCH_SIZE'), 10, 1, 1000, errors);
   const siemFlush = intIn('SIEM_FLUSH_INTERVAL_MS', get('SIEM_FLUSH_INTERVAL_MS'), 30_000, 50, 3_600_000, errors);
   const siemMaxQueue = intIn('SIEM_MAX_QUEUE', get('SIEM_MAX_QUEUE'), 100_000, 100, 10_000_000, errors);
@@ -390,6 +492,24 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   }
   if (storageConn && !/AccountName=|UseDevelopmentStorage=true|BlobEndpoint=/i.test(storageConn)) {
     err('AZURE_STORAGE_CONNECTION_STRING', 'does not look like an Azure Storage connection string (AccountName=…;AccountKey=…)');
+  } else if (storageConn) {
+    // Key=value pairs; values may contain '=' (base64 keys, SAS tokens). Never echoed.
+    const parts = new Map<string, string>();
+    for (const pair of storageConn.split(';')) {
+      const i = pair.indexOf('=');
+      if (i > 0) parts.set(pair.slice(0, i).trim().toLowerCase(), pair.slice(i + 1).trim());
+    }
+    const dev = parts.get('usedevelopmentstorage')?.toLowerCase() === 'true';
+    if (!dev && !parts.get('accountkey') && !parts.get('sharedaccesssignature')) {
+      err('AZURE_STORAGE_CONNECTION_STRING', 'has no credential (AccountKey=… or SharedAccessSignature=…)');
+    }
+    const protocol = parts.get('defaultendpointsprotocol')?.toLowerCase();
+    const blobEndpoint = parts.get('blobendpoint');
+    const endpoint = blobEndpoint ? parseUrl(blobEndpoint) : null;
+    if (blobEndpoint && (!endpoint || (endpoint.protocol !== 'https:' && endpoint.protocol !== 'http:'))) err('AZURE_STORAGE_CONNECTION_STRING', 'BlobEndpoint must be an https URL');
+    if (prod && !dev && (protocol === 'http' || endpoint?.protocol === 'http:')) {
+      err('AZURE_STORAGE_CONNECTION_STRING', 'must use https in production (DefaultEndpointsProtocol=https, BlobEndpoint=https://…): the key or SAS would travel in clear text');
+    }
   }
   if (prod && storageConn && /UseDevelopmentStorage=true/i.test(storageConn)) err('AZURE_STORAGE_CONNECTION_STRING', 'points at the storage emulator in production');
   const container = get('AUDIT_ARCHIVE_CONTAINER') ?? 'audit-archive';
@@ -406,7 +526,10 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     const u = parseUrl(o);
     const variable = get('CORS_ORIGINS') ? 'CORS_ORIGINS' : 'FRONTEND_URL';
     if (o === '*') err(variable, 'must list explicit origins; * is not allowed with credentials');
-    else if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:') || u.origin !== o.replace(/\/+$/, '')) err(variable, `entry "${o}" must be an origin such as https://app.example.com (no path)`);
+    else if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:') || u.username || u.password || u.search || u.hash || (u.pathname !== '/' && u.pathname !== '')) {
+      // An entry with credentials is not echoed.
+      err(variable, `entry ${u?.username || u?.password ? `${origins.length + 1} (with credentials)` : `"${o}"`} must be an origin such as https://app.example.com (no path, query or credentials)`);
+    }
     else if (prod && u.protocol !== 'https:') err(variable, `entry "${o}" must use https in production`);
     else origins.push(u.origin);
   }
@@ -420,8 +543,8 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     else if (tp === 'true' || tp === 'false') {
       trustProxy = tp === 'true';
       if (trustProxy) warn('TRUST_PROXY', 'true trusts every X-Forwarded-For hop (clients can spoof their IP); prefer the number of proxies or their addresses');
-    } else if (/^[0-9a-fA-F:.,/ a-z]+$/.test(tp)) trustProxy = tp;
-    else err('TRUST_PROXY', 'must be a hop count, true/false, or a list of addresses/subnets (loopback, 10.0.0.0/8)');
+    } else if (tp.split(',').every((e) => isTrustProxyEntry(e.trim()))) trustProxy = tp;
+    else err('TRUST_PROXY', 'must be a hop count, true/false, or a list of addresses/subnets (loopback, linklocal, uniquelocal, 10.0.0.0/8, ::1)');
   }
 
   const windowMs = intIn('RATE_LIMIT_WINDOW_MS', get('RATE_LIMIT_WINDOW_MS'), 60_000, 1000, 86_400_000, errors);
@@ -442,8 +565,10 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   }
 
   const logLevel = get('LOG_LEVEL') ?? (nodeEnv === 'test' ? 'warn' : 'info');
-  if (!['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'].includes(logLevel)) err('LOG_LEVEL', 'must be error, warn, info, http, verbose or debug');
+  if (!['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'].includes(logLevel)) err('LOG_LEVEL', 'must be error, warn, info, http, verbose, debug or silly');
   const logDir = get('LOG_DIR') ? path.resolve(opts.cwd ?? process.cwd(), get('LOG_DIR') as string) : null;
+  const logDirProblem = logDir ? directoryProblem(logDir) : null;
+  if (logDirProblem) err('LOG_DIR', `cannot be used: ${logDirProblem}`);
 
   const metricsToken = get('METRICS_TOKEN') ?? null;
   if (metricsToken && metricsToken.length < 24) err('METRICS_TOKEN', 'must be at least 24 characters');
@@ -471,6 +596,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
       url: dbUrl,
       host: dbHost,
       ssl,
+      caFile: dbCaFile,
       poolSize,
       poolTimeoutMs: poolTimeoutSec * 1000,
       statementTimeoutMs,
@@ -497,7 +623,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
       batchSize: siemBatch,
       flushIntervalMs: siemFlush,
       maxQueue: siemMaxQueue,
-      tlsCaFile: get('SIEM_TLS_CA_FILE') ?? null,
+      tlsCaFile: siemCaFile,
     },
     archive: { connectionString: storageConn, accountUrl: storageUrl, container, immutabilityDays, intervalMs: archiveInterval },
     cors: { origins: Object.freeze(origins) },

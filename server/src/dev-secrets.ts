@@ -15,9 +15,45 @@ export interface DevSecrets {
   [k: string]: string;
 }
 
-/** Creates the data directory: traversable (0755) so an embedded PostgreSQL running as another user can reach its own subfolder. */
+/** The data directory or the development secrets file cannot be used; the message names the path, never a secret. */
+export class DataDirError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DataDirError';
+  }
+}
+
+/**
+ * Creates the data directory: traversable (0755) so an embedded PostgreSQL running as another
+ * user can reach its own subfolder. One level at a time: Node's recursive mkdir never returns
+ * on some paths (under /proc it loops), and a clear error beats a bare ENOTDIR.
+ */
 export function ensureDataDir(dataDir: string): void {
-  fs.mkdirSync(dataDir, { recursive: true, mode: 0o755 });
+  const missing: string[] = [];
+  let p = path.resolve(dataDir);
+  for (;;) {
+    let st: fs.Stats | null;
+    try {
+      st = fs.statSync(p);
+    } catch {
+      st = null;
+    }
+    if (st) {
+      if (!st.isDirectory()) throw new DataDirError(`${p} exists and is not a directory`);
+      break;
+    }
+    missing.unshift(p);
+    const parent = path.dirname(p);
+    if (parent === p) break;
+    p = parent;
+  }
+  for (const dir of missing) {
+    try {
+      fs.mkdirSync(dir, { mode: 0o755 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new DataDirError(`cannot create ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
 }
 
 export function loadOrCreateDevSecrets(dataDir: string): { secrets: DevSecrets; created: boolean; file: string } {
@@ -25,7 +61,18 @@ export function loadOrCreateDevSecrets(dataDir: string): { secrets: DevSecrets; 
   const file = path.join(dataDir, DEV_SECRETS_FILE);
   let existing: Partial<DevSecrets> = {};
   if (fs.existsSync(file)) {
-    existing = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<DevSecrets>;
+    // A parse error's message (and an uncaught one's report) quotes the file's text: the
+    // secrets. Only the path and what to do are reported.
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+    } catch {
+      throw new DataDirError(`${file} is not valid JSON; delete it and new development secrets are generated`);
+    }
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed) || Object.values(parsed).some((v) => typeof v !== 'string')) {
+      throw new DataDirError(`${file} must hold a JSON object of text values; delete it and new development secrets are generated`);
+    }
+    existing = parsed as Partial<DevSecrets>;
     fs.chmodSync(file, 0o600);
   }
   const secrets: DevSecrets = {

@@ -6,7 +6,7 @@ import http from 'node:http';
 import type { Store } from 'express-rate-limit';
 import { createApp, createHttpServer, type App } from './app';
 import { buildServices, type Composition } from './compose';
-import { createPool, poolOptionsFromConfig } from './db/pool';
+import { createPool, pgSsl, poolOptionsFromConfig } from './db/pool';
 import { runMigrations } from './db/migrate';
 import { systemClock } from './lib/clock';
 import { createLogger } from './lib/logger';
@@ -76,7 +76,7 @@ async function main(): Promise<void> {
   for (const [signal, mine] of [['SIGTERM', onSigterm], ['SIGINT', onSigint]] as const) {
     for (const l of process.listeners(signal)) if (l !== mine) process.removeListener(signal, l);
   }
-  const migrated = await runMigrations(db.url, { logger });
+  const migrated = await runMigrations(db.url, { logger, ssl: pgSsl(config.database.ssl, config.database.caFile) });
   logger.info('migrations', { applied: migrated.applied.length, alreadyApplied: migrated.alreadyApplied });
 
   const pool = createPool(poolOptionsFromConfig(config, db.url), logger);

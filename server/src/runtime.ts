@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { formatIssues, loadConfig, processEnv, type Config, type ConfigScope, type LoadResult } from './config';
 import { clusterDir, startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded';
-import { loadOrCreateDevSecrets } from './dev-secrets';
+import { DataDirError, loadOrCreateDevSecrets } from './dev-secrets';
 import type { Logger } from './lib/logger';
 
 export const EMBEDDED_DB_NAME = 'fleet_security';
@@ -26,11 +26,18 @@ export function loadRuntimeConfig(env: Record<string, string | undefined> = proc
   let devSecretsCreated = false;
   if (!isProd) {
     const pre = loadConfig(env);
-    const dataDir = pre.config?.dataDir ?? path.resolve(env.FLEET_DATA_DIR ?? '.data');
-    const r = loadOrCreateDevSecrets(dataDir);
-    devSecrets = r.secrets;
-    devSecretsFile = r.file;
-    devSecretsCreated = r.created;
+    const dataDir = pre.config?.dataDir ?? path.resolve(env.FLEET_DATA_DIR?.trim() || '.data');
+    try {
+      const r = loadOrCreateDevSecrets(dataDir);
+      devSecrets = r.secrets;
+      devSecretsFile = r.file;
+      devSecretsCreated = r.created;
+    } catch (err) {
+      if (!(err instanceof DataDirError)) throw err;
+      // Other settings are checked once the data directory works (without the development
+      // secrets, every secret would be reported missing).
+      return { config: null, errors: [{ variable: 'FLEET_DATA_DIR', message: err.message }], warnings: [], devSecretsFile: null, devSecretsCreated: false };
+    }
   }
   return { ...loadConfig(env, { devSecrets, scope: opts.scope }), devSecretsFile, devSecretsCreated };
 }

@@ -223,4 +223,104 @@ describe('configuration', () => {
       expect(r.config).not.toBeNull();
     });
   });
+
+  describe('DATABASE_URL cannot override the checked settings', () => {
+    it('when the URL carries sslmode=disable (or no-verify) for a remote host in production, then it is refused; TLS parameters are taken out of the URL the driver gets', () => {
+      const remote = 'postgres://app:S3cure-Passw0rd-xyz@db.internal:5432/fleet';
+      expect(vars(loadConfig(prodEnv({ DATABASE_URL: `${remote}?sslmode=disable`, DATABASE_SSL: undefined })).errors)).toContain('DATABASE_SSL');
+      expect(vars(loadConfig(prodEnv({ DATABASE_URL: `${remote}?sslmode=disable` })).errors)).toContain('DATABASE_SSL'); // disagrees with DATABASE_SSL=verify-full
+      expect(vars(loadConfig(prodEnv({ DATABASE_URL: `${remote}?sslmode=no-verify` })).errors)).toContain('DATABASE_URL');
+      const ok = loadConfig(prodEnv({ DATABASE_URL: `${remote}?sslmode=require`, DATABASE_SSL: undefined }));
+      expect(ok.errors).toEqual([]);
+      expect(ok.config?.database.ssl).toBe('require');
+      expect(ok.config?.database.url).toBe(remote);
+    });
+
+    it('when the URL carries host, password, options or any other parameter, then it is refused without echoing the URL', () => {
+      for (const q of ['host=db.example.com', 'password=x', 'options=-c%20role%3Dpostgres', 'user=postgres', 'sslcert=/tmp/c.pem', 'sslmode=require&sslmode=disable']) {
+        const r = loadConfig(prodEnv({ DATABASE_URL: `postgres://app:S3cure-Passw0rd-xyz@db.internal:5432/fleet?${q}` }));
+        expect({ q, vars: vars(r.errors) }).toEqual({ q, vars: expect.arrayContaining(['DATABASE_URL']) });
+        expect(formatIssues(r)).not.toContain('S3cure-Passw0rd-xyz');
+      }
+    });
+
+    it('when sslrootcert names a readable file, then it becomes the CA file; a missing one is refused', () => {
+      const r = loadConfig(prodEnv({ DATABASE_URL: `postgres://app:S3cure-Passw0rd-xyz@db.internal:5432/fleet?sslrootcert=${encodeURIComponent(__filename)}` }));
+      expect(r.errors).toEqual([]);
+      expect(r.config?.database.caFile).toBe(__filename);
+      expect(r.config?.database.url).toBe('postgres://app:S3cure-Passw0rd-xyz@db.internal:5432/fleet');
+      expect(vars(loadConfig(prodEnv({ DATABASE_URL: 'postgres://app:S3cure-Passw0rd-xyz@db.internal:5432/fleet?sslrootcert=/nonexistent/ca.pem' })).errors)).toContain('DATABASE_URL');
+    });
+
+    it('when the password has a malformed percent-encoding, then DATABASE_URL is reported without the value (no URIError)', () => {
+      const r = loadConfig(prodEnv({ DATABASE_URL: 'postgres://app:Pa%zzSecretXYZ@db.example.com/fleet' }));
+      expect(vars(r.errors)).toContain('DATABASE_URL');
+      expect(formatIssues(r)).not.toContain('SecretXYZ');
+    });
+
+    it('when DATABASE_HOST is not a host name or address, then it is refused (it would be pasted into a URL)', () => {
+      const parts = { DATABASE_URL: undefined, DATABASE_NAME: 'f', DATABASE_USER: 'u', DATABASE_PASSWORD: 'Xq9vL2mTz8Rw4KpN' };
+      expect(vars(loadConfig(prodEnv({ ...parts, DATABASE_HOST: 'db.example.com/evil?sslmode=disable&x=' })).errors)).toContain('DATABASE_HOST');
+      expect(loadConfig(prodEnv({ ...parts, DATABASE_HOST: 'db.example.com' })).errors).toEqual([]);
+      expect(vars(loadConfig(base({ ...parts, DATABASE_HOST: '::1' })).errors)).not.toContain('DATABASE_HOST');
+    });
+  });
+
+  describe('settings start-up would only discover when it fails', () => {
+    it('when TRUST_PROXY has an entry Express cannot compile, then it is refused; names, addresses and subnets pass', () => {
+      for (const bad of ['yes', 'all', '10.0.0.0/33', '10.0.0.1/8/1', 'loopback, nope']) expect({ bad, vars: vars(loadConfig(base({ TRUST_PROXY: bad })).errors) }).toEqual({ bad, vars: ['TRUST_PROXY'] });
+      for (const good of ['loopback', 'loopback, 10.0.0.0/8', '::1', 'fd00::/8', '10.0.0.0/255.0.0.0', '2', 'false']) expect({ good, errors: loadConfig(base({ TRUST_PROXY: good })).errors }).toEqual({ good, errors: [] });
+    });
+
+    it('when HOST, SIEM_TLS_CA_FILE or LOG_DIR cannot work, then check-env says so (as start-up would fail)', () => {
+      expect(vars(loadConfig(base({ HOST: 'not_a_host' })).errors)).toEqual(['HOST']);
+      expect(loadConfig(base({ HOST: '0.0.0.0' })).errors).toEqual([]);
+      expect(loadConfig(base({ HOST: '::' })).errors).toEqual([]);
+      expect(vars(loadConfig(base({ SIEM_PROVIDER: 'syslog', SIEM_ENDPOINT_URL: 'tls://127.0.0.1:6514', SIEM_TLS_CA_FILE: '/nonexistent/ca.pem' })).errors)).toEqual(['SIEM_TLS_CA_FILE']);
+      expect(vars(loadConfig(base({ LOG_DIR: `${__filename}/logs` })).errors)).toEqual(['LOG_DIR']);
+      expect(loadConfig(base({ LOG_DIR: '/tmp/fleet-logs-not-created-yet/app' })).errors).toEqual([]);
+    });
+
+    it('when the storage connection string has no credential, or uses http in production, then it is refused', () => {
+      expect(vars(loadConfig(base({ AZURE_STORAGE_CONNECTION_STRING: 'AccountName=acct' })).errors)).toEqual(['AZURE_STORAGE_CONNECTION_STRING']);
+      const key = randomBytes(64).toString('base64');
+      for (const cs of [`DefaultEndpointsProtocol=http;AccountName=acct;AccountKey=${key}`, 'BlobEndpoint=http://blob.example.com/acct;SharedAccessSignature=sv=2024&sig=abc']) {
+        const r = loadConfig(prodEnv({ AZURE_STORAGE_ACCOUNT_URL: undefined, AZURE_STORAGE_CONNECTION_STRING: cs }));
+        expect(vars(r.errors)).toEqual(['AZURE_STORAGE_CONNECTION_STRING']);
+        expect(formatIssues(r)).not.toContain(key);
+        expect(formatIssues(r)).not.toContain('sig=abc');
+      }
+      expect(loadConfig(prodEnv({ AZURE_STORAGE_ACCOUNT_URL: undefined, AZURE_STORAGE_CONNECTION_STRING: `DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=${key};EndpointSuffix=core.windows.net` })).errors).toEqual([]);
+    });
+
+    it('when CSRF_SECRET is weak, then it is refused like JWT_SECRET', () => {
+      expect(vars(loadConfig(base({ CSRF_SECRET: 'x' })).errors)).toEqual(['CSRF_SECRET']);
+      expect(loadConfig(base({ CSRF_SECRET: strong() })).errors).toEqual([]);
+    });
+
+    it('when FLEET_ENCRYPTION_PREVIOUS_KEYS repeats a version or holds a non-random key, then it is refused naming the entry', () => {
+      const a = key32();
+      const dup = loadConfig(base({ FLEET_ENCRYPTION_PREVIOUS_KEYS: `v1:${a}, v1:${key32()}` }));
+      expect(dup.errors).toEqual([{ variable: 'FLEET_ENCRYPTION_PREVIOUS_KEYS', message: 'entry 2 repeats version v1' }]);
+      expect(vars(loadConfig(base({ FLEET_ENCRYPTION_PREVIOUS_KEYS: `v1:${Buffer.alloc(32).toString('base64')}` })).errors)).toEqual(['FLEET_ENCRYPTION_PREVIOUS_KEYS']);
+      expect(formatIssues(dup)).not.toContain(a);
+    });
+
+    it('when CORS_ORIGINS has credentials in an entry, then it is refused without echoing them', () => {
+      const r = loadConfig(base({ CORS_ORIGINS: 'https://user:pass@a.example.com' }));
+      expect(vars(r.errors)).toEqual(['CORS_ORIGINS']);
+      expect(formatIssues(r)).not.toContain('pass@');
+      expect(loadConfig(base({ CORS_ORIGINS: 'https://A.Example.com, https://b.example.com:443' })).config?.cors.origins).toEqual(['https://a.example.com', 'https://b.example.com']);
+    });
+
+    it('when FLEET_DEV_ISSUER or AUTH0_DOMAIN is malformed, then it is refused', () => {
+      expect(vars(loadConfig(base({ FLEET_DEV_ISSUER: 'maybe' })).errors)).toEqual(['FLEET_DEV_ISSUER']);
+      for (const d of ['ftp://tenant.auth0.com', 'tenant..auth0.com', '-tenant.auth0.com', 'http://tenant.auth0.com']) {
+        expect({ d, vars: vars(loadConfig(prodEnv({ AUTH0_DOMAIN: d })).errors) }).toEqual({ d, vars: ['AUTH0_DOMAIN'] });
+      }
+      expect(loadConfig(prodEnv({ AUTH0_DOMAIN: 'https://tenant.eu.auth0.com/' })).config?.idp.issuerUrl).toBe('https://tenant.eu.auth0.com/');
+      // An invalid issuer URL is one error, not also "AUTH0_DOMAIN is required".
+      expect(vars(loadConfig(prodEnv({ AUTH0_DOMAIN: undefined, AUTH0_ISSUER_BASE_URL: 'ftp://x' })).errors)).toEqual(['AUTH0_ISSUER_BASE_URL']);
+    });
+  });
 });

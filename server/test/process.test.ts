@@ -78,6 +78,39 @@ describe('development secrets', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  test('when the secrets file is corrupt or holds non-text values, then check-env names FLEET_DATA_DIR, says what to do, and never shows the file', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-devsecrets-'));
+    const secret = 'Zm9vYmFyU0VDUkVUVkFMVUVzaG91bGRuZXZlcmxlYWs=';
+    try {
+      for (const content of [`{\n  "JWT_SECRET": "${secret}",,\n}\n`, `{"JWT_SECRET": 12345, "FLEET_ENCRYPTION_KEY": "${secret}"}`]) {
+        fs.writeFileSync(path.join(dir, 'dev-secrets.json'), content, { mode: 0o600 });
+        const r = spawnSync(TSX, ['server/src/cli/check-env.ts'], { cwd: ROOT, env: baseEnv({ FLEET_DATA_DIR: dir }), encoding: 'utf8' });
+        expect(r.status).toBe(1);
+        expect(r.stdout + r.stderr).toMatch(/ERROR\s+FLEET_DATA_DIR: .*dev-secrets\.json .*delete it and new development secrets are generated/);
+        expect(r.stdout + r.stderr).not.toContain(secret);
+        expect(r.stdout + r.stderr).not.toMatch(/at \S+ \(|SyntaxError|TypeError/);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('when FLEET_DATA_DIR is a file, under a file, or cannot be created (procfs), then check-env reports FLEET_DATA_DIR at once instead of a stack trace or a hang', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-devsecrets-'));
+    const file = path.join(dir, 'plain-file');
+    fs.writeFileSync(file, 'x');
+    try {
+      for (const dataDir of [file, path.join(file, 'below'), '/proc/fleet-no-such-dir/data']) {
+        const r = spawnSync(TSX, ['server/src/cli/check-env.ts'], { cwd: ROOT, env: baseEnv({ FLEET_DATA_DIR: dataDir }), encoding: 'utf8', timeout: 30_000 });
+        expect({ dataDir, status: r.status }).toEqual({ dataDir, status: 1 });
+        expect(r.stdout).toMatch(/ERROR\s+FLEET_DATA_DIR: /);
+        expect(r.stdout + r.stderr).not.toMatch(/\n\s+at /);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 /**

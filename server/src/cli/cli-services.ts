@@ -8,7 +8,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { buildServices, type Composition } from '../compose';
 import type { Config } from '../config';
 import { runMigrations } from '../db/migrate';
-import { createPool, poolOptionsFromConfig } from '../db/pool';
+import { createPool, pgSsl, poolOptionsFromConfig } from '../db/pool';
 import { systemClock } from '../lib/clock';
 import { createLogger } from '../lib/logger';
 import { loadRuntimeConfig, openDatabase, requireConfig } from '../runtime';
@@ -19,7 +19,7 @@ export async function withCliServices<T>(fn: (c: Composition) => Promise<T>): Pr
   const logger = createLogger({ level: 'warn', dir: config.log.dir ?? undefined });
   const db = await openDatabase(config, logger);
   try {
-    await runMigrations(db.url, { logger });
+    await runMigrations(db.url, { logger, ssl: pgSsl(config.database.ssl, config.database.caFile) });
     const pool = createPool(poolOptionsFromConfig(config, db.url), logger);
     try {
       const composition = await buildServices({ config, logger, pool, clock: systemClock });

@@ -1,4 +1,5 @@
 import { runMigrations } from '../db/migrate';
+import { pgSsl } from '../db/pool';
 import { createLogger } from '../lib/logger';
 import { loadRuntimeConfig, openDatabase, requireConfig } from '../runtime';
 
@@ -8,7 +9,7 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.log.level });
   const db = await openDatabase(config, logger);
   try {
-    const r = await runMigrations(db.url, { logger });
+    const r = await runMigrations(db.url, { logger, ssl: pgSsl(config.database.ssl, config.database.caFile) });
     process.stdout.write(`migrations: ${r.applied.length} applied${r.applied.length ? ` (${r.applied.join(', ')})` : ''}, ${r.alreadyApplied} already applied\n`);
   } finally {
     await db.close();

@@ -38,7 +38,19 @@ export function poolOptionsFromConfig(config: Config, url: string): PoolOptions 
     idleTimeoutMs: config.database.idleTimeoutMs,
     applicationName: config.database.applicationName,
     appRole: config.database.appRole,
+    caFile: config.database.caFile,
   };
+}
+
+/**
+ * The driver's TLS option for a DATABASE_SSL mode. Every connection (the pool, the migrations,
+ * the CLIs) uses it; the connection string carries no TLS parameters (config takes them out),
+ * so nothing can override it.
+ */
+export function pgSsl(mode: Config['database']['ssl'], caFile?: string | null): pg.ClientConfig['ssl'] {
+  if (mode === 'disable') return false;
+  if (mode === 'require') return { rejectUnauthorized: false };
+  return { rejectUnauthorized: true, ...(caFile ? { ca: fs.readFileSync(caFile, 'utf8') } : {}) };
 }
 
 function assertRoleName(role: string): string {
@@ -47,12 +59,7 @@ function assertRoleName(role: string): string {
 }
 
 export function createPool(opts: PoolOptions, logger: Logger): Pool {
-  const ssl =
-    opts.ssl === 'disable'
-      ? false
-      : opts.ssl === 'require'
-        ? { rejectUnauthorized: false }
-        : { rejectUnauthorized: true, ...(opts.caFile ? { ca: fs.readFileSync(opts.caFile, 'utf8') } : {}) };
+  const ssl = pgSsl(opts.ssl, opts.caFile);
   const pool = new pg.Pool({
     connectionString: opts.url,
     ssl,

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { MIGRATIONS_DIR, runMigrations } from '../../src/db/migrate';
+import { pgSsl } from '../../src/db/pool';
 import { testAdminUrl } from '../helpers/env';
 
 async function scratchDb(): Promise<{ url: string; drop: () => Promise<void> }> {
@@ -56,6 +57,21 @@ describe('migrations', () => {
       await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
       await admin.query(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(login)}`);
       await admin.end();
+    }
+  });
+
+  test('when TLS is required (DATABASE_SSL verify-full) and the server cannot provide a verified one, then the migrations do not run over plain TCP', async () => {
+    const db = await scratchDb();
+    try {
+      // The test server has no TLS, or (Debian's) a self-signed certificate: either way verify-full fails before any SQL.
+      await expect(runMigrations(db.url, { ssl: pgSsl('verify-full') })).rejects.toThrow();
+      const c = new pg.Client({ connectionString: db.url });
+      await c.connect();
+      const { rows } = await c.query("SELECT to_regclass('public.schema_migrations') AS t");
+      await c.end();
+      expect(rows[0].t).toBeNull();
+    } finally {
+      await db.drop();
     }
   });
 
