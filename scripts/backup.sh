@@ -17,9 +17,12 @@ their name; no other file is touched) and writes a system.backup audit row.
 
 Settings (environment):
   BACKUP_ENCRYPTION_KEY_FILE  required: a file holding base64 of 32 random bytes
-                              (openssl rand -base64 32 > backup.key && chmod 600 backup.key).
+                              ((umask 077; openssl rand -base64 32 > backup.key)), owned by
+                              the user running the backup and private to it: a key file that
+                              group or others can access (e.g. mode 0644) is refused (exit 2).
                               The key is read from this file only, never from arguments.
-  BACKUP_DIR                  default ./backups (created with mode 0700)
+  BACKUP_DIR                  default ./backups (created with mode 0700; must be a folder
+                              this user can write to)
   BACKUP_RETENTION_DAYS       default 14; 0 keeps every backup
   DATABASE_URL, or DATABASE_HOST DATABASE_PORT DATABASE_NAME DATABASE_USER DATABASE_PASSWORD,
   DATABASE_SSL                the database, as for the server; outside production with none set,
@@ -28,7 +31,9 @@ Settings (environment):
 
 Output: progress on stderr; the last line on stdout is the backup file's path.
 Requires pg_dump and psql of at least the server's major version, node, sha256sum.
-Exit status: 0 success, 1 failure, 2 bad arguments or settings.
+Exit status: 0 success; 1 failure (including a BACKUP_DIR that cannot be created or written
+to); 2 bad arguments or settings. Once the database answers, every failure is also recorded
+as a system.backup audit row with result "failure".
 USAGE
 }
 
@@ -44,9 +49,9 @@ done
 
 # ---- settings (checked before anything is dumped)
 key_file=${BACKUP_ENCRYPTION_KEY_FILE:-}
-[[ -n $key_file ]] || fleet_die 2 "BACKUP_ENCRYPTION_KEY_FILE is not set: point it at a file holding base64 of 32 random bytes (openssl rand -base64 32 > backup.key && chmod 600 backup.key)"
+[[ -n $key_file ]] || fleet_die 2 "BACKUP_ENCRYPTION_KEY_FILE is not set: point it at a file holding base64 of 32 random bytes ((umask 077; openssl rand -base64 32 > backup.key))"
 key_file=$(fleet_abspath "$key_file")
-[[ -f $key_file && -r $key_file ]] || fleet_die 2 "BACKUP_ENCRYPTION_KEY_FILE: $key_file is not a readable file"
+fleet_check_key_file BACKUP_ENCRYPTION_KEY_FILE "$key_file"
 retention=${BACKUP_RETENTION_DAYS:-14}
 [[ $retention =~ ^[0-9]{1,5}$ ]] || fleet_die 2 "BACKUP_RETENTION_DAYS must be a whole number of days (0 keeps every backup), got: $retention"
 retention=$((10#$retention))
@@ -60,10 +65,38 @@ key_id=$(fleet_cli backup-crypt key-id --key-file "$key_file") || fleet_die 2 "B
 
 fleet_load_db
 fleet_check_connection
-client_major=$(fleet_tool_major pg_dump) || fleet_die 1 "cannot tell the version of pg_dump ($(command -v pg_dump))"
-server_major=$(fleet_server_major) || fleet_die 1 "cannot read the server version of $FLEET_DB_DESCRIPTION"
+
+# ---- from here on the database answers: any failure is recorded as a system.backup row
+umask 077
+name="fleet-backup-$(date -u +%Y%m%dT%H%M%SZ)-$(fleet_rand_hex 4).dump.enc"
+final="$backup_dir/$name"
+work="$final.incomplete"
+work_sha="$final.sha256.incomplete"
+stage=preparing
+failure=""
+
+on_exit() {
+  local rc=$?
+  rm -f -- "$work" "$work.partial" "$work_sha" 2>/dev/null || true
+  if ((rc != 0)) && [[ $stage != written ]]; then
+    rm -f -- "$final" "$final.sha256" 2>/dev/null || true
+    fleet_audit system.backup medium _system backup "$name" failure "${failure:-backup failed} (exit $rc)" \
+      "jsonb_build_object('database', :'a_db', 'keyId', :'a_key', 'backupDir', :'a_dir')" \
+      -v a_db="$FLEET_DB_DESCRIPTION" -v a_key="$key_id" -v a_dir="$backup_dir" >/dev/null 2>&1 || true
+  fi
+}
+trap on_exit EXIT
+
+# backup_fail CODE MESSAGE: fleet_die, with MESSAGE also in the failure audit row.
+backup_fail() {
+  failure=$2
+  fleet_die "$1" "$2"
+}
+
+client_major=$(fleet_tool_major pg_dump) || backup_fail 1 "cannot tell the version of pg_dump ($(command -v pg_dump))"
+server_major=$(fleet_server_major) || backup_fail 1 "cannot read the server version of $FLEET_DB_DESCRIPTION"
 if ((client_major < server_major)); then
-  fleet_die 1 "pg_dump $client_major is older than the database server ($server_major): install postgresql-client-$server_major (pg_dump must be at least the server's major version)"
+  backup_fail 1 "pg_dump $client_major is older than the database server ($server_major): install postgresql-client-$server_major (pg_dump must be at least the server's major version)"
 fi
 
 # Row-level security: a superuser or BYPASSRLS login dumps plainly (pg_dump refuses rather
@@ -77,30 +110,10 @@ if ((rls_tables > 0)); then
   fleet_log "row-level security applies to $rls_tables table(s) for $PGUSER: dumping them through the owner read path (app.audit_scope=all)"
 fi
 
-umask 077
-if [[ ! -d $backup_dir ]]; then
-  mkdir -p -- "$backup_dir"
-  chmod 700 -- "$backup_dir"
+if ! why=$(fleet_prepare_dir "$backup_dir"); then
+  backup_fail 1 "BACKUP_DIR $backup_dir $why: set BACKUP_DIR to a folder this user can write to; nothing was backed up"
 fi
-[[ -w $backup_dir ]] || fleet_die 1 "BACKUP_DIR $backup_dir is not writable"
-
-name="fleet-backup-$(date -u +%Y%m%dT%H%M%SZ)-$(fleet_rand_hex 4).dump.enc"
-final="$backup_dir/$name"
-work="$final.incomplete"
-work_sha="$final.sha256.incomplete"
 stage=dumping
-
-on_exit() {
-  local rc=$?
-  rm -f -- "$work" "$work.partial" "$work_sha"
-  if ((rc != 0)) && [[ $stage == dumping ]]; then
-    rm -f -- "$final" "$final.sha256"
-    fleet_audit system.backup medium _system backup "$name" failure "backup failed (exit $rc)" \
-      "jsonb_build_object('database', :'a_db', 'keyId', :'a_key')" \
-      -v a_db="$FLEET_DB_DESCRIPTION" -v a_key="$key_id" >/dev/null 2>&1 || true
-  fi
-}
-trap on_exit EXIT
 
 fleet_log "dumping $FLEET_DB_DESCRIPTION (pg_dump $client_major, server $server_major)"
 PGOPTIONS="$FLEET_PGOPTIONS" pg_dump "${dump_args[@]}" | fleet_cli backup-crypt encrypt --key-file "$key_file" --out "$work"

@@ -34,13 +34,16 @@ Options:
   --user EMAIL    rows by or about this user (user id, or login failures naming the email)
   --ip ADDR       rows from this IP address or CIDR block (e.g. 203.0.113.7, 10.0.0.0/8)
   --tenant T      rows of this tenant only
-  --out DIR       where the evidence folder is created (created when missing)
+  --out DIR       where the evidence folder is created (created when missing, mode 0700;
+                  must be a folder this user can write to)
   -h, --help      this text
+Each option may be given once.
 
 Settings (environment): the database as for the server (DATABASE_URL or DATABASE_* parts, or
 the running embedded development database); LOG_DIR, the application's log folder; the rest of
 the server's settings (JWT_SECRET, master key source, ...) for npm run audit:verify.
-Exit status: 0 collected; 1 failure; 2 bad arguments or settings.
+Exit status: 0 collected; 1 failure; 2 bad arguments or settings (including an invalid time
+or address, an option given twice, and an --out that cannot be created or written to).
 USAGE
 }
 
@@ -52,12 +55,12 @@ while (($# > 0)); do
       usage
       exit 0
       ;;
-    --since) fleet_need_value "$@"; since=$2; shift ;;
-    --until) fleet_need_value "$@"; until_ts=$2; shift ;;
-    --user) fleet_need_value "$@"; email=$2; shift ;;
-    --ip) fleet_need_value "$@"; ip=$2; shift ;;
-    --tenant) fleet_need_value "$@"; tenant=$2; shift ;;
-    --out) fleet_need_value "$@"; out=$2; shift ;;
+    --since) fleet_once "$1"; fleet_need_value "$@"; since=$2; shift ;;
+    --until) fleet_once "$1"; fleet_need_value "$@"; until_ts=$2; shift ;;
+    --user) fleet_once "$1"; fleet_need_value "$@"; email=$2; shift ;;
+    --ip) fleet_once "$1"; fleet_need_value "$@"; ip=$2; shift ;;
+    --tenant) fleet_once "$1"; fleet_need_value "$@"; tenant=$2; shift ;;
+    --out) fleet_once "$1"; fleet_need_value "$@"; out=$2; shift ;;
     *) fleet_usage_error "unknown argument: $1" ;;
   esac
   shift
@@ -94,22 +97,43 @@ fleet_require_cmd tar "install tar"
 fleet_load_db
 fleet_check_connection
 
-vars=(-v since="$since" -v until="$until_ts" -v email="$email" -v ip="$ip" -v tenant="$tenant")
-# Values checked by the database itself (read-only), before any file is written.
-window=$(fleet_psql_readonly -At "${vars[@]}" 2>&1 <<'SQL'
-SELECT CASE WHEN (:'since')::timestamptz < (:'until')::timestamptz THEN 'ok' ELSE 'empty' END,
-       floor(extract(epoch FROM (:'since')::timestamptz))::bigint,
-       coalesce(host((NULLIF(:'ip', ''))::inet), '-');
+# check_value OPTION VALUE TYPE WHAT ACCEPTED: the database itself (read-only) parses VALUE as TYPE,
+# before any file is written. A value it rejects (SQLSTATE class 22, data exception) is a usage
+# error naming the option and the accepted format, never the database's SQL text; any other
+# error is a failure.
+check_value() {
+  local option=$1 value=$2 type=$3 what=$4 accepted=$5 err
+  if ! err=$(fleet_psql_readonly -At -v VERBOSITY=sqlstate -v value="$value" 2>&1 >/dev/null <<SQL
+SELECT (:'value')::$type;
 SQL
-) || fleet_usage_error "the database refused an argument: ${window##*ERROR:  }"
-IFS='|' read -r window_ok since_epoch _ <<<"$window"
+  ); then
+    if [[ $err =~ ERROR:\ +22[0-9A-Z]{3} ]]; then
+      fleet_usage_error "$option $value is not a valid $what (accepted: $accepted)"
+    fi
+    fleet_die 1 "could not check $option against $FLEET_DB_DESCRIPTION (${err%%$'\n'*})"
+  fi
+}
+time_format="ISO 8601, YYYY-MM-DD[THH:MM[:SS[.ffffff]]][Z|+HH:MM], a real date and time, no zone = UTC, e.g. 2026-01-31T22:00:00Z"
+check_value --since "$since" timestamptz time "$time_format"
+check_value --until "$until_ts" timestamptz time "$time_format"
+[[ -z $ip ]] || check_value --ip "$ip" inet "IP address or CIDR block" "an IPv4 or IPv6 address, optionally with /prefix, e.g. 203.0.113.7, 2001:db8::1, 10.0.0.0/8"
+
+vars=(-v since="$since" -v until="$until_ts" -v email="$email" -v ip="$ip" -v tenant="$tenant")
+window=$(fleet_psql_readonly -At "${vars[@]}" <<'SQL'
+SELECT CASE WHEN (:'since')::timestamptz < (:'until')::timestamptz THEN 'ok' ELSE 'empty' END,
+       floor(extract(epoch FROM (:'since')::timestamptz))::bigint;
+SQL
+) || fleet_die 1 "could not check the window against $FLEET_DB_DESCRIPTION (see the psql message above)"
+IFS='|' read -r window_ok since_epoch <<<"$window"
 [[ $window_ok == ok ]] || fleet_usage_error "--since ($since) must be before --until ($until_ts)"
 
 # Every exported table must be fully visible to this login (see fleet_rls_check).
 fleet_rls_check >/dev/null
 
 umask 077
-mkdir -p -- "$out"
+if ! why=$(fleet_prepare_dir "$out"); then
+  fleet_die 2 "--out $out $why: choose a folder you can write to; nothing was collected"
+fi
 started=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
 name="evidence-$(date -u +%Y%m%dT%H%M%SZ)-$(fleet_rand_hex 3)"
 dir="$out/$name"
@@ -137,6 +161,8 @@ sessions_q="SELECT s.id, s.tenant_id, s.user_id, u.email, s.created_at, s.last_u
   FROM sessions s JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id WHERE $session_filter ORDER BY s.created_at, s.id"
 users_q="SELECT u.id, u.tenant_id, u.email, u.role, u.display_name, u.is_active, u.auth0_sub, u.created_at, u.updated_at
   FROM users u WHERE u.id IN (SELECT a.user_id FROM audit_logs a WHERE $audit_filter)
+     OR u.id::text IN (SELECT lower(a.resource_id) FROM audit_logs a WHERE $audit_filter AND a.resource_type = 'user')
+     OR (u.tenant_id, u.email) IN (SELECT a.tenant_id, lower(a.resource_id) FROM audit_logs a WHERE $audit_filter AND a.resource_type = 'user')
      OR u.id IN (SELECT s.user_id FROM sessions s JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id WHERE $session_filter)
      OR (:'email' <> '' AND u.email = lower(:'email') AND (:'tenant' = '' OR u.tenant_id = :'tenant'))
   ORDER BY u.tenant_id, u.email"

@@ -29,10 +29,15 @@ Settings (environment):
   BACKUP_ENCRYPTION_KEY_FILE  required: the backup key file (base64 of 32 bytes)
   BACKUP_PREVIOUS_KEY_FILES   optional: comma-separated older key files, for backups made
                               before a key rotation (the right key is picked by its id)
+                              Key files must be private to the user running the restore: one
+                              that group or others can access (e.g. mode 0644) is refused
+                              (exit 2; chmod 600 it).
   DATABASE_URL, or DATABASE_HOST DATABASE_PORT DATABASE_NAME DATABASE_USER DATABASE_PASSWORD,
   DATABASE_SSL                the target database (it must exist: createdb first), as for the
                               server; use the owner (migration) login. npm run audit:verify
                               reads the same settings plus the server's (JWT_SECRET, …).
+
+Each option may be given once (--force twice is refused, exit 2).
 
 Exit status: 0 restored and verified; 1 failure; 2 bad arguments or settings;
 3 backup refused (checksum mismatch, wrong key, altered or truncated) - nothing restored;
@@ -49,7 +54,7 @@ while (($# > 0)); do
       usage
       exit 0
       ;;
-    --force) force=1 ;;
+    --force) fleet_once "$1"; force=1 ;;
     --) shift; break ;;
     -*) fleet_usage_error "unknown option: $1" ;;
     *)
@@ -77,8 +82,9 @@ if [[ -n ${BACKUP_PREVIOUS_KEY_FILES:-} ]]; then
     [[ -n $k ]] && key_args+=(--key-file "$(fleet_abspath "$k")")
   done
 fi
-for ((i = 1; i < ${#key_args[@]}; i += 2)); do
-  [[ -f ${key_args[i]} && -r ${key_args[i]} ]] || fleet_die 2 "backup key file ${key_args[i]} is not a readable file"
+fleet_check_key_file BACKUP_ENCRYPTION_KEY_FILE "${key_args[1]}"
+for ((i = 3; i < ${#key_args[@]}; i += 2)); do
+  fleet_check_key_file BACKUP_PREVIOUS_KEY_FILES "${key_args[i]}"
 done
 
 fleet_require_cmd pg_restore "install the PostgreSQL client tools (Debian: apt-get install postgresql-client)"

@@ -24,11 +24,14 @@ Options:
   --reason R     stored in sessions.revoked_reason and the audit row (at most 200 characters;
                  default "revoked by an operator (revoke-sessions.sh)")
   -h, --help     this text
+Each option may be given once (a repeated option is refused, exit 2: to revoke the sessions of
+several users, run the script once per user).
 
 Settings (environment): the database as for the server (DATABASE_URL or DATABASE_* parts, or
 the running embedded development database).
-Exit status: 0 done (also when there was nothing to revoke); 1 failure or unknown user;
-2 bad arguments or settings.
+Exit status: 0 done (also when there was nothing to revoke); 1 failure, unknown user, or
+unknown tenant (no user in it: a typo is not mistaken for success; nothing is revoked or
+audited); 2 bad arguments or settings.
 USAGE
 }
 
@@ -40,10 +43,10 @@ while (($# > 0)); do
       usage
       exit 0
       ;;
-    --user) fleet_need_value "$@"; email=$2; shift ;;
-    --tenant) fleet_need_value "$@"; tenant=$2; shift ;;
-    --all) all=1 ;;
-    --reason) fleet_need_value "$@"; reason=$2; reason_set=1; shift ;;
+    --user) fleet_once "$1"; fleet_need_value "$@"; email=$2; shift ;;
+    --tenant) fleet_once "$1"; fleet_need_value "$@"; tenant=$2; shift ;;
+    --all) fleet_once "$1"; all=1 ;;
+    --reason) fleet_once "$1"; fleet_need_value "$@"; reason=$2; reason_set=1; shift ;;
     *) fleet_usage_error "unknown argument: $1" ;;
   esac
   shift
@@ -90,6 +93,13 @@ SELECT count(*) FROM users WHERE email = lower(:'email') AND (:'tenant' = '' OR 
 SQL
   )
   ((users > 0)) || fleet_die 1 "no user with email $email${tenant:+ in tenant $tenant}: nothing revoked"
+elif [[ $scope == tenant ]]; then
+  # A tenant exists for this purpose when it has users (sessions always belong to one).
+  known=$(fleet_psql -At "${vars[@]}" <<'SQL'
+SELECT EXISTS (SELECT 1 FROM users WHERE tenant_id = :'tenant') OR EXISTS (SELECT 1 FROM sessions WHERE tenant_id = :'tenant');
+SQL
+  )
+  [[ $known == t ]] || fleet_die 1 "unknown tenant $tenant (it has no users): nothing revoked"
 fi
 
 # One transaction: the revocation and its audit rows commit together or not at all.

@@ -40,6 +40,52 @@ fleet_need_value() {
   [[ $# -ge 2 && -n $2 ]] || fleet_usage_error "$1 needs a value"
 }
 
+# fleet_once OPTION: each option may be given once. A repeat is a usage error (exit 2) rather
+# than a silent "the last one wins" (--user a --user b must not quietly act on b alone).
+# Call as `fleet_once "$1"` first thing in the option's case branch.
+FLEET_SEEN_OPTIONS=" "
+fleet_once() {
+  [[ $FLEET_SEEN_OPTIONS != *" $1 "* ]] || fleet_usage_error "$1 was given more than once (give each option once)"
+  FLEET_SEEN_OPTIONS+="$1 "
+}
+
+# fleet_check_key_file SETTING FILE: FILE is a readable regular file that neither its group nor
+# others may access (like ssh with a private key). Exit 2 otherwise, naming SETTING.
+fleet_check_key_file() {
+  local setting=$1 file=$2 mode
+  [[ -f $file && -r $file ]] || fleet_die 2 "$setting: $file is not a readable file"
+  mode=$(stat -L -c %a -- "$file" 2>/dev/null) || fleet_die 2 "$setting: cannot read the permissions of $file"
+  if (((8#$mode & 8#077) != 0)); then
+    fleet_die 2 "$setting: $file is accessible by group or others (mode $mode); a backup key must be private to the user running this script: chown that user and chmod 600 it. Refusing to use it."
+  fi
+}
+
+# fleet_prepare_dir DIR: creates DIR when missing (mode 0700) and checks that it is a folder
+# this user can create files in (a real probe: catches read-only file systems too). On failure
+# prints why as the end of a sentence ("cannot be created (Permission denied)") on stdout and
+# returns 1; the caller names the setting or option and dies with its own exit code.
+fleet_prepare_dir() {
+  local dir=$1 err probe
+  if [[ -e $dir ]]; then
+    [[ -d $dir ]] || { printf 'exists and is not a folder'; return 1; }
+  elif [[ -L $dir ]]; then
+    printf 'is a symbolic link to nothing'
+    return 1
+  else
+    if ! err=$(mkdir -p -- "$dir" 2>&1); then
+      err=${err%%$'\n'*}
+      printf 'cannot be created (%s)' "${err##*: }"
+      return 1
+    fi
+    chmod 700 -- "$dir" 2>/dev/null || { printf 'was created but cannot be made private (chmod 700)'; return 1; }
+  fi
+  if [[ ! -w $dir || ! -x $dir ]] || ! probe=$(mktemp -p "$dir" .fleet-write-test.XXXXXXXX 2>/dev/null); then
+    printf 'is not writable by %s' "$(id -un 2>/dev/null || id -u)"
+    return 1
+  fi
+  rm -f -- "$probe"
+}
+
 # fleet_require_cmd NAME HINT
 fleet_require_cmd() {
   command -v "$1" >/dev/null 2>&1 || fleet_die 1 "$1 not found in PATH: $2"

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { buildTestApp, type TestApp } from '../helpers/app';
 import { loginAs } from '../helpers/auth';
 import { uniqueTenant } from '../helpers/env';
-import { hasAuditVerify, lastLine, makeKeyFile, pathWithout, run, scratchDb, scriptEnv, tmpDir, type ScratchDb } from './helpers';
+import { hasAuditVerify, lastLine, makeKeyFile, pathWithout, run, scratchDb, scriptEnv, tmpDir, unprivileged, type ScratchDb } from './helpers';
 
 jest.setTimeout(180_000);
 
@@ -296,6 +296,10 @@ describe('backup.sh refusals', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/pg_dump 12 is older than the database server \(\d+\)/);
     expect(fs.existsSync(e.BACKUP_DIR as string)).toBe(false);
+    // The database answered: the failed run is on record.
+    const rows = (await source.pool().query(`SELECT error_message FROM audit_logs WHERE action = 'system.backup' AND result = 'failure' AND after->>'backupDir' = $1`, [e.BACKUP_DIR])).rows;
+    expect(rows).toHaveLength(1);
+    expect(rows[0].error_message).toMatch(/^pg_dump 12 is older than the database server .*\(exit 1\)$/);
     fs.rmSync(bin, { recursive: true, force: true });
   });
 
@@ -313,6 +317,73 @@ describe('backup.sh refusals', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('base64 of exactly 32 random bytes');
     expect(r.stderr).not.toContain('hunter2');
+  });
+
+  /** The system.backup failure rows recorded for `dir`. */
+  async function failureRows(dir: string): Promise<Array<{ error_message: string; severity: string; tenant_id: string }>> {
+    return (await source.pool().query(`SELECT error_message, severity, tenant_id FROM audit_logs WHERE action = 'system.backup' AND result = 'failure' AND after->>'backupDir' = $1`, [dir])).rows;
+  }
+
+  test('when BACKUP_DIR cannot be created (under /proc, an existing regular file, below a regular file), then backup exits 1 with a prefixed error naming BACKUP_DIR and records a system.backup failure row', async () => {
+    const dir = tmpDir();
+    const file = path.join(dir, 'plain-file');
+    fs.writeFileSync(file, 'keep');
+    const cases: Array<[string, RegExp]> = [
+      [`/proc/fleet-backup-test-${process.pid}`, /cannot be created \(No such file or directory\)/],
+      [file, /exists and is not a folder/],
+      [path.join(file, 'sub'), /cannot be created \(Not a directory\)/],
+    ];
+    for (const [backupDir, why] of cases) {
+      const r = await run('backup.sh', [], env({ BACKUP_DIR: backupDir }));
+      expect({ backupDir, code: r.code }).toEqual({ backupDir, code: 1 });
+      expect(r.stderr).toContain(`backup.sh: error: BACKUP_DIR ${backupDir} `);
+      expect(r.stderr).toMatch(why);
+      expect(r.stderr).not.toMatch(/^mkdir:/m);
+      expect(r.stdout).toBe('');
+      const rows = await failureRows(backupDir);
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({ tenant_id: '_system', severity: 'medium' });
+      expect(rows[0]?.error_message).toContain(`BACKUP_DIR ${backupDir} `);
+      expect(rows[0]?.error_message).toMatch(why);
+    }
+    expect(fs.readFileSync(file, 'utf8')).toBe('keep');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const asUser = unprivileged();
+  (asUser ? test : test.skip)('when BACKUP_DIR is a read-only folder for the user running the backup, then backup exits 1 saying it is not writable and records a failure row', async () => {
+    const u = asUser as NonNullable<typeof asUser>;
+    const dir = tmpDir();
+    fs.chmodSync(dir, 0o755);
+    const key = path.join(dir, 'own.key');
+    fs.copyFileSync(keyFile, key);
+    fs.chmodSync(key, 0o600);
+    fs.chownSync(key, u.uid, u.gid);
+    const ro = path.join(dir, 'read-only');
+    fs.mkdirSync(ro, { mode: 0o555 });
+    fs.chmodSync(ro, 0o555);
+    for (const [backupDir, why] of [[ro, 'is not writable by'], [path.join(ro, 'new'), 'cannot be created (Permission denied)']] as const) {
+      const r = await u.run('backup.sh', [], env({ BACKUP_ENCRYPTION_KEY_FILE: key, BACKUP_DIR: backupDir }));
+      expect({ backupDir, code: r.code, stderr: r.stderr }).toEqual({ backupDir, code: 1, stderr: expect.stringContaining(`backup.sh: error: BACKUP_DIR ${backupDir} ${why}`) });
+      expect(await failureRows(backupDir)).toHaveLength(1);
+    }
+    expect(fs.readdirSync(ro)).toEqual([]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('when the key file can be read by group or others, then backup refuses it with exit 2 and writes nothing', async () => {
+    for (const mode of [0o644, 0o640, 0o604]) {
+      const loose = path.join(work, `loose-${mode.toString(8)}.key`);
+      fs.copyFileSync(keyFile, loose);
+      fs.chmodSync(loose, mode);
+      const e = env({ BACKUP_ENCRYPTION_KEY_FILE: loose });
+      const r = await run('backup.sh', [], e);
+      expect({ mode: mode.toString(8), code: r.code }).toEqual({ mode: mode.toString(8), code: 2 });
+      expect(r.stderr).toContain(`backup.sh: error: BACKUP_ENCRYPTION_KEY_FILE: ${loose} is accessible by group or others (mode ${mode.toString(8)})`);
+      expect(r.stderr).toContain('chmod 600');
+      expect(fs.existsSync(e.BACKUP_DIR as string)).toBe(false);
+      fs.rmSync(loose);
+    }
   });
 
   test('when BACKUP_RETENTION_DAYS is not a number, then backup exits 2', async () => {
@@ -347,6 +418,31 @@ describe('restore.sh arguments', () => {
       expect({ args, code: r.code }).toEqual({ args, code: 2 });
       expect(r.stderr).toContain('Try:');
     }
+  });
+
+  test('when an option is given twice, then restore exits 2 and touches nothing', async () => {
+    const target = await newTarget();
+    const r = await run('restore.sh', ['--force', '--force', backupFile], scriptEnv(target.url, { BACKUP_ENCRYPTION_KEY_FILE: keyFile }));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--force was given more than once');
+    expect(r.stderr).toContain('Try:');
+    expect(await target.relationCount()).toBe(0);
+  });
+
+  test('when a key file (current or previous) can be read by group or others, then restore refuses it with exit 2 before touching the database', async () => {
+    const dir = tmpDir();
+    const loose = path.join(dir, 'loose.key');
+    fs.copyFileSync(keyFile, loose);
+    fs.chmodSync(loose, 0o644);
+    const target = await newTarget();
+    for (const extra of [{ BACKUP_ENCRYPTION_KEY_FILE: loose }, { BACKUP_ENCRYPTION_KEY_FILE: keyFile, BACKUP_PREVIOUS_KEY_FILES: loose }]) {
+      const r = await run('restore.sh', [backupFile], scriptEnv(target.url, extra));
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`${loose} is accessible by group or others (mode 644)`);
+      expect(r.stderr).not.toContain('decrypted');
+    }
+    expect(await target.relationCount()).toBe(0);
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   test('when the .sha256 file is missing, then restore refuses with exit 3', async () => {

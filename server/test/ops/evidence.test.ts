@@ -9,7 +9,7 @@ import type pg from 'pg';
 import { buildTestApp, ownerPool, type TestApp } from '../helpers/app';
 import { loginAs, type TestLogin } from '../helpers/auth';
 import { testDbUrl, uniqueEmail, uniqueTenant } from '../helpers/env';
-import { hasAuditVerify, lastLine, run, scriptEnv, tmpDir } from './helpers';
+import { hasAuditVerify, lastLine, run, scriptEnv, tmpDir, unprivileged } from './helpers';
 
 jest.setTimeout(120_000);
 
@@ -187,6 +187,41 @@ describe('collect-evidence.sh', () => {
   });
 });
 
+describe('collect-evidence.sh users referred to by resource_id', () => {
+  test('when audit rows name a user only in resource_id (user.created, user.role_changed), then users.* holds that user; a non-uuid resource_id does no harm', async () => {
+    const t = uniqueTenant('evr');
+    const users = app.composition.services.users;
+    const actor = { source: 'cli:user:add', operator: 'evidence-test' };
+    const unrelated = (await users.provision({ email: uniqueEmail('before'), role: 'user', tenantId: t }, actor)).user;
+    const from = await dbNow();
+    const subjectEmail = uniqueEmail('provisioned');
+    const created = await users.provision({ email: subjectEmail, role: 'user', tenantId: t }, actor);
+    const changed = await users.provision({ email: subjectEmail, role: 'admin', tenantId: t }, actor);
+    expect(created.events).toEqual(['user.created']);
+    expect(changed.events).toEqual(['user.role_changed']);
+    const subject = created.user;
+    // Another user named by an upper-case id, and a resource_id that is no uuid at all.
+    const other = (await users.provision({ email: uniqueEmail('other'), role: 'viewer', tenantId: uniqueTenant('evr2') }, actor)).user;
+    await app.composition.services.audit.record({ tenantId: t, userId: null, action: 'fleet.user.note', resourceType: 'user', resourceId: other.id.toUpperCase() });
+    await app.composition.services.audit.record({ tenantId: t, userId: null, action: 'fleet.user.note', resourceType: 'user', resourceId: 'not-a-uuid' });
+    const to = await dbNow();
+    const dir = path.join(work, `refs-${Math.random().toString(36).slice(2)}`);
+    const r = await run('collect-evidence.sh', ['--since', from, '--until', to, '--tenant', t, '--out', dir], scriptEnv(testDbUrl()));
+    expect(r.code).toBe(0);
+    const evidence = r.stdout.trimEnd().split('\n')[0] as string;
+    const read = (f: string) => fs.readFileSync(path.join(evidence, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const rows = read('audit_logs.ndjson');
+    // Every row about the subject names it only in resource_id (user_id is empty: a CLI acted).
+    const about = rows.filter((x) => x.resource_id === subject.id);
+    expect(about.map((x) => x.action)).toEqual(expect.arrayContaining(['user.created', 'user.role_changed']));
+    expect(about.map((x) => x.user_id)).toEqual(about.map(() => null));
+    const ids = read('users.ndjson').map((u) => u.id);
+    expect(ids.sort()).toEqual([subject.id, other.id].sort());
+    expect(ids).not.toContain(unrelated.id);
+    expect(read('users.ndjson').find((u) => u.id === subject.id)).toMatchObject({ email: subjectEmail, role: 'admin', tenant_id: t });
+  });
+});
+
 describe('collect-evidence.sh arguments', () => {
   const env = () => scriptEnv(testDbUrl());
   const out = () => path.join(work, `bad-${Math.random().toString(36).slice(2)}`);
@@ -195,13 +230,18 @@ describe('collect-evidence.sh arguments', () => {
     ['no --out', ['--since', '2026-01-01'], '--out is required'],
     ['a --since that is not ISO 8601', ['--since', 'yesterday', '--out', 'X'], '--since must be an ISO 8601 time'],
     ['an injection string as --since', ['--since', "2026-01-01'; DROP TABLE audit_logs; --", '--out', 'X'], '--since must be an ISO 8601 time'],
-    ['an impossible date', ['--since', '2026-02-31T00:00:00Z', '--out', 'X'], 'the database refused an argument'],
+    ['an impossible date', ['--since', '2026-02-31T00:00:00Z', '--out', 'X'], '--since 2026-02-31T00:00:00Z is not a valid time (accepted: ISO 8601'],
+    ['an impossible --until', ['--since', '2026-01-01', '--until', '2026-01-01T25:00', '--out', 'X'], '--until 2026-01-01T25:00 is not a valid time'],
     ['--since after --until', ['--since', '2026-02-01', '--until', '2026-01-01', '--out', 'X'], 'must be before --until'],
-    ['an IP that is not one', ['--since', '2026-01-01', '--ip', '300.1.2.3', '--out', 'X'], 'the database refused an argument'],
+    ['an IP that is not one', ['--since', '2026-01-01', '--ip', '300.1.2.3', '--out', 'X'], '--ip 300.1.2.3 is not a valid IP address or CIDR block'],
     ['a malformed email', ['--since', '2026-01-01', '--user', 'not an email', '--out', 'X'], '--user must be an email address'],
     ['a tenant with a path', ['--since', '2026-01-01', '--tenant', '../etc', '--out', 'X'], '--tenant must be a tenant id'],
     ['an unknown option', ['--since', '2026-01-01', '--out', 'X', '--format', 'xml'], 'unknown argument: --format'],
     ['an option without its value', ['--since'], '--since needs a value'],
+    ['--user twice', ['--since', '2026-01-01', '--user', 'a@example.com', '--user', 'b@example.com', '--out', 'X'], '--user was given more than once'],
+    ['--since twice', ['--since', '2026-01-01', '--since', '2026-01-02', '--out', 'X'], '--since was given more than once'],
+    ['--out twice', ['--since', '2026-01-01', '--out', 'X', '--out', 'X'], '--out was given more than once'],
+    ['--until twice', ['--since', '2026-01-01', '--until', '2026-02-01', '--until', '2026-03-01', '--out', 'X'], '--until was given more than once'],
   ];
   test.each(cases)('when given %s, then it exits 2 and creates nothing', async (_name, args, message) => {
     const dir = out();
@@ -209,6 +249,58 @@ describe('collect-evidence.sh arguments', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(message);
     expect(fs.existsSync(dir)).toBe(false);
+  });
+
+  test('when --since is not a real date (2026-13-45), then it exits 2 with one line naming --since and the accepted format, and no SQL text', async () => {
+    for (const [option, value] of [['--since', '2026-13-45'], ['--until', '2026-13-45']] as const) {
+      const dir = out();
+      const args = option === '--since' ? ['--since', value, '--out', dir] : ['--since', '2026-01-01', '--until', value, '--out', dir];
+      const r = await run('collect-evidence.sh', args, env());
+      expect(r.code).toBe(2);
+      const lines = r.stderr.trimEnd().split('\n');
+      expect(lines).toEqual([
+        `collect-evidence.sh: ${option} ${value} is not a valid time (accepted: ISO 8601, YYYY-MM-DD[THH:MM[:SS[.ffffff]]][Z|+HH:MM], a real date and time, no zone = UTC, e.g. 2026-01-31T22:00:00Z)`,
+        expect.stringMatching(/^Try: \S*collect-evidence\.sh --help$/),
+      ]);
+      expect(r.stderr).not.toMatch(/LINE \d|SELECT|timestamptz|HINT|datestyle|ERROR/i);
+      expect(fs.existsSync(dir)).toBe(false);
+    }
+  });
+
+  test('when --out cannot be created (under /proc, an existing regular file, below a regular file), then it exits 2 with a prefixed error naming --out', async () => {
+    const dir = tmpDir();
+    const file = path.join(dir, 'plain-file');
+    fs.writeFileSync(file, 'keep');
+    const cases: Array<[string, string]> = [
+      [`/proc/fleet-evidence-test-${process.pid}`, 'cannot be created (No such file or directory)'],
+      [file, 'exists and is not a folder'],
+      [path.join(file, 'sub'), 'cannot be created (Not a directory)'],
+    ];
+    for (const [target, why] of cases) {
+      const r = await run('collect-evidence.sh', ['--since', '2026-01-01', '--out', target], env());
+      expect({ target, code: r.code }).toEqual({ target, code: 2 });
+      expect(r.stderr).toContain(`collect-evidence.sh: error: --out ${target} ${why}`);
+      expect(r.stderr).not.toMatch(/^mkdir:/m);
+      expect(r.stdout).toBe('');
+    }
+    expect(fs.readFileSync(file, 'utf8')).toBe('keep');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const asUser = unprivileged();
+  (asUser ? test : test.skip)('when --out is a read-only folder for the user running it, then it exits 2 saying --out is not writable', async () => {
+    const u = asUser as NonNullable<typeof asUser>;
+    const dir = tmpDir();
+    fs.chmodSync(dir, 0o755);
+    const ro = path.join(dir, 'read-only');
+    fs.mkdirSync(ro, { mode: 0o555 });
+    fs.chmodSync(ro, 0o555);
+    for (const [target, why] of [[ro, 'is not writable by'], [path.join(ro, 'new'), 'cannot be created (Permission denied)']] as const) {
+      const r = await u.run('collect-evidence.sh', ['--since', '2026-01-01', '--out', target], env());
+      expect({ target, code: r.code, stderr: r.stderr }).toEqual({ target, code: 2, stderr: expect.stringContaining(`collect-evidence.sh: error: --out ${target} ${why}`) });
+    }
+    expect(fs.readdirSync(ro)).toEqual([]);
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   test('when asked for --help, then it prints the usage', async () => {

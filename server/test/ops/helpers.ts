@@ -2,7 +2,7 @@
  * Helpers for the operations-script tests: run a script as a child process with a clean,
  * explicit environment; make scratch databases on the test server; make backup keys.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -153,4 +153,38 @@ export function pathWithout(omit: string[], replacements: Record<string, string>
   }
   for (const [name, body] of Object.entries(replacements)) fs.writeFileSync(path.join(dir, name), body, { mode: 0o755 });
   return dir;
+}
+
+export interface Unprivileged {
+  uid: number;
+  gid: number;
+  /** Runs `scripts/<name>` as this user (environment preserved, HOME set to the temp folder). */
+  run(name: string, args: string[], env: Record<string, string>): Promise<RunResult>;
+}
+
+/**
+ * A user that file permissions apply to, for "read-only folder" cases (root writes anywhere):
+ * the tests' own user when it is not root; `nobody` through runuser when the tests run as root;
+ * null when neither is available (the caller skips the case). Files it must read need to be
+ * reachable by it (e.g. a folder of mode 0755, a key file chowned to `uid`).
+ */
+export function unprivileged(): Unprivileged | null {
+  const uid = process.getuid?.() ?? -1;
+  if (uid > 0) return { uid, gid: process.getgid?.() ?? uid, run: (name, args, env) => run(name, args, env) };
+  if (uid !== 0) return null;
+  const runuser = ['/usr/sbin/runuser', '/sbin/runuser', '/usr/bin/runuser'].find((p) => fs.existsSync(p));
+  if (!runuser) return null;
+  let ids: number[];
+  try {
+    ids = ['-u', '-g'].map((f) => Number(execFileSync('id', [f, 'nobody']).toString().trim()));
+  } catch {
+    return null;
+  }
+  const [nUid, nGid] = ids as [number, number];
+  if (!(nUid > 0)) return null;
+  return {
+    uid: nUid,
+    gid: nGid,
+    run: (name, args, env) => run(runuser, ['-p', '-u', 'nobody', '--', path.join(SCRIPTS, name), ...args], { ...env, HOME: os.tmpdir() }),
+  };
 }

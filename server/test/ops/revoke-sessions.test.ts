@@ -115,11 +115,26 @@ describe('revoke-sessions.sh', () => {
 
   test('when there is nothing left to revoke, then it reports 0 and still writes its audit row', async () => {
     const tenant = uniqueTenant('rvz');
+    // A known tenant (it has a user) whose only session has already ended.
+    const gone = await loginAs(app, { tenantId: tenant });
+    await app.composition.services.sessions.revoke(app.composition.pool, gone.sessionId, tenant, 'logout');
     const r1 = await run('revoke-sessions.sh', ['--tenant', tenant, '--reason', 'drill'], scriptEnv(testDbUrl()));
     expect(r1.code).toBe(0);
     expect(lastLine(r1.stdout)).toBe(`revoked 0 session(s) of tenant ${tenant} (0 tenant(s) affected)`);
     const { rows } = await owner.query(`SELECT after FROM audit_logs WHERE tenant_id = $1 AND action = 'session.revoked.bulk'`, [tenant]);
     expect(rows.map((x) => x.after)).toEqual([{ scope: 'tenant', revoked: 0, reason: 'drill', user: null, tenant }]);
+  });
+
+  test('when the tenant does not exist (no user in it), then it exits 1 naming the tenant and revokes and writes nothing', async () => {
+    const tenant = uniqueTenant('nosuchtenant');
+    const witness = await loginAs(app, { tenantId: uniqueTenant('rvw') });
+    const r = await run('revoke-sessions.sh', ['--tenant', tenant, '--reason', 'typo check'], scriptEnv(testDbUrl()));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`revoke-sessions.sh: error: unknown tenant ${tenant} (it has no users): nothing revoked`);
+    expect(r.stdout).toBe('');
+    const { rows } = await owner.query(`SELECT 1 FROM audit_logs WHERE tenant_id = $1 OR resource_id = $1`, [tenant]);
+    expect(rows).toHaveLength(0);
+    expect((await sessionRow(witness.sessionId)).revoked_at).toBeNull();
   });
 
   test('when the user does not exist, then it exits 1 naming the email and writes nothing', async () => {
@@ -171,6 +186,22 @@ describe('revoke-sessions.sh --all', () => {
   });
 });
 
+describe('revoke-sessions.sh repeated options', () => {
+  test('when --user is given twice for two real users, then it exits 2 and neither user loses a session', async () => {
+    const tenant = uniqueTenant('rvr');
+    const a = await loginAs(app, { tenantId: tenant, email: uniqueEmail('first') });
+    const b = await loginAs(app, { tenantId: tenant, email: uniqueEmail('second') });
+    const r = await run('revoke-sessions.sh', ['--user', a.email, '--user', b.email], scriptEnv(testDbUrl()));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--user was given more than once');
+    expect(r.stdout).toBe('');
+    expect(await status(a)).toBe(200);
+    expect(await status(b)).toBe(200);
+    const { rows } = await owner.query(`SELECT 1 FROM audit_logs WHERE tenant_id = $1 AND action = 'session.revoked.bulk'`, [tenant]);
+    expect(rows).toHaveLength(0);
+  });
+});
+
 describe('revoke-sessions.sh arguments', () => {
   const cases: Array<[string, string[], string]> = [
     ['no scope', [], 'say whose sessions'],
@@ -182,6 +213,10 @@ describe('revoke-sessions.sh arguments', () => {
     ['a reason with a control character', ['--all', '--reason', 'line\nbreak'], 'control characters'],
     ['an unknown option', ['--everyone'], 'unknown argument: --everyone'],
     ['an option without its value', ['--user'], '--user needs a value'],
+    ['--user twice', ['--user', 'a@example.com', '--user', 'b@example.com'], '--user was given more than once'],
+    ['--tenant twice', ['--tenant', 'a', '--tenant', 'b'], '--tenant was given more than once'],
+    ['--all twice', ['--all', '--all'], '--all was given more than once'],
+    ['--reason twice', ['--all', '--reason', 'one', '--reason', 'two'], '--reason was given more than once'],
   ];
   test.each(cases)('when given %s, then it exits 2 and revokes nothing', async (_name, args, message) => {
     const witness = await loginAs(app, { tenantId: uniqueTenant('rvw') });
