@@ -175,6 +175,56 @@ describe('POST /login — rejected ID tokens', () => {
   });
 });
 
+describe('POST /login — an ID token opens one session', () => {
+  test('when the same ID token is presented again, then the second login is refused (401, audited as a replay) and only one session exists', async () => {
+    const u = await provision(t);
+    const idToken = issuer.idToken(t.clock, u.email);
+    expect((await postLogin(t, { email: u.email, idToken }, uniqueIp())).status).toBe(200);
+    const rid = randomUUID();
+    const again = await postLogin(t, { email: u.email, idToken }, uniqueIp(), rid);
+    expectGeneric401(again);
+    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ action: 'auth.login.failure', user_id: u.id, error_message: expect.stringMatching(/ID token already used/) })]);
+    const sessions = await owner.query('SELECT count(*)::int AS n FROM sessions WHERE user_id = $1', [u.id]);
+    expect(sessions.rows[0].n).toBe(1);
+    // Only a hash is stored.
+    const stored = await owner.query('SELECT encode(token_hash, $1) AS h FROM login_id_tokens', ['escape']);
+    expect(stored.rows.map((r: { h: string }) => r.h).join()).not.toContain(idToken.split('.')[1]);
+  });
+
+  test('when the signature is re-encoded (other unused base64url bits), then it is still the same token and refused', async () => {
+    const u = await provision(t);
+    const idToken = issuer.idToken(t.clock, u.email);
+    expect((await postLogin(t, { email: u.email, idToken }, uniqueIp())).status).toBe(200);
+    // A 256-byte RS256 signature is 342 base64url characters: the last one carries 2 bits, so
+    // its other 4 bits can be flipped without changing the decoded signature.
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const last = alphabet.indexOf(idToken.slice(-1));
+    const variant = idToken.slice(0, -1) + alphabet[last ^ 0b0001];
+    expect(variant).not.toBe(idToken);
+    expect(Buffer.from(variant.split('.')[2] as string, 'base64url')).toEqual(Buffer.from(idToken.split('.')[2] as string, 'base64url'));
+    const rid = randomUUID();
+    expectGeneric401(await postLogin(t, { email: u.email, idToken: variant }, uniqueIp(), rid));
+    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ error_message: expect.stringMatching(/ID token already used/) })]);
+  });
+
+  test('when five logins race with one ID token, then exactly one gets a session', async () => {
+    const u = await provision(t);
+    const idToken = issuer.idToken(t.clock, u.email);
+    const results = await Promise.all(Array.from({ length: 5 }, () => postLogin(t, { email: u.email, idToken }, uniqueIp())));
+    expect(results.map((r) => r.status).sort()).toEqual([200, 401, 401, 401, 401]);
+    const sessions = await owner.query('SELECT count(*)::int AS n FROM sessions WHERE user_id = $1', [u.id]);
+    expect(sessions.rows[0].n).toBe(1);
+  });
+
+  test('when the ID token was issued more than 10 minutes ago (still unexpired), then 401 "token too old"', async () => {
+    const u = await provision(t);
+    const now = Math.floor(t.clock.now() / 1000);
+    const rid = randomUUID();
+    expectGeneric401(await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email, { claims: { iat: now - 661, exp: now + 3600 } }) }, uniqueIp(), rid));
+    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ error_message: expect.stringMatching(/token too old/) })]);
+  });
+});
+
 describe('POST /login — users', () => {
   test('when the e-mail is not provisioned, then 401 and the failure is audited under the tenant _unknown', async () => {
     const email = uniqueEmail();

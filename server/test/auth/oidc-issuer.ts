@@ -4,7 +4,7 @@
  * (no JWT library), so hostile tokens (alg none, HMAC with the public key, altered payloads)
  * can be built byte for byte.
  */
-import { createHmac, createSign, generateKeyPairSync, randomBytes, sign as cryptoSign, constants, type KeyObject } from 'node:crypto';
+import { createHmac, createSign, generateKeyPairSync, randomBytes, randomUUID, sign as cryptoSign, constants, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Clock } from '../../src/lib/clock';
@@ -126,6 +126,8 @@ export class TestIssuer {
       email_verified: true,
       iat: now,
       exp: now + 600,
+      // Unique per token, as a real IdP's nonce/sid make them: each ID token is usable once.
+      jti: randomUUID(),
       ...overrides,
     };
   }

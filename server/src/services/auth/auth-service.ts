@@ -13,7 +13,7 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Config } from '../../config';
-import type { Pool } from '../../db/pool';
+import type { Pool, Queryable } from '../../db/pool';
 import { withTenant, withTransaction } from '../../db/transaction';
 import type { Clock } from '../../lib/clock';
 import { AppError, notFound, serviceUnavailable, unauthenticated } from '../../lib/errors';
@@ -99,6 +99,26 @@ export function publicUser(u: { userId: string; email: string; role: Role; tenan
 }
 
 const sha256 = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
+
+/** The ID token was used for a login before (thrown inside the login transaction to roll it back). */
+class IdTokenReplayed extends Error {}
+
+/**
+ * Records a used ID token (by hash) until it expires; false if it was used before. Also drops
+ * a few expired entries, so the table stays the size of the last token lifetime's logins
+ * (SKIP LOCKED: concurrent logins never wait for, or deadlock over, each other's clean-up).
+ */
+async function claimIdToken(c: Queryable, tokenHash: Buffer, expiresAtMs: number): Promise<boolean> {
+  const r = await c.query({
+    name: 'fleet_auth_claim_id_token',
+    text: `WITH expired AS (
+             DELETE FROM login_id_tokens WHERE token_hash IN (SELECT token_hash FROM login_id_tokens WHERE expires_at < now() LIMIT 20 FOR UPDATE SKIP LOCKED)
+           )
+           INSERT INTO login_id_tokens (token_hash, expires_at) VALUES ($1, $2) ON CONFLICT (token_hash) DO NOTHING`,
+    values: [tokenHash, new Date(expiresAtMs)],
+  });
+  return (r.rowCount ?? 0) === 1;
+}
 
 export function createAuthService(deps: AuthServiceDeps): AuthService {
   const { pool, config, clock, audit, tokens, sessions } = deps;
@@ -188,25 +208,34 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     }
 
     const refresh = newRefreshToken();
-    const created = await withTenant(pool, user.tenantId, async (c) => {
-      if (user.auth0Sub === null) await bindUserSubject(c, user.id, user.tenantId, identity.sub);
-      const s = await sessions.createWithRefreshToken(c, { userId: user.id, tenantId: user.tenantId, ip: meta.ip, userAgent: meta.userAgent }, refresh);
-      await audit.record(
-        {
-          tenantId: user.tenantId,
-          userId: user.id,
-          action: 'auth.login.success',
-          resourceType: 'user',
-          resourceId: email,
-          result: 'success',
-          severity: 'low',
-          after: { sessionId: s.sessionId, issuer: identity.issuer, role: user.role },
-          ...metaFields(meta),
-        },
-        c,
-      );
-      return s;
-    });
+    let created;
+    try {
+      created = await withTenant(pool, user.tenantId, async (c) => {
+        // First: claim the ID token. A second login with it (or a concurrent one: it waits for
+        // this transaction) finds the row and is refused; the claim commits with the session.
+        if (!(await claimIdToken(c, identity.tokenHash, identity.expiresAtMs))) throw new IdTokenReplayed();
+        if (user.auth0Sub === null) await bindUserSubject(c, user.id, user.tenantId, identity.sub);
+        const s = await sessions.createWithRefreshToken(c, { userId: user.id, tenantId: user.tenantId, ip: meta.ip, userAgent: meta.userAgent }, refresh);
+        await audit.record(
+          {
+            tenantId: user.tenantId,
+            userId: user.id,
+            action: 'auth.login.success',
+            resourceType: 'user',
+            resourceId: email,
+            result: 'success',
+            severity: 'low',
+            after: { sessionId: s.sessionId, issuer: identity.issuer, role: user.role },
+            ...metaFields(meta),
+          },
+          c,
+        );
+        return s;
+      });
+    } catch (err) {
+      if (err instanceof IdTokenReplayed) return refuseLogin(email, 'ID token already used (an ID token opens one session)', user, lock, meta);
+      throw err;
+    }
     const access = tokens.issue({ userId: user.id, sessionId: created.sessionId, tenantId: user.tenantId });
     return {
       token: access.token,

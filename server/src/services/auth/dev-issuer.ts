@@ -6,7 +6,7 @@
  * Never available in production: config refuses FLEET_DEV_ISSUER there and only enables the
  * issuer outside production when no AUTH0_DOMAIN / AUTH0_ISSUER_BASE_URL is configured.
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import jwt from 'jsonwebtoken';
@@ -65,6 +65,8 @@ export function signDevIdToken(key: DevIssuerKey, input: { email: string; name?:
     email_verified: true,
     iat,
     exp: iat + (input.ttlSec ?? DEV_TOKEN_TTL_SEC),
+    // Every token differs, even two for one user in the same second (each is usable once).
+    jti: randomUUID(),
   };
   if (input.name) payload.name = input.name;
   return jwt.sign(payload, key.privateKey, { algorithm: 'RS256', keyid: key.kid });

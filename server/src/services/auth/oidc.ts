@@ -241,7 +241,14 @@ export interface VerifiedIdentity {
   email: string;
   name: string | null;
   issuer: string;
+  /** SHA-256 of the token's signed part (header.payload): what makes this token this token. */
+  tokenHash: Buffer;
+  /** The token's exp, ms since the epoch: until then a replay must be recognised. */
+  expiresAtMs: number;
 }
+
+/** How old (iat) an ID token may be at login. The app exchanges it right after the IdP issues it. */
+export const ID_TOKEN_MAX_AGE_SEC = 600;
 
 export type IdTokenResult = { ok: true; identity: VerifiedIdentity } | { ok: false; reason: string };
 
@@ -318,6 +325,7 @@ export function createIdTokenVerifier(deps: { resolver: KeyResolver; clock: Cloc
       if (typeof p.exp !== 'number') return fail('token has no exp');
       if (typeof p.iat !== 'number') return fail('token has no iat');
       if (p.iat > nowSec + skew) return fail('token issued in the future (iat)');
+      if (p.iat < nowSec - ID_TOKEN_MAX_AGE_SEC - skew) return fail(`token too old (issued more than ${ID_TOKEN_MAX_AGE_SEC / 60} minutes ago)`);
       if (typeof p.sub !== 'string' || p.sub.length === 0 || p.sub.length > 255) return fail('token has no usable sub');
       const audiences = Array.isArray(p.aud) ? p.aud : [p.aud];
       if (p.azp !== undefined && p.azp !== resolver.audience) return fail('azp is not this client');
@@ -326,7 +334,11 @@ export function createIdTokenVerifier(deps: { resolver: KeyResolver; clock: Cloc
       if (p.email.toLowerCase() !== expectedEmail) return fail('token email does not match the login email');
       if (p.email_verified !== true) return fail('email not verified by the identity provider');
       const name = typeof p.name === 'string' && p.name.length <= 200 && p.name.isWellFormed() && !p.name.includes('\u0000') ? p.name : null;
-      return { ok: true, identity: { sub: p.sub, email: p.email.toLowerCase(), name, issuer: resolver.issuer } };
+      const signedPart = idToken.slice(0, idToken.lastIndexOf('.'));
+      return {
+        ok: true,
+        identity: { sub: p.sub, email: p.email.toLowerCase(), name, issuer: resolver.issuer, tokenHash: createHash('sha256').update(signedPart).digest(), expiresAtMs: p.exp * 1000 },
+      };
     },
   };
 }
