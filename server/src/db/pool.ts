@@ -67,6 +67,10 @@ export function createPool(opts: PoolOptions, logger: Logger): Pool {
     connectionTimeoutMillis: opts.connectionTimeoutMs,
     idleTimeoutMillis: opts.idleTimeoutMs,
     statement_timeout: opts.statementTimeoutMs,
+    // The server cancels a statement after statement_timeout; this is the client's own limit
+    // for a server that does not answer at all (stalled, partitioned): the query fails instead
+    // of hanging, and the connection is discarded (see withTransaction).
+    query_timeout: opts.statementTimeoutMs + QUERY_TIMEOUT_MARGIN_MS,
     idle_in_transaction_session_timeout: Math.max(opts.statementTimeoutMs * 2, 10_000),
     application_name: opts.applicationName,
     keepAlive: true,
@@ -77,6 +81,35 @@ export function createPool(opts: PoolOptions, logger: Logger): Pool {
   // An idle client losing its connection must never crash the process.
   pool.on('error', (err) => logger.error('database pool error', { err: { message: err.message, code: (err as { code?: string }).code } }));
   return pool;
+}
+
+/** How long after statement_timeout the client gives up on a server that does not answer. */
+export const QUERY_TIMEOUT_MARGIN_MS = 2000;
+
+const UNAVAILABLE_MESSAGES = /^(Query read timeout|timeout exceeded when trying to connect|Connection terminated( unexpectedly| due to connection timeout)?|Client has encountered a connection error and is not queryable|Client was closed and is not queryable)$/;
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/**
+ * The database could not serve the request: not reachable, not answering, shutting down,
+ * out of connections, or a statement cancelled by statement_timeout. Answered 503, not 500.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const e = err as { message?: unknown; code?: unknown } | null;
+  if (!e || typeof e !== 'object') return false;
+  const code = typeof e.code === 'string' ? e.code : '';
+  if (UNAVAILABLE_CODES.has(code)) return true;
+  // SQLSTATE: 08 connection exception, 57P01-57P03 shutdown / cannot connect now,
+  // 53300 too many connections, 57014 statement timeout (or cancel).
+  if (/^08[0-9A-Z]{3}$/.test(code) || ['57P01', '57P02', '57P03', '53300', '57014'].includes(code)) return true;
+  return typeof e.message === 'string' && UNAVAILABLE_MESSAGES.test(e.message);
+}
+
+/** The connection itself is unusable (no answer, or gone): never send it another statement. */
+export function isConnectionLost(err: unknown): boolean {
+  const e = err as { message?: unknown; code?: unknown } | null;
+  if (!e || typeof e !== 'object') return false;
+  if (typeof e.code === 'string' && (UNAVAILABLE_CODES.has(e.code) || /^08/.test(e.code) || e.code.startsWith('57P'))) return true;
+  return typeof e.message === 'string' && UNAVAILABLE_MESSAGES.test(e.message);
 }
 
 export function poolStats(pool: Pool): { total: number; idle: number; waiting: number } {

@@ -1,4 +1,4 @@
-import type { Pool, PoolClient } from './pool';
+import { isConnectionLost, type Pool, type PoolClient } from './pool';
 
 /**
  * Runs fn inside BEGIN/COMMIT on one client; rolls back on any error and rethrows it.
@@ -14,6 +14,12 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
     await client.query('COMMIT');
     return result;
   } catch (err) {
+    if (isConnectionLost(err)) {
+      // A ROLLBACK would only queue behind the statement that never answered; the server
+      // rolls the transaction back when the discarded connection closes.
+      broken = true;
+      throw err;
+    }
     try {
       await client.query('ROLLBACK');
     } catch {

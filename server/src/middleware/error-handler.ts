@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler, NextFunction, Request, Response } from 'express';
 import { ZodError } from 'zod';
+import { isDatabaseUnavailable } from '../db/pool';
 import { AppError, internalError, malformedJson, notFound, payloadTooLarge, unsupportedMediaType, validationFailed, csrfFailed, type ErrorDetail } from '../lib/errors';
 
 export interface ErrorBody {
@@ -48,6 +49,10 @@ export function toAppError(err: unknown): AppError | null {
       break;
   }
   if (e?.code === 'EBADCSRFTOKEN') return csrfFailed();
+  if (isDatabaseUnavailable(err)) {
+    const reason = `database unavailable: ${String((err as Error).message ?? '').slice(0, 200)}`;
+    return new AppError('SERVICE_UNAVAILABLE', 503, 'The service is temporarily unavailable; try again later.', { internalReason: reason, headers: { 'Retry-After': '5' } });
+  }
   // URIError from malformed percent-encoding in a path parameter.
   if (err instanceof URIError) return validationFailed([{ message: 'malformed URL encoding' }]);
   return null;
