@@ -26,9 +26,23 @@ class BodyError extends Error {
 const notUtf8 = (): BodyError => new BodyError('The request body is not valid UTF-8.', 'entity.verify.failed');
 const gone = (): BodyError => new BodyError('request aborted', 'request.aborted');
 
-/** Finds strings PostgreSQL cannot store or that would be silently altered: NUL characters and lone surrogates. */
+/** A key as it appears in an error path: long keys are cut (an error never echoes a 90 kB key). */
+function keyInPath(k: string): string {
+  const safe = k.isWellFormed() ? k : k.toWellFormed();
+  return safe.length > 64 ? `${safe.slice(0, 64)}…` : safe;
+}
+
+/**
+ * Finds values PostgreSQL cannot store or that would be silently altered: NUL characters and
+ * lone surrogates in strings and keys, and numbers JSON.parse turned into ±Infinity (1e400),
+ * which would be stored as null.
+ */
 function findUnsafeStrings(value: unknown, path: string, out: ErrorDetail[], depth = 0): void {
   if (out.length >= 10) return;
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) out.push({ path, message: 'must be a finite number (out of range)', code: 'number_out_of_range' });
+    return;
+  }
   if (typeof value === 'string') {
     if (value.includes('\u0000')) out.push({ path, message: 'must not contain NUL characters', code: 'nul_character' });
     else if (!value.isWellFormed()) out.push({ path, message: 'must be well-formed Unicode (lone surrogate)', code: 'invalid_unicode' });
@@ -44,7 +58,7 @@ function findUnsafeStrings(value: unknown, path: string, out: ErrorDetail[], dep
     return;
   }
   for (const [k, v] of Object.entries(value)) {
-    const p = path ? `${path}.${k}` : k;
+    const p = path ? `${path}.${keyInPath(k)}` : keyInPath(k);
     if (k.includes('\u0000') || !k.isWellFormed()) out.push({ path: p, message: 'key must be well-formed text without NUL', code: 'invalid_key' });
     findUnsafeStrings(v, p, out, depth + 1);
   }
@@ -171,7 +185,20 @@ export function jsonBody(limitBytes: number): RequestHandler[] {
   });
   function checkQuery(req: Request): ErrorDetail[] {
     const problems: ErrorDetail[] = [];
-    if (req.url.includes('?')) findUnsafeStrings(req.query, 'query', problems);
+    const q = req.url.indexOf('?');
+    if (q === -1) return problems;
+    // The query parser decodes leniently (%zz, %FF or an encoded surrogate pass as text);
+    // every name and value must be valid percent-encoded UTF-8, as path parameters must.
+    for (const part of req.url.slice(q + 1).split(/[&=]/)) {
+      if (!part.includes('%')) continue;
+      try {
+        decodeURIComponent(part);
+      } catch {
+        problems.push({ path: 'query', message: 'malformed percent-encoding (must be UTF-8)', code: 'invalid_encoding' });
+        return problems;
+      }
+    }
+    findUnsafeStrings(req.query, 'query', problems);
     return problems;
   }
   // One layer: requests without a body (most GETs) cost two header reads.
@@ -204,7 +231,7 @@ export function jsonBody(limitBytes: number): RequestHandler[] {
         }
         if (req.body !== undefined && req.body !== null && typeof req.body === 'object') {
           const problems: ErrorDetail[] = [];
-          findUnsafeStrings(req.body, '', problems);
+          findUnsafeStrings(req.body, 'body', problems);
           if (problems.length > 0) {
             next(validationFailed(problems));
             return;

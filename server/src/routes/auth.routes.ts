@@ -101,7 +101,7 @@ export function authRouter(deps: { composition: Composition; csrf: CsrfProtectio
     '/sessions/:id',
     ...requireAuth,
     requirePermission('sessions:revoke:own'),
-    validate({ params: SessionParams }),
+    validate({ params: SessionParams, body: EMPTY }),
     async function revokeSession(req: Request, res: Response) {
       const { id } = validParams<z.output<typeof SessionParams>>(req);
       await auth.revokeSession(authOf(req), id.toLowerCase(), meta(req));

@@ -105,6 +105,15 @@ describe('DELETE /sessions/:id', () => {
     expect(rows[0]?.after).toMatchObject({ ownerUserId: a.userId, scope: 'own' });
   });
 
+  test('when DELETE /sessions/:id carries body keys, then 400 VALIDATION_FAILED and the session stays live', async () => {
+    const a = await loginAs(t);
+    const b = await anotherSession(a);
+    const res = await del(a.authorization, b.sessionId).set('Content-Type', 'application/json').send('{"evil":1}');
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatchObject({ code: 'VALIDATION_FAILED' });
+    expect((await getUser(b.authorization)).status).toBe(200);
+  });
+
   test('when a non-admin targets a colleague’s session in the same tenant, then 404 and the session stays live', async () => {
     const a = await loginAs(t, { role: 'user' });
     const colleague = await loginAs(t, { tenantId: a.tenantId });

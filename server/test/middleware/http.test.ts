@@ -110,10 +110,35 @@ describe('the real app', () => {
     const nul = await request(t.app).post('/api/v1/security/anything').set('Content-Type', 'application/json').send('{"action":"a\\u0000b"}');
     expect(nul.status).toBe(400);
     expectErrorShape(nul.body, 'VALIDATION_FAILED');
-    expect(nul.body.error.details[0]).toMatchObject({ path: 'action', code: 'nul_character' });
+    expect(nul.body.error.details[0]).toMatchObject({ path: 'body.action', code: 'nul_character' });
     const sur = await request(t.app).post('/api/v1/security/anything').set('Content-Type', 'application/json').send('{"x":{"y":["\\ud800"]}}');
     expect(sur.status).toBe(400);
-    expect(sur.body.error.details[0]).toMatchObject({ path: 'x.y[0]', code: 'invalid_unicode' });
+    expect(sur.body.error.details[0]).toMatchObject({ path: 'body.x.y[0]', code: 'invalid_unicode' });
+  });
+
+  test('when a number overflows to Infinity (1e400), then 400 VALIDATION_FAILED instead of storing null', async () => {
+    const res = await request(t.app).post('/api/v1/security/anything').set('Content-Type', 'application/json').send('{"before":{"a":[1, -1e400]}}');
+    expect(res.status).toBe(400);
+    expect(res.body.error.details[0]).toMatchObject({ path: 'body.before.a[1]', code: 'number_out_of_range' });
+  });
+
+  test('when an offending key is huge, then the error names it cut to 64 characters (no 90 kB echo)', async () => {
+    const key = `k${'x'.repeat(90_000)}\\u0000`;
+    const res = await request(t.app).post('/api/v1/security/anything').set('Content-Type', 'application/json').send(`{"${key}":1}`);
+    expect(res.status).toBe(400);
+    expect(res.body.error.details[0].path).toBe(`body.k${'x'.repeat(63)}…`);
+    expect(JSON.stringify(res.body).length).toBeLessThan(2000);
+  });
+
+  test.each(['resourceId=%ED%A0%80', 'resourceId=%FF', 'resourceId=%zz', 'resourceId=%', 'a%E2%82=1'])('when the query string has malformed percent-encoding (%s), then 400 VALIDATION_FAILED', async (q) => {
+    const res = await request(t.app).get(`/api/health?${q}`);
+    expect(res.status).toBe(400);
+    expectErrorShape(res.body, 'VALIDATION_FAILED');
+    expect(res.body.error.details[0]).toMatchObject({ path: 'query', code: 'invalid_encoding' });
+  });
+
+  test('when the query string is well-formed percent-encoded UTF-8 (emoji, spaces as +), then it passes', async () => {
+    expect((await request(t.app).get('/api/health?x=%F0%9F%9A%97+car&y=a%2Bb')).status).toBe(200);
   });
 
   test('when a query string holds a NUL byte, then 400 VALIDATION_FAILED', async () => {
