@@ -101,6 +101,9 @@ export function createHttpServer(app: Express): http.Server {
     {
       IncomingMessage: AppRequest as unknown as typeof http.IncomingMessage,
       ServerResponse: AppResponse as unknown as typeof http.ServerResponse,
+      // requestTimeout / headersTimeout are enforced by a periodic sweep (default every 30 s,
+      // so a stalled request could live for up to twice its limit): sweep every second.
+      connectionsCheckingInterval: 1000,
     },
     app,
   );

@@ -17,7 +17,8 @@ export interface AuthMiddlewareDeps {
   makeRateLimitStore?: (prefix: string) => Store;
 }
 
-const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/;
+// The scheme is case-insensitive (RFC 9110 §11.1): Bearer, bearer, BEARER.
+const BEARER = /^bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/i;
 
 /**
  * requireAuth: a valid Bearer access token AND a live session (not revoked, not idle or past

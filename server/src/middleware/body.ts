@@ -213,7 +213,9 @@ export function jsonBody(limitBytes: number): RequestHandler[] {
         next();
         return;
       }
-      if (!JSON_TYPE.test(String(req.headers['content-type'] ?? ''))) {
+      const contentType = String(req.headers['content-type'] ?? '');
+      if (!JSON_TYPE.test(contentType) || (/;\s*charset\s*=/i.test(contentType) && !UTF8_CHARSET.test(contentType))) {
+        // Not JSON, or JSON in a charset other than UTF-8 (utf-16 and latin1 alike).
         next(unsupportedMediaType());
         return;
       }

@@ -7,9 +7,27 @@ import type { Duplex } from 'node:stream';
  * headers, a NUL in a header, both Content-Length and Transfer-Encoding, headers over 16 kB,
  * a request not received within requestTimeout) get the contract's JSON error shape with
  * X-Request-Id and the security headers, instead of Node's bare status line; the connection
- * is then closed, as Node does.
+ * is then closed, as Node does. So does a request with an `Expect` header other than
+ * `100-continue` (Node would answer a bare 417 without calling the app).
  */
 export function answerClientErrors(server: http.Server, headers: ReadonlyArray<readonly [string, string]>): void {
+  server.on('checkExpectation', (_req: http.IncomingMessage, res: http.ServerResponse) => {
+    const requestId = randomUUID();
+    const body = JSON.stringify({
+      success: false,
+      error: { code: 'VALIDATION_FAILED', message: 'Only "Expect: 100-continue" is supported.' },
+      requestId,
+      timestamp: new Date().toISOString(),
+    });
+    res.shouldKeepAlive = false; // the body was not read
+    res.writeHead(417, [
+      ['Content-Type', 'application/json; charset=utf-8'],
+      ['Content-Length', String(Buffer.byteLength(body))],
+      ['X-Request-Id', requestId],
+      ...headers,
+    ].flat());
+    res.end(body);
+  });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     // As Node's own handler: answer only if no response on this connection has started, then
     // destroy the socket (a half-closed one would let the parser go on reading the request).

@@ -52,6 +52,23 @@ describe('access tokens', () => {
       /invalid signature/,
     ],
     ['RS256 in the header', (tok) => signJwt({ alg: 'RS256', typ: 'JWT', kid: secretId(secret) }, payloadOf(tok), secret, 'HS256'), /algorithm RS256 not accepted/],
+    // Signed with the real secret (as with a leaked one), but not as this service issues tokens.
+    [
+      'an iat an hour in the future',
+      (tok) => {
+        const p = payloadOf(tok) as { iat: number; exp: number };
+        return signJwt({ alg: 'HS256', typ: 'JWT', kid: secretId(secret) }, { ...p, iat: p.iat + 3600, exp: p.exp + 3600 }, secret);
+      },
+      /issued in the future/,
+    ],
+    [
+      'a three-year lifetime',
+      (tok) => {
+        const p = payloadOf(tok) as { iat: number };
+        return signJwt({ alg: 'HS256', typ: 'JWT', kid: secretId(secret) }, { ...payloadOf(tok), exp: p.iat + 3 * 365 * 86400 }, secret);
+      },
+      /lifetime longer than JWT_EXPIRES_IN/,
+    ],
   ];
 
   test.each(forgeries)('when the access token has %s, then 401 and auth.token.rejected is audited under _unknown', async (_name, forge, reason) => {
@@ -62,6 +79,11 @@ describe('access tokens', () => {
     const rows = await auditByRequest(owner, rid);
     expect(rows).toEqual([expect.objectContaining({ action: 'auth.token.rejected', tenant_id: '_unknown', user_id: null, result: 'failure', severity: 'medium' })]);
     expect(rows[0]?.error_message).toMatch(reason);
+  });
+
+  test('when the scheme is written bearer or BEARER, then the token is accepted (the scheme is case-insensitive)', async () => {
+    const l = await loginAs(t);
+    for (const scheme of ['bearer', 'BEARER']) expect((await getUser(t.app, `${scheme} ${l.token}`)).status).toBe(200);
   });
 
   test('when a correctly signed token names a session that does not exist, then 401 and the rejection is audited under its tenant', async () => {

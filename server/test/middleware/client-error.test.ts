@@ -40,6 +40,15 @@ function parse(reply: string): { status: number; headers: Record<string, string>
 }
 
 describe('requests Node refuses before Express', () => {
+  test('when a request carries an Expect header other than 100-continue, then 417 in the contract JSON shape with X-Request-Id and security headers', async () => {
+    const r = parse(await rawExchange('POST /ok HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nExpect: 200-ok\r\nConnection: close\r\n\r\n{}'));
+    expect(r.status).toBe(417);
+    expect(r.headers['content-type']).toBe('application/json; charset=utf-8');
+    expect(r.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(r.headers['x-content-type-options']).toBe('nosniff');
+    expect(r.body).toMatchObject({ success: false, error: { code: 'VALIDATION_FAILED' } });
+  });
+
   test.each([
     ['a NUL byte in a header', 'GET /ok HTTP/1.1\r\nHost: x\r\nX-Bad: a\u0000b\r\n\r\n', 400, 'VALIDATION_FAILED'],
     ['both Content-Length and Transfer-Encoding (request smuggling shape)', 'POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}', 400, 'VALIDATION_FAILED'],

@@ -94,6 +94,14 @@ describe('the real app', () => {
     }
   });
 
+  test('when a JSON body declares a charset other than UTF-8 (utf-16, latin1), then 415 UNSUPPORTED_MEDIA_TYPE', async () => {
+    for (const charset of ['utf-16', 'latin1', 'iso-8859-1']) {
+      const res = await request(t.app).post('/api/v1/security/anything').set('Content-Type', `application/json; charset=${charset}`).send('{}');
+      expect({ charset, status: res.status }).toEqual({ charset, status: 415 });
+      expectErrorShape(res.body, 'UNSUPPORTED_MEDIA_TYPE');
+    }
+  });
+
   test('when a body has no content type, then 415', async () => {
     const res = await request(t.app).post('/api/v1/security/anything').set('Content-Length', '2').send(Buffer.from('{}'));
     expect([415]).toContain(res.status);

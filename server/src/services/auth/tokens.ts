@@ -100,6 +100,17 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
           out = { claims: null, reason: 'claims missing or malformed' };
           return;
         }
+        // Tokens issued here have iat = now and exp = iat + JWT_EXPIRES_IN. A token that claims
+        // otherwise was not (a future iat, or a lifetime beyond the setting, is what a token
+        // minted with a leaked or retired secret would carry).
+        if (p.iat > nowSec + EXP_TOLERANCE_SEC) {
+          out = { claims: null, reason: 'token issued in the future (iat)' };
+          return;
+        }
+        if (p.exp - p.iat > expiresInSec) {
+          out = { claims: null, reason: 'token lifetime longer than JWT_EXPIRES_IN' };
+          return;
+        }
         const claims: AccessClaims = Object.freeze({ sub: p.sub, sid: p.sid, tid: p.tid, jti: p.jti, iat: p.iat, exp: p.exp });
         out = { claims };
         // A token with nbf (never issued here) is not remembered: its check is not only exp.
