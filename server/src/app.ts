@@ -12,7 +12,7 @@ import { createCsrf } from './middleware/csrf';
 import { errorHandler, notFoundHandler } from './middleware/error-handler';
 import { useLeanJson } from './middleware/json-response';
 import { createAccessLogWriter } from './lib/logger';
-import { createMetrics, type Metrics } from './middleware/metrics';
+import { API_MOUNT, createMetrics, type Metrics } from './middleware/metrics';
 import { createRateLimiter } from './middleware/rate-limit';
 import { requestContext } from './middleware/request-context';
 import { securityHeaderList } from './middleware/security-headers';
@@ -63,7 +63,7 @@ export function createApp(c: Composition, opts: AppOptions = {}): App {
 
   mountHealth(app, c.readinessChecks, { startedAt: Date.now() });
   app.get('/metrics', metrics.handler);
-  app.use('/api/v1/security', securityRouter({ composition: c, csrf }));
+  app.use(API_MOUNT, securityRouter({ composition: c, csrf }));
 
   app.use(notFoundHandler);
   app.use(errorHandler());

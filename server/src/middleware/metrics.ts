@@ -12,10 +12,16 @@ export interface Metrics {
   handler: RequestHandler;
 }
 
+/** Where the API's router is mounted (app.ts). */
+export const API_MOUNT = '/api/v1/security';
+
 function routeLabel(req: Request): string {
   const r = (req as Request & { route?: { path?: unknown } }).route;
-  if (r && typeof r.path === 'string') return `${req.baseUrl}${r.path}`;
-  return 'unmatched';
+  if (!r || typeof r.path !== 'string') return 'unmatched';
+  // After an error leaves the router, Express has already reset req.baseUrl to the app's:
+  // the label must not depend on whether the route answered or an error did.
+  const base = req.baseUrl || (req.originalUrl.startsWith(`${API_MOUNT}/`) ? API_MOUNT : '');
+  return `${base}${r.path}`;
 }
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);

@@ -239,6 +239,13 @@ describe('the real app', () => {
     expect(res.text).toMatch(/fleet_process_cpu_user_seconds_total/);
   });
 
+  test('when a route answers with an error (401), then its metrics label is the same full route as for its successes', async () => {
+    await request(t.app).get('/api/v1/security/user');
+    const res = await request(t.app).get('/metrics');
+    expect(res.text).toMatch(/fleet_http_request_duration_seconds_count\{method="GET",route="\/api\/v1\/security\/user",status="401"\}/);
+    expect(res.text).not.toMatch(/route="\/user"/);
+  });
+
   test('when GET /metrics through a proxy without the token, then 403', async () => {
     const res = await request(t.app).get('/metrics').set('X-Forwarded-For', '203.0.113.9');
     expect(res.status).toBe(403);

@@ -104,6 +104,16 @@ describe('CEF escaping', () => {
     expect(ext.c6a2).toBe('2001:db8::1');
     expect(ext.c6a2Label).toBe('Source IPv6 Address');
   });
+
+  it('when only a resource id (or only a type, or neither) is given, then cs3 carries what there is and no label is sent without a value', () => {
+    const cef = (over: Parameters<typeof sampleEvent>[0]) => parseCefExtension(splitCefHeader(formatCef(sampleEvent(over), { hostname: 'h' }))[7] as string);
+    expect(cef({ resourceType: null, resourceId: 'V-43' })).toMatchObject({ cs3Label: 'resource', cs3: 'V-43' });
+    expect(cef({ resourceType: 'vehicle', resourceId: null })).toMatchObject({ cs3Label: 'resource', cs3: 'vehicle' });
+    expect(cef({ resourceType: 'vehicle', resourceId: 'V-43' })).toMatchObject({ cs3: 'vehicle:V-43' });
+    const none = cef({ resourceType: null, resourceId: null });
+    expect(none.cs3).toBeUndefined();
+    expect(none.cs3Label).toBeUndefined();
+  });
 });
 
 describe('RFC 5424 syslog and RFC 6587 framing', () => {

@@ -59,20 +59,17 @@ export function formatCef(e: SiemEvent, opts: CefOptions): string {
     if (isIPv4(e.ipAddress)) ext.push(['src', e.ipAddress]);
     else ext.push(['c6a2', e.ipAddress], ['c6a2Label', 'Source IPv6 Address']);
   }
-  ext.push(
-    ['requestClientApplication', e.userAgent ? truncate(e.userAgent, 1023) : null],
-    ['msg', truncate(e.message, opts.maxMessageChars ?? 1023)],
-    ['cs1Label', 'tenantId'],
-    ['cs1', e.tenantId],
-    ['cs2Label', 'requestId'],
-    ['cs2', e.requestId],
-    ['cs3Label', 'resource'],
-    ['cs3', e.resourceType ? `${e.resourceType}${e.resourceId ? `:${e.resourceId}` : ''}` : null],
-    ['cs4Label', 'origin'],
-    ['cs4', e.origin],
-    ['cs5Label', 'severity'],
-    ['cs5', e.severity],
-  );
+  ext.push(['requestClientApplication', e.userAgent ? truncate(e.userAgent, 1023) : null], ['msg', truncate(e.message, opts.maxMessageChars ?? 1023)]);
+  // A custom field and its label go together: no label without a value.
+  const custom = (field: string, label: string, value: string | null | undefined): void => {
+    if (typeof value === 'string' && value !== '') ext.push([`${field}Label`, label], [field, value]);
+  };
+  custom('cs1', 'tenantId', e.tenantId);
+  custom('cs2', 'requestId', e.requestId);
+  // type:id, or whichever of the two the event has.
+  custom('cs3', 'resource', [e.resourceType, e.resourceId].filter((v) => typeof v === 'string' && v !== '').join(':'));
+  custom('cs4', 'origin', e.origin);
+  custom('cs5', 'severity', e.severity);
   if (e.auditLogId) ext.push(['cn1Label', 'auditLogId'], ['cn1', e.auditLogId]);
   if (e.details && opts.includeDetails !== false) ext.push(['cs6Label', 'details'], ['cs6', truncate(JSON.stringify(e.details), 2000)]);
   ext.push(['dvchost', opts.hostname]);
