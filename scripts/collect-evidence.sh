@@ -40,8 +40,8 @@ Options:
 Each option may be given once.
 
 Settings (environment): the database as for the server (DATABASE_URL or DATABASE_* parts, or
-the running embedded development database); LOG_DIR, the application's log folder; the rest of
-the server's settings (JWT_SECRET, master key source, ...) for npm run audit:verify.
+the running embedded development database); LOG_DIR, the application's log folder. (npm run
+audit:verify, which the script runs, needs only the database settings.)
 Exit status: 0 collected; 1 failure; 2 bad arguments or settings (including an invalid time
 or address, an option given twice, and an --out that cannot be created or written to).
 USAGE

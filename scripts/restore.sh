@@ -35,7 +35,7 @@ Settings (environment):
   DATABASE_URL, or DATABASE_HOST DATABASE_PORT DATABASE_NAME DATABASE_USER DATABASE_PASSWORD,
   DATABASE_SSL                the target database (it must exist: createdb first), as for the
                               server; use the owner (migration) login. npm run audit:verify
-                              reads the same settings plus the server's (JWT_SECRET, …).
+                              needs only these database settings.
 
 Each option may be given once (--force twice is refused, exit 2).
 
