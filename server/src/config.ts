@@ -135,8 +135,16 @@ export function weakSecretReason(value: string): string | null {
     entropy -= p * Math.log2(p);
   }
   if (entropy < 3.0) return 'has low entropy';
-  const seq = '0123456789abcdefghijklmnopqrstuvwxyz';
-  if (seq.includes(lower.slice(0, 12)) || seq.split('').reverse().join('').includes(lower.slice(0, 12))) return 'is a keyboard or alphabet sequence';
+  // Runs along the alphabet, the digits or a keyboard row, in either direction: when most
+  // neighbouring characters are such steps, the value was typed, not generated.
+  const rows = ['0123456789', 'abcdefghijklmnopqrstuvwxyz', '1234567890', 'qwertyuiop', 'asdfghjkl', 'zxcvbnm'];
+  let steps = 0;
+  for (let i = 1; i < lower.length; i++) {
+    const a = lower[i - 1] as string;
+    const b = lower[i] as string;
+    if (rows.some((r) => r.includes(a + b) || r.includes(b + a))) steps += 1;
+  }
+  if (steps >= (lower.length - 1) * 0.5) return 'is a keyboard or alphabet sequence';
   return null;
 }
 

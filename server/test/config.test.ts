@@ -323,4 +323,13 @@ describe('configuration', () => {
       expect(vars(loadConfig(prodEnv({ AUTH0_DOMAIN: undefined, AUTH0_ISSUER_BASE_URL: 'ftp://x' })).errors)).toEqual(['AUTH0_ISSUER_BASE_URL']);
     });
   });
+
+  it('when a secret is a keyboard or alphabet run anywhere (not only at its start), then it is weak; 40,000 random secrets are never refused', () => {
+    expect(weakSecretReason('qwertyuiopasdfghjklzxcvbnm1234567890QW')).toMatch(/sequence/);
+    expect(weakSecretReason('Xabcdefghijklmnopqrstuvwxyz0123456789')).toMatch(/sequence/);
+    for (let i = 0; i < 20_000; i++) {
+      expect(weakSecretReason(randomBytes(48).toString('base64'))).toBeNull();
+      expect(weakSecretReason(randomBytes(32).toString('hex'))).toBeNull();
+    }
+  });
 });
