@@ -1,9 +1,13 @@
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { createAccessLogWriter, type AccessLogWriter, type Logger } from '../lib/logger';
 import type { RequestContext as Ctx } from '../types/express';
 
 const SANE_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** Any character outside ASCII. */
+const NON_ASCII = /[\u0080-\uffff]/;
 
 /** Request id (echo a sane incoming X-Request-Id, else a new UUID), client IP, user agent, child logger, access log line. */
 export interface RequestContextOptions {
@@ -51,11 +55,21 @@ export function requestContext(opts: RequestContextOptions): RequestHandler {
   const writeAccess = typeof opts.accessLog === 'function' ? opts.accessLog : opts.accessLog === false || opts.accessLog === null ? null : createAccessLogWriter(logger);
   const clientIp: (req: Request) => string | null =
     opts.trustProxy === false ? (req) => req.socket.remoteAddress ?? null : (req) => req.ip ?? null;
+  /**
+   * Node reads header bytes as latin1: a User-Agent sent as UTF-8 (non-ASCII product names)
+   * would be stored garbled in audit rows. Bytes that form valid UTF-8 are read as UTF-8;
+   * anything else stays as Node read it. ASCII (nearly every request) is returned unchanged.
+   */
+  function userAgentText(ua: string): string {
+    if (!NON_ASCII.test(ua)) return ua;
+    const bytes = Buffer.from(ua, 'latin1');
+    return isUtf8(bytes) ? bytes.toString('utf8') : ua;
+  }
   return function requestContextMiddleware(req: Request, res: Response, next: NextFunction): void {
     const incoming = req.headers['x-request-id'];
     const requestId = typeof incoming === 'string' && SANE_ID.test(incoming) ? incoming : randomUUID();
     const ua = req.headers['user-agent'];
-    const ctx = new RequestContext(requestId, clientIp(req), typeof ua === 'string' ? ua.slice(0, 1024) : null, process.hrtime.bigint(), logger);
+    const ctx = new RequestContext(requestId, clientIp(req), typeof ua === 'string' ? userAgentText(ua).slice(0, 1024) : null, process.hrtime.bigint(), logger);
     req.ctx = ctx;
     res.setHeader('X-Request-Id', requestId);
     for (const [n, v] of headers) res.setHeader(n, v);

@@ -4,6 +4,7 @@ import request from 'supertest';
 import { buildTestApp, ownerPool, type TestApp } from '../helpers/app';
 import { loginAs, type TestLogin } from '../helpers/auth';
 import { uniqueTenant } from '../helpers/env';
+import { requestOn, withServer } from '../helpers/raw';
 
 const PATH = '/api/v1/security/audit/log';
 let t: TestApp;
@@ -54,6 +55,20 @@ function expectValidationError(res: request.Response, path?: string): void {
 }
 
 describe('recording an event', () => {
+  it('when the User-Agent is sent as UTF-8 (non-ASCII), then the row stores it as that text, not latin1 mojibake; invalid UTF-8 bytes are kept as read', async () => {
+    const name = 'Flottenmanager-Ärger/2.0 (Zürich; 車両)';
+    const body = Buffer.from('{"action":"vehicle.ua","resourceType":"vehicle"}');
+    const send = (ua: string) => withServer(t.app, (port) => requestOn(port, 'POST', PATH, { Authorization: user.authorization, 'User-Agent': ua, 'Content-Type': 'application/json' }, body));
+    // Node's client sends each code unit of a header string as one byte: here the name's UTF-8 bytes.
+    const res = await send(Buffer.from(name, 'utf8').toString('latin1'));
+    expect(res.status).toBe(200);
+    expect((await rowById((res.body as { id: string }).id)).user_agent).toBe(name);
+    // Raw bytes that are not UTF-8 (a lone 0xE9) are kept as Node read them.
+    const latin1 = 'caf\u00e9-client/1.0';
+    const res2 = await send(latin1);
+    expect((await rowById((res2.body as { id: string }).id)).user_agent).toBe(latin1);
+  });
+
   it('when a user records a valid event, then 200 with the id, and the row carries identity from the request', async () => {
     const res = await post(user, {
       action: 'vehicle.updated',
