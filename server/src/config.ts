@@ -179,6 +179,53 @@ function duration(variable: string, raw: string | undefined, def: string, minMs:
   return ms;
 }
 
+/** Every environment variable the service or its scripts read under the prefixes below. */
+const KNOWN_SETTINGS = new Set([
+  'AUDIT_ARCHIVE_CONTAINER', 'AUDIT_ARCHIVE_IMMUTABILITY_DAYS', 'AUDIT_ARCHIVE_INTERVAL', 'AUTH0_CLIENT_ID', 'AUTH0_DOMAIN', 'AUTH0_ISSUER_BASE_URL',
+  'AZURE_KEYVAULT_MASTER_KEY_NAME', 'AZURE_KEYVAULT_URL', 'AZURE_STORAGE_ACCOUNT_URL', 'AZURE_STORAGE_CONNECTION_STRING', 'BCRYPT_COST', 'CORS_ORIGINS',
+  'CSRF_SECRET', 'DATABASE_APP_ROLE', 'DATABASE_HOST', 'DATABASE_NAME', 'DATABASE_PASSWORD', 'DATABASE_PORT', 'DATABASE_SSL', 'DATABASE_URL', 'DATABASE_USER',
+  'DB_POOL_SIZE', 'DB_POOL_TIMEOUT', 'DB_STATEMENT_TIMEOUT', 'FLEET_DATA_DIR', 'FLEET_DEV_ISSUER', 'FLEET_ENCRYPTION_KEY', 'FLEET_ENCRYPTION_PREVIOUS_KEYS',
+  'IDP_TIMEOUT_MS', 'JWT_EXPIRES_IN', 'JWT_PREVIOUS_SECRETS', 'JWT_SECRET', 'KEY_CACHE_TTL_SECONDS', 'LOGIN_LOCKOUT_WINDOW', 'LOGIN_MAX_FAILURES',
+  'METRICS_TOKEN', 'RATE_LIMIT_MAX', 'RATE_LIMIT_USER_MAX', 'RATE_LIMIT_WINDOW_MS', 'SESSION_ABSOLUTE_TIMEOUT', 'SESSION_IDLE_TIMEOUT', 'SIEM_API_KEY',
+  'SIEM_BATCH_SIZE', 'SIEM_ENDPOINT_URL', 'SIEM_FLUSH_INTERVAL_MS', 'SIEM_MAX_QUEUE', 'SIEM_PROVIDER', 'SIEM_TLS_CA_FILE',
+]);
+/**
+ * Prefixes that belong to this service. Not AZURE_ as a whole (the Azure SDK's credential
+ * reads AZURE_CLIENT_ID and friends), not FLEET_ as a whole (the scripts' own variables).
+ */
+const OWN_PREFIXES = /^(JWT_|DATABASE_|DB_|AUTH0_|SIEM_|AZURE_KEYVAULT_|AZURE_STORAGE_|AUDIT_ARCHIVE_|RATE_LIMIT_|LOGIN_|SESSION_|KEY_CACHE_|CSRF_|CORS_|IDP_|METRICS_|BCRYPT_|FLEET_ENCRYPTION_|FLEET_DEV_|FLEET_DATA_)/;
+
+/** The known setting at edit distance 1 or 2, if any. */
+function closestSetting(name: string): string | null {
+  let best: string | null = null;
+  let bestD = 3;
+  for (const k of KNOWN_SETTINGS) {
+    if (Math.abs(k.length - name.length) >= bestD) continue;
+    const d = editDistance(k, name, bestD);
+    if (d < bestD) {
+      bestD = d;
+      best = k;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string, cap: number): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    let rowMin = i;
+    for (let j = 1; j <= b.length; j++) {
+      const v = Math.min((prev[j] as number) + 1, (cur[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      cur.push(v);
+      rowMin = Math.min(rowMin, v);
+    }
+    if (rowMin >= cap) return cap;
+    prev = cur;
+  }
+  return prev[b.length] as number;
+}
+
 const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 /** One TRUST_PROXY list entry as Express (proxy-addr) accepts it: a name, an address, or address/prefix or /netmask. */
@@ -402,6 +449,14 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     else issuerUrl = u.toString();
   }
   const clientId = get('AUTH0_CLIENT_ID') ?? null;
+  if (clientId !== null && clientId !== clientId.trim()) err('AUTH0_CLIENT_ID', 'has leading or trailing spaces (it must equal the ID tokens\' aud exactly)');
+  const domainForIssuer = get('AUTH0_DOMAIN');
+  const issuerBase = get('AUTH0_ISSUER_BASE_URL');
+  if (domainForIssuer && issuerBase) {
+    const host = parseUrl(issuerBase)?.hostname;
+    const domainHost = domainForIssuer.trim().replace(/^https:\/\//, '').replace(/[:/].*$/, '');
+    if (host && host.toLowerCase() !== domainHost.toLowerCase()) warn('AUTH0_DOMAIN', 'names another host than AUTH0_ISSUER_BASE_URL, which is the one used; remove one of them');
+  }
   if (issuerUrl && !clientId) err('AUTH0_CLIENT_ID', 'is required with an identity provider (the expected audience of ID tokens)');
   const devIssuerRaw = get('FLEET_DEV_ISSUER');
   if (devIssuerRaw !== undefined && !bool.safeParse(devIssuerRaw).success) err('FLEET_DEV_ISSUER', 'must be true or false (or 1/0, yes/no)');
@@ -526,6 +581,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   const immutabilityDays = immutabilityRaw ? intIn('AUDIT_ARCHIVE_IMMUTABILITY_DAYS', immutabilityRaw, 0, 1, 36500, errors) : null;
   const archiveInterval = duration('AUDIT_ARCHIVE_INTERVAL', get('AUDIT_ARCHIVE_INTERVAL'), '1h', 10_000, 7 * 86_400_000, errors);
   if (prod && !storageConn && !storageUrl) warn('AZURE_STORAGE_CONNECTION_STRING', 'is not set: no immutable audit archive is written');
+  if (prod && (storageConn || storageUrl) && immutabilityDays === null) warn('AUDIT_ARCHIVE_IMMUTABILITY_DAYS', 'is not set: archived blobs are write-once by name only, not under an immutability policy');
 
   // ---- HTTP
   const originsRaw = get('CORS_ORIGINS') ?? get('FRONTEND_URL');
@@ -543,6 +599,9 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   }
   if (!originsRaw && !prod) origins.push('http://localhost:3000', 'http://localhost:5173');
   if (prod && origins.length === 0 && !originsRaw) warn('CORS_ORIGINS', 'is not set: browsers on other origins cannot call the API');
+  if (originsRaw && origins.length === 0 && errors.every((i) => i.variable !== 'CORS_ORIGINS' && i.variable !== 'FRONTEND_URL')) {
+    warn(get('CORS_ORIGINS') ? 'CORS_ORIGINS' : 'FRONTEND_URL', 'lists no origin: browsers on other origins cannot call the API');
+  }
 
   let trustProxy: boolean | number | string = false;
   const tp = get('TRUST_PROXY');
@@ -582,6 +641,13 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   if (metricsToken && metricsToken.length < 24) err('METRICS_TOKEN', 'must be at least 24 characters');
   const bodyLimitBytes = intIn('BODY_LIMIT_BYTES', get('BODY_LIMIT_BYTES'), 100 * 1024, 1024, 10 * 1024 * 1024, errors);
 
+  // A setting with a typo is otherwise silently ignored (JWT_SECRETT): names under this
+  // service's prefixes that it does not read are reported, with the closest known name.
+  for (const name of Object.keys(env)) {
+    if (KNOWN_SETTINGS.has(name) || !OWN_PREFIXES.test(name)) continue;
+    const near = closestSetting(name);
+    warn(name, `is not a setting of this service and is ignored${near ? ` (did you mean ${near}?)` : ''}`);
+  }
   if (opts.scope === 'database') {
     const inScope = (i: ConfigIssue): boolean => DATABASE_SCOPE_VARIABLES.test(i.variable);
     errors.splice(0, errors.length, ...errors.filter(inScope));

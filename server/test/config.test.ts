@@ -332,4 +332,24 @@ describe('configuration', () => {
       expect(weakSecretReason(randomBytes(32).toString('hex'))).toBeNull();
     }
   });
+
+  it('when a variable under the service’s prefixes is not a setting (a typo), then a warning names it and the closest setting; other variables are not reported', () => {
+    const r = loadConfig(base({ JWT_SECRETT: 'x', DATABSE_URL: 'y', SIEM_PROVIDR: 'splunk', AZURE_CLIENT_ID: 'sdk-credential', FLEET_ROOT: '/opt/fleet', TEST_DATABASE_URL: 'postgres://x/y' }));
+    expect(r.errors).toEqual([]);
+    const w = Object.fromEntries(r.warnings.map((i) => [i.variable, i.message]));
+    expect(w.JWT_SECRETT).toMatch(/not a setting .*did you mean JWT_SECRET\?/);
+    expect(w.SIEM_PROVIDR).toMatch(/did you mean SIEM_PROVIDER\?/);
+    expect(w.DATABSE_URL).toBeUndefined(); // no prefix of this service: not ours to judge
+    for (const v of ['AZURE_CLIENT_ID', 'FLEET_ROOT', 'TEST_DATABASE_URL']) expect(w[v]).toBeUndefined();
+    expect(loadConfig(prodEnv()).warnings.map((i) => i.variable)).not.toContain('JWT_SECRET');
+  });
+
+  it('when AUTH0_CLIENT_ID has surrounding spaces, AUTH0_DOMAIN and AUTH0_ISSUER_BASE_URL disagree, CORS_ORIGINS lists nothing, or the archive has no immutability in production, then it is said', () => {
+    expect(vars(loadConfig(prodEnv({ AUTH0_CLIENT_ID: ' abc ' })).errors)).toEqual(['AUTH0_CLIENT_ID']);
+    expect(vars(loadConfig(prodEnv({ AUTH0_ISSUER_BASE_URL: 'https://other.eu.auth0.com/' })).warnings)).toContain('AUTH0_DOMAIN');
+    expect(vars(loadConfig(prodEnv({ AUTH0_ISSUER_BASE_URL: 'https://tenant.eu.auth0.com/' })).warnings)).not.toContain('AUTH0_DOMAIN');
+    expect(vars(loadConfig(base({ CORS_ORIGINS: ',,,' })).warnings)).toContain('CORS_ORIGINS');
+    expect(vars(loadConfig(prodEnv()).warnings)).toContain('AUDIT_ARCHIVE_IMMUTABILITY_DAYS');
+    expect(vars(loadConfig(prodEnv({ AUDIT_ARCHIVE_IMMUTABILITY_DAYS: '365' })).warnings)).not.toContain('AUDIT_ARCHIVE_IMMUTABILITY_DAYS');
+  });
 });
