@@ -606,7 +606,10 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   let trustProxy: boolean | number | string = false;
   const tp = get('TRUST_PROXY');
   if (tp) {
-    if (/^\d+$/.test(tp)) trustProxy = Number(tp);
+    if (/^\d+$/.test(tp)) {
+      trustProxy = Number(tp);
+      if (trustProxy > 5) warn('TRUST_PROXY', `trusts ${tp} proxy hops: more hops than there are proxies lets clients choose their IP (X-Forwarded-For); set the real number`);
+    }
     else if (tp === 'true' || tp === 'false') {
       trustProxy = tp === 'true';
       if (trustProxy) warn('TRUST_PROXY', 'true trusts every X-Forwarded-For hop (clients can spoof their IP); prefer the number of proxies or their addresses');

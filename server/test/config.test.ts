@@ -352,4 +352,9 @@ describe('configuration', () => {
     expect(vars(loadConfig(prodEnv()).warnings)).toContain('AUDIT_ARCHIVE_IMMUTABILITY_DAYS');
     expect(vars(loadConfig(prodEnv({ AUDIT_ARCHIVE_IMMUTABILITY_DAYS: '365' })).warnings)).not.toContain('AUDIT_ARCHIVE_IMMUTABILITY_DAYS');
   });
+
+  it('when TRUST_PROXY trusts more than 5 hops, then a warning says clients could choose their IP', () => {
+    expect(vars(loadConfig(base({ TRUST_PROXY: '99' })).warnings)).toContain('TRUST_PROXY');
+    expect(vars(loadConfig(base({ TRUST_PROXY: '2' })).warnings)).not.toContain('TRUST_PROXY');
+  });
 });

@@ -54,7 +54,7 @@ export function toAppError(err: unknown): AppError | null {
     return new AppError('SERVICE_UNAVAILABLE', 503, 'The service is temporarily unavailable; try again later.', { internalReason: reason, headers: { 'Retry-After': '5' } });
   }
   // URIError from malformed percent-encoding in a path parameter.
-  if (err instanceof URIError) return validationFailed([{ message: 'malformed URL encoding' }]);
+  if (err instanceof URIError) return validationFailed([{ path: 'params', message: 'malformed percent-encoding (must be UTF-8)', code: 'invalid_encoding' }]);
   return null;
 }
 
@@ -90,6 +90,9 @@ export function errorHandler(): ErrorRequestHandler {
     if (!appErr) {
       log?.error('unhandled error', { err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack } });
       appErr = internalError();
+    } else if (appErr.status === 503) {
+      // A dependency is down or not configured: the operator's concern, said once per request.
+      log?.warn('request refused: dependency unavailable', { code: appErr.code, reason: appErr.internalReason ?? appErr.message });
     } else if (appErr.status >= 500) {
       log?.error('request failed', { code: appErr.code, reason: appErr.internalReason, cause: (appErr.cause as Error | undefined)?.message });
     } else if (appErr.internalReason) {

@@ -216,6 +216,19 @@ describe('POST /login — an ID token opens one session', () => {
     expect(sessions.rows[0].n).toBe(1);
   });
 
+  test('when a used ID token is presented again after its exp but within the 60 s skew login allows (and other logins ran the clean-up), then it is still refused', async () => {
+    const u = await provision(t);
+    const other = await provision(t);
+    const now = Math.floor(t.clock.now() / 1000);
+    // Expired 30 s ago (accepted: skew 60 s), issued 10 min 20 s ago (accepted: 10 min + skew).
+    const idToken = issuer.idToken(t.clock, u.email, { claims: { iat: now - 620, exp: now - 30 } });
+    expect((await postLogin(t, { email: u.email, idToken }, uniqueIp())).status).toBe(200);
+    expect((await postLogin(t, { email: other.email, idToken: issuer.idToken(t.clock, other.email) }, uniqueIp())).status).toBe(200);
+    const rid = randomUUID();
+    expectGeneric401(await postLogin(t, { email: u.email, idToken }, uniqueIp(), rid));
+    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ error_message: expect.stringMatching(/ID token already used/) })]);
+  });
+
   test('when the ID token was issued more than 10 minutes ago (still unexpired), then 401 "token too old"', async () => {
     const u = await provision(t);
     const now = Math.floor(t.clock.now() / 1000);

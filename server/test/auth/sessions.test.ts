@@ -105,6 +105,13 @@ describe('DELETE /sessions/:id', () => {
     expect(rows[0]?.after).toMatchObject({ ownerUserId: a.userId, scope: 'own' });
   });
 
+  test('when the session id in the path is malformed percent-encoding (%FF), then 400 VALIDATION_FAILED naming params with code invalid_encoding', async () => {
+    const a = await loginAs(t);
+    const res = await del(a.authorization, '%FF');
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatchObject({ code: 'VALIDATION_FAILED', details: [{ path: 'params', code: 'invalid_encoding' }] });
+  });
+
   test('when DELETE /sessions/:id carries body keys, then 400 VALIDATION_FAILED and the session stays live', async () => {
     const a = await loginAs(t);
     const b = await anotherSession(a);

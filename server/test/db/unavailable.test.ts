@@ -43,6 +43,8 @@ describe('a database that cannot serve the request', () => {
       expect(res.headers['retry-after']).toBe('5');
       expect(res.body).toEqual({ success: false, error: { code: 'SERVICE_UNAVAILABLE', message: expect.any(String) }, requestId: expect.any(String), timestamp: expect.any(String) });
       expect(JSON.stringify(res.body)).not.toMatch(/statement|timeout|sessions|SELECT/i);
+      // Logged as an unavailable dependency (warn, with the reason), not as a failure of the service.
+      expect(t.logs.some((l) => l.includes('"level":"warn"') && l.includes('dependency unavailable') && l.includes('database unavailable'))).toBe(true);
       await locker.query('ROLLBACK');
     } finally {
       locker.release();

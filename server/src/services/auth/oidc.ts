@@ -243,12 +243,17 @@ export interface VerifiedIdentity {
   issuer: string;
   /** SHA-256 of the token's signed part (header.payload): what makes this token this token. */
   tokenHash: Buffer;
-  /** The token's exp, ms since the epoch: until then a replay must be recognised. */
+  /**
+   * Until when a replay must be recognised (ms since the epoch): the token's exp plus the
+   * clock skew login accepts, plus a margin for the database's clock (which drops the record).
+   */
   expiresAtMs: number;
 }
 
 /** How old (iat) an ID token may be at login. The app exchanges it right after the IdP issues it. */
 export const ID_TOKEN_MAX_AGE_SEC = 600;
+/** A used token's record outlives the token's acceptance (exp + skew) by this much. */
+const REPLAY_RECORD_MARGIN_SEC = 600;
 
 export type IdTokenResult = { ok: true; identity: VerifiedIdentity } | { ok: false; reason: string };
 
@@ -337,7 +342,7 @@ export function createIdTokenVerifier(deps: { resolver: KeyResolver; clock: Cloc
       const signedPart = idToken.slice(0, idToken.lastIndexOf('.'));
       return {
         ok: true,
-        identity: { sub: p.sub, email: p.email.toLowerCase(), name, issuer: resolver.issuer, tokenHash: createHash('sha256').update(signedPart).digest(), expiresAtMs: p.exp * 1000 },
+        identity: { sub: p.sub, email: p.email.toLowerCase(), name, issuer: resolver.issuer, tokenHash: createHash('sha256').update(signedPart).digest(), expiresAtMs: (p.exp + skew + REPLAY_RECORD_MARGIN_SEC) * 1000 },
       };
     },
   };
