@@ -228,6 +228,11 @@ function editDistance(a: string, b: string, cap: number): number {
 
 const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
+/** A host name, or an IP address (IPv6 with or without brackets). */
+function isHostOrIp(h: string): boolean {
+  return isIP(h.replace(/^\[|\]$/g, '')) !== 0 || HOSTNAME_RE.test(h);
+}
+
 /** One TRUST_PROXY list entry as Express (proxy-addr) accepts it: a name, an address, or address/prefix or /netmask. */
 function isTrustProxyEntry(entry: string): boolean {
   if (['loopback', 'linklocal', 'uniquelocal'].includes(entry)) return true;
@@ -312,7 +317,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
 
   const port = intIn('PORT', get('PORT'), 3000, 0, 65535, errors);
   const host = get('HOST') ?? '127.0.0.1';
-  if (isIP(host.replace(/^\[|\]$/g, '')) === 0 && !HOSTNAME_RE.test(host)) err('HOST', 'must be an IP address or a host name to listen on (127.0.0.1, 0.0.0.0, ::)');
+  if (!isHostOrIp(host)) err('HOST', 'must be an IP address or a host name to listen on (127.0.0.1, 0.0.0.0, ::)');
   const dataDir = path.resolve(opts.cwd ?? process.cwd(), get('FLEET_DATA_DIR') ?? '.data');
 
   // ---- database
@@ -362,9 +367,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     }
   } else if (get('DATABASE_HOST')) {
     const h = get('DATABASE_HOST') as string;
-    if (!/^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*|\[?[0-9A-Fa-f:.]+\]?)$/.test(h)) {
-      err('DATABASE_HOST', 'must be a host name or an IP address');
-    }
+    if (!isHostOrIp(h)) err('DATABASE_HOST', 'must be a host name or an IP address');
     const p = intIn('DATABASE_PORT', get('DATABASE_PORT'), 5432, 1, 65535, errors);
     const name = get('DATABASE_NAME');
     const user = get('DATABASE_USER');
@@ -431,13 +434,11 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   let issuerUrl: string | null = null;
   const rawIssuer = get('AUTH0_ISSUER_BASE_URL') ?? (get('AUTH0_DOMAIN') ? `https://${(get('AUTH0_DOMAIN') as string).replace(/^https?:\/\//, '').replace(/\/+$/, '')}/` : undefined);
   const issuerVar = get('AUTH0_ISSUER_BASE_URL') ? 'AUTH0_ISSUER_BASE_URL' : 'AUTH0_DOMAIN';
-  const rawDomain = get('AUTH0_DOMAIN');
-  if (issuerVar === 'AUTH0_DOMAIN' && rawDomain) {
-    // A domain (optionally written as https://domain/); anything else would be rewritten into a
-    // wrong issuer URL (ftp://x became https://ftp//x/).
-    const d = rawDomain.trim().replace(/^https:\/\//, '').replace(/\/+$/, '');
-    const [hostPart, portPart, extra] = d.split(':');
-    if (extra !== undefined || !hostPart || !HOSTNAME_RE.test(hostPart) || (portPart !== undefined && !/^\d{1,5}$/.test(portPart))) {
+  // AUTH0_DOMAIN is a domain (optionally written as https://domain/); anything else would be
+  // rewritten into a wrong issuer URL (ftp://x became https://ftp//x/).
+  const [domainHost, domainPort, domainExtra] = (get('AUTH0_DOMAIN') ?? '').trim().replace(/^https:\/\//, '').replace(/\/+$/, '').split(':');
+  if (issuerVar === 'AUTH0_DOMAIN' && get('AUTH0_DOMAIN')) {
+    if (domainExtra !== undefined || !domainHost || !HOSTNAME_RE.test(domainHost) || (domainPort !== undefined && !/^\d{1,5}$/.test(domainPort))) {
       err('AUTH0_DOMAIN', 'must be a domain such as your-tenant.eu.auth0.com (or use AUTH0_ISSUER_BASE_URL for a full URL)');
     }
   }
@@ -450,11 +451,9 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   }
   const clientId = get('AUTH0_CLIENT_ID') ?? null;
   if (clientId !== null && clientId !== clientId.trim()) err('AUTH0_CLIENT_ID', 'has leading or trailing spaces (it must equal the ID tokens\' aud exactly)');
-  const domainForIssuer = get('AUTH0_DOMAIN');
   const issuerBase = get('AUTH0_ISSUER_BASE_URL');
-  if (domainForIssuer && issuerBase) {
+  if (domainHost && issuerBase) {
     const host = parseUrl(issuerBase)?.hostname;
-    const domainHost = domainForIssuer.trim().replace(/^https:\/\//, '').replace(/[:/].*$/, '');
     if (host && host.toLowerCase() !== domainHost.toLowerCase()) warn('AUTH0_DOMAIN', 'names another host than AUTH0_ISSUER_BASE_URL, which is the one used; remove one of them');
   }
   if (issuerUrl && !clientId) err('AUTH0_CLIENT_ID', 'is required with an identity provider (the expected audience of ID tokens)');

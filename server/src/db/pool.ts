@@ -90,26 +90,26 @@ const UNAVAILABLE_MESSAGES = /^(Query read timeout|timeout exceeded when trying 
 const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
 
 /**
- * The database could not serve the request: not reachable, not answering, shutting down,
- * out of connections, or a statement cancelled by statement_timeout. Answered 503, not 500.
+ * The connection itself is unusable (no answer, or gone): never send it another statement.
+ * Network errors, SQLSTATE class 08 (connection exception) and 57P* (shutdown, cannot
+ * connect now), and the driver's own timeout and connection messages.
  */
-export function isDatabaseUnavailable(err: unknown): boolean {
-  const e = err as { message?: unknown; code?: unknown } | null;
-  if (!e || typeof e !== 'object') return false;
-  const code = typeof e.code === 'string' ? e.code : '';
-  if (UNAVAILABLE_CODES.has(code)) return true;
-  // SQLSTATE: 08 connection exception, 57P01-57P03 shutdown / cannot connect now,
-  // 53300 too many connections, 57014 statement timeout (or cancel).
-  if (/^08[0-9A-Z]{3}$/.test(code) || ['57P01', '57P02', '57P03', '53300', '57014'].includes(code)) return true;
-  return typeof e.message === 'string' && UNAVAILABLE_MESSAGES.test(e.message);
-}
-
-/** The connection itself is unusable (no answer, or gone): never send it another statement. */
 export function isConnectionLost(err: unknown): boolean {
   const e = err as { message?: unknown; code?: unknown } | null;
   if (!e || typeof e !== 'object') return false;
-  if (typeof e.code === 'string' && (UNAVAILABLE_CODES.has(e.code) || /^08/.test(e.code) || e.code.startsWith('57P'))) return true;
+  if (typeof e.code === 'string' && (UNAVAILABLE_CODES.has(e.code) || e.code.startsWith('08') || e.code.startsWith('57P'))) return true;
   return typeof e.message === 'string' && UNAVAILABLE_MESSAGES.test(e.message);
+}
+
+/**
+ * The database could not serve the request: the connection is lost (above), or the server is
+ * out of connections (53300) or cancelled the statement at statement_timeout (57014).
+ * Answered 503, not 500.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  if (isConnectionLost(err)) return true;
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === '53300' || code === '57014';
 }
 
 export function poolStats(pool: Pool): { total: number; idle: number; waiting: number } {
