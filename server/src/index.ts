@@ -82,7 +82,7 @@ async function main(): Promise<void> {
   const pool = createPool(poolOptionsFromConfig(config, db.url), logger);
   let makeRateLimitStore: ((prefix: string) => Store) | undefined;
   if (config.redisUrl) {
-    const r = await createRedisStores(config.redisUrl);
+    const r = await createRedisStores(config.redisUrl, logger);
     redis = r;
     makeRateLimitStore = r.make;
   }

@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import type { Logger } from '../lib/logger';
+import { onConnectionLoss } from './pool';
 
 export interface EmbeddedDatabase {
   url: string;
@@ -128,6 +129,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
 
   const base = `postgres://postgres:${encodeURIComponent(opts.password)}@127.0.0.1:${port}`;
   const admin = new pg.Client({ connectionString: `${base}/postgres` });
+  onConnectionLoss(admin, logger, 'embedded-admin');
   await admin.connect();
   try {
     const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [opts.database]);

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import type { Logger } from '../lib/logger';
+import { onConnectionLoss } from './pool';
 
 /** What to do when the migrating login may not create or grant the application role. */
 function roleHint(message: string): string {
@@ -56,6 +57,7 @@ export interface MigrateResult {
 export async function runMigrations(connectionString: string, opts: { dir?: string; logger?: Logger; ssl?: pg.ClientConfig['ssl'] } = {}): Promise<MigrateResult> {
   const migrations = readMigrations(opts.dir);
   const client = new pg.Client({ connectionString, ssl: opts.ssl, application_name: 'fleet-security-migrate' });
+  onConnectionLoss(client, opts.logger, 'migrate');
   await client.connect();
   try {
     await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);

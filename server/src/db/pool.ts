@@ -78,9 +78,34 @@ export function createPool(opts: PoolOptions, logger: Logger): Pool {
     // assumed (fail closed), RESET ROLE returns to it, and no extra round trip is spent.
     ...(opts.appRole ? { options: `-c role=${assertRoleName(opts.appRole)}` } : {}),
   });
-  // An idle client losing its connection must never crash the process.
-  pool.on('error', (err) => logger.error('database pool error', { err: { message: err.message, code: (err as { code?: string }).code } }));
+  // An idle client losing its connection must never crash the process: pg-pool's own listener
+  // covers idle clients (and emits 'error' on the pool, logged here). A client that is checked
+  // out has no listener of the pool's: one that loses its connection while no query runs on it
+  // (a transaction between statements, the archive's lock holder) would emit an unhandled
+  // 'error' and end the process. Every client gets its own listener at connect: the loss is
+  // logged once, and the pool discards the client when it is released (it is no longer
+  // queryable; its next query fails with a connection error that callers answer with 503).
+  pool.on('connect', (client) => onConnectionLoss(client, logger, 'pool'));
+  pool.on('error', (err) => logger.warn('database pool: idle connection lost', { err: errSummary(err) }));
   return pool;
+}
+
+function errSummary(err: Error): { message: string; code?: string } {
+  return { message: err.message, code: (err as { code?: string }).code };
+}
+
+/**
+ * Attaches the 'error' listener every dedicated or checked-out client needs: a lost connection
+ * (server restart, pg_terminate_backend, network) is logged once, never fatal. The client is
+ * unusable afterwards; its owner discards it when its next query fails.
+ */
+export function onConnectionLoss(client: { on(event: 'error', listener: (err: Error) => void): unknown }, logger: Pick<Logger, 'warn'> | undefined, what: string): void {
+  let logged = false;
+  client.on('error', (err: Error) => {
+    if (logged) return;
+    logged = true;
+    logger?.warn('database connection lost', { client: what, err: errSummary(err) });
+  });
 }
 
 /** How long after statement_timeout the client gives up on a server that does not answer. */
