@@ -102,6 +102,24 @@ export async function claimBatch(q: Queryable, worker: string, now: Date, leaseU
     .sort((a, b) => a.seq.length - b.seq.length || (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
 }
 
+export const RENEW_LEASE = `UPDATE siem_outbox SET claimed_until = $3 WHERE seq = ANY($1::bigint[]) AND claimed_by = $2`;
+
+/** Extends this worker's claim on `seqs` to `leaseUntil`; returns how many rows it still holds. */
+export async function renewLease(q: Queryable, seqs: readonly string[], worker: string, leaseUntil: Date): Promise<number> {
+  if (seqs.length === 0) return 0;
+  const r = await q.query(RENEW_LEASE, [seqs, worker, leaseUntil]);
+  return r.rowCount ?? 0;
+}
+
+/** Served by the partial index of migration 045 (claimed rows only: a few batches per instance). */
+export const EXPIRED_CLAIMS = `SELECT EXISTS (SELECT 1 FROM siem_outbox WHERE claimed_until IS NOT NULL AND claimed_until < $1) AS expired`;
+
+/** Whether an instance's claim ran out (it died or hung): another worker should take the events over now. */
+export async function hasExpiredClaims(q: Queryable, now: Date): Promise<boolean> {
+  const { rows } = await q.query<{ expired: boolean }>(EXPIRED_CLAIMS, [now]);
+  return rows[0]?.expired === true;
+}
+
 export const DELETE_DELIVERED = `DELETE FROM siem_outbox WHERE seq = ANY($1::bigint[]) AND claimed_by = $2`;
 
 export async function deleteDelivered(q: Queryable, seqs: readonly string[], worker: string): Promise<number> {

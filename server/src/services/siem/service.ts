@@ -43,7 +43,13 @@ import * as repo from './repository';
 import type { EventOutcome, QueueStatus, SiemConnector, SiemEvent, SiemEventInput } from './types';
 import { SEVERITIES } from './types';
 
-export const DEFAULT_LEASE_MS = 5 * 60_000;
+/**
+ * How long a claim lasts without renewal. The delivering worker renews it every third of this
+ * while the batch is in flight (a slow SIEM keeps its batch); a claim of a dead or hung
+ * instance runs out within one lease and another instance's worker takes the events over
+ * (its fill check looks for expired claims every second).
+ */
+export const DEFAULT_LEASE_MS = 30_000;
 /**
  * Audit rows are queued by a database trigger, so this instance does not see them arrive: it
  * checks this often whether a full batch waits (and flushes at once), between intervals.
@@ -264,6 +270,47 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
     const t = clock.now();
     const rows = await repo.claimBatch(pool, instanceId, new Date(t), new Date(t + leaseMs), batchSize);
     if (rows.length === 0) return { claimed: 0, delivered: 0, retried: 0, dead: 0 };
+    const renewal = renewWhileInFlight(rows.map((r) => r.seq));
+    try {
+      return await deliverClaimed(rows);
+    } finally {
+      await renewal.stop();
+    }
+  }
+
+  /** Renews the claim on `seqs` every third of the lease until stopped. */
+  function renewWhileInFlight(seqs: string[]): { stop(): Promise<void> } {
+    let pending: Promise<void> | null = null;
+    let lostLogged = false;
+    const timer = setInterval(
+      () => {
+        if (pending) return;
+        pending = repo
+          .renewLease(pool, seqs, instanceId, new Date(clock.now() + leaseMs))
+          .then((held) => {
+            if (held < seqs.length && !lostLogged) {
+              lostLogged = true;
+              log.warn('SIEM claim expired before renewal; another instance may deliver these events too', { claimed: seqs.length, held });
+            }
+          })
+          .catch((err: Error) => void log.warn('SIEM claim renewal failed', { err: err.message }))
+          .finally(() => {
+            pending = null;
+          });
+      },
+      Math.max(10, Math.floor(leaseMs / 3)),
+    );
+    timer.unref();
+    return {
+      async stop() {
+        clearInterval(timer);
+        if (pending) await pending;
+      },
+    };
+  }
+
+  async function deliverClaimed(rows: repo.OutboxRow[]): Promise<FlushResult> {
+    if (!connector) return { claimed: 0, delivered: 0, retried: 0, dead: 0 };
     const end = metrics.flushDuration.startTimer();
     let outcomes: Map<string, EventOutcome>;
     let error: string | undefined;
@@ -487,8 +534,9 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
           if (running || stopping) return;
           repo
             .countFreshCapped(pool, batchSize)
-            .then((n) => {
-              if (n >= batchSize) schedule(0);
+            .then(async (n) => {
+              // A full batch waits, or a claim of a dead instance ran out: flush now.
+              if (n >= batchSize || (await repo.hasExpiredClaims(pool, now()))) schedule(0);
             })
             .catch((err: Error) => log.debug('SIEM fill check failed', { err: err.message }));
         }, FILL_CHECK_MS);
