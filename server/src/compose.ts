@@ -24,6 +24,7 @@ import { createIdTokenVerifier, createRemoteKeyResolver, type IdTokenVerifier, t
 import { createUserService, type UserService } from './services/auth/users';
 import { buildEncryption, type EncryptionService, type KeyVaultDeps, type SecretStore } from './services/encryption';
 import { buildSecurityMonitoring, type SecurityMonitoring } from './services/siem';
+import { createIdempotencyService, type IdempotencyService } from './services/idempotency/service';
 
 export interface CoreDeps {
   config: Config;
@@ -51,6 +52,8 @@ export interface Services {
   secrets: SecretStore;
   /** SIEM forwarding (outbox + worker), alerting rules, immutable audit archive. */
   monitoring: SecurityMonitoring;
+  /** Idempotency-Key for POST routes that create something (contract §6). */
+  idempotency: IdempotencyService;
 }
 
 /** Route guards built once from the services. */
@@ -116,9 +119,12 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
   stoppers.push(() => auditSealer.stop());
   starters.push(() => monitoring.start());
   stoppers.push(() => monitoring.stop());
+  const idempotency = createIdempotencyService({ pool: core.pool, clock: core.clock, logger: core.logger });
+  starters.push(() => idempotency.start());
+  stoppers.push(() => idempotency.stop());
   return {
     ...core,
-    services: { audit, auditSealer, tokens, sessions, users, idTokens, auth, encryption: enc.encryption, secrets: enc.secrets, monitoring },
+    services: { audit, auditSealer, tokens, sessions, users, idTokens, auth, encryption: enc.encryption, secrets: enc.secrets, monitoring, idempotency },
     guards,
     readinessChecks,
     metricRegistries: [monitoring.metrics.registry],

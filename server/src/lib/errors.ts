@@ -14,7 +14,9 @@ export type ErrorCode =
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'RATE_LIMITED'
   | 'INTERNAL_ERROR'
-  | 'SERVICE_UNAVAILABLE';
+  | 'SERVICE_UNAVAILABLE'
+  // Contract §6: the same Idempotency-Key with a different request body.
+  | 'IDEMPOTENCY_KEY_REUSED';
 
 export interface ErrorDetail {
   path?: string;

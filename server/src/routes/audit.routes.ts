@@ -95,26 +95,34 @@ function rejectIdentityFields(req: Request, _res: Response, next: NextFunction):
 export function auditRouter(c: Composition, router: Router = Router()): Router {
   const { requireAuth, requirePermission } = c.guards;
   const audit = c.services.audit;
+  const idempotency = c.services.idempotency;
 
   router.post(
     '/audit/log',
     ...requireAuth,
     requirePermission('audit:write'),
+    idempotency.checkKey,
     rejectIdentityFields,
     validate({ body: auditLogBody }),
     async function postAuditLog(req: Request, res: Response) {
       const b = validBody<AuditLogBody>(req);
-      const recorded = await audit.recordFromRequest(req, {
-        action: b.action,
-        resourceType: b.resourceType,
-        resourceId: b.resourceId ?? null,
-        before: b.before,
-        after: b.after,
-        result: b.result ?? 'success',
-        errorMessage: b.errorMessage ?? null,
-        severity: b.severity ?? 'low',
+      await idempotency.respond(req, res, 'POST /audit/log', async (q) => {
+        const recorded = await audit.recordFromRequest(
+          req,
+          {
+            action: b.action,
+            resourceType: b.resourceType,
+            resourceId: b.resourceId ?? null,
+            before: b.before,
+            after: b.after,
+            result: b.result ?? 'success',
+            errorMessage: b.errorMessage ?? null,
+            severity: b.severity ?? 'low',
+          },
+          q,
+        );
+        return { status: 200, body: { success: true, id: recorded.id } };
       });
-      res.json({ success: true, id: recorded.id });
     },
   );
 

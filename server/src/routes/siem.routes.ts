@@ -51,10 +51,12 @@ export function siemRouter(c: Composition, router: Router = Router()): Router {
   const { requireAuth, requirePermission } = c.guards;
   const { siem, archive } = c.services.monitoring;
 
-  router.post('/audit/siem', ...requireAuth, requirePermission('siem:write'), validate({ body: submitSchema }), async function submitSiemEvents(req: Request, res: Response) {
+  router.post('/audit/siem', ...requireAuth, requirePermission('siem:write'), c.services.idempotency.checkKey, validate({ body: submitSchema }), async function submitSiemEvents(req: Request, res: Response) {
     const body = validBody<{ events: ApiEventInput[] }>(req);
-    const eventIds = await siem.submitFromRequest(req, body.events);
-    res.status(202).json({ success: true, queued: eventIds.length, eventIds });
+    await c.services.idempotency.respond(req, res, 'POST /audit/siem', async (q) => {
+      const eventIds = await siem.submitFromRequest(req, body.events, q);
+      return { status: 202, body: { success: true, queued: eventIds.length, eventIds } };
+    });
   });
 
   router.get('/siem/status', ...requireAuth, requirePermission('siem:read'), rejectQuery, async function siemStatus(req: Request, res: Response) {

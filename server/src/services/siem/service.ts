@@ -111,7 +111,7 @@ export interface SiemService {
   /** Records `security.alert.<alertType>` in the audit trail; the audit hook forwards it. */
   sendAlert(alertType: string, severity: Severity, message: string, opts?: SendAlertOptions): Promise<{ eventId: string; auditLogId: string }>;
   /** POST /audit/siem: admin-submitted events + an audit.siem.submitted row, one transaction. */
-  submitFromRequest(req: Request, events: readonly ApiEventInput[]): Promise<string[]>;
+  submitFromRequest(req: Request, events: readonly ApiEventInput[], q?: Queryable): Promise<string[]>;
   healthCheck(): Promise<SiemHealth>;
   /** Counts for one tenant (or all when omitted) and the forwarder's state. */
   getQueueStatus(tenantId?: string | null): Promise<QueueStatus>;
@@ -447,7 +447,7 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
       const recorded = await audit.record(event, opts.q);
       return { eventId: auditEventId(recorded.id), auditLogId: recorded.id };
     },
-    async submitFromRequest(req, inputs) {
+    async submitFromRequest(req, inputs, q) {
       if (!enabled) throw notConfigured();
       const auth = req.auth;
       if (!auth) throw new Error('submitFromRequest without authentication');
@@ -473,7 +473,9 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
           t,
         ),
       );
-      await withTenant(pool, auth.tenantId, async (c) => {
+      // In the caller's tenant transaction when given (Idempotency-Key), else in its own.
+      const inTx = (fn: (c: Queryable) => Promise<void>): Promise<void> => (q ? fn(q) : withTenant(pool, auth.tenantId, fn));
+      await inTx(async (c) => {
         await enqueue(c, events);
         await audit.recordFromRequest(
           req,

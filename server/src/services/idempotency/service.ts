@@ -1,0 +1,186 @@
+/**
+ * Idempotency-Key (contract §6; IETF draft "The Idempotency-Key HTTP Header Field", Stripe's
+ * API) for POST routes that create something. Reusable: a route adds `checkKey` after its
+ * authentication and answers through `respond(req, res, route, work)`, where `work` writes
+ * everything it creates through the transaction client it is given.
+ *
+ * With a key, in ONE tenant-scoped transaction:
+ *   1. a transaction-scoped advisory lock on (tenant, principal, route, key), tried without
+ *      waiting: held by another request → 409 CONFLICT + Retry-After (still in flight);
+ *   2. a kept, unexpired outcome for the key: same request body → its status and body again
+ *      with `Idempotent-Replayed: true`, nothing created; different body → 422
+ *      IDEMPOTENCY_KEY_REUSED;
+ *   3. otherwise `work(client)` runs and its outcome is kept (24 h) in the same transaction,
+ *      so an outcome is kept exactly when what it created committed. A client whose
+ *      connection dropped can retry with the same key: it gets the kept answer, or (when the
+ *      first attempt rolled back) the request is processed once.
+ * Error answers are not kept: the transaction rolls back and a retry with the key is
+ * processed afresh. Without the header nothing changes: `work(undefined)` runs as before.
+ * The scope is the caller: tenant + user (or API key when the request carries one) + route.
+ */
+import { createHash } from 'node:crypto';
+import type { NextFunction, Request, Response } from 'express';
+import type { Pool, Queryable } from '../../db/pool';
+import { withTenant } from '../../db/transaction';
+import { AppError, validationFailed } from '../../lib/errors';
+import type { Clock } from '../../lib/clock';
+import type { Logger } from '../../lib/logger';
+import * as repo from './repository';
+
+export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
+export const REPLAYED_HEADER = 'Idempotent-Replayed';
+/** How long an outcome is kept (contract §6). */
+export const IDEMPOTENCY_TTL_MS = 24 * 3600_000;
+const PRUNE_INTERVAL_MS = 10 * 60_000;
+const PRUNE_BATCH = 5000;
+/** 1–255 visible ASCII characters (RFC 5234 VCHAR). */
+const KEY_RE = /^[\x21-\x7e]{1,255}$/;
+
+export interface Outcome {
+  status: number;
+  body: unknown;
+}
+
+export interface IdempotencyService {
+  /** Middleware: refuses a malformed Idempotency-Key with 400 VALIDATION_FAILED and keeps a valid one for respond(). */
+  checkKey(req: Request, res: Response, next: NextFunction): void;
+  /** Runs `work` (once per key) and answers with its outcome, or with the kept one. */
+  respond(req: Request, res: Response, route: string, work: (q: Queryable | undefined) => Promise<Outcome>): Promise<void>;
+  /** Deletes expired entries now (the periodic job calls it); returns how many. */
+  pruneNow(): Promise<number>;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** JSON with object keys sorted, so the same body hashes the same whatever its key order or spacing. */
+export function canonicalJson(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o)
+    .filter((k) => o[k] !== undefined)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+    .join(',')}}`;
+}
+
+export function requestHash(route: string, body: unknown): Buffer {
+  return createHash('sha256').update(route).update('\n').update(canonicalJson(body === undefined ? null : body)).digest();
+}
+
+/** Why a header value is not a usable key, or null when it is. */
+export function keyProblem(raw: string | string[] | undefined): string | null {
+  if (raw === undefined) return null;
+  if (Array.isArray(raw)) return 'must be sent once';
+  if (raw.length === 0) return 'must not be empty';
+  if (raw.length > 255) return 'must be at most 255 characters';
+  if (!KEY_RE.test(raw)) return 'must be visible ASCII characters only (no spaces, control or non-ASCII characters)';
+  return null;
+}
+
+export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logger: Logger }): IdempotencyService {
+  const { pool, clock, logger } = deps;
+  const keys = new WeakMap<Request, string>();
+  let timer: NodeJS.Timeout | null = null;
+  let pruning: Promise<number> | null = null;
+  let lastPruneError: string | null = null;
+
+  async function pruneNow(): Promise<number> {
+    let total = 0;
+    for (let i = 0; i < 100; i += 1) {
+      const n = await repo.pruneExpired(pool, new Date(clock.now()), PRUNE_BATCH);
+      total += n;
+      if (n < PRUNE_BATCH) break;
+    }
+    return total;
+  }
+
+  function runPrune(): void {
+    if (pruning) return;
+    pruning = pruneNow();
+    pruning
+      .then(
+        (n) => {
+          lastPruneError = null;
+          if (n > 0) logger.debug('idempotency keys pruned', { count: n });
+        },
+        (err: Error) => {
+          if (lastPruneError !== err.message) logger.warn('idempotency key clean-up failed; retried at the next interval', { err: err.message });
+          lastPruneError = err.message;
+        },
+      )
+      .finally(() => {
+        pruning = null;
+      });
+  }
+
+  return {
+    checkKey(req, _res, next) {
+      // Node joins repeated unknown headers with ", ": a repeated key contains a space and is refused.
+      const raw = req.headers['idempotency-key'];
+      const problem = keyProblem(raw);
+      if (problem) {
+        next(validationFailed([{ path: 'headers.idempotency-key', message: problem, code: 'invalid_idempotency_key' }], 'The Idempotency-Key header is not valid.'));
+        return;
+      }
+      if (typeof raw === 'string') keys.set(req, raw);
+      next();
+    },
+
+    async respond(req, res, route, work) {
+      const key = keys.get(req);
+      if (key === undefined) {
+        const out = await work(undefined);
+        res.status(out.status).json(out.body);
+        return;
+      }
+      const auth = req.auth;
+      if (!auth) throw new Error('idempotent route without authentication');
+      const apiKeyId = (auth as { apiKeyId?: unknown }).apiKeyId;
+      const scope: repo.KeyScope = {
+        tenantId: auth.tenantId,
+        principal: typeof apiKeyId === 'string' && apiKeyId ? `apikey:${apiKeyId}` : `user:${auth.userId}`,
+        route,
+        key,
+      };
+      const hash = requestHash(route, req.body);
+      const result = await withTenant(pool, auth.tenantId, async (c) => {
+        if (!(await repo.tryLockKey(c, scope))) {
+          throw new AppError('CONFLICT', 409, 'A request with this Idempotency-Key is still being processed; retry later.', { headers: { 'Retry-After': '1' } });
+        }
+        const now = new Date(clock.now());
+        const kept = await repo.selectKept(c, scope, now);
+        if (kept) {
+          if (!Buffer.from(kept.request_hash).equals(hash)) {
+            throw new AppError('IDEMPOTENCY_KEY_REUSED', 422, 'This Idempotency-Key was used with a different request body; use a new key for a new request.');
+          }
+          return { replayed: true, status: kept.status, body: kept.response };
+        }
+        const out = await work(c);
+        if (out.status < 200 || out.status > 299) throw new Error(`idempotent work answered ${out.status}; only successes are kept`);
+        if (!(await repo.insertKept(c, scope, hash, out.status, out.body, now, new Date(now.getTime() + IDEMPOTENCY_TTL_MS)))) {
+          // Cannot happen under the lock; never answer twice for one key.
+          throw new AppError('CONFLICT', 409, 'A request with this Idempotency-Key is still being processed; retry later.', { headers: { 'Retry-After': '1' } });
+        }
+        return { replayed: false, status: out.status, body: out.body };
+      });
+      if (result.replayed) res.setHeader(REPLAYED_HEADER, 'true');
+      res.status(result.status).json(result.body);
+    },
+
+    pruneNow,
+
+    async start() {
+      if (timer) return;
+      runPrune();
+      timer = setInterval(runPrune, PRUNE_INTERVAL_MS);
+      timer.unref();
+    },
+
+    async stop() {
+      if (timer) clearInterval(timer);
+      timer = null;
+      if (pruning) await pruning.catch(() => 0);
+    },
+  };
+}
