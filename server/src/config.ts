@@ -29,6 +29,8 @@ export interface Config {
   /** Where development secrets, the embedded database and the dev issuer key live. */
   dataDir: string;
   bodyLimitBytes: number;
+  /** SIGTERM: how long to keep serving (readiness 503, Connection: close) before closing the listener. */
+  shutdownDrainDelayMs: number;
   database: {
     /** null: start the embedded PostgreSQL (development/test only). */
     url: string | null;
@@ -188,6 +190,7 @@ const KNOWN_SETTINGS = new Set([
   'IDP_TIMEOUT_MS', 'JWT_EXPIRES_IN', 'JWT_PREVIOUS_SECRETS', 'JWT_SECRET', 'KEY_CACHE_TTL_SECONDS', 'LOGIN_LOCKOUT_WINDOW', 'LOGIN_MAX_FAILURES',
   'METRICS_TOKEN', 'RATE_LIMIT_MAX', 'RATE_LIMIT_USER_MAX', 'RATE_LIMIT_WINDOW_MS', 'SESSION_ABSOLUTE_TIMEOUT', 'SESSION_IDLE_TIMEOUT', 'SIEM_API_KEY',
   'SIEM_BATCH_SIZE', 'SIEM_ENDPOINT_URL', 'SIEM_FLUSH_INTERVAL_MS', 'SIEM_MAX_QUEUE', 'SIEM_PROVIDER', 'SIEM_TLS_CA_FILE',
+  'SHUTDOWN_DRAIN_DELAY_MS',
 ]);
 /**
  * Prefixes that belong to this service. Not AZURE_ as a whole (the Azure SDK's credential
@@ -642,6 +645,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   const metricsToken = get('METRICS_TOKEN') ?? null;
   if (metricsToken && metricsToken.length < 24) err('METRICS_TOKEN', 'must be at least 24 characters');
   const bodyLimitBytes = intIn('BODY_LIMIT_BYTES', get('BODY_LIMIT_BYTES'), 100 * 1024, 1024, 10 * 1024 * 1024, errors);
+  const shutdownDrainDelayMs = intIn('SHUTDOWN_DRAIN_DELAY_MS', get('SHUTDOWN_DRAIN_DELAY_MS'), 0, 0, 60_000, errors);
 
   // A setting with a typo is otherwise silently ignored (JWT_SECRETT): names under this
   // service's prefixes that it does not read are reported, with the closest known name.
@@ -668,6 +672,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     host,
     dataDir,
     bodyLimitBytes,
+    shutdownDrainDelayMs,
     database: {
       url: dbUrl,
       host: dbHost,

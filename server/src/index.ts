@@ -6,6 +6,7 @@ import http from 'node:http';
 import type { Store } from 'express-rate-limit';
 import { createApp, createHttpServer, type App } from './app';
 import { buildServices, type Composition } from './compose';
+import { installDrain, type Drain } from './drain';
 import { createPool, pgSsl, poolOptionsFromConfig } from './db/pool';
 import { runMigrations } from './db/migrate';
 import { systemClock } from './lib/clock';
@@ -30,17 +31,24 @@ async function main(): Promise<void> {
   let server: http.Server | null = null;
   let app: App | null = null;
   let redis: { close: () => Promise<void> } | null = null;
+  let drain: Drain | null = null;
   let shuttingDown = false;
 
   const shutdown = async (signal: string, code = 0): Promise<void> => {
     if (shuttingDown) return;
     shuttingDown = true;
+    // Readiness 503 and Connection: close from this moment (see drain.ts).
+    drain?.begin();
     logger.info('shutting down', { signal });
     const force = setTimeout(() => {
       logger.error('shutdown deadline passed; exiting');
       process.exit(1);
-    }, SHUTDOWN_DEADLINE_MS + 5000);
+    }, config.shutdownDrainDelayMs + SHUTDOWN_DEADLINE_MS + 5000);
     force.unref();
+    if (server && config.shutdownDrainDelayMs > 0) {
+      // Keep serving while the load balancer notices the failing readiness (drain.ts).
+      await new Promise((r) => setTimeout(r, config.shutdownDrainDelayMs));
+    }
     if (server) {
       const s = server;
       await new Promise<void>((resolve) => {
@@ -90,6 +98,7 @@ async function main(): Promise<void> {
   await composition.start();
   app = createApp(composition);
   server = createHttpServer(app);
+  drain = installDrain(server, composition.readinessChecks);
   answerClientErrors(server, securityHeaderList());
   server.headersTimeout = 20_000;
   server.requestTimeout = 30_000;

@@ -554,7 +554,12 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
       fillTimer = null;
       if (running) await running.catch(() => undefined);
       if (started) {
-        await repo.releaseClaims(pool, instanceId).catch((err: Error) => log.warn('could not release SIEM claims', { err: err.message }));
+        await repo
+          .releaseClaims(pool, instanceId)
+          .then((n) => {
+            if (n > 0) log.info('SIEM claims released for other instances', { count: n });
+          })
+          .catch((err: Error) => log.warn('could not release SIEM claims', { err: err.message }));
       }
       started = false;
       await connector?.close().catch(() => undefined);
