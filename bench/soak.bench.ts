@@ -133,6 +133,7 @@ async function main(): Promise<void> {
     let failures = 0;
     let latencies: number[] = [];
     const statuses = new Map<number, number>();
+    const errorsByCause = new Map<string, number>();
     let seq = 0;
     async function op(): Promise<void> {
       seq += 1;
@@ -154,8 +155,11 @@ async function main(): Promise<void> {
         } else {
           status = (await call(`${base}/audit/logs?limit=20`, 'GET', undefined, { authorization: token })).status;
         }
-      } catch {
+      } catch (err) {
+        // No HTTP answer: counted by cause (timeout, ECONNRESET on a reused keep-alive socket, …).
         status = -1;
+        const cause = (err as { code?: string; message?: string }).code ?? (err as Error).message ?? 'error';
+        errorsByCause.set(cause, (errorsByCause.get(cause) ?? 0) + 1);
       }
       requests += 1;
       latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
@@ -212,7 +216,7 @@ async function main(): Promise<void> {
     process.stdout.write(
       [
         '',
-        `requests: ${requests} in ${((Date.now() - started) / 60_000).toFixed(1)} min; by status: ${[...statuses.entries()].sort((a, b) => a[0] - b[0]).map(([k, v]) => `${k}×${v}`).join(' ')}`,
+        `requests: ${requests} in ${((Date.now() - started) / 60_000).toFixed(1)} min; by status (-1: no answer): ${[...statuses.entries()].sort((a, b) => a[0] - b[0]).map(([k, v]) => `${k}×${v}`).join(' ')}${errorsByCause.size ? `; no answer by cause: ${[...errorsByCause.entries()].map(([k, v]) => `${k}×${v}`).join(' ')}` : ''}`,
         `slopes after warm-up (${after.length} samples from ${(after[0]?.t ?? 0) / 60_000} min): heap ${heapSlope.toFixed(3)} MB/min, RSS ${rssSlope.toFixed(3)} MB/min, fds ${fdSlope.toFixed(3)}/min`,
         `max RSS ${maxRss.toFixed(1)} MB (target < 250); heap slope target < 1 MB/min: ${Math.abs(heapSlope) < 1 ? 'met' : 'NOT met'}`,
         '',
