@@ -16,6 +16,8 @@ async function main(): Promise<void> {
   const owner = new pg.Pool({ connectionString: db.url, max: 2 });
   // The application role, as the sealer runs it.
   const app = new pg.Pool({ connectionString: db.url, max: 2, options: '-c role=fleet_app' });
+  owner.on('error', () => undefined);
+  app.on('error', () => undefined);
   try {
     const lsn = async (): Promise<string> => (await owner.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]?.l as string;
     const walBytes = async (from: string, to: string): Promise<number> => Number((await owner.query<{ d: string }>('SELECT pg_wal_lsn_diff($2::pg_lsn, $1::pg_lsn)::text AS d', [from, to])).rows[0]?.d);
