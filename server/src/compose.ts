@@ -86,6 +86,7 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
       issuerUrl: idp.issuerUrl,
       clientId: idp.clientId,
       timeoutMs: idp.timeoutMs,
+      cacheMaxAgeMs: idp.jwksCacheTtlMs,
       production: core.config.isProduction,
       clock: core.clock,
       logger: core.logger,

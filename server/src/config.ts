@@ -64,6 +64,8 @@ export interface Config {
     clockToleranceSec: number;
     /** Deadline for each discovery / JWKS request to the identity provider (IDP_TIMEOUT_MS, default 5000). */
     timeoutMs: number;
+    /** How long the issuer's key set is fresh before it is refreshed in the background (IDP_JWKS_CACHE_TTL, default 10m). */
+    jwksCacheTtlMs: number;
   };
   keys: {
     keyVaultUrl: string | null;
@@ -185,7 +187,7 @@ const KNOWN_SETTINGS = new Set([
   'AZURE_KEYVAULT_MASTER_KEY_NAME', 'AZURE_KEYVAULT_URL', 'AZURE_STORAGE_ACCOUNT_URL', 'AZURE_STORAGE_CONNECTION_STRING', 'BCRYPT_COST', 'CORS_ORIGINS',
   'CSRF_SECRET', 'DATABASE_APP_ROLE', 'DATABASE_HOST', 'DATABASE_NAME', 'DATABASE_PASSWORD', 'DATABASE_PORT', 'DATABASE_SSL', 'DATABASE_URL', 'DATABASE_USER',
   'DB_POOL_SIZE', 'DB_POOL_TIMEOUT', 'DB_STATEMENT_TIMEOUT', 'FLEET_DATA_DIR', 'FLEET_DEV_ISSUER', 'FLEET_ENCRYPTION_KEY', 'FLEET_ENCRYPTION_PREVIOUS_KEYS',
-  'IDP_TIMEOUT_MS', 'JWT_EXPIRES_IN', 'JWT_PREVIOUS_SECRETS', 'JWT_SECRET', 'KEY_CACHE_TTL_SECONDS', 'LOGIN_LOCKOUT_WINDOW', 'LOGIN_MAX_FAILURES',
+  'IDP_JWKS_CACHE_TTL', 'IDP_TIMEOUT_MS', 'JWT_EXPIRES_IN', 'JWT_PREVIOUS_SECRETS', 'JWT_SECRET', 'KEY_CACHE_TTL_SECONDS', 'LOGIN_LOCKOUT_WINDOW', 'LOGIN_MAX_FAILURES',
   'METRICS_TOKEN', 'RATE_LIMIT_MAX', 'RATE_LIMIT_USER_MAX', 'RATE_LIMIT_WINDOW_MS', 'SESSION_ABSOLUTE_TIMEOUT', 'SESSION_IDLE_TIMEOUT', 'SIEM_API_KEY',
   'SIEM_BATCH_SIZE', 'SIEM_ENDPOINT_URL', 'SIEM_FLUSH_INTERVAL_MS', 'SIEM_MAX_QUEUE', 'SIEM_PROVIDER', 'SIEM_TLS_CA_FILE',
 ]);
@@ -464,6 +466,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   if (prod && devIssuerRequested) err('FLEET_DEV_ISSUER', 'the development issuer cannot be enabled in production');
   const devIssuer = !prod && !issuerUrl && (nodeEnv === 'development' || devIssuerRequested);
   const idpTimeoutMs = intIn('IDP_TIMEOUT_MS', get('IDP_TIMEOUT_MS'), 5000, 100, 60_000, errors);
+  const jwksCacheTtlMs = duration('IDP_JWKS_CACHE_TTL', get('IDP_JWKS_CACHE_TTL'), '10m', 1000, 86_400_000, errors);
 
   // ---- keys
   const kvRaw = get('AZURE_KEYVAULT_URL');
@@ -689,7 +692,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
       audience: 'fleet-security-api',
     },
     session: { idleTimeoutSec: Math.floor(idleMs / 1000), absoluteTimeoutSec: Math.floor(absMs / 1000) },
-    idp: { issuerUrl, clientId, devIssuer, clockToleranceSec: 60, timeoutMs: idpTimeoutMs },
+    idp: { issuerUrl, clientId, devIssuer, clockToleranceSec: 60, timeoutMs: idpTimeoutMs, jwksCacheTtlMs },
     keys: { keyVaultUrl, masterKeyName, fallbackKey, previousKeys: Object.freeze(previousKeys), cacheTtlSec },
     bcryptCost,
     siem: {
