@@ -94,7 +94,11 @@ export interface Config {
   cors: { origins: readonly string[] };
   trustProxy: boolean | number | string;
   rateLimit: { windowMs: number; max: number; userMax: number };
-  login: { maxFailures: number; lockoutWindowMs: number };
+  /**
+   * Login lockout (lockout.ts): maxFailures / lockoutWindowMs per client network (IPv4 address,
+   * IPv6 /56); emailMaxFailures / emailLockoutWindowMs per e-mail (a slower, separate threshold).
+   */
+  login: { maxFailures: number; lockoutWindowMs: number; emailMaxFailures: number; emailLockoutWindowMs: number };
   redisUrl: string | null;
   log: { level: string; dir: string | null };
   metricsToken: string | null;
@@ -187,7 +191,7 @@ const KNOWN_SETTINGS = new Set([
   'AZURE_KEYVAULT_MASTER_KEY_NAME', 'AZURE_KEYVAULT_URL', 'AZURE_STORAGE_ACCOUNT_URL', 'AZURE_STORAGE_CONNECTION_STRING', 'BCRYPT_COST', 'CORS_ORIGINS',
   'CSRF_SECRET', 'DATABASE_APP_ROLE', 'DATABASE_HOST', 'DATABASE_NAME', 'DATABASE_PASSWORD', 'DATABASE_PORT', 'DATABASE_SSL', 'DATABASE_URL', 'DATABASE_USER',
   'DB_POOL_SIZE', 'DB_POOL_TIMEOUT', 'DB_STATEMENT_TIMEOUT', 'FLEET_DATA_DIR', 'FLEET_DEV_ISSUER', 'FLEET_ENCRYPTION_KEY', 'FLEET_ENCRYPTION_PREVIOUS_KEYS',
-  'IDP_JWKS_CACHE_TTL', 'IDP_TIMEOUT_MS', 'JWT_EXPIRES_IN', 'JWT_PREVIOUS_SECRETS', 'JWT_SECRET', 'KEY_CACHE_TTL_SECONDS', 'LOGIN_LOCKOUT_WINDOW', 'LOGIN_MAX_FAILURES',
+  'IDP_JWKS_CACHE_TTL', 'IDP_TIMEOUT_MS', 'JWT_EXPIRES_IN', 'JWT_PREVIOUS_SECRETS', 'JWT_SECRET', 'KEY_CACHE_TTL_SECONDS', 'LOGIN_EMAIL_LOCKOUT_WINDOW', 'LOGIN_EMAIL_MAX_FAILURES', 'LOGIN_LOCKOUT_WINDOW', 'LOGIN_MAX_FAILURES',
   'METRICS_TOKEN', 'RATE_LIMIT_MAX', 'RATE_LIMIT_USER_MAX', 'RATE_LIMIT_WINDOW_MS', 'SESSION_ABSOLUTE_TIMEOUT', 'SESSION_IDLE_TIMEOUT', 'SIEM_API_KEY',
   'SIEM_BATCH_SIZE', 'SIEM_ENDPOINT_URL', 'SIEM_FLUSH_INTERVAL_MS', 'SIEM_MAX_QUEUE', 'SIEM_PROVIDER', 'SIEM_TLS_CA_FILE',
 ]);
@@ -614,7 +618,8 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     }
     else if (tp === 'true' || tp === 'false') {
       trustProxy = tp === 'true';
-      if (trustProxy) warn('TRUST_PROXY', 'true trusts every X-Forwarded-For hop (clients can spoof their IP); prefer the number of proxies or their addresses');
+      if (trustProxy && prod) err('TRUST_PROXY', 'true trusts every X-Forwarded-For hop (clients choose their IP, the rate limits and the login lockout); in production give the number of proxy hops (1) or their addresses/subnets (10.0.0.0/8)');
+      else if (trustProxy) warn('TRUST_PROXY', 'true trusts every X-Forwarded-For hop (clients can spoof their IP); prefer the number of proxies or their addresses');
     } else if (tp.split(',').every((e) => isTrustProxyEntry(e.trim()))) trustProxy = tp;
     else err('TRUST_PROXY', 'must be a hop count, true/false, or a list of addresses/subnets (loopback, linklocal, uniquelocal, 10.0.0.0/8, ::1)');
   }
@@ -624,6 +629,8 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   const userMax = intIn('RATE_LIMIT_USER_MAX', get('RATE_LIMIT_USER_MAX'), 600, 1, 1_000_000, errors);
   const loginMax = intIn('LOGIN_MAX_FAILURES', get('LOGIN_MAX_FAILURES'), 5, 1, 1000, errors);
   const lockoutMs = duration('LOGIN_LOCKOUT_WINDOW', get('LOGIN_LOCKOUT_WINDOW'), '15m', 60_000, 86_400_000, errors);
+  const emailLoginMax = intIn('LOGIN_EMAIL_MAX_FAILURES', get('LOGIN_EMAIL_MAX_FAILURES'), 10, 1, 1000, errors);
+  const emailLockoutMs = duration('LOGIN_EMAIL_LOCKOUT_WINDOW', get('LOGIN_EMAIL_LOCKOUT_WINDOW'), '1h', 60_000, 7 * 86_400_000, errors);
 
   let redisUrl: string | null = null;
   const rr = get('REDIS_URL');
@@ -708,7 +715,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     cors: { origins: Object.freeze(origins) },
     trustProxy,
     rateLimit: { windowMs, max, userMax },
-    login: { maxFailures: loginMax, lockoutWindowMs: lockoutMs },
+    login: { maxFailures: loginMax, lockoutWindowMs: lockoutMs, emailMaxFailures: emailLoginMax, emailLockoutWindowMs: emailLockoutMs },
     redisUrl,
     log: { level: logLevel, dir: logDir },
     metricsToken,

@@ -1,7 +1,8 @@
 /**
  * Login, refresh, logout and session management.
  *
- * Login: lockout check (audit trail) → ID-token verification (oidc.ts) → the provisioned,
+ * Login: lockout check (audit trail; only correctly signed tokens that failed a check count,
+ * see lockout.ts) → ID-token verification (oidc.ts) → the provisioned,
  * active user for the e-mail (tenant and role from the database) → one transaction:
  * session + refresh token + auth.login.success. Every refusal is the same 401 to the
  * client; the reason goes to the auth.login.failure row and the log.
@@ -21,7 +22,7 @@ import type { Logger } from '../../lib/logger';
 import type { AuthContext, Role } from '../../types/express';
 import type { AuditService } from '../audit/service';
 import type { AuditEvent } from '../audit/types';
-import { lockoutState, type LockoutState } from './lockout';
+import { lockoutState, type LockoutLimits, type LockoutMarker, type LockoutState } from './lockout';
 import { IdpUnavailableError, type IdTokenVerifier } from './oidc';
 import { hasPermission, permissionsOf, type Permission } from './rbac';
 import { findRefreshTokenForUpdate, insertRefreshToken, setTransactionTenant, spendRefreshToken, type RefreshTokenState } from './refresh-repository';
@@ -122,14 +123,25 @@ async function claimIdToken(c: Queryable, tokenHash: Buffer, expiresAtMs: number
 
 export function createAuthService(deps: AuthServiceDeps): AuthService {
   const { pool, config, clock, audit, tokens, sessions } = deps;
-  const maxFailures = config.login.maxFailures;
-  const windowMs = config.login.lockoutWindowMs;
+  const limits: LockoutLimits = {
+    ipMax: config.login.maxFailures,
+    ipWindowMs: config.login.lockoutWindowMs,
+    emailMax: config.login.emailMaxFailures,
+    emailWindowMs: config.login.emailLockoutWindowMs,
+  };
+  /** A correctly signed token for this very e-mail that failed a later check: counts for the network and the e-mail. */
+  const COUNT_BOTH: LockoutMarker = { ip: true, email: true };
   const idleMs = config.session.idleTimeoutSec * 1000;
 
   const metaFields = (m: RequestMeta) => ({ ipAddress: m.ip, userAgent: m.userAgent, requestId: m.requestId });
 
-  async function refuseLogin(email: string, reason: string, candidate: UserRecord | null, lock: LockoutState, meta: RequestMeta): Promise<never> {
+  /**
+   * Audits a refused login and throws 401. `counted` is null for attempts that never carried a
+   * correctly signed token (junk): audited, but they never count toward the lockout.
+   */
+  async function refuseLogin(email: string, reason: string, candidate: UserRecord | null, lock: LockoutState, meta: RequestMeta, counted: LockoutMarker | null): Promise<never> {
     const tenantId = candidate?.tenantId ?? UNKNOWN_TENANT;
+    const marker: LockoutMarker = { ip: Boolean(counted?.ip && meta.ip), email: Boolean(counted?.email) };
     await withTenant(pool, tenantId, async (c) => {
       await audit.record(
         {
@@ -141,14 +153,20 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
           result: 'failure',
           severity: 'medium',
           errorMessage: reason.slice(0, 500),
+          after: { lockout: marker },
           ...metaFields(meta),
         },
         c,
       );
-      const crossed: Array<'email' | 'ip'> = [];
-      if (lock.emailFailures < maxFailures && lock.emailFailures + 1 >= maxFailures) crossed.push('email');
-      if (meta.ip && lock.ipFailures < maxFailures && lock.ipFailures + 1 >= maxFailures) crossed.push('ip');
+      const crossed: Array<{ scope: 'email' | 'ip'; failures: number; windowSeconds: number }> = [];
+      if (marker.email && lock.emailFailures < limits.emailMax && lock.emailFailures + 1 >= limits.emailMax) {
+        crossed.push({ scope: 'email', failures: limits.emailMax, windowSeconds: Math.round(limits.emailWindowMs / 1000) });
+      }
+      if (marker.ip && lock.ipFailures < limits.ipMax && lock.ipFailures + 1 >= limits.ipMax) {
+        crossed.push({ scope: 'ip', failures: limits.ipMax, windowSeconds: Math.round(limits.ipWindowMs / 1000) });
+      }
       if (crossed.length > 0) {
+        const first = crossed[0] as (typeof crossed)[number];
         await audit.record(
           {
             tenantId,
@@ -158,8 +176,8 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
             resourceId: email,
             result: 'failure',
             severity: 'high',
-            errorMessage: `${maxFailures} failed logins within ${Math.round(windowMs / 1000)} s for this ${crossed.join(' and this ')}; further attempts are refused`,
-            after: { email, ip: meta.ip, scope: crossed, failures: maxFailures, windowSeconds: Math.round(windowMs / 1000) },
+            errorMessage: crossed.map((x) => `${x.failures} failed logins within ${x.windowSeconds} s for this ${x.scope === 'ip' ? 'network' : 'e-mail'}`).join('; ') + '; further attempts are refused',
+            after: { email, ip: meta.ip, scope: crossed.map((x) => x.scope), failures: first.failures, windowSeconds: first.windowSeconds, limits: crossed },
             ...metaFields(meta),
           },
           c,
@@ -179,7 +197,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     if (!verifier) throw serviceUnavailable('Login is unavailable: no identity provider is configured.', 'no identity provider configured');
     const email = input.email;
     const now = clock.now();
-    const [lock, candidates] = await Promise.all([lockoutState(pool, { email, ip: meta.ip, now, windowMs, maxFailures }), findUsersByEmail(pool, email)]);
+    const [lock, candidates] = await Promise.all([lockoutState(pool, { email, ip: meta.ip, now, limits }), findUsersByEmail(pool, email)]);
     if (lock.locked) {
       throw new AppError('RATE_LIMITED', 429, 'Too many failed login attempts; try again later.', {
         headers: { 'Retry-After': String(lock.retryAfterSec) },
@@ -195,16 +213,19 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       if (err instanceof IdpUnavailableError) throw serviceUnavailable('The identity provider is unavailable; try again later.', err.message);
       throw err;
     }
-    if (!verified.ok) return refuseLogin(email, `ID token rejected: ${verified.reason}`, only, lock, meta);
+    if (!verified.ok) {
+      const counted = verified.signed ? { ip: true, email: verified.signed.email === email } : null;
+      return refuseLogin(email, `ID token rejected: ${verified.reason}`, only, lock, meta, counted);
+    }
     const identity = verified.identity;
 
     const active = candidates.filter((u) => u.isActive);
-    if (candidates.length === 0) return refuseLogin(email, 'user not provisioned', null, lock, meta);
-    if (active.length > 1) return refuseLogin(email, `e-mail is active in ${active.length} tenants; login refused as ambiguous`, null, lock, meta);
-    if (active.length === 0) return refuseLogin(email, 'user deactivated', only, lock, meta);
+    if (candidates.length === 0) return refuseLogin(email, 'user not provisioned', null, lock, meta, COUNT_BOTH);
+    if (active.length > 1) return refuseLogin(email, `e-mail is active in ${active.length} tenants; login refused as ambiguous`, null, lock, meta, COUNT_BOTH);
+    if (active.length === 0) return refuseLogin(email, 'user deactivated', only, lock, meta, COUNT_BOTH);
     const user = active[0] as UserRecord;
     if (user.auth0Sub !== null && user.auth0Sub !== identity.sub) {
-      return refuseLogin(email, 'identity provider subject differs from the one bound to this user', user, lock, meta);
+      return refuseLogin(email, 'identity provider subject differs from the one bound to this user', user, lock, meta, COUNT_BOTH);
     }
 
     const refresh = newRefreshToken();
@@ -233,7 +254,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
         return s;
       });
     } catch (err) {
-      if (err instanceof IdTokenReplayed) return refuseLogin(email, 'ID token already used (an ID token opens one session)', user, lock, meta);
+      if (err instanceof IdTokenReplayed) return refuseLogin(email, 'ID token already used (an ID token opens one session)', user, lock, meta, COUNT_BOTH);
       throw err;
     }
     const access = tokens.issue({ userId: user.id, sessionId: created.sessionId, tenantId: user.tenantId });

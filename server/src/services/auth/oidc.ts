@@ -340,7 +340,12 @@ export const ID_TOKEN_MAX_AGE_SEC = 600;
 /** A used token's record outlives the token's acceptance (exp + skew) by this much. */
 const REPLAY_RECORD_MARGIN_SEC = 600;
 
-export type IdTokenResult = { ok: true; identity: VerifiedIdentity } | { ok: false; reason: string };
+/**
+ * A refusal. `signed` is set when the token's signature was verified with the issuer's key and
+ * a later check failed: only such attempts count toward the login lockout (lockout.ts);
+ * `signed.email` is the token's own e-mail claim (lower-case), when it has one.
+ */
+export type IdTokenResult = { ok: true; identity: VerifiedIdentity } | { ok: false; reason: string; signed?: { email: string | null } };
 
 export interface IdTokenVerifier {
   /** Verifies an ID token for a login with `expectedEmail` (lower-case). Throws IdpUnavailableError. */
@@ -398,6 +403,12 @@ export function createIdTokenVerifier(deps: { resolver: KeyResolver; clock: Cloc
       if (misfit) return fail(misfit);
 
       const nowSec = Math.floor(clock.now() / 1000);
+      const claimedEmail = (decoded.payload as Record<string, unknown>).email;
+      const signedFail = (reason: string): IdTokenResult => ({
+        ok: false,
+        reason,
+        signed: { email: typeof claimedEmail === 'string' && claimedEmail.length <= 254 ? claimedEmail.toLowerCase() : null },
+      });
       let p: jwt.JwtPayload;
       try {
         p = jwt.verify(idToken, k.key, {
@@ -408,21 +419,24 @@ export function createIdTokenVerifier(deps: { resolver: KeyResolver; clock: Cloc
           clockTolerance: skew,
         }) as jwt.JwtPayload;
       } catch (err) {
-        if (err instanceof jwt.TokenExpiredError) return fail('token expired');
-        if (err instanceof jwt.NotBeforeError) return fail('token not yet valid (nbf)');
-        return fail(`verification failed: ${(err as Error).message.slice(0, 200)}`);
+        // jsonwebtoken checks the signature first: these errors come from a correctly signed token.
+        if (err instanceof jwt.TokenExpiredError) return signedFail('token expired');
+        if (err instanceof jwt.NotBeforeError) return signedFail('token not yet valid (nbf)');
+        const message = (err as Error).message;
+        if (/^jwt (audience|issuer) invalid/.test(message)) return signedFail(`verification failed: ${message.slice(0, 200)}`);
+        return fail(`verification failed: ${message.slice(0, 200)}`);
       }
-      if (typeof p.exp !== 'number') return fail('token has no exp');
-      if (typeof p.iat !== 'number') return fail('token has no iat');
-      if (p.iat > nowSec + skew) return fail('token issued in the future (iat)');
-      if (p.iat < nowSec - ID_TOKEN_MAX_AGE_SEC - skew) return fail(`token too old (issued more than ${ID_TOKEN_MAX_AGE_SEC / 60} minutes ago)`);
-      if (typeof p.sub !== 'string' || p.sub.length === 0 || p.sub.length > 255) return fail('token has no usable sub');
+      if (typeof p.exp !== 'number') return signedFail('token has no exp');
+      if (typeof p.iat !== 'number') return signedFail('token has no iat');
+      if (p.iat > nowSec + skew) return signedFail('token issued in the future (iat)');
+      if (p.iat < nowSec - ID_TOKEN_MAX_AGE_SEC - skew) return signedFail(`token too old (issued more than ${ID_TOKEN_MAX_AGE_SEC / 60} minutes ago)`);
+      if (typeof p.sub !== 'string' || p.sub.length === 0 || p.sub.length > 255) return signedFail('token has no usable sub');
       const audiences = Array.isArray(p.aud) ? p.aud : [p.aud];
-      if (p.azp !== undefined && p.azp !== resolver.audience) return fail('azp is not this client');
-      if (audiences.length > 1 && p.azp === undefined) return fail('several audiences and no azp');
-      if (typeof p.email !== 'string' || p.email.length > 254) return fail('token has no email');
-      if (p.email.toLowerCase() !== expectedEmail) return fail('token email does not match the login email');
-      if (p.email_verified !== true) return fail('email not verified by the identity provider');
+      if (p.azp !== undefined && p.azp !== resolver.audience) return signedFail('azp is not this client');
+      if (audiences.length > 1 && p.azp === undefined) return signedFail('several audiences and no azp');
+      if (typeof p.email !== 'string' || p.email.length > 254) return signedFail('token has no email');
+      if (p.email.toLowerCase() !== expectedEmail) return signedFail('token email does not match the login email');
+      if (p.email_verified !== true) return signedFail('email not verified by the identity provider');
       const name = typeof p.name === 'string' && p.name.length <= 200 && p.name.isWellFormed() && !p.name.includes('\u0000') ? p.name : null;
       const signedPart = idToken.slice(0, idToken.lastIndexOf('.'));
       return {
