@@ -34,7 +34,8 @@ const EXP_TOLERANCE_SEC = 5;
 export const VERIFIED_TOKEN_CACHE_MAX = 10_000;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** A tenant id, or `_platform` (the platform tenant, CONTRACT §9). */
+const TENANT = /^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,63}|_platform)$/;
 
 /**
  * Tokens are verified in full (signature, algorithm, key id, issuer, audience, expiry,
