@@ -50,6 +50,11 @@ export interface Config {
   jwt: {
     secret: string;
     previousSecrets: readonly string[];
+    /**
+     * When each previous secret stops verifying (ms since the epoch; same order as
+     * previousSecrets), from `secret@2026-12-31T00:00:00Z`; null: no expiry given (warned about).
+     */
+    previousSecretsNotAfter: readonly (number | null)[];
     expiresInSec: number;
     issuer: string;
     audience: string;
@@ -305,7 +310,7 @@ export function decodeKey32(raw: string): Buffer | null {
 export type ConfigScope = 'all' | 'database';
 const DATABASE_SCOPE_VARIABLES = /^(NODE_ENV|DATABASE_[A-Z_]+|DB_[A-Z_]+|LOG_LEVEL|LOG_DIR|FLEET_DATA_DIR)$/;
 
-export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>; cwd?: string; scope?: ConfigScope } = {}): LoadResult {
+export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>; cwd?: string; scope?: ConfigScope; now?: number } = {}): LoadResult {
   const errors: ConfigIssue[] = [];
   const warnings: ConfigIssue[] = [];
   const err = (variable: string, message: string) => errors.push({ variable, message });
@@ -421,7 +426,33 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     const why = weakSecretReason(jwtSecret);
     if (why) err('JWT_SECRET', `${why}; generate one with \`openssl rand -base64 48\``);
   }
-  const previousSecrets = (get('JWT_PREVIOUS_SECRETS') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const previousSecrets: string[] = [];
+  const previousSecretsNotAfter: (number | null)[] = [];
+  const nowMs = opts.now ?? Date.now();
+  const jwtLifetimeMs = parseDurationMs(get('JWT_EXPIRES_IN') ?? '15m') ?? 900_000;
+  (get('JWT_PREVIOUS_SECRETS') ?? '').split(',').map((s) => s.trim()).filter(Boolean).forEach((entry, i) => {
+    // `secret@2026-12-31T00:00:00Z`: the suffix after the last @ is the expiry when it starts
+    // with a digit (generated secrets are base64: no @).
+    const at = entry.lastIndexOf('@');
+    const suffix = at > 0 ? entry.slice(at + 1) : '';
+    if (at > 0 && /^\d/.test(suffix)) {
+      const ms = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2}))?$/.test(suffix) ? Date.parse(suffix) : NaN;
+      if (Number.isNaN(ms)) {
+        err('JWT_PREVIOUS_SECRETS', `entry ${i + 1} has an invalid expiry after "@": use an ISO 8601 time such as 2026-12-31T00:00:00Z`);
+        return;
+      }
+      previousSecrets.push(entry.slice(0, at));
+      previousSecretsNotAfter.push(ms);
+      if (ms <= nowMs) warn('JWT_PREVIOUS_SECRETS', `entry ${i + 1} expired at ${new Date(ms).toISOString()} and is refused; remove it`);
+      else if (ms - nowMs > jwtLifetimeMs + 86_400_000) {
+        warn('JWT_PREVIOUS_SECRETS', `entry ${i + 1} stays valid until ${new Date(ms).toISOString()}, longer than the access-token lifetime + 24 h: tokens signed with it expire within JWT_EXPIRES_IN, so retire it sooner`);
+      }
+    } else {
+      previousSecrets.push(entry);
+      previousSecretsNotAfter.push(null);
+      warn('JWT_PREVIOUS_SECRETS', `entry ${i + 1} has no expiry and is accepted forever: write it as secret@<ISO time> (e.g. the rotation time + JWT_EXPIRES_IN + 24 h)`);
+    }
+  });
   previousSecrets.forEach((s, i) => {
     const why = weakSecretReason(s);
     if (why) err('JWT_PREVIOUS_SECRETS', `entry ${i + 1} ${why}`);
@@ -700,6 +731,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     jwt: {
       secret,
       previousSecrets: Object.freeze(previousSecrets),
+      previousSecretsNotAfter: Object.freeze(previousSecretsNotAfter),
       expiresInSec: Math.floor(expiresMs / 1000),
       issuer: 'fleet-security-api',
       audience: 'fleet-security-api',

@@ -53,3 +53,38 @@ describe('configuration: proxies and the login lockout', () => {
     expect(vars(loadConfig(base({ IDP_JWKS_CACHE_TTL: 'x' })).errors)).toEqual(['IDP_JWKS_CACHE_TTL']);
   });
 });
+
+describe('configuration: JWT_PREVIOUS_SECRETS expiry', () => {
+  const now = Date.parse('2026-12-06T00:00:00Z');
+
+  test('when an entry carries @<ISO time>, then the secret and its expiry are parsed apart (the secret never holds the suffix) and no warning is given within lifetime + 24 h', () => {
+    const old = strong();
+    const r = loadConfig(base({ JWT_PREVIOUS_SECRETS: `${old}@2026-12-06T12:00:00Z` }), { now });
+    expect(r.errors).toEqual([]);
+    expect(r.config!.jwt.previousSecrets).toEqual([old]);
+    expect(r.config!.jwt.previousSecretsNotAfter).toEqual([Date.parse('2026-12-06T12:00:00Z')]);
+    expect(vars(r.warnings)).not.toContain('JWT_PREVIOUS_SECRETS');
+  });
+
+  test('when an entry has no expiry, then it is accepted with a warning saying how to add one', () => {
+    const r = loadConfig(base({ JWT_PREVIOUS_SECRETS: strong() }), { now });
+    expect(r.config!.jwt.previousSecretsNotAfter).toEqual([null]);
+    expect(r.warnings.find((w) => w.variable === 'JWT_PREVIOUS_SECRETS')?.message).toMatch(/no expiry.*secret@/);
+  });
+
+  test('when an expiry lies further ahead than the access-token lifetime + 24 h, or has passed, then a warning says so (without the secret)', () => {
+    const secret = strong();
+    const far = loadConfig(base({ JWT_PREVIOUS_SECRETS: `${secret}@2027-06-01T00:00:00Z` }), { now });
+    expect(far.warnings.find((w) => w.variable === 'JWT_PREVIOUS_SECRETS')?.message).toMatch(/lifetime \+ 24 h/);
+    const past = loadConfig(base({ JWT_PREVIOUS_SECRETS: `${secret}@2026-12-01T00:00:00Z` }), { now });
+    expect(past.warnings.find((w) => w.variable === 'JWT_PREVIOUS_SECRETS')?.message).toMatch(/expired .* refused/);
+    expect(JSON.stringify([...far.warnings, ...past.warnings])).not.toContain(secret);
+  });
+
+  test('when the expiry is not a valid ISO time, then it is refused naming the entry, never echoing it', () => {
+    const secret = strong();
+    const r = loadConfig(base({ JWT_PREVIOUS_SECRETS: `${strong()}@2026-12-31T00:00:00Z,${secret}@2026-13-45` }), { now });
+    expect(r.errors).toEqual([{ variable: 'JWT_PREVIOUS_SECRETS', message: expect.stringMatching(/^entry 2 has an invalid expiry/) }]);
+    expect(JSON.stringify(r.errors)).not.toContain(secret);
+  });
+});
