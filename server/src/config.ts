@@ -107,6 +107,12 @@ export interface Config {
   redisUrl: string | null;
   log: { level: string; dir: string | null };
   metricsToken: string | null;
+  /**
+   * Whether GET /metrics answers loopback callers without METRICS_TOKEN: only outside production
+   * with no TRUST_PROXY (behind a proxy on the same host every request is "loopback"), unless
+   * METRICS_ALLOW_LOOPBACK=true says the operator wants it anyway.
+   */
+  metricsAllowLoopback: boolean;
   csrfSecret: string;
   /** CONTRACT §9: admins of this tenant are platform admins (master key, key events). PLATFORM_TENANT, default `_platform`. */
   platformTenant: string;
@@ -199,7 +205,7 @@ const KNOWN_SETTINGS = new Set([
   'CSRF_SECRET', 'DATABASE_APP_ROLE', 'DATABASE_HOST', 'DATABASE_NAME', 'DATABASE_PASSWORD', 'DATABASE_PORT', 'DATABASE_SSL', 'DATABASE_URL', 'DATABASE_USER',
   'DB_POOL_SIZE', 'DB_POOL_TIMEOUT', 'DB_STATEMENT_TIMEOUT', 'FLEET_DATA_DIR', 'FLEET_DEV_ISSUER', 'FLEET_ENCRYPTION_KEY', 'FLEET_ENCRYPTION_PREVIOUS_KEYS',
   'IDP_JWKS_CACHE_TTL', 'IDP_TIMEOUT_MS', 'JWT_EXPIRES_IN', 'JWT_PREVIOUS_SECRETS', 'JWT_SECRET', 'KEY_CACHE_TTL_SECONDS', 'LOGIN_EMAIL_LOCKOUT_WINDOW', 'LOGIN_EMAIL_MAX_FAILURES', 'LOGIN_LOCKOUT_WINDOW', 'LOGIN_MAX_FAILURES',
-  'METRICS_TOKEN', 'PLATFORM_TENANT', 'RATE_LIMIT_MAX', 'RATE_LIMIT_USER_MAX', 'RATE_LIMIT_WINDOW_MS', 'SESSION_ABSOLUTE_TIMEOUT', 'SESSION_IDLE_TIMEOUT', 'SIEM_API_KEY',
+  'METRICS_ALLOW_LOOPBACK', 'METRICS_TOKEN', 'PLATFORM_TENANT', 'RATE_LIMIT_MAX', 'RATE_LIMIT_USER_MAX', 'RATE_LIMIT_WINDOW_MS', 'SESSION_ABSOLUTE_TIMEOUT', 'SESSION_IDLE_TIMEOUT', 'SIEM_API_KEY',
   'SIEM_BATCH_SIZE', 'SIEM_ENDPOINT_URL', 'SIEM_FLUSH_INTERVAL_MS', 'SIEM_MAX_QUEUE', 'SIEM_PROVIDER', 'SIEM_TLS_CA_FILE',
 ]);
 /**
@@ -684,6 +690,13 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
 
   const metricsToken = get('METRICS_TOKEN') ?? null;
   if (metricsToken && metricsToken.length < 24) err('METRICS_TOKEN', 'must be at least 24 characters');
+  const metricsLoopbackRaw = get('METRICS_ALLOW_LOOPBACK');
+  if (metricsLoopbackRaw !== undefined && !bool.safeParse(metricsLoopbackRaw).success) err('METRICS_ALLOW_LOOPBACK', 'must be true or false (or 1/0, yes/no)');
+  const metricsLoopbackExplicit = metricsLoopbackRaw ? bool.safeParse(metricsLoopbackRaw).data === true : false;
+  const metricsAllowLoopback = metricsLoopbackExplicit || (!prod && trustProxy === false);
+  if (!metricsAllowLoopback && !metricsToken) {
+    warn('METRICS_TOKEN', `is not set: GET /metrics refuses every caller (${prod ? 'production' : 'TRUST_PROXY is set'}, so loopback callers are not trusted); set METRICS_TOKEN, or METRICS_ALLOW_LOOPBACK=true when no proxy runs on this host`);
+  }
   const platformTenant = get('PLATFORM_TENANT') ?? '_platform';
   if (platformTenant !== '_platform' && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(platformTenant)) {
     err('PLATFORM_TENANT', 'must be _platform (default) or a tenant id: 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit');
@@ -757,6 +770,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     redisUrl,
     log: { level: logLevel, dir: logDir },
     metricsToken,
+    metricsAllowLoopback,
     csrfSecret,
     platformTenant,
   };
