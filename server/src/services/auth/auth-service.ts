@@ -103,6 +103,8 @@ const sha256 = (s: string): Buffer => createHash('sha256').update(s, 'utf8').dig
 
 /** The ID token was used for a login before (thrown inside the login transaction to roll it back). */
 class IdTokenReplayed extends Error {}
+/** A concurrent first login bound another IdP subject to this user (rolls the login back). */
+class SubjectBoundConcurrently extends Error {}
 
 /**
  * Records a used ID token (by hash) until it expires; false if it was used before. Also drops
@@ -235,7 +237,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
         // First: claim the ID token. A second login with it (or a concurrent one: it waits for
         // this transaction) finds the row and is refused; the claim commits with the session.
         if (!(await claimIdToken(c, identity.tokenHash, identity.expiresAtMs))) throw new IdTokenReplayed();
-        if (user.auth0Sub === null) await bindUserSubject(c, user.id, user.tenantId, identity.sub);
+        if (user.auth0Sub === null && !(await bindUserSubject(c, user.id, user.tenantId, identity.sub))) throw new SubjectBoundConcurrently();
         const s = await sessions.createWithRefreshToken(c, { userId: user.id, tenantId: user.tenantId, ip: meta.ip, userAgent: meta.userAgent }, refresh);
         await audit.record(
           {
@@ -255,6 +257,9 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       });
     } catch (err) {
       if (err instanceof IdTokenReplayed) return refuseLogin(email, 'ID token already used (an ID token opens one session)', user, lock, meta, COUNT_BOTH);
+      if (err instanceof SubjectBoundConcurrently) {
+        return refuseLogin(email, 'identity provider subject differs from the one a concurrent first login bound to this user', user, lock, meta, COUNT_BOTH);
+      }
       throw err;
     }
     const access = tokens.issue({ userId: user.id, sessionId: created.sessionId, tenantId: user.tenantId });
