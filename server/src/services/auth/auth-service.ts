@@ -20,6 +20,7 @@ import type { Clock } from '../../lib/clock';
 import { AppError, notFound, serviceUnavailable, unauthenticated } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
 import type { AuthContext, Role } from '../../types/express';
+import type { FailureAggregator } from '../audit/failure-aggregator';
 import type { AuditService } from '../audit/service';
 import type { AuditEvent } from '../audit/types';
 import { lockoutState, type LockoutLimits, type LockoutMarker, type LockoutState } from './lockout';
@@ -93,6 +94,8 @@ export interface AuthServiceDeps {
   sessions: SessionService;
   /** null: login answers 503 (no IdP configured, e.g. tests that do not need login). */
   idTokens: IdTokenVerifier | null;
+  /** Aggregates repeated junk failures (uncounted logins, unknown refresh tokens); without it each is one row. */
+  failures?: FailureAggregator;
 }
 
 export function publicUser(u: { userId: string; email: string; role: Role; tenantId: string; displayName: string | null }): PublicUser {
@@ -144,6 +147,23 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
   async function refuseLogin(email: string, reason: string, candidate: UserRecord | null, lock: LockoutState, meta: RequestMeta, counted: LockoutMarker | null): Promise<never> {
     const tenantId = candidate?.tenantId ?? UNKNOWN_TENANT;
     const marker: LockoutMarker = { ip: Boolean(counted?.ip && meta.ip), email: Boolean(counted?.email) };
+    if (counted === null && deps.failures) {
+      // Junk (no correctly signed token): never counted, so no lockout row can follow; repeated
+      // identical ones from one source are aggregated (failure-aggregator.ts).
+      await deps.failures.record({
+        tenantId,
+        userId: candidate?.id ?? null,
+        action: 'auth.login.failure',
+        resourceType: 'user',
+        resourceId: email,
+        result: 'failure',
+        severity: 'medium',
+        errorMessage: reason.slice(0, 500),
+        after: { lockout: marker },
+        ...metaFields(meta),
+      });
+      throw unauthenticated(`login refused: ${reason}`);
+    }
     await withTenant(pool, tenantId, async (c) => {
       await audit.record(
         {
@@ -281,7 +301,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
 
   async function refresh(input: { refreshToken: string }, meta: RequestMeta): Promise<IssuedSession> {
     const rejectUnknown = async (reason: string): Promise<never> => {
-      await audit.record({
+      await (deps.failures ?? audit).record({
         tenantId: UNKNOWN_TENANT,
         action: 'auth.token.rejected',
         resourceType: 'refresh_token',
