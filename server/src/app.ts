@@ -40,7 +40,7 @@ export function createApp(c: Composition, opts: AppOptions = {}): App {
   app.set('query parser', 'simple');
   useLeanJson(app);
 
-  const metrics = createMetrics({ pool: c.pool, token: config.metricsToken, registries: c.metricRegistries });
+  const metrics = createMetrics({ pool: c.pool, token: config.metricsToken, registries: c.metricRegistries, allowLoopback: config.metricsAllowLoopback });
   app.metrics = metrics;
   const accessLog = opts.accessLog === false ? null : createAccessLogWriter(logger);
   app.flushAccessLog = () => accessLog?.flush();

@@ -20,6 +20,7 @@ import { createSessionService, type SessionService } from './services/auth/sessi
 import { createTokenService, type TokenService } from './services/auth/tokens';
 import { createAuthService, type AuthService } from './services/auth/auth-service';
 import { createDevKeyResolver } from './services/auth/dev-issuer';
+import { createFailureAggregator, type FailureAggregator } from './services/audit/failure-aggregator';
 import { createIdTokenVerifier, createRemoteKeyResolver, type IdTokenVerifier, type KeyResolver } from './services/auth/oidc';
 import { createUserService, type UserService } from './services/auth/users';
 import { buildEncryption, type EncryptionService, type KeyVaultDeps, type SecretStore } from './services/encryption';
@@ -54,6 +55,8 @@ export interface Services {
   monitoring: SecurityMonitoring;
   /** Idempotency-Key for POST routes that create something (contract §6). */
   idempotency: IdempotencyService;
+  /** Aggregates repeated unauthenticated failures into one row per window and source. */
+  failureAudit: FailureAggregator;
 }
 
 /** Route guards built once from the services. */
@@ -89,6 +92,7 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
       issuerUrl: idp.issuerUrl,
       clientId: idp.clientId,
       timeoutMs: idp.timeoutMs,
+      cacheMaxAgeMs: idp.jwksCacheTtlMs,
       production: core.config.isProduction,
       clock: core.clock,
       logger: core.logger,
@@ -97,9 +101,10 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
     keyResolver = createDevKeyResolver(core.config.dataDir);
   }
   const idTokens = keyResolver ? createIdTokenVerifier({ resolver: keyResolver, clock: core.clock, clockToleranceSec: idp.clockToleranceSec }) : null;
-  const auth = createAuthService({ pool: core.pool, config: core.config, clock: core.clock, logger: core.logger, audit, tokens, sessions, idTokens });
+  const failureAudit = createFailureAggregator({ audit, clock: core.clock, logger: core.logger });
+  const auth = createAuthService({ pool: core.pool, config: core.config, clock: core.clock, logger: core.logger, audit, tokens, sessions, idTokens, failures: failureAudit });
   const guards: Guards = {
-    requireAuth: createRequireAuth({ tokens, sessions, audit, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore }),
+    requireAuth: createRequireAuth({ tokens, sessions, audit, failures: failureAudit, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore }),
     requirePermission: createRequirePermission(audit),
   };
   const enc = buildEncryption({ config: core.config, logger: core.logger, clock: core.clock, pool: core.pool, audit, keyVault: core.keyVault });
@@ -114,7 +119,8 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
       await resolver.warm().catch((err: Error) => void core.logger.warn('identity provider not reachable at start-up; login retries on demand', { reason: err.message }));
     });
   }
-  const stoppers: Array<() => Promise<void>> = [];
+  const stoppers: Array<() => Promise<void>> = [() => failureAudit.stop()];
+  starters.push(async () => failureAudit.start());
   starters.push(() => auditSealer.start());
   stoppers.push(() => auditSealer.stop());
   starters.push(() => monitoring.start());
@@ -124,7 +130,7 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
   stoppers.push(() => idempotency.stop());
   return {
     ...core,
-    services: { audit, auditSealer, tokens, sessions, users, idTokens, auth, encryption: enc.encryption, secrets: enc.secrets, monitoring, idempotency },
+    services: { audit, auditSealer, tokens, sessions, users, idTokens, auth, encryption: enc.encryption, secrets: enc.secrets, monitoring, idempotency, failureAudit },
     guards,
     readinessChecks,
     metricRegistries: [monitoring.metrics.registry],

@@ -52,6 +52,11 @@ export interface Config {
   jwt: {
     secret: string;
     previousSecrets: readonly string[];
+    /**
+     * When each previous secret stops verifying (ms since the epoch; same order as
+     * previousSecrets), from `secret@2026-12-31T00:00:00Z`; null: no expiry given (warned about).
+     */
+    previousSecretsNotAfter: readonly (number | null)[];
     expiresInSec: number;
     issuer: string;
     audience: string;
@@ -66,6 +71,8 @@ export interface Config {
     clockToleranceSec: number;
     /** Deadline for each discovery / JWKS request to the identity provider (IDP_TIMEOUT_MS, default 5000). */
     timeoutMs: number;
+    /** How long the issuer's key set is fresh before it is refreshed in the background (IDP_JWKS_CACHE_TTL, default 10m). */
+    jwksCacheTtlMs: number;
   };
   keys: {
     keyVaultUrl: string | null;
@@ -94,11 +101,23 @@ export interface Config {
   cors: { origins: readonly string[] };
   trustProxy: boolean | number | string;
   rateLimit: { windowMs: number; max: number; userMax: number };
-  login: { maxFailures: number; lockoutWindowMs: number };
+  /**
+   * Login lockout (lockout.ts): maxFailures / lockoutWindowMs per client network (IPv4 address,
+   * IPv6 /56); emailMaxFailures / emailLockoutWindowMs per e-mail (a slower, separate threshold).
+   */
+  login: { maxFailures: number; lockoutWindowMs: number; emailMaxFailures: number; emailLockoutWindowMs: number };
   redisUrl: string | null;
   log: { level: string; dir: string | null };
   metricsToken: string | null;
+  /**
+   * Whether GET /metrics answers loopback callers without METRICS_TOKEN: only outside production
+   * with no TRUST_PROXY (behind a proxy on the same host every request is "loopback"), unless
+   * METRICS_ALLOW_LOOPBACK=true says the operator wants it anyway.
+   */
+  metricsAllowLoopback: boolean;
   csrfSecret: string;
+  /** CONTRACT §9: admins of this tenant are platform admins (master key, key events). PLATFORM_TENANT, default `_platform`. */
+  platformTenant: string;
 }
 
 export interface LoadResult {
@@ -187,8 +206,8 @@ const KNOWN_SETTINGS = new Set([
   'AZURE_KEYVAULT_MASTER_KEY_NAME', 'AZURE_KEYVAULT_URL', 'AZURE_STORAGE_ACCOUNT_URL', 'AZURE_STORAGE_CONNECTION_STRING', 'BCRYPT_COST', 'CORS_ORIGINS',
   'CSRF_SECRET', 'DATABASE_APP_ROLE', 'DATABASE_HOST', 'DATABASE_NAME', 'DATABASE_PASSWORD', 'DATABASE_PORT', 'DATABASE_SSL', 'DATABASE_URL', 'DATABASE_USER',
   'DB_POOL_SIZE', 'DB_POOL_TIMEOUT', 'DB_STATEMENT_TIMEOUT', 'FLEET_DATA_DIR', 'FLEET_DEV_ISSUER', 'FLEET_ENCRYPTION_KEY', 'FLEET_ENCRYPTION_PREVIOUS_KEYS',
-  'IDP_TIMEOUT_MS', 'JWT_EXPIRES_IN', 'JWT_PREVIOUS_SECRETS', 'JWT_SECRET', 'KEY_CACHE_TTL_SECONDS', 'LOGIN_LOCKOUT_WINDOW', 'LOGIN_MAX_FAILURES',
-  'METRICS_TOKEN', 'RATE_LIMIT_MAX', 'RATE_LIMIT_USER_MAX', 'RATE_LIMIT_WINDOW_MS', 'SESSION_ABSOLUTE_TIMEOUT', 'SESSION_IDLE_TIMEOUT', 'SIEM_API_KEY',
+  'IDP_JWKS_CACHE_TTL', 'IDP_TIMEOUT_MS', 'JWT_EXPIRES_IN', 'JWT_PREVIOUS_SECRETS', 'JWT_SECRET', 'KEY_CACHE_TTL_SECONDS', 'LOGIN_EMAIL_LOCKOUT_WINDOW', 'LOGIN_EMAIL_MAX_FAILURES', 'LOGIN_LOCKOUT_WINDOW', 'LOGIN_MAX_FAILURES',
+  'METRICS_ALLOW_LOOPBACK', 'METRICS_TOKEN', 'PLATFORM_TENANT', 'RATE_LIMIT_MAX', 'RATE_LIMIT_USER_MAX', 'RATE_LIMIT_WINDOW_MS', 'SESSION_ABSOLUTE_TIMEOUT', 'SESSION_IDLE_TIMEOUT', 'SIEM_API_KEY',
   'SIEM_BATCH_SIZE', 'SIEM_ENDPOINT_URL', 'SIEM_FLUSH_INTERVAL_MS', 'SIEM_MAX_QUEUE', 'SIEM_PROVIDER', 'SIEM_TLS_CA_FILE',
   'SHUTDOWN_DRAIN_DELAY_MS',
 ]);
@@ -300,7 +319,7 @@ export function decodeKey32(raw: string): Buffer | null {
 export type ConfigScope = 'all' | 'database';
 const DATABASE_SCOPE_VARIABLES = /^(NODE_ENV|DATABASE_[A-Z_]+|DB_[A-Z_]+|LOG_LEVEL|LOG_DIR|FLEET_DATA_DIR)$/;
 
-export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>; cwd?: string; scope?: ConfigScope } = {}): LoadResult {
+export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>; cwd?: string; scope?: ConfigScope; now?: number } = {}): LoadResult {
   const errors: ConfigIssue[] = [];
   const warnings: ConfigIssue[] = [];
   const err = (variable: string, message: string) => errors.push({ variable, message });
@@ -416,7 +435,33 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     const why = weakSecretReason(jwtSecret);
     if (why) err('JWT_SECRET', `${why}; generate one with \`openssl rand -base64 48\``);
   }
-  const previousSecrets = (get('JWT_PREVIOUS_SECRETS') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const previousSecrets: string[] = [];
+  const previousSecretsNotAfter: (number | null)[] = [];
+  const nowMs = opts.now ?? Date.now();
+  const jwtLifetimeMs = parseDurationMs(get('JWT_EXPIRES_IN') ?? '15m') ?? 900_000;
+  (get('JWT_PREVIOUS_SECRETS') ?? '').split(',').map((s) => s.trim()).filter(Boolean).forEach((entry, i) => {
+    // `secret@2026-12-31T00:00:00Z`: the suffix after the last @ is the expiry when it starts
+    // with a digit (generated secrets are base64: no @).
+    const at = entry.lastIndexOf('@');
+    const suffix = at > 0 ? entry.slice(at + 1) : '';
+    if (at > 0 && /^\d/.test(suffix)) {
+      const ms = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2}))?$/.test(suffix) ? Date.parse(suffix) : NaN;
+      if (Number.isNaN(ms)) {
+        err('JWT_PREVIOUS_SECRETS', `entry ${i + 1} has an invalid expiry after "@": use an ISO 8601 time such as 2026-12-31T00:00:00Z`);
+        return;
+      }
+      previousSecrets.push(entry.slice(0, at));
+      previousSecretsNotAfter.push(ms);
+      if (ms <= nowMs) warn('JWT_PREVIOUS_SECRETS', `entry ${i + 1} expired at ${new Date(ms).toISOString()} and is refused; remove it`);
+      else if (ms - nowMs > jwtLifetimeMs + 86_400_000) {
+        warn('JWT_PREVIOUS_SECRETS', `entry ${i + 1} stays valid until ${new Date(ms).toISOString()}, longer than the access-token lifetime + 24 h: tokens signed with it expire within JWT_EXPIRES_IN, so retire it sooner`);
+      }
+    } else {
+      previousSecrets.push(entry);
+      previousSecretsNotAfter.push(null);
+      warn('JWT_PREVIOUS_SECRETS', `entry ${i + 1} has no expiry and is accepted forever: write it as secret@<ISO time> (e.g. the rotation time + JWT_EXPIRES_IN + 24 h)`);
+    }
+  });
   previousSecrets.forEach((s, i) => {
     const why = weakSecretReason(s);
     if (why) err('JWT_PREVIOUS_SECRETS', `entry ${i + 1} ${why}`);
@@ -467,6 +512,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   if (prod && devIssuerRequested) err('FLEET_DEV_ISSUER', 'the development issuer cannot be enabled in production');
   const devIssuer = !prod && !issuerUrl && (nodeEnv === 'development' || devIssuerRequested);
   const idpTimeoutMs = intIn('IDP_TIMEOUT_MS', get('IDP_TIMEOUT_MS'), 5000, 100, 60_000, errors);
+  const jwksCacheTtlMs = duration('IDP_JWKS_CACHE_TTL', get('IDP_JWKS_CACHE_TTL'), '10m', 1000, 86_400_000, errors);
 
   // ---- keys
   const kvRaw = get('AZURE_KEYVAULT_URL');
@@ -614,7 +660,8 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     }
     else if (tp === 'true' || tp === 'false') {
       trustProxy = tp === 'true';
-      if (trustProxy) warn('TRUST_PROXY', 'true trusts every X-Forwarded-For hop (clients can spoof their IP); prefer the number of proxies or their addresses');
+      if (trustProxy && prod) err('TRUST_PROXY', 'true trusts every X-Forwarded-For hop (clients choose their IP, the rate limits and the login lockout); in production give the number of proxy hops (1) or their addresses/subnets (10.0.0.0/8)');
+      else if (trustProxy) warn('TRUST_PROXY', 'true trusts every X-Forwarded-For hop (clients can spoof their IP); prefer the number of proxies or their addresses');
     } else if (tp.split(',').every((e) => isTrustProxyEntry(e.trim()))) trustProxy = tp;
     else err('TRUST_PROXY', 'must be a hop count, true/false, or a list of addresses/subnets (loopback, linklocal, uniquelocal, 10.0.0.0/8, ::1)');
   }
@@ -624,6 +671,8 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   const userMax = intIn('RATE_LIMIT_USER_MAX', get('RATE_LIMIT_USER_MAX'), 600, 1, 1_000_000, errors);
   const loginMax = intIn('LOGIN_MAX_FAILURES', get('LOGIN_MAX_FAILURES'), 5, 1, 1000, errors);
   const lockoutMs = duration('LOGIN_LOCKOUT_WINDOW', get('LOGIN_LOCKOUT_WINDOW'), '15m', 60_000, 86_400_000, errors);
+  const emailLoginMax = intIn('LOGIN_EMAIL_MAX_FAILURES', get('LOGIN_EMAIL_MAX_FAILURES'), 10, 1, 1000, errors);
+  const emailLockoutMs = duration('LOGIN_EMAIL_LOCKOUT_WINDOW', get('LOGIN_EMAIL_LOCKOUT_WINDOW'), '1h', 60_000, 7 * 86_400_000, errors);
 
   let redisUrl: string | null = null;
   const rr = get('REDIS_URL');
@@ -644,6 +693,17 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
 
   const metricsToken = get('METRICS_TOKEN') ?? null;
   if (metricsToken && metricsToken.length < 24) err('METRICS_TOKEN', 'must be at least 24 characters');
+  const metricsLoopbackRaw = get('METRICS_ALLOW_LOOPBACK');
+  if (metricsLoopbackRaw !== undefined && !bool.safeParse(metricsLoopbackRaw).success) err('METRICS_ALLOW_LOOPBACK', 'must be true or false (or 1/0, yes/no)');
+  const metricsLoopbackExplicit = metricsLoopbackRaw ? bool.safeParse(metricsLoopbackRaw).data === true : false;
+  const metricsAllowLoopback = metricsLoopbackExplicit || (!prod && trustProxy === false);
+  if (!metricsAllowLoopback && !metricsToken) {
+    warn('METRICS_TOKEN', `is not set: GET /metrics refuses every caller (${prod ? 'production' : 'TRUST_PROXY is set'}, so loopback callers are not trusted); set METRICS_TOKEN, or METRICS_ALLOW_LOOPBACK=true when no proxy runs on this host`);
+  }
+  const platformTenant = get('PLATFORM_TENANT') ?? '_platform';
+  if (platformTenant !== '_platform' && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(platformTenant)) {
+    err('PLATFORM_TENANT', 'must be _platform (default) or a tenant id: 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit');
+  }
   const bodyLimitBytes = intIn('BODY_LIMIT_BYTES', get('BODY_LIMIT_BYTES'), 100 * 1024, 1024, 10 * 1024 * 1024, errors);
   const shutdownDrainDelayMs = intIn('SHUTDOWN_DRAIN_DELAY_MS', get('SHUTDOWN_DRAIN_DELAY_MS'), 0, 0, 60_000, errors);
 
@@ -689,12 +749,13 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     jwt: {
       secret,
       previousSecrets: Object.freeze(previousSecrets),
+      previousSecretsNotAfter: Object.freeze(previousSecretsNotAfter),
       expiresInSec: Math.floor(expiresMs / 1000),
       issuer: 'fleet-security-api',
       audience: 'fleet-security-api',
     },
     session: { idleTimeoutSec: Math.floor(idleMs / 1000), absoluteTimeoutSec: Math.floor(absMs / 1000) },
-    idp: { issuerUrl, clientId, devIssuer, clockToleranceSec: 60, timeoutMs: idpTimeoutMs },
+    idp: { issuerUrl, clientId, devIssuer, clockToleranceSec: 60, timeoutMs: idpTimeoutMs, jwksCacheTtlMs },
     keys: { keyVaultUrl, masterKeyName, fallbackKey, previousKeys: Object.freeze(previousKeys), cacheTtlSec },
     bcryptCost,
     siem: {
@@ -710,11 +771,13 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     cors: { origins: Object.freeze(origins) },
     trustProxy,
     rateLimit: { windowMs, max, userMax },
-    login: { maxFailures: loginMax, lockoutWindowMs: lockoutMs },
+    login: { maxFailures: loginMax, lockoutWindowMs: lockoutMs, emailMaxFailures: emailLoginMax, emailLockoutWindowMs: emailLockoutMs },
     redisUrl,
     log: { level: logLevel, dir: logDir },
     metricsToken,
+    metricsAllowLoopback,
     csrfSecret,
+    platformTenant,
   };
   return { config: deepFreeze(config), errors, warnings };
 }

@@ -45,7 +45,7 @@ describe('configuration', () => {
     expect(c.siem.batchSize).toBe(10);
     expect(c.siem.flushIntervalMs).toBe(30000);
     expect(c.rateLimit).toEqual({ windowMs: 60000, max: 300, userMax: 600 });
-    expect(c.login).toEqual({ maxFailures: 5, lockoutWindowMs: 900000 });
+    expect(c.login).toEqual({ maxFailures: 5, lockoutWindowMs: 900000, emailMaxFailures: 10, emailLockoutWindowMs: 3_600_000 });
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.database)).toBe(true);
   });

@@ -60,7 +60,7 @@ function parseArgs(argv: string[]): Args {
     switch (arg) {
       case '--tenant': {
         const t = value();
-        if (t !== SYSTEM_TENANT && !TENANT_RE.test(t)) throw new UsageError(`--tenant must be 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit (or ${SYSTEM_TENANT})`);
+        if (t !== SYSTEM_TENANT && t !== '_platform' && !TENANT_RE.test(t)) throw new UsageError(`--tenant must be 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit (or ${SYSTEM_TENANT})`);
         a.tenant = t;
         break;
       }

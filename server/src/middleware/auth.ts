@@ -1,5 +1,6 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { unauthenticated } from '../lib/errors';
+import type { FailureAggregator } from '../services/audit/failure-aggregator';
 import type { AuditService } from '../services/audit/service';
 import { UNKNOWN_TENANT } from '../services/auth/auth-service';
 import type { SessionService } from '../services/auth/sessions';
@@ -13,6 +14,8 @@ export interface AuthMiddlewareDeps {
   sessions: SessionService;
   /** Writes auth.token.rejected / session.expired rows; without it rejections are only logged. */
   audit?: AuditService;
+  /** Aggregates repeated forged/malformed-token rejections (no verified claims) from one source. */
+  failures?: FailureAggregator;
   rateLimit: { windowMs: number; userMax: number };
   makeRateLimitStore?: (prefix: string) => Store;
 }
@@ -45,7 +48,8 @@ export function createRequireAuth(deps: AuthMiddlewareDeps): RequestHandler[] {
 
   async function rejectToken(req: Request, reason: string, claims: AccessClaims | null): Promise<never> {
     if (deps.audit) {
-      await deps.audit.record({
+      const sink = claims === null && deps.failures ? deps.failures : deps.audit;
+      await sink.record({
         tenantId: claims ? claims.tid : UNKNOWN_TENANT,
         userId: claims ? claims.sub : null,
         action: 'auth.token.rejected',

@@ -33,10 +33,12 @@ function sha(s: string): Buffer {
 /**
  * Prometheus metrics on a registry of this app's own (tests can build many apps):
  * request count and latency by route and status, pool usage, process metrics.
- * GET /metrics answers loopback callers that did not come through a proxy, or a
- * caller presenting METRICS_TOKEN as a Bearer token.
+ * GET /metrics answers a caller presenting METRICS_TOKEN as a Bearer token, and loopback callers
+ * that did not come through a proxy only when `allowLoopback` (config.metricsAllowLoopback:
+ * outside production without TRUST_PROXY, or METRICS_ALLOW_LOOPBACK=true) — a reverse proxy on
+ * the same host that drops X-Forwarded-For would otherwise make every Internet caller loopback.
  */
-export function createMetrics(opts: { pool?: Pool; token: string | null; registries?: client.Registry[] }): Metrics {
+export function createMetrics(opts: { pool?: Pool; token: string | null; registries?: client.Registry[]; allowLoopback?: boolean }): Metrics {
   const own = new client.Registry();
   client.collectDefaultMetrics({ register: own, prefix: 'fleet_' });
   const duration = new client.Histogram({
@@ -61,6 +63,7 @@ export function createMetrics(opts: { pool?: Pool; token: string | null; registr
     });
   }
   const tokenDigest = opts.token ? sha(opts.token) : null;
+  const allowLoopback = opts.allowLoopback ?? true;
   // Services' registries (SIEM, archive) are served from the same endpoint.
   const registry = opts.registries && opts.registries.length > 0 ? client.Registry.merge([own, ...opts.registries]) : own;
 
@@ -89,10 +92,10 @@ export function createMetrics(opts: { pool?: Pool; token: string | null; registr
     handler: function metricsHandler(req: Request, res: Response, next: NextFunction): void {
       const auth = req.headers.authorization;
       const viaProxy = req.headers['x-forwarded-for'] !== undefined || req.headers.forwarded !== undefined;
-      const loopback = LOOPBACK.has(req.socket.remoteAddress ?? '') && !viaProxy;
+      const loopback = allowLoopback && LOOPBACK.has(req.socket.remoteAddress ?? '') && !viaProxy;
       const tokenOk = tokenDigest !== null && typeof auth === 'string' && auth.startsWith('Bearer ') && timingSafeEqual(sha(auth.slice(7)), tokenDigest);
       if (!loopback && !tokenOk) {
-        next(forbidden('metrics requested from a non-loopback address without METRICS_TOKEN'));
+        next(forbidden(allowLoopback ? 'metrics requested from a non-loopback address without METRICS_TOKEN' : 'metrics requested without METRICS_TOKEN (loopback is not trusted here)'));
         return;
       }
       registry

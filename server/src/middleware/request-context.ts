@@ -53,8 +53,11 @@ export function requestContext(opts: RequestContextOptions): RequestHandler {
   const { logger, onFinish } = opts;
   const headers = opts.headers ?? [];
   const writeAccess = typeof opts.accessLog === 'function' ? opts.accessLog : opts.accessLog === false || opts.accessLog === null ? null : createAccessLogWriter(logger);
-  const clientIp: (req: Request) => string | null =
-    opts.trustProxy === false ? (req) => req.socket.remoteAddress ?? null : (req) => req.ip ?? null;
+  const untrusted = opts.trustProxy === false;
+  const clientIp: (req: Request) => string | null = untrusted ? (req) => req.socket.remoteAddress ?? null : (req) => req.ip ?? null;
+  // Behind a load balancer without TRUST_PROXY every client has the balancer's address: one
+  // rate-limit and lockout bucket for everybody. Said once per process, at the first such request.
+  let forwardedWarned = false;
   /**
    * Node reads header bytes as latin1: a User-Agent sent as UTF-8 (non-ASCII product names)
    * would be stored garbled in audit rows. Bytes that form valid UTF-8 are read as UTF-8;
@@ -69,6 +72,10 @@ export function requestContext(opts: RequestContextOptions): RequestHandler {
     const incoming = req.headers['x-request-id'];
     const requestId = typeof incoming === 'string' && SANE_ID.test(incoming) ? incoming : randomUUID();
     const ua = req.headers['user-agent'];
+    if (untrusted && !forwardedWarned && req.headers['x-forwarded-for'] !== undefined) {
+      forwardedWarned = true;
+      logger.warn('requests arrive with X-Forwarded-For but TRUST_PROXY is not set: every client behind the proxy shares its address for rate limits and the login lockout; set TRUST_PROXY to the number of proxy hops or their addresses', { peer: req.socket.remoteAddress ?? null });
+    }
     const ctx = new RequestContext(requestId, clientIp(req), typeof ua === 'string' ? userAgentText(ua).slice(0, 1024) : null, process.hrtime.bigint(), logger);
     req.ctx = ctx;
     res.setHeader('X-Request-Id', requestId);

@@ -22,6 +22,15 @@ const IDENTITY_FIELDS = new Set(['userId', 'user_id', 'tenantId', 'tenant_id', '
 const NO_CONTROL_CHARS = /^[^\p{Cc}]*$/u;
 const severityEnum = z.enum(SEVERITIES as [Severity, ...Severity[]]);
 const resultEnum = z.enum(RESULTS as [AuditResult, ...AuditResult[]]);
+/**
+ * What a client may write: up to `high`. `critical` is reserved for the server's own catalog
+ * actions (refresh reuse, key rotation, chain failures...): a client's critical rows would never
+ * be evicted from the shared SIEM outbox and would page the SOC (400 VALIDATION_FAILED).
+ */
+export const CLIENT_SEVERITIES = ['low', 'medium', 'high'] as const;
+const clientSeverityEnum = z.enum(CLIENT_SEVERITIES, {
+  error: (iss) => (iss.input === 'critical' ? 'critical is reserved for events the server records itself; clients may write low, medium or high' : 'must be low, medium or high'),
+});
 
 const auditValue = z.unknown().superRefine((v, ctx) => {
   if (v !== undefined && jsonByteLength(v) > AUDIT_VALUE_MAX_BYTES) {
@@ -43,7 +52,7 @@ export const auditLogBody = z.strictObject({
   after: auditValue.optional(),
   result: resultEnum.optional(),
   errorMessage: z.string().max(2000).nullable().optional(),
-  severity: severityEnum.optional(),
+  severity: clientSeverityEnum.optional(),
 });
 type AuditLogBody = z.infer<typeof auditLogBody>;
 

@@ -8,7 +8,7 @@ import { errorHandler } from '../../src/middleware/error-handler';
 import { requestContext } from '../../src/middleware/request-context';
 import { ownerPool } from '../helpers/app';
 import { loginAs } from '../helpers/auth';
-import { auditByRequest, auditFor, buildAuthApp, expectGeneric401, SECURITY, type AuthTestApp } from './helpers';
+import { auditByRequest, auditFor, buildAuthApp, expectGeneric401, SECURITY, uniqueIp, type AuthTestApp } from './helpers';
 import { signJwt } from './oidc-issuer';
 
 let owner: pg.Pool;
@@ -74,7 +74,8 @@ describe('access tokens', () => {
   test.each(forgeries)('when the access token has %s, then 401 and auth.token.rejected is audited under _unknown', async (_name, forge, reason) => {
     const l = await loginAs(t);
     const rid = randomUUID();
-    const res = await getUser(t.app, `Bearer ${forge(l.token, l)}`, rid);
+    // From its own address: identical rejections from one source within a minute are aggregated (failure-aggregator.ts).
+    const res = await getUser(t.app, `Bearer ${forge(l.token, l)}`, rid).set('X-Forwarded-For', uniqueIp());
     expectGeneric401(res);
     const rows = await auditByRequest(owner, rid);
     expect(rows).toEqual([expect.objectContaining({ action: 'auth.token.rejected', tenant_id: '_unknown', user_id: null, result: 'failure', severity: 'medium' })]);

@@ -5,9 +5,10 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import request from 'supertest';
-import { deriveSubkey, environmentKeyVersion, HKDF_INFO_ENCRYPTION, HKDF_INFO_SIGNATURE, SYSTEM_TENANT } from '../../src/services/encryption';
+import { deriveSubkey, environmentKeyVersion, HKDF_INFO_ENCRYPTION, HKDF_INFO_SIGNATURE } from '../../src/services/encryption';
 import { buildTestApp, ownerPool, type TestApp } from '../helpers/app';
 import { loginAs } from '../helpers/auth';
+import { uniqueTenant } from '../helpers/env';
 import { spellings } from './helpers/env';
 import { newVaultKey, startFakeKeyVault, type FakeKeyVault } from './helpers/fake-key-vault';
 
@@ -34,24 +35,31 @@ function expectNoLeak(haystacks: string[], master: Buffer): void {
   for (const s of forbiddenStrings(master)) expect(all.includes(s)).toBe(false);
 }
 
-async function auditRows(tenantId: string, action: string) {
+/** Rows of a tenant and action, by one user when given (the platform tenant is shared by the tests of one app). */
+async function auditRows(tenantId: string, action: string, userId?: string) {
   const { rows } = await owner.query(
-    'SELECT user_id, action, resource_type, resource_id, result, severity, error_message, before, after, request_id, ip_address FROM audit_logs WHERE tenant_id = $1 AND action = $2 ORDER BY id',
-    [tenantId, action],
+    'SELECT user_id, action, resource_type, resource_id, result, severity, error_message, before, after, request_id, ip_address FROM audit_logs WHERE tenant_id = $1 AND action = $2 AND ($3::uuid IS NULL OR user_id = $3) ORDER BY id',
+    [tenantId, action, userId ?? null],
   );
   return rows;
 }
+
+/**
+ * Since CONTRACT §9 the master key belongs to platform admins: admins of the platform tenant.
+ * Each app gets its own platform tenant (PLATFORM_TENANT) so the tests' key events stay apart.
+ */
+const platformAdmin = (t: TestApp) => loginAs(t, { role: 'admin', tenantId: t.composition.config.platformTenant });
 
 describe('master key with the environment source', () => {
   const envKey = randomBytes(32);
   let t: TestApp;
   beforeAll(async () => {
-    t = await buildTestApp({ env: { FLEET_ENCRYPTION_KEY: envKey.toString('base64') }, logLevel: 'debug' });
+    t = await buildTestApp({ env: { FLEET_ENCRYPTION_KEY: envKey.toString('base64'), PLATFORM_TENANT: uniqueTenant('platform') }, logLevel: 'debug' });
   });
   afterAll(() => t.close());
 
   test('when an admin reads /master-key, then metadata comes back (no material), no-store, and a high-severity key.master.read row is written', async () => {
-    const admin = await loginAs(t, { role: 'admin' });
+    const admin = await platformAdmin(t);
     const res = await request(t.app).get(`${BASE}/master-key`).set('Authorization', admin.authorization).set('X-Request-Id', 'mk-read-1');
     expect(res.status).toBe(200);
     expect(res.headers['cache-control']).toBe('no-store');
@@ -66,7 +74,7 @@ describe('master key with the environment source', () => {
         cachedUntil: null,
       },
     });
-    const rows = await auditRows(admin.tenantId, 'key.master.read');
+    const rows = await auditRows(admin.tenantId, 'key.master.read', admin.userId);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({
       user_id: admin.userId,
@@ -102,13 +110,13 @@ describe('master key with the environment source', () => {
   });
 
   test('when an admin asks to rotate an environment key, then 409 explains rotation by configuration and a failed key.master.rotated row is written', async () => {
-    const admin = await loginAs(t, { role: 'admin' });
+    const admin = await platformAdmin(t);
     const res = await request(t.app).post(`${BASE}/master-key/rotate`).set('Authorization', admin.authorization);
     expect(res.status).toBe(409);
     expect(res.body.error.code).toBe('CONFLICT');
     expect(res.body.error.message).toContain('FLEET_ENCRYPTION_KEY');
     expect(res.body.error.message).toContain('npm run keys:rewrap');
-    const rows = await auditRows(admin.tenantId, 'key.master.rotated');
+    const rows = await auditRows(admin.tenantId, 'key.master.rotated', admin.userId);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ result: 'failure', severity: 'critical', user_id: admin.userId });
     expectNoLeak([res.text, ...t.logs], envKey);
@@ -130,15 +138,15 @@ describe('master key with the environment source', () => {
     ['a NUL byte in a key', (r) => r.send({ 'a\u0000b': 1 }), 400, 'VALIDATION_FAILED'],
     ['an oversized body', (r) => r.send({ pad: 'x'.repeat(200 * 1024) }), 413, 'PAYLOAD_TOO_LARGE'],
   ])('when rotate is sent %s, then it is refused before anything happens', async (_name, build, status, code) => {
-    const admin = await loginAs(t, { role: 'admin' });
+    const admin = await platformAdmin(t);
     const res = await build(request(t.app).post(`${BASE}/master-key/rotate`).set('Authorization', admin.authorization));
     expect(res.status).toBe(status);
     expect(res.body.error.code).toBe(code);
-    expect(await auditRows(admin.tenantId, 'key.master.rotated')).toHaveLength(0);
+    expect(await auditRows(admin.tenantId, 'key.master.rotated', admin.userId)).toHaveLength(0);
   });
 
   test('when /master-key is called with a query parameter, then 400', async () => {
-    const admin = await loginAs(t, { role: 'admin' });
+    const admin = await platformAdmin(t);
     const res = await request(t.app).get(`${BASE}/master-key?include=material`).set('Authorization', admin.authorization);
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('VALIDATION_FAILED');
@@ -147,7 +155,7 @@ describe('master key with the environment source', () => {
 
 describe('master key with Key Vault', () => {
   function kvEnv(name: string, extra: Record<string, string | undefined> = {}) {
-    return { AZURE_KEYVAULT_URL: vault.url, AZURE_KEYVAULT_MASTER_KEY_NAME: name, FLEET_ENCRYPTION_KEY: undefined, ...extra };
+    return { AZURE_KEYVAULT_URL: vault.url, AZURE_KEYVAULT_MASTER_KEY_NAME: name, FLEET_ENCRYPTION_KEY: undefined, PLATFORM_TENANT: uniqueTenant('platform'), ...extra };
   }
   let n = 0;
   function secretName(): string {
@@ -161,7 +169,7 @@ describe('master key with Key Vault', () => {
     const version = vault.put(name, k.value);
     const t = await buildTestApp({ env: kvEnv(name), keyVault: { credential: vault.credential, clientOptions: vault.clientOptions }, logLevel: 'debug' });
     try {
-      const admin = await loginAs(t, { role: 'admin' });
+      const admin = await platformAdmin(t);
       const before = Date.now();
       const res = await request(t.app).get(`${BASE}/master-key`).set('Authorization', admin.authorization);
       expect(res.status).toBe(200);
@@ -171,7 +179,7 @@ describe('master key with Key Vault', () => {
       expect(until).toBeGreaterThanOrEqual(before + 3600_000 - 5000);
       expect(until).toBeLessThanOrEqual(Date.now() + 3600_000 + 5000);
       expect(Object.keys(res.body.key).sort()).toEqual(['algorithm', 'cachedUntil', 'fingerprint', 'keyId', 'source', 'version']);
-      const rows = await auditRows(admin.tenantId, 'key.master.read');
+      const rows = await auditRows(admin.tenantId, 'key.master.read', admin.userId);
       expect(rows[0]).toMatchObject({ severity: 'high', resource_id: `${vault.url}/secrets/${name}`, after: { version, source: 'azure-key-vault' } });
       // the secret value appears in the vault's HTTP response only, never in the app's output
       expectNoLeak([res.text, JSON.stringify(res.headers), ...t.logs, JSON.stringify(rows)], k.material);
@@ -188,7 +196,7 @@ describe('master key with Key Vault', () => {
     try {
       const enc = t.composition.services.encryption;
       const oldData = await enc.encrypt('encrypted before rotation');
-      const admin = await loginAs(t, { role: 'admin' });
+      const admin = await platformAdmin(t);
       const res = await request(t.app).post(`${BASE}/master-key/rotate`).set('Authorization', admin.authorization).send({});
       expect(res.status).toBe(200);
       expect(res.headers['cache-control']).toBe('no-store');
@@ -197,7 +205,7 @@ describe('master key with Key Vault', () => {
       expect(newVersion).not.toBe(oldVersion);
       expect(res.body.key.source).toBe('azure-key-vault');
       expect(vault.versionsOf(name).map((v) => v.version)).toEqual([oldVersion, newVersion]);
-      const rows = await auditRows(admin.tenantId, 'key.master.rotated');
+      const rows = await auditRows(admin.tenantId, 'key.master.rotated', admin.userId);
       expect(rows).toHaveLength(1);
       expect(rows[0]).toMatchObject({ result: 'success', severity: 'critical', user_id: admin.userId, before: { version: oldVersion }, after: { version: newVersion, source: 'azure-key-vault' } });
       expect(await enc.decrypt(oldData)).toBe('encrypted before rotation');
@@ -218,17 +226,17 @@ describe('master key with Key Vault', () => {
     const t = await buildTestApp({ env: kvEnv(name), keyVault: { credential: vault.credential, clientOptions: vault.clientOptions } });
     vault.outage = 'unavailable';
     try {
-      const admin = await loginAs(t, { role: 'admin' });
+      const admin = await platformAdmin(t);
       const res = await request(t.app).get(`${BASE}/master-key`).set('Authorization', admin.authorization);
       expect(res.status).toBe(503);
       expect(res.body.error.code).toBe('SERVICE_UNAVAILABLE');
       expect(res.text).not.toContain(vault.url); // internal reason stays in the log
-      const rows = await auditRows(admin.tenantId, 'key.master.read');
+      const rows = await auditRows(admin.tenantId, 'key.master.read', admin.userId);
       expect(rows).toHaveLength(1);
       expect(rows[0]).toMatchObject({ result: 'failure', severity: 'high' });
       const rot = await request(t.app).post(`${BASE}/master-key/rotate`).set('Authorization', admin.authorization);
       expect(rot.status).toBe(503);
-      expect((await auditRows(admin.tenantId, 'key.master.rotated'))[0]).toMatchObject({ result: 'failure', severity: 'critical' });
+      expect((await auditRows(admin.tenantId, 'key.master.rotated', admin.userId))[0]).toMatchObject({ result: 'failure', severity: 'critical' });
     } finally {
       vault.outage = null;
       await t.close();
@@ -247,12 +255,13 @@ describe('master key with Key Vault', () => {
     vault.outage = 'unavailable';
     try {
       await t.composition.start();
-      const admin = await loginAs(t, { role: 'admin' });
+      const admin = await platformAdmin(t);
       const res = await request(t.app).get(`${BASE}/master-key`).set('Authorization', admin.authorization);
       expect(res.status).toBe(200);
       expect(res.body.key).toMatchObject({ source: 'environment', version: environmentKeyVersion(fallback) });
+      // Key events belong to the platform tenant's trail (CONTRACT §9).
       const { rows } = await owner.query('SELECT severity, result, after FROM audit_logs WHERE tenant_id = $1 AND action = $2 AND resource_id = $3', [
-        SYSTEM_TENANT,
+        t.composition.config.platformTenant,
         'key.master.fallback',
         `${vault.url}/secrets/${name}`,
       ]);

@@ -320,3 +320,13 @@ export async function selectAuditTenants(q: Queryable): Promise<string[]> {
   const { rows } = await q.query<{ tenant_id: string }>(SELECT_AUDIT_TENANTS);
   return rows.map((r) => r.tenant_id);
 }
+
+/** How long ago (database time) the tenant last recorded a successful `action`; null if never. Caller sets the tenant context. */
+export const SELECT_LAST_SUCCESS_AGO = `
+SELECT (EXTRACT(EPOCH FROM (now() - max(created_at))) * 1000)::float8 AS ago_ms
+  FROM audit_logs WHERE tenant_id = $1 AND action = $2 AND result = 'success'`;
+
+export async function selectLastSuccessAgoMs(q: Queryable, tenantId: string, action: string): Promise<number | null> {
+  const { rows } = await q.query<{ ago_ms: number | null }>(SELECT_LAST_SUCCESS_AGO, [tenantId, action]);
+  return rows[0]?.ago_ms ?? null;
+}

@@ -1,7 +1,8 @@
 /**
  * Login, refresh, logout and session management.
  *
- * Login: lockout check (audit trail) → ID-token verification (oidc.ts) → the provisioned,
+ * Login: lockout check (audit trail; only correctly signed tokens that failed a check count,
+ * see lockout.ts) → ID-token verification (oidc.ts) → the provisioned,
  * active user for the e-mail (tenant and role from the database) → one transaction:
  * session + refresh token + auth.login.success. Every refusal is the same 401 to the
  * client; the reason goes to the auth.login.failure row and the log.
@@ -19,9 +20,10 @@ import type { Clock } from '../../lib/clock';
 import { AppError, notFound, serviceUnavailable, unauthenticated } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
 import type { AuthContext, Role } from '../../types/express';
+import type { FailureAggregator } from '../audit/failure-aggregator';
 import type { AuditService } from '../audit/service';
 import type { AuditEvent } from '../audit/types';
-import { lockoutState, type LockoutState } from './lockout';
+import { lockoutState, type LockoutLimits, type LockoutMarker, type LockoutState } from './lockout';
 import { IdpUnavailableError, type IdTokenVerifier } from './oidc';
 import { hasPermission, permissionsOf, type Permission } from './rbac';
 import { findRefreshTokenForUpdate, insertRefreshToken, setTransactionTenant, spendRefreshToken, type RefreshTokenState } from './refresh-repository';
@@ -92,6 +94,8 @@ export interface AuthServiceDeps {
   sessions: SessionService;
   /** null: login answers 503 (no IdP configured, e.g. tests that do not need login). */
   idTokens: IdTokenVerifier | null;
+  /** Aggregates repeated junk failures (uncounted logins, unknown refresh tokens); without it each is one row. */
+  failures?: FailureAggregator;
 }
 
 export function publicUser(u: { userId: string; email: string; role: Role; tenantId: string; displayName: string | null }): PublicUser {
@@ -102,6 +106,8 @@ const sha256 = (s: string): Buffer => createHash('sha256').update(s, 'utf8').dig
 
 /** The ID token was used for a login before (thrown inside the login transaction to roll it back). */
 class IdTokenReplayed extends Error {}
+/** A concurrent first login bound another IdP subject to this user (rolls the login back). */
+class SubjectBoundConcurrently extends Error {}
 
 /**
  * Records a used ID token (by hash) until it expires; false if it was used before. Also drops
@@ -122,14 +128,42 @@ async function claimIdToken(c: Queryable, tokenHash: Buffer, expiresAtMs: number
 
 export function createAuthService(deps: AuthServiceDeps): AuthService {
   const { pool, config, clock, audit, tokens, sessions } = deps;
-  const maxFailures = config.login.maxFailures;
-  const windowMs = config.login.lockoutWindowMs;
+  const limits: LockoutLimits = {
+    ipMax: config.login.maxFailures,
+    ipWindowMs: config.login.lockoutWindowMs,
+    emailMax: config.login.emailMaxFailures,
+    emailWindowMs: config.login.emailLockoutWindowMs,
+  };
+  /** A correctly signed token for this very e-mail that failed a later check: counts for the network and the e-mail. */
+  const COUNT_BOTH: LockoutMarker = { ip: true, email: true };
   const idleMs = config.session.idleTimeoutSec * 1000;
 
   const metaFields = (m: RequestMeta) => ({ ipAddress: m.ip, userAgent: m.userAgent, requestId: m.requestId });
 
-  async function refuseLogin(email: string, reason: string, candidate: UserRecord | null, lock: LockoutState, meta: RequestMeta): Promise<never> {
+  /**
+   * Audits a refused login and throws 401. `counted` is null for attempts that never carried a
+   * correctly signed token (junk): audited, but they never count toward the lockout.
+   */
+  async function refuseLogin(email: string, reason: string, candidate: UserRecord | null, lock: LockoutState, meta: RequestMeta, counted: LockoutMarker | null): Promise<never> {
     const tenantId = candidate?.tenantId ?? UNKNOWN_TENANT;
+    const marker: LockoutMarker = { ip: Boolean(counted?.ip && meta.ip), email: Boolean(counted?.email) };
+    if (counted === null && deps.failures) {
+      // Junk (no correctly signed token): never counted, so no lockout row can follow; repeated
+      // identical ones from one source are aggregated (failure-aggregator.ts).
+      await deps.failures.record({
+        tenantId,
+        userId: candidate?.id ?? null,
+        action: 'auth.login.failure',
+        resourceType: 'user',
+        resourceId: email,
+        result: 'failure',
+        severity: 'medium',
+        errorMessage: reason.slice(0, 500),
+        after: { lockout: marker },
+        ...metaFields(meta),
+      });
+      throw unauthenticated(`login refused: ${reason}`);
+    }
     await withTenant(pool, tenantId, async (c) => {
       await audit.record(
         {
@@ -141,14 +175,20 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
           result: 'failure',
           severity: 'medium',
           errorMessage: reason.slice(0, 500),
+          after: { lockout: marker },
           ...metaFields(meta),
         },
         c,
       );
-      const crossed: Array<'email' | 'ip'> = [];
-      if (lock.emailFailures < maxFailures && lock.emailFailures + 1 >= maxFailures) crossed.push('email');
-      if (meta.ip && lock.ipFailures < maxFailures && lock.ipFailures + 1 >= maxFailures) crossed.push('ip');
+      const crossed: Array<{ scope: 'email' | 'ip'; failures: number; windowSeconds: number }> = [];
+      if (marker.email && lock.emailFailures < limits.emailMax && lock.emailFailures + 1 >= limits.emailMax) {
+        crossed.push({ scope: 'email', failures: limits.emailMax, windowSeconds: Math.round(limits.emailWindowMs / 1000) });
+      }
+      if (marker.ip && lock.ipFailures < limits.ipMax && lock.ipFailures + 1 >= limits.ipMax) {
+        crossed.push({ scope: 'ip', failures: limits.ipMax, windowSeconds: Math.round(limits.ipWindowMs / 1000) });
+      }
       if (crossed.length > 0) {
+        const first = crossed[0] as (typeof crossed)[number];
         await audit.record(
           {
             tenantId,
@@ -158,8 +198,8 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
             resourceId: email,
             result: 'failure',
             severity: 'high',
-            errorMessage: `${maxFailures} failed logins within ${Math.round(windowMs / 1000)} s for this ${crossed.join(' and this ')}; further attempts are refused`,
-            after: { email, ip: meta.ip, scope: crossed, failures: maxFailures, windowSeconds: Math.round(windowMs / 1000) },
+            errorMessage: crossed.map((x) => `${x.failures} failed logins within ${x.windowSeconds} s for this ${x.scope === 'ip' ? 'network' : 'e-mail'}`).join('; ') + '; further attempts are refused',
+            after: { email, ip: meta.ip, scope: crossed.map((x) => x.scope), failures: first.failures, windowSeconds: first.windowSeconds, limits: crossed },
             ...metaFields(meta),
           },
           c,
@@ -179,7 +219,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     if (!verifier) throw serviceUnavailable('Login is unavailable: no identity provider is configured.', 'no identity provider configured');
     const email = input.email;
     const now = clock.now();
-    const [lock, candidates] = await Promise.all([lockoutState(pool, { email, ip: meta.ip, now, windowMs, maxFailures }), findUsersByEmail(pool, email)]);
+    const [lock, candidates] = await Promise.all([lockoutState(pool, { email, ip: meta.ip, now, limits }), findUsersByEmail(pool, email)]);
     if (lock.locked) {
       throw new AppError('RATE_LIMITED', 429, 'Too many failed login attempts; try again later.', {
         headers: { 'Retry-After': String(lock.retryAfterSec) },
@@ -195,16 +235,19 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       if (err instanceof IdpUnavailableError) throw serviceUnavailable('The identity provider is unavailable; try again later.', err.message);
       throw err;
     }
-    if (!verified.ok) return refuseLogin(email, `ID token rejected: ${verified.reason}`, only, lock, meta);
+    if (!verified.ok) {
+      const counted = verified.signed ? { ip: true, email: verified.signed.email === email } : null;
+      return refuseLogin(email, `ID token rejected: ${verified.reason}`, only, lock, meta, counted);
+    }
     const identity = verified.identity;
 
     const active = candidates.filter((u) => u.isActive);
-    if (candidates.length === 0) return refuseLogin(email, 'user not provisioned', null, lock, meta);
-    if (active.length > 1) return refuseLogin(email, `e-mail is active in ${active.length} tenants; login refused as ambiguous`, null, lock, meta);
-    if (active.length === 0) return refuseLogin(email, 'user deactivated', only, lock, meta);
+    if (candidates.length === 0) return refuseLogin(email, 'user not provisioned', null, lock, meta, COUNT_BOTH);
+    if (active.length > 1) return refuseLogin(email, `e-mail is active in ${active.length} tenants; login refused as ambiguous`, null, lock, meta, COUNT_BOTH);
+    if (active.length === 0) return refuseLogin(email, 'user deactivated', only, lock, meta, COUNT_BOTH);
     const user = active[0] as UserRecord;
     if (user.auth0Sub !== null && user.auth0Sub !== identity.sub) {
-      return refuseLogin(email, 'identity provider subject differs from the one bound to this user', user, lock, meta);
+      return refuseLogin(email, 'identity provider subject differs from the one bound to this user', user, lock, meta, COUNT_BOTH);
     }
 
     const refresh = newRefreshToken();
@@ -214,7 +257,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
         // First: claim the ID token. A second login with it (or a concurrent one: it waits for
         // this transaction) finds the row and is refused; the claim commits with the session.
         if (!(await claimIdToken(c, identity.tokenHash, identity.expiresAtMs))) throw new IdTokenReplayed();
-        if (user.auth0Sub === null) await bindUserSubject(c, user.id, user.tenantId, identity.sub);
+        if (user.auth0Sub === null && !(await bindUserSubject(c, user.id, user.tenantId, identity.sub))) throw new SubjectBoundConcurrently();
         const s = await sessions.createWithRefreshToken(c, { userId: user.id, tenantId: user.tenantId, ip: meta.ip, userAgent: meta.userAgent }, refresh);
         await audit.record(
           {
@@ -233,7 +276,10 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
         return s;
       });
     } catch (err) {
-      if (err instanceof IdTokenReplayed) return refuseLogin(email, 'ID token already used (an ID token opens one session)', user, lock, meta);
+      if (err instanceof IdTokenReplayed) return refuseLogin(email, 'ID token already used (an ID token opens one session)', user, lock, meta, COUNT_BOTH);
+      if (err instanceof SubjectBoundConcurrently) {
+        return refuseLogin(email, 'identity provider subject differs from the one a concurrent first login bound to this user', user, lock, meta, COUNT_BOTH);
+      }
       throw err;
     }
     const access = tokens.issue({ userId: user.id, sessionId: created.sessionId, tenantId: user.tenantId });
@@ -255,7 +301,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
 
   async function refresh(input: { refreshToken: string }, meta: RequestMeta): Promise<IssuedSession> {
     const rejectUnknown = async (reason: string): Promise<never> => {
-      await audit.record({
+      await (deps.failures ?? audit).record({
         tenantId: UNKNOWN_TENANT,
         action: 'auth.token.rejected',
         resourceType: 'refresh_token',

@@ -2,9 +2,9 @@
  * ID-token verification for login.
  *
  * Keys: the identity provider is found by OIDC discovery (`<issuer>/.well-known/openid-configuration`
- * → `jwks_uri`); its JWKS is read through jwks-rsa (cache per kid, refetch on an unknown kid
- * limited to a few requests per minute so a flood of bogus kids cannot hammer the IdP, stale keys
- * served for a bounded time while the IdP is unreachable). Every request to the IdP has one
+ * → `jwks_uri`); its JWKS is cached on the injected clock (see createRemoteKeyResolver: stale-
+ * while-revalidate for known kids, a separate small budget for refetches on unknown kids, stale
+ * keys served for a bounded time while the IdP is unreachable). Every request to the IdP has one
  * overall deadline, a size cap and no redirects (http-json.ts).
  *
  * Checks, in order: size and shape; header `alg` in the allow-list RS256/PS256/ES256 and
@@ -18,7 +18,6 @@
  */
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
-import { JwksClient, type SigningKey } from 'jwks-rsa';
 import { isLoopbackHost } from '../../config';
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
@@ -73,11 +72,11 @@ export interface RemoteKeyResolverOptions {
   production: boolean;
   clock: Clock;
   logger: Logger;
-  /** jwks-rsa: refetches allowed per minute for kids not in the cache (default 10). */
+  /** Refetches allowed per minute for kids not in the cache (default 10). */
   jwksRequestsPerMinute?: number;
-  /** jwks-rsa: how long a key stays cached (default 10 min). */
+  /** How long the key set is fresh (default 10 min; IDP_JWKS_CACHE_TTL). */
   cacheMaxAgeMs?: number;
-  /** jwks-rsa: how long a cached key is still served while the JWKS endpoint is down (default 1 h). */
+  /** How long past freshness a cached key is still served while it is being refreshed or the JWKS endpoint is down (default 1 h). */
   staleFallbackMs?: number;
   /** After a failed discovery, further attempts wait this long (default 10 s). */
   discoveryRetryMs?: number;
@@ -96,20 +95,77 @@ function discoveryUrl(issuer: string): string {
   return `${issuer}${issuer.endsWith('/') ? '' : '/'}.well-known/openid-configuration`;
 }
 
+/** One signing key of the issuer's JWKS, checked and converted once per fetch. */
+interface CachedKey {
+  kid: string | null;
+  alg: string | null;
+  key: KeyObject;
+}
+
+/** The issuer's key set as last fetched successfully. */
+interface KeySet {
+  keys: CachedKey[];
+  fetchedAt: number;
+}
+
+function lookupKey(set: KeySet, kid: string | null): CachedKey | null {
+  if (kid === null) return set.keys.length === 1 ? (set.keys[0] as CachedKey) : null;
+  return set.keys.find((k) => k.kid === kid) ?? null;
+}
+
+/** Signature keys of a JWKS document that node:crypto can use; everything else is skipped. */
+function parseJwks(body: unknown): CachedKey[] {
+  const keys = body && typeof body === 'object' && !Array.isArray(body) ? (body as { keys?: unknown }).keys : undefined;
+  if (!Array.isArray(keys)) throw new IdpUnavailableError('JWKS document has no keys array');
+  const out: CachedKey[] = [];
+  for (const raw of keys.slice(0, 50)) {
+    if (!raw || typeof raw !== 'object' || Array.isArray(raw)) continue;
+    const j = raw as Record<string, unknown>;
+    if (j.use !== undefined && j.use !== 'sig') continue;
+    if (j.kid !== undefined && (typeof j.kid !== 'string' || j.kid.length === 0 || j.kid.length > 256)) continue;
+    if (j.alg !== undefined && typeof j.alg !== 'string') continue;
+    let jwk: Record<string, unknown>;
+    if (j.kty === 'RSA' && typeof j.n === 'string' && typeof j.e === 'string') jwk = { kty: 'RSA', n: j.n, e: j.e };
+    else if (j.kty === 'EC' && typeof j.crv === 'string' && typeof j.x === 'string' && typeof j.y === 'string') jwk = { kty: 'EC', crv: j.crv, x: j.x, y: j.y };
+    else continue;
+    try {
+      out.push({ kid: (j.kid as string | undefined) ?? null, alg: (j.alg as string | undefined) ?? null, key: createPublicKey({ key: jwk as never, format: 'jwk' }) });
+    } catch {
+      // An unusable key is not a usable key: skipped like an unknown type.
+    }
+  }
+  return out;
+}
+
+/**
+ * Keys: one key-set cache on the injected clock.
+ * - Fresh (younger than cacheMaxAgeMs): served without contacting the IdP.
+ * - Stale but younger than cacheMaxAgeMs + staleFallbackMs: a previously verified key is
+ *   served at once for its kid while one background refresh runs (stale-while-revalidate).
+ *   Refreshes of known kids have their own budget (one in flight; after a failure, none for
+ *   discoveryRetryMs): bogus kids can never starve them.
+ * - Unknown kids: a refetch spends a token of a separate bucket (jwksRequestsPerMinute per
+ *   minute); when it is empty the token is refused as "unknown key id (rate-limited)" without
+ *   asking the IdP. Such a token was not verifiably signed by the issuer, so it never counts
+ *   toward the lockout (auth-service.ts), and neither does a key-fetch failure (503).
+ */
 export function createRemoteKeyResolver(opts: RemoteKeyResolverOptions): KeyResolver {
   const retryMs = opts.discoveryRetryMs ?? 10_000;
   const rediscoverMs = opts.rediscoverMs ?? 86_400_000;
+  const maxAgeMs = opts.cacheMaxAgeMs ?? 600_000;
+  const staleMs = opts.staleFallbackMs ?? 3_600_000;
+  const unknownPerMinute = opts.jwksRequestsPerMinute ?? 10;
   let discovery: Discovery | null = null;
-  let client: JwksClient | null = null;
   let inflight: Promise<Discovery> | null = null;
   let lastFailureAt: number | null = null;
   let lastError: string | null = null;
-  // warm() (start-up, readiness probes) reads the JWKS at most once per cache period, and
-  // after a failure at most once per retry period: an unauthenticated /ready flood cannot
-  // turn into requests to the IdP.
-  let keysCheckedAt: number | null = null;
+  let keySet: KeySet | null = null;
+  let keysInflight: Promise<KeySet> | null = null;
+  /** Last failed key fetch: known-kid refreshes (and warm-up) wait retryMs after it. */
   let keysFailedAt: number | null = null;
-  const keyObjects = new WeakMap<object, KeyObject>();
+  /** Token bucket for unknown-kid refetches, refilled continuously on the injected clock. */
+  let unknownTokens = unknownPerMinute;
+  let unknownRefilledAt = opts.clock.now();
 
   function parseDiscovery(doc: unknown): Discovery {
     if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new IdpUnavailableError('discovery document is not a JSON object');
@@ -131,27 +187,6 @@ export function createRemoteKeyResolver(opts: RemoteKeyResolverOptions): KeyReso
     return { issuer: d.issuer, jwksUri: u.toString(), algorithms, at: opts.clock.now() };
   }
 
-  function jwksClientFor(jwksUri: string): JwksClient {
-    return new JwksClient({
-      jwksUri,
-      cache: true,
-      cacheMaxEntries: 16,
-      cacheMaxAge: opts.cacheMaxAgeMs ?? 600_000,
-      cacheMaxAgeFallback: opts.staleFallbackMs ?? 3_600_000,
-      onStaleCacheFallback: (err, kid) => opts.logger.warn('JWKS endpoint unreachable; serving a cached signing key', { kid, reason: err.message }),
-      rateLimit: true,
-      jwksRequestsPerMinute: opts.jwksRequestsPerMinute ?? 10,
-      timeout: opts.timeoutMs,
-      // Our fetcher: one overall deadline, size cap, no redirects, 200 only.
-      fetcher: async (uri) => {
-        const body = await fetchJson(uri, { timeoutMs: opts.timeoutMs });
-        const keys = body && typeof body === 'object' && !Array.isArray(body) ? (body as { keys?: unknown }).keys : undefined;
-        if (!Array.isArray(keys)) throw Object.assign(new Error('JWKS document has no keys array'), { isEndpointUnavailable: true });
-        return { keys: keys.slice(0, 50) };
-      },
-    });
-  }
-
   async function discover(): Promise<Discovery> {
     const now = opts.clock.now();
     if (discovery && now - discovery.at < rediscoverMs) return discovery;
@@ -163,7 +198,7 @@ export function createRemoteKeyResolver(opts: RemoteKeyResolverOptions): KeyReso
         try {
           const doc = await fetchJson(discoveryUrl(opts.issuerUrl), { timeoutMs: opts.timeoutMs });
           const d = parseDiscovery(doc);
-          if (!discovery || discovery.jwksUri !== d.jwksUri) client = jwksClientFor(d.jwksUri);
+          if (discovery && discovery.jwksUri !== d.jwksUri) keySet = null;
           discovery = d;
           lastError = null;
           lastFailureAt = null;
@@ -185,14 +220,48 @@ export function createRemoteKeyResolver(opts: RemoteKeyResolverOptions): KeyReso
     return inflight;
   }
 
-  function toKeyObject(k: SigningKey): KeyObject {
-    let ko = keyObjects.get(k);
-    if (!ko) {
-      ko = createPublicKey(k.getPublicKey());
-      keyObjects.set(k, ko);
+  /** One JWKS fetch at a time; callers arriving meanwhile share its result. */
+  function fetchKeys(d: Discovery): Promise<KeySet> {
+    if (!keysInflight) {
+      keysInflight = (async () => {
+        try {
+          const keys = parseJwks(await fetchJson(d.jwksUri, { timeoutMs: opts.timeoutMs }));
+          const set = { keys, fetchedAt: opts.clock.now() };
+          keySet = set;
+          keysFailedAt = null;
+          return set;
+        } catch (err) {
+          lastError = (err as Error).message;
+          keysFailedAt = opts.clock.now();
+          throw err instanceof IdpUnavailableError ? err : new IdpUnavailableError(`JWKS unavailable: ${lastError}`);
+        } finally {
+          keysInflight = null;
+        }
+      })();
     }
-    return ko;
+    return keysInflight;
   }
+
+  /** Refresh of the known key set, on its own budget: never more than one, none within retryMs of a failure. */
+  function knownRefreshAllowed(now: number): boolean {
+    return keysFailedAt === null || now - keysFailedAt >= retryMs;
+  }
+
+  function takeUnknownToken(now: number): boolean {
+    unknownTokens = Math.min(unknownPerMinute, unknownTokens + ((now - unknownRefilledAt) * unknownPerMinute) / 60_000);
+    unknownRefilledAt = now;
+    if (unknownTokens < 1) return false;
+    unknownTokens -= 1;
+    return true;
+  }
+
+  function refreshInBackground(d: Discovery, kid: string | null): void {
+    if (keysInflight || !knownRefreshAllowed(opts.clock.now())) return;
+    fetchKeys(d).catch((err: Error) => opts.logger.warn('JWKS endpoint unreachable; serving a cached signing key', { kid, reason: err.message }));
+  }
+
+  const found = (k: CachedKey) => ({ key: { kid: k.kid, alg: k.alg, key: k.key } });
+  const notFound = (kid: string | null, reason = 'unknown key id') => ({ key: null, reason: kid === null ? 'token has no kid and the issuer has several keys' : reason });
 
   return {
     issuer: opts.issuerUrl,
@@ -201,33 +270,49 @@ export function createRemoteKeyResolver(opts: RemoteKeyResolverOptions): KeyReso
       return (await discover()).algorithms;
     },
     async getKey(kid) {
-      await discover();
-      const c = client as JwksClient;
-      try {
-        const k = await c.getSigningKey(kid ?? undefined);
-        return { key: { kid: k.kid ?? null, alg: k.alg ?? null, key: toKeyObject(k) } };
-      } catch (err) {
-        const e = err as Error & { isEndpointUnavailable?: boolean };
-        if (e.name === 'SigningKeyNotFoundError') return { key: null, reason: kid === null ? 'token has no kid and the issuer has several keys' : 'unknown key id' };
-        if (e.name === 'JwksRateLimitError') return { key: null, reason: 'unknown key id (JWKS refetch rate-limited)' };
-        lastError = e.message;
-        throw new IdpUnavailableError(`JWKS unavailable: ${e.message}`);
+      const d = await discover();
+      const now = opts.clock.now();
+      const set = keySet;
+      const hit = set ? lookupKey(set, kid) : null;
+      if (set && hit) {
+        const age = now - set.fetchedAt;
+        if (age < maxAgeMs) return found(hit);
+        if (age < maxAgeMs + staleMs) {
+          refreshInBackground(d, kid);
+          return found(hit);
+        }
+        // Too old to serve without the IdP's word: refresh now (known-kid budget).
+        if (!keysInflight && !knownRefreshAllowed(now)) throw new IdpUnavailableError(`JWKS unavailable: ${lastError ?? 'unknown error'}`);
+        const fresh = await fetchKeys(d);
+        const k = lookupKey(fresh, kid);
+        return k ? found(k) : notFound(kid, 'unknown key id (no longer published by the issuer)');
       }
+      if (!set) {
+        // First load (or after the jwks_uri changed): the known-kid budget, not the unknown-kid one.
+        if (!keysInflight && !knownRefreshAllowed(now)) throw new IdpUnavailableError(`JWKS unavailable: ${lastError ?? 'unknown error'}`);
+        const k = lookupKey(await fetchKeys(d), kid);
+        return k ? found(k) : notFound(kid);
+      }
+      // A kid the cached set does not have: maybe the IdP rotated. Refetch on the unknown-kid budget.
+      if (kid === null) return notFound(kid);
+      if (!keysInflight && !takeUnknownToken(now)) return notFound(kid, 'unknown key id (JWKS refetch rate-limited)');
+      let fresh: KeySet;
+      try {
+        fresh = await fetchKeys(d);
+      } catch (err) {
+        // The cached set is still good for known kids; this one is unknown either way.
+        if (now - set.fetchedAt < maxAgeMs + staleMs) return notFound(kid, `unknown key id (JWKS refetch failed: ${(err as Error).message.slice(0, 200)})`);
+        throw err;
+      }
+      const k = lookupKey(fresh, kid);
+      return k ? found(k) : notFound(kid);
     },
     async warm() {
-      await discover();
+      const d = await discover();
       const now = opts.clock.now();
-      if (keysCheckedAt !== null && now - keysCheckedAt < (opts.cacheMaxAgeMs ?? 600_000)) return;
-      if (keysFailedAt !== null && now - keysFailedAt < retryMs) throw new IdpUnavailableError(`JWKS unavailable: ${lastError ?? 'unknown error'}`);
-      try {
-        await (client as JwksClient).getSigningKeys();
-        keysCheckedAt = now;
-        keysFailedAt = null;
-      } catch (err) {
-        lastError = (err as Error).message;
-        keysFailedAt = now;
-        throw new IdpUnavailableError(`JWKS unavailable: ${lastError}`);
-      }
+      if (keySet && now - keySet.fetchedAt < maxAgeMs) return;
+      if (!keysInflight && !knownRefreshAllowed(now)) throw new IdpUnavailableError(`JWKS unavailable: ${lastError ?? 'unknown error'}`);
+      await fetchKeys(d);
     },
     status() {
       return { issuer: opts.issuerUrl, kind: 'remote', discovered: discovery !== null, jwksUri: discovery?.jwksUri ?? null, lastError };
@@ -255,7 +340,12 @@ export const ID_TOKEN_MAX_AGE_SEC = 600;
 /** A used token's record outlives the token's acceptance (exp + skew) by this much. */
 const REPLAY_RECORD_MARGIN_SEC = 600;
 
-export type IdTokenResult = { ok: true; identity: VerifiedIdentity } | { ok: false; reason: string };
+/**
+ * A refusal. `signed` is set when the token's signature was verified with the issuer's key and
+ * a later check failed: only such attempts count toward the login lockout (lockout.ts);
+ * `signed.email` is the token's own e-mail claim (lower-case), when it has one.
+ */
+export type IdTokenResult = { ok: true; identity: VerifiedIdentity } | { ok: false; reason: string; signed?: { email: string | null } };
 
 export interface IdTokenVerifier {
   /** Verifies an ID token for a login with `expectedEmail` (lower-case). Throws IdpUnavailableError. */
@@ -313,6 +403,12 @@ export function createIdTokenVerifier(deps: { resolver: KeyResolver; clock: Cloc
       if (misfit) return fail(misfit);
 
       const nowSec = Math.floor(clock.now() / 1000);
+      const claimedEmail = (decoded.payload as Record<string, unknown>).email;
+      const signedFail = (reason: string): IdTokenResult => ({
+        ok: false,
+        reason,
+        signed: { email: typeof claimedEmail === 'string' && claimedEmail.length <= 254 ? claimedEmail.toLowerCase() : null },
+      });
       let p: jwt.JwtPayload;
       try {
         p = jwt.verify(idToken, k.key, {
@@ -323,21 +419,24 @@ export function createIdTokenVerifier(deps: { resolver: KeyResolver; clock: Cloc
           clockTolerance: skew,
         }) as jwt.JwtPayload;
       } catch (err) {
-        if (err instanceof jwt.TokenExpiredError) return fail('token expired');
-        if (err instanceof jwt.NotBeforeError) return fail('token not yet valid (nbf)');
-        return fail(`verification failed: ${(err as Error).message.slice(0, 200)}`);
+        // jsonwebtoken checks the signature first: these errors come from a correctly signed token.
+        if (err instanceof jwt.TokenExpiredError) return signedFail('token expired');
+        if (err instanceof jwt.NotBeforeError) return signedFail('token not yet valid (nbf)');
+        const message = (err as Error).message;
+        if (/^jwt (audience|issuer) invalid/.test(message)) return signedFail(`verification failed: ${message.slice(0, 200)}`);
+        return fail(`verification failed: ${message.slice(0, 200)}`);
       }
-      if (typeof p.exp !== 'number') return fail('token has no exp');
-      if (typeof p.iat !== 'number') return fail('token has no iat');
-      if (p.iat > nowSec + skew) return fail('token issued in the future (iat)');
-      if (p.iat < nowSec - ID_TOKEN_MAX_AGE_SEC - skew) return fail(`token too old (issued more than ${ID_TOKEN_MAX_AGE_SEC / 60} minutes ago)`);
-      if (typeof p.sub !== 'string' || p.sub.length === 0 || p.sub.length > 255) return fail('token has no usable sub');
+      if (typeof p.exp !== 'number') return signedFail('token has no exp');
+      if (typeof p.iat !== 'number') return signedFail('token has no iat');
+      if (p.iat > nowSec + skew) return signedFail('token issued in the future (iat)');
+      if (p.iat < nowSec - ID_TOKEN_MAX_AGE_SEC - skew) return signedFail(`token too old (issued more than ${ID_TOKEN_MAX_AGE_SEC / 60} minutes ago)`);
+      if (typeof p.sub !== 'string' || p.sub.length === 0 || p.sub.length > 255) return signedFail('token has no usable sub');
       const audiences = Array.isArray(p.aud) ? p.aud : [p.aud];
-      if (p.azp !== undefined && p.azp !== resolver.audience) return fail('azp is not this client');
-      if (audiences.length > 1 && p.azp === undefined) return fail('several audiences and no azp');
-      if (typeof p.email !== 'string' || p.email.length > 254) return fail('token has no email');
-      if (p.email.toLowerCase() !== expectedEmail) return fail('token email does not match the login email');
-      if (p.email_verified !== true) return fail('email not verified by the identity provider');
+      if (p.azp !== undefined && p.azp !== resolver.audience) return signedFail('azp is not this client');
+      if (audiences.length > 1 && p.azp === undefined) return signedFail('several audiences and no azp');
+      if (typeof p.email !== 'string' || p.email.length > 254) return signedFail('token has no email');
+      if (p.email.toLowerCase() !== expectedEmail) return signedFail('token email does not match the login email');
+      if (p.email_verified !== true) return signedFail('email not verified by the identity provider');
       const name = typeof p.name === 'string' && p.name.length <= 200 && p.name.isWellFormed() && !p.name.includes('\u0000') ? p.name : null;
       const signedPart = idToken.slice(0, idToken.lastIndexOf('.'));
       return {

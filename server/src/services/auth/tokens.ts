@@ -34,7 +34,8 @@ const EXP_TOLERANCE_SEC = 5;
 export const VERIFIED_TOKEN_CACHE_MAX = 10_000;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** A tenant id, or `_platform` (the platform tenant, CONTRACT §9). */
+const TENANT = /^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,63}|_platform)$/;
 
 /**
  * Tokens are verified in full (signature, algorithm, key id, issuer, audience, expiry,
@@ -55,7 +56,13 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
   const key = (s: string): KeyObject => createSecretKey(Buffer.from(s, 'utf8'));
   const current = { kid: secretId(config.jwt.secret), secret: key(config.jwt.secret) };
   const byKid = new Map<string, KeyObject>([[current.kid, current.secret]]);
-  for (const s of config.jwt.previousSecrets) byKid.set(secretId(s), key(s));
+  // Previous secrets verify until their expiry (JWT_PREVIOUS_SECRETS `secret@<ISO time>`), then are refused.
+  const notAfter = new Map<string, number>();
+  config.jwt.previousSecrets.forEach((s, i) => {
+    byKid.set(secretId(s), key(s));
+    const until = config.jwt.previousSecretsNotAfter?.[i];
+    if (typeof until === 'number') notAfter.set(secretId(s), until);
+  });
   const { issuer, audience, expiresInSec } = config.jwt;
 
   return {
@@ -76,9 +83,16 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
       // One decode: jsonwebtoken hands the parsed header to the key lookup (synchronously, as
       // a callback) and then checks signature, algorithm, issuer, audience and expiry.
       let refused: string | null = null;
+      /** Signed with a previous secret that has an expiry: not remembered, so the expiry is checked every time. */
+      let retiring = false;
       let out: ReturnType<TokenService['verify']> = { claims: null, reason: 'token is not a JWT' };
       const lookup: jwt.GetPublicKeyOrSecret = (header, cb) => {
         if (header.alg !== 'HS256') refused = `algorithm ${String(header.alg)} not accepted`;
+        const until = header.kid ? notAfter.get(header.kid) : undefined;
+        if (refused === null && until !== undefined) {
+          if (clock.now() >= until) refused = 'key id retired (its JWT_PREVIOUS_SECRETS entry expired)';
+          else retiring = true;
+        }
         const secret = refused === null && header.kid ? byKid.get(header.kid) : undefined;
         if (!secret) {
           refused ??= 'unknown key id';
@@ -114,7 +128,7 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
         const claims: AccessClaims = Object.freeze({ sub: p.sub, sid: p.sid, tid: p.tid, jti: p.jti, iat: p.iat, exp: p.exp });
         out = { claims };
         // A token with nbf (never issued here) is not remembered: its check is not only exp.
-        if (verifiedMax > 0 && p.nbf === undefined) {
+        if (verifiedMax > 0 && p.nbf === undefined && !retiring) {
           if (verified.size >= verifiedMax) verified.delete(verified.keys().next().value as string);
           verified.set(token, claims);
         }

@@ -68,8 +68,13 @@ export async function updateUser(
   return toUser(rows[0] as UserRow);
 }
 
-/** Binds the IdP subject at the first successful login; a concurrent binder wins (0 rows). */
-export const BIND_USER_SUBJECT = `UPDATE users SET auth0_sub = $3 WHERE id = $1 AND tenant_id = $2 AND auth0_sub IS NULL`;
+/**
+ * Binds the IdP subject at the first successful login. True when the user is now bound to
+ * `sub` (bound here, or already bound to the same sub by a concurrent login); false when a
+ * concurrent first login bound another subject first (the row lock makes this one wait for it,
+ * and the re-checked condition then fails: 0 rows).
+ */
+export const BIND_USER_SUBJECT = `UPDATE users SET auth0_sub = $3 WHERE id = $1 AND tenant_id = $2 AND (auth0_sub IS NULL OR auth0_sub = $3)`;
 
 export async function bindUserSubject(q: Queryable, id: string, tenantId: string, sub: string): Promise<boolean> {
   const r = await q.query(BIND_USER_SUBJECT, [id, tenantId, sub]);

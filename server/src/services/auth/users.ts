@@ -68,8 +68,11 @@ export function normalizeEmail(raw: string): string {
   return email;
 }
 
+/** The default platform tenant (CONTRACT §9): the one reserved `_` name users can be provisioned in. */
+export const DEFAULT_PLATFORM_TENANT = '_platform';
+
 function checkTenant(t: string): string {
-  if (!TENANT_RE.test(t)) throw new UserInputError('--tenant must be 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit');
+  if (!TENANT_RE.test(t) && t !== DEFAULT_PLATFORM_TENANT) throw new UserInputError('--tenant must be 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit (or _platform, the platform tenant)');
   return t;
 }
 

@@ -42,10 +42,11 @@ export interface EncryptionSetup {
   start(): Promise<void>;
 }
 
-export function auditKeyEvents(audit: AuditService): KeyEventSink {
+/** Key events go to the platform tenant's trail (CONTRACT §9); SYSTEM_TENANT when none is given. */
+export function auditKeyEvents(audit: AuditService, tenantId: string = SYSTEM_TENANT): KeyEventSink {
   return async (e) => {
     await audit.record({
-      tenantId: SYSTEM_TENANT,
+      tenantId,
       userId: null,
       action: e.action,
       resourceType: 'master_key',
@@ -94,7 +95,7 @@ export function createMasterKeyProviderFromConfig(deps: {
 }
 
 export function buildEncryption(deps: { config: Config; logger: Logger; clock: Clock; pool: Pool; audit: AuditService; keyVault?: KeyVaultDeps }): EncryptionSetup {
-  const keyProvider = createMasterKeyProviderFromConfig({ ...deps, onEvent: auditKeyEvents(deps.audit) });
+  const keyProvider = createMasterKeyProviderFromConfig({ ...deps, onEvent: auditKeyEvents(deps.audit, deps.config.platformTenant) });
   const encryption = createEncryptionService({ keyProvider, bcryptCost: deps.config.bcryptCost });
   const secrets = createSecretStore({ pool: deps.pool, encryption });
   const readinessChecks: EncryptionSetup['readinessChecks'] = [];

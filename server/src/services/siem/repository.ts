@@ -170,12 +170,19 @@ export async function moveToDeadLetter(q: Queryable, items: ReadonlyArray<{ seq:
 }
 
 export const TRIM_QUEUE = `
-WITH excess AS (SELECT GREATEST(count(*) - $1, 0) AS n FROM siem_outbox),
+WITH counts AS (SELECT tenant_id, count(*) AS n FROM siem_outbox GROUP BY tenant_id),
+bound AS (
+  SELECT GREATEST(coalesce(sum(n), 0) - $1, 0) AS excess, ceil($1::numeric / GREATEST(count(*), 1)) AS share FROM counts),
+candidates AS (
+  SELECT o.seq, (o.severity = 'high') AS is_high,
+    row_number() OVER (PARTITION BY o.tenant_id ORDER BY (o.severity = 'high'), o.seq) AS rn,
+    c.n - b.share AS over_share
+  FROM siem_outbox o JOIN counts c ON c.tenant_id = o.tenant_id CROSS JOIN bound b
+  WHERE b.excess > 0 AND c.n > b.share
+    AND o.severity <> 'critical' AND o.event_type NOT LIKE 'security.alert.%' AND o.claimed_until IS NULL),
 victims AS (
   SELECT seq FROM siem_outbox
-  WHERE severity <> 'critical' AND event_type NOT LIKE 'security.alert.%' AND claimed_until IS NULL
-  ORDER BY seq
-  LIMIT (SELECT n FROM excess)
+  WHERE seq IN (SELECT seq FROM candidates WHERE rn <= over_share ORDER BY is_high, seq LIMIT (SELECT excess FROM bound))
   FOR UPDATE SKIP LOCKED),
 d AS (
   DELETE FROM siem_outbox o USING victims v WHERE o.seq = v.seq
@@ -186,8 +193,12 @@ ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id`;
 
 /**
- * Keeps the outbox within `max`: the oldest unclaimed events that are neither critical nor
- * alerts move to the dead letter (reason queue_full). Returns the moved event ids.
+ * Keeps the outbox within `max`, fairly: each tenant's share is max / (tenants with queued
+ * events). Only tenants over their share lose events, each at most its excess over the share,
+ * and only its own: low and medium first, then high, oldest first; never critical events,
+ * alerts or events being sent. A tenant within its share never loses an event to another's
+ * flood (the queue may stay over the bound when the excess is all critical or alerts). The
+ * evicted events move to the dead letter (reason queue_full). Returns the moved event ids.
  */
 export async function trimQueue(q: Queryable, max: number, now: Date): Promise<string[]> {
   const { rows } = await q.query<{ event_id: string }>(TRIM_QUEUE, [max, now]);

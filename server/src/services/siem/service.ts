@@ -19,8 +19,9 @@
  *  - POST /audit/siem and sendEvent/sendBatch: refused with 503 + Retry-After when the batch
  *    would exceed the bound (nothing is enqueued; the caller can retry);
  *  - audit rows are always queued (the audit write never waits or fails for the SIEM); every
- *    worker tick trims the outbox back to the bound by moving the oldest unclaimed events
- *    that are neither critical nor alerts to the dead letter (reason queue_full). Critical
+ *    worker tick trims the outbox back to the bound, fairly per tenant: only a tenant over its
+ *    share (bound / tenants queued) loses events, and only its own oldest unclaimed low/medium
+ *    (then high) events, to the dead letter (reason queue_full; repository.trimQueue). Critical
  *    events and alerts are never evicted. The audit rows themselves always stay.
  */
 import os from 'node:os';
