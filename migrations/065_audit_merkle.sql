@@ -46,6 +46,16 @@ $$;
 REVOKE ALL ON audit_merkle FROM PUBLIC;
 GRANT SELECT ON audit_merkle TO fleet_app;
 
+-- Each tenant's current tree size, kept by audit_seal() (one upsert per tenant per call) so the
+-- checkpoint publisher finds tenants whose tree grew without scanning audit_merkle. Not
+-- evidence of anything: the tree itself is. Read only through audit_checkpoints_due() (066).
+CREATE TABLE audit_tree_heads (
+  tenant_id   text PRIMARY KEY,
+  size        bigint NOT NULL CHECK (size >= 0),
+  updated_at  timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON audit_tree_heads FROM PUBLIC;
+
 -- The frontier of a tenant's tree of p_size leaves: the hashes of the complete subtrees for
 -- the set bits of p_size, indexed by level + 1 (NULL elsewhere); NULL when not all are stored.
 CREATE OR REPLACE FUNCTION audit_merkle_load_frontier(p_tenant text, p_size bigint) RETURNS bytea[]
@@ -187,6 +197,9 @@ BEGIN
   IF cardinality(m_leaves) > 0 THEN
     INSERT INTO audit_merkle (tenant_id, leaf, hashes)
     SELECT * FROM unnest(m_tenants, m_leaves, m_hashes);
+    INSERT INTO audit_tree_heads (tenant_id, size, updated_at)
+    SELECT u.t, max(u.l) + 1, now() FROM unnest(m_tenants, m_leaves) AS u(t, l) GROUP BY u.t
+    ON CONFLICT (tenant_id) DO UPDATE SET size = EXCLUDED.size, updated_at = EXCLUDED.updated_at;
   END IF;
 
   IF n < cardinality(ids) THEN
@@ -233,6 +246,9 @@ BEGIN
       INSERT INTO audit_merkle (tenant_id, leaf, hashes) VALUES (t, i, blob);
       expect := expect + 1;
     END LOOP;
+    IF expect > 1 THEN
+      INSERT INTO audit_tree_heads (tenant_id, size) VALUES (t, expect - 1);
+    END IF;
   END LOOP;
   PERFORM set_config('app.audit_scope', '', true);
 END
