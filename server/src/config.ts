@@ -10,6 +10,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { parseDurationMs } from './lib/duration';
 import { CheckpointKeyError, parseEd25519PrivateKey } from './services/audit/signed-note';
+import { NoteError, parseVerifierKey } from './services/audit/note-verify';
 
 export type NodeEnv = 'development' | 'test' | 'production';
 export type DatabaseSsl = 'disable' | 'require' | 'verify-full';
@@ -92,6 +93,8 @@ export interface Config {
     checkpointKeyVaultName: string | null;
     /** AUDIT_CHECKPOINT_SIGNING_KEY: PKCS#8 base64 (or PEM); null when absent. */
     checkpointSigningKey: string | null;
+    /** AUDIT_CHECKPOINT_TRUSTED_KEYS: verifier keys of earlier signing keys (after a rotation). */
+    trustedKeys: readonly string[];
   };
   archive: {
     connectionString: string | null;
@@ -192,7 +195,7 @@ function duration(variable: string, raw: string | undefined, def: string, minMs:
 
 /** Every environment variable the service or its scripts read under the prefixes below. */
 const KNOWN_SETTINGS = new Set([
-  'AUDIT_ARCHIVE_CONTAINER', 'AUDIT_ARCHIVE_IMMUTABILITY_DAYS', 'AUDIT_ARCHIVE_INTERVAL', 'AUDIT_CHECKPOINT_INTERVAL', 'AUDIT_CHECKPOINT_SIGNING_KEY', 'AUDIT_LOG_NAME',
+  'AUDIT_ARCHIVE_CONTAINER', 'AUDIT_ARCHIVE_IMMUTABILITY_DAYS', 'AUDIT_ARCHIVE_INTERVAL', 'AUDIT_CHECKPOINT_INTERVAL', 'AUDIT_CHECKPOINT_SIGNING_KEY', 'AUDIT_CHECKPOINT_TRUSTED_KEYS', 'AUDIT_LOG_NAME',
   'AZURE_KEYVAULT_CHECKPOINT_KEY_NAME', 'AUTH0_CLIENT_ID', 'AUTH0_DOMAIN', 'AUTH0_ISSUER_BASE_URL',
   'AZURE_KEYVAULT_MASTER_KEY_NAME', 'AZURE_KEYVAULT_URL', 'AZURE_STORAGE_ACCOUNT_URL', 'AZURE_STORAGE_CONNECTION_STRING', 'BCRYPT_COST', 'CORS_ORIGINS',
   'CSRF_SECRET', 'DATABASE_APP_ROLE', 'DATABASE_HOST', 'DATABASE_NAME', 'DATABASE_PASSWORD', 'DATABASE_PORT', 'DATABASE_SSL', 'DATABASE_URL', 'DATABASE_USER',
@@ -611,6 +614,15 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
       err('AUDIT_CHECKPOINT_SIGNING_KEY', `${e instanceof CheckpointKeyError ? e.message : 'is not a usable key'}; generate one with \`openssl genpkey -algorithm ed25519 -outform DER | base64 -w0\``);
     }
   }
+  const trustedKeys = (get('AUDIT_CHECKPOINT_TRUSTED_KEYS') ?? '').split(/[\s,]+/).filter(Boolean);
+  for (const [i, k] of trustedKeys.entries()) {
+    try {
+      parseVerifierKey(k);
+    } catch (e) {
+      err('AUDIT_CHECKPOINT_TRUSTED_KEYS', `entry ${i + 1} ${e instanceof NoteError ? e.message : 'is not a verifier key'} (expected name+keyid+base64 key, as GET /audit/checkpoint-key prints)`);
+      break;
+    }
+  }
   if (checkpointKvName !== null && get('AUDIT_CHECKPOINT_SIGNING_KEY')) warn('AUDIT_CHECKPOINT_SIGNING_KEY', 'is ignored: the checkpoint key comes from AZURE_KEYVAULT_CHECKPOINT_KEY_NAME');
   if (prod && checkpointKvName === null && checkpointKeyRaw === null) warn('AZURE_KEYVAULT_CHECKPOINT_KEY_NAME', 'is not set (nor AUDIT_CHECKPOINT_SIGNING_KEY): no signed audit checkpoints are published, and a database owner could rewrite audit history undetected');
 
@@ -733,7 +745,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
       maxQueue: siemMaxQueue,
       tlsCaFile: siemCaFile,
     },
-    auditLog: { name: auditLogName, checkpointIntervalMs: checkpointInterval, checkpointKeyVaultName: checkpointKvName, checkpointSigningKey: checkpointKeyRaw },
+    auditLog: { name: auditLogName, checkpointIntervalMs: checkpointInterval, checkpointKeyVaultName: checkpointKvName, checkpointSigningKey: checkpointKeyRaw, trustedKeys: Object.freeze(trustedKeys) },
     archive: { connectionString: storageConn, accountUrl: storageUrl, container, immutabilityDays, intervalMs: archiveInterval },
     cors: { origins: Object.freeze(origins) },
     trustProxy,

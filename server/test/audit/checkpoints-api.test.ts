@@ -8,7 +8,8 @@ import type pg from 'pg';
 import request from 'supertest';
 import { merkleLeaf, verifyConsistency, verifyInclusion } from '../../src/services/audit/merkle-verify';
 import { parseVerifierKey, verifyCheckpointNote } from '../../src/services/audit/note-verify';
-import { buildTestApp, ownerPool, type TestApp } from '../helpers/app';
+import { buildTestApp, type TestApp } from '../helpers/app';
+import { createIsolatedDatabase, type IsolatedDatabase } from '../siem/helpers/db';
 import { loginAs, type TestLogin } from '../helpers/auth';
 import { uniqueTenant } from '../helpers/env';
 import { sealAll } from './helpers';
@@ -18,14 +19,18 @@ export const newCheckpointKey = (): string => generateKeyPairSync('ed25519').pri
 
 let t: TestApp;
 let owner: pg.Pool;
+let db: IsolatedDatabase;
 
+// A database of its own: the checkpoints signed here with a throw-away key must not meet
+// other files' verification runs.
 beforeAll(async () => {
-  t = await buildTestApp({ env: { AUDIT_CHECKPOINT_SIGNING_KEY: newCheckpointKey(), AUDIT_LOG_NAME: 'jest' } });
-  owner = ownerPool();
-});
+  db = await createIsolatedDatabase('checkpoints');
+  t = await buildTestApp({ env: { DATABASE_URL: db.url, AUDIT_CHECKPOINT_SIGNING_KEY: newCheckpointKey(), AUDIT_LOG_NAME: 'jest' } });
+  owner = db.owner;
+}, 60_000);
 afterAll(async () => {
-  await owner.end();
-  await t.close();
+  await t?.close();
+  await db?.drop();
 });
 
 async function write(tenantId: string, n: number): Promise<string[]> {
@@ -149,7 +154,7 @@ describe('signed checkpoints and proofs', () => {
 describe('without a signing key', () => {
   let plain: TestApp;
   beforeAll(async () => {
-    plain = await buildTestApp({ env: { AUDIT_CHECKPOINT_SIGNING_KEY: undefined } });
+    plain = await buildTestApp({ env: { DATABASE_URL: db.url, AUDIT_CHECKPOINT_SIGNING_KEY: undefined } });
   });
   afterAll(async () => {
     await plain.close();

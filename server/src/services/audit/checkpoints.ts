@@ -25,7 +25,10 @@ import type { Logger } from '../../lib/logger';
 import type { BlobStore } from '../archive/blob-store';
 import { storedRoot, storedTreeSize } from './merkle';
 import { checkpointBody, checkpointKeyName, checkpointOrigin, createCheckpointSigner, parseEd25519PrivateKey, type CheckpointSigner } from './signed-note';
-import { parseVerifierKey, verifyCheckpointNote } from './note-verify';
+import { parseVerifierKey, verifyCheckpointNote, type VerifierKey } from './note-verify';
+import { withTenantSnapshot } from './service';
+import { readPublishedNotes, verifyTrailIn, type TrailVerifyDeps, type TrailVerifyResult } from './tree-verify';
+import type { VerifyOptions } from './chain';
 
 /** "fleetchk": one checkpoint publisher at a time, cluster-wide. */
 export const CHECKPOINT_LOCK = '7308325827335103595';
@@ -174,10 +177,19 @@ export interface CheckpointService {
   latest(tenantId: string): Promise<CheckpointRow | null>;
   /** Publishes due checkpoints now (all tenants; or one tenant, due or not). null: another instance holds the lock. */
   publishNow(opts?: { tenantId?: string }): Promise<PublishResult[] | null>;
+  /** The keys verification trusts: the current signing key and AUDIT_CHECKPOINT_TRUSTED_KEYS (never keys read from the database). */
+  trustedKeys(): Promise<VerifierKey[]>;
+  /** What verifyTrailIn needs for one tenant (reads the published copies); null when checkpoints are off. */
+  trailDeps(tenantId: string): Promise<TrailVerifyDeps | null>;
+  /** Chain + checkpoints + published copies of one tenant, in one snapshot (GET /audit/verify). */
+  verifyTrail(tenantId: string, opts?: Pick<VerifyOptions, 'anchor'>): Promise<TrailVerifyResult>;
   start(): Promise<void>;
   stop(): Promise<void>;
   status(): CheckpointStatus;
 }
+
+/** Published copies read per tenant by verification (the newest, by size). */
+export const PUBLISHED_NOTES_CHECKED = 20;
 
 export class CheckpointConflictError extends Error {
   constructor(message: string) {
@@ -296,12 +308,31 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
     timer.unref();
   }
 
+  async function trustedKeys(): Promise<VerifierKey[]> {
+    const texts = [...config.auditLog.trustedKeys];
+    if (deps.key) texts.unshift((await deps.key.current()).verifierKey);
+    return [...new Set(texts)].map(parseVerifierKey);
+  }
+
+  async function trailDeps(tenantId: string): Promise<TrailVerifyDeps | null> {
+    if (!deps.key) return null;
+    const published = deps.blobStore ? await readPublishedNotes(deps.blobStore, tenantId, PUBLISHED_NOTES_CHECKED) : null;
+    return { keys: await trustedKeys(), origin: origin(tenantId), published };
+  }
+
   return {
     enabled: deps.key !== null,
     origin,
+    trustedKeys,
+    trailDeps,
+    async verifyTrail(tenantId, opts = {}) {
+      const td = await trailDeps(tenantId);
+      return withTenantSnapshot(pool, tenantId, (c) => verifyTrailIn(c, tenantId, td, opts));
+    },
     async verifierKeys(tenantId) {
       const keys: string[] = [];
       if (deps.key) keys.push((await deps.key.current()).verifierKey);
+      for (const k of config.auditLog.trustedKeys) if (!keys.includes(k)) keys.push(k);
       if (tenantId) {
         const { rows } = await withTenant(pool, tenantId, (c) => c.query<{ verifier_key: string }>(SELECT_VERIFIER_KEYS, [tenantId]));
         for (const r of rows) if (!keys.includes(r.verifier_key)) keys.push(r.verifier_key);
