@@ -103,6 +103,7 @@ const CHECKPOINT_COLUMNS = `id::text AS id, tenant_id, tree_size::text AS tree_s
 export const SELECT_LATEST_CHECKPOINT = `SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1`;
 export const SELECT_CHECKPOINTS = `SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE tenant_id = $1 ORDER BY id`;
 export const SELECT_VERIFIER_KEYS = `SELECT DISTINCT verifier_key FROM audit_checkpoints WHERE tenant_id = $1`;
+export const SELECT_LEAF_IDS = `SELECT audit_id::text AS id FROM audit_chain WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq`;
 export const SELECT_DUE = `SELECT tenant_id, size::text AS size FROM audit_checkpoints_due($1, $2::interval, $3)`;
 
 interface RawCheckpoint {
@@ -209,7 +210,12 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
   async function publishTenant(signer: CheckpointSigner, tenantId: string): Promise<PublishResult | null> {
     const snapshot = await withTenant(pool, tenantId, async (c) => {
       const size = await storedTreeSize(c, tenantId);
-      return size > 0 ? { size, root: await storedRoot(c, tenantId, size) } : null;
+      if (size === 0) return null;
+      const prev = (await latestCheckpoint(c, tenantId))?.treeSize ?? 0;
+      // The audit ids of the new leaves, in tree order: published beside the note so that an
+      // auditor holding archived rows (id order) can put them in chain order (docs/AUDIT.md).
+      const ids = deps.blobStore && size > prev ? (await c.query<{ id: string }>(SELECT_LEAF_IDS, [tenantId, prev, size])).rows.map((r) => r.id) : [];
+      return { size, root: await storedRoot(c, tenantId, size), prev, ids };
     });
     if (!snapshot) return null;
     const note = signer.signBody(checkpointBody(origin(tenantId), snapshot.size, snapshot.root));
@@ -220,6 +226,10 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
     if (store) {
       blobName = checkpointBlobName(tenantId, snapshot.size);
       await store.ensureContainer();
+      if (snapshot.ids.length > 0) {
+        const order = `from ${snapshot.prev}\n${snapshot.ids.join('\n')}\n`;
+        await store.putIfAbsent(`${blobName}.ids`, Buffer.from(order, 'utf8'), { origin: origin(tenantId), from: String(snapshot.prev), treesize: String(snapshot.size) }, 'text/plain; charset=utf-8');
+      }
       blob = await store.putIfAbsent(blobName, Buffer.from(note, 'utf8'), { origin: origin(tenantId), treesize: String(snapshot.size), keyid: signer.keyIdHex }, 'text/plain; charset=utf-8');
       if (blob === 'exists') {
         // Published before (an earlier run, the hourly re-publication, or a crash before step 4):

@@ -54,6 +54,7 @@ export async function readPublishedNotes(store: BlobStore, tenantId: string, lim
   const badNames: string[] = [];
   for (const name of names) {
     const tail = name.slice(prefix.length);
+    if (/^\d+\.ids$/.test(tail)) continue; // leaf order companions (see checkpoints.ts)
     if (/^(0|[1-9]\d{0,15})$/.test(tail)) sized.push({ name, size: Number(tail) });
     else badNames.push(name);
   }
