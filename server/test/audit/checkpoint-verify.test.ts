@@ -6,13 +6,18 @@
  *   - the newest rows removed (truncation) is caught;
  *   - a crash between publishing and recording leaves nothing verification trips over.
  */
+import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type pg from 'pg';
 import request from 'supertest';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { createBlobStore } from '../../src/services/archive/blob-store';
 import { createCheckpointService, environmentCheckpointKey } from '../../src/services/audit/checkpoints';
 import { leafHash, nodeHash } from '../../src/services/audit/merkle';
+import { createCheckpointSigner, parseEd25519PrivateKey } from '../../src/services/audit/signed-note';
 import { buildTestApp, type TestApp } from '../helpers/app';
 import { loginAs } from '../helpers/auth';
 import { testEnv, uniqueTenant } from '../helpers/env';
@@ -206,3 +211,126 @@ describe('verification against signed checkpoints', () => {
     await expect(t.composition.services.checkpoints.publishNow({ tenantId: admin.tenantId })).rejects.toThrow(/another root/);
   });
 });
+
+const ROOT = path.resolve(__dirname, '../../..');
+const TSX = path.join(ROOT, 'node_modules/.bin/tsx');
+const OFFLINE = path.join(ROOT, 'server/src/cli/audit-verify-offline.ts');
+
+function runOffline(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(TSX, [OFFLINE, ...args], { cwd: ROOT, timeout: 60_000, env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir() } }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+/** Downloads every blob under prefix into dir, keeping the names as paths. */
+async function download(prefix: string, dir: string): Promise<string[]> {
+  const c = BlobServiceClient.fromConnectionString(az.connectionString).getContainerClient(CONTAINER);
+  const names: string[] = [];
+  for await (const b of c.listBlobsFlat({ prefix })) {
+    const file = path.join(dir, b.name);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, await c.getBlockBlobClient(b.name).downloadToBuffer());
+    names.push(file);
+  }
+  return names;
+}
+
+describe('npm run audit:verify-offline on a real archive export', () => {
+  let dir: string;
+  let tenantId: string;
+  let keyFile: string;
+  let rowsFile: string;
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-offline-'));
+    tenantId = uniqueTenant('offline');
+    const audit = t.composition.services.audit;
+    const write = async (n: number, from: number) => {
+      for (let i = from; i < from + n; i += 1) {
+        await audit.record({
+          tenantId,
+          userId: '00000000-0000-4000-8000-00000000000a',
+          action: 'doc.changed',
+          resourceType: 'doc',
+          resourceId: `doc-${i}`,
+          before: { title: `old ${i}`, tags: ['a', 'b'], nested: { n: i, s: 'é "q"' } },
+          after: { title: `new ${i}` },
+          ipAddress: i % 2 ? '203.0.113.7' : '2001:db8::1',
+          userAgent: 'jest/1.0',
+          requestId: `req-${i}`,
+          severity: 'medium',
+        });
+      }
+      await sealAll(db.owner);
+      await t.composition.services.checkpoints.publishNow({ tenantId });
+    };
+    await write(9, 0);
+    await write(4, 9);
+    const exp = await t.composition.services.monitoring.archive.exportTenant(tenantId);
+    expect(exp).toBeTruthy();
+    const rowBlobs = await download(`audit/${tenantId}/`, dir);
+    await download(`checkpoints/${tenantId}/`, dir);
+    expect(rowBlobs.length).toBeGreaterThan(0);
+    rowsFile = path.join(dir, 'rows.ndjson');
+    fs.writeFileSync(rowsFile, Buffer.concat(rowBlobs.map((f) => fs.readFileSync(f))));
+    keyFile = path.join(dir, 'key.txt');
+    fs.writeFileSync(keyFile, (await request(t.app).get('/api/v1/security/audit/checkpoint-key')).text);
+  }, 60_000);
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('when the archive and the published checkpoints are intact, then it verifies every signed tree and exits 0', async () => {
+    const r = await runOffline(['--key', keyFile, '--checkpoints', path.join(dir, 'checkpoints'), '--rows', rowsFile]);
+    expect(r.stdout).toMatch(/2 of 2 signed checkpoint\(s\) rebuilt/);
+    expect(r.stdout).toMatch(/audit log verified offline/);
+    expect(r.code).toBe(0);
+  });
+
+  it('when the rows are shuffled, then the published leaf order still puts them in chain order', async () => {
+    const shuffled = path.join(dir, 'shuffled.ndjson');
+    const lines = fs.readFileSync(rowsFile, 'utf8').trim().split('\n').reverse();
+    fs.writeFileSync(shuffled, `${lines.join('\n')}\n`);
+    const r = await runOffline(['--key', keyFile, '--checkpoints', path.join(dir, 'checkpoints'), '--rows', shuffled, '--json']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).ok).toBe(true);
+  });
+
+  it('when one archived row was altered, then it fails naming the signed tree it no longer rebuilds, exit 1', async () => {
+    const altered = path.join(dir, 'altered.ndjson');
+    fs.writeFileSync(altered, fs.readFileSync(rowsFile, 'utf8').replace('"doc-4"', '"doc-X"'));
+    const r = await runOffline(['--key', keyFile, '--checkpoints', path.join(dir, 'checkpoints'), '--rows', altered]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/VERIFICATION FAILED: .*do not rebuild the tree signed in/);
+  });
+
+  it('when a row is missing, then it fails', async () => {
+    const missing = path.join(dir, 'missing.ndjson');
+    fs.writeFileSync(missing, fs.readFileSync(rowsFile, 'utf8').split('\n').filter((l) => !l.includes('"doc-2"')).join('\n'));
+    const r = await runOffline(['--key', keyFile, '--checkpoints', path.join(dir, 'checkpoints'), '--rows', missing]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/not in the archived rows/);
+  });
+
+  it('when the key is another one, or a note was edited, then it fails; bad usage exits 2', async () => {
+    const other = createCheckpointServiceKey();
+    const r1 = await runOffline(['--key', other, '--checkpoints', path.join(dir, 'checkpoints'), '--rows', rowsFile]);
+    expect(r1.code).toBe(1);
+    expect(r1.stdout).toMatch(/no signature by a known key/);
+    const edited = path.join(dir, 'edited');
+    fs.cpSync(path.join(dir, 'checkpoints'), edited, { recursive: true });
+    const noteFile = fs.readdirSync(path.join(edited, tenantId)).find((n) => /^\d+$/.test(n)) as string;
+    const p = path.join(edited, tenantId, noteFile);
+    fs.writeFileSync(p, fs.readFileSync(p, 'utf8').replace(`/${tenantId}\n`, `/${tenantId}x\n`));
+    const r2 = await runOffline(['--key', keyFile, '--checkpoints', edited, '--rows', rowsFile]);
+    expect(r2.code).toBe(1);
+    expect(r2.stdout).toMatch(/does not verify/);
+    expect((await runOffline(['--checkpoints', edited])).code).toBe(2);
+    expect((await runOffline(['--key', 'nonsense', '--checkpoints', edited, '--rows', rowsFile])).code).toBe(2);
+  });
+});
+
+function createCheckpointServiceKey(): string {
+  const priv = generateKeyPairSync('ed25519').privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64');
+  return createCheckpointSigner('fleet-security-api/jest', parseEd25519PrivateKey(priv)).verifierKey;
+}
