@@ -20,7 +20,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
-import { computeRowHash, GENESIS_HASH, type CanonicalFields } from './chain';
+import { createHash } from 'node:crypto';
+import type { CanonicalFields } from './chain';
 import { TreeBuilder } from './merkle-verify';
 import { NoteError, verifyCheckpointNote, type VerifierKey } from './note-verify';
 
@@ -47,6 +48,48 @@ export interface OfflineReport {
 }
 
 class Failure extends Error {}
+
+const CHAIN_TAG = 'fleet-audit-chain-v1\n';
+const GENESIS = Buffer.alloc(32);
+
+/**
+ * The chain entry hash (format in migrations/021_audit_chain.sql), written again here: one
+ * string per entry, one digest update (a netstring's length is the UTF-8 byte length).
+ */
+export function entryHash(f: CanonicalFields, seq: number, prev: Buffer): Buffer {
+  let s = '';
+  for (const v of [String(seq), f.id, f.tenantId, f.userId, f.action, f.resourceType, f.resourceId, f.before, f.after, f.ipAddress, f.userAgent, f.result, f.errorMessage, f.severity, f.requestId, f.createdAt]) {
+    s += v === null ? '-,' : `${Buffer.byteLength(v, 'utf8')}:${v},`;
+  }
+  return createHash('sha256').update(CHAIN_TAG, 'utf8').update(prev).update(s, 'utf8').digest();
+}
+
+const q = (v: unknown): string => (v === null || v === undefined ? 'null' : JSON.stringify(v));
+
+/**
+ * Fast path for lines exactly as archive/format.ts renders them: the text around before/after
+ * is re-rendered from the parsed values, so their raw jsonb text is what lies between.
+ * null when the line is laid out otherwise (the general scanner then takes over).
+ */
+function rawBeforeAfter(line: string, p: Record<string, unknown>): { before: string; after: string } | null {
+  const head = `{"id":${q(p.id)},"tenant_id":${q(p.tenant_id)},"user_id":${q(p.user_id)},"action":${q(p.action)},"resource_type":${q(p.resource_type)},"resource_id":${q(p.resource_id)},"before":`;
+  const tail = `,"ip_address":${q(p.ip_address)},"user_agent":${q(p.user_agent)},"result":${q(p.result)},"error_message":${q(p.error_message)},"severity":${q(p.severity)},"request_id":${q(p.request_id)},"created_at":${q(p.created_at)}}`;
+  if (!line.startsWith(head) || !line.endsWith(tail)) return null;
+  const mid = line.slice(head.length, line.length - tail.length);
+  const want = (v: unknown) => JSON.stringify(v ?? null);
+  let at = mid.indexOf(',"after":');
+  while (at >= 0) {
+    const b = mid.slice(0, at);
+    const a = mid.slice(at + ',"after":'.length);
+    try {
+      if (want(JSON.parse(b)) === want(p.before) && want(JSON.parse(a)) === want(p.after)) return { before: b, after: a };
+    } catch {
+      // not this split
+    }
+    at = mid.indexOf(',"after":', at + 1);
+  }
+  return null;
+}
 
 /** Every file under dir (recursively). */
 function walk(dir: string): string[] {
@@ -137,8 +180,10 @@ export function archivedRowFields(line: string): CanonicalFields {
   let raw: Map<string, string>;
   let parsed: Record<string, unknown>;
   try {
-    raw = topLevelRaw(line);
     parsed = JSON.parse(line) as Record<string, unknown>;
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Failure('a row is a JSON object');
+    const fast = rawBeforeAfter(line, parsed);
+    raw = fast ? new Map([['before', fast.before], ['after', fast.after]]) : topLevelRaw(line);
   } catch (err) {
     throw new Failure(`not a JSON object (${err instanceof Error ? err.message : 'parse error'})`);
   }
@@ -246,8 +291,71 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
       orders.set(tenantId, m);
     }
 
-    // 3: rows
-    const rows = new Map<string, Map<string, CanonicalFields>>(); // tenant -> id -> fields
+    // 3: rows, streamed. A row is hashed as soon as its chain position is next (by the published
+    // leaf order); rows that arrive ahead of their turn wait in memory; positions the order
+    // files do not cover take the remaining rows in id order at the end.
+    interface State {
+      report: OfflineTenantReport;
+      sizes: number[];
+      si: number;
+      cps: Map<number, OfflineCheckpoint>;
+      order: Map<number, string>;
+      pending: Map<string, CanonicalFields>;
+      placed: Set<string>;
+      builder: TreeBuilder;
+      prev: Buffer;
+      seq: number;
+      max: number;
+    }
+    const states = new Map<string, State>();
+    for (const [tenantId, cps] of [...byTenant.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+      const sizes = [...cps.keys()].sort((a, b) => a - b);
+      const report: OfflineTenantReport = { tenantId, checkpoints: sizes.length, rows: 0, verifiedSizes: [], uncovered: [] };
+      tenants.push(report);
+      states.set(tenantId, {
+        report,
+        sizes,
+        si: 0,
+        cps,
+        order: orders.get(tenantId) ?? new Map(),
+        pending: new Map(),
+        placed: new Set(),
+        builder: new TreeBuilder(),
+        prev: GENESIS,
+        seq: 0,
+        max: sizes[sizes.length - 1] as number,
+      });
+    }
+    const place = (st: State, f: CanonicalFields) => {
+      if (st.placed.has(f.id)) throw new Failure(`tenant ${st.report.tenantId}: audit row ${f.id} is placed twice`);
+      st.placed.add(f.id);
+      st.seq += 1;
+      const h = entryHash(f, st.seq, st.prev);
+      st.builder.addRowHash(h);
+      st.prev = h;
+      st.report.rows += 1;
+      while (st.si < st.sizes.length && st.sizes[st.si] === st.seq) {
+        const cp = st.cps.get(st.seq) as OfflineCheckpoint;
+        if (!st.builder.root().equals(cp.root)) {
+          throw new Failure(
+            `tenant ${st.report.tenantId}: the archived rows do not rebuild the tree signed in ${cp.file} (size ${st.seq}): a row up to that position was changed, removed, inserted or reordered`,
+          );
+        }
+        st.report.verifiedSizes.push(st.seq);
+        st.si += 1;
+      }
+    };
+    const advance = (st: State) => {
+      for (;;) {
+        if (st.seq >= st.max) return;
+        const id = st.order.get(st.seq + 1);
+        if (id === undefined) return;
+        const f = st.pending.get(id);
+        if (!f) return;
+        st.pending.delete(id);
+        place(st, f);
+      }
+    };
     for (const file of o.rowFiles) {
       const rl = readline.createInterface({ input: fs.createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
       let n = 0;
@@ -260,58 +368,40 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
         } catch (err) {
           throw new Failure(`${file}:${n}: ${(err as Error).message}`);
         }
-        if (!byTenant.has(f.tenantId)) continue;
-        const m = rows.get(f.tenantId) ?? new Map<string, CanonicalFields>();
-        const dup = m.get(f.id);
-        if (dup && JSON.stringify(dup) !== JSON.stringify(f)) throw new Failure(`${file}:${n}: row ${f.id} appears twice with different content`);
-        m.set(f.id, f);
-        rows.set(f.tenantId, m);
+        const st = states.get(f.tenantId);
+        if (!st) continue;
+        if (st.placed.has(f.id) || st.pending.has(f.id)) {
+          const dup = st.pending.get(f.id);
+          if (dup && JSON.stringify(dup) !== JSON.stringify(f)) throw new Failure(`${file}:${n}: row ${f.id} appears twice with different content`);
+          if (!dup) continue; // the same row again (overlapping exports): already placed
+        }
+        st.pending.set(f.id, f);
+        advance(st);
       }
     }
-
-    for (const [tenantId, cps] of [...byTenant.entries()].sort(([a], [b]) => a.localeCompare(b))) {
-      const sizes = [...cps.keys()].sort((a, b) => a - b);
-      const report: OfflineTenantReport = { tenantId, checkpoints: sizes.length, rows: 0, verifiedSizes: [], uncovered: [] };
-      tenants.push(report);
-      const mine = rows.get(tenantId) ?? new Map<string, CanonicalFields>();
-      const order = orders.get(tenantId) ?? new Map<number, string>();
-      const byId = [...mine.keys()].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0));
-      const used = new Set<string>();
-      let nextById = 0;
-      const builder = new TreeBuilder();
-      let prev: Buffer = GENESIS_HASH;
-      const maxSize = sizes[sizes.length - 1] as number;
-      let si = 0;
-      for (let seq = 1; seq <= maxSize; seq += 1) {
-        let id = order.get(seq);
-        if (id === undefined) {
-          while (nextById < byId.length && used.has(byId[nextById] as string)) nextById += 1;
-          id = byId[nextById];
-        }
-        const f = id === undefined ? undefined : mine.get(id);
-        if (!f) {
-          if (id !== undefined && order.has(seq)) throw new Failure(`tenant ${tenantId}: leaf ${seq} is audit row ${id}, which is not in the archived rows (deleted before archiving, or the rows are incomplete)`);
-          break; // rows end here
-        }
-        if (used.has(f.id)) throw new Failure(`tenant ${tenantId}: audit row ${f.id} is placed twice`);
-        used.add(f.id);
-        const h = computeRowHash(f, String(seq), prev);
-        builder.addRowHash(h);
-        prev = h;
-        report.rows += 1;
-        while (si < sizes.length && sizes[si] === seq) {
-          const cp = cps.get(seq) as OfflineCheckpoint;
-          if (!builder.root().equals(cp.root)) {
-            throw new Failure(
-              `tenant ${tenantId}: the archived rows do not rebuild the tree signed in ${cp.file} (size ${seq}): a row up to that position was changed, removed, inserted or reordered`,
-            );
+    const byIdOrder = (a: string, b: string) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+    for (const st of states.values()) {
+      const rest = [...st.pending.keys()].sort(byIdOrder);
+      let k = 0;
+      while (st.seq < st.max) {
+        const ordered = st.order.get(st.seq + 1);
+        let id: string | undefined;
+        if (ordered !== undefined) {
+          if (!st.pending.has(ordered)) {
+            throw new Failure(`tenant ${st.report.tenantId}: leaf ${st.seq + 1} is audit row ${ordered}, which is not in the archived rows (deleted before archiving, or the rows are incomplete)`);
           }
-          report.verifiedSizes.push(seq);
-          si += 1;
+          id = ordered;
+        } else {
+          while (k < rest.length && !st.pending.has(rest[k] as string)) k += 1;
+          id = rest[k];
         }
+        if (id === undefined) break; // the archived rows end here
+        const f = st.pending.get(id) as CanonicalFields;
+        st.pending.delete(id);
+        place(st, f);
       }
-      report.uncovered = sizes.slice(si).filter((s) => s > 0);
-      o.onProgress?.(`tenant ${tenantId}: ${report.verifiedSizes.length} checkpoint(s) rebuilt from ${report.rows} archived row(s)`);
+      st.report.uncovered = st.sizes.slice(st.si).filter((x) => x > 0);
+      o.onProgress?.(`tenant ${st.report.tenantId}: ${st.report.verifiedSizes.length} checkpoint(s) rebuilt from ${st.report.rows} archived row(s)`);
     }
     return { ok: true, failure: null, tenants };
   } catch (err) {
