@@ -6,7 +6,7 @@
  * its own hashing, its own index arithmetic (BigInt), the RFC's verification algorithms
  * rather than the writer's proof generation. A bug in one is not repeated in the other.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash as oneShot } from 'node:crypto';
 
 function h(...parts: Uint8Array[]): Buffer {
   const d = createHash('sha256');
@@ -15,13 +15,22 @@ function h(...parts: Uint8Array[]): Buffer {
 }
 const ZERO = Uint8Array.of(0);
 const ONE = Uint8Array.of(1);
+// One-shot SHA-256 over a scratch buffer: the verifier hashes millions of 33- and 65-byte inputs.
+const LEAF_IN = Buffer.alloc(33);
+const NODE_IN = Buffer.alloc(65);
+NODE_IN[0] = 0x01;
 
 /** RFC 9162 leaf hash of one chain entry. */
 export function merkleLeaf(rowHash: Uint8Array): Buffer {
-  return h(ZERO, rowHash);
+  if (rowHash.length !== 32) return h(ZERO, rowHash);
+  LEAF_IN.set(rowHash, 1);
+  return oneShot('sha256', LEAF_IN, 'buffer');
 }
 function interior(l: Uint8Array, r: Uint8Array): Buffer {
-  return h(ONE, l, r);
+  if (l.length !== 32 || r.length !== 32) return h(ONE, l, r);
+  NODE_IN.set(l, 1);
+  NODE_IN.set(r, 33);
+  return oneShot('sha256', NODE_IN, 'buffer');
 }
 
 const bytesEqual = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
@@ -98,11 +107,13 @@ export function verifyConsistency(first: number | bigint, second: number | bigin
  * right edge) and answers its root at the current size at any time.
  */
 export class TreeBuilder {
-  private readonly stack: Array<{ size: bigint; hash: Buffer }> = [];
-  private count = 0n;
+  /** Complete subtrees on the right edge: their sizes (powers of two, decreasing) and hashes. */
+  private readonly sizes: number[] = [];
+  private readonly hashes: Buffer[] = [];
+  private count = 0;
 
   get size(): bigint {
-    return this.count;
+    return BigInt(this.count);
   }
 
   /** Appends the leaf of one chain entry (its row_hash). */
@@ -111,22 +122,23 @@ export class TreeBuilder {
   }
 
   addLeafHash(leaf: Uint8Array): void {
-    let cur: { size: bigint; hash: Buffer } = { size: 1n, hash: Buffer.from(leaf) };
-    for (;;) {
-      const top = this.stack[this.stack.length - 1];
-      if (!top || top.size !== cur.size) break;
-      this.stack.pop();
-      cur = { size: top.size * 2n, hash: interior(top.hash, cur.hash) };
+    let size = 1;
+    let hash: Buffer = Buffer.isBuffer(leaf) ? leaf : Buffer.from(leaf);
+    while (this.sizes.length > 0 && this.sizes[this.sizes.length - 1] === size) {
+      this.sizes.pop();
+      hash = interior(this.hashes.pop() as Buffer, hash);
+      size *= 2;
     }
-    this.stack.push(cur);
-    this.count += 1n;
+    this.sizes.push(size);
+    this.hashes.push(hash);
+    this.count += 1;
   }
 
   /** MTH of the leaves added so far (SHA-256 of nothing for none). */
   root(): Buffer {
-    if (this.stack.length === 0) return h();
-    let acc: Buffer = (this.stack[this.stack.length - 1] as { hash: Buffer }).hash;
-    for (let i = this.stack.length - 2; i >= 0; i -= 1) acc = interior((this.stack[i] as { hash: Buffer }).hash, acc);
+    if (this.hashes.length === 0) return h();
+    let acc = this.hashes[this.hashes.length - 1] as Buffer;
+    for (let i = this.hashes.length - 2; i >= 0; i -= 1) acc = interior(this.hashes[i] as Buffer, acc);
     return acc;
   }
 }

@@ -76,8 +76,12 @@ function rawBeforeAfter(line: string, p: Record<string, unknown>): { before: str
   const tail = `,"ip_address":${q(p.ip_address)},"user_agent":${q(p.user_agent)},"result":${q(p.result)},"error_message":${q(p.error_message)},"severity":${q(p.severity)},"request_id":${q(p.request_id)},"created_at":${q(p.created_at)}}`;
   if (!line.startsWith(head) || !line.endsWith(tail)) return null;
   const mid = line.slice(head.length, line.length - tail.length);
+  const SEP = ',"after":';
+  const first = mid.indexOf(SEP);
+  // The separator is always there; when it occurs once, it is the one.
+  if (first >= 0 && mid.indexOf(SEP, first + 1) < 0) return { before: mid.slice(0, first), after: mid.slice(first + SEP.length) };
   const want = (v: unknown) => JSON.stringify(v ?? null);
-  let at = mid.indexOf(',"after":');
+  let at = first;
   while (at >= 0) {
     const b = mid.slice(0, at);
     const a = mid.slice(at + ',"after":'.length);
