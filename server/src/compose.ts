@@ -14,6 +14,8 @@ import type { RequestHandler } from 'express';
 import { createRequireAuth } from './middleware/auth';
 import { createRequirePermission } from './middleware/rbac';
 import { createAuditSealer, type AuditSealer } from './services/audit/sealer';
+import { buildCheckpointService } from './services/audit/checkpoint-setup';
+import type { CheckpointService } from './services/audit/checkpoints';
 import { createAuditService, type AuditService } from './services/audit/service';
 import type { Permission } from './services/auth/rbac';
 import { createSessionService, type SessionService } from './services/auth/sessions';
@@ -57,6 +59,8 @@ export interface Services {
   idempotency: IdempotencyService;
   /** Aggregates repeated unauthenticated failures into one row per window and source. */
   failureAudit: FailureAggregator;
+  /** Signed checkpoints of the audit Merkle trees (docs/AUDIT.md). */
+  checkpoints: CheckpointService;
 }
 
 /** Route guards built once from the services. */
@@ -109,6 +113,7 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
   };
   const enc = buildEncryption({ config: core.config, logger: core.logger, clock: core.clock, pool: core.pool, audit, keyVault: core.keyVault });
   const monitoring = buildSecurityMonitoring({ config: core.config, pool: core.pool, logger: core.logger, clock: core.clock, audit });
+  const checkpoints = buildCheckpointService({ ...core, siem: monitoring.siem });
   const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool), ...enc.readinessChecks, ...monitoring.readinessChecks];
   const starters: Array<() => Promise<void>> = [enc.start];
   if (keyResolver) {
@@ -128,9 +133,11 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
   const idempotency = createIdempotencyService({ pool: core.pool, clock: core.clock, logger: core.logger });
   starters.push(() => idempotency.start());
   stoppers.push(() => idempotency.stop());
+  starters.push(() => checkpoints.start());
+  stoppers.push(() => checkpoints.stop());
   return {
     ...core,
-    services: { audit, auditSealer, tokens, sessions, users, idTokens, auth, encryption: enc.encryption, secrets: enc.secrets, monitoring, idempotency, failureAudit },
+    services: { audit, auditSealer, tokens, sessions, users, idTokens, auth, encryption: enc.encryption, secrets: enc.secrets, monitoring, idempotency, failureAudit, checkpoints },
     guards,
     readinessChecks,
     metricRegistries: [monitoring.metrics.registry],

@@ -9,6 +9,8 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 import { parseDurationMs } from './lib/duration';
+import { CheckpointKeyError, parseEd25519PrivateKey } from './services/audit/signed-note';
+import { NoteError, parseVerifierKey } from './services/audit/note-verify';
 
 export type NodeEnv = 'development' | 'test' | 'production';
 export type DatabaseSsl = 'disable' | 'require' | 'verify-full';
@@ -90,6 +92,18 @@ export interface Config {
     flushIntervalMs: number;
     maxQueue: number;
     tlsCaFile: string | null;
+  };
+  /** Signed checkpoints of the audit Merkle trees (docs/AUDIT.md). */
+  auditLog: {
+    /** AUDIT_LOG_NAME: the middle of every checkpoint origin fleet-security-api/<name>/<tenant>. */
+    name: string;
+    checkpointIntervalMs: number;
+    /** AZURE_KEYVAULT_CHECKPOINT_KEY_NAME: a Key Vault secret holding the PKCS#8 key (base64), or null. */
+    checkpointKeyVaultName: string | null;
+    /** AUDIT_CHECKPOINT_SIGNING_KEY: PKCS#8 base64 (or PEM); null when absent. */
+    checkpointSigningKey: string | null;
+    /** AUDIT_CHECKPOINT_TRUSTED_KEYS: verifier keys of earlier signing keys (after a rotation). */
+    trustedKeys: readonly string[];
   };
   archive: {
     connectionString: string | null;
@@ -202,7 +216,8 @@ function duration(variable: string, raw: string | undefined, def: string, minMs:
 
 /** Every environment variable the service or its scripts read under the prefixes below. */
 const KNOWN_SETTINGS = new Set([
-  'AUDIT_ARCHIVE_CONTAINER', 'AUDIT_ARCHIVE_IMMUTABILITY_DAYS', 'AUDIT_ARCHIVE_INTERVAL', 'AUTH0_CLIENT_ID', 'AUTH0_DOMAIN', 'AUTH0_ISSUER_BASE_URL',
+  'AUDIT_ARCHIVE_CONTAINER', 'AUDIT_ARCHIVE_IMMUTABILITY_DAYS', 'AUDIT_ARCHIVE_INTERVAL', 'AUDIT_CHECKPOINT_INTERVAL', 'AUDIT_CHECKPOINT_SIGNING_KEY', 'AUDIT_CHECKPOINT_TRUSTED_KEYS', 'AUDIT_LOG_NAME',
+  'AZURE_KEYVAULT_CHECKPOINT_KEY_NAME', 'AUTH0_CLIENT_ID', 'AUTH0_DOMAIN', 'AUTH0_ISSUER_BASE_URL',
   'AZURE_KEYVAULT_MASTER_KEY_NAME', 'AZURE_KEYVAULT_URL', 'AZURE_STORAGE_ACCOUNT_URL', 'AZURE_STORAGE_CONNECTION_STRING', 'BCRYPT_COST', 'CORS_ORIGINS',
   'CSRF_SECRET', 'DATABASE_APP_ROLE', 'DATABASE_HOST', 'DATABASE_NAME', 'DATABASE_PASSWORD', 'DATABASE_PORT', 'DATABASE_SSL', 'DATABASE_URL', 'DATABASE_USER',
   'DB_POOL_SIZE', 'DB_POOL_TIMEOUT', 'DB_STATEMENT_TIMEOUT', 'FLEET_DATA_DIR', 'FLEET_DEV_ISSUER', 'FLEET_ENCRYPTION_KEY', 'FLEET_ENCRYPTION_PREVIOUS_KEYS',
@@ -215,7 +230,7 @@ const KNOWN_SETTINGS = new Set([
  * Prefixes that belong to this service. Not AZURE_ as a whole (the Azure SDK's credential
  * reads AZURE_CLIENT_ID and friends), not FLEET_ as a whole (the scripts' own variables).
  */
-const OWN_PREFIXES = /^(JWT_|DATABASE_|DB_|AUTH0_|SIEM_|AZURE_KEYVAULT_|AZURE_STORAGE_|AUDIT_ARCHIVE_|RATE_LIMIT_|LOGIN_|SESSION_|KEY_CACHE_|CSRF_|CORS_|IDP_|METRICS_|BCRYPT_|FLEET_ENCRYPTION_|FLEET_DEV_|FLEET_DATA_)/;
+const OWN_PREFIXES = /^(JWT_|DATABASE_|DB_|AUTH0_|SIEM_|AZURE_KEYVAULT_|AZURE_STORAGE_|AUDIT_ARCHIVE_|AUDIT_CHECKPOINT_|AUDIT_LOG_|RATE_LIMIT_|LOGIN_|SESSION_|KEY_CACHE_|CSRF_|CORS_|IDP_|METRICS_|BCRYPT_|FLEET_ENCRYPTION_|FLEET_DEV_|FLEET_DATA_)/;
 
 /** The known setting at edit distance 1 or 2, if any. */
 function closestSetting(name: string): string | null {
@@ -631,6 +646,35 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   if (prod && !storageConn && !storageUrl) warn('AZURE_STORAGE_CONNECTION_STRING', 'is not set: no immutable audit archive is written');
   if (prod && (storageConn || storageUrl) && immutabilityDays === null) warn('AUDIT_ARCHIVE_IMMUTABILITY_DAYS', 'is not set: archived blobs are write-once by name only, not under an immutability policy');
 
+  // ---- signed audit checkpoints
+  const auditLogName = get('AUDIT_LOG_NAME') ?? 'default';
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(auditLogName)) err('AUDIT_LOG_NAME', 'must be 1-64 letters, digits, dots, dashes or underscores (it becomes part of every checkpoint origin)');
+  const checkpointInterval = duration('AUDIT_CHECKPOINT_INTERVAL', get('AUDIT_CHECKPOINT_INTERVAL'), '1m', 1_000, 3_600_000, errors);
+  const checkpointKvName = get('AZURE_KEYVAULT_CHECKPOINT_KEY_NAME') ?? null;
+  if (checkpointKvName !== null) {
+    if (!/^[0-9a-zA-Z-]{1,127}$/.test(checkpointKvName)) err('AZURE_KEYVAULT_CHECKPOINT_KEY_NAME', 'must be 1-127 letters, digits or dashes (a Key Vault secret name)');
+    if (!kvRaw) err('AZURE_KEYVAULT_CHECKPOINT_KEY_NAME', 'needs AZURE_KEYVAULT_URL (the vault that holds it)');
+  }
+  const checkpointKeyRaw = secretFrom('AUDIT_CHECKPOINT_SIGNING_KEY') ?? null;
+  if (checkpointKeyRaw !== null) {
+    try {
+      parseEd25519PrivateKey(checkpointKeyRaw);
+    } catch (e) {
+      err('AUDIT_CHECKPOINT_SIGNING_KEY', `${e instanceof CheckpointKeyError ? e.message : 'is not a usable key'}; generate one with \`openssl genpkey -algorithm ed25519 -outform DER | base64 -w0\``);
+    }
+  }
+  const trustedKeys = (get('AUDIT_CHECKPOINT_TRUSTED_KEYS') ?? '').split(/[\s,]+/).filter(Boolean);
+  for (const [i, k] of trustedKeys.entries()) {
+    try {
+      parseVerifierKey(k);
+    } catch (e) {
+      err('AUDIT_CHECKPOINT_TRUSTED_KEYS', `entry ${i + 1} ${e instanceof NoteError ? e.message : 'is not a verifier key'} (expected name+keyid+base64 key, as GET /audit/checkpoint-key prints)`);
+      break;
+    }
+  }
+  if (checkpointKvName !== null && get('AUDIT_CHECKPOINT_SIGNING_KEY')) warn('AUDIT_CHECKPOINT_SIGNING_KEY', 'is ignored: the checkpoint key comes from AZURE_KEYVAULT_CHECKPOINT_KEY_NAME');
+  if (prod && checkpointKvName === null && checkpointKeyRaw === null) warn('AZURE_KEYVAULT_CHECKPOINT_KEY_NAME', 'is not set (nor AUDIT_CHECKPOINT_SIGNING_KEY): no signed audit checkpoints are published, and a database owner could rewrite audit history undetected');
+
   // ---- HTTP
   const originsRaw = get('CORS_ORIGINS') ?? get('FRONTEND_URL');
   const origins: string[] = [];
@@ -767,6 +811,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
       maxQueue: siemMaxQueue,
       tlsCaFile: siemCaFile,
     },
+    auditLog: { name: auditLogName, checkpointIntervalMs: checkpointInterval, checkpointKeyVaultName: checkpointKvName, checkpointSigningKey: checkpointKeyRaw, trustedKeys: Object.freeze(trustedKeys) },
     archive: { connectionString: storageConn, accountUrl: storageUrl, container, immutabilityDays, intervalMs: archiveInterval },
     cors: { origins: Object.freeze(origins) },
     trustProxy,

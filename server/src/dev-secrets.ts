@@ -2,7 +2,7 @@
  * Development secrets: generated once, persisted under the data directory with mode 0600,
  * and used only when NODE_ENV is not production and the variable is not set.
  */
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -80,6 +80,9 @@ export function loadOrCreateDevSecrets(dataDir: string): { secrets: DevSecrets; 
     JWT_SECRET: existing.JWT_SECRET ?? randomBytes(48).toString('base64'),
     FLEET_ENCRYPTION_KEY: existing.FLEET_ENCRYPTION_KEY ?? randomBytes(32).toString('base64'),
     EMBEDDED_PG_PASSWORD: existing.EMBEDDED_PG_PASSWORD ?? randomBytes(24).toString('base64url'),
+    // Signs the audit checkpoints (docs/AUDIT.md): Ed25519, PKCS#8 DER in base64.
+    AUDIT_CHECKPOINT_SIGNING_KEY:
+      existing.AUDIT_CHECKPOINT_SIGNING_KEY ?? generateKeyPairSync('ed25519').privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64'),
   };
   const created = Object.keys(secrets).some((k) => existing[k] === undefined);
   if (created) {

@@ -3,18 +3,27 @@
  *
  * Walks the audit hash chain of one tenant (or of every tenant) through the owner
  * connection and reports, per tenant, whether it is intact, how many entries were checked,
- * the first broken row id and the rows not yet sealed.
+ * the first broken row id and the rows not yet sealed. When a checkpoint signing key is
+ * configured (AUDIT_CHECKPOINT_SIGNING_KEY or AZURE_KEYVAULT_CHECKPOINT_KEY_NAME), it also
+ * rebuilds each tenant's Merkle tree and checks it against every stored checkpoint and the
+ * newest copies published to the archive container (docs/AUDIT.md).
  * Exit codes: 0 intact, 1 broken (the first broken row id is printed), 2 usage, configuration
  * or runtime error (including a --tenant with no audit rows at all: most likely a typo).
  * Only the database settings are needed (configuration scope 'database'): a cron or restore
  * environment with DATABASE_URL alone can verify.
  */
-import { verifyTenantChain, type VerifyOptions } from '../services/audit/chain';
+import type { VerifyOptions } from '../services/audit/chain';
+import { checkpointKeyFromConfig } from '../services/audit/checkpoint-setup';
+import { PUBLISHED_NOTES_CHECKED } from '../services/audit/checkpoints';
+import { parseVerifierKey } from '../services/audit/note-verify';
+import { checkpointOrigin } from '../services/audit/signed-note';
+import { readPublishedNotes, verifyTrailIn, type TrailVerifyResult } from '../services/audit/tree-verify';
+import { createBlobStore } from '../services/archive/blob-store';
+import { systemClock } from '../lib/clock';
 import { SYSTEM_TENANT } from '../services/audit/catalog';
 import { TENANT_RE } from '../services/auth/users';
 import { sealBatch, SET_TENANT_CONTEXT } from '../services/audit/repository';
 import { createAuditService, listAuditTenants, withAllTenantsSnapshot } from '../services/audit/service';
-import type { VerifyResult } from '../services/audit/types';
 import { createPool, poolOptionsFromConfig } from '../db/pool';
 import { createLogger } from '../lib/logger';
 import { loadRuntimeConfig, openDatabase, requireConfig } from '../runtime';
@@ -28,7 +37,10 @@ const USAGE = `usage: npm run audit:verify [-- [--tenant T] [--anchor SEQ:SHA256
   --json            print one JSON document instead of text
   --no-record       do not write the audit.verify / audit.verify.failed audit row
 
-Only the database settings are read (DATABASE_URL or DATABASE_*, DATABASE_SSL, DB_*).
+The database settings are read (DATABASE_URL or DATABASE_*, DATABASE_SSL, DB_*); with a
+checkpoint key (AUDIT_CHECKPOINT_SIGNING_KEY or AZURE_KEYVAULT_CHECKPOINT_KEY_NAME, plus
+AUDIT_CHECKPOINT_TRUSTED_KEYS, AUDIT_LOG_NAME and the archive storage settings) the signed
+checkpoints are checked too.
 
 exit status: 0 intact, 1 broken (first broken row id printed), 2 usage, configuration or
 runtime error (also: --tenant names a tenant with no audit rows)`;
@@ -92,11 +104,12 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-function describe(r: VerifyResult): string {
+function describe(r: TrailVerifyResult): string {
   const unsealed = r.unsealed > 0 ? `; ${r.unsealed} row(s) not sealed yet (oldest id ${r.oldestUnsealedId})` : '';
   if (r.valid) {
     const head = r.head ? `head seq ${r.head.seq} ${r.head.hash}` : 'no sealed rows';
-    return `tenant ${r.tenantId}: intact, ${r.checked} entr${r.checked === 1 ? 'y' : 'ies'} checked, ${head}${unsealed}`;
+    const cps = r.checkpoints ? `; ${r.checkpoints.checked} checkpoint note(s) verified (${r.checkpoints.publishedChecked} of ${r.checkpoints.published} published copies read)` : '';
+    return `tenant ${r.tenantId}: intact, ${r.checked} entr${r.checked === 1 ? 'y' : 'ies'} checked, ${head}${cps}${unsealed}`;
   }
   return `tenant ${r.tenantId}: BROKEN${r.firstBrokenId ? ` at audit row ${r.firstBrokenId}` : ''}: ${r.reason}${unsealed}`;
 }
@@ -132,15 +145,21 @@ async function main(): Promise<number> {
       }
       if (!args.json) process.stdout.write(`sealed ${sealed} row(s) before verifying\n`);
     }
+    const key = checkpointKeyFromConfig(config, systemClock);
+    const store = key ? createBlobStore(config.archive) : null;
+    const keys = key ? [...new Set([(await key.current()).verifierKey, ...config.auditLog.trustedKeys])].map(parseVerifierKey) : null;
     const client = await pool.connect();
-    let results: VerifyResult[];
+    let results: TrailVerifyResult[];
     try {
       results = await withAllTenantsSnapshot(client, async (q) => {
         const tenants = args.tenant ? [args.tenant] : await listAuditTenants(q);
-        const out: VerifyResult[] = [];
+        const out: TrailVerifyResult[] = [];
         for (const t of tenants) {
           await q.query(SET_TENANT_CONTEXT, [t]);
-          out.push(await verifyTenantChain(q, t, { anchor: args.anchor }));
+          const deps = keys
+            ? { keys, origin: checkpointOrigin(config.auditLog.name, t), published: store ? await readPublishedNotes(store, t, PUBLISHED_NOTES_CHECKED) : null }
+            : null;
+          out.push(await verifyTrailIn(q, t, deps, { anchor: args.anchor }));
         }
         return out;
       });

@@ -179,14 +179,15 @@ export function auditRouter(c: Composition, router: Router = Router()): Router {
     if (!auth) throw forbidden('no authentication context');
     const q = validQuery<AuditVerifyQuery>(req);
     const anchor = q.anchorSeq && q.anchorHash ? { seq: q.anchorSeq, hash: q.anchorHash.toLowerCase() } : undefined;
-    const r = await c.services.audit.verify(auth.tenantId, { anchor });
+    // The chain, and (when checkpoints are configured) the tree against every stored and the newest published checkpoints.
+    const r = await c.services.checkpoints.verifyTrail(auth.tenantId, { anchor });
     await audit.recordFromRequest(req, {
       action: r.valid ? 'audit.verify' : 'audit.verify.failed',
       resourceType: 'audit_chain',
       resourceId: auth.tenantId,
       result: r.valid ? 'success' : 'failure',
       errorMessage: r.reason,
-      after: { valid: r.valid, checked: r.checked, firstBrokenId: r.firstBrokenId, unsealed: r.unsealed, head: r.head, anchor: anchor ?? null },
+      after: { valid: r.valid, checked: r.checked, firstBrokenId: r.firstBrokenId, unsealed: r.unsealed, head: r.head, anchor: anchor ?? null, ...(r.checkpoints ? { checkpoints: r.checkpoints } : {}) },
     });
     res.json({
       success: true,
@@ -197,6 +198,7 @@ export function auditRouter(c: Composition, router: Router = Router()): Router {
       unsealed: r.unsealed,
       oldestUnsealedId: r.oldestUnsealedId,
       head: r.head,
+      ...(r.checkpoints ? { checkpoints: r.checkpoints } : {}),
     });
   });
 

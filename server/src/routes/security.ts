@@ -3,6 +3,7 @@ import type { Composition } from '../compose';
 import { parseCookies, type CsrfProtection } from '../middleware/csrf';
 import { rejectQuery } from '../middleware/input-validation';
 import { auditRouter } from './audit.routes';
+import { auditProofRouter } from './audit-proofs.routes';
 import { authRouter } from './auth.routes';
 import { keysRouter } from './keys.routes';
 import { siemRouter } from './siem.routes';
@@ -23,6 +24,7 @@ export function securityRouter(deps: SecurityRouterDeps): Router {
   // The areas register their routes on this one router (no nested routers to walk per request).
   authRouter(deps, router);
   auditRouter(deps.composition, router);
+  auditProofRouter(deps.composition, router);
   keysRouter(deps.composition, router);
   siemRouter(deps.composition, router);
 

@@ -18,7 +18,7 @@ export interface BlobStore {
   readonly container: string;
   ensureContainer(): Promise<void>;
   /** Uploads unless a blob with this name exists: 'created' or 'exists' (never overwrites). */
-  putIfAbsent(name: string, content: Buffer, metadata: Record<string, string>): Promise<'created' | 'exists'>;
+  putIfAbsent(name: string, content: Buffer, metadata: Record<string, string>, contentType?: string): Promise<'created' | 'exists'>;
   get(name: string): Promise<StoredBlob | null>;
   /** Version-level immutability (WORM) until `until`; needs an account/container with version-level immutability support. */
   setImmutability(name: string, until: Date): Promise<void>;
@@ -57,14 +57,14 @@ export function createBlobStore(archive: Config['archive'], opts: BlobStoreOptio
       }
       ensured = true;
     },
-    async putIfAbsent(name, content, metadata) {
+    async putIfAbsent(name, content, metadata, contentType) {
       const blob = container.getBlockBlobClient(name);
       try {
         await blob.upload(content, content.length, {
           conditions: { ifNoneMatch: '*' },
           metadata,
           transactionalContentMD5: createHash('md5').update(content).digest(),
-          blobHTTPHeaders: { blobContentType: 'application/x-ndjson; charset=utf-8' },
+          blobHTTPHeaders: { blobContentType: contentType ?? 'application/x-ndjson; charset=utf-8' },
         });
         return 'created';
       } catch (err) {

@@ -127,6 +127,8 @@ export interface VerifyOptions {
   batchSize?: number;
   /** A head exported earlier (e.g. by the archive): that position must still hold that hash. */
   anchor?: ChainAnchor;
+  /** Called for every entry that verified, in seq order (e.g. to rebuild the Merkle tree). */
+  onEntry?: (seq: bigint, rowHash: Buffer) => void;
 }
 
 /**
@@ -188,6 +190,7 @@ export async function verifyTenantChain(q: Queryable, tenantId: string, opts: Ve
           break outer;
         }
       }
+      opts.onEntry?.(seq, r.row_hash);
       prevHash = r.row_hash;
       expectedSeq = seq + 1n;
       lastSeq = r.seq;

@@ -175,7 +175,7 @@ function pageLimit(limit: number | undefined): number {
 }
 
 /** A read-only, repeatable-read transaction scoped to one tenant (a consistent snapshot). */
-async function withTenantSnapshot<T>(pool: Pool, tenantId: string, fn: (c: PoolClient) => Promise<T>): Promise<T> {
+export async function withTenantSnapshot<T>(pool: Pool, tenantId: string, fn: (c: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken = false;
   try {

@@ -1,0 +1,93 @@
+/**
+ * The verifiable audit log's routes (mounted under /api/v1/security; CONTRACT.md §8):
+ *   GET /audit/checkpoint           the tenant's latest signed checkpoint (text/plain)   admin
+ *   GET /audit/checkpoint-key       the signed-note verifier key(s) (text/plain)        no auth
+ *   GET /audit/proof/inclusion      RFC 9162 §2.1.3 inclusion proof of one audit row   admin
+ *   GET /audit/proof/consistency    RFC 9162 §2.1.4 consistency proof between sizes    admin
+ */
+import { Router, type Request, type Response } from 'express';
+import { z } from 'zod';
+import type { Composition } from '../compose';
+import { withTenant } from '../db/transaction';
+import { forbidden, notFound, serviceUnavailable, validationFailed } from '../lib/errors';
+import { validate, validQuery } from '../middleware/input-validation';
+import { latestCheckpoint } from '../services/audit/checkpoints';
+import { consistencyProof, inclusionProofForAuditId, storedTreeSize } from '../services/audit/merkle';
+
+const positiveInt = (max: string) =>
+  z
+    .string()
+    .regex(/^[1-9]\d{0,18}$/, 'must be a positive integer')
+    .refine((v) => v.length < max.length || (v.length === max.length && v <= max), `must be at most ${max}`);
+const SIZE_MAX = String(Number.MAX_SAFE_INTEGER);
+const ID_MAX = '9223372036854775807';
+
+export const inclusionQuery = z.strictObject({ id: positiveInt(ID_MAX), treeSize: positiveInt(SIZE_MAX).optional() });
+export const consistencyQuery = z
+  .strictObject({ from: positiveInt(SIZE_MAX), to: positiveInt(SIZE_MAX) })
+  .refine((q) => Number(q.from) <= Number(q.to), { message: '"from" must not be greater than "to"', path: ['from'] });
+
+const b64 = (b: Buffer): string => b.toString('base64');
+
+export function auditProofRouter(c: Composition, router: Router = Router()): Router {
+  const { requireAuth, requirePermission } = c.guards;
+  const checkpoints = c.services.checkpoints;
+
+  router.get('/audit/checkpoint-key', validate({}), async function getCheckpointKey(_req: Request, res: Response) {
+    if (!checkpoints.enabled) throw serviceUnavailable('Signed audit checkpoints are not configured.', 'no checkpoint signing key');
+    const keys = await checkpoints.verifierKeys();
+    res.type('text/plain; charset=utf-8').set('Cache-Control', 'public, max-age=300').send(`${keys.join('\n')}\n`);
+  });
+
+  router.get('/audit/checkpoint', ...requireAuth, requirePermission('audit:verify'), validate({}), async function getCheckpoint(req: Request, res: Response) {
+    const auth = req.auth;
+    if (!auth) throw forbidden('no authentication context');
+    if (!checkpoints.enabled) throw serviceUnavailable('Signed audit checkpoints are not configured.', 'no checkpoint signing key');
+    const cp = await checkpoints.latest(auth.tenantId);
+    if (!cp) throw notFound('Checkpoint');
+    res.type('text/plain; charset=utf-8').set('Cache-Control', 'no-store').send(cp.note);
+  });
+
+  router.get('/audit/proof/inclusion', ...requireAuth, requirePermission('audit:verify'), validate({ query: inclusionQuery }), async function getInclusionProof(req: Request, res: Response) {
+    const auth = req.auth;
+    if (!auth) throw forbidden('no authentication context');
+    const q = validQuery<z.infer<typeof inclusionQuery>>(req);
+    const tenantId = auth.tenantId;
+    const out = await withTenant(c.pool, tenantId, async (tx) => {
+      const size = await storedTreeSize(tx, tenantId);
+      let treeSize: number;
+      if (q.treeSize !== undefined) {
+        treeSize = Number(q.treeSize);
+        if (treeSize > size) throw validationFailed([{ path: 'query.treeSize', message: `must be at most the current tree size ${size}`, code: 'out_of_range' }]);
+      } else {
+        // Default: the latest checkpoint's size when it holds the entry (the proof then checks
+        // against GET /audit/checkpoint), else the current tree.
+        const cp = await latestCheckpoint(tx, tenantId);
+        treeSize = cp && cp.treeSize <= size ? cp.treeSize : size;
+      }
+      let proof = treeSize > 0 ? await inclusionProofForAuditId(tx, tenantId, q.id, treeSize) : ('unknown' as const);
+      if (proof === 'out_of_range' && q.treeSize === undefined && size > treeSize) proof = await inclusionProofForAuditId(tx, tenantId, q.id, size);
+      return proof;
+    });
+    if (out === 'unknown') throw notFound('Sealed audit entry');
+    if (out === 'out_of_range') throw validationFailed([{ path: 'query.treeSize', message: 'the entry is not in a tree of that size', code: 'out_of_range' }]);
+    res.json({ success: true, leafIndex: out.leafIndex, treeSize: out.treeSize, rowHash: b64(out.rowHash), hashes: out.hashes.map(b64) });
+  });
+
+  router.get('/audit/proof/consistency', ...requireAuth, requirePermission('audit:verify'), validate({ query: consistencyQuery }), async function getConsistencyProof(req: Request, res: Response) {
+    const auth = req.auth;
+    if (!auth) throw forbidden('no authentication context');
+    const q = validQuery<z.infer<typeof consistencyQuery>>(req);
+    const from = Number(q.from);
+    const to = Number(q.to);
+    const tenantId = auth.tenantId;
+    const hashes = await withTenant(c.pool, tenantId, async (tx) => {
+      const size = await storedTreeSize(tx, tenantId);
+      if (to > size) throw validationFailed([{ path: 'query.to', message: `must be at most the current tree size ${size}`, code: 'out_of_range' }]);
+      return consistencyProof(tx, tenantId, from, to);
+    });
+    res.json({ success: true, from, to, hashes: hashes.map(b64) });
+  });
+
+  return router;
+}
