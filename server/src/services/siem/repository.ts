@@ -170,19 +170,20 @@ export async function moveToDeadLetter(q: Queryable, items: ReadonlyArray<{ seq:
 }
 
 export const TRIM_QUEUE = `
-WITH counts AS (SELECT tenant_id, count(*) AS n FROM siem_outbox GROUP BY tenant_id),
-bound AS (
-  SELECT GREATEST(coalesce(sum(n), 0) - $1, 0) AS excess, ceil($1::numeric / GREATEST(count(*), 1)) AS share FROM counts),
+WITH total AS (SELECT GREATEST(count(*) - $1, 0) AS excess FROM siem_outbox),
+counts AS (SELECT tenant_id, count(*) AS n FROM siem_outbox WHERE (SELECT excess FROM total) > 0 GROUP BY tenant_id),
+bound AS (SELECT t.excess, ceil($1::numeric / GREATEST((SELECT count(*) FROM counts), 1)) AS share FROM total t),
+over_share AS (
+  SELECT c.tenant_id, LEAST(c.n - b.share, b.excess)::bigint AS k FROM counts c CROSS JOIN bound b WHERE b.excess > 0 AND c.n > b.share),
 candidates AS (
-  SELECT o.seq, (o.severity = 'high') AS is_high,
-    row_number() OVER (PARTITION BY o.tenant_id ORDER BY (o.severity = 'high'), o.seq) AS rn,
-    c.n - b.share AS over_share
-  FROM siem_outbox o JOIN counts c ON c.tenant_id = o.tenant_id CROSS JOIN bound b
-  WHERE b.excess > 0 AND c.n > b.share
-    AND o.severity <> 'critical' AND o.event_type NOT LIKE 'security.alert.%' AND o.claimed_until IS NULL),
+  SELECT x.seq, x.is_high FROM over_share v CROSS JOIN LATERAL (
+    SELECT o.seq, (o.severity = 'high') AS is_high FROM siem_outbox o
+    WHERE o.tenant_id = v.tenant_id AND o.severity <> 'critical' AND o.event_type NOT LIKE 'security.alert.%' AND o.claimed_until IS NULL
+    ORDER BY (o.severity = 'high'), o.seq
+    LIMIT v.k) x),
 victims AS (
   SELECT seq FROM siem_outbox
-  WHERE seq IN (SELECT seq FROM candidates WHERE rn <= over_share ORDER BY is_high, seq LIMIT (SELECT excess FROM bound))
+  WHERE seq IN (SELECT seq FROM candidates ORDER BY is_high, seq LIMIT (SELECT excess FROM bound))
   FOR UPDATE SKIP LOCKED),
 d AS (
   DELETE FROM siem_outbox o USING victims v WHERE o.seq = v.seq
