@@ -8,6 +8,7 @@
  *      - "with": every migration (audit_seal() stores the subtree hashes) and checkpoints
  *        signed every second (AUDIT_CHECKPOINT_INTERVAL=1s: 60x the default rate).
  *    Target: with/without >= 0.95.
+ *    And the sealer alone: database time per sealed row with and without the bookkeeping.
  * 2. Proofs in a 1,000,000-leaf tenant: the Merkle storage is populated directly with
  *    generated leaves (and the chain positions the lookup by audit id reads), which is what
  *    the sealer would have written; then server-side time (tenant transaction, tree size,
@@ -130,11 +131,67 @@ async function throughput(seconds: number, rounds: number): Promise<string[]> {
   }
 }
 
+/**
+ * The sealer's own cost, less exposed to machine noise than HTTP throughput: the same 20,000
+ * pending rows (10 tenants) sealed by migration 043's audit_seal() and by 065's, alternately,
+ * in two databases on the same server; database time per sealed row.
+ */
+async function sealerCost(rounds: number): Promise<string[]> {
+  const without = await openBenchDb();
+  const withDb = await openBenchDb();
+  try {
+    const a = new pg.Client({ connectionString: without.url });
+    const b = new pg.Client({ connectionString: withDb.url });
+    a.on('error', () => undefined);
+    b.on('error', () => undefined);
+    await a.connect();
+    await b.connect();
+    await a.query(fs.readFileSync(path.resolve(__dirname, '../migrations/043_audit_seal_replan.sql'), 'utf8'));
+    const N = 20_000;
+    const fill = (c: pg.Client) =>
+      c.query(
+        `INSERT INTO audit_logs (tenant_id, action, resource_type, resource_id, after, ip_address, result, severity)
+         SELECT 'seal-' || (g % 10), 'bench.event', 'vehicle', 'V-' || g, '{"mileage": 150, "driver": "d-42"}', '127.0.0.1', 'success', 'low' FROM generate_series(1, $1) g`,
+        [N],
+      );
+    const drain = async (c: pg.Client): Promise<number> => {
+      const t = performance.now();
+      for (;;) {
+        const { rows } = await c.query<{ n: number }>('SELECT audit_seal(2000) AS n');
+        if ((rows[0]?.n ?? 0) < 2000) break;
+      }
+      return ((performance.now() - t) * 1000) / N;
+    };
+    const ua: number[] = [];
+    const ub: number[] = [];
+    for (let i = 0; i < rounds + 1; i += 1) {
+      await fill(a);
+      await fill(b);
+      const x = await drain(a);
+      const y = await drain(b);
+      if (i > 0) {
+        ua.push(x);
+        ub.push(y);
+      }
+    }
+    await a.end();
+    await b.end();
+    const ma = median(ua);
+    const mb = median(ub);
+    console.log(`sealer µs/row without: ${ua.map((v) => v.toFixed(1)).join(' ')} | with: ${ub.map((v) => v.toFixed(1)).join(' ')}`);
+    return [`sealer (audit_seal, 20,000 rows over 10 tenants, batches of 2,000): without Merkle ${ma.toFixed(1)} µs/row, with ${mb.toFixed(1)} µs/row: +${(mb - ma).toFixed(1)} µs per audited write`];
+  } finally {
+    await without.close();
+    await withDb.close();
+  }
+}
+
 async function proofs(leaves: number): Promise<string[]> {
   const db: BenchDb = await openBenchDb();
   const tenant = 'bench-million';
   try {
     const owner = new pg.Pool({ connectionString: db.url, max: 2 });
+    owner.on('error', () => undefined); // an idle connection ended from outside is replaced on the next query
     const t0 = Date.now();
     // Generated leaves, stored exactly as audit_seal() stores them (see migration 065).
     const frontier: Array<Buffer | undefined> = [];
@@ -177,6 +234,7 @@ async function proofs(leaves: number): Promise<string[]> {
     const populate = (Date.now() - t0) / 1000;
 
     const app = new pg.Pool({ connectionString: db.url, max: 2, options: '-c role=fleet_app' });
+    app.on('error', () => undefined);
     const inTenant = async <T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => {
       const c = await app.connect();
       try {
@@ -310,6 +368,7 @@ async function main(): Promise<void> {
   const only = process.env.BENCH_ONLY; // throughput | proofs | offline
   const lines: string[] = [];
   if (!only || only === 'throughput') lines.push(...(await throughput(seconds, rounds)));
+  if (!only || only === 'sealer') lines.push(...(await sealerCost(rounds)));
   if (!only || only === 'proofs') lines.push(...(await proofs(leaves)));
   if (!only || only === 'offline') lines.push(...(await offline(leaves)));
   console.log('\nverifiable audit log (medians of the rounds):');
