@@ -19,6 +19,15 @@ export const REFRESH_COOKIE_PATH = '/api/v1/security/refresh';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+/**
+ * Where the refresh token goes. `cookie`: only in the HttpOnly `fleet_refresh` cookie (browsers:
+ * no script on the page can read it). `body`: only in the JSON `refreshToken` (native apps,
+ * servers), no cookie. Not given: `cookie` when the request carries an Origin header (every
+ * browser fetch/XHR POST does), otherwise both, as before this option existed.
+ */
+export const RefreshTokenDelivery = z.enum(['cookie', 'body']);
+export type Delivery = z.output<typeof RefreshTokenDelivery> | 'both';
+
 export const LoginBody = z.strictObject({
   email: z
     .string()
@@ -26,8 +35,14 @@ export const LoginBody = z.strictObject({
     .regex(EMAIL_RE, 'must be an e-mail address')
     .transform((s) => s.toLowerCase()),
   idToken: z.string().min(1).max(MAX_ID_TOKEN_LENGTH),
+  refreshTokenDelivery: RefreshTokenDelivery.optional(),
 });
-export const RefreshBody = z.strictObject({ refreshToken: z.string().min(1).max(512).optional() });
+export const RefreshBody = z.strictObject({ refreshToken: z.string().min(1).max(512).optional(), refreshTokenDelivery: RefreshTokenDelivery.optional() });
+
+export function deliveryFor(req: Request, asked: z.output<typeof RefreshTokenDelivery> | undefined): Delivery {
+  if (asked) return asked;
+  return typeof req.headers.origin === 'string' ? 'cookie' : 'both';
+}
 export const SessionParams = z.strictObject({ id: z.string().regex(UUID_RE, 'must be a session id (UUID)') });
 
 function meta(req: Request): RequestMeta {
@@ -45,15 +60,16 @@ export function authRouter(deps: { composition: Composition; csrf: CsrfProtectio
   const { requireAuth, requirePermission } = composition.guards;
   const cookieBase: CookieOptions = { httpOnly: true, secure: composition.config.isProduction, sameSite: 'strict', path: REFRESH_COOKIE_PATH };
 
-  function sendSession(res: Response, s: IssuedSession): void {
+  function sendSession(res: Response, s: IssuedSession, delivery: Delivery): void {
     res.set('Cache-Control', 'no-store');
-    res.cookie(REFRESH_COOKIE, s.refreshToken, { ...cookieBase, expires: s.refreshExpiresAt });
-    res.json({ success: true, token: s.token, refreshToken: s.refreshToken, tokenType: s.tokenType, expiresIn: s.expiresIn, user: s.user });
+    if (delivery !== 'body') res.cookie(REFRESH_COOKIE, s.refreshToken, { ...cookieBase, expires: s.refreshExpiresAt });
+    const refresh = delivery === 'cookie' ? {} : { refreshToken: s.refreshToken };
+    res.json({ success: true, token: s.token, ...refresh, tokenType: s.tokenType, expiresIn: s.expiresIn, user: s.user });
   }
 
   router.post('/login', validate({ body: LoginBody }), async function login(req: Request, res: Response) {
     const body = validBody<z.output<typeof LoginBody>>(req);
-    sendSession(res, await auth.login(body, meta(req)));
+    sendSession(res, await auth.login({ email: body.email, idToken: body.idToken }, meta(req)), deliveryFor(req, body.refreshTokenDelivery));
   });
 
   router.post(
@@ -75,7 +91,7 @@ export function authRouter(deps: { composition: Composition; csrf: CsrfProtectio
       const token = body.refreshToken ?? (typeof req.cookies?.[REFRESH_COOKIE] === 'string' ? (req.cookies[REFRESH_COOKIE] as string) : undefined);
       if (!token) throw unauthenticated('no refresh token presented');
       try {
-        sendSession(res, await auth.refresh({ refreshToken: token }, meta(req)));
+        sendSession(res, await auth.refresh({ refreshToken: token }, meta(req)), deliveryFor(req, body.refreshTokenDelivery));
       } catch (err) {
         if (fromCookie) res.clearCookie(REFRESH_COOKIE, cookieBase);
         throw err;
