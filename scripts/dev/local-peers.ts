@@ -127,7 +127,7 @@ azurite.on('exit', (code) => {
 
 receiver.once('error', (err: NodeJS.ErrnoException) => {
   process.stderr.write(`dev:peers: the SIEM receiver cannot listen on 127.0.0.1:${siemPort} (${err.code}): choose another with --siem-port N\n`);
-  azurite.kill('SIGINT');
+  azurite.kill('SIGKILL');
   process.exit(1);
 });
 
@@ -169,8 +169,11 @@ function stop(): void {
   stopping = true;
   receiver.close();
   azurite.once('exit', () => process.exit(0));
-  azurite.kill('SIGINT');
-  setTimeout(() => process.exit(0), 3000).unref();
+  azurite.kill('SIGTERM');
+  setTimeout(() => {
+    azurite.kill('SIGKILL');
+    process.exit(0);
+  }, 3000).unref();
 }
 process.on('SIGINT', stop);
 process.on('SIGTERM', stop);
