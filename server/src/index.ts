@@ -137,9 +137,9 @@ async function main(): Promise<void> {
           ? [
               '  development login:',
               '    npm run user:add -- --email you@example.com --role admin --tenant demo',
-              '    TOKEN=$(npm run -s dev:token -- --email you@example.com)',
+              '    ID_TOKEN=$(npm run -s dev:token -- --email you@example.com)',
               `    curl -s -X POST ${url}/api/v1/security/login -H 'Content-Type: application/json' \\`,
-              `      -d "{\\"email\\":\\"you@example.com\\",\\"idToken\\":\\"$TOKEN\\"}"`,
+              `      -d "{\\"email\\":\\"you@example.com\\",\\"idToken\\":\\"$ID_TOKEN\\"}"`,
             ].join('\n')
           : '',
         '',
