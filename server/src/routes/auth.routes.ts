@@ -91,6 +91,7 @@ describeRoute({
       headers: refreshCookieHeader,
       example: { success: true, token: 'eyJhbGciOiJIUzI1NiIs…', tokenType: 'Bearer', expiresIn: 900, user: { id: '6e57ca8a-0b7e-4c59-9a55-1b2f0b7f3a10', email: 'you@example.com', role: 'admin', tenantId: 'demo', displayName: 'You', permissions: ['audit:export'] } },
     },
+    401: { description: 'UNAUTHENTICATED: the ID token is invalid, expired or already used, or the user is unknown, deactivated or ambiguous (one answer for all).', schema: ErrorResponse },
   },
 });
 describeRoute({
