@@ -87,7 +87,6 @@ export function buildOpenApiDocument(): ReturnType<typeof createDocument> {
     info: {
       title: 'Fleet Security API',
       version: API_VERSION,
-      license: { name: 'UNLICENSED (proprietary; not for redistribution)' },
       description:
         'Sessions (ID-token login, rotating refresh tokens, logout), role-based access, the tamper-evident audit trail, master-key management, SIEM forwarding and the audit archive. ' +
         'Every error has the ErrorResponse shape. Guides: docs/SECURITY_API.md, curl examples: docs/SECURITY_API_EXAMPLES.md.',
