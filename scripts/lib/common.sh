@@ -92,10 +92,16 @@ fleet_require_cmd() {
 }
 
 fleet_abspath() {
-  case $1 in
-    /*) printf '%s' "$1" ;;
-    *) printf '%s/%s' "$PWD" "$1" ;;
+  local p=$1
+  case $p in
+    /*) ;;
+    *) p="$PWD/$p" ;;
   esac
+  # Printed to people: no `/./` segments or trailing `/.` (`./backups` -> $PWD/backups).
+  while [[ $p == */./* ]]; do p=${p//\/.\//\/}; done
+  [[ $p == */. ]] && p=${p%/.}
+  [[ -n $p ]] || p=/
+  printf '%s' "$p"
 }
 
 # fleet_rand_hex BYTES
@@ -140,7 +146,7 @@ fleet_cli() {
 fleet_load_db() {
   local out line key val
   fleet_require_cmd node "install Node.js 20 or newer"
-  if ! out=$(fleet_cli db-url --format pgenv); then
+  if ! out=$(fleet_cli db-url --format pgenv-b64); then
     fleet_die 2 "no usable database configuration (see the message above)"
   fi
   unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSERVICE PGSSLMODE

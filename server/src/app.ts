@@ -18,6 +18,7 @@ import { requestContext } from './middleware/request-context';
 import { securityHeaderList } from './middleware/security-headers';
 import { series } from './middleware/series';
 import { mountHealth } from './routes/health';
+import { mountOpenApi } from './routes/openapi.routes';
 import { securityRouter } from './routes/security';
 
 export interface AppOptions {
@@ -63,6 +64,7 @@ export function createApp(c: Composition, opts: AppOptions = {}): App {
 
   mountHealth(app, c.readinessChecks, { startedAt: Date.now() });
   app.get('/metrics', metrics.handler);
+  mountOpenApi(app);
   app.use(API_MOUNT, securityRouter({ composition: c, csrf }));
 
   app.use(notFoundHandler);

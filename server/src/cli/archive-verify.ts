@@ -3,6 +3,8 @@
  * Re-reads every archived audit blob and checks its SHA-256, its rows against the database and
  * the export digest chain. Exit 0: intact; 1: a problem (the first one is printed); 2: usage
  * or configuration error. Each verified tenant gets an audit.verify / audit.verify.failed row.
+ * With --json every outcome is one JSON document on stdout, errors too:
+ * { "valid": false, "error": { "kind": "usage"|"config"|"runtime", "message", "issues"? } }.
  */
 import { createAuditService } from '../services/audit/service';
 import { createBlobStore } from '../services/archive/blob-store';
@@ -10,6 +12,7 @@ import { verifyArchive } from '../services/archive/verify';
 import { createPool, poolOptionsFromConfig } from '../db/pool';
 import { createLogger } from '../lib/logger';
 import { loadRuntimeConfig, openDatabase, requireConfig } from '../runtime';
+import { formatIssues } from '../config';
 
 const USAGE = 'usage: npm run archive:verify [-- --tenant TENANT] [--json]\n';
 
@@ -49,23 +52,40 @@ function describeFailure(err: Error & { code?: unknown; statusCode?: unknown }):
   return extra || err.name || 'unknown error';
 }
 
+// Whether errors are reported as JSON: decided before parsing, so usage errors are JSON too.
+const jsonOutput = process.argv.slice(2).includes('--json');
+
+type ErrorKind = 'usage' | 'config' | 'runtime';
+function reportError(kind: ErrorKind, message: string, extra: { issues?: { level: 'error' | 'warning'; variable: string; message: string }[]; text?: string } = {}): void {
+  if (jsonOutput) process.stdout.write(JSON.stringify({ valid: false, error: { kind, message, ...(extra.issues ? { issues: extra.issues } : {}) } }, null, 2) + '\n');
+  else process.stderr.write(`${extra.text ?? `archive:verify: ${message}`}\n`);
+}
+
 async function main(): Promise<number> {
   let args;
   try {
     args = parseArgs(process.argv.slice(2));
   } catch (err) {
-    process.stderr.write(`archive:verify: ${(err as Error).message}\n${USAGE}`);
+    reportError('usage', (err as Error).message, { text: `archive:verify: ${(err as Error).message}\n${USAGE.trimEnd()}` });
     return 2;
   }
   if (args.help) {
     process.stdout.write(USAGE);
     return 0;
   }
-  const config = requireConfig(loadRuntimeConfig(), undefined, 2);
+  const loaded = loadRuntimeConfig();
+  if (!loaded.config) {
+    const issues = [...loaded.errors.map((e) => ({ level: 'error' as const, ...e })), ...loaded.warnings.map((w) => ({ level: 'warning' as const, ...w }))];
+    if (jsonOutput) reportError('config', `configuration invalid: ${loaded.errors.length} error(s)`, { issues });
+    else requireConfig(loaded, undefined, 2);
+    return 2;
+  }
+  const config = jsonOutput ? loaded.config : requireConfig(loaded, undefined, 2);
+  if (jsonOutput && loaded.warnings.length > 0) process.stderr.write(formatIssues({ errors: [], warnings: loaded.warnings }) + '\n');
   const logger = createLogger({ level: config.log.level === 'info' ? 'warn' : config.log.level });
   const store = createBlobStore(config.archive);
   if (!store) {
-    process.stderr.write('archive:verify: no archive configured (AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_URL)\n');
+    reportError('config', 'no archive configured (AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_URL)');
     return 2;
   }
   const db = await openDatabase(config, logger);
@@ -93,7 +113,8 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err: Error) => {
-    process.stderr.write(`archive:verify failed: ${describeFailure(err)}\n`);
+    const message = describeFailure(err);
+    reportError('runtime', message, { text: `archive:verify failed: ${message}` });
     process.exit(2);
   },
 );

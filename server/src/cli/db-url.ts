@@ -5,16 +5,24 @@
  *
  *   npx tsx server/src/cli/db-url.ts                    the URL (contains the password)
  *   npx tsx server/src/cli/db-url.ts --format describe  user@host:port/db (source), no password
- *   npx tsx server/src/cli/db-url.ts --format pgenv     NAME=<base64 value> lines for PGHOST,
+ *   npx tsx server/src/cli/db-url.ts --format pgenv     PGHOST='…' lines (shell-quoted) for PGHOST,
  *                                                       PGPORT, PGDATABASE, PGUSER, PGPASSWORD,
- *                                                       PGSSLMODE, PGSSLROOTCERT (used by scripts/lib/common.sh)
+ *                                                       PGSSLMODE, PGSSLROOTCERT, then an `export` line:
+ *                                                       eval "$(npm run -s db:url -- --format pgenv)"
+ *   npx tsx server/src/cli/db-url.ts --format pgenv-b64 NAME=<base64 value> lines, the same variables
+ *                                                       and FLEET_DB_DESCRIPTION (read by scripts/lib/common.sh)
  * Run it from the project root (the embedded database is found under ./.data).
  * Exit 0 ok, 1 no usable database configuration, 2 bad arguments.
  */
 import { processEnv } from '../config';
 import { DbTargetError, describe, resolveDbTarget, toPgEnv, toUrl } from '../ops/db-target';
 
-const USAGE = 'usage: db-url.ts [--format url|describe|pgenv]';
+const USAGE = 'usage: db-url.ts [--format url|describe|pgenv|pgenv-b64]';
+
+/** POSIX shell single-quoting: safe for eval whatever the value holds. */
+function shQuote(v: string): string {
+  return `'${v.replace(/'/g, `'\\''`)}'`;
+}
 
 function main(argv: string[]): number {
   let format = 'url';
@@ -30,15 +38,19 @@ function main(argv: string[]): number {
       return 2;
     }
   }
-  if (!['url', 'describe', 'pgenv'].includes(format)) {
-    process.stderr.write(`db-url: --format must be url, describe or pgenv\n${USAGE}\n`);
+  if (!['url', 'describe', 'pgenv', 'pgenv-b64'].includes(format)) {
+    process.stderr.write(`db-url: --format must be url, describe, pgenv or pgenv-b64\n${USAGE}\n`);
     return 2;
   }
   try {
     const target = resolveDbTarget(processEnv(), { cwd: process.cwd() });
     if (format === 'url') process.stdout.write(`${toUrl(target)}\n`);
     else if (format === 'describe') process.stdout.write(`${describe(target)}\n`);
-    else {
+    else if (format === 'pgenv') {
+      const vars = toPgEnv(target);
+      const lines = Object.entries(vars).map(([k, v]) => `${k}=${shQuote(v)}`);
+      process.stdout.write(`${lines.join('\n')}\nexport ${Object.keys(vars).join(' ')}\n`);
+    } else {
       const lines = Object.entries({ ...toPgEnv(target), FLEET_DB_DESCRIPTION: describe(target) }).map(([k, v]) => `${k}=${Buffer.from(v, 'utf8').toString('base64')}`);
       process.stdout.write(`${lines.join('\n')}\n`);
     }

@@ -5,6 +5,7 @@
  * identity provider is configured.
  */
 import { systemClock } from '../lib/clock';
+import { processEnv } from '../config';
 import { loadRuntimeConfig, requireConfig } from '../runtime';
 import { loadOrCreateDevIssuerKey, signDevIdToken } from '../services/auth/dev-issuer';
 import { normalizeEmail, UserInputError } from '../services/auth/users';
@@ -27,11 +28,12 @@ runCli('dev:token', async () => {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  const config = requireConfig(loadRuntimeConfig());
-  if (config.isProduction) {
-    process.stderr.write('dev:token: refused in production (NODE_ENV=production): log in through the identity provider.\n');
+  // Said first and plainly: production configuration problems are beside the point here.
+  if (processEnv().NODE_ENV?.trim() === 'production') {
+    process.stderr.write('dev:token: development only; refused with NODE_ENV=production (log in through the identity provider).\n');
     process.exit(1);
   }
+  const config = requireConfig(loadRuntimeConfig());
   if (!config.idp.devIssuer) {
     process.stderr.write(
       'dev:token: the development issuer is not enabled: an identity provider is configured (AUTH0_DOMAIN / AUTH0_ISSUER_BASE_URL), or NODE_ENV is test without FLEET_DEV_ISSUER=true.\n',

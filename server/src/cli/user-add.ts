@@ -1,7 +1,7 @@
 /**
  * npm run user:add -- --email E --role admin|user|viewer --tenant T [--name N]
  * Creates the user, or updates the role / display name, or reactivates a deactivated user.
- * Audited: user.created, user.role_changed, user.reactivated.
+ * Audited: user.created, user.role_changed, user.reactivated, user.updated (display name).
  */
 import { UserInputError, validateProvisionInput } from '../services/auth/users';
 import { operatorName, parseOptions, runCli, usageError, withCliServices } from './cli-services';

@@ -2,7 +2,20 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import client from 'prom-client';
 import type { Pool } from '../db/pool';
+import { z } from 'zod';
 import { forbidden } from '../lib/errors';
+import { describeRoute } from '../openapi/registry';
+
+describeRoute({
+  method: 'get',
+  path: '/metrics',
+  operationId: 'metrics',
+  summary: 'Prometheus metrics',
+  description: 'Answered to loopback callers that did not come through a proxy, or with Authorization: Bearer $METRICS_TOKEN; others get 403.',
+  tags: ['health'],
+  security: ['none', 'metricsToken'],
+  responses: { 200: { description: 'Prometheus text exposition format.', contentType: 'text/plain', schema: z.string() } },
+});
 
 export interface Metrics {
   registry: client.Registry;

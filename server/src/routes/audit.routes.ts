@@ -15,6 +15,7 @@ import { InvalidCursorError, MAX_PAGE_SIZE } from '../services/audit/service';
 import { RESULTS, SEVERITIES, type AuditResult, type Severity } from '../services/audit/types';
 import { hasPermission } from '../services/auth/rbac';
 import { storableTimestamp } from '../lib/timestamps';
+import { describeRoute } from '../openapi/registry';
 
 /** Identity comes from the authenticated request, never from the body. */
 const IDENTITY_FIELDS = new Set(['userId', 'user_id', 'tenantId', 'tenant_id', 'ipAddress', 'ip_address', 'userAgent', 'user_agent', 'requestId', 'request_id']);
@@ -86,6 +87,81 @@ export const auditVerifyQuery = z
   })
   .refine((q) => (q.anchorSeq === undefined) === (q.anchorHash === undefined), { message: 'anchorSeq and anchorHash go together', path: ['anchorSeq'] });
 type AuditVerifyQuery = z.infer<typeof auditVerifyQuery>;
+
+// ---- API description (server/src/openapi)
+const P = '/api/v1/security';
+const chainPosition = z.strictObject({ seq: z.string().meta({ description: 'Position in the tenant chain (decimal).' }), hash: z.string().regex(/^[0-9a-f]{64}$/) });
+const AuditEntry = z
+  .strictObject({
+    id: z.string(),
+    tenantId: z.string(),
+    userId: z.string().nullable(),
+    action: z.string(),
+    resourceType: z.string(),
+    resourceId: z.string().nullable(),
+    before: z.unknown(),
+    after: z.unknown(),
+    ipAddress: z.string().nullable(),
+    userAgent: z.string().nullable(),
+    result: resultEnum,
+    errorMessage: z.string().nullable(),
+    severity: severityEnum,
+    requestId: z.string().nullable(),
+    createdAt: z.string().meta({ description: 'ISO 8601, UTC, microseconds.' }),
+    chain: chainPosition.nullable().meta({ description: 'null until the background sealer has chained the row (about a second).' }),
+  })
+  .meta({ id: 'AuditEntry' });
+describeRoute({
+  method: 'post',
+  path: `${P}/audit/log`,
+  operationId: 'recordAuditEvent',
+  summary: 'Record an audit event',
+  description:
+    'The user, tenant, IP address, user agent and request id come from the request: identity fields in the body are refused (400). Reserved prefixes (auth. session. security. key. system. user.) are refused. Secret-looking keys are stored as "[REDACTED]".',
+  tags: ['audit'],
+  security: ['bearerAuth'],
+  permission: 'audit:write',
+  request: { body: auditLogBody, bodyExample: { action: 'vehicle.updated', resourceType: 'vehicle', resourceId: 'VIN-123', before: { mileage: 100 }, after: { mileage: 150 } } },
+  responses: { 200: { description: 'Recorded.', schema: z.strictObject({ success: z.literal(true), id: z.string() }) } },
+});
+describeRoute({
+  method: 'get',
+  path: `${P}/audit/logs`,
+  operationId: 'listAuditEvents',
+  summary: 'Read audit events (newest first, paged)',
+  description: 'A user sees their own events; an admin (audit:read:tenant) the tenant\'s. A non-admin asking for another user (userId) gets 403.',
+  tags: ['audit'],
+  security: ['bearerAuth'],
+  permission: 'audit:read:own',
+  request: { query: auditLogsQuery },
+  responses: { 200: { description: 'A page of events.', schema: z.strictObject({ success: z.literal(true), entries: z.array(AuditEntry), nextCursor: z.string().nullable() }) } },
+});
+describeRoute({
+  method: 'get',
+  path: `${P}/audit/verify`,
+  operationId: 'verifyAuditChain',
+  summary: "Verify the tenant's audit hash chain",
+  description: 'With anchorSeq and anchorHash, also checks that a chain head recorded earlier still holds (a mismatch is reported as tampering and raises a critical alert). Audited (audit.verify / audit.verify.failed).',
+  tags: ['audit'],
+  security: ['bearerAuth'],
+  permission: 'audit:verify',
+  request: { query: auditVerifyQuery },
+  responses: {
+    200: {
+      description: 'The verdict (valid: false is still 200).',
+      schema: z.strictObject({
+        success: z.literal(true),
+        valid: z.boolean(),
+        checked: z.int().min(0),
+        firstBrokenId: z.string().nullable(),
+        reason: z.string().nullable(),
+        unsealed: z.int().min(0),
+        oldestUnsealedId: z.string().nullable(),
+        head: chainPosition.nullable(),
+      }),
+    },
+  },
+});
 
 function rejectIdentityFields(req: Request, _res: Response, next: NextFunction): void {
   const body: unknown = req.body;

@@ -1,5 +1,8 @@
 import type { Request, Response, Router } from 'express';
+import { z } from 'zod';
 import type { Pool } from '../db/pool';
+import { ErrorCode } from '../openapi/common';
+import { describeRoute } from '../openapi/registry';
 
 export interface ReadinessCheck {
   name: string;
@@ -25,6 +28,40 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
     );
   });
 }
+
+const Dependencies = z.record(z.string(), z.strictObject({ status: z.enum(['up', 'down']), critical: z.boolean(), latencyMs: z.int() }));
+describeRoute({
+  method: 'get',
+  path: '/api/health',
+  operationId: 'liveness',
+  summary: 'Liveness: the process answers',
+  description: 'No dependencies, no secrets; for liveness probes.',
+  tags: ['health'],
+  security: [],
+  responses: { 200: { description: 'Alive.', schema: z.strictObject({ success: z.literal(true), status: z.literal('ok'), version: z.string(), uptimeSeconds: z.int().min(0) }) } },
+});
+describeRoute({
+  method: 'get',
+  path: '/api/health/ready',
+  operationId: 'readiness',
+  summary: 'Readiness: every critical dependency answers',
+  tags: ['health'],
+  security: [],
+  responses: {
+    200: { description: 'Ready.', schema: z.strictObject({ success: z.literal(true), status: z.literal('ready'), dependencies: Dependencies, requestId: z.string(), timestamp: z.iso.datetime() }) },
+    503: {
+      description: 'A critical dependency is down (named in error.message).',
+      schema: z.strictObject({
+        success: z.literal(false),
+        status: z.literal('unavailable'),
+        dependencies: Dependencies,
+        requestId: z.string(),
+        timestamp: z.iso.datetime(),
+        error: z.strictObject({ code: ErrorCode, message: z.string() }),
+      }),
+    },
+  },
+});
 
 export function databaseCheck(pool: Pool, timeoutMs = 2000): ReadinessCheck {
   return { name: 'database', critical: true, check: async () => void (await withTimeout(pool.query('SELECT 1'), timeoutMs)) };

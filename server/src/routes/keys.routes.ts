@@ -13,10 +13,55 @@ import { Router, type Request, type Response } from 'express';
 import type { Composition } from '../compose';
 import { withTenant } from '../db/transaction';
 import { conflict, rateLimited, serviceUnavailable } from '../lib/errors';
+import { z } from 'zod';
 import { EMPTY, validate } from '../middleware/input-validation';
 import { createRequirePlatformAdmin } from '../middleware/platform';
+import { ErrorResponse } from '../openapi/common';
+import { describeRoute } from '../openapi/registry';
 import { KeyUnavailableError, RotationNotSupportedError, type MasterKeyInfo } from '../services/encryption';
 import { createRotationThrottle } from '../services/encryption/rotation-throttle';
+
+// ---- API description (server/src/openapi)
+const MasterKeyReply = z
+  .strictObject({
+    success: z.literal(true),
+    key: z.strictObject({
+      keyId: z.string(),
+      version: z.string(),
+      algorithm: z.literal('AES-256-GCM'),
+      source: z.enum(['azure-key-vault', 'environment', 'static']),
+      fingerprint: z.string().meta({ description: 'Identifies the key; reveals nothing of it.' }),
+      cachedUntil: z.string().nullable(),
+    }),
+  })
+  .meta({ id: 'MasterKeyReply' });
+const keyNoStore = { 'Cache-Control': { description: 'Never cached.', required: true, schema: { type: 'string' as const, const: 'no-store' } } };
+describeRoute({
+  method: 'get',
+  path: '/api/v1/security/master-key',
+  operationId: 'getMasterKey',
+  summary: "The current master key's metadata (never key material)",
+  description: 'Audited key.master.read (high).',
+  tags: ['keys'],
+  security: ['bearerAuth'],
+  permission: 'keys:read',
+  responses: { 200: { description: 'The metadata.', schema: MasterKeyReply, headers: keyNoStore } },
+});
+describeRoute({
+  method: 'post',
+  path: '/api/v1/security/master-key/rotate',
+  operationId: 'rotateMasterKey',
+  summary: 'Rotate the master key (Key Vault)',
+  description: 'A new Key Vault secret version becomes current; data under older versions still decrypts. Audited key.master.rotated (critical).',
+  tags: ['keys'],
+  security: ['bearerAuth'],
+  permission: 'keys:rotate',
+  request: { body: EMPTY, bodyOptional: true },
+  responses: {
+    200: { description: 'Rotated.', schema: MasterKeyReply, headers: keyNoStore },
+    409: { description: 'CONFLICT: the key comes from the environment (or the development secrets file) and is rotated by configuration; the message says how.', schema: ErrorResponse },
+  },
+});
 
 export function keysRouter(c: Composition, router: Router = Router()): Router {
   const { requireAuth, requirePermission } = c.guards;

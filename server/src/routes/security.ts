@@ -2,11 +2,24 @@ import { Router, type Request, type Response } from 'express';
 import type { Composition } from '../compose';
 import { parseCookies, type CsrfProtection } from '../middleware/csrf';
 import { rejectQuery } from '../middleware/input-validation';
+import { describeRoute } from '../openapi/registry';
+import { z } from 'zod';
 import { auditRouter } from './audit.routes';
 import { auditProofRouter } from './audit-proofs.routes';
 import { authRouter } from './auth.routes';
 import { keysRouter } from './keys.routes';
 import { siemRouter } from './siem.routes';
+
+describeRoute({
+  method: 'get',
+  path: '/api/v1/security/csrf-token',
+  operationId: 'getCsrfToken',
+  summary: 'A CSRF token for the cookie refresh',
+  description: 'Sets the signed CSRF cookie (fleet.csrf; __Host-fleet.csrf in production) and returns the token to send back as X-CSRF-Token with POST /refresh when the refresh token comes from the fleet_refresh cookie.',
+  tags: ['auth'],
+  security: [],
+  responses: { 200: { description: 'The token.', schema: z.strictObject({ success: z.literal(true), csrfToken: z.string() }), headers: { 'Set-Cookie': { description: 'The CSRF cookie (HttpOnly, SameSite=Strict).', schema: { type: 'string' } } } } },
+});
 
 export interface SecurityRouterDeps {
   composition: Composition;

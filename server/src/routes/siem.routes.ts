@@ -9,6 +9,8 @@ import { z } from 'zod';
 import type { Composition } from '../compose';
 import { storableTimestamp } from '../lib/timestamps';
 import { rejectQuery, validBody, validate } from '../middleware/input-validation';
+import { ErrorResponse } from '../openapi/common';
+import { describeRoute } from '../openapi/registry';
 import { EVENT_TYPE_RE, MAX_DETAILS_BYTES, MAX_MESSAGE_CHARS, RESERVED_PREFIXES, hasReservedPrefix } from '../services/siem/events';
 import type { ApiEventInput } from '../services/siem/service';
 
@@ -46,6 +48,69 @@ export const exportSchema = z
     to: storableTimestamp.optional(),
   })
   .refine((v) => !v.from || !v.to || Date.parse(v.from) < Date.parse(v.to), { message: '`from` must be before `to`', path: ['from'] });
+
+// ---- API description (server/src/openapi)
+const P = '/api/v1/security';
+describeRoute({
+  method: 'post',
+  path: `${P}/audit/siem`,
+  operationId: 'submitSiemEvents',
+  summary: 'Queue events for the SIEM',
+  description: 'The events are in the durable outbox (with an audit.siem.submitted audit row) and reach the SIEM at the next flush. 503 when no SIEM is configured or the queue is full (Retry-After).',
+  tags: ['siem'],
+  security: ['bearerAuth'],
+  permission: 'siem:write',
+  request: { body: submitSchema, bodyExample: { events: [{ eventType: 'vehicle.geofence.breach', severity: 'high', message: 'V-42 left the depot', details: { vehicle: 'V-42' } }] } },
+  responses: { 202: { description: 'Queued.', schema: z.strictObject({ success: z.literal(true), queued: z.int().min(1), eventIds: z.array(z.uuid()) }) } },
+});
+describeRoute({
+  method: 'get',
+  path: `${P}/siem/status`,
+  operationId: 'getSiemStatus',
+  summary: "The forwarder's state for your tenant",
+  tags: ['siem'],
+  security: ['bearerAuth'],
+  permission: 'siem:read',
+  responses: {
+    200: {
+      description: 'Counts are for your tenant.',
+      schema: z.strictObject({ success: z.literal(true), queuedEvents: z.int().min(0), deadLetter: z.int().min(0), lastFlushAt: z.string().nullable(), lastError: z.string().nullable(), healthy: z.boolean() }),
+    },
+  },
+});
+describeRoute({
+  method: 'post',
+  path: `${P}/audit/blob-storage`,
+  operationId: 'exportAuditArchive',
+  summary: 'Archive audit rows to immutable blob storage',
+  description: 'Idempotent: a range already exported answers the same blob with created: false. 409 when the tenant has no audit rows yet or `from` would leave older rows unarchived; 503 when no archive is configured or the storage fails.',
+  tags: ['siem'],
+  security: ['bearerAuth'],
+  permission: 'audit:export',
+  request: { body: exportSchema, bodyOptional: true },
+  responses: {
+    200: {
+      description: 'The export.',
+      schema: z.strictObject({
+        success: z.literal(true),
+        created: z.boolean(),
+        blob: z.strictObject({
+          name: z.string(),
+          container: z.string(),
+          sha256: z.string(),
+          digest: z.string(),
+          previousDigest: z.string(),
+          count: z.int().min(0),
+          firstId: z.string(),
+          lastId: z.string(),
+          seq: z.int().min(1),
+          immutableUntil: z.string().nullable(),
+        }),
+      }),
+    },
+    409: { description: 'CONFLICT: nothing to archive yet, or the range would leave a gap.', schema: ErrorResponse },
+  },
+});
 
 export function siemRouter(c: Composition, router: Router = Router()): Router {
   const { requireAuth, requirePermission } = c.guards;

@@ -147,11 +147,15 @@ describe('npm run dev:token and the development issuer', () => {
     const r = await run('dev-token.ts', ['--email', 'a@example.com'], prod);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/refused in production/);
+    expect(r.stderr).toMatch(/development only; refused with NODE_ENV=production/);
     const asked = await run('dev-token.ts', ['--email', 'a@example.com'], { ...prod, FLEET_DEV_ISSUER: 'true' });
     expect(asked.code).toBe(1);
     expect(asked.stdout).toBe('');
-    expect(asked.stderr).toMatch(/FLEET_DEV_ISSUER: the development issuer cannot be enabled in production/);
+    expect(asked.stderr).toMatch(/development only; refused with NODE_ENV=production/);
+    // With nothing else set: one plain sentence, not the production configuration's errors.
+    const bare = await run('dev-token.ts', ['--email', 'a@example.com'], { NODE_ENV: 'production', FLEET_DATA_DIR: dataDir });
+    expect(bare.code).toBe(1);
+    expect(bare.stderr.trim()).toBe('dev:token: development only; refused with NODE_ENV=production (log in through the identity provider).');
   });
 
   test('when a real identity provider is configured, then dev:token refuses (the development issuer is off)', async () => {

@@ -66,14 +66,18 @@ describe('user provisioning', () => {
     ]);
   });
 
-  test('when only the display name changes, then it is updated without an audit row (not a security attribute)', async () => {
+  test('when only the display name changes, then it is updated with a user.updated audit row holding the old and new name', async () => {
     const tenantId = uniqueTenant();
     const email = uniqueEmail();
     await users().provision({ email, role: 'user', tenantId }, actor);
     const r = await users().provision({ email, role: 'user', tenantId, displayName: 'New Name' }, actor);
-    expect(r).toMatchObject({ outcome: 'updated', events: [] });
+    expect(r).toMatchObject({ outcome: 'updated', events: ['user.updated'] });
     expect(r.user.displayName).toBe('New Name');
-    expect((await auditFor(owner, { tenantId })).map((x) => x.action)).toEqual(['user.created']);
+    const rows = await auditFor(owner, { tenantId });
+    expect(rows.map((x) => [x.action, x.severity])).toEqual([
+      ['user.created', 'medium'],
+      ['user.updated', 'low'],
+    ]);
   });
 
   test('when the same e-mail is active in another tenant, then provisioning reports it (logins for it would be ambiguous)', async () => {

@@ -8,6 +8,7 @@ import { createPool, poolOptionsFromConfig } from '../../src/db/pool';
 import { systemClock, type Clock } from '../../src/lib/clock';
 import { createLogger } from '../../src/lib/logger';
 import { testDbUrl, testEnv } from './env';
+import { checkResponsesOf } from './openapi-hook';
 
 export interface TestApp {
   app: App;
@@ -52,6 +53,8 @@ export async function buildTestApp(opts: TestAppOptions = {}): Promise<TestApp> 
   const composition = await buildServices({ config, logger, pool, clock, keyVault: opts.keyVault });
   if (opts.start) await composition.start();
   const app = createApp(composition, { accessLog: opts.accessLog });
+  // Every response the tests receive from this app is checked against the OpenAPI document.
+  checkResponsesOf(app);
   return {
     app,
     composition,

@@ -77,8 +77,16 @@ describe('db-url CLI', () => {
   const cli = path.join(ROOT, 'server/src/cli/db-url.ts');
   const base = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' };
 
-  test('when asked for pgenv, then it prints base64 libpq variables and a description without the password', async () => {
-    const r = await run(tsx, [cli, '--format', 'pgenv'], { ...base, DATABASE_URL: "postgres://ops:it's=a%20secret@db:5432/fleet" });
+  test('when asked for pgenv, then it prints shell-quoted libpq variables that eval sets and exports, whatever the password holds', async () => {
+    const r = await run(tsx, [cli, '--format', 'pgenv'], { ...base, DATABASE_URL: "postgres://ops:it's=a%20%24(touch%20x)%60y%60@db:5432/fleet" });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^PGHOST='db'\n/);
+    const sh = await run('/bin/bash', ['-c', `eval "$1"; env | grep -E '^PG' | sort`, 'bash', r.stdout], base);
+    expect(sh.stdout.trim().split('\n')).toEqual(['PGDATABASE=fleet', 'PGHOST=db', "PGPASSWORD=it's=a $(touch x)`y`", 'PGPORT=5432', 'PGSSLMODE=disable', 'PGUSER=ops']);
+  });
+
+  test('when asked for pgenv-b64 (the scripts), then it prints base64 libpq variables and a description without the password', async () => {
+    const r = await run(tsx, [cli, '--format', 'pgenv-b64'], { ...base, DATABASE_URL: "postgres://ops:it's=a%20secret@db:5432/fleet" });
     expect(r.code).toBe(0);
     const vars = Object.fromEntries(r.stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), Buffer.from(l.slice(l.indexOf('=') + 1), 'base64').toString('utf8')]));
     expect(vars).toEqual({ PGHOST: 'db', PGPORT: '5432', PGDATABASE: 'fleet', PGUSER: 'ops', PGPASSWORD: "it's=a secret", PGSSLMODE: 'disable', FLEET_DB_DESCRIPTION: 'ops@db:5432/fleet (DATABASE_URL)' });

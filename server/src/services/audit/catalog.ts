@@ -32,6 +32,7 @@ export const AUDIT_CATALOG = {
   // Users
   'user.created': { severity: 'medium', category: 'user', description: 'A user was provisioned.' },
   'user.role_changed': { severity: 'high', category: 'user', description: "A user's role changed." },
+  'user.updated': { severity: 'low', category: 'user', description: "A user's display name changed (user:add --name)." },
   'user.deactivated': { severity: 'high', category: 'user', description: 'A user was deactivated.' },
   'user.reactivated': { severity: 'medium', category: 'user', description: 'A deactivated user was reactivated.' },
   // Access control

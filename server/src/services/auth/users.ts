@@ -141,7 +141,11 @@ export function createUserService(deps: { pool: Pool; audit: AuditService; clock
               await audit.record({ ...base, action: 'user.role_changed', severity: 'high', resourceId: user.id, before: snapshot(existing), after: { ...snapshot(user), actor: actor.source } }, c);
               events.push('user.role_changed');
             }
-            // A display-name-only change is not a security event and writes no audit row.
+            // Not a security attribute, but a change to an account an operator made: recorded.
+            if (nameChange) {
+              await audit.record({ ...base, action: 'user.updated', severity: 'low', resourceId: user.id, before: { displayName: existing.displayName }, after: { displayName: user.displayName, actor: actor.source } }, c);
+              events.push('user.updated');
+            }
             outcome = 'updated';
           }
         }

@@ -68,7 +68,7 @@ export function createMasterKeyProviderFromConfig(deps: {
 }): MasterKeyProvider {
   const { config, logger, clock } = deps;
   const env = config.keys.fallbackKey || Object.keys(config.keys.previousKeys).length > 0
-    ? environmentKeyProvider({ currentKey: config.keys.fallbackKey, previousKeys: config.keys.previousKeys })
+    ? environmentKeyProvider({ currentKey: config.keys.fallbackKey, previousKeys: config.keys.previousKeys, devSecretsFile: config.keys.fallbackKeyFile ?? null })
     : null;
   if (!config.keys.keyVaultUrl) {
     if (!env) throw new Error('no master key source: set AZURE_KEYVAULT_URL or FLEET_ENCRYPTION_KEY');

@@ -24,7 +24,16 @@ export interface EnvironmentKeyProvider extends MasterKeyProvider {
  * derived version (`env-` + 64-bit HMAC of the key) and to the name it was configured under,
  * so data stays readable however the operator names an old key.
  */
-export function environmentKeyProvider(opts: { currentKey: Buffer | null; previousKeys?: Readonly<Record<string, Buffer>> }): EnvironmentKeyProvider {
+/** The rotation help when the key is the generated development key (in the secrets file). */
+export function devKeyRotationHelp(file: string): string {
+  return (
+    `The master key is the generated development key in ${file} (no FLEET_ENCRYPTION_KEY is set) and cannot be rotated through the API. ` +
+    'To try rotation locally: set FLEET_ENCRYPTION_KEY to a new key (`openssl rand -base64 32`) and FLEET_ENCRYPTION_PREVIOUS_KEYS to <old version>:<the FLEET_ENCRYPTION_KEY value in that file>, restart, ' +
+    'then run `npm run keys:rewrap`. Production rotates in Key Vault (AZURE_KEYVAULT_URL). See docs/ENCRYPTION.md.'
+  );
+}
+
+export function environmentKeyProvider(opts: { currentKey: Buffer | null; previousKeys?: Readonly<Record<string, Buffer>>; devSecretsFile?: string | null }): EnvironmentKeyProvider {
   const byVersion = new Map<string, MasterKey>();
   const listed: MasterKey[] = [];
   let current: MasterKey | null = null;
@@ -58,7 +67,7 @@ export function environmentKeyProvider(opts: { currentKey: Buffer | null; previo
       return k;
     },
     async rotate() {
-      throw new RotationNotSupportedError(ENVIRONMENT_ROTATION_HELP);
+      throw new RotationNotSupportedError(opts.devSecretsFile ? devKeyRotationHelp(opts.devSecretsFile) : ENVIRONMENT_ROTATION_HELP);
     },
     async listVersions(): Promise<KeyVersionInfo[]> {
       return listed.map((k) => ({ version: k.version, source: 'environment', enabled: true, createdAt: null, current: k === current }));
