@@ -81,6 +81,10 @@ export interface Config {
     flushIntervalMs: number;
     maxQueue: number;
     tlsCaFile: string | null;
+    /** SIEM_EVENT_SCHEMA: what the platform destination receives (native, ocsf, ecs). */
+    eventSchema: 'native' | 'ocsf' | 'ecs';
+    /** SIEM_ALLOW_PRIVATE_DESTINATIONS: tenant streams may reach loopback/private addresses. */
+    allowPrivateDestinations: boolean;
   };
   archive: {
     connectionString: string | null;
@@ -188,6 +192,7 @@ const KNOWN_SETTINGS = new Set([
   'IDP_TIMEOUT_MS', 'JWT_EXPIRES_IN', 'JWT_PREVIOUS_SECRETS', 'JWT_SECRET', 'KEY_CACHE_TTL_SECONDS', 'LOGIN_LOCKOUT_WINDOW', 'LOGIN_MAX_FAILURES',
   'METRICS_TOKEN', 'RATE_LIMIT_MAX', 'RATE_LIMIT_USER_MAX', 'RATE_LIMIT_WINDOW_MS', 'SESSION_ABSOLUTE_TIMEOUT', 'SESSION_IDLE_TIMEOUT', 'SIEM_API_KEY',
   'SIEM_BATCH_SIZE', 'SIEM_ENDPOINT_URL', 'SIEM_FLUSH_INTERVAL_MS', 'SIEM_MAX_QUEUE', 'SIEM_PROVIDER', 'SIEM_TLS_CA_FILE',
+  'SIEM_EVENT_SCHEMA', 'SIEM_ALLOW_PRIVATE_DESTINATIONS',
 ]);
 /**
  * Prefixes that belong to this service. Not AZURE_ as a whole (the Azure SDK's credential
@@ -541,6 +546,14 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   const siemBatch = intIn('SIEM_BATCH_SIZE', get('SIEM_BATCH_SIZE'), 10, 1, 1000, errors);
   const siemFlush = intIn('SIEM_FLUSH_INTERVAL_MS', get('SIEM_FLUSH_INTERVAL_MS'), 30_000, 50, 3_600_000, errors);
   const siemMaxQueue = intIn('SIEM_MAX_QUEUE', get('SIEM_MAX_QUEUE'), 100_000, 100, 10_000_000, errors);
+  const siemSchemaRaw = get('SIEM_EVENT_SCHEMA') ?? 'native';
+  const siemEventSchema = (['native', 'ocsf', 'ecs'] as const).find((v) => v === siemSchemaRaw) ?? 'native';
+  if (siemEventSchema !== siemSchemaRaw) err('SIEM_EVENT_SCHEMA', 'must be one of native, ocsf, ecs');
+  else if (siemEventSchema !== 'native' && siemProvider === 'syslog') warn('SIEM_EVENT_SCHEMA', 'does not apply to syslog: CEF is sent as is');
+  const allowPrivateRaw = get('SIEM_ALLOW_PRIVATE_DESTINATIONS');
+  if (allowPrivateRaw !== undefined && !bool.safeParse(allowPrivateRaw).success) err('SIEM_ALLOW_PRIVATE_DESTINATIONS', 'must be true or false (or 1/0, yes/no)');
+  const allowPrivateDestinations = allowPrivateRaw ? bool.safeParse(allowPrivateRaw).data === true : false;
+  if (allowPrivateDestinations && prod) warn('SIEM_ALLOW_PRIVATE_DESTINATIONS', 'is on in production: tenant audit streams may reach internal addresses (SSRF)');
 
   // ---- archive
   const storageConn = get('AZURE_STORAGE_CONNECTION_STRING') ?? null;
@@ -700,6 +713,8 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
       flushIntervalMs: siemFlush,
       maxQueue: siemMaxQueue,
       tlsCaFile: siemCaFile,
+      eventSchema: siemEventSchema,
+      allowPrivateDestinations,
     },
     archive: { connectionString: storageConn, accountUrl: storageUrl, container, immutabilityDays, intervalMs: archiveInterval },
     cors: { origins: Object.freeze(origins) },

@@ -9,6 +9,7 @@ import http from 'node:http';
 import https from 'node:https';
 import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import { parseRetryAfter } from '../backoff';
+import type { EventSchema } from '../schemas';
 import type { EventOutcome, SiemEvent } from '../types';
 
 export const DEFAULT_HTTP_TIMEOUT_MS = 10_000;
@@ -23,6 +24,10 @@ export interface HttpConnectorOptions {
   hostname?: string;
   /** Deployment environment, used in tags. */
   environment?: string;
+  /** SIEM_EVENT_SCHEMA (or a stream's schema): the shape of each event sent. Default native. */
+  schema?: EventSchema;
+  /** Refuses connections to private/loopback/link-local addresses (outbound SSRF guard). */
+  guardAddresses?: boolean;
 }
 
 export interface HttpClient {

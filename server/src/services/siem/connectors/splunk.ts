@@ -10,6 +10,7 @@
  *  - other 4xx (bad/disabled token 1-4, incorrect index 7, …): permanent, dead-lettered.
  */
 import os from 'node:os';
+import { shapeEvent, type EventSchema } from '../schemas';
 import type { DeliveryReport, EventOutcome, SiemConnector, SiemEvent } from '../types';
 import { allOutcomes, bodyExcerpt, chunkBySize, classifyError, classifyStatus, createHttpClient, outcomeOf, probe, type HttpConnectorOptions } from './http';
 
@@ -20,14 +21,14 @@ const EVENT_LEVEL_CODES = new Set([6, 12, 13, 15]);
 export const SPLUNK_SOURCE = 'fleet-security-api';
 export const SPLUNK_SOURCETYPE = 'fleet:security';
 
-export function splunkEnvelope(e: SiemEvent, host: string): string {
+export function splunkEnvelope(e: SiemEvent, host: string, schema: EventSchema = 'native'): string {
   return JSON.stringify({
     time: Date.parse(e.time) / 1000,
     host,
     source: SPLUNK_SOURCE,
-    sourcetype: SPLUNK_SOURCETYPE,
+    sourcetype: schema === 'native' ? SPLUNK_SOURCETYPE : `${SPLUNK_SOURCETYPE}:${schema}`,
     fields: { tenant_id: e.tenantId, severity: e.severity, event_type: e.eventType, event_id: e.id },
-    event: e,
+    event: shapeEvent(e, schema, host),
   });
 }
 
@@ -100,7 +101,7 @@ export function createSplunkConnector(opts: HttpConnectorOptions): SiemConnector
       const outcomes = new Map<string, EventOutcome>();
       const bodies = new Map<string, string>();
       const sized = events.map((e) => {
-        const body = splunkEnvelope(e, host);
+        const body = splunkEnvelope(e, host, opts.schema);
         bodies.set(e.id, body);
         return { item: e, bytes: Buffer.byteLength(body) };
       });
