@@ -3,6 +3,7 @@ import type { Composition } from '../compose';
 import { parseCookies, type CsrfProtection } from '../middleware/csrf';
 import { rejectQuery } from '../middleware/input-validation';
 import { auditRouter } from './audit.routes';
+import { auditStreamsRouter } from './audit-streams.routes';
 import { authRouter } from './auth.routes';
 import { keysRouter } from './keys.routes';
 import { siemRouter } from './siem.routes';
@@ -25,6 +26,7 @@ export function securityRouter(deps: SecurityRouterDeps): Router {
   auditRouter(deps.composition, router);
   keysRouter(deps.composition, router);
   siemRouter(deps.composition, router);
+  auditStreamsRouter(deps.composition, router);
 
   return router;
 }
