@@ -85,6 +85,10 @@ export interface Config {
     eventSchema: 'native' | 'ocsf' | 'ecs';
     /** SIEM_ALLOW_PRIVATE_DESTINATIONS: tenant streams may reach loopback/private addresses. */
     allowPrivateDestinations: boolean;
+    /** SIEM_SPLUNK_ACK: Splunk events count as delivered only once HEC acknowledges indexing. */
+    splunkAck: boolean;
+    /** SIEM_SPLUNK_ACK_TIMEOUT_MS: unacknowledged events are resent after this long. */
+    splunkAckTimeoutMs: number;
   };
   archive: {
     connectionString: string | null;
@@ -192,7 +196,7 @@ const KNOWN_SETTINGS = new Set([
   'IDP_TIMEOUT_MS', 'JWT_EXPIRES_IN', 'JWT_PREVIOUS_SECRETS', 'JWT_SECRET', 'KEY_CACHE_TTL_SECONDS', 'LOGIN_LOCKOUT_WINDOW', 'LOGIN_MAX_FAILURES',
   'METRICS_TOKEN', 'RATE_LIMIT_MAX', 'RATE_LIMIT_USER_MAX', 'RATE_LIMIT_WINDOW_MS', 'SESSION_ABSOLUTE_TIMEOUT', 'SESSION_IDLE_TIMEOUT', 'SIEM_API_KEY',
   'SIEM_BATCH_SIZE', 'SIEM_ENDPOINT_URL', 'SIEM_FLUSH_INTERVAL_MS', 'SIEM_MAX_QUEUE', 'SIEM_PROVIDER', 'SIEM_TLS_CA_FILE',
-  'SIEM_EVENT_SCHEMA', 'SIEM_ALLOW_PRIVATE_DESTINATIONS',
+  'SIEM_EVENT_SCHEMA', 'SIEM_ALLOW_PRIVATE_DESTINATIONS', 'SIEM_SPLUNK_ACK', 'SIEM_SPLUNK_ACK_TIMEOUT_MS',
 ]);
 /**
  * Prefixes that belong to this service. Not AZURE_ as a whole (the Azure SDK's credential
@@ -553,6 +557,11 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   const allowPrivateRaw = get('SIEM_ALLOW_PRIVATE_DESTINATIONS');
   if (allowPrivateRaw !== undefined && !bool.safeParse(allowPrivateRaw).success) err('SIEM_ALLOW_PRIVATE_DESTINATIONS', 'must be true or false (or 1/0, yes/no)');
   const allowPrivateDestinations = allowPrivateRaw ? bool.safeParse(allowPrivateRaw).data === true : false;
+  const splunkAckRaw = get('SIEM_SPLUNK_ACK');
+  if (splunkAckRaw !== undefined && !bool.safeParse(splunkAckRaw).success) err('SIEM_SPLUNK_ACK', 'must be true or false (or 1/0, yes/no)');
+  const splunkAck = splunkAckRaw ? bool.safeParse(splunkAckRaw).data === true : false;
+  if (splunkAck && siemProvider !== 'splunk') warn('SIEM_SPLUNK_ACK', 'only applies with SIEM_PROVIDER=splunk');
+  const splunkAckTimeoutMs = intIn('SIEM_SPLUNK_ACK_TIMEOUT_MS', get('SIEM_SPLUNK_ACK_TIMEOUT_MS'), 30_000, 100, 600_000, errors);
   if (allowPrivateDestinations && prod) warn('SIEM_ALLOW_PRIVATE_DESTINATIONS', 'is on in production: tenant audit streams may reach internal addresses (SSRF)');
 
   // ---- archive
@@ -715,6 +724,8 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
       tlsCaFile: siemCaFile,
       eventSchema: siemEventSchema,
       allowPrivateDestinations,
+      splunkAck,
+      splunkAckTimeoutMs,
     },
     archive: { connectionString: storageConn, accountUrl: storageUrl, container, immutabilityDays, intervalMs: archiveInterval },
     cors: { origins: Object.freeze(origins) },

@@ -18,7 +18,7 @@ export function createConnector(config: Config, opts: ConnectorOptions = {}): Si
   const common = { endpointUrl, apiKey, tlsCaFile, timeoutMs: opts.timeoutMs, hostname: opts.hostname, environment: config.env, schema: config.siem.eventSchema };
   switch (provider) {
     case 'splunk':
-      return createSplunkConnector(common);
+      return createSplunkConnector({ ...common, ...(config.siem.splunkAck ? { ack: { timeoutMs: config.siem.splunkAckTimeoutMs } } : {}) });
     case 'datadog':
       return createDatadogConnector(common);
     case 'elastic':
