@@ -12,7 +12,7 @@ import { parseDurationMs } from './lib/duration';
 
 export type NodeEnv = 'development' | 'test' | 'production';
 export type DatabaseSsl = 'disable' | 'require' | 'verify-full';
-export type SiemProvider = 'splunk' | 'datadog' | 'elastic' | 'webhook' | 'syslog';
+export type SiemProvider = 'splunk' | 'datadog' | 'elastic' | 'webhook' | 'syslog' | 'sentinel';
 
 export interface ConfigIssue {
   variable: string;
@@ -89,6 +89,15 @@ export interface Config {
     splunkAck: boolean;
     /** SIEM_SPLUNK_ACK_TIMEOUT_MS: unacknowledged events are resent after this long. */
     splunkAckTimeoutMs: number;
+    /** SIEM_PROVIDER=sentinel: the DCR, its stream and the Entra ID application (null: DefaultAzureCredential). */
+    sentinel: {
+      dcrId: string | null;
+      streamName: string | null;
+      tenantId: string | null;
+      clientId: string | null;
+      clientSecret: string | null;
+      authorityHost: string | null;
+    };
   };
   archive: {
     connectionString: string | null;
@@ -197,6 +206,7 @@ const KNOWN_SETTINGS = new Set([
   'METRICS_TOKEN', 'RATE_LIMIT_MAX', 'RATE_LIMIT_USER_MAX', 'RATE_LIMIT_WINDOW_MS', 'SESSION_ABSOLUTE_TIMEOUT', 'SESSION_IDLE_TIMEOUT', 'SIEM_API_KEY',
   'SIEM_BATCH_SIZE', 'SIEM_ENDPOINT_URL', 'SIEM_FLUSH_INTERVAL_MS', 'SIEM_MAX_QUEUE', 'SIEM_PROVIDER', 'SIEM_TLS_CA_FILE',
   'SIEM_EVENT_SCHEMA', 'SIEM_ALLOW_PRIVATE_DESTINATIONS', 'SIEM_SPLUNK_ACK', 'SIEM_SPLUNK_ACK_TIMEOUT_MS',
+  'SIEM_DCR_ID', 'SIEM_STREAM_NAME', 'SIEM_AZURE_TENANT_ID', 'SIEM_AZURE_CLIENT_ID', 'SIEM_AZURE_CLIENT_SECRET', 'SIEM_AZURE_AUTHORITY_HOST',
 ]);
 /**
  * Prefixes that belong to this service. Not AZURE_ as a whole (the Azure SDK's credential
@@ -523,8 +533,8 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   let siemProvider: SiemProvider | null = null;
   const rawProvider = get('SIEM_PROVIDER');
   if (rawProvider) {
-    if (['splunk', 'datadog', 'elastic', 'webhook', 'syslog'].includes(rawProvider)) siemProvider = rawProvider as SiemProvider;
-    else err('SIEM_PROVIDER', 'must be one of splunk, datadog, elastic, webhook, syslog');
+    if (['splunk', 'datadog', 'elastic', 'webhook', 'syslog', 'sentinel'].includes(rawProvider)) siemProvider = rawProvider as SiemProvider;
+    else err('SIEM_PROVIDER', 'must be one of splunk, datadog, elastic, webhook, syslog, sentinel');
   } else if (prod) {
     warn('SIEM_PROVIDER', 'is not set: security events are only kept in the database; configure a SIEM for alerting');
   }
@@ -562,6 +572,24 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   const splunkAck = splunkAckRaw ? bool.safeParse(splunkAckRaw).data === true : false;
   if (splunkAck && siemProvider !== 'splunk') warn('SIEM_SPLUNK_ACK', 'only applies with SIEM_PROVIDER=splunk');
   const splunkAckTimeoutMs = intIn('SIEM_SPLUNK_ACK_TIMEOUT_MS', get('SIEM_SPLUNK_ACK_TIMEOUT_MS'), 30_000, 100, 600_000, errors);
+  const sentinel = {
+    dcrId: get('SIEM_DCR_ID') ?? null,
+    streamName: get('SIEM_STREAM_NAME') ?? null,
+    tenantId: get('SIEM_AZURE_TENANT_ID') ?? null,
+    clientId: get('SIEM_AZURE_CLIENT_ID') ?? null,
+    clientSecret: get('SIEM_AZURE_CLIENT_SECRET') ?? null,
+    authorityHost: get('SIEM_AZURE_AUTHORITY_HOST') ?? null,
+  };
+  if (siemProvider === 'sentinel') {
+    if (siemUrl && parseUrl(siemUrl)?.protocol !== 'https:') err('SIEM_ENDPOINT_URL', 'must be the https:// data collection endpoint with SIEM_PROVIDER=sentinel');
+    if (!sentinel.dcrId) err('SIEM_DCR_ID', 'is required with SIEM_PROVIDER=sentinel (the immutable id of the data collection rule, dcr-…)');
+    else if (!/^dcr-[0-9a-f]{32}$/.test(sentinel.dcrId)) err('SIEM_DCR_ID', 'must be a data collection rule immutable id: dcr- and 32 hex digits');
+    if (!sentinel.streamName) err('SIEM_STREAM_NAME', 'is required with SIEM_PROVIDER=sentinel (e.g. Custom-FleetSecurityEvents)');
+    else if (!/^Custom-[A-Za-z0-9_]{1,100}$/.test(sentinel.streamName)) err('SIEM_STREAM_NAME', 'must be a custom stream name: Custom- and letters, digits or _');
+    const set = [sentinel.tenantId, sentinel.clientId, sentinel.clientSecret].filter(Boolean).length;
+    if (set !== 0 && set !== 3) err('SIEM_AZURE_CLIENT_SECRET', 'SIEM_AZURE_TENANT_ID, SIEM_AZURE_CLIENT_ID and SIEM_AZURE_CLIENT_SECRET go together (or none: managed identity)');
+    if (sentinel.authorityHost && parseUrl(sentinel.authorityHost)?.protocol !== 'https:') err('SIEM_AZURE_AUTHORITY_HOST', 'must be an https:// URL (e.g. https://login.microsoftonline.us)');
+  }
   if (allowPrivateDestinations && prod) warn('SIEM_ALLOW_PRIVATE_DESTINATIONS', 'is on in production: tenant audit streams may reach internal addresses (SSRF)');
 
   // ---- archive
@@ -726,6 +754,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
       allowPrivateDestinations,
       splunkAck,
       splunkAckTimeoutMs,
+      sentinel,
     },
     archive: { connectionString: storageConn, accountUrl: storageUrl, container, immutabilityDays, intervalMs: archiveInterval },
     cors: { origins: Object.freeze(origins) },

@@ -2,6 +2,7 @@ import type { Config } from '../../../config';
 import type { SiemConnector } from '../types';
 import { createDatadogConnector } from './datadog';
 import { createElasticConnector } from './elastic';
+import { createSentinelConnector } from './sentinel';
 import { createSplunkConnector } from './splunk';
 import { createSyslogConnector } from './syslog';
 import { createWebhookConnector } from './webhook';
@@ -25,6 +26,16 @@ export function createConnector(config: Config, opts: ConnectorOptions = {}): Si
       return createElasticConnector(common);
     case 'webhook':
       return createWebhookConnector(common);
+    case 'sentinel':
+      return createSentinelConnector({
+        endpointUrl,
+        dcrId: config.siem.sentinel.dcrId ?? '',
+        streamName: config.siem.sentinel.streamName ?? '',
+        azure: config.siem.sentinel,
+        schema: config.siem.eventSchema,
+        tlsCaFile,
+        timeoutMs: opts.timeoutMs,
+      });
     case 'syslog':
       return createSyslogConnector({ endpointUrl, tlsCaFile, timeoutMs: opts.timeoutMs, hostname: opts.hostname });
   }
