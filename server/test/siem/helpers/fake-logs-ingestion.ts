@@ -10,14 +10,13 @@
  *        stream 404, 204 on success; programmable failures (429 + Retry-After, 503, …).
  * TLS uses a self-signed certificate for 127.0.0.1/localhost written to `caFile`.
  */
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { jwtVerify, SignJWT } from 'jose';
 import { generate } from 'selfsigned';
 
 export const MONITOR_AUDIENCE = 'https://monitor.azure.com';
@@ -46,6 +45,24 @@ export interface FakeLogsIngestion {
   failNext(n: number, reply: { status: number; headers?: Record<string, string>; body?: unknown }): void;
   reset(): void;
   close(): Promise<void>;
+}
+
+/** HS256 JWT (the stand-in is issuer and verifier, so a shared key is enough). */
+function signJwt(claims: Record<string, unknown>, key: Buffer): string {
+  const enc = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const input = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc(claims)}`;
+  return `${input}.${createHmac('sha256', key).update(input).digest('base64url')}`;
+}
+
+function verifyJwt(token: string, key: Buffer, issuer: string): Record<string, unknown> | null {
+  const [h, p, sig] = token.split('.');
+  if (!h || !p || !sig) return null;
+  const expected = Buffer.from(createHmac('sha256', key).update(`${h}.${p}`).digest('base64url'));
+  const got = Buffer.from(sig);
+  if (got.length !== expected.length || !timingSafeEqual(got, expected)) return null;
+  const claims = JSON.parse(Buffer.from(p, 'base64url').toString('utf8')) as Record<string, unknown>;
+  if (claims.iss !== issuer || typeof claims.exp !== 'number' || claims.exp * 1000 < Date.now()) return null;
+  return claims;
 }
 
 export async function startFakeLogsIngestion(): Promise<FakeLogsIngestion> {
@@ -80,19 +97,14 @@ export async function startFakeLogsIngestion(): Promise<FakeLogsIngestion> {
     res.end(body === undefined ? '' : JSON.stringify(body));
   }
 
-  async function issueToken(form: URLSearchParams): Promise<{ status: number; body: unknown }> {
+  function issueToken(form: URLSearchParams): { status: number; body: unknown } {
     const scope = form.get('scope') ?? '';
     const ok = form.get('grant_type') === 'client_credentials' && form.get('client_id') === clientId && form.get('client_secret') === clientSecret;
     tokenRequests.push({ scope, ok });
     if (!ok) return { status: 401, body: { error: 'invalid_client', error_description: 'AADSTS7000215: Invalid client secret provided.' } };
     const resource = scope.split(' ')[0]?.replace(/\/\.default$/, '') ?? '';
-    const jwt = await new SignJWT({ appid: clientId, tid: tenantId, roles: ['Monitoring Metrics Publisher'] })
-      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
-      .setIssuer(`${base}/${tenantId}/v2.0`)
-      .setAudience(resource)
-      .setIssuedAt()
-      .setExpirationTime('1h')
-      .sign(signingKey);
+    const iat = Math.floor(Date.now() / 1000);
+    const jwt = signJwt({ appid: clientId, tid: tenantId, roles: ['Monitoring Metrics Publisher'], iss: `${base}/${tenantId}/v2.0`, aud: resource, iat, exp: iat + 3600 }, signingKey);
     return { status: 200, body: { token_type: 'Bearer', expires_in: 3599, ext_expires_in: 3599, access_token: jwt } };
   }
 
@@ -105,13 +117,15 @@ export async function startFakeLogsIngestion(): Promise<FakeLogsIngestion> {
     };
     const auth = req.headers.authorization ?? '';
     if (!auth.startsWith('Bearer ')) return done(401, { error: { code: 'InvalidToken', message: 'Missing bearer token.' } });
+    let payload: Record<string, unknown> | null;
     try {
-      const { payload } = await jwtVerify(auth.slice(7), signingKey, { issuer: `${base}/${tenantId}/v2.0` });
-      record.audience = typeof payload.aud === 'string' ? payload.aud : null;
-      if (payload.aud !== MONITOR_AUDIENCE) return done(401, { error: { code: 'InvalidAudience', message: `Token audience ${String(payload.aud)} is not ${MONITOR_AUDIENCE}.` } });
+      payload = verifyJwt(auth.slice(7), signingKey, `${base}/${tenantId}/v2.0`);
     } catch {
-      return done(401, { error: { code: 'InvalidToken', message: 'The token is not valid.' } });
+      payload = null;
     }
+    if (!payload) return done(401, { error: { code: 'InvalidToken', message: 'The token is not valid.' } });
+    record.audience = typeof payload.aud === 'string' ? payload.aud : null;
+    if (payload.aud !== MONITOR_AUDIENCE) return done(401, { error: { code: 'InvalidAudience', message: `Token audience ${String(payload.aud)} is not ${MONITOR_AUDIENCE}.` } });
     if (url.searchParams.get('api-version') !== '2023-01-01') return done(400, { error: { code: 'InvalidApiVersion', message: 'api-version is missing or unsupported.' } });
     const m = /^\/dataCollectionRules\/([^/]+)\/streams\/([^/]+)$/.exec(url.pathname);
     if (!m || m[1] !== dcrId || decodeURIComponent(m[2] as string) !== streamName) return done(404, { error: { code: 'NotFound', message: 'Data collection rule or stream not found.' } });
@@ -156,8 +170,8 @@ export async function startFakeLogsIngestion(): Promise<FakeLogsIngestion> {
         });
       }
       if (req.method === 'POST' && p === `/${tenantId}/oauth2/v2.0/token`) {
-        void issueToken(new URLSearchParams(body.toString('utf8'))).then((r) => send(res, r.status, r.body));
-        return;
+        const r = issueToken(new URLSearchParams(body.toString('utf8')));
+        return send(res, r.status, r.body);
       }
       if (req.method === 'POST' && p.startsWith('/dataCollectionRules/')) {
         void ingest(req, body).then((r) => {
