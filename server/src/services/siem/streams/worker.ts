@@ -111,6 +111,7 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
   let timer: NodeJS.Timeout | null = null;
   let stopping = false;
   let ticking: Promise<number> | null = null;
+  let saturated = false;
 
   async function connectorFor(row: repo.StreamRow): Promise<SiemConnector> {
     const version = row.updated_at.toISOString();
@@ -226,9 +227,12 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
       if (free <= 0) return 0;
       const t = clock.now();
       const claims = await repo.claimStreams(pool, instanceId, new Date(t + leaseMs), new Date(t), free, [...inflight.keys()]);
+      // Every slot taken: more streams may be due; claim again as soon as a slot frees up.
+      saturated = claims.length === free;
       for (const claim of claims) {
         const task = runStream(claim).finally(() => {
           inflight.delete(claim.stream_id);
+          if (saturated && !stopping) void tick().catch((err: Error) => log.warn('audit stream tick failed', { err: err.message }));
         });
         inflight.set(claim.stream_id, task);
       }
