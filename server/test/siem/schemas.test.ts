@@ -14,7 +14,7 @@ import { elasticDocument } from '../../src/services/siem/connectors/elastic';
 import { createSplunkConnector, splunkEnvelope } from '../../src/services/siem/connectors/splunk';
 import { createWebhookConnector } from '../../src/services/siem/connectors/webhook';
 import { toEcs } from '../../src/services/siem/schemas/ecs';
-import { ocsfMappingOf, toOcsf } from '../../src/services/siem/schemas/ocsf';
+import { ocsfMappingOf, toOcsf, toOcsfJson } from '../../src/services/siem/schemas/ocsf';
 import { loadConfig } from '../../src/config';
 import type { SiemEvent } from '../../src/services/siem/types';
 import { testEnv } from '../helpers/env';
@@ -217,5 +217,12 @@ describe('connectors with SIEM_EVENT_SCHEMA', () => {
       await c.close();
       await wh.close();
     }
+  });
+});
+
+describe('serialization', () => {
+  it('when an event is serialized by the fast OCSF path, then it is exactly the JSON of the OCSF object (for every kind of event)', () => {
+    for (const e of corpus()) expect(JSON.parse(toOcsfJson(e))).toEqual(toOcsf(e));
+    for (const e of corpus()) expect(toOcsfJson(e)).toBe(JSON.stringify(toOcsf(e)));
   });
 });

@@ -11,7 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
-import { shapeEvent, type EventSchema } from '../schemas';
+import { shapeEventJson, type EventSchema } from '../schemas';
 import type { DeliveryReport, EventOutcome, SiemConnector, SiemEvent } from '../types';
 import { awaitAcks, type PendingAck, type SplunkAckOptions } from './splunk-ack';
 import { allOutcomes, bodyExcerpt, chunkBySize, classifyError, classifyStatus, createHttpClient, outcomeOf, probe, type HttpConnectorOptions } from './http';
@@ -24,14 +24,14 @@ export const SPLUNK_SOURCE = 'fleet-security-api';
 export const SPLUNK_SOURCETYPE = 'fleet:security';
 
 export function splunkEnvelope(e: SiemEvent, host: string, schema: EventSchema = 'native'): string {
-  return JSON.stringify({
+  const head = JSON.stringify({
     time: Date.parse(e.time) / 1000,
     host,
     source: SPLUNK_SOURCE,
     sourcetype: schema === 'native' ? SPLUNK_SOURCETYPE : `${SPLUNK_SOURCETYPE}:${schema}`,
     fields: { tenant_id: e.tenantId, severity: e.severity, event_type: e.eventType, event_id: e.id },
-    event: shapeEvent(e, schema, host),
   });
+  return `${head.slice(0, -1)},"event":${shapeEventJson(e, schema, host)}}`;
 }
 
 export function splunkUrls(endpointUrl: string): { event: string; health: string; ack: string } {
