@@ -315,3 +315,26 @@ describe('isolation', () => {
     expect(status.queued).toBeGreaterThan(0);
   }, 30_000);
 });
+
+describe('queue bound', () => {
+  it('when a stream stays down with more events than its bound, then the oldest move to its dead letter (queue_full) with an audit row', async () => {
+    const a = await loginAs(t, { role: 'admin' });
+    await put(a, 'bounded', webhookStream({ minSeverity: 'critical' })).expect(200);
+    const monitoring = t.composition.services.monitoring;
+    const worker = createStreamWorker({ pool: t.composition.pool, config: t.config, logger: t.composition.logger, clock: t.clock, audit: t.composition.services.audit, streams: monitoring.streams!, maxQueue: 3, random: () => 0 });
+    try {
+      for (let i = 0; i < 5; i++) await request(t.app).post(`${BASE}/audit/streams/bounded/test`).set('Authorization', a.authorization).expect(202);
+      wh.failNext(1, { status: 503 });
+      await worker.tick();
+      await worker.drain();
+    } finally {
+      await worker.stop();
+    }
+    const status = (await request(t.app).get(`${BASE}/audit/streams/status`).set('Authorization', a.authorization)).body.streams[0];
+    expect(status).toMatchObject({ queued: 3, deadLetter: 2, healthy: false });
+    const { rows } = await db.owner.query<{ reason: string }>(`SELECT d.reason FROM audit_stream_dead_letter d JOIN audit_streams s ON s.id = d.stream_id WHERE s.tenant_id = $1`, [a.tenantId]);
+    expect(rows.every((r) => r.reason.startsWith('queue_full'))).toBe(true);
+    const audit = await db.owner.query(`SELECT 1 FROM audit_logs WHERE tenant_id = $1 AND action = 'audit.stream.dead_letter' AND error_message LIKE 'queue_full%'`, [a.tenantId]);
+    expect(audit.rows).toHaveLength(1);
+  });
+});

@@ -220,6 +220,24 @@ export async function recordStreamFailure(q: Queryable, streamId: string, nextAt
   await q.query(STREAM_FAILURE, [streamId, nextAt, error.slice(0, 500), at, worker]);
 }
 
+export const TRIM_STREAM = `
+WITH excess AS (SELECT seq FROM audit_stream_outbox WHERE stream_id = $1 ORDER BY seq DESC OFFSET $2),
+d AS (
+  DELETE FROM audit_stream_outbox o USING excess x WHERE o.seq = x.seq
+  RETURNING o.audit_log_id, o.payload)
+INSERT INTO audit_stream_dead_letter (stream_id, event_id, tenant_id, audit_log_id, payload, reason, dead_at)
+SELECT $1, coalesce((d.payload ->> 'id')::uuid, siem_audit_event_id(d.audit_log_id)), $3, d.audit_log_id, d.payload,
+  'queue_full: the stream was over its bound; oldest events dropped', $4
+FROM d
+ON CONFLICT (stream_id, event_id) DO NOTHING
+RETURNING event_id`;
+
+/** Keeps a stream's queue within `max`: the oldest events beyond it move to its dead letter. Returns their ids. */
+export async function trimStream(q: Queryable, streamId: string, max: number, tenantId: string, at: Date): Promise<string[]> {
+  const { rows } = await q.query<{ event_id: string }>(TRIM_STREAM, [streamId, max, tenantId, at]);
+  return rows.map((r) => r.event_id);
+}
+
 export const RELEASE_STREAM = `UPDATE audit_stream_state SET claimed_by = NULL, claimed_until = NULL WHERE stream_id = $1 AND claimed_by = $2`;
 
 export async function releaseStream(q: Queryable, streamId: string, worker: string): Promise<void> {

@@ -33,6 +33,8 @@ import type { AuditStreams, StreamCredentials } from './service';
 export const STREAM_BATCH_SIZE = 100;
 const MAX_BATCHES_PER_TASK = 20;
 export const DEFAULT_STREAM_CONCURRENCY = 16;
+/** Events one stream may hold while its SIEM is unreachable; beyond it the oldest go to its dead letter. */
+export const STREAM_MAX_QUEUE = 100_000;
 
 export interface StreamWorkerDeps {
   pool: Pool;
@@ -44,6 +46,8 @@ export interface StreamWorkerDeps {
   connectorTimeoutMs?: number;
   leaseMs?: number;
   concurrency?: number;
+  /** Per-stream queue bound (default STREAM_MAX_QUEUE). */
+  maxQueue?: number;
   intervalMs?: number;
   random?: () => number;
   instanceId?: string;
@@ -102,6 +106,7 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
   const timeoutMs = deps.connectorTimeoutMs ?? 10_000;
   const leaseMs = deps.leaseMs ?? Math.max(60_000, timeoutMs * 4);
   const concurrency = deps.concurrency ?? DEFAULT_STREAM_CONCURRENCY;
+  const maxQueue = deps.maxQueue ?? STREAM_MAX_QUEUE;
   const intervalMs = deps.intervalMs ?? Math.min(config.siem.flushIntervalMs, 5_000);
   const random = deps.random ?? Math.random;
   const instanceId = deps.instanceId ?? `${os.hostname()}:${process.pid}:streams:${randomBytes(4).toString('hex')}`;
@@ -190,6 +195,23 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
       if (retry) {
         const nextAt = new Date(at.getTime() + backoffDelayMs(claim.attempts + 1, random, retry.retryAfterMs));
         await repo.recordStreamFailure(c, row.id, nextAt, retry.reason, at, instanceId);
+        // A destination down for long must not grow the database without bound.
+        const dropped = await repo.trimStream(c, row.id, maxQueue, row.tenant_id, at);
+        if (dropped.length > 0) {
+          await audit.record(
+            {
+              tenantId: row.tenant_id,
+              action: 'audit.stream.dead_letter',
+              resourceType: 'audit_stream',
+              resourceId: row.name,
+              result: 'failure',
+              severity: 'high',
+              errorMessage: `queue_full: ${dropped.length} oldest events dropped (bound ${maxQueue})`,
+              after: { stream: row.name, provider: row.provider, count: dropped.length, eventIds: dropped.slice(0, 100) },
+            },
+            c,
+          );
+        }
       }
     });
     if (retry) {
