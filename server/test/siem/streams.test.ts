@@ -47,11 +47,20 @@ function webhookStream(over: Record<string, unknown> = {}) {
   return { provider: 'webhook', endpointUrl: wh.endpoint, schema: 'native', minSeverity: 'low', credentials: { secret: SECRET }, ...over };
 }
 
+/** Runs a worker until no stream is due any more (each tick claims as many as its concurrency allows). */
+async function runUntilIdle(w: { tick(): Promise<number>; drain(): Promise<void> }): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const claimed = await w.tick();
+    await w.drain();
+    if (claimed === 0) return;
+  }
+  throw new Error('stream worker never became idle');
+}
+
 async function deliverNow(): Promise<void> {
   const w = t.composition.services.monitoring.streamWorker;
   if (!w) throw new Error('no stream worker');
-  await w.tick();
-  await w.drain();
+  await runUntilIdle(w);
 }
 
 describe('stream configuration', () => {
@@ -191,7 +200,7 @@ describe('SSRF: destinations', () => {
     await put(a, 'by-ip', webhookStream()).expect(200);
     const strictConfig = { ...t.config, siem: { ...t.config.siem, allowPrivateDestinations: false } };
     const monitoring = t.composition.services.monitoring;
-    const worker = createStreamWorker({ pool: t.composition.pool, config: strictConfig, logger: t.composition.logger, clock: t.clock, audit: t.composition.services.audit, streams: monitoring.streams!, random: () => 0 });
+    const worker = createStreamWorker({ pool: t.composition.pool, config: strictConfig, logger: t.composition.logger, clock: t.clock, audit: t.composition.services.audit, streams: monitoring.streams!, random: () => 0, concurrency: 50 });
     try {
       await request(t.app).post(`${BASE}/audit/streams/by-name/test`).set('Authorization', a.authorization).expect(202);
       await request(t.app).post(`${BASE}/audit/streams/by-ip/test`).set('Authorization', a.authorization).expect(202);
@@ -321,7 +330,7 @@ describe('queue bound', () => {
     const a = await loginAs(t, { role: 'admin' });
     await put(a, 'bounded', webhookStream({ minSeverity: 'critical' })).expect(200);
     const monitoring = t.composition.services.monitoring;
-    const worker = createStreamWorker({ pool: t.composition.pool, config: t.config, logger: t.composition.logger, clock: t.clock, audit: t.composition.services.audit, streams: monitoring.streams!, maxQueue: 3, random: () => 0 });
+    const worker = createStreamWorker({ pool: t.composition.pool, config: t.config, logger: t.composition.logger, clock: t.clock, audit: t.composition.services.audit, streams: monitoring.streams!, maxQueue: 3, random: () => 0, concurrency: 50 });
     try {
       for (let i = 0; i < 5; i++) await request(t.app).post(`${BASE}/audit/streams/bounded/test`).set('Authorization', a.authorization).expect(202);
       wh.failNext(1, { status: 503 });

@@ -105,7 +105,9 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
   const log = deps.logger.child({ component: 'audit-streams' });
   const timeoutMs = deps.connectorTimeoutMs ?? 10_000;
   const leaseMs = deps.leaseMs ?? Math.max(60_000, timeoutMs * 4);
-  const concurrency = deps.concurrency ?? DEFAULT_STREAM_CONCURRENCY;
+  // Each task holds at most one pool client at a time: streams use at most a quarter of the
+  // pool, so a crowd of slow tenant destinations cannot starve requests or the platform forwarder.
+  const concurrency = deps.concurrency ?? Math.max(2, Math.min(DEFAULT_STREAM_CONCURRENCY, Math.floor(config.database.poolSize / 4)));
   const maxQueue = deps.maxQueue ?? STREAM_MAX_QUEUE;
   const intervalMs = deps.intervalMs ?? Math.min(config.siem.flushIntervalMs, 5_000);
   const random = deps.random ?? Math.random;
