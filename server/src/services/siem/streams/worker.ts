@@ -226,7 +226,12 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
   async function runStream(claim: repo.ClaimedStream): Promise<void> {
     try {
       const row = await withTenant(pool, claim.tenant_id, (c) => repo.selectStreamById(c, claim.tenant_id, claim.stream_id));
-      if (!row) return; // deleted meanwhile (its state went with it)
+      if (!row) {
+        // Deleted meanwhile (its state and queue went with it): drop its connector too.
+        await connectors.get(claim.stream_id)?.connector.close().catch(() => undefined);
+        connectors.delete(claim.stream_id);
+        return;
+      }
       for (let i = 0; i < MAX_BATCHES_PER_TASK && !stopping; i++) {
         const r = await deliverBatch(row, claim);
         if (r === 'retry') return;
