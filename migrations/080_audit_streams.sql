@@ -26,8 +26,9 @@ CREATE TABLE audit_streams (
   updated_at    timestamptz NOT NULL,
   CONSTRAINT audit_streams_tenant_name UNIQUE (tenant_id, name)
 );
+-- Enabled, not forced (as encrypted_secrets): the application role sees its tenant only; the
+-- owner (migrations, backup/restore scripts) keeps reading every row.
 ALTER TABLE audit_streams ENABLE ROW LEVEL SECURITY;
-ALTER TABLE audit_streams FORCE ROW LEVEL SECURITY;
 CREATE POLICY audit_streams_tenant_isolation ON audit_streams
   USING (tenant_id = app_current_tenant())
   WITH CHECK (tenant_id = app_current_tenant());
