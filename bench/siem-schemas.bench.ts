@@ -6,9 +6,12 @@
  *     event (µs) is printed for context;
  *  B. with 100 tenant audit streams configured and one of them down (a blackhole that accepts
  *     connections and never answers), the platform SOC's enqueue -> receiver latency; target:
- *     <= SIEM_FLUSH_INTERVAL_MS + 250 ms. The 99 healthy streams' latency is printed as well.
+ *     <= SIEM_FLUSH_INTERVAL_MS + 250 ms. The 99 healthy streams' latency is printed as well,
+ *     and the same load without streams (B0) as the in-run baseline;
+ *  C. the cost migration 080's audit_logs trigger adds to an audit write of a tenant without
+ *     streams (trigger disabled vs enabled, alternating rounds).
  * Database: BENCH_DATABASE_URL or TEST_DATABASE_URL (a throw-away database), else embedded.
- * Usage: npx tsx bench/siem-schemas.bench.ts [events=6000] [rounds=5] [--only=A,B]
+ * Usage: npx tsx bench/siem-schemas.bench.ts [events=6000] [rounds=5] [--only=A,B,C]
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -85,7 +88,7 @@ async function webhookReceiver(): Promise<{ url: string; arrivals: Map<string, n
 async function main(): Promise<void> {
   const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
   const onlyArg = process.argv.find((a) => a.startsWith('--only='));
-  const only = new Set(onlyArg ? onlyArg.slice(7).split(',') : ['A', 'B']);
+  const only = new Set(onlyArg ? onlyArg.slice(7).split(',') : ['A', 'B', 'C']);
   const N = Number(positional[0] ?? 6000);
   const rounds = Number(positional[1] ?? 5);
   const db = await openBenchDb();
@@ -217,6 +220,35 @@ async function main(): Promise<void> {
       for (const s of held) s.destroy();
       await new Promise((r) => blackhole.close(r));
       await wh.close();
+    }
+    // ---- C. what migration 080's trigger adds to every audit write (tenant without streams)
+    if (only.has('C')) {
+      const audit = createAuditService({ pool, logger });
+      const writes = async (n: number): Promise<number> => {
+        const t0 = performance.now();
+        let next = 0;
+        await Promise.all(
+          Array.from({ length: 10 }, async () => {
+            while (next < n) {
+              next += 1;
+              await audit.record({ tenantId: 'bench-nostream', action: 'fleet.device.viewed', resourceType: 'device', resourceId: 'd', severity: 'low' });
+            }
+          }),
+        );
+        return n / ((performance.now() - t0) / 1000);
+      };
+      const on: number[] = [];
+      const off: number[] = [];
+      await writes(300);
+      for (let r = 0; r < rounds; r++) {
+        await owner.query('ALTER TABLE audit_logs DISABLE TRIGGER audit_logs_stream_outbox');
+        off.push(await writes(1500));
+        await owner.query('ALTER TABLE audit_logs ENABLE ALWAYS TRIGGER audit_logs_stream_outbox');
+        on.push(await writes(1500));
+        console.log(`C) round ${r + 1}: trigger off ${Math.round(off[off.length - 1] as number)} rows/s | on ${Math.round(on[on.length - 1] as number)} rows/s`);
+      }
+      const ratio = median(on) / median(off);
+      console.log(`\nC) AuditService.record, low severity, 10 writers, ${rounds} rounds (medians): trigger off ${Math.round(median(off))} rows/s, on ${Math.round(median(on))} rows/s, ratio ${ratio.toFixed(3)} (cost ${((1 - ratio) * 100).toFixed(1)} %)`);
     }
   } finally {
     await pool.end();
