@@ -149,7 +149,7 @@ function cachedHead(eventType: string): { m: OcsfMapping; json: string } {
 /** The OCSF event for one SIEM event. */
 export function toOcsf(e: SiemEvent): Obj {
   const m = ocsfMappingOf(e.eventType);
-  return Object.assign(headOf(m), ocsfBody(e, m));
+  return Object.assign(headOf(m), ocsfCommon(e), ocsfRest(e, m));
 }
 
 /**
@@ -158,22 +158,37 @@ export function toOcsf(e: SiemEvent): Obj {
  */
 export function toOcsfJson(e: SiemEvent): string {
   const h = cachedHead(e.eventType);
-  return `${h.json},${JSON.stringify(ocsfBody(e, h.m)).slice(1)}`;
+  return `${h.json}${ocsfCommonJson(e)},${JSON.stringify(ocsfRest(e, h.m)).slice(1)}`;
 }
 
-/** Everything after the head: severity, time, metadata, class-specific attributes, unmapped. */
-function ocsfBody(e: SiemEvent, m: OcsfMapping): Obj {
+const PRODUCT_JSON = JSON.stringify(PRODUCT);
+
+function logNameOf(e: SiemEvent): string {
+  return e.origin === 'api' ? 'submitted' : 'audit';
+}
+
+/** Severity, time, message and metadata: the same for every class. */
+function ocsfCommon(e: SiemEvent): Obj {
   const severityId = OCSF_SEVERITY_ID[e.severity];
-  const metadata: Obj = { uid: e.id, version: OCSF_VERSION, product: PRODUCT, tenant_uid: e.tenantId, log_name: e.origin === 'api' ? 'submitted' : 'audit' };
+  const metadata: Obj = { uid: e.id, version: OCSF_VERSION, product: PRODUCT, tenant_uid: e.tenantId, log_name: logNameOf(e) };
   if (e.requestId) metadata.correlation_uid = e.requestId;
-  const out: Obj = {
-    severity_id: severityId,
-    severity: SEVERITY_NAME[severityId],
-    time: Date.parse(e.time),
-    message: e.message,
-    metadata,
-  };
-  if (m.cls !== DETECTION_FINDING) Object.assign(out, statusOf(e));
+  return { severity_id: severityId, severity: SEVERITY_NAME[severityId], time: Date.parse(e.time), message: e.message, metadata };
+}
+
+/** ocsfCommon serialized by hand around its constant parts (a leading comma, no braces). */
+function ocsfCommonJson(e: SiemEvent): string {
+  const severityId = OCSF_SEVERITY_ID[e.severity];
+  const t = Date.parse(e.time);
+  const correlation = e.requestId ? `,"correlation_uid":${JSON.stringify(e.requestId)}` : '';
+  return (
+    `,"severity_id":${severityId},"severity":"${SEVERITY_NAME[severityId]}","time":${Number.isFinite(t) ? t : 'null'},"message":${JSON.stringify(e.message)}` +
+    `,"metadata":{"uid":${JSON.stringify(e.id)},"version":"${OCSF_VERSION}","product":${PRODUCT_JSON},"tenant_uid":${JSON.stringify(e.tenantId)},"log_name":"${logNameOf(e)}"${correlation}}`
+  );
+}
+
+/** After the common part: status, class-specific attributes, unmapped. */
+function ocsfRest(e: SiemEvent, m: OcsfMapping): Obj {
+  const out: Obj = m.cls !== DETECTION_FINDING ? statusOf(e) : {};
   const actor: Obj | null = e.userId ? { user: { uid: e.userId } } : null;
   const src: Obj | null = e.ipAddress ? { ip: e.ipAddress } : null;
   const http: Obj | null = e.userAgent ? { user_agent: e.userAgent } : null;
