@@ -51,13 +51,13 @@ beforeEach(() => dce.reset());
 
 describe('configuration', () => {
   it.each([
-    [{ SIEM_DCR_ID: undefined }, 'SIEM_DCR_ID'],
-    [{ SIEM_DCR_ID: 'my-rule' }, 'SIEM_DCR_ID'],
-    [{ SIEM_STREAM_NAME: 'FleetEvents' }, 'SIEM_STREAM_NAME'],
-    [{ SIEM_AZURE_CLIENT_SECRET: undefined }, 'SIEM_AZURE_CLIENT_SECRET'],
-    [{ SIEM_ENDPOINT_URL: 'http://dce.example.com' }, 'SIEM_ENDPOINT_URL'],
-    [{ SIEM_AZURE_AUTHORITY_HOST: 'http://login.example.com' }, 'SIEM_AZURE_AUTHORITY_HOST'],
-  ])('when %j, then the configuration is refused naming %s', (over, variable) => {
+    ['no DCR id', { SIEM_DCR_ID: undefined }, 'SIEM_DCR_ID'],
+    ['a DCR name instead of its immutable id', { SIEM_DCR_ID: 'my-rule' }, 'SIEM_DCR_ID'],
+    ['a stream name without Custom-', { SIEM_STREAM_NAME: 'FleetEvents' }, 'SIEM_STREAM_NAME'],
+    ['a client id without its secret', { SIEM_AZURE_CLIENT_SECRET: undefined }, 'SIEM_AZURE_CLIENT_SECRET'],
+    ['an http:// endpoint', { SIEM_ENDPOINT_URL: 'http://dce.example.com' }, 'SIEM_ENDPOINT_URL'],
+    ['an http:// authority host', { SIEM_AZURE_AUTHORITY_HOST: 'http://login.example.com' }, 'SIEM_AZURE_AUTHORITY_HOST'],
+  ])('when the configuration has %s, then it is refused naming the variable', (_what, over, variable) => {
     const r = loadConfig(testEnv({ ...env, ...over }));
     expect(r.config).toBeNull();
     expect(r.errors.map((e) => e.variable)).toContain(variable);
