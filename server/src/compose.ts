@@ -112,7 +112,7 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
     requirePermission: createRequirePermission(audit),
   };
   const enc = buildEncryption({ config: core.config, logger: core.logger, clock: core.clock, pool: core.pool, audit, keyVault: core.keyVault });
-  const monitoring = buildSecurityMonitoring({ config: core.config, pool: core.pool, logger: core.logger, clock: core.clock, audit });
+  const monitoring = buildSecurityMonitoring({ config: core.config, pool: core.pool, logger: core.logger, clock: core.clock, audit, encryption: enc.encryption });
   const checkpoints = buildCheckpointService({ ...core, siem: monitoring.siem });
   const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool), ...enc.readinessChecks, ...monitoring.readinessChecks];
   const starters: Array<() => Promise<void>> = [enc.start];

@@ -14,7 +14,7 @@ import { NoteError, parseVerifierKey } from './services/audit/note-verify';
 
 export type NodeEnv = 'development' | 'test' | 'production';
 export type DatabaseSsl = 'disable' | 'require' | 'verify-full';
-export type SiemProvider = 'splunk' | 'datadog' | 'elastic' | 'webhook' | 'syslog';
+export type SiemProvider = 'splunk' | 'datadog' | 'elastic' | 'webhook' | 'syslog' | 'sentinel';
 
 export interface ConfigIssue {
   variable: string;
@@ -94,6 +94,23 @@ export interface Config {
     flushIntervalMs: number;
     maxQueue: number;
     tlsCaFile: string | null;
+    /** SIEM_EVENT_SCHEMA: what the platform destination receives (native, ocsf, ecs). */
+    eventSchema: 'native' | 'ocsf' | 'ecs';
+    /** SIEM_ALLOW_PRIVATE_DESTINATIONS: tenant streams may reach loopback/private addresses. */
+    allowPrivateDestinations: boolean;
+    /** SIEM_SPLUNK_ACK: Splunk events count as delivered only once HEC acknowledges indexing. */
+    splunkAck: boolean;
+    /** SIEM_SPLUNK_ACK_TIMEOUT_MS: unacknowledged events are resent after this long. */
+    splunkAckTimeoutMs: number;
+    /** SIEM_PROVIDER=sentinel: the DCR, its stream and the Entra ID application (null: DefaultAzureCredential). */
+    sentinel: {
+      dcrId: string | null;
+      streamName: string | null;
+      tenantId: string | null;
+      clientId: string | null;
+      clientSecret: string | null;
+      authorityHost: string | null;
+    };
   };
   /** Signed checkpoints of the audit Merkle trees (docs/AUDIT.md). */
   auditLog: {
@@ -227,6 +244,8 @@ const KNOWN_SETTINGS = new Set([
   'METRICS_ALLOW_LOOPBACK', 'METRICS_TOKEN', 'PLATFORM_TENANT', 'RATE_LIMIT_MAX', 'RATE_LIMIT_USER_MAX', 'RATE_LIMIT_WINDOW_MS', 'SESSION_ABSOLUTE_TIMEOUT', 'SESSION_IDLE_TIMEOUT', 'SIEM_API_KEY',
   'SIEM_BATCH_SIZE', 'SIEM_ENDPOINT_URL', 'SIEM_FLUSH_INTERVAL_MS', 'SIEM_MAX_QUEUE', 'SIEM_PROVIDER', 'SIEM_TLS_CA_FILE',
   'SHUTDOWN_DRAIN_DELAY_MS',
+  'SIEM_EVENT_SCHEMA', 'SIEM_ALLOW_PRIVATE_DESTINATIONS', 'SIEM_SPLUNK_ACK', 'SIEM_SPLUNK_ACK_TIMEOUT_MS',
+  'SIEM_DCR_ID', 'SIEM_STREAM_NAME', 'SIEM_AZURE_TENANT_ID', 'SIEM_AZURE_CLIENT_ID', 'SIEM_AZURE_CLIENT_SECRET', 'SIEM_AZURE_AUTHORITY_HOST',
 ]);
 /**
  * Prefixes that belong to this service. Not AZURE_ as a whole (the Azure SDK's credential
@@ -580,8 +599,8 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   let siemProvider: SiemProvider | null = null;
   const rawProvider = get('SIEM_PROVIDER');
   if (rawProvider) {
-    if (['splunk', 'datadog', 'elastic', 'webhook', 'syslog'].includes(rawProvider)) siemProvider = rawProvider as SiemProvider;
-    else err('SIEM_PROVIDER', 'must be one of splunk, datadog, elastic, webhook, syslog');
+    if (['splunk', 'datadog', 'elastic', 'webhook', 'syslog', 'sentinel'].includes(rawProvider)) siemProvider = rawProvider as SiemProvider;
+    else err('SIEM_PROVIDER', 'must be one of splunk, datadog, elastic, webhook, syslog, sentinel');
   } else if (prod) {
     warn('SIEM_PROVIDER', 'is not set: security events are only kept in the database; configure a SIEM for alerting');
   }
@@ -607,6 +626,37 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   const siemBatch = intIn('SIEM_BATCH_SIZE', get('SIEM_BATCH_SIZE'), 10, 1, 1000, errors);
   const siemFlush = intIn('SIEM_FLUSH_INTERVAL_MS', get('SIEM_FLUSH_INTERVAL_MS'), 30_000, 50, 3_600_000, errors);
   const siemMaxQueue = intIn('SIEM_MAX_QUEUE', get('SIEM_MAX_QUEUE'), 100_000, 100, 10_000_000, errors);
+  const siemSchemaRaw = get('SIEM_EVENT_SCHEMA') ?? 'native';
+  const siemEventSchema = (['native', 'ocsf', 'ecs'] as const).find((v) => v === siemSchemaRaw) ?? 'native';
+  if (siemEventSchema !== siemSchemaRaw) err('SIEM_EVENT_SCHEMA', 'must be one of native, ocsf, ecs');
+  else if (siemEventSchema !== 'native' && siemProvider === 'syslog') warn('SIEM_EVENT_SCHEMA', 'does not apply to syslog: CEF is sent as is');
+  const allowPrivateRaw = get('SIEM_ALLOW_PRIVATE_DESTINATIONS');
+  if (allowPrivateRaw !== undefined && !bool.safeParse(allowPrivateRaw).success) err('SIEM_ALLOW_PRIVATE_DESTINATIONS', 'must be true or false (or 1/0, yes/no)');
+  const allowPrivateDestinations = allowPrivateRaw ? bool.safeParse(allowPrivateRaw).data === true : false;
+  const splunkAckRaw = get('SIEM_SPLUNK_ACK');
+  if (splunkAckRaw !== undefined && !bool.safeParse(splunkAckRaw).success) err('SIEM_SPLUNK_ACK', 'must be true or false (or 1/0, yes/no)');
+  const splunkAck = splunkAckRaw ? bool.safeParse(splunkAckRaw).data === true : false;
+  if (splunkAck && siemProvider !== 'splunk') warn('SIEM_SPLUNK_ACK', 'only applies with SIEM_PROVIDER=splunk');
+  const splunkAckTimeoutMs = intIn('SIEM_SPLUNK_ACK_TIMEOUT_MS', get('SIEM_SPLUNK_ACK_TIMEOUT_MS'), 30_000, 100, 600_000, errors);
+  const sentinel = {
+    dcrId: get('SIEM_DCR_ID') ?? null,
+    streamName: get('SIEM_STREAM_NAME') ?? null,
+    tenantId: get('SIEM_AZURE_TENANT_ID') ?? null,
+    clientId: get('SIEM_AZURE_CLIENT_ID') ?? null,
+    clientSecret: get('SIEM_AZURE_CLIENT_SECRET') ?? null,
+    authorityHost: get('SIEM_AZURE_AUTHORITY_HOST') ?? null,
+  };
+  if (siemProvider === 'sentinel') {
+    if (siemUrl && parseUrl(siemUrl)?.protocol !== 'https:') err('SIEM_ENDPOINT_URL', 'must be the https:// data collection endpoint with SIEM_PROVIDER=sentinel');
+    if (!sentinel.dcrId) err('SIEM_DCR_ID', 'is required with SIEM_PROVIDER=sentinel (the immutable id of the data collection rule, dcr-…)');
+    else if (!/^dcr-[0-9a-f]{32}$/.test(sentinel.dcrId)) err('SIEM_DCR_ID', 'must be a data collection rule immutable id: dcr- and 32 hex digits');
+    if (!sentinel.streamName) err('SIEM_STREAM_NAME', 'is required with SIEM_PROVIDER=sentinel (e.g. Custom-FleetSecurityEvents)');
+    else if (!/^Custom-[A-Za-z0-9_]{1,100}$/.test(sentinel.streamName)) err('SIEM_STREAM_NAME', 'must be a custom stream name: Custom- and letters, digits or _');
+    const set = [sentinel.tenantId, sentinel.clientId, sentinel.clientSecret].filter(Boolean).length;
+    if (set !== 0 && set !== 3) err('SIEM_AZURE_CLIENT_SECRET', 'SIEM_AZURE_TENANT_ID, SIEM_AZURE_CLIENT_ID and SIEM_AZURE_CLIENT_SECRET go together (or none: managed identity)');
+    if (sentinel.authorityHost && parseUrl(sentinel.authorityHost)?.protocol !== 'https:') err('SIEM_AZURE_AUTHORITY_HOST', 'must be an https:// URL (e.g. https://login.microsoftonline.us)');
+  }
+  if (allowPrivateDestinations && prod) warn('SIEM_ALLOW_PRIVATE_DESTINATIONS', 'is on in production: tenant audit streams may reach internal addresses (SSRF)');
 
   // ---- archive
   const storageConn = get('AZURE_STORAGE_CONNECTION_STRING') ?? null;
@@ -819,6 +869,11 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
       flushIntervalMs: siemFlush,
       maxQueue: siemMaxQueue,
       tlsCaFile: siemCaFile,
+      eventSchema: siemEventSchema,
+      allowPrivateDestinations,
+      splunkAck,
+      splunkAckTimeoutMs,
+      sentinel,
     },
     auditLog: { name: auditLogName, checkpointIntervalMs: checkpointInterval, checkpointKeyVaultName: checkpointKvName, checkpointSigningKey: checkpointKeyRaw, trustedKeys: Object.freeze(trustedKeys) },
     archive: { connectionString: storageConn, accountUrl: storageUrl, container, immutabilityDays, intervalMs: archiveInterval },

@@ -6,6 +6,7 @@ import { describeRoute } from '../openapi/registry';
 import { z } from 'zod';
 import { auditRouter } from './audit.routes';
 import { auditProofRouter } from './audit-proofs.routes';
+import { auditStreamsRouter } from './audit-streams.routes';
 import { authRouter } from './auth.routes';
 import { keysRouter } from './keys.routes';
 import { siemRouter } from './siem.routes';
@@ -40,6 +41,7 @@ export function securityRouter(deps: SecurityRouterDeps): Router {
   auditProofRouter(deps.composition, router);
   keysRouter(deps.composition, router);
   siemRouter(deps.composition, router);
+  auditStreamsRouter(deps.composition, router);
 
   return router;
 }

@@ -194,6 +194,8 @@ describe('append-only triggers (even for the owner)', () => {
       'audit_logs_refuse_update_delete_stmt',
       // Migration 040: queues high/critical rows for the SIEM in the inserting statement.
       'audit_logs_siem_outbox',
+      // Migration 080: queues rows for the tenant's own audit streams.
+      'audit_logs_stream_outbox',
     ]);
     expect(rows.every((r) => r.tgenabled === 'A')).toBe(true);
   });

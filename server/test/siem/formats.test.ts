@@ -158,7 +158,7 @@ describe('HTTP connector formats', () => {
   });
 
   it('when SIEM_ENDPOINT_URL is the base or already the collector path, then the event and health URLs are the HEC ones', () => {
-    expect(splunkUrls('https://splunk:8088')).toEqual({ event: 'https://splunk:8088/services/collector/event', health: 'https://splunk:8088/services/collector/health' });
+    expect(splunkUrls('https://splunk:8088')).toEqual({ event: 'https://splunk:8088/services/collector/event', health: 'https://splunk:8088/services/collector/health', ack: 'https://splunk:8088/services/collector/ack' });
     expect(splunkUrls('https://splunk:8088/services/collector/event').event).toBe('https://splunk:8088/services/collector/event');
     expect(splunkUrls('https://splunk:8088/services/collector').event).toBe('https://splunk:8088/services/collector/event');
   });

@@ -51,6 +51,12 @@ export const AUDIT_CATALOG = {
   'audit.siem.submitted': { severity: 'low', category: 'audit', description: 'An administrator submitted events for SIEM forwarding.' },
   'audit.siem.dead_letter': { severity: 'high', category: 'audit', description: 'A SIEM event was refused permanently and moved to the dead letter.' },
   'audit.purge': { severity: 'critical', category: 'audit', description: 'Old audit rows were removed by the retention purge.' },
+  // Tenant audit streams (docs/SIEM_AND_ARCHIVE.md)
+  'audit.stream.created': { severity: 'high', category: 'audit', description: "A tenant administrator added an audit stream to the tenant's own SIEM." },
+  'audit.stream.updated': { severity: 'high', category: 'audit', description: 'An audit stream was changed (destination, schema, severity floor or credentials).' },
+  'audit.stream.deleted': { severity: 'high', category: 'audit', description: 'An audit stream was removed.' },
+  'audit.stream.tested': { severity: 'low', category: 'audit', description: 'A test event was queued for an audit stream.' },
+  'audit.stream.dead_letter': { severity: 'high', category: 'audit', description: "An audit stream's SIEM refused events permanently; they were moved to the stream's dead letter." },
   // Alerts raised by the monitoring rules
   'security.alert.brute_force': { severity: 'critical', category: 'alert', description: 'Repeated failed logins for one email or IP.' },
   'security.alert.refresh_reuse': { severity: 'critical', category: 'alert', description: 'Refresh-token reuse detected.' },

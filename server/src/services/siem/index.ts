@@ -14,6 +14,9 @@ import type { AuditService } from '../audit/service';
 import { createAlertRules, type AlertRules, type AlertRulesOptions } from './alerts';
 import { createSiemMetrics, type SiemMetrics } from './metrics';
 import { createSiemService, type SiemService } from './service';
+import { createAuditStreams, type AuditStreams } from './streams/service';
+import { createStreamWorker, type StreamWorker, type StreamWorkerDeps } from './streams/worker';
+import type { EncryptionService } from '../encryption/service';
 import type { SiemConnector } from './types';
 
 const PRUNE_INTERVAL_MS = 10 * 60_000;
@@ -23,6 +26,9 @@ export interface SecurityMonitoring {
   alerts: AlertRules;
   archive: ArchiveService;
   metrics: SiemMetrics;
+  /** Tenant audit streams; null without an encryption service (credentials are encrypted). */
+  streams: AuditStreams | null;
+  streamWorker: StreamWorker | null;
   readinessChecks: ReadinessCheck[];
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -43,6 +49,12 @@ export interface SecurityMonitoringDeps {
   leaseMs?: number;
   random?: () => number;
   instanceId?: string;
+  /** Encrypts tenant stream credentials; without it there are no tenant streams. */
+  encryption?: EncryptionService;
+  /** Stream worker overrides (tests, benchmarks). */
+  streamWorker?: Partial<Omit<StreamWorkerDeps, 'pool' | 'config' | 'logger' | 'clock' | 'audit' | 'streams'>>;
+  /** DNS resolver of the stream destination check (tests). */
+  resolveDestination?: (host: string) => Promise<string[]>;
 }
 
 export function buildSecurityMonitoring(deps: SecurityMonitoringDeps): SecurityMonitoring {
@@ -79,6 +91,8 @@ export function buildSecurityMonitoring(deps: SecurityMonitoringDeps): SecurityM
   const blobStore = deps.blobStore !== undefined ? deps.blobStore : createBlobStore(config.archive);
   const archive = createArchiveService({ pool, config, logger, clock, audit, metrics, blobStore, chainHead: deps.chainHead });
 
+  const streams = deps.encryption ? createAuditStreams({ pool, config, clock, audit, encryption: deps.encryption, resolve: deps.resolveDestination }) : null;
+  const streamWorker = streams ? createStreamWorker({ pool, config, logger, clock, audit, streams, connectorTimeoutMs: deps.connectorTimeoutMs, ...deps.streamWorker }) : null;
   const readinessChecks: ReadinessCheck[] = [];
   if (siem.enabled) {
     readinessChecks.push({
@@ -97,9 +111,12 @@ export function buildSecurityMonitoring(deps: SecurityMonitoringDeps): SecurityM
     alerts,
     archive,
     metrics,
+    streams,
+    streamWorker,
     readinessChecks,
     async start() {
       await siem.start();
+      streamWorker?.start();
       await archive.start();
       pruneTimer = setInterval(() => {
         alerts.prune().catch((err: Error) => logger.warn('alert data pruning failed', { err: err.message }));
@@ -110,6 +127,7 @@ export function buildSecurityMonitoring(deps: SecurityMonitoringDeps): SecurityM
       if (pruneTimer) clearInterval(pruneTimer);
       pruneTimer = null;
       await archive.stop();
+      await streamWorker?.stop();
       await siem.stop();
     },
   };

@@ -162,15 +162,38 @@ export interface HecReceiver extends Receiver {
   busy(on: boolean): void;
   /** Events matching are refused as "Invalid data format" (code 6) with their invalid-event-number. */
   rejectWhen(pred: ((event: Record<string, unknown>) => boolean) | null): void;
+  /**
+   * Indexer acknowledgement (a token with useACK): requests need X-Splunk-Request-Channel and
+   * are answered with an ackId per channel; POST /services/collector/ack reports an id true once
+   * `delayMs` passed, never when `drop(ackId, channel)` said so (a lost acknowledgement).
+   * null turns it off.
+   */
+  ackMode(opts: { delayMs: number; drop?: (ackId: number, channel: string) => boolean } | null): void;
+  /** Acknowledgement queries received: { channel, acks asked }. */
+  ackQueries: Array<{ channel: string; acks: number[] }>;
 }
 
 export async function startHecReceiver(token: string): Promise<HecReceiver> {
   const envelopes: HecReceiver['envelopes'] = [];
   let busy = false;
   let reject: ((e: Record<string, unknown>) => boolean) | null = null;
+  let ack: { delayMs: number; drop?: (ackId: number, channel: string) => boolean } | null = null;
+  const acks = new Map<string, { next: number; pending: Map<number, { readyAt: number; dropped: boolean }> }>();
+  const ackQueries: HecReceiver['ackQueries'] = [];
   const r = await startReceiver(
     (req) => {
       const path = req.path.split('?')[0];
+      const channel = String(req.headers['x-splunk-request-channel'] ?? '');
+      if (req.method === 'POST' && path === '/services/collector/ack') {
+        if (!ack) return json(400, { text: 'ACK is disabled', code: 14 });
+        if (req.headers.authorization !== `Splunk ${token}`) return json(403, { text: 'Invalid token', code: 4 });
+        if (!channel) return json(400, { text: 'Data channel is missing', code: 10 });
+        const asked = ((JSON.parse(req.body.toString('utf8')) as { acks?: number[] }).acks ?? []).filter((n) => Number.isInteger(n));
+        ackQueries.push({ channel, acks: asked });
+        const ch = acks.get(channel);
+        const now = Date.now();
+        return json(200, { acks: Object.fromEntries(asked.map((id) => { const p = ch?.pending.get(id); return [String(id), !!p && !p.dropped && p.readyAt <= now]; })) });
+      }
       if (req.method === 'GET' && path === '/services/collector/health') {
         return busy ? json(503, { text: 'HEC is unhealthy, queues are full', code: 18 }) : json(200, { text: 'HEC is healthy', code: 17 });
       }
@@ -179,6 +202,7 @@ export async function startHecReceiver(token: string): Promise<HecReceiver> {
       if (!auth) return json(401, { text: 'Token is required', code: 2 });
       if (auth !== `Splunk ${token}`) return json(403, { text: 'Invalid token', code: 4 });
       if (busy) return json(503, { text: 'Server is busy', code: 9 });
+      if (ack && !channel) return json(400, { text: 'Data channel is missing', code: 10 });
       const text = req.body.toString('utf8');
       if (text.trim() === '') return json(400, { text: 'No data', code: 5 });
       const { objects, errorAt } = splitConcatenatedJson(text);
@@ -190,6 +214,13 @@ export async function startHecReceiver(token: string): Promise<HecReceiver> {
         envelopes.push(env as HecReceiver['envelopes'][number]);
       }
       if (errorAt !== null) return json(400, { text: 'Invalid data format', code: 6, 'invalid-event-number': errorAt });
+      if (ack) {
+        const ch = acks.get(channel) ?? { next: 0, pending: new Map() };
+        acks.set(channel, ch);
+        const ackId = ch.next++;
+        ch.pending.set(ackId, { readyAt: Date.now() + ack.delayMs, dropped: ack.drop?.(ackId, channel) ?? false });
+        return json(200, { text: 'Success', code: 0, ackId });
+      }
       return json(200, { text: 'Success', code: 0 });
     },
     { ingestPaths: /^\/services\/collector\/event$/ },
@@ -202,6 +233,9 @@ export async function startHecReceiver(token: string): Promise<HecReceiver> {
       envelopes.length = 0;
       busy = false;
       reject = null;
+      ack = null;
+      acks.clear();
+      ackQueries.length = 0;
     },
     busy(on: boolean) {
       busy = on;
@@ -209,6 +243,11 @@ export async function startHecReceiver(token: string): Promise<HecReceiver> {
     rejectWhen(pred: ((event: Record<string, unknown>) => boolean) | null) {
       reject = pred;
     },
+    ackMode(opts: { delayMs: number; drop?: (ackId: number, channel: string) => boolean } | null) {
+      ack = opts;
+      acks.clear();
+    },
+    ackQueries,
   });
 }
 

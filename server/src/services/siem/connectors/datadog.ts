@@ -8,6 +8,7 @@
  */
 import os from 'node:os';
 import { DATADOG_STATUS } from '../events';
+import { shapeEvent, type EventSchema } from '../schemas';
 import type { DeliveryReport, EventOutcome, SiemConnector, SiemEvent } from '../types';
 import { chunkBySize, createHttpClient, postWholeChunk, probe, type HttpConnectorOptions } from './http';
 
@@ -20,7 +21,11 @@ function tag(v: string): string {
   return v.toLowerCase().replace(/[^a-z0-9_.\-/:]/g, '_');
 }
 
-export function datadogEntry(e: SiemEvent, host: string, environment: string): Record<string, unknown> {
+export function datadogEntry(e: SiemEvent, host: string, environment: string, schema: EventSchema = 'native'): Record<string, unknown> {
+  if (schema !== 'native') {
+    // The standard event's fields as log attributes, next to Datadog's reserved attributes.
+    return { ...(shapeEvent(e, schema, host) as Record<string, unknown>), ...datadogReserved(e, host, environment) };
+  }
   return {
     ddsource: DATADOG_SOURCE,
     service: DATADOG_SOURCE,
@@ -45,6 +50,18 @@ export function datadogEntry(e: SiemEvent, host: string, environment: string): R
   };
 }
 
+function datadogReserved(e: SiemEvent, host: string, environment: string): Record<string, unknown> {
+  return {
+    ddsource: DATADOG_SOURCE,
+    service: DATADOG_SOURCE,
+    hostname: host,
+    ddtags: [`env:${tag(environment)}`, `tenant:${tag(e.tenantId)}`, `severity:${e.severity}`, `event_type:${tag(e.eventType)}`, `origin:${e.origin}`].join(','),
+    message: e.message,
+    status: DATADOG_STATUS[e.severity],
+    timestamp: Date.parse(e.time),
+  };
+}
+
 export function datadogUrl(endpointUrl: string): string {
   const u = new URL(endpointUrl);
   const base = u.pathname.replace(/\/+$/, '').replace(/\/api\/v2\/logs$/, '');
@@ -64,7 +81,7 @@ export function createDatadogConnector(opts: HttpConnectorOptions): SiemConnecto
       const outcomes = new Map<string, EventOutcome>();
       const bodies = new Map<string, string>();
       const sized = events.map((e) => {
-        const body = JSON.stringify(datadogEntry(e, host, environment));
+        const body = JSON.stringify(datadogEntry(e, host, environment, opts.schema));
         bodies.set(e.id, body);
         return { item: e, bytes: Buffer.byteLength(body) };
       });

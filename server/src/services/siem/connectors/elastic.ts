@@ -12,6 +12,7 @@
  */
 import os from 'node:os';
 import { CEF_SEVERITY } from '../events';
+import { toEcs, toOcsf } from '../schemas';
 import type { DeliveryReport, EventOutcome, SiemConnector, SiemEvent } from '../types';
 import { allOutcomes, bodyExcerpt, chunkBySize, classifyError, classifyStatus, createHttpClient, outcomeOf, probe, splitUrlCredentials, type HttpConnectorOptions } from './http';
 
@@ -62,6 +63,14 @@ export function ecsDocument(e: SiemEvent, host: string): Record<string, unknown>
       ...(e.details ? { details: e.details } : {}),
     },
   };
+}
+
+/** native keeps the document this connector always sent; ecs and ocsf use the standard mappings. */
+export function elasticDocument(e: SiemEvent, host: string, schema: 'native' | 'ocsf' | 'ecs'): Record<string, unknown> {
+  if (schema === 'ecs') return toEcs(e, host);
+  // Data streams need @timestamp; the rest is the OCSF event as is.
+  if (schema === 'ocsf') return { '@timestamp': e.time, ...toOcsf(e) };
+  return ecsDocument(e, host);
 }
 
 export function elasticTarget(endpointUrl: string): { bulkUrl: string; rootUrl: string; index: string; username: string | null; password: string | null } {
@@ -143,7 +152,7 @@ export function createElasticConnector(opts: HttpConnectorOptions): SiemConnecto
       const lines = new Map<string, string>();
       const sized = events.map((e) => {
         const action = JSON.stringify({ create: { _index: target.index, _id: e.id } });
-        const text = `${action}\n${JSON.stringify(ecsDocument(e, host))}\n`;
+        const text = `${action}\n${JSON.stringify(elasticDocument(e, host, opts.schema ?? 'native'))}\n`;
         lines.set(e.id, text);
         return { item: e, bytes: Buffer.byteLength(text) };
       });

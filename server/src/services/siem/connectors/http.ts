@@ -9,6 +9,8 @@ import http from 'node:http';
 import https from 'node:https';
 import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import { parseRetryAfter } from '../backoff';
+import type { EventSchema } from '../schemas';
+import { guardedLookup, literalHostRefusal } from '../streams/destinations';
 import type { EventOutcome, SiemEvent } from '../types';
 
 export const DEFAULT_HTTP_TIMEOUT_MS = 10_000;
@@ -23,6 +25,10 @@ export interface HttpConnectorOptions {
   hostname?: string;
   /** Deployment environment, used in tags. */
   environment?: string;
+  /** SIEM_EVENT_SCHEMA (or a stream's schema): the shape of each event sent. Default native. */
+  schema?: EventSchema;
+  /** Refuses connections to private/loopback/link-local addresses (outbound SSRF guard). */
+  guardAddresses?: boolean;
 }
 
 export interface HttpClient {
@@ -31,10 +37,12 @@ export interface HttpClient {
   destroy(): void;
 }
 
-export function createHttpClient(opts: { timeoutMs?: number; tlsCaFile?: string | null }): HttpClient {
+export function createHttpClient(opts: { timeoutMs?: number; tlsCaFile?: string | null; guardAddresses?: boolean }): HttpClient {
   const ca = opts.tlsCaFile ? fs.readFileSync(opts.tlsCaFile, 'utf8') : undefined;
-  const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 4 });
-  const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 4, minVersion: 'TLSv1.2', ...(ca ? { ca } : {}) });
+  // Tenant destinations: every connection's addresses are checked when resolved (SSRF).
+  const lookup = opts.guardAddresses ? { lookup: guardedLookup } : {};
+  const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 4, ...lookup });
+  const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 4, minVersion: 'TLSv1.2', ...(ca ? { ca } : {}), ...lookup });
   const instance = axios.create({
     timeout: opts.timeoutMs ?? DEFAULT_HTTP_TIMEOUT_MS,
     maxRedirects: 0,
@@ -51,6 +59,14 @@ export function createHttpClient(opts: { timeoutMs?: number; tlsCaFile?: string 
     httpsAgent,
     headers: { 'User-Agent': 'fleet-security-api/1.0 (+siem-forwarder)' },
   });
+  if (opts.guardAddresses) {
+    // A literal IP is never looked up: refuse it before connecting.
+    instance.interceptors.request.use((cfg) => {
+      const why = literalHostRefusal(cfg.url ?? '');
+      if (why) throw Object.assign(new Error(why), { code: 'DESTINATION_REFUSED' });
+      return cfg;
+    });
+  }
   return {
     axios: instance,
     destroy() {
@@ -88,6 +104,7 @@ export function classifyStatus(res: AxiosResponse, provider: string, now: number
 export function classifyError(err: unknown, provider: string): HttpClass {
   const e = err as { code?: string; message?: string };
   const code = typeof e?.code === 'string' ? e.code : 'ERROR';
+  if (code === 'DESTINATION_REFUSED') return { kind: 'retry', reason: `${provider}: destination refused (private or loopback address)` };
   if (code === 'ECONNABORTED' || code === 'ETIMEDOUT') return { kind: 'retry', reason: `${provider}: timeout` };
   if (code === 'ERR_FR_MAX_BODY_LENGTH_EXCEEDED' || code === 'ERR_BAD_RESPONSE') return { kind: 'retry', reason: `${provider}: bad response (${code})` };
   return { kind: 'retry', reason: `${provider}: network error (${code})` };

@@ -9,8 +9,11 @@
  *  - 503 (code 9 busy, 18-20 queues full/unhealthy), 429, 408, 5xx: retried;
  *  - other 4xx (bad/disabled token 1-4, incorrect index 7, …): permanent, dead-lettered.
  */
+import { randomUUID } from 'node:crypto';
 import os from 'node:os';
+import { shapeEventJson, type EventSchema } from '../schemas';
 import type { DeliveryReport, EventOutcome, SiemConnector, SiemEvent } from '../types';
+import { awaitAcks, type PendingAck, type SplunkAckOptions } from './splunk-ack';
 import { allOutcomes, bodyExcerpt, chunkBySize, classifyError, classifyStatus, createHttpClient, outcomeOf, probe, type HttpConnectorOptions } from './http';
 
 /** HEC's default max_content_length is far larger; stay well below common proxy limits. */
@@ -20,28 +23,29 @@ const EVENT_LEVEL_CODES = new Set([6, 12, 13, 15]);
 export const SPLUNK_SOURCE = 'fleet-security-api';
 export const SPLUNK_SOURCETYPE = 'fleet:security';
 
-export function splunkEnvelope(e: SiemEvent, host: string): string {
-  return JSON.stringify({
+export function splunkEnvelope(e: SiemEvent, host: string, schema: EventSchema = 'native'): string {
+  const head = JSON.stringify({
     time: Date.parse(e.time) / 1000,
     host,
     source: SPLUNK_SOURCE,
-    sourcetype: SPLUNK_SOURCETYPE,
+    sourcetype: schema === 'native' ? SPLUNK_SOURCETYPE : `${SPLUNK_SOURCETYPE}:${schema}`,
     fields: { tenant_id: e.tenantId, severity: e.severity, event_type: e.eventType, event_id: e.id },
-    event: e,
   });
+  return `${head.slice(0, -1)},"event":${shapeEventJson(e, schema, host)}}`;
 }
 
-export function splunkUrls(endpointUrl: string): { event: string; health: string } {
+export function splunkUrls(endpointUrl: string): { event: string; health: string; ack: string } {
   const u = new URL(endpointUrl);
   const base = u.pathname.replace(/\/+$/, '').replace(/\/services\/collector(\/event)?$/, '');
   const origin = `${u.protocol}//${u.host}${base}`;
-  return { event: `${origin}/services/collector/event`, health: `${origin}/services/collector/health` };
+  return { event: `${origin}/services/collector/event`, health: `${origin}/services/collector/health`, ack: `${origin}/services/collector/ack` };
 }
 
 interface HecBody {
   text?: string;
   code?: number;
   'invalid-event-number'?: number;
+  ackId?: number;
 }
 
 function parseHec(data: unknown): HecBody {
@@ -54,14 +58,25 @@ function parseHec(data: unknown): HecBody {
   }
 }
 
-export function createSplunkConnector(opts: HttpConnectorOptions): SiemConnector {
+export interface SplunkConnectorOptions extends HttpConnectorOptions {
+  /** Indexer acknowledgement (SIEM_SPLUNK_ACK): deliver only once HEC acknowledges indexing. */
+  ack?: SplunkAckOptions & { channel?: string };
+}
+
+export function createSplunkConnector(opts: SplunkConnectorOptions): SiemConnector {
   const http = createHttpClient(opts);
   const client = http.axios;
   const urls = splunkUrls(opts.endpointUrl);
   const host = opts.hostname ?? os.hostname();
-  const headers: Record<string, string> = { 'Content-Type': 'application/json', ...(opts.apiKey ? { Authorization: `Splunk ${opts.apiKey}` } : {}) };
+  // One channel per connector: HEC tracks ackIds per channel.
+  const channel = opts.ack ? (opts.ack.channel ?? randomUUID()) : null;
+  const headers: Record<string, string> = {
+    'Content-Type': 'application/json',
+    ...(opts.apiKey ? { Authorization: `Splunk ${opts.apiKey}` } : {}),
+    ...(channel ? { 'X-Splunk-Request-Channel': channel } : {}),
+  };
 
-  async function sendChunk(chunk: SiemEvent[], bodies: Map<string, string>, outcomes: Map<string, EventOutcome>): Promise<string | undefined> {
+  async function sendChunk(chunk: SiemEvent[], bodies: Map<string, string>, outcomes: Map<string, EventOutcome>, pending: PendingAck[]): Promise<string | undefined> {
     const payload = chunk.map((e) => bodies.get(e.id) as string).join('\n');
     let res;
     try {
@@ -74,14 +89,20 @@ export function createSplunkConnector(opts: HttpConnectorOptions): SiemConnector
     const c = classifyStatus(res, 'splunk');
     const hec = parseHec(res.data);
     if (c.kind === 'ok' && (hec.code === undefined || hec.code === 0)) {
+      if (channel && typeof hec.ackId === 'number') {
+        pending.push({ ackId: hec.ackId, chunk });
+        return undefined;
+      }
       allOutcomes(chunk, { kind: 'delivered' }, outcomes);
-      return undefined;
+      // Accepted, but indexing cannot be confirmed: say so (status turns unhealthy) rather than resend forever.
+      return channel ? 'splunk: HEC returned no ackId (indexer acknowledgement disabled on the token?)' : undefined;
     }
     const n = hec['invalid-event-number'];
     if (res.status === 400 && typeof n === 'number' && Number.isInteger(n) && n >= 0 && n < chunk.length && EVENT_LEVEL_CODES.has(hec.code ?? -1)) {
       const reason = `splunk: HEC code ${hec.code} ${bodyExcerpt(hec.text, 120)}`.trim();
       chunk.forEach((e, i) => {
-        if (i < n) outcomes.set(e.id, { kind: 'delivered' });
+        // With acknowledgement nothing of a refused request is confirmed as indexed: resend the events before it.
+        if (i < n) outcomes.set(e.id, channel ? { kind: 'retry', reason: 'splunk: request refused before acknowledgement', penalize: false } : { kind: 'delivered' });
         else if (i === n) outcomes.set(e.id, { kind: 'dead', reason });
         else outcomes.set(e.id, { kind: 'retry', reason: 'splunk: after a rejected event in the same request', penalize: false });
       });
@@ -100,17 +121,19 @@ export function createSplunkConnector(opts: HttpConnectorOptions): SiemConnector
       const outcomes = new Map<string, EventOutcome>();
       const bodies = new Map<string, string>();
       const sized = events.map((e) => {
-        const body = splunkEnvelope(e, host);
+        const body = splunkEnvelope(e, host, opts.schema);
         bodies.set(e.id, body);
         return { item: e, bytes: Buffer.byteLength(body) };
       });
       const { chunks, oversized } = chunkBySize(sized, { maxItems: Number.MAX_SAFE_INTEGER, maxBytes: SPLUNK_MAX_REQUEST_BYTES, maxItemBytes: SPLUNK_MAX_REQUEST_BYTES, separatorBytes: 1 });
       for (const e of oversized) outcomes.set(e.id, { kind: 'dead', reason: `splunk: event larger than ${SPLUNK_MAX_REQUEST_BYTES} bytes` });
       let error: string | undefined;
+      const pending: PendingAck[] = [];
       for (const chunk of chunks) {
-        const r = await sendChunk(chunk, bodies, outcomes);
+        const r = await sendChunk(chunk, bodies, outcomes, pending);
         error = error ?? r;
       }
+      if (opts.ack && pending.length > 0) error = (await awaitAcks(client, urls.ack, headers, pending, outcomes, opts.ack)) ?? error;
       const report: DeliveryReport = { outcomes };
       if (error) report.error = error;
       return report;

@@ -8,6 +8,7 @@
  * retries (idempotency key). 2xx delivered; 408, 429, 5xx retried; other statuses permanent.
  */
 import { createHmac, randomUUID } from 'node:crypto';
+import { shapeEventJson } from '../schemas';
 import type { DeliveryReport, EventOutcome, SiemConnector } from '../types';
 import { chunkBySize, createHttpClient, postWholeChunk, probe, type HttpConnectorOptions } from './http';
 
@@ -25,12 +26,14 @@ export function createWebhookConnector(opts: HttpConnectorOptions & { now?: () =
     provider: 'webhook',
     async send(events) {
       const outcomes = new Map<string, EventOutcome>();
-      const sized = events.map((e) => ({ item: e, bytes: Buffer.byteLength(JSON.stringify(e)) }));
+      const schema = opts.schema ?? 'native';
+      const bodies = new Map(events.map((e) => [e.id, shapeEventJson(e, schema)]));
+      const sized = events.map((e) => ({ item: e, bytes: Buffer.byteLength(bodies.get(e.id) as string) }));
       const { chunks, oversized } = chunkBySize(sized, { maxItems: Number.MAX_SAFE_INTEGER, maxBytes: WEBHOOK_MAX_REQUEST_BYTES, maxItemBytes: WEBHOOK_MAX_REQUEST_BYTES - 2, overheadBytes: 2, separatorBytes: 1 });
       for (const e of oversized) outcomes.set(e.id, { kind: 'dead', reason: `webhook: event larger than ${WEBHOOK_MAX_REQUEST_BYTES} bytes` });
       let error: string | undefined;
       for (const chunk of chunks) {
-        const body = JSON.stringify(chunk);
+        const body = `[${chunk.map((e) => bodies.get(e.id)).join(',')}]`;
         const timestamp = String(Math.floor(now() / 1000));
         const headers = {
           'Content-Type': 'application/json',
