@@ -12,6 +12,8 @@ export interface DevSecrets {
   JWT_SECRET: string;
   FLEET_ENCRYPTION_KEY: string;
   EMBEDDED_PG_PASSWORD: string;
+  /** The embedded cluster's runtime login (member of fleet_app only), see db/logins.ts. */
+  EMBEDDED_PG_APP_PASSWORD: string;
   [k: string]: string;
 }
 
@@ -80,6 +82,7 @@ export function loadOrCreateDevSecrets(dataDir: string): { secrets: DevSecrets; 
     JWT_SECRET: existing.JWT_SECRET ?? randomBytes(48).toString('base64'),
     FLEET_ENCRYPTION_KEY: existing.FLEET_ENCRYPTION_KEY ?? randomBytes(32).toString('base64'),
     EMBEDDED_PG_PASSWORD: existing.EMBEDDED_PG_PASSWORD ?? randomBytes(24).toString('base64url'),
+    EMBEDDED_PG_APP_PASSWORD: existing.EMBEDDED_PG_APP_PASSWORD ?? randomBytes(24).toString('base64url'),
   };
   const created = Object.keys(secrets).some((k) => existing[k] === undefined);
   if (created) {

@@ -1,9 +1,9 @@
 import pg from 'pg';
-import { testDbUrl } from '../helpers/env';
+import { testAppDbUrl } from '../helpers/env';
 
-/** A pool that assumes the application role, exactly like the service's pool (RLS applies). */
+/** A pool of the runtime login assuming the application role, exactly like the service's pool (RLS applies). */
 export function appRolePool(max = 4): pg.Pool {
-  return new pg.Pool({ connectionString: testDbUrl(), max, options: '-c role=fleet_app' });
+  return new pg.Pool({ connectionString: testAppDbUrl(), max, options: '-c role=fleet_app' });
 }
 
 /** Inserts audit rows straight into the table (like a script would), within a tenant context. */
