@@ -323,7 +323,7 @@ interface ParsedDbUrl {
 function parseDbUrl(variable: string, raw: string, prod: boolean, err: (v: string, m: string) => void, warn: (v: string, m: string) => void): ParsedDbUrl {
   const out: ParsedDbUrl = { url: null, host: null, urlSslMode: null, caFile: null };
   const u = parseUrl(raw);
-  let password: string | null = null;
+  let password: string | null;
   try {
     password = u ? decodeURIComponent(u.password) : null;
     if (u) decodeURIComponent(u.username);

@@ -95,7 +95,7 @@ runCli('db:app-login', async () => {
         await createRuntimeLogin(client, name, password);
       } catch (err) {
         const code = (err as { code?: string }).code;
-        if (code === '42501') throw new Error(`${(err as Error).message}: the owner login may not create logins or grant fleet_app (it needs CREATEROLE and the ADMIN option on fleet_app); use --print-sql and have a superuser run it`);
+        if (code === '42501') throw new Error(`${(err as Error).message}: the owner login may not create logins or grant fleet_app (it needs CREATEROLE and the ADMIN option on fleet_app); use --print-sql and have a superuser run it`, { cause: err });
         throw err;
       }
     } finally {
