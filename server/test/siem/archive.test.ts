@@ -227,7 +227,10 @@ describe('write-once and failure handling', () => {
     expect(failed.rows).toHaveLength(1);
     expect(failed.rows[0]).toMatchObject({ severity: 'high', result: 'failure', error_message: `blob ${name} exists with a different SHA-256` });
     // Clean up the deliberately stuck export so the periodic-job tests below see a healthy archive.
-    await db.owner.query('DELETE FROM audit_exports WHERE tenant_id = $1', [admin.tenantId]);
+    // (Export records are append-only, migration 051: only an owner switching the triggers off removes one.)
+    await tamper(db.owner, async (c) => {
+      await c.query('DELETE FROM audit_exports WHERE tenant_id = $1', [admin.tenantId]);
+    });
     await raw.getContainerClient(CONTAINER).getBlockBlobClient(name).delete();
   });
 
@@ -395,7 +398,9 @@ describe('archive verification', () => {
 
   it('when an export record is altered in the database, then the digest chain breaks', async () => {
     const { tenantId, recs } = await exported();
-    await db.owner.query('UPDATE audit_exports SET digest = $1 WHERE tenant_id = $2 AND seq = 1', ['f'.repeat(64), tenantId]);
+    await tamper(db.owner, async (c) => {
+      await c.query('UPDATE audit_exports SET digest = $1 WHERE tenant_id = $2 AND seq = 1', ['f'.repeat(64), tenantId]);
+    });
     const report = await verifyArchive({ pool: t.composition.pool, store: store() }, { tenantId });
     const kinds = report.tenants[0]?.problems.map((p) => `${p.seq}:${p.kind}`);
     expect(kinds).toEqual(expect.arrayContaining(['1:digest_mismatch', '1:metadata_mismatch', '2:chain_broken']));
