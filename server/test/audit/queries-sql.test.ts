@@ -86,7 +86,7 @@ describe('docs/AUDIT_QUERIES.sql', () => {
 
   it('when limit or min_failures carry SQL, then nothing of it runs: the file stops with a message and exit 3', async () => {
     const marker = uniqueTenant('inject');
-    const hostile = [
+    const hostile: Array<Record<string, string>> = [
       { limit: `1; ROLLBACK; INSERT INTO audit_logs (tenant_id, action, resource_type) VALUES ('${marker}', 'x.y', 'z'); --` },
       { query: 'failed_logins', min_failures: `0; ROLLBACK; INSERT INTO audit_logs (tenant_id, action, resource_type) VALUES ('${marker}', 'x.y', 'z'); --` },
       { limit: "50' OR '1'='1" },
