@@ -20,7 +20,7 @@ export async function withCliServices<T>(fn: (c: Composition) => Promise<T>): Pr
   const logger = createLogger({ level: 'warn', dir: config.log.dir ?? undefined });
   const db = await openDatabase(config, logger);
   try {
-    await prepareDatabase(config, db, logger);
+    await prepareDatabase(config, db, logger, { quiet: true });
     const pool = createPool(poolOptionsFromConfig(config, db.url), logger);
     try {
       const composition = await buildServices({ config, logger, pool, clock: systemClock });

@@ -39,7 +39,11 @@ export async function checkRuntimeLogin(config: Config, url: string): Promise<St
   }
 }
 
-export async function prepareDatabase(config: Config, db: DatabaseUrls, logger: Logger): Promise<StartupCheck> {
+/**
+ * `quiet`: the operator CLIs, which print their own results on stderr/stdout, skip the
+ * development warning about a single privileged login (refusals still apply).
+ */
+export async function prepareDatabase(config: Config, db: DatabaseUrls, logger: Logger, opts: { quiet?: boolean } = {}): Promise<StartupCheck> {
   if (!config.isProduction && db.ownerUrl) {
     const migrated = await runMigrations(db.ownerUrl, { logger, ssl: pgSsl(config.database.ownerSsl, config.database.ownerCaFile) });
     logger.info('migrations', { applied: migrated.applied.length, alreadyApplied: migrated.alreadyApplied });
@@ -51,7 +55,7 @@ export async function prepareDatabase(config: Config, db: DatabaseUrls, logger: 
     const strict = config.isProduction || (db.ownerUrl !== null && db.ownerUrl !== db.url);
     const message = `${check.loginProblems.join('; ')}. The API must run as a runtime login that is a member of fleet_app and nothing else; create one with \`npm run db:app-login -- --name <login>\` (docs/OPERATIONS.md, "Database logins")`;
     if (strict) throw new StartupRefused(`refusing to start: ${message}`);
-    logger.warn('the database login is not least-privileged (allowed outside production with a single login)', { problems: check.loginProblems });
+    if (!opts.quiet) logger.warn('the database login is not least-privileged (allowed outside production with a single login)', { problems: check.loginProblems });
   }
   return check;
 }
