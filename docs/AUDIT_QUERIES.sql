@@ -18,6 +18,11 @@
 --   ip       failed_logins: one client address
 --   min_failures  failed_logins: only sources with at least this many failures (default 1)
 --
+-- Every variable is quoted where it is used (:'name', cast after quoting), so a value can
+-- never become SQL. An unknown query, a limit or min_failures that is not a whole number, or
+-- a query run without its required variable (user_activity: email or user_id; chain_check:
+-- tenant) stops with a message on stderr and exit status 3 (ON_ERROR_STOP).
+--
 -- Row-level security: audit tables are forced to row-level security, so the owner sees rows
 -- only after `app.audit_scope = 'all'` (set below, inside this read-only transaction).
 -- The queries never modify anything.
@@ -79,14 +84,39 @@ SELECT coalesce(nullif(:'since', '')::timestamptz, now() - interval '24 hours') 
        :'query' IN ('all', 'chain_check') AND :'tenant' <> '' AS run_chain_check,
        :'query' IN ('all', 'late_sealed') AS run_late_sealed,
        :'query' IN ('all', 'last', 'failed_logins', 'user_activity', 'admin_actions', 'key_access',
-                    'security_events', 'denied', 'chain_status', 'chain_check', 'late_sealed') AS known_query
+                    'security_events', 'denied', 'chain_status', 'chain_check', 'late_sealed') AS known_query,
+       :'limit' ~ '^[0-9]{1,6}$' AS limit_ok,
+       :'min_failures' ~ '^[0-9]{1,6}$' AS min_failures_ok,
+       NOT (:'query' = 'user_activity' AND :'email' = '' AND :'user_id' = '') AS user_activity_ok,
+       NOT (:'query' = 'chain_check' AND :'tenant' = '') AS chain_check_ok
 \gset
 
+-- Refusals: a message on stderr, then a deliberate error (ON_ERROR_STOP: psql exits 3).
+\set stop 'DO $stop$ BEGIN RAISE EXCEPTION ''audit queries stopped: see the message above''; END $stop$;'
 \if :known_query
 \else
-  \echo 'unknown query' :'query' '- use one of: all last failed_logins user_activity admin_actions key_access security_events denied chain_status chain_check late_sealed'
-  ROLLBACK;
-  \quit
+  \warn 'unknown query' :'query' '- use one of: all last failed_logins user_activity admin_actions key_access security_events denied chain_status chain_check late_sealed'
+  :stop
+\endif
+\if :limit_ok
+\else
+  \warn 'limit must be a whole number (0-999999)'
+  :stop
+\endif
+\if :min_failures_ok
+\else
+  \warn 'min_failures must be a whole number (0-999999)'
+  :stop
+\endif
+\if :user_activity_ok
+\else
+  \warn 'query=user_activity needs -v email=... or -v user_id=...'
+  :stop
+\endif
+\if :chain_check_ok
+\else
+  \warn 'query=chain_check needs -v tenant=...'
+  :stop
 \endif
 \echo window: :'w_since' .. :'w_until'  tenant: :'tenant'
 
@@ -98,7 +128,7 @@ SELECT id, created_at, tenant_id, user_id, action, resource_type, resource_id, r
   FROM audit_logs
  WHERE (:'tenant' = '' OR tenant_id = :'tenant')
  ORDER BY created_at DESC, id DESC
- LIMIT :limit;
+ LIMIT (:'limit')::int;
 \endif
 
 -- 2. Failed logins in the window, by source IP and by e-mail (across tenants: a failed login
@@ -114,7 +144,7 @@ SELECT host(ip_address) AS ip, count(*) AS failures, count(DISTINCT resource_id)
    AND (:'ip' = '' OR ip_address = nullif(:'ip', '')::inet)
    AND (:'email' = '' OR resource_id = lower(:'email'))
  GROUP BY ip_address
-HAVING count(*) >= :min_failures
+HAVING count(*) >= (:'min_failures')::int
  ORDER BY failures DESC, last_seen DESC;
 \echo '== failed logins by e-mail'
 SELECT resource_id AS email, count(*) AS failures, count(DISTINCT ip_address) AS ips,
@@ -125,7 +155,7 @@ SELECT resource_id AS email, count(*) AS failures, count(DISTINCT ip_address) AS
    AND (:'ip' = '' OR ip_address = nullif(:'ip', '')::inet)
    AND (:'email' = '' OR resource_id = lower(:'email'))
  GROUP BY resource_id
-HAVING count(*) >= :min_failures
+HAVING count(*) >= (:'min_failures')::int
  ORDER BY failures DESC, last_seen DESC;
 \echo '== lockouts and brute-force alerts'
 SELECT id, created_at, tenant_id, action, resource_id, host(ip_address) AS ip, severity

@@ -12,7 +12,9 @@ Usage: scripts/collect-evidence.sh --since ISO [--until ISO] [--user EMAIL] [--i
 
 Creates DIR/evidence-YYYYMMDDTHHMMSSZ-<hex>/ (mode 0700) holding, for the window
 [--since, --until) and the filters given (all of them must match):
-  audit_logs.csv / .ndjson        matching audit rows (every column), oldest first
+  audit_logs.csv / .ndjson        matching audit rows (every column), oldest first; in the CSVs a
+                                  cell starting with = + - @ tab or CR is prefixed with ' (CSV
+                                  injection); the NDJSON is exact
   failed_logins.csv / .ndjson     auth.login.failure and auth.lockout rows among them
   security_events.csv / .ndjson   security.* alerts, high/critical severity and denied rows
   sessions.csv / .ndjson          sessions active during the window (with the user's email)
@@ -193,6 +195,11 @@ $export_sql
 COMMIT;
 SQL
 ) || fleet_die 1 "the read-only export failed (see above); partial evidence left in $dir"
+
+# CSV injection (OWASP): cells starting with =, +, -, @, tab or CR get a leading ' so a
+# spreadsheet shows them as text. The NDJSON files keep the exact values.
+fleet_cli csv-safe "$dir/audit_logs.csv" "$dir/failed_logins.csv" "$dir/security_events.csv" "$dir/sessions.csv" "$dir/users.csv" \
+  || fleet_die 1 "could not neutralize formula-like CSV cells; partial evidence left in $dir"
 
 count() { wc -l <"$dir/$1.ndjson" | tr -d ' '; }
 n_audit=$(count audit_logs)

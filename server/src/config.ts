@@ -50,6 +50,14 @@ export interface Config {
     applicationName: string;
     /** Superuser password of the embedded cluster (development secrets); null with an external database. */
     embeddedPassword: string | null;
+    /** Password of the embedded cluster's runtime login (development secrets); null with an external database. */
+    embeddedAppPassword: string | null;
+    /** The schema owner's login (MIGRATION_DATABASE_URL; outside production DATABASE_URL when only one is given). */
+    ownerUrl: string | null;
+    ownerSsl: DatabaseSsl;
+    ownerCaFile: string | null;
+    /** MIGRATION_DATABASE_URL was given: DATABASE_URL is a separate runtime login. */
+    separateOwner: boolean;
   };
   jwt: {
     secret: string;
@@ -241,7 +249,7 @@ const KNOWN_SETTINGS = new Set([
   'CSRF_SECRET', 'DATABASE_APP_ROLE', 'DATABASE_HOST', 'DATABASE_NAME', 'DATABASE_PASSWORD', 'DATABASE_PORT', 'DATABASE_SSL', 'DATABASE_URL', 'DATABASE_USER',
   'DB_POOL_SIZE', 'DB_POOL_TIMEOUT', 'DB_STATEMENT_TIMEOUT', 'FLEET_DATA_DIR', 'FLEET_DEV_ISSUER', 'FLEET_ENCRYPTION_KEY', 'FLEET_ENCRYPTION_PREVIOUS_KEYS',
   'IDP_JWKS_CACHE_TTL', 'IDP_TIMEOUT_MS', 'JWT_EXPIRES_IN', 'JWT_PREVIOUS_SECRETS', 'JWT_SECRET', 'KEY_CACHE_TTL_SECONDS', 'LOGIN_EMAIL_LOCKOUT_WINDOW', 'LOGIN_EMAIL_MAX_FAILURES', 'LOGIN_LOCKOUT_WINDOW', 'LOGIN_MAX_FAILURES',
-  'METRICS_ALLOW_LOOPBACK', 'METRICS_TOKEN', 'PLATFORM_TENANT', 'RATE_LIMIT_MAX', 'RATE_LIMIT_USER_MAX', 'RATE_LIMIT_WINDOW_MS', 'SESSION_ABSOLUTE_TIMEOUT', 'SESSION_IDLE_TIMEOUT', 'SIEM_API_KEY',
+  'METRICS_ALLOW_LOOPBACK', 'METRICS_TOKEN', 'MIGRATION_DATABASE_URL', 'PLATFORM_TENANT', 'RATE_LIMIT_MAX', 'RATE_LIMIT_USER_MAX', 'RATE_LIMIT_WINDOW_MS', 'SESSION_ABSOLUTE_TIMEOUT', 'SESSION_IDLE_TIMEOUT', 'SIEM_API_KEY',
   'SIEM_BATCH_SIZE', 'SIEM_ENDPOINT_URL', 'SIEM_FLUSH_INTERVAL_MS', 'SIEM_MAX_QUEUE', 'SIEM_PROVIDER', 'SIEM_TLS_CA_FILE',
   'SHUTDOWN_DRAIN_DELAY_MS',
   'SIEM_EVENT_SCHEMA', 'SIEM_ALLOW_PRIVATE_DESTINATIONS', 'SIEM_SPLUNK_ACK', 'SIEM_SPLUNK_ACK_TIMEOUT_MS',
@@ -342,6 +350,159 @@ export function decodeKey32(raw: string): Buffer | null {
   return buf.length === 32 && buf.toString('base64') === v ? buf : null;
 }
 
+export interface DatabaseSettings {
+  /** The runtime login's URL without TLS query parameters; null: none configured (embedded database outside production). */
+  url: string | null;
+  host: string | null;
+  ssl: DatabaseSsl;
+  caFile: string | null;
+  /**
+   * The schema owner's URL (MIGRATION_DATABASE_URL), used only by `npm run migrate` and the
+   * operator commands that need the owner. Outside production it defaults to the runtime URL
+   * (one login for everything in development); in production it is only ever set explicitly.
+   */
+  ownerUrl: string | null;
+  ownerSsl: DatabaseSsl;
+  ownerCaFile: string | null;
+  /** true when MIGRATION_DATABASE_URL was given (two logins). */
+  separateOwner: boolean;
+  errors: ConfigIssue[];
+  warnings: ConfigIssue[];
+}
+
+interface ParsedDbUrl {
+  url: string | null;
+  host: string | null;
+  urlSslMode: string | null;
+  caFile: string | null;
+}
+
+/** One postgres:// URL checked by the server's rules; query parameters other than sslmode and sslrootcert are refused. */
+function parseDbUrl(variable: string, raw: string, prod: boolean, err: (v: string, m: string) => void, warn: (v: string, m: string) => void): ParsedDbUrl {
+  const out: ParsedDbUrl = { url: null, host: null, urlSslMode: null, caFile: null };
+  const u = parseUrl(raw);
+  let password: string | null;
+  try {
+    password = u ? decodeURIComponent(u.password) : null;
+    if (u) decodeURIComponent(u.username);
+  } catch {
+    // Never echo the value: it holds the password.
+    err(variable, 'has a malformed percent-encoding (%XX) in its user or password');
+    password = null;
+  }
+  if (!u || (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:')) {
+    err(variable, 'must be a postgres:// or postgresql:// URL (postgres://user:password@host:5432/dbname)');
+  } else if (!u.hostname) {
+    err(variable, 'has no host');
+  } else if (password !== null) {
+    out.host = u.hostname;
+    if (!u.pathname || u.pathname === '/') err(variable, 'names no database (add /dbname)');
+    if (prod && !password && !isLoopbackHost(u.hostname)) err(variable, 'has no password; production databases require authentication');
+    if (password && weakSecretReason(password) !== null && ['password', 'postgres', 'secret', 'changeme', 'admin'].includes(password.toLowerCase())) {
+      (prod ? err : warn)(variable, 'uses a well-known default password; set a strong one');
+    }
+    // Query parameters would override what is checked here (the driver lets ?sslmode=disable,
+    // ?host=… or ?password=… win over the validated settings): only the two TLS ones the
+    // operations scripts also read are accepted, and they are taken out of the URL the
+    // driver sees, so the TLS mode always comes from the checked value.
+    for (const key of new Set(u.searchParams.keys())) {
+      if (key !== 'sslmode' && key !== 'sslrootcert') err(variable, `query parameter "${key}" is not supported (only sslmode and sslrootcert; TLS is set with DATABASE_SSL)`);
+      else if (u.searchParams.getAll(key).length > 1) err(variable, `query parameter "${key}" is given more than once`);
+    }
+    out.urlSslMode = u.searchParams.get('sslmode');
+    if (out.urlSslMode !== null && !['disable', 'require', 'verify-full'].includes(out.urlSslMode)) err(variable, 'sslmode must be disable, require or verify-full');
+    const rootCert = u.searchParams.get('sslrootcert');
+    if (rootCert !== null) {
+      if (!isReadableFile(rootCert)) err(variable, 'sslrootcert names no readable file');
+      else out.caFile = rootCert;
+    }
+    u.searchParams.delete('sslmode');
+    u.searchParams.delete('sslrootcert');
+    out.url = u.toString();
+  }
+  return out;
+}
+
+/**
+ * The database settings, by the server's rules: DATABASE_URL (or DATABASE_HOST and its
+ * parts), DATABASE_SSL, MIGRATION_DATABASE_URL. The server and the operations scripts
+ * (ops/db-target.ts) both call this; there is no second parser.
+ */
+export function parseDatabaseSettings(env: Env): DatabaseSettings {
+  const errors: ConfigIssue[] = [];
+  const warnings: ConfigIssue[] = [];
+  const err = (variable: string, message: string) => errors.push({ variable, message });
+  const warn = (variable: string, message: string) => warnings.push({ variable, message });
+  const get = (k: string): string | undefined => {
+    const v = env[k];
+    return v === undefined || v.trim() === '' ? undefined : v;
+  };
+  const prod = (get('NODE_ENV') ?? 'development') === 'production';
+
+  let dbUrl: string | null = null;
+  let dbHost: string | null = null;
+  let urlSslMode: string | null = null;
+  let dbCaFile: string | null = null;
+  const rawDbUrl = get('DATABASE_URL');
+  if (rawDbUrl) {
+    const p = parseDbUrl('DATABASE_URL', rawDbUrl, prod, err, warn);
+    ({ url: dbUrl, host: dbHost, urlSslMode, caFile: dbCaFile } = p);
+  } else if (get('DATABASE_HOST')) {
+    const h = get('DATABASE_HOST') as string;
+    if (!isHostOrIp(h)) err('DATABASE_HOST', 'must be a host name or an IP address');
+    const p = intIn('DATABASE_PORT', get('DATABASE_PORT'), 5432, 1, 65535, errors);
+    const name = get('DATABASE_NAME');
+    const user = get('DATABASE_USER');
+    const pw = get('DATABASE_PASSWORD');
+    if (!name) err('DATABASE_NAME', 'is required when DATABASE_HOST is set');
+    if (!user) err('DATABASE_USER', 'is required when DATABASE_HOST is set');
+    if (prod && !pw && !isLoopbackHost(h)) err('DATABASE_PASSWORD', 'is required in production');
+    if (name && user) {
+      const auth = pw ? `${encodeURIComponent(user)}:${encodeURIComponent(pw)}` : encodeURIComponent(user);
+      dbUrl = `postgres://${auth}@${h.includes(':') && !h.startsWith('[') ? `[${h}]` : h}:${p}/${encodeURIComponent(name)}`;
+      dbHost = h;
+    }
+  } else if (prod) {
+    err('DATABASE_URL', 'is required in production (or DATABASE_HOST, DATABASE_NAME, DATABASE_USER, DATABASE_PASSWORD); the embedded database is for development only');
+  }
+  const rawSsl = get('DATABASE_SSL');
+  if (rawSsl && rawSsl !== 'disable' && rawSsl !== 'require' && rawSsl !== 'verify-full') err('DATABASE_SSL', 'must be disable, require or verify-full');
+  const sslFor = (variable: string, host: string | null, fromUrl: string | null): DatabaseSsl => {
+    let ssl: DatabaseSsl = prod && host && !isLoopbackHost(host) ? 'verify-full' : 'disable';
+    if (rawSsl) {
+      if (rawSsl === 'disable' || rawSsl === 'require' || rawSsl === 'verify-full') ssl = rawSsl;
+      if (fromUrl !== null && fromUrl !== rawSsl) err('DATABASE_SSL', `is ${rawSsl} but ${variable} says sslmode=${fromUrl}; set one, or make them agree`);
+    } else if (fromUrl === 'disable' || fromUrl === 'require' || fromUrl === 'verify-full') {
+      ssl = fromUrl;
+    }
+    if (prod && host && !isLoopbackHost(host) && ssl === 'disable') {
+      err('DATABASE_SSL', `must be require or verify-full in production for a non-loopback database host${variable === 'DATABASE_URL' ? '' : ` (${variable})`}`);
+    }
+    return ssl;
+  };
+  const ssl = sslFor('DATABASE_URL', dbHost, urlSslMode);
+  if (prod && dbHost && isLoopbackHost(dbHost)) warn('DATABASE_URL', 'points at a loopback host in production; make sure this is intended');
+
+  let ownerUrl: string | null = prod ? null : dbUrl;
+  let ownerSsl: DatabaseSsl = ssl;
+  let ownerCaFile: string | null = dbCaFile;
+  const rawOwner = get('MIGRATION_DATABASE_URL');
+  if (rawOwner) {
+    const p = parseDbUrl('MIGRATION_DATABASE_URL', rawOwner, prod, err, warn);
+    ownerUrl = p.url;
+    ownerCaFile = p.caFile;
+    ownerSsl = sslFor('MIGRATION_DATABASE_URL', p.host, p.urlSslMode);
+    if (p.url && dbUrl && p.url !== dbUrl) {
+      const a = new URL(p.url);
+      const b = new URL(dbUrl);
+      if (a.username === b.username) (prod ? err : warn)('MIGRATION_DATABASE_URL', 'logs in as the same user as DATABASE_URL; the runtime login must be a separate, least-privileged one (npm run db:app-login)');
+    }
+  }
+  // The same URL twice is one login (development): nothing separate to enforce.
+  const separateOwner = Boolean(rawOwner) && ownerUrl !== dbUrl;
+  return { url: dbUrl, host: dbHost, ssl, caFile: dbCaFile, ownerUrl, ownerSsl, ownerCaFile, separateOwner, errors, warnings };
+}
+
 /**
  * Turns an environment into a validated, frozen Config. `devSecrets` supplies generated
  * development secrets (see dev-secrets.ts); they never apply in production.
@@ -353,7 +514,7 @@ export function decodeKey32(raw: string): Buffer | null {
  * an operator's environment with only DATABASE_URL (a cron job, a restore drill) is enough.
  */
 export type ConfigScope = 'all' | 'database';
-const DATABASE_SCOPE_VARIABLES = /^(NODE_ENV|DATABASE_[A-Z_]+|DB_[A-Z_]+|LOG_LEVEL|LOG_DIR|FLEET_DATA_DIR)$/;
+const DATABASE_SCOPE_VARIABLES = /^(NODE_ENV|DATABASE_[A-Z_]+|MIGRATION_DATABASE_URL|DB_[A-Z_]+|LOG_LEVEL|LOG_DIR|FLEET_DATA_DIR)$/;
 
 export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>; cwd?: string; scope?: ConfigScope; now?: number } = {}): LoadResult {
   const errors: ConfigIssue[] = [];
@@ -378,82 +539,11 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   if (!isHostOrIp(host)) err('HOST', 'must be an IP address or a host name to listen on (127.0.0.1, 0.0.0.0, ::)');
   const dataDir = path.resolve(opts.cwd ?? process.cwd(), get('FLEET_DATA_DIR') ?? '.data');
 
-  // ---- database
-  let dbUrl: string | null = null;
-  let dbHost: string | null = null;
-  let urlSslMode: string | null = null;
-  let dbCaFile: string | null = null;
-  const rawDbUrl = get('DATABASE_URL');
-  if (rawDbUrl) {
-    const u = parseUrl(rawDbUrl);
-    let password: string | null = null;
-    try {
-      password = u ? decodeURIComponent(u.password) : null;
-    } catch {
-      // Never echo the value: it holds the password.
-      err('DATABASE_URL', 'has a malformed percent-encoding (%XX) in its user or password');
-    }
-    if (!u || (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:')) {
-      err('DATABASE_URL', 'must be a postgres:// or postgresql:// URL (postgres://user:password@host:5432/dbname)');
-    } else if (!u.hostname) {
-      err('DATABASE_URL', 'has no host');
-    } else if (password !== null) {
-      dbHost = u.hostname;
-      if (!u.pathname || u.pathname === '/') err('DATABASE_URL', 'names no database (add /dbname)');
-      if (prod && !password && !isLoopbackHost(u.hostname)) err('DATABASE_URL', 'has no password; production databases require authentication');
-      if (password && weakSecretReason(password) !== null && ['password', 'postgres', 'secret', 'changeme', 'admin'].includes(password.toLowerCase())) {
-        (prod ? err : warn)('DATABASE_URL', 'uses a well-known default password; set a strong one');
-      }
-      // Query parameters would override what is checked here (the driver lets ?sslmode=disable,
-      // ?host=… or ?password=… win over the validated settings): only the two TLS ones the
-      // operations scripts also read are accepted, and they are taken out of the URL the
-      // driver sees, so the TLS mode always comes from the checked value.
-      for (const key of new Set(u.searchParams.keys())) {
-        if (key !== 'sslmode' && key !== 'sslrootcert') err('DATABASE_URL', `query parameter "${key}" is not supported (only sslmode and sslrootcert; TLS is set with DATABASE_SSL)`);
-        else if (u.searchParams.getAll(key).length > 1) err('DATABASE_URL', `query parameter "${key}" is given more than once`);
-      }
-      urlSslMode = u.searchParams.get('sslmode');
-      if (urlSslMode !== null && !['disable', 'require', 'verify-full'].includes(urlSslMode)) err('DATABASE_URL', 'sslmode must be disable, require or verify-full');
-      const rootCert = u.searchParams.get('sslrootcert');
-      if (rootCert !== null) {
-        if (!isReadableFile(rootCert)) err('DATABASE_URL', 'sslrootcert names no readable file');
-        else dbCaFile = rootCert;
-      }
-      u.searchParams.delete('sslmode');
-      u.searchParams.delete('sslrootcert');
-      dbUrl = u.toString();
-    }
-  } else if (get('DATABASE_HOST')) {
-    const h = get('DATABASE_HOST') as string;
-    if (!isHostOrIp(h)) err('DATABASE_HOST', 'must be a host name or an IP address');
-    const p = intIn('DATABASE_PORT', get('DATABASE_PORT'), 5432, 1, 65535, errors);
-    const name = get('DATABASE_NAME');
-    const user = get('DATABASE_USER');
-    const pw = get('DATABASE_PASSWORD');
-    if (!name) err('DATABASE_NAME', 'is required when DATABASE_HOST is set');
-    if (!user) err('DATABASE_USER', 'is required when DATABASE_HOST is set');
-    if (prod && !pw && !isLoopbackHost(h)) err('DATABASE_PASSWORD', 'is required in production');
-    if (name && user) {
-      const auth = pw ? `${encodeURIComponent(user)}:${encodeURIComponent(pw)}` : encodeURIComponent(user);
-      dbUrl = `postgres://${auth}@${h.includes(':') && !h.startsWith('[') ? `[${h}]` : h}:${p}/${encodeURIComponent(name)}`;
-      dbHost = h;
-    }
-  } else if (prod) {
-    err('DATABASE_URL', 'is required in production (or DATABASE_HOST, DATABASE_NAME, DATABASE_USER, DATABASE_PASSWORD); the embedded database is for development only');
-  }
-  let ssl: DatabaseSsl = prod && dbHost && !isLoopbackHost(dbHost) ? 'verify-full' : 'disable';
-  const rawSsl = get('DATABASE_SSL');
-  if (rawSsl) {
-    if (rawSsl === 'disable' || rawSsl === 'require' || rawSsl === 'verify-full') ssl = rawSsl;
-    else err('DATABASE_SSL', 'must be disable, require or verify-full');
-    if (urlSslMode !== null && urlSslMode !== rawSsl) err('DATABASE_SSL', `is ${rawSsl} but DATABASE_URL says sslmode=${urlSslMode}; set one, or make them agree`);
-  } else if (urlSslMode === 'disable' || urlSslMode === 'require' || urlSslMode === 'verify-full') {
-    ssl = urlSslMode;
-  }
-  if (prod && dbHost && !isLoopbackHost(dbHost) && ssl === 'disable') {
-    err('DATABASE_SSL', 'must be require or verify-full in production for a non-loopback database host');
-  }
-  if (prod && dbHost && isLoopbackHost(dbHost)) warn('DATABASE_URL', 'points at a loopback host in production; make sure this is intended');
+  // ---- database (one implementation, shared with the operations scripts: parseDatabaseSettings)
+  const dbs = parseDatabaseSettings(env);
+  errors.push(...dbs.errors);
+  warnings.push(...dbs.warnings);
+  const { url: dbUrl, host: dbHost, ssl, caFile: dbCaFile } = dbs;
 
   const poolSize = intIn('DB_POOL_SIZE', get('DB_POOL_SIZE'), 10, 1, 500, errors);
   const poolTimeoutSec = intIn('DB_POOL_TIMEOUT', get('DB_POOL_TIMEOUT'), 10, 1, 600, errors);
@@ -841,6 +931,11 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
       appRole,
       applicationName: 'fleet-security-api',
       embeddedPassword: dbUrl === null ? (dev.EMBEDDED_PG_PASSWORD ?? null) : null,
+      embeddedAppPassword: dbUrl === null ? (dev.EMBEDDED_PG_APP_PASSWORD ?? null) : null,
+      ownerUrl: dbs.ownerUrl,
+      ownerSsl: dbs.ownerSsl,
+      ownerCaFile: dbs.ownerCaFile,
+      separateOwner: dbs.separateOwner,
     },
     jwt: {
       secret,

@@ -12,6 +12,8 @@ export interface DevSecrets {
   JWT_SECRET: string;
   FLEET_ENCRYPTION_KEY: string;
   EMBEDDED_PG_PASSWORD: string;
+  /** The embedded cluster's runtime login (member of fleet_app only), see db/logins.ts. */
+  EMBEDDED_PG_APP_PASSWORD: string;
   [k: string]: string;
 }
 
@@ -83,6 +85,7 @@ export function loadOrCreateDevSecrets(dataDir: string): { secrets: DevSecrets; 
     // Signs the audit checkpoints (docs/AUDIT.md): Ed25519, PKCS#8 DER in base64.
     AUDIT_CHECKPOINT_SIGNING_KEY:
       existing.AUDIT_CHECKPOINT_SIGNING_KEY ?? generateKeyPairSync('ed25519').privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64'),
+    EMBEDDED_PG_APP_PASSWORD: existing.EMBEDDED_PG_APP_PASSWORD ?? randomBytes(24).toString('base64url'),
   };
   const created = Object.keys(secrets).some((k) => existing[k] === undefined);
   if (created) {

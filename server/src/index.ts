@@ -8,8 +8,8 @@ import type { Store } from 'express-rate-limit';
 import { createApp, createHttpServer, type App } from './app';
 import { buildServices, type Composition } from './compose';
 import { installDrain, type Drain } from './drain';
-import { createPool, pgSsl, poolOptionsFromConfig } from './db/pool';
-import { runMigrations } from './db/migrate';
+import { createPool, poolOptionsFromConfig } from './db/pool';
+import { prepareDatabase } from './db/startup';
 import { systemClock } from './lib/clock';
 import { createLogger } from './lib/logger';
 import { checkListenAddress } from './lib/port-check';
@@ -100,8 +100,9 @@ async function main(): Promise<void> {
   for (const [signal, mine] of [['SIGTERM', onSigterm], ['SIGINT', onSigint]] as const) {
     for (const l of process.listeners(signal)) if (l !== mine) process.removeListener(signal, l);
   }
-  const migrated = await runMigrations(db.url, { logger, ssl: pgSsl(config.database.ssl, config.database.caFile) });
-  logger.info('migrations', { applied: migrated.applied.length, alreadyApplied: migrated.alreadyApplied });
+  // Outside production: migrate with the owner login. Always: the schema is current and the
+  // runtime login is least-privileged, or start-up is refused (db/startup.ts).
+  await prepareDatabase(config, db, logger);
 
   const pool = createPool(poolOptionsFromConfig(config, db.url), logger);
   let makeRateLimitStore: ((prefix: string) => Store) | undefined;

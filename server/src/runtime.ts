@@ -7,6 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { formatIssues, loadConfig, processEnv, type Config, type ConfigScope, type LoadResult } from './config';
 import { clusterDir, startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded';
+import pg from 'pg';
+import { createRuntimeLogin, EMBEDDED_RUNTIME_LOGIN } from './db/logins';
 import { DataDirError, loadOrCreateDevSecrets } from './dev-secrets';
 import type { Logger } from './lib/logger';
 
@@ -53,7 +55,14 @@ export function requireConfig(loaded: LoadResult, print: (s: string) => void = (
 }
 
 export interface DatabaseHandle {
+  /** The runtime login (DATABASE_URL; with the embedded cluster, its fleet_runtime login). */
   url: string;
+  /**
+   * The schema owner (MIGRATION_DATABASE_URL; outside production DATABASE_URL when only one
+   * is given; with the embedded cluster, its superuser). null in production without
+   * MIGRATION_DATABASE_URL: the process has no owner login at all.
+   */
+  ownerUrl: string | null;
   embedded: EmbeddedDatabase | null;
   /** Stops the embedded cluster if this process started it. */
   close(): Promise<void>;
@@ -100,7 +109,7 @@ function describeOwner(config: Config): string {
  * to a running cluster (they run beside `npm start`).
  */
 export async function openDatabase(config: Config, logger: Logger, opts: { refuseRunning?: boolean } = {}): Promise<DatabaseHandle> {
-  if (config.database.url) return { url: config.database.url, embedded: null, close: async () => undefined };
+  if (config.database.url) return { url: config.database.url, ownerUrl: config.database.ownerUrl, embedded: null, close: async () => undefined };
   if (config.isProduction || !config.database.embeddedPassword) throw new Error('no database configured (DATABASE_URL)');
   const password = config.database.embeddedPassword;
   const requested = path.join(config.dataDir, 'pg');
@@ -113,11 +122,44 @@ export async function openDatabase(config: Config, logger: Logger, opts: { refus
         'FLEET_DATA_DIR=.data-2 PORT=3001 npm start',
     );
   }
+  let ownerUrl: string;
+  let embedded: EmbeddedDatabase | null = null;
   if (port) {
     logger.info('using the embedded PostgreSQL already running', { port });
-    return { url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${EMBEDDED_DB_NAME}`, embedded: null, close: async () => undefined };
+    ownerUrl = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${EMBEDDED_DB_NAME}`;
+  } else {
+    embedded = await startEmbeddedPostgres({ dataDir: dir, password, database: EMBEDDED_DB_NAME, port: EMBEDDED_DEFAULT_PORT, logger });
+    logger.info('embedded PostgreSQL started', { port: embedded.port, dataDir: embedded.dataDir });
+    ownerUrl = embedded.url;
   }
-  const embedded = await startEmbeddedPostgres({ dataDir: dir, password, database: EMBEDDED_DB_NAME, port: EMBEDDED_DEFAULT_PORT, logger });
-  logger.info('embedded PostgreSQL started', { port: embedded.port, dataDir: embedded.dataDir });
-  return { url: embedded.url, embedded, close: () => embedded.stop() };
+  const url = config.database.embeddedAppPassword ? await ensureEmbeddedRuntimeLogin(ownerUrl, config.database.embeddedAppPassword) : ownerUrl;
+  const e = embedded;
+  return { url, ownerUrl, embedded: e, close: async () => (e ? e.stop() : undefined) };
+}
+
+/**
+ * The embedded cluster's two logins: its superuser owns the schema, and `fleet_runtime`
+ * (password from the development secrets) is a member of fleet_app only; the API runs as it,
+ * exactly as it would against a production database. fleet_app is created here when the
+ * cluster was never migrated (migration 001 tolerates an existing role).
+ */
+export async function ensureEmbeddedRuntimeLogin(ownerUrl: string, appPassword: string): Promise<string> {
+  const client = new pg.Client({ connectionString: ownerUrl, application_name: 'fleet-security-logins' });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    await client.query(`DO $$
+      BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fleet_app') THEN
+          CREATE ROLE fleet_app NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
+        END IF;
+      END $$`);
+    await createRuntimeLogin(client, EMBEDDED_RUNTIME_LOGIN, appPassword);
+  } finally {
+    await client.end();
+  }
+  const u = new URL(ownerUrl);
+  u.username = EMBEDDED_RUNTIME_LOGIN;
+  u.password = encodeURIComponent(appPassword);
+  return u.toString();
 }

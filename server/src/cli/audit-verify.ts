@@ -129,8 +129,10 @@ async function main(): Promise<number> {
   const logger = createLogger({ level: config.log.level === 'debug' ? 'debug' : 'warn' });
   const db = await openDatabase(config, logger);
   // The owner connection (no application role): it may read every tenant once it sets
-  // app.audit_scope = 'all' (migration 022).
-  const pool = createPool({ ...poolOptionsFromConfig(config, db.url), appRole: null, max: 2, applicationName: 'fleet-security-audit-verify' }, logger);
+  // app.audit_scope = 'all' (migration 022). MIGRATION_DATABASE_URL when given (two logins),
+  // else the one login configured.
+  const ownerUrl = db.ownerUrl ?? db.url;
+  const pool = createPool({ ...poolOptionsFromConfig(config, ownerUrl), ...(db.ownerUrl ? { ssl: config.database.ownerSsl, caFile: config.database.ownerCaFile } : {}), appRole: null, max: 2, applicationName: 'fleet-security-audit-verify' }, logger);
   try {
     if (args.seal) {
       let sealed = 0;

@@ -1,14 +1,15 @@
 /**
  * Shared set-up for the operator CLIs: configuration exactly as start-up loads it, the
  * database `npm start` uses (the embedded cluster, reused when it already runs, or an
- * external one), pending migrations, and the same service wiring as the server.
+ * external one), pending migrations (outside production, as the owner), the server's
+ * runtime-login checks, and the same service wiring as the server.
  */
 import os from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { buildServices, type Composition } from '../compose';
 import type { Config } from '../config';
-import { runMigrations } from '../db/migrate';
-import { createPool, pgSsl, poolOptionsFromConfig } from '../db/pool';
+import { createPool, poolOptionsFromConfig } from '../db/pool';
+import { prepareDatabase } from '../db/startup';
 import { systemClock } from '../lib/clock';
 import { createLogger } from '../lib/logger';
 import { loadRuntimeConfig, openDatabase, requireConfig } from '../runtime';
@@ -19,7 +20,7 @@ export async function withCliServices<T>(fn: (c: Composition) => Promise<T>): Pr
   const logger = createLogger({ level: 'warn', dir: config.log.dir ?? undefined });
   const db = await openDatabase(config, logger);
   try {
-    await runMigrations(db.url, { logger, ssl: pgSsl(config.database.ssl, config.database.caFile) });
+    await prepareDatabase(config, db, logger, { quiet: true });
     const pool = createPool(poolOptionsFromConfig(config, db.url), logger);
     try {
       const composition = await buildServices({ config, logger, pool, clock: systemClock });

@@ -1,31 +1,34 @@
 /**
- * Which database the operations scripts (scripts/*.sh) talk to, resolved exactly as the
- * server does, but without loading the rest of the configuration (a backup job needs
- * nothing but the database and its backup key):
+ * Which database the operations scripts (scripts/*.sh) talk to, resolved by the server's own
+ * rules (config.ts parseDatabaseSettings: one implementation, the same refusals — only
+ * sslmode disable/require/verify-full and sslrootcert as URL parameters, no host= or other
+ * parameters, production TLS for non-loopback hosts), without loading the rest of the
+ * configuration (a backup job needs nothing but the database and its backup key):
  *
- *   1. DATABASE_URL (postgres:// or postgresql://), query parameters sslmode, sslrootcert, host
- *   2. DATABASE_HOST + DATABASE_PORT (5432) + DATABASE_NAME + DATABASE_USER + DATABASE_PASSWORD
+ *   1. MIGRATION_DATABASE_URL, the schema owner: the scripts (backup, restore, evidence,
+ *      session revocation) are owner operations (CONTRACT §7);
+ *   2. else DATABASE_URL, or DATABASE_HOST + DATABASE_PORT (5432) + DATABASE_NAME +
+ *      DATABASE_USER + DATABASE_PASSWORD (one login for everything);
  *   3. outside production, the embedded development cluster that `npm start` runs: port from
  *      its postmaster.pid (under FLEET_DATA_DIR/.data/pg, or the temp-folder fallback used
  *      when that folder is not reachable by the postgres user), password from
  *      .data/dev-secrets.json. It must be running; this never starts or initialises it.
  *
  * DATABASE_SSL (disable, require, verify-full) maps to libpq's sslmode with the server's
- * default: verify-full in production for a non-loopback host, else disable; an sslmode in
- * DATABASE_URL applies when DATABASE_SSL is not set.
+ * default: verify-full in production for a non-loopback host, else disable; an sslmode in the
+ * URL applies when DATABASE_SSL is not set.
  *
  * The scripts receive the result as libpq environment variables (PGHOST, PGPORT, …) so the
  * password never appears on a command line (`ps` shows arguments to every local user).
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { isLoopbackHost } from '../config';
+import { parseDatabaseSettings } from '../config';
 import { clusterDir } from '../db/embedded';
 import { DEV_SECRETS_FILE } from '../dev-secrets';
 import { EMBEDDED_DB_NAME, runningEmbeddedPort } from '../runtime';
 
-export type DbSource = 'DATABASE_URL' | 'DATABASE_HOST' | 'embedded';
-const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
+export type DbSource = 'MIGRATION_DATABASE_URL' | 'DATABASE_URL' | 'DATABASE_HOST' | 'embedded';
 
 export interface DbTarget {
   source: DbSource;
@@ -52,66 +55,26 @@ function get(env: Env, k: string): string | undefined {
   return v === undefined || v.trim() === '' ? undefined : v;
 }
 
-function parsePort(raw: string | undefined, variable: string): number {
-  if (raw === undefined || raw === '') return 5432;
-  if (!/^\d{1,5}$/.test(raw) || Number(raw) < 1 || Number(raw) > 65535) throw new DbTargetError(`${variable}: the port must be a number between 1 and 65535`);
-  return Number(raw);
-}
-
-function defaultSslMode(env: Env, host: string, fromUrl: string | null): string | null {
-  const explicit = get(env, 'DATABASE_SSL');
-  if (explicit) {
-    if (explicit !== 'disable' && explicit !== 'require' && explicit !== 'verify-full') throw new DbTargetError('DATABASE_SSL: must be disable, require or verify-full');
-    return explicit;
-  }
-  if (fromUrl) return fromUrl;
-  const prod = (get(env, 'NODE_ENV') ?? 'development') === 'production';
-  // A socket directory (host starting with /) is local.
-  return prod && !host.startsWith('/') && !isLoopbackHost(host) ? 'verify-full' : 'disable';
-}
-
-function fromUrl(env: Env, raw: string): DbTarget {
-  let u: URL;
-  try {
-    u = new URL(raw);
-  } catch {
-    throw new DbTargetError('DATABASE_URL: is not a URL (postgres://user:password@host:5432/dbname)');
-  }
-  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') throw new DbTargetError('DATABASE_URL: must start with postgres:// or postgresql://');
-  const database = decodeURIComponent(u.pathname.replace(/^\//, ''));
-  if (!database) throw new DbTargetError('DATABASE_URL: names no database (add /dbname)');
-  const queryHost = u.searchParams.get('host');
-  const host = queryHost ?? u.hostname.replace(/^\[(.*)\]$/, '$1');
-  if (!host) throw new DbTargetError('DATABASE_URL: has no host');
-  const urlSsl = u.searchParams.get('sslmode');
-  if (urlSsl !== null && !(SSL_MODES as readonly string[]).includes(urlSsl)) throw new DbTargetError(`DATABASE_URL: sslmode must be one of ${SSL_MODES.join(', ')}`);
+/** The configured target, checked exactly as the server checks it. */
+function fromSettings(env: Env): DbTarget {
+  const owner = get(env, 'MIGRATION_DATABASE_URL');
+  const configured = Boolean(get(env, 'DATABASE_URL') || get(env, 'DATABASE_HOST'));
+  // An owner-only environment (a backup job) needs no runtime login: the owner stands in for it.
+  const s = parseDatabaseSettings(owner && !configured ? { ...env, DATABASE_URL: owner } : env);
+  const first = s.errors[0];
+  if (first) throw new DbTargetError(`${first.variable}: ${first.message}`);
+  const url = owner ? s.ownerUrl : s.url;
+  if (!url) throw new DbTargetError('DATABASE_URL: is required (or DATABASE_HOST, DATABASE_NAME, DATABASE_USER, DATABASE_PASSWORD)');
+  const u = new URL(url);
   return {
-    source: 'DATABASE_URL',
-    host,
-    port: parsePort(u.port, 'DATABASE_URL'),
-    database,
+    source: owner ? 'MIGRATION_DATABASE_URL' : get(env, 'DATABASE_URL') ? 'DATABASE_URL' : 'DATABASE_HOST',
+    host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: u.port ? Number(u.port) : 5432,
+    database: decodeURIComponent(u.pathname.replace(/^\//, '')),
     user: u.username ? decodeURIComponent(u.username) : 'postgres',
     password: u.password ? decodeURIComponent(u.password) : null,
-    sslmode: defaultSslMode(env, host, urlSsl),
-    sslrootcert: u.searchParams.get('sslrootcert'),
-  };
-}
-
-function fromParts(env: Env): DbTarget {
-  const host = get(env, 'DATABASE_HOST') as string;
-  const database = get(env, 'DATABASE_NAME');
-  const user = get(env, 'DATABASE_USER');
-  if (!database) throw new DbTargetError('DATABASE_NAME: is required when DATABASE_HOST is set');
-  if (!user) throw new DbTargetError('DATABASE_USER: is required when DATABASE_HOST is set');
-  return {
-    source: 'DATABASE_HOST',
-    host: host.replace(/^\[(.*)\]$/, '$1'),
-    port: parsePort(get(env, 'DATABASE_PORT'), 'DATABASE_PORT'),
-    database,
-    user,
-    password: get(env, 'DATABASE_PASSWORD') ?? null,
-    sslmode: defaultSslMode(env, host, null),
-    sslrootcert: null,
+    sslmode: owner ? s.ownerSsl : s.ssl,
+    sslrootcert: owner ? s.ownerCaFile : s.caFile,
   };
 }
 
@@ -133,9 +96,7 @@ function fromEmbedded(env: Env, cwd: string): DbTarget {
 }
 
 export function resolveDbTarget(env: Env, opts: { cwd: string }): DbTarget {
-  const url = get(env, 'DATABASE_URL');
-  if (url) return fromUrl(env, url);
-  if (get(env, 'DATABASE_HOST')) return fromParts(env);
+  if (get(env, 'MIGRATION_DATABASE_URL') || get(env, 'DATABASE_URL') || get(env, 'DATABASE_HOST')) return fromSettings(env);
   if ((get(env, 'NODE_ENV') ?? 'development') === 'production') {
     throw new DbTargetError('DATABASE_URL: is required in production (or DATABASE_HOST, DATABASE_NAME, DATABASE_USER, DATABASE_PASSWORD)');
   }
@@ -161,13 +122,12 @@ export function toUrl(t: DbTarget): string {
   const params = new URLSearchParams();
   if (t.sslmode) params.set('sslmode', t.sslmode);
   if (t.sslrootcert) params.set('sslrootcert', t.sslrootcert);
-  if (t.host.startsWith('/')) params.set('host', t.host);
-  const host = t.host.startsWith('/') ? 'localhost' : urlHost(t.host);
+  const host = urlHost(t.host);
   const q = params.toString();
   return `postgres://${auth}@${host}:${t.port}/${encodeURIComponent(t.database)}${q ? `?${q}` : ''}`;
 }
 
 /** A description safe to print and log: no password. */
 export function describe(t: DbTarget): string {
-  return `${t.user}@${t.host.startsWith('/') ? t.host : urlHost(t.host)}:${t.port}/${t.database} (${t.source === 'embedded' ? 'embedded development database' : t.source})`;
+  return `${t.user}@${urlHost(t.host)}:${t.port}/${t.database} (${t.source === 'embedded' ? 'embedded development database' : t.source})`;
 }

@@ -1,9 +1,9 @@
 import pg from 'pg';
-import { testDbUrl } from '../helpers/env';
+import { testAppDbUrl } from '../helpers/env';
 
-/** A pool that assumes the application role, exactly like the service's pool (RLS applies). */
+/** A pool of the runtime login assuming the application role, exactly like the service's pool (RLS applies). */
 export function appRolePool(max = 4): pg.Pool {
-  return new pg.Pool({ connectionString: testDbUrl(), max, options: '-c role=fleet_app' });
+  return new pg.Pool({ connectionString: testAppDbUrl(), max, options: '-c role=fleet_app' });
 }
 
 /** Inserts audit rows straight into the table (like a script would), within a tenant context. */
@@ -18,9 +18,13 @@ export async function insertRawRows(
     await client.query("SELECT set_config('app.tenant_id', $1, true)", [tenantId]);
     const ids: string[] = [];
     for (const r of rows) {
+      // created_at only when given: the application role may not name it (migration 051).
       const { rows: out } = await client.query<{ id: string }>(
-        `INSERT INTO audit_logs (tenant_id, user_id, action, resource_type, resource_id, after, ip_address, result, severity, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10::timestamptz, now())) RETURNING id::text AS id`,
+        r.createdAt === undefined
+          ? `INSERT INTO audit_logs (tenant_id, user_id, action, resource_type, resource_id, after, ip_address, result, severity)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE $10::timestamptz IS NULL RETURNING id::text AS id`
+          : `INSERT INTO audit_logs (tenant_id, user_id, action, resource_type, resource_id, after, ip_address, result, severity, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::timestamptz) RETURNING id::text AS id`,
         [
           tenantId,
           r.userId ?? null,
@@ -66,6 +70,8 @@ const TAMPER_TRIGGERS = [
   ['audit_logs', 'audit_logs_refuse_update_delete_stmt'],
   ['audit_chain', 'audit_chain_refuse_update_delete'],
   ['audit_chain', 'audit_chain_refuse_update_delete_stmt'],
+  ['audit_exports', 'audit_exports_guard_row'],
+  ['audit_exports', 'audit_exports_refuse_delete_stmt'],
 ] as const;
 
 /**

@@ -76,9 +76,46 @@ describe('docs/AUDIT_QUERIES.sql', () => {
     expect(bad.out).toMatch(new RegExp(`\\|\\s*${ids[0]}\\s*\\|\\s*row modified`));
   });
 
-  it('when an unknown query is named, then it says which ones exist and runs nothing', async () => {
+  it('when an unknown query is named, then it says which ones exist on stderr, runs nothing and exits non-zero', async () => {
     const r = await psql({ query: 'drop_everything' });
-    expect(r.out).toMatch(/unknown query/);
+    expect(r.err).toMatch(/unknown query 'drop_everything' - use one of: all last/);
+    expect(r.err).toMatch(/audit queries stopped/);
+    expect(r.code).toBe(3);
     expect(r.out).not.toContain('== last');
+  });
+
+  it('when limit or min_failures carry SQL, then nothing of it runs: the file stops with a message and exit 3', async () => {
+    const marker = uniqueTenant('inject');
+    const hostile: Array<Record<string, string>> = [
+      { limit: `1; ROLLBACK; INSERT INTO audit_logs (tenant_id, action, resource_type) VALUES ('${marker}', 'x.y', 'z'); --` },
+      { query: 'failed_logins', min_failures: `0; ROLLBACK; INSERT INTO audit_logs (tenant_id, action, resource_type) VALUES ('${marker}', 'x.y', 'z'); --` },
+      { limit: "50' OR '1'='1" },
+      { limit: '-1' },
+    ];
+    for (const vars of hostile) {
+      const r = await psql(vars);
+      expect({ vars, code: r.code }).toEqual({ vars, code: 3 });
+      expect(r.err).toMatch(/(limit|min_failures) must be a whole number/);
+      expect(r.out).not.toContain('== last');
+    }
+    const { rows } = await owner.query('SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1', [marker]);
+    expect(rows[0]).toEqual({ n: 0 });
+  });
+
+  it('when a query is run without its required variable, then it says which and exits 3; numbers are still accepted', async () => {
+    const ua = await psql({ query: 'user_activity' });
+    expect(ua.code).toBe(3);
+    expect(ua.err).toMatch(/query=user_activity needs -v email=\.\.\. or -v user_id=\.\.\./);
+    const cc = await psql({ query: 'chain_check' });
+    expect(cc.code).toBe(3);
+    expect(cc.err).toMatch(/query=chain_check needs -v tenant=\.\.\./);
+    const ok = await psql({ query: 'last', limit: '2', tenant });
+    expect(ok.err).toBe('');
+    expect(ok.code).toBe(0);
+    expect(ok.out).toContain('== last 2 events');
+    expect(ok.out).toContain('(2 rows)');
+    const mf = await psql({ query: 'failed_logins', email, min_failures: '3' });
+    expect(mf.code).toBe(0);
+    expect(mf.out).not.toMatch(/192\.0\.2\.99\s*\|\s*2\s*\|/);
   });
 });

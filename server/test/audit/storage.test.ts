@@ -124,14 +124,23 @@ describe('privileges of the application role', () => {
     await expect(inTenant(app, tenantA, (c) => c.query(sql))).rejects.toMatchObject({ code });
   });
 
-  it('when privileges are listed, then the application role holds exactly SELECT and INSERT on audit_logs', async () => {
+  it('when privileges are listed, then the application role holds exactly SELECT and INSERT on audit_logs (INSERT of every column but id and created_at, migration 051)', async () => {
     const { rows } = await owner.query<{ p: string; has: boolean }>(
       `SELECT p, has_table_privilege('fleet_app', 'audit_logs', p) AS has
          FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p`,
     );
+    const cols = await owner.query<{ c: string; has: boolean }>(
+      `SELECT attname AS c, has_column_privilege('fleet_app', 'audit_logs', attname, 'INSERT') AS has
+         FROM pg_attribute WHERE attrelid = 'audit_logs'::regclass AND attnum > 0 AND NOT attisdropped`,
+    );
+    const insertable = cols.rows.filter((r) => r.has).map((r) => r.c);
+    expect(insertable).toEqual(expect.arrayContaining(['tenant_id', 'action', 'resource_type', 'severity', 'request_id']));
+    expect(insertable).not.toContain('id');
+    expect(insertable).not.toContain('created_at');
     expect(Object.fromEntries(rows.map((r) => [r.p, r.has]))).toEqual({
       SELECT: true,
-      INSERT: true,
+      // Column grants only (a table-level INSERT would include id and created_at).
+      INSERT: false,
       UPDATE: false,
       DELETE: false,
       TRUNCATE: false,
@@ -182,6 +191,8 @@ describe('append-only triggers (even for the owner)', () => {
         ORDER BY tgname`,
     );
     expect(rows.map((r) => r.tgname)).toEqual([
+      // Migration 051: anchors only from audit_purge(); created_at from the server clock.
+      'audit_chain_anchors_insert_only_by_purge',
       'audit_chain_anchors_refuse_truncate',
       'audit_chain_anchors_refuse_update_delete',
       'audit_chain_anchors_refuse_update_delete_stmt',
@@ -192,6 +203,7 @@ describe('append-only triggers (even for the owner)', () => {
       'audit_logs_refuse_truncate',
       'audit_logs_refuse_update_delete',
       'audit_logs_refuse_update_delete_stmt',
+      'audit_logs_server_clock',
       // Migration 040: queues high/critical rows for the SIEM in the inserting statement.
       'audit_logs_siem_outbox',
       // Migration 080: queues rows for the tenant's own audit streams.

@@ -6,6 +6,13 @@ export function testDbUrl(): string {
   return url;
 }
 
+/** The test database as its runtime login (member of fleet_app only): what the app under test uses. */
+export function testAppDbUrl(): string {
+  const url = process.env.FLEET_TEST_APP_DB_URL;
+  if (!url) throw new Error('FLEET_TEST_APP_DB_URL is not set: run the tests through jest (globalSetup starts the database)');
+  return url;
+}
+
 export function testAdminUrl(): string {
   const url = process.env.FLEET_TEST_ADMIN_URL;
   if (!url) throw new Error('FLEET_TEST_ADMIN_URL is not set');
@@ -16,7 +23,9 @@ export function testAdminUrl(): string {
 export function testEnv(overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
   return {
     NODE_ENV: 'test',
-    DATABASE_URL: testDbUrl(),
+    // Two logins, as in production: the app runs as the runtime login; the owner migrates.
+    DATABASE_URL: testAppDbUrl(),
+    MIGRATION_DATABASE_URL: testDbUrl(),
     JWT_SECRET: randomBytes(48).toString('base64'),
     FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
     LOG_LEVEL: 'error',
@@ -25,6 +34,8 @@ export function testEnv(overrides: Record<string, string | undefined> = {}): Rec
     CORS_ORIGINS: 'https://app.example.com',
     FLEET_DATA_DIR: '/nonexistent-test-data-dir',
     ...overrides,
+    // A test that names its own DATABASE_URL means one login for everything (unless it names the owner too).
+    ...('DATABASE_URL' in overrides && !('MIGRATION_DATABASE_URL' in overrides) ? { MIGRATION_DATABASE_URL: undefined } : {}),
   };
 }
 

@@ -2,14 +2,17 @@
  * Jest globalSetup: one real PostgreSQL for the run, migrated once.
  * - TEST_DATABASE_URL set: a throw-away database on that server (dropped at teardown).
  * - otherwise: an embedded PostgreSQL 15 in a temporary directory on a free port.
- * Exposes FLEET_TEST_DB_URL (the migrated database, owner login) and FLEET_TEST_ADMIN_URL
- * (same server, `postgres` database, for tests that create databases of their own).
+ * Exposes FLEET_TEST_DB_URL (the migrated database, owner login), FLEET_TEST_APP_DB_URL (the
+ * same database as a runtime login that is a member of fleet_app only, as in production) and
+ * FLEET_TEST_ADMIN_URL (same server, `postgres` database, for tests that create databases of
+ * their own).
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { createRuntimeLogin } from '../../src/db/logins';
 import { runMigrations } from '../../src/db/migrate';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/db/embedded';
 
@@ -18,6 +21,8 @@ interface TestDbState {
   tmpDir?: string;
   adminUrl: string;
   dbName: string;
+  /** The runtime login created for this run (cluster-wide: dropped at teardown). */
+  appLogin?: string;
 }
 
 export default async function globalSetup(): Promise<void> {
@@ -48,7 +53,22 @@ export default async function globalSetup(): Promise<void> {
     state = { embedded, tmpDir, adminUrl: embedded.adminUrl, dbName: 'fleet_test' };
   }
   await runMigrations(dbUrl);
+  // The app under test logs in as a runtime login, like production: never the owner.
+  const appLogin = `fleet_rt_${randomBytes(4).toString('hex')}`;
+  const appPassword = randomBytes(18).toString('base64url');
+  const owner = new pg.Client({ connectionString: dbUrl });
+  await owner.connect();
+  try {
+    await createRuntimeLogin(owner, appLogin, appPassword);
+  } finally {
+    await owner.end();
+  }
+  state.appLogin = appLogin;
+  const appUrl = new URL(dbUrl);
+  appUrl.username = appLogin;
+  appUrl.password = appPassword;
   process.env.FLEET_TEST_DB_URL = dbUrl;
+  process.env.FLEET_TEST_APP_DB_URL = appUrl.toString();
   process.env.FLEET_TEST_ADMIN_URL = state.adminUrl;
   (globalThis as { __FLEET_TEST_DB__?: TestDbState }).__FLEET_TEST_DB__ = state;
 }

@@ -9,18 +9,29 @@ const cwd = '/srv/fleet';
 
 describe('resolveDbTarget', () => {
   test('when DATABASE_URL is set, then its parts are decoded (user, password, IPv6 host, port, database, sslmode)', () => {
-    const t = resolveDbTarget({ DATABASE_URL: 'postgresql://ops%40corp:p%40ss%3Aw%2Fo rd@[::1]:6543/fleet%20db?sslmode=require&sslrootcert=/etc/ca.pem' }, { cwd });
-    expect(t).toEqual({ source: 'DATABASE_URL', host: '::1', port: 6543, database: 'fleet db', user: 'ops@corp', password: 'p@ss:w/o rd', sslmode: 'require', sslrootcert: '/etc/ca.pem' });
-    expect(toPgEnv(t)).toEqual({ PGHOST: '::1', PGPORT: '6543', PGDATABASE: 'fleet db', PGUSER: 'ops@corp', PGPASSWORD: 'p@ss:w/o rd', PGSSLMODE: 'require', PGSSLROOTCERT: '/etc/ca.pem' });
+    // sslrootcert must name a readable file, as the server requires.
+    const ca = path.join(tmpDir(), 'ca.pem');
+    fs.writeFileSync(ca, 'not checked here');
+    const t = resolveDbTarget({ DATABASE_URL: `postgresql://ops%40corp:p%40ss%3Aw%2Fo rd@[::1]:6543/fleet%20db?sslmode=require&sslrootcert=${ca}` }, { cwd });
+    expect(t).toEqual({ source: 'DATABASE_URL', host: '::1', port: 6543, database: 'fleet db', user: 'ops@corp', password: 'p@ss:w/o rd', sslmode: 'require', sslrootcert: ca });
+    expect(toPgEnv(t)).toEqual({ PGHOST: '::1', PGPORT: '6543', PGDATABASE: 'fleet db', PGUSER: 'ops@corp', PGPASSWORD: 'p@ss:w/o rd', PGSSLMODE: 'require', PGSSLROOTCERT: ca });
     expect(resolveDbTarget({ DATABASE_URL: toUrl(t) }, { cwd })).toEqual(t);
     expect(describeTarget(t)).toBe('ops@corp@[::1]:6543/fleet db (DATABASE_URL)');
     expect(describeTarget(t)).not.toContain('p@ss');
   });
 
-  test('when DATABASE_URL and DATABASE_* parts are both set, then DATABASE_URL wins and DATABASE_SSL overrides its sslmode', () => {
-    const t = resolveDbTarget({ DATABASE_URL: 'postgres://a@db.internal/x?sslmode=disable', DATABASE_HOST: 'other', DATABASE_SSL: 'verify-full' }, { cwd });
+  test('when DATABASE_URL and DATABASE_* parts are both set, then DATABASE_URL wins; DATABASE_SSL applies, and a contradicting sslmode is refused as by the server', () => {
+    const t = resolveDbTarget({ DATABASE_URL: 'postgres://a@db.internal/x', DATABASE_HOST: 'other', DATABASE_SSL: 'verify-full' }, { cwd });
     expect(t).toMatchObject({ host: 'db.internal', port: 5432, user: 'a', password: null, sslmode: 'verify-full' });
     expect(toPgEnv(t)).not.toHaveProperty('PGPASSWORD');
+    // (This used to let DATABASE_SSL override the URL silently; the server refuses the contradiction, so the scripts do too.)
+    expect(() => resolveDbTarget({ DATABASE_URL: 'postgres://a@db.internal/x?sslmode=disable', DATABASE_SSL: 'verify-full' }, { cwd })).toThrow('DATABASE_SSL: is verify-full but DATABASE_URL says sslmode=disable');
+  });
+
+  test('when MIGRATION_DATABASE_URL is set, then the scripts use the owner login; alone (a backup job) it is enough', () => {
+    const env = { DATABASE_URL: 'postgres://fleet_api:x1-Runtime-Pw@db.internal/fleet', MIGRATION_DATABASE_URL: 'postgres://fleet_owner:x1-Owner-Pw@db.internal/fleet', DATABASE_SSL: 'require' };
+    expect(resolveDbTarget(env, { cwd })).toMatchObject({ source: 'MIGRATION_DATABASE_URL', user: 'fleet_owner', password: 'x1-Owner-Pw', sslmode: 'require' });
+    expect(resolveDbTarget({ NODE_ENV: 'production', MIGRATION_DATABASE_URL: env.MIGRATION_DATABASE_URL }, { cwd })).toMatchObject({ source: 'MIGRATION_DATABASE_URL', user: 'fleet_owner', sslmode: 'verify-full' });
   });
 
   test('when only DATABASE_* parts are set, then they are used; production defaults to verify-full for a remote host', () => {
@@ -31,17 +42,25 @@ describe('resolveDbTarget', () => {
   });
 
   test('when the settings are unusable, then the error names the variable and the fix', () => {
+    // The server's messages (config.ts parseDatabaseSettings): the scripts accept exactly what it accepts.
     const cases: Array<[Record<string, string>, string]> = [
-      [{ DATABASE_URL: 'mysql://a@b/c' }, 'DATABASE_URL: must start with postgres://'],
-      [{ DATABASE_URL: 'not a url' }, 'DATABASE_URL: is not a URL'],
+      [{ DATABASE_URL: 'mysql://a@b/c' }, 'DATABASE_URL: must be a postgres:// or postgresql:// URL'],
+      [{ DATABASE_URL: 'not a url' }, 'DATABASE_URL: must be a postgres:// or postgresql:// URL'],
       [{ DATABASE_URL: 'postgres://a@b' }, 'DATABASE_URL: names no database'],
-      [{ DATABASE_URL: 'postgres://a@b/c?sslmode=maybe' }, 'sslmode must be one of'],
-      [{ DATABASE_URL: 'postgres://a@b:99999/c' }, 'DATABASE_URL: is not a URL'],
+      [{ DATABASE_URL: 'postgres://a@b/c?sslmode=maybe' }, 'sslmode must be disable, require or verify-full'],
+      [{ DATABASE_URL: 'postgres://a@b:99999/c' }, 'DATABASE_URL: must be a postgres:// or postgresql:// URL'],
       [{ DATABASE_HOST: 'h', DATABASE_USER: 'u' }, 'DATABASE_NAME: is required'],
       [{ DATABASE_HOST: 'h', DATABASE_NAME: 'n' }, 'DATABASE_USER: is required'],
-      [{ DATABASE_HOST: 'h', DATABASE_NAME: 'n', DATABASE_USER: 'u', DATABASE_PORT: 'x' }, 'DATABASE_PORT: the port must be a number'],
+      [{ DATABASE_HOST: 'h', DATABASE_NAME: 'n', DATABASE_USER: 'u', DATABASE_PORT: 'x' }, 'DATABASE_PORT: must be a whole number'],
       [{ DATABASE_URL: 'postgres://a@b/c', DATABASE_SSL: 'on' }, 'DATABASE_SSL: must be disable, require or verify-full'],
       [{ NODE_ENV: 'production' }, 'DATABASE_URL: is required in production'],
+      // Weaker than the server: refused now (they were accepted before).
+      [{ DATABASE_URL: 'postgres://a@b/c?host=/var/run/postgresql' }, 'DATABASE_URL: query parameter "host" is not supported'],
+      [{ DATABASE_URL: 'postgres://a@b/c?sslmode=prefer' }, 'sslmode must be disable, require or verify-full'],
+      [{ DATABASE_URL: 'postgres://a@b/c?sslmode=allow' }, 'sslmode must be disable, require or verify-full'],
+      [{ DATABASE_URL: 'postgres://a@b/c?sslmode=verify-ca' }, 'sslmode must be disable, require or verify-full'],
+      [{ NODE_ENV: 'production', DATABASE_URL: 'postgres://a:Zx81-kLq0-pW3m@db.example.net/c', DATABASE_SSL: 'disable' }, 'DATABASE_SSL: must be require or verify-full in production'],
+      [{ NODE_ENV: 'production', DATABASE_URL: 'postgres://a@db.example.net/c' }, 'DATABASE_URL: has no password'],
     ];
     for (const [env, message] of cases) {
       expect(() => resolveDbTarget(env, { cwd })).toThrow(DbTargetError);

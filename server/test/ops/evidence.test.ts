@@ -32,6 +32,7 @@ let folder: string;
 let archive: string;
 let sessionsBefore: unknown[];
 let suspectSessionId: string;
+let formulaId: string;
 
 /** A session opened now (database clock), from `ip`. */
 async function openSession(userId: string, tenantId: string, ip: string): Promise<string> {
@@ -68,6 +69,9 @@ beforeAll(async () => {
   inWindow.push((await audit.record({ tenantId: tenant, userId: suspect.userId, action: 'fleet.vehicle.update', resourceType: 'vehicle', resourceId: 'v-1', ipAddress: '203.0.113.7', after: { note: 'comma, "quote"' } })).id);
   failedLoginId = (await audit.record({ tenantId: tenant, userId: null, action: 'auth.login.failure', resourceType: 'user', resourceId: email, result: 'failure', errorMessage: 'bad id token', ipAddress: '203.0.113.7', severity: 'medium' })).id;
   inWindow.push(failedLoginId);
+  // Attacker-chosen text that a spreadsheet would run as a formula (CSV injection).
+  formulaId = (await audit.record({ tenantId: tenant, userId: suspect.userId, action: 'fleet.vehicle.update', resourceType: 'vehicle', resourceId: '=HYPERLINK("http://evil.example/x","click")', errorMessage: '@SUM(1+1)', result: 'failure', ipAddress: '203.0.113.7' })).id;
+  inWindow.push(formulaId);
   alertId = (await audit.record({ tenantId: tenant, userId: null, action: 'security.alert.brute_force', resourceType: 'user', resourceId: email, ipAddress: '203.0.113.7', severity: 'critical' })).id;
   inWindow.push(alertId);
   suspectSessionId = await openSession(suspect.userId, tenant, '203.0.113.7');
@@ -127,6 +131,15 @@ describe('collect-evidence.sh', () => {
     expect(fs.readFileSync(path.join(folder, 'failed_logins.csv'), 'utf8').trimEnd().split('\n')).toHaveLength(2);
   });
 
+  test('when a cell starts with a formula character, then the CSV prefixes it with a quote (OWASP) and the NDJSON keeps it exact', () => {
+    const row = ndjson('audit_logs.ndjson').find((r) => String(r.id) === formulaId);
+    expect(row).toMatchObject({ resource_id: '=HYPERLINK("http://evil.example/x","click")', error_message: '@SUM(1+1)' });
+    const line = fs.readFileSync(path.join(folder, 'audit_logs.csv'), 'utf8').split('\n').find((l) => l.startsWith(`${formulaId},`)) as string;
+    expect(line).toContain(`"'=HYPERLINK(""http://evil.example/x"",""click"")"`);
+    expect(line).toContain(`"'@SUM(1+1)"`);
+    expect(line).not.toMatch(/(^|,)"?[=+@-]/);
+  });
+
   test('when collected, then the sessions active in the window that match the filters and their users are included', () => {
     const sessions = ndjson('sessions.ndjson');
     expect(sessions.map((s) => s.id)).toEqual([suspectSessionId]);
@@ -174,7 +187,7 @@ describe('collect-evidence.sh', () => {
     expect(note).toContain(`--tenant ${tenant}`);
     expect(note).toContain(`--since ${since}`);
     expect(note).toContain('sha256sum -c MANIFEST.sha256');
-    expect(note).toContain('Rows: audit_logs 3, failed_logins 1, security_events 1, sessions 1, users 1');
+    expect(note).toContain('Rows: audit_logs 4, failed_logins 1, security_events 1, sessions 1, users 1');
   });
 
   test('when collected, then the database is unchanged except for one system.evidence_collected audit row', async () => {
@@ -182,7 +195,7 @@ describe('collect-evidence.sh', () => {
     const { rows } = await owner.query(`SELECT * FROM audit_logs WHERE tenant_id = $1 AND created_at >= $2::timestamptz AND action LIKE 'system.%'`, [tenant, until]);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ action: 'system.evidence_collected', severity: 'medium', result: 'success', resource_type: 'evidence', resource_id: path.basename(folder) });
-    expect(rows[0].after).toMatchObject({ auditRows: 3, failedLogins: 1, securityEvents: 1, sessions: 1, users: 1, tenant, user: email.toUpperCase(), ip: '203.0.113.0/24', archive });
+    expect(rows[0].after).toMatchObject({ auditRows: 4, failedLogins: 1, securityEvents: 1, sessions: 1, users: 1, tenant, user: email.toUpperCase(), ip: '203.0.113.0/24', archive });
     expect(rows[0].after.archiveSha256).toBe(fs.readFileSync(`${archive}.sha256`, 'utf8').split(' ')[0]);
   });
 });

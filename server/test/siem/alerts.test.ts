@@ -131,7 +131,7 @@ describe('brute force (auth.login.failure)', () => {
 describe('single-event rules', () => {
   it('when a spent refresh token is presented again through POST /refresh, then exactly one critical refresh_reuse alert is written and queued for the SIEM', async () => {
     const issuer = await startIssuer();
-    const a = await buildAuthApp(issuer, { env: { DATABASE_URL: db.url, ...env } });
+    const a = await buildAuthApp(issuer, { env: { DATABASE_URL: db.appUrl, MIGRATION_DATABASE_URL: db.url, ...env } });
     try {
       const u = await provision(a);
       const l = await loginThroughIssuer(a, issuer, a.clock, u.email);

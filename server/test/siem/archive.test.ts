@@ -227,7 +227,10 @@ describe('write-once and failure handling', () => {
     expect(failed.rows).toHaveLength(1);
     expect(failed.rows[0]).toMatchObject({ severity: 'high', result: 'failure', error_message: `blob ${name} exists with a different SHA-256` });
     // Clean up the deliberately stuck export so the periodic-job tests below see a healthy archive.
-    await db.owner.query('DELETE FROM audit_exports WHERE tenant_id = $1', [admin.tenantId]);
+    // (Export records are append-only, migration 051: only an owner switching the triggers off removes one.)
+    await tamper(db.owner, async (c) => {
+      await c.query('DELETE FROM audit_exports WHERE tenant_id = $1', [admin.tenantId]);
+    });
     await raw.getContainerClient(CONTAINER).getBlockBlobClient(name).delete();
   });
 
@@ -393,9 +396,34 @@ describe('archive verification', () => {
     expect(report.firstProblem).toMatchObject({ seq: 2, kind: 'blob_missing' });
   });
 
+  it('when export records are deleted from the database (an owner switching the triggers off), then verifying every tenant still finds their blobs: blob_unknown under that tenant', async () => {
+    const { tenantId, recs } = await exported();
+    await tamper(db.owner, async (c) => {
+      await c.query('DELETE FROM audit_exports WHERE tenant_id = $1', [tenantId]);
+    });
+    const report = await verifyArchive({ pool: t.composition.pool, store: store() });
+    expect(report.valid).toBe(false);
+    const mine = report.tenants.find((r) => r.tenantId === tenantId);
+    expect(mine?.exports).toBe(0);
+    expect(mine?.problems.map((p) => [p.kind, p.blob])).toEqual(recs.map((r) => ['blob_unknown', r.blob_name]).sort((a, b) => String(a[1]).localeCompare(String(b[1]))));
+  });
+
+  it('when a blob the database does not know sits under a tenant\'s prefix, then verifying that tenant reports blob_unknown; the known exports still verify', async () => {
+    const { tenantId } = await exported();
+    const planted = `audit/${encodeURIComponent(tenantId)}/2026/01/01/1-2.ndjson`;
+    await raw.getContainerClient(CONTAINER).getBlockBlobClient(planted).upload('{}\n', 3);
+    const report = await verifyArchive({ pool: t.composition.pool, store: store() }, { tenantId });
+    expect(report.tenants).toHaveLength(1);
+    expect(report.tenants[0]?.problems).toEqual([expect.objectContaining({ kind: 'blob_unknown', blob: planted, seq: null })]);
+    expect(report.tenants[0]?.exports).toBe(2);
+    await raw.getContainerClient(CONTAINER).getBlockBlobClient(planted).delete();
+  });
+
   it('when an export record is altered in the database, then the digest chain breaks', async () => {
     const { tenantId, recs } = await exported();
-    await db.owner.query('UPDATE audit_exports SET digest = $1 WHERE tenant_id = $2 AND seq = 1', ['f'.repeat(64), tenantId]);
+    await tamper(db.owner, async (c) => {
+      await c.query('UPDATE audit_exports SET digest = $1 WHERE tenant_id = $2 AND seq = 1', ['f'.repeat(64), tenantId]);
+    });
     const report = await verifyArchive({ pool: t.composition.pool, store: store() }, { tenantId });
     const kinds = report.tenants[0]?.problems.map((p) => `${p.seq}:${p.kind}`);
     expect(kinds).toEqual(expect.arrayContaining(['1:digest_mismatch', '1:metadata_mismatch', '2:chain_broken']));

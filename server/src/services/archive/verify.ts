@@ -12,6 +12,9 @@
  *    newest export (an anchor: history rewritten and re-hashed after the export is caught).
  * Unfinished (pending) exports, rows newer than the last export and archived rows removed from
  * the database by the retention purge (older than its anchor) are reported as warnings.
+ * Finally the container itself is listed (under audit/, or audit/<tenant>/ for one tenant):
+ * a blob no export record names is reported as blob_unknown, under the tenant its name
+ * carries — deleting export records from the database cannot hide archived history.
  */
 import type { Pool } from '../../db/pool';
 import { withTenant } from '../../db/transaction';
@@ -35,7 +38,8 @@ export interface VerifyProblem {
     | 'content_mismatch'
     | 'database_differs'
     | 'rows_not_archived'
-    | 'chain_anchor_broken';
+    | 'chain_anchor_broken'
+    | 'blob_unknown';
   detail: string;
 }
 
@@ -64,12 +68,13 @@ function parseLine(line: string): Record<string, unknown> | null {
   }
 }
 
-async function verifyTenant(pool: Pool, store: BlobStore, tenantId: string, audit: AuditService | undefined): Promise<TenantReport> {
+async function verifyTenant(pool: Pool, store: BlobStore, tenantId: string, audit: AuditService | undefined, known: Set<string>): Promise<TenantReport> {
   const report: TenantReport = { tenantId, exports: 0, rowsChecked: 0, rowsPending: 0, problems: [], warnings: [] };
   const problem = (e: repo.ExportRow | null, kind: VerifyProblem['kind'], detail: string) =>
     report.problems.push({ tenantId, seq: e?.seq ?? null, blob: e?.blob_name ?? null, kind, detail });
   const exports = await withTenant(pool, tenantId, (c) => repo.listExports(c, tenantId));
   report.exports = exports.length;
+  for (const e of exports) if (e.container === store.container) known.add(e.blob_name);
   const purgedBefore = await withTenant(pool, tenantId, (c) => repo.purgedBefore(c, tenantId));
   let purged = 0;
   let prevDigest = GENESIS_DIGEST;
@@ -158,14 +163,34 @@ async function verifyTenant(pool: Pool, store: BlobStore, tenantId: string, audi
  */
 export async function verifyArchive(deps: { pool: Pool; store: BlobStore; audit?: AuditService }, opts: { tenantId?: string } = {}): Promise<VerifyReport> {
   const tenants = opts.tenantId ? [opts.tenantId] : await repo.archivedTenants(deps.pool);
+  const known = new Set<string>();
   const reports: TenantReport[] = [];
-  for (const t of tenants) {
-    const r = await verifyTenant(deps.pool, deps.store, t, deps.audit);
-    reports.push(r);
-    if (deps.audit) {
+  for (const t of tenants) reports.push(await verifyTenant(deps.pool, deps.store, t, deps.audit, known));
+  // Blobs the database does not know: listed from the container, attributed to the tenant
+  // their name carries (audit/<url-encoded tenant>/…).
+  const prefix = opts.tenantId ? `audit/${encodeURIComponent(opts.tenantId)}/` : 'audit/';
+  const unknown = (await deps.store.list(prefix)).filter((name) => !known.has(name)).sort();
+  for (const name of unknown) {
+    const enc = name.split('/')[1] ?? '';
+    let tenantId: string;
+    try {
+      tenantId = decodeURIComponent(enc);
+    } catch {
+      tenantId = enc;
+    }
+    let r = reports.find((x) => x.tenantId === tenantId);
+    if (!r) {
+      r = { tenantId, exports: 0, rowsChecked: 0, rowsPending: 0, problems: [], warnings: [] };
+      reports.push(r);
+    }
+    r.problems.push({ tenantId, seq: null, blob: name, kind: 'blob_unknown', detail: `blob ${name} is in the archive container but no export record in the database names it (export records deleted?)` });
+  }
+  for (const r of reports) {
+    // A tenant name taken from a planted blob name may be no tenant at all: reported, not audited.
+    if (deps.audit && /^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$/.test(r.tenantId)) {
       const failed = r.problems.length > 0;
       await deps.audit.record({
-        tenantId: t,
+        tenantId: r.tenantId,
         action: failed ? 'audit.verify.failed' : 'audit.verify',
         resourceType: 'audit_archive',
         resourceId: deps.store.container,

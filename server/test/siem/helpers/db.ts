@@ -6,10 +6,13 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { runMigrations } from '../../../src/db/migrate';
-import { testAdminUrl } from '../../helpers/env';
+import { testAdminUrl, testAppDbUrl } from '../../helpers/env';
 
 export interface IsolatedDatabase {
+  /** The owner (superuser) login. */
   url: string;
+  /** The run's runtime login (member of fleet_app only) on this database: what the app uses. */
+  appUrl: string;
   /** Owner (superuser) pool: no application role, no row-level security. */
   owner: pg.Pool;
   drop(): Promise<void>;
@@ -33,8 +36,11 @@ export async function createIsolatedDatabase(label: string): Promise<IsolatedDat
   // An idle connection terminated from outside (another suite on the same server resetting
   // backends) must not crash the test process; the pool replaces it on the next query.
   owner.on('error', () => undefined);
+  const app = new URL(testAppDbUrl());
+  app.pathname = `/${name}`;
   return {
     url,
+    appUrl: app.toString(),
     owner,
     async drop() {
       await owner.end();

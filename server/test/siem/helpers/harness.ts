@@ -11,7 +11,7 @@ import { testEnv } from '../../helpers/env';
 import type { IsolatedDatabase } from './db';
 
 export async function buildSiemTestApp(db: IsolatedDatabase, env: Record<string, string | undefined>, opts: { clock?: Clock; start?: boolean } = {}): Promise<TestApp> {
-  return buildTestApp({ env: { DATABASE_URL: db.url, ...env }, clock: opts.clock, start: opts.start, logLevel: 'warn' });
+  return buildTestApp({ env: { DATABASE_URL: db.appUrl, MIGRATION_DATABASE_URL: db.url, ...env }, clock: opts.clock, start: opts.start, logLevel: 'warn' });
 }
 
 export interface Stack {
@@ -31,12 +31,12 @@ export interface Stack {
  * on the same database plays a second instance.
  */
 export async function buildStack(db: IsolatedDatabase, env: Record<string, string | undefined>, overrides: Partial<SecurityMonitoringDeps> = {}, clock = new ManualClock()): Promise<Stack> {
-  const loaded = loadConfig(testEnv({ DATABASE_URL: db.url, ...env }));
+  const loaded = loadConfig(testEnv({ DATABASE_URL: db.appUrl, MIGRATION_DATABASE_URL: db.url, ...env }));
   if (!loaded.config) throw new Error(`test config invalid: ${JSON.stringify(loaded.errors)}`);
   const config = loaded.config;
   const logs: string[] = [];
   const logger = createLogger({ level: 'info', console: false, transports: [captureTransport(logs)] });
-  const pool = createPool(poolOptionsFromConfig(config, db.url), logger);
+  const pool = createPool(poolOptionsFromConfig(config, db.appUrl), logger);
   const audit = createAuditService({ pool, logger });
   const monitoring = buildSecurityMonitoring({ config, pool, logger, clock, audit, ...overrides });
   return {
