@@ -58,6 +58,57 @@ async function startServer(): Promise<{ child: ChildProcessWithoutNullStreams; p
   return { child, port, out: () => out };
 }
 
+/** Local ports of the TCP sockets a process holds (Linux /proc): its database connections among them. */
+function childTcpPorts(root: number): number[] {
+  // tsx runs the server in a child process of its own: take the whole process tree.
+  const parentOf = new Map<number, number>();
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      parentOf.set(Number(d), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      /* gone */
+    }
+  }
+  const tree = new Set([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, ppid] of parentOf) {
+      if (tree.has(ppid) && !tree.has(pid)) {
+        tree.add(pid);
+        grew = true;
+      }
+    }
+  }
+  const inodes = new Set<string>();
+  for (const pid of tree) {
+    let fds: string[];
+    try {
+      fds = fs.readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) inodes.add(m[1] as string);
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+  }
+  const ports: number[] = [];
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    if (!fs.existsSync(table)) continue;
+    for (const line of fs.readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length > 9 && inodes.has(cols[9] as string)) ports.push(parseInt((cols[1] as string).split(':')[1] as string, 16));
+    }
+  }
+  return ports;
+}
+
 /** One HTTP/1.1 exchange on a fresh connection; resolves with the raw response text. */
 function exchange(port: number, head: string, body = ''): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -86,13 +137,13 @@ function until(cond: () => boolean, what: string): Promise<void> {
 
 test('when sent SIGTERM with a request in flight, then readiness is 503 at once, the request completes, new connections are refused after the drain delay, pools close and it exits 0', async () => {
   const login = await loginAs(t, { role: 'user' });
-  const backends = async (): Promise<number[]> => (await owner.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'fleet-security-api'")).rows.map((r) => r.pid);
-  const before = new Set(await backends());
   const { child, port, out } = await startServer();
   try {
     const ready = await exchange(port, 'GET /api/health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     expect(ready).toMatch(/^HTTP\/1\.1 200 /);
-    const childPids = (await backends()).filter((p) => !before.has(p));
+    // The database backends serving the child's own connections (other test files run servers too).
+    const ports = childTcpPorts(child.pid as number);
+    const childPids = (await owner.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE client_port = ANY($1::int[])', [ports])).rows.map((r) => r.pid);
     expect(childPids.length).toBeGreaterThan(0);
 
     // A write in flight: headers and half of its body sent, the rest after SIGTERM.

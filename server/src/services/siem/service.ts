@@ -272,20 +272,19 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
     const rows = await repo.claimBatch(pool, instanceId, new Date(t), new Date(t + leaseMs), batchSize);
     if (rows.length === 0) return { claimed: 0, delivered: 0, retried: 0, dead: 0 };
     const renewal = renewWhileInFlight(rows.map((r) => r.seq));
-    try {
-      return await deliverClaimed(rows);
-    } finally {
-      await renewal.stop();
-    }
+    // Renewed while the batch is in flight; stopped before the outcome is written (a renewal
+    // after the delete would find nothing left to renew).
+    return deliverClaimed(rows, () => renewal.stop()).finally(() => renewal.stop());
   }
 
   /** Renews the claim on `seqs` every third of the lease until stopped. */
   function renewWhileInFlight(seqs: string[]): { stop(): Promise<void> } {
     let pending: Promise<void> | null = null;
     let lostLogged = false;
+    let stopped = false;
     const timer = setInterval(
       () => {
-        if (pending) return;
+        if (pending || stopped) return;
         pending = repo
           .renewLease(pool, seqs, instanceId, new Date(clock.now() + leaseMs))
           .then((held) => {
@@ -304,13 +303,14 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
     timer.unref();
     return {
       async stop() {
+        stopped = true;
         clearInterval(timer);
         if (pending) await pending;
       },
     };
   }
 
-  async function deliverClaimed(rows: repo.OutboxRow[]): Promise<FlushResult> {
+  async function deliverClaimed(rows: repo.OutboxRow[], stopRenewal: () => Promise<void>): Promise<FlushResult> {
     if (!connector) return { claimed: 0, delivered: 0, retried: 0, dead: 0 };
     const end = metrics.flushDuration.startTimer();
     let outcomes: Map<string, EventOutcome>;
@@ -327,6 +327,7 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
       outcomes = new Map(rows.map((r) => [r.event_id, { kind: 'retry', reason: error as string } as EventOutcome]));
     }
     end();
+    await stopRenewal();
     return applyReport(rows, outcomes, error);
   }
 
