@@ -349,12 +349,15 @@ async function offline(rowsCount: number): Promise<string[]> {
     await new Promise<void>((r) => out.end(r));
     const gen = (Date.now() - t0) / 1000;
     const mb = fs.statSync(rowsFile).size / 1e6;
+    const c1 = process.cpuUsage();
     const t1 = performance.now();
     const report = await verifyOffline({ keys: [parseVerifierKey(signer.verifierKey)], checkpointsDir: path.join(dir, 'checkpoints'), rowFiles: [rowsFile] });
     const secs = (performance.now() - t1) / 1000;
+    const cu = process.cpuUsage(c1);
+    const cpuSecs = (cu.user + cu.system) / 1e6;
     if (!report.ok) throw new Error(report.failure ?? 'offline verification failed');
     return [
-      `offline verification: ${rowsCount} archived rows (${mb.toFixed(0)} MB NDJSON, generated in ${gen.toFixed(1)} s), ${report.tenants[0]?.verifiedSizes.length} signed checkpoints rebuilt: ${secs.toFixed(2)} s (${Math.round(rowsCount / secs)} rows/s)`,
+      `offline verification: ${rowsCount} archived rows (${mb.toFixed(0)} MB NDJSON, generated in ${gen.toFixed(1)} s), ${report.tenants[0]?.verifiedSizes.length} signed checkpoints rebuilt: ${secs.toFixed(2)} s wall, ${cpuSecs.toFixed(2)} s CPU (${Math.round(rowsCount / secs)} rows/s); load average ${os.loadavg()[0]?.toFixed(1)} on ${os.cpus().length} CPUs`,
     ];
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -65,7 +65,7 @@ BEGIN
         SELECT x.tree_size, x.created_at FROM public.audit_checkpoints x
          WHERE x.tenant_id = h.tenant_id ORDER BY x.id DESC LIMIT 1) c ON true
      WHERE h.size > 0 AND (c.tree_size IS NULL OR h.size > c.tree_size OR c.created_at <= p_now - p_idle)
-     ORDER BY h.tenant_id
+     ORDER BY c.created_at NULLS FIRST, h.tenant_id  -- the longest-waiting first: no tenant starves
      LIMIT p_limit;
   PERFORM set_config('app.audit_scope', coalesce(prev_scope, ''), true);
 END

@@ -109,7 +109,7 @@ function describe(r: TrailVerifyResult): string {
   if (r.valid) {
     const head = r.head ? `head seq ${r.head.seq} ${r.head.hash}` : 'no sealed rows';
     const cps = r.checkpoints ? `; ${r.checkpoints.checked} checkpoint note(s) verified (${r.checkpoints.publishedChecked} of ${r.checkpoints.published} published copies read)` : '';
-    return `tenant ${r.tenantId}: intact, ${r.checked} entr${r.checked === 1 ? 'y' : 'ies'} checked, ${head}${cps}${unsealed}`;
+    return `tenant ${r.tenantId}: intact, ${r.checked} entr${r.checked === 1 ? 'y' : 'ies'} checked, ${head}${unsealed}${cps}`;
   }
   return `tenant ${r.tenantId}: BROKEN${r.firstBrokenId ? ` at audit row ${r.firstBrokenId}` : ''}: ${r.reason}${unsealed}`;
 }

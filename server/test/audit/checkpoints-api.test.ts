@@ -148,6 +148,10 @@ describe('signed checkpoints and proofs', () => {
     expect(r?.some((p) => p.tenantId === admin.tenantId)).toBe(false);
     const after = await owner.query('SELECT count(*)::int AS n FROM audit_checkpoints WHERE tenant_id = $1', [admin.tenantId]);
     expect(after.rows[0].n).toBe(before.rows[0].n);
+    const due = async (minutes: number) =>
+      (await owner.query("SELECT tenant_id FROM audit_checkpoints_due(now() + make_interval(mins => $1), '3600 seconds', 100000)", [minutes])).rows.map((r) => r.tenant_id);
+    expect(await due(30)).not.toContain(admin.tenantId);
+    expect(await due(61)).toContain(admin.tenantId); // an hour idle: re-published
   });
 });
 
@@ -165,5 +169,30 @@ describe('without a signing key', () => {
     expectError(await request(plain.app).get(`${BASE}/checkpoint-key`), 503, 'SERVICE_UNAVAILABLE');
     expectError(await request(plain.app).get(`${BASE}/checkpoint`).set('Authorization', admin.authorization), 503, 'SERVICE_UNAVAILABLE');
     expect(await plain.composition.services.checkpoints.publishNow()).toEqual([]);
+  });
+});
+
+describe('with a SIEM configured', () => {
+  let siemApp: TestApp;
+  beforeAll(async () => {
+    // Nothing listens there: the event only has to reach the outbox (delivery is the SIEM worker's, tested in test/siem).
+    siemApp = await buildTestApp({
+      env: { DATABASE_URL: db.url, AUDIT_CHECKPOINT_SIGNING_KEY: newCheckpointKey(), AUDIT_LOG_NAME: 'jest', SIEM_PROVIDER: 'webhook', SIEM_ENDPOINT_URL: 'http://127.0.0.1:9/hook', SIEM_API_KEY: 'k'.repeat(32) },
+    });
+  });
+  afterAll(async () => {
+    await siemApp.close();
+  });
+
+  it('when a checkpoint is published, then an audit.checkpoint event carrying the note is queued in the same transaction as the row', async () => {
+    const tenantId = uniqueTenant('cp-siem');
+    await siemApp.composition.services.audit.record({ tenantId, action: 'doc.changed', resourceType: 'doc', resourceId: 'x' });
+    await sealAll(owner);
+    const [p] = (await siemApp.composition.services.checkpoints.publishNow({ tenantId })) ?? [];
+    expect(p?.treeSize).toBe(1);
+    const { rows } = await owner.query("SELECT event_type, severity, payload FROM siem_outbox WHERE tenant_id = $1 AND event_type = 'audit.checkpoint'", [tenantId]);
+    expect(rows).toHaveLength(1);
+    const note = (await owner.query('SELECT note FROM audit_checkpoints WHERE tenant_id = $1', [tenantId])).rows[0]?.note as string;
+    expect(JSON.stringify(rows[0]?.payload)).toContain(JSON.stringify(note).slice(1, -1));
   });
 });

@@ -15,7 +15,6 @@
  * note against the tree); the next run publishes again. Nothing is ever recorded in the
  * database before its published copy exists.
  */
-import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { SecretClient, type SecretClientOptions } from '@azure/keyvault-secrets';
 import type { Config } from '../../config';
 import type { Pool, Queryable } from '../../db/pool';
@@ -25,7 +24,7 @@ import type { Logger } from '../../lib/logger';
 import type { BlobStore } from '../archive/blob-store';
 import { storedRoot, storedTreeSize } from './merkle';
 import { checkpointBody, checkpointKeyName, checkpointOrigin, createCheckpointSigner, parseEd25519PrivateKey, type CheckpointSigner } from './signed-note';
-import { parseVerifierKey, verifyCheckpointNote, type VerifierKey } from './note-verify';
+import { parseVerifierKey, type VerifierKey } from './note-verify';
 import { withTenantSnapshot } from './service';
 import { readPublishedNotes, verifyTrailIn, type TrailVerifyDeps, type TrailVerifyResult } from './tree-verify';
 import type { VerifyOptions } from './chain';
@@ -102,7 +101,6 @@ RETURNING id::text`;
 const CHECKPOINT_COLUMNS = `id::text AS id, tenant_id, tree_size::text AS tree_size, root_hash, key_id, verifier_key, note, blob_name, created_at`;
 export const SELECT_LATEST_CHECKPOINT = `SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1`;
 export const SELECT_CHECKPOINTS = `SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE tenant_id = $1 ORDER BY id`;
-export const SELECT_VERIFIER_KEYS = `SELECT DISTINCT verifier_key FROM audit_checkpoints WHERE tenant_id = $1`;
 export const SELECT_LEAF_IDS = `SELECT audit_id::text AS id FROM audit_chain WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq`;
 export const SELECT_DUE = `SELECT tenant_id, size::text AS size FROM audit_checkpoints_due($1, $2::interval, $3)`;
 
@@ -173,8 +171,8 @@ export interface CheckpointStatus {
 export interface CheckpointService {
   readonly enabled: boolean;
   origin(tenantId: string): string;
-  /** The current verifier key, then earlier keys that signed this tenant's stored checkpoints. */
-  verifierKeys(tenantId?: string): Promise<string[]>;
+  /** The current verifier key, then AUDIT_CHECKPOINT_TRUSTED_KEYS (GET /audit/checkpoint-key). */
+  verifierKeys(): Promise<string[]>;
   latest(tenantId: string): Promise<CheckpointRow | null>;
   /** Publishes due checkpoints now (all tenants; or one tenant, due or not). null: another instance holds the lock. */
   publishNow(opts?: { tenantId?: string }): Promise<PublishResult[] | null>;
@@ -339,14 +337,10 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
       const td = await trailDeps(tenantId);
       return withTenantSnapshot(pool, tenantId, (c) => verifyTrailIn(c, tenantId, td, opts));
     },
-    async verifierKeys(tenantId) {
+    async verifierKeys() {
       const keys: string[] = [];
       if (deps.key) keys.push((await deps.key.current()).verifierKey);
       for (const k of config.auditLog.trustedKeys) if (!keys.includes(k)) keys.push(k);
-      if (tenantId) {
-        const { rows } = await withTenant(pool, tenantId, (c) => c.query<{ verifier_key: string }>(SELECT_VERIFIER_KEYS, [tenantId]));
-        for (const r of rows) if (!keys.includes(r.verifier_key)) keys.push(r.verifier_key);
-      }
       return keys;
     },
     latest(tenantId) {
@@ -372,19 +366,4 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
       return { ...st };
     },
   };
-}
-
-/** Checks a note this service published against its own verifier keys (used by tests and tools). */
-export function selfCheck(note: string, verifierKeys: string[], expectedOrigin: string): boolean {
-  try {
-    verifyCheckpointNote(note, verifierKeys.map(parseVerifierKey), expectedOrigin);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** For tests and the CLI: an Ed25519 key object from PKCS#8 base64. */
-export function privateKeyFromPkcs8(b64: string): KeyObject {
-  return createPrivateKey({ key: Buffer.from(b64, 'base64'), format: 'der', type: 'pkcs8' });
 }

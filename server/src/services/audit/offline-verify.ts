@@ -49,6 +49,10 @@ export interface OfflineReport {
 
 class Failure extends Error {}
 
+/** Audit ids as numbers while exact (smaller maps for millions of rows), else as text. */
+type IdKey = number | string;
+const idKey = (id: string): IdKey => (id.length <= 15 ? Number(id) : id);
+
 const CHAIN_TAG = 'fleet-audit-chain-v1\n';
 const GENESIS = Buffer.alloc(32);
 
@@ -245,7 +249,7 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
 
     // 1-2: notes
     const byTenant = new Map<string, Map<number, OfflineCheckpoint>>();
-    const orders = new Map<string, Map<number, string>>(); // tenant -> seq -> audit id
+    const orders = new Map<string, Map<number, IdKey>>(); // tenant -> seq -> audit id
     const files = walk(o.checkpointsDir);
     const idFiles: string[] = [];
     for (const f of files) {
@@ -282,15 +286,15 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
       const lines = fs.readFileSync(f, 'utf8').split('\n');
       const head = /^from (0|[1-9]\d{0,15})$/.exec(lines[0] ?? '');
       if (!head) throw new Failure(`${f}: does not start with "from <size>"`);
-      const m = orders.get(tenantId) ?? new Map<number, string>();
+      const m = orders.get(tenantId) ?? new Map<number, IdKey>();
       let seq = Number(head[1]);
       for (const id of lines.slice(1)) {
         if (id === '') continue;
         if (!/^[1-9]\d{0,18}$/.test(id)) throw new Failure(`${f}: "${id.slice(0, 40)}" is not an audit id`);
         seq += 1;
         const known = m.get(seq);
-        if (known !== undefined && known !== id) throw new Failure(`${f}: leaf ${seq} is ${id}, another order file says ${known}`);
-        m.set(seq, id);
+        if (known !== undefined && known !== idKey(id)) throw new Failure(`${f}: leaf ${seq} is ${id}, another order file says ${known}`);
+        m.set(seq, idKey(id));
       }
       orders.set(tenantId, m);
     }
@@ -303,9 +307,9 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
       sizes: number[];
       si: number;
       cps: Map<number, OfflineCheckpoint>;
-      order: Map<number, string>;
-      pending: Map<string, CanonicalFields>;
-      placed: Set<string>;
+      order: Map<number, IdKey>;
+      pending: Map<IdKey, CanonicalFields>;
+      placed: Set<IdKey>;
       builder: TreeBuilder;
       prev: Buffer;
       seq: number;
@@ -331,8 +335,9 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
       });
     }
     const place = (st: State, f: CanonicalFields) => {
-      if (st.placed.has(f.id)) throw new Failure(`tenant ${st.report.tenantId}: audit row ${f.id} is placed twice`);
-      st.placed.add(f.id);
+      const k = idKey(f.id);
+      if (st.placed.has(k)) throw new Failure(`tenant ${st.report.tenantId}: audit row ${f.id} is placed twice`);
+      st.placed.add(k);
       st.seq += 1;
       const h = entryHash(f, st.seq, st.prev);
       st.builder.addRowHash(h);
@@ -374,29 +379,34 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
         }
         const st = states.get(f.tenantId);
         if (!st) continue;
-        if (st.placed.has(f.id) || st.pending.has(f.id)) {
-          const dup = st.pending.get(f.id);
+        const k = idKey(f.id);
+        if (st.placed.has(k) || st.pending.has(k)) {
+          const dup = st.pending.get(k);
           if (dup && JSON.stringify(dup) !== JSON.stringify(f)) throw new Failure(`${file}:${n}: row ${f.id} appears twice with different content`);
           if (!dup) continue; // the same row again (overlapping exports): already placed
         }
-        st.pending.set(f.id, f);
+        st.pending.set(k, f);
         advance(st);
       }
     }
-    const byIdOrder = (a: string, b: string) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+    const byIdOrder = (a: IdKey, b: IdKey) => {
+      const x = String(a);
+      const y = String(b);
+      return x.length - y.length || (x < y ? -1 : x > y ? 1 : 0);
+    };
     for (const st of states.values()) {
       const rest = [...st.pending.keys()].sort(byIdOrder);
       let k = 0;
       while (st.seq < st.max) {
         const ordered = st.order.get(st.seq + 1);
-        let id: string | undefined;
+        let id: IdKey | undefined;
         if (ordered !== undefined) {
           if (!st.pending.has(ordered)) {
             throw new Failure(`tenant ${st.report.tenantId}: leaf ${st.seq + 1} is audit row ${ordered}, which is not in the archived rows (deleted before archiving, or the rows are incomplete)`);
           }
           id = ordered;
         } else {
-          while (k < rest.length && !st.pending.has(rest[k] as string)) k += 1;
+          while (k < rest.length && !st.pending.has(rest[k] as IdKey)) k += 1;
           id = rest[k];
         }
         if (id === undefined) break; // the archived rows end here
