@@ -18,6 +18,7 @@ import { requestContext } from './middleware/request-context';
 import { securityHeaderList } from './middleware/security-headers';
 import { series } from './middleware/series';
 import { mountHealth } from './routes/health';
+import { mountJwks } from './routes/jwks.routes';
 import { securityRouter } from './routes/security';
 
 export interface AppOptions {
@@ -62,6 +63,7 @@ export function createApp(c: Composition, opts: AppOptions = {}): App {
   );
 
   mountHealth(app, c.readinessChecks, { startedAt: Date.now() });
+  mountJwks(app, c.services.tokens);
   app.get('/metrics', metrics.handler);
   app.use(API_MOUNT, securityRouter({ composition: c, csrf }));
 

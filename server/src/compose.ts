@@ -18,6 +18,7 @@ import { createAuditService, type AuditService } from './services/audit/service'
 import type { Permission } from './services/auth/rbac';
 import { createSessionService, type SessionService } from './services/auth/sessions';
 import { createTokenService, type TokenService } from './services/auth/tokens';
+import { recordAsymmetricSince } from './services/auth/signing-state';
 import { createAuthService, type AuthService } from './services/auth/auth-service';
 import { createDevKeyResolver } from './services/auth/dev-issuer';
 import { createIdTokenVerifier, createRemoteKeyResolver, type IdTokenVerifier, type KeyResolver } from './services/auth/oidc';
@@ -76,7 +77,8 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
   if (core.config.scope !== 'all') throw new Error('buildServices needs the whole configuration checked (scope "all")');
   const audit = createAuditService({ pool: core.pool, logger: core.logger });
   const auditSealer = createAuditSealer({ pool: core.pool, logger: core.logger });
-  const tokens = createTokenService(core.config, core.clock);
+  const legacyHs256Since = await recordAsymmetricSince(core.pool, new Date(core.clock.now()));
+  const tokens = createTokenService(core.config, core.clock, { legacyHs256Since });
   const sessions = createSessionService({ pool: core.pool, config: core.config, clock: core.clock, audit });
   const users = createUserService({ pool: core.pool, audit, clock: core.clock });
   const idp = core.config.idp;

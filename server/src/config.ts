@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 import { parseDurationMs } from './lib/duration';
+import { IDENTITY_SETTINGS, loadIdentitySettings, type IdentitySettings } from './config-identity';
 
 export type NodeEnv = 'development' | 'test' | 'production';
 export type DatabaseSsl = 'disable' | 'require' | 'verify-full';
@@ -97,6 +98,8 @@ export interface Config {
   log: { level: string; dir: string | null };
   metricsToken: string | null;
   csrfSecret: string;
+  /** Access-token signing keys, refresh reuse grace, MFA policy (config-identity.ts). */
+  identity: IdentitySettings;
 }
 
 export interface LoadResult {
@@ -188,12 +191,13 @@ const KNOWN_SETTINGS = new Set([
   'IDP_TIMEOUT_MS', 'JWT_EXPIRES_IN', 'JWT_PREVIOUS_SECRETS', 'JWT_SECRET', 'KEY_CACHE_TTL_SECONDS', 'LOGIN_LOCKOUT_WINDOW', 'LOGIN_MAX_FAILURES',
   'METRICS_TOKEN', 'RATE_LIMIT_MAX', 'RATE_LIMIT_USER_MAX', 'RATE_LIMIT_WINDOW_MS', 'SESSION_ABSOLUTE_TIMEOUT', 'SESSION_IDLE_TIMEOUT', 'SIEM_API_KEY',
   'SIEM_BATCH_SIZE', 'SIEM_ENDPOINT_URL', 'SIEM_FLUSH_INTERVAL_MS', 'SIEM_MAX_QUEUE', 'SIEM_PROVIDER', 'SIEM_TLS_CA_FILE',
+  ...IDENTITY_SETTINGS,
 ]);
 /**
  * Prefixes that belong to this service. Not AZURE_ as a whole (the Azure SDK's credential
  * reads AZURE_CLIENT_ID and friends), not FLEET_ as a whole (the scripts' own variables).
  */
-const OWN_PREFIXES = /^(JWT_|DATABASE_|DB_|AUTH0_|SIEM_|AZURE_KEYVAULT_|AZURE_STORAGE_|AUDIT_ARCHIVE_|RATE_LIMIT_|LOGIN_|SESSION_|KEY_CACHE_|CSRF_|CORS_|IDP_|METRICS_|BCRYPT_|FLEET_ENCRYPTION_|FLEET_DEV_|FLEET_DATA_)/;
+const OWN_PREFIXES = /^(JWT_|DATABASE_|DB_|AUTH0_|SIEM_|AZURE_KEYVAULT_|AZURE_STORAGE_|AUDIT_ARCHIVE_|RATE_LIMIT_|LOGIN_|SESSION_|KEY_CACHE_|CSRF_|CORS_|IDP_|METRICS_|BCRYPT_|FLEET_ENCRYPTION_|FLEET_DEV_|FLEET_DATA_|MFA_|REFRESH_REUSE_)/;
 
 /** The known setting at edit distance 1 or 2, if any. */
 function closestSetting(name: string): string | null {
@@ -429,6 +433,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   const idleMs = duration('SESSION_IDLE_TIMEOUT', get('SESSION_IDLE_TIMEOUT'), '30m', 60_000, 30 * 86_400_000, errors);
   const absMs = duration('SESSION_ABSOLUTE_TIMEOUT', get('SESSION_ABSOLUTE_TIMEOUT'), '24h', 60_000, 90 * 86_400_000, errors);
   if (absMs < idleMs) err('SESSION_ABSOLUTE_TIMEOUT', 'must not be shorter than SESSION_IDLE_TIMEOUT');
+  const identity = loadIdentitySettings({ get, dev, prod, now: Date.now(), err, warn });
 
   // ---- identity provider
   let issuerUrl: string | null = null;
@@ -710,6 +715,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     log: { level: logLevel, dir: logDir },
     metricsToken,
     csrfSecret,
+    identity,
   };
   return { config: deepFreeze(config), errors, warnings };
 }
