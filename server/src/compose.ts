@@ -96,12 +96,12 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
     keyResolver = createDevKeyResolver(core.config.dataDir);
   }
   const idTokens = keyResolver ? createIdTokenVerifier({ resolver: keyResolver, clock: core.clock, clockToleranceSec: idp.clockToleranceSec }) : null;
-  const auth = createAuthService({ pool: core.pool, config: core.config, clock: core.clock, logger: core.logger, audit, tokens, sessions, idTokens });
+  const enc = buildEncryption({ config: core.config, logger: core.logger, clock: core.clock, pool: core.pool, audit, keyVault: core.keyVault });
+  const auth = createAuthService({ pool: core.pool, config: core.config, clock: core.clock, logger: core.logger, audit, tokens, sessions, idTokens, encryption: enc.encryption });
   const guards: Guards = {
     requireAuth: createRequireAuth({ tokens, sessions, audit, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore }),
     requirePermission: createRequirePermission(audit),
   };
-  const enc = buildEncryption({ config: core.config, logger: core.logger, clock: core.clock, pool: core.pool, audit, keyVault: core.keyVault });
   const monitoring = buildSecurityMonitoring({ config: core.config, pool: core.pool, logger: core.logger, clock: core.clock, audit });
   const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool), ...enc.readinessChecks, ...monitoring.readinessChecks];
   const starters: Array<() => Promise<void>> = [enc.start];
