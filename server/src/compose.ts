@@ -11,7 +11,10 @@ import type { Logger } from './lib/logger';
 import type { ReadinessCheck } from './routes/health';
 import { databaseCheck } from './routes/health';
 import type { RequestHandler } from 'express';
+import { createApiKeyAuth } from './middleware/api-key-auth';
 import { createRequireAuth } from './middleware/auth';
+import { createRequireStepUp } from './middleware/step-up';
+import { createMfaService, type MfaService } from './services/auth/mfa';
 import { createRequirePermission } from './middleware/rbac';
 import { createAuditSealer, type AuditSealer } from './services/audit/sealer';
 import { createAuditService, type AuditService } from './services/audit/service';
@@ -19,6 +22,7 @@ import type { Permission } from './services/auth/rbac';
 import { createSessionService, type SessionService } from './services/auth/sessions';
 import { createTokenService, type TokenService } from './services/auth/tokens';
 import { recordAsymmetricSince } from './services/auth/signing-state';
+import { createApiKeyService, type ApiKeyService } from './services/auth/api-keys';
 import { createAuthService, type AuthService } from './services/auth/auth-service';
 import { createDevKeyResolver } from './services/auth/dev-issuer';
 import { createIdTokenVerifier, createRemoteKeyResolver, type IdTokenVerifier, type KeyResolver } from './services/auth/oidc';
@@ -52,6 +56,10 @@ export interface Services {
   secrets: SecretStore;
   /** SIEM forwarding (outbox + worker), alerting rules, immutable audit archive. */
   monitoring: SecurityMonitoring;
+  /** Service API keys (CONTRACT §11). */
+  apiKeys: ApiKeyService;
+  /** TOTP enrollment and step-up (CONTRACT §11). */
+  mfa: MfaService;
 }
 
 /** Route guards built once from the services. */
@@ -59,6 +67,12 @@ export interface Guards {
   /** Bearer token + live session + per-user rate limit. */
   requireAuth: RequestHandler[];
   requirePermission: (p: Permission) => RequestHandler;
+  /** requireAuth, or a service API key (`Bearer fsk_…`) with its per-key limit and use audit. */
+  requireAuthOrApiKey: RequestHandler[];
+  /** A service API key only (POST /oauth/introspect). */
+  requireApiKey: RequestHandler;
+  /** After requireAuth + requirePermission on routes marked step-up (CONTRACT §11). */
+  requireStepUp: RequestHandler;
 }
 
 export interface Composition extends CoreDeps {
@@ -98,9 +112,16 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
   const idTokens = keyResolver ? createIdTokenVerifier({ resolver: keyResolver, clock: core.clock, clockToleranceSec: idp.clockToleranceSec }) : null;
   const enc = buildEncryption({ config: core.config, logger: core.logger, clock: core.clock, pool: core.pool, audit, keyVault: core.keyVault });
   const auth = createAuthService({ pool: core.pool, config: core.config, clock: core.clock, logger: core.logger, audit, tokens, sessions, idTokens, encryption: enc.encryption });
+  const requireAuth = createRequireAuth({ tokens, sessions, audit, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore });
+  const apiKeys = createApiKeyService({ pool: core.pool, clock: core.clock, audit, encryption: enc.encryption });
+  const mfa = createMfaService({ pool: core.pool, clock: core.clock, audit, encryption: enc.encryption, tokens });
+  const keyAuth = createApiKeyAuth({ apiKeys, audit, requireAuth, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore });
   const guards: Guards = {
-    requireAuth: createRequireAuth({ tokens, sessions, audit, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore }),
+    requireAuth,
     requirePermission: createRequirePermission(audit),
+    requireAuthOrApiKey: keyAuth.requireAuthOrApiKey,
+    requireApiKey: keyAuth.requireApiKey,
+    requireStepUp: createRequireStepUp({ mfa, audit, clock: core.clock, mfaRequiredForAdmins: core.config.identity.mfaRequiredForAdmins }),
   };
   const monitoring = buildSecurityMonitoring({ config: core.config, pool: core.pool, logger: core.logger, clock: core.clock, audit });
   const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool), ...enc.readinessChecks, ...monitoring.readinessChecks];
@@ -120,7 +141,7 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
   stoppers.push(() => monitoring.stop());
   return {
     ...core,
-    services: { audit, auditSealer, tokens, sessions, users, idTokens, auth, encryption: enc.encryption, secrets: enc.secrets, monitoring },
+    services: { audit, auditSealer, tokens, sessions, users, idTokens, auth, encryption: enc.encryption, secrets: enc.secrets, monitoring, apiKeys, mfa },
     guards,
     readinessChecks,
     metricRegistries: [monitoring.metrics.registry],

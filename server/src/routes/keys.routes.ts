@@ -44,6 +44,7 @@ export function keysRouter(c: Composition, router: Router = Router()): Router {
     '/master-key/rotate',
     ...requireAuth,
     requirePermission('keys:rotate'),
+    c.guards.requireStepUp,
     validate({ body: EMPTY }),
     async function rotateMasterKey(req: Request, res: Response) {
       const auth = req.auth as NonNullable<Request['auth']>;

@@ -2,7 +2,9 @@ import { Router, type Request, type Response } from 'express';
 import type { Composition } from '../compose';
 import { parseCookies, type CsrfProtection } from '../middleware/csrf';
 import { rejectQuery } from '../middleware/input-validation';
+import { apiKeysRouter } from './api-keys.routes';
 import { auditRouter } from './audit.routes';
+import { mfaRouter } from './mfa.routes';
 import { authRouter } from './auth.routes';
 import { keysRouter } from './keys.routes';
 import { siemRouter } from './siem.routes';
@@ -25,6 +27,8 @@ export function securityRouter(deps: SecurityRouterDeps): Router {
   auditRouter(deps.composition, router);
   keysRouter(deps.composition, router);
   siemRouter(deps.composition, router);
+  apiKeysRouter(deps.composition, { apiKeys: deps.composition.services.apiKeys, requireStepUp: deps.composition.guards.requireStepUp }, router);
+  mfaRouter(deps.composition, { mfa: deps.composition.services.mfa, requireStepUp: deps.composition.guards.requireStepUp }, router);
 
   return router;
 }

@@ -48,10 +48,10 @@ export const exportSchema = z
   .refine((v) => !v.from || !v.to || Date.parse(v.from) < Date.parse(v.to), { message: '`from` must be before `to`', path: ['from'] });
 
 export function siemRouter(c: Composition, router: Router = Router()): Router {
-  const { requireAuth, requirePermission } = c.guards;
+  const { requireAuth, requireAuthOrApiKey, requirePermission } = c.guards;
   const { siem, archive } = c.services.monitoring;
 
-  router.post('/audit/siem', ...requireAuth, requirePermission('siem:write'), validate({ body: submitSchema }), async function submitSiemEvents(req: Request, res: Response) {
+  router.post('/audit/siem', ...requireAuthOrApiKey, requirePermission('siem:write'), validate({ body: submitSchema }), async function submitSiemEvents(req: Request, res: Response) {
     const body = validBody<{ events: ApiEventInput[] }>(req);
     const eventIds = await siem.submitFromRequest(req, body.events);
     res.status(202).json({ success: true, queued: eventIds.length, eventIds });
