@@ -19,6 +19,7 @@ import { securityHeaderList } from './middleware/security-headers';
 import { series } from './middleware/series';
 import { mountHealth } from './routes/health';
 import { mountJwks } from './routes/jwks.routes';
+import { mountOAuth, unlessOAuth } from './routes/oauth.routes';
 import { securityRouter } from './routes/security';
 
 export interface AppOptions {
@@ -58,12 +59,13 @@ export function createApp(c: Composition, opts: AppOptions = {}): App {
         prefix: 'ip',
         makeStore: c.makeRateLimitStore,
       }),
-      jsonBody(config.bodyLimitBytes),
+      unlessOAuth(jsonBody(config.bodyLimitBytes)),
     ),
   );
 
   mountHealth(app, c.readinessChecks, { startedAt: Date.now() });
   mountJwks(app, c.services.tokens);
+  mountOAuth(app, c);
   app.get('/metrics', metrics.handler);
   app.use(API_MOUNT, securityRouter({ composition: c, csrf }));
 

@@ -27,7 +27,6 @@ export const AUDIT_CATALOG = {
   'auth.token.rejected': { severity: 'medium', category: 'authentication', description: 'An access or ID token was refused.' },
   'auth.refresh.grace': { severity: 'low', category: 'authentication', description: 'A spent refresh token was presented again within REFRESH_REUSE_GRACE_SECONDS; the same successor pair was returned and nothing was revoked.' },
   'auth.token.revoked': { severity: 'low', category: 'authentication', description: 'A token was revoked through POST /oauth/revoke (RFC 7009); its session ended.' },
-  'auth.token.introspected': { severity: 'low', category: 'authentication', description: 'An API key introspected a token through POST /oauth/introspect (RFC 7662).' },
   'auth.apikey.rejected': { severity: 'medium', category: 'authentication', description: 'An API key was refused (unknown, wrong secret, revoked or expired).' },
   'auth.mfa.enrolled': { severity: 'medium', category: 'authentication', description: 'A TOTP secret was generated for a user (not yet active).' },
   'auth.mfa.activated': { severity: 'high', category: 'authentication', description: 'A user activated TOTP with a valid code; recovery codes were issued.' },
