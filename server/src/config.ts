@@ -452,7 +452,9 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:')) err(issuerVar, 'must be an https URL or a domain such as your-tenant.auth0.com');
     else if (u.protocol === 'http:' && (prod || !isLoopbackHost(u.hostname))) err(issuerVar, 'must use https (http is accepted only for loopback hosts outside production)');
     else if (u.username || u.password || u.search || u.hash) err(issuerVar, 'must not contain credentials, a query or a fragment');
-    else issuerUrl = u.toString();
+    // The issuer exactly as written (OIDC Discovery §4.3 compares it verbatim): an issuer with
+    // no path and no trailing slash (Google, Okta, oidc-provider) stays without one.
+    else issuerUrl = u.pathname === '/' && !rawIssuer.trim().endsWith('/') ? u.toString().slice(0, -1) : u.toString();
   }
   const clientId = get('AUTH0_CLIENT_ID') ?? null;
   if (clientId !== null && clientId !== clientId.trim()) err('AUTH0_CLIENT_ID', 'has leading or trailing spaces (it must equal the ID tokens\' aud exactly)');
