@@ -91,7 +91,12 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
   if (core.config.scope !== 'all') throw new Error('buildServices needs the whole configuration checked (scope "all")');
   const audit = createAuditService({ pool: core.pool, logger: core.logger });
   const auditSealer = createAuditSealer({ pool: core.pool, logger: core.logger });
-  const legacyHs256Since = await recordAsymmetricSince(core.pool, new Date(core.clock.now()));
+  // When the database is down at build time the HS256 path stays closed until start() reads it.
+  const readSince = () => recordAsymmetricSince(core.pool, new Date(core.clock.now()));
+  const legacyHs256Since = await readSince().catch((err: Error) => {
+    core.logger.warn('access-token switch time not read; pre-upgrade HS256 tokens are refused until it is', { reason: err.message });
+    return null;
+  });
   const tokens = createTokenService(core.config, core.clock, { legacyHs256Since });
   const sessions = createSessionService({ pool: core.pool, config: core.config, clock: core.clock, audit });
   const users = createUserService({ pool: core.pool, audit, clock: core.clock });
@@ -126,6 +131,7 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
   const monitoring = buildSecurityMonitoring({ config: core.config, pool: core.pool, logger: core.logger, clock: core.clock, audit });
   const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool), ...enc.readinessChecks, ...monitoring.readinessChecks];
   const starters: Array<() => Promise<void>> = [enc.start];
+  if (legacyHs256Since === null) starters.push(async () => void (await readSince().then((ms) => tokens.setLegacyHs256Since(ms), () => undefined)));
   if (keyResolver) {
     const resolver = keyResolver;
     // Not critical: sessions keep working while the IdP is down; only new logins wait for it.

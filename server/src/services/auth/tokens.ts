@@ -45,6 +45,8 @@ export interface TokenService {
   readonly current: { kid: string; alg: SigningAlg };
   /** Tokens issued before this time (ms) may be HS256; null: the HS256 path is closed. */
   readonly legacyHs256Since: number | null;
+  /** Sets the switch time once it is known (read from the database after a start without it). */
+  setLegacyHs256Since(ms: number): void;
 }
 
 /** Clock skew allowed on `exp`, in seconds. */
@@ -119,14 +121,20 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
   const headerB64 = Buffer.from(JSON.stringify({ alg: cur.alg, typ: ACCESS_TOKEN_TYP, kid: cur.kid })).toString('base64url');
 
   // Pre-upgrade HS256 tokens: secrets as KeyObjects, built once.
-  const legacySince = opts.legacyHs256Since ?? null;
+  // Unknown (null) keeps the HS256 path closed: the safe default.
+  let legacySince = opts.legacyHs256Since ?? null;
   const hsKey = (s: string): KeyObject => createSecretKey(Buffer.from(s, 'utf8'));
   const hsByKid = new Map<string, KeyObject>();
-  if (legacySince !== null && config.jwt.secret) {
+  if (config.jwt.secret) {
     hsByKid.set(secretId(config.jwt.secret), hsKey(config.jwt.secret));
     for (const s of config.jwt.previousSecrets) hsByKid.set(secretId(s), hsKey(s));
   }
-  const legacyClosesAtSec = legacySince === null ? 0 : Math.floor(legacySince / 1000) + expiresInSec + EXP_TOLERANCE_SEC;
+  let legacyClosesAtSec = 0;
+  const setSince = (ms: number | null): void => {
+    legacySince = ms;
+    legacyClosesAtSec = ms === null ? 0 : Math.floor(ms / 1000) + expiresInSec + EXP_TOLERANCE_SEC;
+  };
+  setSince(legacySince);
 
   function checkClaims(p: Record<string, unknown>, nowSec: number): Verdict {
     if (p.iss !== issuer) return { claims: null, reason: 'verification failed: jwt issuer invalid' };
@@ -153,7 +161,7 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
   }
 
   function verifyLegacy(token: string, nowSec: number): Verdict {
-    if (hsByKid.size === 0 || nowSec >= legacyClosesAtSec) return { claims: null, reason: 'algorithm HS256 not accepted' };
+    if (legacySince === null || hsByKid.size === 0 || nowSec >= legacyClosesAtSec) return { claims: null, reason: 'algorithm HS256 not accepted' };
     let out: Verdict = { claims: null, reason: 'token is not a JWT' };
     let refused: string | null = null;
     const lookup: jwt.GetPublicKeyOrSecret = (header, cb) => {
@@ -210,7 +218,10 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
 
   return {
     current: { kid: cur.kid, alg: cur.alg },
-    legacyHs256Since: legacySince,
+    get legacyHs256Since() {
+      return legacySince;
+    },
+    setLegacyHs256Since: (ms) => setSince(ms),
     issue({ userId, sessionId, tenantId, amr, authTime }) {
       const iat = Math.floor(clock.now() / 1000);
       const claims: AccessClaims = { sub: userId, sid: sessionId, tid: tenantId, jti: randomUUID(), iat, exp: iat + expiresInSec };
