@@ -15,6 +15,7 @@ import { createHttpServer } from '../../src/app';
 import { loadConfig, secretId } from '../../src/config';
 import { loadOrCreateDevSecrets } from '../../src/dev-secrets';
 import { generateSigningKey, jwkThumbprint, parseSigningKey } from '../../src/lib/jws-keys';
+import { createTokenService } from '../../src/services/auth/tokens';
 import { loginAs } from '../helpers/auth';
 import { TEST_SIGNING_KEY } from '../helpers/env';
 import { buildAuthApp, expectGeneric401, SECURITY, type AuthTestApp } from './helpers';
@@ -149,6 +150,21 @@ describe('pre-upgrade HS256 tokens', () => {
     } finally {
       await t.close();
     }
+  });
+});
+
+describe('switch time unknown (database down at build)', () => {
+  test('when the switch time is not known, then HS256 tokens are refused; once set, pre-switch tokens verify', () => {
+    const secret = randomBytes(48).toString('base64');
+    const c = loadConfig({ NODE_ENV: 'test', DATABASE_URL: 'postgres://u:pw@127.0.0.1:5432/db', JWT_SECRET: secret, FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'), JWT_SIGNING_KEY: TEST_SIGNING_KEY }).config!;
+    const now = Date.now();
+    const clock = { now: () => now };
+    const tokens = createTokenService(c, clock, { legacyHs256Since: null });
+    const iat = Math.floor(now / 1000) - 60;
+    const hs = signJwt({ alg: 'HS256', typ: 'JWT', kid: secretId(secret) }, { sub: randomUUID(), sid: randomUUID(), tid: 't1', jti: 'j', iat, exp: iat + 900, iss: 'fleet-security-api', aud: 'fleet-security-api' }, secret);
+    expect(tokens.verify(hs).reason).toBe('algorithm HS256 not accepted');
+    tokens.setLegacyHs256Since(now - 30_000);
+    expect(tokens.verify(hs).claims).not.toBeNull();
   });
 });
 
