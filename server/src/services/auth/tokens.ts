@@ -186,8 +186,16 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
         return;
       }
       out = checkClaims(p, nowSec);
+      remember(token, out, legacyClosesAtSec);
     });
     return out;
+  }
+
+  /** Keeps a verified token until its exp (+ tolerance) or `untilSec`, whichever is first. */
+  function remember(token: string, v: Verdict, untilSec: number): void {
+    if (!v.claims || verifiedMax <= 0) return;
+    if (verified.size >= verifiedMax) verified.delete(verified.keys().next().value as string);
+    verified.set(token, { claims: v.claims, until: Math.min(v.claims.exp + EXP_TOLERANCE_SEC, untilSec) });
   }
 
   function verifyFull(token: string, nowSec: number): Verdict {
@@ -208,11 +216,7 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
     const payload = parseJson(p);
     if (!payload) return { claims: null, reason: 'claims missing or malformed' };
     const v = checkClaims(payload, nowSec);
-    if (v.claims && verifiedMax > 0) {
-      if (verified.size >= verifiedMax) verified.delete(verified.keys().next().value as string);
-      const keyUntil = key.expiresAtMs === null ? Infinity : Math.floor(key.expiresAtMs / 1000);
-      verified.set(token, { claims: v.claims, until: Math.min(v.claims.exp + EXP_TOLERANCE_SEC, keyUntil) });
-    }
+    remember(token, v, key.expiresAtMs === null ? Infinity : Math.floor(key.expiresAtMs / 1000));
     return v;
   }
 
