@@ -239,8 +239,16 @@ async function main(): Promise<void> {
     const keyWrite: Load[] = [];
     const bearerWrite: Load[] = [];
     for (let round = 0; round < 2; round++) {
-      es.push(await load({ url: `${base}/api/v1/security/user`, perConnectionAuth: sessionTokens }));
-      hs.push(await load({ url: `${base}/api/v1/security/user`, perConnectionAuth: hsTokens }));
+      // Alternate which goes first, so neither always follows the heavier runs.
+      const esRun = () => load({ url: `${base}/api/v1/security/user`, perConnectionAuth: sessionTokens });
+      const hsRun = () => load({ url: `${base}/api/v1/security/user`, perConnectionAuth: hsTokens });
+      if (round === 0) {
+        es.push(await esRun());
+        hs.push(await hsRun());
+      } else {
+        hs.push(await hsRun());
+        es.push(await esRun());
+      }
       user2.push(await load({ url: `${base}/api/v1/security/user`, perConnectionAuth: sessionTokens }));
       intro.push(await load({ url: `${base}/oauth/introspect`, method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: introspectKey }, body: introspectBody }));
       bearerWrite.push(await load({ url: `${base}/api/v1/security/audit/log`, method: 'POST', headers: { 'content-type': 'application/json' }, perConnectionAuth: sessionTokens, body: auditBody }));
