@@ -9,6 +9,10 @@
  *     GET /api/health req/s, same server, rounds alternated.
  *  4. The per-request session lookup query alone (FIND_SESSION_FOR_AUTH) against `SELECT 1`
  *     through the same pool.
+ *  5. Identity (CONTRACT §10–§11), rounds alternated, best of 2: GET /user with today's ES256
+ *     access tokens against the same sessions' pre-upgrade HS256 tokens (still accepted in the
+ *     upgrade window); POST /oauth/introspect (API key) against GET /user; POST /audit/log
+ *     authenticated by an API key against the same with a Bearer access token.
  *
  * Database: BENCH_DATABASE_URL or TEST_DATABASE_URL (a throw-away database is created on that
  * server and dropped afterwards), else an embedded PostgreSQL in a temporary directory.
@@ -23,7 +27,10 @@ import { openBenchDb } from './lib/db';
 import { benchServerEnv } from './lib/harness';
 import { systemClock } from '../server/src/lib/clock';
 import { FIND_SESSION_FOR_AUTH, findSessionForAuth } from '../server/src/services/auth/session-repository';
-import { startIssuer } from '../server/test/auth/oidc-issuer';
+import { startIssuer, signJwt } from '../server/test/auth/oidc-issuer';
+import { loadConfig, secretId } from '../server/src/config';
+import { createTokenService } from '../server/src/services/auth/tokens';
+import { generateSigningKey } from '../server/src/lib/jws-keys';
 
 interface Load {
   rps: number;
@@ -120,13 +127,17 @@ async function main(): Promise<void> {
   const issuer = await startIssuer();
   let child: ChildProcess | null = null;
   const owner = new pg.Pool({ connectionString: db.url, max: 2 });
+  owner.on('error', () => undefined); // an idle client cut off when the database is dropped at the end
   try {
     const email = 'bench.user@example.com';
     const tenant = 'bench';
     await owner.query(`INSERT INTO users (tenant_id, email, role, display_name) VALUES ($1, $2, 'user', 'Bench User')`, [tenant, email]);
+    const adminEmail = 'bench.admin@example.com';
+    await owner.query(`INSERT INTO users (tenant_id, email, role, display_name) VALUES ($1, $2, 'admin', 'Bench Admin')`, [tenant, adminEmail]);
 
+    const serverEnv = benchServerEnv(db.url, { JWT_SIGNING_KEY: generateSigningKey('ES256') });
     const app = await startApp({
-      ...benchServerEnv(db.url),
+      ...serverEnv,
       NODE_ENV: 'test',
       FLEET_DATA_DIR: os.tmpdir(),
       LOG_LEVEL: 'warn',
@@ -141,6 +152,7 @@ async function main(): Promise<void> {
     // ~0.35 ms each; 15,000 cover 5 s of logins at 3,000/s. Should a run use them all, they are
     // reused: those logins are refused as replays and show as non2xx in the output.
     const loginBodies = freshBodies(15_000 + 100 + 500 + 11);
+    const adminLoginBody = JSON.stringify({ email: adminEmail, idToken: issuer.idToken(systemClock, adminEmail) });
     let nextBody = 0;
     const loginBody = (): string => loginBodies[nextBody++ % loginBodies.length] as string;
 
@@ -201,6 +213,64 @@ async function main(): Promise<void> {
     const h = best(health);
     const u = best(user);
 
+    // 5. Identity. The same 10 sessions with pre-upgrade HS256 tokens (JWT_SECRET, iat before
+    // the switch recorded in auth_token_upgrade): "today's" tokens, verified by the legacy path.
+    const since = (await owner.query<{ s: Date }>('SELECT asymmetric_since AS s FROM auth_token_upgrade')).rows[0]?.s.getTime() as number;
+    const hsTokens = sessionTokens.map((b) => {
+      const p = JSON.parse(Buffer.from((b.split(' ')[1] as string).split('.')[1] as string, 'base64url').toString()) as Record<string, unknown>;
+      const iat = Math.floor(since / 1000) - 1;
+      return `Bearer ${signJwt({ alg: 'HS256', typ: 'JWT', kid: secretId(serverEnv.JWT_SECRET as string) }, { sub: p.sub, sid: p.sid, tid: p.tid, jti: `hs-${String(p.jti)}`, iat, exp: iat + 900, iss: 'fleet-security-api', aud: 'fleet-security-api' }, serverEnv.JWT_SECRET as string)}`;
+    });
+    if ((await call(`${base}/api/v1/security/user`, 'GET', undefined, { authorization: hsTokens[0] as string })).status !== 200) throw new Error('HS256 token refused');
+    const adminLogin = JSON.parse((await call(`${base}/api/v1/security/login`, 'POST', adminLoginBody)).body) as { token: string };
+    const mkKey = async (scopes: string[]) => {
+      const r = await call(`${base}/api/v1/security/api-keys`, 'POST', JSON.stringify({ name: 'bench', scopes }), { authorization: `Bearer ${adminLogin.token}` });
+      if (r.status !== 201) throw new Error(`api key: ${r.status} ${r.body}`);
+      return `Bearer ${(JSON.parse(r.body) as { key: string }).key}`;
+    };
+    const introspectKey = await mkKey(['tokens:introspect']);
+    const writeKey = await mkKey(['audit:write']);
+    const introspectBody = `token=${encodeURIComponent((sessionTokens[0] as string).split(' ')[1] as string)}`;
+    const auditBody = JSON.stringify({ action: 'bench.event', resourceType: 'bench', resourceId: 'r1' });
+    const es: Load[] = [];
+    const hs: Load[] = [];
+    const intro: Load[] = [];
+    const user2: Load[] = [];
+    const keyWrite: Load[] = [];
+    const bearerWrite: Load[] = [];
+    for (let round = 0; round < 2; round++) {
+      // Alternate which goes first, so neither always follows the heavier runs.
+      const esRun = () => load({ url: `${base}/api/v1/security/user`, perConnectionAuth: sessionTokens });
+      const hsRun = () => load({ url: `${base}/api/v1/security/user`, perConnectionAuth: hsTokens });
+      if (round === 0) {
+        es.push(await esRun());
+        hs.push(await hsRun());
+      } else {
+        hs.push(await hsRun());
+        es.push(await esRun());
+      }
+      user2.push(await load({ url: `${base}/api/v1/security/user`, perConnectionAuth: sessionTokens }));
+      intro.push(await load({ url: `${base}/oauth/introspect`, method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: introspectKey }, body: introspectBody }));
+      bearerWrite.push(await load({ url: `${base}/api/v1/security/audit/log`, method: 'POST', headers: { 'content-type': 'application/json' }, perConnectionAuth: sessionTokens, body: auditBody }));
+      keyWrite.push(await load({ url: `${base}/api/v1/security/audit/log`, method: 'POST', headers: { 'content-type': 'application/json', authorization: writeKey }, body: auditBody }));
+    }
+    const [esB, hsB, introB, user2B, keyB, bearerB] = [best(es), best(hs), best(intro), best(user2), best(keyWrite), best(bearerWrite)];
+    // Signature verification alone (no verified-token table: every call checks the signature),
+    // in this process: ES256 with the parsed public key against HS256 with the secret.
+    const benchCfg = loadConfig({ NODE_ENV: 'test', DATABASE_URL: db.url, JWT_SECRET: serverEnv.JWT_SECRET, FLEET_ENCRYPTION_KEY: serverEnv.FLEET_ENCRYPTION_KEY, JWT_SIGNING_KEY: serverEnv.JWT_SIGNING_KEY }).config;
+    if (!benchCfg) throw new Error('bench config');
+    const rawTokens = createTokenService(benchCfg, systemClock, { verifiedCacheMax: 0, legacyHs256Since: since });
+    const esTok = (sessionTokens[0] as string).split(' ')[1] as string;
+    const hsTok = (hsTokens[0] as string).split(' ')[1] as string;
+    const perVerify = (tok: string) => {
+      for (let i = 0; i < 2000; i++) rawTokens.verify(tok);
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < 20_000; i++) if (!rawTokens.verify(tok).claims) throw new Error('verify failed');
+      return Number(process.hrtime.bigint() - t0) / 20_000 / 1000;
+    };
+    const esUs = perVerify(esTok);
+    const hsUs = perVerify(hsTok);
+
     // The per-request session lookup alone, as the app role, against SELECT 1 on the same pool.
     const claims = JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString()) as { sid: string; tid: string; sub: string };
     const appPool = new pg.Pool({ connectionString: db.url, max: 1, options: '-c role=fleet_app' });
@@ -233,6 +303,19 @@ async function main(): Promise<void> {
         `  GET  /api/health   ${fmt(h)}   (best of 2 rounds)`,
         `  GET  /user         ${fmt(u)}   (best of 2 rounds; 10 new sessions, one per connection)`,
         `  GET /user req/s ÷ health req/s = ${(u.rps / h.rps).toFixed(2)}   (target ≥ 0.6)`,
+        line,
+        'Identity (autocannon 5 s, best of 2 alternated rounds):',
+        `  GET  /user ES256 token        ${fmt(esB)}`,
+        `  GET  /user HS256 token (pre-upgrade)  ${fmt(hsB)}`,
+        `  ES256 ÷ HS256 = ${(esB.rps / hsB.rps).toFixed(2)}   (target ≥ 0.9; both keep verified tokens in the verified-token table)`,
+        `  one full verification without the table: ES256 ${esUs.toFixed(1)} µs, HS256 ${hsUs.toFixed(1)} µs`,
+        `  POST /oauth/introspect (API key)  ${fmt(introB)}`,
+        `  GET  /user (same rounds)      ${fmt(user2B)}`,
+        `  introspection ÷ GET /user = ${(introB.rps / user2B.rps).toFixed(2)}   (target ≥ 0.8)`,
+        `  POST /audit/log, API key      ${fmt(keyB)}`,
+        `  POST /audit/log, Bearer       ${fmt(bearerB)}`,
+        `  API key ÷ Bearer = ${(keyB.rps / bearerB.rps).toFixed(2)}   (target ≥ 0.9; the key path also writes its key.api.used audit row)`,
+        `  login p99 with a warm JWKS: ${loginSeq.p99.toFixed(2)} ms   (target < 15 ms)`,
         line,
         'Per-request session lookup (one indexed, prepared query as the app runs it; 3000 sequential, pool as fleet_app):',
         `  SELECT 1                p50 ${(select1.p50 * 1000).toFixed(0)} µs   p99 ${(select1.p99 * 1000).toFixed(0)} µs   (baseline)`,

@@ -19,6 +19,8 @@ import { securityHeaderList } from './middleware/security-headers';
 import { series } from './middleware/series';
 import { mountHealth } from './routes/health';
 import { mountOpenApi } from './routes/openapi.routes';
+import { mountJwks } from './routes/jwks.routes';
+import { mountOAuth, unlessOAuth } from './routes/oauth.routes';
 import { securityRouter } from './routes/security';
 
 export interface AppOptions {
@@ -58,11 +60,13 @@ export function createApp(c: Composition, opts: AppOptions = {}): App {
         prefix: 'ip',
         makeStore: c.makeRateLimitStore,
       }),
-      jsonBody(config.bodyLimitBytes),
+      unlessOAuth(jsonBody(config.bodyLimitBytes)),
     ),
   );
 
   mountHealth(app, c.readinessChecks, { startedAt: Date.now() });
+  mountJwks(app, c.services.tokens);
+  mountOAuth(app, c);
   app.get('/metrics', metrics.handler);
   mountOpenApi(app);
   app.use(API_MOUNT, securityRouter({ composition: c, csrf }));

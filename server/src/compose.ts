@@ -11,7 +11,10 @@ import type { Logger } from './lib/logger';
 import type { ReadinessCheck } from './routes/health';
 import { databaseCheck } from './routes/health';
 import type { RequestHandler } from 'express';
+import { createApiKeyAuth } from './middleware/api-key-auth';
 import { createRequireAuth } from './middleware/auth';
+import { createRequireStepUp } from './middleware/step-up';
+import { createMfaService, type MfaService } from './services/auth/mfa';
 import { createRequirePermission } from './middleware/rbac';
 import { createAuditSealer, type AuditSealer } from './services/audit/sealer';
 import { buildCheckpointService } from './services/audit/checkpoint-setup';
@@ -20,6 +23,8 @@ import { createAuditService, type AuditService } from './services/audit/service'
 import type { Permission } from './services/auth/rbac';
 import { createSessionService, type SessionService } from './services/auth/sessions';
 import { createTokenService, type TokenService } from './services/auth/tokens';
+import { recordAsymmetricSince } from './services/auth/signing-state';
+import { createApiKeyService, type ApiKeyService } from './services/auth/api-keys';
 import { createAuthService, type AuthService } from './services/auth/auth-service';
 import { createDevKeyResolver } from './services/auth/dev-issuer';
 import { createFailureAggregator, type FailureAggregator } from './services/audit/failure-aggregator';
@@ -61,6 +66,10 @@ export interface Services {
   failureAudit: FailureAggregator;
   /** Signed checkpoints of the audit Merkle trees (docs/AUDIT.md). */
   checkpoints: CheckpointService;
+  /** Service API keys (CONTRACT §11). */
+  apiKeys: ApiKeyService;
+  /** TOTP enrollment and step-up (CONTRACT §11). */
+  mfa: MfaService;
 }
 
 /** Route guards built once from the services. */
@@ -68,6 +77,12 @@ export interface Guards {
   /** Bearer token + live session + per-user rate limit. */
   requireAuth: RequestHandler[];
   requirePermission: (p: Permission) => RequestHandler;
+  /** requireAuth, or a service API key (`Bearer fsk_…`) with its per-key limit and use audit. */
+  requireAuthOrApiKey: RequestHandler[];
+  /** A service API key only (POST /oauth/introspect). */
+  requireApiKey: RequestHandler;
+  /** After requireAuth + requirePermission on routes marked step-up (CONTRACT §11). */
+  requireStepUp: RequestHandler;
 }
 
 export interface Composition extends CoreDeps {
@@ -86,7 +101,13 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
   if (core.config.scope !== 'all') throw new Error('buildServices needs the whole configuration checked (scope "all")');
   const audit = createAuditService({ pool: core.pool, logger: core.logger });
   const auditSealer = createAuditSealer({ pool: core.pool, logger: core.logger });
-  const tokens = createTokenService(core.config, core.clock);
+  // When the database is down at build time the HS256 path stays closed until start() reads it.
+  const readSince = () => recordAsymmetricSince(core.pool, new Date(core.clock.now()));
+  const legacyHs256Since = await readSince().catch((err: Error) => {
+    core.logger.warn('access-token switch time not read; pre-upgrade HS256 tokens are refused until it is', { reason: err.message });
+    return null;
+  });
+  const tokens = createTokenService(core.config, core.clock, { legacyHs256Since });
   const sessions = createSessionService({ pool: core.pool, config: core.config, clock: core.clock, audit });
   const users = createUserService({ pool: core.pool, audit, clock: core.clock });
   const idp = core.config.idp;
@@ -106,16 +127,24 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
   }
   const idTokens = keyResolver ? createIdTokenVerifier({ resolver: keyResolver, clock: core.clock, clockToleranceSec: idp.clockToleranceSec }) : null;
   const failureAudit = createFailureAggregator({ audit, clock: core.clock, logger: core.logger });
-  const auth = createAuthService({ pool: core.pool, config: core.config, clock: core.clock, logger: core.logger, audit, tokens, sessions, idTokens, failures: failureAudit });
-  const guards: Guards = {
-    requireAuth: createRequireAuth({ tokens, sessions, audit, failures: failureAudit, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore }),
-    requirePermission: createRequirePermission(audit),
-  };
   const enc = buildEncryption({ config: core.config, logger: core.logger, clock: core.clock, pool: core.pool, audit, keyVault: core.keyVault });
+  const auth = createAuthService({ pool: core.pool, config: core.config, clock: core.clock, logger: core.logger, audit, tokens, sessions, idTokens, failures: failureAudit, encryption: enc.encryption });
+  const requireAuth = createRequireAuth({ tokens, sessions, audit, failures: failureAudit, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore });
+  const apiKeys = createApiKeyService({ pool: core.pool, clock: core.clock, audit, encryption: enc.encryption });
+  const mfa = createMfaService({ pool: core.pool, clock: core.clock, audit, encryption: enc.encryption, tokens });
+  const keyAuth = createApiKeyAuth({ apiKeys, audit, requireAuth, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore });
+  const guards: Guards = {
+    requireAuth,
+    requirePermission: createRequirePermission(audit),
+    requireAuthOrApiKey: keyAuth.requireAuthOrApiKey,
+    requireApiKey: keyAuth.requireApiKey,
+    requireStepUp: createRequireStepUp({ mfa, audit, clock: core.clock, mfaRequiredForAdmins: core.config.identity.mfaRequiredForAdmins }),
+  };
   const monitoring = buildSecurityMonitoring({ config: core.config, pool: core.pool, logger: core.logger, clock: core.clock, audit, encryption: enc.encryption });
   const checkpoints = buildCheckpointService({ ...core, siem: monitoring.siem });
   const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool), ...enc.readinessChecks, ...monitoring.readinessChecks];
   const starters: Array<() => Promise<void>> = [enc.start];
+  if (legacyHs256Since === null) starters.push(async () => void (await readSince().then((ms) => tokens.setLegacyHs256Since(ms), () => undefined)));
   if (keyResolver) {
     const resolver = keyResolver;
     // Not critical: sessions keep working while the IdP is down; only new logins wait for it.
@@ -137,7 +166,7 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
   stoppers.push(() => checkpoints.stop());
   return {
     ...core,
-    services: { audit, auditSealer, tokens, sessions, users, idTokens, auth, encryption: enc.encryption, secrets: enc.secrets, monitoring, idempotency, failureAudit, checkpoints },
+    services: { audit, auditSealer, tokens, sessions, users, idTokens, auth, encryption: enc.encryption, secrets: enc.secrets, monitoring, idempotency, failureAudit, checkpoints, apiKeys, mfa },
     guards,
     readinessChecks,
     metricRegistries: [monitoring.metrics.registry],

@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { parseDurationMs } from './lib/duration';
 import { CheckpointKeyError, parseEd25519PrivateKey } from './services/audit/signed-note';
 import { NoteError, parseVerifierKey } from './services/audit/note-verify';
+import { IDENTITY_SETTINGS, loadIdentitySettings, type IdentitySettings } from './config-identity';
 
 export type NodeEnv = 'development' | 'test' | 'production';
 export type DatabaseSsl = 'disable' | 'require' | 'verify-full';
@@ -159,6 +160,8 @@ export interface Config {
   csrfSecret: string;
   /** CONTRACT §9: admins of this tenant are platform admins (master key, key events). PLATFORM_TENANT, default `_platform`. */
   platformTenant: string;
+  /** Access-token signing keys, refresh reuse grace, MFA policy (config-identity.ts). */
+  identity: IdentitySettings;
 }
 
 export interface LoadResult {
@@ -254,12 +257,13 @@ const KNOWN_SETTINGS = new Set([
   'SHUTDOWN_DRAIN_DELAY_MS',
   'SIEM_EVENT_SCHEMA', 'SIEM_ALLOW_PRIVATE_DESTINATIONS', 'SIEM_SPLUNK_ACK', 'SIEM_SPLUNK_ACK_TIMEOUT_MS',
   'SIEM_DCR_ID', 'SIEM_STREAM_NAME', 'SIEM_AZURE_TENANT_ID', 'SIEM_AZURE_CLIENT_ID', 'SIEM_AZURE_CLIENT_SECRET', 'SIEM_AZURE_AUTHORITY_HOST',
+  ...IDENTITY_SETTINGS,
 ]);
 /**
  * Prefixes that belong to this service. Not AZURE_ as a whole (the Azure SDK's credential
  * reads AZURE_CLIENT_ID and friends), not FLEET_ as a whole (the scripts' own variables).
  */
-const OWN_PREFIXES = /^(JWT_|DATABASE_|DB_|AUTH0_|SIEM_|AZURE_KEYVAULT_|AZURE_STORAGE_|AUDIT_ARCHIVE_|AUDIT_CHECKPOINT_|AUDIT_LOG_|RATE_LIMIT_|LOGIN_|SESSION_|KEY_CACHE_|CSRF_|CORS_|IDP_|METRICS_|BCRYPT_|FLEET_ENCRYPTION_|FLEET_DEV_|FLEET_DATA_)/;
+const OWN_PREFIXES = /^(JWT_|DATABASE_|DB_|AUTH0_|SIEM_|AZURE_KEYVAULT_|AZURE_STORAGE_|AUDIT_ARCHIVE_|AUDIT_CHECKPOINT_|AUDIT_LOG_|RATE_LIMIT_|LOGIN_|SESSION_|KEY_CACHE_|CSRF_|CORS_|IDP_|METRICS_|BCRYPT_|FLEET_ENCRYPTION_|FLEET_DEV_|FLEET_DATA_|MFA_|REFRESH_REUSE_)/;
 
 /** The known setting at edit distance 1 or 2, if any. */
 function closestSetting(name: string): string | null {
@@ -603,6 +607,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   const idleMs = duration('SESSION_IDLE_TIMEOUT', get('SESSION_IDLE_TIMEOUT'), '30m', 60_000, 30 * 86_400_000, errors);
   const absMs = duration('SESSION_ABSOLUTE_TIMEOUT', get('SESSION_ABSOLUTE_TIMEOUT'), '24h', 60_000, 90 * 86_400_000, errors);
   if (absMs < idleMs) err('SESSION_ABSOLUTE_TIMEOUT', 'must not be shorter than SESSION_IDLE_TIMEOUT');
+  const identity = loadIdentitySettings({ get, dev, prod, now: Date.now(), err, warn });
 
   // ---- identity provider
   let issuerUrl: string | null = null;
@@ -621,7 +626,9 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:')) err(issuerVar, 'must be an https URL or a domain such as your-tenant.auth0.com');
     else if (u.protocol === 'http:' && (prod || !isLoopbackHost(u.hostname))) err(issuerVar, 'must use https (http is accepted only for loopback hosts outside production)');
     else if (u.username || u.password || u.search || u.hash) err(issuerVar, 'must not contain credentials, a query or a fragment');
-    else issuerUrl = u.toString();
+    // The issuer exactly as written (OIDC Discovery §4.3 compares it verbatim): an issuer with
+    // no path and no trailing slash (Google, Okta, oidc-provider) stays without one.
+    else issuerUrl = u.pathname === '/' && !rawIssuer.trim().endsWith('/') ? u.toString().slice(0, -1) : u.toString();
   }
   const clientId = get('AUTH0_CLIENT_ID') ?? null;
   if (clientId !== null && clientId !== clientId.trim()) err('AUTH0_CLIENT_ID', 'has leading or trailing spaces (it must equal the ID tokens\' aud exactly)');
@@ -982,6 +989,7 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     metricsAllowLoopback,
     csrfSecret,
     platformTenant,
+    identity,
   };
   return { config: deepFreeze(config), errors, warnings };
 }

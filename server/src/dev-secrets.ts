@@ -5,6 +5,7 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { generateSigningKey } from './lib/jws-keys';
 
 export const DEV_SECRETS_FILE = 'dev-secrets.json';
 
@@ -86,6 +87,9 @@ export function loadOrCreateDevSecrets(dataDir: string): { secrets: DevSecrets; 
     AUDIT_CHECKPOINT_SIGNING_KEY:
       existing.AUDIT_CHECKPOINT_SIGNING_KEY ?? generateKeyPairSync('ed25519').privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64'),
     EMBEDDED_PG_APP_PASSWORD: existing.EMBEDDED_PG_APP_PASSWORD ?? randomBytes(24).toString('base64url'),
+    // Access-token signing keys (PKCS#8, base64 DER): one per JWT_SIGNING_ALG.
+    JWT_SIGNING_KEY: existing.JWT_SIGNING_KEY ?? generateSigningKey('ES256'),
+    JWT_SIGNING_KEY_EDDSA: existing.JWT_SIGNING_KEY_EDDSA ?? generateSigningKey('EdDSA'),
   };
   const created = Object.keys(secrets).some((k) => existing[k] === undefined);
   if (created) {

@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { formatIssues, loadConfig, weakSecretReason } from '../src/config';
+import { generateSigningKey } from '../src/lib/jws-keys';
 
 const strong = () => randomBytes(48).toString('base64');
 const key32 = () => randomBytes(32).toString('base64');
+const SIGNING_KEY = generateSigningKey('ES256');
 
 function base(over: Record<string, string | undefined> = {}) {
   return { NODE_ENV: 'development', DATABASE_URL: 'postgres://u:pw@127.0.0.1:5432/db', JWT_SECRET: strong(), FLEET_ENCRYPTION_KEY: key32(), ...over };
@@ -14,6 +16,7 @@ function prodEnv(over: Record<string, string | undefined> = {}) {
     DATABASE_URL: 'postgres://app:S3cure-Passw0rd-xyz@db.internal:5432/fleet',
     DATABASE_SSL: 'verify-full',
     JWT_SECRET: strong(),
+    JWT_SIGNING_KEY: SIGNING_KEY,
     AZURE_KEYVAULT_URL: 'https://vault.vault.azure.net',
     AUTH0_DOMAIN: 'tenant.eu.auth0.com',
     AUTH0_CLIENT_ID: 'client-123',

@@ -5,6 +5,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { loadOrCreateDevSecrets } from '../src/dev-secrets';
+import { generateSigningKey } from '../src/lib/jws-keys';
 import { testDbUrl } from './helpers/env';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -50,6 +51,7 @@ describe('npm run check-env', () => {
         DATABASE_URL: 'postgres://app:Zx81-kLq0-pW3m-vB7n@db.internal:5432/fleet',
         JWT_SECRET: randomBytes(48).toString('base64'),
         FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+        JWT_SIGNING_KEY: generateSigningKey('ES256'),
         AUTH0_DOMAIN: 'tenant.auth0.com',
         AUTH0_CLIENT_ID: 'abc',
         CORS_ORIGINS: 'https://app.example.com',

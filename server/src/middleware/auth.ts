@@ -77,7 +77,8 @@ export function createRequireAuth(deps: AuthMiddlewareDeps): RequestHandler[] {
     }
     const s = await deps.sessions.authenticate(v.claims);
     if (s.auth) {
-      req.auth = s.auth;
+      // A step-up token (POST /mfa/step-up) carries when the step-up happened.
+      req.auth = v.claims.authTime !== undefined ? { ...s.auth, stepUpAt: v.claims.authTime } : s.auth;
       return;
     }
     switch (s.kind) {

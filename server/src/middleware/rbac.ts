@@ -1,7 +1,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { forbidden, unauthenticated } from '../lib/errors';
 import type { AuditService } from '../services/audit/service';
-import { hasPermission, type Permission } from '../services/auth/rbac';
+import { principalHas, type Permission } from '../services/auth/rbac';
 
 /**
  * requirePermission(p): the authenticated role must hold p (services/auth/rbac.ts). A denial
@@ -16,10 +16,11 @@ export function createRequirePermission(audit: AuditService): (p: Permission) =>
         next(unauthenticated('permission check without authentication'));
         return;
       }
-      if (hasPermission(auth.role, permission)) {
+      if (principalHas(auth, permission)) {
         next();
         return;
       }
+      const who = auth.apiKeyId !== undefined ? 'API key' : `role ${auth.role}`;
       audit
         .recordFromRequest(req, {
           action: 'access.denied',
@@ -27,10 +28,10 @@ export function createRequirePermission(audit: AuditService): (p: Permission) =>
           resourceId: `${req.method} ${req.baseUrl}${req.route?.path ?? req.path}`.slice(0, 256),
           result: 'denied',
           severity: 'medium',
-          errorMessage: `role ${auth.role} lacks ${permission}`,
+          errorMessage: `${who} lacks ${permission}`,
         })
         .then(
-          () => next(forbidden(`role ${auth.role} lacks ${permission}`)),
+          () => next(forbidden(`${who} lacks ${permission}`)),
           (err: unknown) => next(err),
         );
     };

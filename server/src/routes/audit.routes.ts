@@ -13,7 +13,7 @@ import { clientActionProblem } from '../services/audit/catalog';
 import { AUDIT_VALUE_MAX_BYTES, jsonByteLength } from '../services/audit/scrub';
 import { InvalidCursorError, MAX_PAGE_SIZE } from '../services/audit/service';
 import { RESULTS, SEVERITIES, type AuditResult, type Severity } from '../services/audit/types';
-import { hasPermission } from '../services/auth/rbac';
+import { principalHas } from '../services/auth/rbac';
 import { storableTimestamp } from '../lib/timestamps';
 import { describeRoute } from '../openapi/registry';
 
@@ -178,13 +178,13 @@ function rejectIdentityFields(req: Request, _res: Response, next: NextFunction):
 }
 
 export function auditRouter(c: Composition, router: Router = Router()): Router {
-  const { requireAuth, requirePermission } = c.guards;
+  const { requireAuth, requireAuthOrApiKey, requirePermission } = c.guards;
   const audit = c.services.audit;
   const idempotency = c.services.idempotency;
 
   router.post(
     '/audit/log',
-    ...requireAuth,
+    ...requireAuthOrApiKey,
     requirePermission('audit:write'),
     idempotency.checkKey,
     rejectIdentityFields,
@@ -211,11 +211,11 @@ export function auditRouter(c: Composition, router: Router = Router()): Router {
     },
   );
 
-  router.get('/audit/logs', ...requireAuth, requirePermission('audit:read:own'), validate({ query: auditLogsQuery }), async function getAuditLogs(req: Request, res: Response) {
+  router.get('/audit/logs', ...requireAuthOrApiKey, requirePermission('audit:read:own'), validate({ query: auditLogsQuery }), async function getAuditLogs(req: Request, res: Response) {
     const auth = req.auth;
     if (!auth) throw forbidden('no authentication context');
     const q = validQuery<AuditLogsQuery>(req);
-    const tenantWide = hasPermission(auth.role, 'audit:read:tenant');
+    const tenantWide = principalHas(auth, 'audit:read:tenant');
     // UUIDs compare case-insensitively (PostgreSQL's uuid type does too).
     const userId = q.userId?.toLowerCase();
     if (!tenantWide && userId !== undefined && userId !== auth.userId.toLowerCase()) {

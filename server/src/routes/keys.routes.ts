@@ -102,6 +102,7 @@ export function keysRouter(c: Composition, router: Router = Router()): Router {
     ...requireAuth,
     requirePermission('keys:rotate'),
     requirePlatformAdmin,
+    c.guards.requireStepUp,
     validate({ body: EMPTY }),
     async function rotateMasterKey(req: Request, res: Response) {
       const gate = await throttle.acquire();

@@ -4,7 +4,9 @@ import { parseCookies, type CsrfProtection } from '../middleware/csrf';
 import { rejectQuery } from '../middleware/input-validation';
 import { describeRoute } from '../openapi/registry';
 import { z } from 'zod';
+import { apiKeysRouter } from './api-keys.routes';
 import { auditRouter } from './audit.routes';
+import { mfaRouter } from './mfa.routes';
 import { auditProofRouter } from './audit-proofs.routes';
 import { auditStreamsRouter } from './audit-streams.routes';
 import { authRouter } from './auth.routes';
@@ -42,6 +44,8 @@ export function securityRouter(deps: SecurityRouterDeps): Router {
   keysRouter(deps.composition, router);
   siemRouter(deps.composition, router);
   auditStreamsRouter(deps.composition, router);
+  apiKeysRouter(deps.composition, { apiKeys: deps.composition.services.apiKeys, requireStepUp: deps.composition.guards.requireStepUp }, router);
+  mfaRouter(deps.composition, { mfa: deps.composition.services.mfa, requireStepUp: deps.composition.guards.requireStepUp }, router);
 
   return router;
 }

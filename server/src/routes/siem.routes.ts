@@ -113,10 +113,10 @@ describeRoute({
 });
 
 export function siemRouter(c: Composition, router: Router = Router()): Router {
-  const { requireAuth, requirePermission } = c.guards;
+  const { requireAuth, requireAuthOrApiKey, requirePermission } = c.guards;
   const { siem, archive } = c.services.monitoring;
 
-  router.post('/audit/siem', ...requireAuth, requirePermission('siem:write'), c.services.idempotency.checkKey, validate({ body: submitSchema }), async function submitSiemEvents(req: Request, res: Response) {
+  router.post('/audit/siem', ...requireAuthOrApiKey, requirePermission('siem:write'), c.services.idempotency.checkKey, validate({ body: submitSchema }), async function submitSiemEvents(req: Request, res: Response) {
     const body = validBody<{ events: ApiEventInput[] }>(req);
     await c.services.idempotency.respond(req, res, 'POST /audit/siem', async (q) => {
       const eventIds = await siem.submitFromRequest(req, body.events, q);

@@ -19,6 +19,14 @@ export interface AuthContext {
   role: Role;
   sessionId: string;
   displayName: string | null;
+  /**
+   * Set when a service API key authenticated the request (CONTRACT §11): userId and sessionId
+   * then hold the key id, role is 'viewer' and permissions come from `scopes` (rbac.ts).
+   */
+  apiKeyId?: string;
+  scopes?: readonly string[];
+  /** Seconds: when the access token's step-up (TOTP) happened; absent without one. */
+  stepUpAt?: number;
 }
 
 declare global {

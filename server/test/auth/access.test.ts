@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import express from 'express';
 import type pg from 'pg';
 import request from 'supertest';
@@ -7,6 +7,8 @@ import { ManualClock } from '../../src/lib/clock';
 import { errorHandler } from '../../src/middleware/error-handler';
 import { requestContext } from '../../src/middleware/request-context';
 import { ownerPool } from '../helpers/app';
+import { TEST_SIGNING_KEY } from '../helpers/env';
+import { generateSigningKey } from '../../src/lib/jws-keys';
 import { loginAs } from '../helpers/auth';
 import { auditByRequest, auditFor, buildAuthApp, expectGeneric401, SECURITY, uniqueIp, type AuthTestApp } from './helpers';
 import { signJwt } from './oidc-issuer';
@@ -39,10 +41,17 @@ describe('access tokens', () => {
   });
 
   type Forge = (token: string, l: Awaited<ReturnType<typeof loginAs>>) => string;
+  // Access tokens are ES256 now (CONTRACT §10): forgeries are signed as this service would
+  // sign them, with the real key where the test is "a leaked key", or with the old HS256 secret.
+  const realKey = () => createPrivateKey({ key: Buffer.from(TEST_SIGNING_KEY, 'base64'), format: 'der', type: 'pkcs8' });
+  const kid = () => t.composition.services.tokens.current.kid;
+  const es = (p: Record<string, unknown>, key = realKey(), k = kid()) => signJwt({ alg: 'ES256', typ: 'at+jwt', kid: k }, p, key);
   const forgeries: Array<[string, Forge, RegExp]> = [
-    ['alg none', (tok) => signJwt({ alg: 'none', typ: 'JWT', kid: secretId(secret) }, payloadOf(tok), '', 'none'), /algorithm none not accepted/],
-    ['a wrong secret under the real kid', (tok) => signJwt({ alg: 'HS256', typ: 'JWT', kid: secretId(secret) }, payloadOf(tok), randomBytes(48).toString('base64')), /invalid signature/],
-    ['an unknown kid', (tok) => signJwt({ alg: 'HS256', typ: 'JWT', kid: 'unknown-kid' }, payloadOf(tok), secret), /unknown key id/],
+    ['alg none', (tok) => signJwt({ alg: 'none', typ: 'at+jwt', kid: kid() }, payloadOf(tok), '', 'none'), /algorithm none not accepted/],
+    ['a wrong key under the real kid', (tok) => es(payloadOf(tok), generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey), /invalid signature/],
+    ['an unknown kid', (tok) => es(payloadOf(tok), realKey(), 'unknown-kid'), /unknown key id/],
+    ['HS256 keyed by the public key', (tok) => signJwt({ alg: 'HS256', typ: 'JWT', kid: kid() }, payloadOf(tok), createPublicKey(realKey()).export({ format: 'pem', type: 'spki' }) as string), /HS256|unknown key id/],
+    ['HS256 with the JWT_SECRET issued after the switch', (tok) => signJwt({ alg: 'HS256', typ: 'JWT', kid: secretId(secret) }, { ...payloadOf(tok), iss: 'fleet-security-api', aud: 'fleet-security-api' }, secret), /HS256/],
     [
       'an altered payload (another tenant)',
       (tok) => {
@@ -51,13 +60,14 @@ describe('access tokens', () => {
       },
       /invalid signature/,
     ],
-    ['RS256 in the header', (tok) => signJwt({ alg: 'RS256', typ: 'JWT', kid: secretId(secret) }, payloadOf(tok), secret, 'HS256'), /algorithm RS256 not accepted/],
-    // Signed with the real secret (as with a leaked one), but not as this service issues tokens.
+    ['RS256 in the header', (tok) => signJwt({ alg: 'RS256', typ: 'JWT', kid: kid() }, payloadOf(tok), secret, 'HS256'), /algorithm RS256 not accepted/],
+    ['EdDSA in the header under the ES256 kid', (tok) => signJwt({ alg: 'EdDSA', typ: 'at+jwt', kid: kid() }, payloadOf(tok), secret, 'HS256'), /EdDSA not accepted for key/],
+    // Signed with the real key (as with a leaked one), but not as this service issues tokens.
     [
       'an iat an hour in the future',
       (tok) => {
         const p = payloadOf(tok) as { iat: number; exp: number };
-        return signJwt({ alg: 'HS256', typ: 'JWT', kid: secretId(secret) }, { ...p, iat: p.iat + 3600, exp: p.exp + 3600 }, secret);
+        return es({ ...p, iat: p.iat + 3600, exp: p.exp + 3600 });
       },
       /issued in the future/,
     ],
@@ -65,7 +75,7 @@ describe('access tokens', () => {
       'a three-year lifetime',
       (tok) => {
         const p = payloadOf(tok) as { iat: number };
-        return signJwt({ alg: 'HS256', typ: 'JWT', kid: secretId(secret) }, { ...payloadOf(tok), exp: p.iat + 3 * 365 * 86400 }, secret);
+        return es({ ...payloadOf(tok), exp: p.iat + 3 * 365 * 86400 });
       },
       /lifetime longer than JWT_EXPIRES_IN/,
     ],
@@ -144,13 +154,14 @@ describe('routes without input', () => {
   });
 });
 
-describe('JWT secret rotation', () => {
-  test('when JWT_SECRET rotates and the old secret is listed in JWT_PREVIOUS_SECRETS, then tokens signed with it still work; without it they do not', async () => {
-    const old = randomBytes(48).toString('base64');
-    const fresh = randomBytes(48).toString('base64');
-    const before = await buildAuthApp(null, { env: { JWT_SECRET: old } });
-    const during = await buildAuthApp(null, { env: { JWT_SECRET: fresh, JWT_PREVIOUS_SECRETS: old } });
-    const after = await buildAuthApp(null, { env: { JWT_SECRET: fresh } });
+describe('signing key rotation', () => {
+  test('when JWT_SIGNING_KEY rotates and the old key is listed in JWT_PREVIOUS_SIGNING_KEYS, then tokens signed with it still work until its expiry; without it they do not', async () => {
+    const old = generateSigningKey('ES256');
+    const fresh = generateSigningKey('ES256');
+    const until = new Date(Date.now() + 3600_000).toISOString();
+    const before = await buildAuthApp(null, { env: { JWT_SIGNING_KEY: old } });
+    const during = await buildAuthApp(null, { env: { JWT_SIGNING_KEY: fresh, JWT_PREVIOUS_SIGNING_KEYS: `${old}@${until}` } });
+    const after = await buildAuthApp(null, { env: { JWT_SIGNING_KEY: fresh } });
     try {
       const l = await loginAs(before);
       expect((await getUser(during.app, l.authorization)).status).toBe(200);
@@ -159,8 +170,14 @@ describe('JWT secret rotation', () => {
       expect((await auditByRequest(owner, rid))[0]?.error_message).toBe('unknown key id');
 
       const reissued = during.composition.services.tokens.issue({ userId: l.userId, sessionId: l.sessionId, tenantId: l.tenantId });
-      expect(JSON.parse(Buffer.from(reissued.token.split('.')[0] as string, 'base64url').toString()).kid).toBe(secretId(fresh));
+      expect(JSON.parse(Buffer.from(reissued.token.split('.')[0] as string, 'base64url').toString()).kid).toBe(after.composition.services.tokens.current.kid);
       expect((await getUser(after.app, `Bearer ${reissued.token}`)).status).toBe(200);
+
+      // Past the previous key's expiry: its tokens are refused (and it leaves the JWKS).
+      during.clock.set(Date.parse(until) + 1000);
+      const rid2 = randomUUID();
+      expectGeneric401(await getUser(during.app, l.authorization, rid2));
+      expect((await auditByRequest(owner, rid2))[0]?.error_message).toBe('signing key retired');
     } finally {
       await Promise.all([before.close(), during.close(), after.close()]);
     }

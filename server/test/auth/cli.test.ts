@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
 import { ownerPool } from '../helpers/app';
-import { testDbUrl, uniqueEmail, uniqueTenant } from '../helpers/env';
+import { TEST_SIGNING_KEY, testDbUrl, uniqueEmail, uniqueTenant } from '../helpers/env';
 import { DEV_AUDIENCE, DEV_ISSUER, loadOrCreateDevIssuerKey } from '../../src/services/auth/dev-issuer';
 import { auditFor, buildAuthApp, postLogin, uniqueIp } from './helpers';
 import { makeKey, signJwt } from './oidc-issuer';
@@ -138,6 +138,7 @@ describe('npm run dev:token and the development issuer', () => {
       NODE_ENV: 'production',
       DATABASE_URL: 'postgres://app:S3cure-Passw0rd-xyz@127.0.0.1:5432/fleet',
       JWT_SECRET: randomBytes(48).toString('base64'),
+      JWT_SIGNING_KEY: TEST_SIGNING_KEY,
       FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
       AUTH0_DOMAIN: 'tenant.eu.auth0.com',
       AUTH0_CLIENT_ID: 'client-123',

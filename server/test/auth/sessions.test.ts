@@ -168,7 +168,7 @@ describe('DELETE /sessions/:id', () => {
 
 describe('GET /user', () => {
   test.each([
-    ['admin', ['audit:export', 'audit:read:own', 'audit:read:tenant', 'audit:verify', 'audit:write', 'keys:read', 'keys:rotate', 'profile:read', 'sessions:read:own', 'sessions:revoke:own', 'sessions:revoke:tenant', 'siem:read', 'siem:write', 'users:manage']],
+    ['admin', ['apikeys:manage', 'audit:export', 'audit:read:own', 'audit:read:tenant', 'audit:verify', 'audit:write', 'keys:read', 'keys:rotate', 'profile:read', 'sessions:read:own', 'sessions:revoke:own', 'sessions:revoke:tenant', 'siem:read', 'siem:write', 'tokens:introspect', 'users:manage']],
     ['user', ['audit:read:own', 'audit:write', 'profile:read', 'sessions:read:own', 'sessions:revoke:own']],
     ['viewer', ['audit:read:own', 'profile:read', 'sessions:read:own', 'sessions:revoke:own']],
   ] as const)('when the role is %s, then the permissions come from the one RBAC matrix', async (role, permissions) => {

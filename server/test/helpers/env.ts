@@ -1,4 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { generateSigningKey } from '../../src/lib/jws-keys';
+
+/** One access-token signing key per test process (generating one per app would be slow). */
+export const TEST_SIGNING_KEY = generateSigningKey('ES256');
 
 export function testDbUrl(): string {
   const url = process.env.FLEET_TEST_DB_URL;
@@ -27,6 +31,7 @@ export function testEnv(overrides: Record<string, string | undefined> = {}): Rec
     DATABASE_URL: testAppDbUrl(),
     MIGRATION_DATABASE_URL: testDbUrl(),
     JWT_SECRET: randomBytes(48).toString('base64'),
+    JWT_SIGNING_KEY: TEST_SIGNING_KEY,
     FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
     LOG_LEVEL: 'error',
     RATE_LIMIT_MAX: '100000',

@@ -137,6 +137,7 @@ describe('single-event rules', () => {
       const l = await loginThroughIssuer(a, issuer, a.clock, u.email);
       const first = await request(a.app).post(`${SECURITY}/refresh`).send({ refreshToken: l.refreshToken });
       expect(first.status).toBe(200);
+      a.clock.advance(10_001); // past the refresh reuse grace (REFRESH_REUSE_GRACE_SECONDS, default 10)
       const replay = await request(a.app).post(`${SECURITY}/refresh`).send({ refreshToken: l.refreshToken });
       expect(replay.status).toBe(401);
       const raised = await alerts('refresh_reuse', { tenantId: u.tenantId });

@@ -25,6 +25,16 @@ export const AUDIT_CATALOG = {
   'auth.refresh': { severity: 'low', category: 'authentication', description: 'A refresh token was exchanged for new tokens.' },
   'auth.refresh.reuse': { severity: 'critical', category: 'authentication', description: 'A spent refresh token was presented again; its family was revoked.' },
   'auth.token.rejected': { severity: 'medium', category: 'authentication', description: 'An access or ID token was refused.' },
+  'auth.refresh.grace': { severity: 'low', category: 'authentication', description: 'A spent refresh token was presented again within REFRESH_REUSE_GRACE_SECONDS; the same successor pair was returned and nothing was revoked.' },
+  'auth.token.revoked': { severity: 'low', category: 'authentication', description: 'A token was revoked through POST /oauth/revoke (RFC 7009); its session ended.' },
+  'auth.apikey.rejected': { severity: 'medium', category: 'authentication', description: 'An API key was refused (unknown, wrong secret, revoked or expired).' },
+  'auth.mfa.enrolled': { severity: 'medium', category: 'authentication', description: 'A TOTP secret was generated for a user (not yet active).' },
+  'auth.mfa.activated': { severity: 'high', category: 'authentication', description: 'A user activated TOTP with a valid code; recovery codes were issued.' },
+  'auth.mfa.removed': { severity: 'high', category: 'authentication', description: 'A user removed their TOTP (after a step-up).' },
+  'auth.mfa.step_up': { severity: 'low', category: 'authentication', description: 'A step-up with a TOTP or recovery code succeeded; a fresh access token with amr was issued.' },
+  'auth.mfa.failure': { severity: 'medium', category: 'authentication', description: 'A TOTP or recovery code was refused (wrong, replayed or locked).' },
+  'auth.mfa.locked': { severity: 'high', category: 'authentication', description: 'Five wrong codes: step-up is locked for 15 minutes.' },
+  'access.step_up_required': { severity: 'medium', category: 'access', description: 'A route that needs a recent step-up was refused (403 STEP_UP_REQUIRED).' },
   // Sessions
   'session.revoked': { severity: 'medium', category: 'session', description: 'A session was revoked.' },
   'session.revoked.bulk': { severity: 'high', category: 'session', description: 'Many sessions were revoked at once (user, tenant or all).' },
@@ -38,6 +48,9 @@ export const AUDIT_CATALOG = {
   // Access control
   'access.denied': { severity: 'medium', category: 'access', description: 'An authenticated request lacked the permission it needed.' },
   // Keys
+  'key.api.created': { severity: 'high', category: 'key', description: 'A service API key was created (the secret is shown once and stored as a keyed hash).' },
+  'key.api.revoked': { severity: 'high', category: 'key', description: 'A service API key was revoked.' },
+  'key.api.used': { severity: 'low', category: 'key', description: 'A request was authenticated with a service API key (actor: the key id).' },
   'key.master.read': { severity: 'high', category: 'key', description: 'Master-key metadata was read.' },
   'key.master.rotated': { severity: 'critical', category: 'key', description: 'The master key was rotated.' },
   'key.master.fallback': { severity: 'high', category: 'key', description: 'The key vault was unavailable; the environment key was used.' },

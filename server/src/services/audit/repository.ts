@@ -20,14 +20,16 @@ export interface AuditRow {
   errorMessage: string | null;
   severity: Severity;
   requestId: string | null;
+  /** The acting service API key (CONTRACT §11); null for users and the system. */
+  apiKeyId: string | null;
 }
 
-const INSERT_COLUMNS = 'tenant_id, user_id, action, resource_type, resource_id, before, after, ip_address, user_agent, result, error_message, severity, request_id';
+const INSERT_COLUMNS = 'tenant_id, user_id, action, resource_type, resource_id, before, after, ip_address, user_agent, result, error_message, severity, request_id, api_key_id';
 
 /** Inside the caller's transaction: its app.tenant_id must name the row's tenant (RLS). */
 export const INSERT_AUDIT_LOG = `
 INSERT INTO audit_logs (${INSERT_COLUMNS})
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 RETURNING id, created_at`;
 
 /**
@@ -37,7 +39,7 @@ RETURNING id, created_at`;
 export const INSERT_AUDIT_LOG_IN_TENANT = `
 WITH ctx AS MATERIALIZED (SELECT set_config('app.tenant_id', $1, true) AS tenant_id)
 INSERT INTO audit_logs (${INSERT_COLUMNS})
-SELECT ctx.tenant_id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM ctx
+SELECT ctx.tenant_id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM ctx
 RETURNING id, created_at`;
 
 function insertParams(r: AuditRow): unknown[] {
@@ -55,6 +57,7 @@ function insertParams(r: AuditRow): unknown[] {
     r.errorMessage,
     r.severity,
     r.requestId,
+    r.apiKeyId,
   ];
 }
 
@@ -82,9 +85,9 @@ export async function insertAuditLogInTenant(q: Queryable, r: AuditRow): Promise
 export const INSERT_AUDIT_LOGS_IN_TENANT = `
 WITH ctx AS MATERIALIZED (SELECT set_config('app.tenant_id', $1, true) AS tenant_id)
 INSERT INTO audit_logs (${INSERT_COLUMNS})
-SELECT ctx.tenant_id, r.user_id, r.action, r.resource_type, r.resource_id, r.before, r.after, r.ip_address, r.user_agent, r.result, r.error_message, r.severity, r.request_id
-FROM ctx, unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::inet[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
-       WITH ORDINALITY AS r(user_id, action, resource_type, resource_id, before, after, ip_address, user_agent, result, error_message, severity, request_id, ord)
+SELECT ctx.tenant_id, r.user_id, r.action, r.resource_type, r.resource_id, r.before, r.after, r.ip_address, r.user_agent, r.result, r.error_message, r.severity, r.request_id, r.api_key_id
+FROM ctx, unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::inet[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::uuid[])
+       WITH ORDINALITY AS r(user_id, action, resource_type, resource_id, before, after, ip_address, user_agent, result, error_message, severity, request_id, api_key_id, ord)
 ORDER BY r.ord
 RETURNING id, created_at`;
 
@@ -92,7 +95,7 @@ RETURNING id, created_at`;
 export async function insertAuditLogsInTenant(q: Queryable, tenantId: string, rows: AuditRow[]): Promise<RecordedAudit[]> {
   const col = <K extends keyof AuditRow>(k: K): Array<AuditRow[K]> => rows.map((r) => r[k]);
   const res = await q.query<{ id: string; created_at: Date }>({ name: 'fleet_audit_insert_batch', text: INSERT_AUDIT_LOGS_IN_TENANT, values: [
-    tenantId, col('userId'), col('action'), col('resourceType'), col('resourceId'), col('beforeJson'), col('afterJson'), col('ipAddress'), col('userAgent'), col('result'), col('errorMessage'), col('severity'), col('requestId'),
+    tenantId, col('userId'), col('action'), col('resourceType'), col('resourceId'), col('beforeJson'), col('afterJson'), col('ipAddress'), col('userAgent'), col('result'), col('errorMessage'), col('severity'), col('requestId'), col('apiKeyId'),
   ] });
   if (res.rows.length !== rows.length) throw new Error(`audit batch insert returned ${res.rows.length} rows for ${rows.length}`);
   // bigint ids as text: compare by length, then lexically.

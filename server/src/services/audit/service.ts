@@ -126,6 +126,7 @@ export function prepareAuditEvent(event: AuditEvent): { row: AuditRow; stored: S
     errorMessage: freeText(event.errorMessage, ERROR_MESSAGE_MAX),
     severity,
     requestId: optionalText(event.requestId, TEXT_MAX),
+    apiKeyId: event.apiKeyId ?? null,
   };
   const stored: StoredAuditEvent = {
     tenantId: row.tenantId,
@@ -141,6 +142,7 @@ export function prepareAuditEvent(event: AuditEvent): { row: AuditRow; stored: S
     errorMessage: row.errorMessage,
     severity: row.severity,
     requestId: row.requestId,
+    apiKeyId: row.apiKeyId,
   };
   return { row, stored };
 }
@@ -263,7 +265,9 @@ export function createAuditService(deps: { pool: Pool; logger: Logger }): AuditS
         {
           ...event,
           tenantId,
-          userId: event.userId !== undefined ? event.userId : (req.auth?.userId ?? null),
+          // An API key acts as itself: user_id stays null and api_key_id names the key.
+          userId: event.userId !== undefined ? event.userId : req.auth?.apiKeyId ? null : (req.auth?.userId ?? null),
+          apiKeyId: event.apiKeyId !== undefined ? event.apiKeyId : (req.auth?.apiKeyId ?? null),
           ipAddress: req.ctx.ip,
           userAgent: req.ctx.userAgent,
           requestId: req.ctx.requestId,

@@ -23,6 +23,8 @@ export interface AuditEvent {
   /** Defaults to the action catalog's severity (or low). */
   severity?: Severity;
   requestId?: string | null;
+  /** The acting service API key (stored in audit_logs.api_key_id); user_id is then null. */
+  apiKeyId?: string | null;
 }
 
 /** The event as stored: severity and result resolved, before/after scrubbed. */

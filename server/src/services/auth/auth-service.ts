@@ -26,7 +26,9 @@ import type { AuditEvent } from '../audit/types';
 import { lockoutState, type LockoutLimits, type LockoutMarker, type LockoutState } from './lockout';
 import { IdpUnavailableError, type IdTokenVerifier } from './oidc';
 import { hasPermission, permissionsOf, type Permission } from './rbac';
-import { findRefreshTokenForUpdate, insertRefreshToken, setTransactionTenant, spendRefreshToken, type RefreshTokenState } from './refresh-repository';
+import type { EncryptionService } from '../encryption';
+import { openSuccessor, sealSuccessor } from './refresh-grace';
+import { clearOldSuccessors, findRefreshTokenForUpdate, insertRefreshToken, setTransactionTenant, spendRefreshToken, type RefreshTokenState } from './refresh-repository';
 import { listActiveSessions, revokeLiveSession, revokeSession, touchSession } from './session-repository';
 import { EXPIRY_REASONS, type SessionService } from './sessions';
 import type { TokenService } from './tokens';
@@ -96,6 +98,8 @@ export interface AuthServiceDeps {
   idTokens: IdTokenVerifier | null;
   /** Aggregates repeated junk failures (uncounted logins, unknown refresh tokens); without it each is one row. */
   failures?: FailureAggregator;
+  /** Seals the successor pair kept for the refresh reuse grace; without it there is no grace. */
+  encryption?: EncryptionService;
 }
 
 export function publicUser(u: { userId: string; email: string; role: Role; tenantId: string; displayName: string | null }): PublicUser {
@@ -137,6 +141,8 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
   /** A correctly signed token for this very e-mail that failed a later check: counts for the network and the e-mail. */
   const COUNT_BOTH: LockoutMarker = { ip: true, email: true };
   const idleMs = config.session.idleTimeoutSec * 1000;
+  const graceMs = config.identity.refreshReuseGraceSec * 1000;
+  const encryption = deps.encryption ?? null;
 
   const metaFields = (m: RequestMeta) => ({ ipAddress: m.ip, userAgent: m.userAgent, requestId: m.requestId });
 
@@ -295,7 +301,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
   }
 
   type RefreshOutcome =
-    | { kind: 'ok'; row: RefreshTokenState; token: string }
+    | { kind: 'ok'; row: RefreshTokenState; token: string; access: { token: string; expiresIn: number } }
     | { kind: 'unknown' }
     | { kind: 'refused'; reason: string };
 
@@ -323,7 +329,30 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       await setTransactionTenant(c, row.tenantId);
       const base: Omit<AuditEvent, 'action'> = { tenantId: row.tenantId, userId: row.userId, resourceType: 'session', resourceId: row.sessionId, ...metaFields(meta) };
 
+      const refuse = async (reason: string): Promise<RefreshOutcome> => {
+        await audit.record({ ...base, action: 'auth.token.rejected', resourceType: 'refresh_token', resourceId: row.id, result: 'failure', severity: 'medium', errorMessage: reason }, c);
+        return { kind: 'refused', reason };
+      };
+      const expire = async (kind: 'idle' | 'absolute'): Promise<RefreshOutcome> => {
+        const reason = EXPIRY_REASONS[kind];
+        if (await revokeSession(c, row.sessionId, row.tenantId, nowDate, reason)) {
+          await audit.record({ ...base, action: 'session.expired', result: 'success', severity: 'low', errorMessage: reason }, c);
+        }
+        return { kind: 'refused', reason: `session ${reason}` };
+      };
       if (row.usedAt) {
+        // Within the grace (two tabs racing): the same successor pair, from stored state; nothing revoked.
+        if (graceMs > 0 && encryption && row.successorSealed && now - row.usedAt.getTime() <= graceMs) {
+          if (row.revokedAt) return refuse(`spent refresh token of a revoked session (${row.revokedReason ?? 'no reason'}) within the reuse grace`);
+          if (!row.isActive) return refuse('user deactivated');
+          const pair = await openSuccessor(encryption, { tenantId: row.tenantId, sessionId: row.sessionId, tokenId: row.id }, row.successorSealed);
+          if (!pair) return refuse('the kept successor of a spent refresh token could not be decrypted');
+          await audit.record(
+            { ...base, action: 'auth.refresh.grace', result: 'success', severity: 'low', after: { tokenId: row.id, spentAt: row.usedAt.toISOString(), graceSeconds: graceMs / 1000 } },
+            c,
+          );
+          return { kind: 'ok', row, token: pair.refreshToken, access: { token: pair.accessToken, expiresIn: pair.expiresIn } };
+        }
         const revoked = row.revokedAt ? false : await revokeSession(c, row.sessionId, row.tenantId, nowDate, 'refresh token reuse');
         const after = { tokenId: row.id, spentAt: row.usedAt.toISOString(), sessionRevoked: revoked };
         await audit.record(
@@ -336,17 +365,6 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
         );
         return { kind: 'refused', reason: 'refresh token reuse' };
       }
-      const refuse = async (reason: string): Promise<RefreshOutcome> => {
-        await audit.record({ ...base, action: 'auth.token.rejected', resourceType: 'refresh_token', resourceId: row.id, result: 'failure', severity: 'medium', errorMessage: reason }, c);
-        return { kind: 'refused', reason };
-      };
-      const expire = async (kind: 'idle' | 'absolute'): Promise<RefreshOutcome> => {
-        const reason = EXPIRY_REASONS[kind];
-        if (await revokeSession(c, row.sessionId, row.tenantId, nowDate, reason)) {
-          await audit.record({ ...base, action: 'session.expired', result: 'success', severity: 'low', errorMessage: reason }, c);
-        }
-        return { kind: 'refused', reason: `session ${reason}` };
-      };
       if (row.revokedAt) {
         const expired = row.revokedReason === EXPIRY_REASONS.idle || row.revokedReason === EXPIRY_REASONS.absolute;
         if (expired) return { kind: 'refused', reason: `session already ended (${row.revokedReason})` };
@@ -358,17 +376,22 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       if (now >= row.expiresAt.getTime()) return refuse('refresh token expired');
 
       const next = newRefreshToken();
+      const access = tokens.issue({ userId: row.userId, sessionId: row.sessionId, tenantId: row.tenantId });
+      const sealed =
+        graceMs > 0 && encryption
+          ? await sealSuccessor(encryption, { tenantId: row.tenantId, sessionId: row.sessionId, tokenId: row.id }, { refreshToken: next.token, accessToken: access.token, expiresIn: access.expiresIn })
+          : null;
       await insertRefreshToken(c, { id: next.id, sessionId: row.sessionId, hash: next.hash, now: nowDate, expiresAt: row.absoluteExpiresAt });
-      if (!(await spendRefreshToken(c, row.id, nowDate, next.id))) throw new Error('refresh token spent concurrently despite the row lock');
+      if (!(await spendRefreshToken(c, row.id, nowDate, next.id, sealed))) throw new Error('refresh token spent concurrently despite the row lock');
+      if (graceMs > 0) await clearOldSuccessors(c, row.sessionId, new Date(now - graceMs));
       await touchSession(c, row.sessionId, row.tenantId, nowDate, new Date(Math.min(now + idleMs, row.absoluteExpiresAt.getTime())));
       await audit.record({ ...base, action: 'auth.refresh', result: 'success', severity: 'low', after: { previousTokenId: row.id, tokenId: next.id } }, c);
-      return { kind: 'ok', row, token: next.token };
+      return { kind: 'ok', row, token: next.token, access: { token: access.token, expiresIn: access.expiresIn } };
     });
 
     if (outcome.kind === 'unknown') return rejectUnknown('unknown refresh token');
     if (outcome.kind === 'refused') throw unauthenticated(`refresh refused: ${outcome.reason}`);
-    const { row } = outcome;
-    const access = tokens.issue({ userId: row.userId, sessionId: row.sessionId, tenantId: row.tenantId });
+    const { row, access } = outcome;
     return {
       token: access.token,
       refreshToken: outcome.token,

@@ -18,6 +18,8 @@ export interface RefreshTokenState {
   sessionId: string;
   expiresAt: Date;
   usedAt: Date | null;
+  /** The successor pair, encrypted (refresh reuse grace); null when not kept. */
+  successorSealed: string | null;
   tenantId: string;
   userId: string;
   lastUsedAt: Date;
@@ -35,7 +37,7 @@ export interface RefreshTokenState {
  * family, and a refresh racing a revocation, are serialized on the session row.
  */
 export const FIND_REFRESH_TOKEN_FOR_UPDATE = `
-SELECT rt.id, rt.session_id, rt.expires_at, rt.used_at,
+SELECT rt.id, rt.session_id, rt.expires_at, rt.used_at, rt.successor_sealed,
        s.tenant_id, s.user_id, s.last_used_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason,
        u.email, u.role, u.is_active, u.display_name
 FROM refresh_tokens rt
@@ -49,6 +51,7 @@ interface Row {
   session_id: string;
   expires_at: Date;
   used_at: Date | null;
+  successor_sealed: string | null;
   tenant_id: string;
   user_id: string;
   last_used_at: Date;
@@ -70,6 +73,7 @@ export async function findRefreshTokenForUpdate(q: Queryable, hash: Buffer): Pro
     sessionId: r.session_id,
     expiresAt: r.expires_at,
     usedAt: r.used_at,
+    successorSealed: r.successor_sealed,
     tenantId: r.tenant_id,
     userId: r.user_id,
     lastUsedAt: r.last_used_at,
@@ -84,12 +88,15 @@ export async function findRefreshTokenForUpdate(q: Queryable, hash: Buffer): Pro
 }
 
 export const SPEND_REFRESH_TOKEN = `
-UPDATE refresh_tokens SET used_at = $2, replaced_by = $3
+UPDATE refresh_tokens SET used_at = $2, replaced_by = $3, successor_sealed = $4
 WHERE id = $1 AND used_at IS NULL`;
 
-/** Marks a token spent; false when it already was (the caller holds the row lock, so this is a guard). */
-export async function spendRefreshToken(q: Queryable, id: string, now: Date, replacedBy: string): Promise<boolean> {
-  const r = await q.query(SPEND_REFRESH_TOKEN, [id, now, replacedBy]);
+/**
+ * Marks a token spent; false when it already was (the caller holds the row lock, so this is a guard).
+ * `successorSealed`: the encrypted successor pair kept for the reuse grace (null: none).
+ */
+export async function spendRefreshToken(q: Queryable, id: string, now: Date, replacedBy: string, successorSealed: string | null = null): Promise<boolean> {
+  const r = await q.query(SPEND_REFRESH_TOKEN, [id, now, replacedBy, successorSealed]);
   return (r.rowCount ?? 0) > 0;
 }
 
@@ -98,4 +105,13 @@ export const SET_TRANSACTION_TENANT = `SELECT set_config('app.tenant_id', $1, tr
 
 export async function setTransactionTenant(q: Queryable, tenantId: string): Promise<void> {
   await q.query(SET_TRANSACTION_TENANT, [tenantId]);
+}
+
+/** Drops kept successor pairs of a session's tokens spent before `before` (their grace is over). */
+export const CLEAR_OLD_SUCCESSORS = `
+UPDATE refresh_tokens SET successor_sealed = NULL
+WHERE session_id = $1 AND successor_sealed IS NOT NULL AND used_at < $2`;
+
+export async function clearOldSuccessors(q: Queryable, sessionId: string, before: Date): Promise<void> {
+  await q.query(CLEAR_OLD_SUCCESSORS, [sessionId, before]);
 }

@@ -1,0 +1,91 @@
+/**
+ * requireAuthOrApiKey: routes a service may call (CONTRACT §11) accept either a user's Bearer
+ * access token (requireAuth) or `Authorization: Bearer fsk_…`, a service API key. A key
+ * authenticates as itself: req.auth carries `apiKeyId` and `scopes` (permissions come from the
+ * scopes through the one matrix in rbac.ts), its tenant is its creator's, each use is audited
+ * as key.api.used with the key as actor, and a per-key rate limit applies. Every failure is the
+ * generic 401; the reason goes to auth.apikey.rejected.
+ */
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Store } from 'express-rate-limit';
+import { unauthenticated } from '../lib/errors';
+import type { AuditService } from '../services/audit/service';
+import { UNKNOWN_TENANT } from '../services/audit/catalog';
+import type { ApiKeyRow } from '../services/auth/api-key-repository';
+import type { ApiKeyService } from '../services/auth/api-keys';
+import { createRateLimiter } from './rate-limit';
+import { series } from './series';
+
+const BEARER_KEY = /^bearer (fsk_\S{1,200})$/i;
+
+/** Whether the request presents an API key (rather than an access token). */
+export function presentsApiKey(req: Request): boolean {
+  const h = req.headers.authorization;
+  return typeof h === 'string' && h.length < 300 && /^bearer fsk_/i.test(h);
+}
+
+export interface ApiKeyAuthDeps {
+  apiKeys: ApiKeyService;
+  audit: AuditService;
+  requireAuth: RequestHandler[];
+  rateLimit: { windowMs: number; userMax: number };
+  makeRateLimitStore?: (prefix: string) => Store;
+}
+
+export function createApiKeyAuth(deps: ApiKeyAuthDeps): { requireApiKey: RequestHandler; requireAuthOrApiKey: RequestHandler[] } {
+  const keyLimiter = createRateLimiter({
+    windowMs: deps.rateLimit.windowMs,
+    max: deps.rateLimit.userMax,
+    prefix: 'apikey',
+    key: (req) => req.auth?.apiKeyId ?? null,
+    makeStore: deps.makeRateLimitStore,
+  });
+
+  async function reject(req: Request, reason: string, key: ApiKeyRow | null): Promise<never> {
+    await deps.audit.record({
+      tenantId: key ? key.tenantId : UNKNOWN_TENANT,
+      action: 'auth.apikey.rejected',
+      resourceType: 'api_key',
+      resourceId: key ? key.id : null,
+      apiKeyId: key ? key.id : null,
+      result: 'failure',
+      severity: 'medium',
+      errorMessage: reason,
+      ipAddress: req.ctx.ip,
+      userAgent: req.ctx.userAgent,
+      requestId: req.ctx.requestId,
+    });
+    throw unauthenticated(reason);
+  }
+
+  async function authenticate(req: Request): Promise<void> {
+    const m = BEARER_KEY.exec(req.headers.authorization ?? '');
+    if (!m) return reject(req, 'malformed API key', null);
+    const r = await deps.apiKeys.authenticate(m[1] as string);
+    if (!r.ok) return reject(req, r.reason, r.key);
+    const k = r.key;
+    req.auth = { userId: k.id, tenantId: k.tenantId, email: `api-key:${k.prefix}`, role: 'viewer', sessionId: k.id, displayName: k.name, apiKeyId: k.id, scopes: Object.freeze([...k.scopes]) };
+    // Every use is audited with the key as actor; fail closed like every security record.
+    await deps.audit.recordFromRequest(req, {
+      action: 'key.api.used',
+      resourceType: 'api_key',
+      resourceId: k.id,
+      severity: 'low',
+      after: { method: req.method, path: (req.originalUrl ?? req.url).split('?')[0]?.slice(0, 200) },
+    });
+  }
+
+  const requireApiKey = series(function requireApiKey(req: Request, _res: Response, next: NextFunction): void {
+    authenticate(req).then(() => next(), next);
+  }, keyLimiter);
+  const userChain = deps.requireAuth;
+  const userHandler = userChain.length === 1 ? (userChain[0] as RequestHandler) : series(...userChain);
+  return {
+    requireApiKey,
+    requireAuthOrApiKey: [
+      function requireAuthOrApiKey(req: Request, res: Response, next: NextFunction) {
+        return presentsApiKey(req) ? requireApiKey(req, res, next) : userHandler(req, res, next);
+      },
+    ],
+  };
+}
