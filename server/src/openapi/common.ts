@@ -13,6 +13,7 @@ export const ErrorCode = z
     'UNAUTHENTICATED',
     'FORBIDDEN',
     'CSRF_FAILED',
+    'STEP_UP_REQUIRED',
     'NOT_FOUND',
     'CONFLICT',
     'PAYLOAD_TOO_LARGE',
@@ -20,6 +21,7 @@ export const ErrorCode = z
     'RATE_LIMITED',
     'INTERNAL_ERROR',
     'SERVICE_UNAVAILABLE',
+    'IDEMPOTENCY_KEY_REUSED',
   ])
   .meta({ id: 'ErrorCode', description: 'Machine-readable error code; the HTTP status goes with it (docs/SECURITY_API.md §13).' });
 
@@ -68,3 +70,14 @@ export const PublicUser = z
     permissions: z.array(z.string()).meta({ description: "The role's permissions (docs/SECURITY_API.md §10)." }),
   })
   .meta({ id: 'User' });
+
+/**
+ * The error body of the OAuth endpoints (/oauth/introspect, /oauth/revoke): RFC 6749 §5.2,
+ * not the API's envelope.
+ */
+export const OAuthErrorResponse = z
+  .strictObject({
+    error: z.enum(['invalid_request', 'invalid_client', 'unsupported_token_type']),
+    error_description: z.string(),
+  })
+  .meta({ id: 'OAuthErrorResponse', description: 'RFC 6749 §5.2 error body.', example: { error: 'invalid_request', error_description: 'the token parameter is missing' } });

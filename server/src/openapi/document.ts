@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { createDocument, type ZodOpenApiOperationObject, type ZodOpenApiPathsObject, type ZodOpenApiResponseObject, type ZodOpenApiResponsesObject } from 'zod-openapi';
 import { ErrorResponse } from './common';
-import { describedRoutes, type HeaderDoc, type RouteDoc } from './registry';
+import { describedRoutes, type HeaderDoc, type ResponseDoc, type RouteDoc } from './registry';
 
 export const API_VERSION = '1.0.0';
 
@@ -34,21 +34,51 @@ function errorResponse(description: string, status: number): ZodOpenApiResponseO
   return { description, ...(Object.keys(headers).length ? { headers: headers as ZodOpenApiResponseObject['headers'] } : {}), content: { 'application/json': { schema: ErrorResponse } } };
 }
 
+const idempotencyKeyHeader = z
+  .string()
+  .regex(/^[\x21-\x7e]{1,255}$/)
+  .optional()
+  .meta({
+    description:
+      'Makes the request safe to retry (CONTRACT §6): 1–255 visible ASCII characters, e.g. a UUID. A retry with the same key and body within 24 h answers the first outcome again (Idempotent-Replayed: true) and creates nothing; the same key with a different body is 422 IDEMPOTENCY_KEY_REUSED.',
+  });
+const replayed: HeaderDoc = { description: 'true when this is the kept answer of an earlier request with the same Idempotency-Key (nothing was created).', required: false, schema: { type: 'string', const: 'true' } };
+
+/** The route's own responses plus what its flags (idempotent, stepUp, platformAdmin) add. */
+function ownResponses(r: RouteDoc): Record<number, ResponseDoc> {
+  const out: Record<number, ResponseDoc> = { ...r.responses };
+  if (r.idempotent) {
+    for (const [status, doc] of Object.entries(out)) {
+      if (Number(status) < 300) out[Number(status)] = { ...doc, headers: { ...(doc.headers ?? {}), 'Idempotent-Replayed': replayed } };
+    }
+    out[409] ??= { description: 'CONFLICT: a request with this Idempotency-Key is still being processed; retry after Retry-After seconds.', schema: ErrorResponse, headers: { 'Retry-After': retryAfter } };
+    out[422] ??= { description: 'IDEMPOTENCY_KEY_REUSED: this Idempotency-Key was used with a different request body.', schema: ErrorResponse };
+  }
+  if ((r.stepUp || r.platformAdmin) && !out[403]) {
+    const why = [AUTH_ERRORS[403] as string];
+    if (r.platformAdmin) why.push('FORBIDDEN: the caller is not an admin of the platform tenant (PLATFORM_TENANT); audited access.denied.');
+    if (r.stepUp) why.push('STEP_UP_REQUIRED: the action needs a step-up (POST /api/v1/security/mfa/step-up) less than 10 minutes old; FORBIDDEN for an API key.');
+    out[403] = { description: why.join(' '), schema: ErrorResponse };
+  }
+  return out;
+}
+
 function operation(r: RouteDoc): ZodOpenApiOperationObject {
   const responses: Record<`${number}`, ZodOpenApiResponseObject> = {};
-  const statuses = new Set<number>([...Object.keys(r.responses).map(Number), ...Object.keys(COMMON_ERRORS).map(Number)]);
+  const own = ownResponses(r);
+  const statuses = new Set<number>([...Object.keys(own).map(Number), ...Object.keys(COMMON_ERRORS).map(Number)]);
   if (r.security.length > 0) for (const s of Object.keys(AUTH_ERRORS)) statuses.add(Number(s));
   for (const status of [...statuses].sort((a, b) => a - b)) {
-    const own = r.responses[status];
-    if (!own) {
+    const doc = own[status];
+    if (!doc) {
       responses[`${status}`] = errorResponse(COMMON_ERRORS[status] ?? AUTH_ERRORS[status] ?? 'Error.', status);
       continue;
     }
-    const headers = own.headers ?? (status === 429 ? { 'Retry-After': retryAfter } : status === 401 ? { 'WWW-Authenticate': wwwAuthenticate } : undefined);
+    const headers = doc.headers ?? (status === 429 ? { 'Retry-After': retryAfter } : status === 401 ? { 'WWW-Authenticate': wwwAuthenticate } : undefined);
     responses[`${status}`] = {
-      description: own.description,
+      description: doc.description,
       ...(headers ? { headers: headers as ZodOpenApiResponseObject['headers'] } : {}),
-      ...(own.schema ? { content: { [own.contentType ?? 'application/json']: { schema: own.schema, ...(own.example !== undefined ? { example: own.example } : {}) } } } : {}),
+      ...(doc.schema ? { content: { [doc.contentType ?? 'application/json']: { schema: doc.schema, ...(doc.example !== undefined ? { example: doc.example } : {}) } } } : {}),
     };
   }
   const permission = r.permission ? `\n\nNeeds the permission \`${r.permission}\`.` : '';
@@ -60,16 +90,17 @@ function operation(r: RouteDoc): ZodOpenApiOperationObject {
     security: r.security.map((s) => (s === 'none' ? {} : { [s]: [] })),
     responses: responses as ZodOpenApiResponsesObject,
   };
-  if (r.request?.query || r.request?.params) {
+  if (r.request?.query || r.request?.params || r.idempotent) {
     op.requestParams = {
-      ...(r.request.query ? { query: r.request.query as z.ZodObject } : {}),
-      ...(r.request.params ? { path: r.request.params as z.ZodObject } : {}),
+      ...(r.request?.query ? { query: r.request.query as z.ZodObject } : {}),
+      ...(r.request?.params ? { path: r.request.params as z.ZodObject } : {}),
+      ...(r.idempotent ? { header: z.object({ 'Idempotency-Key': idempotencyKeyHeader }) } : {}),
     };
   }
   if (r.request?.body) {
     op.requestBody = {
       required: !r.request.bodyOptional,
-      content: { 'application/json': { schema: r.request.body, ...(r.request.bodyExample !== undefined ? { example: r.request.bodyExample } : {}) } },
+      content: { [r.request.bodyContentType ?? 'application/json']: { schema: r.request.body, ...(r.request.bodyExample !== undefined ? { example: r.request.bodyExample } : {}) } },
     };
   }
   return op;
@@ -97,6 +128,7 @@ export function buildOpenApiDocument(): ReturnType<typeof createDocument> {
       { name: 'audit', description: 'The audit trail and its hash chain.' },
       { name: 'keys', description: 'The master key (metadata and rotation).' },
       { name: 'siem', description: 'SIEM forwarding and the immutable audit archive.' },
+      { name: 'identity', description: 'API keys, TOTP step-up, OAuth token introspection and revocation, the JWKS.' },
       { name: 'health', description: 'Liveness, readiness, metrics and this document.' },
     ],
     components: {

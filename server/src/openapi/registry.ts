@@ -64,7 +64,19 @@ export interface RouteDoc {
     /** The body may be left out (validated as {}). Default: required when a body schema is given. */
     bodyOptional?: boolean;
     bodyExample?: unknown;
+    /** The body's media type (default application/json), e.g. application/x-www-form-urlencoded. */
+    bodyContentType?: string;
   };
+  /**
+   * Takes an Idempotency-Key header (CONTRACT §6): the document adds the header parameter,
+   * 409 CONFLICT + Retry-After (same key in flight), 422 IDEMPOTENCY_KEY_REUSED and the
+   * Idempotent-Replayed header on the success statuses.
+   */
+  idempotent?: boolean;
+  /** Needs a recent step-up (CONTRACT §11): the 403 also means STEP_UP_REQUIRED. */
+  stepUp?: boolean;
+  /** Only for admins of PLATFORM_TENANT: the 403 also means a non-platform admin. */
+  platformAdmin?: boolean;
   /** Statuses particular to this route (the common errors are added). */
   responses: Record<number, ResponseDoc>;
 }

@@ -1,6 +1,7 @@
 /**
  * Service API keys (CONTRACT §11):
- *   POST   /api-keys      apikeys:manage (admin) + step-up → 201 { success, apiKey, key } (key shown once)
+ *   POST   /api-keys      apikeys:manage (admin) + step-up → 201 { success, apiKey, key } (key shown once);
+ *                          Idempotency-Key (CONTRACT §6): a replay answers { success, apiKey } without the key
  *   GET    /api-keys      apikeys:manage → { success, apiKeys: [ …metadata, lastUsedAt… ] }
  *   DELETE /api-keys/:id  apikeys:manage → { success: true }; revoked at once (404 for unknown / other tenant)
  */
@@ -9,6 +10,8 @@ import { z } from 'zod';
 import type { Composition } from '../compose';
 import { validationFailed } from '../lib/errors';
 import { rejectQuery, validate, validBody, validParams } from '../middleware/input-validation';
+import { ErrorResponse } from '../openapi/common';
+import { describeRoute } from '../openapi/registry';
 import type { ApiKeyService } from '../services/auth/api-keys';
 import { API_SCOPES, type ApiScope } from '../services/auth/rbac';
 
@@ -32,6 +35,71 @@ const createBody = z.strictObject({
 type CreateBody = z.infer<typeof createBody>;
 const idParams = z.strictObject({ id: z.uuid() });
 
+// ---- API description (server/src/openapi)
+const P = '/api/v1/security';
+const noStore = { 'Cache-Control': { description: 'Never cached.', required: true, schema: { type: 'string' as const, const: 'no-store' } } };
+const ApiKeyView = z.strictObject({
+  id: z.uuid(),
+  name: z.string(),
+  scopes: z.array(z.enum(API_SCOPES)),
+  prefix: z.string().meta({ description: 'The public part of the key (fsk_<prefix>_…), to recognize it.' }),
+  createdAt: z.iso.datetime(),
+  expiresAt: z.iso.datetime().nullable(),
+});
+const ApiKeyListEntry = ApiKeyView.extend({
+  lastUsedAt: z.iso.datetime().nullable(),
+  revokedAt: z.iso.datetime().nullable(),
+  createdBy: z.uuid(),
+  status: z.enum(['active', 'revoked', 'expired']),
+}).meta({ id: 'ApiKey' });
+describeRoute({
+  method: 'post',
+  path: `${P}/api-keys`,
+  operationId: 'createApiKey',
+  summary: 'Create a service API key (shown once)',
+  description:
+    'The key (`fsk_<prefix>_<secret>`) is in the answer only; the service keeps an HMAC of it. Use it as `Authorization: Bearer fsk_…` on the routes that accept API keys. Audited key.api.created (high). ' +
+    'With an Idempotency-Key, a replay answers the same apiKey without `key`: the secret is never stored; if it was lost, revoke the key and create another.',
+  tags: ['identity'],
+  security: ['bearerAuth'],
+  permission: 'apikeys:manage',
+  stepUp: true,
+  idempotent: true,
+  request: { body: createBody, bodyExample: { name: 'fleet-telemetry', scopes: ['audit:write'], expiresAt: '2027-06-01T00:00:00Z' } },
+  responses: {
+    201: {
+      description: 'Created. `key` is absent in a replay (Idempotent-Replayed: true).',
+      headers: noStore,
+      schema: z.strictObject({ success: z.literal(true), apiKey: ApiKeyView, key: z.string().regex(/^fsk_/).optional().meta({ description: 'The API key; shown once.' }) }),
+    },
+  },
+});
+describeRoute({
+  method: 'get',
+  path: `${P}/api-keys`,
+  operationId: 'listApiKeys',
+  summary: "The tenant's API keys (metadata, never secrets)",
+  tags: ['identity'],
+  security: ['bearerAuth'],
+  permission: 'apikeys:manage',
+  responses: { 200: { description: 'The keys.', headers: noStore, schema: z.strictObject({ success: z.literal(true), apiKeys: z.array(ApiKeyListEntry) }) } },
+});
+describeRoute({
+  method: 'delete',
+  path: `${P}/api-keys/{id}`,
+  operationId: 'revokeApiKey',
+  summary: 'Revoke an API key (effective on its next request)',
+  description: 'Audited key.api.revoked (high).',
+  tags: ['identity'],
+  security: ['bearerAuth'],
+  permission: 'apikeys:manage',
+  request: { params: idParams },
+  responses: {
+    200: { description: 'Revoked.', schema: z.strictObject({ success: z.literal(true) }) },
+    404: { description: 'NOT_FOUND: no such key in your tenant.', schema: ErrorResponse },
+  },
+});
+
 export interface ApiKeyRouteDeps {
   apiKeys: ApiKeyService;
   /** Step-up guard of admin actions (CONTRACT §11); a no-op until TOTP exists. */
@@ -41,6 +109,7 @@ export interface ApiKeyRouteDeps {
 export function apiKeysRouter(c: Composition, deps: ApiKeyRouteDeps, router: Router = Router()): Router {
   const { requireAuth, requirePermission } = c.guards;
   const { apiKeys } = deps;
+  const idempotency = c.services.idempotency;
   const meta = (req: Request) => ({ ip: req.ctx.ip, userAgent: req.ctx.userAgent, requestId: req.ctx.requestId });
 
   router.post(
@@ -48,6 +117,7 @@ export function apiKeysRouter(c: Composition, deps: ApiKeyRouteDeps, router: Rou
     ...requireAuth,
     requirePermission('apikeys:manage'),
     deps.requireStepUp,
+    idempotency.checkKey,
     validate({ body: createBody }),
     async function createApiKey(req: Request, res: Response) {
       const auth = req.auth as NonNullable<Request['auth']>;
@@ -59,8 +129,12 @@ export function apiKeysRouter(c: Composition, deps: ApiKeyRouteDeps, router: Rou
         if (expiresAt.getTime() <= now) throw validationFailed([{ path: 'body.expiresAt', message: 'must be in the future', code: 'too_small' }]);
         if (expiresAt.getTime() > now + MAX_LIFETIME_MS) throw validationFailed([{ path: 'body.expiresAt', message: 'must be at most 2 years ahead', code: 'too_big' }]);
       }
-      const r = await apiKeys.create({ tenantId: auth.tenantId, userId: auth.userId }, { name: b.name, scopes: b.scopes as ApiScope[], expiresAt }, meta(req));
-      res.status(201).set('Cache-Control', 'no-store').json({ success: true, apiKey: r.apiKey, key: r.key });
+      res.set('Cache-Control', 'no-store');
+      await idempotency.respond(req, res, 'POST /api-keys', async (q) => {
+        const r = await apiKeys.create({ tenantId: auth.tenantId, userId: auth.userId }, { name: b.name, scopes: b.scopes as ApiScope[], expiresAt }, meta(req), q);
+        // The secret is shown once and never kept: a replay answers the metadata only.
+        return { status: 201, body: { success: true, apiKey: r.apiKey, key: r.key }, keep: { success: true, apiKey: r.apiKey } };
+      });
     },
   );
 

@@ -11,6 +11,8 @@ import type { Composition } from '../compose';
 import { withTenant } from '../db/transaction';
 import { forbidden, notFound, serviceUnavailable, validationFailed } from '../lib/errors';
 import { validate, validQuery } from '../middleware/input-validation';
+import { ErrorResponse } from '../openapi/common';
+import { describeRoute } from '../openapi/registry';
 import { latestCheckpoint } from '../services/audit/checkpoints';
 import { consistencyProof, inclusionProofForAuditId, storedTreeSize } from '../services/audit/merkle';
 
@@ -28,6 +30,74 @@ export const consistencyQuery = z
   .refine((q) => Number(q.from) <= Number(q.to), { message: '"from" must not be greater than "to"', path: ['from'] });
 
 const b64 = (b: Buffer): string => b.toString('base64');
+
+// ---- API description (server/src/openapi)
+const P = '/api/v1/security';
+const TEXT = 'text/plain';
+const notConfigured = 'SERVICE_UNAVAILABLE: signed audit checkpoints are not configured (no AUDIT_CHECKPOINT_KEY), or the database is unavailable.';
+const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/).meta({ description: 'SHA-256 hash, standard base64.' });
+describeRoute({
+  method: 'get',
+  path: `${P}/audit/checkpoint-key`,
+  operationId: 'getCheckpointKey',
+  summary: 'The signed-note verifier key(s) of audit checkpoints (text/plain)',
+  description: 'One verifier key a line (C2SP signed-note format, Ed25519): `<name>+<key id>+<base64 key>`. No authentication; cacheable for five minutes. Pin it out of band before trusting checkpoints.',
+  tags: ['audit'],
+  security: [],
+  responses: {
+    200: {
+      description: 'The verifier keys, one a line.',
+      contentType: TEXT,
+      schema: z.string(),
+      headers: { 'Cache-Control': { description: 'Five minutes.', required: true, schema: { type: 'string', const: 'public, max-age=300' } } },
+    },
+    503: { description: notConfigured, schema: ErrorResponse },
+  },
+});
+describeRoute({
+  method: 'get',
+  path: `${P}/audit/checkpoint`,
+  operationId: 'getAuditCheckpoint',
+  summary: "The tenant's latest signed audit checkpoint (text/plain, C2SP tlog-checkpoint note)",
+  description: "Origin line, tree size, base64 root hash, a blank line and the Ed25519 signature line(s). Check it with the key from GET /audit/checkpoint-key and npm run audit:verify-offline.",
+  tags: ['audit'],
+  security: ['bearerAuth'],
+  permission: 'audit:verify',
+  responses: {
+    200: { description: 'The signed note.', contentType: TEXT, schema: z.string(), headers: { 'Cache-Control': { description: 'Never cached.', required: true, schema: { type: 'string', const: 'no-store' } } } },
+    404: { description: 'NOT_FOUND: no checkpoint has been published for your tenant yet.', schema: ErrorResponse },
+    503: { description: notConfigured, schema: ErrorResponse },
+  },
+});
+describeRoute({
+  method: 'get',
+  path: `${P}/audit/proof/inclusion`,
+  operationId: 'getAuditInclusionProof',
+  summary: 'RFC 9162 §2.1.3 inclusion proof of one sealed audit row',
+  description: "treeSize defaults to the latest checkpoint's size when it holds the entry (so the proof checks against GET /audit/checkpoint), else the current tree.",
+  tags: ['audit'],
+  security: ['bearerAuth'],
+  permission: 'audit:verify',
+  request: { query: inclusionQuery },
+  responses: {
+    200: {
+      description: 'The proof.',
+      schema: z.strictObject({ success: z.literal(true), leafIndex: z.int().min(0), treeSize: z.int().min(1), rowHash: base64, hashes: z.array(base64) }),
+    },
+    404: { description: 'NOT_FOUND: no sealed audit entry with this id in your tenant.', schema: ErrorResponse },
+  },
+});
+describeRoute({
+  method: 'get',
+  path: `${P}/audit/proof/consistency`,
+  operationId: 'getAuditConsistencyProof',
+  summary: 'RFC 9162 §2.1.4 consistency proof between two tree sizes',
+  tags: ['audit'],
+  security: ['bearerAuth'],
+  permission: 'audit:verify',
+  request: { query: consistencyQuery },
+  responses: { 200: { description: 'The proof.', schema: z.strictObject({ success: z.literal(true), from: z.int().min(1), to: z.int().min(1), hashes: z.array(base64) }) } },
+});
 
 export function auditProofRouter(c: Composition, router: Router = Router()): Router {
   const { requireAuth, requirePermission } = c.guards;

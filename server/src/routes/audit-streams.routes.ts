@@ -5,13 +5,16 @@
  *   DELETE /audit/streams/{name}       200 { success }
  *   POST   /audit/streams/{name}/test  202 { success, eventId }
  *   GET    /audit/streams/status       200 { success, streams: [{ name, queued, deadLetter, lastDeliveredAt, lastError, healthy }] }
- * Credentials are accepted on PUT and never returned.
+ * Credentials are accepted on PUT and never returned. PUT, DELETE and test need a step-up
+ * (c.guards.requireStepUp, CONTRACT §11/§13).
  */
-import { Router, type Request, type RequestHandler, type Response } from 'express';
+import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import type { Composition } from '../compose';
 import { AppError } from '../lib/errors';
 import { rejectQuery, validBody, validParams, validate } from '../middleware/input-validation';
+import { ErrorResponse } from '../openapi/common';
+import { describeRoute } from '../openapi/registry';
 import { EVENT_SCHEMAS } from '../services/siem/schemas';
 import { STREAM_PROVIDERS, type AuditStreams, type StreamActor, type StreamInput } from '../services/siem/streams/service';
 
@@ -29,11 +32,94 @@ export const putStreamSchema = z.strictObject({
   credentials: z.strictObject({ apiKey: secretText.optional(), secret: secretText.optional() }).optional(),
 });
 
-/**
- * The hook for step-up authentication of stream changes: when step-up exists, its guard goes
- * here and every route that changes a stream (PUT, DELETE, test) runs it after the permission check.
- */
-export const streamStepUp: RequestHandler[] = [];
+// ---- API description (server/src/openapi)
+const P = '/api/v1/security';
+const StreamView = z
+  .strictObject({
+    name: z.string(),
+    provider: z.enum(STREAM_PROVIDERS),
+    endpointUrl: z.string(),
+    schema: z.enum(EVENT_SCHEMAS),
+    minSeverity: z.enum(['low', 'medium', 'high', 'critical']),
+    createdAt: z.string().meta({ description: 'ISO 8601.' }),
+  })
+  .meta({ id: 'AuditStream', description: 'Credentials are never returned.' });
+const unavailable503 = { description: 'SERVICE_UNAVAILABLE: audit streams are not available (not configured), or the database is unavailable.', schema: ErrorResponse };
+const notFound404 = { description: 'NOT_FOUND: no stream of this name in your tenant.', schema: ErrorResponse };
+describeRoute({
+  method: 'put',
+  path: `${P}/audit/streams/{name}`,
+  operationId: 'putAuditStream',
+  summary: "Create or replace one of your tenant's audit streams",
+  description:
+    "The stream receives your tenant's audit rows at or above minSeverity, in its schema. Credentials: apiKey for splunk/datadog/elastic, secret for webhook; stored encrypted, never returned. " +
+    'Destinations that are not https:// (production) or that resolve to a private, loopback or link-local address are refused (400). At most 10 streams a tenant (409).',
+  tags: ['siem'],
+  security: ['bearerAuth'],
+  permission: 'siem:write',
+  stepUp: true,
+  request: { params: streamNameParams, body: putStreamSchema, bodyExample: { provider: 'splunk', endpointUrl: 'https://splunk.example.com:8088/services/collector/event', schema: 'ocsf', minSeverity: 'medium', credentials: { apiKey: '…' } } },
+  responses: {
+    200: { description: 'The stream.', schema: z.strictObject({ success: z.literal(true), stream: StreamView }) },
+    409: { description: 'CONFLICT: the tenant already has the maximum number of streams.', schema: ErrorResponse },
+    503: unavailable503,
+  },
+});
+describeRoute({
+  method: 'get',
+  path: `${P}/audit/streams`,
+  operationId: 'listAuditStreams',
+  summary: "Your tenant's audit streams",
+  tags: ['siem'],
+  security: ['bearerAuth'],
+  permission: 'siem:write',
+  responses: { 200: { description: 'The streams.', schema: z.strictObject({ success: z.literal(true), streams: z.array(StreamView) }) }, 503: unavailable503 },
+});
+describeRoute({
+  method: 'delete',
+  path: `${P}/audit/streams/{name}`,
+  operationId: 'deleteAuditStream',
+  summary: 'Delete an audit stream (its queued events are dropped)',
+  tags: ['siem'],
+  security: ['bearerAuth'],
+  permission: 'siem:write',
+  stepUp: true,
+  request: { params: streamNameParams },
+  responses: { 200: { description: 'Deleted.', schema: z.strictObject({ success: z.literal(true) }) }, 404: notFound404, 503: unavailable503 },
+});
+describeRoute({
+  method: 'post',
+  path: `${P}/audit/streams/{name}/test`,
+  operationId: 'testAuditStream',
+  summary: 'Queue a test event for an audit stream',
+  tags: ['siem'],
+  security: ['bearerAuth'],
+  permission: 'siem:write',
+  stepUp: true,
+  request: { params: streamNameParams },
+  responses: { 202: { description: 'Queued.', schema: z.strictObject({ success: z.literal(true), eventId: z.uuid() }) }, 404: notFound404, 503: unavailable503 },
+});
+describeRoute({
+  method: 'get',
+  path: `${P}/audit/streams/status`,
+  operationId: 'getAuditStreamStatus',
+  summary: "Delivery state of your tenant's audit streams",
+  tags: ['siem'],
+  security: ['bearerAuth'],
+  permission: 'siem:write',
+  responses: {
+    200: {
+      description: 'One entry a stream.',
+      schema: z.strictObject({
+        success: z.literal(true),
+        streams: z.array(
+          z.strictObject({ name: z.string(), queued: z.int().min(0), deadLetter: z.int().min(0), lastDeliveredAt: z.string().nullable(), lastError: z.string().nullable(), healthy: z.boolean() }),
+        ),
+      }),
+    },
+    503: unavailable503,
+  },
+});
 
 function actorOf(req: Request): StreamActor {
   const auth = req.auth;
@@ -53,6 +139,8 @@ export function auditStreamsRouter(c: Composition, router: Router = Router()): R
     return maybe;
   };
   const admin = [...requireAuth, requirePermission('siem:write')];
+  // Changes to a stream (PUT, DELETE, test) need a step-up, after the permission check.
+  const streamStepUp = [c.guards.requireStepUp];
 
   router.get('/audit/streams/status', ...admin, rejectQuery, async function auditStreamStatus(req: Request, res: Response) {
     res.json({ success: true, streams: await streams().status(actorOf(req).tenantId) });

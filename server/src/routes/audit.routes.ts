@@ -117,10 +117,12 @@ describeRoute({
   operationId: 'recordAuditEvent',
   summary: 'Record an audit event',
   description:
-    'The user, tenant, IP address, user agent and request id come from the request: identity fields in the body are refused (400). Reserved prefixes (auth. session. security. key. system. user.) are refused. Secret-looking keys are stored as "[REDACTED]".',
+    'The user, tenant, IP address, user agent and request id come from the request: identity fields in the body are refused (400). Reserved prefixes (auth. session. security. key. system. user.) are refused. Secret-looking keys are stored as "[REDACTED]". ' +
+    'Also callable with an API key holding the scope audit:write. Send an Idempotency-Key to make retries safe.',
   tags: ['audit'],
-  security: ['bearerAuth'],
+  security: ['bearerAuth', 'apiKey'],
   permission: 'audit:write',
+  idempotent: true,
   request: { body: auditLogBody, bodyExample: { action: 'vehicle.updated', resourceType: 'vehicle', resourceId: 'VIN-123', before: { mileage: 100 }, after: { mileage: 150 } } },
   responses: { 200: { description: 'Recorded.', schema: z.strictObject({ success: z.literal(true), id: z.string() }) } },
 });
@@ -131,7 +133,7 @@ describeRoute({
   summary: 'Read audit events (newest first, paged)',
   description: 'A user sees their own events; an admin (audit:read:tenant) the tenant\'s. A non-admin asking for another user (userId) gets 403.',
   tags: ['audit'],
-  security: ['bearerAuth'],
+  security: ['bearerAuth', 'apiKey'],
   permission: 'audit:read:own',
   request: { query: auditLogsQuery },
   responses: { 200: { description: 'A page of events.', schema: z.strictObject({ success: z.literal(true), entries: z.array(AuditEntry), nextCursor: z.string().nullable() }) } },
@@ -158,6 +160,18 @@ describeRoute({
         unsealed: z.int().min(0),
         oldestUnsealedId: z.string().nullable(),
         head: chainPosition.nullable(),
+        checkpoints: z
+          .strictObject({
+            checked: z.int().min(0).meta({ description: 'Checkpoint notes checked (database rows and published copies).' }),
+            published: z.int().min(0).meta({ description: 'Published copies found.' }),
+            publishedChecked: z.int().min(0).meta({ description: 'Published copies fetched and checked.' }),
+            latestSize: z.int().min(0).nullable().meta({ description: 'Largest checkpointed tree size seen.' }),
+            treeSize: z.int().min(0).meta({ description: 'The Merkle tree size now.' }),
+            problem: z.string().nullable().meta({ description: 'The first problem (then valid is false), or null.' }),
+            notes: z.array(z.string()).meta({ description: 'Checks that could not be made (e.g. rows purged by retention), in words.' }),
+          })
+          .optional()
+          .meta({ description: 'The Merkle tree against every stored and the newest published signed checkpoints; only when checkpoints are configured.' }),
       }),
     },
   },

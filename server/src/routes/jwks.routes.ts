@@ -5,9 +5,34 @@
  * if operators follow docs/SECRET_ROTATION.md (publish as previous first, then switch).
  */
 import type { Express, Request, Response } from 'express';
+import { z } from 'zod';
+import { describeRoute } from '../openapi/registry';
 import type { TokenService } from '../services/auth/tokens';
 
 export const JWKS_PATH = '/.well-known/jwks.json';
+
+// ---- API description (server/src/openapi)
+describeRoute({
+  method: 'get',
+  path: JWKS_PATH,
+  operationId: 'getJwks',
+  summary: 'The public keys that verify access tokens (RFC 7517 JWK Set)',
+  description: 'The current signing key and retired ones whose tokens can still be valid. No authentication; cacheable for five minutes.',
+  tags: ['identity'],
+  security: [],
+  responses: {
+    200: {
+      description: 'The JWK Set.',
+      contentType: 'application/jwk-set+json',
+      headers: { 'Cache-Control': { description: 'Five minutes.', required: true, schema: { type: 'string', const: 'public, max-age=300' } } },
+      schema: z.strictObject({
+        keys: z.array(
+          z.looseObject({ kty: z.string(), kid: z.string(), use: z.string().optional(), alg: z.string().optional() }).meta({ description: 'A public JWK (e.g. EC P-256: crv, x, y); never private parts.' }),
+        ),
+      }),
+    },
+  },
+});
 
 export function mountJwks(app: Express, tokens: TokenService): void {
   app.get(JWKS_PATH, function jwks(_req: Request, res: Response) {

@@ -45,21 +45,29 @@ describeRoute({
   tags: ['keys'],
   security: ['bearerAuth'],
   permission: 'keys:read',
+  platformAdmin: true,
   responses: { 200: { description: 'The metadata.', schema: MasterKeyReply, headers: keyNoStore } },
 });
 describeRoute({
   method: 'post',
   path: '/api/v1/security/master-key/rotate',
   operationId: 'rotateMasterKey',
-  summary: 'Rotate the master key (Key Vault)',
+  summary: 'Rotate the master key (Key Vault); at most one attempt a minute',
   description: 'A new Key Vault secret version becomes current; data under older versions still decrypts. Audited key.master.rotated (critical).',
   tags: ['keys'],
   security: ['bearerAuth'],
   permission: 'keys:rotate',
+  platformAdmin: true,
+  stepUp: true,
   request: { body: EMPTY, bodyOptional: true },
   responses: {
     200: { description: 'Rotated.', schema: MasterKeyReply, headers: keyNoStore },
     409: { description: 'CONFLICT: the key comes from the environment (or the development secrets file) and is rotated by configuration; the message says how.', schema: ErrorResponse },
+    429: {
+      description: 'RATE_LIMITED: the master key was rotated (or a rotation was attempted) less than a minute ago, or too many requests; Retry-After says when to try again.',
+      schema: ErrorResponse,
+      headers: { 'Retry-After': { description: 'Seconds until a retry may succeed.', required: true, schema: { type: 'string', pattern: '^\\d+$' } } },
+    },
   },
 });
 

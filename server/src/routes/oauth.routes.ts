@@ -13,6 +13,9 @@ import express, { type Express, type NextFunction, type Request, type RequestHan
 import type { Composition } from '../compose';
 import { isAppError } from '../lib/errors';
 import { presentsApiKey } from '../middleware/api-key-auth';
+import { z } from 'zod';
+import { OAuthErrorResponse } from '../openapi/common';
+import { describeRoute } from '../openapi/registry';
 import { createOAuthService, type TokenTypeHint } from '../services/auth/oauth';
 import { principalHas } from '../services/auth/rbac';
 
@@ -29,6 +32,79 @@ class OAuthError extends Error {
     super(description);
   }
 }
+
+// ---- API description (server/src/openapi)
+const FORM = 'application/x-www-form-urlencoded';
+const oauthNoStore = {
+  'Cache-Control': { description: 'Never cached.', required: true, schema: { type: 'string' as const, const: 'no-store' } },
+  Pragma: { description: 'no-cache (RFC 6749 §5.1).', required: true, schema: { type: 'string' as const, const: 'no-cache' } },
+};
+const oauthError = (description: string, extra: Record<string, { description: string; required?: boolean; schema: { type: 'string' } }> = {}) => ({
+  description,
+  schema: OAuthErrorResponse,
+  headers: { ...oauthNoStore, ...extra },
+});
+const tokenForm = (hint: string) =>
+  z.object({
+    token: z.string().min(1).max(4096).meta({ description: 'The access token (JWT) or refresh token.' }),
+    token_type_hint: z.enum(['access_token', 'refresh_token']).optional().meta({ description: hint }),
+  });
+describeRoute({
+  method: 'post',
+  path: '/oauth/introspect',
+  operationId: 'introspectToken',
+  summary: 'Token introspection (RFC 7662)',
+  description:
+    'Form-encoded (UTF-8, at most 8 kB); unknown parameters are ignored. The caller authenticates with an API key holding the scope tokens:introspect. ' +
+    "`active: true` only while the token's session lives and the token belongs to the caller's tenant; anything else is `{ active: false }`, with no hint why. " +
+    'Errors here are RFC 6749 §5.2 bodies ({ error, error_description }), not the ErrorResponse envelope.',
+  tags: ['identity'],
+  security: ['apiKey'],
+  permission: 'tokens:introspect',
+  request: { body: tokenForm('Looked at first; unknown hints are ignored (RFC 7662 §2.1).'), bodyContentType: FORM, bodyExample: { token: 'eyJhbGciOiJFUzI1NiIs…', token_type_hint: 'access_token' } },
+  responses: {
+    200: {
+      description: 'The token\'s state.',
+      headers: oauthNoStore,
+      schema: z.union([
+        z.strictObject({ active: z.literal(false) }),
+        z.strictObject({
+          active: z.literal(true),
+          sub: z.string(),
+          tenant_id: z.string(),
+          role: z.enum(['admin', 'user', 'viewer']),
+          sid: z.string(),
+          exp: z.int(),
+          iat: z.int(),
+          token_type: z.enum(['access_token', 'refresh_token']),
+          iss: z.string(),
+          aud: z.string(),
+        }),
+      ]),
+    },
+    400: oauthError('invalid_request: not form-encoded (UTF-8), no or a malformed token, a parameter given twice.'),
+    401: oauthError('invalid_client: no API key, or an unknown, revoked or expired one.', { 'WWW-Authenticate': { description: 'Bearer error="invalid_client".', required: true, schema: { type: 'string' } } }),
+    403: oauthError('invalid_client: the API key lacks the tokens:introspect scope.'),
+    413: oauthError('invalid_request: the body exceeds 8 kB.'),
+  },
+});
+describeRoute({
+  method: 'post',
+  path: '/oauth/revoke',
+  operationId: 'revokeToken',
+  summary: 'Token revocation (RFC 7009)',
+  description:
+    'Form-encoded (UTF-8, at most 8 kB). No caller authentication: presenting the token is the proof. Ends the session the token belongs to; answers 200 whatever the token (unknown, expired, already revoked). ' +
+    'Errors here are RFC 6749 §5.2 bodies, not the ErrorResponse envelope.',
+  tags: ['identity'],
+  security: [],
+  request: { body: tokenForm('access_token or refresh_token; any other value is 400 unsupported_token_type.'), bodyContentType: FORM, bodyExample: { token: '1jgRCM-ckL3_lBPfDiKbmsm_eGIRG2T3woSI6FcViqM', token_type_hint: 'refresh_token' } },
+  responses: {
+    200: { description: 'Revoked, or nothing to revoke (no body).', headers: oauthNoStore },
+    400: oauthError('invalid_request (not form-encoded, no or a malformed token) or unsupported_token_type (an unknown token_type_hint).'),
+    413: oauthError('invalid_request: the body exceeds 8 kB.'),
+  },
+});
 
 /** The global JSON body layer, skipped for the form-encoded OAuth endpoints. */
 export function unlessOAuth(handlers: RequestHandler[]): RequestHandler {

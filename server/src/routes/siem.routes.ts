@@ -56,10 +56,11 @@ describeRoute({
   path: `${P}/audit/siem`,
   operationId: 'submitSiemEvents',
   summary: 'Queue events for the SIEM',
-  description: 'The events are in the durable outbox (with an audit.siem.submitted audit row) and reach the SIEM at the next flush. 503 when no SIEM is configured or the queue is full (Retry-After).',
+  description: 'The events are in the durable outbox (with an audit.siem.submitted audit row) and reach the SIEM at the next flush. 503 when no SIEM is configured or the queue is full (Retry-After). Also callable with an API key holding siem:write; send an Idempotency-Key to make retries safe.',
   tags: ['siem'],
-  security: ['bearerAuth'],
+  security: ['bearerAuth', 'apiKey'],
   permission: 'siem:write',
+  idempotent: true,
   request: { body: submitSchema, bodyExample: { events: [{ eventType: 'vehicle.geofence.breach', severity: 'high', message: 'V-42 left the depot', details: { vehicle: 'V-42' } }] } },
   responses: { 202: { description: 'Queued.', schema: z.strictObject({ success: z.literal(true), queued: z.int().min(1), eventIds: z.array(z.uuid()) }) } },
 });

@@ -10,7 +10,7 @@
  * every instance. `last_used_at` is written at most once a minute per key.
  */
 import { randomBytes, randomInt } from 'node:crypto';
-import type { Pool } from '../../db/pool';
+import type { Pool, Queryable } from '../../db/pool';
 import { withTenant } from '../../db/transaction';
 import type { Clock } from '../../lib/clock';
 import { notFound } from '../../lib/errors';
@@ -44,7 +44,8 @@ export interface ApiKeyListEntry extends ApiKeyView {
 export type ApiKeyAuthResult = { ok: true; key: ApiKeyRow } | { ok: false; reason: string; key: ApiKeyRow | null };
 
 export interface ApiKeyService {
-  create(actor: { tenantId: string; userId: string }, input: { name: string; scopes: readonly ApiScope[]; expiresAt: Date | null }, meta: RequestMeta): Promise<{ apiKey: ApiKeyView; key: string }>;
+  /** With `q` (a transaction of the actor's tenant, e.g. the Idempotency-Key one) the row and its audit row are written through it; else in a transaction of their own. */
+  create(actor: { tenantId: string; userId: string }, input: { name: string; scopes: readonly ApiScope[]; expiresAt: Date | null }, meta: RequestMeta, q?: Queryable): Promise<{ apiKey: ApiKeyView; key: string }>;
   list(tenantId: string): Promise<ApiKeyListEntry[]>;
   /** Revokes a live key of the tenant; NOT_FOUND otherwise (also for another tenant's key). */
   revoke(actor: { tenantId: string; userId: string }, id: string, meta: RequestMeta): Promise<void>;
@@ -69,12 +70,12 @@ export function createApiKeyService(deps: { pool: Pool; clock: Clock; audit: Aud
   const metaFields = (m: RequestMeta) => ({ ipAddress: m.ip, userAgent: m.userAgent, requestId: m.requestId });
 
   return {
-    async create(actor, input, meta) {
+    async create(actor, input, meta, q) {
       const prefix = newPrefix();
       const secret = randomBytes(32).toString('base64url');
       const secretHash = await encryption.createSignature(hmacInput(prefix, secret));
       const now = new Date(clock.now());
-      const row = await withTenant(pool, actor.tenantId, async (c) => {
+      const write = async (c: Queryable) => {
         const k = await insertApiKey(c, { tenantId: actor.tenantId, name: input.name, prefix, secretHash, scopes: input.scopes, createdBy: actor.userId, now, expiresAt: input.expiresAt });
         await audit.record(
           {
@@ -90,7 +91,8 @@ export function createApiKeyService(deps: { pool: Pool; clock: Clock; audit: Aud
           c,
         );
         return k;
-      });
+      };
+      const row = q ? await write(q) : await withTenant(pool, actor.tenantId, write);
       return { apiKey: view(row), key: `fsk_${prefix}_${secret}` };
     },
 

@@ -39,6 +39,11 @@ const KEY_RE = /^[\x21-\x7e]{1,255}$/;
 export interface Outcome {
   status: number;
   body: unknown;
+  /**
+   * What to keep for replays instead of `body`, when the body holds a secret shown once (a new
+   * API key): secrets are never stored here, so a replay answers this instead.
+   */
+  keep?: unknown;
 }
 
 export interface IdempotencyService {
@@ -158,7 +163,7 @@ export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logge
         }
         const out = await work(c);
         if (out.status < 200 || out.status > 299) throw new Error(`idempotent work answered ${out.status}; only successes are kept`);
-        if (!(await repo.insertKept(c, scope, hash, out.status, out.body, now, new Date(now.getTime() + IDEMPOTENCY_TTL_MS)))) {
+        if (!(await repo.insertKept(c, scope, hash, out.status, out.keep === undefined ? out.body : out.keep, now, new Date(now.getTime() + IDEMPOTENCY_TTL_MS)))) {
           // Cannot happen under the lock; never answer twice for one key.
           throw new AppError('CONFLICT', 409, 'A request with this Idempotency-Key is still being processed; retry later.', { headers: { 'Retry-After': '1' } });
         }
