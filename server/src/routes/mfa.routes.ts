@@ -35,7 +35,7 @@ describeRoute({
   permission: 'profile:read',
   request: { body: EMPTY, bodyOptional: true },
   responses: {
-    200: { description: 'The pending enrollment.', headers: noStore, schema: z.strictObject({ success: z.literal(true), otpauthUri: z.string().startsWith('otpauth://totp/') }) },
+    200: { description: 'The pending enrollment.', headers: noStore, schema: z.strictObject({ success: z.literal(true), otpauthUri: z.string().regex(/^otpauth:\/\/totp\//) }) },
     409: conflict409('TOTP is already active for this user.'),
   },
 });

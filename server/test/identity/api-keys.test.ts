@@ -201,3 +201,56 @@ describe('the permission matrix', () => {
     expect(m.admin).toContain('apikeys:manage');
   });
 });
+
+describe('POST /api-keys with Idempotency-Key (CONTRACT §6)', () => {
+  test('when retried with the same key and body, then one key exists and the replay answers its metadata without the secret, which is never kept', async () => {
+    const admin = await loginAs(t, { role: 'admin' });
+    const idem = `create-${randomUUID()}`;
+    const body = { name: 'retry-safe', scopes: ['audit:write'] };
+    const first = await create(t, admin, body).set('Idempotency-Key', idem);
+    expect(first.status).toBe(201);
+    expect(first.headers['idempotent-replayed']).toBeUndefined();
+    expect(first.body.key).toMatch(/^fsk_/);
+    const secret = (first.body.key as string).slice(4 + 12 + 1);
+
+    const again = await create(t, admin, { scopes: ['audit:write'], name: 'retry-safe' }).set('Idempotency-Key', idem);
+    expect(again.status).toBe(201);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.headers['cache-control']).toBe('no-store');
+    expect(again.body).toEqual({ success: true, apiKey: first.body.apiKey });
+    const rows = await owner.query("SELECT id FROM api_keys WHERE tenant_id = $1 AND name = 'retry-safe'", [admin.tenantId]);
+    expect(rows.rows).toEqual([{ id: first.body.apiKey.id }]);
+    const created = await owner.query("SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1 AND action = 'key.api.created'", [admin.tenantId]);
+    expect(created.rows[0].n).toBe(1);
+    const kept = await owner.query('SELECT response FROM idempotency_keys WHERE tenant_id = $1 AND idem_key = $2', [admin.tenantId, idem]);
+    expect(kept.rows).toHaveLength(1);
+    expect(JSON.stringify(kept.rows[0].response)).not.toContain(secret);
+    expect(JSON.stringify(kept.rows[0].response)).not.toContain('fsk_');
+
+    // The first answer's key works; the replay did not create a second one.
+    expect((await auditLog(t, first.body.key as string)).status).toBe(200);
+  });
+
+  test('when the same key comes with a different body, then 422 IDEMPOTENCY_KEY_REUSED and nothing is created; a malformed key is 400', async () => {
+    const admin = await loginAs(t, { role: 'admin' });
+    const idem = randomUUID();
+    expect((await create(t, admin, { name: 'first', scopes: ['audit:write'] }).set('Idempotency-Key', idem)).status).toBe(201);
+    const other = await create(t, admin, { name: 'second', scopes: ['audit:write'] }).set('Idempotency-Key', idem);
+    expect(other.status).toBe(422);
+    expect(other.body.error.code).toBe('IDEMPOTENCY_KEY_REUSED');
+    const n = await owner.query("SELECT count(*)::int AS n FROM api_keys WHERE tenant_id = $1 AND name = 'second'", [admin.tenantId]);
+    expect(n.rows[0].n).toBe(0);
+    const bad = await create(t, admin, { name: 'third', scopes: ['audit:write'] }).set('Idempotency-Key', 'has space');
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.code).toBe('VALIDATION_FAILED');
+    expect(bad.body.error.details[0].path).toBe('headers.idempotency-key');
+  });
+
+  test('without the header, then two identical posts create two keys', async () => {
+    const admin = await loginAs(t, { role: 'admin' });
+    expect((await create(t, admin, { name: 'twice', scopes: ['audit:read'] })).status).toBe(201);
+    expect((await create(t, admin, { name: 'twice', scopes: ['audit:read'] })).status).toBe(201);
+    const n = await owner.query("SELECT count(*)::int AS n FROM api_keys WHERE tenant_id = $1 AND name = 'twice'", [admin.tenantId]);
+    expect(n.rows[0].n).toBe(2);
+  });
+});
