@@ -27,7 +27,9 @@ describeRoute({
       headers: { 'Cache-Control': { description: 'Five minutes.', required: true, schema: { type: 'string', const: 'public, max-age=300' } } },
       schema: z.strictObject({
         keys: z.array(
-          z.looseObject({ kty: z.string(), kid: z.string(), use: z.string().optional(), alg: z.string().optional() }).meta({ description: 'A public JWK (e.g. EC P-256: crv, x, y); never private parts.' }),
+          z
+            .strictObject({ kty: z.enum(['EC', 'OKP']), crv: z.enum(['P-256', 'Ed25519']), x: z.string(), y: z.string().optional(), kid: z.string(), alg: z.string(), use: z.literal('sig') })
+            .meta({ description: 'A public JWK (EC P-256 or Ed25519); never private parts.' }),
         ),
       }),
     },

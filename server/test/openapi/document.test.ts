@@ -118,6 +118,40 @@ describe('the response check (every supertest response of the real app)', () => 
     expect(checkResponse('GET', '/api/v1/security/master-key', { ...ok, headers: { ...ok.headers, 'cache-control': 'no-store' }, body })).toBeNull();
   });
 
+  test('when the OAuth endpoints answer, then their RFC 6749 error bodies are the documented shape and the envelope is not', () => {
+    const json = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', pragma: 'no-cache' };
+    const oauthErr = { error: 'invalid_request', error_description: 'the token parameter is missing' };
+    expect(checkResponse('POST', '/oauth/revoke', { status: 400, headers: json, body: oauthErr })).toBeNull();
+    expect(checkResponse('POST', '/oauth/revoke', { status: 400, headers: json, body: { ...oauthErr, extra: 1 } })).toMatch(/additionalProperties/);
+    expect(checkResponse('POST', '/oauth/introspect', { status: 401, headers: json, body: { error: 'invalid_client', error_description: 'x' } })).toMatch(/required header WWW-Authenticate is missing/);
+    expect(checkResponse('POST', '/oauth/introspect', { status: 200, headers: json, body: { active: false } })).toBeNull();
+    expect(checkResponse('POST', '/oauth/introspect', { status: 200, headers: json, body: { active: false, sub: 'leak' } })).toMatch(/does not match/);
+    expect(checkResponse('POST', '/oauth/revoke', { status: 200, headers: { 'cache-control': 'no-store', pragma: 'no-cache' }, body: {} })).toBeNull();
+  });
+
+  test('when the new statuses are checked, then Idempotency-Key, step-up, platform admin, API-key security and the JWKS are described', () => {
+    const doc = buildOpenApiDocument();
+    type Op = { security: Record<string, unknown>[]; parameters?: { in: string; name: string }[]; responses: Record<string, { description: string; headers?: Record<string, unknown> }> };
+    const op = (p: string, m: string) => (doc.paths?.[p] as Record<string, Op>)[m] as Op;
+    for (const [p, m] of [['/api/v1/security/audit/log', 'post'], ['/api/v1/security/audit/siem', 'post'], ['/api/v1/security/api-keys', 'post']] as const) {
+      const o = op(p, m);
+      expect({ p, header: o.parameters?.some((x) => x.in === 'header' && x.name === 'Idempotency-Key') }).toEqual({ p, header: true });
+      expect(Object.keys(o.responses)).toEqual(expect.arrayContaining(['409', '422']));
+      expect(o.responses['409']?.headers?.['Retry-After']).toBeDefined();
+    }
+    for (const [p, m] of [['/api/v1/security/audit/log', 'post'], ['/api/v1/security/audit/logs', 'get'], ['/api/v1/security/audit/siem', 'post'], ['/oauth/introspect', 'post']] as const) {
+      expect({ p, apiKey: op(p, m).security.some((s) => 'apiKey' in s) }).toEqual({ p, apiKey: true });
+    }
+    for (const [p, m] of [['/api/v1/security/master-key/rotate', 'post'], ['/api/v1/security/api-keys', 'post'], ['/api/v1/security/mfa/totp', 'delete'], ['/api/v1/security/audit/streams/{name}', 'put']] as const) {
+      expect({ p, stepUp: op(p, m).responses['403']?.description }).toEqual({ p, stepUp: expect.stringContaining('STEP_UP_REQUIRED') });
+    }
+    expect(op('/api/v1/security/master-key', 'get').responses['403']?.description).toMatch(/platform tenant/);
+    expect(op('/api/v1/security/master-key/rotate', 'post').responses['429']?.headers?.['Retry-After']).toBeDefined();
+    const jwks = { status: 200, headers: { 'content-type': 'application/jwk-set+json; charset=utf-8', 'cache-control': 'public, max-age=300' }, body: {} };
+    expect(checkResponse('GET', '/.well-known/jwks.json', jwks)).toBeNull();
+    expect(checkResponse('GET', '/.well-known/jwks.json', { ...jwks, headers: { ...jwks.headers, 'content-type': 'application/json' } })).toMatch(/not one of application\/jwk-set\+json/);
+  });
+
   test('when the hook sees a real response that breaks the document, then the supertest request fails', async () => {
     // A response of the real app, checked: an unknown route answers the error envelope (passes).
     const res = await request(t.app).get('/api/v1/security/no-such-route');
