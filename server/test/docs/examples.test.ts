@@ -144,7 +144,7 @@ describe('docs/SECURITY_API_EXAMPLES.md', () => {
     sh.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const code = await new Promise<number | null>((resolve) => sh.once('exit', (c) => resolve(c)));
     const ok = out.split('\n').filter((l) => l.startsWith('__EXPECT_OK')).length;
-    if (code !== 0 || ok !== expects) throw new Error(`exit ${code}, ${ok}/${expects} checks passed\n--- stderr ---\n${err.slice(-3000)}\n--- stdout ---\n${out.slice(-3000)}`);
+    if (code !== 0 || ok !== expects) throw new Error(`exit ${code}, ${ok}/${expects} checks passed\n--- stderr ---\n${err.slice(-3000)}\n--- stdout ---\n${out.slice(-3000)}\n--- server ---\n${server?.out().slice(-3000) ?? ''}`);
     // The cookie jar lives in a temporary directory, never in the repository.
     expect(fs.existsSync(path.join(ROOT, 'cookies.txt'))).toBe(false);
   }, 360_000);
