@@ -123,7 +123,8 @@ describe('docs/SECURITY_API_EXAMPLES.md', () => {
     peers = start(['run', '-s', 'dev:peers', '--', '--azurite-port', String(await freePort()), '--siem-port', String(await freePort()), '--data-dir', dataDir], base);
     await waitFor(peers, /stop: Ctrl\+C/, 60_000);
     env = { ...base, ...readEnvFile(path.join(dataDir, 'dev-peers.env')) };
-    server = start(['start'], { ...env, PORT: String(await freePort()) });
+    // As the doc says: the tenant audit stream example targets the dev receiver on loopback.
+    server = start(['start'], { ...env, SIEM_ALLOW_PRIVATE_DESTINATIONS: 'true', PORT: String(await freePort()) });
     baseUrl = (await waitFor(server, /listening on (http:\/\/127\.0\.0\.1:\d+)/))[1] as string;
   }, 180_000);
 
@@ -143,8 +144,8 @@ describe('docs/SECURITY_API_EXAMPLES.md', () => {
     sh.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const code = await new Promise<number | null>((resolve) => sh.once('exit', (c) => resolve(c)));
     const ok = out.split('\n').filter((l) => l.startsWith('__EXPECT_OK')).length;
-    if (code !== 0 || ok !== expects) throw new Error(`exit ${code}, ${ok}/${expects} checks passed\n--- stderr ---\n${err.slice(-3000)}\n--- stdout ---\n${out.slice(-3000)}`);
+    if (code !== 0 || ok !== expects) throw new Error(`exit ${code}, ${ok}/${expects} checks passed\n--- stderr ---\n${err.slice(-3000)}\n--- stdout ---\n${out.slice(-3000)}\n--- server ---\n${server?.out().slice(-3000) ?? ''}`);
     // The cookie jar lives in a temporary directory, never in the repository.
     expect(fs.existsSync(path.join(ROOT, 'cookies.txt'))).toBe(false);
-  }, 240_000);
+  }, 360_000);
 });

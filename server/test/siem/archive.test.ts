@@ -198,6 +198,20 @@ describe('POST /audit/blob-storage', () => {
     expect(await exportsOf(who.tenantId)).toEqual([]);
   });
 
+  it('when the archive container does not exist yet, then listing it finds no blobs and GET /audit/verify answers 200', async () => {
+    const fresh = createBlobStore({ ...t.config.archive, container: 'not-created-yet' });
+    expect(await fresh?.list('checkpoints/')).toEqual([]);
+    const plain = await buildSiemTestApp(db, { ...env, AUDIT_ARCHIVE_CONTAINER: 'not-created-yet-either' });
+    try {
+      const admin = await login(plain, { role: 'admin' });
+      const res = await request(plain.app).get(`${BASE}/audit/verify`).set('Authorization', admin.authorization);
+      expect(res.status).toBe(200);
+      expect(res.body.valid).toBe(true);
+    } finally {
+      await plain.close();
+    }
+  });
+
   it('when no storage is configured, then 503 SERVICE_UNAVAILABLE', async () => {
     const plain = await buildTestApp();
     try {

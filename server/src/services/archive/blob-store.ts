@@ -87,7 +87,14 @@ export function createBlobStore(archive: Config['archive'], opts: BlobStoreOptio
     },
     async list(prefix) {
       const names: string[] = [];
-      for await (const b of container.listBlobsFlat({ prefix })) names.push(b.name);
+      try {
+        for await (const b of container.listBlobsFlat({ prefix })) names.push(b.name);
+      } catch (err) {
+        // No container yet (nothing exported or published so far): no blobs, not an error —
+        // GET /audit/verify lists checkpoint blobs on a fresh archive.
+        if (isStatus(err, 404)) return [];
+        throw err;
+      }
       return names;
     },
   };
