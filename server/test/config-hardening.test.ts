@@ -1,6 +1,7 @@
 /** Settings of the application half of the security review (issue 15): proxies, lockout, previous JWT secrets, metrics, platform tenant. */
 import { randomBytes } from 'node:crypto';
 import { loadConfig } from '../src/config';
+import { TEST_SIGNING_KEY } from './helpers/env';
 
 const strong = () => randomBytes(48).toString('base64');
 const key32 = () => randomBytes(32).toString('base64');
@@ -16,6 +17,7 @@ function prodEnv(over: Record<string, string | undefined> = {}) {
     DATABASE_URL: 'postgres://app:S3cure-Passw0rd-xyz@db.internal:5432/fleet',
     DATABASE_SSL: 'verify-full',
     JWT_SECRET: strong(),
+    JWT_SIGNING_KEY: TEST_SIGNING_KEY, // required in production since access tokens are ES256 (issue 19)
     AZURE_KEYVAULT_URL: 'https://vault.vault.azure.net',
     AUTH0_DOMAIN: 'tenant.eu.auth0.com',
     AUTH0_CLIENT_ID: 'client-123',

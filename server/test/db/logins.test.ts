@@ -11,7 +11,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { checkRuntimeDatabase, createRuntimeLogin, runtimeLoginSql } from '../../src/db/logins';
 import { readMigrations } from '../../src/db/migrate';
-import { testAdminUrl, testAppDbUrl, testDbUrl } from '../helpers/env';
+import { TEST_SIGNING_KEY, testAdminUrl, testAppDbUrl, testDbUrl } from '../helpers/env';
 
 const ROOT = path.resolve(__dirname, '../../..');
 const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx');
@@ -223,6 +223,8 @@ describe('npm start in production', () => {
     DATABASE_URL: databaseUrl,
     DATABASE_SSL: 'disable',
     JWT_SECRET: randomBytes(48).toString('base64'),
+    // Required in production since access tokens are ES256 (issue 19).
+    JWT_SIGNING_KEY: TEST_SIGNING_KEY,
     FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
     AUTH0_DOMAIN: 'tenant.auth0.com',
     AUTH0_CLIENT_ID: 'abc',
