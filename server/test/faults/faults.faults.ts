@@ -26,6 +26,7 @@ import { createLogger } from '../../src/lib/logger';
 import { auditEventId } from '../../src/services/siem/event-id';
 import { startWebhookReceiver, type WebhookReceiver } from '../siem/helpers/receivers';
 import { database, instance, isReady, ROOT, waitReady, type Database, type Instance } from './cluster';
+import { withTenant } from '../../src/db/transaction';
 
 const CLIENTS = 16;
 /** Steady load before the first fault, between faults and after the last one. */
@@ -152,7 +153,7 @@ test('two instances under load survive kill -9 of each, a PostgreSQL crash-resta
     const tenantId = `faults-${i}`;
     const { rows } = await owner.query<{ id: string }>("INSERT INTO users (tenant_id, email, role) VALUES ($1, $2, 'admin') RETURNING id", [tenantId, `admin${i}@faults.example.com`]);
     const userId = (rows[0] as { id: string }).id;
-    const { sessionId } = await composition.services.sessions.create(pool, { userId, tenantId, ip: '127.0.0.1', userAgent: 'faults' });
+    const { sessionId } = await withTenant(pool, tenantId, (c) => composition.services.sessions.create(c, { userId, tenantId, ip: '127.0.0.1', userAgent: 'faults' }));
     tokens.push(`Bearer ${composition.services.tokens.issue({ userId, sessionId, tenantId }).token}`);
   }
   await pool.end();
