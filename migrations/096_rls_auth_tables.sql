@@ -37,9 +37,19 @@ CREATE POLICY refresh_tokens_tenant_select ON refresh_tokens FOR SELECT
 CREATE POLICY refresh_tokens_tenant_update ON refresh_tokens FOR UPDATE
   USING (EXISTS (SELECT 1 FROM sessions s WHERE s.id = refresh_tokens.session_id));
 -- A login inserts the session and its first refresh token in one statement, where the new
--- session is not yet visible to a policy subquery; the foreign key already ties every token
--- to an existing session, so inserts are not filtered (reads and updates are).
-CREATE POLICY refresh_tokens_insert ON refresh_tokens FOR INSERT WITH CHECK (true);
+-- session is not yet visible to a policy subquery (the foreign key ties every token to an
+-- existing session). So an insert needs a tenant context, and is refused when its session
+-- belongs to another tenant (auth_session_tenant reads past row-level security, by key only);
+-- a session not visible yet is the one being inserted by the same statement, in this tenant.
+CREATE FUNCTION auth_session_tenant(p_session uuid) RETURNS text
+  LANGUAGE sql STABLE SECURITY DEFINER
+  SET search_path = public, pg_temp
+  SET app.audit_scope = 'all'
+AS $$ SELECT s.tenant_id FROM public.sessions s WHERE s.id = p_session $$;
+REVOKE ALL ON FUNCTION auth_session_tenant(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION auth_session_tenant(uuid) TO fleet_app;
+CREATE POLICY refresh_tokens_insert ON refresh_tokens FOR INSERT
+  WITH CHECK (app_current_tenant() <> '' AND coalesce(auth_session_tenant(session_id), app_current_tenant()) = app_current_tenant());
 
 DO $$
 BEGIN
