@@ -42,10 +42,19 @@ CREATE POLICY refresh_tokens_tenant_update ON refresh_tokens FOR UPDATE
 -- belongs to another tenant (auth_session_tenant reads past row-level security, by key only);
 -- a session not visible yet is the one being inserted by the same statement, in this tenant.
 CREATE FUNCTION auth_session_tenant(p_session uuid) RETURNS text
-  LANGUAGE sql STABLE SECURITY DEFINER
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER
   SET search_path = public, pg_temp
-  SET app.audit_scope = 'all'
-AS $$ SELECT s.tenant_id FROM public.sessions s WHERE s.id = p_session $$;
+AS $$
+DECLARE
+  prev_scope text := current_setting('app.audit_scope', true);
+  t text;
+BEGIN
+  PERFORM set_config('app.audit_scope', 'all', true);
+  SELECT s.tenant_id INTO t FROM public.sessions s WHERE s.id = p_session;
+  PERFORM set_config('app.audit_scope', coalesce(prev_scope, ''), true);
+  RETURN t;
+END
+$$;
 REVOKE ALL ON FUNCTION auth_session_tenant(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION auth_session_tenant(uuid) TO fleet_app;
 CREATE POLICY refresh_tokens_insert ON refresh_tokens FOR INSERT
