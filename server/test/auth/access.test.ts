@@ -12,6 +12,7 @@ import { generateSigningKey } from '../../src/lib/jws-keys';
 import { loginAs } from '../helpers/auth';
 import { auditByRequest, auditFor, buildAuthApp, expectGeneric401, SECURITY, uniqueIp, type AuthTestApp } from './helpers';
 import { signJwt } from './oidc-issuer';
+import { withTenant } from '../../src/db/transaction';
 
 let owner: pg.Pool;
 let t: AuthTestApp;
@@ -200,7 +201,7 @@ describe('live session checks', () => {
 
   test('when a user is deactivated, then all their sessions end at once and the next request is refused', async () => {
     const a = await loginAs(t);
-    const sessionB = await t.composition.services.sessions.create(t.composition.pool, { userId: a.userId, tenantId: a.tenantId, ip: null, userAgent: 'second device' });
+    const sessionB = await withTenant(t.composition.pool, a.tenantId, (c) => t.composition.services.sessions.create(c, { userId: a.userId, tenantId: a.tenantId, ip: null, userAgent: 'second device' }));
     const b = t.composition.services.tokens.issue({ userId: a.userId, sessionId: sessionB.sessionId, tenantId: a.tenantId });
     const r = await t.composition.services.users.deactivate({ email: a.email, tenantId: a.tenantId }, { source: 'test' });
     expect(r.sessionsRevoked).toBe(2);

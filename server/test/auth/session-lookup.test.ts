@@ -3,11 +3,12 @@ import { createSessionLookup, FIND_SESSION_FOR_AUTH, FIND_SESSIONS_FOR_AUTH } fr
 import { buildTestApp, type TestApp } from '../helpers/app';
 import { loginAs } from '../helpers/auth';
 import { ownerPool } from '../helpers/app';
+import { withTenant } from '../../src/db/transaction';
 
-async function ownerQuery(text: string, values: unknown[]): Promise<void> {
+async function ownerQuery<R extends object = Record<string, unknown>>(text: string, values: unknown[]): Promise<R[]> {
   const owner = ownerPool();
   try {
-    await owner.query(text, values);
+    return (await owner.query<R>(text, values)).rows;
   } finally {
     await owner.end();
   }
@@ -26,7 +27,7 @@ describe('batched per-request session lookup', () => {
     const a = await loginAs(t, { role: 'admin' });
     const b = await loginAs(t, { role: 'viewer', displayName: 'Bea' });
     const c = await loginAs(t);
-    await t.composition.pool.query("UPDATE sessions SET revoked_at = now(), revoked_reason = 'logout' WHERE id = $1", [c.sessionId]);
+    await withTenant(t.composition.pool, c.tenantId, (q) => q.query("UPDATE sessions SET revoked_at = now(), revoked_reason = 'logout' WHERE id = $1", [c.sessionId]));
     const lookup = createSessionLookup(t.composition.pool);
     const unknown = '00000000-0000-4000-8000-000000000000';
     const [ra, rb, rc, rUnknown, rWrongTenant, rDup] = await Promise.all([
@@ -63,7 +64,7 @@ describe('batched per-request session lookup', () => {
       expect(r.body.user).toMatchObject({ id: l?.userId, role: l?.role, tenantId: l?.tenantId });
     });
     const admin = logins[0]!;
-    await t.composition.pool.query("UPDATE users SET role = 'viewer' WHERE id = $1", [admin.userId]);
+    await withTenant(t.composition.pool, admin.tenantId, (q) => q.query("UPDATE users SET role = 'viewer' WHERE id = $1", [admin.userId]));
     const after = await Promise.all([1, 2, 3].map(() => request(t.app).get('/api/v1/security/user').set('Authorization', admin.authorization)));
     for (const r of after) expect(r.body.user.role).toBe('viewer');
   });
@@ -76,14 +77,23 @@ describe('batched per-request session lookup', () => {
        SELECT $1, $2, now() + interval '1 hour', now() + interval '1 day' FROM generate_series(1, 3000)`,
       [a.userId, a.tenantId],
     );
-    const fresh = await t.composition.services.sessions.create(t.composition.pool, { userId: a.userId, tenantId: a.tenantId, ip: null, userAgent: null });
+    const fresh = await withTenant(t.composition.pool, a.tenantId, (c) => t.composition.services.sessions.create(c, { userId: a.userId, tenantId: a.tenantId, ip: null, userAgent: null }));
     const keys = (v: string) => Array.from({ length: 10 }, () => v);
+    // Both statements call auth_find_sessions (migration 096: sessions and users have forced
+    // row-level security); EXPLAIN of the call shows only a function scan, so the query the
+    // function runs is read from the catalog and explained with the same keys.
+    expect(FIND_SESSIONS_FOR_AUTH).toContain('auth_find_sessions(');
+    expect(FIND_SESSION_FOR_AUTH).toContain('auth_find_sessions(');
+    const [fn] = await ownerQuery<{ prosrc: string }>("SELECT prosrc FROM pg_proc WHERE proname = 'auth_find_sessions'", []);
+    const body = /RETURN QUERY([\s\S]*?);\s*PERFORM/.exec(fn?.prosrc ?? '')?.[1];
+    expect(body).toContain('unnest(p_ids, p_tenants, p_users)');
+    const inner = (body as string).replace(/p_ids/g, '$1::uuid[]').replace(/p_tenants/g, '$2::text[]').replace(/p_users/g, '$3::uuid[]');
     const plans = [
-      await t.composition.pool.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${FIND_SESSIONS_FOR_AUTH}`, [keys(fresh.sessionId), keys(a.tenantId), keys(a.userId)]),
-      await t.composition.pool.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${FIND_SESSION_FOR_AUTH}`, [fresh.sessionId, a.tenantId, a.userId]),
+      await ownerQuery<{ 'QUERY PLAN': string }>(`EXPLAIN ${inner}`, [keys(fresh.sessionId), keys(a.tenantId), keys(a.userId)]),
+      await ownerQuery<{ 'QUERY PLAN': string }>(`EXPLAIN ${inner}`, [[fresh.sessionId], [a.tenantId], [a.userId]]),
     ];
     for (const plan of plans) {
-      const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
+      const text = plan.map((r) => r['QUERY PLAN']).join('\n');
       expect(text).toMatch(/Index Scan using sessions_pkey on sessions/);
       expect(text).not.toMatch(/sessions_tenant|sessions_user/);
     }

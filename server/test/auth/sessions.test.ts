@@ -6,6 +6,7 @@ import { loginAs, type TestLogin } from '../helpers/auth';
 import { uniqueTenant } from '../helpers/env';
 import { auditByRequest, buildAuthApp, expectGeneric401, loginThroughIssuer, provision, SECURITY, type AuthTestApp } from './helpers';
 import { startIssuer, type TestIssuer } from './oidc-issuer';
+import { withTenant } from '../../src/db/transaction';
 
 let issuer: TestIssuer;
 let t: AuthTestApp;
@@ -24,7 +25,7 @@ afterAll(async () => {
 
 /** A second session for the same user (another device). */
 async function anotherSession(l: TestLogin, userAgent = 'device-2'): Promise<TestLogin> {
-  const { sessionId } = await t.composition.services.sessions.create(t.composition.pool, { userId: l.userId, tenantId: l.tenantId, ip: '192.0.2.7', userAgent });
+  const { sessionId } = await withTenant(t.composition.pool, l.tenantId, (c) => t.composition.services.sessions.create(c, { userId: l.userId, tenantId: l.tenantId, ip: '192.0.2.7', userAgent }));
   const { token } = t.composition.services.tokens.issue({ userId: l.userId, sessionId, tenantId: l.tenantId });
   return { ...l, token, authorization: `Bearer ${token}`, sessionId };
 }
@@ -70,7 +71,7 @@ describe('GET /sessions', () => {
     const a2 = await anotherSession(a, 'phone');
     const a3 = await anotherSession(a, 'revoked-laptop');
     t.clock.advance(-1000);
-    await t.composition.services.sessions.revoke(t.composition.pool, a3.sessionId, a.tenantId, 'test');
+    await withTenant(t.composition.pool, a.tenantId, (c) => t.composition.services.sessions.revoke(c, a3.sessionId, a.tenantId, 'test'));
     await loginAs(t, { tenantId: a.tenantId }); // a colleague's session
 
     const res = await request(t.app).get(`${SECURITY}/sessions`).set('Authorization', a2.authorization);

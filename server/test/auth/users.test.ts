@@ -4,6 +4,7 @@ import { ownerPool } from '../helpers/app';
 import { loginAs } from '../helpers/auth';
 import { uniqueEmail, uniqueTenant } from '../helpers/env';
 import { auditFor, buildAuthApp, type AuthTestApp } from './helpers';
+import { withTenant } from '../../src/db/transaction';
 
 let t: AuthTestApp;
 let owner: pg.Pool;
@@ -107,7 +108,7 @@ describe('user provisioning', () => {
 describe('user deactivation', () => {
   test('when a user is deactivated, then the flag is cleared, every session is revoked, and user.deactivated plus session.revoked.bulk are audited in one transaction', async () => {
     const l = await loginAs(t);
-    await t.composition.services.sessions.create(t.composition.pool, { userId: l.userId, tenantId: l.tenantId, ip: null, userAgent: 'x' });
+    await withTenant(t.composition.pool, l.tenantId, (c) => t.composition.services.sessions.create(c, { userId: l.userId, tenantId: l.tenantId, ip: null, userAgent: 'x' }));
     const r = await users().deactivate({ email: l.email, tenantId: l.tenantId, reason: 'left the company' }, { source: 'cli:user:deactivate' });
     expect(r).toMatchObject({ outcome: 'deactivated', sessionsRevoked: 2, events: ['user.deactivated', 'session.revoked.bulk'] });
     const live = await owner.query('SELECT count(*)::int AS n FROM sessions WHERE user_id = $1 AND revoked_at IS NULL', [l.userId]);

@@ -27,6 +27,7 @@ import { createLogger } from '../../src/lib/logger';
 import { auditEventId } from '../../src/services/siem/event-id';
 import { startWebhookReceiver, type WebhookReceiver } from '../siem/helpers/receivers';
 import { database, instance, isReady, ROOT, waitReady, type Database, type Instance } from './cluster';
+import { withTenant } from '../../src/db/transaction';
 
 const CLIENTS = 16;
 /** Steady load before the first fault, between faults and after the last one. */
@@ -150,14 +151,15 @@ test('two instances under load survive kill -9 of each, a PostgreSQL crash-resta
   if (!loaded.config) throw new Error(JSON.stringify(loaded.errors));
   const logger = createLogger({ level: 'error', console: false, transports: [] });
   const pool = createPool(poolOptionsFromConfig(loaded.config, db.url), logger);
-  composition = await buildServices({ config: loaded.config, logger, pool, clock: systemClock });
+  const built = await buildServices({ config: loaded.config, logger, pool, clock: systemClock });
+  composition = built;
   const tokens: string[] = [];
   for (let i = 0; i < 4; i += 1) {
     const tenantId = `faults-${i}`;
     const { rows } = await owner.query<{ id: string }>("INSERT INTO users (tenant_id, email, role) VALUES ($1, $2, 'admin') RETURNING id", [tenantId, `admin${i}@faults.example.com`]);
     const userId = (rows[0] as { id: string }).id;
-    const { sessionId } = await composition.services.sessions.create(pool, { userId, tenantId, ip: '127.0.0.1', userAgent: 'faults' });
-    tokens.push(`Bearer ${composition.services.tokens.issue({ userId, sessionId, tenantId }).token}`);
+    const { sessionId } = await withTenant(pool, tenantId, (c) => built.services.sessions.create(c, { userId, tenantId, ip: '127.0.0.1', userAgent: 'faults' }));
+    tokens.push(`Bearer ${built.services.tokens.issue({ userId, sessionId, tenantId }).token}`);
   }
   await pool.end();
   composition = null;

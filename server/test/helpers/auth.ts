@@ -1,3 +1,4 @@
+import { withTenant } from '../../src/db/transaction';
 import type { Role } from '../../src/types/express';
 import { uniqueEmail, uniqueTenant } from './env';
 import type { TestApp } from './app';
@@ -22,13 +23,17 @@ export async function loginAs(t: TestApp, opts: { role?: Role; tenantId?: string
   const tenantId = opts.tenantId ?? uniqueTenant();
   const email = (opts.email ?? uniqueEmail()).toLowerCase();
   const pool = t.composition.pool;
-  const { rows } = await pool.query<{ id: string }>(
-    `INSERT INTO users (tenant_id, email, role, display_name) VALUES ($1, $2, $3, $4)
-     ON CONFLICT (tenant_id, email) DO UPDATE SET role = EXCLUDED.role RETURNING id`,
-    [tenantId, email, role, opts.displayName ?? null],
-  );
-  const userId = (rows[0] as { id: string }).id;
-  const { sessionId } = await t.composition.services.sessions.create(pool, { userId, tenantId, ip: '127.0.0.1', userAgent: 'jest' });
+  // In the tenant's context: users and sessions have forced row-level security (migration 053).
+  const { userId, sessionId } = await withTenant(pool, tenantId, async (c) => {
+    const { rows } = await c.query<{ id: string }>(
+      `INSERT INTO users (tenant_id, email, role, display_name) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (tenant_id, email) DO UPDATE SET role = EXCLUDED.role RETURNING id`,
+      [tenantId, email, role, opts.displayName ?? null],
+    );
+    const id = (rows[0] as { id: string }).id;
+    const s = await t.composition.services.sessions.create(c, { userId: id, tenantId, ip: '127.0.0.1', userAgent: 'jest' });
+    return { userId: id, sessionId: s.sessionId };
+  });
   const { token } = t.composition.services.tokens.issue({ userId, sessionId, tenantId });
   return { token, authorization: `Bearer ${token}`, userId, sessionId, tenantId, email, role };
 }

@@ -11,6 +11,7 @@ import { buildTestApp, ownerPool, type TestApp } from '../helpers/app';
 import { loginAs, type TestLogin } from '../helpers/auth';
 import { testDbUrl, uniqueEmail, uniqueTenant } from '../helpers/env';
 import { lastLine, run, scratchDb, scriptEnv, type ScratchDb } from './helpers';
+import { withTenant } from '../../src/db/transaction';
 
 jest.setTimeout(120_000);
 
@@ -117,7 +118,7 @@ describe('revoke-sessions.sh', () => {
     const tenant = uniqueTenant('rvz');
     // A known tenant (it has a user) whose only session has already ended.
     const gone = await loginAs(app, { tenantId: tenant });
-    await app.composition.services.sessions.revoke(app.composition.pool, gone.sessionId, tenant, 'logout');
+    await withTenant(app.composition.pool, tenant, (c) => app.composition.services.sessions.revoke(c, gone.sessionId, tenant, 'logout'));
     const r1 = await run('revoke-sessions.sh', ['--tenant', tenant, '--reason', 'drill'], scriptEnv(testDbUrl()));
     expect(r1.code).toBe(0);
     expect(lastLine(r1.stdout)).toBe(`revoked 0 session(s) of tenant ${tenant} (0 tenant(s) affected)`);
@@ -163,7 +164,7 @@ describe('revoke-sessions.sh --all', () => {
         await loginAs(scratch, { tenantId: 'beta' }),
       ];
       const already = await loginAs(scratch, { tenantId: 'beta' });
-      await scratch.composition.services.sessions.revoke(scratch.composition.pool, already.sessionId, 'beta', 'logout');
+      await withTenant(scratch.composition.pool, 'beta', (c) => scratch.composition.services.sessions.revoke(c, already.sessionId, 'beta', 'logout'));
       const r = await run('revoke-sessions.sh', ['--all', '--reason', 'signing key leaked'], scriptEnv(db.url));
       expect(r.code).toBe(0);
       expect(lastLine(r.stdout)).toBe('revoked 3 session(s) of all tenants (2 tenant(s) affected)');

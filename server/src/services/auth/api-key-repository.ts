@@ -60,8 +60,12 @@ export async function insertApiKey(
   return toKey(rows[0] as Row);
 }
 
-/** The incoming key's row by its (unique) prefix; read on every request, never cached. */
-export const FIND_API_KEY_BY_PREFIX = `SELECT ${COLUMNS} FROM api_keys WHERE prefix = $1`;
+/**
+ * The incoming key's row by its (unique) prefix; read on every request, never cached. The
+ * key's tenant is not known yet and api_keys has forced row-level security (migration 095):
+ * read through the narrowly-scoped function auth_api_key_by_prefix (one row by exact prefix).
+ */
+export const FIND_API_KEY_BY_PREFIX = `SELECT ${COLUMNS} FROM auth_api_key_by_prefix($1)`;
 
 export async function findApiKeyByPrefix(q: Queryable, prefix: string): Promise<ApiKeyRow | null> {
   const { rows } = await q.query<Row>({ name: 'fleet_api_key_by_prefix', text: FIND_API_KEY_BY_PREFIX, values: [prefix] });
@@ -87,9 +91,8 @@ export async function revokeApiKey(q: Queryable, id: string, tenantId: string, n
 }
 
 /** Records use at most once a minute per key (the condition makes concurrent writers a no-op). */
-export const TOUCH_API_KEY = `
-UPDATE api_keys SET last_used_at = $2
-WHERE id = $1 AND (last_used_at IS NULL OR last_used_at <= $3)`;
+/** Through auth_api_key_touch (migration 095): one statement, no tenant transaction needed. */
+export const TOUCH_API_KEY = `SELECT auth_api_key_touch($1, $2, $3)`;
 
 export async function touchApiKey(q: Queryable, id: string, now: Date, olderThan: Date): Promise<void> {
   await q.query({ name: 'fleet_api_key_touch', text: TOUCH_API_KEY, values: [id, now, olderThan] });

@@ -98,7 +98,7 @@ export function createApiKeyService(deps: { pool: Pool; clock: Clock; audit: Aud
 
     async list(tenantId) {
       const now = clock.now();
-      const rows = await listApiKeys(pool, tenantId);
+      const rows = await withTenant(pool, tenantId, (c) => listApiKeys(c, tenantId));
       return rows.map((k) => ({
         ...view(k),
         lastUsedAt: k.lastUsedAt?.toISOString() ?? null,

@@ -428,7 +428,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     },
     async listSessions(auth) {
       const now = clock.now();
-      const rows = await listActiveSessions(pool, auth.tenantId, auth.userId, new Date(now), new Date(now - idleMs), 100);
+      const rows = await withTenant(pool, auth.tenantId, (c) => listActiveSessions(c, auth.tenantId, auth.userId, new Date(now), new Date(now - idleMs), 100));
       return rows.map((r) => ({
         id: r.id,
         createdAt: r.createdAt.toISOString(),

@@ -182,6 +182,6 @@ export function createMfaService(deps: { pool: Pool; clock: Clock; audit: AuditS
       });
     },
 
-    hasActiveTotp: (userId, tenantId) => hasActiveTotp(pool, userId, tenantId),
+    hasActiveTotp: (userId, tenantId) => withTenant(pool, tenantId, (c) => hasActiveTotp(c, userId, tenantId)),
   };
 }

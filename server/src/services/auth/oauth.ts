@@ -29,14 +29,15 @@ export interface OAuthService {
   revoke(token: string, hint: TokenTypeHint | null, meta: RequestMeta): Promise<boolean>;
 }
 
-/** A refresh token's session and user, read without locks (introspection, revocation). */
+/**
+ * A refresh token's session and user, read without locks (introspection, revocation). The
+ * token's tenant is not known yet and the tables have forced row-level security (migration
+ * 096): read through the narrowly-scoped function, by the token's hash only.
+ */
 export const FIND_REFRESH_SESSION = `
-SELECT rt.created_at, rt.expires_at, rt.used_at, s.id AS session_id, s.tenant_id, s.user_id,
-       s.last_used_at, s.absolute_expires_at, s.revoked_at, u.role, u.is_active
-FROM refresh_tokens rt
-JOIN sessions s ON s.id = rt.session_id
-JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id
-WHERE rt.token_hash = $1`;
+SELECT created_at, expires_at, used_at, session_id, tenant_id, user_id,
+       last_used_at, absolute_expires_at, revoked_at, role, is_active
+FROM auth_refresh_session($1)`;
 
 interface RefreshSessionRow {
   created_at: Date;

@@ -64,7 +64,17 @@ interface Row {
   display_name: string | null;
 }
 
+/** The tenant a refresh token belongs to (migration 053's narrowly-scoped function), or null. */
+export const REFRESH_TOKEN_TENANT = `SELECT auth_refresh_token_tenant($1) AS t`;
+
+/**
+ * Inside the caller's transaction: finds the token's tenant, scopes the transaction to it
+ * (row-level security on refresh_tokens, sessions and users) and locks the token and session.
+ */
 export async function findRefreshTokenForUpdate(q: Queryable, hash: Buffer): Promise<RefreshTokenState | null> {
+  const tenant = (await q.query<{ t: string | null }>(REFRESH_TOKEN_TENANT, [hash])).rows[0]?.t;
+  if (!tenant) return null;
+  await q.query(SET_TRANSACTION_TENANT, [tenant]);
   const { rows } = await q.query<Row>(FIND_REFRESH_TOKEN_FOR_UPDATE, [hash]);
   const r = rows[0];
   if (!r) return null;

@@ -43,10 +43,13 @@ WITH s AS (
   INSERT INTO sessions (user_id, tenant_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, ip_address, user_agent)
   VALUES ($1, $2, $3, $3, $4, $5, $6, $7)
   RETURNING id
+), rt AS (
+  INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
+  SELECT $8, s.id, $9, $3, $5 FROM s
 )
-INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
-SELECT $8, s.id, $9, $3, $5 FROM s
-RETURNING session_id`;
+-- The id from the session insert: a RETURNING on refresh_tokens would be checked against its
+-- row-level security read policy, which cannot see the session inserted by this statement.
+SELECT id AS session_id FROM s`;
 
 export async function insertSessionWithRefreshToken(
   q: Queryable,
@@ -71,27 +74,18 @@ export async function insertSessionWithRefreshToken(
  * flag. Run as a named (prepared) statement: parsed and planned once per connection, which
  * halves its cost on every authenticated request.
  */
-/** The select list of the per-request check: the session's state and the user's current role. */
-const SESSION_CHECK_COLUMNS = `(s.revoked_at IS NOT NULL) AS revoked, s.revoked_reason,
-       floor(extract(epoch FROM s.last_used_at) * 1000)::float8 AS last_used_ms,
-       floor(extract(epoch FROM s.absolute_expires_at) * 1000)::float8 AS absolute_expires_ms,
-       u.email, u.role, u.is_active, u.display_name`;
-
-/**
- * One session found by its primary key alone. The tenant and user are checked outside this
+/*
+ * (In auth_find_sessions, migration 053.) One session found by its primary key alone. The tenant and user are checked outside this
  * subquery (its LIMIT keeps the planner from pushing them in), so no plan can pick the
  * (tenant_id, …) index instead: with statistics not yet refreshed after a burst of logins,
  * PostgreSQL rated both indexes alike and walked the tenant's sessions in creation order
  * (4,260 rows, 10 ms) for every new session.
  */
-const sessionById = (id: string): string =>
-  `(SELECT id, tenant_id, user_id, revoked_at, revoked_reason, last_used_at, absolute_expires_at FROM sessions WHERE id = ${id} LIMIT 1) s`;
-
-export const FIND_SESSION_FOR_AUTH = `
-SELECT ${SESSION_CHECK_COLUMNS}
-FROM ${sessionById('$1')}
-JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id
-WHERE s.tenant_id = $2 AND s.user_id = $3`;
+// sessions and users have forced row-level security (migration 053): the per-request check
+// runs through auth_find_sessions(), which holds the same query (a primary-key probe, then the
+// tenant and user checks) and returns a session only for its own tenant and user.
+export const FIND_SESSION_FOR_AUTH = `SELECT revoked, revoked_reason, last_used_ms, absolute_expires_ms, email, role, is_active, display_name
+FROM auth_find_sessions(ARRAY[$1::uuid], ARRAY[$2::text], ARRAY[$3::uuid])`;
 
 interface SessionRow {
   revoked: boolean;
@@ -116,12 +110,8 @@ export async function findSessionForAuth(q: Pool | PoolClient, sessionId: string
  * Used by createSessionLookup to batch the lookups of requests that arrived in the same
  * event-loop turn.
  */
-export const FIND_SESSIONS_FOR_AUTH = `
-SELECT k.ord::int AS ord, ${SESSION_CHECK_COLUMNS}
-FROM unnest($1::uuid[], $2::text[], $3::uuid[]) WITH ORDINALITY AS k(sid, tid, uid, ord)
-CROSS JOIN LATERAL ${sessionById('k.sid')}
-JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id
-WHERE s.tenant_id = k.tid AND s.user_id = k.uid`;
+export const FIND_SESSIONS_FOR_AUTH = `SELECT ord, revoked, revoked_reason, last_used_ms, absolute_expires_ms, email, role, is_active, display_name
+FROM auth_find_sessions($1::uuid[], $2::text[], $3::uuid[])`;
 
 /** Most lookups one batched statement carries. */
 export const SESSION_LOOKUP_BATCH_MAX = 64;

@@ -89,7 +89,7 @@ export function createSessionService(deps: { pool: Pool; config: Config; clock: 
       if (now >= s.absoluteExpiresMs) return { auth: null, reason: 'session past its absolute timeout', kind: 'absolute' };
       if (now >= s.lastUsedMs + idleMs) return { auth: null, reason: 'session idle timeout', kind: 'idle' };
       if (now - s.lastUsedMs >= TOUCH_INTERVAL_MS) {
-        await touchSession(deps.pool, s.id, s.tenantId, new Date(now), new Date(Math.min(now + idleMs, s.absoluteExpiresMs)));
+        await withTenant(deps.pool, s.tenantId, (c) => touchSession(c, s.id, s.tenantId, new Date(now), new Date(Math.min(now + idleMs, s.absoluteExpiresMs))));
       }
       return {
         auth: { userId: s.userId, tenantId: s.tenantId, email: s.email, role: s.role, sessionId: s.id, displayName: s.displayName },

@@ -28,8 +28,12 @@ function toUser(r: UserRow): UserRecord {
   return { id: r.id, tenantId: r.tenant_id, email: r.email, role: r.role, displayName: r.display_name, isActive: r.is_active, auth0Sub: r.auth0_sub };
 }
 
-/** Every tenant's user with this e-mail (login names no tenant). Bounded; uses users_email_idx. */
-export const FIND_USERS_BY_EMAIL = `SELECT ${COLUMNS} FROM users WHERE email = $1 ORDER BY tenant_id LIMIT 20`;
+/**
+ * Every tenant's user with this e-mail (login names no tenant). Bounded; uses users_email_idx.
+ * Across tenants through the narrowly-scoped function of migration 053 (users has forced
+ * row-level security: a plain query without a tenant context sees nothing).
+ */
+export const FIND_USERS_BY_EMAIL = `SELECT ${COLUMNS} FROM auth_users_by_email($1)`;
 
 export async function findUsersByEmail(q: Pool | PoolClient, email: string): Promise<UserRecord[]> {
   // Named (prepared) statement: on the login path, planned once per connection.
@@ -82,7 +86,7 @@ export async function bindUserSubject(q: Queryable, id: string, tenantId: string
 }
 
 /** Active users with this e-mail in other tenants (logins for it would be ambiguous). */
-export const COUNT_ACTIVE_ELSEWHERE = `SELECT count(*)::integer AS n FROM users WHERE email = $1 AND tenant_id <> $2 AND is_active`;
+export const COUNT_ACTIVE_ELSEWHERE = `SELECT auth_count_active_elsewhere($1, $2) AS n`;
 
 export async function countActiveElsewhere(q: Queryable, email: string, tenantId: string): Promise<number> {
   const { rows } = await q.query<{ n: number }>(COUNT_ACTIVE_ELSEWHERE, [email, tenantId]);
