@@ -44,14 +44,20 @@ beforeAll(async () => {
       [t, Buffer.alloc(32)],
     );
     await owner.query("INSERT INTO audit_streams (tenant_id, name, provider, endpoint_url, schema, min_severity, created_at, updated_at) VALUES ($1, 'rls', 'webhook', 'https://siem.example/x', 'native', 'high', now(), now())", [t]);
+    await owner.query("INSERT INTO siem_outbox (event_id, tenant_id, event_type, severity, payload, enqueued_at, next_attempt_at) VALUES (gen_random_uuid(), $1, 'rls.test', 'low', '{}', now(), now())", [t]);
+    await owner.query("INSERT INTO siem_dead_letter (event_id, tenant_id, event_type, severity, payload, enqueued_at, attempts, reason, dead_at) VALUES (gen_random_uuid(), $1, 'rls.test', 'low', '{}', now(), 1, 'rls', now())", [t]);
+    await owner.query("INSERT INTO siem_alert_signals (rule, subject, tenant_id, occurred_at) VALUES ('rls', $2, $1, now())", [t, `rls:${t}`]);
   }
+  await owner.query("INSERT INTO siem_alert_state (rule, subject, last_alert_at) VALUES ('rls', $1, now())", [`rls:${a}`]);
 });
 afterAll(async () => {
+  for (const t of ['siem_outbox', 'siem_dead_letter', 'siem_alert_signals']) await owner.query(`DELETE FROM ${t} WHERE tenant_id = ANY($1)`, [[a, b]]);
+  await owner.query("DELETE FROM siem_alert_state WHERE rule = 'rls'");
   await owner.end();
   await app.end();
 });
 
-const TABLES = ['audit_logs', 'encrypted_secrets', 'audit_exports', 'users', 'sessions', 'refresh_tokens', 'mfa_totp', 'mfa_recovery_codes', 'api_keys', 'idempotency_keys', 'audit_streams'];
+const TABLES = ['audit_logs', 'encrypted_secrets', 'audit_exports', 'users', 'sessions', 'refresh_tokens', 'mfa_totp', 'mfa_recovery_codes', 'api_keys', 'idempotency_keys', 'audit_streams', 'siem_outbox', 'siem_dead_letter', 'siem_alert_signals'];
 
 /** The tenant of a row: refresh_tokens has none of its own, it is its session's. */
 const tenantOf = (table: string) => (table === 'refresh_tokens' ? '(SELECT s.tenant_id FROM sessions s WHERE s.id = session_id)' : 'tenant_id');
@@ -72,6 +78,9 @@ const INSERTS: Record<string, string> = {
   idempotency_keys: `INSERT INTO idempotency_keys (tenant_id, principal, route, idem_key, request_hash, status, response, created_at, expires_at)
     VALUES ($1, 'u', 'POST /y', 'rls2', decode(repeat('00', 32), 'hex'), 200, '{}', now(), now() + interval '1 hour')`,
   audit_streams: "INSERT INTO audit_streams (tenant_id, name, provider, endpoint_url, schema, min_severity, created_at, updated_at) VALUES ($1, 'rls2', 'webhook', 'https://siem.example/y', 'native', 'high', now(), now())",
+  siem_outbox: "INSERT INTO siem_outbox (event_id, tenant_id, event_type, severity, payload, enqueued_at, next_attempt_at) VALUES (gen_random_uuid(), $1, 'rls.insert', 'low', '{}', now(), now())",
+  siem_dead_letter: "INSERT INTO siem_dead_letter (event_id, tenant_id, event_type, severity, payload, enqueued_at, attempts, reason, dead_at) VALUES (gen_random_uuid(), $1, 'rls.insert', 'low', '{}', now(), 1, 'rls', now())",
+  siem_alert_signals: "INSERT INTO siem_alert_signals (rule, subject, tenant_id, occurred_at) VALUES ('rls', 'rls:insert', $1, now())",
 };
 
 async function countIn(tenant: string | null, table: string): Promise<{ mine: number; all: number }> {
@@ -155,13 +164,35 @@ describe('row-level security on tenant tables', () => {
     expect((await app.query('SELECT auth_session_tenant($1) AS t', [sa])).rows[0]).toEqual({ t: a });
   });
 
+  test('when the runtime login reads the SIEM tables, then only the transaction-local worker scope spans tenants, and it does not outlive its transaction', async () => {
+    const c = await app.connect();
+    try {
+      const q = "SELECT (SELECT count(*)::int FROM siem_outbox WHERE tenant_id = ANY($1)) AS outbox, (SELECT count(*)::int FROM siem_alert_state WHERE rule = 'rls') AS state";
+      // siem_alert_state has no tenant: neither no context nor a tenant context reaches it.
+      expect((await c.query(q, [[a, b]])).rows[0]).toEqual({ outbox: 0, state: 0 });
+      await c.query('BEGIN');
+      await c.query("SELECT set_config('app.tenant_id', $1, true)", [a]);
+      expect((await c.query(q, [[a, b]])).rows[0]).toEqual({ outbox: 1, state: 0 });
+      await c.query("SELECT set_config('app.siem_worker', 'on', true)");
+      expect((await c.query(q, [[a, b]])).rows[0]).toEqual({ outbox: 2, state: 1 });
+      await c.query('COMMIT');
+      // Transaction-local: the pooled connection is back to seeing nothing.
+      expect((await c.query(q, [[a, b]])).rows[0]).toEqual({ outbox: 0, state: 0 });
+      await c.query('BEGIN');
+      await expect(c.query("INSERT INTO siem_alert_state (rule, subject, last_alert_at) VALUES ('rls', 'rls:x', now())")).rejects.toMatchObject({ code: '42501' });
+      await c.query('ROLLBACK');
+    } finally {
+      c.release();
+    }
+  });
+
   test('when the catalog is read, then these tables enable and FORCE row-level security', async () => {
     const { rows } = await owner.query<{ relname: string; on: boolean; forced: boolean }>(
       'SELECT relname, relrowsecurity AS on, relforcerowsecurity AS forced FROM pg_class WHERE relname = ANY($1) ORDER BY relname',
-      [[...TABLES, 'audit_chain', 'audit_chain_anchors']],
+      [[...TABLES, 'audit_chain', 'audit_chain_anchors', 'siem_alert_state']],
     );
     expect(rows.every((r) => r.on && r.forced)).toBe(true);
-    expect(rows).toHaveLength(TABLES.length + 2);
+    expect(rows).toHaveLength(TABLES.length + 3);
   });
 
   test('when the cross-tenant helper functions run for the application role, then they still see every tenant (owner path, counts only)', async () => {

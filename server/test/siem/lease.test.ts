@@ -4,6 +4,7 @@
  * died are taken over within one lease by another instance's worker.
  */
 import { ManualClock } from '../../src/lib/clock';
+import { withSiemWorker } from '../../src/db/transaction';
 import { claimBatch } from '../../src/services/siem/repository';
 import { DEFAULT_LEASE_MS } from '../../src/services/siem/service';
 import type { DeliveryReport, SiemConnector, SiemEvent } from '../../src/services/siem/types';
@@ -108,7 +109,7 @@ describe('SIEM outbox leases', () => {
     const b = await stack({}, { connector: connB }, clock);
     const ids = await a.monitoring.siem.sendBatch(inputs(uniqueTenant(), 5));
     // A claims with the default lease and dies: no delivery, no release.
-    expect(await claimBatch(a.pool, a.monitoring.siem.instanceId, new Date(clock.now()), new Date(clock.now() + DEFAULT_LEASE_MS), 10)).toHaveLength(5);
+    expect(await withSiemWorker(a.pool, (c) => claimBatch(c, a.monitoring.siem.instanceId, new Date(clock.now()), new Date(clock.now() + DEFAULT_LEASE_MS), 10))).toHaveLength(5);
     clock.advance(DEFAULT_LEASE_MS - 1);
     expect((await b.monitoring.siem.flushOnce()).claimed).toBe(0);
     clock.advance(2);
@@ -125,7 +126,7 @@ describe('SIEM outbox leases', () => {
     const b = await stack({ SIEM_FLUSH_INTERVAL_MS: '600000' }, { connector: connB }, clock);
     const ids = await dead.monitoring.siem.sendBatch(inputs(uniqueTenant(), 3));
     // Claimed, as by an instance that then died.
-    expect(await claimBatch(dead.pool, 'dead-instance', new Date(t0), new Date(t0 + DEFAULT_LEASE_MS), 10)).toHaveLength(3);
+    expect(await withSiemWorker(dead.pool, (c) => claimBatch(c, 'dead-instance', new Date(t0), new Date(t0 + DEFAULT_LEASE_MS), 10))).toHaveLength(3);
     await b.monitoring.start();
     // Its start-up tick (at once) finds nothing it may claim; let it finish.
     await new Promise((r) => setTimeout(r, 300));

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import request from 'supertest';
-import { withTenant } from '../../src/db/transaction';
+import { withSiemWorker, withTenant } from '../../src/db/transaction';
 import { ManualClock } from '../../src/lib/clock';
 import { auditEventId } from '../../src/services/siem/event-id';
 import { claimBatch } from '../../src/services/siem/repository';
@@ -447,7 +447,7 @@ describe('the worker', () => {
     const a = await stack({}, {}, c);
     const ids = await a.monitoring.siem.sendBatch(inputs(uniqueTenant(), 5));
     // Instance A claims the batch and crashes before delivering (no release, no answer).
-    const claimed = await claimBatch(a.pool, a.monitoring.siem.instanceId, new Date(c.now()), new Date(c.now() + 5 * 60_000), 10);
+    const claimed = await withSiemWorker(a.pool, (w) => claimBatch(w, a.monitoring.siem.instanceId, new Date(c.now()), new Date(c.now() + 5 * 60_000), 10));
     expect(claimed).toHaveLength(5);
     await a.pool.end();
     stacks.splice(stacks.indexOf(a), 1);

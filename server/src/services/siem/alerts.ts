@@ -21,7 +21,8 @@
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
 import type { AuditEvent, AuditHook, RecordedAudit, Severity } from '../audit/types';
-import type { Queryable } from '../../db/pool';
+import type { Pool, Queryable } from '../../db/pool';
+import { asSiemWorker, withSiemWorker } from '../../db/transaction';
 import type { SiemMetrics } from './metrics';
 import * as repo from './repository';
 import type { SiemService } from './service';
@@ -58,7 +59,7 @@ function minutes(ms: number): string {
   return `${m} minute${m === 1 ? '' : 's'}`;
 }
 
-export function createAlertRules(deps: { siem: Pick<SiemService, 'sendAlert'>; clock: Clock; logger: Logger; metrics: SiemMetrics; pool: Queryable; options: AlertRulesOptions }): AlertRules {
+export function createAlertRules(deps: { siem: Pick<SiemService, 'sendAlert'>; clock: Clock; logger: Logger; metrics: SiemMetrics; pool: Pool; options: AlertRulesOptions }): AlertRules {
   const { siem, clock, metrics } = deps;
   const log = deps.logger.child({ component: 'alerts' });
   const brute = deps.options.bruteForce;
@@ -125,7 +126,11 @@ export function createAlertRules(deps: { siem: Pick<SiemService, 'sendAlert'>; c
     });
   }
 
-  const hook: AuditHook = async (event, recorded, q) => {
+  // Counting spans tenants (one IP, many tenants) and siem_alert_state has no tenant: the rules
+  // run with the SIEM worker scope inside the audit transaction, restored afterwards.
+  const hook: AuditHook = (event, recorded, q) => (event.action.startsWith('security.alert.') ? Promise.resolve() : asSiemWorker(q, () => rules(event, recorded, q)));
+
+  const rules: AuditHook = async (event, recorded, q) => {
     const action = event.action;
     if (action.startsWith('security.alert.')) return;
     switch (action) {
@@ -167,7 +172,7 @@ export function createAlertRules(deps: { siem: Pick<SiemService, 'sendAlert'>; c
     hook,
     watches: (action) => WATCHED_ACTIONS.has(action),
     async prune() {
-      await repo.pruneAlertData(deps.pool, new Date(clock.now() - ALERT_DATA_RETENTION_MS));
+      await withSiemWorker(deps.pool, (c) => repo.pruneAlertData(c, new Date(clock.now() - ALERT_DATA_RETENTION_MS)));
     },
   };
 }

@@ -29,7 +29,7 @@ import { randomBytes } from 'node:crypto';
 import type { Request } from 'express';
 import type { Config } from '../../config';
 import type { Pool, Queryable } from '../../db/pool';
-import { withTenant, withTransaction } from '../../db/transaction';
+import { asSiemWorker, withSiemWorker, withTenant, withTransaction } from '../../db/transaction';
 import { AppError } from '../../lib/errors';
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
@@ -177,6 +177,11 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
   }
 
   async function enqueueReject(q: Queryable, events: readonly SiemEvent[]): Promise<void> {
+    // The bound counts every tenant's events (row-level security, migration 097): worker scope.
+    return asSiemWorker(q, () => enqueueBounded(q, events));
+  }
+
+  async function enqueueBounded(q: Queryable, events: readonly SiemEvent[]): Promise<void> {
     // One submitter at a time near the bound: the count and the insert are then exact.
     await repo.lockOutboxBound(q);
     const depth = await repo.countOutboxCapped(q, maxQueue);
@@ -229,7 +234,7 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
         resched.push({ seq: row.seq, nextAt: new Date(at.getTime() + backoffDelayMs(attempt, random, o.retryAfterMs)), reason: o.reason, inc: 1 });
       }
     }
-    await withTransaction(pool, async (c) => {
+    await withSiemWorker(pool, async (c) => {
       await repo.deleteDelivered(c, delivered, instanceId);
       await repo.reschedule(c, resched, instanceId);
       if (delivered.length > 0) await repo.recordFlushSuccess(c, instanceId, at);
@@ -269,7 +274,7 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
   async function flushOnce(): Promise<FlushResult> {
     if (!connector) return { claimed: 0, delivered: 0, retried: 0, dead: 0 };
     const t = clock.now();
-    const rows = await repo.claimBatch(pool, instanceId, new Date(t), new Date(t + leaseMs), batchSize);
+    const rows = await withSiemWorker(pool, (c) => repo.claimBatch(c, instanceId, new Date(t), new Date(t + leaseMs), batchSize));
     if (rows.length === 0) return { claimed: 0, delivered: 0, retried: 0, dead: 0 };
     const renewal = renewWhileInFlight(rows.map((r) => r.seq));
     // Renewed while the batch is in flight; stopped before the outcome is written (a renewal
@@ -285,8 +290,7 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
     const timer = setInterval(
       () => {
         if (pending || stopped) return;
-        pending = repo
-          .renewLease(pool, seqs, instanceId, new Date(clock.now() + leaseMs))
+        pending = withSiemWorker(pool, (c) => repo.renewLease(c, seqs, instanceId, new Date(clock.now() + leaseMs)))
           .then((held) => {
             if (held < seqs.length && !lostLogged) {
               lostLogged = true;
@@ -332,7 +336,7 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
   }
 
   async function trimQueue(): Promise<string[]> {
-    const moved = await repo.trimQueue(pool, maxQueue, now());
+    const moved = await withSiemWorker(pool, (c) => repo.trimQueue(c, maxQueue, now()));
     if (moved.length > 0) {
       metrics.deadLettered.inc({ reason: 'queue_full' }, moved.length);
       log.warn('SIEM queue over its bound: oldest non-critical events moved to the dead letter', { count: moved.length, maxQueue });
@@ -355,7 +359,7 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
           const r = await flushOnce();
           if (r.claimed < batchSize || r.delivered === 0) break;
         }
-        depthEstimate = await repo.countOutboxCapped(pool, maxQueue);
+        depthEstimate = await withSiemWorker(pool, (c) => repo.countOutboxCapped(c, maxQueue));
         metrics.queueDepth.set(depthEstimate);
       } catch (err) {
         log.warn('SIEM worker tick failed', { err: (err as Error).message });
@@ -507,8 +511,11 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
       return { provider, reachable, healthy: reachable && status.healthy, error: error ?? status.lastError };
     },
     async getQueueStatus(tenantId) {
-      const row = await repo.queueStatus(pool, tenantId ?? null);
-      const total = tenantId ? await repo.countOutboxCapped(pool, maxQueue) : row.queued;
+      // The worker rows and the global bound span tenants (the tenant's own counts filter by tenant).
+      const { row, total } = await withSiemWorker(pool, async (c) => {
+        const r = await repo.queueStatus(c, tenantId ?? null);
+        return { row: r, total: tenantId ? await repo.countOutboxCapped(c, maxQueue) : r.queued };
+      });
       depthEstimate = Math.min(total, maxQueue);
       const errorIsCurrent = row.last_error !== null && row.last_error_at !== null && (row.last_flush_at === null || row.last_error_at >= row.last_flush_at);
       const lastError = !enabled ? 'SIEM_PROVIDER is not configured' : errorIsCurrent ? row.last_error : total >= maxQueue ? 'queue full' : null;
@@ -530,17 +537,16 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
       if (!enabled || started) return;
       started = true;
       stopping = false;
-      depthEstimate = await repo.countOutboxCapped(pool, maxQueue).catch(() => 0);
+      depthEstimate = await withSiemWorker(pool, (c) => repo.countOutboxCapped(c, maxQueue)).catch(() => 0);
       await repo.deleteStaleWorkers(pool, new Date(clock.now() - 7 * 86_400_000)).catch(() => undefined);
       schedule(0);
       if (config.siem.flushIntervalMs > FILL_CHECK_MS) {
         fillTimer = setInterval(() => {
           if (running || stopping) return;
-          repo
-            .countFreshCapped(pool, batchSize)
+          withSiemWorker(pool, (c) => repo.countFreshCapped(c, batchSize))
             .then(async (n) => {
               // A full batch waits, or a claim of a dead instance ran out: flush now.
-              if (n >= batchSize || (await repo.hasExpiredClaims(pool, now()))) schedule(0);
+              if (n >= batchSize || (await withSiemWorker(pool, (c) => repo.hasExpiredClaims(c, now())))) schedule(0);
             })
             .catch((err: Error) => log.debug('SIEM fill check failed', { err: err.message }));
         }, FILL_CHECK_MS);
@@ -556,8 +562,7 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
       fillTimer = null;
       if (running) await running.catch(() => undefined);
       if (started) {
-        await repo
-          .releaseClaims(pool, instanceId)
+        await withSiemWorker(pool, (c) => repo.releaseClaims(c, instanceId))
           .then((n) => {
             if (n > 0) log.info('SIEM claims released for other instances', { count: n });
           })
