@@ -14,6 +14,7 @@ const b = uniqueTenant('rls-b');
 const users = new Map<string, string>();
 const sessions = new Map<string, string>();
 const prefixes = new Map<string, string>();
+const streams = new Map<string, string>();
 
 beforeAll(async () => {
   owner = ownerPool();
@@ -43,7 +44,16 @@ beforeAll(async () => {
        VALUES ($1, 'u', 'POST /x', 'rls', $2, 200, '{}', now(), now() + interval '1 hour')`,
       [t, Buffer.alloc(32)],
     );
-    await owner.query("INSERT INTO audit_streams (tenant_id, name, provider, endpoint_url, schema, min_severity, created_at, updated_at) VALUES ($1, 'rls', 'webhook', 'https://siem.example/x', 'native', 'high', now(), now())", [t]);
+    const stream = (
+      await owner.query<{ id: string }>(
+        "INSERT INTO audit_streams (tenant_id, name, provider, endpoint_url, schema, min_severity, created_at, updated_at) VALUES ($1, 'rls', 'webhook', 'https://siem.example/x', 'native', 'high', now(), now()) RETURNING id::text AS id",
+        [t],
+      )
+    ).rows[0]!.id;
+    streams.set(t, stream);
+    await owner.query('INSERT INTO audit_stream_state (stream_id, tenant_id, min_rank, next_attempt_at) VALUES ($1, $2, 4, now())', [stream, t]);
+    await owner.query("INSERT INTO audit_stream_outbox (stream_id, tenant_id, payload, enqueued_at) VALUES ($1, $2, '{}', now())", [stream, t]);
+    await owner.query("INSERT INTO audit_stream_dead_letter (stream_id, event_id, tenant_id, payload, reason, dead_at) VALUES ($1, gen_random_uuid(), $2, '{}', 'rls', now())", [stream, t]);
     await owner.query("INSERT INTO siem_outbox (event_id, tenant_id, event_type, severity, payload, enqueued_at, next_attempt_at) VALUES (gen_random_uuid(), $1, 'rls.test', 'low', '{}', now(), now())", [t]);
     await owner.query("INSERT INTO siem_dead_letter (event_id, tenant_id, event_type, severity, payload, enqueued_at, attempts, reason, dead_at) VALUES (gen_random_uuid(), $1, 'rls.test', 'low', '{}', now(), 1, 'rls', now())", [t]);
     await owner.query("INSERT INTO siem_alert_signals (rule, subject, tenant_id, occurred_at) VALUES ('rls', $2, $1, now())", [t, `rls:${t}`]);
@@ -57,7 +67,7 @@ afterAll(async () => {
   await app.end();
 });
 
-const TABLES = ['audit_logs', 'encrypted_secrets', 'audit_exports', 'users', 'sessions', 'refresh_tokens', 'mfa_totp', 'mfa_recovery_codes', 'api_keys', 'idempotency_keys', 'audit_streams', 'siem_outbox', 'siem_dead_letter', 'siem_alert_signals'];
+const TABLES = ['audit_logs', 'encrypted_secrets', 'audit_exports', 'users', 'sessions', 'refresh_tokens', 'mfa_totp', 'mfa_recovery_codes', 'api_keys', 'idempotency_keys', 'audit_streams', 'siem_outbox', 'siem_dead_letter', 'siem_alert_signals', 'audit_stream_state', 'audit_stream_outbox', 'audit_stream_dead_letter'];
 
 /** The tenant of a row: refresh_tokens has none of its own, it is its session's. */
 const tenantOf = (table: string) => (table === 'refresh_tokens' ? '(SELECT s.tenant_id FROM sessions s WHERE s.id = session_id)' : 'tenant_id');
@@ -81,6 +91,11 @@ const INSERTS: Record<string, string> = {
   siem_outbox: "INSERT INTO siem_outbox (event_id, tenant_id, event_type, severity, payload, enqueued_at, next_attempt_at) VALUES (gen_random_uuid(), $1, 'rls.insert', 'low', '{}', now(), now())",
   siem_dead_letter: "INSERT INTO siem_dead_letter (event_id, tenant_id, event_type, severity, payload, enqueued_at, attempts, reason, dead_at) VALUES (gen_random_uuid(), $1, 'rls.insert', 'low', '{}', now(), 1, 'rls', now())",
   siem_alert_signals: "INSERT INTO siem_alert_signals (rule, subject, tenant_id, occurred_at) VALUES ('rls', 'rls:insert', $1, now())",
+  // $4: the tenant's stream.
+  audit_stream_state: 'INSERT INTO audit_stream_state (stream_id, tenant_id, min_rank, next_attempt_at) SELECT $4, $1, 1, now() WHERE $2::uuid IS NOT NULL AND $3::uuid IS NOT NULL',
+  audit_stream_outbox: "INSERT INTO audit_stream_outbox (stream_id, tenant_id, payload, enqueued_at) SELECT $4, $1, '{}', now() WHERE $2::uuid IS NOT NULL AND $3::uuid IS NOT NULL",
+  audit_stream_dead_letter:
+    "INSERT INTO audit_stream_dead_letter (stream_id, event_id, tenant_id, payload, reason, dead_at) SELECT $4, gen_random_uuid(), $1, '{}', 'rls', now() WHERE $2::uuid IS NOT NULL AND $3::uuid IS NOT NULL",
 };
 
 async function countIn(tenant: string | null, table: string): Promise<{ mine: number; all: number }> {
@@ -96,7 +111,7 @@ async function countIn(tenant: string | null, table: string): Promise<{ mine: nu
   }
 }
 
-const params = (sql: string, tenant: string) => (sql.includes('$3') ? [tenant, users.get(tenant), sessions.get(tenant)] : sql.includes('$2') ? [tenant, users.get(tenant)] : [tenant]);
+const params = (sql: string, tenant: string) => (sql.includes('$4') ? [tenant, users.get(tenant), sessions.get(tenant), streams.get(tenant)] : sql.includes('$3') ? [tenant, users.get(tenant), sessions.get(tenant)] : sql.includes('$2') ? [tenant, users.get(tenant)] : [tenant]);
 
 describe('row-level security on tenant tables', () => {
   test.each(TABLES)('when the runtime login queries %s without a tenant context, then it sees nothing; with one, only that tenant', async (table) => {

@@ -13,7 +13,7 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../../../config';
 import type { Pool } from '../../../db/pool';
-import { withTenant } from '../../../db/transaction';
+import { withSiemWorker, withTenant } from '../../../db/transaction';
 import type { Clock } from '../../../lib/clock';
 import type { Logger } from '../../../lib/logger';
 import type { AuditService } from '../../audit/service';
@@ -152,7 +152,7 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
 
   /** Delivers one batch; returns 'more' when the batch was full and fully handled, 'done' or 'retry'. */
   async function deliverBatch(row: repo.StreamRow, claim: repo.ClaimedStream): Promise<'more' | 'done' | 'retry'> {
-    const batch = await repo.selectStreamBatch(pool, row.id, STREAM_BATCH_SIZE);
+    const batch = await withTenant(pool, row.tenant_id, (c) => repo.selectStreamBatch(c, row.id, STREAM_BATCH_SIZE));
     if (batch.length === 0) return 'done';
     const events = await resolve(row.tenant_id, batch);
     const connector = await connectorFor(row);
@@ -237,13 +237,12 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
         if (r === 'retry') return;
         if (r === 'done') break;
       }
-      await repo.recordStreamSuccess(pool, claim.stream_id, new Date(clock.now()), instanceId);
+      await withTenant(pool, claim.tenant_id, (c) => repo.recordStreamSuccess(c, claim.stream_id, new Date(clock.now()), instanceId));
     } catch (err) {
       const reason = `stream: ${(err as Error).message}`.slice(0, 300);
       log.warn('audit stream task failed', { tenantId: claim.tenant_id, streamId: claim.stream_id, reason });
       const at = new Date(clock.now());
-      await repo
-        .recordStreamFailure(pool, claim.stream_id, new Date(at.getTime() + backoffDelayMs(claim.attempts + 1, random)), reason, at, instanceId)
+      await withTenant(pool, claim.tenant_id, (c) => repo.recordStreamFailure(c, claim.stream_id, new Date(at.getTime() + backoffDelayMs(claim.attempts + 1, random)), reason, at, instanceId))
         .catch((e: Error) => log.warn('could not record audit stream failure', { err: e.message }));
     }
   }
@@ -255,7 +254,8 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
       const free = concurrency - inflight.size;
       if (free <= 0) return 0;
       const t = clock.now();
-      const claims = await repo.claimStreams(pool, instanceId, new Date(t + leaseMs), new Date(t), free, [...inflight.keys()]);
+      // Claiming spans tenants (row-level security, migration 098): the SIEM worker scope.
+      const claims = await withSiemWorker(pool, (c) => repo.claimStreams(c, instanceId, new Date(t + leaseMs), new Date(t), free, [...inflight.keys()]));
       // Every slot taken: more streams may be due; claim again as soon as a slot frees up.
       saturated = claims.length === free;
       for (const claim of claims) {
@@ -302,7 +302,7 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
       for (const { connector } of connectors.values()) await connector.close().catch(() => undefined);
       connectors.clear();
       await Promise.allSettled([...inflight.values()]);
-      await repo.releaseAllStreams(pool, instanceId).catch(() => undefined);
+      await withSiemWorker(pool, (c) => repo.releaseAllStreams(c, instanceId)).catch(() => undefined);
     },
   };
 }
