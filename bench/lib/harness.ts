@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
 import autocannon from 'autocannon';
+import { generateSigningKey } from '../../server/src/lib/jws-keys';
 
 export interface LoadResult {
   /** Server CPU time per request (µs), when measured with cpuOf(). */
@@ -30,6 +31,8 @@ export function benchServerEnv(databaseUrl: string, extra: Record<string, string
     DATABASE_URL: databaseUrl,
     JWT_SECRET: randomBytes(48).toString('base64'),
     FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    // Access tokens are ES256 since issue 19; production refuses to start without the key.
+    JWT_SIGNING_KEY: generateSigningKey('ES256'),
     RATE_LIMIT_MAX: '1000000',
     RATE_LIMIT_USER_MAX: '1000000',
     ...extra,

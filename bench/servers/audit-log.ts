@@ -7,6 +7,7 @@
 import { createApp, createHttpServer } from '../../server/src/app';
 import { buildServices } from '../../server/src/compose';
 import { loadConfig } from '../../server/src/config';
+import { withTenant } from '../../server/src/db/transaction';
 import { createPool, poolOptionsFromConfig } from '../../server/src/db/pool';
 import { systemClock } from '../../server/src/lib/clock';
 import { createLogger } from '../../server/src/lib/logger';
@@ -24,12 +25,16 @@ async function main(): Promise<void> {
   if (process.env.BENCH_SIEM_WORKER === 'off') await c.services.monitoring.siem.stop();
 
   const tenantId = `bench-${process.pid}`;
-  const { rows } = await pool.query<{ id: string }>(
-    `INSERT INTO users (tenant_id, email, role) VALUES ($1, $2, 'admin') ON CONFLICT (tenant_id, email) DO UPDATE SET role = 'admin' RETURNING id`,
-    [tenantId, `bench-${process.pid}@example.com`],
-  );
-  const userId = (rows[0] as { id: string }).id;
-  const { sessionId } = await c.services.sessions.create(pool, { userId, tenantId, ip: '127.0.0.1', userAgent: 'bench' });
+  // In the tenant's context: users and sessions have forced row-level security (migration 096).
+  const { userId, sessionId } = await withTenant(pool, tenantId, async (q) => {
+    const { rows } = await q.query<{ id: string }>(
+      `INSERT INTO users (tenant_id, email, role) VALUES ($1, $2, 'admin') ON CONFLICT (tenant_id, email) DO UPDATE SET role = 'admin' RETURNING id`,
+      [tenantId, `bench-${process.pid}@example.com`],
+    );
+    const id = (rows[0] as { id: string }).id;
+    const s = await c.services.sessions.create(q, { userId: id, tenantId, ip: '127.0.0.1', userAgent: 'bench' });
+    return { userId: id, sessionId: s.sessionId };
+  });
   const token = c.services.tokens.issue({ userId, sessionId, tenantId }).token;
 
   // The real app and its real POST /api/v1/security/audit/log route.

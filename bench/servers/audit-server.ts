@@ -6,6 +6,7 @@
 import { createApp, createHttpServer } from '../../server/src/app';
 import { buildServices } from '../../server/src/compose';
 import { loadConfig } from '../../server/src/config';
+import { withTenant } from '../../server/src/db/transaction';
 import { createPool, poolOptionsFromConfig } from '../../server/src/db/pool';
 import { systemClock } from '../../server/src/lib/clock';
 import { createLogger } from '../../server/src/lib/logger';
@@ -53,13 +54,17 @@ async function main(): Promise<void> {
   if (process.env.BENCH_SEALER === 'off') await composition.services.auditSealer.stop();
 
   // A user and a session, as loginAs() does in the tests.
-  const { rows } = await pool.query<{ id: string }>(
-    `INSERT INTO users (tenant_id, email, role) VALUES ($1, 'bench@example.com', 'user')
-     ON CONFLICT (tenant_id, email) DO UPDATE SET role = EXCLUDED.role RETURNING id`,
-    [BENCH_TENANT],
-  );
-  const userId = (rows[0] as { id: string }).id;
-  const { sessionId } = await composition.services.sessions.create(pool, { userId, tenantId: BENCH_TENANT, ip: '127.0.0.1', userAgent: BENCH_USER_AGENT });
+  // In the tenant's context: users and sessions have forced row-level security (migration 096).
+  const { userId, sessionId } = await withTenant(pool, BENCH_TENANT, async (c) => {
+    const { rows } = await c.query<{ id: string }>(
+      `INSERT INTO users (tenant_id, email, role) VALUES ($1, 'bench@example.com', 'user')
+       ON CONFLICT (tenant_id, email) DO UPDATE SET role = EXCLUDED.role RETURNING id`,
+      [BENCH_TENANT],
+    );
+    const id = (rows[0] as { id: string }).id;
+    const s = await composition.services.sessions.create(c, { userId: id, tenantId: BENCH_TENANT, ip: '127.0.0.1', userAgent: BENCH_USER_AGENT });
+    return { userId: id, sessionId: s.sessionId };
+  });
   const { token } = composition.services.tokens.issue({ userId, sessionId, tenantId: BENCH_TENANT });
 
   // The same row POST /audit/log writes (identity as the request would give it).
