@@ -28,7 +28,7 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Request } from 'express';
 import type { Config } from '../../config';
-import type { Pool, Queryable } from '../../db/pool';
+import { isDatabaseUnavailable, type Pool, type Queryable } from '../../db/pool';
 import { asSiemWorker, withSiemWorker, withTenant, withTransaction } from '../../db/transaction';
 import { AppError } from '../../lib/errors';
 import type { Clock } from '../../lib/clock';
@@ -147,6 +147,21 @@ export function isForwarded(action: string, severity: Severity): boolean {
   return severity === 'high' || severity === 'critical' || action.startsWith('security.alert.');
 }
 
+/** Waits between attempts to record a delivered batch while the database is away (~16 s in all, under the 30 s lease). */
+const RECORD_RETRY_MS = [250, 500, 1000, 2000, 4000, 4000, 4000];
+
+async function retryWhileUnavailable<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      const wait = RECORD_RETRY_MS[attempt];
+      if (wait === undefined || !isDatabaseUnavailable(err)) throw err;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+}
+
 export function createSiemService(deps: SiemServiceDeps): SiemService {
   const { pool, config, logger, clock, audit, metrics } = deps;
   const connector = deps.connector !== undefined ? deps.connector : createConnector(config, { timeoutMs: deps.connectorTimeoutMs });
@@ -234,12 +249,16 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
         resched.push({ seq: row.seq, nextAt: new Date(at.getTime() + backoffDelayMs(attempt, random, o.retryAfterMs)), reason: o.reason, inc: 1 });
       }
     }
-    await withSiemWorker(pool, async (c) => {
-      await repo.deleteDelivered(c, delivered, instanceId);
-      await repo.reschedule(c, resched, instanceId);
-      if (delivered.length > 0) await repo.recordFlushSuccess(c, instanceId, at);
-      if (batchError) await repo.recordFlushError(c, instanceId, batchError, at);
-    });
+    // What the SIEM accepted is recorded even across a database restart: retried while the
+    // database is unavailable (well inside the lease), so a crash-restart does not resend it.
+    await retryWhileUnavailable(() =>
+      withSiemWorker(pool, async (c) => {
+        await repo.deleteDelivered(c, delivered, instanceId);
+        await repo.reschedule(c, resched, instanceId);
+        if (delivered.length > 0) await repo.recordFlushSuccess(c, instanceId, at);
+        if (batchError) await repo.recordFlushError(c, instanceId, batchError, at);
+      }),
+    );
     const byTenant = new Map<string, Array<{ row: repo.OutboxRow; reason: string }>>();
     for (const d of dead) byTenant.set(d.row.tenant_id, [...(byTenant.get(d.row.tenant_id) ?? []), d]);
     let deadCount = 0;
