@@ -14,16 +14,24 @@ const allows = (list, value) => {
   return list.includes(value);
 };
 // An optional package for another platform: never installed here, so never compared.
-const platformOnly = (e) => e && e.optional === true && (!allows(e.os, process.platform) || !allows(e.cpu, process.arch));
+const platformOnly = (e) =>
+  e && e.optional === true && (!allows(e.os, process.platform) || !allows(e.cpu, process.arch));
 const relevant = (lock) =>
-  Object.fromEntries(Object.entries(lock.packages ?? {}).filter(([, e]) => !platformOnly(e)).map(([k, e]) => [k, JSON.stringify(e)]));
+  Object.fromEntries(
+    Object.entries(lock.packages ?? {})
+      .filter(([, e]) => !platformOnly(e))
+      .map(([k, e]) => [k, JSON.stringify(e)]),
+  );
 
 const a = relevant(read(committedPath));
 const b = relevant(read(installedPath));
 const diffs = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => a[k] !== b[k]);
 if (diffs.length > 0) {
   console.error(`package-lock.json changed on install (${diffs.length} entries), e.g.:`);
-  for (const k of diffs.slice(0, 20)) console.error(`  ${k || '(root)'}: committed ${a[k] ?? 'absent'} / installed ${b[k] ?? 'absent'}`);
+  for (const k of diffs.slice(0, 20))
+    console.error(`  ${k || '(root)'}: committed ${a[k] ?? 'absent'} / installed ${b[k] ?? 'absent'}`);
   process.exit(1);
 }
-console.log(`package-lock.json: ${Object.keys(b).length} entries as committed (other platforms' optional binaries not compared)`);
+console.log(
+  `package-lock.json: ${Object.keys(b).length} entries as committed (other platforms' optional binaries not compared)`,
+);

@@ -20,7 +20,12 @@ import pg from 'pg';
 import { openBenchDb } from './lib/db';
 import { benchServerEnv, fmt, load, median, paced, type LoadResult } from './lib/harness';
 
-const BODY = JSON.stringify({ action: 'bench.event', resourceType: 'vehicle', resourceId: 'V-1', after: { mileage: 150, driver: 'd-42' } });
+const BODY = JSON.stringify({
+  action: 'bench.event',
+  resourceType: 'vehicle',
+  resourceId: 'V-1',
+  after: { mileage: 150, driver: 'd-42' },
+});
 
 interface Server {
   url: string;
@@ -79,7 +84,11 @@ async function startServer(env: Record<string, string>): Promise<Server> {
 }
 
 /** Runs one phase and adds the server's CPU time per operation (µs) to the result. */
-async function measured(s: Server, run: () => Promise<LoadResult>, seconds: number): Promise<LoadResult & { cpuPerOp: number }> {
+async function measured(
+  s: Server,
+  run: () => Promise<LoadResult>,
+  seconds: number,
+): Promise<LoadResult & { cpuPerOp: number }> {
   const before = await s.cpu();
   const r = await run();
   const after = await s.cpu();
@@ -94,17 +103,21 @@ async function main(): Promise<void> {
   try {
     const setup = new pg.Client({ connectionString: db.url });
     await setup.connect();
-    await setup.query('CREATE TABLE bench_plain_audit (LIKE audit_logs INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS INCLUDING INDEXES)');
+    await setup.query(
+      'CREATE TABLE bench_plain_audit (LIKE audit_logs INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS INCLUDING INDEXES)',
+    );
     await setup.query('GRANT SELECT, INSERT ON bench_plain_audit TO fleet_app');
     await setup.end();
-    server = await startServer(benchServerEnv(db.url, {
-      NODE_ENV: 'production',
-      DATABASE_SSL: 'disable',
-      AUTH0_DOMAIN: 'bench.example.com',
-      AUTH0_CLIENT_ID: 'bench',
-      CORS_ORIGINS: 'https://app.example.com',
-      LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
-    }));
+    server = await startServer(
+      benchServerEnv(db.url, {
+        NODE_ENV: 'production',
+        DATABASE_SSL: 'disable',
+        AUTH0_DOMAIN: 'bench.example.com',
+        AUTH0_CLIENT_ID: 'bench',
+        CORS_ORIGINS: 'https://app.example.com',
+        LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
+      }),
+    );
     const s = server;
     const post = (connections: number, duration: number) => ({
       url: `${s.url}/api/v1/security/audit/log`,
@@ -115,7 +128,8 @@ async function main(): Promise<void> {
       body: BODY,
     });
     /** Back to back (capacity), or paced at `rate` requests/s (latency under that load). */
-    const http = (connections: number, duration: number, rate?: number) => (rate ? paced({ ...post(connections, duration), rate }) : load(post(connections, duration)));
+    const http = (connections: number, duration: number, rate?: number) =>
+      rate ? paced({ ...post(connections, duration), rate }) : load(post(connections, duration));
 
     const summary: string[] = [];
     for (const connections of [20, 50]) {
@@ -136,7 +150,8 @@ async function main(): Promise<void> {
         plain.push(await measured(s, () => s.raw('plain', connections, seconds), seconds));
         svc.push(await measured(s, () => s.raw('service', connections, seconds), seconds));
       }
-      const line = (name: string, r: Measured) => console.log(`c=${connections} ${name} ${fmt(r)}  server CPU ${Math.round(r.cpuPerOp)} µs/op`);
+      const line = (name: string, r: Measured) =>
+        console.log(`c=${connections} ${name} ${fmt(r)}  server CPU ${Math.round(r.cpuPerOp)} µs/op`);
       for (const r of raw) line('raw INSERT audit_logs  ', r);
       for (const r of plain) line('raw INSERT plain copy  ', r);
       for (const r of svc) line('AuditService.record()  ', r);
@@ -144,7 +159,10 @@ async function main(): Promise<void> {
       // The stack's own floor at this concurrency: GET /api/health (no database, no body, no
       // auth) back to back, on the same server in the same run.
       const health: Measured[] = [];
-      for (let i = 0; i < rounds; i++) health.push(await measured(s, () => load({ url: `${s.url}/api/health`, connections, duration: seconds }), seconds));
+      for (let i = 0; i < rounds; i++)
+        health.push(
+          await measured(s, () => load({ url: `${s.url}/api/health`, connections, duration: seconds }), seconds),
+        );
       for (const r of health) line('GET /api/health        ', r);
       // Latency at fixed offered loads: fractions of what raw INSERTs reached above, the same
       // rate for both, latencies counted from each request's scheduled send time.
@@ -183,7 +201,8 @@ async function main(): Promise<void> {
     await owner.connect();
     let pending = -1;
     const loadEnd = Date.now();
-    const pendingAtEnd = (await owner.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_pending')).rows[0]?.n ?? -1;
+    const pendingAtEnd =
+      (await owner.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_pending')).rows[0]?.n ?? -1;
     while (Date.now() - loadEnd < 60_000) {
       const { rows } = await owner.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_pending');
       pending = rows[0]?.n ?? -1;
@@ -198,15 +217,25 @@ async function main(): Promise<void> {
               max(extract(epoch FROM c.sealed_at - l.created_at)) * 1000 AS max
          FROM audit_chain c JOIN audit_logs l ON l.id = c.audit_id`,
     );
-    const { rows: tenants } = await owner.query<{ n: number }>("SELECT count(DISTINCT tenant_id)::int AS n FROM audit_chain");
+    const { rows: tenants } = await owner.query<{ n: number }>(
+      'SELECT count(DISTINCT tenant_id)::int AS n FROM audit_chain',
+    );
     await owner.end();
 
-    console.log(`\nPOST /audit/log vs raw INSERT of the same row, same pool, ${rounds} rounds x ${seconds} s (medians):`);
+    console.log(
+      `\nPOST /audit/log vs raw INSERT of the same row, same pool, ${rounds} rounds x ${seconds} s (medians):`,
+    );
     for (const line of summary) console.log(line);
     console.log('targets: ratio >= 0.5 with the chain on; POST /audit/log p99 < 25 ms');
-    console.log('  back to back: every client always has a request out, so mean latency = clients ÷ throughput; the p99 of GET /api/health');
-    console.log('  (no database) at the same concurrency is the floor this machine puts under any route of the stack. "paced at N/s" lines:');
-    console.log('  N req/s offered evenly (open loop, latency from each request\'s scheduled send time), where the p99 target applies to a');
+    console.log(
+      '  back to back: every client always has a request out, so mean latency = clients ÷ throughput; the p99 of GET /api/health',
+    );
+    console.log(
+      '  (no database) at the same concurrency is the floor this machine puts under any route of the stack. "paced at N/s" lines:',
+    );
+    console.log(
+      "  N req/s offered evenly (open loop, latency from each request's scheduled send time), where the p99 target applies to a",
+    );
     console.log('  server that is not saturated.');
     const l = lag[0];
     console.log(

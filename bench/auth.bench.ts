@@ -44,7 +44,6 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
 
-
 function startApp(env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(__dirname, 'servers/real-app.ts')], {
     env: { PATH: process.env.PATH ?? '', ...env },
@@ -67,14 +66,23 @@ function startApp(env: Record<string, string>): Promise<{ url: string; child: Ch
 }
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-function call(url: string, method: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+function call(
+  url: string,
+  method: string,
+  body?: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, agent, headers: body ? { 'content-type': 'application/json', ...headers } : headers }, (res) => {
-      let data = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (data += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
-    });
+    const req = http.request(
+      url,
+      { method, agent, headers: body ? { 'content-type': 'application/json', ...headers } : headers },
+      (res) => {
+        let data = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (data += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -113,13 +121,18 @@ async function load(opts: {
     body: opts.body,
     connections: opts.connections ?? 10,
     duration: opts.duration ?? 5,
-    setupClient: perConn ? (client) => client.setHeaders({ ...opts.headers, authorization: perConn[next++ % perConn.length] as string }) : undefined,
-    requests: opts.bodies ? [{ setupRequest: (req) => ({ ...req, body: (opts.bodies as () => string)() }) }] : undefined,
+    setupClient: perConn
+      ? (client) => client.setHeaders({ ...opts.headers, authorization: perConn[next++ % perConn.length] as string })
+      : undefined,
+    requests: opts.bodies
+      ? [{ setupRequest: (req) => ({ ...req, body: (opts.bodies as () => string)() }) }]
+      : undefined,
   });
   return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors };
 }
 
-const fmt = (r: Load) => `${Math.round(r.rps).toString().padStart(6)} req/s  p50 ${r.p50.toFixed(1).padStart(5)} ms  p99 ${r.p99.toFixed(1).padStart(5)} ms  non2xx ${r.non2xx} errors ${r.errors}`;
+const fmt = (r: Load) =>
+  `${Math.round(r.rps).toString().padStart(6)} req/s  p50 ${r.p50.toFixed(1).padStart(5)} ms  p99 ${r.p99.toFixed(1).padStart(5)} ms  non2xx ${r.non2xx} errors ${r.errors}`;
 
 async function main(): Promise<void> {
   const started = Date.now();
@@ -131,9 +144,15 @@ async function main(): Promise<void> {
   try {
     const email = 'bench.user@example.com';
     const tenant = 'bench';
-    await owner.query(`INSERT INTO users (tenant_id, email, role, display_name) VALUES ($1, $2, 'user', 'Bench User')`, [tenant, email]);
+    await owner.query(
+      `INSERT INTO users (tenant_id, email, role, display_name) VALUES ($1, $2, 'user', 'Bench User')`,
+      [tenant, email],
+    );
     const adminEmail = 'bench.admin@example.com';
-    await owner.query(`INSERT INTO users (tenant_id, email, role, display_name) VALUES ($1, $2, 'admin', 'Bench Admin')`, [tenant, adminEmail]);
+    await owner.query(
+      `INSERT INTO users (tenant_id, email, role, display_name) VALUES ($1, $2, 'admin', 'Bench Admin')`,
+      [tenant, adminEmail],
+    );
 
     const serverEnv = benchServerEnv(db.url, { JWT_SIGNING_KEY: generateSigningKey('ES256') });
     const app = await startApp({
@@ -148,7 +167,8 @@ async function main(): Promise<void> {
     const base = app.url;
     // Every login needs its own ID token (each is accepted once, as from a real IdP). They are
     // signed here before any timing starts, so the load generator's RSA signing is not measured.
-    const freshBodies = (n: number): string[] => Array.from({ length: n }, () => JSON.stringify({ email, idToken: issuer.idToken(systemClock, email) }));
+    const freshBodies = (n: number): string[] =>
+      Array.from({ length: n }, () => JSON.stringify({ email, idToken: issuer.idToken(systemClock, email) }));
     // ~0.35 ms each; 15,000 cover 5 s of logins at 3,000/s. Should a run use them all, they are
     // reused: those logins are refused as replays and show as non2xx in the output.
     const loginBodies = freshBodies(15_000 + 100 + 500 + 11);
@@ -178,7 +198,10 @@ async function main(): Promise<void> {
           `INSERT INTO sessions (user_id, tenant_id, idle_expires_at, absolute_expires_at, ip_address, user_agent) VALUES ($1, $2, now() + interval '30 minutes', now() + interval '1 day', '127.0.0.1', 'raw')`,
           [userId, tenant],
         );
-        await c.query(`INSERT INTO audit_logs (tenant_id, user_id, action, resource_type, resource_id) VALUES ($1, $2, 'auth.login.success', 'user', $3)`, [tenant, userId, email]);
+        await c.query(
+          `INSERT INTO audit_logs (tenant_id, user_id, action, resource_type, resource_id) VALUES ($1, $2, 'auth.login.success', 'user', $3)`,
+          [tenant, userId, email],
+        );
         await c.query('COMMIT');
       } finally {
         c.release();
@@ -189,11 +212,19 @@ async function main(): Promise<void> {
 
     const healthSeq = await sequential(500, async () => (await call(`${base}/api/health`, 'GET')).status);
     const rawSeq = await sequential(500, rawLoginTx);
-    const loginSeq = await sequential(500, async () => (await call(`${base}/api/v1/security/login`, 'POST', loginBody())).status);
+    const loginSeq = await sequential(
+      500,
+      async () => (await call(`${base}/api/v1/security/login`, 'POST', loginBody())).status,
+    );
     const jwksFetches = issuer.jwksRequests;
     await rawPool.end();
 
-    const loginLoad = await load({ url: `${base}/api/v1/security/login`, method: 'POST', headers: { 'content-type': 'application/json' }, bodies: loginBody });
+    const loginLoad = await load({
+      url: `${base}/api/v1/security/login`,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      bodies: loginBody,
+    });
 
     // GET /user as 10 clients would send it: one session (and token) per connection, opened
     // right after the login burst above (new rows the table statistics do not know yet), so
@@ -215,16 +246,28 @@ async function main(): Promise<void> {
 
     // 5. Identity. The same 10 sessions with pre-upgrade HS256 tokens (JWT_SECRET, iat before
     // the switch recorded in auth_token_upgrade): "today's" tokens, verified by the legacy path.
-    const since = (await owner.query<{ s: Date }>('SELECT asymmetric_since AS s FROM auth_token_upgrade')).rows[0]?.s.getTime() as number;
+    const since = (
+      await owner.query<{ s: Date }>('SELECT asymmetric_since AS s FROM auth_token_upgrade')
+    ).rows[0]?.s.getTime() as number;
     const hsTokens = sessionTokens.map((b) => {
-      const p = JSON.parse(Buffer.from((b.split(' ')[1] as string).split('.')[1] as string, 'base64url').toString()) as Record<string, unknown>;
+      const p = JSON.parse(
+        Buffer.from((b.split(' ')[1] as string).split('.')[1] as string, 'base64url').toString(),
+      ) as Record<string, unknown>;
       const iat = Math.floor(since / 1000) - 1;
       return `Bearer ${signJwt({ alg: 'HS256', typ: 'JWT', kid: secretId(serverEnv.JWT_SECRET as string) }, { sub: p.sub, sid: p.sid, tid: p.tid, jti: `hs-${String(p.jti)}`, iat, exp: iat + 900, iss: 'fleet-security-api', aud: 'fleet-security-api' }, serverEnv.JWT_SECRET as string)}`;
     });
-    if ((await call(`${base}/api/v1/security/user`, 'GET', undefined, { authorization: hsTokens[0] as string })).status !== 200) throw new Error('HS256 token refused');
-    const adminLogin = JSON.parse((await call(`${base}/api/v1/security/login`, 'POST', adminLoginBody)).body) as { token: string };
+    if (
+      (await call(`${base}/api/v1/security/user`, 'GET', undefined, { authorization: hsTokens[0] as string }))
+        .status !== 200
+    )
+      throw new Error('HS256 token refused');
+    const adminLogin = JSON.parse((await call(`${base}/api/v1/security/login`, 'POST', adminLoginBody)).body) as {
+      token: string;
+    };
     const mkKey = async (scopes: string[]) => {
-      const r = await call(`${base}/api/v1/security/api-keys`, 'POST', JSON.stringify({ name: 'bench', scopes }), { authorization: `Bearer ${adminLogin.token}` });
+      const r = await call(`${base}/api/v1/security/api-keys`, 'POST', JSON.stringify({ name: 'bench', scopes }), {
+        authorization: `Bearer ${adminLogin.token}`,
+      });
       if (r.status !== 201) throw new Error(`api key: ${r.status} ${r.body}`);
       return `Bearer ${(JSON.parse(r.body) as { key: string }).key}`;
     };
@@ -250,14 +293,49 @@ async function main(): Promise<void> {
         es.push(await esRun());
       }
       user2.push(await load({ url: `${base}/api/v1/security/user`, perConnectionAuth: sessionTokens }));
-      intro.push(await load({ url: `${base}/oauth/introspect`, method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: introspectKey }, body: introspectBody }));
-      bearerWrite.push(await load({ url: `${base}/api/v1/security/audit/log`, method: 'POST', headers: { 'content-type': 'application/json' }, perConnectionAuth: sessionTokens, body: auditBody }));
-      keyWrite.push(await load({ url: `${base}/api/v1/security/audit/log`, method: 'POST', headers: { 'content-type': 'application/json', authorization: writeKey }, body: auditBody }));
+      intro.push(
+        await load({
+          url: `${base}/oauth/introspect`,
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: introspectKey },
+          body: introspectBody,
+        }),
+      );
+      bearerWrite.push(
+        await load({
+          url: `${base}/api/v1/security/audit/log`,
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          perConnectionAuth: sessionTokens,
+          body: auditBody,
+        }),
+      );
+      keyWrite.push(
+        await load({
+          url: `${base}/api/v1/security/audit/log`,
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: writeKey },
+          body: auditBody,
+        }),
+      );
     }
-    const [esB, hsB, introB, user2B, keyB, bearerB] = [best(es), best(hs), best(intro), best(user2), best(keyWrite), best(bearerWrite)];
+    const [esB, hsB, introB, user2B, keyB, bearerB] = [
+      best(es),
+      best(hs),
+      best(intro),
+      best(user2),
+      best(keyWrite),
+      best(bearerWrite),
+    ];
     // Signature verification alone (no verified-token table: every call checks the signature),
     // in this process: ES256 with the parsed public key against HS256 with the secret.
-    const benchCfg = loadConfig({ NODE_ENV: 'test', DATABASE_URL: db.url, JWT_SECRET: serverEnv.JWT_SECRET, FLEET_ENCRYPTION_KEY: serverEnv.FLEET_ENCRYPTION_KEY, JWT_SIGNING_KEY: serverEnv.JWT_SIGNING_KEY }).config;
+    const benchCfg = loadConfig({
+      NODE_ENV: 'test',
+      DATABASE_URL: db.url,
+      JWT_SECRET: serverEnv.JWT_SECRET,
+      FLEET_ENCRYPTION_KEY: serverEnv.FLEET_ENCRYPTION_KEY,
+      JWT_SIGNING_KEY: serverEnv.JWT_SIGNING_KEY,
+    }).config;
     if (!benchCfg) throw new Error('bench config');
     const rawTokens = createTokenService(benchCfg, systemClock, { verifiedCacheMax: 0, legacyHs256Since: since });
     const esTok = (sessionTokens[0] as string).split(' ')[1] as string;
@@ -272,18 +350,27 @@ async function main(): Promise<void> {
     const hsUs = perVerify(hsTok);
 
     // The per-request session lookup alone, as the app role, against SELECT 1 on the same pool.
-    const claims = JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString()) as { sid: string; tid: string; sub: string };
+    const claims = JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString()) as {
+      sid: string;
+      tid: string;
+      sub: string;
+    };
     const appPool = new pg.Pool({ connectionString: db.url, max: 1, options: '-c role=fleet_app' });
     const q = async (text: string, values: unknown[]) => {
       await appPool.query(text, values);
       return 200;
     };
-    const lookupOnce = async () => ((await findSessionForAuth(appPool, claims.sid, claims.tid, claims.sub)) ? 200 : 404);
+    const lookupOnce = async () =>
+      (await findSessionForAuth(appPool, claims.sid, claims.tid, claims.sub)) ? 200 : 404;
     await sequential(200, lookupOnce);
     await sequential(200, () => q('SELECT 1', []));
     const select1 = await sequential(3000, () => q('SELECT 1', []));
     const lookup = await sequential(3000, lookupOnce);
-    const plan = await owner.query(`EXPLAIN (COSTS OFF) ${FIND_SESSION_FOR_AUTH}`, [claims.sid, claims.tid, claims.sub]);
+    const plan = await owner.query(`EXPLAIN (COSTS OFF) ${FIND_SESSION_FOR_AUTH}`, [
+      claims.sid,
+      claims.tid,
+      claims.sub,
+    ]);
     await appPool.end();
 
     const line = '-'.repeat(78);

@@ -29,14 +29,32 @@ import pg from 'pg';
 import { openBenchDb, type BenchDb } from './lib/db';
 import { benchServerEnv, fmt, load, median, type LoadResult } from './lib/harness';
 import { computeRowHash, GENESIS_HASH, type CanonicalFields } from '../server/src/services/audit/chain';
-import { consistencyPlan, inclusionProofForAuditId, leafHash, nodeHash, rangeHashes, storedNodeReader, storedTreeSize } from '../server/src/services/audit/merkle';
+import {
+  consistencyPlan,
+  inclusionProofForAuditId,
+  leafHash,
+  nodeHash,
+  rangeHashes,
+  storedNodeReader,
+  storedTreeSize,
+} from '../server/src/services/audit/merkle';
 import { TreeBuilder } from '../server/src/services/audit/merkle-verify';
 import { parseVerifierKey } from '../server/src/services/audit/note-verify';
 import { verifyOffline } from '../server/src/services/audit/offline-verify';
-import { checkpointBody, checkpointOrigin, createCheckpointSigner, parseEd25519PrivateKey } from '../server/src/services/audit/signed-note';
+import {
+  checkpointBody,
+  checkpointOrigin,
+  createCheckpointSigner,
+  parseEd25519PrivateKey,
+} from '../server/src/services/audit/signed-note';
 import { renderRow } from '../server/src/services/archive/format';
 
-const BODY = JSON.stringify({ action: 'bench.event', resourceType: 'vehicle', resourceId: 'V-1', after: { mileage: 150, driver: 'd-42' } });
+const BODY = JSON.stringify({
+  action: 'bench.event',
+  resourceType: 'vehicle',
+  resourceId: 'V-1',
+  after: { mileage: 150, driver: 'd-42' },
+});
 const KEY = generateKeyPairSync('ed25519').privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64');
 
 interface Server {
@@ -47,7 +65,11 @@ interface Server {
 }
 
 async function startServer(env: Record<string, string>): Promise<Server> {
-  const child = fork(path.resolve(__dirname, 'servers/audit-server.ts'), [], { execArgv: ['--import', 'tsx'], env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const child = fork(path.resolve(__dirname, 'servers/audit-server.ts'), [], {
+    execArgv: ['--import', 'tsx'],
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
   const ready = await new Promise<{ url: string; token: string }>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`audit server exited early (${code})`)));
     child.on('message', (m: { cmd: string; url: string; token: string }) => {
@@ -66,7 +88,8 @@ async function startServer(env: Record<string, string>): Promise<Server> {
   };
 }
 
-const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+const pct = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 
 async function throughput(seconds: number, rounds: number): Promise<string[]> {
   const without = await openBenchDb();
@@ -78,10 +101,19 @@ async function throughput(seconds: number, rounds: number): Promise<string[]> {
     await c.connect();
     await c.query(fs.readFileSync(path.resolve(__dirname, '../migrations/043_audit_seal_replan.sql'), 'utf8'));
     await c.end();
-    const base = { NODE_ENV: 'production', DATABASE_SSL: 'disable', AUTH0_DOMAIN: 'bench.example.com', AUTH0_CLIENT_ID: 'bench', CORS_ORIGINS: 'https://app.example.com', LOG_LEVEL: 'warn' };
+    const base = {
+      NODE_ENV: 'production',
+      DATABASE_SSL: 'disable',
+      AUTH0_DOMAIN: 'bench.example.com',
+      AUTH0_CLIENT_ID: 'bench',
+      CORS_ORIGINS: 'https://app.example.com',
+      LOG_LEVEL: 'warn',
+    };
     const a = await startServer(benchServerEnv(without.url, base));
     servers.push(a);
-    const b = await startServer(benchServerEnv(withDb.url, { ...base, AUDIT_CHECKPOINT_SIGNING_KEY: KEY, AUDIT_CHECKPOINT_INTERVAL: '1s' }));
+    const b = await startServer(
+      benchServerEnv(withDb.url, { ...base, AUDIT_CHECKPOINT_SIGNING_KEY: KEY, AUDIT_CHECKPOINT_INTERVAL: '1s' }),
+    );
     servers.push(b);
     const post = (s: Server, connections: number, duration: number) =>
       load({
@@ -112,7 +144,9 @@ async function throughput(seconds: number, rounds: number): Promise<string[]> {
       for (const r of rb) console.log(`c=${connections} with Merkle+checkpoints    ${fmt(r)}`);
       const ma = median(ra.map((r) => r.rps));
       const mb = median(rb.map((r) => r.rps));
-      out.push(`c=${connections}: without ${Math.round(ma)}/s p99 ${median(ra.map((r) => r.p99)).toFixed(1)} ms | with ${Math.round(mb)}/s p99 ${median(rb.map((r) => r.p99)).toFixed(1)} ms | ratio with/without ${(mb / ma).toFixed(3)}`);
+      out.push(
+        `c=${connections}: without ${Math.round(ma)}/s p99 ${median(ra.map((r) => r.p99)).toFixed(1)} ms | with ${Math.round(mb)}/s p99 ${median(rb.map((r) => r.p99)).toFixed(1)} ms | ratio with/without ${(mb / ma).toFixed(3)}`,
+      );
     }
     // Checkpoints really were made, and the tree kept up with the chain.
     const o = new pg.Client({ connectionString: withDb.url });
@@ -122,7 +156,9 @@ async function throughput(seconds: number, rounds: number): Promise<string[]> {
       `SELECT (SELECT count(*)::int FROM audit_checkpoints) AS n, (SELECT count(*)::text FROM audit_chain) AS chain, (SELECT count(*)::text FROM audit_merkle) AS tree`,
     );
     await o.end();
-    out.push(`with: ${rows[0]?.n} checkpoints signed during the run; ${rows[0]?.chain} chain entries, ${rows[0]?.tree} tree leaves stored`);
+    out.push(
+      `with: ${rows[0]?.n} checkpoints signed during the run; ${rows[0]?.chain} chain entries, ${rows[0]?.tree} tree leaves stored`,
+    );
     return out;
   } finally {
     for (const s of servers) await s.stop();
@@ -178,8 +214,12 @@ async function sealerCost(rounds: number): Promise<string[]> {
     await b.end();
     const ma = median(ua);
     const mb = median(ub);
-    console.log(`sealer µs/row without: ${ua.map((v) => v.toFixed(1)).join(' ')} | with: ${ub.map((v) => v.toFixed(1)).join(' ')}`);
-    return [`sealer (audit_seal, 20,000 rows over 10 tenants, batches of 2,000): without Merkle ${ma.toFixed(1)} µs/row, with ${mb.toFixed(1)} µs/row: +${(mb - ma).toFixed(1)} µs per audited write`];
+    console.log(
+      `sealer µs/row without: ${ua.map((v) => v.toFixed(1)).join(' ')} | with: ${ub.map((v) => v.toFixed(1)).join(' ')}`,
+    );
+    return [
+      `sealer (audit_seal, 20,000 rows over 10 tenants, batches of 2,000): without Merkle ${ma.toFixed(1)} µs/row, with ${mb.toFixed(1)} µs/row: +${(mb - ma).toFixed(1)} µs per audited write`,
+    ];
   } finally {
     await without.close();
     await withDb.close();
@@ -201,7 +241,10 @@ async function proofs(leaves: number): Promise<string[]> {
     let batchRowHash: Buffer[] = [];
     const flush = async () => {
       if (batchLeaf.length === 0) return;
-      await owner.query('INSERT INTO audit_merkle (tenant_id, leaf, hashes) SELECT $1, * FROM unnest($2::bigint[], $3::bytea[])', [tenant, batchLeaf, batchHashes]);
+      await owner.query(
+        'INSERT INTO audit_merkle (tenant_id, leaf, hashes) SELECT $1, * FROM unnest($2::bigint[], $3::bytea[])',
+        [tenant, batchLeaf, batchHashes],
+      );
       await owner.query(
         `INSERT INTO audit_chain (audit_id, tenant_id, seq, prev_hash, row_hash) SELECT s + 1000000000, $1, s, $3, r FROM unnest($2::bigint[], $4::bytea[]) AS u(s, r)`,
         [tenant, batchSeq, GENESIS_HASH, batchRowHash],
@@ -341,8 +384,14 @@ async function offline(rowsCount: number): Promise<string[]> {
       if (!out.write(`${line}\n`)) await new Promise<void>((r) => out.once('drain', () => r()));
       if (i % every === 0 || i === rowsCount) {
         // as the publisher does: the leaves' ids in tree order beside the note
-        fs.writeFileSync(path.join(cpDir, `${i}.ids`), `from ${lastCp}\n${Array.from({ length: i - lastCp }, (_, k) => String(lastCp + k + 1)).join('\n')}\n`);
-        fs.writeFileSync(path.join(cpDir, String(i)), signer.signBody(checkpointBody(checkpointOrigin('bench', tenant), i, builder.root())));
+        fs.writeFileSync(
+          path.join(cpDir, `${i}.ids`),
+          `from ${lastCp}\n${Array.from({ length: i - lastCp }, (_, k) => String(lastCp + k + 1)).join('\n')}\n`,
+        );
+        fs.writeFileSync(
+          path.join(cpDir, String(i)),
+          signer.signBody(checkpointBody(checkpointOrigin('bench', tenant), i, builder.root())),
+        );
         lastCp = i;
       }
     }
@@ -351,7 +400,11 @@ async function offline(rowsCount: number): Promise<string[]> {
     const mb = fs.statSync(rowsFile).size / 1e6;
     const c1 = process.cpuUsage();
     const t1 = performance.now();
-    const report = await verifyOffline({ keys: [parseVerifierKey(signer.verifierKey)], checkpointsDir: path.join(dir, 'checkpoints'), rowFiles: [rowsFile] });
+    const report = await verifyOffline({
+      keys: [parseVerifierKey(signer.verifierKey)],
+      checkpointsDir: path.join(dir, 'checkpoints'),
+      rowFiles: [rowsFile],
+    });
     const secs = (performance.now() - t1) / 1000;
     const cu = process.cpuUsage(c1);
     const cpuSecs = (cu.user + cu.system) / 1e6;

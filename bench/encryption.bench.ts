@@ -79,8 +79,18 @@ async function compare(size: keyof typeof BUDGET_MS, cases: Case[]): Promise<Com
     turn += 1;
   }
   const opsPerSec = new Map(cases.map((c) => [c.name, chunk / (median(samples.get(c.name) as number[]) / 1e9)]));
-  const meanOpsPerSec = new Map(cases.map((c) => [c.name, ((samples.get(c.name) as number[]).length * chunk) / ((totals.get(c.name) as number) / 1e9)]));
-  return { opsPerSec, meanOpsPerSec, samples: turn, ratio: (a, b) => (opsPerSec.get(a) as number) / (opsPerSec.get(b) as number) };
+  const meanOpsPerSec = new Map(
+    cases.map((c) => [
+      c.name,
+      ((samples.get(c.name) as number[]).length * chunk) / ((totals.get(c.name) as number) / 1e9),
+    ]),
+  );
+  return {
+    opsPerSec,
+    meanOpsPerSec,
+    samples: turn,
+    ratio: (a, b) => (opsPerSec.get(a) as number) / (opsPerSec.get(b) as number),
+  };
 }
 
 const fmt = (n: number) => (n >= 1000 ? `${Math.round(n).toLocaleString('en-US')}` : n.toFixed(1));
@@ -95,7 +105,10 @@ async function main(): Promise<void> {
 
   const rows: string[] = [];
   const summary: Array<[string, number, string]> = [];
-  for (const [label, bytes] of [['1 KB', 1024], ['1 MB', 1 << 20]] as const) {
+  for (const [label, bytes] of [
+    ['1 KB', 1024],
+    ['1 MB', 1 << 20],
+  ] as const) {
     const pt = randomBytes(bytes);
 
     const rawEncrypt = () => {
@@ -107,7 +120,13 @@ async function main(): Promise<void> {
     };
     const rawEncryptB64 = (): EncryptedData => {
       const { iv, ct, tag } = rawEncrypt();
-      return { v: 1, keyVersion: current.version, iv: iv.toString('base64'), ciphertext: ct.toString('base64'), authTag: tag.toString('base64') };
+      return {
+        v: 1,
+        keyVersion: current.version,
+        iv: iv.toString('base64'),
+        ciphertext: ct.toString('base64'),
+        authTag: tag.toString('base64'),
+      };
     };
     const sample = rawEncrypt();
     const sampleB64 = rawEncryptB64();
@@ -143,18 +162,25 @@ async function main(): Promise<void> {
     ]);
     const e = (k: string) => `${fmt(enc.opsPerSec.get(k) as number)} [${fmt(enc.meanOpsPerSec.get(k) as number)}]`;
     const d = (k: string) => `${fmt(dec.opsPerSec.get(k) as number)} [${fmt(dec.meanOpsPerSec.get(k) as number)}]`;
-    rows.push(`\n${label} payload (ops/s from the median of ${enc.samples} / ${dec.samples} interleaved samples of ${CHUNK[label]} op(s); mean-based in brackets)`);
-    rows.push(`  encrypt  raw ${e('raw')} | raw+base64 ${e('raw+base64')} | encrypt() ${e('service encrypt()')} | encryptBinary() ${e('service encryptBinary()')}`);
-    rows.push(`  decrypt  raw ${d('raw')} | raw+base64 ${d('raw+base64')} | decryptToBuffer() ${d('service decryptToBuffer()')} | decryptBinary() ${d('service decryptBinary()')}`);
+    rows.push(
+      `\n${label} payload (ops/s from the median of ${enc.samples} / ${dec.samples} interleaved samples of ${CHUNK[label]} op(s); mean-based in brackets)`,
+    );
+    rows.push(
+      `  encrypt  raw ${e('raw')} | raw+base64 ${e('raw+base64')} | encrypt() ${e('service encrypt()')} | encryptBinary() ${e('service encryptBinary()')}`,
+    );
+    rows.push(
+      `  decrypt  raw ${d('raw')} | raw+base64 ${d('raw+base64')} | decryptToBuffer() ${d('service decryptToBuffer()')} | decryptBinary() ${d('service decryptBinary()')}`,
+    );
     const target = label === '1 KB' ? 0.85 : 0.97;
-    const add = (what: string, r: number) => summary.push([`${label} ${what}`, r, `${r.toFixed(3)}x (target >= ${target}x)`]);
+    const add = (what: string, r: number) =>
+      summary.push([`${label} ${what}`, r, `${r.toFixed(3)}x (target >= ${target}x)`]);
     add('encrypt()         vs raw+base64 (same output)', enc.ratio('service encrypt()', 'raw+base64'));
     add('encryptBinary()   vs raw        (same output)', enc.ratio('service encryptBinary()', 'raw'));
     add('decryptToBuffer() vs raw+base64 (same input) ', dec.ratio('service decryptToBuffer()', 'raw+base64'));
     add('decryptBinary()   vs raw        (same input) ', dec.ratio('service decryptBinary()', 'raw'));
     rows.push(
       `  info: encrypt() vs raw ${enc.ratio('service encrypt()', 'raw').toFixed(3)}x, decryptToBuffer() vs raw ${dec.ratio('service decryptToBuffer()', 'raw').toFixed(3)}x ` +
-        '(these include the base64 encoding the contract\'s EncryptedData requires)',
+        "(these include the base64 encoding the contract's EncryptedData requires)",
     );
   }
 
@@ -164,7 +190,12 @@ async function main(): Promise<void> {
   vault.put(name, newVaultKey().value);
   const logger = createLogger({ level: 'error', console: false });
   const kvProvider = createCachedKeyProvider({
-    source: createKeyVaultSource({ vaultUrl: vault.url, secretName: name, credential: vault.credential, clientOptions: vault.clientOptions }),
+    source: createKeyVaultSource({
+      vaultUrl: vault.url,
+      secretName: name,
+      credential: vault.credential,
+      clientOptions: vault.clientOptions,
+    }),
     ttlMs: 3_600_000,
     clock: new ManualClock(),
     logger,

@@ -53,8 +53,12 @@ async function main(): Promise<void> {
   console.log(`full stack   (createHttpServer) : ${Math.round(f)} req/s, p99 ${p99(results.full)} ms`);
   const bc = median(results.bare.map((r) => r.cpuPerReq ?? 0));
   const fc = median(results.full.map((r) => r.cpuPerReq ?? 0));
-  console.log(`server CPU per request: bare ${bc.toFixed(0)} µs, full ${fc.toFixed(0)} µs (CPU ratio bare/full = ${(bc / fc).toFixed(3)}: the throughput ratio on an idle core)`);
-  console.log(`ratio full/bare = ${(f / b).toFixed(3)}  (target >= 0.75); like for like, full/bare on the same server = ${(f / sm).toFixed(3)}`);
+  console.log(
+    `server CPU per request: bare ${bc.toFixed(0)} µs, full ${fc.toFixed(0)} µs (CPU ratio bare/full = ${(bc / fc).toFixed(3)}: the throughput ratio on an idle core)`,
+  );
+  console.log(
+    `ratio full/bare = ${(f / b).toFixed(3)}  (target >= 0.75); like for like, full/bare on the same server = ${(f / sm).toFixed(3)}`,
+  );
 }
 main().catch((e: Error) => {
   console.error(e);

@@ -7,7 +7,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 const dir = __dirname;
-const benches = fs.readdirSync(dir).filter((f) => f.endsWith('.bench.ts')).sort();
+const benches = fs
+  .readdirSync(dir)
+  .filter((f) => f.endsWith('.bench.ts'))
+  .sort();
 let failed = 0;
 for (const b of benches) {
   process.stdout.write(`\n===== ${b} =====\n`);

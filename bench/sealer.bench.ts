@@ -19,8 +19,13 @@ async function main(): Promise<void> {
   owner.on('error', () => undefined);
   app.on('error', () => undefined);
   try {
-    const lsn = async (): Promise<string> => (await owner.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]?.l as string;
-    const walBytes = async (from: string, to: string): Promise<number> => Number((await owner.query<{ d: string }>('SELECT pg_wal_lsn_diff($2::pg_lsn, $1::pg_lsn)::text AS d', [from, to])).rows[0]?.d);
+    const lsn = async (): Promise<string> =>
+      (await owner.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]?.l as string;
+    const walBytes = async (from: string, to: string): Promise<number> =>
+      Number(
+        (await owner.query<{ d: string }>('SELECT pg_wal_lsn_diff($2::pg_lsn, $1::pg_lsn)::text AS d', [from, to]))
+          .rows[0]?.d,
+      );
     await owner.query('CHECKPOINT');
     const l0 = await lsn();
     const t0 = Date.now();
@@ -44,9 +49,15 @@ async function main(): Promise<void> {
     const l2 = await lsn();
     const walInsert = await walBytes(l0, l1);
     const walSeal = await walBytes(l1, l2);
-    process.stdout.write(`inserted ${rows} rows over ${tenants} tenants in ${insertS.toFixed(1)} s (${Math.round(rows / insertS)} rows/s, one statement)\n`);
-    process.stdout.write(`sealed ${sealed} rows in ${s.toFixed(2)} s: ${Math.round(sealed / s)} rows/s (batches of 2000)\n`);
-    process.stdout.write(`WAL: ${Math.round(walInsert / rows)} bytes/row inserted (incl. indexes, pending queue, first-touch full pages after a checkpoint), ${Math.round(walSeal / rows)} bytes/row sealed; ${Math.round((walInsert + walSeal) / rows)} bytes/row in all\n`);
+    process.stdout.write(
+      `inserted ${rows} rows over ${tenants} tenants in ${insertS.toFixed(1)} s (${Math.round(rows / insertS)} rows/s, one statement)\n`,
+    );
+    process.stdout.write(
+      `sealed ${sealed} rows in ${s.toFixed(2)} s: ${Math.round(sealed / s)} rows/s (batches of 2000)\n`,
+    );
+    process.stdout.write(
+      `WAL: ${Math.round(walInsert / rows)} bytes/row inserted (incl. indexes, pending queue, first-touch full pages after a checkpoint), ${Math.round(walSeal / rows)} bytes/row sealed; ${Math.round((walInsert + walSeal) / rows)} bytes/row in all\n`,
+    );
   } finally {
     await app.end();
     await owner.end();

@@ -39,9 +39,13 @@ import { normalizeEvent } from '../server/src/services/siem/events';
 
 const TOKEN = randomBytes(16).toString('hex');
 
-
 /** A minimal Splunk HEC endpoint recording when each event id arrived. */
-async function hecReceiver(): Promise<{ url: string; arrivals: Map<string, number>; count(): number; close(): Promise<void> }> {
+async function hecReceiver(): Promise<{
+  url: string;
+  arrivals: Map<string, number>;
+  count(): number;
+  close(): Promise<void>;
+}> {
   const arrivals = new Map<string, number>();
   let count = 0;
   const server = http.createServer((req, res) => {
@@ -53,7 +57,9 @@ async function hecReceiver(): Promise<{ url: string; arrivals: Map<string, numbe
         res.writeHead(403).end('{"text":"Invalid token","code":4}');
         return;
       }
-      for (const m of Buffer.concat(chunks).toString('utf8').matchAll(/"event":\{"id":"([0-9a-f-]{36})"/g)) {
+      for (const m of Buffer.concat(chunks)
+        .toString('utf8')
+        .matchAll(/"event":\{"id":"([0-9a-f-]{36})"/g)) {
         arrivals.set(m[1] as string, now);
         count += 1;
       }
@@ -80,7 +86,11 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] as number;
 }
 
-async function drive(concurrency: number, seconds: number, op: () => Promise<unknown>): Promise<{ ops: number; p50: number; p99: number }> {
+async function drive(
+  concurrency: number,
+  seconds: number,
+  op: () => Promise<unknown>,
+): Promise<{ ops: number; p50: number; p99: number }> {
   const lat: number[] = [];
   const end = performance.now() + seconds * 1000;
   await Promise.all(
@@ -96,8 +106,13 @@ async function drive(concurrency: number, seconds: number, op: () => Promise<unk
   return { ops: lat.length / seconds, p50: pct(lat, 50), p99: pct(lat, 99) };
 }
 
-async function startAuditLogServer(env: Record<string, string>): Promise<{ url: string; token: string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(__dirname, 'servers/audit-log.ts')], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+async function startAuditLogServer(
+  env: Record<string, string>,
+): Promise<{ url: string; token: string; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(__dirname, 'servers/audit-log.ts')], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const { url, token } = await new Promise<{ url: string; token: string }>((resolve, reject) => {
     let buf = '';
     const onData = (d: Buffer) => {
@@ -116,14 +131,24 @@ async function startAuditLogServer(env: Record<string, string>): Promise<{ url: 
   return { url, token, stop: () => new Promise<void>((r) => (child.once('exit', () => r()), child.kill('SIGTERM'))) };
 }
 
-async function hammer(url: string, token: string, seconds: number): Promise<{ rps: number; p99: number; non2xx: number }> {
+async function hammer(
+  url: string,
+  token: string,
+  seconds: number,
+): Promise<{ rps: number; p99: number; non2xx: number }> {
   const r = await autocannon({
     url: `${url}/api/v1/security/audit/log`,
     connections: 20,
     duration: seconds,
     method: 'POST',
     headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-    body: JSON.stringify({ action: 'fleet.vehicle.immobilized', resourceType: 'vehicle', resourceId: 'V-42', severity: 'high', after: { immobilized: true } }),
+    body: JSON.stringify({
+      action: 'fleet.vehicle.immobilized',
+      resourceType: 'vehicle',
+      resourceId: 'V-42',
+      severity: 'high',
+      after: { immobilized: true },
+    }),
   });
   return { rps: r.requests.average, p99: r.latency.p99, non2xx: r.non2xx };
 }
@@ -160,14 +185,35 @@ async function main(): Promise<void> {
     const pool = createPool(poolOptionsFromConfig(config, db.url), logger);
     const audit: AuditService = createAuditService({ pool, logger });
     const monitoring = buildSecurityMonitoring({ config, pool, logger, clock: systemClock, audit });
-    const event = (): AuditEvent => ({ tenantId: 'bench', action: 'user.deactivated', resourceType: 'user', resourceId: randomBytes(6).toString('hex'), severity: 'high', result: 'success', ipAddress: '127.0.0.1', userAgent: 'bench', after: { isActive: false } });
+    const event = (): AuditEvent => ({
+      tenantId: 'bench',
+      action: 'user.deactivated',
+      resourceType: 'user',
+      resourceId: randomBytes(6).toString('hex'),
+      severity: 'high',
+      result: 'success',
+      ipAddress: '127.0.0.1',
+      userAgent: 'bench',
+      after: { isActive: false },
+    });
 
     // ---- 1a. over HTTP
     if (only.has('1a')) {
-      const serverEnv = benchServerEnv(db.url, { NODE_ENV: 'test', DB_POOL_SIZE: '20', FLEET_DATA_DIR: os.tmpdir(), LOG_LEVEL: 'warn' });
+      const serverEnv = benchServerEnv(db.url, {
+        NODE_ENV: 'test',
+        DB_POOL_SIZE: '20',
+        FLEET_DATA_DIR: os.tmpdir(),
+        LOG_LEVEL: 'warn',
+      });
       const forwarding = (on: boolean) => owner?.query('UPDATE siem_settings SET forwarding = $1', [on]);
       const phase = async (label: string, workerOn: boolean): Promise<void> => {
-        const server = await startAuditLogServer({ ...serverEnv, SIEM_PROVIDER: 'splunk', SIEM_ENDPOINT_URL: hec.url, SIEM_API_KEY: TOKEN, BENCH_SIEM_WORKER: workerOn ? 'on' : 'off' });
+        const server = await startAuditLogServer({
+          ...serverEnv,
+          SIEM_PROVIDER: 'splunk',
+          SIEM_ENDPOINT_URL: hec.url,
+          SIEM_API_KEY: TOKEN,
+          BENCH_SIEM_WORKER: workerOn ? 'on' : 'off',
+        });
         const h = { off: [] as number[], on: [] as number[], offP99: [] as number[], onP99: [] as number[] };
         try {
           await hammer(server.url, server.token, 2);
@@ -181,14 +227,18 @@ async function main(): Promise<void> {
             h.on.push(b.rps);
             h.offP99.push(a.p99);
             h.onP99.push(b.p99);
-            console.log(`${label} round ${i + 1}: forwarding off ${Math.round(a.rps)} req/s p99 ${a.p99} ms | on ${Math.round(b.rps)} req/s p99 ${b.p99} ms`);
+            console.log(
+              `${label} round ${i + 1}: forwarding off ${Math.round(a.rps)} req/s p99 ${a.p99} ms | on ${Math.round(b.rps)} req/s p99 ${b.p99} ms`,
+            );
           }
         } finally {
           await server.stop();
           await owner?.query('TRUNCATE siem_outbox');
         }
         const r = median(h.on) / median(h.off);
-        console.log(`\n1a) POST /audit/log, high severity, 20 connections, ${rounds} x ${seconds} s (medians), ${label}`);
+        console.log(
+          `\n1a) POST /audit/log, high severity, 20 connections, ${rounds} x ${seconds} s (medians), ${label}`,
+        );
         console.log(`   forwarding off : ${Math.round(median(h.off))} req/s, p99 ${median(h.offP99)} ms`);
         console.log(`   outbox on      : ${Math.round(median(h.on))} req/s, p99 ${median(h.onP99)} ms`);
         console.log(`   ratio on/off = ${r.toFixed(3)} -> cost ${((1 - r) * 100).toFixed(1)} % (target <= 10 %)\n`);
@@ -210,7 +260,13 @@ async function main(): Promise<void> {
         );
       const forwarding = (on: boolean) => owner?.query('UPDATE siem_settings SET forwarding = $1', [on]);
       await drive(20, 1, () => audit.record(event()));
-      const res = { raw: [] as number[], plain: [] as number[], hooked: [] as number[], plainP99: [] as number[], hookedP99: [] as number[] };
+      const res = {
+        raw: [] as number[],
+        plain: [] as number[],
+        hooked: [] as number[],
+        plainP99: [] as number[],
+        hookedP99: [] as number[],
+      };
       for (let i = 0; i < rounds; i++) {
         await forwarding(false);
         const r0 = await drive(20, seconds, rawInsert);
@@ -223,15 +279,25 @@ async function main(): Promise<void> {
         res.hooked.push(b.ops);
         res.plainP99.push(a.p99);
         res.hookedP99.push(b.p99);
-        console.log(`round ${i + 1}: raw INSERT ${Math.round(r0.ops)}/s | audited, forwarding off ${Math.round(a.ops)}/s p99 ${a.p99.toFixed(2)} ms | on ${Math.round(b.ops)}/s p99 ${b.p99.toFixed(2)} ms`);
+        console.log(
+          `round ${i + 1}: raw INSERT ${Math.round(r0.ops)}/s | audited, forwarding off ${Math.round(a.ops)}/s p99 ${a.p99.toFixed(2)} ms | on ${Math.round(b.ops)}/s p99 ${b.p99.toFixed(2)} ms`,
+        );
         await owner.query('TRUNCATE siem_outbox');
       }
       const ratio = median(res.hooked) / median(res.plain);
-      console.log(`\n1b) AuditService.record(), high severity, 20 concurrent writers, ${rounds} x ${seconds} s (medians)`);
+      console.log(
+        `\n1b) AuditService.record(), high severity, 20 concurrent writers, ${rounds} x ${seconds} s (medians)`,
+      );
       console.log(`   raw INSERT (autocommit)        : ${Math.round(median(res.raw))} rows/s`);
-      console.log(`   audited, forwarding off        : ${Math.round(median(res.plain))} rows/s, p99 ${median(res.plainP99).toFixed(2)} ms`);
-      console.log(`   audited, outbox on             : ${Math.round(median(res.hooked))} rows/s, p99 ${median(res.hookedP99).toFixed(2)} ms`);
-      console.log(`   ratio with/without = ${ratio.toFixed(3)} -> outbox cost ${((1 - ratio) * 100).toFixed(1)} % (target <= 10 %)`);
+      console.log(
+        `   audited, forwarding off        : ${Math.round(median(res.plain))} rows/s, p99 ${median(res.plainP99).toFixed(2)} ms`,
+      );
+      console.log(
+        `   audited, outbox on             : ${Math.round(median(res.hooked))} rows/s, p99 ${median(res.hookedP99).toFixed(2)} ms`,
+      );
+      console.log(
+        `   ratio with/without = ${ratio.toFixed(3)} -> outbox cost ${((1 - ratio) * 100).toFixed(1)} % (target <= 10 %)`,
+      );
     }
 
     // ---- 2. forwarding throughput
@@ -240,9 +306,21 @@ async function main(): Promise<void> {
       const N = 6000;
       for (const batch of [10, 100, 1000]) {
         const c = cfg({ SIEM_BATCH_SIZE: String(batch) });
-        const m = buildSecurityMonitoring({ config: c, pool, logger, clock: systemClock, audit: createAuditService({ pool, logger }) });
+        const m = buildSecurityMonitoring({
+          config: c,
+          pool,
+          logger,
+          clock: systemClock,
+          audit: createAuditService({ pool, logger }),
+        });
         await owner.query('TRUNCATE siem_outbox');
-        const inputs = Array.from({ length: N }, (_, i) => ({ tenantId: 'bench', eventType: 'fleet.bench.event', severity: 'high' as const, message: `event ${i}`, details: { i } }));
+        const inputs = Array.from({ length: N }, (_, i) => ({
+          tenantId: 'bench',
+          eventType: 'fleet.bench.event',
+          severity: 'high' as const,
+          message: `event ${i}`,
+          details: { i },
+        }));
         for (let i = 0; i < N; i += 1000) await m.siem.sendBatch(inputs.slice(i, i + 1000));
         const before = hec.count();
         const t0 = performance.now();
@@ -255,7 +333,9 @@ async function main(): Promise<void> {
         const directRate = N / ((performance.now() - t1) / 1000);
         await direct.close();
         await m.stop();
-        console.log(`   batch ${String(batch).padStart(4)}: outbox ${Math.round(outboxRate)} events/s | direct POST ${Math.round(directRate)} events/s | ratio ${(outboxRate / directRate).toFixed(3)}`);
+        console.log(
+          `   batch ${String(batch).padStart(4)}: outbox ${Math.round(outboxRate)} events/s | direct POST ${Math.round(directRate)} events/s | ratio ${(outboxRate / directRate).toFixed(3)}`,
+        );
       }
     }
 
@@ -274,12 +354,15 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, 80 + Math.random() * 300));
       }
       const deadline = performance.now() + interval * 3;
-      while ([...sent.keys()].some((id) => !hec.arrivals.has(id)) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      while ([...sent.keys()].some((id) => !hec.arrivals.has(id)) && performance.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
       await lm.stop();
       const lats = [...sent].map(([id, t]) => (hec.arrivals.get(id) ?? Infinity) - t).sort((a, b) => a - b);
       const max = lats[lats.length - 1] as number;
       console.log(`\n3) enqueue -> receiver latency, SIEM_FLUSH_INTERVAL_MS=${interval}, ${lats.length} events`);
-      console.log(`   p50 ${pct(lats, 50).toFixed(0)} ms, p99 ${pct(lats, 99).toFixed(0)} ms, max ${max.toFixed(0)} ms (target <= interval + 250 = ${interval + 250} ms: ${max <= interval + 250 ? 'met' : 'NOT met'})`);
+      console.log(
+        `   p50 ${pct(lats, 50).toFixed(0)} ms, p99 ${pct(lats, 99).toFixed(0)} ms, max ${max.toFixed(0)} ms (target <= interval + 250 = ${interval + 250} ms: ${max <= interval + 250 ? 'met' : 'NOT met'})`,
+      );
     }
     await monitoring.stop();
     await pool.end();

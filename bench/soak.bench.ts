@@ -34,17 +34,27 @@ const SAMPLE_MS = 30_000;
 const WARMUP_MS = 120_000;
 const minutes = Number(process.argv[2] ?? process.env.BENCH_SOAK_MINUTES ?? 10);
 const targetRps = Number(process.env.BENCH_SOAK_RPS ?? 200);
-if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 24 * 60) throw new Error('usage: npm run bench:soak [minutes]');
+if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 24 * 60)
+  throw new Error('usage: npm run bench:soak [minutes]');
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
-function call(url: string, method: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+function call(
+  url: string,
+  method: string,
+  body?: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, agent, headers: body ? { 'content-type': 'application/json', ...headers } : headers }, (res) => {
-      let data = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (data += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
-    });
+    const req = http.request(
+      url,
+      { method, agent, headers: body ? { 'content-type': 'application/json', ...headers } : headers },
+      (res) => {
+        let data = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (data += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
+      },
+    );
     req.setTimeout(15_000, () => req.destroy(new Error('timeout')));
     req.on('error', reject);
     req.end(body);
@@ -52,10 +62,14 @@ function call(url: string, method: string, body?: string, headers: Record<string
 }
 
 function startApp(env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', path.resolve(__dirname, 'servers/soak-app.ts')], {
-    env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--expose-gc', '--import', 'tsx', path.resolve(__dirname, 'servers/soak-app.ts')],
+    {
+      env: { PATH: process.env.PATH ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    },
+  );
   return new Promise((resolve, reject) => {
     let buf = '';
     const onData = (d: Buffer): void => {
@@ -109,7 +123,8 @@ async function main(): Promise<void> {
   try {
     const tenant = 'soak';
     const users = Array.from({ length: 20 }, (_, i) => `soak.user${i}@example.com`);
-    for (const email of users) await owner.query(`INSERT INTO users (tenant_id, email, role) VALUES ($1, $2, 'user')`, [tenant, email]);
+    for (const email of users)
+      await owner.query(`INSERT INTO users (tenant_id, email, role) VALUES ($1, $2, 'user')`, [tenant, email]);
     const app = await startApp({
       ...benchServerEnv(db.url),
       NODE_ENV: 'test',
@@ -121,7 +136,11 @@ async function main(): Promise<void> {
     child = app.child;
     const base = `${app.url}/api/v1/security`;
     const login = async (email: string): Promise<string> => {
-      const r = await call(`${base}/login`, 'POST', JSON.stringify({ email, idToken: issuer.idToken(systemClock, email) }));
+      const r = await call(
+        `${base}/login`,
+        'POST',
+        JSON.stringify({ email, idToken: issuer.idToken(systemClock, email) }),
+      );
       if (r.status !== 200) throw new Error(`login ${r.status} ${r.body.slice(0, 200)}`);
       return `Bearer ${(JSON.parse(r.body) as { token: string }).token}`;
     };
@@ -151,7 +170,19 @@ async function main(): Promise<void> {
         } else if (roll < 9) {
           status = (await call(`${base}/user`, 'GET', undefined, { authorization: token })).status;
         } else if (roll < 16) {
-          status = (await call(`${base}/audit/log`, 'POST', JSON.stringify({ action: 'vehicle.unlock', resourceType: 'vehicle', resourceId: `v-${seq % 5000}`, after: { seq } }), { authorization: token })).status;
+          status = (
+            await call(
+              `${base}/audit/log`,
+              'POST',
+              JSON.stringify({
+                action: 'vehicle.unlock',
+                resourceType: 'vehicle',
+                resourceId: `v-${seq % 5000}`,
+                after: { seq },
+              }),
+              { authorization: token },
+            )
+          ).status;
         } else {
           status = (await call(`${base}/audit/logs?limit=20`, 'GET', undefined, { authorization: token })).status;
         }
@@ -182,8 +213,12 @@ async function main(): Promise<void> {
       }
     }, 10);
 
-    process.stdout.write(`soak: ${minutes} min at ~${targetRps} req/s (5% login+logout, 40% GET /user, 35% POST /audit/log, 20% GET /audit/logs); sample every 30 s\n`);
-    process.stdout.write('   min     RSS MB  heap MB (after GC)  fds  pool total/idle/waiting   req/s  failures  p99 ms\n');
+    process.stdout.write(
+      `soak: ${minutes} min at ~${targetRps} req/s (5% login+logout, 40% GET /user, 35% POST /audit/log, 20% GET /audit/logs); sample every 30 s\n`,
+    );
+    process.stdout.write(
+      '   min     RSS MB  heap MB (after GC)  fds  pool total/idle/waiting   req/s  failures  p99 ms\n',
+    );
     let lastReq = 0;
     let lastT = started;
     for (;;) {
@@ -209,14 +244,30 @@ async function main(): Promise<void> {
 
     const after = samples.filter((s) => s.t >= Math.min(WARMUP_MS, (minutes * 60_000) / 3));
     const xs = after.map((s) => s.t / 60_000);
-    const heapSlope = slope(xs, after.map((s) => s.heapUsed / MB));
-    const rssSlope = slope(xs, after.map((s) => s.rss / MB));
-    const fdSlope = slope(xs, after.map((s) => s.fds));
+    const heapSlope = slope(
+      xs,
+      after.map((s) => s.heapUsed / MB),
+    );
+    const rssSlope = slope(
+      xs,
+      after.map((s) => s.rss / MB),
+    );
+    const fdSlope = slope(
+      xs,
+      after.map((s) => s.fds),
+    );
     const maxRss = Math.max(...samples.map((s) => s.rss)) / MB;
     process.stdout.write(
       [
         '',
-        `requests: ${requests} in ${((Date.now() - started) / 60_000).toFixed(1)} min; by status (-1: no answer): ${[...statuses.entries()].sort((a, b) => a[0] - b[0]).map(([k, v]) => `${k}×${v}`).join(' ')}${errorsByCause.size ? `; no answer by cause: ${[...errorsByCause.entries()].map(([k, v]) => `${k}×${v}`).join(' ')}` : ''}`,
+        `requests: ${requests} in ${((Date.now() - started) / 60_000).toFixed(1)} min; by status (-1: no answer): ${[
+          ...statuses.entries(),
+        ]
+          .sort((a, b) => a[0] - b[0])
+          .map(([k, v]) => `${k}×${v}`)
+          .join(
+            ' ',
+          )}${errorsByCause.size ? `; no answer by cause: ${[...errorsByCause.entries()].map(([k, v]) => `${k}×${v}`).join(' ')}` : ''}`,
         `slopes after warm-up (${after.length} samples from ${(after[0]?.t ?? 0) / 60_000} min): heap ${heapSlope.toFixed(3)} MB/min, RSS ${rssSlope.toFixed(3)} MB/min, fds ${fdSlope.toFixed(3)}/min`,
         `max RSS ${maxRss.toFixed(1)} MB (target < 250); heap slope target < 1 MB/min: ${Math.abs(heapSlope) < 1 ? 'met' : 'NOT met'}`,
         '',

@@ -17,7 +17,9 @@ if (mode === 'write') {
 } else if (mode === 'check') {
   const committed = fs.existsSync(FILE) ? fs.readFileSync(FILE, 'utf8') : '';
   if (committed !== generated) {
-    process.stderr.write('openapi:check: docs/openapi.json differs from the document the routes describe: run `npm run openapi:write` and commit it.\n');
+    process.stderr.write(
+      'openapi:check: docs/openapi.json differs from the document the routes describe: run `npm run openapi:write` and commit it.\n',
+    );
     process.exit(1);
   }
   process.stdout.write('openapi:check: docs/openapi.json is up to date\n');

@@ -41,7 +41,12 @@ async function open(): Promise<BenchDb> {
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-bench-pg-'));
   fs.chmodSync(dir, 0o755);
-  const embedded: EmbeddedDatabase = await startEmbeddedPostgres({ dataDir: path.join(dir, 'data'), password: randomBytes(12).toString('hex'), database: 'bench', port: 0 });
+  const embedded: EmbeddedDatabase = await startEmbeddedPostgres({
+    dataDir: path.join(dir, 'data'),
+    password: randomBytes(12).toString('hex'),
+    database: 'bench',
+    port: 0,
+  });
   return {
     url: embedded.url,
     async close() {

@@ -44,7 +44,10 @@ export function benchServerEnv(databaseUrl: string, extra: Record<string, string
  * to a file, as it would to a log collector: the load generator in this process must not
  * also be the one draining the server's log pipe (that slowed the server it measures).
  */
-export async function startServer(script: string, env: Record<string, string> = {}): Promise<{ url: string; child: ChildProcess; stop: () => Promise<void> }> {
+export async function startServer(
+  script: string,
+  env: Record<string, string> = {},
+): Promise<{ url: string; child: ChildProcess; stop: () => Promise<void> }> {
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-bench-log-'));
   const logFile = path.join(logDir, 'stdout.log');
   const fd = fs.openSync(logFile, 'a');
@@ -93,7 +96,14 @@ export async function startServer(script: string, env: Record<string, string> = 
  * capacity; latency there is mostly queueing (connections ÷ throughput). For latency at a
  * given load use paced().
  */
-export async function load(opts: { url: string; connections?: number; duration?: number; method?: string; headers?: Record<string, string>; body?: string }): Promise<LoadResult> {
+export async function load(opts: {
+  url: string;
+  connections?: number;
+  duration?: number;
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+}): Promise<LoadResult> {
   const r = await autocannon({
     url: opts.url,
     connections: opts.connections ?? 20,
@@ -141,10 +151,23 @@ export async function loadWithCpu(pid: number, opts: Parameters<typeof load>[0])
  * autocannon's own rate option sends each connection's per-second quota in a burst at the
  * start of every second, which measures bursts, not a steady load.
  */
-export async function paced(opts: { url: string; rate: number; connections: number; duration: number; method?: string; headers?: Record<string, string>; body?: string }): Promise<LoadResult> {
+export async function paced(opts: {
+  url: string;
+  rate: number;
+  connections: number;
+  duration: number;
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+}): Promise<LoadResult> {
   const u = new URL(opts.url);
   const body = opts.body === undefined ? Buffer.alloc(0) : Buffer.from(opts.body);
-  const head = [`${opts.method ?? 'GET'} ${u.pathname}${u.search} HTTP/1.1`, `host: ${u.host}`, 'connection: keep-alive', ...Object.entries(opts.headers ?? {}).map(([k, v]) => `${k}: ${v}`)];
+  const head = [
+    `${opts.method ?? 'GET'} ${u.pathname}${u.search} HTTP/1.1`,
+    `host: ${u.host}`,
+    'connection: keep-alive',
+    ...Object.entries(opts.headers ?? {}).map(([k, v]) => `${k}: ${v}`),
+  ];
   if (body.length > 0) head.push(`content-length: ${body.length}`);
   // The request as bytes, built once (as autocannon does); responses are read with a minimal
   // parser (status line, Content-Length), so the client costs little next to the server.
@@ -208,6 +231,7 @@ export async function paced(opts: { url: string; rate: number; connections: numb
     ),
   );
   lat.sort((a, b) => a - b);
-  const at = (p: number): number => (lat.length ? (lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] as number) : 0);
+  const at = (p: number): number =>
+    lat.length ? (lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] as number) : 0;
   return { rps: lat.length / opts.duration, p50: at(0.5), p99: at(0.99), errors, non2xx };
 }

@@ -45,7 +45,10 @@ async function main(): Promise<void> {
   });
   process.on('SIGTERM', () => {
     server.close(() => {
-      void c.stop().then(() => pool.end()).then(() => process.exit(0));
+      void c
+        .stop()
+        .then(() => pool.end())
+        .then(() => process.exit(0));
     });
   });
 }

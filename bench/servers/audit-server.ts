@@ -13,7 +13,12 @@ import { createLogger } from '../../server/src/lib/logger';
 import { INSERT_AUDIT_LOG_IN_TENANT } from '../../server/src/services/audit/repository';
 
 const BENCH_TENANT = 'bench-tenant';
-const BENCH_EVENT = { action: 'bench.event', resourceType: 'vehicle', resourceId: 'V-1', after: { mileage: 150, driver: 'd-42' } };
+const BENCH_EVENT = {
+  action: 'bench.event',
+  resourceType: 'vehicle',
+  resourceId: 'V-1',
+  after: { mileage: 150, driver: 'd-42' },
+};
 const BENCH_USER_AGENT = 'bench/1.0';
 
 interface RawRequest {
@@ -62,7 +67,12 @@ async function main(): Promise<void> {
       [BENCH_TENANT],
     );
     const id = (rows[0] as { id: string }).id;
-    const s = await composition.services.sessions.create(c, { userId: id, tenantId: BENCH_TENANT, ip: '127.0.0.1', userAgent: BENCH_USER_AGENT });
+    const s = await composition.services.sessions.create(c, {
+      userId: id,
+      tenantId: BENCH_TENANT,
+      ip: '127.0.0.1',
+      userAgent: BENCH_USER_AGENT,
+    });
     return { userId: id, sessionId: s.sessionId };
   });
   const { token } = composition.services.tokens.issue({ userId, sessionId, tenantId: BENCH_TENANT });

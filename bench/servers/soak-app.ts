@@ -37,7 +37,15 @@ async function main(): Promise<void> {
     if (m?.type !== 'sample') return;
     gc?.();
     const mem = process.memoryUsage();
-    process.send?.({ type: 'sample', rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external, fds: openFds(), pool: { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }, gc: Boolean(gc) });
+    process.send?.({
+      type: 'sample',
+      rss: mem.rss,
+      heapUsed: mem.heapUsed,
+      external: mem.external,
+      fds: openFds(),
+      pool: { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount },
+      gc: Boolean(gc),
+    });
   });
   process.on('SIGTERM', () => {
     server.closeAllConnections();

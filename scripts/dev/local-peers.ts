@@ -39,7 +39,15 @@ function port(v: string | undefined, def: number, name: string): number {
 
 let values;
 try {
-  ({ values } = parseArgs({ options: { 'azurite-port': { type: 'string' }, 'siem-port': { type: 'string' }, 'data-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+  ({ values } = parseArgs({
+    options: {
+      'azurite-port': { type: 'string' },
+      'siem-port': { type: 'string' },
+      'data-dir': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  }));
 } catch (err) {
   fail((err as Error).message);
 }
@@ -100,7 +108,9 @@ const receiver = http.createServer((req, res) => {
       return reply(400, { error: 'body must be a JSON array of events' });
     }
     for (const e of events) {
-      process.stdout.write(`siem: ${String(e.severity ?? '?')} ${String(e.eventType ?? '?')} tenant=${String(e.tenantId ?? '?')} ${JSON.stringify(e.message ?? '')}\n`);
+      process.stdout.write(
+        `siem: ${String(e.severity ?? '?')} ${String(e.eventType ?? '?')} tenant=${String(e.tenantId ?? '?')} ${JSON.stringify(e.message ?? '')}\n`,
+      );
       recent.push(e);
     }
     recent.splice(0, Math.max(0, recent.length - 100));
@@ -112,7 +122,18 @@ receiver.on('clientError', (_err, socket) => socket.destroy());
 const azuriteMain = require.resolve('azurite/dist/src/blob/main.js');
 const azurite = spawn(
   process.execPath,
-  [azuriteMain, '--blobHost', '127.0.0.1', '--blobPort', String(azuritePort), '--location', path.join(dataDir, 'azurite'), '--skipApiVersionCheck', '--disableProductStyleUrl', '--loose'],
+  [
+    azuriteMain,
+    '--blobHost',
+    '127.0.0.1',
+    '--blobPort',
+    String(azuritePort),
+    '--location',
+    path.join(dataDir, 'azurite'),
+    '--skipApiVersionCheck',
+    '--disableProductStyleUrl',
+    '--loose',
+  ],
   { stdio: ['ignore', 'pipe', 'pipe'] },
 );
 let azuriteOut = '';
@@ -121,12 +142,16 @@ azurite.stderr?.on('data', (d: Buffer) => (azuriteOut += d.toString()));
 let stopping = false;
 azurite.on('exit', (code) => {
   if (stopping) return;
-  process.stderr.write(`dev:peers: Azurite exited (${code}); is port ${azuritePort} free? (--azurite-port N)\n${azuriteOut.slice(-800)}\n`);
+  process.stderr.write(
+    `dev:peers: Azurite exited (${code}); is port ${azuritePort} free? (--azurite-port N)\n${azuriteOut.slice(-800)}\n`,
+  );
   process.exit(1);
 });
 
 receiver.once('error', (err: NodeJS.ErrnoException) => {
-  process.stderr.write(`dev:peers: the SIEM receiver cannot listen on 127.0.0.1:${siemPort} (${err.code}): choose another with --siem-port N\n`);
+  process.stderr.write(
+    `dev:peers: the SIEM receiver cannot listen on 127.0.0.1:${siemPort} (${err.code}): choose another with --siem-port N\n`,
+  );
   azurite.kill('SIGKILL');
   process.exit(1);
 });

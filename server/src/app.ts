@@ -43,7 +43,12 @@ export function createApp(c: Composition, opts: AppOptions = {}): App {
   app.set('query parser', 'simple');
   useLeanJson(app);
 
-  const metrics = createMetrics({ pool: c.pool, token: config.metricsToken, registries: c.metricRegistries, allowLoopback: config.metricsAllowLoopback });
+  const metrics = createMetrics({
+    pool: c.pool,
+    token: config.metricsToken,
+    registries: c.metricRegistries,
+    allowLoopback: config.metricsAllowLoopback,
+  });
   app.metrics = metrics;
   const accessLog = opts.accessLog === false ? null : createAccessLogWriter(logger);
   app.flushAccessLog = () => accessLog?.flush();
@@ -52,7 +57,13 @@ export function createApp(c: Composition, opts: AppOptions = {}): App {
   // The layers every request passes through run as one router layer (see series()).
   app.use(
     series(
-      requestContext({ logger, accessLog, headers: securityHeaderList(), onFinish: metrics.observe, trustProxy: config.trustProxy }),
+      requestContext({
+        logger,
+        accessLog,
+        headers: securityHeaderList(),
+        onFinish: metrics.observe,
+        trustProxy: config.trustProxy,
+      }),
       corsPolicy(config.cors.origins),
       createRateLimiter({
         windowMs: config.rateLimit.windowMs,
@@ -100,7 +111,13 @@ export function createHttpServer(app: Express): http.Server {
   }
   AppRequest.prototype = app.request;
   function AppResponse(this: http.ServerResponse, req: http.IncomingMessage, options?: unknown): void {
-    (http.ServerResponse as unknown as (this: http.ServerResponse, req: http.IncomingMessage, options?: unknown) => void).call(this, req, options);
+    (
+      http.ServerResponse as unknown as (
+        this: http.ServerResponse,
+        req: http.IncomingMessage,
+        options?: unknown,
+      ) => void
+    ).call(this, req, options);
   }
   AppResponse.prototype = app.response;
   return http.createServer(

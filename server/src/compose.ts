@@ -28,7 +28,12 @@ import { createApiKeyService, type ApiKeyService } from './services/auth/api-key
 import { createAuthService, type AuthService } from './services/auth/auth-service';
 import { createDevKeyResolver } from './services/auth/dev-issuer';
 import { createFailureAggregator, type FailureAggregator } from './services/audit/failure-aggregator';
-import { createIdTokenVerifier, createRemoteKeyResolver, type IdTokenVerifier, type KeyResolver } from './services/auth/oidc';
+import {
+  createIdTokenVerifier,
+  createRemoteKeyResolver,
+  type IdTokenVerifier,
+  type KeyResolver,
+} from './services/auth/oidc';
 import { createUserService, type UserService } from './services/auth/users';
 import { buildEncryption, type EncryptionService, type KeyVaultDeps, type SecretStore } from './services/encryption';
 import { buildSecurityMonitoring, type SecurityMonitoring } from './services/siem';
@@ -104,7 +109,9 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
   // When the database is down at build time the HS256 path stays closed until start() reads it.
   const readSince = () => recordAsymmetricSince(core.pool, new Date(core.clock.now()));
   const legacyHs256Since = await readSince().catch((err: Error) => {
-    core.logger.warn('access-token switch time not read; pre-upgrade HS256 tokens are refused until it is', { reason: err.message });
+    core.logger.warn('access-token switch time not read; pre-upgrade HS256 tokens are refused until it is', {
+      reason: err.message,
+    });
     return null;
   });
   const tokens = createTokenService(core.config, core.clock, { legacyHs256Since });
@@ -125,32 +132,93 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
   } else if (idp.devIssuer) {
     keyResolver = createDevKeyResolver(core.config.dataDir);
   }
-  const idTokens = keyResolver ? createIdTokenVerifier({ resolver: keyResolver, clock: core.clock, clockToleranceSec: idp.clockToleranceSec }) : null;
+  const idTokens = keyResolver
+    ? createIdTokenVerifier({ resolver: keyResolver, clock: core.clock, clockToleranceSec: idp.clockToleranceSec })
+    : null;
   const failureAudit = createFailureAggregator({ audit, clock: core.clock, logger: core.logger });
-  const enc = buildEncryption({ config: core.config, logger: core.logger, clock: core.clock, pool: core.pool, audit, keyVault: core.keyVault });
-  const auth = createAuthService({ pool: core.pool, config: core.config, clock: core.clock, logger: core.logger, audit, tokens, sessions, idTokens, failures: failureAudit, encryption: enc.encryption });
-  const requireAuth = createRequireAuth({ tokens, sessions, audit, failures: failureAudit, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore });
+  const enc = buildEncryption({
+    config: core.config,
+    logger: core.logger,
+    clock: core.clock,
+    pool: core.pool,
+    audit,
+    keyVault: core.keyVault,
+  });
+  const auth = createAuthService({
+    pool: core.pool,
+    config: core.config,
+    clock: core.clock,
+    logger: core.logger,
+    audit,
+    tokens,
+    sessions,
+    idTokens,
+    failures: failureAudit,
+    encryption: enc.encryption,
+  });
+  const requireAuth = createRequireAuth({
+    tokens,
+    sessions,
+    audit,
+    failures: failureAudit,
+    rateLimit: core.config.rateLimit,
+    makeRateLimitStore: core.makeRateLimitStore,
+  });
   const apiKeys = createApiKeyService({ pool: core.pool, clock: core.clock, audit, encryption: enc.encryption });
   const mfa = createMfaService({ pool: core.pool, clock: core.clock, audit, encryption: enc.encryption, tokens });
-  const keyAuth = createApiKeyAuth({ apiKeys, audit, requireAuth, rateLimit: core.config.rateLimit, makeRateLimitStore: core.makeRateLimitStore });
+  const keyAuth = createApiKeyAuth({
+    apiKeys,
+    audit,
+    requireAuth,
+    rateLimit: core.config.rateLimit,
+    makeRateLimitStore: core.makeRateLimitStore,
+  });
   const guards: Guards = {
     requireAuth,
     requirePermission: createRequirePermission(audit),
     requireAuthOrApiKey: keyAuth.requireAuthOrApiKey,
     requireApiKey: keyAuth.requireApiKey,
-    requireStepUp: createRequireStepUp({ mfa, audit, clock: core.clock, mfaRequiredForAdmins: core.config.identity.mfaRequiredForAdmins }),
+    requireStepUp: createRequireStepUp({
+      mfa,
+      audit,
+      clock: core.clock,
+      mfaRequiredForAdmins: core.config.identity.mfaRequiredForAdmins,
+    }),
   };
-  const monitoring = buildSecurityMonitoring({ config: core.config, pool: core.pool, logger: core.logger, clock: core.clock, audit, encryption: enc.encryption });
+  const monitoring = buildSecurityMonitoring({
+    config: core.config,
+    pool: core.pool,
+    logger: core.logger,
+    clock: core.clock,
+    audit,
+    encryption: enc.encryption,
+  });
   const checkpoints = buildCheckpointService({ ...core, siem: monitoring.siem });
-  const readinessChecks: ReadinessCheck[] = [databaseCheck(core.pool), ...enc.readinessChecks, ...monitoring.readinessChecks];
+  const readinessChecks: ReadinessCheck[] = [
+    databaseCheck(core.pool),
+    ...enc.readinessChecks,
+    ...monitoring.readinessChecks,
+  ];
   const starters: Array<() => Promise<void>> = [enc.start];
-  if (legacyHs256Since === null) starters.push(async () => void (await readSince().then((ms) => tokens.setLegacyHs256Since(ms), () => undefined)));
+  if (legacyHs256Since === null)
+    starters.push(
+      async () =>
+        void (await readSince().then(
+          (ms) => tokens.setLegacyHs256Since(ms),
+          () => undefined,
+        )),
+    );
   if (keyResolver) {
     const resolver = keyResolver;
     // Not critical: sessions keep working while the IdP is down; only new logins wait for it.
     readinessChecks.push({ name: 'identity-provider', critical: false, check: () => resolver.warm() });
     starters.push(async () => {
-      await resolver.warm().catch((err: Error) => void core.logger.warn('identity provider not reachable at start-up; login retries on demand', { reason: err.message }));
+      await resolver.warm().catch(
+        (err: Error) =>
+          void core.logger.warn('identity provider not reachable at start-up; login retries on demand', {
+            reason: err.message,
+          }),
+      );
     });
   }
   const stoppers: Array<() => Promise<void>> = [() => failureAudit.stop()];
@@ -166,7 +234,23 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
   stoppers.push(() => checkpoints.stop());
   return {
     ...core,
-    services: { audit, auditSealer, tokens, sessions, users, idTokens, auth, encryption: enc.encryption, secrets: enc.secrets, monitoring, idempotency, failureAudit, checkpoints, apiKeys, mfa },
+    services: {
+      audit,
+      auditSealer,
+      tokens,
+      sessions,
+      users,
+      idTokens,
+      auth,
+      encryption: enc.encryption,
+      secrets: enc.secrets,
+      monitoring,
+      idempotency,
+      failureAudit,
+      checkpoints,
+      apiKeys,
+      mfa,
+    },
     guards,
     readinessChecks,
     metricRegistries: [monitoring.metrics.registry],
@@ -174,7 +258,8 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
       for (const s of starters) await s();
     },
     async stop() {
-      for (const s of stoppers.reverse()) await s().catch((err: Error) => core.logger.warn('stop failed', { err: err.message }));
+      for (const s of stoppers.reverse())
+        await s().catch((err: Error) => core.logger.warn('stop failed', { err: err.message }));
     },
   };
 }

@@ -15,9 +15,16 @@ export interface IdentitySettings {
   mfaRequiredForAdmins: boolean;
 }
 
-export const IDENTITY_SETTINGS = ['JWT_SIGNING_ALG', 'JWT_SIGNING_KEY', 'JWT_PREVIOUS_SIGNING_KEYS', 'REFRESH_REUSE_GRACE_SECONDS', 'MFA_REQUIRED_FOR_ADMINS'] as const;
+export const IDENTITY_SETTINGS = [
+  'JWT_SIGNING_ALG',
+  'JWT_SIGNING_KEY',
+  'JWT_PREVIOUS_SIGNING_KEYS',
+  'REFRESH_REUSE_GRACE_SECONDS',
+  'MFA_REQUIRED_FOR_ADMINS',
+] as const;
 
-const KEYGEN_HINT = '`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 | base64 -w0` (ES256) or `openssl genpkey -algorithm ed25519 | base64 -w0` (EdDSA)';
+const KEYGEN_HINT =
+  '`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 | base64 -w0` (ES256) or `openssl genpkey -algorithm ed25519 | base64 -w0` (EdDSA)';
 
 export function loadIdentitySettings(a: {
   get: (k: string) => string | undefined;
@@ -37,12 +44,18 @@ export function loadIdentitySettings(a: {
   const devKey = signingAlg === 'EdDSA' ? dev.JWT_SIGNING_KEY_EDDSA : dev.JWT_SIGNING_KEY;
   let signingKey = get('JWT_SIGNING_KEY') ?? devKey ?? '';
   if (!signingKey && prod) {
-    err('JWT_SIGNING_KEY', `is required in production: the private key (PKCS#8 PEM or base64) that signs access tokens; generate one with ${KEYGEN_HINT}`);
+    err(
+      'JWT_SIGNING_KEY',
+      `is required in production: the private key (PKCS#8 PEM or base64) that signs access tokens; generate one with ${KEYGEN_HINT}`,
+    );
   } else if (!signingKey) {
     // Outside production without development secrets (NODE_ENV=test, scripts): a key for this
     // process only. Its tokens do not survive a restart nor verify on another instance.
     signingKey = generateSigningKey(signingAlg);
-    warn('JWT_SIGNING_KEY', `is not set: a temporary key signs access tokens in this process only (tokens fail after a restart or on another instance); set one: ${KEYGEN_HINT}`);
+    warn(
+      'JWT_SIGNING_KEY',
+      `is not set: a temporary key signs access tokens in this process only (tokens fail after a restart or on another instance); set one: ${KEYGEN_HINT}`,
+    );
   } else {
     try {
       const k = parseSigningKey(signingKey, { expectAlg: signingAlg });
@@ -56,31 +69,43 @@ export function loadIdentitySettings(a: {
   const previousSigningKeys: Array<{ key: string; expiresAtMs: number }> = [];
   const rawPrev = get('JWT_PREVIOUS_SIGNING_KEYS');
   if (rawPrev) {
-    rawPrev.split(',').map((s) => s.trim()).filter(Boolean).forEach((entry, i) => {
-      const at = entry.lastIndexOf('@');
-      const expiry = at > 0 ? Date.parse(entry.slice(at + 1)) : NaN;
-      if (at <= 0 || !Number.isFinite(expiry) || !/^\d{4}-\d\d-\d\dT/.test(entry.slice(at + 1))) {
-        err('JWT_PREVIOUS_SIGNING_KEYS', `entry ${i + 1} must be KEY@EXPIRY (base64 PKCS#8 or SPKI key, @, ISO 8601 time after which no token it signed is valid: retirement + JWT_EXPIRES_IN)`);
-        return;
-      }
-      const key = entry.slice(0, at);
-      try {
-        parseSigningKey(key, { allowPublic: true });
-      } catch (e) {
-        if (!(e instanceof SigningKeyError)) throw e;
-        err('JWT_PREVIOUS_SIGNING_KEYS', `entry ${i + 1} ${e.message}`);
-        return;
-      }
-      if (expiry <= a.now) warn('JWT_PREVIOUS_SIGNING_KEYS', `entry ${i + 1} has expired and is no longer published or accepted; remove it`);
-      previousSigningKeys.push({ key, expiresAtMs: expiry });
-    });
+    rawPrev
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .forEach((entry, i) => {
+        const at = entry.lastIndexOf('@');
+        const expiry = at > 0 ? Date.parse(entry.slice(at + 1)) : NaN;
+        if (at <= 0 || !Number.isFinite(expiry) || !/^\d{4}-\d\d-\d\dT/.test(entry.slice(at + 1))) {
+          err(
+            'JWT_PREVIOUS_SIGNING_KEYS',
+            `entry ${i + 1} must be KEY@EXPIRY (base64 PKCS#8 or SPKI key, @, ISO 8601 time after which no token it signed is valid: retirement + JWT_EXPIRES_IN)`,
+          );
+          return;
+        }
+        const key = entry.slice(0, at);
+        try {
+          parseSigningKey(key, { allowPublic: true });
+        } catch (e) {
+          if (!(e instanceof SigningKeyError)) throw e;
+          err('JWT_PREVIOUS_SIGNING_KEYS', `entry ${i + 1} ${e.message}`);
+          return;
+        }
+        if (expiry <= a.now)
+          warn(
+            'JWT_PREVIOUS_SIGNING_KEYS',
+            `entry ${i + 1} has expired and is no longer published or accepted; remove it`,
+          );
+        previousSigningKeys.push({ key, expiresAtMs: expiry });
+      });
   }
 
   let refreshReuseGraceSec = 10;
   const rawGrace = get('REFRESH_REUSE_GRACE_SECONDS');
   if (rawGrace !== undefined) {
     const n = /^\d{1,2}$/.test(rawGrace.trim()) ? Number(rawGrace.trim()) : NaN;
-    if (!Number.isInteger(n) || n < 0 || n > 60) err('REFRESH_REUSE_GRACE_SECONDS', 'must be a whole number of seconds from 0 (no grace) to 60');
+    if (!Number.isInteger(n) || n < 0 || n > 60)
+      err('REFRESH_REUSE_GRACE_SECONDS', 'must be a whole number of seconds from 0 (no grace) to 60');
     else refreshReuseGraceSec = n;
   }
 

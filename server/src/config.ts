@@ -173,8 +173,29 @@ export interface LoadResult {
 type Env = Record<string, string | undefined>;
 
 const WEAK_WORDS = [
-  'secret', 'changeme', 'change_me', 'change-me', 'password', 'passwd', 'test', 'default', 'example', 'sample',
-  'admin', 'qwerty', 'letmein', 'jwt', 'token', 'key', 'your', 'mysecret', 'supersecret', 'fleet', 'dev', 'demo', 'insecure',
+  'secret',
+  'changeme',
+  'change_me',
+  'change-me',
+  'password',
+  'passwd',
+  'test',
+  'default',
+  'example',
+  'sample',
+  'admin',
+  'qwerty',
+  'letmein',
+  'jwt',
+  'token',
+  'key',
+  'your',
+  'mysecret',
+  'supersecret',
+  'fleet',
+  'dev',
+  'demo',
+  'insecure',
 ];
 
 /** Why a secret is weak, or null when it looks strong. Never includes the value. */
@@ -184,7 +205,8 @@ export function weakSecretReason(value: string): string | null {
   const distinct = new Set(value).size;
   if (distinct < 10) return 'has too little variety (fewer than 10 distinct characters)';
   for (let len = 1; len <= 16; len++) {
-    if (value.length % len === 0 && value.slice(0, len).repeat(value.length / len) === value) return 'is a repeated pattern';
+    if (value.length % len === 0 && value.slice(0, len).repeat(value.length / len) === value)
+      return 'is a repeated pattern';
   }
   let stripped = lower;
   for (const w of WEAK_WORDS) stripped = stripped.split(w).join('');
@@ -221,9 +243,18 @@ export function isLoopbackHost(host: string | null | undefined): boolean {
   return isIP(h) === 4 && h.startsWith('127.');
 }
 
-const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
-function intIn(variable: string, raw: string | undefined, def: number, min: number, max: number, issues: ConfigIssue[]): number {
+function intIn(
+  variable: string,
+  raw: string | undefined,
+  def: number,
+  min: number,
+  max: number,
+  issues: ConfigIssue[],
+): number {
   if (raw === undefined || raw.trim() === '') return def;
   if (!/^\d+$/.test(raw.trim())) {
     issues.push({ variable, message: `must be a whole number between ${min} and ${max}` });
@@ -234,36 +265,104 @@ function intIn(variable: string, raw: string | undefined, def: number, min: numb
   return n;
 }
 
-function duration(variable: string, raw: string | undefined, def: string, minMs: number, maxMs: number, issues: ConfigIssue[]): number {
+function duration(
+  variable: string,
+  raw: string | undefined,
+  def: string,
+  minMs: number,
+  maxMs: number,
+  issues: ConfigIssue[],
+): number {
   const ms = parseDurationMs(raw === undefined || raw.trim() === '' ? def : raw);
   if (ms === null) {
     issues.push({ variable, message: 'must be a duration such as 900, 900s, 15m, 24h or 7d' });
     return parseDurationMs(def) as number;
   }
-  if (ms < minMs || ms > maxMs) issues.push({ variable, message: `must be between ${minMs / 1000}s and ${maxMs / 1000}s` });
+  if (ms < minMs || ms > maxMs)
+    issues.push({ variable, message: `must be between ${minMs / 1000}s and ${maxMs / 1000}s` });
   return ms;
 }
 
 /** Every environment variable the service or its scripts read under the prefixes below. */
 const KNOWN_SETTINGS = new Set([
-  'AUDIT_ARCHIVE_CONTAINER', 'AUDIT_ARCHIVE_IMMUTABILITY_DAYS', 'AUDIT_ARCHIVE_INTERVAL', 'AUDIT_CHECKPOINT_INTERVAL', 'AUDIT_CHECKPOINT_SIGNING_KEY', 'AUDIT_CHECKPOINT_TRUSTED_KEYS', 'AUDIT_LOG_NAME',
-  'AZURE_KEYVAULT_CHECKPOINT_KEY_NAME', 'AUTH0_CLIENT_ID', 'AUTH0_DOMAIN', 'AUTH0_ISSUER_BASE_URL',
-  'AZURE_KEYVAULT_MASTER_KEY_NAME', 'AZURE_KEYVAULT_URL', 'AZURE_STORAGE_ACCOUNT_URL', 'AZURE_STORAGE_CONNECTION_STRING', 'BCRYPT_COST', 'CORS_ORIGINS',
-  'CSRF_SECRET', 'DATABASE_APP_ROLE', 'DATABASE_HOST', 'DATABASE_NAME', 'DATABASE_PASSWORD', 'DATABASE_PORT', 'DATABASE_SSL', 'DATABASE_URL', 'DATABASE_USER',
-  'DB_POOL_SIZE', 'DB_POOL_TIMEOUT', 'DB_STATEMENT_TIMEOUT', 'FLEET_DATA_DIR', 'FLEET_DEV_ISSUER', 'FLEET_ENCRYPTION_KEY', 'FLEET_ENCRYPTION_PREVIOUS_KEYS',
-  'IDP_JWKS_CACHE_TTL', 'IDP_TIMEOUT_MS', 'JWT_EXPIRES_IN', 'JWT_PREVIOUS_SECRETS', 'JWT_SECRET', 'KEY_CACHE_TTL_SECONDS', 'LOGIN_EMAIL_LOCKOUT_WINDOW', 'LOGIN_EMAIL_MAX_FAILURES', 'LOGIN_LOCKOUT_WINDOW', 'LOGIN_MAX_FAILURES',
-  'METRICS_ALLOW_LOOPBACK', 'METRICS_TOKEN', 'MIGRATION_DATABASE_URL', 'PLATFORM_TENANT', 'RATE_LIMIT_MAX', 'RATE_LIMIT_USER_MAX', 'RATE_LIMIT_WINDOW_MS', 'SESSION_ABSOLUTE_TIMEOUT', 'SESSION_IDLE_TIMEOUT', 'SIEM_API_KEY',
-  'SIEM_BATCH_SIZE', 'SIEM_ENDPOINT_URL', 'SIEM_FLUSH_INTERVAL_MS', 'SIEM_MAX_QUEUE', 'SIEM_PROVIDER', 'SIEM_TLS_CA_FILE',
+  'AUDIT_ARCHIVE_CONTAINER',
+  'AUDIT_ARCHIVE_IMMUTABILITY_DAYS',
+  'AUDIT_ARCHIVE_INTERVAL',
+  'AUDIT_CHECKPOINT_INTERVAL',
+  'AUDIT_CHECKPOINT_SIGNING_KEY',
+  'AUDIT_CHECKPOINT_TRUSTED_KEYS',
+  'AUDIT_LOG_NAME',
+  'AZURE_KEYVAULT_CHECKPOINT_KEY_NAME',
+  'AUTH0_CLIENT_ID',
+  'AUTH0_DOMAIN',
+  'AUTH0_ISSUER_BASE_URL',
+  'AZURE_KEYVAULT_MASTER_KEY_NAME',
+  'AZURE_KEYVAULT_URL',
+  'AZURE_STORAGE_ACCOUNT_URL',
+  'AZURE_STORAGE_CONNECTION_STRING',
+  'BCRYPT_COST',
+  'CORS_ORIGINS',
+  'CSRF_SECRET',
+  'DATABASE_APP_ROLE',
+  'DATABASE_HOST',
+  'DATABASE_NAME',
+  'DATABASE_PASSWORD',
+  'DATABASE_PORT',
+  'DATABASE_SSL',
+  'DATABASE_URL',
+  'DATABASE_USER',
+  'DB_POOL_SIZE',
+  'DB_POOL_TIMEOUT',
+  'DB_STATEMENT_TIMEOUT',
+  'FLEET_DATA_DIR',
+  'FLEET_DEV_ISSUER',
+  'FLEET_ENCRYPTION_KEY',
+  'FLEET_ENCRYPTION_PREVIOUS_KEYS',
+  'IDP_JWKS_CACHE_TTL',
+  'IDP_TIMEOUT_MS',
+  'JWT_EXPIRES_IN',
+  'JWT_PREVIOUS_SECRETS',
+  'JWT_SECRET',
+  'KEY_CACHE_TTL_SECONDS',
+  'LOGIN_EMAIL_LOCKOUT_WINDOW',
+  'LOGIN_EMAIL_MAX_FAILURES',
+  'LOGIN_LOCKOUT_WINDOW',
+  'LOGIN_MAX_FAILURES',
+  'METRICS_ALLOW_LOOPBACK',
+  'METRICS_TOKEN',
+  'MIGRATION_DATABASE_URL',
+  'PLATFORM_TENANT',
+  'RATE_LIMIT_MAX',
+  'RATE_LIMIT_USER_MAX',
+  'RATE_LIMIT_WINDOW_MS',
+  'SESSION_ABSOLUTE_TIMEOUT',
+  'SESSION_IDLE_TIMEOUT',
+  'SIEM_API_KEY',
+  'SIEM_BATCH_SIZE',
+  'SIEM_ENDPOINT_URL',
+  'SIEM_FLUSH_INTERVAL_MS',
+  'SIEM_MAX_QUEUE',
+  'SIEM_PROVIDER',
+  'SIEM_TLS_CA_FILE',
   'SHUTDOWN_DRAIN_DELAY_MS',
-  'SIEM_EVENT_SCHEMA', 'SIEM_ALLOW_PRIVATE_DESTINATIONS', 'SIEM_SPLUNK_ACK', 'SIEM_SPLUNK_ACK_TIMEOUT_MS',
-  'SIEM_DCR_ID', 'SIEM_STREAM_NAME', 'SIEM_AZURE_TENANT_ID', 'SIEM_AZURE_CLIENT_ID', 'SIEM_AZURE_CLIENT_SECRET', 'SIEM_AZURE_AUTHORITY_HOST',
+  'SIEM_EVENT_SCHEMA',
+  'SIEM_ALLOW_PRIVATE_DESTINATIONS',
+  'SIEM_SPLUNK_ACK',
+  'SIEM_SPLUNK_ACK_TIMEOUT_MS',
+  'SIEM_DCR_ID',
+  'SIEM_STREAM_NAME',
+  'SIEM_AZURE_TENANT_ID',
+  'SIEM_AZURE_CLIENT_ID',
+  'SIEM_AZURE_CLIENT_SECRET',
+  'SIEM_AZURE_AUTHORITY_HOST',
   ...IDENTITY_SETTINGS,
 ]);
 /**
  * Prefixes that belong to this service. Not AZURE_ as a whole (the Azure SDK's credential
  * reads AZURE_CLIENT_ID and friends), not FLEET_ as a whole (the scripts' own variables).
  */
-const OWN_PREFIXES = /^(JWT_|DATABASE_|DB_|AUTH0_|SIEM_|AZURE_KEYVAULT_|AZURE_STORAGE_|AUDIT_ARCHIVE_|AUDIT_CHECKPOINT_|AUDIT_LOG_|RATE_LIMIT_|LOGIN_|SESSION_|KEY_CACHE_|CSRF_|CORS_|IDP_|METRICS_|BCRYPT_|FLEET_ENCRYPTION_|FLEET_DEV_|FLEET_DATA_|MFA_|REFRESH_REUSE_)/;
+const OWN_PREFIXES =
+  /^(JWT_|DATABASE_|DB_|AUTH0_|SIEM_|AZURE_KEYVAULT_|AZURE_STORAGE_|AUDIT_ARCHIVE_|AUDIT_CHECKPOINT_|AUDIT_LOG_|RATE_LIMIT_|LOGIN_|SESSION_|KEY_CACHE_|CSRF_|CORS_|IDP_|METRICS_|BCRYPT_|FLEET_ENCRYPTION_|FLEET_DEV_|FLEET_DATA_|MFA_|REFRESH_REUSE_)/;
 
 /** The known setting at edit distance 1 or 2, if any. */
 function closestSetting(name: string): string | null {
@@ -286,7 +385,11 @@ function editDistance(a: string, b: string, cap: number): number {
     const cur = [i];
     let rowMin = i;
     for (let j = 1; j <= b.length; j++) {
-      const v = Math.min((prev[j] as number) + 1, (cur[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      const v = Math.min(
+        (prev[j] as number) + 1,
+        (cur[j - 1] as number) + 1,
+        (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
       cur.push(v);
       rowMin = Math.min(rowMin, v);
     }
@@ -296,7 +399,8 @@ function editDistance(a: string, b: string, cap: number): number {
   return prev[b.length] as number;
 }
 
-const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const HOSTNAME_RE =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 /** A host name, or an IP address (IPv6 with or without brackets). */
 function isHostOrIp(h: string): boolean {
@@ -382,7 +486,13 @@ interface ParsedDbUrl {
 }
 
 /** One postgres:// URL checked by the server's rules; query parameters other than sslmode and sslrootcert are refused. */
-function parseDbUrl(variable: string, raw: string, prod: boolean, err: (v: string, m: string) => void, warn: (v: string, m: string) => void): ParsedDbUrl {
+function parseDbUrl(
+  variable: string,
+  raw: string,
+  prod: boolean,
+  err: (v: string, m: string) => void,
+  warn: (v: string, m: string) => void,
+): ParsedDbUrl {
   const out: ParsedDbUrl = { url: null, host: null, urlSslMode: null, caFile: null };
   const u = parseUrl(raw);
   let password: string | null;
@@ -401,8 +511,13 @@ function parseDbUrl(variable: string, raw: string, prod: boolean, err: (v: strin
   } else if (password !== null) {
     out.host = u.hostname;
     if (!u.pathname || u.pathname === '/') err(variable, 'names no database (add /dbname)');
-    if (prod && !password && !isLoopbackHost(u.hostname)) err(variable, 'has no password; production databases require authentication');
-    if (password && weakSecretReason(password) !== null && ['password', 'postgres', 'secret', 'changeme', 'admin'].includes(password.toLowerCase())) {
+    if (prod && !password && !isLoopbackHost(u.hostname))
+      err(variable, 'has no password; production databases require authentication');
+    if (
+      password &&
+      weakSecretReason(password) !== null &&
+      ['password', 'postgres', 'secret', 'changeme', 'admin'].includes(password.toLowerCase())
+    ) {
       (prod ? err : warn)(variable, 'uses a well-known default password; set a strong one');
     }
     // Query parameters would override what is checked here (the driver lets ?sslmode=disable,
@@ -410,11 +525,16 @@ function parseDbUrl(variable: string, raw: string, prod: boolean, err: (v: strin
     // operations scripts also read are accepted, and they are taken out of the URL the
     // driver sees, so the TLS mode always comes from the checked value.
     for (const key of new Set(u.searchParams.keys())) {
-      if (key !== 'sslmode' && key !== 'sslrootcert') err(variable, `query parameter "${key}" is not supported (only sslmode and sslrootcert; TLS is set with DATABASE_SSL)`);
+      if (key !== 'sslmode' && key !== 'sslrootcert')
+        err(
+          variable,
+          `query parameter "${key}" is not supported (only sslmode and sslrootcert; TLS is set with DATABASE_SSL)`,
+        );
       else if (u.searchParams.getAll(key).length > 1) err(variable, `query parameter "${key}" is given more than once`);
     }
     out.urlSslMode = u.searchParams.get('sslmode');
-    if (out.urlSslMode !== null && !['disable', 'require', 'verify-full'].includes(out.urlSslMode)) err(variable, 'sslmode must be disable, require or verify-full');
+    if (out.urlSslMode !== null && !['disable', 'require', 'verify-full'].includes(out.urlSslMode))
+      err(variable, 'sslmode must be disable, require or verify-full');
     const rootCert = u.searchParams.get('sslrootcert');
     if (rootCert !== null) {
       if (!isReadableFile(rootCert)) err(variable, 'sslrootcert names no readable file');
@@ -467,25 +587,34 @@ export function parseDatabaseSettings(env: Env): DatabaseSettings {
       dbHost = h;
     }
   } else if (prod) {
-    err('DATABASE_URL', 'is required in production (or DATABASE_HOST, DATABASE_NAME, DATABASE_USER, DATABASE_PASSWORD); the embedded database is for development only');
+    err(
+      'DATABASE_URL',
+      'is required in production (or DATABASE_HOST, DATABASE_NAME, DATABASE_USER, DATABASE_PASSWORD); the embedded database is for development only',
+    );
   }
   const rawSsl = get('DATABASE_SSL');
-  if (rawSsl && rawSsl !== 'disable' && rawSsl !== 'require' && rawSsl !== 'verify-full') err('DATABASE_SSL', 'must be disable, require or verify-full');
+  if (rawSsl && rawSsl !== 'disable' && rawSsl !== 'require' && rawSsl !== 'verify-full')
+    err('DATABASE_SSL', 'must be disable, require or verify-full');
   const sslFor = (variable: string, host: string | null, fromUrl: string | null): DatabaseSsl => {
     let ssl: DatabaseSsl = prod && host && !isLoopbackHost(host) ? 'verify-full' : 'disable';
     if (rawSsl) {
       if (rawSsl === 'disable' || rawSsl === 'require' || rawSsl === 'verify-full') ssl = rawSsl;
-      if (fromUrl !== null && fromUrl !== rawSsl) err('DATABASE_SSL', `is ${rawSsl} but ${variable} says sslmode=${fromUrl}; set one, or make them agree`);
+      if (fromUrl !== null && fromUrl !== rawSsl)
+        err('DATABASE_SSL', `is ${rawSsl} but ${variable} says sslmode=${fromUrl}; set one, or make them agree`);
     } else if (fromUrl === 'disable' || fromUrl === 'require' || fromUrl === 'verify-full') {
       ssl = fromUrl;
     }
     if (prod && host && !isLoopbackHost(host) && ssl === 'disable') {
-      err('DATABASE_SSL', `must be require or verify-full in production for a non-loopback database host${variable === 'DATABASE_URL' ? '' : ` (${variable})`}`);
+      err(
+        'DATABASE_SSL',
+        `must be require or verify-full in production for a non-loopback database host${variable === 'DATABASE_URL' ? '' : ` (${variable})`}`,
+      );
     }
     return ssl;
   };
   const ssl = sslFor('DATABASE_URL', dbHost, urlSslMode);
-  if (prod && dbHost && isLoopbackHost(dbHost)) warn('DATABASE_URL', 'points at a loopback host in production; make sure this is intended');
+  if (prod && dbHost && isLoopbackHost(dbHost))
+    warn('DATABASE_URL', 'points at a loopback host in production; make sure this is intended');
 
   let ownerUrl: string | null = prod ? null : dbUrl;
   let ownerSsl: DatabaseSsl = ssl;
@@ -499,12 +628,27 @@ export function parseDatabaseSettings(env: Env): DatabaseSettings {
     if (p.url && dbUrl && p.url !== dbUrl) {
       const a = new URL(p.url);
       const b = new URL(dbUrl);
-      if (a.username === b.username) (prod ? err : warn)('MIGRATION_DATABASE_URL', 'logs in as the same user as DATABASE_URL; the runtime login must be a separate, least-privileged one (npm run db:app-login)');
+      if (a.username === b.username)
+        (prod ? err : warn)(
+          'MIGRATION_DATABASE_URL',
+          'logs in as the same user as DATABASE_URL; the runtime login must be a separate, least-privileged one (npm run db:app-login)',
+        );
     }
   }
   // The same URL twice is one login (development): nothing separate to enforce.
   const separateOwner = Boolean(rawOwner) && ownerUrl !== dbUrl;
-  return { url: dbUrl, host: dbHost, ssl, caFile: dbCaFile, ownerUrl, ownerSsl, ownerCaFile, separateOwner, errors, warnings };
+  return {
+    url: dbUrl,
+    host: dbHost,
+    ssl,
+    caFile: dbCaFile,
+    ownerUrl,
+    ownerSsl,
+    ownerCaFile,
+    separateOwner,
+    errors,
+    warnings,
+  };
 }
 
 /**
@@ -518,9 +662,13 @@ export function parseDatabaseSettings(env: Env): DatabaseSettings {
  * an operator's environment with only DATABASE_URL (a cron job, a restore drill) is enough.
  */
 export type ConfigScope = 'all' | 'database';
-const DATABASE_SCOPE_VARIABLES = /^(NODE_ENV|DATABASE_[A-Z_]+|MIGRATION_DATABASE_URL|DB_[A-Z_]+|LOG_LEVEL|LOG_DIR|FLEET_DATA_DIR)$/;
+const DATABASE_SCOPE_VARIABLES =
+  /^(NODE_ENV|DATABASE_[A-Z_]+|MIGRATION_DATABASE_URL|DB_[A-Z_]+|LOG_LEVEL|LOG_DIR|FLEET_DATA_DIR)$/;
 
-export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>; cwd?: string; scope?: ConfigScope; now?: number } = {}): LoadResult {
+export function loadConfig(
+  env: Env,
+  opts: { devSecrets?: Record<string, string>; cwd?: string; scope?: ConfigScope; now?: number } = {},
+): LoadResult {
   const errors: ConfigIssue[] = [];
   const warnings: ConfigIssue[] = [];
   const err = (variable: string, message: string) => errors.push({ variable, message });
@@ -553,14 +701,27 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   const poolTimeoutSec = intIn('DB_POOL_TIMEOUT', get('DB_POOL_TIMEOUT'), 10, 1, 600, errors);
   const statementTimeoutMs = intIn('DB_STATEMENT_TIMEOUT', get('DB_STATEMENT_TIMEOUT'), 5000, 100, 600_000, errors);
   const rawRole = get('DATABASE_APP_ROLE') ?? 'fleet_app';
-  if (rawRole !== 'fleet_app' && rawRole !== 'none') err('DATABASE_APP_ROLE', 'must be fleet_app (default: connections assume the least-privileged role the migrations create) or none (the login itself is least-privileged)');
+  if (rawRole !== 'fleet_app' && rawRole !== 'none')
+    err(
+      'DATABASE_APP_ROLE',
+      'must be fleet_app (default: connections assume the least-privileged role the migrations create) or none (the login itself is least-privileged)',
+    );
   const appRole = rawRole === 'none' ? null : 'fleet_app';
-  if (prod && appRole === null) warn('DATABASE_APP_ROLE', 'is none: make sure DATABASE_URL logs in as a role without BYPASSRLS, superuser or table ownership');
+  if (prod && appRole === null)
+    warn(
+      'DATABASE_APP_ROLE',
+      'is none: make sure DATABASE_URL logs in as a role without BYPASSRLS, superuser or table ownership',
+    );
 
   // ---- JWT / sessions
   const jwtSecret = secretFrom('JWT_SECRET');
   if (!jwtSecret) {
-    err('JWT_SECRET', prod ? 'is required in production: generate one with `openssl rand -base64 48`' : 'is required: generate one with `openssl rand -base64 48`');
+    err(
+      'JWT_SECRET',
+      prod
+        ? 'is required in production: generate one with `openssl rand -base64 48`'
+        : 'is required: generate one with `openssl rand -base64 48`',
+    );
   } else {
     const why = weakSecretReason(jwtSecret);
     if (why) err('JWT_SECRET', `${why}; generate one with \`openssl rand -base64 48\``);
@@ -569,29 +730,48 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   const previousSecretsNotAfter: (number | null)[] = [];
   const nowMs = opts.now ?? Date.now();
   const jwtLifetimeMs = parseDurationMs(get('JWT_EXPIRES_IN') ?? '15m') ?? 900_000;
-  (get('JWT_PREVIOUS_SECRETS') ?? '').split(',').map((s) => s.trim()).filter(Boolean).forEach((entry, i) => {
-    // `secret@2026-12-31T00:00:00Z`: the suffix after the last @ is the expiry when it starts
-    // with a digit (generated secrets are base64: no @).
-    const at = entry.lastIndexOf('@');
-    const suffix = at > 0 ? entry.slice(at + 1) : '';
-    if (at > 0 && /^\d/.test(suffix)) {
-      const ms = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2}))?$/.test(suffix) ? Date.parse(suffix) : NaN;
-      if (Number.isNaN(ms)) {
-        err('JWT_PREVIOUS_SECRETS', `entry ${i + 1} has an invalid expiry after "@": use an ISO 8601 time such as 2026-12-31T00:00:00Z`);
-        return;
+  (get('JWT_PREVIOUS_SECRETS') ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .forEach((entry, i) => {
+      // `secret@2026-12-31T00:00:00Z`: the suffix after the last @ is the expiry when it starts
+      // with a digit (generated secrets are base64: no @).
+      const at = entry.lastIndexOf('@');
+      const suffix = at > 0 ? entry.slice(at + 1) : '';
+      if (at > 0 && /^\d/.test(suffix)) {
+        const ms = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2}))?$/.test(suffix)
+          ? Date.parse(suffix)
+          : NaN;
+        if (Number.isNaN(ms)) {
+          err(
+            'JWT_PREVIOUS_SECRETS',
+            `entry ${i + 1} has an invalid expiry after "@": use an ISO 8601 time such as 2026-12-31T00:00:00Z`,
+          );
+          return;
+        }
+        previousSecrets.push(entry.slice(0, at));
+        previousSecretsNotAfter.push(ms);
+        if (ms <= nowMs)
+          warn(
+            'JWT_PREVIOUS_SECRETS',
+            `entry ${i + 1} expired at ${new Date(ms).toISOString()} and is refused; remove it`,
+          );
+        else if (ms - nowMs > jwtLifetimeMs + 86_400_000) {
+          warn(
+            'JWT_PREVIOUS_SECRETS',
+            `entry ${i + 1} stays valid until ${new Date(ms).toISOString()}, longer than the access-token lifetime + 24 h: tokens signed with it expire within JWT_EXPIRES_IN, so retire it sooner`,
+          );
+        }
+      } else {
+        previousSecrets.push(entry);
+        previousSecretsNotAfter.push(null);
+        warn(
+          'JWT_PREVIOUS_SECRETS',
+          `entry ${i + 1} has no expiry and is accepted forever: write it as secret@<ISO time> (e.g. the rotation time + JWT_EXPIRES_IN + 24 h)`,
+        );
       }
-      previousSecrets.push(entry.slice(0, at));
-      previousSecretsNotAfter.push(ms);
-      if (ms <= nowMs) warn('JWT_PREVIOUS_SECRETS', `entry ${i + 1} expired at ${new Date(ms).toISOString()} and is refused; remove it`);
-      else if (ms - nowMs > jwtLifetimeMs + 86_400_000) {
-        warn('JWT_PREVIOUS_SECRETS', `entry ${i + 1} stays valid until ${new Date(ms).toISOString()}, longer than the access-token lifetime + 24 h: tokens signed with it expire within JWT_EXPIRES_IN, so retire it sooner`);
-      }
-    } else {
-      previousSecrets.push(entry);
-      previousSecretsNotAfter.push(null);
-      warn('JWT_PREVIOUS_SECRETS', `entry ${i + 1} has no expiry and is accepted forever: write it as secret@<ISO time> (e.g. the rotation time + JWT_EXPIRES_IN + 24 h)`);
-    }
-  });
+    });
   previousSecrets.forEach((s, i) => {
     const why = weakSecretReason(s);
     if (why) err('JWT_PREVIOUS_SECRETS', `entry ${i + 1} ${why}`);
@@ -600,48 +780,84 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   const csrfRaw = get('CSRF_SECRET');
   if (csrfRaw) {
     const why = weakSecretReason(csrfRaw);
-    if (why) err('CSRF_SECRET', `${why}; generate one with \`openssl rand -base64 48\` (or leave it unset: it is then derived from JWT_SECRET)`);
+    if (why)
+      err(
+        'CSRF_SECRET',
+        `${why}; generate one with \`openssl rand -base64 48\` (or leave it unset: it is then derived from JWT_SECRET)`,
+      );
   }
   const expiresMs = duration('JWT_EXPIRES_IN', get('JWT_EXPIRES_IN'), '15m', 60_000, 24 * 3_600_000, errors);
-  if (expiresMs > 3_600_000) warn('JWT_EXPIRES_IN', 'is longer than 1h; short access tokens limit the damage of a leak');
+  if (expiresMs > 3_600_000)
+    warn('JWT_EXPIRES_IN', 'is longer than 1h; short access tokens limit the damage of a leak');
   const idleMs = duration('SESSION_IDLE_TIMEOUT', get('SESSION_IDLE_TIMEOUT'), '30m', 60_000, 30 * 86_400_000, errors);
-  const absMs = duration('SESSION_ABSOLUTE_TIMEOUT', get('SESSION_ABSOLUTE_TIMEOUT'), '24h', 60_000, 90 * 86_400_000, errors);
+  const absMs = duration(
+    'SESSION_ABSOLUTE_TIMEOUT',
+    get('SESSION_ABSOLUTE_TIMEOUT'),
+    '24h',
+    60_000,
+    90 * 86_400_000,
+    errors,
+  );
   if (absMs < idleMs) err('SESSION_ABSOLUTE_TIMEOUT', 'must not be shorter than SESSION_IDLE_TIMEOUT');
   const identity = loadIdentitySettings({ get, dev, prod, now: Date.now(), err, warn });
 
   // ---- identity provider
   let issuerUrl: string | null = null;
-  const rawIssuer = get('AUTH0_ISSUER_BASE_URL') ?? (get('AUTH0_DOMAIN') ? `https://${(get('AUTH0_DOMAIN') as string).replace(/^https?:\/\//, '').replace(/\/+$/, '')}/` : undefined);
+  const rawIssuer =
+    get('AUTH0_ISSUER_BASE_URL') ??
+    (get('AUTH0_DOMAIN')
+      ? `https://${(get('AUTH0_DOMAIN') as string).replace(/^https?:\/\//, '').replace(/\/+$/, '')}/`
+      : undefined);
   const issuerVar = get('AUTH0_ISSUER_BASE_URL') ? 'AUTH0_ISSUER_BASE_URL' : 'AUTH0_DOMAIN';
   // AUTH0_DOMAIN is a domain (optionally written as https://domain/); anything else would be
   // rewritten into a wrong issuer URL (ftp://x became https://ftp//x/).
-  const [domainHost, domainPort, domainExtra] = (get('AUTH0_DOMAIN') ?? '').trim().replace(/^https:\/\//, '').replace(/\/+$/, '').split(':');
+  const [domainHost, domainPort, domainExtra] = (get('AUTH0_DOMAIN') ?? '')
+    .trim()
+    .replace(/^https:\/\//, '')
+    .replace(/\/+$/, '')
+    .split(':');
   if (issuerVar === 'AUTH0_DOMAIN' && get('AUTH0_DOMAIN')) {
-    if (domainExtra !== undefined || !domainHost || !HOSTNAME_RE.test(domainHost) || (domainPort !== undefined && !/^\d{1,5}$/.test(domainPort))) {
-      err('AUTH0_DOMAIN', 'must be a domain such as your-tenant.eu.auth0.com (or use AUTH0_ISSUER_BASE_URL for a full URL)');
+    if (
+      domainExtra !== undefined ||
+      !domainHost ||
+      !HOSTNAME_RE.test(domainHost) ||
+      (domainPort !== undefined && !/^\d{1,5}$/.test(domainPort))
+    ) {
+      err(
+        'AUTH0_DOMAIN',
+        'must be a domain such as your-tenant.eu.auth0.com (or use AUTH0_ISSUER_BASE_URL for a full URL)',
+      );
     }
   }
   if (rawIssuer) {
     const u = parseUrl(rawIssuer);
-    if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:')) err(issuerVar, 'must be an https URL or a domain such as your-tenant.auth0.com');
-    else if (u.protocol === 'http:' && (prod || !isLoopbackHost(u.hostname))) err(issuerVar, 'must use https (http is accepted only for loopback hosts outside production)');
-    else if (u.username || u.password || u.search || u.hash) err(issuerVar, 'must not contain credentials, a query or a fragment');
+    if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:'))
+      err(issuerVar, 'must be an https URL or a domain such as your-tenant.auth0.com');
+    else if (u.protocol === 'http:' && (prod || !isLoopbackHost(u.hostname)))
+      err(issuerVar, 'must use https (http is accepted only for loopback hosts outside production)');
+    else if (u.username || u.password || u.search || u.hash)
+      err(issuerVar, 'must not contain credentials, a query or a fragment');
     // The issuer exactly as written (OIDC Discovery §4.3 compares it verbatim): an issuer with
     // no path and no trailing slash (Google, Okta, oidc-provider) stays without one.
     else issuerUrl = u.pathname === '/' && !rawIssuer.trim().endsWith('/') ? u.toString().slice(0, -1) : u.toString();
   }
   const clientId = get('AUTH0_CLIENT_ID') ?? null;
-  if (clientId !== null && clientId !== clientId.trim()) err('AUTH0_CLIENT_ID', 'has leading or trailing spaces (it must equal the ID tokens\' aud exactly)');
+  if (clientId !== null && clientId !== clientId.trim())
+    err('AUTH0_CLIENT_ID', "has leading or trailing spaces (it must equal the ID tokens' aud exactly)");
   const issuerBase = get('AUTH0_ISSUER_BASE_URL');
   if (domainHost && issuerBase) {
     const host = parseUrl(issuerBase)?.hostname;
-    if (host && host.toLowerCase() !== domainHost.toLowerCase()) warn('AUTH0_DOMAIN', 'names another host than AUTH0_ISSUER_BASE_URL, which is the one used; remove one of them');
+    if (host && host.toLowerCase() !== domainHost.toLowerCase())
+      warn('AUTH0_DOMAIN', 'names another host than AUTH0_ISSUER_BASE_URL, which is the one used; remove one of them');
   }
-  if (issuerUrl && !clientId) err('AUTH0_CLIENT_ID', 'is required with an identity provider (the expected audience of ID tokens)');
+  if (issuerUrl && !clientId)
+    err('AUTH0_CLIENT_ID', 'is required with an identity provider (the expected audience of ID tokens)');
   const devIssuerRaw = get('FLEET_DEV_ISSUER');
-  if (devIssuerRaw !== undefined && !bool.safeParse(devIssuerRaw).success) err('FLEET_DEV_ISSUER', 'must be true or false (or 1/0, yes/no)');
+  if (devIssuerRaw !== undefined && !bool.safeParse(devIssuerRaw).success)
+    err('FLEET_DEV_ISSUER', 'must be true or false (or 1/0, yes/no)');
   const devIssuerRequested = devIssuerRaw ? bool.safeParse(devIssuerRaw).data === true : false;
-  if (prod && !issuerUrl && !rawIssuer) err('AUTH0_DOMAIN', 'is required in production (or AUTH0_ISSUER_BASE_URL), with AUTH0_CLIENT_ID');
+  if (prod && !issuerUrl && !rawIssuer)
+    err('AUTH0_DOMAIN', 'is required in production (or AUTH0_ISSUER_BASE_URL), with AUTH0_CLIENT_ID');
   if (prod && devIssuerRequested) err('FLEET_DEV_ISSUER', 'the development issuer cannot be enabled in production');
   const devIssuer = !prod && !issuerUrl && (nodeEnv === 'development' || devIssuerRequested);
   const idpTimeoutMs = intIn('IDP_TIMEOUT_MS', get('IDP_TIMEOUT_MS'), 5000, 100, 60_000, errors);
@@ -652,26 +868,38 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   let keyVaultUrl: string | null = null;
   if (kvRaw) {
     const u = parseUrl(kvRaw);
-    if (!u || u.protocol !== 'https:') err('AZURE_KEYVAULT_URL', 'must be an https URL such as https://my-vault.vault.azure.net');
+    if (!u || u.protocol !== 'https:')
+      err('AZURE_KEYVAULT_URL', 'must be an https URL such as https://my-vault.vault.azure.net');
     else keyVaultUrl = u.toString().replace(/\/+$/, '');
   }
   const masterKeyName = get('AZURE_KEYVAULT_MASTER_KEY_NAME') ?? 'fleet-master-key';
-  if (!/^[0-9a-zA-Z-]{1,127}$/.test(masterKeyName)) err('AZURE_KEYVAULT_MASTER_KEY_NAME', 'must be 1-127 letters, digits or dashes (a Key Vault secret name)');
+  if (!/^[0-9a-zA-Z-]{1,127}$/.test(masterKeyName))
+    err('AZURE_KEYVAULT_MASTER_KEY_NAME', 'must be 1-127 letters, digits or dashes (a Key Vault secret name)');
   let fallbackKey: Buffer | null = null;
   const rawKey = secretFrom('FLEET_ENCRYPTION_KEY');
   if (rawKey) {
     fallbackKey = decodeKey32(rawKey);
-    if (!fallbackKey) err('FLEET_ENCRYPTION_KEY', 'must be base64 of exactly 32 random bytes: generate one with `openssl rand -base64 32`');
+    if (!fallbackKey)
+      err(
+        'FLEET_ENCRYPTION_KEY',
+        'must be base64 of exactly 32 random bytes: generate one with `openssl rand -base64 32`',
+      );
     else if (new Set(fallbackKey).size < 8) err('FLEET_ENCRYPTION_KEY', 'has too little variety to be a random key');
   }
   const previousKeys: Record<string, Buffer> = {};
-  const previousEntries = (get('FLEET_ENCRYPTION_PREVIOUS_KEYS') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const previousEntries = (get('FLEET_ENCRYPTION_PREVIOUS_KEYS') ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const [i, entry] of previousEntries.entries()) {
     const idx = entry.indexOf(':');
     const version = idx > 0 ? entry.slice(0, idx) : '';
     const key = idx > 0 ? decodeKey32(entry.slice(idx + 1)) : null;
     if (!/^[A-Za-z0-9._-]{1,64}$/.test(version) || !key) {
-      err('FLEET_ENCRYPTION_PREVIOUS_KEYS', `entry ${i + 1} must be version:base64key (the key 32 bytes); the list is comma-separated`);
+      err(
+        'FLEET_ENCRYPTION_PREVIOUS_KEYS',
+        `entry ${i + 1} must be version:base64key (the key 32 bytes); the list is comma-separated`,
+      );
       break;
     }
     if (Object.hasOwn(previousKeys, version)) {
@@ -686,9 +914,16 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     previousKeys[version] = key;
   }
   if (!keyVaultUrl && !fallbackKey && !rawKey) {
-    err('FLEET_ENCRYPTION_KEY', 'no master key source: set AZURE_KEYVAULT_URL (recommended) or FLEET_ENCRYPTION_KEY (`openssl rand -base64 32`)');
+    err(
+      'FLEET_ENCRYPTION_KEY',
+      'no master key source: set AZURE_KEYVAULT_URL (recommended) or FLEET_ENCRYPTION_KEY (`openssl rand -base64 32`)',
+    );
   }
-  if (prod && !keyVaultUrl && fallbackKey) warn('AZURE_KEYVAULT_URL', 'is not set: the master key comes from FLEET_ENCRYPTION_KEY; keys belong in a vault in production');
+  if (prod && !keyVaultUrl && fallbackKey)
+    warn(
+      'AZURE_KEYVAULT_URL',
+      'is not set: the master key comes from FLEET_ENCRYPTION_KEY; keys belong in a vault in production',
+    );
   const cacheTtlSec = intIn('KEY_CACHE_TTL_SECONDS', get('KEY_CACHE_TTL_SECONDS'), 3600, 1, 86_400, errors);
   const bcryptCost = intIn('BCRYPT_COST', get('BCRYPT_COST'), 12, 12, 17, errors);
 
@@ -696,7 +931,8 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   let siemProvider: SiemProvider | null = null;
   const rawProvider = get('SIEM_PROVIDER');
   if (rawProvider) {
-    if (['splunk', 'datadog', 'elastic', 'webhook', 'syslog', 'sentinel'].includes(rawProvider)) siemProvider = rawProvider as SiemProvider;
+    if (['splunk', 'datadog', 'elastic', 'webhook', 'syslog', 'sentinel'].includes(rawProvider))
+      siemProvider = rawProvider as SiemProvider;
     else err('SIEM_PROVIDER', 'must be one of splunk, datadog, elastic, webhook, syslog, sentinel');
   } else if (prod) {
     warn('SIEM_PROVIDER', 'is not set: security events are only kept in the database; configure a SIEM for alerting');
@@ -709,7 +945,10 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
       const u = parseUrl(siemUrlRaw);
       const okProtocols = siemProvider === 'syslog' ? ['tcp:', 'tls:'] : ['https:', 'http:'];
       if (!u || !okProtocols.includes(u.protocol)) {
-        err('SIEM_ENDPOINT_URL', siemProvider === 'syslog' ? 'must be tcp://host:port or tls://host:port' : 'must be an https URL');
+        err(
+          'SIEM_ENDPOINT_URL',
+          siemProvider === 'syslog' ? 'must be tcp://host:port or tls://host:port' : 'must be an https URL',
+        );
       } else if (prod && (u.protocol === 'http:' || u.protocol === 'tcp:') && !isLoopbackHost(u.hostname)) {
         err('SIEM_ENDPOINT_URL', 'must use TLS (https:// or tls://) in production');
       } else siemUrl = siemUrlRaw;
@@ -726,15 +965,25 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   const siemSchemaRaw = get('SIEM_EVENT_SCHEMA') ?? 'native';
   const siemEventSchema = (['native', 'ocsf', 'ecs'] as const).find((v) => v === siemSchemaRaw) ?? 'native';
   if (siemEventSchema !== siemSchemaRaw) err('SIEM_EVENT_SCHEMA', 'must be one of native, ocsf, ecs');
-  else if (siemEventSchema !== 'native' && siemProvider === 'syslog') warn('SIEM_EVENT_SCHEMA', 'does not apply to syslog: CEF is sent as is');
+  else if (siemEventSchema !== 'native' && siemProvider === 'syslog')
+    warn('SIEM_EVENT_SCHEMA', 'does not apply to syslog: CEF is sent as is');
   const allowPrivateRaw = get('SIEM_ALLOW_PRIVATE_DESTINATIONS');
-  if (allowPrivateRaw !== undefined && !bool.safeParse(allowPrivateRaw).success) err('SIEM_ALLOW_PRIVATE_DESTINATIONS', 'must be true or false (or 1/0, yes/no)');
+  if (allowPrivateRaw !== undefined && !bool.safeParse(allowPrivateRaw).success)
+    err('SIEM_ALLOW_PRIVATE_DESTINATIONS', 'must be true or false (or 1/0, yes/no)');
   const allowPrivateDestinations = allowPrivateRaw ? bool.safeParse(allowPrivateRaw).data === true : false;
   const splunkAckRaw = get('SIEM_SPLUNK_ACK');
-  if (splunkAckRaw !== undefined && !bool.safeParse(splunkAckRaw).success) err('SIEM_SPLUNK_ACK', 'must be true or false (or 1/0, yes/no)');
+  if (splunkAckRaw !== undefined && !bool.safeParse(splunkAckRaw).success)
+    err('SIEM_SPLUNK_ACK', 'must be true or false (or 1/0, yes/no)');
   const splunkAck = splunkAckRaw ? bool.safeParse(splunkAckRaw).data === true : false;
   if (splunkAck && siemProvider !== 'splunk') warn('SIEM_SPLUNK_ACK', 'only applies with SIEM_PROVIDER=splunk');
-  const splunkAckTimeoutMs = intIn('SIEM_SPLUNK_ACK_TIMEOUT_MS', get('SIEM_SPLUNK_ACK_TIMEOUT_MS'), 30_000, 100, 600_000, errors);
+  const splunkAckTimeoutMs = intIn(
+    'SIEM_SPLUNK_ACK_TIMEOUT_MS',
+    get('SIEM_SPLUNK_ACK_TIMEOUT_MS'),
+    30_000,
+    100,
+    600_000,
+    errors,
+  );
   const sentinel = {
     dcrId: get('SIEM_DCR_ID') ?? null,
     streamName: get('SIEM_STREAM_NAME') ?? null,
@@ -744,16 +993,33 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     authorityHost: get('SIEM_AZURE_AUTHORITY_HOST') ?? null,
   };
   if (siemProvider === 'sentinel') {
-    if (siemUrl && parseUrl(siemUrl)?.protocol !== 'https:') err('SIEM_ENDPOINT_URL', 'must be the https:// data collection endpoint with SIEM_PROVIDER=sentinel');
-    if (!sentinel.dcrId) err('SIEM_DCR_ID', 'is required with SIEM_PROVIDER=sentinel (the immutable id of the data collection rule, dcr-…)');
-    else if (!/^dcr-[0-9a-f]{32}$/.test(sentinel.dcrId)) err('SIEM_DCR_ID', 'must be a data collection rule immutable id: dcr- and 32 hex digits');
-    if (!sentinel.streamName) err('SIEM_STREAM_NAME', 'is required with SIEM_PROVIDER=sentinel (e.g. Custom-FleetSecurityEvents)');
-    else if (!/^Custom-[A-Za-z0-9_]{1,100}$/.test(sentinel.streamName)) err('SIEM_STREAM_NAME', 'must be a custom stream name: Custom- and letters, digits or _');
+    if (siemUrl && parseUrl(siemUrl)?.protocol !== 'https:')
+      err('SIEM_ENDPOINT_URL', 'must be the https:// data collection endpoint with SIEM_PROVIDER=sentinel');
+    if (!sentinel.dcrId)
+      err(
+        'SIEM_DCR_ID',
+        'is required with SIEM_PROVIDER=sentinel (the immutable id of the data collection rule, dcr-…)',
+      );
+    else if (!/^dcr-[0-9a-f]{32}$/.test(sentinel.dcrId))
+      err('SIEM_DCR_ID', 'must be a data collection rule immutable id: dcr- and 32 hex digits');
+    if (!sentinel.streamName)
+      err('SIEM_STREAM_NAME', 'is required with SIEM_PROVIDER=sentinel (e.g. Custom-FleetSecurityEvents)');
+    else if (!/^Custom-[A-Za-z0-9_]{1,100}$/.test(sentinel.streamName))
+      err('SIEM_STREAM_NAME', 'must be a custom stream name: Custom- and letters, digits or _');
     const set = [sentinel.tenantId, sentinel.clientId, sentinel.clientSecret].filter(Boolean).length;
-    if (set !== 0 && set !== 3) err('SIEM_AZURE_CLIENT_SECRET', 'SIEM_AZURE_TENANT_ID, SIEM_AZURE_CLIENT_ID and SIEM_AZURE_CLIENT_SECRET go together (or none: managed identity)');
-    if (sentinel.authorityHost && parseUrl(sentinel.authorityHost)?.protocol !== 'https:') err('SIEM_AZURE_AUTHORITY_HOST', 'must be an https:// URL (e.g. https://login.microsoftonline.us)');
+    if (set !== 0 && set !== 3)
+      err(
+        'SIEM_AZURE_CLIENT_SECRET',
+        'SIEM_AZURE_TENANT_ID, SIEM_AZURE_CLIENT_ID and SIEM_AZURE_CLIENT_SECRET go together (or none: managed identity)',
+      );
+    if (sentinel.authorityHost && parseUrl(sentinel.authorityHost)?.protocol !== 'https:')
+      err('SIEM_AZURE_AUTHORITY_HOST', 'must be an https:// URL (e.g. https://login.microsoftonline.us)');
   }
-  if (allowPrivateDestinations && prod) warn('SIEM_ALLOW_PRIVATE_DESTINATIONS', 'is on in production: tenant audit streams may reach internal addresses (SSRF)');
+  if (allowPrivateDestinations && prod)
+    warn(
+      'SIEM_ALLOW_PRIVATE_DESTINATIONS',
+      'is on in production: tenant audit streams may reach internal addresses (SSRF)',
+    );
 
   // ---- archive
   const storageConn = get('AZURE_STORAGE_CONNECTION_STRING') ?? null;
@@ -766,7 +1032,10 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     } else storageUrl = storageUrlRaw;
   }
   if (storageConn && !/AccountName=|UseDevelopmentStorage=true|BlobEndpoint=/i.test(storageConn)) {
-    err('AZURE_STORAGE_CONNECTION_STRING', 'does not look like an Azure Storage connection string (AccountName=…;AccountKey=…)');
+    err(
+      'AZURE_STORAGE_CONNECTION_STRING',
+      'does not look like an Azure Storage connection string (AccountName=…;AccountKey=…)',
+    );
   } else if (storageConn) {
     // Key=value pairs; values may contain '=' (base64 keys, SAS tokens). Never echoed.
     const parts = new Map<string, string>();
@@ -781,27 +1050,59 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     const protocol = parts.get('defaultendpointsprotocol')?.toLowerCase();
     const blobEndpoint = parts.get('blobendpoint');
     const endpoint = blobEndpoint ? parseUrl(blobEndpoint) : null;
-    if (blobEndpoint && (!endpoint || (endpoint.protocol !== 'https:' && endpoint.protocol !== 'http:'))) err('AZURE_STORAGE_CONNECTION_STRING', 'BlobEndpoint must be an https URL');
+    if (blobEndpoint && (!endpoint || (endpoint.protocol !== 'https:' && endpoint.protocol !== 'http:')))
+      err('AZURE_STORAGE_CONNECTION_STRING', 'BlobEndpoint must be an https URL');
     if (prod && !dev && (protocol === 'http' || endpoint?.protocol === 'http:')) {
-      err('AZURE_STORAGE_CONNECTION_STRING', 'must use https in production (DefaultEndpointsProtocol=https, BlobEndpoint=https://…): the key or SAS would travel in clear text');
+      err(
+        'AZURE_STORAGE_CONNECTION_STRING',
+        'must use https in production (DefaultEndpointsProtocol=https, BlobEndpoint=https://…): the key or SAS would travel in clear text',
+      );
     }
   }
-  if (prod && storageConn && /UseDevelopmentStorage=true/i.test(storageConn)) err('AZURE_STORAGE_CONNECTION_STRING', 'points at the storage emulator in production');
+  if (prod && storageConn && /UseDevelopmentStorage=true/i.test(storageConn))
+    err('AZURE_STORAGE_CONNECTION_STRING', 'points at the storage emulator in production');
   const container = get('AUDIT_ARCHIVE_CONTAINER') ?? 'audit-archive';
-  if (!/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/.test(container)) err('AUDIT_ARCHIVE_CONTAINER', 'must be a valid container name (3-63 lower-case letters, digits, single dashes)');
+  if (!/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/.test(container))
+    err('AUDIT_ARCHIVE_CONTAINER', 'must be a valid container name (3-63 lower-case letters, digits, single dashes)');
   const immutabilityRaw = get('AUDIT_ARCHIVE_IMMUTABILITY_DAYS');
-  const immutabilityDays = immutabilityRaw ? intIn('AUDIT_ARCHIVE_IMMUTABILITY_DAYS', immutabilityRaw, 0, 1, 36500, errors) : null;
-  const archiveInterval = duration('AUDIT_ARCHIVE_INTERVAL', get('AUDIT_ARCHIVE_INTERVAL'), '1h', 10_000, 7 * 86_400_000, errors);
-  if (prod && !storageConn && !storageUrl) warn('AZURE_STORAGE_CONNECTION_STRING', 'is not set: no immutable audit archive is written');
-  if (prod && (storageConn || storageUrl) && immutabilityDays === null) warn('AUDIT_ARCHIVE_IMMUTABILITY_DAYS', 'is not set: archived blobs are write-once by name only, not under an immutability policy');
+  const immutabilityDays = immutabilityRaw
+    ? intIn('AUDIT_ARCHIVE_IMMUTABILITY_DAYS', immutabilityRaw, 0, 1, 36500, errors)
+    : null;
+  const archiveInterval = duration(
+    'AUDIT_ARCHIVE_INTERVAL',
+    get('AUDIT_ARCHIVE_INTERVAL'),
+    '1h',
+    10_000,
+    7 * 86_400_000,
+    errors,
+  );
+  if (prod && !storageConn && !storageUrl)
+    warn('AZURE_STORAGE_CONNECTION_STRING', 'is not set: no immutable audit archive is written');
+  if (prod && (storageConn || storageUrl) && immutabilityDays === null)
+    warn(
+      'AUDIT_ARCHIVE_IMMUTABILITY_DAYS',
+      'is not set: archived blobs are write-once by name only, not under an immutability policy',
+    );
 
   // ---- signed audit checkpoints
   const auditLogName = get('AUDIT_LOG_NAME') ?? 'default';
-  if (!/^[A-Za-z0-9._-]{1,64}$/.test(auditLogName)) err('AUDIT_LOG_NAME', 'must be 1-64 letters, digits, dots, dashes or underscores (it becomes part of every checkpoint origin)');
-  const checkpointInterval = duration('AUDIT_CHECKPOINT_INTERVAL', get('AUDIT_CHECKPOINT_INTERVAL'), '1m', 1_000, 3_600_000, errors);
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(auditLogName))
+    err(
+      'AUDIT_LOG_NAME',
+      'must be 1-64 letters, digits, dots, dashes or underscores (it becomes part of every checkpoint origin)',
+    );
+  const checkpointInterval = duration(
+    'AUDIT_CHECKPOINT_INTERVAL',
+    get('AUDIT_CHECKPOINT_INTERVAL'),
+    '1m',
+    1_000,
+    3_600_000,
+    errors,
+  );
   const checkpointKvName = get('AZURE_KEYVAULT_CHECKPOINT_KEY_NAME') ?? null;
   if (checkpointKvName !== null) {
-    if (!/^[0-9a-zA-Z-]{1,127}$/.test(checkpointKvName)) err('AZURE_KEYVAULT_CHECKPOINT_KEY_NAME', 'must be 1-127 letters, digits or dashes (a Key Vault secret name)');
+    if (!/^[0-9a-zA-Z-]{1,127}$/.test(checkpointKvName))
+      err('AZURE_KEYVAULT_CHECKPOINT_KEY_NAME', 'must be 1-127 letters, digits or dashes (a Key Vault secret name)');
     if (!kvRaw) err('AZURE_KEYVAULT_CHECKPOINT_KEY_NAME', 'needs AZURE_KEYVAULT_URL (the vault that holds it)');
   }
   const checkpointKeyRaw = secretFrom('AUDIT_CHECKPOINT_SIGNING_KEY') ?? null;
@@ -809,7 +1110,10 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     try {
       parseEd25519PrivateKey(checkpointKeyRaw);
     } catch (e) {
-      err('AUDIT_CHECKPOINT_SIGNING_KEY', `${e instanceof CheckpointKeyError ? e.message : 'is not a usable key'}; generate one with \`openssl genpkey -algorithm ed25519 -outform DER | base64 -w0\``);
+      err(
+        'AUDIT_CHECKPOINT_SIGNING_KEY',
+        `${e instanceof CheckpointKeyError ? e.message : 'is not a usable key'}; generate one with \`openssl genpkey -algorithm ed25519 -outform DER | base64 -w0\``,
+      );
     }
   }
   const trustedKeys = (get('AUDIT_CHECKPOINT_TRUSTED_KEYS') ?? '').split(/[\s,]+/).filter(Boolean);
@@ -817,31 +1121,63 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
     try {
       parseVerifierKey(k);
     } catch (e) {
-      err('AUDIT_CHECKPOINT_TRUSTED_KEYS', `entry ${i + 1} ${e instanceof NoteError ? e.message : 'is not a verifier key'} (expected name+keyid+base64 key, as GET /audit/checkpoint-key prints)`);
+      err(
+        'AUDIT_CHECKPOINT_TRUSTED_KEYS',
+        `entry ${i + 1} ${e instanceof NoteError ? e.message : 'is not a verifier key'} (expected name+keyid+base64 key, as GET /audit/checkpoint-key prints)`,
+      );
       break;
     }
   }
-  if (checkpointKvName !== null && get('AUDIT_CHECKPOINT_SIGNING_KEY')) warn('AUDIT_CHECKPOINT_SIGNING_KEY', 'is ignored: the checkpoint key comes from AZURE_KEYVAULT_CHECKPOINT_KEY_NAME');
-  if (prod && checkpointKvName === null && checkpointKeyRaw === null) warn('AZURE_KEYVAULT_CHECKPOINT_KEY_NAME', 'is not set (nor AUDIT_CHECKPOINT_SIGNING_KEY): no signed audit checkpoints are published, and a database owner could rewrite audit history undetected');
+  if (checkpointKvName !== null && get('AUDIT_CHECKPOINT_SIGNING_KEY'))
+    warn(
+      'AUDIT_CHECKPOINT_SIGNING_KEY',
+      'is ignored: the checkpoint key comes from AZURE_KEYVAULT_CHECKPOINT_KEY_NAME',
+    );
+  if (prod && checkpointKvName === null && checkpointKeyRaw === null)
+    warn(
+      'AZURE_KEYVAULT_CHECKPOINT_KEY_NAME',
+      'is not set (nor AUDIT_CHECKPOINT_SIGNING_KEY): no signed audit checkpoints are published, and a database owner could rewrite audit history undetected',
+    );
 
   // ---- HTTP
   const originsRaw = get('CORS_ORIGINS') ?? get('FRONTEND_URL');
   const origins: string[] = [];
-  for (const o of (originsRaw ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const o of (originsRaw ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const u = parseUrl(o);
     const variable = get('CORS_ORIGINS') ? 'CORS_ORIGINS' : 'FRONTEND_URL';
     if (o === '*') err(variable, 'must list explicit origins; * is not allowed with credentials');
-    else if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:') || u.username || u.password || u.search || u.hash || (u.pathname !== '/' && u.pathname !== '')) {
+    else if (
+      !u ||
+      (u.protocol !== 'https:' && u.protocol !== 'http:') ||
+      u.username ||
+      u.password ||
+      u.search ||
+      u.hash ||
+      (u.pathname !== '/' && u.pathname !== '')
+    ) {
       // An entry with credentials is not echoed.
-      err(variable, `entry ${u?.username || u?.password ? `${origins.length + 1} (with credentials)` : `"${o}"`} must be an origin such as https://app.example.com (no path, query or credentials)`);
-    }
-    else if (prod && u.protocol !== 'https:') err(variable, `entry "${o}" must use https in production`);
+      err(
+        variable,
+        `entry ${u?.username || u?.password ? `${origins.length + 1} (with credentials)` : `"${o}"`} must be an origin such as https://app.example.com (no path, query or credentials)`,
+      );
+    } else if (prod && u.protocol !== 'https:') err(variable, `entry "${o}" must use https in production`);
     else origins.push(u.origin);
   }
   if (!originsRaw && !prod) origins.push('http://localhost:3000', 'http://localhost:5173');
-  if (prod && origins.length === 0 && !originsRaw) warn('CORS_ORIGINS', 'is not set: browsers on other origins cannot call the API');
-  if (originsRaw && origins.length === 0 && errors.every((i) => i.variable !== 'CORS_ORIGINS' && i.variable !== 'FRONTEND_URL')) {
-    warn(get('CORS_ORIGINS') ? 'CORS_ORIGINS' : 'FRONTEND_URL', 'lists no origin: browsers on other origins cannot call the API');
+  if (prod && origins.length === 0 && !originsRaw)
+    warn('CORS_ORIGINS', 'is not set: browsers on other origins cannot call the API');
+  if (
+    originsRaw &&
+    origins.length === 0 &&
+    errors.every((i) => i.variable !== 'CORS_ORIGINS' && i.variable !== 'FRONTEND_URL')
+  ) {
+    warn(
+      get('CORS_ORIGINS') ? 'CORS_ORIGINS' : 'FRONTEND_URL',
+      'lists no origin: browsers on other origins cannot call the API',
+    );
   }
 
   let trustProxy: boolean | number | string = false;
@@ -849,14 +1185,29 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   if (tp) {
     if (/^\d+$/.test(tp)) {
       trustProxy = Number(tp);
-      if (trustProxy > 5) warn('TRUST_PROXY', `trusts ${tp} proxy hops: more hops than there are proxies lets clients choose their IP (X-Forwarded-For); set the real number`);
-    }
-    else if (tp === 'true' || tp === 'false') {
+      if (trustProxy > 5)
+        warn(
+          'TRUST_PROXY',
+          `trusts ${tp} proxy hops: more hops than there are proxies lets clients choose their IP (X-Forwarded-For); set the real number`,
+        );
+    } else if (tp === 'true' || tp === 'false') {
       trustProxy = tp === 'true';
-      if (trustProxy && prod) err('TRUST_PROXY', 'true trusts every X-Forwarded-For hop (clients choose their IP, the rate limits and the login lockout); in production give the number of proxy hops (1) or their addresses/subnets (10.0.0.0/8)');
-      else if (trustProxy) warn('TRUST_PROXY', 'true trusts every X-Forwarded-For hop (clients can spoof their IP); prefer the number of proxies or their addresses');
+      if (trustProxy && prod)
+        err(
+          'TRUST_PROXY',
+          'true trusts every X-Forwarded-For hop (clients choose their IP, the rate limits and the login lockout); in production give the number of proxy hops (1) or their addresses/subnets (10.0.0.0/8)',
+        );
+      else if (trustProxy)
+        warn(
+          'TRUST_PROXY',
+          'true trusts every X-Forwarded-For hop (clients can spoof their IP); prefer the number of proxies or their addresses',
+        );
     } else if (tp.split(',').every((e) => isTrustProxyEntry(e.trim()))) trustProxy = tp;
-    else err('TRUST_PROXY', 'must be a hop count, true/false, or a list of addresses/subnets (loopback, linklocal, uniquelocal, 10.0.0.0/8, ::1)');
+    else
+      err(
+        'TRUST_PROXY',
+        'must be a hop count, true/false, or a list of addresses/subnets (loopback, linklocal, uniquelocal, 10.0.0.0/8, ::1)',
+      );
   }
 
   const windowMs = intIn('RATE_LIMIT_WINDOW_MS', get('RATE_LIMIT_WINDOW_MS'), 60_000, 1000, 86_400_000, errors);
@@ -865,21 +1216,31 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   const loginMax = intIn('LOGIN_MAX_FAILURES', get('LOGIN_MAX_FAILURES'), 5, 1, 1000, errors);
   const lockoutMs = duration('LOGIN_LOCKOUT_WINDOW', get('LOGIN_LOCKOUT_WINDOW'), '15m', 60_000, 86_400_000, errors);
   const emailLoginMax = intIn('LOGIN_EMAIL_MAX_FAILURES', get('LOGIN_EMAIL_MAX_FAILURES'), 10, 1, 1000, errors);
-  const emailLockoutMs = duration('LOGIN_EMAIL_LOCKOUT_WINDOW', get('LOGIN_EMAIL_LOCKOUT_WINDOW'), '1h', 60_000, 7 * 86_400_000, errors);
+  const emailLockoutMs = duration(
+    'LOGIN_EMAIL_LOCKOUT_WINDOW',
+    get('LOGIN_EMAIL_LOCKOUT_WINDOW'),
+    '1h',
+    60_000,
+    7 * 86_400_000,
+    errors,
+  );
 
   let redisUrl: string | null = null;
   const rr = get('REDIS_URL');
   if (rr) {
     const u = parseUrl(rr);
-    if (!u || (u.protocol !== 'redis:' && u.protocol !== 'rediss:')) err('REDIS_URL', 'must be a redis:// or rediss:// URL');
+    if (!u || (u.protocol !== 'redis:' && u.protocol !== 'rediss:'))
+      err('REDIS_URL', 'must be a redis:// or rediss:// URL');
     else {
       redisUrl = rr;
-      if (prod && u.protocol === 'redis:' && !isLoopbackHost(u.hostname)) warn('REDIS_URL', 'is not TLS (rediss://) for a non-loopback host');
+      if (prod && u.protocol === 'redis:' && !isLoopbackHost(u.hostname))
+        warn('REDIS_URL', 'is not TLS (rediss://) for a non-loopback host');
     }
   }
 
   const logLevel = get('LOG_LEVEL') ?? (nodeEnv === 'test' ? 'warn' : 'info');
-  if (!['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'].includes(logLevel)) err('LOG_LEVEL', 'must be error, warn, info, http, verbose, debug or silly');
+  if (!['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'].includes(logLevel))
+    err('LOG_LEVEL', 'must be error, warn, info, http, verbose, debug or silly');
   const logDir = get('LOG_DIR') ? path.resolve(opts.cwd ?? process.cwd(), get('LOG_DIR') as string) : null;
   const logDirProblem = logDir ? directoryProblem(logDir) : null;
   if (logDirProblem) err('LOG_DIR', `cannot be used: ${logDirProblem}`);
@@ -887,15 +1248,22 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
   const metricsToken = get('METRICS_TOKEN') ?? null;
   if (metricsToken && metricsToken.length < 24) err('METRICS_TOKEN', 'must be at least 24 characters');
   const metricsLoopbackRaw = get('METRICS_ALLOW_LOOPBACK');
-  if (metricsLoopbackRaw !== undefined && !bool.safeParse(metricsLoopbackRaw).success) err('METRICS_ALLOW_LOOPBACK', 'must be true or false (or 1/0, yes/no)');
+  if (metricsLoopbackRaw !== undefined && !bool.safeParse(metricsLoopbackRaw).success)
+    err('METRICS_ALLOW_LOOPBACK', 'must be true or false (or 1/0, yes/no)');
   const metricsLoopbackExplicit = metricsLoopbackRaw ? bool.safeParse(metricsLoopbackRaw).data === true : false;
   const metricsAllowLoopback = metricsLoopbackExplicit || (!prod && trustProxy === false);
   if (!metricsAllowLoopback && !metricsToken) {
-    warn('METRICS_TOKEN', `is not set: GET /metrics refuses every caller (${prod ? 'production' : 'TRUST_PROXY is set'}, so loopback callers are not trusted); set METRICS_TOKEN, or METRICS_ALLOW_LOOPBACK=true when no proxy runs on this host`);
+    warn(
+      'METRICS_TOKEN',
+      `is not set: GET /metrics refuses every caller (${prod ? 'production' : 'TRUST_PROXY is set'}, so loopback callers are not trusted); set METRICS_TOKEN, or METRICS_ALLOW_LOOPBACK=true when no proxy runs on this host`,
+    );
   }
   const platformTenant = get('PLATFORM_TENANT') ?? '_platform';
   if (platformTenant !== '_platform' && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(platformTenant)) {
-    err('PLATFORM_TENANT', 'must be _platform (default) or a tenant id: 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit');
+    err(
+      'PLATFORM_TENANT',
+      'must be _platform (default) or a tenant id: 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit',
+    );
   }
   const bodyLimitBytes = intIn('BODY_LIMIT_BYTES', get('BODY_LIMIT_BYTES'), 100 * 1024, 1024, 10 * 1024 * 1024, errors);
   const shutdownDrainDelayMs = intIn('SHUTDOWN_DRAIN_DELAY_MS', get('SHUTDOWN_DRAIN_DELAY_MS'), 0, 0, 60_000, errors);
@@ -958,7 +1326,8 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
       keyVaultUrl,
       masterKeyName,
       fallbackKey,
-      fallbackKeyFile: fallbackKey && get('FLEET_ENCRYPTION_KEY') === undefined ? path.join(dataDir, 'dev-secrets.json') : null,
+      fallbackKeyFile:
+        fallbackKey && get('FLEET_ENCRYPTION_KEY') === undefined ? path.join(dataDir, 'dev-secrets.json') : null,
       previousKeys: Object.freeze(previousKeys),
       cacheTtlSec,
     },
@@ -977,12 +1346,29 @@ export function loadConfig(env: Env, opts: { devSecrets?: Record<string, string>
       splunkAckTimeoutMs,
       sentinel,
     },
-    auditLog: { name: auditLogName, checkpointIntervalMs: checkpointInterval, checkpointKeyVaultName: checkpointKvName, checkpointSigningKey: checkpointKeyRaw, trustedKeys: Object.freeze(trustedKeys) },
-    archive: { connectionString: storageConn, accountUrl: storageUrl, container, immutabilityDays, intervalMs: archiveInterval },
+    auditLog: {
+      name: auditLogName,
+      checkpointIntervalMs: checkpointInterval,
+      checkpointKeyVaultName: checkpointKvName,
+      checkpointSigningKey: checkpointKeyRaw,
+      trustedKeys: Object.freeze(trustedKeys),
+    },
+    archive: {
+      connectionString: storageConn,
+      accountUrl: storageUrl,
+      container,
+      immutabilityDays,
+      intervalMs: archiveInterval,
+    },
     cors: { origins: Object.freeze(origins) },
     trustProxy,
     rateLimit: { windowMs, max, userMax },
-    login: { maxFailures: loginMax, lockoutWindowMs: lockoutMs, emailMaxFailures: emailLoginMax, emailLockoutWindowMs: emailLockoutMs },
+    login: {
+      maxFailures: loginMax,
+      lockoutWindowMs: lockoutMs,
+      emailMaxFailures: emailLoginMax,
+      emailLockoutWindowMs: emailLockoutMs,
+    },
     redisUrl,
     log: { level: logLevel, dir: logDir },
     metricsToken,

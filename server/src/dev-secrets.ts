@@ -54,7 +54,8 @@ export function ensureDataDir(dataDir: string): void {
     try {
       fs.mkdirSync(dir, { mode: 0o755 });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new DataDirError(`cannot create ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw new DataDirError(`cannot create ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
     }
   }
 }
@@ -72,8 +73,15 @@ export function loadOrCreateDevSecrets(dataDir: string): { secrets: DevSecrets; 
     } catch {
       throw new DataDirError(`${file} is not valid JSON; delete it and new development secrets are generated`);
     }
-    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed) || Object.values(parsed).some((v) => typeof v !== 'string')) {
-      throw new DataDirError(`${file} must hold a JSON object of text values; delete it and new development secrets are generated`);
+    if (
+      !parsed ||
+      typeof parsed !== 'object' ||
+      Array.isArray(parsed) ||
+      Object.values(parsed).some((v) => typeof v !== 'string')
+    ) {
+      throw new DataDirError(
+        `${file} must hold a JSON object of text values; delete it and new development secrets are generated`,
+      );
     }
     existing = parsed as Partial<DevSecrets>;
     fs.chmodSync(file, 0o600);
@@ -85,7 +93,8 @@ export function loadOrCreateDevSecrets(dataDir: string): { secrets: DevSecrets; 
     EMBEDDED_PG_PASSWORD: existing.EMBEDDED_PG_PASSWORD ?? randomBytes(24).toString('base64url'),
     // Signs the audit checkpoints (docs/AUDIT.md): Ed25519, PKCS#8 DER in base64.
     AUDIT_CHECKPOINT_SIGNING_KEY:
-      existing.AUDIT_CHECKPOINT_SIGNING_KEY ?? generateKeyPairSync('ed25519').privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64'),
+      existing.AUDIT_CHECKPOINT_SIGNING_KEY ??
+      generateKeyPairSync('ed25519').privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64'),
     EMBEDDED_PG_APP_PASSWORD: existing.EMBEDDED_PG_APP_PASSWORD ?? randomBytes(24).toString('base64url'),
     // Access-token signing keys (PKCS#8, base64 DER): one per JWT_SIGNING_ALG.
     JWT_SIGNING_KEY: existing.JWT_SIGNING_KEY ?? generateSigningKey('ES256'),

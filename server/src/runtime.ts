@@ -21,7 +21,10 @@ export interface LoadedConfig extends LoadResult {
 }
 
 /** Loads configuration exactly as start-up does (check-env uses this too). */
-export function loadRuntimeConfig(env: Record<string, string | undefined> = processEnv(), opts: { scope?: ConfigScope } = {}): LoadedConfig {
+export function loadRuntimeConfig(
+  env: Record<string, string | undefined> = processEnv(),
+  opts: { scope?: ConfigScope } = {},
+): LoadedConfig {
   const isProd = (env.NODE_ENV ?? 'development') === 'production';
   let devSecrets: Record<string, string> | undefined;
   let devSecretsFile: string | null = null;
@@ -38,17 +41,29 @@ export function loadRuntimeConfig(env: Record<string, string | undefined> = proc
       if (!(err instanceof DataDirError)) throw err;
       // Other settings are checked once the data directory works (without the development
       // secrets, every secret would be reported missing).
-      return { config: null, errors: [{ variable: 'FLEET_DATA_DIR', message: err.message }], warnings: [], devSecretsFile: null, devSecretsCreated: false };
+      return {
+        config: null,
+        errors: [{ variable: 'FLEET_DATA_DIR', message: err.message }],
+        warnings: [],
+        devSecretsFile: null,
+        devSecretsCreated: false,
+      };
     }
   }
   return { ...loadConfig(env, { devSecrets, scope: opts.scope }), devSecretsFile, devSecretsCreated };
 }
 
 /** Prints issues; exits the process with `exitCode` (default 1) on errors. */
-export function requireConfig(loaded: LoadResult, print: (s: string) => void = (s) => process.stderr.write(s + '\n'), exitCode = 1): Config {
+export function requireConfig(
+  loaded: LoadResult,
+  print: (s: string) => void = (s) => process.stderr.write(s + '\n'),
+  exitCode = 1,
+): Config {
   if (loaded.errors.length > 0 || loaded.warnings.length > 0) print(formatIssues(loaded));
   if (!loaded.config) {
-    print(`\nConfiguration invalid: ${loaded.errors.length} error(s). Fix them and start again (npm run check-env validates without starting).`);
+    print(
+      `\nConfiguration invalid: ${loaded.errors.length} error(s). Fix them and start again (npm run check-env validates without starting).`,
+    );
     process.exit(exitCode);
   }
   return loaded.config;
@@ -108,9 +123,20 @@ function describeOwner(config: Config): string {
  * share the first one's embedded cluster and break when the first stops it. The CLIs attach
  * to a running cluster (they run beside `npm start`).
  */
-export async function openDatabase(config: Config, logger: Logger, opts: { refuseRunning?: boolean } = {}): Promise<DatabaseHandle> {
-  if (config.database.url) return { url: config.database.url, ownerUrl: config.database.ownerUrl, embedded: null, close: async () => undefined };
-  if (config.isProduction || !config.database.embeddedPassword) throw new Error('no database configured (DATABASE_URL)');
+export async function openDatabase(
+  config: Config,
+  logger: Logger,
+  opts: { refuseRunning?: boolean } = {},
+): Promise<DatabaseHandle> {
+  if (config.database.url)
+    return {
+      url: config.database.url,
+      ownerUrl: config.database.ownerUrl,
+      embedded: null,
+      close: async () => undefined,
+    };
+  if (config.isProduction || !config.database.embeddedPassword)
+    throw new Error('no database configured (DATABASE_URL)');
   const password = config.database.embeddedPassword;
   const requested = path.join(config.dataDir, 'pg');
   const dir = clusterDir(requested, logger);
@@ -128,11 +154,19 @@ export async function openDatabase(config: Config, logger: Logger, opts: { refus
     logger.info('using the embedded PostgreSQL already running', { port });
     ownerUrl = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${EMBEDDED_DB_NAME}`;
   } else {
-    embedded = await startEmbeddedPostgres({ dataDir: dir, password, database: EMBEDDED_DB_NAME, port: EMBEDDED_DEFAULT_PORT, logger });
+    embedded = await startEmbeddedPostgres({
+      dataDir: dir,
+      password,
+      database: EMBEDDED_DB_NAME,
+      port: EMBEDDED_DEFAULT_PORT,
+      logger,
+    });
     logger.info('embedded PostgreSQL started', { port: embedded.port, dataDir: embedded.dataDir });
     ownerUrl = embedded.url;
   }
-  const url = config.database.embeddedAppPassword ? await ensureEmbeddedRuntimeLogin(ownerUrl, config.database.embeddedAppPassword) : ownerUrl;
+  const url = config.database.embeddedAppPassword
+    ? await ensureEmbeddedRuntimeLogin(ownerUrl, config.database.embeddedAppPassword)
+    : ownerUrl;
   const e = embedded;
   return { url, ownerUrl, embedded: e, close: async () => (e ? e.stop() : undefined) };
 }

@@ -8,7 +8,13 @@ const key32 = () => randomBytes(32).toString('base64');
 const vars = (issues: { variable: string }[]) => issues.map((i) => i.variable);
 
 function base(over: Record<string, string | undefined> = {}) {
-  return { NODE_ENV: 'development', DATABASE_URL: 'postgres://u:pw@127.0.0.1:5432/db', JWT_SECRET: strong(), FLEET_ENCRYPTION_KEY: key32(), ...over };
+  return {
+    NODE_ENV: 'development',
+    DATABASE_URL: 'postgres://u:pw@127.0.0.1:5432/db',
+    JWT_SECRET: strong(),
+    FLEET_ENCRYPTION_KEY: key32(),
+    ...over,
+  };
 }
 
 function prodEnv(over: Record<string, string | undefined> = {}) {
@@ -45,8 +51,15 @@ describe('configuration: proxies and the login lockout', () => {
 
   test('when the e-mail lockout settings are given, then they are used; out of range they are refused', () => {
     const c = loadConfig(base({ LOGIN_EMAIL_MAX_FAILURES: '25', LOGIN_EMAIL_LOCKOUT_WINDOW: '2h' })).config!;
-    expect(c.login).toMatchObject({ maxFailures: 5, lockoutWindowMs: 900_000, emailMaxFailures: 25, emailLockoutWindowMs: 7_200_000 });
-    expect(vars(loadConfig(base({ LOGIN_EMAIL_MAX_FAILURES: '0', LOGIN_EMAIL_LOCKOUT_WINDOW: 'soon' })).errors).sort()).toEqual(['LOGIN_EMAIL_LOCKOUT_WINDOW', 'LOGIN_EMAIL_MAX_FAILURES']);
+    expect(c.login).toMatchObject({
+      maxFailures: 5,
+      lockoutWindowMs: 900_000,
+      emailMaxFailures: 25,
+      emailLockoutWindowMs: 7_200_000,
+    });
+    expect(
+      vars(loadConfig(base({ LOGIN_EMAIL_MAX_FAILURES: '0', LOGIN_EMAIL_LOCKOUT_WINDOW: 'soon' })).errors).sort(),
+    ).toEqual(['LOGIN_EMAIL_LOCKOUT_WINDOW', 'LOGIN_EMAIL_MAX_FAILURES']);
   });
 
   test('when IDP_JWKS_CACHE_TTL is set, then it is the key-set freshness; nonsense is refused', () => {
@@ -85,8 +98,12 @@ describe('configuration: JWT_PREVIOUS_SECRETS expiry', () => {
 
   test('when the expiry is not a valid ISO time, then it is refused naming the entry, never echoing it', () => {
     const secret = strong();
-    const r = loadConfig(base({ JWT_PREVIOUS_SECRETS: `${strong()}@2026-12-31T00:00:00Z,${secret}@2026-13-45` }), { now });
-    expect(r.errors).toEqual([{ variable: 'JWT_PREVIOUS_SECRETS', message: expect.stringMatching(/^entry 2 has an invalid expiry/) }]);
+    const r = loadConfig(base({ JWT_PREVIOUS_SECRETS: `${strong()}@2026-12-31T00:00:00Z,${secret}@2026-13-45` }), {
+      now,
+    });
+    expect(r.errors).toEqual([
+      { variable: 'JWT_PREVIOUS_SECRETS', message: expect.stringMatching(/^entry 2 has an invalid expiry/) },
+    ]);
     expect(JSON.stringify(r.errors)).not.toContain(secret);
   });
 });

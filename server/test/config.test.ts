@@ -7,7 +7,13 @@ const key32 = () => randomBytes(32).toString('base64');
 const SIGNING_KEY = generateSigningKey('ES256');
 
 function base(over: Record<string, string | undefined> = {}) {
-  return { NODE_ENV: 'development', DATABASE_URL: 'postgres://u:pw@127.0.0.1:5432/db', JWT_SECRET: strong(), FLEET_ENCRYPTION_KEY: key32(), ...over };
+  return {
+    NODE_ENV: 'development',
+    DATABASE_URL: 'postgres://u:pw@127.0.0.1:5432/db',
+    JWT_SECRET: strong(),
+    FLEET_ENCRYPTION_KEY: key32(),
+    ...over,
+  };
 }
 
 function prodEnv(over: Record<string, string | undefined> = {}) {
@@ -48,7 +54,12 @@ describe('configuration', () => {
     expect(c.siem.batchSize).toBe(10);
     expect(c.siem.flushIntervalMs).toBe(30000);
     expect(c.rateLimit).toEqual({ windowMs: 60000, max: 300, userMax: 600 });
-    expect(c.login).toEqual({ maxFailures: 5, lockoutWindowMs: 900000, emailMaxFailures: 10, emailLockoutWindowMs: 3_600_000 });
+    expect(c.login).toEqual({
+      maxFailures: 5,
+      lockoutWindowMs: 900000,
+      emailMaxFailures: 10,
+      emailLockoutWindowMs: 3_600_000,
+    });
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.database)).toBe(true);
   });
@@ -63,19 +74,28 @@ describe('configuration', () => {
     ['low variety', 'abababababcdcdcdcdcdabababababcdcdcdcd'],
     ['short', 'Xk9#mP2$vL5@nQ8'],
     ['sequence', 'abcdefghijklmnopqrstuvwxyz0123456789'],
-  ])('when JWT_SECRET is weak (%s), then start-up refuses it and names the variable without echoing it', (_name, value) => {
-    const r = loadConfig(base({ JWT_SECRET: value }));
-    expect(r.config).toBeNull();
-    expect(vars(r.errors)).toContain('JWT_SECRET');
-    expect(formatIssues(r)).not.toContain(value);
-  });
+  ])(
+    'when JWT_SECRET is weak (%s), then start-up refuses it and names the variable without echoing it',
+    (_name, value) => {
+      const r = loadConfig(base({ JWT_SECRET: value }));
+      expect(r.config).toBeNull();
+      expect(vars(r.errors)).toContain('JWT_SECRET');
+      expect(formatIssues(r)).not.toContain(value);
+    },
+  );
 
   test('when JWT_SECRET is random, then it is not weak', () => {
     for (let i = 0; i < 50; i++) expect(weakSecretReason(strong())).toBeNull();
   });
 
   test('when FLEET_ENCRYPTION_KEY is not base64 of exactly 32 bytes, then it is refused', () => {
-    for (const bad of ['short', randomBytes(16).toString('base64'), randomBytes(33).toString('base64'), randomBytes(32).toString('hex'), randomBytes(32).toString('base64url').replace(/=/g, '') + '!']) {
+    for (const bad of [
+      'short',
+      randomBytes(16).toString('base64'),
+      randomBytes(33).toString('base64'),
+      randomBytes(32).toString('hex'),
+      randomBytes(32).toString('base64url').replace(/=/g, '') + '!',
+    ]) {
       const r = loadConfig(base({ FLEET_ENCRYPTION_KEY: bad }));
       expect(vars(r.errors)).toContain('FLEET_ENCRYPTION_KEY');
       expect(formatIssues(r)).not.toContain(bad);
@@ -89,13 +109,27 @@ describe('configuration', () => {
   });
 
   test('when ports and numbers are out of range, then each is reported', () => {
-    const r = loadConfig(base({ PORT: '70000', DB_POOL_SIZE: '0', RATE_LIMIT_MAX: 'lots', JWT_EXPIRES_IN: '15 minutes' }));
-    expect(vars(r.errors)).toEqual(expect.arrayContaining(['PORT', 'DB_POOL_SIZE', 'RATE_LIMIT_MAX', 'JWT_EXPIRES_IN']));
+    const r = loadConfig(
+      base({ PORT: '70000', DB_POOL_SIZE: '0', RATE_LIMIT_MAX: 'lots', JWT_EXPIRES_IN: '15 minutes' }),
+    );
+    expect(vars(r.errors)).toEqual(
+      expect.arrayContaining(['PORT', 'DB_POOL_SIZE', 'RATE_LIMIT_MAX', 'JWT_EXPIRES_IN']),
+    );
   });
 
   test('when several variables are wrong, then every problem is reported at once', () => {
-    const r = loadConfig(base({ JWT_SECRET: 'changeme', FLEET_ENCRYPTION_KEY: 'nope', DATABASE_URL: 'ftp://x', PORT: '-1', SIEM_PROVIDER: 'graylog' }));
-    expect(vars(r.errors)).toEqual(expect.arrayContaining(['JWT_SECRET', 'FLEET_ENCRYPTION_KEY', 'DATABASE_URL', 'PORT', 'SIEM_PROVIDER']));
+    const r = loadConfig(
+      base({
+        JWT_SECRET: 'changeme',
+        FLEET_ENCRYPTION_KEY: 'nope',
+        DATABASE_URL: 'ftp://x',
+        PORT: '-1',
+        SIEM_PROVIDER: 'graylog',
+      }),
+    );
+    expect(vars(r.errors)).toEqual(
+      expect.arrayContaining(['JWT_SECRET', 'FLEET_ENCRYPTION_KEY', 'DATABASE_URL', 'PORT', 'SIEM_PROVIDER']),
+    );
     expect(r.errors.length).toBeGreaterThanOrEqual(5);
   });
 
@@ -108,7 +142,9 @@ describe('configuration', () => {
 
   test('when production lacks the identity provider, database, JWT secret and key, then each is an error', () => {
     const r = loadConfig({ NODE_ENV: 'production' });
-    expect(vars(r.errors)).toEqual(expect.arrayContaining(['DATABASE_URL', 'JWT_SECRET', 'AUTH0_DOMAIN', 'FLEET_ENCRYPTION_KEY']));
+    expect(vars(r.errors)).toEqual(
+      expect.arrayContaining(['DATABASE_URL', 'JWT_SECRET', 'AUTH0_DOMAIN', 'FLEET_ENCRYPTION_KEY']),
+    );
   });
 
   test('when production CORS origins are http, then they are refused', () => {
@@ -118,7 +154,9 @@ describe('configuration', () => {
 
   test('when production uses a remote database without TLS, then it is refused; a loopback one is only warned about', () => {
     expect(vars(loadConfig(prodEnv({ DATABASE_SSL: 'disable' })).errors)).toContain('DATABASE_SSL');
-    const local = loadConfig(prodEnv({ DATABASE_URL: 'postgres://app:S3cure-Passw0rd-xyz@127.0.0.1:5432/fleet', DATABASE_SSL: undefined }));
+    const local = loadConfig(
+      prodEnv({ DATABASE_URL: 'postgres://app:S3cure-Passw0rd-xyz@127.0.0.1:5432/fleet', DATABASE_SSL: undefined }),
+    );
     expect(local.errors).toEqual([]);
     expect(local.config!.database.ssl).toBe('disable');
     expect(vars(local.warnings)).toContain('DATABASE_URL');
@@ -126,42 +164,67 @@ describe('configuration', () => {
 
   test('when production asks for the development issuer or an http identity provider, then it is refused', () => {
     expect(vars(loadConfig(prodEnv({ FLEET_DEV_ISSUER: 'true' })).errors)).toContain('FLEET_DEV_ISSUER');
-    expect(vars(loadConfig(prodEnv({ AUTH0_DOMAIN: undefined, AUTH0_ISSUER_BASE_URL: 'http://127.0.0.1:9999/' })).errors)).toContain('AUTH0_ISSUER_BASE_URL');
+    expect(
+      vars(loadConfig(prodEnv({ AUTH0_DOMAIN: undefined, AUTH0_ISSUER_BASE_URL: 'http://127.0.0.1:9999/' })).errors),
+    ).toContain('AUTH0_ISSUER_BASE_URL');
   });
 
   test('when outside production an http identity provider is on loopback, then it is accepted; a remote http one is not', () => {
-    expect(loadConfig(base({ AUTH0_ISSUER_BASE_URL: 'http://127.0.0.1:9999/', AUTH0_CLIENT_ID: 'x' })).errors).toEqual([]);
-    expect(vars(loadConfig(base({ AUTH0_ISSUER_BASE_URL: 'http://idp.example.com/', AUTH0_CLIENT_ID: 'x' })).errors)).toContain('AUTH0_ISSUER_BASE_URL');
+    expect(loadConfig(base({ AUTH0_ISSUER_BASE_URL: 'http://127.0.0.1:9999/', AUTH0_CLIENT_ID: 'x' })).errors).toEqual(
+      [],
+    );
+    expect(
+      vars(loadConfig(base({ AUTH0_ISSUER_BASE_URL: 'http://idp.example.com/', AUTH0_CLIENT_ID: 'x' })).errors),
+    ).toContain('AUTH0_ISSUER_BASE_URL');
   });
 
   test('when production has no SIEM and the key comes from the environment, then both are warnings', () => {
-    const r = loadConfig(prodEnv({ SIEM_PROVIDER: undefined, AZURE_KEYVAULT_URL: undefined, FLEET_ENCRYPTION_KEY: key32() }));
+    const r = loadConfig(
+      prodEnv({ SIEM_PROVIDER: undefined, AZURE_KEYVAULT_URL: undefined, FLEET_ENCRYPTION_KEY: key32() }),
+    );
     expect(r.errors).toEqual([]);
     expect(vars(r.warnings)).toEqual(expect.arrayContaining(['SIEM_PROVIDER', 'AZURE_KEYVAULT_URL']));
   });
 
   test('when the database is given in parts, then a URL is assembled', () => {
-    const r = loadConfig(base({ DATABASE_URL: undefined, DATABASE_HOST: 'db.local', DATABASE_PORT: '6543', DATABASE_NAME: 'fleet', DATABASE_USER: 'app', DATABASE_PASSWORD: 'p@ss/word' }));
+    const r = loadConfig(
+      base({
+        DATABASE_URL: undefined,
+        DATABASE_HOST: 'db.local',
+        DATABASE_PORT: '6543',
+        DATABASE_NAME: 'fleet',
+        DATABASE_USER: 'app',
+        DATABASE_PASSWORD: 'p@ss/word',
+      }),
+    );
     expect(r.errors).toEqual([]);
     expect(r.config!.database.url).toBe('postgres://app:p%40ss%2Fword@db.local:6543/fleet');
   });
 
   test('when no database is configured in development, then the embedded database is selected', () => {
-    const r = loadConfig({ NODE_ENV: 'development', JWT_SECRET: strong(), FLEET_ENCRYPTION_KEY: key32() }, { devSecrets: { EMBEDDED_PG_PASSWORD: 'x' } });
+    const r = loadConfig(
+      { NODE_ENV: 'development', JWT_SECRET: strong(), FLEET_ENCRYPTION_KEY: key32() },
+      { devSecrets: { EMBEDDED_PG_PASSWORD: 'x' } },
+    );
     expect(r.config!.database.url).toBeNull();
     expect(r.config!.database.embeddedPassword).toBe('x');
     expect(r.config!.idp.devIssuer).toBe(true);
   });
 
   test('when development secrets are supplied, then they never apply in production', () => {
-    const r = loadConfig({ NODE_ENV: 'production' }, { devSecrets: { JWT_SECRET: strong(), FLEET_ENCRYPTION_KEY: key32() } });
+    const r = loadConfig(
+      { NODE_ENV: 'production' },
+      { devSecrets: { JWT_SECRET: strong(), FLEET_ENCRYPTION_KEY: key32() } },
+    );
     expect(vars(r.errors)).toEqual(expect.arrayContaining(['JWT_SECRET', 'FLEET_ENCRYPTION_KEY']));
   });
 
   test('when SIEM is chosen without its endpoint or credential, then both are errors', () => {
     const r = loadConfig(base({ SIEM_PROVIDER: 'datadog' }));
     expect(vars(r.errors)).toEqual(expect.arrayContaining(['SIEM_ENDPOINT_URL', 'SIEM_API_KEY']));
-    expect(vars(loadConfig(base({ SIEM_PROVIDER: 'syslog', SIEM_ENDPOINT_URL: 'https://x' })).errors)).toContain('SIEM_ENDPOINT_URL');
+    expect(vars(loadConfig(base({ SIEM_PROVIDER: 'syslog', SIEM_ENDPOINT_URL: 'https://x' })).errors)).toContain(
+      'SIEM_ENDPOINT_URL',
+    );
   });
 
   test('when JWT_PREVIOUS_SECRETS holds a weak entry, then it is refused without echoing it', () => {
@@ -173,7 +236,9 @@ describe('configuration', () => {
   test('when CORS_ORIGINS holds a wildcard or a path, then it is refused', () => {
     expect(vars(loadConfig(base({ CORS_ORIGINS: '*' })).errors)).toContain('CORS_ORIGINS');
     expect(vars(loadConfig(base({ CORS_ORIGINS: 'https://a.example.com/app' })).errors)).toContain('CORS_ORIGINS');
-    expect(loadConfig(base({ FRONTEND_URL: 'https://a.example.com' })).config!.cors.origins).toEqual(['https://a.example.com']);
+    expect(loadConfig(base({ FRONTEND_URL: 'https://a.example.com' })).config!.cors.origins).toEqual([
+      'https://a.example.com',
+    ]);
   });
 
   test('when NODE_ENV or DATABASE_SSL hold unknown values, then they are refused', () => {
@@ -182,7 +247,9 @@ describe('configuration', () => {
   });
 
   test('when the session absolute timeout is shorter than the idle timeout, then it is refused', () => {
-    expect(vars(loadConfig(base({ SESSION_IDLE_TIMEOUT: '2h', SESSION_ABSOLUTE_TIMEOUT: '1h' })).errors)).toContain('SESSION_ABSOLUTE_TIMEOUT');
+    expect(vars(loadConfig(base({ SESSION_IDLE_TIMEOUT: '2h', SESSION_ABSOLUTE_TIMEOUT: '1h' })).errors)).toContain(
+      'SESSION_ABSOLUTE_TIMEOUT',
+    );
   });
 
   test('when IDP_TIMEOUT_MS is unset, out of range or not a number, then the default applies or it is refused', () => {
@@ -200,7 +267,11 @@ describe('configuration', () => {
   });
 
   describe('scope "database" (migrate, audit:verify)', () => {
-    const dbOnly = { NODE_ENV: 'production', DATABASE_URL: 'postgres://app:S3cure-Passw0rd-xyz@db.internal:5432/fleet', DATABASE_SSL: 'verify-full' };
+    const dbOnly = {
+      NODE_ENV: 'production',
+      DATABASE_URL: 'postgres://app:S3cure-Passw0rd-xyz@db.internal:5432/fleet',
+      DATABASE_SSL: 'verify-full',
+    };
 
     it('when only the database is configured in production, then the load succeeds with scope "database" and no problems from other settings', () => {
       const r = loadConfig(dbOnly, { scope: 'database' });
@@ -213,15 +284,22 @@ describe('configuration', () => {
     });
 
     it('when a database, log or NODE_ENV setting is wrong, then it is still an error', () => {
-      expect(vars(loadConfig({ ...dbOnly, DATABASE_SSL: 'disable' }, { scope: 'database' }).errors)).toEqual(['DATABASE_SSL']);
-      expect(vars(loadConfig({ ...dbOnly, DB_POOL_SIZE: '0' }, { scope: 'database' }).errors)).toEqual(['DB_POOL_SIZE']);
+      expect(vars(loadConfig({ ...dbOnly, DATABASE_SSL: 'disable' }, { scope: 'database' }).errors)).toEqual([
+        'DATABASE_SSL',
+      ]);
+      expect(vars(loadConfig({ ...dbOnly, DB_POOL_SIZE: '0' }, { scope: 'database' }).errors)).toEqual([
+        'DB_POOL_SIZE',
+      ]);
       expect(vars(loadConfig({ ...dbOnly, LOG_LEVEL: 'loud' }, { scope: 'database' }).errors)).toEqual(['LOG_LEVEL']);
       expect(vars(loadConfig({ ...dbOnly, NODE_ENV: 'prod' }, { scope: 'database' }).errors)).toContain('NODE_ENV');
       expect(vars(loadConfig({ NODE_ENV: 'production' }, { scope: 'database' }).errors)).toEqual(['DATABASE_URL']);
     });
 
     it('when other settings are wrong, then they are ignored for this scope (the commands do not use them)', () => {
-      const r = loadConfig({ ...dbOnly, JWT_SECRET: 'short', CORS_ORIGINS: '*', SIEM_PROVIDER: 'nope' }, { scope: 'database' });
+      const r = loadConfig(
+        { ...dbOnly, JWT_SECRET: 'short', CORS_ORIGINS: '*', SIEM_PROVIDER: 'nope' },
+        { scope: 'database' },
+      );
       expect(r.errors).toEqual([]);
       expect(r.config).not.toBeNull();
     });
@@ -230,9 +308,13 @@ describe('configuration', () => {
   describe('DATABASE_URL cannot override the checked settings', () => {
     it('when the URL carries sslmode=disable (or no-verify) for a remote host in production, then it is refused; TLS parameters are taken out of the URL the driver gets', () => {
       const remote = 'postgres://app:S3cure-Passw0rd-xyz@db.internal:5432/fleet';
-      expect(vars(loadConfig(prodEnv({ DATABASE_URL: `${remote}?sslmode=disable`, DATABASE_SSL: undefined })).errors)).toContain('DATABASE_SSL');
+      expect(
+        vars(loadConfig(prodEnv({ DATABASE_URL: `${remote}?sslmode=disable`, DATABASE_SSL: undefined })).errors),
+      ).toContain('DATABASE_SSL');
       expect(vars(loadConfig(prodEnv({ DATABASE_URL: `${remote}?sslmode=disable` })).errors)).toContain('DATABASE_SSL'); // disagrees with DATABASE_SSL=verify-full
-      expect(vars(loadConfig(prodEnv({ DATABASE_URL: `${remote}?sslmode=no-verify` })).errors)).toContain('DATABASE_URL');
+      expect(vars(loadConfig(prodEnv({ DATABASE_URL: `${remote}?sslmode=no-verify` })).errors)).toContain(
+        'DATABASE_URL',
+      );
       const ok = loadConfig(prodEnv({ DATABASE_URL: `${remote}?sslmode=require`, DATABASE_SSL: undefined }));
       expect(ok.errors).toEqual([]);
       expect(ok.config?.database.ssl).toBe('require');
@@ -240,19 +322,40 @@ describe('configuration', () => {
     });
 
     it('when the URL carries host, password, options or any other parameter, then it is refused without echoing the URL', () => {
-      for (const q of ['host=db.example.com', 'password=x', 'options=-c%20role%3Dpostgres', 'user=postgres', 'sslcert=/tmp/c.pem', 'sslmode=require&sslmode=disable']) {
-        const r = loadConfig(prodEnv({ DATABASE_URL: `postgres://app:S3cure-Passw0rd-xyz@db.internal:5432/fleet?${q}` }));
+      for (const q of [
+        'host=db.example.com',
+        'password=x',
+        'options=-c%20role%3Dpostgres',
+        'user=postgres',
+        'sslcert=/tmp/c.pem',
+        'sslmode=require&sslmode=disable',
+      ]) {
+        const r = loadConfig(
+          prodEnv({ DATABASE_URL: `postgres://app:S3cure-Passw0rd-xyz@db.internal:5432/fleet?${q}` }),
+        );
         expect({ q, vars: vars(r.errors) }).toEqual({ q, vars: expect.arrayContaining(['DATABASE_URL']) });
         expect(formatIssues(r)).not.toContain('S3cure-Passw0rd-xyz');
       }
     });
 
     it('when sslrootcert names a readable file, then it becomes the CA file; a missing one is refused', () => {
-      const r = loadConfig(prodEnv({ DATABASE_URL: `postgres://app:S3cure-Passw0rd-xyz@db.internal:5432/fleet?sslrootcert=${encodeURIComponent(__filename)}` }));
+      const r = loadConfig(
+        prodEnv({
+          DATABASE_URL: `postgres://app:S3cure-Passw0rd-xyz@db.internal:5432/fleet?sslrootcert=${encodeURIComponent(__filename)}`,
+        }),
+      );
       expect(r.errors).toEqual([]);
       expect(r.config?.database.caFile).toBe(__filename);
       expect(r.config?.database.url).toBe('postgres://app:S3cure-Passw0rd-xyz@db.internal:5432/fleet');
-      expect(vars(loadConfig(prodEnv({ DATABASE_URL: 'postgres://app:S3cure-Passw0rd-xyz@db.internal:5432/fleet?sslrootcert=/nonexistent/ca.pem' })).errors)).toContain('DATABASE_URL');
+      expect(
+        vars(
+          loadConfig(
+            prodEnv({
+              DATABASE_URL: 'postgres://app:S3cure-Passw0rd-xyz@db.internal:5432/fleet?sslrootcert=/nonexistent/ca.pem',
+            }),
+          ).errors,
+        ),
+      ).toContain('DATABASE_URL');
     });
 
     it('when the password has a malformed percent-encoding, then DATABASE_URL is reported without the value (no URIError)', () => {
@@ -262,8 +365,15 @@ describe('configuration', () => {
     });
 
     it('when DATABASE_HOST is not a host name or address, then it is refused (it would be pasted into a URL)', () => {
-      const parts = { DATABASE_URL: undefined, DATABASE_NAME: 'f', DATABASE_USER: 'u', DATABASE_PASSWORD: 'Xq9vL2mTz8Rw4KpN' };
-      expect(vars(loadConfig(prodEnv({ ...parts, DATABASE_HOST: 'db.example.com/evil?sslmode=disable&x=' })).errors)).toContain('DATABASE_HOST');
+      const parts = {
+        DATABASE_URL: undefined,
+        DATABASE_NAME: 'f',
+        DATABASE_USER: 'u',
+        DATABASE_PASSWORD: 'Xq9vL2mTz8Rw4KpN',
+      };
+      expect(
+        vars(loadConfig(prodEnv({ ...parts, DATABASE_HOST: 'db.example.com/evil?sslmode=disable&x=' })).errors),
+      ).toContain('DATABASE_HOST');
       expect(loadConfig(prodEnv({ ...parts, DATABASE_HOST: 'db.example.com' })).errors).toEqual([]);
       expect(vars(loadConfig(base({ ...parts, DATABASE_HOST: '::1' })).errors)).not.toContain('DATABASE_HOST');
     });
@@ -271,29 +381,56 @@ describe('configuration', () => {
 
   describe('settings start-up would only discover when it fails', () => {
     it('when TRUST_PROXY has an entry Express cannot compile, then it is refused; names, addresses and subnets pass', () => {
-      for (const bad of ['yes', 'all', '10.0.0.0/33', '10.0.0.1/8/1', 'loopback, nope']) expect({ bad, vars: vars(loadConfig(base({ TRUST_PROXY: bad })).errors) }).toEqual({ bad, vars: ['TRUST_PROXY'] });
-      for (const good of ['loopback', 'loopback, 10.0.0.0/8', '::1', 'fd00::/8', '10.0.0.0/255.0.0.0', '2', 'false']) expect({ good, errors: loadConfig(base({ TRUST_PROXY: good })).errors }).toEqual({ good, errors: [] });
+      for (const bad of ['yes', 'all', '10.0.0.0/33', '10.0.0.1/8/1', 'loopback, nope'])
+        expect({ bad, vars: vars(loadConfig(base({ TRUST_PROXY: bad })).errors) }).toEqual({
+          bad,
+          vars: ['TRUST_PROXY'],
+        });
+      for (const good of ['loopback', 'loopback, 10.0.0.0/8', '::1', 'fd00::/8', '10.0.0.0/255.0.0.0', '2', 'false'])
+        expect({ good, errors: loadConfig(base({ TRUST_PROXY: good })).errors }).toEqual({ good, errors: [] });
     });
 
     it('when HOST, SIEM_TLS_CA_FILE or LOG_DIR cannot work, then check-env says so (as start-up would fail)', () => {
       expect(vars(loadConfig(base({ HOST: 'not_a_host' })).errors)).toEqual(['HOST']);
       expect(loadConfig(base({ HOST: '0.0.0.0' })).errors).toEqual([]);
       expect(loadConfig(base({ HOST: '::' })).errors).toEqual([]);
-      expect(vars(loadConfig(base({ SIEM_PROVIDER: 'syslog', SIEM_ENDPOINT_URL: 'tls://127.0.0.1:6514', SIEM_TLS_CA_FILE: '/nonexistent/ca.pem' })).errors)).toEqual(['SIEM_TLS_CA_FILE']);
+      expect(
+        vars(
+          loadConfig(
+            base({
+              SIEM_PROVIDER: 'syslog',
+              SIEM_ENDPOINT_URL: 'tls://127.0.0.1:6514',
+              SIEM_TLS_CA_FILE: '/nonexistent/ca.pem',
+            }),
+          ).errors,
+        ),
+      ).toEqual(['SIEM_TLS_CA_FILE']);
       expect(vars(loadConfig(base({ LOG_DIR: `${__filename}/logs` })).errors)).toEqual(['LOG_DIR']);
       expect(loadConfig(base({ LOG_DIR: '/tmp/fleet-logs-not-created-yet/app' })).errors).toEqual([]);
     });
 
     it('when the storage connection string has no credential, or uses http in production, then it is refused', () => {
-      expect(vars(loadConfig(base({ AZURE_STORAGE_CONNECTION_STRING: 'AccountName=acct' })).errors)).toEqual(['AZURE_STORAGE_CONNECTION_STRING']);
+      expect(vars(loadConfig(base({ AZURE_STORAGE_CONNECTION_STRING: 'AccountName=acct' })).errors)).toEqual([
+        'AZURE_STORAGE_CONNECTION_STRING',
+      ]);
       const key = randomBytes(64).toString('base64');
-      for (const cs of [`DefaultEndpointsProtocol=http;AccountName=acct;AccountKey=${key}`, 'BlobEndpoint=http://blob.example.com/acct;SharedAccessSignature=sv=2024&sig=abc']) {
+      for (const cs of [
+        `DefaultEndpointsProtocol=http;AccountName=acct;AccountKey=${key}`,
+        'BlobEndpoint=http://blob.example.com/acct;SharedAccessSignature=sv=2024&sig=abc',
+      ]) {
         const r = loadConfig(prodEnv({ AZURE_STORAGE_ACCOUNT_URL: undefined, AZURE_STORAGE_CONNECTION_STRING: cs }));
         expect(vars(r.errors)).toEqual(['AZURE_STORAGE_CONNECTION_STRING']);
         expect(formatIssues(r)).not.toContain(key);
         expect(formatIssues(r)).not.toContain('sig=abc');
       }
-      expect(loadConfig(prodEnv({ AZURE_STORAGE_ACCOUNT_URL: undefined, AZURE_STORAGE_CONNECTION_STRING: `DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=${key};EndpointSuffix=core.windows.net` })).errors).toEqual([]);
+      expect(
+        loadConfig(
+          prodEnv({
+            AZURE_STORAGE_ACCOUNT_URL: undefined,
+            AZURE_STORAGE_CONNECTION_STRING: `DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=${key};EndpointSuffix=core.windows.net`,
+          }),
+        ).errors,
+      ).toEqual([]);
     });
 
     it('when CSRF_SECRET is weak, then it is refused like JWT_SECRET', () => {
@@ -304,8 +441,12 @@ describe('configuration', () => {
     it('when FLEET_ENCRYPTION_PREVIOUS_KEYS repeats a version or holds a non-random key, then it is refused naming the entry', () => {
       const a = key32();
       const dup = loadConfig(base({ FLEET_ENCRYPTION_PREVIOUS_KEYS: `v1:${a}, v1:${key32()}` }));
-      expect(dup.errors).toEqual([{ variable: 'FLEET_ENCRYPTION_PREVIOUS_KEYS', message: 'entry 2 repeats version v1' }]);
-      expect(vars(loadConfig(base({ FLEET_ENCRYPTION_PREVIOUS_KEYS: `v1:${Buffer.alloc(32).toString('base64')}` })).errors)).toEqual(['FLEET_ENCRYPTION_PREVIOUS_KEYS']);
+      expect(dup.errors).toEqual([
+        { variable: 'FLEET_ENCRYPTION_PREVIOUS_KEYS', message: 'entry 2 repeats version v1' },
+      ]);
+      expect(
+        vars(loadConfig(base({ FLEET_ENCRYPTION_PREVIOUS_KEYS: `v1:${Buffer.alloc(32).toString('base64')}` })).errors),
+      ).toEqual(['FLEET_ENCRYPTION_PREVIOUS_KEYS']);
       expect(formatIssues(dup)).not.toContain(a);
     });
 
@@ -313,17 +454,26 @@ describe('configuration', () => {
       const r = loadConfig(base({ CORS_ORIGINS: 'https://user:pass@a.example.com' }));
       expect(vars(r.errors)).toEqual(['CORS_ORIGINS']);
       expect(formatIssues(r)).not.toContain('pass@');
-      expect(loadConfig(base({ CORS_ORIGINS: 'https://A.Example.com, https://b.example.com:443' })).config?.cors.origins).toEqual(['https://a.example.com', 'https://b.example.com']);
+      expect(
+        loadConfig(base({ CORS_ORIGINS: 'https://A.Example.com, https://b.example.com:443' })).config?.cors.origins,
+      ).toEqual(['https://a.example.com', 'https://b.example.com']);
     });
 
     it('when FLEET_DEV_ISSUER or AUTH0_DOMAIN is malformed, then it is refused', () => {
       expect(vars(loadConfig(base({ FLEET_DEV_ISSUER: 'maybe' })).errors)).toEqual(['FLEET_DEV_ISSUER']);
       for (const d of ['ftp://tenant.auth0.com', 'tenant..auth0.com', '-tenant.auth0.com', 'http://tenant.auth0.com']) {
-        expect({ d, vars: vars(loadConfig(prodEnv({ AUTH0_DOMAIN: d })).errors) }).toEqual({ d, vars: ['AUTH0_DOMAIN'] });
+        expect({ d, vars: vars(loadConfig(prodEnv({ AUTH0_DOMAIN: d })).errors) }).toEqual({
+          d,
+          vars: ['AUTH0_DOMAIN'],
+        });
       }
-      expect(loadConfig(prodEnv({ AUTH0_DOMAIN: 'https://tenant.eu.auth0.com/' })).config?.idp.issuerUrl).toBe('https://tenant.eu.auth0.com/');
+      expect(loadConfig(prodEnv({ AUTH0_DOMAIN: 'https://tenant.eu.auth0.com/' })).config?.idp.issuerUrl).toBe(
+        'https://tenant.eu.auth0.com/',
+      );
       // An invalid issuer URL is one error, not also "AUTH0_DOMAIN is required".
-      expect(vars(loadConfig(prodEnv({ AUTH0_DOMAIN: undefined, AUTH0_ISSUER_BASE_URL: 'ftp://x' })).errors)).toEqual(['AUTH0_ISSUER_BASE_URL']);
+      expect(vars(loadConfig(prodEnv({ AUTH0_DOMAIN: undefined, AUTH0_ISSUER_BASE_URL: 'ftp://x' })).errors)).toEqual([
+        'AUTH0_ISSUER_BASE_URL',
+      ]);
     });
   });
 
@@ -337,7 +487,16 @@ describe('configuration', () => {
   });
 
   it('when a variable under the service’s prefixes is not a setting (a typo), then a warning names it and the closest setting; other variables are not reported', () => {
-    const r = loadConfig(base({ JWT_SECRETT: 'x', DATABSE_URL: 'y', SIEM_PROVIDR: 'splunk', AZURE_CLIENT_ID: 'sdk-credential', FLEET_ROOT: '/opt/fleet', TEST_DATABASE_URL: 'postgres://x/y' }));
+    const r = loadConfig(
+      base({
+        JWT_SECRETT: 'x',
+        DATABSE_URL: 'y',
+        SIEM_PROVIDR: 'splunk',
+        AZURE_CLIENT_ID: 'sdk-credential',
+        FLEET_ROOT: '/opt/fleet',
+        TEST_DATABASE_URL: 'postgres://x/y',
+      }),
+    );
     expect(r.errors).toEqual([]);
     const w = Object.fromEntries(r.warnings.map((i) => [i.variable, i.message]));
     expect(w.JWT_SECRETT).toMatch(/not a setting .*did you mean JWT_SECRET\?/);
@@ -349,11 +508,17 @@ describe('configuration', () => {
 
   it('when AUTH0_CLIENT_ID has surrounding spaces, AUTH0_DOMAIN and AUTH0_ISSUER_BASE_URL disagree, CORS_ORIGINS lists nothing, or the archive has no immutability in production, then it is said', () => {
     expect(vars(loadConfig(prodEnv({ AUTH0_CLIENT_ID: ' abc ' })).errors)).toEqual(['AUTH0_CLIENT_ID']);
-    expect(vars(loadConfig(prodEnv({ AUTH0_ISSUER_BASE_URL: 'https://other.eu.auth0.com/' })).warnings)).toContain('AUTH0_DOMAIN');
-    expect(vars(loadConfig(prodEnv({ AUTH0_ISSUER_BASE_URL: 'https://tenant.eu.auth0.com/' })).warnings)).not.toContain('AUTH0_DOMAIN');
+    expect(vars(loadConfig(prodEnv({ AUTH0_ISSUER_BASE_URL: 'https://other.eu.auth0.com/' })).warnings)).toContain(
+      'AUTH0_DOMAIN',
+    );
+    expect(vars(loadConfig(prodEnv({ AUTH0_ISSUER_BASE_URL: 'https://tenant.eu.auth0.com/' })).warnings)).not.toContain(
+      'AUTH0_DOMAIN',
+    );
     expect(vars(loadConfig(base({ CORS_ORIGINS: ',,,' })).warnings)).toContain('CORS_ORIGINS');
     expect(vars(loadConfig(prodEnv()).warnings)).toContain('AUDIT_ARCHIVE_IMMUTABILITY_DAYS');
-    expect(vars(loadConfig(prodEnv({ AUDIT_ARCHIVE_IMMUTABILITY_DAYS: '365' })).warnings)).not.toContain('AUDIT_ARCHIVE_IMMUTABILITY_DAYS');
+    expect(vars(loadConfig(prodEnv({ AUDIT_ARCHIVE_IMMUTABILITY_DAYS: '365' })).warnings)).not.toContain(
+      'AUDIT_ARCHIVE_IMMUTABILITY_DAYS',
+    );
   });
 
   it('when TRUST_PROXY trusts more than 5 hops, then a warning says clients could choose their IP', () => {

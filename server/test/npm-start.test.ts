@@ -84,7 +84,9 @@ describe('npm start', () => {
 
     const second = npmStart({ PORT: '0', FLEET_DATA_DIR: dataDir });
     expect(await second.exited).not.toBe(0);
-    expect(second.out()).toMatch(/embedded PostgreSQL in .* is already running .*another npm start \(pid \d+, serving http:\/\/127\.0\.0\.1:\d+\).*FLEET_DATA_DIR=/);
+    expect(second.out()).toMatch(
+      /embedded PostgreSQL in .* is already running .*another npm start \(pid \d+, serving http:\/\/127\.0\.0\.1:\d+\).*FLEET_DATA_DIR=/,
+    );
     expect(second.out()).not.toMatch(/listening on/);
 
     first.child.kill('SIGTERM');

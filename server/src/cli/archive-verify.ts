@@ -32,7 +32,8 @@ function parseArgs(argv: string[]): { tenant?: string; json: boolean; help: bool
     else if (a === '--help' || a === '-h') out.help = true;
     else throw new Error(`unknown argument ${a}`);
   }
-  if (out.tenant !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(out.tenant)) throw new Error('--tenant must be 1-64 letters, digits, dots, underscores or dashes');
+  if (out.tenant !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(out.tenant))
+    throw new Error('--tenant must be 1-64 letters, digits, dots, underscores or dashes');
   return out;
 }
 
@@ -56,8 +57,19 @@ function describeFailure(err: Error & { code?: unknown; statusCode?: unknown }):
 const jsonOutput = process.argv.slice(2).includes('--json');
 
 type ErrorKind = 'usage' | 'config' | 'runtime';
-function reportError(kind: ErrorKind, message: string, extra: { issues?: { level: 'error' | 'warning'; variable: string; message: string }[]; text?: string } = {}): void {
-  if (jsonOutput) process.stdout.write(JSON.stringify({ valid: false, error: { kind, message, ...(extra.issues ? { issues: extra.issues } : {}) } }, null, 2) + '\n');
+function reportError(
+  kind: ErrorKind,
+  message: string,
+  extra: { issues?: { level: 'error' | 'warning'; variable: string; message: string }[]; text?: string } = {},
+): void {
+  if (jsonOutput)
+    process.stdout.write(
+      JSON.stringify(
+        { valid: false, error: { kind, message, ...(extra.issues ? { issues: extra.issues } : {}) } },
+        null,
+        2,
+      ) + '\n',
+    );
   else process.stderr.write(`${extra.text ?? `archive:verify: ${message}`}\n`);
 }
 
@@ -66,7 +78,9 @@ async function main(): Promise<number> {
   try {
     args = parseArgs(process.argv.slice(2));
   } catch (err) {
-    reportError('usage', (err as Error).message, { text: `archive:verify: ${(err as Error).message}\n${USAGE.trimEnd()}` });
+    reportError('usage', (err as Error).message, {
+      text: `archive:verify: ${(err as Error).message}\n${USAGE.trimEnd()}`,
+    });
     return 2;
   }
   if (args.help) {
@@ -75,13 +89,17 @@ async function main(): Promise<number> {
   }
   const loaded = loadRuntimeConfig();
   if (!loaded.config) {
-    const issues = [...loaded.errors.map((e) => ({ level: 'error' as const, ...e })), ...loaded.warnings.map((w) => ({ level: 'warning' as const, ...w }))];
+    const issues = [
+      ...loaded.errors.map((e) => ({ level: 'error' as const, ...e })),
+      ...loaded.warnings.map((w) => ({ level: 'warning' as const, ...w })),
+    ];
     if (jsonOutput) reportError('config', `configuration invalid: ${loaded.errors.length} error(s)`, { issues });
     else requireConfig(loaded, undefined, 2);
     return 2;
   }
   const config = jsonOutput ? loaded.config : requireConfig(loaded, undefined, 2);
-  if (jsonOutput && loaded.warnings.length > 0) process.stderr.write(formatIssues({ errors: [], warnings: loaded.warnings }) + '\n');
+  if (jsonOutput && loaded.warnings.length > 0)
+    process.stderr.write(formatIssues({ errors: [], warnings: loaded.warnings }) + '\n');
   const logger = createLogger({ level: config.log.level === 'info' ? 'warn' : config.log.level });
   const store = createBlobStore(config.archive);
   if (!store) {
@@ -96,12 +114,19 @@ async function main(): Promise<number> {
     if (args.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
     else {
       for (const t of report.tenants) {
-        process.stdout.write(`${t.problems.length === 0 ? 'OK  ' : 'FAIL'} tenant ${t.tenantId}: ${t.exports} export(s), ${t.rowsChecked} row(s) checked, ${t.rowsPending} pending\n`);
-        for (const p of t.problems) process.stdout.write(`     #${p.seq ?? '-'} ${p.kind}: ${p.detail}${p.blob ? ` [${p.blob}]` : ''}\n`);
+        process.stdout.write(
+          `${t.problems.length === 0 ? 'OK  ' : 'FAIL'} tenant ${t.tenantId}: ${t.exports} export(s), ${t.rowsChecked} row(s) checked, ${t.rowsPending} pending\n`,
+        );
+        for (const p of t.problems)
+          process.stdout.write(`     #${p.seq ?? '-'} ${p.kind}: ${p.detail}${p.blob ? ` [${p.blob}]` : ''}\n`);
         for (const w of t.warnings) process.stdout.write(`     warning: ${w}\n`);
       }
       if (report.tenants.length === 0) process.stdout.write('no archived exports found\n');
-      process.stdout.write(report.valid ? 'archive:verify: intact\n' : `archive:verify: BROKEN (first problem: tenant ${report.firstProblem?.tenantId} export #${report.firstProblem?.seq} ${report.firstProblem?.kind})\n`);
+      process.stdout.write(
+        report.valid
+          ? 'archive:verify: intact\n'
+          : `archive:verify: BROKEN (first problem: tenant ${report.firstProblem?.tenantId} export #${report.firstProblem?.seq} ${report.firstProblem?.kind})\n`,
+      );
     }
     return report.valid ? 0 : 1;
   } finally {

@@ -8,7 +8,11 @@ import { spawnSync } from 'node:child_process';
 import { classifyAudit } from '../ops/npm-audit';
 
 const args = ['audit', '--omit=dev', '--audit-level=high', '--json'];
-const r = spawnSync(process.platform === 'win32' ? 'npm.cmd' : 'npm', args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, timeout: 180_000 });
+const r = spawnSync(process.platform === 'win32' ? 'npm.cmd' : 'npm', args, {
+  encoding: 'utf8',
+  maxBuffer: 64 * 1024 * 1024,
+  timeout: 180_000,
+});
 if (r.error) {
   process.stderr.write(`audit:deps: could not run npm audit: ${r.error.message}\n`);
   process.exit(1);
@@ -19,8 +23,11 @@ switch (outcome.kind) {
   case 'clean':
   case 'findings': {
     const c = outcome.counts;
-    say(`audit:deps: production dependencies: ${c.critical} critical, ${c.high} high, ${c.moderate} moderate, ${c.low} low`);
-    for (const f of outcome.findings) say(`  ${f.severity.padEnd(8)} ${f.name} ${f.range}${f.fixAvailable ? ' (fix available: npm audit fix)' : ''}`);
+    say(
+      `audit:deps: production dependencies: ${c.critical} critical, ${c.high} high, ${c.moderate} moderate, ${c.low} low`,
+    );
+    for (const f of outcome.findings)
+      say(`  ${f.severity.padEnd(8)} ${f.name} ${f.range}${f.fixAvailable ? ' (fix available: npm audit fix)' : ''}`);
     if (outcome.kind === 'findings') {
       say('audit:deps: FAILED: high or critical advisories affect production dependencies (see npm audit --omit=dev)');
       process.exit(1);

@@ -43,7 +43,14 @@ function ndjsonFiles(p: string): string[] {
 }
 
 async function main(): Promise<number> {
-  let values: { key?: string[]; checkpoints?: string; rows?: string[]; 'log-name'?: string; json?: boolean; help?: boolean };
+  let values: {
+    key?: string[];
+    checkpoints?: string;
+    rows?: string[];
+    'log-name'?: string;
+    json?: boolean;
+    help?: boolean;
+  };
   try {
     ({ values } = parseArgs({
       args: process.argv.slice(2),
@@ -68,10 +75,18 @@ async function main(): Promise<number> {
   if (!values.key?.length) usage('--key is required');
   if (!values.checkpoints) usage('--checkpoints is required');
   if (!values.rows?.length) usage('--rows is required');
-  if (values['log-name'] !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(values['log-name'])) usage('--log-name must be 1-64 letters, digits, dots, dashes or underscores');
+  if (values['log-name'] !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(values['log-name']))
+    usage('--log-name must be 1-64 letters, digits, dots, dashes or underscores');
   const keys: VerifierKey[] = [];
   for (const k of values.key) {
-    const texts = fs.existsSync(k) && fs.statSync(k).isFile() ? fs.readFileSync(k, 'utf8').split('\n').map((l) => l.trim()).filter(Boolean) : [k];
+    const texts =
+      fs.existsSync(k) && fs.statSync(k).isFile()
+        ? fs
+            .readFileSync(k, 'utf8')
+            .split('\n')
+            .map((l) => l.trim())
+            .filter(Boolean)
+        : [k];
     for (const t of texts) {
       try {
         keys.push(parseVerifierKey(t));
@@ -80,19 +95,29 @@ async function main(): Promise<number> {
       }
     }
   }
-  if (!fs.existsSync(values.checkpoints) || !fs.statSync(values.checkpoints).isDirectory()) usage(`--checkpoints ${values.checkpoints} is not a directory`);
+  if (!fs.existsSync(values.checkpoints) || !fs.statSync(values.checkpoints).isDirectory())
+    usage(`--checkpoints ${values.checkpoints} is not a directory`);
   const rowFiles: string[] = [];
   for (const r of values.rows) {
     if (!fs.existsSync(r)) usage(`--rows ${r} does not exist`);
     rowFiles.push(...ndjsonFiles(r));
   }
-  const report = await verifyOffline({ keys, checkpointsDir: values.checkpoints, rowFiles, logName: values['log-name'] });
+  const report = await verifyOffline({
+    keys,
+    checkpointsDir: values.checkpoints,
+    rowFiles,
+    logName: values['log-name'],
+  });
   if (values.json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {
     for (const t of report.tenants) {
-      const unc = t.uncovered.length ? `; ${t.uncovered.length} checkpoint(s) beyond the archived rows NOT checked (sizes ${t.uncovered.slice(0, 5).join(', ')}${t.uncovered.length > 5 ? ', …' : ''})` : '';
-      process.stdout.write(`tenant ${t.tenantId}: ${t.verifiedSizes.length} of ${t.checkpoints} signed checkpoint(s) rebuilt from ${t.rows} archived row(s)${unc}\n`);
+      const unc = t.uncovered.length
+        ? `; ${t.uncovered.length} checkpoint(s) beyond the archived rows NOT checked (sizes ${t.uncovered.slice(0, 5).join(', ')}${t.uncovered.length > 5 ? ', …' : ''})`
+        : '';
+      process.stdout.write(
+        `tenant ${t.tenantId}: ${t.verifiedSizes.length} of ${t.checkpoints} signed checkpoint(s) rebuilt from ${t.rows} archived row(s)${unc}\n`,
+      );
     }
     process.stdout.write(report.ok ? 'audit log verified offline\n' : `VERIFICATION FAILED: ${report.failure}\n`);
   }

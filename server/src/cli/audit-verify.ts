@@ -72,7 +72,10 @@ function parseArgs(argv: string[]): Args {
     switch (arg) {
       case '--tenant': {
         const t = value();
-        if (t !== SYSTEM_TENANT && t !== '_platform' && !TENANT_RE.test(t)) throw new UsageError(`--tenant must be 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit (or ${SYSTEM_TENANT})`);
+        if (t !== SYSTEM_TENANT && t !== '_platform' && !TENANT_RE.test(t))
+          throw new UsageError(
+            `--tenant must be 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit (or ${SYSTEM_TENANT})`,
+          );
         a.tenant = t;
         break;
       }
@@ -108,7 +111,9 @@ function describe(r: TrailVerifyResult): string {
   const unsealed = r.unsealed > 0 ? `; ${r.unsealed} row(s) not sealed yet (oldest id ${r.oldestUnsealedId})` : '';
   if (r.valid) {
     const head = r.head ? `head seq ${r.head.seq} ${r.head.hash}` : 'no sealed rows';
-    const cps = r.checkpoints ? `; ${r.checkpoints.checked} checkpoint note(s) verified (${r.checkpoints.publishedChecked} of ${r.checkpoints.published} published copies read)` : '';
+    const cps = r.checkpoints
+      ? `; ${r.checkpoints.checked} checkpoint note(s) verified (${r.checkpoints.publishedChecked} of ${r.checkpoints.published} published copies read)`
+      : '';
     return `tenant ${r.tenantId}: intact, ${r.checked} entr${r.checked === 1 ? 'y' : 'ies'} checked, ${head}${unsealed}${cps}`;
   }
   return `tenant ${r.tenantId}: BROKEN${r.firstBrokenId ? ` at audit row ${r.firstBrokenId}` : ''}: ${r.reason}${unsealed}`;
@@ -132,7 +137,16 @@ async function main(): Promise<number> {
   // app.audit_scope = 'all' (migration 022). MIGRATION_DATABASE_URL when given (two logins),
   // else the one login configured.
   const ownerUrl = db.ownerUrl ?? db.url;
-  const pool = createPool({ ...poolOptionsFromConfig(config, ownerUrl), ...(db.ownerUrl ? { ssl: config.database.ownerSsl, caFile: config.database.ownerCaFile } : {}), appRole: null, max: 2, applicationName: 'fleet-security-audit-verify' }, logger);
+  const pool = createPool(
+    {
+      ...poolOptionsFromConfig(config, ownerUrl),
+      ...(db.ownerUrl ? { ssl: config.database.ownerSsl, caFile: config.database.ownerCaFile } : {}),
+      appRole: null,
+      max: 2,
+      applicationName: 'fleet-security-audit-verify',
+    },
+    logger,
+  );
   try {
     if (args.seal) {
       let sealed = 0;
@@ -149,7 +163,9 @@ async function main(): Promise<number> {
     }
     const key = checkpointKeyFromConfig(config, systemClock);
     const store = key ? createBlobStore(config.archive) : null;
-    const keys = key ? [...new Set([(await key.current()).verifierKey, ...config.auditLog.trustedKeys])].map(parseVerifierKey) : null;
+    const keys = key
+      ? [...new Set([(await key.current()).verifierKey, ...config.auditLog.trustedKeys])].map(parseVerifierKey)
+      : null;
     const client = await pool.connect();
     let results: TrailVerifyResult[];
     try {
@@ -159,7 +175,11 @@ async function main(): Promise<number> {
         for (const t of tenants) {
           await q.query(SET_TENANT_CONTEXT, [t]);
           const deps = keys
-            ? { keys, origin: checkpointOrigin(config.auditLog.name, t), published: store ? await readPublishedNotes(store, t, PUBLISHED_NOTES_CHECKED) : null }
+            ? {
+                keys,
+                origin: checkpointOrigin(config.auditLog.name, t),
+                published: store ? await readPublishedNotes(store, t, PUBLISHED_NOTES_CHECKED) : null,
+              }
             : null;
           out.push(await verifyTrailIn(q, t, deps, { anchor: args.anchor }));
         }
@@ -172,7 +192,9 @@ async function main(): Promise<number> {
     const only = args.tenant ? results[0] : undefined;
     if (only && only.valid && only.checked === 0 && only.unsealed === 0 && !only.head) {
       // Nothing at all for that tenant: report it, rather than "intact, 0 entries checked".
-      process.stderr.write(`audit:verify: tenant ${JSON.stringify(args.tenant)} has no audit rows (is the name right?)\n`);
+      process.stderr.write(
+        `audit:verify: tenant ${JSON.stringify(args.tenant)} has no audit rows (is the name right?)\n`,
+      );
       return 2;
     }
     const broken = results.filter((r) => !r.valid);
@@ -212,7 +234,8 @@ async function main(): Promise<number> {
         `${JSON.stringify({ valid, checked: results.reduce((n, r) => n + r.checked, 0), firstBrokenId: firstBroken?.firstBrokenId ?? null, tenants: results }, null, 2)}\n`,
       );
     } else {
-      if (results.length === 0) process.stdout.write(args.tenant ? `tenant ${args.tenant}: no audit rows\n` : 'no audit rows found\n');
+      if (results.length === 0)
+        process.stdout.write(args.tenant ? `tenant ${args.tenant}: no audit rows\n` : 'no audit rows found\n');
       for (const r of results) process.stdout.write(`${describe(r)}\n`);
       const checked = results.reduce((n, r) => n + r.checked, 0);
       process.stdout.write(

@@ -17,7 +17,15 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import type { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { BackupCryptError, HEADER_LEN, createDecryptStream, createEncryptStream, keyId, parseHeader, readKeyFile } from '../ops/backup-crypt';
+import {
+  BackupCryptError,
+  HEADER_LEN,
+  createDecryptStream,
+  createEncryptStream,
+  keyId,
+  parseHeader,
+  readKeyFile,
+} from '../ops/backup-crypt';
 
 const USAGE = `usage:
   backup-crypt.ts keygen  --out FILE
@@ -37,12 +45,14 @@ interface Args {
 
 function parseArgs(argv: string[]): Args {
   const [command, ...rest] = argv;
-  if (!command || !['keygen', 'key-id', 'inspect', 'encrypt', 'decrypt'].includes(command)) throw new UsageError('a command is required: keygen, key-id, inspect, encrypt or decrypt');
+  if (!command || !['keygen', 'key-id', 'inspect', 'encrypt', 'decrypt'].includes(command))
+    throw new UsageError('a command is required: keygen, key-id, inspect, encrypt or decrypt');
   const args: Args = { command, keyFiles: [], input: null, output: null };
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i] as string;
     const value = rest[i + 1];
-    if ((a === '--key-file' || a === '--in' || a === '--out') && (value === undefined || value === '')) throw new UsageError(`${a} needs a value`);
+    if ((a === '--key-file' || a === '--in' || a === '--out') && (value === undefined || value === ''))
+      throw new UsageError(`${a} needs a value`);
     if (a === '--key-file') args.keyFiles.push(value as string);
     else if (a === '--in') args.input = value as string;
     else if (a === '--out') args.output = value as string;
@@ -52,8 +62,9 @@ function parseArgs(argv: string[]): Args {
   const needsKey = command === 'key-id' || command === 'encrypt' || command === 'decrypt';
   if (needsKey && args.keyFiles.length === 0) throw new UsageError(`${command} needs --key-file`);
   if (!needsKey && args.keyFiles.length > 0) throw new UsageError(`${command} takes no --key-file`);
-  if ((command === 'encrypt' || command === 'key-id') && args.keyFiles.length > 1) throw new UsageError(`${command} takes exactly one --key-file`);
-  if ((command === 'keygen') && !args.output) throw new UsageError('keygen needs --out');
+  if ((command === 'encrypt' || command === 'key-id') && args.keyFiles.length > 1)
+    throw new UsageError(`${command} takes exactly one --key-file`);
+  if (command === 'keygen' && !args.output) throw new UsageError('keygen needs --out');
   if (command === 'inspect' && !args.input) throw new UsageError('inspect needs --in');
   return args;
 }
@@ -99,7 +110,9 @@ async function run(args: Args): Promise<void> {
       const n = fs.readSync(fd, buf, 0, HEADER_LEN, 0);
       fs.closeSync(fd);
       const h = parseHeader(buf.subarray(0, n));
-      process.stdout.write(`format: FLEETBK1 (AES-256-GCM, chunked)\nchunk_size: ${h.chunkSize}\nkey_id: ${h.keyId.toString('hex')}\n`);
+      process.stdout.write(
+        `format: FLEETBK1 (AES-256-GCM, chunked)\nchunk_size: ${h.chunkSize}\nkey_id: ${h.keyId.toString('hex')}\n`,
+      );
       return;
     }
     case 'encrypt':
@@ -135,7 +148,9 @@ async function main(): Promise<number> {
       return err.code === 'BAD_KEY_FILE' ? 2 : 3;
     }
     const e = err as NodeJS.ErrnoException;
-    process.stderr.write(`backup-crypt: ${e.code === 'EEXIST' ? `${e.path ?? 'output'} already exists; refusing to overwrite` : e.message}\n`);
+    process.stderr.write(
+      `backup-crypt: ${e.code === 'EEXIST' ? `${e.path ?? 'output'} already exists; refusing to overwrite` : e.message}\n`,
+    );
     return 1;
   }
 }

@@ -47,7 +47,10 @@ export function operatorName(): string | null {
  * given twice is an error (parseArgs alone keeps the last value silently, so
  * `--tenant a --tenant b` would quietly act on b). Throws on bad arguments.
  */
-export function parseOptions<const O extends NonNullable<ParseArgsConfig['options']>>(options: O, args: string[] = process.argv.slice(2)) {
+export function parseOptions<const O extends NonNullable<ParseArgsConfig['options']>>(
+  options: O,
+  args: string[] = process.argv.slice(2),
+) {
   const parsed = parseArgs({ options, args, strict: true, allowPositionals: false, tokens: true });
   const seen = new Set<string>();
   for (const t of parsed.tokens) {

@@ -38,7 +38,12 @@ function withLogin(url: string, name: string, password: string): string {
 runCli('db:app-login', async () => {
   let values;
   try {
-    values = parseOptions({ name: { type: 'string' }, 'print-sql': { type: 'boolean' }, database: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
+    values = parseOptions({
+      name: { type: 'string' },
+      'print-sql': { type: 'boolean' },
+      database: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    });
   } catch (err) {
     usageError(USAGE, (err as Error).message);
   }
@@ -48,8 +53,10 @@ runCli('db:app-login', async () => {
   }
   const name = values.name;
   if (!name) usageError(USAGE, 'db:app-login needs --name');
-  if (!LOGIN_NAME_RE.test(name) || name === 'fleet_app') usageError(USAGE, '--name must be 1-63 characters of a-z, 0-9 and _, not starting with a digit, and not fleet_app');
-  if (values.database !== undefined && !/^[A-Za-z0-9_.-]{1,63}$/.test(values.database)) usageError(USAGE, '--database must be 1-63 characters of letters, digits, _, . and -');
+  if (!LOGIN_NAME_RE.test(name) || name === 'fleet_app')
+    usageError(USAGE, '--name must be 1-63 characters of a-z, 0-9 and _, not starting with a digit, and not fleet_app');
+  if (values.database !== undefined && !/^[A-Za-z0-9_.-]{1,63}$/.test(values.database))
+    usageError(USAGE, '--database must be 1-63 characters of letters, digits, _, . and -');
   const password = randomBytes(24).toString('base64url');
 
   if (values['print-sql']) {
@@ -79,23 +86,42 @@ runCli('db:app-login', async () => {
   const logger = createLogger({ level: 'warn' });
   const db = await openDatabase(config, logger);
   try {
-    if (!db.ownerUrl) throw new Error('MIGRATION_DATABASE_URL (the schema owner) is required in production; or use --print-sql and hand the SQL to your DBA');
-    const ssl = config.database.separateOwner || !config.database.url ? pgSsl(config.database.ownerSsl, config.database.ownerCaFile) : pgSsl(config.database.ssl, config.database.caFile);
-    const client = new pg.Client({ connectionString: db.ownerUrl, ssl, application_name: 'fleet-security-db-app-login' });
+    if (!db.ownerUrl)
+      throw new Error(
+        'MIGRATION_DATABASE_URL (the schema owner) is required in production; or use --print-sql and hand the SQL to your DBA',
+      );
+    const ssl =
+      config.database.separateOwner || !config.database.url
+        ? pgSsl(config.database.ownerSsl, config.database.ownerCaFile)
+        : pgSsl(config.database.ssl, config.database.caFile);
+    const client = new pg.Client({
+      connectionString: db.ownerUrl,
+      ssl,
+      application_name: 'fleet-security-db-app-login',
+    });
     client.on('error', () => undefined);
     await client.connect();
     try {
       if (values.database) {
         const cur = (await client.query<{ d: string }>('SELECT current_database() AS d')).rows[0]?.d;
-        if (cur !== values.database) throw new Error(`--database ${values.database} is not the database the owner login is connected to (${cur}); use --print-sql for another database`);
+        if (cur !== values.database)
+          throw new Error(
+            `--database ${values.database} is not the database the owner login is connected to (${cur}); use --print-sql for another database`,
+          );
       }
-      const app = (await client.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_roles WHERE rolname = 'fleet_app'")).rows[0]?.n;
+      const app = (
+        await client.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_roles WHERE rolname = 'fleet_app'")
+      ).rows[0]?.n;
       if (!app) throw new Error('the role fleet_app does not exist: run `npm run migrate` first');
       try {
         await createRuntimeLogin(client, name, password);
       } catch (err) {
         const code = (err as { code?: string }).code;
-        if (code === '42501') throw new Error(`${(err as Error).message}: the owner login may not create logins or grant fleet_app (it needs CREATEROLE and the ADMIN option on fleet_app); use --print-sql and have a superuser run it`, { cause: err });
+        if (code === '42501')
+          throw new Error(
+            `${(err as Error).message}: the owner login may not create logins or grant fleet_app (it needs CREATEROLE and the ADMIN option on fleet_app); use --print-sql and have a superuser run it`,
+            { cause: err },
+          );
         throw err;
       }
     } finally {

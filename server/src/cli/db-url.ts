@@ -51,7 +51,9 @@ function main(argv: string[]): number {
       const lines = Object.entries(vars).map(([k, v]) => `${k}=${shQuote(v)}`);
       process.stdout.write(`${lines.join('\n')}\nexport ${Object.keys(vars).join(' ')}\n`);
     } else {
-      const lines = Object.entries({ ...toPgEnv(target), FLEET_DB_DESCRIPTION: describe(target) }).map(([k, v]) => `${k}=${Buffer.from(v, 'utf8').toString('base64')}`);
+      const lines = Object.entries({ ...toPgEnv(target), FLEET_DB_DESCRIPTION: describe(target) }).map(
+        ([k, v]) => `${k}=${Buffer.from(v, 'utf8').toString('base64')}`,
+      );
       process.stdout.write(`${lines.join('\n')}\n`);
     }
     return 0;

@@ -20,7 +20,11 @@ provision the user first: npm run user:add -- --email EMAIL --role admin --tenan
 runCli('dev:token', async () => {
   let values;
   try {
-    values = parseOptions({ email: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
+    values = parseOptions({
+      email: { type: 'string' },
+      name: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    });
   } catch (err) {
     usageError(USAGE, (err as Error).message);
   }
@@ -30,7 +34,9 @@ runCli('dev:token', async () => {
   }
   // Said first and plainly: production configuration problems are beside the point here.
   if (processEnv().NODE_ENV?.trim() === 'production') {
-    process.stderr.write('dev:token: development only; refused with NODE_ENV=production (log in through the identity provider).\n');
+    process.stderr.write(
+      'dev:token: development only; refused with NODE_ENV=production (log in through the identity provider).\n',
+    );
     process.exit(1);
   }
   const config = requireConfig(loadRuntimeConfig());

@@ -38,12 +38,16 @@ function printReport(r: RewrapReport): void {
   for (const b of r.before) out(`  ${b.keyVersion === r.targetVersion ? '*' : ' '} ${b.keyVersion}: ${b.rows} row(s)`);
   if (r.dryRun) {
     out(`dry run: ${r.stale} row(s) would be re-encrypted under ${r.targetVersion}`);
-    for (const u of r.unavailable) out(`  NO KEY for version ${u.keyVersion}: its ${u.rows} row(s) would fail (${u.reason}); add that key (FLEET_ENCRYPTION_PREVIOUS_KEYS or the vault) before the real run`);
+    for (const u of r.unavailable)
+      out(
+        `  NO KEY for version ${u.keyVersion}: its ${u.rows} row(s) would fail (${u.reason}); add that key (FLEET_ENCRYPTION_PREVIOUS_KEYS or the vault) before the real run`,
+      );
     return;
   }
   for (const t of r.tenants) out(`  tenant ${t.tenantId}: ${t.rewrapped} re-encrypted, ${t.failed} failed`);
   out(`re-encrypted ${r.rewrapped} of ${r.stale} row(s) under ${r.targetVersion}; ${r.failed.length} failed`);
-  for (const f of r.failed) out(`  FAILED tenant=${f.tenantId} id=${f.id} name=${f.name} version=${f.keyVersion}: ${f.reason}`);
+  for (const f of r.failed)
+    out(`  FAILED tenant=${f.tenantId} id=${f.id} name=${f.name} version=${f.keyVersion}: ${f.reason}`);
 }
 
 async function main(): Promise<number> {
@@ -75,7 +79,10 @@ async function main(): Promise<number> {
   }
 
   const config = requireConfig(loadRuntimeConfig());
-  const logger = createLogger({ level: config.log.level === 'debug' ? 'debug' : 'warn', dir: config.log.dir ?? undefined });
+  const logger = createLogger({
+    level: config.log.level === 'debug' ? 'debug' : 'warn',
+    dir: config.log.dir ?? undefined,
+  });
   let db: DatabaseHandle | null = null;
   let pool: Pool | null = null;
   let composition: Composition | null = null;
@@ -84,7 +91,10 @@ async function main(): Promise<number> {
     pool = createPool(poolOptionsFromConfig(config, db.url), logger);
     composition = await buildServices({ config, logger, pool, clock: systemClock });
     const { encryption, audit } = composition.services;
-    const report = await rewrapEncryptedSecrets({ pool, encryption, audit, logger }, { dryRun: args['dry-run'], batchSize, tenantId: args.tenant ?? null });
+    const report = await rewrapEncryptedSecrets(
+      { pool, encryption, audit, logger },
+      { dryRun: args['dry-run'], batchSize, tenantId: args.tenant ?? null },
+    );
     printReport(report);
     return report.failed.length > 0 || report.unavailable.length > 0 ? 1 : 0;
   } catch (err) {

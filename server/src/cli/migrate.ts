@@ -10,9 +10,17 @@ async function main(): Promise<void> {
   const db = await openDatabase(config, logger);
   try {
     // The owner login: MIGRATION_DATABASE_URL (outside production DATABASE_URL when only one is given).
-    if (!db.ownerUrl) throw new Error('MIGRATION_DATABASE_URL is required in production: migrations run as the schema owner, never as the runtime login of DATABASE_URL (docs/OPERATIONS.md, "Database logins")');
-    const r = await runMigrations(db.ownerUrl, { logger, ssl: pgSsl(config.database.ownerSsl, config.database.ownerCaFile) });
-    process.stdout.write(`migrations: ${r.applied.length} applied${r.applied.length ? ` (${r.applied.join(', ')})` : ''}, ${r.alreadyApplied} already applied\n`);
+    if (!db.ownerUrl)
+      throw new Error(
+        'MIGRATION_DATABASE_URL is required in production: migrations run as the schema owner, never as the runtime login of DATABASE_URL (docs/OPERATIONS.md, "Database logins")',
+      );
+    const r = await runMigrations(db.ownerUrl, {
+      logger,
+      ssl: pgSsl(config.database.ownerSsl, config.database.ownerCaFile),
+    });
+    process.stdout.write(
+      `migrations: ${r.applied.length} applied${r.applied.length ? ` (${r.applied.join(', ')})` : ''}, ${r.alreadyApplied} already applied\n`,
+    );
   } finally {
     await db.close();
   }

@@ -14,7 +14,13 @@ issuer). Run again to change the role or display name, or to reactivate a deacti
 runCli('user:add', async () => {
   let values;
   try {
-    values = parseOptions({ email: { type: 'string' }, role: { type: 'string' }, tenant: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
+    values = parseOptions({
+      email: { type: 'string' },
+      role: { type: 'string' },
+      tenant: { type: 'string' },
+      name: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    });
   } catch (err) {
     usageError(USAGE, (err as Error).message);
   }
@@ -32,10 +38,15 @@ runCli('user:add', async () => {
   }
   try {
     await withCliServices(async (c) => {
-      const r = await c.services.users.provision({ email, role, tenantId: tenant, displayName: name }, { source: 'cli:user:add', operator: operatorName() });
+      const r = await c.services.users.provision(
+        { email, role, tenantId: tenant, displayName: name },
+        { source: 'cli:user:add', operator: operatorName() },
+      );
       const u = r.user;
       const what = r.outcome === 'created' ? 'created' : r.outcome === 'updated' ? 'updated' : 'unchanged';
-      process.stdout.write(`${what}: ${u.email} in tenant ${u.tenantId}, role ${u.role}${u.displayName ? `, name "${u.displayName}"` : ''} (id ${u.id})\n`);
+      process.stdout.write(
+        `${what}: ${u.email} in tenant ${u.tenantId}, role ${u.role}${u.displayName ? `, name "${u.displayName}"` : ''} (id ${u.id})\n`,
+      );
       if (r.events.length > 0) process.stdout.write(`audit: ${r.events.join(', ')}\n`);
       if (r.activeElsewhere > 0) {
         process.stderr.write(

@@ -14,7 +14,12 @@ Deactivates the user and ends all of their sessions immediately. Reactivate with
 runCli('user:deactivate', async () => {
   let values;
   try {
-    values = parseOptions({ email: { type: 'string' }, tenant: { type: 'string' }, reason: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
+    values = parseOptions({
+      email: { type: 'string' },
+      tenant: { type: 'string' },
+      reason: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    });
   } catch (err) {
     usageError(USAGE, (err as Error).message);
   }
@@ -32,8 +37,13 @@ runCli('user:deactivate', async () => {
   }
   try {
     await withCliServices(async (c) => {
-      const r = await c.services.users.deactivate({ email, tenantId: tenant, reason: reason ?? null }, { source: 'cli:user:deactivate', operator: operatorName() });
-      process.stdout.write(`${r.outcome === 'deactivated' ? 'deactivated' : 'already inactive'}: ${r.user.email} in tenant ${r.user.tenantId}; sessions revoked: ${r.sessionsRevoked}\n`);
+      const r = await c.services.users.deactivate(
+        { email, tenantId: tenant, reason: reason ?? null },
+        { source: 'cli:user:deactivate', operator: operatorName() },
+      );
+      process.stdout.write(
+        `${r.outcome === 'deactivated' ? 'deactivated' : 'already inactive'}: ${r.user.email} in tenant ${r.user.tenantId}; sessions revoked: ${r.sessionsRevoked}\n`,
+      );
       if (r.events.length > 0) process.stdout.write(`audit: ${r.events.join(', ')}\n`);
     });
   } catch (err) {

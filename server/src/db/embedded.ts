@@ -52,7 +52,10 @@ export function freePort(): Promise<number> {
 
 function postgresIds(): { uid: number; gid: number } | null {
   try {
-    const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('postgres:'));
+    const line = fs
+      .readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('postgres:'));
     if (!line) return null;
     const parts = line.split(':');
     return { uid: Number(parts[2]), gid: Number(parts[3]) };
@@ -84,8 +87,14 @@ function reachableByOthers(dir: string): boolean {
 export function clusterDir(requested: string, logger?: Logger): string {
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   if (!isRoot || reachableByOthers(requested)) return requested;
-  const alt = path.join(os.tmpdir(), `fleet-security-pg-${createHash('sha256').update(requested).digest('hex').slice(0, 12)}`);
-  logger?.warn('embedded PostgreSQL data directory is not reachable by the postgres user; using a directory under the system temp folder', { requested, using: alt });
+  const alt = path.join(
+    os.tmpdir(),
+    `fleet-security-pg-${createHash('sha256').update(requested).digest('hex').slice(0, 12)}`,
+  );
+  logger?.warn(
+    'embedded PostgreSQL data directory is not reachable by the postgres user; using a directory under the system temp folder',
+    { requested, using: alt },
+  );
   return alt;
 }
 

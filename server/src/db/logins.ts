@@ -70,14 +70,17 @@ export function loginProblems(f: LoginFacts, appRole: string | null = APP_ROLE):
   if (f.superuser) out.push(`the database login "${f.login}" is a superuser`);
   if (f.bypassRls) out.push(`the database login "${f.login}" has BYPASSRLS`);
   if (f.createRole) out.push(`the database login "${f.login}" has CREATEROLE (it could grant itself any role)`);
-  if (f.ownedRelations > 0) out.push(`the database login "${f.login}" owns ${f.ownedRelations} table(s) or other relation(s)`);
+  if (f.ownedRelations > 0)
+    out.push(`the database login "${f.login}" owns ${f.ownedRelations} table(s) or other relation(s)`);
   if (f.ownedSchemas > 0) out.push(`the database login "${f.login}" owns ${f.ownedSchemas} schema(s)`);
   // A superuser is "member" of every role; listing them all says nothing more.
   if (!f.superuser && f.otherRoles.length > 0) {
-    const shown = f.otherRoles.slice(0, 5).join(', ') + (f.otherRoles.length > 5 ? `, … (${f.otherRoles.length} in all)` : '');
+    const shown =
+      f.otherRoles.slice(0, 5).join(', ') + (f.otherRoles.length > 5 ? `, … (${f.otherRoles.length} in all)` : '');
     out.push(`the database login "${f.login}" can SET ROLE to roles beyond ${APP_ROLE}: ${shown}`);
   }
-  if (appRole && !f.superuser && !f.memberOfAppRole) out.push(`the database login "${f.login}" is not a member of ${appRole}`);
+  if (appRole && !f.superuser && !f.memberOfAppRole)
+    out.push(`the database login "${f.login}" is not a member of ${appRole}`);
   return out;
 }
 
@@ -90,14 +93,18 @@ export interface SchemaStatus {
   unreadable: string | null;
 }
 
-export async function schemaStatus(client: pg.ClientBase, migrations: MigrationFile[] = readMigrations()): Promise<SchemaStatus> {
+export async function schemaStatus(
+  client: pg.ClientBase,
+  migrations: MigrationFile[] = readMigrations(),
+): Promise<SchemaStatus> {
   let applied: Set<string>;
   try {
     const { rows } = await client.query<{ id: string }>('SELECT id FROM schema_migrations');
     applied = new Set(rows.map((r) => r.id));
   } catch (err) {
     const code = (err as { code?: string }).code;
-    if (code === '42P01' || code === '42501') return { missing: migrations.map((m) => m.id), unknown: [], unreadable: (err as Error).message };
+    if (code === '42P01' || code === '42501')
+      return { missing: migrations.map((m) => m.id), unknown: [], unreadable: (err as Error).message };
     throw err;
   }
   const known = new Set(migrations.map((m) => m.id));
@@ -110,7 +117,9 @@ export async function schemaStatus(client: pg.ClientBase, migrations: MigrationF
 
 export function schemaBehindMessage(s: SchemaStatus): string | null {
   if (s.missing.length === 0) return null;
-  const what = s.unreadable ? `the schema is not migrated or predates this version (${s.unreadable})` : `the database schema is behind: ${s.missing.length} migration(s) pending (${s.missing.slice(0, 3).join(', ')}${s.missing.length > 3 ? ', …' : ''})`;
+  const what = s.unreadable
+    ? `the schema is not migrated or predates this version (${s.unreadable})`
+    : `the database schema is behind: ${s.missing.length} migration(s) pending (${s.missing.slice(0, 3).join(', ')}${s.missing.length > 3 ? ', …' : ''})`;
   return `${what}; run \`npm run migrate\` with the owner login (MIGRATION_DATABASE_URL) first — the server never migrates in production`;
 }
 
@@ -122,7 +131,10 @@ export interface StartupCheck {
 }
 
 /** Both checks, on one connection of the runtime login. */
-export async function checkRuntimeDatabase(client: pg.ClientBase, opts: { appRole?: string | null; migrations?: MigrationFile[] } = {}): Promise<StartupCheck> {
+export async function checkRuntimeDatabase(
+  client: pg.ClientBase,
+  opts: { appRole?: string | null; migrations?: MigrationFile[] } = {},
+): Promise<StartupCheck> {
   const appRole = opts.appRole === undefined ? APP_ROLE : opts.appRole;
   const login = await loginFacts(client, appRole ?? APP_ROLE);
   const schema = await schemaStatus(client, opts.migrations);
@@ -135,7 +147,8 @@ export async function checkRuntimeDatabase(client: pg.ClientBase, opts: { appRol
  * CONNECT on the database. Identifiers and the password are quoted by the driver's escapers.
  */
 export function runtimeLoginSql(name: string, password: string, database: string): string[] {
-  if (!LOGIN_NAME_RE.test(name)) throw new Error('the login name must be 1-63 of a-z, 0-9 and _, not starting with a digit');
+  if (!LOGIN_NAME_RE.test(name))
+    throw new Error('the login name must be 1-63 of a-z, 0-9 and _, not starting with a digit');
   if (name === APP_ROLE) throw new Error(`the login name must not be ${APP_ROLE} itself`);
   const id = pg.escapeIdentifier(name);
   const attrs = 'LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION INHERIT';
@@ -163,7 +176,9 @@ export async function createRuntimeLogin(owner: pg.ClientBase, name: string, pas
   );
   const e = existing.rows[0];
   if (e && ((e.other ?? []).length > 0 || Number(e.owns) > 0)) {
-    throw new Error(`the role "${name}" already exists and is more than a runtime login (member of other roles or owns objects); choose another name`);
+    throw new Error(
+      `the role "${name}" already exists and is more than a runtime login (member of other roles or owns objects); choose another name`,
+    );
   }
   await owner.query('BEGIN');
   try {

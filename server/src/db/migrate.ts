@@ -36,7 +36,10 @@ export class MigrationError extends Error {
 }
 
 export function readMigrations(dir: string = MIGRATIONS_DIR): MigrationFile[] {
-  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.sql')).sort();
+  const files = fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.sql'))
+    .sort();
   const seen = new Set<string>();
   return files.map((file) => {
     const m = FILE_RE.exec(file);
@@ -54,7 +57,10 @@ export interface MigrateResult {
 }
 
 /** Applies pending migrations using a dedicated connection as the schema owner. */
-export async function runMigrations(connectionString: string, opts: { dir?: string; logger?: Logger; ssl?: pg.ClientConfig['ssl'] } = {}): Promise<MigrateResult> {
+export async function runMigrations(
+  connectionString: string,
+  opts: { dir?: string; logger?: Logger; ssl?: pg.ClientConfig['ssl'] } = {},
+): Promise<MigrateResult> {
   const migrations = readMigrations(opts.dir);
   const client = new pg.Client({ connectionString, ssl: opts.ssl, application_name: 'fleet-security-migrate' });
   onConnectionLoss(client, opts.logger, 'migrate');
@@ -67,17 +73,22 @@ export async function runMigrations(connectionString: string, opts: { dir?: stri
         checksum text NOT NULL,
         applied_at timestamptz NOT NULL DEFAULT now()
       )`);
-      const { rows } = await client.query<{ id: string; checksum: string }>('SELECT id, checksum FROM schema_migrations');
+      const { rows } = await client.query<{ id: string; checksum: string }>(
+        'SELECT id, checksum FROM schema_migrations',
+      );
       const applied = new Map(rows.map((r) => [r.id, r.checksum]));
       for (const m of migrations) {
         const sum = applied.get(m.id);
         if (sum !== undefined && sum !== m.checksum) {
-          throw new MigrationError(`migration ${m.file} was changed after it was applied (checksum mismatch); never edit an applied migration, add a new one`);
+          throw new MigrationError(
+            `migration ${m.file} was changed after it was applied (checksum mismatch); never edit an applied migration, add a new one`,
+          );
         }
       }
       const known = new Set(migrations.map((m) => m.id));
       for (const id of applied.keys()) {
-        if (!known.has(id)) opts.logger?.warn('database has a migration this build does not know (a newer version ran?)', { id });
+        if (!known.has(id))
+          opts.logger?.warn('database has a migration this build does not know (a newer version ran?)', { id });
       }
       const done: string[] = [];
       for (const m of migrations) {
@@ -89,7 +100,9 @@ export async function runMigrations(connectionString: string, opts: { dir?: stri
           await client.query('COMMIT');
         } catch (err) {
           await client.query('ROLLBACK');
-          throw new MigrationError(`migration ${m.file} failed: ${(err as Error).message}${roleHint((err as Error).message)}`);
+          throw new MigrationError(
+            `migration ${m.file} failed: ${(err as Error).message}${roleHint((err as Error).message)}`,
+          );
         }
         opts.logger?.info('migration applied', { id: m.id });
         done.push(m.id);

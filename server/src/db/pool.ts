@@ -9,7 +9,11 @@ export type PoolClient = pg.PoolClient;
 export interface Queryable {
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
   /** A named statement: parsed and planned once per connection. */
-  query<R extends pg.QueryResultRow = pg.QueryResultRow>(config: { name: string; text: string; values?: unknown[] }): Promise<pg.QueryResult<R>>;
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(config: {
+    name: string;
+    text: string;
+    values?: unknown[];
+  }): Promise<pg.QueryResult<R>>;
 }
 
 // Return int8 (bigint ids, counts) as strings is pg's default; keep it (ids exceed 2^53 in theory).
@@ -99,7 +103,11 @@ function errSummary(err: Error): { message: string; code?: string } {
  * (server restart, pg_terminate_backend, network) is logged once, never fatal. The client is
  * unusable afterwards; its owner discards it when its next query fails.
  */
-export function onConnectionLoss(client: { on(event: 'error', listener: (err: Error) => void): unknown }, logger: Pick<Logger, 'warn'> | undefined, what: string): void {
+export function onConnectionLoss(
+  client: { on(event: 'error', listener: (err: Error) => void): unknown },
+  logger: Pick<Logger, 'warn'> | undefined,
+  what: string,
+): void {
   let logged = false;
   client.on('error', (err: Error) => {
     if (logged) return;
@@ -111,8 +119,18 @@ export function onConnectionLoss(client: { on(event: 'error', listener: (err: Er
 /** How long after statement_timeout the client gives up on a server that does not answer. */
 export const QUERY_TIMEOUT_MARGIN_MS = 2000;
 
-const UNAVAILABLE_MESSAGES = /^(Query read timeout|timeout exceeded when trying to connect|Connection terminated( unexpectedly| due to connection timeout)?|Client has encountered a connection error and is not queryable|Client was closed and is not queryable)$/;
-const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+const UNAVAILABLE_MESSAGES =
+  /^(Query read timeout|timeout exceeded when trying to connect|Connection terminated( unexpectedly| due to connection timeout)?|Client has encountered a connection error and is not queryable|Client was closed and is not queryable)$/;
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
 
 /**
  * The connection itself is unusable (no answer, or gone): never send it another statement.
@@ -122,7 +140,11 @@ const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'E
 export function isConnectionLost(err: unknown): boolean {
   const e = err as { message?: unknown; code?: unknown } | null;
   if (!e || typeof e !== 'object') return false;
-  if (typeof e.code === 'string' && (UNAVAILABLE_CODES.has(e.code) || e.code.startsWith('08') || e.code.startsWith('57P'))) return true;
+  if (
+    typeof e.code === 'string' &&
+    (UNAVAILABLE_CODES.has(e.code) || e.code.startsWith('08') || e.code.startsWith('57P'))
+  )
+    return true;
   return typeof e.message === 'string' && UNAVAILABLE_MESSAGES.test(e.message);
 }
 

@@ -29,7 +29,11 @@ export interface DatabaseUrls {
 }
 
 export async function checkRuntimeLogin(config: Config, url: string): Promise<StartupCheck> {
-  const client = new pg.Client({ connectionString: url, ssl: pgSsl(config.database.ssl, config.database.caFile), application_name: 'fleet-security-startup-check' });
+  const client = new pg.Client({
+    connectionString: url,
+    ssl: pgSsl(config.database.ssl, config.database.caFile),
+    application_name: 'fleet-security-startup-check',
+  });
   client.on('error', () => undefined);
   await client.connect();
   try {
@@ -43,19 +47,33 @@ export async function checkRuntimeLogin(config: Config, url: string): Promise<St
  * `quiet`: the operator CLIs, which print their own results on stderr/stdout, skip the
  * development warning about a single privileged login (refusals still apply).
  */
-export async function prepareDatabase(config: Config, db: DatabaseUrls, logger: Logger, opts: { quiet?: boolean } = {}): Promise<StartupCheck> {
+export async function prepareDatabase(
+  config: Config,
+  db: DatabaseUrls,
+  logger: Logger,
+  opts: { quiet?: boolean } = {},
+): Promise<StartupCheck> {
   if (!config.isProduction && db.ownerUrl) {
-    const migrated = await runMigrations(db.ownerUrl, { logger, ssl: pgSsl(config.database.ownerSsl, config.database.ownerCaFile) });
+    const migrated = await runMigrations(db.ownerUrl, {
+      logger,
+      ssl: pgSsl(config.database.ownerSsl, config.database.ownerCaFile),
+    });
     logger.info('migrations', { applied: migrated.applied.length, alreadyApplied: migrated.alreadyApplied });
   }
   const check = await checkRuntimeLogin(config, db.url);
   if (check.schemaProblem) throw new StartupRefused(check.schemaProblem);
-  if (check.schema.unknown.length > 0) logger.warn('database has migrations this build does not know (a newer version ran?)', { ids: check.schema.unknown });
+  if (check.schema.unknown.length > 0)
+    logger.warn('database has migrations this build does not know (a newer version ran?)', {
+      ids: check.schema.unknown,
+    });
   if (check.loginProblems.length > 0) {
     const strict = config.isProduction || (db.ownerUrl !== null && db.ownerUrl !== db.url);
     const message = `${check.loginProblems.join('; ')}. The API must run as a runtime login that is a member of fleet_app and nothing else; create one with \`npm run db:app-login -- --name <login>\` (docs/OPERATIONS.md, "Database logins")`;
     if (strict) throw new StartupRefused(`refusing to start: ${message}`);
-    if (!opts.quiet) logger.warn('the database login is not least-privileged (allowed outside production with a single login)', { problems: check.loginProblems });
+    if (!opts.quiet)
+      logger.warn('the database login is not least-privileged (allowed outside production with a single login)', {
+        problems: check.loginProblems,
+      });
   }
   return check;
 }

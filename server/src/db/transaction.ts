@@ -4,7 +4,11 @@ import { isConnectionLost, type Pool, type PoolClient, type Queryable } from './
  * Runs fn inside BEGIN/COMMIT on one client; rolls back on any error and rethrows it.
  * `tenantId` sets the transaction-local `app.tenant_id` that row-level security reads.
  */
-export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>, opts: { tenantId?: string | null; siemWorker?: boolean } = {}): Promise<T> {
+export async function withTransaction<T>(
+  pool: Pool,
+  fn: (client: PoolClient) => Promise<T>,
+  opts: { tenantId?: string | null; siemWorker?: boolean } = {},
+): Promise<T> {
   const client = await pool.connect();
   let broken = false;
   try {
@@ -37,7 +41,8 @@ export function withTenant<T>(pool: Pool, tenantId: string, fn: (client: PoolCli
   return withTransaction(pool, fn, { tenantId });
 }
 
-const SIEM_WORKER_ON = "SELECT current_setting('app.siem_worker', true) AS prev, set_config('app.siem_worker', 'on', true)";
+const SIEM_WORKER_ON =
+  "SELECT current_setting('app.siem_worker', true) AS prev, set_config('app.siem_worker', 'on', true)";
 
 /**
  * Runs fn in a transaction with the SIEM worker scope (transaction-local `app.siem_worker =

@@ -78,10 +78,14 @@ export const unsupportedMediaType = (): AppError =>
   new AppError('UNSUPPORTED_MEDIA_TYPE', 415, 'Request bodies must be sent as application/json.');
 
 export const rateLimited = (retryAfterSeconds: number, message = 'Too many requests; try again later.'): AppError =>
-  new AppError('RATE_LIMITED', 429, message, { headers: { 'Retry-After': String(Math.max(1, Math.ceil(retryAfterSeconds))) } });
+  new AppError('RATE_LIMITED', 429, message, {
+    headers: { 'Retry-After': String(Math.max(1, Math.ceil(retryAfterSeconds))) },
+  });
 
-export const serviceUnavailable = (message = 'A dependency is unavailable; try again later.', internalReason?: string): AppError =>
-  new AppError('SERVICE_UNAVAILABLE', 503, message, { internalReason });
+export const serviceUnavailable = (
+  message = 'A dependency is unavailable; try again later.',
+  internalReason?: string,
+): AppError => new AppError('SERVICE_UNAVAILABLE', 503, message, { internalReason });
 
 export const internalError = (): AppError => new AppError('INTERNAL_ERROR', 500, 'An internal error occurred.');
 

@@ -40,7 +40,10 @@ function algOf(k: KeyObject): SigningAlg | null {
 export function jwkThumbprint(publicKey: KeyObject): string {
   const j = publicKey.export({ format: 'jwk' }) as Record<string, string>;
   // Members in lexicographic order, no whitespace (RFC 7638 §3.2).
-  const canon = j.kty === 'EC' ? JSON.stringify({ crv: j.crv, kty: j.kty, x: j.x, y: j.y }) : JSON.stringify({ crv: j.crv, kty: j.kty, x: j.x });
+  const canon =
+    j.kty === 'EC'
+      ? JSON.stringify({ crv: j.crv, kty: j.kty, x: j.x, y: j.y })
+      : JSON.stringify({ crv: j.crv, kty: j.kty, x: j.x });
   return createHash('sha256').update(canon).digest('base64url');
 }
 
@@ -49,7 +52,8 @@ function fromText(text: string, allowPublic: boolean): { key: KeyObject; isPriva
   const pem = t.includes('-----BEGIN');
   if (pem) {
     if (/-----BEGIN (EC |ENCRYPTED )?PRIVATE KEY-----/.test(t)) {
-      if (!t.includes('-----BEGIN PRIVATE KEY-----')) throw new SigningKeyError('must be an unencrypted PKCS#8 key (BEGIN PRIVATE KEY)');
+      if (!t.includes('-----BEGIN PRIVATE KEY-----'))
+        throw new SigningKeyError('must be an unencrypted PKCS#8 key (BEGIN PRIVATE KEY)');
       try {
         return { key: createPrivateKey({ key: t, format: 'pem' }), isPrivate: true };
       } catch {
@@ -63,7 +67,11 @@ function fromText(text: string, allowPublic: boolean): { key: KeyObject; isPriva
         throw new SigningKeyError('is not a readable SPKI PEM public key');
       }
     }
-    throw new SigningKeyError(allowPublic ? 'must be a PKCS#8 private key or an SPKI public key' : 'must be a PKCS#8 private key (BEGIN PRIVATE KEY)');
+    throw new SigningKeyError(
+      allowPublic
+        ? 'must be a PKCS#8 private key or an SPKI public key'
+        : 'must be a PKCS#8 private key (BEGIN PRIVATE KEY)',
+    );
   }
   if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(t)) throw new SigningKeyError('must be PKCS#8 PEM or base64 of PKCS#8 DER');
   const der = Buffer.from(t, 'base64');
@@ -89,7 +97,8 @@ export function parseSigningKey(text: string, opts: { expectAlg?: SigningAlg; al
   const { key, isPrivate } = fromText(text, opts.allowPublic === true);
   const alg = algOf(key);
   if (!alg) throw new SigningKeyError('must be an EC P-256 key (ES256) or an Ed25519 key (EdDSA)');
-  if (opts.expectAlg && alg !== opts.expectAlg) throw new SigningKeyError(`is a key for ${alg}, but JWT_SIGNING_ALG is ${opts.expectAlg}`);
+  if (opts.expectAlg && alg !== opts.expectAlg)
+    throw new SigningKeyError(`is a key for ${alg}, but JWT_SIGNING_ALG is ${opts.expectAlg}`);
   const publicKey = isPrivate ? createPublicKey(key) : key;
   const kid = jwkThumbprint(publicKey);
   const j = publicKey.export({ format: 'jwk' }) as Record<string, string>;

@@ -96,7 +96,10 @@ export type AccessLogWriter = ((e: AccessEntry) => void) & {
  * trail is in the database. Every field is produced by the server itself; the path still
  * passes through redactString. Returns null when `info` is off.
  */
-export function createAccessLogWriter(logger: Logger, opts: { service?: string; flushMs?: number; maxLines?: number } = {}): AccessLogWriter | null {
+export function createAccessLogWriter(
+  logger: Logger,
+  opts: { service?: string; flushMs?: number; maxLines?: number } = {},
+): AccessLogWriter | null {
   const service = opts.service ?? 'fleet-security-api';
   const flushMs = opts.flushMs ?? ACCESS_LOG_FLUSH_MS;
   const maxLines = opts.maxLines ?? ACCESS_LOG_MAX_LINES;

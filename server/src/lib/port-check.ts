@@ -10,9 +10,14 @@ export function checkListenAddress(host: string, port: number): Promise<string |
   return new Promise((resolve) => {
     const srv = net.createServer();
     srv.once('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EADDRINUSE') resolve(`port ${port} on ${host} is already in use (another npm start, or another program): set PORT to a free port, e.g. PORT=${port === 65535 ? 3001 : port + 1} npm start`);
-      else if (err.code === 'EACCES') resolve(`port ${port} on ${host} needs privileges this process does not have: set PORT to a port above 1023`);
-      else if (err.code === 'EADDRNOTAVAIL') resolve(`HOST ${host} is not an address of this machine: set HOST (127.0.0.1 by default)`);
+      if (err.code === 'EADDRINUSE')
+        resolve(
+          `port ${port} on ${host} is already in use (another npm start, or another program): set PORT to a free port, e.g. PORT=${port === 65535 ? 3001 : port + 1} npm start`,
+        );
+      else if (err.code === 'EACCES')
+        resolve(`port ${port} on ${host} needs privileges this process does not have: set PORT to a port above 1023`);
+      else if (err.code === 'EADDRNOTAVAIL')
+        resolve(`HOST ${host} is not an address of this machine: set HOST (127.0.0.1 by default)`);
       else resolve(`cannot listen on ${host}:${port} (${err.code ?? err.message}): set PORT or HOST`);
     });
     srv.listen({ port, host, exclusive: true }, () => srv.close(() => resolve(null)));

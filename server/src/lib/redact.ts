@@ -5,7 +5,8 @@
  */
 export const REDACTED = '[REDACTED]';
 
-const SECRET_KEY = /(pass(word|wd|phrase)?|secret|token|authorization|cookie|api[-_]?key|private[-_]?key|credential|signature|^key$|[-_]key$|^sig$|set-cookie|idtoken|refresh)/i;
+const SECRET_KEY =
+  /(pass(word|wd|phrase)?|secret|token|authorization|cookie|api[-_]?key|private[-_]?key|credential|signature|^key$|[-_]key$|^sig$|set-cookie|idtoken|refresh)/i;
 
 const JWT_LIKE = /\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g;
 const BEARER = /\b(Bearer|Basic|Splunk)\s+[A-Za-z0-9._~+/=-]{8,}/gi;
@@ -21,7 +22,8 @@ export function isSecretKey(key: string): boolean {
  * (query strings, messages, environment dumps). Only `name=value`: "password: too short" is
  * ordinary prose and stays as it is. Bounded repetitions only: linear on any input.
  */
-const KEY_VALUE = /(pass(?:word|wd|phrase)?|pwd|secret|token|api[-_]?key|access[-_]?key)=("[^"\n]{0,256}"|'[^'\n]{0,256}'|[^\s&;,"']{1,512})/gi;
+const KEY_VALUE =
+  /(pass(?:word|wd|phrase)?|pwd|secret|token|api[-_]?key|access[-_]?key)=("[^"\n]{0,256}"|'[^'\n]{0,256}'|[^\s&;,"']{1,512})/gi;
 const KEY_VALUE_HINT = /pass|pwd|secret|token|key/i;
 
 const WHITESPACE = /\s/;
@@ -32,7 +34,10 @@ export function redactString(value: string): string {
   // Fast path: every pattern needs 'eyJ' (JWT), '://' (URL password), whitespace (scheme +
   // token) or a secret-sounding word (key=value).
   if (!hint && value.indexOf('eyJ') === -1 && value.indexOf('://') === -1 && !WHITESPACE.test(value)) return value;
-  const out = value.replace(JWT_LIKE, REDACTED).replace(BEARER, `$1 ${REDACTED}`).replace(URL_PASSWORD, `$1${REDACTED}@`);
+  const out = value
+    .replace(JWT_LIKE, REDACTED)
+    .replace(BEARER, `$1 ${REDACTED}`)
+    .replace(URL_PASSWORD, `$1${REDACTED}@`);
   return hint ? out.replace(KEY_VALUE, `$1=${REDACTED}`) : out;
 }
 
@@ -51,7 +56,10 @@ export function redact(value: unknown, depth = 0, seen: WeakSet<object> = new We
   if (value instanceof Date) return value;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
-    out[k] = isSecretKey(k) && v !== null && v !== undefined && typeof v !== 'boolean' && typeof v !== 'number' ? REDACTED : redact(v, depth + 1, seen);
+    out[k] =
+      isSecretKey(k) && v !== null && v !== undefined && typeof v !== 'boolean' && typeof v !== 'number'
+        ? REDACTED
+        : redact(v, depth + 1, seen);
   }
   return out;
 }

@@ -43,7 +43,12 @@ export function base32Decode(s: string): Buffer {
 }
 
 /** RFC 4226 §5.3: the HOTP value of `counter`, zero-padded to `digits`. */
-export function hotp(secret: Buffer, counter: number, digits = TOTP_DIGITS, algorithm: 'sha1' | 'sha256' | 'sha512' = 'sha1'): string {
+export function hotp(
+  secret: Buffer,
+  counter: number,
+  digits = TOTP_DIGITS,
+  algorithm: 'sha1' | 'sha256' | 'sha512' = 'sha1',
+): string {
   const msg = Buffer.alloc(8);
   msg.writeBigUInt64BE(BigInt(counter));
   const mac = createHmac(algorithm, secret).update(msg).digest();
@@ -57,7 +62,12 @@ export function timeStep(nowMs: number, period = TOTP_PERIOD_SEC): number {
   return Math.floor(nowMs / 1000 / period);
 }
 
-export function totp(secret: Buffer, nowMs: number, digits = TOTP_DIGITS, algorithm: 'sha1' | 'sha256' | 'sha512' = 'sha1'): string {
+export function totp(
+  secret: Buffer,
+  nowMs: number,
+  digits = TOTP_DIGITS,
+  algorithm: 'sha1' | 'sha256' | 'sha512' = 'sha1',
+): string {
   return hotp(secret, timeStep(nowMs), digits, algorithm);
 }
 
@@ -77,6 +87,12 @@ export function matchTotp(secret: Buffer, code: string, nowMs: number): number |
 
 export function otpauthUri(opts: { issuer: string; account: string; secret: Buffer }): string {
   const label = encodeURIComponent(`${opts.issuer}:${opts.account}`);
-  const q = new URLSearchParams({ secret: base32Encode(opts.secret), issuer: opts.issuer, algorithm: 'SHA1', digits: String(TOTP_DIGITS), period: String(TOTP_PERIOD_SEC) });
+  const q = new URLSearchParams({
+    secret: base32Encode(opts.secret),
+    issuer: opts.issuer,
+    algorithm: 'SHA1',
+    digits: String(TOTP_DIGITS),
+    period: String(TOTP_PERIOD_SEC),
+  });
   return `otpauth://totp/${label}?${q.toString()}`;
 }

@@ -32,7 +32,10 @@ export interface ApiKeyAuthDeps {
   makeRateLimitStore?: (prefix: string) => Store;
 }
 
-export function createApiKeyAuth(deps: ApiKeyAuthDeps): { requireApiKey: RequestHandler; requireAuthOrApiKey: RequestHandler[] } {
+export function createApiKeyAuth(deps: ApiKeyAuthDeps): {
+  requireApiKey: RequestHandler;
+  requireAuthOrApiKey: RequestHandler[];
+} {
   const keyLimiter = createRateLimiter({
     windowMs: deps.rateLimit.windowMs,
     max: deps.rateLimit.userMax,
@@ -64,7 +67,16 @@ export function createApiKeyAuth(deps: ApiKeyAuthDeps): { requireApiKey: Request
     const r = await deps.apiKeys.authenticate(m[1] as string);
     if (!r.ok) return reject(req, r.reason, r.key);
     const k = r.key;
-    req.auth = { userId: k.id, tenantId: k.tenantId, email: `api-key:${k.prefix}`, role: 'viewer', sessionId: k.id, displayName: k.name, apiKeyId: k.id, scopes: Object.freeze([...k.scopes]) };
+    req.auth = {
+      userId: k.id,
+      tenantId: k.tenantId,
+      email: `api-key:${k.prefix}`,
+      role: 'viewer',
+      sessionId: k.id,
+      displayName: k.name,
+      apiKeyId: k.id,
+      scopes: Object.freeze([...k.scopes]),
+    };
     // Every use is audited with the key as actor; fail closed like every security record.
     await deps.audit.recordFromRequest(req, {
       action: 'key.api.used',

@@ -40,12 +40,14 @@ function keyInPath(k: string): string {
 function findUnsafeStrings(value: unknown, path: string, out: ErrorDetail[], depth = 0): void {
   if (out.length >= 10) return;
   if (typeof value === 'number') {
-    if (!Number.isFinite(value)) out.push({ path, message: 'must be a finite number (out of range)', code: 'number_out_of_range' });
+    if (!Number.isFinite(value))
+      out.push({ path, message: 'must be a finite number (out of range)', code: 'number_out_of_range' });
     return;
   }
   if (typeof value === 'string') {
     if (value.includes('\u0000')) out.push({ path, message: 'must not contain NUL characters', code: 'nul_character' });
-    else if (!value.isWellFormed()) out.push({ path, message: 'must be well-formed Unicode (lone surrogate)', code: 'invalid_unicode' });
+    else if (!value.isWellFormed())
+      out.push({ path, message: 'must be well-formed Unicode (lone surrogate)', code: 'invalid_unicode' });
     return;
   }
   if (value === null || typeof value !== 'object') return;
@@ -59,13 +61,24 @@ function findUnsafeStrings(value: unknown, path: string, out: ErrorDetail[], dep
   }
   for (const [k, v] of Object.entries(value)) {
     const p = path ? `${path}.${keyInPath(k)}` : keyInPath(k);
-    if (k.includes('\u0000') || !k.isWellFormed()) out.push({ path: p, message: 'key must be well-formed text without NUL', code: 'invalid_key' });
+    if (k.includes('\u0000') || !k.isWellFormed())
+      out.push({ path: p, message: 'key must be well-formed text without NUL', code: 'invalid_key' });
     findUnsafeStrings(v, p, out, depth + 1);
   }
 }
 
 /** The error types body-parser sets; anything else it passes on (a zlib failure) is a bad body too. */
-const BODY_ERROR_TYPES = new Set(['entity.parse.failed', 'entity.verify.failed', 'entity.too.large', 'encoding.unsupported', 'charset.unsupported', 'request.aborted', 'request.size.invalid', 'stream.encoding.set', 'parameters.too.many']);
+const BODY_ERROR_TYPES = new Set([
+  'entity.parse.failed',
+  'entity.verify.failed',
+  'entity.too.large',
+  'encoding.unsupported',
+  'charset.unsupported',
+  'request.aborted',
+  'request.size.invalid',
+  'stream.encoding.set',
+  'parameters.too.many',
+]);
 
 function bodyError(err: unknown): unknown {
   const type = (err as { type?: unknown } | null)?.type;
@@ -138,7 +151,14 @@ function readPlainJson(req: Request, length: number, done: (err: unknown, body?:
     const text = buf.toString('utf8', buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf ? 3 : 0);
     // strict: the first non-blank character opens an object or an array (body-parser's rule).
     let i = 0;
-    while (i < text.length && (text.charCodeAt(i) === 0x20 || text.charCodeAt(i) === 0x09 || text.charCodeAt(i) === 0x0a || text.charCodeAt(i) === 0x0d)) i += 1;
+    while (
+      i < text.length &&
+      (text.charCodeAt(i) === 0x20 ||
+        text.charCodeAt(i) === 0x09 ||
+        text.charCodeAt(i) === 0x0a ||
+        text.charCodeAt(i) === 0x0d)
+    )
+      i += 1;
     const first = text[i];
     if (first !== '{' && first !== '[') {
       finish(new BodyError('Unexpected token in JSON body', 'entity.parse.failed'));
@@ -194,7 +214,11 @@ export function jsonBody(limitBytes: number): RequestHandler[] {
       try {
         decodeURIComponent(part);
       } catch {
-        problems.push({ path: 'query', message: 'malformed percent-encoding (must be UTF-8)', code: 'invalid_encoding' });
+        problems.push({
+          path: 'query',
+          message: 'malformed percent-encoding (must be UTF-8)',
+          code: 'invalid_encoding',
+        });
         return problems;
       }
     }

@@ -20,12 +20,15 @@ export function answerClientErrors(server: http.Server, headers: ReadonlyArray<r
       timestamp: new Date().toISOString(),
     });
     res.shouldKeepAlive = false; // the body was not read
-    res.writeHead(417, [
-      ['Content-Type', 'application/json; charset=utf-8'],
-      ['Content-Length', String(Buffer.byteLength(body))],
-      ['X-Request-Id', requestId],
-      ...headers,
-    ].flat());
+    res.writeHead(
+      417,
+      [
+        ['Content-Type', 'application/json; charset=utf-8'],
+        ['Content-Length', String(Buffer.byteLength(body))],
+        ['X-Request-Id', requestId],
+        ...headers,
+      ].flat(),
+    );
     res.end(body);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
@@ -45,7 +48,12 @@ export function answerClientErrors(server: http.Server, headers: ReadonlyArray<r
             ? [408, 'Request Timeout', 'REQUEST_TIMEOUT', 'The request was not received in time.']
             : [400, 'Bad Request', 'VALIDATION_FAILED', 'The request is not valid HTTP.'];
     const requestId = randomUUID();
-    const body = JSON.stringify({ success: false, error: { code, message }, requestId, timestamp: new Date().toISOString() });
+    const body = JSON.stringify({
+      success: false,
+      error: { code, message },
+      requestId,
+      timestamp: new Date().toISOString(),
+    });
     const lines = [
       `HTTP/1.1 ${status} ${reason}`,
       'Content-Type: application/json; charset=utf-8',

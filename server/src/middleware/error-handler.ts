@@ -1,7 +1,17 @@
 import type { ErrorRequestHandler, NextFunction, Request, Response } from 'express';
 import { ZodError } from 'zod';
 import { isDatabaseUnavailable } from '../db/pool';
-import { AppError, internalError, malformedJson, notFound, payloadTooLarge, unsupportedMediaType, validationFailed, csrfFailed, type ErrorDetail } from '../lib/errors';
+import {
+  AppError,
+  internalError,
+  malformedJson,
+  notFound,
+  payloadTooLarge,
+  unsupportedMediaType,
+  validationFailed,
+  csrfFailed,
+  type ErrorDetail,
+} from '../lib/errors';
 
 export interface ErrorBody {
   success: false;
@@ -51,10 +61,16 @@ export function toAppError(err: unknown): AppError | null {
   if (e?.code === 'EBADCSRFTOKEN') return csrfFailed();
   if (isDatabaseUnavailable(err)) {
     const reason = `database unavailable: ${String((err as Error).message ?? '').slice(0, 200)}`;
-    return new AppError('SERVICE_UNAVAILABLE', 503, 'The service is temporarily unavailable; try again later.', { internalReason: reason, headers: { 'Retry-After': '5' } });
+    return new AppError('SERVICE_UNAVAILABLE', 503, 'The service is temporarily unavailable; try again later.', {
+      internalReason: reason,
+      headers: { 'Retry-After': '5' },
+    });
   }
   // URIError from malformed percent-encoding in a path parameter.
-  if (err instanceof URIError) return validationFailed([{ path: 'params', message: 'malformed percent-encoding (must be UTF-8)', code: 'invalid_encoding' }]);
+  if (err instanceof URIError)
+    return validationFailed([
+      { path: 'params', message: 'malformed percent-encoding (must be UTF-8)', code: 'invalid_encoding' },
+    ]);
   return null;
 }
 
@@ -88,13 +104,22 @@ export function errorHandler(): ErrorRequestHandler {
     const log = req.ctx?.log;
     let appErr = toAppError(err);
     if (!appErr) {
-      log?.error('unhandled error', { err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack } });
+      log?.error('unhandled error', {
+        err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack },
+      });
       appErr = internalError();
     } else if (appErr.status === 503) {
       // A dependency is down or not configured: the operator's concern, said once per request.
-      log?.warn('request refused: dependency unavailable', { code: appErr.code, reason: appErr.internalReason ?? appErr.message });
+      log?.warn('request refused: dependency unavailable', {
+        code: appErr.code,
+        reason: appErr.internalReason ?? appErr.message,
+      });
     } else if (appErr.status >= 500) {
-      log?.error('request failed', { code: appErr.code, reason: appErr.internalReason, cause: (appErr.cause as Error | undefined)?.message });
+      log?.error('request failed', {
+        code: appErr.code,
+        reason: appErr.internalReason,
+        cause: (appErr.cause as Error | undefined)?.message,
+      });
     } else if (appErr.internalReason) {
       log?.warn('request refused', { code: appErr.code, reason: appErr.internalReason });
     }

@@ -40,7 +40,10 @@ export function validate(schemas: RequestSchemas): RequestHandler {
       const input = part === 'body' ? (req.body ?? {}) : req[part];
       const r = schema.safeParse(input);
       if (r.success) valid[part] = r.data;
-      else details.push(...zodDetails(r.error).map((d) => ({ ...d, path: `${part}${d.path === '(root)' ? '' : `.${d.path}`}` })));
+      else
+        details.push(
+          ...zodDetails(r.error).map((d) => ({ ...d, path: `${part}${d.path === '(root)' ? '' : `.${d.path}`}` })),
+        );
     }
     if (details.length > 0) {
       next(validationFailed(details));

@@ -11,7 +11,8 @@ function json(this: Response, value: unknown): Response {
   const text = JSON.stringify(value) as string | undefined;
   const type = this.getHeader('Content-Type');
   if (type === undefined) this.setHeader('Content-Type', 'application/json; charset=utf-8');
-  else if (typeof type === 'string' && !/;\s*charset=/i.test(type)) this.setHeader('Content-Type', `${type}; charset=utf-8`);
+  else if (typeof type === 'string' && !/;\s*charset=/i.test(type))
+    this.setHeader('Content-Type', `${type}; charset=utf-8`);
   if (this.statusCode === 204 || this.statusCode === 304) {
     this.removeHeader('Content-Type');
     this.removeHeader('Content-Length');

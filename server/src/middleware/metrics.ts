@@ -11,10 +11,13 @@ describeRoute({
   path: '/metrics',
   operationId: 'metrics',
   summary: 'Prometheus metrics',
-  description: 'Answered to loopback callers that did not come through a proxy, or with Authorization: Bearer $METRICS_TOKEN; others get 403.',
+  description:
+    'Answered to loopback callers that did not come through a proxy, or with Authorization: Bearer $METRICS_TOKEN; others get 403.',
   tags: ['health'],
   security: ['none', 'metricsToken'],
-  responses: { 200: { description: 'Prometheus text exposition format.', contentType: 'text/plain', schema: z.string() } },
+  responses: {
+    200: { description: 'Prometheus text exposition format.', contentType: 'text/plain', schema: z.string() },
+  },
 });
 
 export interface Metrics {
@@ -51,7 +54,12 @@ function sha(s: string): Buffer {
  * outside production without TRUST_PROXY, or METRICS_ALLOW_LOOPBACK=true) — a reverse proxy on
  * the same host that drops X-Forwarded-For would otherwise make every Internet caller loopback.
  */
-export function createMetrics(opts: { pool?: Pool; token: string | null; registries?: client.Registry[]; allowLoopback?: boolean }): Metrics {
+export function createMetrics(opts: {
+  pool?: Pool;
+  token: string | null;
+  registries?: client.Registry[];
+  allowLoopback?: boolean;
+}): Metrics {
   const own = new client.Registry();
   client.collectDefaultMetrics({ register: own, prefix: 'fleet_' });
   const duration = new client.Histogram({
@@ -78,7 +86,8 @@ export function createMetrics(opts: { pool?: Pool; token: string | null; registr
   const tokenDigest = opts.token ? sha(opts.token) : null;
   const allowLoopback = opts.allowLoopback ?? true;
   // Services' registries (SIEM, archive) are served from the same endpoint.
-  const registry = opts.registries && opts.registries.length > 0 ? client.Registry.merge([own, ...opts.registries]) : own;
+  const registry =
+    opts.registries && opts.registries.length > 0 ? client.Registry.merge([own, ...opts.registries]) : own;
 
   // One labelled child per (method, route, status): no label hashing per request.
   const children = new Map<string, client.Histogram.Internal<'method' | 'route' | 'status'>>();
@@ -106,9 +115,19 @@ export function createMetrics(opts: { pool?: Pool; token: string | null; registr
       const auth = req.headers.authorization;
       const viaProxy = req.headers['x-forwarded-for'] !== undefined || req.headers.forwarded !== undefined;
       const loopback = allowLoopback && LOOPBACK.has(req.socket.remoteAddress ?? '') && !viaProxy;
-      const tokenOk = tokenDigest !== null && typeof auth === 'string' && auth.startsWith('Bearer ') && timingSafeEqual(sha(auth.slice(7)), tokenDigest);
+      const tokenOk =
+        tokenDigest !== null &&
+        typeof auth === 'string' &&
+        auth.startsWith('Bearer ') &&
+        timingSafeEqual(sha(auth.slice(7)), tokenDigest);
       if (!loopback && !tokenOk) {
-        next(forbidden(allowLoopback ? 'metrics requested from a non-loopback address without METRICS_TOKEN' : 'metrics requested without METRICS_TOKEN (loopback is not trusted here)'));
+        next(
+          forbidden(
+            allowLoopback
+              ? 'metrics requested from a non-loopback address without METRICS_TOKEN'
+              : 'metrics requested without METRICS_TOKEN (loopback is not trusted here)',
+          ),
+        );
         return;
       }
       registry

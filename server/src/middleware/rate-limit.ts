@@ -1,5 +1,12 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { rateLimit, ipKeyGenerator, type Store, type Options, type IncrementResponse, type ClientRateLimitInfo } from 'express-rate-limit';
+import {
+  rateLimit,
+  ipKeyGenerator,
+  type Store,
+  type Options,
+  type IncrementResponse,
+  type ClientRateLimitInfo,
+} from 'express-rate-limit';
 import { rateLimited, serviceUnavailable } from '../lib/errors';
 
 export interface LimiterOptions {
@@ -35,7 +42,10 @@ export class FailClosedStore implements Store {
     try {
       return await this.inner.increment(key);
     } catch (err) {
-      throw serviceUnavailable('Rate limiting is temporarily unavailable; try again later.', `rate-limit store: ${(err as Error).message}`);
+      throw serviceUnavailable(
+        'Rate limiting is temporarily unavailable; try again later.',
+        `rate-limit store: ${(err as Error).message}`,
+      );
     }
   }
   async decrement(key: string): Promise<void> {
@@ -120,7 +130,13 @@ export function createRateLimiter(opts: LimiterOptions): RequestHandler {
       next(rateLimited(seconds, opts.message));
     },
     // Validation warnings of express-rate-limit go to its own console; ours are checked at start-up.
-    validate: { trustProxy: false, xForwardedForHeader: false, ip: false, default: true, keyGeneratorIpFallback: false },
+    validate: {
+      trustProxy: false,
+      xForwardedForHeader: false,
+      ip: false,
+      default: true,
+      keyGeneratorIpFallback: false,
+    },
   });
   return function rateLimitMiddleware(req: Request, res: Response, next: NextFunction): void {
     Promise.resolve(limiter(req, res, next)).catch(next);

@@ -52,9 +52,16 @@ class RequestContext implements Ctx {
 export function requestContext(opts: RequestContextOptions): RequestHandler {
   const { logger, onFinish } = opts;
   const headers = opts.headers ?? [];
-  const writeAccess = typeof opts.accessLog === 'function' ? opts.accessLog : opts.accessLog === false || opts.accessLog === null ? null : createAccessLogWriter(logger);
+  const writeAccess =
+    typeof opts.accessLog === 'function'
+      ? opts.accessLog
+      : opts.accessLog === false || opts.accessLog === null
+        ? null
+        : createAccessLogWriter(logger);
   const untrusted = opts.trustProxy === false;
-  const clientIp: (req: Request) => string | null = untrusted ? (req) => req.socket.remoteAddress ?? null : (req) => req.ip ?? null;
+  const clientIp: (req: Request) => string | null = untrusted
+    ? (req) => req.socket.remoteAddress ?? null
+    : (req) => req.ip ?? null;
   // Behind a load balancer without TRUST_PROXY every client has the balancer's address: one
   // rate-limit and lockout bucket for everybody. Said once per process, at the first such request.
   let forwardedWarned = false;
@@ -74,9 +81,18 @@ export function requestContext(opts: RequestContextOptions): RequestHandler {
     const ua = req.headers['user-agent'];
     if (untrusted && !forwardedWarned && req.headers['x-forwarded-for'] !== undefined) {
       forwardedWarned = true;
-      logger.warn('requests arrive with X-Forwarded-For but TRUST_PROXY is not set: every client behind the proxy shares its address for rate limits and the login lockout; set TRUST_PROXY to the number of proxy hops or their addresses', { peer: req.socket.remoteAddress ?? null });
+      logger.warn(
+        'requests arrive with X-Forwarded-For but TRUST_PROXY is not set: every client behind the proxy shares its address for rate limits and the login lockout; set TRUST_PROXY to the number of proxy hops or their addresses',
+        { peer: req.socket.remoteAddress ?? null },
+      );
     }
-    const ctx = new RequestContext(requestId, clientIp(req), typeof ua === 'string' ? userAgentText(ua).slice(0, 1024) : null, process.hrtime.bigint(), logger);
+    const ctx = new RequestContext(
+      requestId,
+      clientIp(req),
+      typeof ua === 'string' ? userAgentText(ua).slice(0, 1024) : null,
+      process.hrtime.bigint(),
+      logger,
+    );
     req.ctx = ctx;
     res.setHeader('X-Request-Id', requestId);
     for (const [n, v] of headers) res.setHeader(n, v);
@@ -87,7 +103,14 @@ export function requestContext(opts: RequestContextOptions): RequestHandler {
         if (!writeAccess) return;
         const url = req.originalUrl;
         const q = url.indexOf('?');
-        writeAccess({ requestId, method: req.method, path: (q === -1 ? url : url.slice(0, q)).slice(0, 512), status: res.statusCode, durationMs: Math.round(ms * 100) / 100, ip: ctx.ip });
+        writeAccess({
+          requestId,
+          method: req.method,
+          path: (q === -1 ? url : url.slice(0, q)).slice(0, 512),
+          status: res.statusCode,
+          durationMs: Math.round(ms * 100) / 100,
+          ip: ctx.ip,
+        });
       });
     }
     next();

@@ -5,7 +5,14 @@ import helmet from 'helmet';
  * Headers that only matter to HTML documents or retired browsers; a JSON API drops them
  * (fewer bytes and header validations on every response).
  */
-const DOCUMENT_ONLY = new Set(['origin-agent-cluster', 'x-dns-prefetch-control', 'x-download-options', 'x-permitted-cross-domain-policies', 'x-xss-protection', 'cross-origin-opener-policy']);
+const DOCUMENT_ONLY = new Set([
+  'origin-agent-cluster',
+  'x-dns-prefetch-control',
+  'x-download-options',
+  'x-permitted-cross-domain-policies',
+  'x-xss-protection',
+  'cross-origin-opener-policy',
+]);
 
 /**
  * helmet tuned for a JSON API, computed once: helmet runs a single time at start-up against a
@@ -34,7 +41,9 @@ export function securityHeaderList(): ReadonlyArray<readonly [string, string]> {
     called = true;
   });
   if (!called) throw new Error('helmet did not complete synchronously');
-  const list: Array<readonly [string, string]> = [...headers.entries()].filter(([n]) => !DOCUMENT_ONLY.has(n.toLowerCase()));
+  const list: Array<readonly [string, string]> = [...headers.entries()].filter(
+    ([n]) => !DOCUMENT_ONLY.has(n.toLowerCase()),
+  );
   list.push(['Cache-Control', 'no-store']);
   return Object.freeze(list);
 }

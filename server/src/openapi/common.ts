@@ -23,7 +23,10 @@ export const ErrorCode = z
     'SERVICE_UNAVAILABLE',
     'IDEMPOTENCY_KEY_REUSED',
   ])
-  .meta({ id: 'ErrorCode', description: 'Machine-readable error code; the HTTP status goes with it (docs/SECURITY_API.md §13).' });
+  .meta({
+    id: 'ErrorCode',
+    description: 'Machine-readable error code; the HTTP status goes with it (docs/SECURITY_API.md §13).',
+  });
 
 export const ErrorResponse = z
   .strictObject({
@@ -42,7 +45,9 @@ export const ErrorResponse = z
         .optional()
         .meta({ description: 'One entry per problem (validation errors).' }),
     }),
-    requestId: z.string().meta({ description: 'Also in the X-Request-Id response header; quote it when reporting a problem.' }),
+    requestId: z
+      .string()
+      .meta({ description: 'Also in the X-Request-Id response header; quote it when reporting a problem.' }),
     timestamp: z.iso.datetime(),
   })
   .meta({
@@ -50,7 +55,11 @@ export const ErrorResponse = z
     description: 'Every error has this shape.',
     example: {
       success: false,
-      error: { code: 'VALIDATION_FAILED', message: 'The request is invalid.', details: [{ path: 'body.email', message: 'must be an e-mail address', code: 'invalid_format' }] },
+      error: {
+        code: 'VALIDATION_FAILED',
+        message: 'The request is invalid.',
+        details: [{ path: 'body.email', message: 'must be an e-mail address', code: 'invalid_format' }],
+      },
       requestId: '0b6c6f1e-2b1d-4c36-9d0a-6c1f3c0b2a11',
       timestamp: '2026-01-01T10:00:00.000Z',
     },
@@ -80,4 +89,8 @@ export const OAuthErrorResponse = z
     error: z.enum(['invalid_request', 'invalid_client', 'unsupported_token_type']),
     error_description: z.string(),
   })
-  .meta({ id: 'OAuthErrorResponse', description: 'RFC 6749 §5.2 error body.', example: { error: 'invalid_request', error_description: 'the token parameter is missing' } });
+  .meta({
+    id: 'OAuthErrorResponse',
+    description: 'RFC 6749 §5.2 error body.',
+    example: { error: 'invalid_request', error_description: 'the token parameter is missing' },
+  });

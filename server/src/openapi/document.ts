@@ -5,7 +5,13 @@
  * (`npm run openapi:check` fails when they differ; `npm run openapi:write` updates it).
  */
 import { z } from 'zod';
-import { createDocument, type ZodOpenApiOperationObject, type ZodOpenApiPathsObject, type ZodOpenApiResponseObject, type ZodOpenApiResponsesObject } from 'zod-openapi';
+import {
+  createDocument,
+  type ZodOpenApiOperationObject,
+  type ZodOpenApiPathsObject,
+  type ZodOpenApiResponseObject,
+  type ZodOpenApiResponsesObject,
+} from 'zod-openapi';
 import { ErrorResponse } from './common';
 import { describedRoutes, type HeaderDoc, type ResponseDoc, type RouteDoc } from './registry';
 
@@ -24,14 +30,22 @@ const AUTH_ERRORS: Record<number, string> = {
   403: "FORBIDDEN: the role lacks the route's permission (the denial is audited).",
 };
 
-const retryAfter: HeaderDoc = { description: 'Seconds until a retry may succeed.', required: true, schema: { type: 'string', pattern: '^\\d+$' } };
+const retryAfter: HeaderDoc = {
+  description: 'Seconds until a retry may succeed.',
+  required: true,
+  schema: { type: 'string', pattern: '^\\d+$' },
+};
 const wwwAuthenticate: HeaderDoc = { description: 'Bearer challenge.', required: false, schema: { type: 'string' } };
 
 function errorResponse(description: string, status: number): ZodOpenApiResponseObject {
   const headers: Record<string, HeaderDoc> = {};
   if (status === 429) headers['Retry-After'] = retryAfter;
   if (status === 401) headers['WWW-Authenticate'] = wwwAuthenticate;
-  return { description, ...(Object.keys(headers).length ? { headers: headers as ZodOpenApiResponseObject['headers'] } : {}), content: { 'application/json': { schema: ErrorResponse } } };
+  return {
+    description,
+    ...(Object.keys(headers).length ? { headers: headers as ZodOpenApiResponseObject['headers'] } : {}),
+    content: { 'application/json': { schema: ErrorResponse } },
+  };
 }
 
 const idempotencyKeyHeader = z
@@ -42,22 +56,42 @@ const idempotencyKeyHeader = z
     description:
       'Makes the request safe to retry (CONTRACT §6): 1–255 visible ASCII characters, e.g. a UUID. A retry with the same key and body within 24 h answers the first outcome again (Idempotent-Replayed: true) and creates nothing; the same key with a different body is 422 IDEMPOTENCY_KEY_REUSED.',
   });
-const replayed: HeaderDoc = { description: 'true when this is the kept answer of an earlier request with the same Idempotency-Key (nothing was created).', required: false, schema: { type: 'string', const: 'true' } };
+const replayed: HeaderDoc = {
+  description:
+    'true when this is the kept answer of an earlier request with the same Idempotency-Key (nothing was created).',
+  required: false,
+  schema: { type: 'string', const: 'true' },
+};
 
 /** The route's own responses plus what its flags (idempotent, stepUp, platformAdmin) add. */
 function ownResponses(r: RouteDoc): Record<number, ResponseDoc> {
   const out: Record<number, ResponseDoc> = { ...r.responses };
   if (r.idempotent) {
     for (const [status, doc] of Object.entries(out)) {
-      if (Number(status) < 300) out[Number(status)] = { ...doc, headers: { ...(doc.headers ?? {}), 'Idempotent-Replayed': replayed } };
+      if (Number(status) < 300)
+        out[Number(status)] = { ...doc, headers: { ...(doc.headers ?? {}), 'Idempotent-Replayed': replayed } };
     }
-    out[409] ??= { description: 'CONFLICT: a request with this Idempotency-Key is still being processed; retry after Retry-After seconds.', schema: ErrorResponse, headers: { 'Retry-After': retryAfter } };
-    out[422] ??= { description: 'IDEMPOTENCY_KEY_REUSED: this Idempotency-Key was used with a different request body.', schema: ErrorResponse };
+    out[409] ??= {
+      description:
+        'CONFLICT: a request with this Idempotency-Key is still being processed; retry after Retry-After seconds.',
+      schema: ErrorResponse,
+      headers: { 'Retry-After': retryAfter },
+    };
+    out[422] ??= {
+      description: 'IDEMPOTENCY_KEY_REUSED: this Idempotency-Key was used with a different request body.',
+      schema: ErrorResponse,
+    };
   }
   if ((r.stepUp || r.platformAdmin) && !out[403]) {
     const why = [AUTH_ERRORS[403] as string];
-    if (r.platformAdmin) why.push('FORBIDDEN: the caller is not an admin of the platform tenant (PLATFORM_TENANT); audited access.denied.');
-    if (r.stepUp) why.push('STEP_UP_REQUIRED: the action needs a step-up (POST /api/v1/security/mfa/step-up) less than 10 minutes old; FORBIDDEN for an API key.');
+    if (r.platformAdmin)
+      why.push(
+        'FORBIDDEN: the caller is not an admin of the platform tenant (PLATFORM_TENANT); audited access.denied.',
+      );
+    if (r.stepUp)
+      why.push(
+        'STEP_UP_REQUIRED: the action needs a step-up (POST /api/v1/security/mfa/step-up) less than 10 minutes old; FORBIDDEN for an API key.',
+      );
     out[403] = { description: why.join(' '), schema: ErrorResponse };
   }
   return out;
@@ -74,11 +108,26 @@ function operation(r: RouteDoc): ZodOpenApiOperationObject {
       responses[`${status}`] = errorResponse(COMMON_ERRORS[status] ?? AUTH_ERRORS[status] ?? 'Error.', status);
       continue;
     }
-    const headers = doc.headers ?? (status === 429 ? { 'Retry-After': retryAfter } : status === 401 ? { 'WWW-Authenticate': wwwAuthenticate } : undefined);
+    const headers =
+      doc.headers ??
+      (status === 429
+        ? { 'Retry-After': retryAfter }
+        : status === 401
+          ? { 'WWW-Authenticate': wwwAuthenticate }
+          : undefined);
     responses[`${status}`] = {
       description: doc.description,
       ...(headers ? { headers: headers as ZodOpenApiResponseObject['headers'] } : {}),
-      ...(doc.schema ? { content: { [doc.contentType ?? 'application/json']: { schema: doc.schema, ...(doc.example !== undefined ? { example: doc.example } : {}) } } } : {}),
+      ...(doc.schema
+        ? {
+            content: {
+              [doc.contentType ?? 'application/json']: {
+                schema: doc.schema,
+                ...(doc.example !== undefined ? { example: doc.example } : {}),
+              },
+            },
+          }
+        : {}),
     };
   }
   const permission = r.permission ? `\n\nNeeds the permission \`${r.permission}\`.` : '';
@@ -100,7 +149,12 @@ function operation(r: RouteDoc): ZodOpenApiOperationObject {
   if (r.request?.body) {
     op.requestBody = {
       required: !r.request.bodyOptional,
-      content: { [r.request.bodyContentType ?? 'application/json']: { schema: r.request.body, ...(r.request.bodyExample !== undefined ? { example: r.request.bodyExample } : {}) } },
+      content: {
+        [r.request.bodyContentType ?? 'application/json']: {
+          schema: r.request.body,
+          ...(r.request.bodyExample !== undefined ? { example: r.request.bodyExample } : {}),
+        },
+      },
     };
   }
   return op;
@@ -109,7 +163,9 @@ function operation(r: RouteDoc): ZodOpenApiOperationObject {
 /** Builds the document from every described route (the route modules must be loaded). */
 export function buildOpenApiDocument(): ReturnType<typeof createDocument> {
   const paths: ZodOpenApiPathsObject = {};
-  const routes = describedRoutes().sort((a, b) => (a.path === b.path ? a.method.localeCompare(b.method) : a.path.localeCompare(b.path)));
+  const routes = describedRoutes().sort((a, b) =>
+    a.path === b.path ? a.method.localeCompare(b.method) : a.path.localeCompare(b.path),
+  );
   for (const r of routes) {
     paths[r.path] = { ...(paths[r.path] ?? {}), [r.method]: operation(r) };
   }
@@ -133,7 +189,12 @@ export function buildOpenApiDocument(): ReturnType<typeof createDocument> {
     ],
     components: {
       securitySchemes: {
-        bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'The access token (`token`) from POST /api/v1/security/login or /refresh.' },
+        bearerAuth: {
+          type: 'http',
+          scheme: 'bearer',
+          bearerFormat: 'JWT',
+          description: 'The access token (`token`) from POST /api/v1/security/login or /refresh.',
+        },
         refreshCookie: {
           type: 'apiKey',
           in: 'cookie',
@@ -141,8 +202,16 @@ export function buildOpenApiDocument(): ReturnType<typeof createDocument> {
           description:
             'The HttpOnly refresh cookie (Path=/api/v1/security/refresh, SameSite=Strict) set by login and refresh. Accepted only together with the X-CSRF-Token header carrying a token from GET /api/v1/security/csrf-token (and its fleet.csrf cookie).',
         },
-        apiKey: { type: 'http', scheme: 'bearer', description: 'An API key, `Authorization: Bearer fsk_…` (CONTRACT §11), for service-to-service calls.' },
-        metricsToken: { type: 'http', scheme: 'bearer', description: 'METRICS_TOKEN, for /metrics callers that are not on loopback.' },
+        apiKey: {
+          type: 'http',
+          scheme: 'bearer',
+          description: 'An API key, `Authorization: Bearer fsk_…` (CONTRACT §11), for service-to-service calls.',
+        },
+        metricsToken: {
+          type: 'http',
+          scheme: 'bearer',
+          description: 'METRICS_TOKEN, for /metrics callers that are not on loopback.',
+        },
       },
     },
     paths,

@@ -56,8 +56,13 @@ export class BackupCryptError extends Error {
 export function parseKey(contents: Buffer | string): Buffer {
   const text = Buffer.isBuffer(contents) ? contents.toString('utf8') : contents;
   const key = decodeKey32(text.trim());
-  if (!key) throw new BackupCryptError('BAD_KEY_FILE', 'the backup key file must hold base64 of exactly 32 random bytes (create one with `openssl rand -base64 32`)');
-  if (new Set(key).size < 8) throw new BackupCryptError('BAD_KEY_FILE', 'the backup key has too little variety to be random');
+  if (!key)
+    throw new BackupCryptError(
+      'BAD_KEY_FILE',
+      'the backup key file must hold base64 of exactly 32 random bytes (create one with `openssl rand -base64 32`)',
+    );
+  if (new Set(key).size < 8)
+    throw new BackupCryptError('BAD_KEY_FILE', 'the backup key has too little variety to be random');
   return key;
 }
 
@@ -70,8 +75,12 @@ export function readKeyFile(file: string, warnings: string[] = []): Buffer {
     throw new BackupCryptError('BAD_KEY_FILE', `the backup key file ${file} cannot be read`);
   }
   if (!st.isFile()) throw new BackupCryptError('BAD_KEY_FILE', `the backup key file ${file} is not a regular file`);
-  if (st.size > 1024) throw new BackupCryptError('BAD_KEY_FILE', `the backup key file ${file} is too large to be a key file`);
-  if ((st.mode & 0o077) !== 0) warnings.push(`the backup key file ${file} is accessible by group or others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`);
+  if (st.size > 1024)
+    throw new BackupCryptError('BAD_KEY_FILE', `the backup key file ${file} is too large to be a key file`);
+  if ((st.mode & 0o077) !== 0)
+    warnings.push(
+      `the backup key file ${file} is accessible by group or others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`,
+    );
   let contents: Buffer;
   try {
     contents = fs.readFileSync(file);
@@ -107,7 +116,8 @@ export function parseHeader(header: Buffer): BackupHeader {
     throw new BackupCryptError('NOT_A_BACKUP', 'not an encrypted Fleet backup (bad magic or too short)');
   }
   const chunkSize = header.readUInt32BE(8);
-  if (chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE) throw new BackupCryptError('CORRUPT', 'the backup header is corrupt (chunk size out of range)');
+  if (chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE)
+    throw new BackupCryptError('CORRUPT', 'the backup header is corrupt (chunk size out of range)');
   return { chunkSize, keyId: Buffer.from(header.subarray(12, 28)), salt: Buffer.from(header.subarray(28, 60)) };
 }
 
@@ -145,7 +155,8 @@ class ByteQueue {
 export function createEncryptStream(key: Buffer, opts: { chunkSize?: number } = {}): Transform {
   const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
   if (key.length !== 32) throw new BackupCryptError('BAD_KEY_FILE', 'the backup key must be 32 bytes');
-  if (!Number.isInteger(chunkSize) || chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE) throw new RangeError('chunk size out of range');
+  if (!Number.isInteger(chunkSize) || chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE)
+    throw new RangeError('chunk size out of range');
   const salt = randomBytes(32);
   const header = Buffer.alloc(HEADER_LEN);
   MAGIC.copy(header, 0);
@@ -217,7 +228,10 @@ export function createDecryptStream(keys: readonly Buffer[]): Transform {
     const parsed = parseHeader(h);
     const key = keys.find((candidate) => keyId(candidate).equals(parsed.keyId));
     if (!key) {
-      throw new BackupCryptError('WRONG_KEY', `wrong key: the backup was encrypted with key id ${parsed.keyId.toString('hex')}, which matches none of the given keys`);
+      throw new BackupCryptError(
+        'WRONG_KEY',
+        `wrong key: the backup was encrypted with key id ${parsed.keyId.toString('hex')}, which matches none of the given keys`,
+      );
     }
     header = h;
     chunkSize = parsed.chunkSize;
@@ -239,8 +253,10 @@ export function createDecryptStream(keys: readonly Buffer[]): Transform {
     flush(cb: TransformCallback) {
       try {
         readHeader();
-        if (!header) throw new BackupCryptError('NOT_A_BACKUP', 'not an encrypted Fleet backup (shorter than its header)');
-        if (queue.length < TAG_LEN) throw new BackupCryptError('CORRUPT', 'authentication failed: the backup was altered, truncated or extended');
+        if (!header)
+          throw new BackupCryptError('NOT_A_BACKUP', 'not an encrypted Fleet backup (shorter than its header)');
+        if (queue.length < TAG_LEN)
+          throw new BackupCryptError('CORRUPT', 'authentication failed: the backup was altered, truncated or extended');
         this.push(open(queue.take(queue.length), true));
         cb();
       } catch (err) {

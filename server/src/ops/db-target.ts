@@ -64,7 +64,10 @@ function fromSettings(env: Env): DbTarget {
   const first = s.errors[0];
   if (first) throw new DbTargetError(`${first.variable}: ${first.message}`);
   const url = owner ? s.ownerUrl : s.url;
-  if (!url) throw new DbTargetError('DATABASE_URL: is required (or DATABASE_HOST, DATABASE_NAME, DATABASE_USER, DATABASE_PASSWORD)');
+  if (!url)
+    throw new DbTargetError(
+      'DATABASE_URL: is required (or DATABASE_HOST, DATABASE_NAME, DATABASE_USER, DATABASE_PASSWORD)',
+    );
   const u = new URL(url);
   return {
     source: owner ? 'MIGRATION_DATABASE_URL' : get(env, 'DATABASE_URL') ? 'DATABASE_URL' : 'DATABASE_HOST',
@@ -83,29 +86,52 @@ function fromEmbedded(env: Env, cwd: string): DbTarget {
   const secretsFile = path.join(dataDir, DEV_SECRETS_FILE);
   let password: string | undefined;
   try {
-    password = (JSON.parse(fs.readFileSync(secretsFile, 'utf8')) as { EMBEDDED_PG_PASSWORD?: string }).EMBEDDED_PG_PASSWORD;
+    password = (JSON.parse(fs.readFileSync(secretsFile, 'utf8')) as { EMBEDDED_PG_PASSWORD?: string })
+      .EMBEDDED_PG_PASSWORD;
   } catch {
     password = undefined;
   }
   if (!password) {
-    throw new DbTargetError(`no database configured: set DATABASE_URL (or DATABASE_HOST and friends); the embedded development database is not set up (${secretsFile} is missing): run \`npm start\` once`);
+    throw new DbTargetError(
+      `no database configured: set DATABASE_URL (or DATABASE_HOST and friends); the embedded development database is not set up (${secretsFile} is missing): run \`npm start\` once`,
+    );
   }
   const port = runningEmbeddedPort(clusterDir(path.join(dataDir, 'pg')));
-  if (!port) throw new DbTargetError('no database configured: set DATABASE_URL, or start the embedded development database with `npm start` (it is not running)');
-  return { source: 'embedded', host: '127.0.0.1', port, database: EMBEDDED_DB_NAME, user: 'postgres', password, sslmode: 'disable', sslrootcert: null };
+  if (!port)
+    throw new DbTargetError(
+      'no database configured: set DATABASE_URL, or start the embedded development database with `npm start` (it is not running)',
+    );
+  return {
+    source: 'embedded',
+    host: '127.0.0.1',
+    port,
+    database: EMBEDDED_DB_NAME,
+    user: 'postgres',
+    password,
+    sslmode: 'disable',
+    sslrootcert: null,
+  };
 }
 
 export function resolveDbTarget(env: Env, opts: { cwd: string }): DbTarget {
-  if (get(env, 'MIGRATION_DATABASE_URL') || get(env, 'DATABASE_URL') || get(env, 'DATABASE_HOST')) return fromSettings(env);
+  if (get(env, 'MIGRATION_DATABASE_URL') || get(env, 'DATABASE_URL') || get(env, 'DATABASE_HOST'))
+    return fromSettings(env);
   if ((get(env, 'NODE_ENV') ?? 'development') === 'production') {
-    throw new DbTargetError('DATABASE_URL: is required in production (or DATABASE_HOST, DATABASE_NAME, DATABASE_USER, DATABASE_PASSWORD)');
+    throw new DbTargetError(
+      'DATABASE_URL: is required in production (or DATABASE_HOST, DATABASE_NAME, DATABASE_USER, DATABASE_PASSWORD)',
+    );
   }
   return fromEmbedded(env, opts.cwd);
 }
 
 /** libpq environment variables for the target (PGPASSWORD only when it has one). */
 export function toPgEnv(t: DbTarget): Record<string, string> {
-  const out: Record<string, string> = { PGHOST: t.host, PGPORT: String(t.port), PGDATABASE: t.database, PGUSER: t.user };
+  const out: Record<string, string> = {
+    PGHOST: t.host,
+    PGPORT: String(t.port),
+    PGDATABASE: t.database,
+    PGUSER: t.user,
+  };
   if (t.password !== null) out.PGPASSWORD = t.password;
   if (t.sslmode) out.PGSSLMODE = t.sslmode;
   if (t.sslrootcert) out.PGSSLROOTCERT = t.sslrootcert;
@@ -118,7 +144,10 @@ function urlHost(h: string): string {
 
 /** The full connection URL (includes the password: for programs, not for logs). */
 export function toUrl(t: DbTarget): string {
-  const auth = t.password !== null ? `${encodeURIComponent(t.user)}:${encodeURIComponent(t.password)}` : encodeURIComponent(t.user);
+  const auth =
+    t.password !== null
+      ? `${encodeURIComponent(t.user)}:${encodeURIComponent(t.password)}`
+      : encodeURIComponent(t.user);
   const params = new URLSearchParams();
   if (t.sslmode) params.set('sslmode', t.sslmode);
   if (t.sslrootcert) params.set('sslrootcert', t.sslrootcert);

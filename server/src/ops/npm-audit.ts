@@ -25,7 +25,21 @@ export type AuditOutcome =
   | { kind: 'unavailable'; reason: string }
   | { kind: 'error'; reason: string };
 
-const NETWORK_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ESOCKETTIMEDOUT', 'ENETUNREACH', 'EHOSTUNREACH', 'EPROTO', 'ERR_SOCKET_TIMEOUT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'SELF_SIGNED_CERT_IN_CHAIN', 'CERT_HAS_EXPIRED']);
+const NETWORK_CODES = new Set([
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'ESOCKETTIMEDOUT',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'EPROTO',
+  'ERR_SOCKET_TIMEOUT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'CERT_HAS_EXPIRED',
+]);
 const LEVELS: Level[] = ['info', 'low', 'moderate', 'high', 'critical'];
 
 function zeroCounts(): Record<Level, number> {
@@ -53,17 +67,34 @@ export function classifyAudit(stdout: string, stderr = ''): AuditOutcome {
       const v = asObject(raw);
       if (!v) continue;
       const severity = (LEVELS as string[]).includes(v.severity as string) ? (v.severity as Level) : 'info';
-      findings.push({ name, severity, range: typeof v.range === 'string' ? v.range : '', fixAvailable: Boolean(v.fixAvailable) });
+      findings.push({
+        name,
+        severity,
+        range: typeof v.range === 'string' ? v.range : '',
+        fixAvailable: Boolean(v.fixAvailable),
+      });
     }
     findings.sort((a, b) => LEVELS.indexOf(b.severity) - LEVELS.indexOf(a.severity) || a.name.localeCompare(b.name));
     return { kind: counts.high + counts.critical > 0 ? 'findings' : 'clean', counts, findings };
   }
   const err = asObject(parsed?.error);
   const status = typeof parsed?.statusCode === 'number' ? parsed.statusCode : null;
-  const code = typeof parsed?.code === 'string' ? parsed.code : typeof err?.code === 'string' ? (err.code as string) : null;
-  const message = typeof parsed?.message === 'string' ? parsed.message : typeof err?.summary === 'string' && err.summary ? (err.summary as string) : null;
-  if (status !== null) return { kind: 'unavailable', reason: `the advisory endpoint answered HTTP ${status}${message ? ` (${message})` : ''}` };
-  if (code && NETWORK_CODES.has(code)) return { kind: 'unavailable', reason: `the advisory endpoint could not be reached (${code})` };
-  if (/audit endpoint returned an error/i.test(stderr)) return { kind: 'unavailable', reason: 'the advisory endpoint returned an error' };
+  const code =
+    typeof parsed?.code === 'string' ? parsed.code : typeof err?.code === 'string' ? (err.code as string) : null;
+  const message =
+    typeof parsed?.message === 'string'
+      ? parsed.message
+      : typeof err?.summary === 'string' && err.summary
+        ? (err.summary as string)
+        : null;
+  if (status !== null)
+    return {
+      kind: 'unavailable',
+      reason: `the advisory endpoint answered HTTP ${status}${message ? ` (${message})` : ''}`,
+    };
+  if (code && NETWORK_CODES.has(code))
+    return { kind: 'unavailable', reason: `the advisory endpoint could not be reached (${code})` };
+  if (/audit endpoint returned an error/i.test(stderr))
+    return { kind: 'unavailable', reason: 'the advisory endpoint returned an error' };
   return { kind: 'error', reason: message ?? (code ? `npm audit failed (${code})` : 'npm audit printed no report') };
 }

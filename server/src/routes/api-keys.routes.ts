@@ -37,7 +37,13 @@ const idParams = z.strictObject({ id: z.uuid() });
 
 // ---- API description (server/src/openapi)
 const P = '/api/v1/security';
-const noStore = { 'Cache-Control': { description: 'Never cached.', required: true, schema: { type: 'string' as const, const: 'no-store' } } };
+const noStore = {
+  'Cache-Control': {
+    description: 'Never cached.',
+    required: true,
+    schema: { type: 'string' as const, const: 'no-store' },
+  },
+};
 const ApiKeyView = z.strictObject({
   id: z.uuid(),
   name: z.string(),
@@ -65,12 +71,19 @@ describeRoute({
   permission: 'apikeys:manage',
   stepUp: true,
   idempotent: true,
-  request: { body: createBody, bodyExample: { name: 'fleet-telemetry', scopes: ['audit:write'], expiresAt: '2027-06-01T00:00:00Z' } },
+  request: {
+    body: createBody,
+    bodyExample: { name: 'fleet-telemetry', scopes: ['audit:write'], expiresAt: '2027-06-01T00:00:00Z' },
+  },
   responses: {
     201: {
       description: 'Created. `key` is absent in a replay (Idempotent-Replayed: true).',
       headers: noStore,
-      schema: z.strictObject({ success: z.literal(true), apiKey: ApiKeyView, key: z.string().regex(/^fsk_/).optional().meta({ description: 'The API key; shown once.' }) }),
+      schema: z.strictObject({
+        success: z.literal(true),
+        apiKey: ApiKeyView,
+        key: z.string().regex(/^fsk_/).optional().meta({ description: 'The API key; shown once.' }),
+      }),
     },
   },
 });
@@ -82,7 +95,13 @@ describeRoute({
   tags: ['identity'],
   security: ['bearerAuth'],
   permission: 'apikeys:manage',
-  responses: { 200: { description: 'The keys.', headers: noStore, schema: z.strictObject({ success: z.literal(true), apiKeys: z.array(ApiKeyListEntry) }) } },
+  responses: {
+    200: {
+      description: 'The keys.',
+      headers: noStore,
+      schema: z.strictObject({ success: z.literal(true), apiKeys: z.array(ApiKeyListEntry) }),
+    },
+  },
 });
 describeRoute({
   method: 'delete',
@@ -126,28 +145,57 @@ export function apiKeysRouter(c: Composition, deps: ApiKeyRouteDeps, router: Rou
       if (b.expiresAt !== undefined) {
         expiresAt = new Date(b.expiresAt);
         const now = c.clock.now();
-        if (expiresAt.getTime() <= now) throw validationFailed([{ path: 'body.expiresAt', message: 'must be in the future', code: 'too_small' }]);
-        if (expiresAt.getTime() > now + MAX_LIFETIME_MS) throw validationFailed([{ path: 'body.expiresAt', message: 'must be at most 2 years ahead', code: 'too_big' }]);
+        if (expiresAt.getTime() <= now)
+          throw validationFailed([{ path: 'body.expiresAt', message: 'must be in the future', code: 'too_small' }]);
+        if (expiresAt.getTime() > now + MAX_LIFETIME_MS)
+          throw validationFailed([
+            { path: 'body.expiresAt', message: 'must be at most 2 years ahead', code: 'too_big' },
+          ]);
       }
       res.set('Cache-Control', 'no-store');
       await idempotency.respond(req, res, 'POST /api-keys', async (q) => {
-        const r = await apiKeys.create({ tenantId: auth.tenantId, userId: auth.userId }, { name: b.name, scopes: b.scopes as ApiScope[], expiresAt }, meta(req), q);
+        const r = await apiKeys.create(
+          { tenantId: auth.tenantId, userId: auth.userId },
+          { name: b.name, scopes: b.scopes as ApiScope[], expiresAt },
+          meta(req),
+          q,
+        );
         // The secret is shown once and never kept: a replay answers the metadata only.
-        return { status: 201, body: { success: true, apiKey: r.apiKey, key: r.key }, keep: { success: true, apiKey: r.apiKey } };
+        return {
+          status: 201,
+          body: { success: true, apiKey: r.apiKey, key: r.key },
+          keep: { success: true, apiKey: r.apiKey },
+        };
       });
     },
   );
 
-  router.get('/api-keys', ...requireAuth, requirePermission('apikeys:manage'), rejectQuery, async function listApiKeys(req: Request, res: Response) {
-    const auth = req.auth as NonNullable<Request['auth']>;
-    res.set('Cache-Control', 'no-store').json({ success: true, apiKeys: await apiKeys.list(auth.tenantId) });
-  });
+  router.get(
+    '/api-keys',
+    ...requireAuth,
+    requirePermission('apikeys:manage'),
+    rejectQuery,
+    async function listApiKeys(req: Request, res: Response) {
+      const auth = req.auth as NonNullable<Request['auth']>;
+      res.set('Cache-Control', 'no-store').json({ success: true, apiKeys: await apiKeys.list(auth.tenantId) });
+    },
+  );
 
-  router.delete('/api-keys/:id', ...requireAuth, requirePermission('apikeys:manage'), validate({ params: idParams }), async function revokeApiKey(req: Request, res: Response) {
-    const auth = req.auth as NonNullable<Request['auth']>;
-    await apiKeys.revoke({ tenantId: auth.tenantId, userId: auth.userId }, validParams<{ id: string }>(req).id.toLowerCase(), meta(req));
-    res.json({ success: true });
-  });
+  router.delete(
+    '/api-keys/:id',
+    ...requireAuth,
+    requirePermission('apikeys:manage'),
+    validate({ params: idParams }),
+    async function revokeApiKey(req: Request, res: Response) {
+      const auth = req.auth as NonNullable<Request['auth']>;
+      await apiKeys.revoke(
+        { tenantId: auth.tenantId, userId: auth.userId },
+        validParams<{ id: string }>(req).id.toLowerCase(),
+        meta(req),
+      );
+      res.json({ success: true });
+    },
+  );
 
   return router;
 }

@@ -34,14 +34,19 @@ const b64 = (b: Buffer): string => b.toString('base64');
 // ---- API description (server/src/openapi)
 const P = '/api/v1/security';
 const TEXT = 'text/plain';
-const notConfigured = 'SERVICE_UNAVAILABLE: signed audit checkpoints are not configured (no AUDIT_CHECKPOINT_KEY), or the database is unavailable.';
-const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/).meta({ description: 'SHA-256 hash, standard base64.' });
+const notConfigured =
+  'SERVICE_UNAVAILABLE: signed audit checkpoints are not configured (no AUDIT_CHECKPOINT_KEY), or the database is unavailable.';
+const base64 = z
+  .string()
+  .regex(/^[A-Za-z0-9+/]*={0,2}$/)
+  .meta({ description: 'SHA-256 hash, standard base64.' });
 describeRoute({
   method: 'get',
   path: `${P}/audit/checkpoint-key`,
   operationId: 'getCheckpointKey',
   summary: 'The signed-note verifier key(s) of audit checkpoints (text/plain)',
-  description: 'One verifier key a line (C2SP signed-note format, Ed25519): `<name>+<key id>+<base64 key>`. No authentication; cacheable for five minutes. Pin it out of band before trusting checkpoints.',
+  description:
+    'One verifier key a line (C2SP signed-note format, Ed25519): `<name>+<key id>+<base64 key>`. No authentication; cacheable for five minutes. Pin it out of band before trusting checkpoints.',
   tags: ['audit'],
   security: [],
   responses: {
@@ -49,7 +54,13 @@ describeRoute({
       description: 'The verifier keys, one a line.',
       contentType: TEXT,
       schema: z.string(),
-      headers: { 'Cache-Control': { description: 'Five minutes.', required: true, schema: { type: 'string', const: 'public, max-age=300' } } },
+      headers: {
+        'Cache-Control': {
+          description: 'Five minutes.',
+          required: true,
+          schema: { type: 'string', const: 'public, max-age=300' },
+        },
+      },
     },
     503: { description: notConfigured, schema: ErrorResponse },
   },
@@ -59,12 +70,24 @@ describeRoute({
   path: `${P}/audit/checkpoint`,
   operationId: 'getAuditCheckpoint',
   summary: "The tenant's latest signed audit checkpoint (text/plain, C2SP tlog-checkpoint note)",
-  description: "Origin line, tree size, base64 root hash, a blank line and the Ed25519 signature line(s). Check it with the key from GET /audit/checkpoint-key and npm run audit:verify-offline.",
+  description:
+    'Origin line, tree size, base64 root hash, a blank line and the Ed25519 signature line(s). Check it with the key from GET /audit/checkpoint-key and npm run audit:verify-offline.',
   tags: ['audit'],
   security: ['bearerAuth'],
   permission: 'audit:verify',
   responses: {
-    200: { description: 'The signed note.', contentType: TEXT, schema: z.string(), headers: { 'Cache-Control': { description: 'Never cached.', required: true, schema: { type: 'string', const: 'no-store' } } } },
+    200: {
+      description: 'The signed note.',
+      contentType: TEXT,
+      schema: z.string(),
+      headers: {
+        'Cache-Control': {
+          description: 'Never cached.',
+          required: true,
+          schema: { type: 'string', const: 'no-store' },
+        },
+      },
+    },
     404: { description: 'NOT_FOUND: no checkpoint has been published for your tenant yet.', schema: ErrorResponse },
     503: { description: notConfigured, schema: ErrorResponse },
   },
@@ -74,7 +97,8 @@ describeRoute({
   path: `${P}/audit/proof/inclusion`,
   operationId: 'getAuditInclusionProof',
   summary: 'RFC 9162 §2.1.3 inclusion proof of one sealed audit row',
-  description: "treeSize defaults to the latest checkpoint's size when it holds the entry (so the proof checks against GET /audit/checkpoint), else the current tree.",
+  description:
+    "treeSize defaults to the latest checkpoint's size when it holds the entry (so the proof checks against GET /audit/checkpoint), else the current tree.",
   tags: ['audit'],
   security: ['bearerAuth'],
   permission: 'audit:verify',
@@ -82,7 +106,13 @@ describeRoute({
   responses: {
     200: {
       description: 'The proof.',
-      schema: z.strictObject({ success: z.literal(true), leafIndex: z.int().min(0), treeSize: z.int().min(1), rowHash: base64, hashes: z.array(base64) }),
+      schema: z.strictObject({
+        success: z.literal(true),
+        leafIndex: z.int().min(0),
+        treeSize: z.int().min(1),
+        rowHash: base64,
+        hashes: z.array(base64),
+      }),
     },
     404: { description: 'NOT_FOUND: no sealed audit entry with this id in your tenant.', schema: ErrorResponse },
   },
@@ -96,7 +126,17 @@ describeRoute({
   security: ['bearerAuth'],
   permission: 'audit:verify',
   request: { query: consistencyQuery },
-  responses: { 200: { description: 'The proof.', schema: z.strictObject({ success: z.literal(true), from: z.int().min(1), to: z.int().min(1), hashes: z.array(base64) }) } },
+  responses: {
+    200: {
+      description: 'The proof.',
+      schema: z.strictObject({
+        success: z.literal(true),
+        from: z.int().min(1),
+        to: z.int().min(1),
+        hashes: z.array(base64),
+      }),
+    },
+  },
 });
 
 export function auditProofRouter(c: Composition, router: Router = Router()): Router {
@@ -104,60 +144,103 @@ export function auditProofRouter(c: Composition, router: Router = Router()): Rou
   const checkpoints = c.services.checkpoints;
 
   router.get('/audit/checkpoint-key', validate({}), async function getCheckpointKey(_req: Request, res: Response) {
-    if (!checkpoints.enabled) throw serviceUnavailable('Signed audit checkpoints are not configured.', 'no checkpoint signing key');
+    if (!checkpoints.enabled)
+      throw serviceUnavailable('Signed audit checkpoints are not configured.', 'no checkpoint signing key');
     const keys = await checkpoints.verifierKeys();
-    res.type('text/plain; charset=utf-8').set('Cache-Control', 'public, max-age=300').send(`${keys.join('\n')}\n`);
+    res
+      .type('text/plain; charset=utf-8')
+      .set('Cache-Control', 'public, max-age=300')
+      .send(`${keys.join('\n')}\n`);
   });
 
-  router.get('/audit/checkpoint', ...requireAuth, requirePermission('audit:verify'), validate({}), async function getCheckpoint(req: Request, res: Response) {
-    const auth = req.auth;
-    if (!auth) throw forbidden('no authentication context');
-    if (!checkpoints.enabled) throw serviceUnavailable('Signed audit checkpoints are not configured.', 'no checkpoint signing key');
-    const cp = await checkpoints.latest(auth.tenantId);
-    if (!cp) throw notFound('Checkpoint');
-    res.type('text/plain; charset=utf-8').set('Cache-Control', 'no-store').send(cp.note);
-  });
+  router.get(
+    '/audit/checkpoint',
+    ...requireAuth,
+    requirePermission('audit:verify'),
+    validate({}),
+    async function getCheckpoint(req: Request, res: Response) {
+      const auth = req.auth;
+      if (!auth) throw forbidden('no authentication context');
+      if (!checkpoints.enabled)
+        throw serviceUnavailable('Signed audit checkpoints are not configured.', 'no checkpoint signing key');
+      const cp = await checkpoints.latest(auth.tenantId);
+      if (!cp) throw notFound('Checkpoint');
+      res.type('text/plain; charset=utf-8').set('Cache-Control', 'no-store').send(cp.note);
+    },
+  );
 
-  router.get('/audit/proof/inclusion', ...requireAuth, requirePermission('audit:verify'), validate({ query: inclusionQuery }), async function getInclusionProof(req: Request, res: Response) {
-    const auth = req.auth;
-    if (!auth) throw forbidden('no authentication context');
-    const q = validQuery<z.infer<typeof inclusionQuery>>(req);
-    const tenantId = auth.tenantId;
-    const out = await withTenant(c.pool, tenantId, async (tx) => {
-      const size = await storedTreeSize(tx, tenantId);
-      let treeSize: number;
-      if (q.treeSize !== undefined) {
-        treeSize = Number(q.treeSize);
-        if (treeSize > size) throw validationFailed([{ path: 'query.treeSize', message: `must be at most the current tree size ${size}`, code: 'out_of_range' }]);
-      } else {
-        // Default: the latest checkpoint's size when it holds the entry (the proof then checks
-        // against GET /audit/checkpoint), else the current tree.
-        const cp = await latestCheckpoint(tx, tenantId);
-        treeSize = cp && cp.treeSize <= size ? cp.treeSize : size;
-      }
-      let proof = treeSize > 0 ? await inclusionProofForAuditId(tx, tenantId, q.id, treeSize) : ('unknown' as const);
-      if (proof === 'out_of_range' && q.treeSize === undefined && size > treeSize) proof = await inclusionProofForAuditId(tx, tenantId, q.id, size);
-      return proof;
-    });
-    if (out === 'unknown') throw notFound('Sealed audit entry');
-    if (out === 'out_of_range') throw validationFailed([{ path: 'query.treeSize', message: 'the entry is not in a tree of that size', code: 'out_of_range' }]);
-    res.json({ success: true, leafIndex: out.leafIndex, treeSize: out.treeSize, rowHash: b64(out.rowHash), hashes: out.hashes.map(b64) });
-  });
+  router.get(
+    '/audit/proof/inclusion',
+    ...requireAuth,
+    requirePermission('audit:verify'),
+    validate({ query: inclusionQuery }),
+    async function getInclusionProof(req: Request, res: Response) {
+      const auth = req.auth;
+      if (!auth) throw forbidden('no authentication context');
+      const q = validQuery<z.infer<typeof inclusionQuery>>(req);
+      const tenantId = auth.tenantId;
+      const out = await withTenant(c.pool, tenantId, async (tx) => {
+        const size = await storedTreeSize(tx, tenantId);
+        let treeSize: number;
+        if (q.treeSize !== undefined) {
+          treeSize = Number(q.treeSize);
+          if (treeSize > size)
+            throw validationFailed([
+              {
+                path: 'query.treeSize',
+                message: `must be at most the current tree size ${size}`,
+                code: 'out_of_range',
+              },
+            ]);
+        } else {
+          // Default: the latest checkpoint's size when it holds the entry (the proof then checks
+          // against GET /audit/checkpoint), else the current tree.
+          const cp = await latestCheckpoint(tx, tenantId);
+          treeSize = cp && cp.treeSize <= size ? cp.treeSize : size;
+        }
+        let proof = treeSize > 0 ? await inclusionProofForAuditId(tx, tenantId, q.id, treeSize) : ('unknown' as const);
+        if (proof === 'out_of_range' && q.treeSize === undefined && size > treeSize)
+          proof = await inclusionProofForAuditId(tx, tenantId, q.id, size);
+        return proof;
+      });
+      if (out === 'unknown') throw notFound('Sealed audit entry');
+      if (out === 'out_of_range')
+        throw validationFailed([
+          { path: 'query.treeSize', message: 'the entry is not in a tree of that size', code: 'out_of_range' },
+        ]);
+      res.json({
+        success: true,
+        leafIndex: out.leafIndex,
+        treeSize: out.treeSize,
+        rowHash: b64(out.rowHash),
+        hashes: out.hashes.map(b64),
+      });
+    },
+  );
 
-  router.get('/audit/proof/consistency', ...requireAuth, requirePermission('audit:verify'), validate({ query: consistencyQuery }), async function getConsistencyProof(req: Request, res: Response) {
-    const auth = req.auth;
-    if (!auth) throw forbidden('no authentication context');
-    const q = validQuery<z.infer<typeof consistencyQuery>>(req);
-    const from = Number(q.from);
-    const to = Number(q.to);
-    const tenantId = auth.tenantId;
-    const hashes = await withTenant(c.pool, tenantId, async (tx) => {
-      const size = await storedTreeSize(tx, tenantId);
-      if (to > size) throw validationFailed([{ path: 'query.to', message: `must be at most the current tree size ${size}`, code: 'out_of_range' }]);
-      return consistencyProof(tx, tenantId, from, to);
-    });
-    res.json({ success: true, from, to, hashes: hashes.map(b64) });
-  });
+  router.get(
+    '/audit/proof/consistency',
+    ...requireAuth,
+    requirePermission('audit:verify'),
+    validate({ query: consistencyQuery }),
+    async function getConsistencyProof(req: Request, res: Response) {
+      const auth = req.auth;
+      if (!auth) throw forbidden('no authentication context');
+      const q = validQuery<z.infer<typeof consistencyQuery>>(req);
+      const from = Number(q.from);
+      const to = Number(q.to);
+      const tenantId = auth.tenantId;
+      const hashes = await withTenant(c.pool, tenantId, async (tx) => {
+        const size = await storedTreeSize(tx, tenantId);
+        if (to > size)
+          throw validationFailed([
+            { path: 'query.to', message: `must be at most the current tree size ${size}`, code: 'out_of_range' },
+          ]);
+        return consistencyProof(tx, tenantId, from, to);
+      });
+      res.json({ success: true, from, to, hashes: hashes.map(b64) });
+    },
+  );
 
   return router;
 }

@@ -16,7 +16,12 @@ import { rejectQuery, validBody, validParams, validate } from '../middleware/inp
 import { ErrorResponse } from '../openapi/common';
 import { describeRoute } from '../openapi/registry';
 import { EVENT_SCHEMAS } from '../services/siem/schemas';
-import { STREAM_PROVIDERS, type AuditStreams, type StreamActor, type StreamInput } from '../services/siem/streams/service';
+import {
+  STREAM_PROVIDERS,
+  type AuditStreams,
+  type StreamActor,
+  type StreamInput,
+} from '../services/siem/streams/service';
 
 const secretText = z.string().min(1).max(4096);
 
@@ -44,7 +49,10 @@ const StreamView = z
     createdAt: z.string().meta({ description: 'ISO 8601.' }),
   })
   .meta({ id: 'AuditStream', description: 'Credentials are never returned.' });
-const unavailable503 = { description: 'SERVICE_UNAVAILABLE: audit streams are not available (not configured), or the database is unavailable.', schema: ErrorResponse };
+const unavailable503 = {
+  description: 'SERVICE_UNAVAILABLE: audit streams are not available (not configured), or the database is unavailable.',
+  schema: ErrorResponse,
+};
 const notFound404 = { description: 'NOT_FOUND: no stream of this name in your tenant.', schema: ErrorResponse };
 describeRoute({
   method: 'put',
@@ -58,7 +66,17 @@ describeRoute({
   security: ['bearerAuth'],
   permission: 'siem:write',
   stepUp: true,
-  request: { params: streamNameParams, body: putStreamSchema, bodyExample: { provider: 'splunk', endpointUrl: 'https://splunk.example.com:8088/services/collector/event', schema: 'ocsf', minSeverity: 'medium', credentials: { apiKey: '…' } } },
+  request: {
+    params: streamNameParams,
+    body: putStreamSchema,
+    bodyExample: {
+      provider: 'splunk',
+      endpointUrl: 'https://splunk.example.com:8088/services/collector/event',
+      schema: 'ocsf',
+      minSeverity: 'medium',
+      credentials: { apiKey: '…' },
+    },
+  },
   responses: {
     200: { description: 'The stream.', schema: z.strictObject({ success: z.literal(true), stream: StreamView }) },
     409: { description: 'CONFLICT: the tenant already has the maximum number of streams.', schema: ErrorResponse },
@@ -73,7 +91,13 @@ describeRoute({
   tags: ['siem'],
   security: ['bearerAuth'],
   permission: 'siem:write',
-  responses: { 200: { description: 'The streams.', schema: z.strictObject({ success: z.literal(true), streams: z.array(StreamView) }) }, 503: unavailable503 },
+  responses: {
+    200: {
+      description: 'The streams.',
+      schema: z.strictObject({ success: z.literal(true), streams: z.array(StreamView) }),
+    },
+    503: unavailable503,
+  },
 });
 describeRoute({
   method: 'delete',
@@ -85,7 +109,11 @@ describeRoute({
   permission: 'siem:write',
   stepUp: true,
   request: { params: streamNameParams },
-  responses: { 200: { description: 'Deleted.', schema: z.strictObject({ success: z.literal(true) }) }, 404: notFound404, 503: unavailable503 },
+  responses: {
+    200: { description: 'Deleted.', schema: z.strictObject({ success: z.literal(true) }) },
+    404: notFound404,
+    503: unavailable503,
+  },
 });
 describeRoute({
   method: 'post',
@@ -97,7 +125,11 @@ describeRoute({
   permission: 'siem:write',
   stepUp: true,
   request: { params: streamNameParams },
-  responses: { 202: { description: 'Queued.', schema: z.strictObject({ success: z.literal(true), eventId: z.uuid() }) }, 404: notFound404, 503: unavailable503 },
+  responses: {
+    202: { description: 'Queued.', schema: z.strictObject({ success: z.literal(true), eventId: z.uuid() }) },
+    404: notFound404,
+    503: unavailable503,
+  },
 });
 describeRoute({
   method: 'get',
@@ -113,7 +145,14 @@ describeRoute({
       schema: z.strictObject({
         success: z.literal(true),
         streams: z.array(
-          z.strictObject({ name: z.string(), queued: z.int().min(0), deadLetter: z.int().min(0), lastDeliveredAt: z.string().nullable(), lastError: z.string().nullable(), healthy: z.boolean() }),
+          z.strictObject({
+            name: z.string(),
+            queued: z.int().min(0),
+            deadLetter: z.int().min(0),
+            lastDeliveredAt: z.string().nullable(),
+            lastError: z.string().nullable(),
+            healthy: z.boolean(),
+          }),
         ),
       }),
     },
@@ -124,7 +163,13 @@ describeRoute({
 function actorOf(req: Request): StreamActor {
   const auth = req.auth;
   if (!auth) throw new Error('audit stream route without authentication');
-  return { tenantId: auth.tenantId, userId: auth.userId, ipAddress: req.ctx.ip ?? null, userAgent: req.ctx.userAgent ?? null, requestId: req.ctx.requestId };
+  return {
+    tenantId: auth.tenantId,
+    userId: auth.userId,
+    ipAddress: req.ctx.ip ?? null,
+    userAgent: req.ctx.userAgent ?? null,
+    requestId: req.ctx.requestId,
+  };
 }
 
 function unavailable(): AppError {
@@ -142,29 +187,52 @@ export function auditStreamsRouter(c: Composition, router: Router = Router()): R
   // Changes to a stream (PUT, DELETE, test) need a step-up, after the permission check.
   const streamStepUp = [c.guards.requireStepUp];
 
-  router.get('/audit/streams/status', ...admin, rejectQuery, async function auditStreamStatus(req: Request, res: Response) {
-    res.json({ success: true, streams: await streams().status(actorOf(req).tenantId) });
-  });
+  router.get(
+    '/audit/streams/status',
+    ...admin,
+    rejectQuery,
+    async function auditStreamStatus(req: Request, res: Response) {
+      res.json({ success: true, streams: await streams().status(actorOf(req).tenantId) });
+    },
+  );
 
   router.get('/audit/streams', ...admin, rejectQuery, async function listAuditStreams(req: Request, res: Response) {
     res.json({ success: true, streams: await streams().list(actorOf(req).tenantId) });
   });
 
-  router.put('/audit/streams/:name', ...admin, ...streamStepUp, validate({ params: streamNameParams, body: putStreamSchema }), async function putAuditStream(req: Request, res: Response) {
-    const { name } = validParams<{ name: string }>(req);
-    const { stream } = await streams().put(actorOf(req), name, validBody<StreamInput>(req));
-    res.json({ success: true, stream });
-  });
+  router.put(
+    '/audit/streams/:name',
+    ...admin,
+    ...streamStepUp,
+    validate({ params: streamNameParams, body: putStreamSchema }),
+    async function putAuditStream(req: Request, res: Response) {
+      const { name } = validParams<{ name: string }>(req);
+      const { stream } = await streams().put(actorOf(req), name, validBody<StreamInput>(req));
+      res.json({ success: true, stream });
+    },
+  );
 
-  router.delete('/audit/streams/:name', ...admin, ...streamStepUp, validate({ params: streamNameParams }), async function deleteAuditStream(req: Request, res: Response) {
-    await streams().remove(actorOf(req), validParams<{ name: string }>(req).name);
-    res.json({ success: true });
-  });
+  router.delete(
+    '/audit/streams/:name',
+    ...admin,
+    ...streamStepUp,
+    validate({ params: streamNameParams }),
+    async function deleteAuditStream(req: Request, res: Response) {
+      await streams().remove(actorOf(req), validParams<{ name: string }>(req).name);
+      res.json({ success: true });
+    },
+  );
 
-  router.post('/audit/streams/:name/test', ...admin, ...streamStepUp, validate({ params: streamNameParams }), async function testAuditStream(req: Request, res: Response) {
-    const eventId = await streams().sendTest(actorOf(req), validParams<{ name: string }>(req).name);
-    res.status(202).json({ success: true, eventId });
-  });
+  router.post(
+    '/audit/streams/:name/test',
+    ...admin,
+    ...streamStepUp,
+    validate({ params: streamNameParams }),
+    async function testAuditStream(req: Request, res: Response) {
+      const eventId = await streams().sendTest(actorOf(req), validParams<{ name: string }>(req).name);
+      res.status(202).json({ success: true, eventId });
+    },
+  );
 
   return router;
 }

@@ -18,7 +18,18 @@ import { storableTimestamp } from '../lib/timestamps';
 import { describeRoute } from '../openapi/registry';
 
 /** Identity comes from the authenticated request, never from the body. */
-const IDENTITY_FIELDS = new Set(['userId', 'user_id', 'tenantId', 'tenant_id', 'ipAddress', 'ip_address', 'userAgent', 'user_agent', 'requestId', 'request_id']);
+const IDENTITY_FIELDS = new Set([
+  'userId',
+  'user_id',
+  'tenantId',
+  'tenant_id',
+  'ipAddress',
+  'ip_address',
+  'userAgent',
+  'user_agent',
+  'requestId',
+  'request_id',
+]);
 
 const NO_CONTROL_CHARS = /^[^\p{Cc}]*$/u;
 const severityEnum = z.enum(SEVERITIES as [Severity, ...Severity[]]);
@@ -30,7 +41,10 @@ const resultEnum = z.enum(RESULTS as [AuditResult, ...AuditResult[]]);
  */
 export const CLIENT_SEVERITIES = ['low', 'medium', 'high'] as const;
 const clientSeverityEnum = z.enum(CLIENT_SEVERITIES, {
-  error: (iss) => (iss.input === 'critical' ? 'critical is reserved for events the server records itself; clients may write low, medium or high' : 'must be low, medium or high'),
+  error: (iss) =>
+    iss.input === 'critical'
+      ? 'critical is reserved for events the server records itself; clients may write low, medium or high'
+      : 'must be low, medium or high',
 });
 
 const auditValue = z.unknown().superRefine((v, ctx) => {
@@ -77,20 +91,35 @@ export const auditLogsQuery = z
     limit: limitParam.optional(),
     cursor: z.string().min(1).max(200).optional(),
   })
-  .refine((q) => !q.from || !q.to || Date.parse(q.from) <= Date.parse(q.to), { message: '"from" must not be after "to"', path: ['from'] });
+  .refine((q) => !q.from || !q.to || Date.parse(q.from) <= Date.parse(q.to), {
+    message: '"from" must not be after "to"',
+    path: ['from'],
+  });
 type AuditLogsQuery = z.infer<typeof auditLogsQuery>;
 
 export const auditVerifyQuery = z
   .strictObject({
-    anchorSeq: z.string().regex(/^[1-9]\d{0,18}$/, 'must be a positive integer').optional(),
-    anchorHash: z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters').optional(),
+    anchorSeq: z
+      .string()
+      .regex(/^[1-9]\d{0,18}$/, 'must be a positive integer')
+      .optional(),
+    anchorHash: z
+      .string()
+      .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters')
+      .optional(),
   })
-  .refine((q) => (q.anchorSeq === undefined) === (q.anchorHash === undefined), { message: 'anchorSeq and anchorHash go together', path: ['anchorSeq'] });
+  .refine((q) => (q.anchorSeq === undefined) === (q.anchorHash === undefined), {
+    message: 'anchorSeq and anchorHash go together',
+    path: ['anchorSeq'],
+  });
 type AuditVerifyQuery = z.infer<typeof auditVerifyQuery>;
 
 // ---- API description (server/src/openapi)
 const P = '/api/v1/security';
-const chainPosition = z.strictObject({ seq: z.string().meta({ description: 'Position in the tenant chain (decimal).' }), hash: z.string().regex(/^[0-9a-f]{64}$/) });
+const chainPosition = z.strictObject({
+  seq: z.string().meta({ description: 'Position in the tenant chain (decimal).' }),
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+});
 const AuditEntry = z
   .strictObject({
     id: z.string(),
@@ -108,7 +137,9 @@ const AuditEntry = z
     severity: severityEnum,
     requestId: z.string().nullable(),
     createdAt: z.string().meta({ description: 'ISO 8601, UTC, microseconds.' }),
-    chain: chainPosition.nullable().meta({ description: 'null until the background sealer has chained the row (about a second).' }),
+    chain: chainPosition
+      .nullable()
+      .meta({ description: 'null until the background sealer has chained the row (about a second).' }),
   })
   .meta({ id: 'AuditEntry' });
 describeRoute({
@@ -123,27 +154,49 @@ describeRoute({
   security: ['bearerAuth', 'apiKey'],
   permission: 'audit:write',
   idempotent: true,
-  request: { body: auditLogBody, bodyExample: { action: 'vehicle.updated', resourceType: 'vehicle', resourceId: 'VIN-123', before: { mileage: 100 }, after: { mileage: 150 } } },
-  responses: { 200: { description: 'Recorded.', schema: z.strictObject({ success: z.literal(true), id: z.string() }) } },
+  request: {
+    body: auditLogBody,
+    bodyExample: {
+      action: 'vehicle.updated',
+      resourceType: 'vehicle',
+      resourceId: 'VIN-123',
+      before: { mileage: 100 },
+      after: { mileage: 150 },
+    },
+  },
+  responses: {
+    200: { description: 'Recorded.', schema: z.strictObject({ success: z.literal(true), id: z.string() }) },
+  },
 });
 describeRoute({
   method: 'get',
   path: `${P}/audit/logs`,
   operationId: 'listAuditEvents',
   summary: 'Read audit events (newest first, paged)',
-  description: 'A user sees their own events; an admin (audit:read:tenant) the tenant\'s. A non-admin asking for another user (userId) gets 403.',
+  description:
+    "A user sees their own events; an admin (audit:read:tenant) the tenant's. A non-admin asking for another user (userId) gets 403.",
   tags: ['audit'],
   security: ['bearerAuth', 'apiKey'],
   permission: 'audit:read:own',
   request: { query: auditLogsQuery },
-  responses: { 200: { description: 'A page of events.', schema: z.strictObject({ success: z.literal(true), entries: z.array(AuditEntry), nextCursor: z.string().nullable() }) } },
+  responses: {
+    200: {
+      description: 'A page of events.',
+      schema: z.strictObject({
+        success: z.literal(true),
+        entries: z.array(AuditEntry),
+        nextCursor: z.string().nullable(),
+      }),
+    },
+  },
 });
 describeRoute({
   method: 'get',
   path: `${P}/audit/verify`,
   operationId: 'verifyAuditChain',
   summary: "Verify the tenant's audit hash chain",
-  description: 'With anchorSeq and anchorHash, also checks that a chain head recorded earlier still holds (a mismatch is reported as tampering and raises a critical alert). Audited (audit.verify / audit.verify.failed).',
+  description:
+    'With anchorSeq and anchorHash, also checks that a chain head recorded earlier still holds (a mismatch is reported as tampering and raises a critical alert). Audited (audit.verify / audit.verify.failed).',
   tags: ['audit'],
   security: ['bearerAuth'],
   permission: 'audit:verify',
@@ -162,16 +215,24 @@ describeRoute({
         head: chainPosition.nullable(),
         checkpoints: z
           .strictObject({
-            checked: z.int().min(0).meta({ description: 'Checkpoint notes checked (database rows and published copies).' }),
+            checked: z
+              .int()
+              .min(0)
+              .meta({ description: 'Checkpoint notes checked (database rows and published copies).' }),
             published: z.int().min(0).meta({ description: 'Published copies found.' }),
             publishedChecked: z.int().min(0).meta({ description: 'Published copies fetched and checked.' }),
             latestSize: z.int().min(0).nullable().meta({ description: 'Largest checkpointed tree size seen.' }),
             treeSize: z.int().min(0).meta({ description: 'The Merkle tree size now.' }),
             problem: z.string().nullable().meta({ description: 'The first problem (then valid is false), or null.' }),
-            notes: z.array(z.string()).meta({ description: 'Checks that could not be made (e.g. rows purged by retention), in words.' }),
+            notes: z
+              .array(z.string())
+              .meta({ description: 'Checks that could not be made (e.g. rows purged by retention), in words.' }),
           })
           .optional()
-          .meta({ description: 'The Merkle tree against every stored and the newest published signed checkpoints; only when checkpoints are configured.' }),
+          .meta({
+            description:
+              'The Merkle tree against every stored and the newest published signed checkpoints; only when checkpoints are configured.',
+          }),
       }),
     },
   },
@@ -182,7 +243,11 @@ function rejectIdentityFields(req: Request, _res: Response, next: NextFunction):
   if (body && typeof body === 'object' && !Array.isArray(body)) {
     const details: ErrorDetail[] = Object.keys(body)
       .filter((k) => IDENTITY_FIELDS.has(k))
-      .map((k) => ({ path: `body.${k}`, message: 'is taken from the authenticated request and may not be sent', code: 'identity_field' }));
+      .map((k) => ({
+        path: `body.${k}`,
+        message: 'is taken from the authenticated request and may not be sent',
+        code: 'identity_field',
+      }));
     if (details.length > 0) {
       next(validationFailed(details, 'Identity fields are set by the server.'));
       return;
@@ -225,72 +290,95 @@ export function auditRouter(c: Composition, router: Router = Router()): Router {
     },
   );
 
-  router.get('/audit/logs', ...requireAuthOrApiKey, requirePermission('audit:read:own'), validate({ query: auditLogsQuery }), async function getAuditLogs(req: Request, res: Response) {
-    const auth = req.auth;
-    if (!auth) throw forbidden('no authentication context');
-    const q = validQuery<AuditLogsQuery>(req);
-    const tenantWide = principalHas(auth, 'audit:read:tenant');
-    // UUIDs compare case-insensitively (PostgreSQL's uuid type does too).
-    const userId = q.userId?.toLowerCase();
-    if (!tenantWide && userId !== undefined && userId !== auth.userId.toLowerCase()) {
-      await audit.recordFromRequest(req, {
-        action: 'access.denied',
-        resourceType: 'audit_log',
-        resourceId: `user:${userId}`,
-        result: 'denied',
-        errorMessage: `role ${auth.role} may read only its own audit events`,
-      });
-      throw forbidden(`role ${auth.role} asked for another user's audit events`);
-    }
-    try {
-      const page = await audit.listLogs(
-        auth.tenantId,
-        {
-          userId: tenantWide ? userId : auth.userId,
-          action: q.action,
-          resourceType: q.resourceType,
-          resourceId: q.resourceId,
-          result: q.result,
-          severities: q.severity ? [q.severity] : undefined,
-          from: q.from,
-          to: q.to,
-        },
-        { limit: q.limit, cursor: q.cursor },
-      );
-      res.json({ success: true, entries: page.entries, nextCursor: page.nextCursor });
-    } catch (err) {
-      if (err instanceof InvalidCursorError) throw validationFailed([{ path: 'query.cursor', message: 'is not a cursor this API issued', code: 'invalid_cursor' }]);
-      throw err;
-    }
-  });
+  router.get(
+    '/audit/logs',
+    ...requireAuthOrApiKey,
+    requirePermission('audit:read:own'),
+    validate({ query: auditLogsQuery }),
+    async function getAuditLogs(req: Request, res: Response) {
+      const auth = req.auth;
+      if (!auth) throw forbidden('no authentication context');
+      const q = validQuery<AuditLogsQuery>(req);
+      const tenantWide = principalHas(auth, 'audit:read:tenant');
+      // UUIDs compare case-insensitively (PostgreSQL's uuid type does too).
+      const userId = q.userId?.toLowerCase();
+      if (!tenantWide && userId !== undefined && userId !== auth.userId.toLowerCase()) {
+        await audit.recordFromRequest(req, {
+          action: 'access.denied',
+          resourceType: 'audit_log',
+          resourceId: `user:${userId}`,
+          result: 'denied',
+          errorMessage: `role ${auth.role} may read only its own audit events`,
+        });
+        throw forbidden(`role ${auth.role} asked for another user's audit events`);
+      }
+      try {
+        const page = await audit.listLogs(
+          auth.tenantId,
+          {
+            userId: tenantWide ? userId : auth.userId,
+            action: q.action,
+            resourceType: q.resourceType,
+            resourceId: q.resourceId,
+            result: q.result,
+            severities: q.severity ? [q.severity] : undefined,
+            from: q.from,
+            to: q.to,
+          },
+          { limit: q.limit, cursor: q.cursor },
+        );
+        res.json({ success: true, entries: page.entries, nextCursor: page.nextCursor });
+      } catch (err) {
+        if (err instanceof InvalidCursorError)
+          throw validationFailed([
+            { path: 'query.cursor', message: 'is not a cursor this API issued', code: 'invalid_cursor' },
+          ]);
+        throw err;
+      }
+    },
+  );
 
-  router.get('/audit/verify', ...requireAuth, requirePermission('audit:verify'), validate({ query: auditVerifyQuery }), async function getAuditVerify(req: Request, res: Response) {
-    const auth = req.auth;
-    if (!auth) throw forbidden('no authentication context');
-    const q = validQuery<AuditVerifyQuery>(req);
-    const anchor = q.anchorSeq && q.anchorHash ? { seq: q.anchorSeq, hash: q.anchorHash.toLowerCase() } : undefined;
-    // The chain, and (when checkpoints are configured) the tree against every stored and the newest published checkpoints.
-    const r = await c.services.checkpoints.verifyTrail(auth.tenantId, { anchor });
-    await audit.recordFromRequest(req, {
-      action: r.valid ? 'audit.verify' : 'audit.verify.failed',
-      resourceType: 'audit_chain',
-      resourceId: auth.tenantId,
-      result: r.valid ? 'success' : 'failure',
-      errorMessage: r.reason,
-      after: { valid: r.valid, checked: r.checked, firstBrokenId: r.firstBrokenId, unsealed: r.unsealed, head: r.head, anchor: anchor ?? null, ...(r.checkpoints ? { checkpoints: r.checkpoints } : {}) },
-    });
-    res.json({
-      success: true,
-      valid: r.valid,
-      checked: r.checked,
-      firstBrokenId: r.firstBrokenId,
-      reason: r.reason,
-      unsealed: r.unsealed,
-      oldestUnsealedId: r.oldestUnsealedId,
-      head: r.head,
-      ...(r.checkpoints ? { checkpoints: r.checkpoints } : {}),
-    });
-  });
+  router.get(
+    '/audit/verify',
+    ...requireAuth,
+    requirePermission('audit:verify'),
+    validate({ query: auditVerifyQuery }),
+    async function getAuditVerify(req: Request, res: Response) {
+      const auth = req.auth;
+      if (!auth) throw forbidden('no authentication context');
+      const q = validQuery<AuditVerifyQuery>(req);
+      const anchor = q.anchorSeq && q.anchorHash ? { seq: q.anchorSeq, hash: q.anchorHash.toLowerCase() } : undefined;
+      // The chain, and (when checkpoints are configured) the tree against every stored and the newest published checkpoints.
+      const r = await c.services.checkpoints.verifyTrail(auth.tenantId, { anchor });
+      await audit.recordFromRequest(req, {
+        action: r.valid ? 'audit.verify' : 'audit.verify.failed',
+        resourceType: 'audit_chain',
+        resourceId: auth.tenantId,
+        result: r.valid ? 'success' : 'failure',
+        errorMessage: r.reason,
+        after: {
+          valid: r.valid,
+          checked: r.checked,
+          firstBrokenId: r.firstBrokenId,
+          unsealed: r.unsealed,
+          head: r.head,
+          anchor: anchor ?? null,
+          ...(r.checkpoints ? { checkpoints: r.checkpoints } : {}),
+        },
+      });
+      res.json({
+        success: true,
+        valid: r.valid,
+        checked: r.checked,
+        firstBrokenId: r.firstBrokenId,
+        reason: r.reason,
+        unsealed: r.unsealed,
+        oldestUnsealedId: r.oldestUnsealedId,
+        head: r.head,
+        ...(r.checkpoints ? { checkpoints: r.checkpoints } : {}),
+      });
+    },
+  );
 
   return router;
 }

@@ -39,7 +39,10 @@ export const LoginBody = z.strictObject({
   idToken: z.string().min(1).max(MAX_ID_TOKEN_LENGTH),
   refreshTokenDelivery: RefreshTokenDelivery.optional(),
 });
-export const RefreshBody = z.strictObject({ refreshToken: z.string().min(1).max(512).optional(), refreshTokenDelivery: RefreshTokenDelivery.optional() });
+export const RefreshBody = z.strictObject({
+  refreshToken: z.string().min(1).max(512).optional(),
+  refreshTokenDelivery: RefreshTokenDelivery.optional(),
+});
 
 export function deliveryFor(req: Request, asked: z.output<typeof RefreshTokenDelivery> | undefined): Delivery {
   if (asked) return asked;
@@ -49,14 +52,23 @@ export const SessionParams = z.strictObject({ id: z.string().regex(UUID_RE, 'mus
 
 // ---- API description (server/src/openapi): the replies, next to the request schemas above.
 const P = '/api/v1/security';
-const noStore = { 'Cache-Control': { description: 'Tokens are never cached.', required: true, schema: { type: 'string' as const, const: 'no-store' } } };
+const noStore = {
+  'Cache-Control': {
+    description: 'Tokens are never cached.',
+    required: true,
+    schema: { type: 'string' as const, const: 'no-store' },
+  },
+};
 const SessionReply = z
   .strictObject({
     success: z.literal(true),
     token: z.string().meta({ description: 'The access token (JWT): Authorization: Bearer <token>.' }),
-    refreshToken: z.string().optional().meta({ description: 'Only when refreshTokenDelivery is "body" (or not given by a non-browser client).' }),
+    refreshToken: z
+      .string()
+      .optional()
+      .meta({ description: 'Only when refreshTokenDelivery is "body" (or not given by a non-browser client).' }),
     tokenType: z.literal('Bearer'),
-    expiresIn: z.int().meta({ description: "Seconds until the access token expires." }),
+    expiresIn: z.int().meta({ description: 'Seconds until the access token expires.' }),
     user: PublicUser,
   })
   .meta({ id: 'SessionReply' });
@@ -70,7 +82,11 @@ const SessionEntry = z.strictObject({
 });
 const refreshCookieHeader = {
   ...noStore,
-  'Set-Cookie': { description: 'fleet_refresh=…; Path=/api/v1/security/refresh; HttpOnly; SameSite=Strict[; Secure] (unless refreshTokenDelivery is "body").', schema: { type: 'string' as const } },
+  'Set-Cookie': {
+    description:
+      'fleet_refresh=…; Path=/api/v1/security/refresh; HttpOnly; SameSite=Strict[; Secure] (unless refreshTokenDelivery is "body").',
+    schema: { type: 'string' as const },
+  },
 };
 describeRoute({
   method: 'post',
@@ -83,15 +99,35 @@ describeRoute({
     'Five failures per e-mail or IP in 15 minutes lock out (429).',
   tags: ['auth'],
   security: [],
-  request: { body: LoginBody, bodyExample: { email: 'you@example.com', idToken: 'eyJhbGciOiJSUzI1NiIs…', refreshTokenDelivery: 'cookie' } },
+  request: {
+    body: LoginBody,
+    bodyExample: { email: 'you@example.com', idToken: 'eyJhbGciOiJSUzI1NiIs…', refreshTokenDelivery: 'cookie' },
+  },
   responses: {
     200: {
       description: 'Session opened.',
       schema: SessionReply,
       headers: refreshCookieHeader,
-      example: { success: true, token: 'eyJhbGciOiJIUzI1NiIs…', tokenType: 'Bearer', expiresIn: 900, user: { id: '6e57ca8a-0b7e-4c59-9a55-1b2f0b7f3a10', email: 'you@example.com', role: 'admin', tenantId: 'demo', displayName: 'You', permissions: ['audit:export'] } },
+      example: {
+        success: true,
+        token: 'eyJhbGciOiJIUzI1NiIs…',
+        tokenType: 'Bearer',
+        expiresIn: 900,
+        user: {
+          id: '6e57ca8a-0b7e-4c59-9a55-1b2f0b7f3a10',
+          email: 'you@example.com',
+          role: 'admin',
+          tenantId: 'demo',
+          displayName: 'You',
+          permissions: ['audit:export'],
+        },
+      },
     },
-    401: { description: 'UNAUTHENTICATED: the ID token is invalid, expired or already used, or the user is unknown, deactivated or ambiguous (one answer for all).', schema: ErrorResponse },
+    401: {
+      description:
+        'UNAUTHENTICATED: the ID token is invalid, expired or already used, or the user is unknown, deactivated or ambiguous (one answer for all).',
+      schema: ErrorResponse,
+    },
   },
 });
 describeRoute({
@@ -104,8 +140,14 @@ describeRoute({
     'The token sent is spent; presenting a spent token again revokes the whole session (reuse detection, 401). A cookie without a valid CSRF token: 403 CSRF_FAILED.',
   tags: ['auth'],
   security: ['none', 'refreshCookie'],
-  request: { body: RefreshBody, bodyOptional: true, bodyExample: { refreshToken: '1jgRCM-ckL3_lBPfDiKbmsm_eGIRG2T3woSI6FcViqM', refreshTokenDelivery: 'body' } },
-  responses: { 200: { description: 'New access and refresh tokens.', schema: SessionReply, headers: refreshCookieHeader } },
+  request: {
+    body: RefreshBody,
+    bodyOptional: true,
+    bodyExample: { refreshToken: '1jgRCM-ckL3_lBPfDiKbmsm_eGIRG2T3woSI6FcViqM', refreshTokenDelivery: 'body' },
+  },
+  responses: {
+    200: { description: 'New access and refresh tokens.', schema: SessionReply, headers: refreshCookieHeader },
+  },
 });
 describeRoute({
   method: 'post',
@@ -126,7 +168,9 @@ describeRoute({
   tags: ['auth'],
   security: ['bearerAuth'],
   permission: 'profile:read',
-  responses: { 200: { description: 'The user.', schema: z.strictObject({ success: z.literal(true), user: PublicUser }) } },
+  responses: {
+    200: { description: 'The user.', schema: z.strictObject({ success: z.literal(true), user: PublicUser }) },
+  },
 });
 describeRoute({
   method: 'get',
@@ -136,19 +180,28 @@ describeRoute({
   tags: ['auth'],
   security: ['bearerAuth'],
   permission: 'sessions:read:own',
-  responses: { 200: { description: 'Up to 100 live sessions.', schema: z.strictObject({ success: z.literal(true), sessions: z.array(SessionEntry) }) } },
+  responses: {
+    200: {
+      description: 'Up to 100 live sessions.',
+      schema: z.strictObject({ success: z.literal(true), sessions: z.array(SessionEntry) }),
+    },
+  },
 });
 describeRoute({
   method: 'delete',
   path: `${P}/sessions/{id}`,
   operationId: 'revokeSession',
   summary: 'Revoke a session',
-  description: 'Your own session, or (admins, sessions:revoke:tenant) any session in your tenant; anything else is 404.',
+  description:
+    'Your own session, or (admins, sessions:revoke:tenant) any session in your tenant; anything else is 404.',
   tags: ['auth'],
   security: ['bearerAuth'],
   permission: 'sessions:revoke:own',
   request: { params: SessionParams, body: EMPTY, bodyOptional: true },
-  responses: { 200: { description: 'Revoked.', schema: Success }, 404: { description: 'NOT_FOUND: no such session you may revoke.', schema: ErrorResponse } },
+  responses: {
+    200: { description: 'Revoked.', schema: Success },
+    404: { description: 'NOT_FOUND: no such session you may revoke.', schema: ErrorResponse },
+  },
 });
 
 function meta(req: Request): RequestMeta {
@@ -160,22 +213,41 @@ function authOf(req: Request): AuthContext {
   return req.auth;
 }
 
-export function authRouter(deps: { composition: Composition; csrf: CsrfProtection }, router: Router = Router()): Router {
+export function authRouter(
+  deps: { composition: Composition; csrf: CsrfProtection },
+  router: Router = Router(),
+): Router {
   const { composition, csrf } = deps;
   const { auth } = composition.services;
   const { requireAuth, requirePermission } = composition.guards;
-  const cookieBase: CookieOptions = { httpOnly: true, secure: composition.config.isProduction, sameSite: 'strict', path: REFRESH_COOKIE_PATH };
+  const cookieBase: CookieOptions = {
+    httpOnly: true,
+    secure: composition.config.isProduction,
+    sameSite: 'strict',
+    path: REFRESH_COOKIE_PATH,
+  };
 
   function sendSession(res: Response, s: IssuedSession, delivery: Delivery): void {
     res.set('Cache-Control', 'no-store');
     if (delivery !== 'body') res.cookie(REFRESH_COOKIE, s.refreshToken, { ...cookieBase, expires: s.refreshExpiresAt });
     const refresh = delivery === 'cookie' ? {} : { refreshToken: s.refreshToken };
-    res.json({ success: true, token: s.token, ...refresh, tokenType: s.tokenType, expiresIn: s.expiresIn, user: s.user });
+    res.json({
+      success: true,
+      token: s.token,
+      ...refresh,
+      tokenType: s.tokenType,
+      expiresIn: s.expiresIn,
+      user: s.user,
+    });
   }
 
   router.post('/login', validate({ body: LoginBody }), async function login(req: Request, res: Response) {
     const body = validBody<z.output<typeof LoginBody>>(req);
-    sendSession(res, await auth.login({ email: body.email, idToken: body.idToken }, meta(req)), deliveryFor(req, body.refreshTokenDelivery));
+    sendSession(
+      res,
+      await auth.login({ email: body.email, idToken: body.idToken }, meta(req)),
+      deliveryFor(req, body.refreshTokenDelivery),
+    );
   });
 
   router.post(
@@ -194,10 +266,16 @@ export function authRouter(deps: { composition: Composition; csrf: CsrfProtectio
     async function refresh(req: Request, res: Response) {
       const body = validBody<z.output<typeof RefreshBody>>(req);
       const fromCookie = body.refreshToken === undefined;
-      const token = body.refreshToken ?? (typeof req.cookies?.[REFRESH_COOKIE] === 'string' ? (req.cookies[REFRESH_COOKIE] as string) : undefined);
+      const token =
+        body.refreshToken ??
+        (typeof req.cookies?.[REFRESH_COOKIE] === 'string' ? (req.cookies[REFRESH_COOKIE] as string) : undefined);
       if (!token) throw unauthenticated('no refresh token presented');
       try {
-        sendSession(res, await auth.refresh({ refreshToken: token }, meta(req)), deliveryFor(req, body.refreshTokenDelivery));
+        sendSession(
+          res,
+          await auth.refresh({ refreshToken: token }, meta(req)),
+          deliveryFor(req, body.refreshTokenDelivery),
+        );
       } catch (err) {
         if (fromCookie) res.clearCookie(REFRESH_COOKIE, cookieBase);
         throw err;
@@ -211,13 +289,25 @@ export function authRouter(deps: { composition: Composition; csrf: CsrfProtectio
     res.json({ success: true });
   });
 
-  router.get('/user', ...requireAuth, requirePermission('profile:read'), rejectQuery, function currentUser(req: Request, res: Response) {
-    res.json({ success: true, user: publicUser(authOf(req)) });
-  });
+  router.get(
+    '/user',
+    ...requireAuth,
+    requirePermission('profile:read'),
+    rejectQuery,
+    function currentUser(req: Request, res: Response) {
+      res.json({ success: true, user: publicUser(authOf(req)) });
+    },
+  );
 
-  router.get('/sessions', ...requireAuth, requirePermission('sessions:read:own'), rejectQuery, async function listSessions(req: Request, res: Response) {
-    res.json({ success: true, sessions: await auth.listSessions(authOf(req)) });
-  });
+  router.get(
+    '/sessions',
+    ...requireAuth,
+    requirePermission('sessions:read:own'),
+    rejectQuery,
+    async function listSessions(req: Request, res: Response) {
+      res.json({ success: true, sessions: await auth.listSessions(authOf(req)) });
+    },
+  );
 
   router.delete(
     '/sessions/:id',

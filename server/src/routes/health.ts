@@ -29,7 +29,10 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   });
 }
 
-const Dependencies = z.record(z.string(), z.strictObject({ status: z.enum(['up', 'down']), critical: z.boolean(), latencyMs: z.int() }));
+const Dependencies = z.record(
+  z.string(),
+  z.strictObject({ status: z.enum(['up', 'down']), critical: z.boolean(), latencyMs: z.int() }),
+);
 describeRoute({
   method: 'get',
   path: '/api/health',
@@ -38,7 +41,17 @@ describeRoute({
   description: 'No dependencies, no secrets; for liveness probes.',
   tags: ['health'],
   security: [],
-  responses: { 200: { description: 'Alive.', schema: z.strictObject({ success: z.literal(true), status: z.literal('ok'), version: z.string(), uptimeSeconds: z.int().min(0) }) } },
+  responses: {
+    200: {
+      description: 'Alive.',
+      schema: z.strictObject({
+        success: z.literal(true),
+        status: z.literal('ok'),
+        version: z.string(),
+        uptimeSeconds: z.int().min(0),
+      }),
+    },
+  },
 });
 describeRoute({
   method: 'get',
@@ -48,7 +61,16 @@ describeRoute({
   tags: ['health'],
   security: [],
   responses: {
-    200: { description: 'Ready.', schema: z.strictObject({ success: z.literal(true), status: z.literal('ready'), dependencies: Dependencies, requestId: z.string(), timestamp: z.iso.datetime() }) },
+    200: {
+      description: 'Ready.',
+      schema: z.strictObject({
+        success: z.literal(true),
+        status: z.literal('ready'),
+        dependencies: Dependencies,
+        requestId: z.string(),
+        timestamp: z.iso.datetime(),
+      }),
+    },
     503: {
       description: 'A critical dependency is down (named in error.message).',
       schema: z.strictObject({
@@ -64,18 +86,31 @@ describeRoute({
 });
 
 export function databaseCheck(pool: Pool, timeoutMs = 2000): ReadinessCheck {
-  return { name: 'database', critical: true, check: async () => void (await withTimeout(pool.query('SELECT 1'), timeoutMs)) };
+  return {
+    name: 'database',
+    critical: true,
+    check: async () => void (await withTimeout(pool.query('SELECT 1'), timeoutMs)),
+  };
 }
 
 /**
  * Mounts GET /api/health (liveness: the process answers) and GET /api/health/ready
  * (dependencies) directly on the app: probes are frequent, so no nested router.
  */
-export function mountHealth(app: Router, checks: ReadinessCheck[], opts: { startedAt: number; timeoutMs?: number }): void {
+export function mountHealth(
+  app: Router,
+  checks: ReadinessCheck[],
+  opts: { startedAt: number; timeoutMs?: number },
+): void {
   const router = app;
   const timeoutMs = opts.timeoutMs ?? 2000;
   router.get('/api/health', function liveness(_req: Request, res: Response) {
-    res.json({ success: true, status: 'ok', version: VERSION, uptimeSeconds: Math.floor((Date.now() - opts.startedAt) / 1000) });
+    res.json({
+      success: true,
+      status: 'ok',
+      version: VERSION,
+      uptimeSeconds: Math.floor((Date.now() - opts.startedAt) / 1000),
+    });
   });
   router.get('/api/health/ready', async function readiness(req: Request, res: Response) {
     const results = await Promise.all(
@@ -91,11 +126,22 @@ export function mountHealth(app: Router, checks: ReadinessCheck[], opts: { start
       }),
     );
     const ready = results.every((r) => r.status === 'up' || !r.critical);
-    const dependencies = Object.fromEntries(results.map((r) => [r.name, { status: r.status, critical: r.critical, latencyMs: r.latencyMs }]));
-    const body = { success: ready, status: ready ? 'ready' : 'unavailable', dependencies, requestId: req.ctx.requestId, timestamp: new Date().toISOString() };
+    const dependencies = Object.fromEntries(
+      results.map((r) => [r.name, { status: r.status, critical: r.critical, latencyMs: r.latencyMs }]),
+    );
+    const body = {
+      success: ready,
+      status: ready ? 'ready' : 'unavailable',
+      dependencies,
+      requestId: req.ctx.requestId,
+      timestamp: new Date().toISOString(),
+    };
     if (!ready) {
       const failing = results.filter((r) => r.status === 'down' && r.critical).map((r) => r.name);
-      res.status(503).json({ ...body, error: { code: 'SERVICE_UNAVAILABLE', message: `Not ready: ${failing.join(', ')} unavailable.` } });
+      res.status(503).json({
+        ...body,
+        error: { code: 'SERVICE_UNAVAILABLE', message: `Not ready: ${failing.join(', ')} unavailable.` },
+      });
       return;
     }
     res.json(body);

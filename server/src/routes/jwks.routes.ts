@@ -17,18 +17,33 @@ describeRoute({
   path: JWKS_PATH,
   operationId: 'getJwks',
   summary: 'The public keys that verify access tokens (RFC 7517 JWK Set)',
-  description: 'The current signing key and retired ones whose tokens can still be valid. No authentication; cacheable for five minutes.',
+  description:
+    'The current signing key and retired ones whose tokens can still be valid. No authentication; cacheable for five minutes.',
   tags: ['identity'],
   security: [],
   responses: {
     200: {
       description: 'The JWK Set.',
       contentType: 'application/jwk-set+json',
-      headers: { 'Cache-Control': { description: 'Five minutes.', required: true, schema: { type: 'string', const: 'public, max-age=300' } } },
+      headers: {
+        'Cache-Control': {
+          description: 'Five minutes.',
+          required: true,
+          schema: { type: 'string', const: 'public, max-age=300' },
+        },
+      },
       schema: z.strictObject({
         keys: z.array(
           z
-            .strictObject({ kty: z.enum(['EC', 'OKP']), crv: z.enum(['P-256', 'Ed25519']), x: z.string(), y: z.string().optional(), kid: z.string(), alg: z.string(), use: z.literal('sig') })
+            .strictObject({
+              kty: z.enum(['EC', 'OKP']),
+              crv: z.enum(['P-256', 'Ed25519']),
+              x: z.string(),
+              y: z.string().optional(),
+              kid: z.string(),
+              alg: z.string(),
+              use: z.literal('sig'),
+            })
             .meta({ description: 'A public JWK (EC P-256 or Ed25519); never private parts.' }),
         ),
       }),
@@ -38,6 +53,9 @@ describeRoute({
 
 export function mountJwks(app: Express, tokens: TokenService): void {
   app.get(JWKS_PATH, function jwks(_req: Request, res: Response) {
-    res.set('Cache-Control', 'public, max-age=300').type('application/jwk-set+json').send(JSON.stringify(tokens.jwks()));
+    res
+      .set('Cache-Control', 'public, max-age=300')
+      .type('application/jwk-set+json')
+      .send(JSON.stringify(tokens.jwks()));
   });
 }

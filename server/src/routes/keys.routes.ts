@@ -35,7 +35,13 @@ const MasterKeyReply = z
     }),
   })
   .meta({ id: 'MasterKeyReply' });
-const keyNoStore = { 'Cache-Control': { description: 'Never cached.', required: true, schema: { type: 'string' as const, const: 'no-store' } } };
+const keyNoStore = {
+  'Cache-Control': {
+    description: 'Never cached.',
+    required: true,
+    schema: { type: 'string' as const, const: 'no-store' },
+  },
+};
 describeRoute({
   method: 'get',
   path: '/api/v1/security/master-key',
@@ -53,7 +59,8 @@ describeRoute({
   path: '/api/v1/security/master-key/rotate',
   operationId: 'rotateMasterKey',
   summary: 'Rotate the master key (Key Vault); at most one attempt a minute',
-  description: 'A new Key Vault secret version becomes current; data under older versions still decrypts. Audited key.master.rotated (critical).',
+  description:
+    'A new Key Vault secret version becomes current; data under older versions still decrypts. Audited key.master.rotated (critical).',
   tags: ['keys'],
   security: ['bearerAuth'],
   permission: 'keys:rotate',
@@ -62,11 +69,22 @@ describeRoute({
   request: { body: EMPTY, bodyOptional: true },
   responses: {
     200: { description: 'Rotated.', schema: MasterKeyReply, headers: keyNoStore },
-    409: { description: 'CONFLICT: the key comes from the environment (or the development secrets file) and is rotated by configuration; the message says how.', schema: ErrorResponse },
-    429: {
-      description: 'RATE_LIMITED: the master key was rotated (or a rotation was attempted) less than a minute ago, or too many requests; Retry-After says when to try again.',
+    409: {
+      description:
+        'CONFLICT: the key comes from the environment (or the development secrets file) and is rotated by configuration; the message says how.',
       schema: ErrorResponse,
-      headers: { 'Retry-After': { description: 'Seconds until a retry may succeed.', required: true, schema: { type: 'string', pattern: '^\\d+$' } } },
+    },
+    429: {
+      description:
+        'RATE_LIMITED: the master key was rotated (or a rotation was attempted) less than a minute ago, or too many requests; Retry-After says when to try again.',
+      schema: ErrorResponse,
+      headers: {
+        'Retry-After': {
+          description: 'Seconds until a retry may succeed.',
+          required: true,
+          schema: { type: 'string', pattern: '^\\d+$' },
+        },
+      },
     },
   },
 });
@@ -78,32 +96,39 @@ export function keysRouter(c: Composition, router: Router = Router()): Router {
   const requirePlatformAdmin = createRequirePlatformAdmin(audit, platform);
   const throttle = createRotationThrottle({ pool: c.pool, clock: c.clock, platformTenant: platform });
 
-  router.get('/master-key', ...requireAuth, requirePermission('keys:read'), requirePlatformAdmin, validate({}), async function getMasterKey(req: Request, res: Response) {
-    let info: MasterKeyInfo;
-    try {
-      info = await encryption.describeMasterKey();
-    } catch (err) {
-      if (!(err instanceof KeyUnavailableError)) throw err;
+  router.get(
+    '/master-key',
+    ...requireAuth,
+    requirePermission('keys:read'),
+    requirePlatformAdmin,
+    validate({}),
+    async function getMasterKey(req: Request, res: Response) {
+      let info: MasterKeyInfo;
+      try {
+        info = await encryption.describeMasterKey();
+      } catch (err) {
+        if (!(err instanceof KeyUnavailableError)) throw err;
+        await audit.recordFromRequest(req, {
+          tenantId: platform,
+          action: 'key.master.read',
+          resourceType: 'master_key',
+          result: 'failure',
+          severity: 'high',
+          errorMessage: err.message.slice(0, 2000),
+        });
+        throw serviceUnavailable('The master key is unavailable; try again later.', err.message);
+      }
       await audit.recordFromRequest(req, {
         tenantId: platform,
         action: 'key.master.read',
         resourceType: 'master_key',
-        result: 'failure',
+        resourceId: info.keyId.slice(0, 256),
         severity: 'high',
-        errorMessage: err.message.slice(0, 2000),
+        after: { version: info.version, source: info.source, fingerprint: info.fingerprint },
       });
-      throw serviceUnavailable('The master key is unavailable; try again later.', err.message);
-    }
-    await audit.recordFromRequest(req, {
-      tenantId: platform,
-      action: 'key.master.read',
-      resourceType: 'master_key',
-      resourceId: info.keyId.slice(0, 256),
-      severity: 'high',
-      after: { version: info.version, source: info.source, fingerprint: info.fingerprint },
-    });
-    res.set('Cache-Control', 'no-store').json({ success: true, key: info });
-  });
+      res.set('Cache-Control', 'no-store').json({ success: true, key: info });
+    },
+  );
 
   router.post(
     '/master-key/rotate',
@@ -114,7 +139,11 @@ export function keysRouter(c: Composition, router: Router = Router()): Router {
     validate({ body: EMPTY }),
     async function rotateMasterKey(req: Request, res: Response) {
       const gate = await throttle.acquire();
-      if (!gate.ok) throw rateLimited(gate.retryAfterSec, 'The master key was rotated (or a rotation was attempted) less than a minute ago; try again later.');
+      if (!gate.ok)
+        throw rateLimited(
+          gate.retryAfterSec,
+          'The master key was rotated (or a rotation was attempted) less than a minute ago; try again later.',
+        );
       let attempted = false;
       try {
         const before = encryption.keyProvider.peekCurrentKey?.() ?? (await encryption.getMasterKey().catch(() => null));
@@ -141,7 +170,10 @@ export function keysRouter(c: Composition, router: Router = Router()): Router {
           }
           if (err instanceof KeyUnavailableError) {
             await failed(err);
-            throw serviceUnavailable('The key vault is unavailable; the master key was not rotated. Try again later.', err.message);
+            throw serviceUnavailable(
+              'The key vault is unavailable; the master key was not rotated. Try again later.',
+              err.message,
+            );
           }
           throw err;
         }
@@ -162,7 +194,10 @@ export function keysRouter(c: Composition, router: Router = Router()): Router {
             ),
           );
         } catch (err) {
-          req.ctx.log.error('master key rotated but the audit row could not be written', { version: rotated.version, keyId: rotated.keyId });
+          req.ctx.log.error('master key rotated but the audit row could not be written', {
+            version: rotated.version,
+            keyId: rotated.keyId,
+          });
           throw err;
         }
         res.set('Cache-Control', 'no-store').json({ success: true, key: rotated });

@@ -15,13 +15,31 @@ import { ErrorResponse } from '../openapi/common';
 import { describeRoute } from '../openapi/registry';
 import type { MfaService } from '../services/auth/mfa';
 
-const codeBody = z.strictObject({ code: z.string().trim().min(6).max(11).regex(/^(\d{6}|[A-Za-z2-7]{5}-?[A-Za-z2-7]{5})$/, 'must be a 6-digit code or a recovery code') });
-const totpCodeBody = z.strictObject({ code: z.string().trim().regex(/^\d{6}$/, 'must be a 6-digit code') });
+const codeBody = z.strictObject({
+  code: z
+    .string()
+    .trim()
+    .min(6)
+    .max(11)
+    .regex(/^(\d{6}|[A-Za-z2-7]{5}-?[A-Za-z2-7]{5})$/, 'must be a 6-digit code or a recovery code'),
+});
+const totpCodeBody = z.strictObject({
+  code: z
+    .string()
+    .trim()
+    .regex(/^\d{6}$/, 'must be a 6-digit code'),
+});
 const userParams = z.strictObject({ userId: z.uuid() });
 
 // ---- API description (server/src/openapi)
 const P = '/api/v1/security';
-const noStore = { 'Cache-Control': { description: 'Never cached.', required: true, schema: { type: 'string' as const, const: 'no-store' } } };
+const noStore = {
+  'Cache-Control': {
+    description: 'Never cached.',
+    required: true,
+    schema: { type: 'string' as const, const: 'no-store' },
+  },
+};
 const ok = { description: 'Done.', schema: z.strictObject({ success: z.literal(true) }) };
 const conflict409 = (what: string) => ({ description: `CONFLICT: ${what}`, schema: ErrorResponse });
 describeRoute({
@@ -29,13 +47,18 @@ describeRoute({
   path: `${P}/mfa/totp/enroll`,
   operationId: 'enrollTotp',
   summary: 'Start a TOTP enrollment (pending until activated)',
-  description: 'Add the otpauth URI (RFC 6238, SHA-1, 6 digits, 30 s) to an authenticator app, then activate with a code. A new enrollment replaces a pending one.',
+  description:
+    'Add the otpauth URI (RFC 6238, SHA-1, 6 digits, 30 s) to an authenticator app, then activate with a code. A new enrollment replaces a pending one.',
   tags: ['identity'],
   security: ['bearerAuth'],
   permission: 'profile:read',
   request: { body: EMPTY, bodyOptional: true },
   responses: {
-    200: { description: 'The pending enrollment.', headers: noStore, schema: z.strictObject({ success: z.literal(true), otpauthUri: z.string().regex(/^otpauth:\/\/totp\//) }) },
+    200: {
+      description: 'The pending enrollment.',
+      headers: noStore,
+      schema: z.strictObject({ success: z.literal(true), otpauthUri: z.string().regex(/^otpauth:\/\/totp\//) }),
+    },
     409: conflict409('TOTP is already active for this user.'),
   },
 });
@@ -49,7 +72,14 @@ describeRoute({
   permission: 'profile:read',
   request: { body: totpCodeBody, bodyExample: { code: '123456' } },
   responses: {
-    200: { description: 'Active.', headers: noStore, schema: z.strictObject({ success: z.literal(true), recoveryCodes: z.array(z.string()).meta({ description: 'Ten single-use recovery codes; shown once.' }) }) },
+    200: {
+      description: 'Active.',
+      headers: noStore,
+      schema: z.strictObject({
+        success: z.literal(true),
+        recoveryCodes: z.array(z.string()).meta({ description: 'Ten single-use recovery codes; shown once.' }),
+      }),
+    },
     409: conflict409('no pending enrollment, or TOTP is already active.'),
   },
 });
@@ -58,7 +88,8 @@ describeRoute({
   path: `${P}/mfa/step-up`,
   operationId: 'stepUp',
   summary: 'Step up with a TOTP or recovery code; answers an access token accepted by step-up routes for 10 minutes',
-  description: 'A wrong code is 400 VALIDATION_FAILED (body.code, invalid_code); wrong codes count, and after too many step-up is locked (429 RATE_LIMITED + Retry-After).',
+  description:
+    'A wrong code is 400 VALIDATION_FAILED (body.code, invalid_code); wrong codes count, and after too many step-up is locked (429 RATE_LIMITED + Retry-After).',
   tags: ['identity'],
   security: ['bearerAuth'],
   permission: 'profile:read',
@@ -72,7 +103,9 @@ describeRoute({
         token: z.string(),
         tokenType: z.literal('Bearer'),
         expiresIn: z.int().min(1),
-        amr: z.array(z.string()).meta({ description: 'RFC 8176: ["otp"] for a TOTP code, ["mfa"] for a recovery code.' }),
+        amr: z
+          .array(z.string())
+          .meta({ description: 'RFC 8176: ["otp"] for a TOTP code, ["mfa"] for a recovery code.' }),
         authTime: z.int().meta({ description: 'When the step-up happened (seconds since the epoch).' }),
       }),
     },
@@ -100,39 +133,89 @@ describeRoute({
   permission: 'users:manage',
   stepUp: true,
   request: { params: userParams },
-  responses: { 200: ok, 404: { description: 'NOT_FOUND: the user has no TOTP enrollment (or is not in your tenant).', schema: ErrorResponse } },
+  responses: {
+    200: ok,
+    404: {
+      description: 'NOT_FOUND: the user has no TOTP enrollment (or is not in your tenant).',
+      schema: ErrorResponse,
+    },
+  },
 });
 
-export function mfaRouter(c: Composition, deps: { mfa: MfaService; requireStepUp: RequestHandler }, router: Router = Router()): Router {
+export function mfaRouter(
+  c: Composition,
+  deps: { mfa: MfaService; requireStepUp: RequestHandler },
+  router: Router = Router(),
+): Router {
   const { requireAuth, requirePermission } = c.guards;
   const { mfa, requireStepUp } = deps;
   const meta = (req: Request) => ({ ip: req.ctx.ip, userAgent: req.ctx.userAgent, requestId: req.ctx.requestId });
   const auth = (req: Request) => req.auth as NonNullable<Request['auth']>;
 
-  router.post('/mfa/totp/enroll', ...requireAuth, requirePermission('profile:read'), validate({ body: EMPTY }), async function enrollTotp(req: Request, res: Response) {
-    const r = await mfa.enroll(auth(req), meta(req));
-    res.set('Cache-Control', 'no-store').json({ success: true, otpauthUri: r.otpauthUri });
-  });
+  router.post(
+    '/mfa/totp/enroll',
+    ...requireAuth,
+    requirePermission('profile:read'),
+    validate({ body: EMPTY }),
+    async function enrollTotp(req: Request, res: Response) {
+      const r = await mfa.enroll(auth(req), meta(req));
+      res.set('Cache-Control', 'no-store').json({ success: true, otpauthUri: r.otpauthUri });
+    },
+  );
 
-  router.post('/mfa/totp/activate', ...requireAuth, requirePermission('profile:read'), validate({ body: totpCodeBody }), async function activateTotp(req: Request, res: Response) {
-    const r = await mfa.activate(auth(req), validBody<{ code: string }>(req).code, meta(req));
-    res.set('Cache-Control', 'no-store').json({ success: true, recoveryCodes: r.recoveryCodes });
-  });
+  router.post(
+    '/mfa/totp/activate',
+    ...requireAuth,
+    requirePermission('profile:read'),
+    validate({ body: totpCodeBody }),
+    async function activateTotp(req: Request, res: Response) {
+      const r = await mfa.activate(auth(req), validBody<{ code: string }>(req).code, meta(req));
+      res.set('Cache-Control', 'no-store').json({ success: true, recoveryCodes: r.recoveryCodes });
+    },
+  );
 
-  router.post('/mfa/step-up', ...requireAuth, requirePermission('profile:read'), validate({ body: codeBody }), async function stepUp(req: Request, res: Response) {
-    const r = await mfa.stepUp(auth(req), validBody<{ code: string }>(req).code, meta(req));
-    res.set('Cache-Control', 'no-store').json({ success: true, token: r.token, tokenType: 'Bearer', expiresIn: r.expiresIn, amr: r.amr, authTime: r.authTime });
-  });
+  router.post(
+    '/mfa/step-up',
+    ...requireAuth,
+    requirePermission('profile:read'),
+    validate({ body: codeBody }),
+    async function stepUp(req: Request, res: Response) {
+      const r = await mfa.stepUp(auth(req), validBody<{ code: string }>(req).code, meta(req));
+      res.set('Cache-Control', 'no-store').json({
+        success: true,
+        token: r.token,
+        tokenType: 'Bearer',
+        expiresIn: r.expiresIn,
+        amr: r.amr,
+        authTime: r.authTime,
+      });
+    },
+  );
 
-  router.delete('/mfa/totp', ...requireAuth, requirePermission('profile:read'), requireStepUp, validate({}), async function removeOwnTotp(req: Request, res: Response) {
-    if (!(await mfa.remove(auth(req), auth(req).userId, meta(req)))) throw notFound('TOTP enrollment');
-    res.json({ success: true });
-  });
+  router.delete(
+    '/mfa/totp',
+    ...requireAuth,
+    requirePermission('profile:read'),
+    requireStepUp,
+    validate({}),
+    async function removeOwnTotp(req: Request, res: Response) {
+      if (!(await mfa.remove(auth(req), auth(req).userId, meta(req)))) throw notFound('TOTP enrollment');
+      res.json({ success: true });
+    },
+  );
 
-  router.delete('/mfa/totp/users/:userId', ...requireAuth, requirePermission('users:manage'), requireStepUp, validate({ params: userParams }), async function resetUserTotp(req: Request, res: Response) {
-    if (!(await mfa.remove(auth(req), validParams<{ userId: string }>(req).userId.toLowerCase(), meta(req)))) throw notFound('TOTP enrollment');
-    res.json({ success: true });
-  });
+  router.delete(
+    '/mfa/totp/users/:userId',
+    ...requireAuth,
+    requirePermission('users:manage'),
+    requireStepUp,
+    validate({ params: userParams }),
+    async function resetUserTotp(req: Request, res: Response) {
+      if (!(await mfa.remove(auth(req), validParams<{ userId: string }>(req).userId.toLowerCase(), meta(req))))
+        throw notFound('TOTP enrollment');
+      res.json({ success: true });
+    },
+  );
 
   return router;
 }

@@ -36,10 +36,21 @@ class OAuthError extends Error {
 // ---- API description (server/src/openapi)
 const FORM = 'application/x-www-form-urlencoded';
 const oauthNoStore = {
-  'Cache-Control': { description: 'Never cached.', required: true, schema: { type: 'string' as const, const: 'no-store' } },
-  Pragma: { description: 'no-cache (RFC 6749 §5.1).', required: true, schema: { type: 'string' as const, const: 'no-cache' } },
+  'Cache-Control': {
+    description: 'Never cached.',
+    required: true,
+    schema: { type: 'string' as const, const: 'no-store' },
+  },
+  Pragma: {
+    description: 'no-cache (RFC 6749 §5.1).',
+    required: true,
+    schema: { type: 'string' as const, const: 'no-cache' },
+  },
 };
-const oauthError = (description: string, extra: Record<string, { description: string; required?: boolean; schema: { type: 'string' } }> = {}) => ({
+const oauthError = (
+  description: string,
+  extra: Record<string, { description: string; required?: boolean; schema: { type: 'string' } }> = {},
+) => ({
   description,
   schema: OAuthErrorResponse,
   headers: { ...oauthNoStore, ...extra },
@@ -61,10 +72,14 @@ describeRoute({
   tags: ['identity'],
   security: ['apiKey'],
   permission: 'tokens:introspect',
-  request: { body: tokenForm('Looked at first; unknown hints are ignored (RFC 7662 §2.1).'), bodyContentType: FORM, bodyExample: { token: 'eyJhbGciOiJFUzI1NiIs…', token_type_hint: 'access_token' } },
+  request: {
+    body: tokenForm('Looked at first; unknown hints are ignored (RFC 7662 §2.1).'),
+    bodyContentType: FORM,
+    bodyExample: { token: 'eyJhbGciOiJFUzI1NiIs…', token_type_hint: 'access_token' },
+  },
   responses: {
     200: {
-      description: 'The token\'s state.',
+      description: "The token's state.",
       headers: oauthNoStore,
       schema: z.union([
         z.strictObject({ active: z.literal(false) }),
@@ -83,7 +98,9 @@ describeRoute({
       ]),
     },
     400: oauthError('invalid_request: not form-encoded (UTF-8), no or a malformed token, a parameter given twice.'),
-    401: oauthError('invalid_client: no API key, or an unknown, revoked or expired one.', { 'WWW-Authenticate': { description: 'Bearer error="invalid_client".', required: true, schema: { type: 'string' } } }),
+    401: oauthError('invalid_client: no API key, or an unknown, revoked or expired one.', {
+      'WWW-Authenticate': { description: 'Bearer error="invalid_client".', required: true, schema: { type: 'string' } },
+    }),
     403: oauthError('invalid_client: the API key lacks the tokens:introspect scope.'),
     413: oauthError('invalid_request: the body exceeds 8 kB.'),
   },
@@ -98,10 +115,16 @@ describeRoute({
     'Errors here are RFC 6749 §5.2 bodies, not the ErrorResponse envelope.',
   tags: ['identity'],
   security: [],
-  request: { body: tokenForm('access_token or refresh_token; any other value is 400 unsupported_token_type.'), bodyContentType: FORM, bodyExample: { token: '1jgRCM-ckL3_lBPfDiKbmsm_eGIRG2T3woSI6FcViqM', token_type_hint: 'refresh_token' } },
+  request: {
+    body: tokenForm('access_token or refresh_token; any other value is 400 unsupported_token_type.'),
+    bodyContentType: FORM,
+    bodyExample: { token: '1jgRCM-ckL3_lBPfDiKbmsm_eGIRG2T3woSI6FcViqM', token_type_hint: 'refresh_token' },
+  },
   responses: {
     200: { description: 'Revoked, or nothing to revoke (no body).', headers: oauthNoStore },
-    400: oauthError('invalid_request (not form-encoded, no or a malformed token) or unsupported_token_type (an unknown token_type_hint).'),
+    400: oauthError(
+      'invalid_request (not form-encoded, no or a malformed token) or unsupported_token_type (an unknown token_type_hint).',
+    ),
     413: oauthError('invalid_request: the body exceeds 8 kB.'),
   },
 });
@@ -121,42 +144,73 @@ export function unlessOAuth(handlers: RequestHandler[]): RequestHandler {
 
 function send(res: Response, e: OAuthError): void {
   if (e.status === 401) res.set('WWW-Authenticate', `Bearer error="${e.error}"`);
-  res.status(e.status).set('Cache-Control', 'no-store').set('Pragma', 'no-cache').json({ error: e.error, error_description: e.description });
+  res
+    .status(e.status)
+    .set('Cache-Control', 'no-store')
+    .set('Pragma', 'no-cache')
+    .json({ error: e.error, error_description: e.description });
 }
 
 /** Parses and checks the form: one `token` (1–4096 characters), an optional known `token_type_hint`. */
 function readForm(req: Request, forRevoke: boolean): { token: string; hint: TokenTypeHint | null } {
   const body = req.body as Record<string, unknown> | undefined;
-  if (!body || typeof body !== 'object') throw new OAuthError('invalid_request', 400, 'the request must be application/x-www-form-urlencoded with a token parameter');
+  if (!body || typeof body !== 'object')
+    throw new OAuthError(
+      'invalid_request',
+      400,
+      'the request must be application/x-www-form-urlencoded with a token parameter',
+    );
   for (const [k, v] of Object.entries(body)) {
     if (!ALLOWED.has(k)) continue; // RFC 6749 §3.2: unknown parameters are ignored
     if (typeof v !== 'string') throw new OAuthError('invalid_request', 400, `${k} must be given once`);
   }
   const token = body.token;
-  if (typeof token !== 'string' || token.length === 0) throw new OAuthError('invalid_request', 400, 'the token parameter is missing');
-  if (token.length > 4096 || !token.isWellFormed() || token.includes('\u0000')) throw new OAuthError('invalid_request', 400, 'the token parameter is malformed');
+  if (typeof token !== 'string' || token.length === 0)
+    throw new OAuthError('invalid_request', 400, 'the token parameter is missing');
+  if (token.length > 4096 || !token.isWellFormed() || token.includes('\u0000'))
+    throw new OAuthError('invalid_request', 400, 'the token parameter is malformed');
   const h = body.token_type_hint;
-  if (h === undefined || h === 'access_token' || h === 'refresh_token') return { token, hint: (h as TokenTypeHint | undefined) ?? null };
+  if (h === undefined || h === 'access_token' || h === 'refresh_token')
+    return { token, hint: (h as TokenTypeHint | undefined) ?? null };
   // RFC 7009 §2.2.1: a type the server does not revoke; introspection ignores unknown hints (RFC 7662 §2.1).
-  if (forRevoke) throw new OAuthError('unsupported_token_type', 400, 'token_type_hint must be access_token or refresh_token');
+  if (forRevoke)
+    throw new OAuthError('unsupported_token_type', 400, 'token_type_hint must be access_token or refresh_token');
   return { token, hint: null };
 }
 
 export function mountOAuth(app: Express, c: Composition): void {
   const { tokens, sessions, audit } = c.services;
-  const oauth = createOAuthService({ pool: c.pool, clock: c.clock, audit, tokens, sessions, issuer: c.config.jwt.issuer, audience: c.config.jwt.audience });
+  const oauth = createOAuthService({
+    pool: c.pool,
+    clock: c.clock,
+    audit,
+    tokens,
+    sessions,
+    issuer: c.config.jwt.issuer,
+    audience: c.config.jwt.audience,
+  });
   const form = express.urlencoded({ extended: false, limit: 8 * 1024, parameterLimit: 20, type: () => true });
 
   function parseForm(req: Request, res: Response, next: NextFunction): void {
     const ct = String(req.headers['content-type'] ?? '');
     if (!FORM_TYPE.test(ct)) {
-      send(res, new OAuthError('invalid_request', 400, 'the request must be application/x-www-form-urlencoded (UTF-8)'));
+      send(
+        res,
+        new OAuthError('invalid_request', 400, 'the request must be application/x-www-form-urlencoded (UTF-8)'),
+      );
       return;
     }
     form(req, res, (err?: unknown) => {
       if (err) {
         const tooLarge = (err as { type?: string }).type === 'entity.too.large';
-        send(res, new OAuthError('invalid_request', tooLarge ? 413 : 400, tooLarge ? 'the request body is too large' : 'the request body could not be parsed'));
+        send(
+          res,
+          new OAuthError(
+            'invalid_request',
+            tooLarge ? 413 : 400,
+            tooLarge ? 'the request body is too large' : 'the request body could not be parsed',
+          ),
+        );
         return;
       }
       next();
@@ -165,33 +219,46 @@ export function mountOAuth(app: Express, c: Composition): void {
 
   const meta = (req: Request) => ({ ip: req.ctx.ip, userAgent: req.ctx.userAgent, requestId: req.ctx.requestId });
 
-  app.post('/oauth/introspect', function authenticateCaller(req: Request, res: Response, next: NextFunction) {
-    if (!presentsApiKey(req)) {
-      send(res, new OAuthError('invalid_client', 401, 'authenticate with an API key holding tokens:introspect (Authorization: Bearer fsk_…)'));
-      return;
-    }
-    c.guards.requireApiKey(req, res, (err?: unknown) => {
-      if (err) {
-        if (isAppError(err) && err.status === 401) send(res, new OAuthError('invalid_client', 401, 'client authentication failed'));
-        else next(err);
+  app.post(
+    '/oauth/introspect',
+    function authenticateCaller(req: Request, res: Response, next: NextFunction) {
+      if (!presentsApiKey(req)) {
+        send(
+          res,
+          new OAuthError(
+            'invalid_client',
+            401,
+            'authenticate with an API key holding tokens:introspect (Authorization: Bearer fsk_…)',
+          ),
+        );
         return;
       }
-      if (!req.auth || !principalHas(req.auth, 'tokens:introspect')) {
-        send(res, new OAuthError('invalid_client', 403, 'the API key lacks the tokens:introspect scope'));
-        return;
+      c.guards.requireApiKey(req, res, (err?: unknown) => {
+        if (err) {
+          if (isAppError(err) && err.status === 401)
+            send(res, new OAuthError('invalid_client', 401, 'client authentication failed'));
+          else next(err);
+          return;
+        }
+        if (!req.auth || !principalHas(req.auth, 'tokens:introspect')) {
+          send(res, new OAuthError('invalid_client', 403, 'the API key lacks the tokens:introspect scope'));
+          return;
+        }
+        next();
+      });
+    },
+    parseForm,
+    async function introspect(req: Request, res: Response) {
+      try {
+        const { token, hint } = readForm(req, false);
+        const result = await oauth.introspect(token, (req.auth as NonNullable<Request['auth']>).tenantId, hint);
+        res.set('Cache-Control', 'no-store').set('Pragma', 'no-cache').json(result);
+      } catch (e) {
+        if (e instanceof OAuthError) send(res, e);
+        else throw e;
       }
-      next();
-    });
-  }, parseForm, async function introspect(req: Request, res: Response) {
-    try {
-      const { token, hint } = readForm(req, false);
-      const result = await oauth.introspect(token, (req.auth as NonNullable<Request['auth']>).tenantId, hint);
-      res.set('Cache-Control', 'no-store').set('Pragma', 'no-cache').json(result);
-    } catch (e) {
-      if (e instanceof OAuthError) send(res, e);
-      else throw e;
-    }
-  });
+    },
+  );
 
   app.post('/oauth/revoke', parseForm, async function revoke(req: Request, res: Response) {
     try {

@@ -14,7 +14,12 @@ describeRoute({
   summary: 'This API description (OpenAPI 3.1)',
   tags: ['health'],
   security: [],
-  responses: { 200: { description: 'The document (also committed as docs/openapi.json).', schema: z.looseObject({ openapi: z.literal('3.1.0') }) } },
+  responses: {
+    200: {
+      description: 'The document (also committed as docs/openapi.json).',
+      schema: z.looseObject({ openapi: z.literal('3.1.0') }),
+    },
+  },
 });
 
 export function mountOpenApi(app: Router): void {

@@ -18,10 +18,19 @@ describeRoute({
   path: '/api/v1/security/csrf-token',
   operationId: 'getCsrfToken',
   summary: 'A CSRF token for the cookie refresh',
-  description: 'Sets the signed CSRF cookie (fleet.csrf; __Host-fleet.csrf in production) and returns the token to send back as X-CSRF-Token with POST /refresh when the refresh token comes from the fleet_refresh cookie.',
+  description:
+    'Sets the signed CSRF cookie (fleet.csrf; __Host-fleet.csrf in production) and returns the token to send back as X-CSRF-Token with POST /refresh when the refresh token comes from the fleet_refresh cookie.',
   tags: ['auth'],
   security: [],
-  responses: { 200: { description: 'The token.', schema: z.strictObject({ success: z.literal(true), csrfToken: z.string() }), headers: { 'Set-Cookie': { description: 'The CSRF cookie (HttpOnly, SameSite=Strict).', schema: { type: 'string' } } } } },
+  responses: {
+    200: {
+      description: 'The token.',
+      schema: z.strictObject({ success: z.literal(true), csrfToken: z.string() }),
+      headers: {
+        'Set-Cookie': { description: 'The CSRF cookie (HttpOnly, SameSite=Strict).', schema: { type: 'string' } },
+      },
+    },
+  },
 });
 
 export interface SecurityRouterDeps {
@@ -44,8 +53,16 @@ export function securityRouter(deps: SecurityRouterDeps): Router {
   keysRouter(deps.composition, router);
   siemRouter(deps.composition, router);
   auditStreamsRouter(deps.composition, router);
-  apiKeysRouter(deps.composition, { apiKeys: deps.composition.services.apiKeys, requireStepUp: deps.composition.guards.requireStepUp }, router);
-  mfaRouter(deps.composition, { mfa: deps.composition.services.mfa, requireStepUp: deps.composition.guards.requireStepUp }, router);
+  apiKeysRouter(
+    deps.composition,
+    { apiKeys: deps.composition.services.apiKeys, requireStepUp: deps.composition.guards.requireStepUp },
+    router,
+  );
+  mfaRouter(
+    deps.composition,
+    { mfa: deps.composition.services.mfa, requireStepUp: deps.composition.guards.requireStepUp },
+    router,
+  );
 
   return router;
 }

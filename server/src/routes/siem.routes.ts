@@ -11,7 +11,13 @@ import { storableTimestamp } from '../lib/timestamps';
 import { rejectQuery, validBody, validate } from '../middleware/input-validation';
 import { ErrorResponse } from '../openapi/common';
 import { describeRoute } from '../openapi/registry';
-import { EVENT_TYPE_RE, MAX_DETAILS_BYTES, MAX_MESSAGE_CHARS, RESERVED_PREFIXES, hasReservedPrefix } from '../services/siem/events';
+import {
+  EVENT_TYPE_RE,
+  MAX_DETAILS_BYTES,
+  MAX_MESSAGE_CHARS,
+  RESERVED_PREFIXES,
+  hasReservedPrefix,
+} from '../services/siem/events';
 import type { ApiEventInput } from '../services/siem/service';
 
 export const MAX_EVENTS_PER_REQUEST = 100;
@@ -30,7 +36,10 @@ export const siemEventSchema = z.strictObject({
   message: text(MAX_MESSAGE_CHARS),
   details: z
     .record(z.string().max(128), z.unknown())
-    .refine((v) => Buffer.byteLength(JSON.stringify(v)) <= MAX_DETAILS_BYTES, `must serialize to at most ${MAX_DETAILS_BYTES} bytes`)
+    .refine(
+      (v) => Buffer.byteLength(JSON.stringify(v)) <= MAX_DETAILS_BYTES,
+      `must serialize to at most ${MAX_DETAILS_BYTES} bytes`,
+    )
     .optional(),
   occurredAt: storableTimestamp.optional(),
   outcome: z.enum(['success', 'failure', 'denied']).optional(),
@@ -47,7 +56,10 @@ export const exportSchema = z
     from: storableTimestamp.optional(),
     to: storableTimestamp.optional(),
   })
-  .refine((v) => !v.from || !v.to || Date.parse(v.from) < Date.parse(v.to), { message: '`from` must be before `to`', path: ['from'] });
+  .refine((v) => !v.from || !v.to || Date.parse(v.from) < Date.parse(v.to), {
+    message: '`from` must be before `to`',
+    path: ['from'],
+  });
 
 // ---- API description (server/src/openapi)
 const P = '/api/v1/security';
@@ -56,13 +68,31 @@ describeRoute({
   path: `${P}/audit/siem`,
   operationId: 'submitSiemEvents',
   summary: 'Queue events for the SIEM',
-  description: 'The events are in the durable outbox (with an audit.siem.submitted audit row) and reach the SIEM at the next flush. 503 when no SIEM is configured or the queue is full (Retry-After). Also callable with an API key holding siem:write; send an Idempotency-Key to make retries safe.',
+  description:
+    'The events are in the durable outbox (with an audit.siem.submitted audit row) and reach the SIEM at the next flush. 503 when no SIEM is configured or the queue is full (Retry-After). Also callable with an API key holding siem:write; send an Idempotency-Key to make retries safe.',
   tags: ['siem'],
   security: ['bearerAuth', 'apiKey'],
   permission: 'siem:write',
   idempotent: true,
-  request: { body: submitSchema, bodyExample: { events: [{ eventType: 'vehicle.geofence.breach', severity: 'high', message: 'V-42 left the depot', details: { vehicle: 'V-42' } }] } },
-  responses: { 202: { description: 'Queued.', schema: z.strictObject({ success: z.literal(true), queued: z.int().min(1), eventIds: z.array(z.uuid()) }) } },
+  request: {
+    body: submitSchema,
+    bodyExample: {
+      events: [
+        {
+          eventType: 'vehicle.geofence.breach',
+          severity: 'high',
+          message: 'V-42 left the depot',
+          details: { vehicle: 'V-42' },
+        },
+      ],
+    },
+  },
+  responses: {
+    202: {
+      description: 'Queued.',
+      schema: z.strictObject({ success: z.literal(true), queued: z.int().min(1), eventIds: z.array(z.uuid()) }),
+    },
+  },
 });
 describeRoute({
   method: 'get',
@@ -75,7 +105,14 @@ describeRoute({
   responses: {
     200: {
       description: 'Counts are for your tenant.',
-      schema: z.strictObject({ success: z.literal(true), queuedEvents: z.int().min(0), deadLetter: z.int().min(0), lastFlushAt: z.string().nullable(), lastError: z.string().nullable(), healthy: z.boolean() }),
+      schema: z.strictObject({
+        success: z.literal(true),
+        queuedEvents: z.int().min(0),
+        deadLetter: z.int().min(0),
+        lastFlushAt: z.string().nullable(),
+        lastError: z.string().nullable(),
+        healthy: z.boolean(),
+      }),
     },
   },
 });
@@ -84,7 +121,8 @@ describeRoute({
   path: `${P}/audit/blob-storage`,
   operationId: 'exportAuditArchive',
   summary: 'Archive audit rows to immutable blob storage',
-  description: 'Idempotent: a range already exported answers the same blob with created: false. 409 when the tenant has no audit rows yet or `from` would leave older rows unarchived; 503 when no archive is configured or the storage fails.',
+  description:
+    'Idempotent: a range already exported answers the same blob with created: false. 409 when the tenant has no audit rows yet or `from` would leave older rows unarchived; 503 when no archive is configured or the storage fails.',
   tags: ['siem'],
   security: ['bearerAuth'],
   permission: 'audit:export',
@@ -117,24 +155,46 @@ export function siemRouter(c: Composition, router: Router = Router()): Router {
   const { requireAuth, requireAuthOrApiKey, requirePermission } = c.guards;
   const { siem, archive } = c.services.monitoring;
 
-  router.post('/audit/siem', ...requireAuthOrApiKey, requirePermission('siem:write'), c.services.idempotency.checkKey, validate({ body: submitSchema }), async function submitSiemEvents(req: Request, res: Response) {
-    const body = validBody<{ events: ApiEventInput[] }>(req);
-    await c.services.idempotency.respond(req, res, 'POST /audit/siem', async (q) => {
-      const eventIds = await siem.submitFromRequest(req, body.events, q);
-      return { status: 202, body: { success: true, queued: eventIds.length, eventIds } };
-    });
-  });
+  router.post(
+    '/audit/siem',
+    ...requireAuthOrApiKey,
+    requirePermission('siem:write'),
+    c.services.idempotency.checkKey,
+    validate({ body: submitSchema }),
+    async function submitSiemEvents(req: Request, res: Response) {
+      const body = validBody<{ events: ApiEventInput[] }>(req);
+      await c.services.idempotency.respond(req, res, 'POST /audit/siem', async (q) => {
+        const eventIds = await siem.submitFromRequest(req, body.events, q);
+        return { status: 202, body: { success: true, queued: eventIds.length, eventIds } };
+      });
+    },
+  );
 
-  router.get('/siem/status', ...requireAuth, requirePermission('siem:read'), rejectQuery, async function siemStatus(req: Request, res: Response) {
-    const status = await siem.getQueueStatus(req.auth?.tenantId);
-    res.json({ success: true, ...status });
-  });
+  router.get(
+    '/siem/status',
+    ...requireAuth,
+    requirePermission('siem:read'),
+    rejectQuery,
+    async function siemStatus(req: Request, res: Response) {
+      const status = await siem.getQueueStatus(req.auth?.tenantId);
+      res.json({ success: true, ...status });
+    },
+  );
 
-  router.post('/audit/blob-storage', ...requireAuth, requirePermission('audit:export'), validate({ body: exportSchema }), async function exportAuditArchive(req: Request, res: Response) {
-    const body = validBody<{ from?: string; to?: string }>(req);
-    const result = await archive.exportFromRequest(req, { from: body.from ? new Date(body.from) : null, to: body.to ? new Date(body.to) : null });
-    res.json({ success: true, created: result.created, blob: result.blob });
-  });
+  router.post(
+    '/audit/blob-storage',
+    ...requireAuth,
+    requirePermission('audit:export'),
+    validate({ body: exportSchema }),
+    async function exportAuditArchive(req: Request, res: Response) {
+      const body = validBody<{ from?: string; to?: string }>(req);
+      const result = await archive.exportFromRequest(req, {
+        from: body.from ? new Date(body.from) : null,
+        to: body.to ? new Date(body.to) : null,
+      });
+      res.json({ success: true, created: result.created, blob: result.blob });
+    },
+  );
 
   return router;
 }

@@ -30,7 +30,6 @@ export interface AuthContext {
 }
 
 declare global {
-   
   namespace Express {
     interface Request {
       ctx: RequestContext;

@@ -36,15 +36,40 @@ async function inTenant<T>(pool: pg.Pool, tenant: string, fn: (c: pg.PoolClient)
   }
 }
 
-const code = (p: Promise<unknown>): Promise<string> => p.then(() => 'ok', (e: { code?: string }) => e.code ?? 'error');
+const code = (p: Promise<unknown>): Promise<string> =>
+  p.then(
+    () => 'ok',
+    (e: { code?: string }) => e.code ?? 'error',
+  );
 
-describe('audit_logs: id and created_at are the server\'s', () => {
+describe("audit_logs: id and created_at are the server's", () => {
   test('when the application role names created_at or forces an id, then the insert is refused; a normal insert is stamped with the server clock', async () => {
     const tenant = uniqueTenant('clock');
-    expect(await code(inTenant(app, tenant, (c) => c.query("INSERT INTO audit_logs (tenant_id, action, resource_type, created_at) VALUES ($1, 'x.y', 'z', '2001-01-01')", [tenant])))).toBe('42501');
-    expect(await code(inTenant(app, tenant, (c) => c.query("INSERT INTO audit_logs (id, tenant_id, action, resource_type) OVERRIDING SYSTEM VALUE VALUES (1, $1, 'x.y', 'z')", [tenant])))).toBe('42501');
+    expect(
+      await code(
+        inTenant(app, tenant, (c) =>
+          c.query(
+            "INSERT INTO audit_logs (tenant_id, action, resource_type, created_at) VALUES ($1, 'x.y', 'z', '2001-01-01')",
+            [tenant],
+          ),
+        ),
+      ),
+    ).toBe('42501');
+    expect(
+      await code(
+        inTenant(app, tenant, (c) =>
+          c.query(
+            "INSERT INTO audit_logs (id, tenant_id, action, resource_type) OVERRIDING SYSTEM VALUE VALUES (1, $1, 'x.y', 'z')",
+            [tenant],
+          ),
+        ),
+      ),
+    ).toBe('42501');
     const row = await inTenant(app, tenant, async (c) => {
-      const { rows } = await c.query<{ created_at: Date; now: Date }>("INSERT INTO audit_logs (tenant_id, action, resource_type) VALUES ($1, 'x.y', 'z') RETURNING created_at, now() AS now", [tenant]);
+      const { rows } = await c.query<{ created_at: Date; now: Date }>(
+        "INSERT INTO audit_logs (tenant_id, action, resource_type) VALUES ($1, 'x.y', 'z') RETURNING created_at, now() AS now",
+        [tenant],
+      );
       return rows[0];
     });
     expect(row?.created_at.getTime()).toBe(row?.now.getTime());
@@ -52,7 +77,10 @@ describe('audit_logs: id and created_at are the server\'s', () => {
 
   test('when the owner inserts with an explicit created_at (a restore, an import), then it is kept', async () => {
     const tenant = uniqueTenant('clock-owner');
-    const { rows } = await owner.query<{ created_at: Date }>("INSERT INTO audit_logs (tenant_id, action, resource_type, created_at) VALUES ($1, 'x.y', 'z', '2020-02-02T00:00:00Z') RETURNING created_at", [tenant]);
+    const { rows } = await owner.query<{ created_at: Date }>(
+      "INSERT INTO audit_logs (tenant_id, action, resource_type, created_at) VALUES ($1, 'x.y', 'z', '2020-02-02T00:00:00Z') RETURNING created_at",
+      [tenant],
+    );
     expect(rows[0]?.created_at.toISOString()).toBe('2020-02-02T00:00:00.000Z');
   });
 });
@@ -72,12 +100,31 @@ describe('audit_exports: append-only', () => {
     const id = await pendingExport(tenant);
     expect(await code(owner.query('DELETE FROM audit_exports WHERE id = $1', [id]))).toBe('42501');
     expect(await code(owner.query('TRUNCATE audit_exports'))).toBe('42501');
-    expect(await code(owner.query("UPDATE audit_exports SET digest = $2 WHERE id = $1", [id, 'f'.repeat(64)]))).toBe('42501');
-    expect(await code(owner.query("UPDATE audit_exports SET status = 'complete', blob_name = 'other' WHERE id = $1", [id]))).toBe('42501');
+    expect(await code(owner.query('UPDATE audit_exports SET digest = $2 WHERE id = $1', [id, 'f'.repeat(64)]))).toBe(
+      '42501',
+    );
+    expect(
+      await code(owner.query("UPDATE audit_exports SET status = 'complete', blob_name = 'other' WHERE id = $1", [id])),
+    ).toBe('42501');
     // The application role's one change: the completion bookkeeping.
-    expect(await code(inTenant(app, tenant, (c) => c.query("UPDATE audit_exports SET status = 'complete', completed_at = now(), immutable_until = now() WHERE id = $1", [id])))).toBe('ok');
-    expect(await code(inTenant(app, tenant, (c) => c.query("UPDATE audit_exports SET completed_at = now() WHERE id = $1", [id])))).toBe('42501');
-    expect(await code(inTenant(app, tenant, (c) => c.query('DELETE FROM audit_exports WHERE id = $1', [id])))).toBe('42501');
+    expect(
+      await code(
+        inTenant(app, tenant, (c) =>
+          c.query(
+            "UPDATE audit_exports SET status = 'complete', completed_at = now(), immutable_until = now() WHERE id = $1",
+            [id],
+          ),
+        ),
+      ),
+    ).toBe('ok');
+    expect(
+      await code(
+        inTenant(app, tenant, (c) => c.query('UPDATE audit_exports SET completed_at = now() WHERE id = $1', [id])),
+      ),
+    ).toBe('42501');
+    expect(await code(inTenant(app, tenant, (c) => c.query('DELETE FROM audit_exports WHERE id = $1', [id])))).toBe(
+      '42501',
+    );
     const { rows } = await owner.query('SELECT status FROM audit_exports WHERE id = $1', [id]);
     expect(rows).toEqual([{ status: 'complete' }]);
   });
@@ -86,7 +133,12 @@ describe('audit_exports: append-only', () => {
 describe('audit_chain_anchors: written only by audit_purge()', () => {
   test('when the owner inserts an anchor by hand (to make verification skip rows), then it is refused', async () => {
     const tenant = uniqueTenant('anchor');
-    const r = await code(owner.query("INSERT INTO audit_chain_anchors (tenant_id, seq, row_hash, purged_rows, purged_before, reason, purged_by) VALUES ($1, 5, $2, 5, now(), 'skip', 'me')", [tenant, Buffer.alloc(32)]));
+    const r = await code(
+      owner.query(
+        "INSERT INTO audit_chain_anchors (tenant_id, seq, row_hash, purged_rows, purged_before, reason, purged_by) VALUES ($1, 5, $2, 5, now(), 'skip', 'me')",
+        [tenant, Buffer.alloc(32)],
+      ),
+    );
     expect(r).toBe('42501');
     // Setting the purge's flag from outside is possible for the owner, which is why the
     // threat model counts the owner as able to rewrite history (docs/SECURITY_API.md).

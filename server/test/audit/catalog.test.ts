@@ -54,7 +54,10 @@ describe('audit action catalog', () => {
   it('when the catalog is listed, then it holds at least 30 actions including every canonical one with its severity', () => {
     expect(AUDIT_ACTIONS.length).toBeGreaterThanOrEqual(30);
     for (const [action, severity] of Object.entries(CANONICAL)) {
-      expect([action, isCatalogAction(action) ? AUDIT_CATALOG[action].severity : 'missing']).toEqual([action, severity]);
+      expect([action, isCatalogAction(action) ? AUDIT_CATALOG[action].severity : 'missing']).toEqual([
+        action,
+        severity,
+      ]);
     }
   });
 
@@ -74,22 +77,45 @@ describe('audit action catalog', () => {
 });
 
 describe('client-recorded actions', () => {
-  it.each(['vehicle.updated', 'fleet.route.planned', 'doc-store.file_uploaded', 'a.b', 'report2.v2-export', 'audit.note'])('when a client records %s, then it is accepted', (a) => {
+  it.each([
+    'vehicle.updated',
+    'fleet.route.planned',
+    'doc-store.file_uploaded',
+    'a.b',
+    'report2.v2-export',
+    'audit.note',
+  ])('when a client records %s, then it is accepted', (a) => {
     expect(clientActionProblem(a)).toBeNull();
   });
 
-  it.each(RESERVED_PREFIXES.map((p) => `${p}custom`))('when a client records %s (a reserved prefix), then it is refused', (a) => {
-    expect(clientActionProblem(a)).toMatch(/reserved/);
-  });
-
-  it.each(['access.denied', 'audit.verify.failed', 'audit.export', 'audit.purge'])('when a client records the server-side action %s, then it is refused', (a) => {
-    expect(clientActionProblem(a)).toMatch(/server-side/);
-  });
-
-  it.each(['nodot', 'Upper.case', '.leading', 'trailing.', 'a..b', '1abc.x', 'with space.x', 'ünï.code', 'semi;colon.x', "quote'.x", 'a.b\n', `a.${'b'.repeat(127)}`])(
-    'when a client records the malformed name %j, then it is refused',
+  it.each(RESERVED_PREFIXES.map((p) => `${p}custom`))(
+    'when a client records %s (a reserved prefix), then it is refused',
     (a) => {
-      expect(clientActionProblem(a)).not.toBeNull();
+      expect(clientActionProblem(a)).toMatch(/reserved/);
     },
   );
+
+  it.each(['access.denied', 'audit.verify.failed', 'audit.export', 'audit.purge'])(
+    'when a client records the server-side action %s, then it is refused',
+    (a) => {
+      expect(clientActionProblem(a)).toMatch(/server-side/);
+    },
+  );
+
+  it.each([
+    'nodot',
+    'Upper.case',
+    '.leading',
+    'trailing.',
+    'a..b',
+    '1abc.x',
+    'with space.x',
+    'ünï.code',
+    'semi;colon.x',
+    "quote'.x",
+    'a.b\n',
+    `a.${'b'.repeat(127)}`,
+  ])('when a client records the malformed name %j, then it is refused', (a) => {
+    expect(clientActionProblem(a)).not.toBeNull();
+  });
 });

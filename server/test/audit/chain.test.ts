@@ -25,14 +25,25 @@ afterAll(async () => {
 async function writeRows(tenantId: string, n: number): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < n; i += 1) {
-    const r = await t.composition.services.audit.record({ tenantId, action: 'test.chain', resourceType: 'thing', resourceId: `r${i}`, after: { i } });
+    const r = await t.composition.services.audit.record({
+      tenantId,
+      action: 'test.chain',
+      resourceType: 'thing',
+      resourceId: `r${i}`,
+      after: { i },
+    });
     ids.push(r.id);
   }
   return ids;
 }
 
-async function chainOf(tenantId: string): Promise<Array<{ audit_id: string; seq: string; prev_hash: Buffer; row_hash: Buffer }>> {
-  const { rows } = await owner.query('SELECT audit_id::text, seq::text, prev_hash, row_hash FROM audit_chain WHERE tenant_id = $1 ORDER BY seq', [tenantId]);
+async function chainOf(
+  tenantId: string,
+): Promise<Array<{ audit_id: string; seq: string; prev_hash: Buffer; row_hash: Buffer }>> {
+  const { rows } = await owner.query(
+    'SELECT audit_id::text, seq::text, prev_hash, row_hash FROM audit_chain WHERE tenant_id = $1 ORDER BY seq',
+    [tenantId],
+  );
   return rows;
 }
 
@@ -45,7 +56,8 @@ describe('sealing', () => {
     expect(chain.map((c) => c.audit_id)).toEqual(ids);
     expect(chain.map((c) => c.seq)).toEqual(['1', '2', '3', '4', '5']);
     expect(chain[0]?.prev_hash.equals(GENESIS_HASH)).toBe(true);
-    for (let i = 1; i < chain.length; i += 1) expect(chain[i]?.prev_hash.equals(chain[i - 1]?.row_hash as Buffer)).toBe(true);
+    for (let i = 1; i < chain.length; i += 1)
+      expect(chain[i]?.prev_hash.equals(chain[i - 1]?.row_hash as Buffer)).toBe(true);
 
     const r = await t.composition.services.audit.verify(tenant);
     expect(r).toMatchObject({ valid: true, checked: 5, firstBrokenId: null, unsealed: 0, reason: null });
@@ -130,7 +142,10 @@ describe('sealing', () => {
     try {
       await c.query('BEGIN');
       await c.query("SELECT set_config('app.tenant_id', $1, true)", [tenant]);
-      await t.composition.services.audit.record({ tenantId: tenant, action: 'test.rollback', resourceType: 'thing' }, c);
+      await t.composition.services.audit.record(
+        { tenantId: tenant, action: 'test.rollback', resourceType: 'thing' },
+        c,
+      );
       await c.query('ROLLBACK');
     } finally {
       c.release();
@@ -264,7 +279,12 @@ describe('concurrency', () => {
         writers.push(
           (async () => {
             for (let i = 0; i < perWriter; i += 1) {
-              await svc.record({ tenantId: i % 5 === 0 ? other : tenant, action: 'test.concurrent', resourceType: 'thing', resourceId: `${w}-${i}` });
+              await svc.record({
+                tenantId: i % 5 === 0 ? other : tenant,
+                action: 'test.concurrent',
+                resourceType: 'thing',
+                resourceId: `${w}-${i}`,
+              });
             }
           })(),
         );
@@ -295,7 +315,9 @@ describe('concurrency', () => {
   it('when one connection keeps sealing while the tables grow, then every call is planned afresh and seals exactly the queued rows, in order', async () => {
     // PL/pgSQL would otherwise keep the plan made on the first, near-empty tables (scans
     // whose cost grew with the tables: migration 043).
-    const { rows: cfg } = await owner.query<{ proconfig: string[] }>("SELECT proconfig FROM pg_proc WHERE proname = 'audit_seal'");
+    const { rows: cfg } = await owner.query<{ proconfig: string[] }>(
+      "SELECT proconfig FROM pg_proc WHERE proname = 'audit_seal'",
+    );
     expect(cfg[0]?.proconfig).toEqual(expect.arrayContaining(['plan_cache_mode=force_custom_plan']));
 
     const tenant = uniqueTenant();
@@ -323,7 +345,11 @@ describe('concurrency', () => {
       const chain = (await chainOf(tenant)).sort((a, b) => Number(a.seq) - Number(b.seq));
       expect(chain.map((c) => c.seq)).toEqual(Array.from({ length: 2508 }, (_, i) => String(i + 1)));
       expect(chain.slice(8).map((c) => c.audit_id)).toEqual(ids);
-      expect(await t.composition.services.audit.verify(tenant)).toMatchObject({ valid: true, checked: 2508, unsealed: 0 });
+      expect(await t.composition.services.audit.verify(tenant)).toMatchObject({
+        valid: true,
+        checked: 2508,
+        unsealed: 0,
+      });
     } finally {
       await app.end();
     }
@@ -349,11 +375,18 @@ describe('the background sealer', () => {
     const app = await buildTestApp({ start: true });
     try {
       const tenant = uniqueTenant('bg');
-      await app.composition.services.audit.record({ tenantId: tenant, action: 'test.background', resourceType: 'thing' });
+      await app.composition.services.audit.record({
+        tenantId: tenant,
+        action: 'test.background',
+        resourceType: 'thing',
+      });
       let sealed = 0;
       for (let i = 0; i < 100 && sealed === 0; i += 1) {
         await new Promise((r) => setTimeout(r, 100));
-        const { rows } = await owner.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_chain WHERE tenant_id = $1', [tenant]);
+        const { rows } = await owner.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM audit_chain WHERE tenant_id = $1',
+          [tenant],
+        );
         sealed = rows[0]?.n ?? 0;
       }
       expect(sealed).toBe(1);
@@ -366,7 +399,10 @@ describe('the background sealer', () => {
 
   it('when rows are inserted by a plain INSERT (as scripts do), then they are sealed like any other', async () => {
     const tenant = uniqueTenant('script');
-    const ids = await insertRawRows(owner, tenant, [{ action: 'system.backup', resourceType: 'database' }, { action: 'system.backup', resourceType: 'database' }]);
+    const ids = await insertRawRows(owner, tenant, [
+      { action: 'system.backup', resourceType: 'database' },
+      { action: 'system.backup', resourceType: 'database' },
+    ]);
     await sealAll(owner);
     expect((await chainOf(tenant)).map((c) => c.audit_id)).toEqual(ids);
     expect(await t.composition.services.audit.verify(tenant)).toMatchObject({ valid: true, checked: 2 });

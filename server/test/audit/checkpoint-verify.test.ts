@@ -37,7 +37,13 @@ let env: Record<string, string>;
 beforeAll(async () => {
   db = await createIsolatedDatabase('cpverify');
   az = await startAzurite();
-  env = { DATABASE_URL: db.url, AZURE_STORAGE_CONNECTION_STRING: az.connectionString, AUDIT_ARCHIVE_CONTAINER: CONTAINER, AUDIT_CHECKPOINT_SIGNING_KEY: KEY, AUDIT_LOG_NAME: 'jest' };
+  env = {
+    DATABASE_URL: db.url,
+    AZURE_STORAGE_CONNECTION_STRING: az.connectionString,
+    AUDIT_ARCHIVE_CONTAINER: CONTAINER,
+    AUDIT_CHECKPOINT_SIGNING_KEY: KEY,
+    AUDIT_LOG_NAME: 'jest',
+  };
   t = await buildTestApp({ env });
 }, 60_000);
 afterAll(async () => {
@@ -76,7 +82,10 @@ async function asOwner(fn: (c: pg.PoolClient) => Promise<void>): Promise<void> {
 
 /** Recomputes a tenant's chain from seq `from` on and its whole Merkle storage, as an owner covering tracks would. */
 async function recomputeChainAndTree(c: pg.PoolClient, tenant: string, from: number): Promise<void> {
-  const { rows } = await c.query<{ seq: string; audit_id: string }>('SELECT seq::text, audit_id::text FROM audit_chain WHERE tenant_id = $1 ORDER BY seq', [tenant]);
+  const { rows } = await c.query<{ seq: string; audit_id: string }>(
+    'SELECT seq::text, audit_id::text FROM audit_chain WHERE tenant_id = $1 ORDER BY seq',
+    [tenant],
+  );
   for (const r of rows) {
     if (Number(r.seq) < from) continue;
     await c.query(
@@ -86,7 +95,9 @@ async function recomputeChainAndTree(c: pg.PoolClient, tenant: string, from: num
       [tenant, r.seq],
     );
   }
-  const hashes = (await c.query<{ row_hash: Buffer }>('SELECT row_hash FROM audit_chain WHERE tenant_id = $1 ORDER BY seq', [tenant])).rows.map((r) => r.row_hash);
+  const hashes = (
+    await c.query<{ row_hash: Buffer }>('SELECT row_hash FROM audit_chain WHERE tenant_id = $1 ORDER BY seq', [tenant])
+  ).rows.map((r) => r.row_hash);
   await c.query('DELETE FROM audit_merkle WHERE tenant_id = $1', [tenant]);
   const frontier: Array<Buffer | undefined> = [];
   for (const [i, rh] of hashes.entries()) {
@@ -100,20 +111,31 @@ async function recomputeChainAndTree(c: pg.PoolClient, tenant: string, from: num
       level += 1;
     }
     frontier[level] = node;
-    await c.query('INSERT INTO audit_merkle (tenant_id, leaf, hashes) VALUES ($1, $2, $3)', [tenant, i, Buffer.concat(parts)]);
+    await c.query('INSERT INTO audit_merkle (tenant_id, leaf, hashes) VALUES ($1, $2, $3)', [
+      tenant,
+      i,
+      Buffer.concat(parts),
+    ]);
   }
 }
 
 async function tenantWithCheckpoint(n: number) {
   const tenantId = uniqueTenant('cpv');
   const admin = await loginAs(t, { role: 'admin', tenantId });
-  for (let i = 0; i < n; i += 1) await t.composition.services.audit.record({ tenantId, action: 'doc.changed', resourceType: 'doc', resourceId: `d${i}` });
+  for (let i = 0; i < n; i += 1)
+    await t.composition.services.audit.record({
+      tenantId,
+      action: 'doc.changed',
+      resourceType: 'doc',
+      resourceId: `d${i}`,
+    });
   await sealAll(db.owner);
   await t.composition.services.checkpoints.publishNow({ tenantId });
   return admin;
 }
 
-const verify = (authorization: string) => request(t.app).get('/api/v1/security/audit/verify').set('Authorization', authorization);
+const verify = (authorization: string) =>
+  request(t.app).get('/api/v1/security/audit/verify').set('Authorization', authorization);
 
 describe('verification against signed checkpoints', () => {
   it('when nothing was touched, then verify is valid and reports the checkpoints it checked, including the published copy', async () => {
@@ -134,7 +156,10 @@ describe('verification against signed checkpoints', () => {
     const admin = await tenantWithCheckpoint(8);
     const tenant = admin.tenantId;
     await asOwner(async (c) => {
-      const { rows } = await c.query<{ audit_id: string }>('SELECT audit_id::text FROM audit_chain WHERE tenant_id = $1 AND seq = 3', [tenant]);
+      const { rows } = await c.query<{ audit_id: string }>(
+        'SELECT audit_id::text FROM audit_chain WHERE tenant_id = $1 AND seq = 3',
+        [tenant],
+      );
       await c.query("UPDATE audit_logs SET resource_id = 'forged' WHERE id = $1", [rows[0]?.audit_id]);
       await recomputeChainAndTree(c, tenant, 3);
       await c.query('DELETE FROM audit_checkpoints WHERE tenant_id = $1', [tenant]);
@@ -149,7 +174,10 @@ describe('verification against signed checkpoints', () => {
   it('when the owner rewrites a row but leaves the checkpoint rows, then the stored checkpoint catches it too', async () => {
     const admin = await tenantWithCheckpoint(5);
     await asOwner(async (c) => {
-      const { rows } = await c.query<{ audit_id: string }>('SELECT audit_id::text FROM audit_chain WHERE tenant_id = $1 AND seq = 2', [admin.tenantId]);
+      const { rows } = await c.query<{ audit_id: string }>(
+        'SELECT audit_id::text FROM audit_chain WHERE tenant_id = $1 AND seq = 2',
+        [admin.tenantId],
+      );
       await c.query("UPDATE audit_logs SET action = 'doc.viewed' WHERE id = $1", [rows[0]?.audit_id]);
       await recomputeChainAndTree(c, admin.tenantId, 2);
     });
@@ -162,7 +190,11 @@ describe('verification against signed checkpoints', () => {
     const admin = await tenantWithCheckpoint(9);
     const tenant = admin.tenantId;
     await asOwner(async (c) => {
-      const ids = (await c.query<{ audit_id: string }>('SELECT audit_id::text FROM audit_chain WHERE tenant_id = $1 AND seq > 6', [tenant])).rows.map((r) => r.audit_id);
+      const ids = (
+        await c.query<{ audit_id: string }>('SELECT audit_id::text FROM audit_chain WHERE tenant_id = $1 AND seq > 6', [
+          tenant,
+        ])
+      ).rows.map((r) => r.audit_id);
       await c.query('DELETE FROM audit_chain WHERE tenant_id = $1 AND seq > 6', [tenant]);
       await c.query('DELETE FROM audit_logs WHERE id = ANY($1::bigint[])', [ids]);
       await c.query('DELETE FROM audit_merkle WHERE tenant_id = $1 AND leaf >= 6', [tenant]);
@@ -175,7 +207,13 @@ describe('verification against signed checkpoints', () => {
 
   it('when publishing crashes after the blob was written and before the database row, then verification is still valid and the next run records it', async () => {
     const tenantId = uniqueTenant('cpv-crash');
-    for (let i = 0; i < 4; i += 1) await t.composition.services.audit.record({ tenantId, action: 'doc.changed', resourceType: 'doc', resourceId: `c${i}` });
+    for (let i = 0; i < 4; i += 1)
+      await t.composition.services.audit.record({
+        tenantId,
+        action: 'doc.changed',
+        resourceType: 'doc',
+        resourceId: `c${i}`,
+      });
     await sealAll(db.owner);
     const config = loadConfig(testEnv(env)).config;
     if (!config) throw new Error('config');
@@ -191,24 +229,35 @@ describe('verification against signed checkpoints', () => {
       },
     });
     await expect(crashing.publishNow({ tenantId })).rejects.toThrow(/simulated crash/);
-    expect((await db.owner.query('SELECT count(*)::int AS n FROM audit_checkpoints WHERE tenant_id = $1', [tenantId])).rows[0].n).toBe(0);
+    expect(
+      (await db.owner.query('SELECT count(*)::int AS n FROM audit_checkpoints WHERE tenant_id = $1', [tenantId]))
+        .rows[0].n,
+    ).toBe(0);
     const r1 = await t.composition.services.checkpoints.verifyTrail(tenantId);
     expect(r1.valid).toBe(true);
     expect(r1.checkpoints?.publishedChecked).toBe(1);
     await t.composition.services.checkpoints.publishNow({ tenantId });
-    expect((await db.owner.query('SELECT count(*)::int AS n FROM audit_checkpoints WHERE tenant_id = $1', [tenantId])).rows[0].n).toBe(1);
+    expect(
+      (await db.owner.query('SELECT count(*)::int AS n FROM audit_checkpoints WHERE tenant_id = $1', [tenantId]))
+        .rows[0].n,
+    ).toBe(1);
     expect((await t.composition.services.checkpoints.verifyTrail(tenantId)).valid).toBe(true);
   });
 
   it('when the database tree was rewritten, then publishing refuses to contradict an earlier published copy', async () => {
     const admin = await tenantWithCheckpoint(4);
     await asOwner(async (c) => {
-      const { rows } = await c.query<{ audit_id: string }>('SELECT audit_id::text FROM audit_chain WHERE tenant_id = $1 AND seq = 2', [admin.tenantId]);
+      const { rows } = await c.query<{ audit_id: string }>(
+        'SELECT audit_id::text FROM audit_chain WHERE tenant_id = $1 AND seq = 2',
+        [admin.tenantId],
+      );
       await c.query("UPDATE audit_logs SET resource_id = 'x' WHERE id = $1", [rows[0]?.audit_id]);
       await recomputeChainAndTree(c, admin.tenantId, 2);
       await c.query('DELETE FROM audit_checkpoints WHERE tenant_id = $1', [admin.tenantId]);
     });
-    await expect(t.composition.services.checkpoints.publishNow({ tenantId: admin.tenantId })).rejects.toThrow(/another root/);
+    await expect(t.composition.services.checkpoints.publishNow({ tenantId: admin.tenantId })).rejects.toThrow(
+      /another root/,
+    );
   });
 });
 
@@ -218,8 +267,11 @@ const OFFLINE = path.join(ROOT, 'server/src/cli/audit-verify-offline.ts');
 
 function runOffline(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(TSX, [OFFLINE, ...args], { cwd: ROOT, timeout: 60_000, env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir() } }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    execFile(
+      TSX,
+      [OFFLINE, ...args],
+      { cwd: ROOT, timeout: 60_000, env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir() } },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
@@ -291,7 +343,15 @@ describe('npm run audit:verify-offline on a real archive export', () => {
     const shuffled = path.join(dir, 'shuffled.ndjson');
     const lines = fs.readFileSync(rowsFile, 'utf8').trim().split('\n').reverse();
     fs.writeFileSync(shuffled, `${lines.join('\n')}\n`);
-    const r = await runOffline(['--key', keyFile, '--checkpoints', path.join(dir, 'checkpoints'), '--rows', shuffled, '--json']);
+    const r = await runOffline([
+      '--key',
+      keyFile,
+      '--checkpoints',
+      path.join(dir, 'checkpoints'),
+      '--rows',
+      shuffled,
+      '--json',
+    ]);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout).ok).toBe(true);
   });
@@ -306,7 +366,14 @@ describe('npm run audit:verify-offline on a real archive export', () => {
 
   it('when a row is missing, then it fails', async () => {
     const missing = path.join(dir, 'missing.ndjson');
-    fs.writeFileSync(missing, fs.readFileSync(rowsFile, 'utf8').split('\n').filter((l) => !l.includes('"doc-2"')).join('\n'));
+    fs.writeFileSync(
+      missing,
+      fs
+        .readFileSync(rowsFile, 'utf8')
+        .split('\n')
+        .filter((l) => !l.includes('"doc-2"'))
+        .join('\n'),
+    );
     const r = await runOffline(['--key', keyFile, '--checkpoints', path.join(dir, 'checkpoints'), '--rows', missing]);
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/not in the archived rows/);

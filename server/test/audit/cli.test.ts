@@ -62,7 +62,11 @@ afterAll(async () => {
 
 async function sealedTenant(n: number): Promise<{ tenant: string; ids: string[] }> {
   const tenant = uniqueTenant('cli');
-  const ids = await insertRawRows(owner, tenant, Array.from({ length: n }, (_, i) => ({ action: 'cli.row', resourceId: String(i) })));
+  const ids = await insertRawRows(
+    owner,
+    tenant,
+    Array.from({ length: n }, (_, i) => ({ action: 'cli.row', resourceId: String(i) })),
+  );
   await sealAll(owner);
   return { tenant, ids };
 }
@@ -75,7 +79,10 @@ describe('npm run audit:verify', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`tenant ${tenant}: intact, 3 entries checked, head seq 3 [0-9a-f]{64}`));
     expect(r.stdout).toMatch(/audit chain intact: 1 tenant\(s\), 3 entries checked/);
-    const { rows } = await owner.query("SELECT action, resource_id, result FROM audit_logs WHERE tenant_id = '_system' AND resource_id = $1 ORDER BY id DESC LIMIT 1", [tenant]);
+    const { rows } = await owner.query(
+      "SELECT action, resource_id, result FROM audit_logs WHERE tenant_id = '_system' AND resource_id = $1 ORDER BY id DESC LIMIT 1",
+      [tenant],
+    );
     expect(rows[0]).toEqual({ action: 'audit.verify', resource_id: tenant, result: 'success' });
   });
 
@@ -88,7 +95,10 @@ describe('npm run audit:verify', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toContain(`tenant ${tenant}: BROKEN at audit row ${ids[2]}`);
     expect(r.stdout).toContain(`first broken row id: ${ids[2]}`);
-    const { rows } = await owner.query("SELECT severity FROM audit_logs WHERE tenant_id = $1 AND action = 'audit.verify.failed'", [tenant]);
+    const { rows } = await owner.query(
+      "SELECT severity FROM audit_logs WHERE tenant_id = $1 AND action = 'audit.verify.failed'",
+      [tenant],
+    );
     expect(rows).toEqual([{ severity: 'critical' }]);
   });
 
@@ -97,14 +107,25 @@ describe('npm run audit:verify', () => {
     const r = await run(['--tenant', tenant, '--json', '--no-record']);
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout);
-    expect(out).toMatchObject({ valid: true, checked: 2, firstBrokenId: null, tenants: [{ tenantId: tenant, valid: true, checked: 2, unsealed: 0 }] });
-    const { rows } = await owner.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = '_system' AND resource_id = $1", [tenant]);
+    expect(out).toMatchObject({
+      valid: true,
+      checked: 2,
+      firstBrokenId: null,
+      tenants: [{ tenantId: tenant, valid: true, checked: 2, unsealed: 0 }],
+    });
+    const { rows } = await owner.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = '_system' AND resource_id = $1",
+      [tenant],
+    );
     expect(rows[0]?.n).toBe(0);
   });
 
   it('when the exported head is passed with --anchor, then a chain shortened at the end is reported broken', async () => {
     const { tenant, ids } = await sealedTenant(3);
-    const { rows } = await owner.query<{ hash: string }>("SELECT encode(row_hash, 'hex') AS hash FROM audit_chain WHERE tenant_id = $1 AND seq = 3", [tenant]);
+    const { rows } = await owner.query<{ hash: string }>(
+      "SELECT encode(row_hash, 'hex') AS hash FROM audit_chain WHERE tenant_id = $1 AND seq = 3",
+      [tenant],
+    );
     const anchor = `3:${rows[0]?.hash}`;
     expect((await run(['--tenant', tenant, '--anchor', anchor, '--no-record'])).code).toBe(0);
     await tamper(owner, async (c) => {
@@ -147,7 +168,15 @@ describe('npm run audit:verify', () => {
 
   it('when only the database is configured (production, no JWT secret, master key or identity provider), then it still verifies', async () => {
     const { tenant } = await sealedTenant(2);
-    const env = { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), NODE_ENV: 'production', DATABASE_URL: testDbUrl(), DATABASE_SSL: 'disable', FLEET_DATA_DIR: dataDir, LOG_LEVEL: 'error' };
+    const env = {
+      PATH: process.env.PATH ?? '',
+      HOME: os.tmpdir(),
+      NODE_ENV: 'production',
+      DATABASE_URL: testDbUrl(),
+      DATABASE_SSL: 'disable',
+      FLEET_DATA_DIR: dataDir,
+      LOG_LEVEL: 'error',
+    };
     const r = await run(['--tenant', tenant, '--no-record'], undefined, env);
     expect(r.stderr).not.toMatch(/JWT_SECRET|AUTH0|FLEET_ENCRYPTION_KEY/);
     expect(r.stdout).toMatch(new RegExp(`tenant ${tenant}: intact, 2 entries checked`));
@@ -155,7 +184,14 @@ describe('npm run audit:verify', () => {
   });
 
   it('when a database setting is invalid, then exit 2 (a configuration error, never "broken") naming it', async () => {
-    const env = { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), NODE_ENV: 'production', DATABASE_URL: testDbUrl(), DATABASE_SSL: 'sometimes', FLEET_DATA_DIR: dataDir };
+    const env = {
+      PATH: process.env.PATH ?? '',
+      HOME: os.tmpdir(),
+      NODE_ENV: 'production',
+      DATABASE_URL: testDbUrl(),
+      DATABASE_SSL: 'sometimes',
+      FLEET_DATA_DIR: dataDir,
+    };
     const r = await run(['--no-record'], undefined, env);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/DATABASE_SSL/);
@@ -195,7 +231,10 @@ describe('npm run audit:verify over every tenant of a database', () => {
   afterAll(async () => {
     await db.end();
     for (let i = 0; i < 100; i += 1) {
-      const { rows } = await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [dbName]);
+      const { rows } = await admin.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1',
+        [dbName],
+      );
       if (rows[0]?.n === 0) break;
       await new Promise((r) => setTimeout(r, 50));
     }

@@ -22,28 +22,48 @@ afterAll(async () => {
 });
 
 describe('client-supplied severity', () => {
-  test.each(['user', 'admin'] as const)('when a %s posts severity critical, then 400 VALIDATION_FAILED names body.severity and nothing is written', async (who) => {
-    const login = who === 'user' ? user : admin;
-    const res = await request(t.app).post(PATH).set('Authorization', login.authorization).send({ action: 'vehicle.alarm', resourceType: 'vehicle', severity: 'critical' });
-    expect(res.status).toBe(400);
-    expect(res.body.error.code).toBe('VALIDATION_FAILED');
-    expect(res.body.error.details).toEqual([expect.objectContaining({ path: 'body.severity', message: expect.stringMatching(/reserved/) })]);
-    const { rows } = await owner.query('SELECT 1 FROM audit_logs WHERE tenant_id = $1 AND action = $2', [login.tenantId, 'vehicle.alarm']);
-    expect(rows).toEqual([]);
-  });
+  test.each(['user', 'admin'] as const)(
+    'when a %s posts severity critical, then 400 VALIDATION_FAILED names body.severity and nothing is written',
+    async (who) => {
+      const login = who === 'user' ? user : admin;
+      const res = await request(t.app)
+        .post(PATH)
+        .set('Authorization', login.authorization)
+        .send({ action: 'vehicle.alarm', resourceType: 'vehicle', severity: 'critical' });
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe('VALIDATION_FAILED');
+      expect(res.body.error.details).toEqual([
+        expect.objectContaining({ path: 'body.severity', message: expect.stringMatching(/reserved/) }),
+      ]);
+      const { rows } = await owner.query('SELECT 1 FROM audit_logs WHERE tenant_id = $1 AND action = $2', [
+        login.tenantId,
+        'vehicle.alarm',
+      ]);
+      expect(rows).toEqual([]);
+    },
+  );
 
   test('when a user posts low, medium or high, then each is stored as given', async () => {
     for (const severity of ['low', 'medium', 'high']) {
-      const res = await request(t.app).post(PATH).set('Authorization', user.authorization).send({ action: 'vehicle.note', resourceType: 'vehicle', severity });
+      const res = await request(t.app)
+        .post(PATH)
+        .set('Authorization', user.authorization)
+        .send({ action: 'vehicle.note', resourceType: 'vehicle', severity });
       expect(res.status).toBe(200);
       const { rows } = await owner.query('SELECT severity FROM audit_logs WHERE id = $1', [res.body.id]);
       expect(rows).toEqual([{ severity }]);
     }
   });
 
-  test.each([['CRITICAL'], [' critical'], [4], [null]])('when severity is %j, then 400 (never 500)', async (severity) => {
-    const res = await request(t.app).post(PATH).set('Authorization', user.authorization).send({ action: 'vehicle.note', resourceType: 'vehicle', severity });
-    expect(res.status).toBe(400);
-    expect(res.body.error.code).toBe('VALIDATION_FAILED');
-  });
+  test.each([['CRITICAL'], [' critical'], [4], [null]])(
+    'when severity is %j, then 400 (never 500)',
+    async (severity) => {
+      const res = await request(t.app)
+        .post(PATH)
+        .set('Authorization', user.authorization)
+        .send({ action: 'vehicle.note', resourceType: 'vehicle', severity });
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe('VALIDATION_FAILED');
+    },
+  );
 });

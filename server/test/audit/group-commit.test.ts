@@ -30,12 +30,19 @@ describe('audit group commit (rows recorded in one turn are written together)', 
   test('when rows of several tenants are recorded together, then each caller gets the id of its own row, stored under its own tenant, and the chains verify', async () => {
     const tenants = [uniqueTenant('gca'), uniqueTenant('gcb'), uniqueTenant('gcc')];
     const audit = t.composition.services.audit;
-    const recorded = await Promise.all(Array.from({ length: 90 }, (_, i) => audit.record(event(tenants[i % 3] as string, i))));
-    expect(new Set(recorded.map((r) => r.id)).size).toBe(90);
-    const { rows } = await owner.query<{ id: string; tenant_id: string; resource_id: string; request_id: string; after: { i: number; note: string } }>(
-      'SELECT id::text, tenant_id, resource_id, request_id, after FROM audit_logs WHERE id = ANY($1::bigint[])',
-      [recorded.map((r) => r.id)],
+    const recorded = await Promise.all(
+      Array.from({ length: 90 }, (_, i) => audit.record(event(tenants[i % 3] as string, i))),
     );
+    expect(new Set(recorded.map((r) => r.id)).size).toBe(90);
+    const { rows } = await owner.query<{
+      id: string;
+      tenant_id: string;
+      resource_id: string;
+      request_id: string;
+      after: { i: number; note: string };
+    }>('SELECT id::text, tenant_id, resource_id, request_id, after FROM audit_logs WHERE id = ANY($1::bigint[])', [
+      recorded.map((r) => r.id),
+    ]);
     const byId = new Map(rows.map((r) => [r.id, r]));
     recorded.forEach((r, i) => {
       const row = byId.get(r.id);
@@ -58,7 +65,10 @@ describe('audit group commit (rows recorded in one turn are written together)', 
       audit.record(event(tenant, 3)),
     ]);
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
-    const { rows } = await owner.query<{ request_id: string }>('SELECT request_id FROM audit_logs WHERE tenant_id = $1 ORDER BY id', [tenant]);
+    const { rows } = await owner.query<{ request_id: string }>(
+      'SELECT request_id FROM audit_logs WHERE tenant_id = $1 ORDER BY id',
+      [tenant],
+    );
     expect(rows.map((r) => r.request_id)).toEqual(['gc-1', 'gc-3']);
   });
 });

@@ -10,7 +10,17 @@ export function appRolePool(max = 4): pg.Pool {
 export async function insertRawRows(
   pool: pg.Pool,
   tenantId: string,
-  rows: Array<{ action?: string; resourceType?: string; resourceId?: string | null; userId?: string | null; after?: unknown; createdAt?: string; ip?: string | null; result?: string; severity?: string }>,
+  rows: Array<{
+    action?: string;
+    resourceType?: string;
+    resourceId?: string | null;
+    userId?: string | null;
+    after?: unknown;
+    createdAt?: string;
+    ip?: string | null;
+    result?: string;
+    severity?: string;
+  }>,
 ): Promise<string[]> {
   const client = await pool.connect();
   try {
@@ -84,7 +94,8 @@ export async function tamper(owner: pg.Pool, fn: (c: pg.PoolClient) => Promise<v
     await c.query('BEGIN');
     for (const [table, trigger] of TAMPER_TRIGGERS) await c.query(`ALTER TABLE ${table} DISABLE TRIGGER ${trigger}`);
     await fn(c);
-    for (const [table, trigger] of TAMPER_TRIGGERS) await c.query(`ALTER TABLE ${table} ENABLE ALWAYS TRIGGER ${trigger}`);
+    for (const [table, trigger] of TAMPER_TRIGGERS)
+      await c.query(`ALTER TABLE ${table} ENABLE ALWAYS TRIGGER ${trigger}`);
     await c.query('COMMIT');
   } catch (err) {
     await c.query('ROLLBACK');

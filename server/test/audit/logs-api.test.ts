@@ -30,20 +30,55 @@ beforeAll(async () => {
   const rec = async (key: string, e: Parameters<typeof audit.record>[0]) => {
     ids[key] = (await audit.record(e)).id;
   };
-  await rec('alice1', { tenantId, userId: alice.userId, action: 'vehicle.updated', resourceType: 'vehicle', resourceId: 'V1', ipAddress: '10.0.0.1' });
-  await rec('alice2', { tenantId, userId: alice.userId, action: 'vehicle.deleted', resourceType: 'vehicle', resourceId: 'V2', result: 'failure', severity: 'high' });
-  await rec('bob1', { tenantId, userId: bob.userId, action: 'vehicle.updated', resourceType: 'vehicle', resourceId: 'V1' });
-  await rec('bob2', { tenantId, userId: bob.userId, action: 'route.planned', resourceType: 'route', resourceId: 'R9', severity: 'critical' });
+  await rec('alice1', {
+    tenantId,
+    userId: alice.userId,
+    action: 'vehicle.updated',
+    resourceType: 'vehicle',
+    resourceId: 'V1',
+    ipAddress: '10.0.0.1',
+  });
+  await rec('alice2', {
+    tenantId,
+    userId: alice.userId,
+    action: 'vehicle.deleted',
+    resourceType: 'vehicle',
+    resourceId: 'V2',
+    result: 'failure',
+    severity: 'high',
+  });
+  await rec('bob1', {
+    tenantId,
+    userId: bob.userId,
+    action: 'vehicle.updated',
+    resourceType: 'vehicle',
+    resourceId: 'V1',
+  });
+  await rec('bob2', {
+    tenantId,
+    userId: bob.userId,
+    action: 'route.planned',
+    resourceType: 'route',
+    resourceId: 'R9',
+    severity: 'critical',
+  });
   await rec('viewer1', { tenantId, userId: viewer.userId, action: 'report.viewed', resourceType: 'report' });
   await rec('sys1', { tenantId, userId: null, action: 'system.config_warning', resourceType: 'config' });
-  await rec('other1', { tenantId: otherAdmin.tenantId, userId: otherAdmin.userId, action: 'vehicle.updated', resourceType: 'vehicle', resourceId: 'V1' });
+  await rec('other1', {
+    tenantId: otherAdmin.tenantId,
+    userId: otherAdmin.userId,
+    action: 'vehicle.updated',
+    resourceType: 'vehicle',
+    resourceId: 'V1',
+  });
 });
 afterAll(async () => {
   await owner.end();
   await t.close();
 });
 
-const get = (login: TestLogin, query: Record<string, string | string[]> = {}) => request(t.app).get(PATH).query(query).set('Authorization', login.authorization);
+const get = (login: TestLogin, query: Record<string, string | string[]> = {}) =>
+  request(t.app).get(PATH).query(query).set('Authorization', login.authorization);
 const idsOf = (res: request.Response): string[] => (res.body.entries as AuditEntry[]).map((e) => e.id);
 
 describe('who sees what', () => {
@@ -97,11 +132,14 @@ describe('who sees what', () => {
     const res = await get(alice, { userId: alice.userId.toUpperCase(), resourceType: 'vehicle' });
     expect(res.status).toBe(200);
     expect(idsOf(res)).toEqual([ids.alice2, ids.alice1]);
-    const { rows } = await owner.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_logs WHERE user_id = $1 AND action = 'access.denied' AND resource_id ILIKE $2", [alice.userId, `user:${alice.userId}`]);
+    const { rows } = await owner.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM audit_logs WHERE user_id = $1 AND action = 'access.denied' AND resource_id ILIKE $2",
+      [alice.userId, `user:${alice.userId}`],
+    );
     expect(rows[0]?.n).toBe(0);
   });
 
-  it('when an admin filters by a user id in upper case, then that user\'s rows come back', async () => {
+  it("when an admin filters by a user id in upper case, then that user's rows come back", async () => {
     const res = await get(admin, { userId: bob.userId.toUpperCase() });
     expect(res.status).toBe(200);
     expect(idsOf(res)).toEqual([ids.bob2, ids.bob1]);
@@ -138,7 +176,10 @@ describe('entries', () => {
     });
     await sealAll(owner);
     const after = await get(alice, { action: 'vehicle.updated' });
-    expect(after.body.entries[0].chain).toEqual({ seq: expect.stringMatching(/^\d+$/), hash: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(after.body.entries[0].chain).toEqual({
+      seq: expect.stringMatching(/^\d+$/),
+      hash: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
   });
 });
 
@@ -151,13 +192,16 @@ describe('filters', () => {
     [{ result: 'failure' }, ['alice2']],
     [{ severity: 'critical' }, ['bob2']],
     [{ severity: 'medium', action: 'system.config_warning' }, ['sys1']],
-  ] as Array<[Record<string, string>, string[]]>)('when an admin filters by %j, then exactly the matching rows come back', async (filter, expected) => {
-    const query = { ...filter };
-    if (query.userId === 'BOB') query.userId = bob.userId;
-    const res = await get(admin, query);
-    expect(res.status).toBe(200);
-    expect(idsOf(res)).toEqual(expected.map((k) => ids[k]));
-  });
+  ] as Array<[Record<string, string>, string[]]>)(
+    'when an admin filters by %j, then exactly the matching rows come back',
+    async (filter, expected) => {
+      const query = { ...filter };
+      if (query.userId === 'BOB') query.userId = bob.userId;
+      const res = await get(admin, query);
+      expect(res.status).toBe(200);
+      expect(idsOf(res)).toEqual(expected.map((k) => ids[k]));
+    },
+  );
 
   it('when from/to bound the time, then rows outside are excluded (bounds inclusive)', async () => {
     const all = (await get(admin, { limit: '500' })).body.entries as AuditEntry[];
@@ -196,15 +240,21 @@ describe('filters', () => {
     [{ action: ['a.b', 'c.d'] }, 'query.action'],
     [{ unknown: 'x' }, 'query'],
     [{ action: "x' OR 1=1 --".padEnd(200, 'x') }, 'query.action'],
-  ] as Array<[Record<string, string | string[]>, string]>)('when the query is %j, then 400 names %s', async (query, path) => {
-    const res = await get(admin, query);
-    expect(res.status).toBe(400);
-    expect(res.body.error.code).toBe('VALIDATION_FAILED');
-    expect(res.body.error.details.map((d: { path: string }) => d.path)).toContain(path);
-  });
+  ] as Array<[Record<string, string | string[]>, string]>)(
+    'when the query is %j, then 400 names %s',
+    async (query, path) => {
+      const res = await get(admin, query);
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe('VALIDATION_FAILED');
+      expect(res.body.error.details.map((d: { path: string }) => d.path)).toContain(path);
+    },
+  );
 
   it('when a filter value is an injection string, then it is treated as data and matches nothing', async () => {
-    const res = await get(admin, { action: "vehicle.updated' OR '1'='1", resourceId: "V1'; DROP TABLE audit_logs; --" });
+    const res = await get(admin, {
+      action: "vehicle.updated' OR '1'='1",
+      resourceId: "V1'; DROP TABLE audit_logs; --",
+    });
     expect(res.status).toBe(200);
     expect(res.body.entries).toEqual([]);
   });
@@ -221,7 +271,17 @@ describe('pagination', () => {
     const tenantId = uniqueTenant('page');
     const pager = await loginAs(t, { role: 'admin', tenantId });
     const written: string[] = [];
-    for (let i = 0; i < 23; i += 1) written.push((await t.composition.services.audit.record({ tenantId, action: 'page.row', resourceType: 'thing', resourceId: String(i) })).id);
+    for (let i = 0; i < 23; i += 1)
+      written.push(
+        (
+          await t.composition.services.audit.record({
+            tenantId,
+            action: 'page.row',
+            resourceType: 'thing',
+            resourceId: String(i),
+          })
+        ).id,
+      );
     const seen: string[] = [];
     let cursor: string | null = null;
     let pages = 0;
@@ -248,7 +308,8 @@ describe('pagination', () => {
       try {
         await c.query('BEGIN');
         await c.query("SELECT set_config('app.tenant_id', $1, true)", [tenantId]);
-        for (let i = 0; i < 8; i += 1) existing.push((await audit.record({ tenantId, action: 'page.old', resourceType: 'thing' }, c)).id);
+        for (let i = 0; i < 8; i += 1)
+          existing.push((await audit.record({ tenantId, action: 'page.old', resourceType: 'thing' }, c)).id);
         await c.query('COMMIT');
       } finally {
         c.release();

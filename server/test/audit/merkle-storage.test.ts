@@ -4,7 +4,12 @@
  * computes from the chain's row hashes, and proofs read from storage verify.
  */
 import type pg from 'pg';
-import { consistencyProof, inclusionProofForAuditId, storedRoot, storedTreeSize } from '../../src/services/audit/merkle';
+import {
+  consistencyProof,
+  inclusionProofForAuditId,
+  storedRoot,
+  storedTreeSize,
+} from '../../src/services/audit/merkle';
 import { TreeBuilder, merkleLeaf, verifyConsistency, verifyInclusion } from '../../src/services/audit/merkle-verify';
 import { ownerPool } from '../helpers/app';
 import { uniqueTenant } from '../helpers/env';
@@ -36,7 +41,10 @@ async function inTenant<T>(tenantId: string, fn: (c: pg.PoolClient) => Promise<T
 }
 
 async function chain(tenantId: string): Promise<Array<{ audit_id: string; row_hash: Buffer }>> {
-  const { rows } = await owner.query('SELECT audit_id::text, row_hash FROM audit_chain WHERE tenant_id = $1 ORDER BY seq', [tenantId]);
+  const { rows } = await owner.query(
+    'SELECT audit_id::text, row_hash FROM audit_chain WHERE tenant_id = $1 ORDER BY seq',
+    [tenantId],
+  );
   return rows;
 }
 
@@ -48,7 +56,11 @@ describe('Merkle storage written by the sealer', () => {
   beforeAll(async () => {
     // Several seal calls, so the frontier is reloaded from storage between batches.
     for (const n of [1, 2, 5, 13, 20, 29]) {
-      await insertRawRows(app, tenant, Array.from({ length: n }, (_, i) => ({ action: 'test.merkle', resourceId: `r${i}` })));
+      await insertRawRows(
+        app,
+        tenant,
+        Array.from({ length: n }, (_, i) => ({ action: 'test.merkle', resourceId: `r${i}` })),
+      );
       await sealAll(app);
     }
     entries = await chain(tenant);
@@ -96,14 +108,20 @@ describe('Merkle storage written by the sealer', () => {
   it("when another tenant asks for this tenant's row, then it is unknown (row-level security)", async () => {
     const other = uniqueTenant('merkle-other');
     await inTenant(other, async (c) => {
-      expect(await inclusionProofForAuditId(c, other, (entries[0] as { audit_id: string }).audit_id, 1)).toBe('unknown');
-      expect(await inclusionProofForAuditId(c, tenant, (entries[0] as { audit_id: string }).audit_id, 1)).toBe('unknown');
+      expect(await inclusionProofForAuditId(c, other, (entries[0] as { audit_id: string }).audit_id, 1)).toBe(
+        'unknown',
+      );
+      expect(await inclusionProofForAuditId(c, tenant, (entries[0] as { audit_id: string }).audit_id, 1)).toBe(
+        'unknown',
+      );
       expect(await storedTreeSize(c, tenant)).toBe(0);
     });
   });
 
   it('when the application role tries to change stored hashes, then it is refused; the owner is refused too (append-only)', async () => {
-    await expect(inTenant(tenant, (c) => c.query('UPDATE audit_merkle SET hashes = hashes WHERE tenant_id = $1', [tenant]))).rejects.toThrow(/permission denied/);
+    await expect(
+      inTenant(tenant, (c) => c.query('UPDATE audit_merkle SET hashes = hashes WHERE tenant_id = $1', [tenant])),
+    ).rejects.toThrow(/permission denied/);
     await expect(owner.query('DELETE FROM audit_merkle WHERE tenant_id = $1', [tenant])).rejects.toThrow(/append-only/);
   });
 });

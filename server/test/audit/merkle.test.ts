@@ -5,7 +5,14 @@
  * Certificate Transparency reference vectors.
  */
 import { createHash } from 'node:crypto';
-import { consistencyPlan, inclusionPlan, leafHash, rangeHashes, type NodeReader, type NodeRef } from '../../src/services/audit/merkle';
+import {
+  consistencyPlan,
+  inclusionPlan,
+  leafHash,
+  rangeHashes,
+  type NodeReader,
+  type NodeRef,
+} from '../../src/services/audit/merkle';
 import { TreeBuilder, verifyConsistency, verifyInclusion } from '../../src/services/audit/merkle-verify';
 
 const sha = (...parts: Buffer[]): Buffer => createHash('sha256').update(Buffer.concat(parts)).digest();
@@ -32,12 +39,22 @@ function memoryReader(leaves: Buffer[], counter?: { reads: number }): NodeReader
   };
 }
 
-const rowHashes = (n: number, salt = 'x'): Buffer[] => Array.from({ length: n }, (_, i) => sha(Buffer.from(`${salt}-${i}`)));
+const rowHashes = (n: number, salt = 'x'): Buffer[] =>
+  Array.from({ length: n }, (_, i) => sha(Buffer.from(`${salt}-${i}`)));
 const hex = (b: Buffer): string => b.toString('hex');
 const unhex = (s: string): Buffer => Buffer.from(s, 'hex');
 
 // RFC 6962 test data (certificate-transparency merkle_tree_test, also used by Trillian).
-const CT_ENTRIES = ['', '00', '10', '2021', '3031', '40414243', '5051525354555657', '606162636465666768696a6b6c6d6e6f'].map(unhex);
+const CT_ENTRIES = [
+  '',
+  '00',
+  '10',
+  '2021',
+  '3031',
+  '40414243',
+  '5051525354555657',
+  '606162636465666768696a6b6c6d6e6f',
+].map(unhex);
 const CT_ROOTS = [
   'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
   '6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d',
@@ -50,16 +67,63 @@ const CT_ROOTS = [
   '5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328',
 ];
 const CT_INCLUSION: Array<[number, number, string[]]> = [
-  [0, 8, ['96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7', '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e', '6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4']],
-  [5, 8, ['bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b', 'ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0', 'd37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7']],
+  [
+    0,
+    8,
+    [
+      '96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7',
+      '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e',
+      '6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4',
+    ],
+  ],
+  [
+    5,
+    8,
+    [
+      'bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b',
+      'ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0',
+      'd37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7',
+    ],
+  ],
   [2, 3, ['fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125']],
-  [1, 5, ['6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d', '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e', 'bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b']],
+  [
+    1,
+    5,
+    [
+      '6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d',
+      '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e',
+      'bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b',
+    ],
+  ],
 ];
 const CT_CONSISTENCY: Array<[number, number, string[]]> = [
   [1, 1, []],
-  [1, 8, ['96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7', '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e', '6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4']],
-  [6, 8, ['0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a', 'ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0', 'd37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7']],
-  [2, 5, ['5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e', 'bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b']],
+  [
+    1,
+    8,
+    [
+      '96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7',
+      '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e',
+      '6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4',
+    ],
+  ],
+  [
+    6,
+    8,
+    [
+      '0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a',
+      'ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0',
+      'd37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7',
+    ],
+  ],
+  [
+    2,
+    5,
+    [
+      '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e',
+      'bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b',
+    ],
+  ],
 ];
 
 describe('RFC 6962 / Certificate Transparency reference vectors', () => {
@@ -77,17 +141,27 @@ describe('RFC 6962 / Certificate Transparency reference vectors', () => {
     }
   });
 
-  it.each(CT_INCLUSION)('when the inclusion proof of leaf %i in a tree of %i is generated, then it is the published one and verifies', async (index, size, expected) => {
-    const proof = await rangeHashes(inclusionPlan(index, size), memoryReader(leaves));
-    expect(proof.map(hex)).toEqual(expected);
-    expect(verifyInclusion(index, size, leaves[index] as Buffer, expected.map(unhex), unhex(CT_ROOTS[size] as string))).toBe(true);
-  });
+  it.each(CT_INCLUSION)(
+    'when the inclusion proof of leaf %i in a tree of %i is generated, then it is the published one and verifies',
+    async (index, size, expected) => {
+      const proof = await rangeHashes(inclusionPlan(index, size), memoryReader(leaves));
+      expect(proof.map(hex)).toEqual(expected);
+      expect(
+        verifyInclusion(index, size, leaves[index] as Buffer, expected.map(unhex), unhex(CT_ROOTS[size] as string)),
+      ).toBe(true);
+    },
+  );
 
-  it.each(CT_CONSISTENCY)('when the consistency proof %i -> %i is generated, then it is the published one and verifies', async (m, n, expected) => {
-    const proof = await rangeHashes(consistencyPlan(m, n), memoryReader(leaves));
-    expect(proof.map(hex)).toEqual(expected);
-    expect(verifyConsistency(m, n, unhex(CT_ROOTS[m] as string), unhex(CT_ROOTS[n] as string), expected.map(unhex))).toBe(true);
-  });
+  it.each(CT_CONSISTENCY)(
+    'when the consistency proof %i -> %i is generated, then it is the published one and verifies',
+    async (m, n, expected) => {
+      const proof = await rangeHashes(consistencyPlan(m, n), memoryReader(leaves));
+      expect(proof.map(hex)).toEqual(expected);
+      expect(
+        verifyConsistency(m, n, unhex(CT_ROOTS[m] as string), unhex(CT_ROOTS[n] as string), expected.map(unhex)),
+      ).toBe(true);
+    },
+  );
 });
 
 describe('proofs for every leaf and size', () => {

@@ -45,13 +45,22 @@ describe('archived rows', () => {
   });
 
   it("when the verifier's chain hash is computed, then it equals the application's chain hash", () => {
-    const f = archivedRowFields(renderRow(row({ user_id: '00000000-0000-4000-8000-000000000001', user_agent: 'ü-agent', error_message: 'näh' })));
+    const f = archivedRowFields(
+      renderRow(row({ user_id: '00000000-0000-4000-8000-000000000001', user_agent: 'ü-agent', error_message: 'näh' })),
+    );
     const prev = createHash('sha256').update('prev').digest();
     expect(entryHash(f, 17, prev).equals(computeRowHash(f, '17', prev))).toBe(true);
   });
 
   it('when a line is hostile, then it is refused with a reason', () => {
-    for (const bad of ['', 'null', '[1]', '{"id":1}', '{"id":"1","tenant_id":"a"', '{"id":"1","tenant_id":"a","action":"x","resource_type":"r","result":"s","severity":"low","created_at":"t"}']) {
+    for (const bad of [
+      '',
+      'null',
+      '[1]',
+      '{"id":1}',
+      '{"id":"1","tenant_id":"a"',
+      '{"id":"1","tenant_id":"a","action":"x","resource_type":"r","result":"s","severity":"low","created_at":"t"}',
+    ]) {
       expect(() => archivedRowFields(bad)).toThrow();
     }
   });

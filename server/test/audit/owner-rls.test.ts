@@ -40,7 +40,9 @@ beforeAll(async () => {
   admin = new pg.Client({ connectionString: testAdminUrl() });
   await admin.connect();
   await admin.query(`CREATE ROLE ${ownerRole} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE PASSWORD '${password}'`);
-  await admin.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fleet_app') THEN CREATE ROLE fleet_app NOLOGIN; END IF; END $$`);
+  await admin.query(
+    `DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fleet_app') THEN CREATE ROLE fleet_app NOLOGIN; END IF; END $$`,
+  );
   await admin.query(`GRANT fleet_app TO ${ownerRole} WITH ADMIN OPTION`);
   await admin.query(`CREATE DATABASE ${dbName} OWNER ${ownerRole}`);
   await runMigrations(urlFor(ownerRole, password), { dir: migrationsDir });
@@ -68,7 +70,10 @@ afterAll(async () => {
   await owner?.end();
   // pool.end() resolves before the sockets are closed: wait for the backends to go away.
   for (let i = 0; i < 100; i += 1) {
-    const { rows } = await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [dbName]);
+    const { rows } = await admin.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1',
+      [dbName],
+    );
     if (rows[0]?.n === 0) break;
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -110,7 +115,9 @@ describe('a non-superuser table owner', () => {
   });
 
   it('when the owner writes a plain INSERT for any tenant (as scripts do), then it is accepted', async () => {
-    await owner.query("INSERT INTO audit_logs (tenant_id, action, resource_type) VALUES ('_system', 'system.backup', 'database')");
+    await owner.query(
+      "INSERT INTO audit_logs (tenant_id, action, resource_type) VALUES ('_system', 'system.backup', 'database')",
+    );
     expect(await n(owner, "SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = '_system'")).toBe(0); // still invisible without context
   });
 
@@ -159,7 +166,9 @@ describe('a non-superuser table owner', () => {
   });
 
   it('when the application role counts failed logins, then the owner-run function counts across tenants', async () => {
-    const { rows } = await app.query<{ by_email: string; by_ip: string }>("SELECT * FROM audit_failed_login_counts('Eve@Example.com', '192.0.2.7', now() - interval '1 hour')");
+    const { rows } = await app.query<{ by_email: string; by_ip: string }>(
+      "SELECT * FROM audit_failed_login_counts('Eve@Example.com', '192.0.2.7', now() - interval '1 hour')",
+    );
     expect(rows[0]).toEqual({ by_email: '1', by_ip: '1' });
   });
 });

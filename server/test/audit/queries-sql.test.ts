@@ -11,8 +11,12 @@ const FILE = path.resolve(__dirname, '../../../docs/AUDIT_QUERIES.sql');
 function psql(vars: Record<string, string>): Promise<{ code: number; out: string; err: string }> {
   const args = [testDbUrl(), '-X', '-f', FILE, ...Object.entries(vars).flatMap(([k, v]) => ['-v', `${k}=${v}`])];
   return new Promise((resolve) => {
-    execFile('psql', args, { timeout: 30_000, env: { PATH: process.env.PATH ?? '', PGCONNECT_TIMEOUT: '5' } }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout, err: stderr }),
+    execFile(
+      'psql',
+      args,
+      { timeout: 30_000, env: { PATH: process.env.PATH ?? '', PGCONNECT_TIMEOUT: '5' } },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout, err: stderr }),
     );
   });
 }
@@ -30,8 +34,22 @@ beforeAll(async () => {
     { action: 'access.denied', resourceType: 'route', resourceId: 'GET /x', result: 'denied', severity: 'medium' },
   ]);
   await insertRawRows(owner, '_unknown', [
-    { action: 'auth.login.failure', resourceType: 'user', resourceId: email, result: 'failure', ip: '192.0.2.99', severity: 'medium' },
-    { action: 'auth.login.failure', resourceType: 'user', resourceId: email, result: 'failure', ip: '192.0.2.99', severity: 'medium' },
+    {
+      action: 'auth.login.failure',
+      resourceType: 'user',
+      resourceId: email,
+      result: 'failure',
+      ip: '192.0.2.99',
+      severity: 'medium',
+    },
+    {
+      action: 'auth.login.failure',
+      resourceType: 'user',
+      resourceId: email,
+      result: 'failure',
+      ip: '192.0.2.99',
+      severity: 'medium',
+    },
   ]);
   await sealAll(owner);
 });
@@ -44,7 +62,16 @@ describe('docs/AUDIT_QUERIES.sql', () => {
     const r = await psql({});
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
-    for (const heading of ['== last 50 events', '== failed logins by IP', '== admin actions', '== key access', '== high and critical events', '== access denied, by user', '== hash chain status', '== rows sealed more than 60 s']) {
+    for (const heading of [
+      '== last 50 events',
+      '== failed logins by IP',
+      '== admin actions',
+      '== key access',
+      '== high and critical events',
+      '== access denied, by user',
+      '== hash chain status',
+      '== rows sealed more than 60 s',
+    ]) {
       expect(r.out).toContain(heading);
     }
   });
@@ -87,8 +114,13 @@ describe('docs/AUDIT_QUERIES.sql', () => {
   it('when limit or min_failures carry SQL, then nothing of it runs: the file stops with a message and exit 3', async () => {
     const marker = uniqueTenant('inject');
     const hostile: Array<Record<string, string>> = [
-      { limit: `1; ROLLBACK; INSERT INTO audit_logs (tenant_id, action, resource_type) VALUES ('${marker}', 'x.y', 'z'); --` },
-      { query: 'failed_logins', min_failures: `0; ROLLBACK; INSERT INTO audit_logs (tenant_id, action, resource_type) VALUES ('${marker}', 'x.y', 'z'); --` },
+      {
+        limit: `1; ROLLBACK; INSERT INTO audit_logs (tenant_id, action, resource_type) VALUES ('${marker}', 'x.y', 'z'); --`,
+      },
+      {
+        query: 'failed_logins',
+        min_failures: `0; ROLLBACK; INSERT INTO audit_logs (tenant_id, action, resource_type) VALUES ('${marker}', 'x.y', 'z'); --`,
+      },
       { limit: "50' OR '1'='1" },
       { limit: '-1' },
     ];

@@ -35,7 +35,13 @@ describe('tenant-scoped queries', () => {
     await rec('a2', { userId: USER_A, action: 'doc.write', resourceType: 'doc', resourceId: 'D2', severity: 'high' });
     await rec('b1', { userId: USER_B, action: 'doc.write', resourceType: 'doc', resourceId: 'D1' });
     await rec('b2', { userId: USER_B, action: 'key.master.rotated', resourceType: 'key' });
-    await audit.record({ tenantId: uniqueTenant('q-other'), userId: USER_A, action: 'doc.read', resourceType: 'doc', resourceId: 'D1' });
+    await audit.record({
+      tenantId: uniqueTenant('q-other'),
+      userId: USER_A,
+      action: 'doc.read',
+      resourceType: 'doc',
+      resourceId: 'D1',
+    });
   });
 
   it("when a user's events are asked for, then exactly that user's rows of the tenant come back, newest first", async () => {
@@ -52,7 +58,10 @@ describe('tenant-scoped queries', () => {
   it('when security events are asked for, then only high and critical rows come back', async () => {
     const page = await audit.getSecurityEvents(tenantId);
     // key.master.rotated also raised the alerting rules' security.alert.key_event (high).
-    const alert = await owner.query<{ id: string }>("SELECT id::text FROM audit_logs WHERE tenant_id = $1 AND action = 'security.alert.key_event'", [tenantId]);
+    const alert = await owner.query<{ id: string }>(
+      "SELECT id::text FROM audit_logs WHERE tenant_id = $1 AND action = 'security.alert.key_event'",
+      [tenantId],
+    );
     expect(page.entries.map((e) => [e.id, e.severity])).toEqual([
       [alert.rows[0]?.id, 'high'],
       [ids.b2, 'critical'],
@@ -69,7 +78,9 @@ describe('tenant-scoped queries', () => {
   });
 
   it('when the cursor or the limit is invalid, then the query is refused', async () => {
-    await expect(audit.getUserAuditLogs(tenantId, USER_A, { cursor: 'bogus' })).rejects.toBeInstanceOf(InvalidCursorError);
+    await expect(audit.getUserAuditLogs(tenantId, USER_A, { cursor: 'bogus' })).rejects.toBeInstanceOf(
+      InvalidCursorError,
+    );
     await expect(audit.getUserAuditLogs(tenantId, USER_A, { limit: 501 })).rejects.toBeInstanceOf(RangeError);
     await expect(audit.getUserAuditLogs(tenantId, USER_A, { limit: 0 })).rejects.toBeInstanceOf(RangeError);
   });
@@ -82,20 +93,54 @@ describe('failed logins', () => {
     const email = uniqueEmail('Brute');
     const tenantId = uniqueTenant('fail');
     for (const tenant of [UNKNOWN_TENANT, tenantId, UNKNOWN_TENANT]) {
-      await audit.record({ tenantId: tenant, action: 'auth.login.failure', resourceType: 'user', resourceId: email.toLowerCase(), result: 'failure', ipAddress: '198.51.100.1', errorMessage: 'bad token' });
+      await audit.record({
+        tenantId: tenant,
+        action: 'auth.login.failure',
+        resourceType: 'user',
+        resourceId: email.toLowerCase(),
+        result: 'failure',
+        ipAddress: '198.51.100.1',
+        errorMessage: 'bad token',
+      });
     }
     // not counted: other actions, other results, other emails
-    await audit.record({ tenantId, action: 'auth.login.success', resourceType: 'user', resourceId: email.toLowerCase(), ipAddress: '198.51.100.1' });
-    await audit.record({ tenantId, action: 'auth.login.failure', resourceType: 'user', resourceId: uniqueEmail('other'), result: 'failure', ipAddress: '198.51.100.2' });
-    expect(await audit.countFailedAuthAttempts({ email: email.toUpperCase(), since: since() })).toEqual({ byEmail: 3, byIp: 0 });
-    expect(await audit.countFailedAuthAttempts({ email, ip: '198.51.100.1', since: since() })).toEqual({ byEmail: 3, byIp: expect.any(Number) });
+    await audit.record({
+      tenantId,
+      action: 'auth.login.success',
+      resourceType: 'user',
+      resourceId: email.toLowerCase(),
+      ipAddress: '198.51.100.1',
+    });
+    await audit.record({
+      tenantId,
+      action: 'auth.login.failure',
+      resourceType: 'user',
+      resourceId: uniqueEmail('other'),
+      result: 'failure',
+      ipAddress: '198.51.100.2',
+    });
+    expect(await audit.countFailedAuthAttempts({ email: email.toUpperCase(), since: since() })).toEqual({
+      byEmail: 3,
+      byIp: 0,
+    });
+    expect(await audit.countFailedAuthAttempts({ email, ip: '198.51.100.1', since: since() })).toEqual({
+      byEmail: 3,
+      byIp: expect.any(Number),
+    });
   });
 
   it('when failures come from one IP for different emails, then they are counted by IP', async () => {
     const ip = `203.0.113.${Math.floor(Math.random() * 250) + 1}`;
     const ipv6 = `2001:db8::${Math.floor(Math.random() * 0xffff).toString(16)}`;
     for (let i = 0; i < 4; i += 1) {
-      await audit.record({ tenantId: UNKNOWN_TENANT, action: 'auth.login.failure', resourceType: 'user', resourceId: uniqueEmail('spray'), result: 'failure', ipAddress: i < 3 ? ip : ipv6 });
+      await audit.record({
+        tenantId: UNKNOWN_TENANT,
+        action: 'auth.login.failure',
+        resourceType: 'user',
+        resourceId: uniqueEmail('spray'),
+        result: 'failure',
+        ipAddress: i < 3 ? ip : ipv6,
+      });
     }
     const byIp = (await audit.countFailedAuthAttempts({ ip, since: since() })).byIp;
     expect(byIp).toBeGreaterThanOrEqual(3);
@@ -105,11 +150,20 @@ describe('failed logins', () => {
   it('when failures are older than the window, then they are not counted', async () => {
     const email = uniqueEmail('old');
     await insertRawRows(owner, UNKNOWN_TENANT, [
-      { action: 'auth.login.failure', resourceType: 'user', resourceId: email, result: 'failure', severity: 'medium', createdAt: new Date(Date.now() - 60 * 60_000).toISOString() },
+      {
+        action: 'auth.login.failure',
+        resourceType: 'user',
+        resourceId: email,
+        result: 'failure',
+        severity: 'medium',
+        createdAt: new Date(Date.now() - 60 * 60_000).toISOString(),
+      },
       { action: 'auth.login.failure', resourceType: 'user', resourceId: email, result: 'failure', severity: 'medium' },
     ]);
     expect((await audit.countFailedAuthAttempts({ email, since: since() })).byEmail).toBe(1);
-    expect((await audit.countFailedAuthAttempts({ email, since: new Date(Date.now() - 2 * 60 * 60_000) })).byEmail).toBe(2);
+    expect(
+      (await audit.countFailedAuthAttempts({ email, since: new Date(Date.now() - 2 * 60 * 60_000) })).byEmail,
+    ).toBe(2);
   });
 
   it('when neither email nor ip is given, then both counts are zero; a bad ip is refused', async () => {
@@ -120,9 +174,30 @@ describe('failed logins', () => {
   it("when a tenant's failed logins are listed, then only that tenant's failures come back, filterable by email and ip", async () => {
     const tenantId = uniqueTenant('fail');
     const email = uniqueEmail('victim');
-    const a = await audit.record({ tenantId, action: 'auth.login.failure', resourceType: 'user', resourceId: email, result: 'failure', ipAddress: '192.0.2.10' });
-    const b = await audit.record({ tenantId, action: 'auth.login.failure', resourceType: 'user', resourceId: email, result: 'failure', ipAddress: '192.0.2.11' });
-    await audit.record({ tenantId: UNKNOWN_TENANT, action: 'auth.login.failure', resourceType: 'user', resourceId: email, result: 'failure', ipAddress: '192.0.2.10' });
+    const a = await audit.record({
+      tenantId,
+      action: 'auth.login.failure',
+      resourceType: 'user',
+      resourceId: email,
+      result: 'failure',
+      ipAddress: '192.0.2.10',
+    });
+    const b = await audit.record({
+      tenantId,
+      action: 'auth.login.failure',
+      resourceType: 'user',
+      resourceId: email,
+      result: 'failure',
+      ipAddress: '192.0.2.11',
+    });
+    await audit.record({
+      tenantId: UNKNOWN_TENANT,
+      action: 'auth.login.failure',
+      resourceType: 'user',
+      resourceId: email,
+      result: 'failure',
+      ipAddress: '192.0.2.10',
+    });
     const all = await audit.getFailedAuthAttempts({ tenantId, since: since() });
     expect(all.entries.map((e) => e.id)).toEqual([b.id, a.id]);
     const byEmail = await audit.getFailedAuthAttempts({ tenantId, email: email.toUpperCase(), since: since() });
@@ -138,13 +213,24 @@ describe('failed logins', () => {
       await insertRawRows(
         owner,
         UNKNOWN_TENANT,
-        Array.from({ length: 300 }, (_, i) => ({ action: 'auth.login.failure', resourceType: 'user', resourceId: uniqueEmail(`bulk${i}`), result: 'failure', ip: `198.18.${i % 200}.${(i % 250) + 1}` })),
+        Array.from({ length: 300 }, (_, i) => ({
+          action: 'auth.login.failure',
+          resourceType: 'user',
+          resourceId: uniqueEmail(`bulk${i}`),
+          result: 'failure',
+          ip: `198.18.${i % 200}.${(i % 250) + 1}`,
+        })),
       );
       await c.query('ANALYZE audit_logs');
       await c.query('BEGIN');
       await c.query('SET LOCAL enable_seqscan = off');
       const plan = async (where: string, v: string) =>
-        (await c.query(`EXPLAIN SELECT 1 FROM audit_logs WHERE action = 'auth.login.failure' AND result = 'failure' AND ${where} AND created_at >= now() - interval '15 minutes'`, [v])).rows
+        (
+          await c.query(
+            `EXPLAIN SELECT 1 FROM audit_logs WHERE action = 'auth.login.failure' AND result = 'failure' AND ${where} AND created_at >= now() - interval '15 minutes'`,
+            [v],
+          )
+        ).rows
           .map((r: { 'QUERY PLAN': string }) => r['QUERY PLAN'])
           .join('\n');
       expect(await plan('resource_id = $1', 'x@example.com')).toMatch(/audit_logs_login_failure_email_idx/);

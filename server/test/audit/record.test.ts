@@ -28,17 +28,37 @@ async function row(id: string): Promise<Record<string, unknown>> {
   return rows[0];
 }
 const countFor = async (tenantId: string): Promise<number> => {
-  const { rows } = await owner.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1', [tenantId]);
+  const { rows } = await owner.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1', [
+    tenantId,
+  ]);
   return rows[0]?.n ?? -1;
 };
 
 describe('record()', () => {
   it('when no severity is given, then the catalog default is stored (low for unknown actions)', async () => {
     const tenantId = uniqueTenant('rec');
-    const a = await t.composition.services.audit.record({ tenantId, action: 'auth.login.failure', resourceType: 'user', resourceId: 'x@example.com', result: 'failure' });
-    const b = await t.composition.services.audit.record({ tenantId, action: 'auth.refresh.reuse', resourceType: 'session' });
-    const c = await t.composition.services.audit.record({ tenantId, action: 'vehicle.updated', resourceType: 'vehicle' });
-    expect([(await row(a.id)).severity, (await row(b.id)).severity, (await row(c.id)).severity]).toEqual(['medium', 'critical', 'low']);
+    const a = await t.composition.services.audit.record({
+      tenantId,
+      action: 'auth.login.failure',
+      resourceType: 'user',
+      resourceId: 'x@example.com',
+      result: 'failure',
+    });
+    const b = await t.composition.services.audit.record({
+      tenantId,
+      action: 'auth.refresh.reuse',
+      resourceType: 'session',
+    });
+    const c = await t.composition.services.audit.record({
+      tenantId,
+      action: 'vehicle.updated',
+      resourceType: 'vehicle',
+    });
+    expect([(await row(a.id)).severity, (await row(b.id)).severity, (await row(c.id)).severity]).toEqual([
+      'medium',
+      'critical',
+      'low',
+    ]);
   });
 
   it('when the event is malformed, then record() throws and nothing is written', async () => {
@@ -46,8 +66,12 @@ describe('record()', () => {
     const audit = t.composition.services.audit;
     await expect(audit.record({ tenantId, action: 'NotAnAction', resourceType: 'x' })).rejects.toThrow(TypeError);
     await expect(audit.record({ tenantId, action: 'a.b', resourceType: '' })).rejects.toThrow(TypeError);
-    await expect(audit.record({ tenantId, action: 'a.b', resourceType: 'x', ipAddress: 'not-an-ip' })).rejects.toThrow(TypeError);
-    await expect(audit.record({ tenantId, action: 'a.b', resourceType: 'x', severity: 'huge' as never })).rejects.toThrow(TypeError);
+    await expect(audit.record({ tenantId, action: 'a.b', resourceType: 'x', ipAddress: 'not-an-ip' })).rejects.toThrow(
+      TypeError,
+    );
+    await expect(
+      audit.record({ tenantId, action: 'a.b', resourceType: 'x', severity: 'huge' as never }),
+    ).rejects.toThrow(TypeError);
     await expect(audit.record({ tenantId: '', action: 'a.b', resourceType: 'x' })).rejects.toThrow(TypeError);
     expect(await countFor(tenantId)).toBe(0);
   });
@@ -78,7 +102,12 @@ describe('record()', () => {
     audit.addHook(async (e) => {
       seen.push(e.after);
     });
-    const r = await audit.record({ tenantId, action: 'key.master.read', resourceType: 'key', after: { keyId: 'k1', masterKey: 'AAAA', token: 'abc' } });
+    const r = await audit.record({
+      tenantId,
+      action: 'key.master.read',
+      resourceType: 'key',
+      after: { keyId: 'k1', masterKey: 'AAAA', token: 'abc' },
+    });
     expect((await row(r.id)).after).toEqual({ keyId: 'k1', masterKey: '[REDACTED]', token: '[REDACTED]' });
     expect(seen).toEqual([{ keyId: 'k1', masterKey: '[REDACTED]', token: '[REDACTED]' }]);
   });
@@ -89,7 +118,9 @@ describe('record()', () => {
       const audit = createAuditService({ pool: single, logger: quiet });
       const tenantId = uniqueTenant('rec');
       await audit.record({ tenantId, action: 'a.b', resourceType: 'x' });
-      const { rows } = await single.query<{ t: string; n: number }>('SELECT app_current_tenant() AS t, (SELECT count(*)::int FROM audit_logs) AS n');
+      const { rows } = await single.query<{ t: string; n: number }>(
+        'SELECT app_current_tenant() AS t, (SELECT count(*)::int FROM audit_logs) AS n',
+      );
       expect(rows[0]).toEqual({ t: '', n: 0 });
     } finally {
       await single.end();
@@ -103,7 +134,9 @@ describe('hooks', () => {
     const audit = createAuditService({ pool: t.composition.pool, logger: quiet });
     const visible: number[] = [];
     audit.addHook(async (_e, recorded, q) => {
-      const { rows } = await q.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_logs WHERE id = $1', [recorded.id]);
+      const { rows } = await q.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_logs WHERE id = $1', [
+        recorded.id,
+      ]);
       visible.push(rows[0]?.n ?? 0);
     });
     await audit.record({ tenantId, action: 'a.b', resourceType: 'x' });
@@ -114,7 +147,9 @@ describe('hooks', () => {
     const tenantId = uniqueTenant('hook');
     const audit = createAuditService({ pool: t.composition.pool, logger: quiet });
     const actions: string[] = [];
-    audit.addHook(async (e) => void actions.push(e.action), { when: (e: StoredAuditEvent) => e.severity === 'high' || e.severity === 'critical' });
+    audit.addHook(async (e) => void actions.push(e.action), {
+      when: (e: StoredAuditEvent) => e.severity === 'high' || e.severity === 'critical',
+    });
     await audit.record({ tenantId, action: 'a.low', resourceType: 'x' });
     await audit.record({ tenantId, action: 'auth.lockout', resourceType: 'user' });
     expect(actions).toEqual(['auth.lockout']);
@@ -139,7 +174,10 @@ describe('failing closed', () => {
       withTenant(t.composition.pool, tenantId, async (c) => {
         await c.query("INSERT INTO users (tenant_id, email, role) VALUES ($1, $2, 'admin')", [tenantId, email]);
         // The event names another tenant than the transaction: the database refuses the row.
-        await t.composition.services.audit.record({ tenantId: uniqueTenant('elsewhere'), action: 'user.created', resourceType: 'user', resourceId: email }, c);
+        await t.composition.services.audit.record(
+          { tenantId: uniqueTenant('elsewhere'), action: 'user.created', resourceType: 'user', resourceId: email },
+          c,
+        );
       }),
     ).rejects.toMatchObject({ code: '42501' });
     const { rows } = await owner.query<{ n: number }>('SELECT count(*)::int AS n FROM users WHERE email = $1', [email]);
@@ -151,7 +189,12 @@ describe('failing closed', () => {
     const email = uniqueEmail('closed');
     const id = await withTenant(t.composition.pool, tenantId, async (c) => {
       await c.query("INSERT INTO users (tenant_id, email, role) VALUES ($1, $2, 'user')", [tenantId, email]);
-      return (await t.composition.services.audit.record({ tenantId, action: 'user.created', resourceType: 'user', resourceId: email }, c)).id;
+      return (
+        await t.composition.services.audit.record(
+          { tenantId, action: 'user.created', resourceType: 'user', resourceId: email },
+          c,
+        )
+      ).id;
     });
     expect((await row(id)).resource_id).toBe(email);
     const { rows } = await owner.query<{ n: number }>('SELECT count(*)::int AS n FROM users WHERE email = $1', [email]);
@@ -168,14 +211,20 @@ describe('failing closed', () => {
         { when: (e) => e.action === 'access.denied' || e.action === 'denied.check' },
       );
       const viewer = await loginAs(app, { role: 'viewer' });
-      const res = await request(app.app).post('/api/v1/security/audit/log').set('Authorization', viewer.authorization).send({ action: 'denied.check', resourceType: 'x' });
+      const res = await request(app.app)
+        .post('/api/v1/security/audit/log')
+        .set('Authorization', viewer.authorization)
+        .send({ action: 'denied.check', resourceType: 'x' });
       expect(res.status).toBe(500);
       expect(res.body.error.code).toBe('INTERNAL_ERROR');
       expect(JSON.stringify(res.body)).not.toMatch(/audit store down/);
       expect(await countFor(viewer.tenantId)).toBe(0);
 
       const user = await loginAs(app, { role: 'user' });
-      const res2 = await request(app.app).post('/api/v1/security/audit/log').set('Authorization', user.authorization).send({ action: 'denied.check', resourceType: 'x' });
+      const res2 = await request(app.app)
+        .post('/api/v1/security/audit/log')
+        .set('Authorization', user.authorization)
+        .send({ action: 'denied.check', resourceType: 'x' });
       expect(res2.status).toBe(500);
       expect(await countFor(user.tenantId)).toBe(0);
     } finally {

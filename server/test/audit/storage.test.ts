@@ -62,19 +62,33 @@ describe('row-level security (application role)', () => {
       expect(await count(c, 'SELECT count(*)::int AS n FROM audit_logs')).toBe(3);
       expect(await count(c, 'SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1', [tenantB])).toBe(0);
       expect(await count(c, 'SELECT count(*)::int AS n FROM audit_chain')).toBe(3);
-      expect(await count(c, 'SELECT count(*)::int AS n FROM audit_log_entries WHERE tenant_id <> $1', [tenantA])).toBe(0);
+      expect(await count(c, 'SELECT count(*)::int AS n FROM audit_log_entries WHERE tenant_id <> $1', [tenantA])).toBe(
+        0,
+      );
     });
   });
 
-  it("when the tenant context is A, then inserting a row for tenant B is refused", async () => {
+  it('when the tenant context is A, then inserting a row for tenant B is refused', async () => {
     await expect(
-      inTenant(app, tenantA, (c) => c.query("INSERT INTO audit_logs (tenant_id, action, resource_type) VALUES ($1, 'test.cross', 'thing')", [tenantB])),
+      inTenant(app, tenantA, (c) =>
+        c.query("INSERT INTO audit_logs (tenant_id, action, resource_type) VALUES ($1, 'test.cross', 'thing')", [
+          tenantB,
+        ]),
+      ),
     ).rejects.toMatchObject({ code: '42501', message: expect.stringMatching(/row-level security/) });
-    expect(await count(owner, "SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1 AND action = 'test.cross'", [tenantB])).toBe(0);
+    expect(
+      await count(owner, "SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1 AND action = 'test.cross'", [
+        tenantB,
+      ]),
+    ).toBe(0);
   });
 
   it('when there is no tenant context, then inserting any row is refused', async () => {
-    await expect(app.query("INSERT INTO audit_logs (tenant_id, action, resource_type) VALUES ($1, 'test.nocontext', 'thing')", [tenantA])).rejects.toMatchObject({ code: '42501' });
+    await expect(
+      app.query("INSERT INTO audit_logs (tenant_id, action, resource_type) VALUES ($1, 'test.nocontext', 'thing')", [
+        tenantA,
+      ]),
+    ).rejects.toMatchObject({ code: '42501' });
   });
 
   it("when the application role sets the owner's all-tenants scope, then it still sees nothing", async () => {
@@ -87,7 +101,9 @@ describe('row-level security (application role)', () => {
   it('when a tenant transaction ends, then the next transaction on the same connection has no tenant context', async () => {
     const single = appRolePool(1);
     try {
-      await inTenant(single, tenantA, async (c) => expect(await count(c, 'SELECT count(*)::int AS n FROM audit_logs')).toBe(3));
+      await inTenant(single, tenantA, async (c) =>
+        expect(await count(c, 'SELECT count(*)::int AS n FROM audit_logs')).toBe(3),
+      );
       expect(await count(single, 'SELECT count(*)::int AS n FROM audit_logs')).toBe(0);
       const { rows } = await single.query<{ t: string }>('SELECT app_current_tenant() AS t');
       expect(rows[0]?.t).toBe('');
@@ -113,7 +129,10 @@ describe('privileges of the application role', () => {
     ['UPDATE audit_logs SET action = action', '42501'],
     ['DELETE FROM audit_logs', '42501'],
     ['TRUNCATE audit_logs', '42501'],
-    ["INSERT INTO audit_chain (audit_id, tenant_id, seq, prev_hash, row_hash) VALUES (1, 'x', 1, decode(repeat('00', 32), 'hex'), decode(repeat('00', 32), 'hex'))", '42501'],
+    [
+      "INSERT INTO audit_chain (audit_id, tenant_id, seq, prev_hash, row_hash) VALUES (1, 'x', 1, decode(repeat('00', 32), 'hex'), decode(repeat('00', 32), 'hex'))",
+      '42501',
+    ],
     ['UPDATE audit_chain SET seq = seq', '42501'],
     ['DELETE FROM audit_chain', '42501'],
     ['SELECT count(*) FROM audit_pending', '42501'],
@@ -134,7 +153,9 @@ describe('privileges of the application role', () => {
          FROM pg_attribute WHERE attrelid = 'audit_logs'::regclass AND attnum > 0 AND NOT attisdropped`,
     );
     const insertable = cols.rows.filter((r) => r.has).map((r) => r.c);
-    expect(insertable).toEqual(expect.arrayContaining(['tenant_id', 'action', 'resource_type', 'severity', 'request_id']));
+    expect(insertable).toEqual(
+      expect.arrayContaining(['tenant_id', 'action', 'resource_type', 'severity', 'request_id']),
+    );
     expect(insertable).not.toContain('id');
     expect(insertable).not.toContain('created_at');
     expect(Object.fromEntries(rows.map((r) => [r.p, r.has]))).toEqual({
@@ -154,21 +175,37 @@ describe('append-only triggers (even for the owner)', () => {
   it.each([
     ['UPDATE audit_logs SET action = $2 WHERE tenant_id = $1', 'UPDATE on audit_logs'],
     ['DELETE FROM audit_logs WHERE tenant_id = $1 AND action <> $2', 'DELETE on audit_logs'],
-    ['UPDATE audit_chain SET seq = seq WHERE tenant_id = $1 AND $2 <> \'\'', 'UPDATE on audit_chain'],
-    ['DELETE FROM audit_chain WHERE tenant_id = $1 AND $2 <> \'\'', 'DELETE on audit_chain'],
+    ["UPDATE audit_chain SET seq = seq WHERE tenant_id = $1 AND $2 <> ''", 'UPDATE on audit_chain'],
+    ["DELETE FROM audit_chain WHERE tenant_id = $1 AND $2 <> ''", 'DELETE on audit_chain'],
   ])('when the owner (a superuser here) runs %s, then the trigger refuses it and the rows stay', async (sql, what) => {
-    await expect(owner.query(sql, [tenantA, 'test.changed'])).rejects.toMatchObject({ code: '42501', message: expect.stringContaining(`append-only: ${what}`) });
-    expect(await count(owner, 'SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1 AND action = $2', [tenantA, 'test.event'])).toBe(3);
+    await expect(owner.query(sql, [tenantA, 'test.changed'])).rejects.toMatchObject({
+      code: '42501',
+      message: expect.stringContaining(`append-only: ${what}`),
+    });
+    expect(
+      await count(owner, 'SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1 AND action = $2', [
+        tenantA,
+        'test.event',
+      ]),
+    ).toBe(3);
     expect(await count(owner, 'SELECT count(*)::int AS n FROM audit_chain WHERE tenant_id = $1', [tenantA])).toBe(3);
   });
 
-  it.each(['audit_logs', 'audit_chain', 'audit_chain_anchors'])('when the owner truncates %s, then the statement trigger refuses it', async (table) => {
-    await expect(owner.query(`TRUNCATE ${table}`)).rejects.toMatchObject({ code: '42501', message: expect.stringContaining(`TRUNCATE on ${table}`) });
-    expect(await count(owner, 'SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1', [tenantA])).toBe(3);
-  });
+  it.each(['audit_logs', 'audit_chain', 'audit_chain_anchors'])(
+    'when the owner truncates %s, then the statement trigger refuses it',
+    async (table) => {
+      await expect(owner.query(`TRUNCATE ${table}`)).rejects.toMatchObject({
+        code: '42501',
+        message: expect.stringContaining(`TRUNCATE on ${table}`),
+      });
+      expect(await count(owner, 'SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1', [tenantA])).toBe(3);
+    },
+  );
 
   it('when the owner runs an UPDATE that matches no row, then the attempt itself is refused', async () => {
-    await expect(owner.query("UPDATE audit_logs SET action = 'x.y' WHERE false")).rejects.toMatchObject({ code: '42501' });
+    await expect(owner.query("UPDATE audit_logs SET action = 'x.y' WHERE false")).rejects.toMatchObject({
+      code: '42501',
+    });
   });
 
   it('when the owner switches to the replica session role (which skips ordinary triggers), then UPDATE and DELETE are still refused', async () => {
@@ -176,7 +213,9 @@ describe('append-only triggers (even for the owner)', () => {
     try {
       await c.query('BEGIN');
       await c.query("SET LOCAL session_replication_role = 'replica'");
-      await expect(c.query('DELETE FROM audit_logs WHERE tenant_id = $1', [tenantA])).rejects.toMatchObject({ code: '42501' });
+      await expect(c.query('DELETE FROM audit_logs WHERE tenant_id = $1', [tenantA])).rejects.toMatchObject({
+        code: '42501',
+      });
       await c.query('ROLLBACK');
     } finally {
       c.release();
@@ -213,6 +252,8 @@ describe('append-only triggers (even for the owner)', () => {
   });
 
   it('when a row is inserted with a timestamp outside 2000-9000, then the database refuses it', async () => {
-    await expect(insertRawRows(owner, tenantA, [{ createdAt: '1999-12-31T23:59:59Z' }])).rejects.toMatchObject({ code: '23514' });
+    await expect(insertRawRows(owner, tenantA, [{ createdAt: '1999-12-31T23:59:59Z' }])).rejects.toMatchObject({
+      code: '23514',
+    });
   });
 });

@@ -23,16 +23,26 @@ async function tenantWithRows(n: number): Promise<{ admin: TestLogin; ids: strin
   const tenantId = uniqueTenant('verify');
   const admin = await loginAs(t, { role: 'admin', tenantId });
   const ids: string[] = [];
-  for (let i = 0; i < n; i += 1) ids.push((await t.composition.services.audit.record({ tenantId, action: 'doc.changed', resourceType: 'doc', resourceId: String(i) })).id);
+  for (let i = 0; i < n; i += 1)
+    ids.push(
+      (
+        await t.composition.services.audit.record({
+          tenantId,
+          action: 'doc.changed',
+          resourceType: 'doc',
+          resourceId: String(i),
+        })
+      ).id,
+    );
   await sealAll(owner);
   return { admin, ids };
 }
 
 async function lastAudit(tenantId: string, prefix: string): Promise<Record<string, unknown> | undefined> {
-  const { rows } = await owner.query('SELECT action, severity, result, error_message, after, user_id::text AS user_id FROM audit_logs WHERE tenant_id = $1 AND action LIKE $2 ORDER BY id DESC LIMIT 1', [
-    tenantId,
-    `${prefix}%`,
-  ]);
+  const { rows } = await owner.query(
+    'SELECT action, severity, result, error_message, after, user_id::text AS user_id FROM audit_logs WHERE tenant_id = $1 AND action LIKE $2 ORDER BY id DESC LIMIT 1',
+    [tenantId, `${prefix}%`],
+  );
   return rows[0];
 }
 
@@ -51,7 +61,12 @@ describe('GET /audit/verify', () => {
       oldestUnsealedId: null,
       head: { seq: '4', hash: expect.stringMatching(/^[0-9a-f]{64}$/) },
     });
-    expect(await lastAudit(admin.tenantId, 'audit.verify')).toMatchObject({ action: 'audit.verify', severity: 'low', result: 'success', user_id: admin.userId });
+    expect(await lastAudit(admin.tenantId, 'audit.verify')).toMatchObject({
+      action: 'audit.verify',
+      severity: 'low',
+      result: 'success',
+      user_id: admin.userId,
+    });
   });
 
   it('when a row of the tenant was modified, then valid is false with the first broken id, and a critical audit.verify.failed row is written', async () => {
@@ -61,8 +76,20 @@ describe('GET /audit/verify', () => {
     });
     const res = await request(t.app).get(PATH).set('Authorization', admin.authorization);
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ success: true, valid: false, checked: 2, firstBrokenId: ids[1], reason: expect.stringMatching(/modified/), head: null });
-    expect(await lastAudit(admin.tenantId, 'audit.verify')).toMatchObject({ action: 'audit.verify.failed', severity: 'critical', result: 'failure', after: expect.objectContaining({ firstBrokenId: ids[1] }) });
+    expect(res.body).toMatchObject({
+      success: true,
+      valid: false,
+      checked: 2,
+      firstBrokenId: ids[1],
+      reason: expect.stringMatching(/modified/),
+      head: null,
+    });
+    expect(await lastAudit(admin.tenantId, 'audit.verify')).toMatchObject({
+      action: 'audit.verify.failed',
+      severity: 'critical',
+      result: 'failure',
+      after: expect.objectContaining({ firstBrokenId: ids[1] }),
+    });
   });
 
   it("when another tenant's chain is broken, then this tenant still verifies intact", async () => {
@@ -78,9 +105,15 @@ describe('GET /audit/verify', () => {
   it('when an exported head is given as the anchor, then it must match', async () => {
     const { admin } = await tenantWithRows(3);
     const head = await t.composition.services.audit.chainHead(admin.tenantId);
-    const ok = await request(t.app).get(PATH).query({ anchorSeq: head?.seq, anchorHash: head?.hash }).set('Authorization', admin.authorization);
+    const ok = await request(t.app)
+      .get(PATH)
+      .query({ anchorSeq: head?.seq, anchorHash: head?.hash })
+      .set('Authorization', admin.authorization);
     expect(ok.body).toMatchObject({ valid: true, checked: 3 });
-    const wrong = await request(t.app).get(PATH).query({ anchorSeq: head?.seq, anchorHash: 'ab'.repeat(32) }).set('Authorization', admin.authorization);
+    const wrong = await request(t.app)
+      .get(PATH)
+      .query({ anchorSeq: head?.seq, anchorHash: 'ab'.repeat(32) })
+      .set('Authorization', admin.authorization);
     expect(wrong.body).toMatchObject({ valid: false, reason: expect.stringMatching(/exported head/) });
   });
 

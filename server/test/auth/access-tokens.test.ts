@@ -4,7 +4,14 @@
  * both; retired keys stay published until their last token expired; pre-upgrade HS256 tokens
  * work until they expire, then the HS256 path is closed.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  randomUUID,
+  type KeyObject,
+} from 'node:crypto';
 import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -22,8 +29,10 @@ import { buildAuthApp, expectGeneric401, SECURITY, type AuthTestApp } from './he
 import { signJwt } from './oidc-issuer';
 
 const der = (k: string): KeyObject => createPrivateKey({ key: Buffer.from(k, 'base64'), format: 'der', type: 'pkcs8' });
-const payloadOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString()) as Record<string, unknown>;
-const headerOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[0] as string, 'base64url').toString()) as Record<string, unknown>;
+const payloadOf = (token: string) =>
+  JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString()) as Record<string, unknown>;
+const headerOf = (token: string) =>
+  JSON.parse(Buffer.from(token.split('.')[0] as string, 'base64url').toString()) as Record<string, unknown>;
 
 async function listen(t: AuthTestApp): Promise<{ server: http.Server; url: string }> {
   const server = createHttpServer(t.app);
@@ -73,7 +82,12 @@ describe('JWKS and verification by another service', () => {
     const l = await loginAs(t);
     expect(headerOf(l.token)).toEqual({ alg: 'ES256', typ: 'at+jwt', kid: t.composition.services.tokens.current.kid });
     const jwks = createRemoteJWKSet(new URL(`${srv.url}/.well-known/jwks.json`));
-    const { payload, protectedHeader } = await jwtVerify(l.token, jwks, { issuer: 'fleet-security-api', audience: 'fleet-security-api', algorithms: ['ES256', 'EdDSA'], currentDate: new Date(t.clock.now()) });
+    const { payload, protectedHeader } = await jwtVerify(l.token, jwks, {
+      issuer: 'fleet-security-api',
+      audience: 'fleet-security-api',
+      algorithms: ['ES256', 'EdDSA'],
+      currentDate: new Date(t.clock.now()),
+    });
     expect(protectedHeader.alg).toBe('ES256');
     expect(payload).toMatchObject({ sub: l.userId, sid: l.sessionId, tid: l.tenantId });
   });
@@ -86,20 +100,36 @@ describe('JWKS and verification by another service', () => {
     const publicPem = createPublicKey(der(TEST_SIGNING_KEY)).export({ format: 'pem', type: 'spki' }) as string;
     const edKid = parseSigningKey(edOld).kid;
     const forged = {
-      'signed by a key not in the JWKS (own kid)': signJwt({ alg: 'ES256', typ: 'at+jwt', kid: jwkThumbprint(createPublicKey(stranger)) }, p, stranger),
+      'signed by a key not in the JWKS (own kid)': signJwt(
+        { alg: 'ES256', typ: 'at+jwt', kid: jwkThumbprint(createPublicKey(stranger)) },
+        p,
+        stranger,
+      ),
       'signed by a key not in the JWKS (real kid)': signJwt({ alg: 'ES256', typ: 'at+jwt', kid }, p, stranger),
       'alg none': signJwt({ alg: 'none', typ: 'at+jwt', kid }, p, '', 'none'),
       'HS256 keyed by the public key': signJwt({ alg: 'HS256', typ: 'at+jwt', kid }, p, publicPem),
-      'ES256 under the kid of the Ed25519 key': signJwt({ alg: 'ES256', typ: 'at+jwt', kid: edKid }, p, der(TEST_SIGNING_KEY)),
+      'ES256 under the kid of the Ed25519 key': signJwt(
+        { alg: 'ES256', typ: 'at+jwt', kid: edKid },
+        p,
+        der(TEST_SIGNING_KEY),
+      ),
     };
     const jwks = createRemoteJWKSet(new URL(`${srv.url}/.well-known/jwks.json`));
     for (const [name, token] of Object.entries(forged)) {
-      await expect(jwtVerify(token, jwks, { issuer: 'fleet-security-api', audience: 'fleet-security-api', currentDate: new Date(t.clock.now()) })).rejects.toThrow();
+      await expect(
+        jwtVerify(token, jwks, {
+          issuer: 'fleet-security-api',
+          audience: 'fleet-security-api',
+          currentDate: new Date(t.clock.now()),
+        }),
+      ).rejects.toThrow();
       const res = await request(t.app).get(`${SECURITY}/user`).set('Authorization', `Bearer ${token}`);
       if (res.status !== 401) throw new Error(`${name}: ${res.status}`);
       expectGeneric401(res);
     }
-    expect(t.composition.services.tokens.verify(forged['ES256 under the kid of the Ed25519 key']).reason).toMatch(/ES256 not accepted for key/);
+    expect(t.composition.services.tokens.verify(forged['ES256 under the kid of the Ed25519 key']).reason).toMatch(
+      /ES256 not accepted for key/,
+    );
     expect((await request(t.app).get(`${SECURITY}/user`).set('Authorization', l.authorization)).status).toBe(200);
   });
 
@@ -112,7 +142,10 @@ describe('JWKS and verification by another service', () => {
       t.clock.set(Date.parse(edUntil));
       const res = await request(t.app).get('/.well-known/jwks.json');
       expect((JSON.parse(res.text) as { keys: unknown[] }).keys).toHaveLength(1);
-      expect(t.composition.services.tokens.verify(l.token)).toMatchObject({ claims: null, reason: 'signing key retired' });
+      expect(t.composition.services.tokens.verify(l.token)).toMatchObject({
+        claims: null,
+        reason: 'signing key retired',
+      });
     } finally {
       t.clock.set(Date.now());
       await sub.close();
@@ -130,14 +163,33 @@ describe('pre-upgrade HS256 tokens', () => {
       t.clock.set(since - 30_000);
       const l = await loginAs(t);
       const iat = Math.floor(since / 1000) - 30;
-      const legacy = signJwt({ alg: 'HS256', typ: 'JWT', kid: secretId(secret) }, { sub: l.userId, sid: l.sessionId, tid: l.tenantId, jti: randomUUID(), iat, exp: iat + 900, iss: 'fleet-security-api', aud: 'fleet-security-api' }, secret);
+      const legacy = signJwt(
+        { alg: 'HS256', typ: 'JWT', kid: secretId(secret) },
+        {
+          sub: l.userId,
+          sid: l.sessionId,
+          tid: l.tenantId,
+          jti: randomUUID(),
+          iat,
+          exp: iat + 900,
+          iss: 'fleet-security-api',
+          aud: 'fleet-security-api',
+        },
+        secret,
+      );
       const get = (tok: string) => request(t.app).get(`${SECURITY}/user`).set('Authorization', `Bearer ${tok}`);
       t.clock.set(since + 60_000);
       expect((await get(legacy)).status).toBe(200);
       // The same secret after the switch: a forgery.
-      const late = signJwt({ alg: 'HS256', typ: 'JWT', kid: secretId(secret) }, { ...payloadOf(legacy), iat: Math.floor(since / 1000) + 10, exp: Math.floor(since / 1000) + 600 }, secret);
+      const late = signJwt(
+        { alg: 'HS256', typ: 'JWT', kid: secretId(secret) },
+        { ...payloadOf(legacy), iat: Math.floor(since / 1000) + 10, exp: Math.floor(since / 1000) + 600 },
+        secret,
+      );
       expectGeneric401(await get(late));
-      expect(t.composition.services.tokens.verify(late).reason).toBe('HS256 token issued after the switch to asymmetric keys');
+      expect(t.composition.services.tokens.verify(late).reason).toBe(
+        'HS256 token issued after the switch to asymmetric keys',
+      );
       // Past the last possible expiry of a pre-upgrade token: HS256 is gone.
       t.clock.set(since + 906_000);
       expectGeneric401(await get(legacy));
@@ -156,12 +208,31 @@ describe('pre-upgrade HS256 tokens', () => {
 describe('switch time unknown (database down at build)', () => {
   test('when the switch time is not known, then HS256 tokens are refused; once set, pre-switch tokens verify', () => {
     const secret = randomBytes(48).toString('base64');
-    const c = loadConfig({ NODE_ENV: 'test', DATABASE_URL: 'postgres://u:pw@127.0.0.1:5432/db', JWT_SECRET: secret, FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'), JWT_SIGNING_KEY: TEST_SIGNING_KEY }).config!;
+    const c = loadConfig({
+      NODE_ENV: 'test',
+      DATABASE_URL: 'postgres://u:pw@127.0.0.1:5432/db',
+      JWT_SECRET: secret,
+      FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+      JWT_SIGNING_KEY: TEST_SIGNING_KEY,
+    }).config!;
     const now = Date.now();
     const clock = { now: () => now };
     const tokens = createTokenService(c, clock, { legacyHs256Since: null });
     const iat = Math.floor(now / 1000) - 60;
-    const hs = signJwt({ alg: 'HS256', typ: 'JWT', kid: secretId(secret) }, { sub: randomUUID(), sid: randomUUID(), tid: 't1', jti: 'j', iat, exp: iat + 900, iss: 'fleet-security-api', aud: 'fleet-security-api' }, secret);
+    const hs = signJwt(
+      { alg: 'HS256', typ: 'JWT', kid: secretId(secret) },
+      {
+        sub: randomUUID(),
+        sid: randomUUID(),
+        tid: 't1',
+        jti: 'j',
+        iat,
+        exp: iat + 900,
+        iss: 'fleet-security-api',
+        aud: 'fleet-security-api',
+      },
+      secret,
+    );
     expect(tokens.verify(hs).reason).toBe('algorithm HS256 not accepted');
     tokens.setLegacyHs256Since(now - 30_000);
     expect(tokens.verify(hs).claims).not.toBeNull();
@@ -169,16 +240,31 @@ describe('switch time unknown (database down at build)', () => {
 });
 
 describe('signing key configuration', () => {
-  const base = { NODE_ENV: 'test', DATABASE_URL: 'postgres://u:pw@127.0.0.1:5432/db', JWT_SECRET: randomBytes(48).toString('base64'), FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64') };
+  const base = {
+    NODE_ENV: 'test',
+    DATABASE_URL: 'postgres://u:pw@127.0.0.1:5432/db',
+    JWT_SECRET: randomBytes(48).toString('base64'),
+    FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+  };
   test('when production has no JWT_SIGNING_KEY, then it is an error naming how to generate one', () => {
     const r = loadConfig({ NODE_ENV: 'production' });
-    expect(r.errors.find((e) => e.variable === 'JWT_SIGNING_KEY')?.message).toMatch(/required in production.*openssl genpkey/);
+    expect(r.errors.find((e) => e.variable === 'JWT_SIGNING_KEY')?.message).toMatch(
+      /required in production.*openssl genpkey/,
+    );
   });
   test.each([
     ['garbage', 'not a key!', /PKCS#8/],
-    ['an RSA key', generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, /P-256|Ed25519/],
+    [
+      'an RSA key',
+      generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
+      /P-256|Ed25519/,
+    ],
     ['an Ed25519 key under ES256', generateSigningKey('EdDSA'), /key for EdDSA, but JWT_SIGNING_ALG is ES256/],
-    ['a public key', createPublicKey(der(TEST_SIGNING_KEY)).export({ format: 'pem', type: 'spki' }) as string, /PKCS#8/],
+    [
+      'a public key',
+      createPublicKey(der(TEST_SIGNING_KEY)).export({ format: 'pem', type: 'spki' }) as string,
+      /PKCS#8/,
+    ],
   ])('when JWT_SIGNING_KEY is %s, then it is refused without echoing it', (_n, key, msg) => {
     const r = loadConfig({ ...base, JWT_SIGNING_KEY: key });
     const e = r.errors.find((x) => x.variable === 'JWT_SIGNING_KEY');
@@ -192,8 +278,15 @@ describe('signing key configuration', () => {
     expect(parseSigningKey(a.config!.identity.signingKey).kid).toBe(parseSigningKey(TEST_SIGNING_KEY).kid);
   });
   test('when JWT_PREVIOUS_SIGNING_KEYS entries lack an expiry or hold bad keys, then each is an error; an expired one is a warning', () => {
-    const r = loadConfig({ ...base, JWT_SIGNING_KEY: TEST_SIGNING_KEY, JWT_PREVIOUS_SIGNING_KEYS: `${generateSigningKey('ES256')},AAAA@2030-01-01T00:00:00Z,${generateSigningKey('ES256')}@2001-01-01T00:00:00Z` });
-    expect(r.errors.filter((e) => e.variable === 'JWT_PREVIOUS_SIGNING_KEYS').map((e) => e.message)).toEqual([expect.stringMatching(/entry 1 must be KEY@EXPIRY/), expect.stringMatching(/entry 2/)]);
+    const r = loadConfig({
+      ...base,
+      JWT_SIGNING_KEY: TEST_SIGNING_KEY,
+      JWT_PREVIOUS_SIGNING_KEYS: `${generateSigningKey('ES256')},AAAA@2030-01-01T00:00:00Z,${generateSigningKey('ES256')}@2001-01-01T00:00:00Z`,
+    });
+    expect(r.errors.filter((e) => e.variable === 'JWT_PREVIOUS_SIGNING_KEYS').map((e) => e.message)).toEqual([
+      expect.stringMatching(/entry 1 must be KEY@EXPIRY/),
+      expect.stringMatching(/entry 2/),
+    ]);
     expect(r.warnings.find((w) => w.variable === 'JWT_PREVIOUS_SIGNING_KEYS')?.message).toMatch(/entry 3 has expired/);
   });
   test('when development secrets are created, then they hold an ES256 and an EdDSA signing key (file mode 0600) that config uses', () => {
@@ -204,7 +297,10 @@ describe('signing key configuration', () => {
       expect(parseSigningKey(secrets.JWT_SIGNING_KEY as string).alg).toBe('ES256');
       expect(parseSigningKey(secrets.JWT_SIGNING_KEY_EDDSA as string).alg).toBe('EdDSA');
       const { JWT_SECRET: _drop, ...env } = base;
-      const c = loadConfig({ ...env, NODE_ENV: 'development', JWT_SIGNING_ALG: 'EdDSA' }, { devSecrets: secrets }).config!;
+      const c = loadConfig(
+        { ...env, NODE_ENV: 'development', JWT_SIGNING_ALG: 'EdDSA' },
+        { devSecrets: secrets },
+      ).config!;
       expect(c.identity.signingKey).toBe(secrets.JWT_SIGNING_KEY_EDDSA);
       expect(loadOrCreateDevSecrets(dir).secrets.JWT_SIGNING_KEY).toBe(secrets.JWT_SIGNING_KEY);
     } finally {

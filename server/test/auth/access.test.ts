@@ -10,7 +10,15 @@ import { ownerPool } from '../helpers/app';
 import { TEST_SIGNING_KEY } from '../helpers/env';
 import { generateSigningKey } from '../../src/lib/jws-keys';
 import { loginAs } from '../helpers/auth';
-import { auditByRequest, auditFor, buildAuthApp, expectGeneric401, SECURITY, uniqueIp, type AuthTestApp } from './helpers';
+import {
+  auditByRequest,
+  auditFor,
+  buildAuthApp,
+  expectGeneric401,
+  SECURITY,
+  uniqueIp,
+  type AuthTestApp,
+} from './helpers';
 import { signJwt } from './oidc-issuer';
 import { withTenant } from '../../src/db/transaction';
 
@@ -27,8 +35,10 @@ afterAll(async () => {
   await owner.end();
 });
 
-const getUser = (app: express.Express, authorization: string, rid = randomUUID()) => request(app).get(`${SECURITY}/user`).set('Authorization', authorization).set('X-Request-Id', rid);
-const payloadOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString()) as Record<string, unknown>;
+const getUser = (app: express.Express, authorization: string, rid = randomUUID()) =>
+  request(app).get(`${SECURITY}/user`).set('Authorization', authorization).set('X-Request-Id', rid);
+const payloadOf = (token: string) =>
+  JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString()) as Record<string, unknown>;
 
 describe('access tokens', () => {
   test('when a genuine access token of a live session is presented, then GET /user answers with the current user and permissions', async () => {
@@ -37,22 +47,57 @@ describe('access tokens', () => {
     expect(res.status).toBe(200);
     expect(res.body).toEqual({
       success: true,
-      user: { id: l.userId, email: l.email, role: 'viewer', tenantId: l.tenantId, displayName: 'Val Viewer', permissions: ['audit:read:own', 'profile:read', 'sessions:read:own', 'sessions:revoke:own'] },
+      user: {
+        id: l.userId,
+        email: l.email,
+        role: 'viewer',
+        tenantId: l.tenantId,
+        displayName: 'Val Viewer',
+        permissions: ['audit:read:own', 'profile:read', 'sessions:read:own', 'sessions:revoke:own'],
+      },
     });
   });
 
   type Forge = (token: string, l: Awaited<ReturnType<typeof loginAs>>) => string;
   // Access tokens are ES256 now (CONTRACT §10): forgeries are signed as this service would
   // sign them, with the real key where the test is "a leaked key", or with the old HS256 secret.
-  const realKey = () => createPrivateKey({ key: Buffer.from(TEST_SIGNING_KEY, 'base64'), format: 'der', type: 'pkcs8' });
+  const realKey = () =>
+    createPrivateKey({ key: Buffer.from(TEST_SIGNING_KEY, 'base64'), format: 'der', type: 'pkcs8' });
   const kid = () => t.composition.services.tokens.current.kid;
-  const es = (p: Record<string, unknown>, key = realKey(), k = kid()) => signJwt({ alg: 'ES256', typ: 'at+jwt', kid: k }, p, key);
+  const es = (p: Record<string, unknown>, key = realKey(), k = kid()) =>
+    signJwt({ alg: 'ES256', typ: 'at+jwt', kid: k }, p, key);
   const forgeries: Array<[string, Forge, RegExp]> = [
-    ['alg none', (tok) => signJwt({ alg: 'none', typ: 'at+jwt', kid: kid() }, payloadOf(tok), '', 'none'), /algorithm none not accepted/],
-    ['a wrong key under the real kid', (tok) => es(payloadOf(tok), generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey), /invalid signature/],
+    [
+      'alg none',
+      (tok) => signJwt({ alg: 'none', typ: 'at+jwt', kid: kid() }, payloadOf(tok), '', 'none'),
+      /algorithm none not accepted/,
+    ],
+    [
+      'a wrong key under the real kid',
+      (tok) => es(payloadOf(tok), generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey),
+      /invalid signature/,
+    ],
     ['an unknown kid', (tok) => es(payloadOf(tok), realKey(), 'unknown-kid'), /unknown key id/],
-    ['HS256 keyed by the public key', (tok) => signJwt({ alg: 'HS256', typ: 'JWT', kid: kid() }, payloadOf(tok), createPublicKey(realKey()).export({ format: 'pem', type: 'spki' }) as string), /HS256|unknown key id/],
-    ['HS256 with the JWT_SECRET issued after the switch', (tok) => signJwt({ alg: 'HS256', typ: 'JWT', kid: secretId(secret) }, { ...payloadOf(tok), iss: 'fleet-security-api', aud: 'fleet-security-api' }, secret), /HS256/],
+    [
+      'HS256 keyed by the public key',
+      (tok) =>
+        signJwt(
+          { alg: 'HS256', typ: 'JWT', kid: kid() },
+          payloadOf(tok),
+          createPublicKey(realKey()).export({ format: 'pem', type: 'spki' }) as string,
+        ),
+      /HS256|unknown key id/,
+    ],
+    [
+      'HS256 with the JWT_SECRET issued after the switch',
+      (tok) =>
+        signJwt(
+          { alg: 'HS256', typ: 'JWT', kid: secretId(secret) },
+          { ...payloadOf(tok), iss: 'fleet-security-api', aud: 'fleet-security-api' },
+          secret,
+        ),
+      /HS256/,
+    ],
     [
       'an altered payload (another tenant)',
       (tok) => {
@@ -61,8 +106,16 @@ describe('access tokens', () => {
       },
       /invalid signature/,
     ],
-    ['RS256 in the header', (tok) => signJwt({ alg: 'RS256', typ: 'JWT', kid: kid() }, payloadOf(tok), secret, 'HS256'), /algorithm RS256 not accepted/],
-    ['EdDSA in the header under the ES256 kid', (tok) => signJwt({ alg: 'EdDSA', typ: 'at+jwt', kid: kid() }, payloadOf(tok), secret, 'HS256'), /EdDSA not accepted for key/],
+    [
+      'RS256 in the header',
+      (tok) => signJwt({ alg: 'RS256', typ: 'JWT', kid: kid() }, payloadOf(tok), secret, 'HS256'),
+      /algorithm RS256 not accepted/,
+    ],
+    [
+      'EdDSA in the header under the ES256 kid',
+      (tok) => signJwt({ alg: 'EdDSA', typ: 'at+jwt', kid: kid() }, payloadOf(tok), secret, 'HS256'),
+      /EdDSA not accepted for key/,
+    ],
     // Signed with the real key (as with a leaked one), but not as this service issues tokens.
     [
       'an iat an hour in the future',
@@ -82,16 +135,27 @@ describe('access tokens', () => {
     ],
   ];
 
-  test.each(forgeries)('when the access token has %s, then 401 and auth.token.rejected is audited under _unknown', async (_name, forge, reason) => {
-    const l = await loginAs(t);
-    const rid = randomUUID();
-    // From its own address: identical rejections from one source within a minute are aggregated (failure-aggregator.ts).
-    const res = await getUser(t.app, `Bearer ${forge(l.token, l)}`, rid).set('X-Forwarded-For', uniqueIp());
-    expectGeneric401(res);
-    const rows = await auditByRequest(owner, rid);
-    expect(rows).toEqual([expect.objectContaining({ action: 'auth.token.rejected', tenant_id: '_unknown', user_id: null, result: 'failure', severity: 'medium' })]);
-    expect(rows[0]?.error_message).toMatch(reason);
-  });
+  test.each(forgeries)(
+    'when the access token has %s, then 401 and auth.token.rejected is audited under _unknown',
+    async (_name, forge, reason) => {
+      const l = await loginAs(t);
+      const rid = randomUUID();
+      // From its own address: identical rejections from one source within a minute are aggregated (failure-aggregator.ts).
+      const res = await getUser(t.app, `Bearer ${forge(l.token, l)}`, rid).set('X-Forwarded-For', uniqueIp());
+      expectGeneric401(res);
+      const rows = await auditByRequest(owner, rid);
+      expect(rows).toEqual([
+        expect.objectContaining({
+          action: 'auth.token.rejected',
+          tenant_id: '_unknown',
+          user_id: null,
+          result: 'failure',
+          severity: 'medium',
+        }),
+      ]);
+      expect(rows[0]?.error_message).toMatch(reason);
+    },
+  );
 
   test('when the scheme is written bearer or BEARER, then the token is accepted (the scheme is case-insensitive)', async () => {
     const l = await loginAs(t);
@@ -100,10 +164,21 @@ describe('access tokens', () => {
 
   test('when a correctly signed token names a session that does not exist, then 401 and the rejection is audited under its tenant', async () => {
     const l = await loginAs(t);
-    const { token } = t.composition.services.tokens.issue({ userId: l.userId, sessionId: randomUUID(), tenantId: l.tenantId });
+    const { token } = t.composition.services.tokens.issue({
+      userId: l.userId,
+      sessionId: randomUUID(),
+      tenantId: l.tenantId,
+    });
     const rid = randomUUID();
     expectGeneric401(await getUser(t.app, `Bearer ${token}`, rid));
-    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ action: 'auth.token.rejected', tenant_id: l.tenantId, user_id: l.userId, error_message: 'unknown session' })]);
+    expect(await auditByRequest(owner, rid)).toEqual([
+      expect.objectContaining({
+        action: 'auth.token.rejected',
+        tenant_id: l.tenantId,
+        user_id: l.userId,
+        error_message: 'unknown session',
+      }),
+    ]);
   });
 
   test('when the access token is past its exp, then 401 and only the log records it (normal client behaviour, not audited)', async () => {
@@ -124,15 +199,30 @@ describe('access tokens', () => {
   test('when the Authorization header is missing or not a Bearer JWT, then 401 with WWW-Authenticate and nothing is audited', async () => {
     const rid = randomUUID();
     expectGeneric401(await request(t.app).get(`${SECURITY}/user`).set('X-Request-Id', rid));
-    expectGeneric401(await request(t.app).get(`${SECURITY}/user`).set('Authorization', 'Basic dXNlcjpwYXNz').set('X-Request-Id', rid));
-    expectGeneric401(await request(t.app).get(`${SECURITY}/user`).set('Authorization', 'Bearer not-a-jwt').set('X-Request-Id', rid));
+    expectGeneric401(
+      await request(t.app).get(`${SECURITY}/user`).set('Authorization', 'Basic dXNlcjpwYXNz').set('X-Request-Id', rid),
+    );
+    expectGeneric401(
+      await request(t.app).get(`${SECURITY}/user`).set('Authorization', 'Bearer not-a-jwt').set('X-Request-Id', rid),
+    );
     expect(await auditByRequest(owner, rid)).toEqual([]);
   });
 
   test('when a huge Bearer token is presented, then 401 and it is audited as rejected without being parsed', async () => {
     const rid = randomUUID();
-    expectGeneric401(await request(t.app).get(`${SECURITY}/user`).set('Authorization', `Bearer eyJ${'A'.repeat(6000)}.b.c`).set('X-Request-Id', rid));
-    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ action: 'auth.token.rejected', tenant_id: '_unknown', error_message: 'token missing or too long' })]);
+    expectGeneric401(
+      await request(t.app)
+        .get(`${SECURITY}/user`)
+        .set('Authorization', `Bearer eyJ${'A'.repeat(6000)}.b.c`)
+        .set('X-Request-Id', rid),
+    );
+    expect(await auditByRequest(owner, rid)).toEqual([
+      expect.objectContaining({
+        action: 'auth.token.rejected',
+        tenant_id: '_unknown',
+        error_message: 'token missing or too long',
+      }),
+    ]);
   });
 });
 
@@ -140,7 +230,11 @@ describe('routes without input', () => {
   test('when POST /logout carries a body key or an array, or GET /user and /sessions carry a query, then 400 and the session still works', async () => {
     const l = await loginAs(t);
     for (const body of ['{"zzz":1}', '[]']) {
-      const res = await request(t.app).post(`${SECURITY}/logout`).set('Authorization', l.authorization).set('Content-Type', 'application/json').send(body);
+      const res = await request(t.app)
+        .post(`${SECURITY}/logout`)
+        .set('Authorization', l.authorization)
+        .set('Content-Type', 'application/json')
+        .send(body);
       expect(res.status).toBe(400);
       expect(res.body.error.code).toBe('VALIDATION_FAILED');
     }
@@ -161,7 +255,9 @@ describe('signing key rotation', () => {
     const fresh = generateSigningKey('ES256');
     const until = new Date(Date.now() + 3600_000).toISOString();
     const before = await buildAuthApp(null, { env: { JWT_SIGNING_KEY: old } });
-    const during = await buildAuthApp(null, { env: { JWT_SIGNING_KEY: fresh, JWT_PREVIOUS_SIGNING_KEYS: `${old}@${until}` } });
+    const during = await buildAuthApp(null, {
+      env: { JWT_SIGNING_KEY: fresh, JWT_PREVIOUS_SIGNING_KEYS: `${old}@${until}` },
+    });
     const after = await buildAuthApp(null, { env: { JWT_SIGNING_KEY: fresh } });
     try {
       const l = await loginAs(before);
@@ -170,8 +266,14 @@ describe('signing key rotation', () => {
       expectGeneric401(await getUser(after.app, l.authorization, rid));
       expect((await auditByRequest(owner, rid))[0]?.error_message).toBe('unknown key id');
 
-      const reissued = during.composition.services.tokens.issue({ userId: l.userId, sessionId: l.sessionId, tenantId: l.tenantId });
-      expect(JSON.parse(Buffer.from(reissued.token.split('.')[0] as string, 'base64url').toString()).kid).toBe(after.composition.services.tokens.current.kid);
+      const reissued = during.composition.services.tokens.issue({
+        userId: l.userId,
+        sessionId: l.sessionId,
+        tenantId: l.tenantId,
+      });
+      expect(JSON.parse(Buffer.from(reissued.token.split('.')[0] as string, 'base64url').toString()).kid).toBe(
+        after.composition.services.tokens.current.kid,
+      );
       expect((await getUser(after.app, `Bearer ${reissued.token}`)).status).toBe(200);
 
       // Past the previous key's expiry: its tokens are refused (and it leaves the JWKS).
@@ -189,27 +291,57 @@ describe('live session checks', () => {
   test('when a user is demoted, then the very next request sees the new role and permissions', async () => {
     const l = await loginAs(t, { role: 'admin' });
     expect((await getUser(t.app, l.authorization)).body.user.role).toBe('admin');
-    await t.composition.services.users.provision({ email: l.email, role: 'viewer', tenantId: l.tenantId }, { source: 'test' });
+    await t.composition.services.users.provision(
+      { email: l.email, role: 'viewer', tenantId: l.tenantId },
+      { source: 'test' },
+    );
     const res = await getUser(t.app, l.authorization);
     expect(res.status).toBe(200);
     expect(res.body.user.role).toBe('viewer');
     expect(res.body.user.permissions).not.toContain('audit:read:tenant');
     expect(await auditFor(owner, { tenantId: l.tenantId, action: 'user.role_changed' })).toEqual([
-      expect.objectContaining({ severity: 'high', resource_id: l.userId, before: expect.objectContaining({ role: 'admin' }), after: expect.objectContaining({ role: 'viewer' }) }),
+      expect.objectContaining({
+        severity: 'high',
+        resource_id: l.userId,
+        before: expect.objectContaining({ role: 'admin' }),
+        after: expect.objectContaining({ role: 'viewer' }),
+      }),
     ]);
   });
 
   test('when a user is deactivated, then all their sessions end at once and the next request is refused', async () => {
     const a = await loginAs(t);
-    const sessionB = await withTenant(t.composition.pool, a.tenantId, (c) => t.composition.services.sessions.create(c, { userId: a.userId, tenantId: a.tenantId, ip: null, userAgent: 'second device' }));
-    const b = t.composition.services.tokens.issue({ userId: a.userId, sessionId: sessionB.sessionId, tenantId: a.tenantId });
-    const r = await t.composition.services.users.deactivate({ email: a.email, tenantId: a.tenantId }, { source: 'test' });
+    const sessionB = await withTenant(t.composition.pool, a.tenantId, (c) =>
+      t.composition.services.sessions.create(c, {
+        userId: a.userId,
+        tenantId: a.tenantId,
+        ip: null,
+        userAgent: 'second device',
+      }),
+    );
+    const b = t.composition.services.tokens.issue({
+      userId: a.userId,
+      sessionId: sessionB.sessionId,
+      tenantId: a.tenantId,
+    });
+    const r = await t.composition.services.users.deactivate(
+      { email: a.email, tenantId: a.tenantId },
+      { source: 'test' },
+    );
     expect(r.sessionsRevoked).toBe(2);
     expectGeneric401(await getUser(t.app, a.authorization));
     expectGeneric401(await getUser(t.app, `Bearer ${b.token}`));
-    const revoked = await owner.query('SELECT count(*)::int AS n FROM sessions WHERE user_id = $1 AND revoked_reason = $2', [a.userId, 'user deactivated']);
+    const revoked = await owner.query(
+      'SELECT count(*)::int AS n FROM sessions WHERE user_id = $1 AND revoked_reason = $2',
+      [a.userId, 'user deactivated'],
+    );
     expect(revoked.rows[0].n).toBe(2);
-    expect((await auditFor(owner, { tenantId: a.tenantId })).map((x) => x.action)).toEqual(['user.deactivated', 'session.revoked.bulk', 'auth.token.rejected', 'auth.token.rejected']);
+    expect((await auditFor(owner, { tenantId: a.tenantId })).map((x) => x.action)).toEqual([
+      'user.deactivated',
+      'session.revoked.bulk',
+      'auth.token.rejected',
+      'auth.token.rejected',
+    ]);
   });
 
   test('when the user row is marked inactive directly in the database, then the next request is refused and audited', async () => {
@@ -217,12 +349,21 @@ describe('live session checks', () => {
     await owner.query('UPDATE users SET is_active = false WHERE id = $1', [l.userId]);
     const rid = randomUUID();
     expectGeneric401(await getUser(t.app, l.authorization, rid));
-    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ action: 'auth.token.rejected', tenant_id: l.tenantId, error_message: 'user deactivated' })]);
+    expect(await auditByRequest(owner, rid)).toEqual([
+      expect.objectContaining({
+        action: 'auth.token.rejected',
+        tenant_id: l.tenantId,
+        error_message: 'user deactivated',
+      }),
+    ]);
   });
 
   test('when a session stays idle past SESSION_IDLE_TIMEOUT (injected clock), then it ends, session.expired is written once, and activity before that slides the window', async () => {
     const clock = new ManualClock(Date.now());
-    const app = await buildAuthApp(null, { clock, env: { JWT_EXPIRES_IN: '4h', SESSION_IDLE_TIMEOUT: '30m', SESSION_ABSOLUTE_TIMEOUT: '8h' } });
+    const app = await buildAuthApp(null, {
+      clock,
+      env: { JWT_EXPIRES_IN: '4h', SESSION_IDLE_TIMEOUT: '30m', SESSION_ABSOLUTE_TIMEOUT: '8h' },
+    });
     try {
       const l = await loginAs(app);
       clock.advance(25 * 60_000);
@@ -233,7 +374,14 @@ describe('live session checks', () => {
       const rid = randomUUID();
       expectGeneric401(await getUser(app.app, l.authorization, rid));
       expect(await auditByRequest(owner, rid)).toEqual([
-        expect.objectContaining({ action: 'session.expired', tenant_id: l.tenantId, user_id: l.userId, resource_id: l.sessionId, severity: 'low', error_message: 'idle timeout' }),
+        expect.objectContaining({
+          action: 'session.expired',
+          tenant_id: l.tenantId,
+          user_id: l.userId,
+          resource_id: l.sessionId,
+          severity: 'low',
+          error_message: 'idle timeout',
+        }),
       ]);
       const again = randomUUID();
       expectGeneric401(await getUser(app.app, l.authorization, again));
@@ -247,7 +395,10 @@ describe('live session checks', () => {
 
   test('when a session passes SESSION_ABSOLUTE_TIMEOUT (injected clock), then it ends however active it was', async () => {
     const clock = new ManualClock(Date.now());
-    const app = await buildAuthApp(null, { clock, env: { JWT_EXPIRES_IN: '4h', SESSION_IDLE_TIMEOUT: '30m', SESSION_ABSOLUTE_TIMEOUT: '1h' } });
+    const app = await buildAuthApp(null, {
+      clock,
+      env: { JWT_EXPIRES_IN: '4h', SESSION_IDLE_TIMEOUT: '30m', SESSION_ABSOLUTE_TIMEOUT: '1h' },
+    });
     try {
       const l = await loginAs(app);
       for (let i = 0; i < 2; i++) {
@@ -257,7 +408,9 @@ describe('live session checks', () => {
       clock.advance(20 * 60_000);
       const rid = randomUUID();
       expectGeneric401(await getUser(app.app, l.authorization, rid));
-      expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ action: 'session.expired', error_message: 'absolute timeout' })]);
+      expect(await auditByRequest(owner, rid)).toEqual([
+        expect.objectContaining({ action: 'session.expired', error_message: 'absolute timeout' }),
+      ]);
     } finally {
       await app.close();
     }
@@ -268,9 +421,14 @@ describe('authorization', () => {
   function guarded(app: AuthTestApp, permission: 'audit:write' | 'keys:rotate') {
     const e = express();
     e.use(requestContext({ logger: app.composition.logger, accessLog: false }));
-    e.post('/guarded', ...app.composition.guards.requireAuth, app.composition.guards.requirePermission(permission), (_req, res) => {
-      res.json({ success: true });
-    });
+    e.post(
+      '/guarded',
+      ...app.composition.guards.requireAuth,
+      app.composition.guards.requirePermission(permission),
+      (_req, res) => {
+        res.json({ success: true });
+      },
+    );
     e.use(errorHandler());
     return e;
   }
@@ -278,15 +436,32 @@ describe('authorization', () => {
   test('when a role lacks the permission a route requires, then 403 FORBIDDEN and access.denied is audited; a role that holds it passes', async () => {
     const viewer = await loginAs(t, { role: 'viewer' });
     const rid = randomUUID();
-    const res = await request(guarded(t, 'audit:write')).post('/guarded').set('Authorization', viewer.authorization).set('X-Request-Id', rid);
+    const res = await request(guarded(t, 'audit:write'))
+      .post('/guarded')
+      .set('Authorization', viewer.authorization)
+      .set('X-Request-Id', rid);
     expect(res.status).toBe(403);
-    expect(res.body.error).toEqual({ code: 'FORBIDDEN', message: 'You do not have permission to perform this action.' });
+    expect(res.body.error).toEqual({
+      code: 'FORBIDDEN',
+      message: 'You do not have permission to perform this action.',
+    });
     expect(await auditByRequest(owner, rid)).toEqual([
-      expect.objectContaining({ action: 'access.denied', result: 'denied', severity: 'medium', tenant_id: viewer.tenantId, user_id: viewer.userId, error_message: 'role viewer lacks audit:write' }),
+      expect.objectContaining({
+        action: 'access.denied',
+        result: 'denied',
+        severity: 'medium',
+        tenant_id: viewer.tenantId,
+        user_id: viewer.userId,
+        error_message: 'role viewer lacks audit:write',
+      }),
     ]);
     const user = await loginAs(t, { role: 'user' });
-    expect((await request(guarded(t, 'audit:write')).post('/guarded').set('Authorization', user.authorization)).status).toBe(200);
-    expect((await request(guarded(t, 'keys:rotate')).post('/guarded').set('Authorization', user.authorization)).status).toBe(403);
+    expect(
+      (await request(guarded(t, 'audit:write')).post('/guarded').set('Authorization', user.authorization)).status,
+    ).toBe(200);
+    expect(
+      (await request(guarded(t, 'keys:rotate')).post('/guarded').set('Authorization', user.authorization)).status,
+    ).toBe(403);
   });
 
   test('when one user exceeds RATE_LIMIT_USER_MAX, then 429 with Retry-After, while another user is unaffected', async () => {

@@ -25,9 +25,14 @@ interface Run {
 
 function run(script: string, args: string[], env: Record<string, string>): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(TSX, [path.join(ROOT, 'server/src/cli', script), ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
+    execFile(
+      TSX,
+      [path.join(ROOT, 'server/src/cli', script), ...args],
+      { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), ...env }, timeout: 60_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -55,11 +60,22 @@ describe('npm run user:add / user:deactivate', () => {
   test('when user:add runs with valid options, then the user is created, the outcome printed, and user.created audited; user:deactivate then deactivates and reports revoked sessions', async () => {
     const email = uniqueEmail();
     const tenant = uniqueTenant();
-    const add = await run('user-add.ts', ['--email', email, '--role', 'admin', '--tenant', tenant, '--name', 'Ops Admin'], baseEnv);
+    const add = await run(
+      'user-add.ts',
+      ['--email', email, '--role', 'admin', '--tenant', tenant, '--name', 'Ops Admin'],
+      baseEnv,
+    );
     expect(add.stderr).toBe('');
     expect(add.code).toBe(0);
-    expect(add.stdout).toMatch(new RegExp(`^created: ${email.replace(/\./g, '\\.')} in tenant ${tenant}, role admin, name "Ops Admin" \\(id [0-9a-f-]{36}\\)\\naudit: user\\.created\\n$`));
-    const row = await owner.query('SELECT id, role, is_active FROM users WHERE tenant_id = $1 AND email = $2', [tenant, email]);
+    expect(add.stdout).toMatch(
+      new RegExp(
+        `^created: ${email.replace(/\./g, '\\.')} in tenant ${tenant}, role admin, name "Ops Admin" \\(id [0-9a-f-]{36}\\)\\naudit: user\\.created\\n$`,
+      ),
+    );
+    const row = await owner.query('SELECT id, role, is_active FROM users WHERE tenant_id = $1 AND email = $2', [
+      tenant,
+      email,
+    ]);
     expect(row.rows[0]).toMatchObject({ role: 'admin', is_active: true });
     const created = await auditFor(owner, { tenantId: tenant, action: 'user.created' });
     expect(created).toHaveLength(1);
@@ -70,26 +86,54 @@ describe('npm run user:add / user:deactivate', () => {
       `INSERT INTO sessions (user_id, tenant_id, idle_expires_at, absolute_expires_at) VALUES ($1, $2, now() + interval '30 minutes', now() + interval '1 day')`,
       [row.rows[0].id, tenant],
     );
-    const off = await run('user-deactivate.ts', ['--email', email, '--tenant', tenant, '--reason', 'incident 42'], baseEnv);
+    const off = await run(
+      'user-deactivate.ts',
+      ['--email', email, '--tenant', tenant, '--reason', 'incident 42'],
+      baseEnv,
+    );
     expect(off.code).toBe(0);
-    expect(off.stdout).toBe(`deactivated: ${email} in tenant ${tenant}; sessions revoked: 1\naudit: user.deactivated, session.revoked.bulk\n`);
+    expect(off.stdout).toBe(
+      `deactivated: ${email} in tenant ${tenant}; sessions revoked: 1\naudit: user.deactivated, session.revoked.bulk\n`,
+    );
     const after = await owner.query('SELECT is_active FROM users WHERE id = $1', [row.rows[0].id]);
     expect(after.rows[0].is_active).toBe(false);
   });
 
   test.each([
     ['a missing --tenant', ['--email', 'x@example.com', '--role', 'user'], /needs --email, --role and --tenant/],
-    ['an unknown role', ['--email', 'x@example.com', '--role', 'root', '--tenant', 'acme'], /--role must be admin, user or viewer/],
-    ['an unknown option', ['--email', 'x@example.com', '--role', 'user', '--tenant', 'acme', '--password', 'x'], /Unknown option '--password'/],
-    ['an invalid e-mail', ['--email', 'not-an-email', '--role', 'user', '--tenant', 'acme'], /--email must be an e-mail address/],
-    ['an option twice', ['--email', 'x@example.com', '--role', 'user', '--role', 'admin', '--tenant', 'acme'], /--role given more than once/],
-    ['a name with a newline and a terminal escape', ['--email', 'x@example.com', '--role', 'user', '--tenant', 'acme', '--name', 'evil\nname\u001b[31m'], /--name must be 1-200 characters of text, without control characters/],
+    [
+      'an unknown role',
+      ['--email', 'x@example.com', '--role', 'root', '--tenant', 'acme'],
+      /--role must be admin, user or viewer/,
+    ],
+    [
+      'an unknown option',
+      ['--email', 'x@example.com', '--role', 'user', '--tenant', 'acme', '--password', 'x'],
+      /Unknown option '--password'/,
+    ],
+    [
+      'an invalid e-mail',
+      ['--email', 'not-an-email', '--role', 'user', '--tenant', 'acme'],
+      /--email must be an e-mail address/,
+    ],
+    [
+      'an option twice',
+      ['--email', 'x@example.com', '--role', 'user', '--role', 'admin', '--tenant', 'acme'],
+      /--role given more than once/,
+    ],
+    [
+      'a name with a newline and a terminal escape',
+      ['--email', 'x@example.com', '--role', 'user', '--tenant', 'acme', '--name', 'evil\nname\u001b[31m'],
+      /--name must be 1-200 characters of text, without control characters/,
+    ],
   ])('when user:add gets %s, then it exits 2 with the usage and writes nothing', async (_name, args, message) => {
     const r = await run('user-add.ts', args, baseEnv);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
     expect(r.stderr).toContain('Usage: npm run user:add');
-    const n = await owner.query(`SELECT count(*)::int AS n FROM users WHERE email IN ('x@example.com', 'not-an-email')`);
+    const n = await owner.query(
+      `SELECT count(*)::int AS n FROM users WHERE email IN ('x@example.com', 'not-an-email')`,
+    );
     expect(n.rows[0].n).toBe(0);
   });
 
@@ -101,7 +145,11 @@ describe('npm run user:add / user:deactivate', () => {
   });
 
   test('when user:deactivate gets an option twice, then it exits 2 and deactivates nobody', async () => {
-    const r = await run('user-deactivate.ts', ['--email', 'a@example.com', '--email', 'b@example.com', '--tenant', 'acme'], baseEnv);
+    const r = await run(
+      'user-deactivate.ts',
+      ['--email', 'a@example.com', '--email', 'b@example.com', '--tenant', 'acme'],
+      baseEnv,
+    );
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--email given more than once/);
   });
@@ -154,13 +202,23 @@ describe('npm run dev:token and the development issuer', () => {
     expect(asked.stdout).toBe('');
     expect(asked.stderr).toMatch(/development only; refused with NODE_ENV=production/);
     // With nothing else set: one plain sentence, not the production configuration's errors.
-    const bare = await run('dev-token.ts', ['--email', 'a@example.com'], { NODE_ENV: 'production', FLEET_DATA_DIR: dataDir });
+    const bare = await run('dev-token.ts', ['--email', 'a@example.com'], {
+      NODE_ENV: 'production',
+      FLEET_DATA_DIR: dataDir,
+    });
     expect(bare.code).toBe(1);
-    expect(bare.stderr.trim()).toBe('dev:token: development only; refused with NODE_ENV=production (log in through the identity provider).');
+    expect(bare.stderr.trim()).toBe(
+      'dev:token: development only; refused with NODE_ENV=production (log in through the identity provider).',
+    );
   });
 
   test('when a real identity provider is configured, then dev:token refuses (the development issuer is off)', async () => {
-    const r = await run('dev-token.ts', ['--email', 'a@example.com'], { ...baseEnv, NODE_ENV: 'development', AUTH0_ISSUER_BASE_URL: 'http://127.0.0.1:9/', AUTH0_CLIENT_ID: 'x' });
+    const r = await run('dev-token.ts', ['--email', 'a@example.com'], {
+      ...baseEnv,
+      NODE_ENV: 'development',
+      AUTH0_ISSUER_BASE_URL: 'http://127.0.0.1:9/',
+      AUTH0_CLIENT_ID: 'x',
+    });
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/development issuer is not enabled/);
@@ -171,9 +229,20 @@ describe('npm run dev:token and the development issuer', () => {
     try {
       const kid = loadOrCreateDevIssuerKey(dataDir).kid;
       const email = uniqueEmail();
-      await app.composition.services.users.provision({ email, role: 'user', tenantId: uniqueTenant() }, { source: 'test' });
+      await app.composition.services.users.provision(
+        { email, role: 'user', tenantId: uniqueTenant() },
+        { source: 'test' },
+      );
       const now = Math.floor(Date.now() / 1000);
-      const claims = { iss: DEV_ISSUER, aud: DEV_AUDIENCE, sub: 'dev|x', email, email_verified: true, iat: now, exp: now + 600 };
+      const claims = {
+        iss: DEV_ISSUER,
+        aud: DEV_AUDIENCE,
+        sub: 'dev|x',
+        email,
+        email_verified: true,
+        iat: now,
+        exp: now + 600,
+      };
       const foreign = signJwt({ alg: 'RS256', kid }, claims, makeKey('RS256').privateKey);
       const rid = randomUUID();
       expect((await postLogin(app, { email, idToken: foreign }, uniqueIp(), rid)).status).toBe(401);

@@ -25,7 +25,13 @@ afterAll(async () => {
 });
 
 async function rowsFromIp(ip: string, action: string) {
-  const { rows } = await owner.query<{ tenant_id: string; resource_id: string | null; error_message: string; after: Record<string, unknown> | null; request_id: string | null }>(
+  const { rows } = await owner.query<{
+    tenant_id: string;
+    resource_id: string | null;
+    error_message: string;
+    after: Record<string, unknown> | null;
+    request_id: string | null;
+  }>(
     'SELECT tenant_id, resource_id, error_message, after, request_id FROM audit_logs WHERE ip_address = $1::inet AND action = $2 ORDER BY id',
     [ip, action],
   );
@@ -42,8 +48,17 @@ describe('aggregated unauthenticated failures', () => {
     await t.composition.services.failureAudit.flush();
     const rows = await rowsFromIp(ip, 'auth.login.failure');
     expect(rows).toHaveLength(2);
-    expect(rows[0]).toMatchObject({ tenant_id: '_unknown', resource_id: email, after: { lockout: { ip: false, email: false } } });
-    expect(rows[1]).toMatchObject({ tenant_id: '_unknown', resource_id: email, request_id: null, after: { aggregated: true, count: 49, windowSeconds: 60, resourceIds: [email] } });
+    expect(rows[0]).toMatchObject({
+      tenant_id: '_unknown',
+      resource_id: email,
+      after: { lockout: { ip: false, email: false } },
+    });
+    expect(rows[1]).toMatchObject({
+      tenant_id: '_unknown',
+      resource_id: email,
+      request_id: null,
+      after: { aggregated: true, count: 49, windowSeconds: 60, resourceIds: [email] },
+    });
     expect(rows[1]?.error_message).toMatch(/repeated 49 more times within 60 s/);
     // The next window starts afresh with an immediate row.
     expect((await postLogin(t, { email, idToken: 'a.b.c' }, ip)).status).toBe(401);
@@ -65,8 +80,22 @@ describe('aggregated unauthenticated failures', () => {
     const ip = uniqueIp();
     const forged = `${Buffer.from('{"alg":"HS256","kid":"x"}').toString('base64url')}.${Buffer.from('{}').toString('base64url')}.sig`;
     for (let i = 0; i < 50; i++) {
-      expect((await request(t.app).get(`${SECURITY}/user`).set('X-Forwarded-For', ip).set('Authorization', `Bearer ${forged}`)).status).toBe(401);
-      expect((await request(t.app).post(`${SECURITY}/refresh`).set('X-Forwarded-For', ip).send({ refreshToken: 'A'.repeat(43) })).status).toBe(401);
+      expect(
+        (
+          await request(t.app)
+            .get(`${SECURITY}/user`)
+            .set('X-Forwarded-For', ip)
+            .set('Authorization', `Bearer ${forged}`)
+        ).status,
+      ).toBe(401);
+      expect(
+        (
+          await request(t.app)
+            .post(`${SECURITY}/refresh`)
+            .set('X-Forwarded-For', ip)
+            .send({ refreshToken: 'A'.repeat(43) })
+        ).status,
+      ).toBe(401);
     }
     await t.composition.services.failureAudit.flush({ all: true });
     const rejected = await rowsFromIp(ip, 'auth.token.rejected');
@@ -78,7 +107,12 @@ describe('aggregated unauthenticated failures', () => {
   test('when correctly signed tokens fail (counted toward the lockout), then each still gets its own row', async () => {
     const u = await provision(t);
     const ip = uniqueIp();
-    for (let i = 0; i < 3; i++) await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email, { claims: { aud: 'other' } }) }, ip);
+    for (let i = 0; i < 3; i++)
+      await postLogin(
+        t,
+        { email: u.email, idToken: issuer.idToken(t.clock, u.email, { claims: { aud: 'other' } }) },
+        ip,
+      );
     await t.composition.services.failureAudit.flush({ all: true });
     expect(await rowsFromIp(ip, 'auth.login.failure')).toHaveLength(3);
   });

@@ -20,9 +20,15 @@ export interface AuthTestApp extends TestApp {
 }
 
 /** The real app wired to a local issuer, with a manual clock set to now. */
-export async function buildAuthApp(issuer: TestIssuer | null, opts: { env?: Record<string, string | undefined>; clock?: ManualClock } = {}): Promise<AuthTestApp> {
+export async function buildAuthApp(
+  issuer: TestIssuer | null,
+  opts: { env?: Record<string, string | undefined>; clock?: ManualClock } = {},
+): Promise<AuthTestApp> {
   const clock = opts.clock ?? new ManualClock(Date.now());
-  const t = await buildTestApp({ clock, env: { TRUST_PROXY: 'loopback', ...(issuer ? issuer.env() : {}), ...opts.env } });
+  const t = await buildTestApp({
+    clock,
+    env: { TRUST_PROXY: 'loopback', ...(issuer ? issuer.env() : {}), ...opts.env },
+  });
   return Object.assign(t, { clock });
 }
 
@@ -33,11 +39,17 @@ export interface Provisioned {
   role: Role;
 }
 
-export async function provision(t: TestApp, opts: { email?: string; role?: Role; tenantId?: string; name?: string } = {}): Promise<Provisioned> {
+export async function provision(
+  t: TestApp,
+  opts: { email?: string; role?: Role; tenantId?: string; name?: string } = {},
+): Promise<Provisioned> {
   const email = opts.email ?? uniqueEmail();
   const tenantId = opts.tenantId ?? uniqueTenant();
   const role = opts.role ?? 'user';
-  const r = await t.composition.services.users.provision({ email, role, tenantId, displayName: opts.name }, { source: 'test' });
+  const r = await t.composition.services.users.provision(
+    { email, role, tenantId, displayName: opts.name },
+    { source: 'test' },
+  );
   return { id: r.user.id, email: r.user.email, tenantId, role };
 }
 
@@ -51,16 +63,34 @@ export interface LoginOk {
 
 /** POST /login from a given client IP. */
 export function postLogin(t: TestApp, body: unknown, ip: string, requestId = randomUUID()) {
-  return request(t.app).post(`${SECURITY}/login`).set('X-Forwarded-For', ip).set('X-Request-Id', requestId).send(body as object);
+  return request(t.app)
+    .post(`${SECURITY}/login`)
+    .set('X-Forwarded-For', ip)
+    .set('X-Request-Id', requestId)
+    .send(body as object);
 }
 
 /** Logs in through the local issuer and returns the tokens. */
-export async function loginThroughIssuer(t: TestApp, issuer: TestIssuer, clock: Clock, email: string, ip = uniqueIp()): Promise<LoginOk> {
+export async function loginThroughIssuer(
+  t: TestApp,
+  issuer: TestIssuer,
+  clock: Clock,
+  email: string,
+  ip = uniqueIp(),
+): Promise<LoginOk> {
   const res = await postLogin(t, { email, idToken: issuer.idToken(clock, email) }, ip);
   if (res.status !== 200) throw new Error(`login failed: ${res.status} ${JSON.stringify(res.body)}`);
-  const payload = JSON.parse(Buffer.from(String(res.body.token).split('.')[1] as string, 'base64url').toString()) as { sid: string };
+  const payload = JSON.parse(Buffer.from(String(res.body.token).split('.')[1] as string, 'base64url').toString()) as {
+    sid: string;
+  };
   const setCookie = ([] as string[]).concat(res.headers['set-cookie'] ?? []);
-  return { token: res.body.token, refreshToken: res.body.refreshToken, authorization: `Bearer ${res.body.token}`, sessionId: payload.sid, cookie: setCookie.find((c) => c.startsWith('fleet_refresh=')) ?? '' };
+  return {
+    token: res.body.token,
+    refreshToken: res.body.refreshToken,
+    authorization: `Bearer ${res.body.token}`,
+    sessionId: payload.sid,
+    cookie: setCookie.find((c) => c.startsWith('fleet_refresh=')) ?? '',
+  };
 }
 
 export interface AuditRow {
@@ -88,7 +118,10 @@ export async function auditByRequest(owner: pg.Pool, requestId: string): Promise
   return rows;
 }
 
-export async function auditFor(owner: pg.Pool, where: { tenantId?: string; action?: string; resourceId?: string }): Promise<AuditRow[]> {
+export async function auditFor(
+  owner: pg.Pool,
+  where: { tenantId?: string; action?: string; resourceId?: string },
+): Promise<AuditRow[]> {
   const { rows } = await owner.query<AuditRow>(
     `SELECT id, tenant_id, user_id, action, resource_type, resource_id, result, error_message, severity, host(ip_address) AS ip_address, request_id, after, before
      FROM audit_logs

@@ -15,12 +15,19 @@ import { makeKey, startIssuer } from './oidc-issuer';
 const silent = winston.createLogger({ silent: true });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-
 describe('JWKS refetch starvation', () => {
   test('when the key cache is past its (short) TTL and bogus kids have used up the unknown-kid budget, then the real kid still resolves (served while it is refreshed)', async () => {
     const issuer = await startIssuer();
     try {
-      const resolver = createRemoteKeyResolver({ issuerUrl: issuer.url, clientId: issuer.clientId, timeoutMs: 2000, production: false, clock: systemClock, logger: silent, cacheMaxAgeMs: 50 });
+      const resolver = createRemoteKeyResolver({
+        issuerUrl: issuer.url,
+        clientId: issuer.clientId,
+        timeoutMs: 2000,
+        production: false,
+        clock: systemClock,
+        logger: silent,
+        cacheMaxAgeMs: 50,
+      });
       expect((await resolver.getKey(issuer.key.kid)).key).not.toBeNull();
       await sleep(80);
       for (let i = 0; i < 15; i++) await resolver.getKey(`bogus-${i}-${randomUUID()}`);
@@ -43,7 +50,14 @@ describe('JWKS refetch starvation', () => {
       const bogusKey = makeKey('RS256');
       for (let i = 0; i < 20; i++) {
         const email = uniqueEmail(); // lockout is not what this test measures (see lockout-scope.test.ts)
-        const res = await postLogin(t, { email, idToken: issuer.idToken(t.clock, email, { key: { ...bogusKey, kid: `bogus-${i}-${randomUUID()}` } }) }, uniqueIp());
+        const res = await postLogin(
+          t,
+          {
+            email,
+            idToken: issuer.idToken(t.clock, email, { key: { ...bogusKey, kid: `bogus-${i}-${randomUUID()}` } }),
+          },
+          uniqueIp(),
+        );
         expect(res.status).toBe(401);
       }
       const before = issuer.jwksRequests;
@@ -65,7 +79,9 @@ describe('JWKS refetch starvation', () => {
     const t = await buildAuthApp(issuer, { env: { IDP_JWKS_CACHE_TTL: '2s', IDP_TIMEOUT_MS: '200' } });
     try {
       const u = await provision(t);
-      expect((await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp())).status).toBe(200);
+      expect(
+        (await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp())).status,
+      ).toBe(200);
       issuer.hang = true;
       t.clock.advance(5000);
       const res = await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp());

@@ -20,12 +20,19 @@ describe('identity provider keys (discovery + JWKS)', () => {
     const t = await buildAuthApp(issuer);
     try {
       const u = await provision(t);
-      expect((await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp())).status).toBe(200);
+      expect(
+        (await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp())).status,
+      ).toBe(200);
       const fetchesBefore = issuer.jwksRequests;
 
       const next = makeKey('RS256');
       const rid = randomUUID();
-      const early = await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email, { key: next }) }, uniqueIp(), rid);
+      const early = await postLogin(
+        t,
+        { email: u.email, idToken: issuer.idToken(t.clock, u.email, { key: next }) },
+        uniqueIp(),
+        rid,
+      );
       expectGeneric401(early);
       expect((await auditByRequest(owner, rid))[0]?.error_message).toMatch(/unknown key id/);
       expect(issuer.jwksRequests).toBe(fetchesBefore + 1);
@@ -47,7 +54,9 @@ describe('identity provider keys (discovery + JWKS)', () => {
     const t = await buildAuthApp(issuer);
     try {
       const u = await provision(t);
-      expect((await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp())).status).toBe(200);
+      expect(
+        (await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp())).status,
+      ).toBe(200);
       const base = issuer.jwksRequests;
       const rids: string[] = [];
       const bogusKey = makeKey('RS256');
@@ -56,7 +65,12 @@ describe('identity provider keys (discovery + JWKS)', () => {
         rids.push(rid);
         const bogus = { ...bogusKey, kid: `bogus-${i}-${randomUUID()}` };
         const email = uniqueEmail(); // distinct e-mails and IPs: the brute-force lockout is not what this test measures
-        const res = await postLogin(t, { email, idToken: issuer.idToken(t.clock, email, { key: bogus }) }, uniqueIp(), rid);
+        const res = await postLogin(
+          t,
+          { email, idToken: issuer.idToken(t.clock, email, { key: bogus }) },
+          uniqueIp(),
+          rid,
+        );
         expect(res.status).toBe(401);
       }
       expect(issuer.jwksRequests - base).toBeLessThanOrEqual(10);
@@ -76,7 +90,9 @@ describe('identity provider keys (discovery + JWKS)', () => {
     const t = await buildAuthApp(issuer, { env: { IDP_TIMEOUT_MS: '300' } });
     try {
       const u = await provision(t);
-      expect((await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp())).status).toBe(200);
+      expect(
+        (await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp())).status,
+      ).toBe(200);
       const requests = issuer.jwksRequests + issuer.discoveryRequests;
       issuer.hang = true;
       const res = await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp());
@@ -97,7 +113,10 @@ describe('identity provider keys (discovery + JWKS)', () => {
       const rid = randomUUID();
       const res = await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp(), rid);
       expect(res.status).toBe(503);
-      expect(res.body.error).toEqual({ code: 'SERVICE_UNAVAILABLE', message: 'The identity provider is unavailable; try again later.' });
+      expect(res.body.error).toEqual({
+        code: 'SERVICE_UNAVAILABLE',
+        message: 'The identity provider is unavailable; try again later.',
+      });
       expect(await auditByRequest(owner, rid)).toEqual([]);
       expect(t.logs.join('\n')).toMatch(/no complete answer from 127\.0\.0\.1:\d+ within 300 ms/);
 
@@ -155,11 +174,20 @@ describe('identity provider keys (discovery + JWKS)', () => {
     try {
       const u = await provision(t);
       const rid = randomUUID();
-      const res = await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email, { key: ps }) }, uniqueIp(), rid);
+      const res = await postLogin(
+        t,
+        { email: u.email, idToken: issuer.idToken(t.clock, u.email, { key: ps }) },
+        uniqueIp(),
+        rid,
+      );
       expectGeneric401(res);
       expect((await auditByRequest(owner, rid))[0]?.error_message).toMatch(/PS256 is not published by the issuer/);
       // HS256 is published by the IdP but never accepted.
-      const hs = await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email, { header: { alg: 'HS256' } }) }, uniqueIp());
+      const hs = await postLogin(
+        t,
+        { email: u.email, idToken: issuer.idToken(t.clock, u.email, { header: { alg: 'HS256' } }) },
+        uniqueIp(),
+      );
       expectGeneric401(hs);
     } finally {
       await t.close();

@@ -31,7 +31,8 @@ afterAll(async () => {
 /** A /56 no other test uses, and an address inside it. */
 function uniqueV6Net(): (host: number) => string {
   const b = randomBytes(3).toString('hex');
-  return (host) => `2001:db8:${b.slice(0, 4)}:${b.slice(4, 6)}${(host % 256).toString(16).padStart(2, '0')}::${host + 1}`;
+  return (host) =>
+    `2001:db8:${b.slice(0, 4)}:${b.slice(4, 6)}${(host % 256).toString(16).padStart(2, '0')}::${host + 1}`;
 }
 
 describe('what the login lockout counts', () => {
@@ -45,7 +46,8 @@ describe('what the login lockout counts', () => {
       issuer.idToken(t.clock, u.email, { key: stranger }), // unknown kid
       signJwt({ alg: 'none', kid: issuer.key.kid }, issuer.claims(t.clock, u.email), '', 'none'),
     ];
-    for (let i = 0; i < 20; i++) expectGeneric401(await postLogin(t, { email: u.email, idToken: junk[i % junk.length] }, ip));
+    for (let i = 0; i < 20; i++)
+      expectGeneric401(await postLogin(t, { email: u.email, idToken: junk[i % junk.length] }, ip));
     const ok = await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, ip);
     expect(ok.status).toBe(200);
     const failures = await auditFor(owner, { action: 'auth.login.failure', resourceId: u.email });
@@ -57,8 +59,20 @@ describe('what the login lockout counts', () => {
   test('when correctly signed tokens fail a check (wrong audience, unverified e-mail), then they count for the network and the e-mail', async () => {
     const u = await provision(t);
     const ip = uniqueIp();
-    expectGeneric401(await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email, { claims: { aud: 'other-app' } }) }, ip));
-    expectGeneric401(await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email, { claims: { email_verified: false } }) }, ip));
+    expectGeneric401(
+      await postLogin(
+        t,
+        { email: u.email, idToken: issuer.idToken(t.clock, u.email, { claims: { aud: 'other-app' } }) },
+        ip,
+      ),
+    );
+    expectGeneric401(
+      await postLogin(
+        t,
+        { email: u.email, idToken: issuer.idToken(t.clock, u.email, { claims: { email_verified: false } }) },
+        ip,
+      ),
+    );
     const failures = await auditFor(owner, { action: 'auth.login.failure', resourceId: u.email });
     expect(failures).toHaveLength(2);
     for (const f of failures) expect(f.after).toMatchObject({ lockout: { ip: true, email: true } });
@@ -74,7 +88,9 @@ describe('what the login lockout counts', () => {
     const locked = await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, net(250));
     expect(locked.status).toBe(429);
     const other = uniqueV6Net();
-    expect((await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, other(1))).status).toBe(200);
+    expect((await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, other(1))).status).toBe(
+      200,
+    );
   });
 
   test("when someone presents a valid token for their own account with a victim's e-mail, then it counts against their network only, never against the victim's e-mail", async () => {
@@ -86,7 +102,9 @@ describe('what the login lockout counts', () => {
     const failures = await auditFor(owner, { action: 'auth.login.failure', resourceId: victim.email });
     expect(failures).toHaveLength(12);
     for (const f of failures) expect(f.after).toMatchObject({ lockout: { ip: true, email: false } });
-    expect((await postLogin(t, { email: victim.email, idToken: issuer.idToken(t.clock, victim.email) }, uniqueIp())).status).toBe(200);
+    expect(
+      (await postLogin(t, { email: victim.email, idToken: issuer.idToken(t.clock, victim.email) }, uniqueIp())).status,
+    ).toBe(200);
   });
 });
 

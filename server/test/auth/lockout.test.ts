@@ -2,7 +2,16 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { ownerPool } from '../helpers/app';
 import { uniqueEmail } from '../helpers/env';
-import { auditByRequest, auditFor, buildAuthApp, expectGeneric401, postLogin, provision, uniqueIp, type AuthTestApp } from './helpers';
+import {
+  auditByRequest,
+  auditFor,
+  buildAuthApp,
+  expectGeneric401,
+  postLogin,
+  provision,
+  uniqueIp,
+  type AuthTestApp,
+} from './helpers';
 import { startIssuer, type TestIssuer } from './oidc-issuer';
 
 let issuer: TestIssuer;
@@ -29,11 +38,15 @@ const badToken = (email: string) => issuer.idToken(t.clock, email, { claims: { a
 describe('brute-force lockout', () => {
   test('when one e-mail fails 10 times within an hour (from different IPs; LOGIN_EMAIL_MAX_FAILURES / LOGIN_EMAIL_LOCKOUT_WINDOW defaults), then the next attempt — even with a valid token — gets 429 with Retry-After, auth.lockout is written once, and refused attempts add no failure rows', async () => {
     const u = await provision(t);
-    for (let i = 0; i < 10; i++) expectGeneric401(await postLogin(t, { email: u.email, idToken: badToken(u.email) }, uniqueIp()));
+    for (let i = 0; i < 10; i++)
+      expectGeneric401(await postLogin(t, { email: u.email, idToken: badToken(u.email) }, uniqueIp()));
     const rid = randomUUID();
     const res = await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp(), rid);
     expect(res.status).toBe(429);
-    expect(res.body.error).toEqual({ code: 'RATE_LIMITED', message: 'Too many failed login attempts; try again later.' });
+    expect(res.body.error).toEqual({
+      code: 'RATE_LIMITED',
+      message: 'Too many failed login attempts; try again later.',
+    });
     const retry = Number(res.headers['retry-after']);
     expect(retry).toBeGreaterThan(3580);
     expect(retry).toBeLessThanOrEqual(3600);
@@ -66,7 +79,8 @@ describe('brute-force lockout', () => {
   test('when the window moves on (injected clock), then Retry-After shrinks accordingly and the lock lifts once the failures are older than the window', async () => {
     const u = await provision(t);
     const ip = uniqueIp();
-    for (let i = 0; i < 5; i++) expectGeneric401(await postLogin(t, { email: u.email, idToken: badToken(u.email) }, ip));
+    for (let i = 0; i < 5; i++)
+      expectGeneric401(await postLogin(t, { email: u.email, idToken: badToken(u.email) }, ip));
     t.clock.advance(5 * 60_000);
     try {
       const mid = await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, ip);
@@ -83,22 +97,49 @@ describe('brute-force lockout', () => {
 
   test('when fewer than 5 failures occurred, then a valid login still succeeds', async () => {
     const u = await provision(t);
-    for (let i = 0; i < 4; i++) expectGeneric401(await postLogin(t, { email: u.email, idToken: badToken(u.email) }, uniqueIp()));
-    expect((await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp())).status).toBe(200);
+    for (let i = 0; i < 4; i++)
+      expectGeneric401(await postLogin(t, { email: u.email, idToken: badToken(u.email) }, uniqueIp()));
+    expect((await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp())).status).toBe(
+      200,
+    );
     expect(await auditFor(owner, { action: 'auth.lockout', resourceId: u.email })).toEqual([]);
   });
 
   test('when LOGIN_MAX_FAILURES / LOGIN_LOCKOUT_WINDOW (network) and LOGIN_EMAIL_MAX_FAILURES / LOGIN_EMAIL_LOCKOUT_WINDOW (e-mail) are set, then they are the limits used', async () => {
-    const strict = await buildAuthApp(issuer, { env: { LOGIN_MAX_FAILURES: '2', LOGIN_LOCKOUT_WINDOW: '2m', LOGIN_EMAIL_MAX_FAILURES: '3', LOGIN_EMAIL_LOCKOUT_WINDOW: '5m' } });
+    const strict = await buildAuthApp(issuer, {
+      env: {
+        LOGIN_MAX_FAILURES: '2',
+        LOGIN_LOCKOUT_WINDOW: '2m',
+        LOGIN_EMAIL_MAX_FAILURES: '3',
+        LOGIN_EMAIL_LOCKOUT_WINDOW: '5m',
+      },
+    });
     try {
       const u = await provision(strict);
       const ip = uniqueIp();
-      for (let i = 0; i < 2; i++) expectGeneric401(await postLogin(strict, { email: u.email, idToken: issuer.idToken(strict.clock, u.email, { claims: { aud: 'x' } }) }, ip));
+      for (let i = 0; i < 2; i++)
+        expectGeneric401(
+          await postLogin(
+            strict,
+            { email: u.email, idToken: issuer.idToken(strict.clock, u.email, { claims: { aud: 'x' } }) },
+            ip,
+          ),
+        );
       const byIp = await postLogin(strict, { email: u.email, idToken: issuer.idToken(strict.clock, u.email) }, ip);
       expect(byIp.status).toBe(429);
       expect(Number(byIp.headers['retry-after'])).toBeLessThanOrEqual(120);
-      expectGeneric401(await postLogin(strict, { email: u.email, idToken: issuer.idToken(strict.clock, u.email, { claims: { aud: 'x' } }) }, uniqueIp()));
-      const byEmail = await postLogin(strict, { email: u.email, idToken: issuer.idToken(strict.clock, u.email) }, uniqueIp());
+      expectGeneric401(
+        await postLogin(
+          strict,
+          { email: u.email, idToken: issuer.idToken(strict.clock, u.email, { claims: { aud: 'x' } }) },
+          uniqueIp(),
+        ),
+      );
+      const byEmail = await postLogin(
+        strict,
+        { email: u.email, idToken: issuer.idToken(strict.clock, u.email) },
+        uniqueIp(),
+      );
       expect(byEmail.status).toBe(429);
       expect(Number(byEmail.headers['retry-after'])).toBeGreaterThan(120);
       expect(Number(byEmail.headers['retry-after'])).toBeLessThanOrEqual(300);
@@ -111,8 +152,11 @@ describe('brute-force lockout', () => {
     const other = await buildAuthApp(issuer);
     try {
       const u = await provision(t);
-      for (let i = 0; i < 10; i++) expectGeneric401(await postLogin(other, { email: u.email, idToken: badToken(u.email) }, uniqueIp()));
-      expect((await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp())).status).toBe(429);
+      for (let i = 0; i < 10; i++)
+        expectGeneric401(await postLogin(other, { email: u.email, idToken: badToken(u.email) }, uniqueIp()));
+      expect(
+        (await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp())).status,
+      ).toBe(429);
     } finally {
       await other.close();
     }

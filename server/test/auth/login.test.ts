@@ -3,7 +3,16 @@ import type pg from 'pg';
 import request from 'supertest';
 import { ownerPool } from '../helpers/app';
 import { uniqueEmail, uniqueTenant } from '../helpers/env';
-import { auditByRequest, buildAuthApp, expectGeneric401, postLogin, provision, SECURITY, uniqueIp, type AuthTestApp } from './helpers';
+import {
+  auditByRequest,
+  buildAuthApp,
+  expectGeneric401,
+  postLogin,
+  provision,
+  SECURITY,
+  uniqueIp,
+  type AuthTestApp,
+} from './helpers';
 import { makeKey, signJwt, startIssuer, type TestIssuer } from './oidc-issuer';
 
 let issuer: TestIssuer;
@@ -27,7 +36,10 @@ describe('POST /login — happy path', () => {
     const u = await provision(t, { role: 'admin', name: 'Ada Admin' });
     const ip = uniqueIp();
     const rid = randomUUID();
-    const res = await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, ip, rid).set('User-Agent', 'login-test/1.0');
+    const res = await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, ip, rid).set(
+      'User-Agent',
+      'login-test/1.0',
+    );
 
     expect(res.status).toBe(200);
     expect(res.body).toEqual({
@@ -57,15 +69,33 @@ describe('POST /login — happy path', () => {
 
     const claims = JSON.parse(Buffer.from(res.body.token.split('.')[1], 'base64url').toString());
     expect(claims).toMatchObject({ sub: u.id, tid: u.tenantId, iss: 'fleet-security-api', aud: 'fleet-security-api' });
-    const session = await owner.query('SELECT user_id, tenant_id, host(ip_address) AS ip, user_agent, revoked_at FROM sessions WHERE id = $1', [claims.sid]);
-    expect(session.rows).toEqual([{ user_id: u.id, tenant_id: u.tenantId, ip, user_agent: 'login-test/1.0', revoked_at: null }]);
-    const tokens = await owner.query('SELECT token_hash, used_at FROM refresh_tokens WHERE session_id = $1', [claims.sid]);
+    const session = await owner.query(
+      'SELECT user_id, tenant_id, host(ip_address) AS ip, user_agent, revoked_at FROM sessions WHERE id = $1',
+      [claims.sid],
+    );
+    expect(session.rows).toEqual([
+      { user_id: u.id, tenant_id: u.tenantId, ip, user_agent: 'login-test/1.0', revoked_at: null },
+    ]);
+    const tokens = await owner.query('SELECT token_hash, used_at FROM refresh_tokens WHERE session_id = $1', [
+      claims.sid,
+    ]);
     expect(tokens.rows).toHaveLength(1);
-    expect(Buffer.compare(tokens.rows[0].token_hash, createHash('sha256').update(res.body.refreshToken).digest())).toBe(0);
+    expect(Buffer.compare(tokens.rows[0].token_hash, createHash('sha256').update(res.body.refreshToken).digest())).toBe(
+      0,
+    );
     expect(tokens.rows[0].used_at).toBeNull();
     const rows = await auditByRequest(owner, rid);
     expect(rows).toEqual([
-      expect.objectContaining({ action: 'auth.login.success', tenant_id: u.tenantId, user_id: u.id, resource_type: 'user', resource_id: u.email, result: 'success', severity: 'low', ip_address: ip }),
+      expect.objectContaining({
+        action: 'auth.login.success',
+        tenant_id: u.tenantId,
+        user_id: u.id,
+        resource_type: 'user',
+        resource_id: u.email,
+        result: 'success',
+        severity: 'low',
+        ip_address: ip,
+      }),
     ]);
     expect(rows[0]?.after).toMatchObject({ sessionId: claims.sid, role: 'admin' });
     const bound = await owner.query('SELECT auth0_sub FROM users WHERE id = $1', [u.id]);
@@ -79,7 +109,17 @@ describe('POST /login — happy path', () => {
   test('when the body e-mail differs from the token e-mail only in letter case, then the login succeeds', async () => {
     const u = await provision(t);
     const upper = u.email.toUpperCase();
-    const res = await postLogin(t, { email: upper, idToken: issuer.idToken(t.clock, u.email.replace(/^./, (c) => c.toUpperCase())) }, uniqueIp());
+    const res = await postLogin(
+      t,
+      {
+        email: upper,
+        idToken: issuer.idToken(
+          t.clock,
+          u.email.replace(/^./, (c) => c.toUpperCase()),
+        ),
+      },
+      uniqueIp(),
+    );
     expect(res.status).toBe(200);
     expect(res.body.user.email).toBe(u.email);
   });
@@ -90,7 +130,11 @@ describe('POST /login — happy path', () => {
     issuer.published.push(es, ps);
     for (const key of [es, ps]) {
       const u = await provision(t);
-      const res = await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email, { key }) }, uniqueIp());
+      const res = await postLogin(
+        t,
+        { email: u.email, idToken: issuer.idToken(t.clock, u.email, { key }) },
+        uniqueIp(),
+      );
       expect(res.status).toBe(200);
       expect(res.body.user.id).toBe(u.id);
     }
@@ -98,7 +142,9 @@ describe('POST /login — happy path', () => {
 
   test('when the token has several audiences and azp names this client, then the login succeeds', async () => {
     const u = await provision(t);
-    const idToken = issuer.idToken(t.clock, u.email, { claims: { aud: [issuer.clientId, 'https://api.example.com'], azp: issuer.clientId } });
+    const idToken = issuer.idToken(t.clock, u.email, {
+      claims: { aud: [issuer.clientId, 'https://api.example.com'], azp: issuer.clientId },
+    });
     const res = await postLogin(t, { email: u.email, idToken }, uniqueIp());
     expect(res.status).toBe(200);
   });
@@ -106,7 +152,11 @@ describe('POST /login — happy path', () => {
   test('when the token expired less than the 60 s skew ago, then it is still accepted', async () => {
     const u = await provision(t);
     const now = Math.floor(t.clock.now() / 1000);
-    const res = await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email, { claims: { exp: now - 30, iat: now - 630 } }) }, uniqueIp());
+    const res = await postLogin(
+      t,
+      { email: u.email, idToken: issuer.idToken(t.clock, u.email, { claims: { exp: now - 30, iat: now - 630 } }) },
+      uniqueIp(),
+    );
     expect(res.status).toBe(200);
   });
 });
@@ -115,7 +165,11 @@ describe('POST /login — rejected ID tokens', () => {
   const now = () => Math.floor(t.clock.now() / 1000);
   type Build = (email: string) => string;
   const cases: Array<[string, Build, RegExp]> = [
-    ['alg none with an empty signature', (e) => signJwt({ alg: 'none', typ: 'JWT', kid: issuer.key.kid }, issuer.claims(t.clock, e), '', 'none'), /not a signed compact JWT/],
+    [
+      'alg none with an empty signature',
+      (e) => signJwt({ alg: 'none', typ: 'JWT', kid: issuer.key.kid }, issuer.claims(t.clock, e), '', 'none'),
+      /not a signed compact JWT/,
+    ],
     [
       'alg none with a signature segment',
       (e) => `${signJwt({ alg: 'none', typ: 'JWT', kid: issuer.key.kid }, issuer.claims(t.clock, e), '', 'none')}AAAA`,
@@ -123,23 +177,78 @@ describe('POST /login — rejected ID tokens', () => {
     ],
     [
       'HS256 signed with the issuer public key',
-      (e) => signJwt({ alg: 'HS256', typ: 'JWT', kid: issuer.key.kid }, issuer.claims(t.clock, e), issuer.key.publicKey.export({ format: 'pem', type: 'spki' }) as string),
+      (e) =>
+        signJwt(
+          { alg: 'HS256', typ: 'JWT', kid: issuer.key.kid },
+          issuer.claims(t.clock, e),
+          issuer.key.publicKey.export({ format: 'pem', type: 'spki' }) as string,
+        ),
       /algorithm HS256 not accepted/,
     ],
-    ['RS384 (outside the allow-list)', (e) => signJwt({ alg: 'RS384', typ: 'JWT', kid: issuer.key.kid }, issuer.claims(t.clock, e), issuer.key.privateKey, 'RS256'), /algorithm RS384 not accepted/],
-    ['a foreign key with the same kid', (e) => issuer.idToken(t.clock, e, { key: makeKey('RS256', issuer.key.kid) }), /invalid signature/],
+    [
+      'RS384 (outside the allow-list)',
+      (e) =>
+        signJwt(
+          { alg: 'RS384', typ: 'JWT', kid: issuer.key.kid },
+          issuer.claims(t.clock, e),
+          issuer.key.privateKey,
+          'RS256',
+        ),
+      /algorithm RS384 not accepted/,
+    ],
+    [
+      'a foreign key with the same kid',
+      (e) => issuer.idToken(t.clock, e, { key: makeKey('RS256', issuer.key.kid) }),
+      /invalid signature/,
+    ],
     ['a wrong audience', (e) => issuer.idToken(t.clock, e, { claims: { aud: 'another-client' } }), /audience invalid/],
-    ['several audiences without azp', (e) => issuer.idToken(t.clock, e, { claims: { aud: [issuer.clientId, 'other'] } }), /several audiences and no azp/],
-    ['an azp naming another client', (e) => issuer.idToken(t.clock, e, { claims: { azp: 'other' } }), /azp is not this client/],
-    ['a wrong issuer', (e) => issuer.idToken(t.clock, e, { claims: { iss: 'https://evil.example.com/' } }), /issuer invalid/],
-    ['an issuer differing only by the trailing slash', (e) => issuer.idToken(t.clock, e, { claims: { iss: issuer.url.replace(/\/$/, '') } }), /issuer invalid/],
-    ['an expired token (beyond the skew)', (e) => issuer.idToken(t.clock, e, { claims: { exp: now() - 61, iat: now() - 700 } }), /token expired/],
+    [
+      'several audiences without azp',
+      (e) => issuer.idToken(t.clock, e, { claims: { aud: [issuer.clientId, 'other'] } }),
+      /several audiences and no azp/,
+    ],
+    [
+      'an azp naming another client',
+      (e) => issuer.idToken(t.clock, e, { claims: { azp: 'other' } }),
+      /azp is not this client/,
+    ],
+    [
+      'a wrong issuer',
+      (e) => issuer.idToken(t.clock, e, { claims: { iss: 'https://evil.example.com/' } }),
+      /issuer invalid/,
+    ],
+    [
+      'an issuer differing only by the trailing slash',
+      (e) => issuer.idToken(t.clock, e, { claims: { iss: issuer.url.replace(/\/$/, '') } }),
+      /issuer invalid/,
+    ],
+    [
+      'an expired token (beyond the skew)',
+      (e) => issuer.idToken(t.clock, e, { claims: { exp: now() - 61, iat: now() - 700 } }),
+      /token expired/,
+    ],
     ['no exp', (e) => issuer.idToken(t.clock, e, { claims: { exp: undefined } }), /no exp/],
-    ['an iat in the future (beyond the skew)', (e) => issuer.idToken(t.clock, e, { claims: { iat: now() + 120 } }), /issued in the future/],
-    ['an nbf in the future (beyond the skew)', (e) => issuer.idToken(t.clock, e, { claims: { nbf: now() + 120 } }), /not yet valid/],
+    [
+      'an iat in the future (beyond the skew)',
+      (e) => issuer.idToken(t.clock, e, { claims: { iat: now() + 120 } }),
+      /issued in the future/,
+    ],
+    [
+      'an nbf in the future (beyond the skew)',
+      (e) => issuer.idToken(t.clock, e, { claims: { nbf: now() + 120 } }),
+      /not yet valid/,
+    ],
     ['an e-mail that differs from the body', (e) => issuer.idToken(t.clock, `other.${e}`), /email does not match/],
-    ['email_verified false', (e) => issuer.idToken(t.clock, e, { claims: { email_verified: false } }), /email not verified/],
-    ['email_verified as the string "true"', (e) => issuer.idToken(t.clock, e, { claims: { email_verified: 'true' } }), /email not verified/],
+    [
+      'email_verified false',
+      (e) => issuer.idToken(t.clock, e, { claims: { email_verified: false } }),
+      /email not verified/,
+    ],
+    [
+      'email_verified as the string "true"',
+      (e) => issuer.idToken(t.clock, e, { claims: { email_verified: 'true' } }),
+      /email not verified/,
+    ],
     [
       'a payload altered after signing',
       (e) => {
@@ -149,30 +258,55 @@ describe('POST /login — rejected ID tokens', () => {
       },
       /invalid signature/,
     ],
-    ['an unknown kid', (e) => issuer.idToken(t.clock, e, { key: makeKey('RS256', 'never-published') }), /unknown key id/],
-    ['an RSA algorithm with an EC key', (e) => {
-      const es = makeKey('ES256');
-      issuer.published.push(es);
-      return signJwt({ alg: 'RS256', typ: 'JWT', kid: es.kid }, issuer.claims(t.clock, e), issuer.key.privateKey, 'RS256');
-    }, /differs from the key's alg|needs an RSA key/],
+    [
+      'an unknown kid',
+      (e) => issuer.idToken(t.clock, e, { key: makeKey('RS256', 'never-published') }),
+      /unknown key id/,
+    ],
+    [
+      'an RSA algorithm with an EC key',
+      (e) => {
+        const es = makeKey('ES256');
+        issuer.published.push(es);
+        return signJwt(
+          { alg: 'RS256', typ: 'JWT', kid: es.kid },
+          issuer.claims(t.clock, e),
+          issuer.key.privateKey,
+          'RS256',
+        );
+      },
+      /differs from the key's alg|needs an RSA key/,
+    ],
     ['a crit header', (e) => issuer.idToken(t.clock, e, { header: { crit: ['exp'] } }), /crit/],
     ['garbage', () => 'not.a.jwt', /not a JWT/],
   ];
 
-  test.each(cases)('when the ID token has %s, then 401 with the generic message and the reason is audited', async (_name, build, reason) => {
-    const u = await provision(t);
-    const ip = uniqueIp();
-    const rid = randomUUID();
-    const res = await postLogin(t, { email: u.email, idToken: build(u.email) }, ip, rid);
-    expectGeneric401(res);
-    expect(res.headers['set-cookie']).toBeUndefined();
-    const rows = await auditByRequest(owner, rid);
-    expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ action: 'auth.login.failure', tenant_id: u.tenantId, user_id: u.id, resource_type: 'user', resource_id: u.email, result: 'failure', severity: 'medium', ip_address: ip });
-    expect(rows[0]?.error_message).toMatch(reason);
-    const sessions = await owner.query('SELECT count(*)::int AS n FROM sessions WHERE user_id = $1', [u.id]);
-    expect(sessions.rows[0].n).toBe(0);
-  });
+  test.each(cases)(
+    'when the ID token has %s, then 401 with the generic message and the reason is audited',
+    async (_name, build, reason) => {
+      const u = await provision(t);
+      const ip = uniqueIp();
+      const rid = randomUUID();
+      const res = await postLogin(t, { email: u.email, idToken: build(u.email) }, ip, rid);
+      expectGeneric401(res);
+      expect(res.headers['set-cookie']).toBeUndefined();
+      const rows = await auditByRequest(owner, rid);
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({
+        action: 'auth.login.failure',
+        tenant_id: u.tenantId,
+        user_id: u.id,
+        resource_type: 'user',
+        resource_id: u.email,
+        result: 'failure',
+        severity: 'medium',
+        ip_address: ip,
+      });
+      expect(rows[0]?.error_message).toMatch(reason);
+      const sessions = await owner.query('SELECT count(*)::int AS n FROM sessions WHERE user_id = $1', [u.id]);
+      expect(sessions.rows[0].n).toBe(0);
+    },
+  );
 });
 
 describe('POST /login — an ID token opens one session', () => {
@@ -183,7 +317,13 @@ describe('POST /login — an ID token opens one session', () => {
     const rid = randomUUID();
     const again = await postLogin(t, { email: u.email, idToken }, uniqueIp(), rid);
     expectGeneric401(again);
-    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ action: 'auth.login.failure', user_id: u.id, error_message: expect.stringMatching(/ID token already used/) })]);
+    expect(await auditByRequest(owner, rid)).toEqual([
+      expect.objectContaining({
+        action: 'auth.login.failure',
+        user_id: u.id,
+        error_message: expect.stringMatching(/ID token already used/),
+      }),
+    ]);
     const sessions = await owner.query('SELECT count(*)::int AS n FROM sessions WHERE user_id = $1', [u.id]);
     expect(sessions.rows[0].n).toBe(1);
     // Only a hash is stored.
@@ -201,16 +341,22 @@ describe('POST /login — an ID token opens one session', () => {
     const last = alphabet.indexOf(idToken.slice(-1));
     const variant = idToken.slice(0, -1) + alphabet[last ^ 0b0001];
     expect(variant).not.toBe(idToken);
-    expect(Buffer.from(variant.split('.')[2] as string, 'base64url')).toEqual(Buffer.from(idToken.split('.')[2] as string, 'base64url'));
+    expect(Buffer.from(variant.split('.')[2] as string, 'base64url')).toEqual(
+      Buffer.from(idToken.split('.')[2] as string, 'base64url'),
+    );
     const rid = randomUUID();
     expectGeneric401(await postLogin(t, { email: u.email, idToken: variant }, uniqueIp(), rid));
-    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ error_message: expect.stringMatching(/ID token already used/) })]);
+    expect(await auditByRequest(owner, rid)).toEqual([
+      expect.objectContaining({ error_message: expect.stringMatching(/ID token already used/) }),
+    ]);
   });
 
   test('when five logins race with one ID token, then exactly one gets a session', async () => {
     const u = await provision(t);
     const idToken = issuer.idToken(t.clock, u.email);
-    const results = await Promise.all(Array.from({ length: 5 }, () => postLogin(t, { email: u.email, idToken }, uniqueIp())));
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () => postLogin(t, { email: u.email, idToken }, uniqueIp())),
+    );
     expect(results.map((r) => r.status).sort()).toEqual([200, 401, 401, 401, 401]);
     const sessions = await owner.query('SELECT count(*)::int AS n FROM sessions WHERE user_id = $1', [u.id]);
     expect(sessions.rows[0].n).toBe(1);
@@ -223,18 +369,31 @@ describe('POST /login — an ID token opens one session', () => {
     // Expired 30 s ago (accepted: skew 60 s), issued 10 min 20 s ago (accepted: 10 min + skew).
     const idToken = issuer.idToken(t.clock, u.email, { claims: { iat: now - 620, exp: now - 30 } });
     expect((await postLogin(t, { email: u.email, idToken }, uniqueIp())).status).toBe(200);
-    expect((await postLogin(t, { email: other.email, idToken: issuer.idToken(t.clock, other.email) }, uniqueIp())).status).toBe(200);
+    expect(
+      (await postLogin(t, { email: other.email, idToken: issuer.idToken(t.clock, other.email) }, uniqueIp())).status,
+    ).toBe(200);
     const rid = randomUUID();
     expectGeneric401(await postLogin(t, { email: u.email, idToken }, uniqueIp(), rid));
-    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ error_message: expect.stringMatching(/ID token already used/) })]);
+    expect(await auditByRequest(owner, rid)).toEqual([
+      expect.objectContaining({ error_message: expect.stringMatching(/ID token already used/) }),
+    ]);
   });
 
   test('when the ID token was issued more than 10 minutes ago (still unexpired), then 401 "token too old"', async () => {
     const u = await provision(t);
     const now = Math.floor(t.clock.now() / 1000);
     const rid = randomUUID();
-    expectGeneric401(await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email, { claims: { iat: now - 661, exp: now + 3600 } }) }, uniqueIp(), rid));
-    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ error_message: expect.stringMatching(/token too old/) })]);
+    expectGeneric401(
+      await postLogin(
+        t,
+        { email: u.email, idToken: issuer.idToken(t.clock, u.email, { claims: { iat: now - 661, exp: now + 3600 } }) },
+        uniqueIp(),
+        rid,
+      ),
+    );
+    expect(await auditByRequest(owner, rid)).toEqual([
+      expect.objectContaining({ error_message: expect.stringMatching(/token too old/) }),
+    ]);
   });
 });
 
@@ -244,7 +403,15 @@ describe('POST /login — users', () => {
     const rid = randomUUID();
     const res = await postLogin(t, { email, idToken: issuer.idToken(t.clock, email) }, uniqueIp(), rid);
     expectGeneric401(res);
-    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ action: 'auth.login.failure', tenant_id: '_unknown', user_id: null, resource_id: email, error_message: 'user not provisioned' })]);
+    expect(await auditByRequest(owner, rid)).toEqual([
+      expect.objectContaining({
+        action: 'auth.login.failure',
+        tenant_id: '_unknown',
+        user_id: null,
+        resource_id: email,
+        error_message: 'user not provisioned',
+      }),
+    ]);
   });
 
   test('when the user is deactivated, then 401 and the failure is audited in the user tenant', async () => {
@@ -253,7 +420,14 @@ describe('POST /login — users', () => {
     const rid = randomUUID();
     const res = await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp(), rid);
     expectGeneric401(res);
-    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ action: 'auth.login.failure', tenant_id: u.tenantId, user_id: u.id, error_message: 'user deactivated' })]);
+    expect(await auditByRequest(owner, rid)).toEqual([
+      expect.objectContaining({
+        action: 'auth.login.failure',
+        tenant_id: u.tenantId,
+        user_id: u.id,
+        error_message: 'user deactivated',
+      }),
+    ]);
   });
 
   test('when the e-mail is active in two tenants, then the login is refused as ambiguous and audited under _unknown; deactivating one makes it work', async () => {
@@ -264,7 +438,9 @@ describe('POST /login — users', () => {
     const res = await postLogin(t, { email, idToken: issuer.idToken(t.clock, email) }, uniqueIp(), rid);
     expectGeneric401(res);
     const rows = await auditByRequest(owner, rid);
-    expect(rows).toEqual([expect.objectContaining({ action: 'auth.login.failure', tenant_id: '_unknown', user_id: null })]);
+    expect(rows).toEqual([
+      expect.objectContaining({ action: 'auth.login.failure', tenant_id: '_unknown', user_id: null }),
+    ]);
     expect(rows[0]?.error_message).toMatch(/active in 2 tenants.*ambiguous/);
 
     await t.composition.services.users.deactivate({ email, tenantId: a.tenantId }, { source: 'test' });
@@ -275,16 +451,25 @@ describe('POST /login — users', () => {
 
   test('when the token names a different IdP subject than the one bound at the first login, then 401 and the mismatch is audited', async () => {
     const u = await provision(t);
-    expect((await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp())).status).toBe(200);
+    expect((await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email) }, uniqueIp())).status).toBe(
+      200,
+    );
     const rid = randomUUID();
-    const res = await postLogin(t, { email: u.email, idToken: issuer.idToken(t.clock, u.email, { claims: { sub: 'google-oauth2|someone-else' } }) }, uniqueIp(), rid);
+    const res = await postLogin(
+      t,
+      { email: u.email, idToken: issuer.idToken(t.clock, u.email, { claims: { sub: 'google-oauth2|someone-else' } }) },
+      uniqueIp(),
+      rid,
+    );
     expectGeneric401(res);
     expect((await auditByRequest(owner, rid))[0]?.error_message).toMatch(/subject differs/);
   });
 
   test('when the token carries a role or tenant claim, then they are ignored: tenant and role come from the database', async () => {
     const u = await provision(t, { role: 'viewer' });
-    const idToken = issuer.idToken(t.clock, u.email, { claims: { role: 'admin', tenantId: 'other', 'https://fleet/roles': ['admin'] } });
+    const idToken = issuer.idToken(t.clock, u.email, {
+      claims: { role: 'admin', tenantId: 'other', 'https://fleet/roles': ['admin'] },
+    });
     const res = await postLogin(t, { email: u.email, idToken }, uniqueIp());
     expect(res.status).toBe(200);
     expect(res.body.user).toMatchObject({ role: 'viewer', tenantId: u.tenantId });
@@ -292,7 +477,8 @@ describe('POST /login — users', () => {
 });
 
 describe('POST /login — hostile input', () => {
-  const raw = (body: string, type = 'application/json') => request(t.app).post(`${SECURITY}/login`).set('X-Forwarded-For', uniqueIp()).set('Content-Type', type).send(body);
+  const raw = (body: string, type = 'application/json') =>
+    request(t.app).post(`${SECURITY}/login`).set('X-Forwarded-For', uniqueIp()).set('Content-Type', type).send(body);
 
   test('when the body is malformed JSON, then 400 MALFORMED_JSON and nothing is audited', async () => {
     const rid = randomUUID();
@@ -336,7 +522,10 @@ describe('POST /login — hostile input', () => {
 
   test('when the body smuggles a __proto__ key, then 400 VALIDATION_FAILED (unknown key) and nothing is audited', async () => {
     const rid = randomUUID();
-    const res = await raw('{"email":"a@example.com","idToken":"a.b.c","__proto__":{"role":"admin"}}').set('X-Request-Id', rid);
+    const res = await raw('{"email":"a@example.com","idToken":"a.b.c","__proto__":{"role":"admin"}}').set(
+      'X-Request-Id',
+      rid,
+    );
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('VALIDATION_FAILED');
     expect(JSON.stringify(res.body.error.details)).toContain('__proto__');

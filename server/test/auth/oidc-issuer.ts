@@ -4,7 +4,16 @@
  * (no JWT library), so hostile tokens (alg none, HMAC with the public key, altered payloads)
  * can be built byte for byte.
  */
-import { createHmac, createSign, generateKeyPairSync, randomBytes, randomUUID, sign as cryptoSign, constants, type KeyObject } from 'node:crypto';
+import {
+  createHmac,
+  createSign,
+  generateKeyPairSync,
+  randomBytes,
+  randomUUID,
+  sign as cryptoSign,
+  constants,
+  type KeyObject,
+} from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Clock } from '../../src/lib/clock';
@@ -30,14 +39,31 @@ export function makeKey(alg: TestAlg = 'RS256', kid = `k-${randomBytes(6).toStri
 const b64 = (v: unknown): string => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
 
 /** Signs header.payload with the given algorithm and key; the header is used exactly as given. */
-export function signJwt(header: Record<string, unknown>, payload: Record<string, unknown>, key: KeyObject | Buffer | string, alg = String(header.alg)): string {
+export function signJwt(
+  header: Record<string, unknown>,
+  payload: Record<string, unknown>,
+  key: KeyObject | Buffer | string,
+  alg = String(header.alg),
+): string {
   const input = `${b64(header)}.${b64(payload)}`;
   let sig: Buffer;
   if (alg === 'none') sig = Buffer.alloc(0);
-  else if (alg === 'HS256') sig = createHmac('sha256', key as Buffer | string).update(input).digest();
-  else if (alg === 'RS256') sig = createSign('sha256').update(input).sign(key as KeyObject);
-  else if (alg === 'PS256') sig = cryptoSign('sha256', Buffer.from(input), { key: key as KeyObject, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 });
-  else if (alg === 'ES256') sig = cryptoSign('sha256', Buffer.from(input), { key: key as KeyObject, dsaEncoding: 'ieee-p1363' });
+  else if (alg === 'HS256')
+    sig = createHmac('sha256', key as Buffer | string)
+      .update(input)
+      .digest();
+  else if (alg === 'RS256')
+    sig = createSign('sha256')
+      .update(input)
+      .sign(key as KeyObject);
+  else if (alg === 'PS256')
+    sig = cryptoSign('sha256', Buffer.from(input), {
+      key: key as KeyObject,
+      padding: constants.RSA_PKCS1_PSS_PADDING,
+      saltLength: 32,
+    });
+  else if (alg === 'ES256')
+    sig = cryptoSign('sha256', Buffer.from(input), { key: key as KeyObject, dsaEncoding: 'ieee-p1363' });
   else throw new Error(`unsupported test alg ${alg}`);
   return `${input}.${sig.toString('base64url')}`;
 }
@@ -108,7 +134,16 @@ export class TestIssuer {
     if (path === '/issuer/.well-known/jwks.json') {
       this.jwksRequests += 1;
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ keys: this.published.map((k) => ({ ...(k.publicKey.export({ format: 'jwk' }) as object), kid: k.kid, use: 'sig', alg: k.alg })) }));
+      res.end(
+        JSON.stringify({
+          keys: this.published.map((k) => ({
+            ...(k.publicKey.export({ format: 'jwk' }) as object),
+            kid: k.kid,
+            use: 'sig',
+            alg: k.alg,
+          })),
+        }),
+      );
       return;
     }
     res.statusCode = 404;
@@ -133,7 +168,11 @@ export class TestIssuer {
   }
 
   /** A valid ID token (override claims, key or header as needed). */
-  idToken(clock: Clock, email: string, opts: { claims?: Record<string, unknown>; key?: TestKey; header?: Record<string, unknown> } = {}): string {
+  idToken(
+    clock: Clock,
+    email: string,
+    opts: { claims?: Record<string, unknown>; key?: TestKey; header?: Record<string, unknown> } = {},
+  ): string {
     const key = opts.key ?? this.key;
     const header = { alg: key.alg, typ: 'JWT', kid: key.kid, ...opts.header };
     return signJwt(header, this.claims(clock, email, opts.claims), key.privateKey, key.alg);

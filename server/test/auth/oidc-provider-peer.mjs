@@ -9,7 +9,13 @@ import http from 'node:http';
 import readline from 'node:readline';
 import Provider from 'oidc-provider';
 
-const CLIENT = { client_id: 'fleet-test-client', client_secret: 'fleet-test-secret-0123456789abcdef', redirect_uris: ['http://127.0.0.1/cb'], grant_types: ['authorization_code'], response_types: ['code'] };
+const CLIENT = {
+  client_id: 'fleet-test-client',
+  client_secret: 'fleet-test-secret-0123456789abcdef',
+  redirect_uris: ['http://127.0.0.1/cb'],
+  grant_types: ['authorization_code'],
+  response_types: ['code'],
+};
 
 function newJwk() {
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -38,7 +44,12 @@ function build(issuer, jwk) {
 async function interaction(provider, req, res) {
   const details = await provider.interactionDetails(req, res);
   if (details.prompt.name === 'login') {
-    await provider.interactionFinished(req, res, { login: { accountId: String(details.params.login_hint) } }, { mergeWithLastSubmission: false });
+    await provider.interactionFinished(
+      req,
+      res,
+      { login: { accountId: String(details.params.login_hint) } },
+      { mergeWithLastSubmission: false },
+    );
     return;
   }
   const grant = new provider.Grant({ accountId: details.session.accountId, clientId: details.params.client_id });

@@ -23,7 +23,9 @@ interface Peer {
 }
 
 async function startPeer(): Promise<Peer> {
-  const child = spawn(process.execPath, [path.join(__dirname, 'oidc-provider-peer.mjs'), '0'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [path.join(__dirname, 'oidc-provider-peer.mjs'), '0'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   child.stderr.resume();
   const lines = readline.createInterface({ input: child.stdout });
   const queue: string[] = [];
@@ -34,15 +36,16 @@ async function startPeer(): Promise<Peer> {
     if (w) w(l);
     else queue.push(l);
   });
-  const next = () => new Promise<string>((resolve, reject) => {
-    const q = queue.shift();
-    if (q !== undefined) return resolve(q);
-    const timer = setTimeout(() => reject(new Error('oidc-provider peer did not answer')), 15_000);
-    waiters.push((l) => {
-      clearTimeout(timer);
-      resolve(l);
+  const next = () =>
+    new Promise<string>((resolve, reject) => {
+      const q = queue.shift();
+      if (q !== undefined) return resolve(q);
+      const timer = setTimeout(() => reject(new Error('oidc-provider peer did not answer')), 15_000);
+      waiters.push((l) => {
+        clearTimeout(timer);
+        resolve(l);
+      });
     });
-  });
   const [word, issuer, kid] = (await next()).split(' ');
   if (word !== 'READY') throw new Error(`peer: ${word}`);
   return { issuer: issuer as string, kid: kid as string, child, next };
@@ -51,10 +54,21 @@ async function startPeer(): Promise<Peer> {
 /** A browser's walk through the authorization endpoint, its interactions and redirects, to the code. */
 async function authorizationCode(issuer: string, email: string): Promise<string> {
   const jar = new Map<string, string>();
-  const q = new URLSearchParams({ client_id: CLIENT_ID, response_type: 'code', scope: 'openid email', redirect_uri: REDIRECT, state: 'st', nonce: 'nn', login_hint: email });
+  const q = new URLSearchParams({
+    client_id: CLIENT_ID,
+    response_type: 'code',
+    scope: 'openid email',
+    redirect_uri: REDIRECT,
+    state: 'st',
+    nonce: 'nn',
+    login_hint: email,
+  });
   let url = `${issuer}/auth?${q.toString()}`;
   for (let hop = 0; hop < 12; hop++) {
-    const res = await fetch(url, { redirect: 'manual', headers: { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') } });
+    const res = await fetch(url, {
+      redirect: 'manual',
+      headers: { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') },
+    });
     for (const c of res.headers.getSetCookie()) {
       const [pair] = c.split(';');
       const i = (pair as string).indexOf('=');
@@ -75,10 +89,15 @@ async function authorizationCode(issuer: string, email: string): Promise<string>
 
 async function idTokenFor(issuer: string, email: string): Promise<string> {
   const code = await authorizationCode(issuer, email);
-  const discovery = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as { token_endpoint: string };
+  const discovery = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as {
+    token_endpoint: string;
+  };
   const res = await fetch(discovery.token_endpoint, {
     method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}` },
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}`,
+    },
     body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: REDIRECT }).toString(),
   });
   const body = (await res.json()) as { id_token?: string };
@@ -86,7 +105,8 @@ async function idTokenFor(issuer: string, email: string): Promise<string> {
   return body.id_token;
 }
 
-const kidOf = (jwt: string) => (JSON.parse(Buffer.from(jwt.split('.')[0] as string, 'base64url').toString()) as { kid: string }).kid;
+const kidOf = (jwt: string) =>
+  (JSON.parse(Buffer.from(jwt.split('.')[0] as string, 'base64url').toString()) as { kid: string }).kid;
 
 describe('login with ID tokens from oidc-provider (OpenID Certified)', () => {
   let peer: Peer;
@@ -101,7 +121,8 @@ describe('login with ID tokens from oidc-provider (OpenID Certified)', () => {
     peer?.child.kill();
   });
 
-  const login = (email: string, idToken: string) => request(t.app).post(`${SECURITY}/login`).set('X-Forwarded-For', uniqueIp()).send({ email, idToken });
+  const login = (email: string, idToken: string) =>
+    request(t.app).post(`${SECURITY}/login`).set('X-Forwarded-For', uniqueIp()).send({ email, idToken });
 
   test('when the authorization-code flow yields an ID token, then /login exchanges it for a session', async () => {
     const u = await provision(t);
@@ -112,7 +133,9 @@ describe('login with ID tokens from oidc-provider (OpenID Certified)', () => {
     const res = await login(u.email, idToken);
     expect(res.status).toBe(200);
     expect(res.body.user).toMatchObject({ id: u.id, email: u.email, tenantId: u.tenantId });
-    expect((await request(t.app).get(`${SECURITY}/user`).set('Authorization', `Bearer ${res.body.token}`)).status).toBe(200);
+    expect((await request(t.app).get(`${SECURITY}/user`).set('Authorization', `Bearer ${res.body.token}`)).status).toBe(
+      200,
+    );
     // An ID token opens one session.
     expect((await login(u.email, idToken)).status).toBe(401);
   });

@@ -21,7 +21,11 @@ function config(env: Record<string, string>, now: number): Config {
 function preSwitchToken(secret: string, nowMs: number): { token: string; claims: Record<string, unknown> } {
   const iat = Math.floor(nowMs / 1000) - 60;
   const claims = { sub: randomUUID(), sid: randomUUID(), tid: 'tokens-test', jti: randomUUID(), iat, exp: iat + 900 };
-  const token = signJwt({ alg: 'HS256', typ: 'JWT', kid: secretId(secret) }, { ...claims, iss: 'fleet-security-api', aud: 'fleet-security-api' }, secret);
+  const token = signJwt(
+    { alg: 'HS256', typ: 'JWT', kid: secretId(secret) },
+    { ...claims, iss: 'fleet-security-api', aud: 'fleet-security-api' },
+    secret,
+  );
   return { token, claims };
 }
 
@@ -31,18 +35,39 @@ describe('previous JWT secrets with an expiry', () => {
     const oldSecret = randomBytes(48).toString('base64');
     const issued = preSwitchToken(oldSecret, clock.now());
     const until = new Date(clock.now() + 5 * 60_000).toISOString();
-    const after = createTokenService(config({ JWT_SECRET: randomBytes(48).toString('base64'), JWT_PREVIOUS_SECRETS: `${oldSecret}@${until}`, JWT_EXPIRES_IN: '15m' }, clock.now()), clock, { legacyHs256Since: clock.now() - 30_000 });
+    const after = createTokenService(
+      config(
+        {
+          JWT_SECRET: randomBytes(48).toString('base64'),
+          JWT_PREVIOUS_SECRETS: `${oldSecret}@${until}`,
+          JWT_EXPIRES_IN: '15m',
+        },
+        clock.now(),
+      ),
+      clock,
+      { legacyHs256Since: clock.now() - 30_000 },
+    );
     expect(after.verify(issued.token).claims).toEqual(issued.claims);
     expect(after.verify(issued.token).claims).toEqual(issued.claims);
     clock.advance(5 * 60_000);
-    expect(after.verify(issued.token)).toEqual({ claims: null, reason: 'key id retired (its JWT_PREVIOUS_SECRETS entry expired)' });
+    expect(after.verify(issued.token)).toEqual({
+      claims: null,
+      reason: 'key id retired (its JWT_PREVIOUS_SECRETS entry expired)',
+    });
   });
 
   test('when the entry has no expiry, then tokens signed with it keep verifying (as before; warned about at start-up)', () => {
     const clock = new ManualClock(Date.now());
     const oldSecret = randomBytes(48).toString('base64');
     const issued = preSwitchToken(oldSecret, clock.now());
-    const after = createTokenService(config({ JWT_SECRET: randomBytes(48).toString('base64'), JWT_PREVIOUS_SECRETS: oldSecret, JWT_EXPIRES_IN: '15m' }, clock.now()), clock, { legacyHs256Since: clock.now() - 30_000 });
+    const after = createTokenService(
+      config(
+        { JWT_SECRET: randomBytes(48).toString('base64'), JWT_PREVIOUS_SECRETS: oldSecret, JWT_EXPIRES_IN: '15m' },
+        clock.now(),
+      ),
+      clock,
+      { legacyHs256Since: clock.now() - 30_000 },
+    );
     clock.advance(10 * 60_000);
     expect(after.verify(issued.token).claims).toEqual(issued.claims);
   });

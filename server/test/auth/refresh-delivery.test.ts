@@ -20,7 +20,8 @@ afterAll(async () => {
 });
 
 const cookies = (res: request.Response): string[] => ([] as string[]).concat(res.headers['set-cookie'] ?? []);
-const refreshCookie = (res: request.Response): string | undefined => cookies(res).find((c) => c.startsWith('fleet_refresh='));
+const refreshCookie = (res: request.Response): string | undefined =>
+  cookies(res).find((c) => c.startsWith('fleet_refresh='));
 
 async function login(extra: object, origin?: string): Promise<request.Response> {
   const u = await provision(t);
@@ -30,7 +31,12 @@ async function login(extra: object, origin?: string): Promise<request.Response> 
 
 async function csrfPair(): Promise<{ token: string; cookie: string }> {
   const res = await request(t.app).get(`${SECURITY}/csrf-token`);
-  return { token: res.body.csrfToken, cookie: cookies(res).map((c) => c.split(';')[0]).join('; ') };
+  return {
+    token: res.body.csrfToken,
+    cookie: cookies(res)
+      .map((c) => c.split(';')[0])
+      .join('; '),
+  };
 }
 
 describe('refreshTokenDelivery at login', () => {
@@ -40,7 +46,9 @@ describe('refreshTokenDelivery at login', () => {
     expect(res.body).not.toHaveProperty('refreshToken');
     expect(res.body).toMatchObject({ success: true, tokenType: 'Bearer', token: expect.any(String) });
     const set = refreshCookie(res) as string;
-    expect(set).toMatch(/^fleet_refresh=[\w-]{43}; Path=\/api\/v1\/security\/refresh; Expires=.*; HttpOnly; SameSite=Strict$/);
+    expect(set).toMatch(
+      /^fleet_refresh=[\w-]{43}; Path=\/api\/v1\/security\/refresh; Expires=.*; HttpOnly; SameSite=Strict$/,
+    );
 
     const csrf = await csrfPair();
     const r = await request(t.app)
@@ -59,7 +67,9 @@ describe('refreshTokenDelivery at login', () => {
     expect(res.status).toBe(200);
     expect(res.body.refreshToken).toMatch(/^[\w-]{43}$/);
     expect(refreshCookie(res)).toBeUndefined();
-    const r = await request(t.app).post(`${SECURITY}/refresh`).send({ refreshToken: res.body.refreshToken, refreshTokenDelivery: 'body' });
+    const r = await request(t.app)
+      .post(`${SECURITY}/refresh`)
+      .send({ refreshToken: res.body.refreshToken, refreshTokenDelivery: 'body' });
     expect(r.status).toBe(200);
     expect(r.body.refreshToken).toMatch(/^[\w-]{43}$/);
     expect(r.body.refreshToken).not.toBe(res.body.refreshToken);
@@ -77,13 +87,23 @@ describe('refreshTokenDelivery at login', () => {
     expect(refreshCookie(cli)).toContain(`fleet_refresh=${cli.body.refreshToken};`);
   });
 
-  test.each([['an unknown value', 'header'], ['a number', 1], ['null', null], ['an array', ['cookie']]])('when refreshTokenDelivery is %s, then 400 VALIDATION_FAILED naming the field, and nothing is issued', async (_what, value) => {
-    const res = await login({ refreshTokenDelivery: value });
-    expect(res.status).toBe(400);
-    expect(res.body.error.code).toBe('VALIDATION_FAILED');
-    expect(JSON.stringify(res.body.error.details)).toContain('body.refreshTokenDelivery');
-    expect(refreshCookie(res)).toBeUndefined();
-    const r = await request(t.app).post(`${SECURITY}/refresh`).send({ refreshToken: 'x'.repeat(43), refreshTokenDelivery: value });
-    expect(r.status).toBe(400);
-  });
+  test.each([
+    ['an unknown value', 'header'],
+    ['a number', 1],
+    ['null', null],
+    ['an array', ['cookie']],
+  ])(
+    'when refreshTokenDelivery is %s, then 400 VALIDATION_FAILED naming the field, and nothing is issued',
+    async (_what, value) => {
+      const res = await login({ refreshTokenDelivery: value });
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe('VALIDATION_FAILED');
+      expect(JSON.stringify(res.body.error.details)).toContain('body.refreshTokenDelivery');
+      expect(refreshCookie(res)).toBeUndefined();
+      const r = await request(t.app)
+        .post(`${SECURITY}/refresh`)
+        .send({ refreshToken: 'x'.repeat(43), refreshTokenDelivery: value });
+      expect(r.status).toBe(400);
+    },
+  );
 });

@@ -7,7 +7,16 @@ import { createHash, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import request from 'supertest';
 import { ownerPool } from '../helpers/app';
-import { auditByRequest, buildAuthApp, expectGeneric401, loginThroughIssuer, provision, SECURITY, uniqueIp, type AuthTestApp } from './helpers';
+import {
+  auditByRequest,
+  buildAuthApp,
+  expectGeneric401,
+  loginThroughIssuer,
+  provision,
+  SECURITY,
+  uniqueIp,
+  type AuthTestApp,
+} from './helpers';
 import { startIssuer, type TestIssuer } from './oidc-issuer';
 
 let issuer: TestIssuer;
@@ -27,9 +36,16 @@ afterAll(async () => {
 
 const hash = (s: string) => createHash('sha256').update(s).digest();
 const postRefresh = (app: AuthTestApp, refreshToken: string, rid = randomUUID()) =>
-  request(app.app).post(`${SECURITY}/refresh`).set('X-Request-Id', rid).set('X-Forwarded-For', uniqueIp()).send({ refreshToken });
-const getUser = (app: AuthTestApp, token: string) => request(app.app).get(`${SECURITY}/user`).set('Authorization', `Bearer ${token}`);
-const revokedReason = async (sessionId: string) => (await owner.query('SELECT revoked_reason FROM sessions WHERE id = $1', [sessionId])).rows[0].revoked_reason as string | null;
+  request(app.app)
+    .post(`${SECURITY}/refresh`)
+    .set('X-Request-Id', rid)
+    .set('X-Forwarded-For', uniqueIp())
+    .send({ refreshToken });
+const getUser = (app: AuthTestApp, token: string) =>
+  request(app.app).get(`${SECURITY}/user`).set('Authorization', `Bearer ${token}`);
+const revokedReason = async (sessionId: string) =>
+  (await owner.query('SELECT revoked_reason FROM sessions WHERE id = $1', [sessionId])).rows[0].revoked_reason as
+    string | null;
 
 async function freshLogin(app: AuthTestApp) {
   const u = await provision(app);
@@ -47,7 +63,10 @@ describe('refresh reuse grace', () => {
     expect(rows.rows).toHaveLength(2);
     expect(await revokedReason(l.sessionId)).toBeNull();
     expect((await getUser(t, res[0]!.body.token)).status).toBe(200);
-    const audit = await owner.query("SELECT action, count(*)::int AS n FROM audit_logs WHERE resource_id = $1 AND action LIKE 'auth.refresh%' GROUP BY action ORDER BY action", [l.sessionId]);
+    const audit = await owner.query(
+      "SELECT action, count(*)::int AS n FROM audit_logs WHERE resource_id = $1 AND action LIKE 'auth.refresh%' GROUP BY action ORDER BY action",
+      [l.sessionId],
+    );
     expect(audit.rows).toEqual([
       { action: 'auth.refresh', n: 1 },
       { action: 'auth.refresh.grace', n: 9 },
@@ -63,12 +82,23 @@ describe('refresh reuse grace', () => {
     const again = await postRefresh(t, l.refreshToken, rid);
     expect(again.status).toBe(200);
     expect([again.body.token, again.body.refreshToken]).toEqual([first.body.token, first.body.refreshToken]);
-    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ action: 'auth.refresh.grace', tenant_id: u.tenantId, user_id: u.id, severity: 'low', result: 'success' })]);
+    expect(await auditByRequest(owner, rid)).toEqual([
+      expect.objectContaining({
+        action: 'auth.refresh.grace',
+        tenant_id: u.tenantId,
+        user_id: u.id,
+        severity: 'low',
+        result: 'success',
+      }),
+    ]);
 
     t.clock.advance(1);
     const rid2 = randomUUID();
     expectGeneric401(await postRefresh(t, l.refreshToken, rid2));
-    expect((await auditByRequest(owner, rid2)).map((r) => r.action)).toEqual(['auth.refresh.reuse', 'security.alert.refresh_reuse']);
+    expect((await auditByRequest(owner, rid2)).map((r) => r.action)).toEqual([
+      'auth.refresh.reuse',
+      'security.alert.refresh_reuse',
+    ]);
     expect(await revokedReason(l.sessionId)).toBe('refresh token reuse');
     expectGeneric401(await getUser(t, first.body.token));
     expectGeneric401(await postRefresh(t, first.body.refreshToken));
@@ -77,24 +107,36 @@ describe('refresh reuse grace', () => {
   test('when the pair is stored, then the row holds neither token in plaintext, and a sealed pair copied to another row does not open (AAD): refused, nothing revoked', async () => {
     const { l } = await freshLogin(t);
     const first = await postRefresh(t, l.refreshToken);
-    const row = (await owner.query('SELECT id, successor_sealed FROM refresh_tokens WHERE token_hash = $1', [hash(l.refreshToken)])).rows[0];
+    const row = (
+      await owner.query('SELECT id, successor_sealed FROM refresh_tokens WHERE token_hash = $1', [hash(l.refreshToken)])
+    ).rows[0];
     expect(typeof row.successor_sealed).toBe('string');
     expect(row.successor_sealed).not.toContain(first.body.refreshToken);
     expect(row.successor_sealed).not.toContain(first.body.token.split('.')[1]);
 
     const { l: other } = await freshLogin(t);
     expect((await postRefresh(t, other.refreshToken)).status).toBe(200);
-    await owner.query('UPDATE refresh_tokens SET successor_sealed = $1 WHERE token_hash = $2', [row.successor_sealed, hash(other.refreshToken)]);
+    await owner.query('UPDATE refresh_tokens SET successor_sealed = $1 WHERE token_hash = $2', [
+      row.successor_sealed,
+      hash(other.refreshToken),
+    ]);
     const rid = randomUUID();
     expectGeneric401(await postRefresh(t, other.refreshToken, rid));
-    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ action: 'auth.token.rejected', error_message: 'the kept successor of a spent refresh token could not be decrypted' })]);
+    expect(await auditByRequest(owner, rid)).toEqual([
+      expect.objectContaining({
+        action: 'auth.token.rejected',
+        error_message: 'the kept successor of a spent refresh token could not be decrypted',
+      }),
+    ]);
     expect(await revokedReason(other.sessionId)).toBeNull();
   });
 
   test('when the session was logged out within the grace, then the spent token is refused without a reuse alert', async () => {
     const { l } = await freshLogin(t);
     const first = await postRefresh(t, l.refreshToken);
-    expect((await request(t.app).post(`${SECURITY}/logout`).set('Authorization', `Bearer ${first.body.token}`)).status).toBe(200);
+    expect(
+      (await request(t.app).post(`${SECURITY}/logout`).set('Authorization', `Bearer ${first.body.token}`)).status,
+    ).toBe(200);
     const rid = randomUUID();
     expectGeneric401(await postRefresh(t, l.refreshToken, rid));
     expect((await auditByRequest(owner, rid)).map((r) => r.action)).toEqual(['auth.token.rejected']);
@@ -106,7 +148,9 @@ describe('refresh reuse grace', () => {
     const first = await postRefresh(t, l.refreshToken);
     t.clock.advance(11_000);
     expect((await postRefresh(t, first.body.refreshToken)).status).toBe(200);
-    const row = (await owner.query('SELECT successor_sealed FROM refresh_tokens WHERE token_hash = $1', [hash(l.refreshToken)])).rows[0];
+    const row = (
+      await owner.query('SELECT successor_sealed FROM refresh_tokens WHERE token_hash = $1', [hash(l.refreshToken)])
+    ).rows[0];
     expect(row.successor_sealed).toBeNull();
   });
 
@@ -122,7 +166,12 @@ describe('refresh reuse grace', () => {
     }
   });
 
-  test.each(['-1', '61', '1.5', 'ten'])('when REFRESH_REUSE_GRACE_SECONDS=%s, then configuration refuses it', async (v) => {
-    await expect(buildAuthApp(null, { env: { REFRESH_REUSE_GRACE_SECONDS: v } })).rejects.toThrow(/REFRESH_REUSE_GRACE_SECONDS/);
-  });
+  test.each(['-1', '61', '1.5', 'ten'])(
+    'when REFRESH_REUSE_GRACE_SECONDS=%s, then configuration refuses it',
+    async (v) => {
+      await expect(buildAuthApp(null, { env: { REFRESH_REUSE_GRACE_SECONDS: v } })).rejects.toThrow(
+        /REFRESH_REUSE_GRACE_SECONDS/,
+      );
+    },
+  );
 });

@@ -2,7 +2,16 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import request from 'supertest';
 import { ownerPool } from '../helpers/app';
-import { auditByRequest, buildAuthApp, expectGeneric401, loginThroughIssuer, provision, SECURITY, uniqueIp, type AuthTestApp } from './helpers';
+import {
+  auditByRequest,
+  buildAuthApp,
+  expectGeneric401,
+  loginThroughIssuer,
+  provision,
+  SECURITY,
+  uniqueIp,
+  type AuthTestApp,
+} from './helpers';
 import { startIssuer, type TestIssuer } from './oidc-issuer';
 
 let issuer: TestIssuer;
@@ -48,16 +57,32 @@ describe('POST /refresh — rotation', () => {
     });
     expect(res.body.refreshToken).not.toBe(l.refreshToken);
     expect(res.headers['cache-control']).toBe('no-store');
-    expect(([] as string[]).concat(res.headers['set-cookie'] ?? []).some((c) => c.startsWith(`fleet_refresh=${res.body.refreshToken};`))).toBe(true);
+    expect(
+      ([] as string[])
+        .concat(res.headers['set-cookie'] ?? [])
+        .some((c) => c.startsWith(`fleet_refresh=${res.body.refreshToken};`)),
+    ).toBe(true);
 
-    const rows = await owner.query('SELECT id, token_hash, used_at, replaced_by FROM refresh_tokens WHERE session_id = $1 ORDER BY created_at, used_at NULLS LAST', [l.sessionId]);
+    const rows = await owner.query(
+      'SELECT id, token_hash, used_at, replaced_by FROM refresh_tokens WHERE session_id = $1 ORDER BY created_at, used_at NULLS LAST',
+      [l.sessionId],
+    );
     expect(rows.rows).toHaveLength(2);
     const old = rows.rows.find((r) => Buffer.compare(r.token_hash, hash(l.refreshToken)) === 0);
     const neu = rows.rows.find((r) => Buffer.compare(r.token_hash, hash(res.body.refreshToken)) === 0);
     expect(old.used_at).not.toBeNull();
     expect(old.replaced_by).toBe(neu.id);
     expect(neu.used_at).toBeNull();
-    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ action: 'auth.refresh', tenant_id: u.tenantId, user_id: u.id, resource_id: l.sessionId, severity: 'low', result: 'success' })]);
+    expect(await auditByRequest(owner, rid)).toEqual([
+      expect.objectContaining({
+        action: 'auth.refresh',
+        tenant_id: u.tenantId,
+        user_id: u.id,
+        resource_id: l.sessionId,
+        severity: 'low',
+        result: 'success',
+      }),
+    ]);
     expect((await getUser(`Bearer ${res.body.token}`)).status).toBe(200);
   });
 
@@ -86,7 +111,10 @@ describe('POST /refresh — rotation', () => {
 
   test('when two refreshes race with the same token, then both get the same successor pair (reuse grace) and the session stays live', async () => {
     const { l } = await freshLogin();
-    const [a, b] = await Promise.all([postRefresh({ refreshToken: l.refreshToken }), postRefresh({ refreshToken: l.refreshToken })]);
+    const [a, b] = await Promise.all([
+      postRefresh({ refreshToken: l.refreshToken }),
+      postRefresh({ refreshToken: l.refreshToken }),
+    ]);
     expect([a.status, b.status]).toEqual([200, 200]);
     expect(a.body.refreshToken).toBe(b.body.refreshToken);
     expect(a.body.token).toBe(b.body.token);
@@ -100,7 +128,12 @@ describe('POST /refresh — rotation', () => {
     const rid = randomUUID();
     expectGeneric401(await postRefresh({ refreshToken: l.refreshToken }, rid));
     expect(await auditByRequest(owner, rid)).toEqual([
-      expect.objectContaining({ action: 'auth.token.rejected', tenant_id: u.tenantId, resource_type: 'refresh_token', error_message: 'refresh token of a revoked session (logout)' }),
+      expect.objectContaining({
+        action: 'auth.token.rejected',
+        tenant_id: u.tenantId,
+        resource_type: 'refresh_token',
+        error_message: 'refresh token of a revoked session (logout)',
+      }),
     ]);
   });
 
@@ -116,7 +149,9 @@ describe('POST /refresh — rotation', () => {
     try {
       const rid = randomUUID();
       expectGeneric401(await postRefresh({ refreshToken: l.refreshToken }, rid));
-      expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ action: 'session.expired', tenant_id: u.tenantId, error_message: 'idle timeout' })]);
+      expect(await auditByRequest(owner, rid)).toEqual([
+        expect.objectContaining({ action: 'session.expired', tenant_id: u.tenantId, error_message: 'idle timeout' }),
+      ]);
     } finally {
       t.clock.advance(-31 * 60_000);
     }
@@ -140,13 +175,18 @@ describe('POST /refresh — rotation', () => {
 describe('POST /refresh — cookie and CSRF', () => {
   async function csrfPair(): Promise<{ token: string; cookie: string }> {
     const res = await request(t.app).get(`${SECURITY}/csrf-token`);
-    const cookie = ([] as string[]).concat(res.headers['set-cookie'] ?? []).map((c) => c.split(';')[0]).join('; ');
+    const cookie = ([] as string[])
+      .concat(res.headers['set-cookie'] ?? [])
+      .map((c) => c.split(';')[0])
+      .join('; ');
     return { token: res.body.csrfToken, cookie };
   }
 
   test('when the refresh token comes from the fleet_refresh cookie without a CSRF token, then 403 CSRF_FAILED and the token is not spent', async () => {
     const { l } = await freshLogin();
-    const res = await request(t.app).post(`${SECURITY}/refresh`).set('Cookie', l.cookie.split(';')[0] as string);
+    const res = await request(t.app)
+      .post(`${SECURITY}/refresh`)
+      .set('Cookie', l.cookie.split(';')[0] as string);
     expect(res.status).toBe(403);
     expect(res.body.error.code).toBe('CSRF_FAILED');
     const rows = await owner.query('SELECT used_at FROM refresh_tokens WHERE token_hash = $1', [hash(l.refreshToken)]);
@@ -198,13 +238,25 @@ describe('POST /refresh — bad input', () => {
   test('when an unknown but well-formed refresh token is presented, then 401 and auth.token.rejected is audited under _unknown', async () => {
     const rid = randomUUID();
     expectGeneric401(await postRefresh({ refreshToken: randomBytes(32).toString('base64url') }, rid));
-    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ action: 'auth.token.rejected', tenant_id: '_unknown', error_message: 'unknown refresh token' })]);
+    expect(await auditByRequest(owner, rid)).toEqual([
+      expect.objectContaining({
+        action: 'auth.token.rejected',
+        tenant_id: '_unknown',
+        error_message: 'unknown refresh token',
+      }),
+    ]);
   });
 
   test('when a malformed or injection-string refresh token is presented, then 401 and the rejection is audited under _unknown', async () => {
     const rid = randomUUID();
     expectGeneric401(await postRefresh({ refreshToken: "' OR 1=1 --" }, rid));
-    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ action: 'auth.token.rejected', tenant_id: '_unknown', error_message: 'malformed refresh token' })]);
+    expect(await auditByRequest(owner, rid)).toEqual([
+      expect.objectContaining({
+        action: 'auth.token.rejected',
+        tenant_id: '_unknown',
+        error_message: 'malformed refresh token',
+      }),
+    ]);
   });
 
   test.each([
@@ -220,7 +272,10 @@ describe('POST /refresh — bad input', () => {
   });
 
   test('when the body is malformed JSON, then 400 MALFORMED_JSON', async () => {
-    const res = await request(t.app).post(`${SECURITY}/refresh`).set('Content-Type', 'application/json').send('{"refreshToken":');
+    const res = await request(t.app)
+      .post(`${SECURITY}/refresh`)
+      .set('Content-Type', 'application/json')
+      .send('{"refreshToken":');
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('MALFORMED_JSON');
   });

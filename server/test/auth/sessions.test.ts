@@ -4,7 +4,15 @@ import request from 'supertest';
 import { ownerPool } from '../helpers/app';
 import { loginAs, type TestLogin } from '../helpers/auth';
 import { uniqueTenant } from '../helpers/env';
-import { auditByRequest, buildAuthApp, expectGeneric401, loginThroughIssuer, provision, SECURITY, type AuthTestApp } from './helpers';
+import {
+  auditByRequest,
+  buildAuthApp,
+  expectGeneric401,
+  loginThroughIssuer,
+  provision,
+  SECURITY,
+  type AuthTestApp,
+} from './helpers';
 import { startIssuer, type TestIssuer } from './oidc-issuer';
 import { withTenant } from '../../src/db/transaction';
 
@@ -25,25 +33,44 @@ afterAll(async () => {
 
 /** A second session for the same user (another device). */
 async function anotherSession(l: TestLogin, userAgent = 'device-2'): Promise<TestLogin> {
-  const { sessionId } = await withTenant(t.composition.pool, l.tenantId, (c) => t.composition.services.sessions.create(c, { userId: l.userId, tenantId: l.tenantId, ip: '192.0.2.7', userAgent }));
+  const { sessionId } = await withTenant(t.composition.pool, l.tenantId, (c) =>
+    t.composition.services.sessions.create(c, { userId: l.userId, tenantId: l.tenantId, ip: '192.0.2.7', userAgent }),
+  );
   const { token } = t.composition.services.tokens.issue({ userId: l.userId, sessionId, tenantId: l.tenantId });
   return { ...l, token, authorization: `Bearer ${token}`, sessionId };
 }
 
 const getUser = (authorization: string) => request(t.app).get(`${SECURITY}/user`).set('Authorization', authorization);
-const del = (authorization: string, id: string, rid = randomUUID()) => request(t.app).delete(`${SECURITY}/sessions/${id}`).set('Authorization', authorization).set('X-Request-Id', rid);
+const del = (authorization: string, id: string, rid = randomUUID()) =>
+  request(t.app).delete(`${SECURITY}/sessions/${id}`).set('Authorization', authorization).set('X-Request-Id', rid);
 
 describe('POST /logout', () => {
   test('when a user logs out, then 200, the session is revoked (access and refresh tokens stop working at once), the cookie is cleared and auth.logout is audited', async () => {
     const u = await provision(t);
     const l = await loginThroughIssuer(t, issuer, t.clock, u.email);
     const rid = randomUUID();
-    const res = await request(t.app).post(`${SECURITY}/logout`).set('Authorization', l.authorization).set('X-Request-Id', rid);
+    const res = await request(t.app)
+      .post(`${SECURITY}/logout`)
+      .set('Authorization', l.authorization)
+      .set('X-Request-Id', rid);
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ success: true });
-    const cleared = ([] as string[]).concat(res.headers['set-cookie'] ?? []).find((c) => c.startsWith('fleet_refresh='));
-    expect(cleared).toMatch(/^fleet_refresh=; Path=\/api\/v1\/security\/refresh; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Strict$/);
-    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ action: 'auth.logout', tenant_id: u.tenantId, user_id: u.id, resource_type: 'session', resource_id: l.sessionId, severity: 'low' })]);
+    const cleared = ([] as string[])
+      .concat(res.headers['set-cookie'] ?? [])
+      .find((c) => c.startsWith('fleet_refresh='));
+    expect(cleared).toMatch(
+      /^fleet_refresh=; Path=\/api\/v1\/security\/refresh; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Strict$/,
+    );
+    expect(await auditByRequest(owner, rid)).toEqual([
+      expect.objectContaining({
+        action: 'auth.logout',
+        tenant_id: u.tenantId,
+        user_id: u.id,
+        resource_type: 'session',
+        resource_id: l.sessionId,
+        severity: 'low',
+      }),
+    ]);
     const s = await owner.query('SELECT revoked_reason FROM sessions WHERE id = $1', [l.sessionId]);
     expect(s.rows[0].revoked_reason).toBe('logout');
 
@@ -71,7 +98,9 @@ describe('GET /sessions', () => {
     const a2 = await anotherSession(a, 'phone');
     const a3 = await anotherSession(a, 'revoked-laptop');
     t.clock.advance(-1000);
-    await withTenant(t.composition.pool, a.tenantId, (c) => t.composition.services.sessions.revoke(c, a3.sessionId, a.tenantId, 'test'));
+    await withTenant(t.composition.pool, a.tenantId, (c) =>
+      t.composition.services.sessions.revoke(c, a3.sessionId, a.tenantId, 'test'),
+    );
     await loginAs(t, { tenantId: a.tenantId }); // a colleague's session
 
     const res = await request(t.app).get(`${SECURITY}/sessions`).set('Authorization', a2.authorization);
@@ -80,8 +109,22 @@ describe('GET /sessions', () => {
     expect(res.body).toEqual({
       success: true,
       sessions: [
-        { id: a2.sessionId, createdAt: expect.any(String), lastUsedAt: expect.any(String), ipAddress: '192.0.2.7', userAgent: 'phone', current: true },
-        { id: a.sessionId, createdAt: expect.any(String), lastUsedAt: expect.any(String), ipAddress: '127.0.0.1', userAgent: 'jest', current: false },
+        {
+          id: a2.sessionId,
+          createdAt: expect.any(String),
+          lastUsedAt: expect.any(String),
+          ipAddress: '192.0.2.7',
+          userAgent: 'phone',
+          current: true,
+        },
+        {
+          id: a.sessionId,
+          createdAt: expect.any(String),
+          lastUsedAt: expect.any(String),
+          ipAddress: '127.0.0.1',
+          userAgent: 'jest',
+          current: false,
+        },
       ],
     });
   });
@@ -102,7 +145,15 @@ describe('DELETE /sessions/:id', () => {
     expectGeneric401(await getUser(b.authorization));
     expect((await getUser(a.authorization)).status).toBe(200);
     const rows = await auditByRequest(owner, rid);
-    expect(rows).toEqual([expect.objectContaining({ action: 'session.revoked', tenant_id: a.tenantId, user_id: a.userId, resource_id: b.sessionId, severity: 'medium' })]);
+    expect(rows).toEqual([
+      expect.objectContaining({
+        action: 'session.revoked',
+        tenant_id: a.tenantId,
+        user_id: a.userId,
+        resource_id: b.sessionId,
+        severity: 'medium',
+      }),
+    ]);
     expect(rows[0]?.after).toMatchObject({ ownerUserId: a.userId, scope: 'own' });
   });
 
@@ -110,7 +161,10 @@ describe('DELETE /sessions/:id', () => {
     const a = await loginAs(t);
     const res = await del(a.authorization, '%FF');
     expect(res.status).toBe(400);
-    expect(res.body.error).toMatchObject({ code: 'VALIDATION_FAILED', details: [{ path: 'params', code: 'invalid_encoding' }] });
+    expect(res.body.error).toMatchObject({
+      code: 'VALIDATION_FAILED',
+      details: [{ path: 'params', code: 'invalid_encoding' }],
+    });
   });
 
   test('when DELETE /sessions/:id carries body keys, then 400 VALIDATION_FAILED and the session stays live', async () => {
@@ -159,23 +213,53 @@ describe('DELETE /sessions/:id', () => {
     expect((await del(a.authorization, b.sessionId)).status).toBe(404);
   });
 
-  test.each([['not-a-uuid'], ["1' OR '1'='1"], ['%00'], [`${randomUUID()}x`]])('when the id is %s, then 400 VALIDATION_FAILED', async (id) => {
-    const a = await loginAs(t);
-    const res = await del(a.authorization, encodeURIComponent(id));
-    expect(res.status).toBe(400);
-    expect(res.body.error.code).toBe('VALIDATION_FAILED');
-  });
+  test.each([['not-a-uuid'], ["1' OR '1'='1"], ['%00'], [`${randomUUID()}x`]])(
+    'when the id is %s, then 400 VALIDATION_FAILED',
+    async (id) => {
+      const a = await loginAs(t);
+      const res = await del(a.authorization, encodeURIComponent(id));
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe('VALIDATION_FAILED');
+    },
+  );
 });
 
 describe('GET /user', () => {
   test.each([
-    ['admin', ['apikeys:manage', 'audit:export', 'audit:read:own', 'audit:read:tenant', 'audit:verify', 'audit:write', 'keys:read', 'keys:rotate', 'profile:read', 'sessions:read:own', 'sessions:revoke:own', 'sessions:revoke:tenant', 'siem:read', 'siem:write', 'tokens:introspect', 'users:manage']],
+    [
+      'admin',
+      [
+        'apikeys:manage',
+        'audit:export',
+        'audit:read:own',
+        'audit:read:tenant',
+        'audit:verify',
+        'audit:write',
+        'keys:read',
+        'keys:rotate',
+        'profile:read',
+        'sessions:read:own',
+        'sessions:revoke:own',
+        'sessions:revoke:tenant',
+        'siem:read',
+        'siem:write',
+        'tokens:introspect',
+        'users:manage',
+      ],
+    ],
     ['user', ['audit:read:own', 'audit:write', 'profile:read', 'sessions:read:own', 'sessions:revoke:own']],
     ['viewer', ['audit:read:own', 'profile:read', 'sessions:read:own', 'sessions:revoke:own']],
   ] as const)('when the role is %s, then the permissions come from the one RBAC matrix', async (role, permissions) => {
     const l = await loginAs(t, { role });
     const res = await getUser(l.authorization);
     expect(res.status).toBe(200);
-    expect(res.body.user).toEqual({ id: l.userId, email: l.email, role, tenantId: l.tenantId, displayName: null, permissions });
+    expect(res.body.user).toEqual({
+      id: l.userId,
+      email: l.email,
+      role,
+      tenantId: l.tenantId,
+      displayName: null,
+      permissions,
+    });
   });
 });

@@ -13,7 +13,8 @@ function config(env: Record<string, string> = {}): Config {
 
 const ids = () => ({ userId: randomUUID(), sessionId: randomUUID(), tenantId: 'tokens-test' });
 const segments = (token: string) => token.split('.') as [string, string, string];
-const payloadOf = (token: string) => JSON.parse(Buffer.from(segments(token)[1], 'base64url').toString()) as Record<string, unknown>;
+const payloadOf = (token: string) =>
+  JSON.parse(Buffer.from(segments(token)[1], 'base64url').toString()) as Record<string, unknown>;
 
 describe('access token verification and the verified-token table', () => {
   test('when the same genuine token is verified again, then the claims are the same and the token is remembered once', () => {
@@ -45,8 +46,13 @@ describe('access token verification and the verified-token table', () => {
     const issued = tokens.issue(ids());
     expect(tokens.verify(issued.token).claims).not.toBeNull();
     const [h, p, s] = segments(issued.token);
-    const otherTenant = Buffer.from(JSON.stringify({ ...payloadOf(issued.token), tid: 'someone-else' })).toString('base64url');
-    expect(tokens.verify(`${h}.${otherTenant}.${s}`)).toMatchObject({ claims: null, reason: 'verification failed: invalid signature' });
+    const otherTenant = Buffer.from(JSON.stringify({ ...payloadOf(issued.token), tid: 'someone-else' })).toString(
+      'base64url',
+    );
+    expect(tokens.verify(`${h}.${otherTenant}.${s}`)).toMatchObject({
+      claims: null,
+      reason: 'verification failed: invalid signature',
+    });
     const flipped = s.slice(0, -2) + (s.at(-2) === 'A' ? 'B' : 'A') + s.slice(-1);
     expect(tokens.verify(`${h}.${p}.${flipped}`).claims).toBeNull();
     expect(tokens.verify(`${issued.token}A`).claims).toBeNull();
@@ -58,8 +64,20 @@ describe('access token verification and the verified-token table', () => {
     const tokens = createTokenService(config({ JWT_SECRET: secret }), new ManualClock(Date.now()));
     const payload = { ...tokens.issue(ids()).claims, iss: 'x', aud: 'y' };
     for (let i = 0; i < 50; i++) {
-      expect(tokens.verify(signJwt({ alg: 'HS256', typ: 'JWT', kid: secretId(secret) }, { ...payload, jti: `f${i}` }, randomBytes(48).toString('base64'))).claims).toBeNull();
-      expect(tokens.verify(signJwt({ alg: 'none', typ: 'JWT', kid: secretId(secret) }, { ...payload, jti: `n${i}` }, '', 'none')).claims).toBeNull();
+      expect(
+        tokens.verify(
+          signJwt(
+            { alg: 'HS256', typ: 'JWT', kid: secretId(secret) },
+            { ...payload, jti: `f${i}` },
+            randomBytes(48).toString('base64'),
+          ),
+        ).claims,
+      ).toBeNull();
+      expect(
+        tokens.verify(
+          signJwt({ alg: 'none', typ: 'JWT', kid: secretId(secret) }, { ...payload, jti: `n${i}` }, '', 'none'),
+        ).claims,
+      ).toBeNull();
     }
     expect(tokens.cachedCount()).toBe(0);
   });
@@ -69,7 +87,9 @@ describe('access token verification and the verified-token table', () => {
     const issued = Array.from({ length: 5 }, () => tokens.issue(ids()));
     for (const t of issued) expect(tokens.verify(t.token).claims).toEqual(t.claims);
     expect(tokens.cachedCount()).toBe(3);
-    expect(tokens.verify((issued[0] as { token: string }).token).claims).toEqual((issued[0] as { claims: unknown }).claims);
+    expect(tokens.verify((issued[0] as { token: string }).token).claims).toEqual(
+      (issued[0] as { claims: unknown }).claims,
+    );
     expect(tokens.cachedCount()).toBe(3);
   });
 });

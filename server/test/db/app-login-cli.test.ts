@@ -14,11 +14,22 @@ const suffix = `${process.pid}_${randomBytes(3).toString('hex')}`;
 const created: string[] = [];
 let owner: pg.Client;
 
-function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(TSX, [CLI, ...args], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), NODE_ENV: 'test', DATABASE_URL: testDbUrl(), FLEET_DATA_DIR: path.join(os.tmpdir(), `fleet-app-login-${suffix}`), LOG_LEVEL: 'error', ...env },
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: os.tmpdir(),
+        NODE_ENV: 'test',
+        DATABASE_URL: testDbUrl(),
+        FLEET_DATA_DIR: path.join(os.tmpdir(), `fleet-app-login-${suffix}`),
+        LOG_LEVEL: 'error',
+        ...env,
+      },
     });
     let stdout = '';
     let stderr = '';
@@ -62,7 +73,9 @@ describe('npm run db:app-login', () => {
     } finally {
       await c.end();
     }
-    const hash = async () => (await owner.query<{ p: string }>('SELECT rolpassword AS p FROM pg_authid WHERE rolname = $1', [name])).rows[0]?.p;
+    const hash = async () =>
+      (await owner.query<{ p: string }>('SELECT rolpassword AS p FROM pg_authid WHERE rolname = $1', [name])).rows[0]
+        ?.p;
     const before = await hash();
     const again = await run(['--name', name]);
     expect(again.code).toBe(0);
@@ -82,7 +95,10 @@ describe('npm run db:app-login', () => {
     expect(r.stdout).toMatch(/GRANT "fleet_app" TO/);
     const exists = await owner.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [name]);
     expect(exists.rowCount).toBe(0);
-    const sql = r.stdout.split('\n').filter((l) => !l.startsWith('\\') && !l.startsWith('--')).join('\n');
+    const sql = r.stdout
+      .split('\n')
+      .filter((l) => !l.startsWith('\\') && !l.startsWith('--'))
+      .join('\n');
     await owner.query(sql);
     const password = /PASSWORD '([^']+)'/.exec(r.stdout)?.[1] as string;
     const u = new URL(testDbUrl());
@@ -97,7 +113,14 @@ describe('npm run db:app-login', () => {
   }, 60_000);
 
   test('when the arguments are bad, then exit 2 and nothing is created', async () => {
-    for (const args of [[], ['--name', 'Bad-Name'], ['--name', 'x"; DROP ROLE postgres; --'], ['--name', 'fleet_app'], ['--name', 'a', '--name', 'b'], ['--bogus']]) {
+    for (const args of [
+      [],
+      ['--name', 'Bad-Name'],
+      ['--name', 'x"; DROP ROLE postgres; --'],
+      ['--name', 'fleet_app'],
+      ['--name', 'a', '--name', 'b'],
+      ['--bogus'],
+    ]) {
       const r = await run(args);
       expect({ args, code: r.code }).toEqual({ args, code: 2 });
       expect(r.stderr).toMatch(/Usage: npm run db:app-login/);

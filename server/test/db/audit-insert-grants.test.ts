@@ -25,10 +25,17 @@ describe('audit_logs column grants for the application role', () => {
   });
 
   const privilege = async (column: string): Promise<boolean> =>
-    (await owner.query<{ ok: boolean }>("SELECT has_column_privilege('fleet_app', 'public.audit_logs', $1, 'INSERT') AS ok", [column])).rows[0]?.ok === true;
+    (
+      await owner.query<{ ok: boolean }>(
+        "SELECT has_column_privilege('fleet_app', 'public.audit_logs', $1, 'INSERT') AS ok",
+        [column],
+      )
+    ).rows[0]?.ok === true;
 
   test('when the application inserts an audit row, then every column it names is granted to fleet_app', async () => {
-    const columns = [...new Set([...insertedColumns(INSERT_AUDIT_LOG), ...insertedColumns(INSERT_AUDIT_LOG_IN_TENANT)])];
+    const columns = [
+      ...new Set([...insertedColumns(INSERT_AUDIT_LOG), ...insertedColumns(INSERT_AUDIT_LOG_IN_TENANT)]),
+    ];
     expect(columns).toContain('api_key_id');
     const missing: string[] = [];
     for (const c of columns) if (!(await privilege(c))) missing.push(c);

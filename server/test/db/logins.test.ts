@@ -33,7 +33,9 @@ async function makeLogin(tag: string, extra: (id: string) => string[] = () => []
   const id = pg.escapeIdentifier(name);
   await owner.query(`CREATE ROLE ${id} LOGIN PASSWORD 'pw-${suffix}'`);
   created.push(name);
-  await owner.query(`GRANT CONNECT ON DATABASE ${pg.escapeIdentifier(new URL(testDbUrl()).pathname.slice(1))} TO ${id}`);
+  await owner.query(
+    `GRANT CONNECT ON DATABASE ${pg.escapeIdentifier(new URL(testDbUrl()).pathname.slice(1))} TO ${id}`,
+  );
   await owner.query(`GRANT fleet_app TO ${id}`);
   for (const sql of extra(id)) await owner.query(sql);
   return name;
@@ -104,7 +106,9 @@ describe('the start-up check of the runtime login', () => {
     created.unshift(ownerLike);
     const name = await makeLogin('member', (id) => [`GRANT ${ownerLike} TO ${id}`, `GRANT pg_read_all_data TO ${id}`]);
     const r = await checkAs(name);
-    expect(r.loginProblems).toEqual([expect.stringMatching(/can SET ROLE to roles beyond fleet_app: pg_read_all_data, t_schema_owner_/)]);
+    expect(r.loginProblems).toEqual([
+      expect.stringMatching(/can SET ROLE to roles beyond fleet_app: pg_read_all_data, t_schema_owner_/),
+    ]);
   });
 
   test('when the login has CREATEROLE (it could grant itself the owner), then it is refused', async () => {
@@ -163,7 +167,12 @@ describe('a runtime-login connection cannot become the owner', () => {
     expect(await refused('SET ROLE NONE; SET ROLE postgres')).toBe('42501');
     // RESET ROLE returns to the role of the connection's start (fleet_app), SET ROLE NONE to
     // the login itself; neither is the owner or a superuser.
-    const who = async () => (await app.query<{ u: string; s: boolean }>('SELECT current_user AS u, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS s')).rows[0];
+    const who = async () =>
+      (
+        await app.query<{ u: string; s: boolean }>(
+          'SELECT current_user AS u, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS s',
+        )
+      ).rows[0];
     await app.query('RESET ROLE');
     expect(await who()).toEqual({ u: 'fleet_app', s: false });
     await app.query('SET ROLE NONE');
@@ -190,7 +199,8 @@ describe('a runtime-login connection cannot become the owner', () => {
     ];
     const results: Record<string, string> = {};
     for (const sql of attempts) results[sql] = await refused(sql);
-    for (const sql of attempts) expect({ sql, code: results[sql] }).toEqual({ sql, code: expect.stringMatching(/^(42501|0LP01|P0001)$/) });
+    for (const sql of attempts)
+      expect({ sql, code: results[sql] }).toEqual({ sql, code: expect.stringMatching(/^(42501|0LP01|P0001)$/) });
   });
 });
 
@@ -233,7 +243,8 @@ describe('npm start in production', () => {
     LOG_LEVEL: 'error',
     PORT: '0',
   });
-  const start = (env: NodeJS.ProcessEnv) => spawnSync(TSX, ['server/src/index.ts'], { cwd: ROOT, env, encoding: 'utf8', timeout: 90_000 });
+  const start = (env: NodeJS.ProcessEnv) =>
+    spawnSync(TSX, ['server/src/index.ts'], { cwd: ROOT, env, encoding: 'utf8', timeout: 90_000 });
 
   test('when its login is the owner (a superuser), then it refuses to start, saying why and how to fix it', () => {
     const r = start(prodEnv(testDbUrl()));
@@ -255,7 +266,13 @@ describe('npm start in production', () => {
       const r = start(prodEnv(u.toString()));
       expect(r.status).toBe(1);
       expect(r.stderr).toMatch(/not migrated.*npm run migrate/);
-      const probe = new pg.Client({ connectionString: (() => { const o = new URL(testDbUrl()); o.pathname = `/${dbName}`; return o.toString(); })() });
+      const probe = new pg.Client({
+        connectionString: (() => {
+          const o = new URL(testDbUrl());
+          o.pathname = `/${dbName}`;
+          return o.toString();
+        })(),
+      });
       await probe.connect();
       const { rows } = await probe.query("SELECT to_regclass('public.schema_migrations') AS t");
       await probe.end();

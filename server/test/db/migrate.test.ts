@@ -41,7 +41,9 @@ describe('migrations', () => {
     const admin = new pg.Client({ connectionString: testAdminUrl() });
     await admin.connect();
     try {
-      await admin.query("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fleet_app') THEN CREATE ROLE fleet_app NOLOGIN; END IF; END $$");
+      await admin.query(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fleet_app') THEN CREATE ROLE fleet_app NOLOGIN; END IF; END $$",
+      );
       // A plain owner login: it owns its database, but has no CREATEROLE and no admin option on fleet_app.
       await admin.query(`CREATE ROLE ${pg.escapeIdentifier(login)} LOGIN PASSWORD ${pg.escapeLiteral(password)}`);
       await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)} OWNER ${pg.escapeIdentifier(login)}`);
@@ -49,7 +51,9 @@ describe('migrations', () => {
       u.username = login;
       u.password = password;
       u.pathname = `/${name}`;
-      await expect(runMigrations(u.toString())).rejects.toThrow(/migration 001_app_role\.sql failed: .*GRANT fleet_app TO <this login> WITH ADMIN OPTION.*docs\/OPERATIONS\.md/);
+      await expect(runMigrations(u.toString())).rejects.toThrow(
+        /migration 001_app_role\.sql failed: .*GRANT fleet_app TO <this login> WITH ADMIN OPTION.*docs\/OPERATIONS\.md/,
+      );
       await admin.query(`GRANT fleet_app TO ${pg.escapeIdentifier(login)} WITH ADMIN OPTION`);
       const r = await runMigrations(u.toString());
       expect(r.applied[0]).toBe('001_app_role');
@@ -85,7 +89,9 @@ describe('migrations', () => {
       expect(second.alreadyApplied).toBe(first.applied.length);
       const c = new pg.Client({ connectionString: db.url });
       await c.connect();
-      const { rows } = await c.query("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name IN ('users','audit_logs','schema_migrations')");
+      const { rows } = await c.query(
+        "SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name IN ('users','audit_logs','schema_migrations')",
+      );
       await c.end();
       expect(rows[0].n).toBe(3);
     } finally {
@@ -129,7 +135,10 @@ describe('migrations', () => {
     const db = await scratchDb();
     const dir = copyMigrations();
     try {
-      fs.writeFileSync(path.join(dir, '999_broken.sql'), 'CREATE TABLE half_done (id int);\nSELECT * FROM no_such_table;\n');
+      fs.writeFileSync(
+        path.join(dir, '999_broken.sql'),
+        'CREATE TABLE half_done (id int);\nSELECT * FROM no_such_table;\n',
+      );
       await expect(runMigrations(db.url, { dir })).rejects.toThrow(/999_broken\.sql failed/);
       const c = new pg.Client({ connectionString: db.url });
       await c.connect();
@@ -148,7 +157,9 @@ describe('migrations', () => {
     const dir = copyMigrations();
     try {
       fs.writeFileSync(path.join(dir, 'extra.sql'), 'SELECT 1;');
-      await expect(runMigrations('postgres://unused@127.0.0.1:1/x', { dir })).rejects.toThrow(/must look like 001_name\.sql/);
+      await expect(runMigrations('postgres://unused@127.0.0.1:1/x', { dir })).rejects.toThrow(
+        /must look like 001_name\.sql/,
+      );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -41,10 +41,20 @@ describe('a database that cannot serve the request', () => {
       const res = await request(t.app).get('/api/v1/security/user').set('Authorization', s.authorization);
       expect(res.status).toBe(503);
       expect(res.headers['retry-after']).toBe('5');
-      expect(res.body).toEqual({ success: false, error: { code: 'SERVICE_UNAVAILABLE', message: expect.any(String) }, requestId: expect.any(String), timestamp: expect.any(String) });
+      expect(res.body).toEqual({
+        success: false,
+        error: { code: 'SERVICE_UNAVAILABLE', message: expect.any(String) },
+        requestId: expect.any(String),
+        timestamp: expect.any(String),
+      });
       expect(JSON.stringify(res.body)).not.toMatch(/statement|timeout|sessions|SELECT/i);
       // Logged as an unavailable dependency (warn, with the reason), not as a failure of the service.
-      expect(t.logs.some((l) => l.includes('"level":"warn"') && l.includes('dependency unavailable') && l.includes('database unavailable'))).toBe(true);
+      expect(
+        t.logs.some(
+          (l) =>
+            l.includes('"level":"warn"') && l.includes('dependency unavailable') && l.includes('database unavailable'),
+        ),
+      ).toBe(true);
       await locker.query('ROLLBACK');
     } finally {
       locker.release();
@@ -92,7 +102,16 @@ describe('a database server that stops answering', () => {
     via.port = String(r.port);
     const statementTimeoutMs = 200;
     const pool = createPool(
-      { url: via.toString(), ssl: 'disable', max: 2, connectionTimeoutMs: 5000, statementTimeoutMs, idleTimeoutMs: 10_000, applicationName: 'unavailable-test', appRole: null },
+      {
+        url: via.toString(),
+        ssl: 'disable',
+        max: 2,
+        connectionTimeoutMs: 5000,
+        statementTimeoutMs,
+        idleTimeoutMs: 10_000,
+        applicationName: 'unavailable-test',
+        appRole: null,
+      },
       createLogger({ level: 'error', console: false }),
     );
     try {

@@ -26,7 +26,10 @@ declare const document: { cookie: string };
 const CHROMIUM = '/usr/bin/chromium';
 const underCi = process.env.CI === 'true';
 const haveChromium = fs.existsSync(CHROMIUM);
-if (!haveChromium && !underCi) process.stderr.write(`browser.test.ts: ${CHROMIUM} not found: the browser end-to-end test is not run (install the Debian package chromium; CI=true runs it)\n`);
+if (!haveChromium && !underCi)
+  process.stderr.write(
+    `browser.test.ts: ${CHROMIUM} not found: the browser end-to-end test is not run (install the Debian package chromium; CI=true runs it)\n`,
+  );
 
 /** The front end: plain JavaScript, the way a web client would call the API. */
 const PAGE = `<!doctype html><html><head><meta charset="utf-8"><title>Fleet e2e</title></head><body>
@@ -84,13 +87,21 @@ describeBrowser?.('a real browser (headless Chromium) against the API', () => {
     // Another site: a different host name is a different origin and a different site.
     otherOrigin = `http://localhost:${pagePort}`;
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-e2e-'));
-    t = await buildAuthApp(null, { env: { FLEET_DEV_ISSUER: 'true', FLEET_DATA_DIR: dataDir, CORS_ORIGINS: allowedOrigin } });
+    t = await buildAuthApp(null, {
+      env: { FLEET_DEV_ISSUER: 'true', FLEET_DATA_DIR: dataDir, CORS_ORIGINS: allowedOrigin },
+    });
     apiServer = createHttpServer(t.app);
     api = `http://127.0.0.1:${await listen(apiServer)}`;
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-gpu'],
+      args: [
+        '--no-sandbox',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--no-first-run',
+        '--disable-gpu',
+      ],
     });
   }, 60_000);
 
@@ -102,7 +113,9 @@ describeBrowser?.('a real browser (headless Chromium) against the API', () => {
     fs.rmSync(dataDir, { recursive: true, force: true });
   }, 30_000);
 
-  async function open(origin: string): Promise<{ page: Page; apiResponses: { url: string; status: number; headers: Record<string, string> }[] }> {
+  async function open(
+    origin: string,
+  ): Promise<{ page: Page; apiResponses: { url: string; status: number; headers: Record<string, string> }[] }> {
     const context = await browser.newContext();
     const page = await context.newPage();
     const apiResponses: { url: string; status: number; headers: Record<string, string> }[] = [];
@@ -122,7 +135,11 @@ describeBrowser?.('a real browser (headless Chromium) against the API', () => {
     const { page, apiResponses } = await open(allowedOrigin);
     type Reply = { status: number; body: Record<string, unknown> | null };
 
-    const login = (await page.evaluate(([e, tok]) => (window as unknown as { login: (a: string, b: string) => Promise<unknown> }).login(e as string, tok as string), [u.email, idToken])) as Reply;
+    const login = (await page.evaluate(
+      ([e, tok]) =>
+        (window as unknown as { login: (a: string, b: string) => Promise<unknown> }).login(e as string, tok as string),
+      [u.email, idToken],
+    )) as Reply;
     expect(login.status).toBe(200);
     expect(login.body).not.toHaveProperty('refreshToken');
     const token = login.body?.token as string;
@@ -133,28 +150,46 @@ describeBrowser?.('a real browser (headless Chromium) against the API', () => {
     expect(refreshCookie).toMatchObject({ httpOnly: true, sameSite: 'Strict', path: '/api/v1/security/refresh' });
     expect(await page.evaluate(() => document.cookie)).not.toMatch(/fleet_refresh|fleet\.csrf/);
 
-    const me = (await page.evaluate((tok) => (window as unknown as { user: (a: string) => Promise<unknown> }).user(tok), token)) as Reply;
+    const me = (await page.evaluate(
+      (tok) => (window as unknown as { user: (a: string) => Promise<unknown> }).user(tok),
+      token,
+    )) as Reply;
     expect(me.status).toBe(200);
     expect((me.body?.user as { email: string }).email).toBe(u.email);
 
     const csrf = (await page.evaluate(() => (window as unknown as { csrf: () => Promise<unknown> }).csrf())) as Reply;
     expect(csrf.status).toBe(200);
-    const refreshed = (await page.evaluate((c) => (window as unknown as { refresh: (a: string) => Promise<unknown> }).refresh(c), csrf.body?.csrfToken as string)) as Reply;
+    const refreshed = (await page.evaluate(
+      (c) => (window as unknown as { refresh: (a: string) => Promise<unknown> }).refresh(c),
+      csrf.body?.csrfToken as string,
+    )) as Reply;
     expect(refreshed.status).toBe(200);
     expect(refreshed.body).not.toHaveProperty('refreshToken');
     expect(refreshed.body?.token).toEqual(expect.any(String));
-    const rotated = (await page.context().cookies(`${api}/api/v1/security/refresh`)).find((c) => c.name === 'fleet_refresh');
+    const rotated = (await page.context().cookies(`${api}/api/v1/security/refresh`)).find(
+      (c) => c.name === 'fleet_refresh',
+    );
     expect(rotated?.value).not.toBe(refreshCookie?.value);
 
-    const out = (await page.evaluate((tok) => (window as unknown as { logout: (a: string) => Promise<unknown> }).logout(tok), refreshed.body?.token as string)) as Reply;
+    const out = (await page.evaluate(
+      (tok) => (window as unknown as { logout: (a: string) => Promise<unknown> }).logout(tok),
+      refreshed.body?.token as string,
+    )) as Reply;
     expect(out.status).toBe(200);
-    const after = (await page.evaluate((tok) => (window as unknown as { user: (a: string) => Promise<unknown> }).user(tok), refreshed.body?.token as string)) as Reply;
+    const after = (await page.evaluate(
+      (tok) => (window as unknown as { user: (a: string) => Promise<unknown> }).user(tok),
+      refreshed.body?.token as string,
+    )) as Reply;
     expect(after.status).toBe(401);
 
     // What the browser received: CORS for the allowed origin, the CSP and the other security headers.
     expect(apiResponses.length).toBeGreaterThanOrEqual(6);
     for (const r of apiResponses.filter((x) => x.status !== 204)) {
-      expect({ url: r.url, acao: r.headers['access-control-allow-origin'], acac: r.headers['access-control-allow-credentials'] }).toEqual({ url: r.url, acao: allowedOrigin, acac: 'true' });
+      expect({
+        url: r.url,
+        acao: r.headers['access-control-allow-origin'],
+        acac: r.headers['access-control-allow-credentials'],
+      }).toEqual({ url: r.url, acao: allowedOrigin, acac: 'true' });
       expect(r.headers['content-security-policy']).toMatch(/default-src 'none'|default-src 'self'/);
       expect(r.headers['content-security-policy']).toMatch(/frame-ancestors 'none'/);
       expect(r.headers['x-content-type-options']).toBe('nosniff');
@@ -166,12 +201,19 @@ describeBrowser?.('a real browser (headless Chromium) against the API', () => {
 
   test('when a page of another origin calls the API, then the browser blocks reading the reply (no CORS grant), and a credentialed preflight is refused', async () => {
     const { page, apiResponses } = await open(otherOrigin);
-    const r = (await page.evaluate(() => (window as unknown as { health: () => Promise<unknown> }).health())) as { blocked?: string };
+    const r = (await page.evaluate(() => (window as unknown as { health: () => Promise<unknown> }).health())) as {
+      blocked?: string;
+    };
     expect(r.blocked).toMatch(/TypeError: Failed to fetch/);
     const health = apiResponses.find((x) => x.url.endsWith('/api/health'));
     expect(health?.headers['access-control-allow-origin']).toBeUndefined();
     const refresh = (await page.evaluate(() =>
-      fetch(`${(window as unknown as { api: string }).api}/api/v1/security/refresh`, { method: 'POST', credentials: 'include', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': 'x' }, body: '{}' }).then(
+      fetch(`${(window as unknown as { api: string }).api}/api/v1/security/refresh`, {
+        method: 'POST',
+        credentials: 'include',
+        headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': 'x' },
+        body: '{}',
+      }).then(
         (res) => `read ${res.status}`,
         (e: unknown) => String(e),
       ),
@@ -184,9 +226,15 @@ describeBrowser?.('a real browser (headless Chromium) against the API', () => {
     const u = await provision(t, { role: 'user' });
     const idToken = signDevIdToken(loadOrCreateDevIssuerKey(dataDir), { email: u.email, clock: systemClock });
     const { page } = await open(allowedOrigin);
-    const login = (await page.evaluate(([e, tok]) => (window as unknown as { login: (a: string, b: string) => Promise<unknown> }).login(e as string, tok as string), [u.email, idToken])) as { status: number };
+    const login = (await page.evaluate(
+      ([e, tok]) =>
+        (window as unknown as { login: (a: string, b: string) => Promise<unknown> }).login(e as string, tok as string),
+      [u.email, idToken],
+    )) as { status: number };
     expect(login.status).toBe(200);
-    const before = (await page.context().cookies(`${api}/api/v1/security/refresh`)).find((c) => c.name === 'fleet_refresh')?.value;
+    const before = (await page.context().cookies(`${api}/api/v1/security/refresh`)).find(
+      (c) => c.name === 'fleet_refresh',
+    )?.value;
     expect(before).toMatch(/^[\w-]{43}$/);
 
     // The attacker's page, on another site, in the same browser.
@@ -195,15 +243,25 @@ describeBrowser?.('a real browser (headless Chromium) against the API', () => {
     await evil.evaluate((a) => {
       (window as unknown as { api: string }).api = a;
     }, api);
-    const [nav] = await Promise.all([evil.waitForNavigation(), evil.evaluate(() => (window as unknown as { crossSiteForm: () => void }).crossSiteForm())]);
+    const [nav] = await Promise.all([
+      evil.waitForNavigation(),
+      evil.evaluate(() => (window as unknown as { crossSiteForm: () => void }).crossSiteForm()),
+    ]);
     expect(nav?.status()).not.toBe(200);
     expect([401, 403, 415]).toContain(nav?.status());
     expect(await evil.content()).not.toMatch(/"token"/);
 
     // The cookie was neither sent nor spent: the real page still refreshes with it.
-    expect((await page.context().cookies(`${api}/api/v1/security/refresh`)).find((c) => c.name === 'fleet_refresh')?.value).toBe(before);
-    const csrf = (await page.evaluate(() => (window as unknown as { csrf: () => Promise<unknown> }).csrf())) as { body: { csrfToken: string } };
-    const refreshed = (await page.evaluate((c) => (window as unknown as { refresh: (a: string) => Promise<unknown> }).refresh(c), csrf.body.csrfToken)) as { status: number };
+    expect(
+      (await page.context().cookies(`${api}/api/v1/security/refresh`)).find((c) => c.name === 'fleet_refresh')?.value,
+    ).toBe(before);
+    const csrf = (await page.evaluate(() => (window as unknown as { csrf: () => Promise<unknown> }).csrf())) as {
+      body: { csrfToken: string };
+    };
+    const refreshed = (await page.evaluate(
+      (c) => (window as unknown as { refresh: (a: string) => Promise<unknown> }).refresh(c),
+      csrf.body.csrfToken,
+    )) as { status: number };
     expect(refreshed.status).toBe(200);
     await page.context().close();
   }, 60_000);

@@ -116,7 +116,13 @@ describe('interop with plain node:crypto using the documented envelope', () => {
     c.setAAD(Buffer.from('ctx'));
     const ct = Buffer.concat([c.update('from node:crypto', 'utf8'), c.final()]);
     const tag = c.getAuthTag();
-    const data: EncryptedData = { v: 1, keyVersion: 'v-1', iv: iv.toString('base64'), ciphertext: ct.toString('base64'), authTag: tag.toString('base64') };
+    const data: EncryptedData = {
+      v: 1,
+      keyVersion: 'v-1',
+      iv: iv.toString('base64'),
+      ciphertext: ct.toString('base64'),
+      authTag: tag.toString('base64'),
+    };
     expect(await service.decrypt(data, { aad: 'ctx' })).toBe('from node:crypto');
     const text = `v1:v-1:${iv.toString('base64url')}:${ct.toString('base64url')}:${tag.toString('base64url')}`;
     expect(await service.decryptFromString(text, { aad: Buffer.from('ctx') })).toBe('from node:crypto');
@@ -156,21 +162,28 @@ describe('tampering is refused with one generic error', () => {
     }
   });
 
-  test.each([12, 8, 4, 0])('when the tag is shortened to %i bytes, then decryption fails in every form (envelope, text, binary, primitive)', async (len) => {
-    const tag = Buffer.from(data.authTag, 'base64');
-    const short = tag.subarray(0, len);
-    await expectGenericFailure(service.decrypt({ ...data, authTag: short.toString('base64') }, { aad }));
-    const bin = await service.encryptBinary('binary form', { aad });
-    await expectGenericFailure(service.decryptBinary({ ...bin, authTag: bin.authTag.subarray(0, len) }, { aad }));
-    const text = await service.encryptToString('text form', { aad });
-    const parts = text.split(':');
-    parts[4] = Buffer.from(parts[4] as string, 'base64url').subarray(0, len).toString('base64url');
-    await expectGenericFailure(service.decryptFromString(parts.join(':'), { aad }));
-    // the primitive itself checks the length (Node would accept short tags without authTagLength)
-    const p = parseEncryptedString(text);
-    expect(() => openAesGcm(encKey(K2), p.iv, p.ciphertext, p.authTag.subarray(0, len), Buffer.from(aad))).toThrow(DecryptionError);
-    expect(openAesGcm(encKey(K2), p.iv, p.ciphertext, p.authTag, Buffer.from(aad)).toString()).toBe('text form');
-  });
+  test.each([12, 8, 4, 0])(
+    'when the tag is shortened to %i bytes, then decryption fails in every form (envelope, text, binary, primitive)',
+    async (len) => {
+      const tag = Buffer.from(data.authTag, 'base64');
+      const short = tag.subarray(0, len);
+      await expectGenericFailure(service.decrypt({ ...data, authTag: short.toString('base64') }, { aad }));
+      const bin = await service.encryptBinary('binary form', { aad });
+      await expectGenericFailure(service.decryptBinary({ ...bin, authTag: bin.authTag.subarray(0, len) }, { aad }));
+      const text = await service.encryptToString('text form', { aad });
+      const parts = text.split(':');
+      parts[4] = Buffer.from(parts[4] as string, 'base64url')
+        .subarray(0, len)
+        .toString('base64url');
+      await expectGenericFailure(service.decryptFromString(parts.join(':'), { aad }));
+      // the primitive itself checks the length (Node would accept short tags without authTagLength)
+      const p = parseEncryptedString(text);
+      expect(() => openAesGcm(encKey(K2), p.iv, p.ciphertext, p.authTag.subarray(0, len), Buffer.from(aad))).toThrow(
+        DecryptionError,
+      );
+      expect(openAesGcm(encKey(K2), p.iv, p.ciphertext, p.authTag, Buffer.from(aad)).toString()).toBe('text form');
+    },
+  );
 
   test('when the key version is changed to another existing version, to an unknown one or to a malformed one, then decryption fails', async () => {
     await expectGenericFailure(service.decrypt({ ...data, keyVersion: 'v-1' }, { aad }));
@@ -189,13 +202,19 @@ describe('tampering is refused with one generic error', () => {
 
   test('when the ciphertext is truncated or extended, then decryption fails', async () => {
     const ct = Buffer.from(data.ciphertext, 'base64');
-    await expectGenericFailure(service.decrypt({ ...data, ciphertext: ct.subarray(0, 15).toString('base64') }, { aad }));
-    await expectGenericFailure(service.decrypt({ ...data, ciphertext: Buffer.concat([ct, Buffer.from([0])]).toString('base64') }, { aad }));
+    await expectGenericFailure(
+      service.decrypt({ ...data, ciphertext: ct.subarray(0, 15).toString('base64') }, { aad }),
+    );
+    await expectGenericFailure(
+      service.decrypt({ ...data, ciphertext: Buffer.concat([ct, Buffer.from([0])]).toString('base64') }, { aad }),
+    );
     await expectGenericFailure(service.decrypt({ ...data, ciphertext: '' }, { aad }));
   });
 
   test('when decryption fails, then the error carries no plaintext, key or ciphertext detail', async () => {
-    const err = await service.decrypt({ ...data, ciphertext: flipBit(data.ciphertext, 3) }, { aad }).catch((e: Error) => e);
+    const err = await service
+      .decrypt({ ...data, ciphertext: flipBit(data.ciphertext, 3) }, { aad })
+      .catch((e: Error) => e);
     const dump = JSON.stringify(err) + String(err) + JSON.stringify(Object.getOwnPropertyDescriptors(err));
     expect(dump).not.toContain('sixteen');
     expect(dump).not.toContain(data.ciphertext);
@@ -225,9 +244,18 @@ describe('malformed envelopes are refused with the same error', () => {
     ['an IV as a number', (d) => ({ ...d, iv: 12 })],
     ['a non-canonical tag encoding', (d) => ({ ...d, authTag: `${d.authTag.slice(0, 21)}B==` })],
     ['a tag without padding', (d) => ({ ...d, authTag: d.authTag.replace(/=+$/, '') })],
-    ['a 17-byte tag', (d) => ({ ...d, authTag: Buffer.concat([Buffer.from(d.authTag, 'base64'), Buffer.from([1])]).toString('base64') })],
+    [
+      'a 17-byte tag',
+      (d) => ({
+        ...d,
+        authTag: Buffer.concat([Buffer.from(d.authTag, 'base64'), Buffer.from([1])]).toString('base64'),
+      }),
+    ],
     ['a ciphertext with whitespace', (d) => ({ ...d, ciphertext: ` ${d.ciphertext}` })],
-    ['a ciphertext with a stray character', (d) => ({ ...d, ciphertext: `${d.ciphertext.slice(0, 4)}*${d.ciphertext.slice(5)}` })],
+    [
+      'a ciphertext with a stray character',
+      (d) => ({ ...d, ciphertext: `${d.ciphertext.slice(0, 4)}*${d.ciphertext.slice(5)}` }),
+    ],
     ['a ciphertext of the wrong length', (d) => ({ ...d, ciphertext: d.ciphertext.slice(0, -1) })],
     ['a ciphertext as an object', (d) => ({ ...d, ciphertext: { $gt: '' } })],
   ])('when the envelope is %s, then decryption fails generically', async (_name, mutate) => {
@@ -246,7 +274,13 @@ describe('compact text form', () => {
   test('when the text form and the JSON envelope carry the same bytes, then both decrypt', async () => {
     const text = await service.encryptToString('same bytes');
     const p = parseEncryptedString(text);
-    const data: EncryptedData = { v: 1, keyVersion: p.keyVersion, iv: p.iv.toString('base64'), ciphertext: p.ciphertext.toString('base64'), authTag: p.authTag.toString('base64') };
+    const data: EncryptedData = {
+      v: 1,
+      keyVersion: p.keyVersion,
+      iv: p.iv.toString('base64'),
+      ciphertext: p.ciphertext.toString('base64'),
+      authTag: p.authTag.toString('base64'),
+    };
     expect(await service.decrypt(data)).toBe('same bytes');
   });
 
@@ -262,11 +296,14 @@ describe('compact text form', () => {
     ['a missing field', (t) => t.split(':').slice(0, 4).join(':')],
     ['padding characters', (t) => t.replace(/:([A-Za-z0-9_-]{22})$/, ':$1==')],
     ['a standard-base64 IV of the wrong length', (t) => t.replace(/^v1:v-2:[A-Za-z0-9_-]{16}:/, 'v1:v-2:AAAA:')],
-    ['a bit flipped in the ciphertext', (t) => {
-      const parts = t.split(':');
-      parts[3] = flipBit(parts[3] as string, 0, 'base64url');
-      return parts.join(':');
-    }],
+    [
+      'a bit flipped in the ciphertext',
+      (t) => {
+        const parts = t.split(':');
+        parts[3] = flipBit(parts[3] as string, 0, 'base64url');
+        return parts.join(':');
+      },
+    ],
     ['a different key version', (t) => t.replace(/^v1:v-2:/, 'v1:v-1:')],
     ['a number', () => 12345],
     ['surrounding whitespace', (t) => `${t}\n`],

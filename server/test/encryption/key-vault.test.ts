@@ -22,7 +22,13 @@ import {
 } from '../../src/services/encryption';
 import { ownerPool } from '../helpers/app';
 import { appPool, key32, memoryLogger } from './helpers/env';
-import { CHALLENGE_RESOURCE, newVaultKey, startFakeKeyVault, VAULT_TENANT_ID, type FakeKeyVault } from './helpers/fake-key-vault';
+import {
+  CHALLENGE_RESOURCE,
+  newVaultKey,
+  startFakeKeyVault,
+  VAULT_TENANT_ID,
+  type FakeKeyVault,
+} from './helpers/fake-key-vault';
 
 const TTL_MS = 60_000;
 const SECRET = 'fleet-master-key';
@@ -52,7 +58,15 @@ function freshSecret(): { name: string; version: string; material: Buffer } {
   return { name, version: vault.put(name, k.value), material: k.material };
 }
 
-function build(opts: { name: string; fallback?: Buffer | null; onEvent?: KeyEventSink; clock?: ManualClock; maxStaleMs?: number; retryIntervalMs?: number; clientOptions?: object }) {
+function build(opts: {
+  name: string;
+  fallback?: Buffer | null;
+  onEvent?: KeyEventSink;
+  clock?: ManualClock;
+  maxStaleMs?: number;
+  retryIntervalMs?: number;
+  clientOptions?: object;
+}) {
   const clock = opts.clock ?? new ManualClock(Date.UTC(2030, 0, 1));
   const source = createKeyVaultSource({
     vaultUrl: vault.url,
@@ -74,7 +88,10 @@ function build(opts: { name: string; fallback?: Buffer | null; onEvent?: KeyEven
   return { clock, provider, service: createEncryptionService({ keyProvider: provider }) };
 }
 
-async function systemAuditRows(action: string, keyId: string): Promise<Array<{ severity: string; result: string; error_message: string; after: Record<string, unknown> }>> {
+async function systemAuditRows(
+  action: string,
+  keyId: string,
+): Promise<Array<{ severity: string; result: string; error_message: string; after: Record<string, unknown> }>> {
   const { rows } = await owner.query(
     'SELECT severity, result, error_message, after FROM audit_logs WHERE tenant_id = $1 AND action = $2 AND resource_id = $3 ORDER BY id',
     [SYSTEM_TENANT, action, keyId],
@@ -110,14 +127,18 @@ describe('Key Vault master key through the real SDK', () => {
     await provider.getCurrentKey();
     expect(vault.requests[0]?.authorized).toBe(false);
     expect(vault.requests[1]?.authorized).toBe(true);
-    expect(vault.credential.calls.at(-1)).toEqual({ scopes: [`${CHALLENGE_RESOURCE}/.default`], tenantId: VAULT_TENANT_ID });
+    expect(vault.credential.calls.at(-1)).toEqual({
+      scopes: [`${CHALLENGE_RESOURCE}/.default`],
+      tenantId: VAULT_TENANT_ID,
+    });
   });
 
   test('when the vault certificate is not trusted, then no key is obtained (TLS is verified)', async () => {
     const s = freshSecret();
     const untrusting = new https.Agent({ keepAlive: false });
     const base = untrusting.createConnection.bind(untrusting) as (o: object, cb?: unknown) => unknown;
-    (untrusting as unknown as { createConnection: unknown }).createConnection = (o: object, cb?: unknown) => base({ ...o, host: '127.0.0.1', servername: 'vault.localhost' }, cb);
+    (untrusting as unknown as { createConnection: unknown }).createConnection = (o: object, cb?: unknown) =>
+      base({ ...o, host: '127.0.0.1', servername: 'vault.localhost' }, cb);
     const { provider } = build({ name: s.name, clientOptions: { agent: untrusting } });
     await expect(provider.getCurrentKey()).rejects.toBeInstanceOf(KeyUnavailableError);
     untrusting.destroy();
@@ -196,7 +217,9 @@ describe('Key Vault master key through the real SDK', () => {
     await expect(service.decrypt(forged)).rejects.toBeInstanceOf(DecryptionError);
     expect(vault.count('get-version')).toBe(1);
     // an impossible version never reaches the vault
-    await expect(service.decrypt({ ...data, keyVersion: 'not-a-vault-version' })).rejects.toBeInstanceOf(DecryptionError);
+    await expect(service.decrypt({ ...data, keyVersion: 'not-a-vault-version' })).rejects.toBeInstanceOf(
+      DecryptionError,
+    );
     expect(vault.count('get-version')).toBe(1);
   });
 
@@ -213,7 +236,10 @@ describe('Key Vault master key through the real SDK', () => {
 
   test('when the vault is down after the key was cached, then the cached key is served, the failure is logged and audited once (high)', async () => {
     const s = freshSecret();
-    const { service, clock, provider } = build({ name: s.name, onEvent: auditKeyEvents(createAuditService({ pool, logger })) });
+    const { service, clock, provider } = build({
+      name: s.name,
+      onEvent: auditKeyEvents(createAuditService({ pool, logger })),
+    });
     const before = await service.encrypt('before outage');
     const logStart = lines.length;
     vault.outage = 'unavailable';
@@ -230,7 +256,11 @@ describe('Key Vault master key through the real SDK', () => {
     }
     const rows = await systemAuditRows('key.master.refresh_failed', `${vault.url}/secrets/${s.name}`);
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ severity: 'high', result: 'failure', after: { servedVersion: s.version, servedSource: 'azure-key-vault' } });
+    expect(rows[0]).toMatchObject({
+      severity: 'high',
+      result: 'failure',
+      after: { servedVersion: s.version, servedSource: 'azure-key-vault' },
+    });
     expect(rows[0]?.error_message).toMatch(/503|ServiceUnavailable|unavailable/i);
     const logged = lines.slice(logStart).join('\n');
     expect(logged).toContain('master key refresh failed; serving the cached key');
@@ -258,7 +288,11 @@ describe('Key Vault master key through the real SDK', () => {
   test('when the vault is unreachable and FLEET_ENCRYPTION_KEY is configured, then the fallback key is used and a high-severity key.master.fallback row is written', async () => {
     const s = freshSecret();
     const fallback = key32();
-    const { service, clock, provider } = build({ name: s.name, fallback, onEvent: auditKeyEvents(createAuditService({ pool, logger })) });
+    const { service, clock, provider } = build({
+      name: s.name,
+      fallback,
+      onEvent: auditKeyEvents(createAuditService({ pool, logger })),
+    });
     vault.outage = 'unavailable';
     let data;
     try {
@@ -272,7 +306,11 @@ describe('Key Vault master key through the real SDK', () => {
     }
     const rows = await systemAuditRows('key.master.fallback', `${vault.url}/secrets/${s.name}`);
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ severity: 'high', result: 'failure', after: { servedVersion: environmentKeyVersion(fallback), servedSource: 'environment' } });
+    expect(rows[0]).toMatchObject({
+      severity: 'high',
+      result: 'failure',
+      after: { servedVersion: environmentKeyVersion(fallback), servedSource: 'environment' },
+    });
     // the vault answers again: new data goes back under the vault version; fallback data still decrypts
     clock.advance(6_000);
     expect((await service.encrypt('back')).keyVersion).toBe(s.version);
@@ -288,7 +326,9 @@ describe('Key Vault master key through the real SDK', () => {
     const { service } = build({ name: s.name, fallback: key32(), onEvent: failingSink });
     vault.outage = 'unavailable';
     try {
-      await expect(service.encrypt('must not be written under an unaudited fallback')).rejects.toBeInstanceOf(KeyUnavailableError);
+      await expect(service.encrypt('must not be written under an unaudited fallback')).rejects.toBeInstanceOf(
+        KeyUnavailableError,
+      );
     } finally {
       vault.outage = null;
     }

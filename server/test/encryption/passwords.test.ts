@@ -2,7 +2,14 @@
 import { randomBytes } from 'node:crypto';
 import bcrypt from 'bcrypt';
 import { loadConfig } from '../../src/config';
-import { createEncryptionService, createPasswordHasher, MAX_PASSWORD_BYTES, PasswordPolicyError, prehashPassword, staticKeyProvider } from '../../src/services/encryption';
+import {
+  createEncryptionService,
+  createPasswordHasher,
+  MAX_PASSWORD_BYTES,
+  PasswordPolicyError,
+  prehashPassword,
+  staticKeyProvider,
+} from '../../src/services/encryption';
 import { testEnv } from '../helpers/env';
 
 const provider = staticKeyProvider({ k: randomBytes(32) }, 'k');

@@ -38,7 +38,12 @@ function kvApp(extra: Record<string, string | undefined> = {}, clock?: ManualClo
     name,
     build: () =>
       buildTestApp({
-        env: { AZURE_KEYVAULT_URL: vault.url, AZURE_KEYVAULT_MASTER_KEY_NAME: name, FLEET_ENCRYPTION_KEY: undefined, ...extra },
+        env: {
+          AZURE_KEYVAULT_URL: vault.url,
+          AZURE_KEYVAULT_MASTER_KEY_NAME: name,
+          FLEET_ENCRYPTION_KEY: undefined,
+          ...extra,
+        },
         keyVault: { credential: vault.credential, clientOptions: vault.clientOptions },
         clock,
       }),
@@ -46,7 +51,10 @@ function kvApp(extra: Record<string, string | undefined> = {}, clock?: ManualClo
 }
 
 async function rows(tenantId: string, action: string, userId: string) {
-  const r = await owner.query('SELECT tenant_id, result, severity, error_message FROM audit_logs WHERE tenant_id = $1 AND action = $2 AND user_id = $3 ORDER BY id', [tenantId, action, userId]);
+  const r = await owner.query(
+    'SELECT tenant_id, result, severity, error_message FROM audit_logs WHERE tenant_id = $1 AND action = $2 AND user_id = $3 ORDER BY id',
+    [tenantId, action, userId],
+  );
   return r.rows;
 }
 
@@ -60,7 +68,10 @@ describe('platform administration of the master key', () => {
       expect(read.status).toBe(403);
       expect(read.body.error.code).toBe('FORBIDDEN');
       expect(read.text).not.toContain('fingerprint');
-      const rot = await request(t.app).post(`${BASE}/master-key/rotate`).set('Authorization', admin.authorization).send({});
+      const rot = await request(t.app)
+        .post(`${BASE}/master-key/rotate`)
+        .set('Authorization', admin.authorization)
+        .send({});
       expect(rot.status).toBe(403);
       expect(vault.versionsOf(name)).toHaveLength(1);
       const denied = await rows(admin.tenantId, 'access.denied', admin.userId);
@@ -80,10 +91,14 @@ describe('platform administration of the master key', () => {
       const admin = await loginAs(t, { role: 'admin', tenantId: '_platform' });
       const res = await request(t.app).get(`${BASE}/master-key`).set('Authorization', admin.authorization);
       expect(res.status).toBe(200);
-      expect(await rows('_platform', 'key.master.read', admin.userId)).toEqual([expect.objectContaining({ result: 'success', severity: 'high' })]);
+      expect(await rows('_platform', 'key.master.read', admin.userId)).toEqual([
+        expect.objectContaining({ result: 'success', severity: 'high' }),
+      ]);
       // A user (not admin) of the platform tenant is still refused by the role check.
       const viewer = await loginAs(t, { role: 'viewer', tenantId: '_platform' });
-      expect((await request(t.app).get(`${BASE}/master-key`).set('Authorization', viewer.authorization)).status).toBe(403);
+      expect((await request(t.app).get(`${BASE}/master-key`).set('Authorization', viewer.authorization)).status).toBe(
+        403,
+      );
     } finally {
       await t.close();
     }
@@ -95,24 +110,40 @@ describe('platform administration of the master key', () => {
     const { name, build } = kvApp({ PLATFORM_TENANT: platform }, clock);
     const t = await build();
     const other = await buildTestApp({
-      env: { AZURE_KEYVAULT_URL: vault.url, AZURE_KEYVAULT_MASTER_KEY_NAME: name, FLEET_ENCRYPTION_KEY: undefined, PLATFORM_TENANT: platform },
+      env: {
+        AZURE_KEYVAULT_URL: vault.url,
+        AZURE_KEYVAULT_MASTER_KEY_NAME: name,
+        FLEET_ENCRYPTION_KEY: undefined,
+        PLATFORM_TENANT: platform,
+      },
       keyVault: { credential: vault.credential, clientOptions: vault.clientOptions },
     });
     try {
       const admin = await loginAs(t, { role: 'admin', tenantId: platform });
-      const first = await request(t.app).post(`${BASE}/master-key/rotate`).set('Authorization', admin.authorization).send({});
+      const first = await request(t.app)
+        .post(`${BASE}/master-key/rotate`)
+        .set('Authorization', admin.authorization)
+        .send({});
       expect(first.status).toBe(200);
-      const second = await request(t.app).post(`${BASE}/master-key/rotate`).set('Authorization', admin.authorization).send({});
+      const second = await request(t.app)
+        .post(`${BASE}/master-key/rotate`)
+        .set('Authorization', admin.authorization)
+        .send({});
       expect(second.status).toBe(429);
       expect(second.body.error.code).toBe('RATE_LIMITED');
       const retry = Number(second.headers['retry-after']);
       expect(retry).toBeGreaterThan(0);
       expect(retry).toBeLessThanOrEqual(60);
       const otherAdmin = await loginAs(other, { role: 'admin', tenantId: platform });
-      const third = await request(other.app).post(`${BASE}/master-key/rotate`).set('Authorization', otherAdmin.authorization).send({});
+      const third = await request(other.app)
+        .post(`${BASE}/master-key/rotate`)
+        .set('Authorization', otherAdmin.authorization)
+        .send({});
       expect(third.status).toBe(429);
       expect(vault.versionsOf(name)).toHaveLength(2);
-      expect(await rows(platform, 'key.master.rotated', admin.userId)).toEqual([expect.objectContaining({ result: 'success', severity: 'critical' })]);
+      expect(await rows(platform, 'key.master.rotated', admin.userId)).toEqual([
+        expect.objectContaining({ result: 'success', severity: 'critical' }),
+      ]);
     } finally {
       await t.close();
       await other.close();
@@ -165,7 +196,15 @@ describe('npm run user:add for the platform tenant', () => {
           {
             cwd: ROOT,
             timeout: 60_000,
-            env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), NODE_ENV: 'test', DATABASE_URL: testDbUrl(), JWT_SECRET: randomBytes(48).toString('base64'), FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'), FLEET_DATA_DIR: dataDir },
+            env: {
+              PATH: process.env.PATH ?? '',
+              HOME: os.tmpdir(),
+              NODE_ENV: 'test',
+              DATABASE_URL: testDbUrl(),
+              JWT_SECRET: randomBytes(48).toString('base64'),
+              FLEET_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+              FLEET_DATA_DIR: dataDir,
+            },
           },
           (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
         );

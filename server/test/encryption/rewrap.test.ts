@@ -33,7 +33,14 @@ afterAll(async () => {
 });
 
 async function rowsOf(tenantId: string) {
-  const { rows } = await owner.query<{ id: string; name: string; key_version: string; ciphertext: string; rewrapped_at: Date | null; updated_at: Date }>(
+  const { rows } = await owner.query<{
+    id: string;
+    name: string;
+    key_version: string;
+    ciphertext: string;
+    rewrapped_at: Date | null;
+    updated_at: Date;
+  }>(
     'SELECT id, name, key_version, ciphertext, rewrapped_at, updated_at FROM encrypted_secrets WHERE tenant_id = $1 ORDER BY name',
     [tenantId],
   );
@@ -41,14 +48,20 @@ async function rowsOf(tenantId: string) {
 }
 
 async function rewrapAudit(tenantId: string) {
-  const { rows } = await owner.query('SELECT action, severity, result, user_id, before, after, error_message FROM audit_logs WHERE tenant_id = $1 AND action = $2 ORDER BY id', [tenantId, 'key.rewrap']);
+  const { rows } = await owner.query(
+    'SELECT action, severity, result, user_id, before, after, error_message FROM audit_logs WHERE tenant_id = $1 AND action = $2 ORDER BY id',
+    [tenantId, 'key.rewrap'],
+  );
   return rows;
 }
 
 const keyA = randomBytes(32);
 const keyB = randomBytes(32);
 const envA = { FLEET_ENCRYPTION_KEY: keyA.toString('base64') };
-const envB = { FLEET_ENCRYPTION_KEY: keyB.toString('base64'), FLEET_ENCRYPTION_PREVIOUS_KEYS: `old-a:${keyA.toString('base64')}` };
+const envB = {
+  FLEET_ENCRYPTION_KEY: keyB.toString('base64'),
+  FLEET_ENCRYPTION_PREVIOUS_KEYS: `old-a:${keyA.toString('base64')}`,
+};
 
 describe('encrypted secrets store', () => {
   let t: TestApp;
@@ -61,7 +74,13 @@ describe('encrypted secrets store', () => {
     const tenant = uniqueTenant();
     const secrets = t.composition.services.secrets;
     const meta = await secrets.put(tenant, 'siem.api_key', 'hec-token-123456', { description: 'Splunk HEC token' });
-    expect(meta).toMatchObject({ tenantId: tenant, name: 'siem.api_key', keyVersion: environmentKeyVersion(keyA), description: 'Splunk HEC token', rewrappedAt: null });
+    expect(meta).toMatchObject({
+      tenantId: tenant,
+      name: 'siem.api_key',
+      keyVersion: environmentKeyVersion(keyA),
+      description: 'Splunk HEC token',
+      rewrappedAt: null,
+    });
     const [row] = await rowsOf(tenant);
     expect(row?.ciphertext).toMatch(/^v1:env-[0-9a-f]{16}:[A-Za-z0-9_-]{16}:[A-Za-z0-9_-]+:[A-Za-z0-9_-]{22}$/);
     expect(row?.ciphertext).not.toContain('hec-token');
@@ -92,8 +111,14 @@ describe('encrypted secrets store', () => {
     await secrets.put(t1, 'other', 'decoy');
     await secrets.put(t2, 'victim', 'decoy');
     const [victim] = (await rowsOf(t1)).filter((r) => r.name === 'victim');
-    await owner.query('UPDATE encrypted_secrets SET ciphertext = $1, key_version = $2 WHERE tenant_id = $3 AND name = $4', [victim?.ciphertext, victim?.key_version, t1, 'other']);
-    await owner.query('UPDATE encrypted_secrets SET ciphertext = $1, key_version = $2 WHERE tenant_id = $3 AND name = $4', [victim?.ciphertext, victim?.key_version, t2, 'victim']);
+    await owner.query(
+      'UPDATE encrypted_secrets SET ciphertext = $1, key_version = $2 WHERE tenant_id = $3 AND name = $4',
+      [victim?.ciphertext, victim?.key_version, t1, 'other'],
+    );
+    await owner.query(
+      'UPDATE encrypted_secrets SET ciphertext = $1, key_version = $2 WHERE tenant_id = $3 AND name = $4',
+      [victim?.ciphertext, victim?.key_version, t2, 'victim'],
+    );
     await expect(secrets.get(t1, 'other')).rejects.toBeInstanceOf(DecryptionError);
     await expect(secrets.get(t2, 'victim')).rejects.toBeInstanceOf(DecryptionError);
     expect(await secrets.get(t1, 'victim')).toBe('top secret');
@@ -103,23 +128,48 @@ describe('encrypted secrets store', () => {
     const t1 = uniqueTenant();
     const t2 = uniqueTenant();
     await t.composition.services.secrets.put(t1, 'mine', 'v');
-    const seen = await withTenant(t.composition.pool, t2, async (c) => (await c.query('SELECT count(*)::int AS n FROM encrypted_secrets WHERE tenant_id = $1', [t1])).rows[0]);
+    const seen = await withTenant(
+      t.composition.pool,
+      t2,
+      async (c) =>
+        (await c.query('SELECT count(*)::int AS n FROM encrypted_secrets WHERE tenant_id = $1', [t1])).rows[0],
+    );
     expect(seen).toEqual({ n: 0 });
-    const noContext = await t.composition.pool.query('SELECT count(*)::int AS n FROM encrypted_secrets WHERE tenant_id = $1', [t1]);
+    const noContext = await t.composition.pool.query(
+      'SELECT count(*)::int AS n FROM encrypted_secrets WHERE tenant_id = $1',
+      [t1],
+    );
     expect(noContext.rows[0]).toEqual({ n: 0 });
-    await expect(withTenant(t.composition.pool, t2, (c) => c.query("INSERT INTO encrypted_secrets (tenant_id, name, key_version, ciphertext) VALUES ($1, 'x', 'k', 'v1:k:a:b:c')", [t1]))).rejects.toThrow(/row-level security/);
+    await expect(
+      withTenant(t.composition.pool, t2, (c) =>
+        c.query(
+          "INSERT INTO encrypted_secrets (tenant_id, name, key_version, ciphertext) VALUES ($1, 'x', 'k', 'v1:k:a:b:c')",
+          [t1],
+        ),
+      ),
+    ).rejects.toThrow(/row-level security/);
   });
 
   test('when a row names a different version than its ciphertext, then the database refuses it', async () => {
     const tenant = uniqueTenant();
     await t.composition.services.secrets.put(tenant, 'consistent', 'v');
-    await expect(owner.query("UPDATE encrypted_secrets SET key_version = 'other' WHERE tenant_id = $1", [tenant])).rejects.toThrow(/encrypted_secrets_version_matches/);
+    await expect(
+      owner.query("UPDATE encrypted_secrets SET key_version = 'other' WHERE tenant_id = $1", [tenant]),
+    ).rejects.toThrow(/encrypted_secrets_version_matches/);
   });
 
   test('when a name or value is invalid, then the store refuses it before touching the database', async () => {
     const tenant = uniqueTenant();
     const secrets = t.composition.services.secrets;
-    for (const name of ['', 'UPPER', 'has space', "x'; DROP TABLE encrypted_secrets;--", '.dot-first', 'n'.repeat(129), 'nul\u0000']) {
+    for (const name of [
+      '',
+      'UPPER',
+      'has space',
+      "x'; DROP TABLE encrypted_secrets;--",
+      '.dot-first',
+      'n'.repeat(129),
+      'nul\u0000',
+    ]) {
       await expect(secrets.put(tenant, name, 'v')).rejects.toThrow(TypeError);
     }
     await expect(secrets.put(tenant, 'ok', '')).rejects.toThrow(TypeError);
@@ -137,17 +187,35 @@ describe('rewrap (function)', () => {
 
     const after = await buildTestApp({ env: envB });
     try {
-      const deps = { pool: after.composition.pool, encryption: after.composition.services.encryption, audit: after.composition.services.audit, logger: after.composition.logger };
+      const deps = {
+        pool: after.composition.pool,
+        encryption: after.composition.services.encryption,
+        audit: after.composition.services.audit,
+        logger: after.composition.logger,
+      };
       const dry = await rewrapEncryptedSecrets(deps, { tenantId: tenant, dryRun: true });
       expect(dry).toMatchObject({ dryRun: true, stale: 7, rewrapped: 0, targetVersion: environmentKeyVersion(keyB) });
       expect(dry.before).toEqual([{ keyVersion: environmentKeyVersion(keyA), rows: 7 }]);
       expect((await rowsOf(tenant)).every((r) => r.key_version === environmentKeyVersion(keyA))).toBe(true);
 
       const report = await rewrapEncryptedSecrets(deps, { tenantId: tenant, batchSize: 3 });
-      expect(report).toMatchObject({ stale: 7, rewrapped: 7, failed: [], tenants: [{ tenantId: tenant, rewrapped: 7, failed: 0 }] });
+      expect(report).toMatchObject({
+        stale: 7,
+        rewrapped: 7,
+        failed: [],
+        tenants: [{ tenantId: tenant, rewrapped: 7, failed: 0 }],
+      });
       const rows = await rowsOf(tenant);
-      expect(rows.every((r) => r.key_version === environmentKeyVersion(keyB) && r.ciphertext.startsWith(`v1:${environmentKeyVersion(keyB)}:`) && r.rewrapped_at !== null)).toBe(true);
-      for (let i = 0; i < 7; i++) expect(await after.composition.services.secrets.get(tenant, `cred-${i}`)).toBe(`value ${i} ✓`);
+      expect(
+        rows.every(
+          (r) =>
+            r.key_version === environmentKeyVersion(keyB) &&
+            r.ciphertext.startsWith(`v1:${environmentKeyVersion(keyB)}:`) &&
+            r.rewrapped_at !== null,
+        ),
+      ).toBe(true);
+      for (let i = 0; i < 7; i++)
+        expect(await after.composition.services.secrets.get(tenant, `cred-${i}`)).toBe(`value ${i} ✓`);
       const audits = await rewrapAudit(tenant);
       expect(audits).toHaveLength(3); // batches of 3, 3, 1
       expect(audits.every((a) => a.severity === 'high' && a.result === 'success' && a.user_id === null)).toBe(true);
@@ -184,16 +252,33 @@ describe('rewrap (function)', () => {
     const after = await buildTestApp({ env: envB });
     try {
       const report = await rewrapEncryptedSecrets(
-        { pool: after.composition.pool, encryption: after.composition.services.encryption, audit: after.composition.services.audit, logger: after.composition.logger },
+        {
+          pool: after.composition.pool,
+          encryption: after.composition.services.encryption,
+          audit: after.composition.services.audit,
+          logger: after.composition.logger,
+        },
         { tenantId: tenant },
       );
       expect(report.rewrapped).toBe(1);
-      expect(report.failed).toEqual([{ tenantId: tenant, id: tampered?.id, name: 'tampered', keyVersion: environmentKeyVersion(keyA), reason: 'decryption failed (authentication-failed)' }]);
+      expect(report.failed).toEqual([
+        {
+          tenantId: tenant,
+          id: tampered?.id,
+          name: 'tampered',
+          keyVersion: environmentKeyVersion(keyA),
+          reason: 'decryption failed (authentication-failed)',
+        },
+      ]);
       const rows = await rowsOf(tenant);
       expect(rows.find((r) => r.name === 'tampered')?.ciphertext).toBe(parts.join(':'));
       expect(rows.find((r) => r.name === 'good')?.key_version).toBe(environmentKeyVersion(keyB));
       const [audit] = await rewrapAudit(tenant);
-      expect(audit).toMatchObject({ result: 'failure', severity: 'high', after: { rewrapped: 1, failed: 1, failedIds: [tampered?.id] } });
+      expect(audit).toMatchObject({
+        result: 'failure',
+        severity: 'high',
+        after: { rewrapped: 1, failed: 1, failedIds: [tampered?.id] },
+      });
       expect(audit?.error_message).toContain('1 row(s)');
     } finally {
       await after.close();
@@ -210,11 +295,21 @@ describe('rewrap (function)', () => {
       await before.composition.services.secrets.put(tenant, 'pre-vault', 'from the environment era');
       await before.close();
       const kv = await buildTestApp({
-        env: { AZURE_KEYVAULT_URL: vault.url, AZURE_KEYVAULT_MASTER_KEY_NAME: name, FLEET_ENCRYPTION_KEY: undefined, FLEET_ENCRYPTION_PREVIOUS_KEYS: `pre-vault:${keyA.toString('base64')}` },
+        env: {
+          AZURE_KEYVAULT_URL: vault.url,
+          AZURE_KEYVAULT_MASTER_KEY_NAME: name,
+          FLEET_ENCRYPTION_KEY: undefined,
+          FLEET_ENCRYPTION_PREVIOUS_KEYS: `pre-vault:${keyA.toString('base64')}`,
+        },
         keyVault: { credential: vault.credential, clientOptions: vault.clientOptions },
       });
       try {
-        const deps = { pool: kv.composition.pool, encryption: kv.composition.services.encryption, audit: kv.composition.services.audit, logger: kv.composition.logger };
+        const deps = {
+          pool: kv.composition.pool,
+          encryption: kv.composition.services.encryption,
+          audit: kv.composition.services.audit,
+          logger: kv.composition.logger,
+        };
         const report = await rewrapEncryptedSecrets(deps, { tenantId: tenant });
         expect(report).toMatchObject({ source: 'azure-key-vault', targetVersion: version, rewrapped: 1, failed: [] });
         expect((await rowsOf(tenant))[0]?.key_version).toBe(version);
@@ -233,12 +328,23 @@ describe('rewrap (function)', () => {
     vault.put(name, newVaultKey().value);
     vault.outage = 'unavailable';
     const kv = await buildTestApp({
-      env: { AZURE_KEYVAULT_URL: vault.url, AZURE_KEYVAULT_MASTER_KEY_NAME: name, FLEET_ENCRYPTION_KEY: keyA.toString('base64') },
+      env: {
+        AZURE_KEYVAULT_URL: vault.url,
+        AZURE_KEYVAULT_MASTER_KEY_NAME: name,
+        FLEET_ENCRYPTION_KEY: keyA.toString('base64'),
+      },
       keyVault: { credential: vault.credential, clientOptions: vault.clientOptions },
     });
     try {
-      const deps = { pool: kv.composition.pool, encryption: kv.composition.services.encryption, audit: kv.composition.services.audit, logger: kv.composition.logger };
-      await expect(rewrapEncryptedSecrets(deps, { tenantId: uniqueTenant() })).rejects.toBeInstanceOf(RewrapRefusedError);
+      const deps = {
+        pool: kv.composition.pool,
+        encryption: kv.composition.services.encryption,
+        audit: kv.composition.services.audit,
+        logger: kv.composition.logger,
+      };
+      await expect(rewrapEncryptedSecrets(deps, { tenantId: uniqueTenant() })).rejects.toBeInstanceOf(
+        RewrapRefusedError,
+      );
     } finally {
       await kv.close();
       await vault.close();
@@ -268,7 +374,10 @@ describe('npm run keys:rewrap (CLI)', () => {
     };
   }
 
-  async function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+  async function runCli(
+    args: string[],
+    env: NodeJS.ProcessEnv,
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
     try {
       const r = await run(tsx, [cli, ...args], { cwd: ROOT, env, timeout: 60_000 });
       return { code: 0, stdout: r.stdout, stderr: r.stderr };
@@ -293,9 +402,14 @@ describe('npm run keys:rewrap (CLI)', () => {
 
     const res = await runCli(['--tenant', tenant], env);
     expect(res.code).toBe(0);
-    expect(res.stdout).toContain(`master key: env:FLEET_ENCRYPTION_KEY version ${environmentKeyVersion(keyB)} (environment)`);
+    expect(res.stdout).toContain(
+      `master key: env:FLEET_ENCRYPTION_KEY version ${environmentKeyVersion(keyB)} (environment)`,
+    );
     expect(res.stdout).toContain(`re-encrypted 2 of 2 row(s) under ${environmentKeyVersion(keyB)}; 0 failed`);
-    expect((await rowsOf(tenant)).map((r) => r.key_version)).toEqual([environmentKeyVersion(keyB), environmentKeyVersion(keyB)]);
+    expect((await rowsOf(tenant)).map((r) => r.key_version)).toEqual([
+      environmentKeyVersion(keyB),
+      environmentKeyVersion(keyB),
+    ]);
     expect(await rewrapAudit(tenant)).toHaveLength(1);
     for (const k of [keyA, keyB]) expect(res.stdout + res.stderr).not.toContain(k.toString('base64'));
 
@@ -310,13 +424,20 @@ describe('npm run keys:rewrap (CLI)', () => {
     await before.composition.services.secrets.put(tenant, 'orphan', 'encrypted under A');
     await before.close();
     // B only: key A is gone from the configuration. The dry run already says so (and exits 1).
-    const dry = await runCli(['--dry-run', '--tenant', tenant], cliEnv({ FLEET_ENCRYPTION_KEY: keyB.toString('base64') }));
+    const dry = await runCli(
+      ['--dry-run', '--tenant', tenant],
+      cliEnv({ FLEET_ENCRYPTION_KEY: keyB.toString('base64') }),
+    );
     expect(dry.code).toBe(1);
     expect(dry.stdout).toContain('dry run: 1 row(s) would be re-encrypted');
-    expect(dry.stdout).toMatch(new RegExp(`NO KEY for version ${environmentKeyVersion(keyA)}: its 1 row\\(s\\) would fail`));
+    expect(dry.stdout).toMatch(
+      new RegExp(`NO KEY for version ${environmentKeyVersion(keyA)}: its 1 row\\(s\\) would fail`),
+    );
     const res = await runCli(['--tenant', tenant], cliEnv({ FLEET_ENCRYPTION_KEY: keyB.toString('base64') }));
     expect(res.code).toBe(1);
-    expect(res.stdout).toMatch(/FAILED tenant=\S+ id=[0-9a-f-]{36} name=orphan version=env-[0-9a-f]{16}: decryption failed \(unknown-key-version\)/);
+    expect(res.stdout).toMatch(
+      /FAILED tenant=\S+ id=[0-9a-f-]{36} name=orphan version=env-[0-9a-f]{16}: decryption failed \(unknown-key-version\)/,
+    );
     expect((await rowsOf(tenant))[0]?.key_version).toBe(environmentKeyVersion(keyA));
   }, 90_000);
 
@@ -325,7 +446,14 @@ describe('npm run keys:rewrap (CLI)', () => {
     const help = await runCli(['--help'], env);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('Usage: npm run keys:rewrap');
-    for (const args of [['--batch-size', 'ten'], ['--batch-size', '0'], ['--frobnicate'], ['--tenant', "x'; DROP TABLE encrypted_secrets;--"], ['positional'], ['--tenant', 'a', '--tenant', 'b']]) {
+    for (const args of [
+      ['--batch-size', 'ten'],
+      ['--batch-size', '0'],
+      ['--frobnicate'],
+      ['--tenant', "x'; DROP TABLE encrypted_secrets;--"],
+      ['positional'],
+      ['--tenant', 'a', '--tenant', 'b'],
+    ]) {
       const r = await runCli(args, env);
       expect({ args, code: r.code }).toEqual({ args, code: 2 });
       expect(r.stderr).toContain('keys:rewrap');

@@ -62,7 +62,10 @@ describe('key rotation with environment keys (rotation by configuration)', () =>
     expect(data.keyVersion).toBe(environmentKeyVersion(oldKey));
     expect(data.keyVersion).toMatch(/^env-[0-9a-f]{16}$/);
 
-    const after = serviceFor({ FLEET_ENCRYPTION_KEY: newKey.toString('base64'), FLEET_ENCRYPTION_PREVIOUS_KEYS: `retired-2029:${oldKey.toString('base64')}` });
+    const after = serviceFor({
+      FLEET_ENCRYPTION_KEY: newKey.toString('base64'),
+      FLEET_ENCRYPTION_PREVIOUS_KEYS: `retired-2029:${oldKey.toString('base64')}`,
+    });
     expect(await after.decrypt(data)).toBe('configured rotation');
     const fresh = await after.encrypt('new');
     expect(fresh.keyVersion).toBe(environmentKeyVersion(newKey));
@@ -73,8 +76,14 @@ describe('key rotation with environment keys (rotation by configuration)', () =>
   test('when the new key is first added as a previous key (phase 1 of a rolling rotation), then instances still on the old key can decrypt data written by updated ones', async () => {
     const oldKey = randomBytes(32);
     const newKey = randomBytes(32);
-    const phase1 = serviceFor({ FLEET_ENCRYPTION_KEY: oldKey.toString('base64'), FLEET_ENCRYPTION_PREVIOUS_KEYS: `next:${newKey.toString('base64')}` });
-    const phase2 = serviceFor({ FLEET_ENCRYPTION_KEY: newKey.toString('base64'), FLEET_ENCRYPTION_PREVIOUS_KEYS: `old:${oldKey.toString('base64')}` });
+    const phase1 = serviceFor({
+      FLEET_ENCRYPTION_KEY: oldKey.toString('base64'),
+      FLEET_ENCRYPTION_PREVIOUS_KEYS: `next:${newKey.toString('base64')}`,
+    });
+    const phase2 = serviceFor({
+      FLEET_ENCRYPTION_KEY: newKey.toString('base64'),
+      FLEET_ENCRYPTION_PREVIOUS_KEYS: `old:${oldKey.toString('base64')}`,
+    });
     const fromPhase2 = await phase2.encrypt('written by an updated instance');
     expect(await phase1.decrypt(fromPhase2)).toBe('written by an updated instance');
     expect(await phase2.decrypt(await phase1.encrypt('written by an old instance'))).toBe('written by an old instance');
@@ -93,7 +102,9 @@ describe('key rotation with environment keys (rotation by configuration)', () =>
     const oldKey = randomBytes(32);
     const writer = createEncryptionService({ keyProvider: environmentKeyProvider({ currentKey: oldKey }) });
     const data = await writer.encrypt('archived');
-    const readOnly = createEncryptionService({ keyProvider: environmentKeyProvider({ currentKey: null, previousKeys: { old: oldKey } }) });
+    const readOnly = createEncryptionService({
+      keyProvider: environmentKeyProvider({ currentKey: null, previousKeys: { old: oldKey } }),
+    });
     expect(await readOnly.decrypt(data)).toBe('archived');
     await expect(readOnly.encrypt('new')).rejects.toThrow(/FLEET_ENCRYPTION_KEY is not set/);
   });

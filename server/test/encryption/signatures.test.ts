@@ -1,6 +1,11 @@
 /** HMAC-SHA256 signatures under an HKDF-derived key, separate from the encryption key. */
 import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
-import { createEncryptionService, HKDF_INFO_ENCRYPTION, HKDF_INFO_SIGNATURE, staticKeyProvider } from '../../src/services/encryption';
+import {
+  createEncryptionService,
+  HKDF_INFO_ENCRYPTION,
+  HKDF_INFO_SIGNATURE,
+  staticKeyProvider,
+} from '../../src/services/encryption';
 
 const K1 = randomBytes(32);
 const K2 = randomBytes(32);
@@ -25,7 +30,9 @@ describe('createSignature / verifySignature', () => {
     const expected = createHmac('sha256', derive(K1, HKDF_INFO_SIGNATURE)).update('by hand').digest();
     expect(tagOf(sig).equals(expected)).toBe(true);
     expect(tagOf(sig).equals(createHmac('sha256', K1).update('by hand').digest())).toBe(false);
-    expect(tagOf(sig).equals(createHmac('sha256', derive(K1, HKDF_INFO_ENCRYPTION)).update('by hand').digest())).toBe(false);
+    expect(tagOf(sig).equals(createHmac('sha256', derive(K1, HKDF_INFO_ENCRYPTION)).update('by hand').digest())).toBe(
+      false,
+    );
     expect(derive(K1, HKDF_INFO_SIGNATURE).equals(derive(K1, HKDF_INFO_ENCRYPTION))).toBe(false);
   });
 

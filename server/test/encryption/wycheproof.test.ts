@@ -39,8 +39,16 @@ interface MacGroup {
   tests: MacTest[];
 }
 
-const gcm = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'aes_gcm_test.json'), 'utf8')) as { algorithm: string; numberOfTests: number; testGroups: AeadGroup[] };
-const hmac = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'hmac_sha256_test.json'), 'utf8')) as { algorithm: string; numberOfTests: number; testGroups: MacGroup[] };
+const gcm = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'aes_gcm_test.json'), 'utf8')) as {
+  algorithm: string;
+  numberOfTests: number;
+  testGroups: AeadGroup[];
+};
+const hmac = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'hmac_sha256_test.json'), 'utf8')) as {
+  algorithm: string;
+  numberOfTests: number;
+  testGroups: MacGroup[];
+};
 const hex = (s: string) => Buffer.from(s, 'hex');
 
 const inPolicy = (g: AeadGroup) => g.keySize === 256 && g.ivSize === 96 && g.tagSize === 128;
@@ -63,7 +71,11 @@ describe('Wycheproof AES-GCM', () => {
       const out = openAesGcm(hex(t.key), hex(t.iv), hex(t.ct), hex(t.tag), hex(t.aad));
       expect({ tcId: t.tcId, msg: out.toString('hex') }).toEqual({ tcId: t.tcId, msg: t.msg });
       const sealed = sealAesGcm(hex(t.key), hex(t.msg), hex(t.aad), hex(t.iv));
-      expect({ tcId: t.tcId, ct: sealed.ciphertext.toString('hex'), tag: sealed.authTag.toString('hex') }).toEqual({ tcId: t.tcId, ct: t.ct, tag: t.tag });
+      expect({ tcId: t.tcId, ct: sealed.ciphertext.toString('hex'), tag: sealed.authTag.toString('hex') }).toEqual({
+        tcId: t.tcId,
+        ct: t.ct,
+        tag: t.tag,
+      });
     }
   });
 
@@ -76,7 +88,11 @@ describe('Wycheproof AES-GCM', () => {
       } catch (e) {
         err = e;
       }
-      expect({ tcId: t.tcId, refused: err instanceof DecryptionError, out }).toEqual({ tcId: t.tcId, refused: true, out: null });
+      expect({ tcId: t.tcId, refused: err instanceof DecryptionError, out }).toEqual({
+        tcId: t.tcId,
+        refused: true,
+        out: null,
+      });
     }
   });
 
@@ -88,7 +104,12 @@ describe('Wycheproof AES-GCM', () => {
       } catch (e) {
         err = e;
       }
-      expect({ tcId: t.tcId, keySize: g.keySize, ivSize: g.ivSize, refused: err instanceof DecryptionError }).toEqual({ tcId: t.tcId, keySize: g.keySize, ivSize: g.ivSize, refused: true });
+      expect({ tcId: t.tcId, keySize: g.keySize, ivSize: g.ivSize, refused: err instanceof DecryptionError }).toEqual({
+        tcId: t.tcId,
+        keySize: g.keySize,
+        ivSize: g.ivSize,
+        refused: true,
+      });
     }
   });
 });
@@ -107,7 +128,11 @@ describe('Wycheproof HMAC-SHA256', () => {
     for (const { t } of full) {
       const ok = verifyHmacSha256(hex(t.key), hex(t.msg), hex(t.tag));
       if (t.result === 'valid') {
-        expect({ tcId: t.tcId, tag: hmacSha256(hex(t.key), hex(t.msg)).toString('hex'), ok }).toEqual({ tcId: t.tcId, tag: t.tag, ok: true });
+        expect({ tcId: t.tcId, tag: hmacSha256(hex(t.key), hex(t.msg)).toString('hex'), ok }).toEqual({
+          tcId: t.tcId,
+          tag: t.tag,
+          ok: true,
+        });
       } else {
         expect({ tcId: t.tcId, ok }).toEqual({ tcId: t.tcId, ok: false });
       }
@@ -118,7 +143,10 @@ describe('Wycheproof HMAC-SHA256', () => {
     const truncated = macCases.filter(({ g }) => g.tagSize === 128);
     expect(truncated.length).toBeGreaterThan(50);
     for (const { t } of truncated) {
-      expect({ tcId: t.tcId, ok: verifyHmacSha256(hex(t.key), hex(t.msg), hex(t.tag)) }).toEqual({ tcId: t.tcId, ok: false });
+      expect({ tcId: t.tcId, ok: verifyHmacSha256(hex(t.key), hex(t.msg), hex(t.tag)) }).toEqual({
+        tcId: t.tcId,
+        ok: false,
+      });
       if (t.result === 'valid') expect(hmacSha256(hex(t.key), hex(t.msg)).subarray(0, 16).toString('hex')).toBe(t.tag);
     }
   });

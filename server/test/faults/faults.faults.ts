@@ -156,9 +156,14 @@ test('two instances under load survive kill -9 of each, a PostgreSQL crash-resta
   const tokens: string[] = [];
   for (let i = 0; i < 4; i += 1) {
     const tenantId = `faults-${i}`;
-    const { rows } = await owner.query<{ id: string }>("INSERT INTO users (tenant_id, email, role) VALUES ($1, $2, 'admin') RETURNING id", [tenantId, `admin${i}@faults.example.com`]);
+    const { rows } = await owner.query<{ id: string }>(
+      "INSERT INTO users (tenant_id, email, role) VALUES ($1, $2, 'admin') RETURNING id",
+      [tenantId, `admin${i}@faults.example.com`],
+    );
     const userId = (rows[0] as { id: string }).id;
-    const { sessionId } = await withTenant(pool, tenantId, (c) => built.services.sessions.create(c, { userId, tenantId, ip: '127.0.0.1', userAgent: 'faults' }));
+    const { sessionId } = await withTenant(pool, tenantId, (c) =>
+      built.services.sessions.create(c, { userId, tenantId, ip: '127.0.0.1', userAgent: 'faults' }),
+    );
     tokens.push(`Bearer ${built.services.tokens.issue({ userId, sessionId, tenantId }).token}`);
   }
   await pool.end();
@@ -171,7 +176,13 @@ test('two instances under load survive kill -9 of each, a PostgreSQL crash-resta
   let writes = 0;
   const run = randomBytes(3).toString('hex');
 
-  async function send(target: Instance, token: string, pathName: string, body: unknown, key: string): Promise<{ status: number; json: Record<string, unknown>; replayed: boolean } | null> {
+  async function send(
+    target: Instance,
+    token: string,
+    pathName: string,
+    body: unknown,
+    key: string,
+  ): Promise<{ status: number; json: Record<string, unknown>; replayed: boolean } | null> {
     stats.requests += 1;
     try {
       const r = await fetch(`${target.url}/api/v1/security${pathName}`, {
@@ -204,7 +215,13 @@ test('two instances under load survive kill -9 of each, a PostgreSQL crash-resta
       const pathName = siem ? '/audit/siem' : '/audit/log';
       const body = siem
         ? { events: [{ eventType: 'fleet.faults.submitted', severity, message: writeId }] }
-        : { action: 'fleet.faults.write', resourceType: 'fault', resourceId: writeId, severity, after: { client: c, seq } };
+        : {
+            action: 'fleet.faults.write',
+            resourceType: 'fault',
+            resourceId: writeId,
+            severity,
+            after: { client: c, seq },
+          };
       const deadline = Date.now() + 60_000;
       for (let attempt = 1; ; attempt += 1) {
         const target = instances[turn % 2] as Instance;
@@ -212,7 +229,15 @@ test('two instances under load survive kill -9 of each, a PostgreSQL crash-resta
         const r = await send(target, token, pathName, body, key);
         if (r && (r.status === 200 || r.status === 202)) {
           if (r.replayed) stats.replayed += 1;
-          acks.push({ writeId, kind: siem ? 'siem' : 'log', severity, id: r.json.id as string | undefined, eventIds: r.json.eventIds as string[] | undefined, at: Date.now(), attempts: attempt });
+          acks.push({
+            writeId,
+            kind: siem ? 'siem' : 'log',
+            severity,
+            id: r.json.id as string | undefined,
+            eventIds: r.json.eventIds as string[] | undefined,
+            at: Date.now(),
+            attempts: attempt,
+          });
           break;
         }
         if (r && ![409, 503, 429].includes(r.status)) {
@@ -278,7 +303,8 @@ test('two instances under load survive kill -9 of each, a PostgreSQL crash-resta
   // ---- every acknowledged high/critical event reaches the SIEM within 60 s of the last fault
   const expected = new Set<string>();
   for (const k of acks) {
-    if (k.kind === 'log' && (k.severity === 'high' || k.severity === 'critical')) expected.add(auditEventId(k.id as string));
+    if (k.kind === 'log' && (k.severity === 'high' || k.severity === 'critical'))
+      expected.add(auditEventId(k.id as string));
     if (k.kind === 'siem') for (const id of k.eventIds ?? []) expected.add(id);
   }
   const deliveryDeadline = lastFaultAt + 60_000;
@@ -314,10 +340,21 @@ test('two instances under load survive kill -9 of each, a PostgreSQL crash-resta
     if (pending === 0) break;
     await sleep(250);
   }
-  const counts = (await owner.query<{ logs: number; chain: number }>('SELECT (SELECT count(*)::int FROM audit_logs) AS logs, (SELECT count(*)::int FROM audit_chain) AS chain')).rows[0] as { logs: number; chain: number };
+  const counts = (
+    await owner.query<{ logs: number; chain: number }>(
+      'SELECT (SELECT count(*)::int FROM audit_logs) AS logs, (SELECT count(*)::int FROM audit_chain) AS chain',
+    )
+  ).rows[0] as { logs: number; chain: number };
   const verify = spawnSync(process.execPath, ['--import', 'tsx', 'server/src/cli/audit-verify.ts', '--no-record'], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', NODE_ENV: 'test', DATABASE_URL: db.url, LOG_LEVEL: 'error', FLEET_DATA_DIR: env.FLEET_DATA_DIR as string },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      NODE_ENV: 'test',
+      DATABASE_URL: db.url,
+      LOG_LEVEL: 'error',
+      FLEET_DATA_DIR: env.FLEET_DATA_DIR as string,
+    },
     encoding: 'utf8',
     timeout: 120_000,
   });
@@ -326,14 +363,19 @@ test('two instances under load survive kill -9 of each, a PostgreSQL crash-resta
   const crashes = [a, b].filter((i) => /Unhandled 'error' event|uncaughtException|FATAL ERROR/.test(i.output())).length;
   const still = await Promise.all([isReady(a.url), isReady(b.url)]);
   const status500 = [...stats.status.entries()].filter(([s]) => s >= 500 && s !== 503).reduce((n, [, c]) => n + c, 0);
-  const unexpected4xx = [...stats.status.entries()].filter(([s]) => s >= 400 && s < 500 && ![409, 429].includes(s)).reduce((n, [, c]) => n + c, 0);
+  const unexpected4xx = [...stats.status.entries()]
+    .filter(([s]) => s >= 400 && s < 500 && ![409, 429].includes(s))
+    .reduce((n, [, c]) => n + c, 0);
 
   const report = [
     '',
     '==== fault suite ====',
     ...timeline.map((l) => `  ${l}`),
     `  redis: ${useRedis ? 'yes (shared rate-limit store)' : 'no'}`,
-    `  requests sent: ${stats.requests}; by status: ${[...stats.status.entries()].sort((x, y) => x[0] - y[0]).map(([s, c]) => `${s}×${c}`).join(' ')}; network errors: ${stats.networkErrors}`,
+    `  requests sent: ${stats.requests}; by status: ${[...stats.status.entries()]
+      .sort((x, y) => x[0] - y[0])
+      .map(([s, c]) => `${s}×${c}`)
+      .join(' ')}; network errors: ${stats.networkErrors}`,
     `  acknowledged writes: ${acks.length} (${logAcks.length} audit rows, ${siemAcks.length} SIEM submissions); retried before acknowledgement: ${retriedAcks}; replayed answers: ${stats.replayed}; given up: ${stats.gaveUp}`,
     `  acknowledged writes lost: ${lost + lostSubmissions}`,
     `  duplicate rows (writes retried with an Idempotency-Key): ${duplicateRows}`,
@@ -349,7 +391,8 @@ test('two instances under load survive kill -9 of each, a PostgreSQL crash-resta
   void dbBackAt;
 
   if (unplanned.length > 0 || crashes > 0) {
-    for (const i of [a, b]) process.stdout.write(`---- ${i.name} output (tail)\n${i.output().split('\n').slice(-40).join('\n')}\n`);
+    for (const i of [a, b])
+      process.stdout.write(`---- ${i.name} output (tail)\n${i.output().split('\n').slice(-40).join('\n')}\n`);
   }
 
   expect(acks.length).toBeGreaterThan(100);

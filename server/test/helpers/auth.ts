@@ -18,7 +18,10 @@ export interface TestLogin {
  * Provisions a user and opens a session for it through the real session and token services
  * (no identity provider involved). For tests of routes behind requireAuth.
  */
-export async function loginAs(t: TestApp, opts: { role?: Role; tenantId?: string; email?: string; displayName?: string } = {}): Promise<TestLogin> {
+export async function loginAs(
+  t: TestApp,
+  opts: { role?: Role; tenantId?: string; email?: string; displayName?: string } = {},
+): Promise<TestLogin> {
   const role = opts.role ?? 'user';
   const tenantId = opts.tenantId ?? uniqueTenant();
   const email = (opts.email ?? uniqueEmail()).toLowerCase();
@@ -31,7 +34,12 @@ export async function loginAs(t: TestApp, opts: { role?: Role; tenantId?: string
       [tenantId, email, role, opts.displayName ?? null],
     );
     const id = (rows[0] as { id: string }).id;
-    const s = await t.composition.services.sessions.create(c, { userId: id, tenantId, ip: '127.0.0.1', userAgent: 'jest' });
+    const s = await t.composition.services.sessions.create(c, {
+      userId: id,
+      tenantId,
+      ip: '127.0.0.1',
+      userAgent: 'jest',
+    });
     return { userId: id, sessionId: s.sessionId };
   });
   const { token } = t.composition.services.tokens.issue({ userId, sessionId, tenantId });

@@ -6,14 +6,16 @@ export const TEST_SIGNING_KEY = generateSigningKey('ES256');
 
 export function testDbUrl(): string {
   const url = process.env.FLEET_TEST_DB_URL;
-  if (!url) throw new Error('FLEET_TEST_DB_URL is not set: run the tests through jest (globalSetup starts the database)');
+  if (!url)
+    throw new Error('FLEET_TEST_DB_URL is not set: run the tests through jest (globalSetup starts the database)');
   return url;
 }
 
 /** The test database as its runtime login (member of fleet_app only): what the app under test uses. */
 export function testAppDbUrl(): string {
   const url = process.env.FLEET_TEST_APP_DB_URL;
-  if (!url) throw new Error('FLEET_TEST_APP_DB_URL is not set: run the tests through jest (globalSetup starts the database)');
+  if (!url)
+    throw new Error('FLEET_TEST_APP_DB_URL is not set: run the tests through jest (globalSetup starts the database)');
   return url;
 }
 
@@ -40,7 +42,9 @@ export function testEnv(overrides: Record<string, string | undefined> = {}): Rec
     FLEET_DATA_DIR: '/nonexistent-test-data-dir',
     ...overrides,
     // A test that names its own DATABASE_URL means one login for everything (unless it names the owner too).
-    ...('DATABASE_URL' in overrides && !('MIGRATION_DATABASE_URL' in overrides) ? { MIGRATION_DATABASE_URL: undefined } : {}),
+    ...('DATABASE_URL' in overrides && !('MIGRATION_DATABASE_URL' in overrides)
+      ? { MIGRATION_DATABASE_URL: undefined }
+      : {}),
   };
 }
 

@@ -2,7 +2,17 @@ import fs from 'node:fs';
 import pg from 'pg';
 
 export default async function globalTeardown(): Promise<void> {
-  const state = (globalThis as { __FLEET_TEST_DB__?: { embedded?: { stop(): Promise<void> }; tmpDir?: string; adminUrl: string; dbName: string; appLogin?: string } }).__FLEET_TEST_DB__;
+  const state = (
+    globalThis as {
+      __FLEET_TEST_DB__?: {
+        embedded?: { stop(): Promise<void> };
+        tmpDir?: string;
+        adminUrl: string;
+        dbName: string;
+        appLogin?: string;
+      };
+    }
+  ).__FLEET_TEST_DB__;
   if (!state) return;
   if (state.embedded) {
     await state.embedded.stop();

@@ -14,7 +14,13 @@ import { buildOpenApiDocument } from '../../src/openapi/document';
 
 type Doc = ReturnType<typeof buildOpenApiDocument>;
 interface Operation {
-  responses: Record<string, { headers?: Record<string, { required?: boolean; schema?: { const?: string; pattern?: string } }>; content?: Record<string, unknown> }>;
+  responses: Record<
+    string,
+    {
+      headers?: Record<string, { required?: boolean; schema?: { const?: string; pattern?: string } }>;
+      content?: Record<string, unknown>;
+    }
+  >;
 }
 
 const documented = new WeakSet<object>();
@@ -24,7 +30,12 @@ export function checkResponsesOf(app: object): void {
   documented.add(app);
 }
 
-let state: { doc: Doc; ajv: Ajv2020; templates: { re: RegExp; path: string }[]; cache: Map<string, ValidateFunction> } | null = null;
+let state: {
+  doc: Doc;
+  ajv: Ajv2020;
+  templates: { re: RegExp; path: string }[];
+  cache: Map<string, ValidateFunction>;
+} | null = null;
 
 function load(): NonNullable<typeof state> {
   if (state) return state;
@@ -32,7 +43,15 @@ function load(): NonNullable<typeof state> {
   const ajv = new Ajv2020({ strict: false, allErrors: true });
   addFormats(ajv);
   ajv.addSchema(doc as object, 'openapi');
-  const templates = Object.keys(doc.paths ?? {}).map((p) => ({ path: p, re: new RegExp(`^${p.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\\?\{[^}]+\\?\}/g, '[^/]+').replace(/\{[^}]+\}/g, '[^/]+')}$`) }));
+  const templates = Object.keys(doc.paths ?? {}).map((p) => ({
+    path: p,
+    re: new RegExp(
+      `^${p
+        .replace(/[.*+?^$()|[\]\\]/g, '\\$&')
+        .replace(/\\?\{[^}]+\\?\}/g, '[^/]+')
+        .replace(/\{[^}]+\}/g, '[^/]+')}$`,
+    ),
+  }));
   state = { doc, ajv, templates, cache: new Map() };
   return state;
 }
@@ -66,19 +85,29 @@ export function checkResponse(method: string, url: string, res: Res): string | n
   const template = templates.find((t) => t.re.test(path) && (doc.paths?.[t.path] as Record<string, unknown>)[m]);
   const contentType = String(res.headers['content-type'] ?? '');
   const validateJson = (ref: string): string | null => {
-    if (!contentType.startsWith('application/json')) return `${where}: content-type ${contentType || '(none)'} is not application/json`;
+    if (!contentType.startsWith('application/json'))
+      return `${where}: content-type ${contentType || '(none)'} is not application/json`;
     const v = validator(ref);
     if (v(res.body)) return null;
     return `${where}: body does not match the OpenAPI schema: ${JSON.stringify(v.errors?.slice(0, 5))}\nbody: ${JSON.stringify(res.body).slice(0, 1000)}`;
   };
   if (!template) {
     // Unknown routes answer the documented error shape.
-    if (res.status === 404 || res.status === 400 || res.status === 413 || res.status === 415 || res.status === 429 || res.status === 403) return validateJson('/components/schemas/ErrorResponse');
+    if (
+      res.status === 404 ||
+      res.status === 400 ||
+      res.status === 413 ||
+      res.status === 415 ||
+      res.status === 429 ||
+      res.status === 403
+    )
+      return validateJson('/components/schemas/ErrorResponse');
     return `${where}: no operation for this route in the OpenAPI document (describe it with describeRoute next to its schemas)`;
   }
   const op = (doc.paths?.[template.path] as Record<string, Operation>)[m] as Operation;
   const response = op.responses[String(res.status)];
-  if (!response) return `${where}: status ${res.status} is not documented for ${m.toUpperCase()} ${template.path} (documented: ${Object.keys(op.responses).join(', ')})`;
+  if (!response)
+    return `${where}: status ${res.status} is not documented for ${m.toUpperCase()} ${template.path} (documented: ${Object.keys(op.responses).join(', ')})`;
   for (const [name, h] of Object.entries(response.headers ?? {})) {
     const got = res.headers[name.toLowerCase()];
     if (got === undefined) {
@@ -86,20 +115,28 @@ export function checkResponse(method: string, url: string, res: Res): string | n
       continue;
     }
     const value = Array.isArray(got) ? got.join(', ') : got;
-    if (h.schema?.const !== undefined && value !== h.schema.const) return `${where}: header ${name} is ${JSON.stringify(value)}, the document says ${JSON.stringify(h.schema.const)}`;
-    if (h.schema?.pattern !== undefined && !new RegExp(h.schema.pattern).test(value)) return `${where}: header ${name} ${JSON.stringify(value)} does not match ${h.schema.pattern}`;
+    if (h.schema?.const !== undefined && value !== h.schema.const)
+      return `${where}: header ${name} is ${JSON.stringify(value)}, the document says ${JSON.stringify(h.schema.const)}`;
+    if (h.schema?.pattern !== undefined && !new RegExp(h.schema.pattern).test(value))
+      return `${where}: header ${name} ${JSON.stringify(value)} does not match ${h.schema.pattern}`;
   }
   const media = Object.keys(response.content ?? {});
   if (media.length === 0) return null;
   const base = `/paths/${pointer(template.path)}/${m}/responses/${res.status}/content`;
   if (media.includes('application/json')) return validateJson(`${base}/${pointer('application/json')}/schema`);
-  if (!media.some((t) => contentType.startsWith(t))) return `${where}: content-type ${contentType} is not one of ${media.join(', ')}`;
+  if (!media.some((t) => contentType.startsWith(t)))
+    return `${where}: content-type ${contentType} is not one of ${media.join(', ')}`;
   return null;
 }
 
 // The hook: supertest calls assert() with every response before the test sees it.
 const proto = Test.prototype as unknown as {
-  assert(this: Test & { app: unknown; method: string; url: string; _asserts: ((res: unknown) => unknown)[] }, err: unknown, res: Res | undefined, fn: unknown): unknown;
+  assert(
+    this: Test & { app: unknown; method: string; url: string; _asserts: ((res: unknown) => unknown)[] },
+    err: unknown,
+    res: Res | undefined,
+    fn: unknown,
+  ): unknown;
   __openapiHook?: boolean;
 };
 if (!proto.__openapiHook) {

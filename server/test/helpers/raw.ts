@@ -29,23 +29,38 @@ export interface RawAnswer {
  * Sends exact bytes to a server on a loopback port: one Buffer with its Content-Length, an
  * array of Buffers sent chunked (no Content-Length), or no body.
  */
-export function requestOn(port: number, method: string, path: string, headers: Record<string, string>, body?: Buffer | Buffer[]): Promise<RawAnswer> {
+export function requestOn(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: Buffer | Buffer[],
+): Promise<RawAnswer> {
   const chunked = Array.isArray(body);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path, headers: body && !chunked ? { ...headers, 'Content-Length': String(body.length) } : headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let parsed: unknown = text;
-        try {
-          parsed = JSON.parse(text);
-        } catch {
-          /* not JSON */
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed, text });
-      });
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path,
+        headers: body && !chunked ? { ...headers, 'Content-Length': String(body.length) } : headers,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: unknown = text;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            /* not JSON */
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed, text });
+        });
+      },
+    );
     req.on('error', reject);
     if (chunked) for (const c of body) req.write(c);
     req.end(chunked ? undefined : body);
@@ -53,6 +68,12 @@ export function requestOn(port: number, method: string, path: string, headers: R
 }
 
 /** The same on the app listening on a free loopback port (supertest would re-serialize a Buffer as JSON). */
-export async function rawRequest(app: Express, method: string, path: string, headers: Record<string, string>, body: Buffer | Buffer[]): Promise<RawAnswer> {
+export async function rawRequest(
+  app: Express,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body: Buffer | Buffer[],
+): Promise<RawAnswer> {
   return withServer(app, (port) => requestOn(port, method, path, headers, body));
 }

@@ -23,14 +23,26 @@ afterAll(async () => {
   await owner.end();
 });
 
-const create = (app: AuthTestApp, l: TestLogin, body: unknown) => request(app.app).post(`${SECURITY}/api-keys`).set('Authorization', l.authorization).send(body as object);
+const create = (app: AuthTestApp, l: TestLogin, body: unknown) =>
+  request(app.app)
+    .post(`${SECURITY}/api-keys`)
+    .set('Authorization', l.authorization)
+    .send(body as object);
 const auditLog = (app: AuthTestApp, key: string, rid = randomUUID()) =>
-  request(app.app).post(`${SECURITY}/audit/log`).set('Authorization', `Bearer ${key}`).set('X-Request-Id', rid).send({ action: 'deploy.finished', resourceType: 'service', resourceId: 'svc-1' });
+  request(app.app)
+    .post(`${SECURITY}/audit/log`)
+    .set('Authorization', `Bearer ${key}`)
+    .set('X-Request-Id', rid)
+    .send({ action: 'deploy.finished', resourceType: 'service', resourceId: 'svc-1' });
 
 async function newKey(scopes: string[], opts: { admin?: TestLogin; expiresAt?: string; app?: AuthTestApp } = {}) {
   const app = opts.app ?? t;
   const admin = opts.admin ?? (await loginAs(app, { role: 'admin' }));
-  const res = await create(app, admin, { name: 'ci pipeline', scopes, ...(opts.expiresAt ? { expiresAt: opts.expiresAt } : {}) });
+  const res = await create(app, admin, {
+    name: 'ci pipeline',
+    scopes,
+    ...(opts.expiresAt ? { expiresAt: opts.expiresAt } : {}),
+  });
   if (res.status !== 201) throw new Error(`create: ${res.status} ${JSON.stringify(res.body)}`);
   return { admin, key: res.body.key as string, apiKey: res.body.apiKey as { id: string; prefix: string } };
 }
@@ -43,7 +55,14 @@ describe('API key management', () => {
     expect(res.headers['cache-control']).toBe('no-store');
     expect(res.body).toEqual({
       success: true,
-      apiKey: { id: expect.any(String), name: 'ci pipeline', scopes: ['audit:write', 'audit:read'], prefix: expect.stringMatching(/^[a-z0-9]{12}$/), createdAt: expect.any(String), expiresAt: null },
+      apiKey: {
+        id: expect.any(String),
+        name: 'ci pipeline',
+        scopes: ['audit:write', 'audit:read'],
+        prefix: expect.stringMatching(/^[a-z0-9]{12}$/),
+        createdAt: expect.any(String),
+        expiresAt: null,
+      },
       key: expect.stringMatching(/^fsk_[a-z0-9]{12}_[A-Za-z0-9_-]{43}$/),
     });
     const secret = (res.body.key as string).slice(4 + 12 + 1);
@@ -53,7 +72,10 @@ describe('API key management', () => {
     expect(row.secret_hash).toMatch(/^s1:[^:]+:[A-Za-z0-9_-]{43}$/);
     expect(JSON.stringify(row)).not.toContain(secret);
     expect(row.tenant_id).toBe(admin.tenantId);
-    const audit = await owner.query("SELECT after FROM audit_logs WHERE action = 'key.api.created' AND resource_id = $1", [res.body.apiKey.id]);
+    const audit = await owner.query(
+      "SELECT after FROM audit_logs WHERE action = 'key.api.created' AND resource_id = $1",
+      [res.body.apiKey.id],
+    );
     expect(JSON.stringify(audit.rows)).not.toContain(secret);
   });
 
@@ -62,7 +84,16 @@ describe('API key management', () => {
     await newKey(['audit:write']); // another tenant
     const res = await request(t.app).get(`${SECURITY}/api-keys`).set('Authorization', admin.authorization);
     expect(res.status).toBe(200);
-    expect(res.body.apiKeys).toEqual([expect.objectContaining({ id: apiKey.id, prefix: apiKey.prefix, lastUsedAt: null, revokedAt: null, status: 'active', createdBy: admin.userId })]);
+    expect(res.body.apiKeys).toEqual([
+      expect.objectContaining({
+        id: apiKey.id,
+        prefix: apiKey.prefix,
+        lastUsedAt: null,
+        revokedAt: null,
+        status: 'active',
+        createdBy: admin.userId,
+      }),
+    ]);
     expect(JSON.stringify(res.body)).not.toMatch(/secret|s1:/);
     expect(JSON.stringify(res.body)).not.toContain(key.slice(-20));
   });
@@ -70,7 +101,9 @@ describe('API key management', () => {
   test('when a non-admin or an API key tries to manage keys, then 403 / 401', async () => {
     const user = await loginAs(t, { role: 'user' });
     expect((await create(t, user, { name: 'x', scopes: ['audit:write'] })).status).toBe(403);
-    expect((await request(t.app).get(`${SECURITY}/api-keys`).set('Authorization', user.authorization)).status).toBe(403);
+    expect((await request(t.app).get(`${SECURITY}/api-keys`).set('Authorization', user.authorization)).status).toBe(
+      403,
+    );
     const { key } = await newKey(['audit:write', 'audit:read', 'siem:write', 'tokens:introspect']);
     expectGeneric401(await request(t.app).get(`${SECURITY}/api-keys`).set('Authorization', `Bearer ${key}`));
     expectGeneric401(await request(t.app).get(`${SECURITY}/user`).set('Authorization', `Bearer ${key}`));
@@ -84,7 +117,10 @@ describe('API key management', () => {
     ['a name with control characters', { name: 'a\u0000b', scopes: ['audit:write'] }],
     ['a name of 101 characters', { name: 'n'.repeat(101), scopes: ['audit:write'] }],
     ['an expiry in the past', { name: 'x', scopes: ['audit:write'], expiresAt: '2001-01-01T00:00:00Z' }],
-    ['an expiry in 3 years', { name: 'x', scopes: ['audit:write'], expiresAt: new Date(Date.now() + 3 * 365 * 86_400_000).toISOString() }],
+    [
+      'an expiry in 3 years',
+      { name: 'x', scopes: ['audit:write'], expiresAt: new Date(Date.now() + 3 * 365 * 86_400_000).toISOString() },
+    ],
     ['a non-date expiry', { name: 'x', scopes: ['audit:write'], expiresAt: 'tomorrow' }],
     ['an unknown key', { name: 'x', scopes: ['audit:write'], tenantId: 'other' }],
     ['scopes as a string', { name: 'x', scopes: 'audit:write' }],
@@ -97,19 +133,39 @@ describe('API key management', () => {
 
   test('when revoking, then 200 and the key fails on the next request on this and another instance; another tenant gets 404; a malformed id 400', async () => {
     // Another instance of the same deployment: the same master key.
-    const other = await buildAuthApp(null, { env: { FLEET_ENCRYPTION_KEY: (t.config.keys.fallbackKey as Buffer).toString('base64') } });
+    const other = await buildAuthApp(null, {
+      env: { FLEET_ENCRYPTION_KEY: (t.config.keys.fallbackKey as Buffer).toString('base64') },
+    });
     try {
       const { admin, apiKey, key } = await newKey(['audit:write']);
       expect((await auditLog(other, key)).status).toBe(200);
       const stranger = await loginAs(t, { role: 'admin' });
-      expect((await request(t.app).delete(`${SECURITY}/api-keys/${apiKey.id}`).set('Authorization', stranger.authorization)).status).toBe(404);
-      expect((await request(t.app).delete(`${SECURITY}/api-keys/not-a-uuid`).set('Authorization', admin.authorization)).status).toBe(400);
-      expect((await request(t.app).delete(`${SECURITY}/api-keys/${apiKey.id}`).set('Authorization', admin.authorization)).status).toBe(200);
+      expect(
+        (await request(t.app).delete(`${SECURITY}/api-keys/${apiKey.id}`).set('Authorization', stranger.authorization))
+          .status,
+      ).toBe(404);
+      expect(
+        (await request(t.app).delete(`${SECURITY}/api-keys/not-a-uuid`).set('Authorization', admin.authorization))
+          .status,
+      ).toBe(400);
+      expect(
+        (await request(t.app).delete(`${SECURITY}/api-keys/${apiKey.id}`).set('Authorization', admin.authorization))
+          .status,
+      ).toBe(200);
       const rid = randomUUID();
       expectGeneric401(await auditLog(other, key, rid));
-      expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ action: 'auth.apikey.rejected', tenant_id: admin.tenantId, error_message: 'API key revoked' })]);
+      expect(await auditByRequest(owner, rid)).toEqual([
+        expect.objectContaining({
+          action: 'auth.apikey.rejected',
+          tenant_id: admin.tenantId,
+          error_message: 'API key revoked',
+        }),
+      ]);
       expectGeneric401(await auditLog(t, key));
-      expect((await request(t.app).delete(`${SECURITY}/api-keys/${apiKey.id}`).set('Authorization', admin.authorization)).status).toBe(404);
+      expect(
+        (await request(t.app).delete(`${SECURITY}/api-keys/${apiKey.id}`).set('Authorization', admin.authorization))
+          .status,
+      ).toBe(404);
     } finally {
       await other.close();
     }
@@ -122,25 +178,56 @@ describe('API key authentication', () => {
     const rid = randomUUID();
     const res = await auditLog(t, key, rid);
     expect(res.status).toBe(200);
-    const rows = (await owner.query('SELECT action, tenant_id, user_id, api_key_id, resource_type, resource_id FROM audit_logs WHERE request_id = $1 ORDER BY id', [rid])).rows;
+    const rows = (
+      await owner.query(
+        'SELECT action, tenant_id, user_id, api_key_id, resource_type, resource_id FROM audit_logs WHERE request_id = $1 ORDER BY id',
+        [rid],
+      )
+    ).rows;
     expect(rows).toEqual([
-      { action: 'key.api.used', tenant_id: admin.tenantId, user_id: null, api_key_id: apiKey.id, resource_type: 'api_key', resource_id: apiKey.id },
-      { action: 'deploy.finished', tenant_id: admin.tenantId, user_id: null, api_key_id: apiKey.id, resource_type: 'service', resource_id: 'svc-1' },
+      {
+        action: 'key.api.used',
+        tenant_id: admin.tenantId,
+        user_id: null,
+        api_key_id: apiKey.id,
+        resource_type: 'api_key',
+        resource_id: apiKey.id,
+      },
+      {
+        action: 'deploy.finished',
+        tenant_id: admin.tenantId,
+        user_id: null,
+        api_key_id: apiKey.id,
+        resource_type: 'service',
+        resource_id: 'svc-1',
+      },
     ]);
   });
 
   test('when a key lacks the scope, then 403 (access.denied by the matrix); audit:read reads the whole tenant', async () => {
     const { admin, key } = await newKey(['audit:read']);
     expect((await auditLog(t, key)).status).toBe(403);
-    await request(t.app).post(`${SECURITY}/audit/log`).set('Authorization', admin.authorization).send({ action: 'x.admin_wrote', resourceType: 'r' });
-    const res = await request(t.app).get(`${SECURITY}/audit/logs?action=x.admin_wrote`).set('Authorization', `Bearer ${key}`);
+    await request(t.app)
+      .post(`${SECURITY}/audit/log`)
+      .set('Authorization', admin.authorization)
+      .send({ action: 'x.admin_wrote', resourceType: 'r' });
+    const res = await request(t.app)
+      .get(`${SECURITY}/audit/logs?action=x.admin_wrote`)
+      .set('Authorization', `Bearer ${key}`);
     expect(res.status).toBe(200);
     expect(res.body.entries).toHaveLength(1);
-    expect((await request(t.app).post(`${SECURITY}/audit/siem`).set('Authorization', `Bearer ${key}`).send({ events: [] })).status).toBe(403);
+    expect(
+      (await request(t.app).post(`${SECURITY}/audit/siem`).set('Authorization', `Bearer ${key}`).send({ events: [] }))
+        .status,
+    ).toBe(403);
   });
 
   test.each([
-    ['a wrong secret', (k: string) => `${k.slice(0, -3)}${k.endsWith('AAA') ? 'BBB' : 'AAA'}`, 'API key secret does not match'],
+    [
+      'a wrong secret',
+      (k: string) => `${k.slice(0, -3)}${k.endsWith('AAA') ? 'BBB' : 'AAA'}`,
+      'API key secret does not match',
+    ],
     ['an unknown prefix', () => `fsk_zzzzzzzzzzzz_${'A'.repeat(43)}`, 'unknown API key'],
     ['a truncated key', (k: string) => k.slice(0, -1), 'malformed API key'],
     ['an injection string', () => "fsk_' OR 1=1 --", 'malformed API key'],
@@ -148,7 +235,9 @@ describe('API key authentication', () => {
     const { key } = await newKey(['audit:write']);
     const rid = randomUUID();
     expectGeneric401(await auditLog(t, mangle(key), rid));
-    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ action: 'auth.apikey.rejected', error_message: reason })]);
+    expect(await auditByRequest(owner, rid)).toEqual([
+      expect.objectContaining({ action: 'auth.apikey.rejected', error_message: reason }),
+    ]);
   });
 
   test('when a key passes its expiry (moved clock), then it is refused', async () => {
@@ -162,7 +251,9 @@ describe('API key authentication', () => {
 
   test('when a key is used several times within a minute, then lastUsedAt is written once; after a minute again', async () => {
     const { apiKey, key } = await newKey(['audit:write']);
-    const lastUsed = async () => (await owner.query('SELECT last_used_at FROM api_keys WHERE id = $1', [apiKey.id])).rows[0].last_used_at as Date | null;
+    const lastUsed = async () =>
+      (await owner.query('SELECT last_used_at FROM api_keys WHERE id = $1', [apiKey.id])).rows[0]
+        .last_used_at as Date | null;
     await auditLog(t, key);
     const first = await lastUsed();
     expect(first?.getTime()).toBe(t.clock.now());
@@ -218,11 +309,19 @@ describe('POST /api-keys with Idempotency-Key (CONTRACT §6)', () => {
     expect(again.headers['idempotent-replayed']).toBe('true');
     expect(again.headers['cache-control']).toBe('no-store');
     expect(again.body).toEqual({ success: true, apiKey: first.body.apiKey });
-    const rows = await owner.query("SELECT id FROM api_keys WHERE tenant_id = $1 AND name = 'retry-safe'", [admin.tenantId]);
+    const rows = await owner.query("SELECT id FROM api_keys WHERE tenant_id = $1 AND name = 'retry-safe'", [
+      admin.tenantId,
+    ]);
     expect(rows.rows).toEqual([{ id: first.body.apiKey.id }]);
-    const created = await owner.query("SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1 AND action = 'key.api.created'", [admin.tenantId]);
+    const created = await owner.query(
+      "SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1 AND action = 'key.api.created'",
+      [admin.tenantId],
+    );
     expect(created.rows[0].n).toBe(1);
-    const kept = await owner.query('SELECT response FROM idempotency_keys WHERE tenant_id = $1 AND idem_key = $2', [admin.tenantId, idem]);
+    const kept = await owner.query('SELECT response FROM idempotency_keys WHERE tenant_id = $1 AND idem_key = $2', [
+      admin.tenantId,
+      idem,
+    ]);
     expect(kept.rows).toHaveLength(1);
     expect(JSON.stringify(kept.rows[0].response)).not.toContain(secret);
     expect(JSON.stringify(kept.rows[0].response)).not.toContain('fsk_');
@@ -234,11 +333,15 @@ describe('POST /api-keys with Idempotency-Key (CONTRACT §6)', () => {
   test('when the same key comes with a different body, then 422 IDEMPOTENCY_KEY_REUSED and nothing is created; a malformed key is 400', async () => {
     const admin = await loginAs(t, { role: 'admin' });
     const idem = randomUUID();
-    expect((await create(t, admin, { name: 'first', scopes: ['audit:write'] }).set('Idempotency-Key', idem)).status).toBe(201);
+    expect(
+      (await create(t, admin, { name: 'first', scopes: ['audit:write'] }).set('Idempotency-Key', idem)).status,
+    ).toBe(201);
     const other = await create(t, admin, { name: 'second', scopes: ['audit:write'] }).set('Idempotency-Key', idem);
     expect(other.status).toBe(422);
     expect(other.body.error.code).toBe('IDEMPOTENCY_KEY_REUSED');
-    const n = await owner.query("SELECT count(*)::int AS n FROM api_keys WHERE tenant_id = $1 AND name = 'second'", [admin.tenantId]);
+    const n = await owner.query("SELECT count(*)::int AS n FROM api_keys WHERE tenant_id = $1 AND name = 'second'", [
+      admin.tenantId,
+    ]);
     expect(n.rows[0].n).toBe(0);
     const bad = await create(t, admin, { name: 'third', scopes: ['audit:write'] }).set('Idempotency-Key', 'has space');
     expect(bad.status).toBe(400);
@@ -250,7 +353,9 @@ describe('POST /api-keys with Idempotency-Key (CONTRACT §6)', () => {
     const admin = await loginAs(t, { role: 'admin' });
     expect((await create(t, admin, { name: 'twice', scopes: ['audit:read'] })).status).toBe(201);
     expect((await create(t, admin, { name: 'twice', scopes: ['audit:read'] })).status).toBe(201);
-    const n = await owner.query("SELECT count(*)::int AS n FROM api_keys WHERE tenant_id = $1 AND name = 'twice'", [admin.tenantId]);
+    const n = await owner.query("SELECT count(*)::int AS n FROM api_keys WHERE tenant_id = $1 AND name = 'twice'", [
+      admin.tenantId,
+    ]);
     expect(n.rows[0].n).toBe(2);
   });
 });

@@ -21,15 +21,25 @@ export async function enableTotp(t: TestApp, l: TestLogin): Promise<TotpUser> {
   const e = await request(t.app).post(`${SECURITY}/mfa/totp/enroll`).set('Authorization', l.authorization).send({});
   if (e.status !== 200) throw new Error(`enroll: ${e.status} ${JSON.stringify(e.body)}`);
   const secret = secretOf(e.body.otpauthUri);
-  const a = await request(t.app).post(`${SECURITY}/mfa/totp/activate`).set('Authorization', l.authorization).send({ code: totp(secret, t.clock.now()) });
+  const a = await request(t.app)
+    .post(`${SECURITY}/mfa/totp/activate`)
+    .set('Authorization', l.authorization)
+    .send({ code: totp(secret, t.clock.now()) });
   if (a.status !== 200) throw new Error(`activate: ${a.status} ${JSON.stringify(a.body)}`);
   return { secret, recoveryCodes: a.body.recoveryCodes, code: (ms?: number) => totp(secret, ms ?? t.clock.now()) };
 }
 
 /** A step-up token (the next 30 s step, so the activation code is not replayed). */
-export async function stepUp(t: TestApp & { clock: { advance(ms: number): void } }, l: TestLogin, u: TotpUser): Promise<string> {
+export async function stepUp(
+  t: TestApp & { clock: { advance(ms: number): void } },
+  l: TestLogin,
+  u: TotpUser,
+): Promise<string> {
   t.clock.advance(30_000);
-  const r = await request(t.app).post(`${SECURITY}/mfa/step-up`).set('Authorization', l.authorization).send({ code: u.code() });
+  const r = await request(t.app)
+    .post(`${SECURITY}/mfa/step-up`)
+    .set('Authorization', l.authorization)
+    .send({ code: u.code() });
   if (r.status !== 200) throw new Error(`step-up: ${r.status} ${JSON.stringify(r.body)}`);
   return r.body.token as string;
 }

@@ -8,7 +8,14 @@ import type pg from 'pg';
 import request from 'supertest';
 import { ownerPool } from '../helpers/app';
 import { loginAs, type TestLogin } from '../helpers/auth';
-import { auditByRequest, buildAuthApp, expectGeneric401, loginThroughIssuer, provision, type AuthTestApp } from '../auth/helpers';
+import {
+  auditByRequest,
+  buildAuthApp,
+  expectGeneric401,
+  loginThroughIssuer,
+  provision,
+  type AuthTestApp,
+} from '../auth/helpers';
 import { startIssuer, type TestIssuer } from '../auth/oidc-issuer';
 import { SECURITY } from './helpers';
 
@@ -28,7 +35,10 @@ afterAll(async () => {
 
 async function introspector(admin?: TestLogin, scopes = ['tokens:introspect']) {
   const a = admin ?? (await loginAs(t, { role: 'admin' }));
-  const r = await request(t.app).post(`${SECURITY}/api-keys`).set('Authorization', a.authorization).send({ name: 'gateway', scopes });
+  const r = await request(t.app)
+    .post(`${SECURITY}/api-keys`)
+    .set('Authorization', a.authorization)
+    .send({ name: 'gateway', scopes });
   if (r.status !== 201) throw new Error(JSON.stringify(r.body));
   return { admin: a, key: r.body.key as string };
 }
@@ -36,7 +46,8 @@ const introspect = (key: string | null, form: string | Record<string, string>) =
   const r = request(t.app).post('/oauth/introspect').type('form');
   return (key ? r.set('Authorization', `Bearer ${key}`) : r).send(form);
 };
-const revoke = (form: string | Record<string, string>, rid = randomUUID()) => request(t.app).post('/oauth/revoke').set('X-Request-Id', rid).type('form').send(form);
+const revoke = (form: string | Record<string, string>, rid = randomUUID()) =>
+  request(t.app).post('/oauth/revoke').set('X-Request-Id', rid).type('form').send(form);
 const getUser = (token: string) => request(t.app).get(`${SECURITY}/user`).set('Authorization', `Bearer ${token}`);
 
 describe('POST /oauth/introspect', () => {
@@ -47,7 +58,18 @@ describe('POST /oauth/introspect', () => {
     expect(res.status).toBe(200);
     expect(res.headers['cache-control']).toBe('no-store');
     const p = JSON.parse(Buffer.from(user.token.split('.')[1] as string, 'base64url').toString());
-    expect(res.body).toEqual({ active: true, sub: user.userId, tenant_id: admin.tenantId, role: 'viewer', sid: user.sessionId, exp: p.exp, iat: p.iat, token_type: 'access_token', iss: 'fleet-security-api', aud: 'fleet-security-api' });
+    expect(res.body).toEqual({
+      active: true,
+      sub: user.userId,
+      tenant_id: admin.tenantId,
+      role: 'viewer',
+      sid: user.sessionId,
+      exp: p.exp,
+      iat: p.iat,
+      token_type: 'access_token',
+      iss: 'fleet-security-api',
+      aud: 'fleet-security-api',
+    });
   });
 
   test('when a refresh token is introspected, then active as refresh_token until spent', async () => {
@@ -55,7 +77,13 @@ describe('POST /oauth/introspect', () => {
     const u = await provision(t, { tenantId: admin.tenantId });
     const l = await loginThroughIssuer(t, issuer, t.clock, u.email);
     const res = await introspect(key, { token: l.refreshToken, token_type_hint: 'refresh_token' });
-    expect(res.body).toMatchObject({ active: true, sub: u.id, sid: l.sessionId, token_type: 'refresh_token', role: 'user' });
+    expect(res.body).toMatchObject({
+      active: true,
+      sub: u.id,
+      sid: l.sessionId,
+      token_type: 'refresh_token',
+      role: 'user',
+    });
     expect((await request(t.app).post(`${SECURITY}/refresh`).send({ refreshToken: l.refreshToken })).status).toBe(200);
     expect((await introspect(key, { token: l.refreshToken })).body).toEqual({ active: false });
   });
@@ -70,7 +98,8 @@ describe('POST /oauth/introspect', () => {
     const deactivated = await loginAs(t, { tenantId: tenant });
     await owner.query('UPDATE users SET is_active = false WHERE id = $1', [deactivated.userId]);
     const foreign = await loginAs(t);
-    for (const l of [loggedOut, revoked, deactivated, foreign]) expect((await introspect(key, { token: l.token })).body).toEqual({ active: false });
+    for (const l of [loggedOut, revoked, deactivated, foreign])
+      expect((await introspect(key, { token: l.token })).body).toEqual({ active: false });
     const fresh = await loginAs(t, { tenantId: tenant });
     expect((await introspect(key, { token: fresh.token })).body.active).toBe(true);
     t.clock.advance(31 * 60_000);
@@ -97,7 +126,11 @@ describe('POST /oauth/introspect', () => {
     expect(none.status).toBe(401);
     expect(none.headers['www-authenticate']).toMatch(/^Bearer/);
     expect(none.body).toEqual({ error: 'invalid_client', error_description: expect.any(String) });
-    const bearer = await request(t.app).post('/oauth/introspect').set('Authorization', user.authorization).type('form').send({ token: user.token });
+    const bearer = await request(t.app)
+      .post('/oauth/introspect')
+      .set('Authorization', user.authorization)
+      .type('form')
+      .send({ token: user.token });
     expect(bearer.body.error).toBe('invalid_client');
     const bad = await introspect(`fsk_aaaaaaaaaaaa_${'B'.repeat(43)}`, { token: user.token });
     expect([bad.status, bad.body.error]).toEqual([401, 'invalid_client']);
@@ -119,11 +152,18 @@ describe('POST /oauth/introspect', () => {
 
   test('when the body is JSON instead of a form, or over 8 kB, then invalid_request (400 / 413), never a 500', async () => {
     const { key } = await introspector();
-    const json = await request(t.app).post('/oauth/introspect').set('Authorization', `Bearer ${key}`).send({ token: 'x' });
+    const json = await request(t.app)
+      .post('/oauth/introspect')
+      .set('Authorization', `Bearer ${key}`)
+      .send({ token: 'x' });
     expect([json.status, json.body.error]).toEqual([400, 'invalid_request']);
     const big = await introspect(key, { token: 'a', pad: 'x'.repeat(9000) });
     expect([big.status, big.body.error]).toEqual([413, 'invalid_request']);
-    const broken = await request(t.app).post('/oauth/introspect').set('Authorization', `Bearer ${key}`).type('form').send('token=%E0%A4%A');
+    const broken = await request(t.app)
+      .post('/oauth/introspect')
+      .set('Authorization', `Bearer ${key}`)
+      .type('form')
+      .send('token=%E0%A4%A');
     expect(broken.status).toBeLessThan(500);
   });
 });
@@ -136,7 +176,14 @@ describe('POST /oauth/revoke', () => {
     const res = await revoke({ token: l.token }, rid);
     expect(res.status).toBe(200);
     expect(res.headers['cache-control']).toBe('no-store');
-    expect(await auditByRequest(owner, rid)).toEqual([expect.objectContaining({ action: 'auth.token.revoked', tenant_id: u.tenantId, user_id: u.id, resource_id: l.sessionId })]);
+    expect(await auditByRequest(owner, rid)).toEqual([
+      expect.objectContaining({
+        action: 'auth.token.revoked',
+        tenant_id: u.tenantId,
+        user_id: u.id,
+        resource_id: l.sessionId,
+      }),
+    ]);
     expectGeneric401(await getUser(l.token));
     expectGeneric401(await request(t.app).post(`${SECURITY}/refresh`).send({ refreshToken: l.refreshToken }));
   });
@@ -148,14 +195,16 @@ describe('POST /oauth/revoke', () => {
     expectGeneric401(await getUser(l.token));
   });
 
-  test.each([['an unknown token', 'nope'], ['an already revoked token', null], ['a forged JWT', 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.'], ['an unknown refresh token', 'A'.repeat(43)]])(
-    'when %s is presented, then 200 all the same',
-    async (_n, token) => {
-      const l = await loginAs(t);
-      if (token === null) await revoke({ token: l.token });
-      expect((await revoke({ token: token ?? l.token })).status).toBe(200);
-    },
-  );
+  test.each([
+    ['an unknown token', 'nope'],
+    ['an already revoked token', null],
+    ['a forged JWT', 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.'],
+    ['an unknown refresh token', 'A'.repeat(43)],
+  ])('when %s is presented, then 200 all the same', async (_n, token) => {
+    const l = await loginAs(t);
+    if (token === null) await revoke({ token: l.token });
+    expect((await revoke({ token: token ?? l.token })).status).toBe(200);
+  });
 
   test('when the hint is unknown, then 400 unsupported_token_type; no token 400 invalid_request', async () => {
     const l = await loginAs(t);

@@ -57,7 +57,12 @@ describe('TOTP enrollment and step-up over HTTP', () => {
     await t.close();
     await owner.end();
   });
-  const post = (path: string, auth: string, body: unknown, rid = randomUUID()) => request(t.app).post(`${SECURITY}${path}`).set('Authorization', auth).set('X-Request-Id', rid).send(body as object);
+  const post = (path: string, auth: string, body: unknown, rid = randomUUID()) =>
+    request(t.app)
+      .post(`${SECURITY}${path}`)
+      .set('Authorization', auth)
+      .set('X-Request-Id', rid)
+      .send(body as object);
 
   test('when a user enrolls, then an otpauth URI comes back and the database holds the secret only encrypted, bound to tenant and user', async () => {
     const l = await loginAs(t);
@@ -66,10 +71,16 @@ describe('TOTP enrollment and step-up over HTTP', () => {
     expect(res.headers['cache-control']).toBe('no-store');
     const uri = new URL(res.body.otpauthUri);
     expect(uri.protocol).toBe('otpauth:');
-    expect(Object.fromEntries(uri.searchParams)).toMatchObject({ issuer: 'Fleet Security', algorithm: 'SHA1', digits: '6', period: '30' });
+    expect(Object.fromEntries(uri.searchParams)).toMatchObject({
+      issuer: 'Fleet Security',
+      algorithm: 'SHA1',
+      digits: '6',
+      period: '30',
+    });
     const b32 = uri.searchParams.get('secret') as string;
     expect(base32Decode(b32)).toHaveLength(20);
-    const row = (await owner.query('SELECT secret_sealed, activated_at FROM mfa_totp WHERE user_id = $1', [l.userId])).rows[0];
+    const row = (await owner.query('SELECT secret_sealed, activated_at FROM mfa_totp WHERE user_id = $1', [l.userId]))
+      .rows[0];
     expect(row.activated_at).toBeNull();
     expect(row.secret_sealed).not.toContain(b32);
     expect(row.secret_sealed).not.toContain(base32Decode(b32).toString('base64'));
@@ -82,7 +93,9 @@ describe('TOTP enrollment and step-up over HTTP', () => {
     const rid = randomUUID();
     const r = await post('/mfa/step-up', other.authorization, { code: o.code() }, rid);
     expect(r.status).toBe(400);
-    expect((await auditByRequest(owner, rid)).map((x) => [x.action, x.error_message])).toEqual([['auth.mfa.failure', expect.stringMatching(/could not be decrypted/)]]);
+    expect((await auditByRequest(owner, rid)).map((x) => [x.action, x.error_message])).toEqual([
+      ['auth.mfa.failure', expect.stringMatching(/could not be decrypted/)],
+    ]);
   });
 
   test('when activating with a wrong code, then 400; with the right one, then ten recovery codes stored only as keyed hashes', async () => {
@@ -91,12 +104,17 @@ describe('TOTP enrollment and step-up over HTTP', () => {
     const secret = secretOf(e.body.otpauthUri);
     const wrong = await post('/mfa/totp/activate', l.authorization, { code: totp(secret, t.clock.now() + 120_000) });
     expect(wrong.status).toBe(400);
-    expect(wrong.body.error).toMatchObject({ code: 'VALIDATION_FAILED', details: [{ path: 'body.code', code: 'invalid_code' }] });
+    expect(wrong.body.error).toMatchObject({
+      code: 'VALIDATION_FAILED',
+      details: [{ path: 'body.code', code: 'invalid_code' }],
+    });
     const ok = await post('/mfa/totp/activate', l.authorization, { code: totp(secret, t.clock.now()) });
     expect(ok.status).toBe(200);
     expect(ok.body.recoveryCodes).toHaveLength(10);
     for (const c of ok.body.recoveryCodes) expect(c).toMatch(/^[a-z2-7]{5}-[a-z2-7]{5}$/);
-    const hashes = (await owner.query('SELECT code_hash FROM mfa_recovery_codes WHERE user_id = $1', [l.userId])).rows.map((r) => r.code_hash as string);
+    const hashes = (
+      await owner.query('SELECT code_hash FROM mfa_recovery_codes WHERE user_id = $1', [l.userId])
+    ).rows.map((r) => r.code_hash as string);
     expect(hashes).toHaveLength(10);
     for (const h of hashes) for (const c of ok.body.recoveryCodes) expect(h).not.toContain(c.replace('-', ''));
     expect((await post('/mfa/totp/enroll', l.authorization, {})).status).toBe(409);
@@ -113,10 +131,22 @@ describe('TOTP enrollment and step-up over HTTP', () => {
     const rid = randomUUID();
     const res = await post('/mfa/step-up', l.authorization, { code }, rid);
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ success: true, tokenType: 'Bearer', amr: ['otp'], authTime: Math.floor(t.clock.now() / 1000) });
+    expect(res.body).toMatchObject({
+      success: true,
+      tokenType: 'Bearer',
+      amr: ['otp'],
+      authTime: Math.floor(t.clock.now() / 1000),
+    });
     const p = JSON.parse(Buffer.from(res.body.token.split('.')[1], 'base64url').toString());
-    expect(p).toMatchObject({ sid: l.sessionId, sub: l.userId, amr: ['otp'], auth_time: Math.floor(t.clock.now() / 1000) });
-    expect((await request(t.app).get(`${SECURITY}/user`).set('Authorization', `Bearer ${res.body.token}`)).status).toBe(200);
+    expect(p).toMatchObject({
+      sid: l.sessionId,
+      sub: l.userId,
+      amr: ['otp'],
+      auth_time: Math.floor(t.clock.now() / 1000),
+    });
+    expect((await request(t.app).get(`${SECURITY}/user`).set('Authorization', `Bearer ${res.body.token}`)).status).toBe(
+      200,
+    );
     expect((await auditByRequest(owner, rid)).map((r) => r.action)).toEqual(['auth.mfa.step_up']);
     const replay = await post('/mfa/step-up', l.authorization, { code });
     expect(replay.status).toBe(400);
@@ -134,7 +164,9 @@ describe('TOTP enrollment and step-up over HTTP', () => {
     const right = u.code();
     const wrong = right === '000000' ? '111111' : '000000';
     for (let i = 0; i < 5; i++) expect((await post('/mfa/step-up', l.authorization, { code: wrong })).status).toBe(400);
-    const rows = await owner.query("SELECT action FROM audit_logs WHERE user_id = $1 AND action = 'auth.mfa.locked'", [l.userId]);
+    const rows = await owner.query("SELECT action FROM audit_logs WHERE user_id = $1 AND action = 'auth.mfa.locked'", [
+      l.userId,
+    ]);
     expect(rows.rows).toHaveLength(1);
     const lockedRes = await post('/mfa/step-up', l.authorization, { code: right });
     expect(lockedRes.status).toBe(429);
@@ -142,7 +174,11 @@ describe('TOTP enrollment and step-up over HTTP', () => {
     expect(Number(lockedRes.headers['retry-after'])).toBeGreaterThan(800);
     t.clock.advance(15 * 60_000);
     // The access token ran out meanwhile (JWT_EXPIRES_IN 15m): a fresh one for the same session.
-    const fresh = t.composition.services.tokens.issue({ userId: l.userId, sessionId: l.sessionId, tenantId: l.tenantId }).token;
+    const fresh = t.composition.services.tokens.issue({
+      userId: l.userId,
+      sessionId: l.sessionId,
+      tenantId: l.tenantId,
+    }).token;
     expect((await post('/mfa/step-up', `Bearer ${fresh}`, { code: u.code() })).status).toBe(200);
   });
 
@@ -154,7 +190,14 @@ describe('TOTP enrollment and step-up over HTTP', () => {
     expect(first.status).toBe(200);
     expect(first.body.amr).toEqual(['mfa']);
     expect((await post('/mfa/step-up', l.authorization, { code: rc })).status).toBe(400);
-    expect((await owner.query('SELECT count(*)::int AS n FROM mfa_recovery_codes WHERE user_id = $1 AND used_at IS NOT NULL', [l.userId])).rows[0].n).toBe(1);
+    expect(
+      (
+        await owner.query(
+          'SELECT count(*)::int AS n FROM mfa_recovery_codes WHERE user_id = $1 AND used_at IS NOT NULL',
+          [l.userId],
+        )
+      ).rows[0].n,
+    ).toBe(1);
   });
 
   test('when step-up is attempted without TOTP, then 409 explaining how to enroll', async () => {
@@ -180,7 +223,11 @@ describe('TOTP enrollment and step-up over HTTP', () => {
 
   test('when the body is malformed JSON or no token is sent, then 400 MALFORMED_JSON / 401', async () => {
     const l = await loginAs(t);
-    const bad = await request(t.app).post(`${SECURITY}/mfa/step-up`).set('Authorization', l.authorization).set('Content-Type', 'application/json').send('{"code":');
+    const bad = await request(t.app)
+      .post(`${SECURITY}/mfa/step-up`)
+      .set('Authorization', l.authorization)
+      .set('Content-Type', 'application/json')
+      .send('{"code":');
     expect(bad.status).toBe(400);
     expect(bad.body.error.code).toBe('MALFORMED_JSON');
     expect((await request(t.app).post(`${SECURITY}/mfa/totp/enroll`).send({})).status).toBe(401);
@@ -198,7 +245,11 @@ describe('routes marked step-up', () => {
     await t.close();
     await strict.close();
   });
-  const createKey = (app: AuthTestApp, auth: string) => request(app.app).post(`${SECURITY}/api-keys`).set('Authorization', auth).send({ name: 'ci', scopes: ['audit:write'] });
+  const createKey = (app: AuthTestApp, auth: string) =>
+    request(app.app)
+      .post(`${SECURITY}/api-keys`)
+      .set('Authorization', auth)
+      .send({ name: 'ci', scopes: ['audit:write'] });
 
   test('when an admin has TOTP, then API key creation needs a step-up under 10 minutes old: 403 STEP_UP_REQUIRED before, 201 with the step-up token, 403 again after 10 minutes', async () => {
     const l = await loginAs(t, { role: 'admin' });
@@ -231,17 +282,24 @@ describe('routes marked step-up', () => {
     // Since CONTRACT §9 the master key routes are for platform admins only (admins of PLATFORM_TENANT).
     const l = await loginAs(t, { role: 'admin', tenantId: t.composition.config.platformTenant });
     const u = await enableTotp(t, l);
-    const res = await request(t.app).post(`${SECURITY}/master-key/rotate`).set('Authorization', l.authorization).send({});
+    const res = await request(t.app)
+      .post(`${SECURITY}/master-key/rotate`)
+      .set('Authorization', l.authorization)
+      .send({});
     expect(res.status).toBe(403);
     expect(res.body.error.code).toBe('STEP_UP_REQUIRED');
-    const after = await request(t.app).post(`${SECURITY}/master-key/rotate`).set('Authorization', `Bearer ${await stepUp(t, l, u)}`).send({});
+    const after = await request(t.app)
+      .post(`${SECURITY}/master-key/rotate`)
+      .set('Authorization', `Bearer ${await stepUp(t, l, u)}`)
+      .send({});
     expect(after.body.error?.code).not.toBe('STEP_UP_REQUIRED');
   });
 
   test('when a user removes their TOTP, then it needs a step-up; after removal no step-up is asked and an admin can reset another user', async () => {
     const l = await loginAs(t, { role: 'admin' });
     const u = await enableTotp(t, l);
-    const del = (auth: string, path = '/mfa/totp') => request(t.app).delete(`${SECURITY}${path}`).set('Authorization', auth);
+    const del = (auth: string, path = '/mfa/totp') =>
+      request(t.app).delete(`${SECURITY}${path}`).set('Authorization', auth);
     expect((await del(l.authorization)).body.error.code).toBe('STEP_UP_REQUIRED');
     expect((await del(`Bearer ${await stepUp(t, l, u)}`)).status).toBe(200);
     expect((await createKey(t, l.authorization)).status).toBe(201);
@@ -250,7 +308,14 @@ describe('routes marked step-up', () => {
     const member = await loginAs(t, { tenantId: l.tenantId });
     await enableTotp(t, member);
     expect((await del(l.authorization, `/mfa/totp/users/${member.userId}`)).status).toBe(200);
-    expect((await request(t.app).post(`${SECURITY}/mfa/step-up`).set('Authorization', member.authorization).send({ code: '123456' })).status).toBe(409);
+    expect(
+      (
+        await request(t.app)
+          .post(`${SECURITY}/mfa/step-up`)
+          .set('Authorization', member.authorization)
+          .send({ code: '123456' })
+      ).status,
+    ).toBe(409);
     const stranger = await loginAs(t, { role: 'admin' });
     expect((await del(stranger.authorization, `/mfa/totp/users/${l.userId}`)).status).toBe(404);
     expect((await del(member.authorization, `/mfa/totp/users/${l.userId}`)).status).toBe(403);

@@ -20,7 +20,16 @@ describe('log redaction', () => {
       note: `Authorization: Bearer ${JWT}`,
     });
     const out = lines.join('\n');
-    for (const secret of [JWT, 'hunter2-password', 'fleet_refresh=abcdef123456', 'k-123456789', 'rt-abcdefghijkl', 'ak-abcdefghijkl', '-----BEGIN', 'SuperSecretPw1']) {
+    for (const secret of [
+      JWT,
+      'hunter2-password',
+      'fleet_refresh=abcdef123456',
+      'k-123456789',
+      'rt-abcdefghijkl',
+      'ak-abcdefghijkl',
+      '-----BEGIN',
+      'SuperSecretPw1',
+    ]) {
       expect(out).not.toContain(secret);
     }
     expect(out).toContain('[REDACTED]');
@@ -28,25 +37,52 @@ describe('log redaction', () => {
 
   test('when free text carries name=value secrets (query strings, messages, env dumps), then their values are masked and the names kept', () => {
     expect(redactString('GET /hook?token=tkn-9f8e7d&page=2')).toBe('GET /hook?token=[REDACTED]&page=2');
-    expect(redactString('login retried with password="two words" then PASSWORD=x9')).toBe('login retried with password=[REDACTED] then PASSWORD=[REDACTED]');
-    expect(redactString('client_secret=abc; api-key=k1 access_token=t1')).toBe('client_secret=[REDACTED]; api-key=[REDACTED] access_token=[REDACTED]');
-    expect(redactString('DB_PASSWORD=s3cret csrf_token=abc aws_secret_access_key=AKIA1')).toBe('DB_PASSWORD=[REDACTED] csrf_token=[REDACTED] aws_secret_access_key=[REDACTED]');
+    expect(redactString('login retried with password="two words" then PASSWORD=x9')).toBe(
+      'login retried with password=[REDACTED] then PASSWORD=[REDACTED]',
+    );
+    expect(redactString('client_secret=abc; api-key=k1 access_token=t1')).toBe(
+      'client_secret=[REDACTED]; api-key=[REDACTED] access_token=[REDACTED]',
+    );
+    expect(redactString('DB_PASSWORD=s3cret csrf_token=abc aws_secret_access_key=AKIA1')).toBe(
+      'DB_PASSWORD=[REDACTED] csrf_token=[REDACTED] aws_secret_access_key=[REDACTED]',
+    );
     expect(redactString('redis://:pw-only@cache:6379')).toBe('redis://:[REDACTED]@cache:6379');
-    for (const plain of ['access token expired', 'unknown key id', 'role user lacks audit:read:tenant', 'keyId=kv-1 rotated', 'token reuse detected', 'Invalid password: too short', 'tests pass: 10', 'secret:prod/db']) {
+    for (const plain of [
+      'access token expired',
+      'unknown key id',
+      'role user lacks audit:read:tenant',
+      'keyId=kv-1 rotated',
+      'token reuse detected',
+      'Invalid password: too short',
+      'tests pass: 10',
+      'secret:prod/db',
+    ]) {
       expect(redactString(plain)).toBe(plain);
     }
   });
 
   test('when redacting, then ordinary fields stay readable', () => {
-    expect(redact({ action: 'auth.login.success', count: 3, ok: true, keyVersion: 'v1' })).toEqual({ action: 'auth.login.success', count: 3, ok: true, keyVersion: 'v1' });
+    expect(redact({ action: 'auth.login.success', count: 3, ok: true, keyVersion: 'v1' })).toEqual({
+      action: 'auth.login.success',
+      count: 3,
+      ok: true,
+      keyVersion: 'v1',
+    });
   });
 
   test('when a request carries a Bearer token and cookies, then the app log never contains them', async () => {
     const t = await buildTestApp({ logLevel: 'debug' });
     try {
       const login = await loginAs(t);
-      await request(t.app).get('/api/v1/security/nope').set('Authorization', login.authorization).set('Cookie', `fleet_refresh=${JWT}`);
-      await request(t.app).post('/api/v1/security/nope').set('Authorization', `Bearer ${JWT}`).set('Content-Type', 'application/json').send('{bad json');
+      await request(t.app)
+        .get('/api/v1/security/nope')
+        .set('Authorization', login.authorization)
+        .set('Cookie', `fleet_refresh=${JWT}`);
+      await request(t.app)
+        .post('/api/v1/security/nope')
+        .set('Authorization', `Bearer ${JWT}`)
+        .set('Content-Type', 'application/json')
+        .send('{bad json');
       t.app.flushAccessLog();
       const out = t.logs.join('\n');
       expect(t.logs.length).toBeGreaterThan(0);
@@ -63,12 +99,18 @@ describe('log redaction', () => {
     const log = createLogger({ level: 'info', console: false, transports: [captureTransport(lines)] });
     const write = createAccessLogWriter(log, { flushMs: 20 });
     expect(write).not.toBeNull();
-    for (let i = 0; i < 3; i++) write?.({ requestId: `r${i}`, method: 'GET', path: '/x', status: 200, durationMs: 1, ip: '127.0.0.1' });
+    for (let i = 0; i < 3; i++)
+      write?.({ requestId: `r${i}`, method: 'GET', path: '/x', status: 200, durationMs: 1, ip: '127.0.0.1' });
     await new Promise((r) => setImmediate(r));
     expect(lines).toHaveLength(0);
     await new Promise((r) => setTimeout(r, 60));
     expect(lines).toHaveLength(1);
-    expect(lines[0]?.trim().split('\n').map((l) => (JSON.parse(l) as { requestId: string }).requestId)).toEqual(['r0', 'r1', 'r2']);
+    expect(
+      lines[0]
+        ?.trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { requestId: string }).requestId),
+    ).toEqual(['r0', 'r1', 'r2']);
     expect(createAccessLogWriter(createLogger({ level: 'warn', console: false }))).toBeNull();
   });
 
@@ -76,7 +118,14 @@ describe('log redaction', () => {
     const lines: string[] = [];
     const log = createLogger({ level: 'info', console: false, transports: [captureTransport(lines)] });
     const write = createAccessLogWriter(log, { maxLines: 2 });
-    const entry = (id: string) => ({ requestId: id, method: 'GET', path: '/x', status: 200, durationMs: 1, ip: '127.0.0.1' });
+    const entry = (id: string) => ({
+      requestId: id,
+      method: 'GET',
+      path: '/x',
+      status: 200,
+      durationMs: 1,
+      ip: '127.0.0.1',
+    });
     write?.(entry('a'));
     expect(lines).toHaveLength(0);
     write?.(entry('b'));
@@ -97,11 +146,34 @@ describe('log redaction', () => {
     write?.({ requestId: 'r"1', method: 'GET', path, status: 404, durationMs: 0.125, ip: '::ffff:10.0.0.1' });
     write?.({ requestId: 'r2', method: 'POST', path: '/x', status: 200, durationMs: Number.NaN, ip: null });
     write?.flush();
-    const parsed = (lines[0] as string).split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(parsed[0]).toMatchObject({ requestId: 'r"1', method: 'GET', status: 404, durationMs: 0.125, ip: '::ffff:10.0.0.1', service: 'svc "x"', level: 'info', message: 'request' });
+    const parsed = (lines[0] as string)
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(parsed[0]).toMatchObject({
+      requestId: 'r"1',
+      method: 'GET',
+      status: 404,
+      durationMs: 0.125,
+      ip: '::ffff:10.0.0.1',
+      service: 'svc "x"',
+      level: 'info',
+      message: 'request',
+    });
     expect(parsed[0]?.path).toBe(`/a"b\\c\n\u2028\u0001é😀/[REDACTED]`);
     expect(parsed[1]).toMatchObject({ requestId: 'r2', ip: null, durationMs: 0, status: 200 });
-    expect(Object.keys(parsed[0] as object)).toEqual(['durationMs', 'ip', 'level', 'message', 'method', 'path', 'requestId', 'service', 'status', 'timestamp']);
+    expect(Object.keys(parsed[0] as object)).toEqual([
+      'durationMs',
+      'ip',
+      'level',
+      'message',
+      'method',
+      'path',
+      'requestId',
+      'service',
+      'status',
+      'timestamp',
+    ]);
   });
 
   test('when the process exits with access lines still held, then they are written before it ends', () => {
@@ -110,7 +182,10 @@ describe('log redaction', () => {
       const w = createAccessLogWriter(createLogger({ level: 'info' }));
       w({ requestId: 'exit-1', method: 'GET', path: '/x', status: 200, durationMs: 1, ip: null });
       process.exit(0);`;
-    const out = execFileSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '-e', script], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
     expect(JSON.parse(out.trim())).toMatchObject({ message: 'request', requestId: 'exit-1', status: 200 });
   });
 
@@ -126,7 +201,13 @@ describe('log redaction', () => {
         .map((l) => JSON.parse(l) as Record<string, unknown>)
         .filter((l) => l.message === 'request');
       const first = lines.find((l) => l.requestId === 'access-line-1');
-      expect(first).toMatchObject({ level: 'info', method: 'GET', path: '/api/health', status: 200, service: 'fleet-security-api' });
+      expect(first).toMatchObject({
+        level: 'info',
+        method: 'GET',
+        path: '/api/health',
+        status: 200,
+        service: 'fleet-security-api',
+      });
       expect(typeof first?.durationMs).toBe('number');
       expect(String(first?.timestamp)).toMatch(/^\d{4}-\d\d-\d\dT/);
       const second = lines.find((l) => l.requestId === 'access-line-2');
@@ -137,4 +218,3 @@ describe('log redaction', () => {
     }
   });
 });
-

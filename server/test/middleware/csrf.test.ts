@@ -81,7 +81,10 @@ describe('CSRF protection for cookie-authenticated requests', () => {
     });
     const r = await request(app2).get('/token');
     const cookie = String(r.headers['set-cookie']).split(';')[0] as string;
-    const res = await request(csrfApp()).post('/cookie-flow').set('Cookie', cookie).set('X-CSRF-Token', r.body.csrfToken);
+    const res = await request(csrfApp())
+      .post('/cookie-flow')
+      .set('Cookie', cookie)
+      .set('X-CSRF-Token', r.body.csrfToken);
     expect(res.status).toBe(403);
   });
 

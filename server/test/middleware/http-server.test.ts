@@ -63,18 +63,33 @@ describe('createHttpServer', () => {
   test('when the same requests go to both servers, then status, headers and bodies are the same', async () => {
     // Each server gets a user of a tenant of its own, so both see the same state.
     const casesFor = (login: TestLogin): Array<[string, string, Record<string, string>, Buffer | undefined]> => {
-    const auth = { authorization: login.authorization, 'content-type': 'application/json' };
-    return [
-      ['GET', '/api/health', {}, undefined],
-      ['GET', '/api/v1/security/user', { authorization: login.authorization }, undefined],
-      ['GET', '/api/v1/security/user', { authorization: 'Bearer a.b.c' }, undefined],
-      ['POST', '/api/v1/security/audit/log', auth, Buffer.from(JSON.stringify({ action: 'fleet.vehicle.viewed', resourceType: 'vehicle', resourceId: 'V-1' }))],
-      ['POST', '/api/v1/security/audit/log', auth, Buffer.from('{"action":')],
-      ['POST', '/api/v1/security/audit/log', auth, Buffer.from(JSON.stringify({ action: 'fleet.x', resourceType: 'v', userId: 'someone' }))],
-      ['GET', '/api/v1/security/audit/logs?limit=2&action=fleet.vehicle.viewed', { authorization: login.authorization }, undefined],
-      ['GET', '/no/such/route', {}, undefined],
-      ['OPTIONS', '/api/v1/security/user', { origin: 'https://evil.example' }, undefined],
-    ];
+      const auth = { authorization: login.authorization, 'content-type': 'application/json' };
+      return [
+        ['GET', '/api/health', {}, undefined],
+        ['GET', '/api/v1/security/user', { authorization: login.authorization }, undefined],
+        ['GET', '/api/v1/security/user', { authorization: 'Bearer a.b.c' }, undefined],
+        [
+          'POST',
+          '/api/v1/security/audit/log',
+          auth,
+          Buffer.from(JSON.stringify({ action: 'fleet.vehicle.viewed', resourceType: 'vehicle', resourceId: 'V-1' })),
+        ],
+        ['POST', '/api/v1/security/audit/log', auth, Buffer.from('{"action":')],
+        [
+          'POST',
+          '/api/v1/security/audit/log',
+          auth,
+          Buffer.from(JSON.stringify({ action: 'fleet.x', resourceType: 'v', userId: 'someone' })),
+        ],
+        [
+          'GET',
+          '/api/v1/security/audit/logs?limit=2&action=fleet.vehicle.viewed',
+          { authorization: login.authorization },
+          undefined,
+        ],
+        ['GET', '/no/such/route', {}, undefined],
+        ['OPTIONS', '/api/v1/security/user', { origin: 'https://evil.example' }, undefined],
+      ];
     };
     const answers: RawAnswer[][] = [];
     for (const make of [() => createHttpServer(t.app), () => http.createServer(t.app)]) {
@@ -83,7 +98,8 @@ describe('createHttpServer', () => {
       const port = await listen(server);
       const list: RawAnswer[] = [];
       try {
-        for (const [method, path, headers, body] of cases) list.push(await requestOn(port, method, path, headers, body));
+        for (const [method, path, headers, body] of cases)
+          list.push(await requestOn(port, method, path, headers, body));
       } finally {
         await new Promise<void>((r) => server.close(() => r()));
       }
@@ -91,6 +107,7 @@ describe('createHttpServer', () => {
     }
     const [born, plain] = answers as [RawAnswer[], RawAnswer[]];
     expect(born.map((a) => a.status)).toEqual([200, 200, 401, 200, 400, 400, 200, 404, 403]);
-    for (let i = 0; i < born.length; i++) expect(comparable(born[i] as RawAnswer)).toEqual(comparable(plain[i] as RawAnswer));
+    for (let i = 0; i < born.length; i++)
+      expect(comparable(born[i] as RawAnswer)).toEqual(comparable(plain[i] as RawAnswer));
   });
 });

@@ -26,7 +26,11 @@ function appWith(lean: boolean): express.Express {
 
 const raw = (app: express.Express, method: string, path: string) => rawRequest(app, method, path, {}, Buffer.alloc(0));
 
-const pick = (h: http.IncomingHttpHeaders) => ({ type: h['content-type'], length: h['content-length'], te: h['transfer-encoding'] });
+const pick = (h: http.IncomingHttpHeaders) => ({
+  type: h['content-type'],
+  length: h['content-length'],
+  te: h['transfer-encoding'],
+});
 
 describe('the lean res.json', () => {
   test.each([
@@ -36,22 +40,27 @@ describe('the lean res.json', () => {
     ['GET', '/typed'],
     ['GET', '/empty'],
     ['GET', '/undef'],
-  ])('when %s %s, then status, body, Content-Type and Content-Length are what Express itself sends', async (method, path) => {
-    const mine = await raw(appWith(true), method, path);
-    const theirs = await raw(appWith(false), method, path);
-    expect(mine.status).toBe(theirs.status);
-    expect(mine.text).toBe(theirs.text);
-    expect(pick(mine.headers)).toEqual(pick(theirs.headers));
-  });
+  ])(
+    'when %s %s, then status, body, Content-Type and Content-Length are what Express itself sends',
+    async (method, path) => {
+      const mine = await raw(appWith(true), method, path);
+      const theirs = await raw(appWith(false), method, path);
+      expect(mine.status).toBe(theirs.status);
+      expect(mine.text).toBe(theirs.text);
+      expect(pick(mine.headers)).toEqual(pick(theirs.headers));
+    },
+  );
 
   test('when the body holds multi-byte characters, then Content-Length counts bytes, not characters', async () => {
     const res = await request(appWith(true)).get('/obj');
     expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
-    expect(Number(res.headers['content-length'])).toBe(Buffer.byteLength(JSON.stringify({ ok: true, text: 'é 🚀 \u2028' })));
+    expect(Number(res.headers['content-length'])).toBe(
+      Buffer.byteLength(JSON.stringify({ ok: true, text: 'é 🚀 \u2028' })),
+    );
     expect(res.body).toEqual({ ok: true, text: 'é 🚀 \u2028' });
   });
 
-  test('when one app installs it, then another Express app in the process keeps Express\'s own res.json', () => {
+  test("when one app installs it, then another Express app in the process keeps Express's own res.json", () => {
     const a = appWith(true);
     const b = express();
     expect(a.response.json).not.toBe(b.response.json);

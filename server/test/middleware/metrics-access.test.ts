@@ -43,8 +43,12 @@ describe('GET /metrics access', () => {
     const proxied = loadConfig(testEnv({ TRUST_PROXY: '1' }));
     expect(proxied.config!.metricsAllowLoopback).toBe(false);
     expect(proxied.warnings.map((w) => w.variable)).toContain('METRICS_TOKEN');
-    expect(loadConfig(testEnv({ TRUST_PROXY: '1', METRICS_ALLOW_LOOPBACK: 'yes' })).config!.metricsAllowLoopback).toBe(true);
+    expect(loadConfig(testEnv({ TRUST_PROXY: '1', METRICS_ALLOW_LOOPBACK: 'yes' })).config!.metricsAllowLoopback).toBe(
+      true,
+    );
     expect(loadConfig(testEnv()).config!.metricsAllowLoopback).toBe(true);
-    expect(loadConfig(testEnv({ METRICS_ALLOW_LOOPBACK: 'maybe' })).errors.map((e) => e.variable)).toEqual(['METRICS_ALLOW_LOOPBACK']);
+    expect(loadConfig(testEnv({ METRICS_ALLOW_LOOPBACK: 'maybe' })).errors.map((e) => e.variable)).toEqual([
+      'METRICS_ALLOW_LOOPBACK',
+    ]);
   });
 });

@@ -52,35 +52,36 @@ describe('general rate limit (memory store)', () => {
 
 // Registered where a Redis server is configured (REDIS_URL; .ci/run sets it when Redis answers on 6379).
 const redisUrl = process.env.REDIS_URL;
-if (redisUrl) describe('general rate limit (Redis store shared by instances)', () => {
-  test('when two app instances share Redis, then the limit counts requests to both', async () => {
-    const a = await createRedisStores(redisUrl as string);
-    const b = await createRedisStores(redisUrl as string);
-    try {
-      const prefix = `shared-${Date.now()}-${Math.random()}`;
-      const mk = (stores: typeof a) => {
-        const app = express();
-        app.use(requestContext({ logger: createLogger({ level: 'error', console: false }), accessLog: false }));
-        app.use(createRateLimiter({ windowMs: 60_000, max: 4, prefix, makeStore: stores.make }));
-        app.get('/x', (_req, res) => {
-          res.json({ ok: true });
-        });
-        app.use(errorHandler());
-        return app;
-      };
-      const appA = mk(a);
-      const appB = mk(b);
-      expect((await request(appA).get('/x')).status).toBe(200);
-      expect((await request(appB).get('/x')).status).toBe(200);
-      expect((await request(appA).get('/x')).status).toBe(200);
-      expect((await request(appB).get('/x')).status).toBe(200);
-      const fifth = await request(appA).get('/x');
-      expect(fifth.status).toBe(429);
-      expect(fifth.headers['retry-after']).toBeDefined();
-      expect((await request(appB).get('/x')).status).toBe(429);
-    } finally {
-      await a.close();
-      await b.close();
-    }
+if (redisUrl)
+  describe('general rate limit (Redis store shared by instances)', () => {
+    test('when two app instances share Redis, then the limit counts requests to both', async () => {
+      const a = await createRedisStores(redisUrl as string);
+      const b = await createRedisStores(redisUrl as string);
+      try {
+        const prefix = `shared-${Date.now()}-${Math.random()}`;
+        const mk = (stores: typeof a) => {
+          const app = express();
+          app.use(requestContext({ logger: createLogger({ level: 'error', console: false }), accessLog: false }));
+          app.use(createRateLimiter({ windowMs: 60_000, max: 4, prefix, makeStore: stores.make }));
+          app.get('/x', (_req, res) => {
+            res.json({ ok: true });
+          });
+          app.use(errorHandler());
+          return app;
+        };
+        const appA = mk(a);
+        const appB = mk(b);
+        expect((await request(appA).get('/x')).status).toBe(200);
+        expect((await request(appB).get('/x')).status).toBe(200);
+        expect((await request(appA).get('/x')).status).toBe(200);
+        expect((await request(appB).get('/x')).status).toBe(200);
+        const fifth = await request(appA).get('/x');
+        expect(fifth.status).toBe(429);
+        expect(fifth.headers['retry-after']).toBeDefined();
+        expect((await request(appB).get('/x')).status).toBe(429);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
   });
-});

@@ -34,15 +34,21 @@ describe('series()', () => {
 
   it('a synchronous throw reaches the error handler', async () => {
     const r = await request(
-      appWith(mark('a'), () => {
-        throw new Error('thrown');
-      }, mark('never')),
+      appWith(
+        mark('a'),
+        () => {
+          throw new Error('thrown');
+        },
+        mark('never'),
+      ),
     ).get('/');
     expect(r.body).toEqual({ error: 'thrown', trail: ['a'] });
   });
 
   it('a rejected promise reaches the error handler', async () => {
-    const r = await request(appWith(mark('a'), async () => Promise.reject(new Error('rejected')), mark('never'))).get('/');
+    const r = await request(appWith(mark('a'), async () => Promise.reject(new Error('rejected')), mark('never'))).get(
+      '/',
+    );
     expect(r.body).toEqual({ error: 'rejected', trail: ['a'] });
   });
 

@@ -40,8 +40,10 @@ async function through(input: Buffer, transform: NodeJS.ReadWriteStream, pieceSi
   return Buffer.concat(chunks);
 }
 
-const encrypt = (key: Buffer, plain: Buffer, pieceSize?: number) => through(plain, createEncryptStream(key, { chunkSize: CHUNK }), pieceSize);
-const decrypt = (keys: Buffer[], sealed: Buffer, pieceSize?: number) => through(sealed, createDecryptStream(keys), pieceSize);
+const encrypt = (key: Buffer, plain: Buffer, pieceSize?: number) =>
+  through(plain, createEncryptStream(key, { chunkSize: CHUNK }), pieceSize);
+const decrypt = (keys: Buffer[], sealed: Buffer, pieceSize?: number) =>
+  through(sealed, createDecryptStream(keys), pieceSize);
 
 async function failure(p: Promise<unknown>): Promise<BackupCryptError> {
   try {
@@ -56,18 +58,21 @@ async function failure(p: Promise<unknown>): Promise<BackupCryptError> {
 describe('backup encryption format', () => {
   const key = randomBytes(32);
 
-  test.each([0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 50_000])('when %i bytes are encrypted and decrypted, then they come back identical', async (size) => {
-    const plain = randomBytes(size);
-    const sealed = await encrypt(key, plain);
-    // Every chunk but the last is full; the last holds 1..CHUNK bytes (0 only for empty input).
-    const chunks = Math.max(1, Math.ceil(size / CHUNK));
-    expect(sealed.length).toBe(HEADER_LEN + size + chunks * TAG_LEN);
-    expect(sealed.subarray(0, 8).toString('ascii')).toBe('FLEETBK1');
-    expect(sealed.subarray(12, 28)).toEqual(keyId(key));
-    expect(await decrypt([key], sealed, 1000)).toEqual(plain);
-    // Fed in odd-sized pieces (byte by byte for the small ones): chunk boundaries do not matter.
-    expect(await decrypt([key], sealed, size <= 4 * CHUNK ? 1 : 333)).toEqual(plain);
-  });
+  test.each([0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 50_000])(
+    'when %i bytes are encrypted and decrypted, then they come back identical',
+    async (size) => {
+      const plain = randomBytes(size);
+      const sealed = await encrypt(key, plain);
+      // Every chunk but the last is full; the last holds 1..CHUNK bytes (0 only for empty input).
+      const chunks = Math.max(1, Math.ceil(size / CHUNK));
+      expect(sealed.length).toBe(HEADER_LEN + size + chunks * TAG_LEN);
+      expect(sealed.subarray(0, 8).toString('ascii')).toBe('FLEETBK1');
+      expect(sealed.subarray(12, 28)).toEqual(keyId(key));
+      expect(await decrypt([key], sealed, 1000)).toEqual(plain);
+      // Fed in odd-sized pieces (byte by byte for the small ones): chunk boundaries do not matter.
+      expect(await decrypt([key], sealed, size <= 4 * CHUNK ? 1 : 333)).toEqual(plain);
+    },
+  );
 
   test('when the same data is encrypted twice, then the files differ (fresh salt, per-file key)', async () => {
     const plain = Buffer.from('same plaintext');
@@ -80,7 +85,21 @@ describe('backup encryption format', () => {
   test('when any single byte of the file is changed, then decryption fails and never returns data', async () => {
     const plain = randomBytes(2 * CHUNK + 100);
     const sealed = await encrypt(key, plain);
-    const positions = [0, 7, 8, 11, 12, 27, 28, 59, HEADER_LEN, HEADER_LEN + CHUNK - 1, HEADER_LEN + CHUNK + 3, HEADER_LEN + CHUNK + TAG_LEN, sealed.length - 1];
+    const positions = [
+      0,
+      7,
+      8,
+      11,
+      12,
+      27,
+      28,
+      59,
+      HEADER_LEN,
+      HEADER_LEN + CHUNK - 1,
+      HEADER_LEN + CHUNK + 3,
+      HEADER_LEN + CHUNK + TAG_LEN,
+      sealed.length - 1,
+    ];
     for (const pos of positions) {
       const bad = Buffer.from(sealed);
       bad[pos] ^= 0x01;
@@ -108,7 +127,10 @@ describe('backup encryption format', () => {
     };
     for (const [name, bad] of Object.entries(variants)) {
       const err = await failure(decrypt([key], bad));
-      expect({ name, code: err.code }).toEqual({ name, code: name.startsWith('header cut') || name === 'empty file' ? 'NOT_A_BACKUP' : 'CORRUPT' });
+      expect({ name, code: err.code }).toEqual({
+        name,
+        code: name.startsWith('header cut') || name === 'empty file' ? 'NOT_A_BACKUP' : 'CORRUPT',
+      });
     }
   });
 
@@ -125,7 +147,14 @@ describe('backup encryption format', () => {
   test('when a key file is parsed, then only base64 of exactly 32 random bytes is accepted', () => {
     const good = randomBytes(32).toString('base64');
     expect(parseKey(`${good}\n`)).toEqual(Buffer.from(good, 'base64'));
-    for (const bad of ['', 'not base64 at all', randomBytes(31).toString('base64'), randomBytes(33).toString('base64'), Buffer.alloc(32, 7).toString('base64'), `${good}${good}`]) {
+    for (const bad of [
+      '',
+      'not base64 at all',
+      randomBytes(31).toString('base64'),
+      randomBytes(33).toString('base64'),
+      Buffer.alloc(32, 7).toString('base64'),
+      `${good}${good}`,
+    ]) {
       expect(() => parseKey(bad)).toThrow(BackupCryptError);
     }
   });
@@ -175,7 +204,11 @@ describe('backup-crypt CLI', () => {
     sealed[sealed.length - 5] ^= 1;
     fs.writeFileSync(path.join(dir, 'in.enc'), sealed);
     const out = path.join(dir, 'out.dump');
-    const r = await run(tsx, [cli, 'decrypt', '--key-file', keyFile, '--in', path.join(dir, 'in.enc'), '--out', out], env);
+    const r = await run(
+      tsx,
+      [cli, 'decrypt', '--key-file', keyFile, '--in', path.join(dir, 'in.enc'), '--out', out],
+      env,
+    );
     expect(r.code).toBe(3);
     expect(r.stderr).toContain('authentication failed');
     expect(fs.readdirSync(dir).sort()).toEqual(['in.enc', 'k']);

@@ -8,10 +8,20 @@ import path from 'node:path';
 import { buildTestApp, type TestApp } from '../helpers/app';
 import { loginAs } from '../helpers/auth';
 import { uniqueTenant } from '../helpers/env';
-import { hasAuditVerify, lastLine, makeKeyFile, pathWithout, run, scratchDb, scriptEnv, tmpDir, unprivileged, type ScratchDb } from './helpers';
+import {
+  hasAuditVerify,
+  lastLine,
+  makeKeyFile,
+  pathWithout,
+  run,
+  scratchDb,
+  scriptEnv,
+  tmpDir,
+  unprivileged,
+  type ScratchDb,
+} from './helpers';
 
 jest.setTimeout(180_000);
-
 
 let source: ScratchDb;
 let app: TestApp;
@@ -31,7 +41,9 @@ async function counts(db: ScratchDb): Promise<Record<string, number>> {
   );
   const out: Record<string, number> = {};
   for (const { t } of rows) out[t] = Number((await p.query(`SELECT count(*) AS n FROM ${t}`)).rows[0].n);
-  expect(Object.keys(out)).toEqual(expect.arrayContaining(['public.users', 'public.sessions', 'public.audit_logs', 'public.schema_migrations']));
+  expect(Object.keys(out)).toEqual(
+    expect.arrayContaining(['public.users', 'public.sessions', 'public.audit_logs', 'public.schema_migrations']),
+  );
   return out;
 }
 
@@ -62,7 +74,11 @@ beforeAll(async () => {
   }
   work = tmpDir();
   keyFile = makeKeyFile(work);
-  backupRun = await run('backup.sh', [], scriptEnv(source.url, { BACKUP_ENCRYPTION_KEY_FILE: keyFile, BACKUP_DIR: path.join(work, 'backups') }));
+  backupRun = await run(
+    'backup.sh',
+    [],
+    scriptEnv(source.url, { BACKUP_ENCRYPTION_KEY_FILE: keyFile, BACKUP_DIR: path.join(work, 'backups') }),
+  );
   backupFile = lastLine(backupRun.stdout);
 });
 
@@ -92,8 +108,19 @@ describe('backup.sh', () => {
     expect(backupRun.stdout + backupRun.stderr).not.toContain(key);
     const { rows } = await source.pool().query(`SELECT * FROM audit_logs WHERE action = 'system.backup'`);
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ tenant_id: '_system', result: 'success', severity: 'medium', resource_type: 'backup', resource_id: path.basename(backupFile) });
-    expect(rows[0].after).toMatchObject({ file: backupFile, bytes: bytes.length, retentionDays: 14, expiredDeleted: 0 });
+    expect(rows[0]).toMatchObject({
+      tenant_id: '_system',
+      result: 'success',
+      severity: 'medium',
+      resource_type: 'backup',
+      resource_id: path.basename(backupFile),
+    });
+    expect(rows[0].after).toMatchObject({
+      file: backupFile,
+      bytes: bytes.length,
+      retentionDays: 14,
+      expiredDeleted: 0,
+    });
     expect(rows[0].after.sha256).toBe(fs.readFileSync(`${backupFile}.sha256`, 'utf8').split(' ')[0]);
   });
 
@@ -118,7 +145,8 @@ describe('backup.sh', () => {
     // verification's own audit.verify row in the target. Everything else is the same, row by row.
     const audit = (t: string) => t.startsWith('public.audit_');
     expect(Object.keys(after).sort()).toEqual(Object.keys(before).sort());
-    for (const t of Object.keys(before).filter((x) => !audit(x))) expect({ t, n: after[t] }).toEqual({ t, n: before[t] });
+    for (const t of Object.keys(before).filter((x) => !audit(x)))
+      expect({ t, n: after[t] }).toEqual({ t, n: before[t] });
     const pick = `SELECT id, tenant_id, user_id, action, resource_id, after, ip_address::text, created_at FROM audit_logs
                   WHERE action NOT LIKE 'system.%' AND action NOT LIKE 'audit.verify%' ORDER BY id`;
     const src = (await source.pool().query(pick)).rows;
@@ -127,12 +155,18 @@ describe('backup.sh', () => {
     expect(dst).toEqual(src);
     const users = 'SELECT id, tenant_id, email, role FROM users ORDER BY id';
     expect((await target.pool().query(users)).rows).toEqual((await source.pool().query(users)).rows);
-    const restoreRows = (await target.pool().query(`SELECT result, severity, after FROM audit_logs WHERE action = 'system.restore'`)).rows;
+    const restoreRows = (
+      await target.pool().query(`SELECT result, severity, after FROM audit_logs WHERE action = 'system.restore'`)
+    ).rows;
     expect(restoreRows).toHaveLength(1);
     expect(restoreRows[0]).toMatchObject({ severity: 'high', result: hasAuditVerify() ? 'success' : 'failure' });
     // The application role can use the restored tables (grants came along).
     // (INSERT on audit_logs is granted per column since migration 051: every column but id and created_at.)
-    const grants = await target.pool().query(`SELECT has_column_privilege('fleet_app', 'audit_logs', 'action', 'INSERT') AND NOT has_column_privilege('fleet_app', 'audit_logs', 'created_at', 'INSERT') AS ok`);
+    const grants = await target
+      .pool()
+      .query(
+        `SELECT has_column_privilege('fleet_app', 'audit_logs', 'action', 'INSERT') AND NOT has_column_privilege('fleet_app', 'audit_logs', 'created_at', 'INSERT') AS ok`,
+      );
     expect(grants.rows[0].ok).toBe(true);
   });
 
@@ -148,13 +182,24 @@ describe('backup.sh', () => {
 
   test('when restore into a non-empty database is forced, then the backup replaces its objects', async () => {
     const target = await newTarget(true);
-    await target.pool().query(`INSERT INTO audit_logs (tenant_id, action, resource_type) VALUES ('stale', 'stale.row', 'x')`);
-    const r = await run('restore.sh', ['--force', backupFile], scriptEnv(target.url, { BACKUP_ENCRYPTION_KEY_FILE: keyFile }));
+    await target
+      .pool()
+      .query(`INSERT INTO audit_logs (tenant_id, action, resource_type) VALUES ('stale', 'stale.row', 'x')`);
+    const r = await run(
+      'restore.sh',
+      ['--force', backupFile],
+      scriptEnv(target.url, { BACKUP_ENCRYPTION_KEY_FILE: keyFile }),
+    );
     expect(r.stderr).toContain('--force: replacing');
     expect(r.stderr).toContain('row counts match the backup');
     expect(r.code).toBe(hasAuditVerify() ? 0 : 5);
-    expect((await target.pool().query(`SELECT count(*)::int AS n FROM audit_logs WHERE action = 'stale.row'`)).rows[0].n).toBe(0);
-    expect((await target.pool().query(`SELECT count(*)::int AS n FROM audit_logs WHERE action = 'fleet.vehicle.update'`)).rows[0].n).toBe(5);
+    expect(
+      (await target.pool().query(`SELECT count(*)::int AS n FROM audit_logs WHERE action = 'stale.row'`)).rows[0].n,
+    ).toBe(0);
+    expect(
+      (await target.pool().query(`SELECT count(*)::int AS n FROM audit_logs WHERE action = 'fleet.vehicle.update'`))
+        .rows[0].n,
+    ).toBe(5);
   });
 
   test('when the backup file was altered, then restore refuses it on the checksum before touching the database', async () => {
@@ -220,9 +265,17 @@ describe('backup.sh', () => {
     const dir = tmpDir();
     const current = makeKeyFile(dir, 'new.key');
     const target = await newTarget(true); // non-empty: the run stops right after decryption succeeded
-    const without = await run('restore.sh', [backupFile], scriptEnv(target.url, { BACKUP_ENCRYPTION_KEY_FILE: current }));
+    const without = await run(
+      'restore.sh',
+      [backupFile],
+      scriptEnv(target.url, { BACKUP_ENCRYPTION_KEY_FILE: current }),
+    );
     expect(without.code).toBe(3);
-    const withPrevious = await run('restore.sh', [backupFile], scriptEnv(target.url, { BACKUP_ENCRYPTION_KEY_FILE: current, BACKUP_PREVIOUS_KEY_FILES: keyFile }));
+    const withPrevious = await run(
+      'restore.sh',
+      [backupFile],
+      scriptEnv(target.url, { BACKUP_ENCRYPTION_KEY_FILE: current, BACKUP_PREVIOUS_KEY_FILES: keyFile }),
+    );
     expect(withPrevious.stderr).toContain('decrypted and authenticated');
     expect(withPrevious.code).toBe(4);
     fs.rmSync(dir, { recursive: true, force: true });
@@ -230,10 +283,14 @@ describe('backup.sh', () => {
 });
 
 describe('backup.sh retention', () => {
-  test('when backups are older than BACKUP_RETENTION_DAYS, then only this script\'s expired files are deleted', async () => {
+  test("when backups are older than BACKUP_RETENTION_DAYS, then only this script's expired files are deleted", async () => {
     const dir = path.join(tmpDir(), 'backups');
     fs.mkdirSync(dir, { mode: 0o700 });
-    const stamp = (daysAgo: number) => new Date(Date.now() - daysAgo * 86_400_000).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+    const stamp = (daysAgo: number) =>
+      new Date(Date.now() - daysAgo * 86_400_000)
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d{3}Z$/, 'Z');
     const old = `fleet-backup-${stamp(30)}-0123abcd.dump.enc`;
     const recent = `fleet-backup-${stamp(2)}-89abcdef.dump.enc`;
     const foreign = [
@@ -244,7 +301,8 @@ describe('backup.sh retention', () => {
       `fleet-backup-${stamp(30)}-0123abcd.dump.enc.bak`,
       `my-fleet-backup-${stamp(30)}-0123abcd.dump.enc`,
     ];
-    for (const f of [old, `${old}.sha256`, recent, `${recent}.sha256`, ...foreign]) fs.writeFileSync(path.join(dir, f), 'x');
+    for (const f of [old, `${old}.sha256`, recent, `${recent}.sha256`, ...foreign])
+      fs.writeFileSync(path.join(dir, f), 'x');
     // A link named like an expired backup must not be followed or deleted, nor a folder.
     const outside = path.join(path.dirname(dir), 'precious.dump.enc');
     fs.writeFileSync(outside, 'keep');
@@ -253,14 +311,22 @@ describe('backup.sh retention', () => {
     const folder = `fleet-backup-${stamp(40)}-bbbbbbbb.dump.enc`;
     fs.mkdirSync(path.join(dir, folder));
 
-    const r = await run('backup.sh', [], scriptEnv(source.url, { BACKUP_ENCRYPTION_KEY_FILE: keyFile, BACKUP_DIR: dir, BACKUP_RETENTION_DAYS: '14' }));
+    const r = await run(
+      'backup.sh',
+      [],
+      scriptEnv(source.url, { BACKUP_ENCRYPTION_KEY_FILE: keyFile, BACKUP_DIR: dir, BACKUP_RETENTION_DAYS: '14' }),
+    );
     expect(r.code).toBe(0);
     const fresh = path.basename(lastLine(r.stdout));
     const left = fs.readdirSync(dir).sort();
     expect(left).toEqual([recent, `${recent}.sha256`, fresh, `${fresh}.sha256`, ...foreign, link, folder].sort());
     expect(fs.readFileSync(outside, 'utf8')).toBe('keep');
     expect(r.stderr).toContain(`retention: deleted ${old}`);
-    const row = (await source.pool().query(`SELECT after FROM audit_logs WHERE action = 'system.backup' AND resource_id = $1`, [fresh])).rows[0];
+    const row = (
+      await source
+        .pool()
+        .query(`SELECT after FROM audit_logs WHERE action = 'system.backup' AND resource_id = $1`, [fresh])
+    ).rows[0];
     expect(row.after.expiredDeleted).toBe(1);
     fs.rmSync(path.dirname(dir), { recursive: true, force: true });
   });
@@ -270,7 +336,11 @@ describe('backup.sh retention', () => {
     fs.mkdirSync(dir, { mode: 0o700 });
     const old = `fleet-backup-20200101T000000Z-0123abcd.dump.enc`;
     fs.writeFileSync(path.join(dir, old), 'x');
-    const r = await run('backup.sh', [], scriptEnv(source.url, { BACKUP_ENCRYPTION_KEY_FILE: keyFile, BACKUP_DIR: dir, BACKUP_RETENTION_DAYS: '0' }));
+    const r = await run(
+      'backup.sh',
+      [],
+      scriptEnv(source.url, { BACKUP_ENCRYPTION_KEY_FILE: keyFile, BACKUP_DIR: dir, BACKUP_RETENTION_DAYS: '0' }),
+    );
     expect(r.code).toBe(0);
     expect(fs.existsSync(path.join(dir, old))).toBe(true);
     fs.rmSync(path.dirname(dir), { recursive: true, force: true });
@@ -278,7 +348,12 @@ describe('backup.sh retention', () => {
 });
 
 describe('backup.sh refusals', () => {
-  const env = (extra: Record<string, string | undefined>) => scriptEnv(source.url, { BACKUP_ENCRYPTION_KEY_FILE: keyFile, BACKUP_DIR: path.join(work, `refused-${Math.random().toString(36).slice(2)}`), ...extra });
+  const env = (extra: Record<string, string | undefined>) =>
+    scriptEnv(source.url, {
+      BACKUP_ENCRYPTION_KEY_FILE: keyFile,
+      BACKUP_DIR: path.join(work, `refused-${Math.random().toString(36).slice(2)}`),
+      ...extra,
+    });
 
   test('when pg_dump is not installed, then backup exits 1 saying so and writes nothing', async () => {
     const bin = pathWithout(['pg_dump']);
@@ -291,14 +366,23 @@ describe('backup.sh refusals', () => {
   });
 
   test('when pg_dump is older than the server, then backup exits 1 naming both versions and writes nothing', async () => {
-    const bin = pathWithout(['pg_dump'], { pg_dump: '#!/bin/sh\n[ "$1" = "--version" ] && { echo "pg_dump (PostgreSQL) 12.22"; exit 0; }\nexit 1\n' });
+    const bin = pathWithout(['pg_dump'], {
+      pg_dump: '#!/bin/sh\n[ "$1" = "--version" ] && { echo "pg_dump (PostgreSQL) 12.22"; exit 0; }\nexit 1\n',
+    });
     const e = env({ PATH: bin });
     const r = await run('backup.sh', [], e);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/pg_dump 12 is older than the database server \(\d+\)/);
     expect(fs.existsSync(e.BACKUP_DIR as string)).toBe(false);
     // The database answered: the failed run is on record.
-    const rows = (await source.pool().query(`SELECT error_message FROM audit_logs WHERE action = 'system.backup' AND result = 'failure' AND after->>'backupDir' = $1`, [e.BACKUP_DIR])).rows;
+    const rows = (
+      await source
+        .pool()
+        .query(
+          `SELECT error_message FROM audit_logs WHERE action = 'system.backup' AND result = 'failure' AND after->>'backupDir' = $1`,
+          [e.BACKUP_DIR],
+        )
+    ).rows;
     expect(rows).toHaveLength(1);
     expect(rows[0].error_message).toMatch(/^pg_dump 12 is older than the database server .*\(exit 1\)$/);
     fs.rmSync(bin, { recursive: true, force: true });
@@ -321,8 +405,17 @@ describe('backup.sh refusals', () => {
   });
 
   /** The system.backup failure rows recorded for `dir`. */
-  async function failureRows(dir: string): Promise<Array<{ error_message: string; severity: string; tenant_id: string }>> {
-    return (await source.pool().query(`SELECT error_message, severity, tenant_id FROM audit_logs WHERE action = 'system.backup' AND result = 'failure' AND after->>'backupDir' = $1`, [dir])).rows;
+  async function failureRows(
+    dir: string,
+  ): Promise<Array<{ error_message: string; severity: string; tenant_id: string }>> {
+    return (
+      await source
+        .pool()
+        .query(
+          `SELECT error_message, severity, tenant_id FROM audit_logs WHERE action = 'system.backup' AND result = 'failure' AND after->>'backupDir' = $1`,
+          [dir],
+        )
+    ).rows;
   }
 
   test('when BACKUP_DIR cannot be created (under /proc, an existing regular file, below a regular file), then backup exits 1 with a prefixed error naming BACKUP_DIR and records a system.backup failure row', async () => {
@@ -352,25 +445,35 @@ describe('backup.sh refusals', () => {
   });
 
   const asUser = unprivileged();
-  (asUser ? test : test.skip)('when BACKUP_DIR is a read-only folder for the user running the backup, then backup exits 1 saying it is not writable and records a failure row', async () => {
-    const u = asUser as NonNullable<typeof asUser>;
-    const dir = tmpDir();
-    fs.chmodSync(dir, 0o755);
-    const key = path.join(dir, 'own.key');
-    fs.copyFileSync(keyFile, key);
-    fs.chmodSync(key, 0o600);
-    fs.chownSync(key, u.uid, u.gid);
-    const ro = path.join(dir, 'read-only');
-    fs.mkdirSync(ro, { mode: 0o555 });
-    fs.chmodSync(ro, 0o555);
-    for (const [backupDir, why] of [[ro, 'is not writable by'], [path.join(ro, 'new'), 'cannot be created (Permission denied)']] as const) {
-      const r = await u.run('backup.sh', [], env({ BACKUP_ENCRYPTION_KEY_FILE: key, BACKUP_DIR: backupDir }));
-      expect({ backupDir, code: r.code, stderr: r.stderr }).toEqual({ backupDir, code: 1, stderr: expect.stringContaining(`backup.sh: error: BACKUP_DIR ${backupDir} ${why}`) });
-      expect(await failureRows(backupDir)).toHaveLength(1);
-    }
-    expect(fs.readdirSync(ro)).toEqual([]);
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  (asUser ? test : test.skip)(
+    'when BACKUP_DIR is a read-only folder for the user running the backup, then backup exits 1 saying it is not writable and records a failure row',
+    async () => {
+      const u = asUser as NonNullable<typeof asUser>;
+      const dir = tmpDir();
+      fs.chmodSync(dir, 0o755);
+      const key = path.join(dir, 'own.key');
+      fs.copyFileSync(keyFile, key);
+      fs.chmodSync(key, 0o600);
+      fs.chownSync(key, u.uid, u.gid);
+      const ro = path.join(dir, 'read-only');
+      fs.mkdirSync(ro, { mode: 0o555 });
+      fs.chmodSync(ro, 0o555);
+      for (const [backupDir, why] of [
+        [ro, 'is not writable by'],
+        [path.join(ro, 'new'), 'cannot be created (Permission denied)'],
+      ] as const) {
+        const r = await u.run('backup.sh', [], env({ BACKUP_ENCRYPTION_KEY_FILE: key, BACKUP_DIR: backupDir }));
+        expect({ backupDir, code: r.code, stderr: r.stderr }).toEqual({
+          backupDir,
+          code: 1,
+          stderr: expect.stringContaining(`backup.sh: error: BACKUP_DIR ${backupDir} ${why}`),
+        });
+        expect(await failureRows(backupDir)).toHaveLength(1);
+      }
+      expect(fs.readdirSync(ro)).toEqual([]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  );
 
   test('when the key file can be read by group or others, then backup refuses it with exit 2 and writes nothing', async () => {
     for (const mode of [0o644, 0o640, 0o604]) {
@@ -380,7 +483,9 @@ describe('backup.sh refusals', () => {
       const e = env({ BACKUP_ENCRYPTION_KEY_FILE: loose });
       const r = await run('backup.sh', [], e);
       expect({ mode: mode.toString(8), code: r.code }).toEqual({ mode: mode.toString(8), code: 2 });
-      expect(r.stderr).toContain(`backup.sh: error: BACKUP_ENCRYPTION_KEY_FILE: ${loose} is accessible by group or others (mode ${mode.toString(8)})`);
+      expect(r.stderr).toContain(
+        `backup.sh: error: BACKUP_ENCRYPTION_KEY_FILE: ${loose} is accessible by group or others (mode ${mode.toString(8)})`,
+      );
       expect(r.stderr).toContain('chmod 600');
       expect(fs.existsSync(e.BACKUP_DIR as string)).toBe(false);
       fs.rmSync(loose);
@@ -423,7 +528,11 @@ describe('restore.sh arguments', () => {
 
   test('when an option is given twice, then restore exits 2 and touches nothing', async () => {
     const target = await newTarget();
-    const r = await run('restore.sh', ['--force', '--force', backupFile], scriptEnv(target.url, { BACKUP_ENCRYPTION_KEY_FILE: keyFile }));
+    const r = await run(
+      'restore.sh',
+      ['--force', '--force', backupFile],
+      scriptEnv(target.url, { BACKUP_ENCRYPTION_KEY_FILE: keyFile }),
+    );
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('--force was given more than once');
     expect(r.stderr).toContain('Try:');
@@ -436,7 +545,10 @@ describe('restore.sh arguments', () => {
     fs.copyFileSync(keyFile, loose);
     fs.chmodSync(loose, 0o644);
     const target = await newTarget();
-    for (const extra of [{ BACKUP_ENCRYPTION_KEY_FILE: loose }, { BACKUP_ENCRYPTION_KEY_FILE: keyFile, BACKUP_PREVIOUS_KEY_FILES: loose }]) {
+    for (const extra of [
+      { BACKUP_ENCRYPTION_KEY_FILE: loose },
+      { BACKUP_ENCRYPTION_KEY_FILE: keyFile, BACKUP_PREVIOUS_KEY_FILES: loose },
+    ]) {
       const r = await run('restore.sh', [backupFile], scriptEnv(target.url, extra));
       expect(r.code).toBe(2);
       expect(r.stderr).toContain(`${loose} is accessible by group or others (mode 644)`);

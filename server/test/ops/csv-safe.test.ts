@@ -6,7 +6,9 @@ describe('neutralizeCsv', () => {
     for (const v of ['=1+1', '+1', '-1', '@SUM(A1)', '\t=1', '\r=1']) expect(neutralizeCell(v)).toBe(`'${v}`);
     for (const v of ['', 'a=1', ' =1', "'=1", '1-2', '{"a":1}']) expect(neutralizeCell(v)).toBe(v);
     const input = 'id,resource_id,error\n1,=cmd|x,\n2,"-2+3","line1\nline2"\n3,"\r=evil",""\n4,plain,"a ""q"" b"\n';
-    expect(neutralizeCsv(input)).toBe('id,resource_id,error\n1,"\'=cmd|x",\n2,"\'-2+3","line1\nline2"\n3,"\'\r=evil",""\n4,plain,"a ""q"" b"\n');
+    expect(neutralizeCsv(input)).toBe(
+      'id,resource_id,error\n1,"\'=cmd|x",\n2,"\'-2+3","line1\nline2"\n3,"\'\r=evil",""\n4,plain,"a ""q"" b"\n',
+    );
   });
 
   test('when nothing is dangerous, then the output is byte-identical (NULL stays unquoted, empty text stays "")', () => {

@@ -45,13 +45,18 @@ async function openSession(userId: string, tenantId: string, ip: string): Promis
 }
 
 async function dbNow(): Promise<string> {
-  const { rows } = await owner.query<{ t: string }>(`SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS t`);
+  const { rows } = await owner.query<{ t: string }>(
+    `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS t`,
+  );
   return (rows[0] as { t: string }).t;
 }
 
 function ndjson(file: string): Array<Record<string, unknown>> {
   const text = fs.readFileSync(path.join(folder, file), 'utf8');
-  return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 beforeAll(async () => {
@@ -63,40 +68,132 @@ beforeAll(async () => {
   const twin = await loginAs(app, { tenantId: otherTenant, email, role: 'user' });
 
   // Before the window.
-  await audit.record({ tenantId: tenant, userId: suspect.userId, action: 'fleet.report.read', resourceType: 'report', ipAddress: '203.0.113.7' });
+  await audit.record({
+    tenantId: tenant,
+    userId: suspect.userId,
+    action: 'fleet.report.read',
+    resourceType: 'report',
+    ipAddress: '203.0.113.7',
+  });
   since = await dbNow();
   // Inside the window: three rows about the suspect...
-  inWindow.push((await audit.record({ tenantId: tenant, userId: suspect.userId, action: 'fleet.vehicle.update', resourceType: 'vehicle', resourceId: 'v-1', ipAddress: '203.0.113.7', after: { note: 'comma, "quote"' } })).id);
-  failedLoginId = (await audit.record({ tenantId: tenant, userId: null, action: 'auth.login.failure', resourceType: 'user', resourceId: email, result: 'failure', errorMessage: 'bad id token', ipAddress: '203.0.113.7', severity: 'medium' })).id;
+  inWindow.push(
+    (
+      await audit.record({
+        tenantId: tenant,
+        userId: suspect.userId,
+        action: 'fleet.vehicle.update',
+        resourceType: 'vehicle',
+        resourceId: 'v-1',
+        ipAddress: '203.0.113.7',
+        after: { note: 'comma, "quote"' },
+      })
+    ).id,
+  );
+  failedLoginId = (
+    await audit.record({
+      tenantId: tenant,
+      userId: null,
+      action: 'auth.login.failure',
+      resourceType: 'user',
+      resourceId: email,
+      result: 'failure',
+      errorMessage: 'bad id token',
+      ipAddress: '203.0.113.7',
+      severity: 'medium',
+    })
+  ).id;
   inWindow.push(failedLoginId);
   // Attacker-chosen text that a spreadsheet would run as a formula (CSV injection).
-  formulaId = (await audit.record({ tenantId: tenant, userId: suspect.userId, action: 'fleet.vehicle.update', resourceType: 'vehicle', resourceId: '=HYPERLINK("http://evil.example/x","click")', errorMessage: '@SUM(1+1)', result: 'failure', ipAddress: '203.0.113.7' })).id;
+  formulaId = (
+    await audit.record({
+      tenantId: tenant,
+      userId: suspect.userId,
+      action: 'fleet.vehicle.update',
+      resourceType: 'vehicle',
+      resourceId: '=HYPERLINK("http://evil.example/x","click")',
+      errorMessage: '@SUM(1+1)',
+      result: 'failure',
+      ipAddress: '203.0.113.7',
+    })
+  ).id;
   inWindow.push(formulaId);
-  alertId = (await audit.record({ tenantId: tenant, userId: null, action: 'security.alert.brute_force', resourceType: 'user', resourceId: email, ipAddress: '203.0.113.7', severity: 'critical' })).id;
+  alertId = (
+    await audit.record({
+      tenantId: tenant,
+      userId: null,
+      action: 'security.alert.brute_force',
+      resourceType: 'user',
+      resourceId: email,
+      ipAddress: '203.0.113.7',
+      severity: 'critical',
+    })
+  ).id;
   inWindow.push(alertId);
   suspectSessionId = await openSession(suspect.userId, tenant, '203.0.113.7');
   // ...and rows that the filters exclude: another user, another tenant's same email, another IP.
   await openSession(suspect.userId, tenant, '198.51.100.1');
   await openSession(bystander.userId, tenant, '203.0.113.8');
   await openSession(twin.userId, otherTenant, '203.0.113.7');
-  await audit.record({ tenantId: tenant, userId: bystander.userId, action: 'fleet.vehicle.update', resourceType: 'vehicle', ipAddress: '203.0.113.7' });
-  await audit.record({ tenantId: otherTenant, userId: twin.userId, action: 'fleet.vehicle.update', resourceType: 'vehicle', ipAddress: '203.0.113.7' });
-  await audit.record({ tenantId: tenant, userId: suspect.userId, action: 'fleet.vehicle.read', resourceType: 'vehicle', ipAddress: '198.51.100.1' });
+  await audit.record({
+    tenantId: tenant,
+    userId: bystander.userId,
+    action: 'fleet.vehicle.update',
+    resourceType: 'vehicle',
+    ipAddress: '203.0.113.7',
+  });
+  await audit.record({
+    tenantId: otherTenant,
+    userId: twin.userId,
+    action: 'fleet.vehicle.update',
+    resourceType: 'vehicle',
+    ipAddress: '203.0.113.7',
+  });
+  await audit.record({
+    tenantId: tenant,
+    userId: suspect.userId,
+    action: 'fleet.vehicle.read',
+    resourceType: 'vehicle',
+    ipAddress: '198.51.100.1',
+  });
   until = await dbNow();
   // After the window.
-  await audit.record({ tenantId: tenant, userId: suspect.userId, action: 'fleet.vehicle.delete', resourceType: 'vehicle', ipAddress: '203.0.113.7' });
+  await audit.record({
+    tenantId: tenant,
+    userId: suspect.userId,
+    action: 'fleet.vehicle.delete',
+    resourceType: 'vehicle',
+    ipAddress: '203.0.113.7',
+  });
 
   work = tmpDir();
   logDir = path.join(work, 'logs');
   fs.mkdirSync(logDir);
   fs.writeFileSync(path.join(logDir, 'fleet-security-recent.log'), '{"level":"info","message":"recent"}\n');
   fs.writeFileSync(path.join(logDir, 'fleet-security-2020-01-01.log'), '{"level":"info","message":"old"}\n');
-  fs.utimesSync(path.join(logDir, 'fleet-security-2020-01-01.log'), new Date('2020-01-01T00:00:00Z'), new Date('2020-01-01T00:00:00Z'));
+  fs.utimesSync(
+    path.join(logDir, 'fleet-security-2020-01-01.log'),
+    new Date('2020-01-01T00:00:00Z'),
+    new Date('2020-01-01T00:00:00Z'),
+  );
 
   sessionsBefore = (await owner.query('SELECT * FROM sessions WHERE tenant_id = $1 ORDER BY id', [tenant])).rows;
   result = await run(
     'collect-evidence.sh',
-    ['--since', since, '--until', until, '--user', email.toUpperCase(), '--ip', '203.0.113.0/24', '--tenant', tenant, '--out', path.join(work, 'out')],
+    [
+      '--since',
+      since,
+      '--until',
+      until,
+      '--user',
+      email.toUpperCase(),
+      '--ip',
+      '203.0.113.0/24',
+      '--tenant',
+      tenant,
+      '--out',
+      path.join(work, 'out'),
+    ],
     scriptEnv(testDbUrl(), { LOG_DIR: logDir }),
   );
   const lines = result.stdout.trimEnd().split('\n');
@@ -121,7 +218,13 @@ describe('collect-evidence.sh', () => {
   test('when filtered by user, IP, tenant and window, then exactly the matching audit rows are exported as CSV and NDJSON', () => {
     const rows = ndjson('audit_logs.ndjson');
     expect(rows.map((r) => String(r.id))).toEqual(inWindow);
-    expect(rows[0]).toMatchObject({ tenant_id: tenant, user_id: suspect.userId, action: 'fleet.vehicle.update', ip_address: '203.0.113.7', after: { note: 'comma, "quote"' } });
+    expect(rows[0]).toMatchObject({
+      tenant_id: tenant,
+      user_id: suspect.userId,
+      action: 'fleet.vehicle.update',
+      ip_address: '203.0.113.7',
+      after: { note: 'comma, "quote"' },
+    });
     const csv = fs.readFileSync(path.join(folder, 'audit_logs.csv'), 'utf8').trimEnd().split('\n');
     expect(csv[0]).toMatch(/^id,tenant_id,user_id,action,/);
     expect(csv).toHaveLength(1 + inWindow.length);
@@ -133,8 +236,14 @@ describe('collect-evidence.sh', () => {
 
   test('when a cell starts with a formula character, then the CSV prefixes it with a quote (OWASP) and the NDJSON keeps it exact', () => {
     const row = ndjson('audit_logs.ndjson').find((r) => String(r.id) === formulaId);
-    expect(row).toMatchObject({ resource_id: '=HYPERLINK("http://evil.example/x","click")', error_message: '@SUM(1+1)' });
-    const line = fs.readFileSync(path.join(folder, 'audit_logs.csv'), 'utf8').split('\n').find((l) => l.startsWith(`${formulaId},`)) as string;
+    expect(row).toMatchObject({
+      resource_id: '=HYPERLINK("http://evil.example/x","click")',
+      error_message: '@SUM(1+1)',
+    });
+    const line = fs
+      .readFileSync(path.join(folder, 'audit_logs.csv'), 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith(`${formulaId},`)) as string;
     expect(line).toContain(`"'=HYPERLINK(""http://evil.example/x"",""click"")"`);
     expect(line).toContain(`"'@SUM(1+1)"`);
     expect(line).not.toMatch(/(^|,)"?[=+@-]/);
@@ -143,14 +252,31 @@ describe('collect-evidence.sh', () => {
   test('when collected, then the sessions active in the window that match the filters and their users are included', () => {
     const sessions = ndjson('sessions.ndjson');
     expect(sessions.map((s) => s.id)).toEqual([suspectSessionId]);
-    expect(sessions[0]).toMatchObject({ email, tenant_id: tenant, user_id: suspect.userId, ip_address: '203.0.113.7', revoked_at: null });
+    expect(sessions[0]).toMatchObject({
+      email,
+      tenant_id: tenant,
+      user_id: suspect.userId,
+      ip_address: '203.0.113.7',
+      revoked_at: null,
+    });
     const users = ndjson('users.ndjson');
     expect(users.map((u) => u.id)).toEqual([suspect.userId]);
   });
 
   test('when collected, then MANIFEST.sha256 verifies with sha256sum -c and catches a changed file', () => {
     const manifest = fs.readFileSync(path.join(folder, 'MANIFEST.sha256'), 'utf8');
-    for (const f of ['audit_logs.csv', 'audit_logs.ndjson', 'sessions.csv', 'failed_logins.ndjson', 'security_events.csv', 'users.csv', 'audit_chain.txt', 'host.txt', 'CHAIN_OF_CUSTODY.md', 'logs/fleet-security-recent.log']) {
+    for (const f of [
+      'audit_logs.csv',
+      'audit_logs.ndjson',
+      'sessions.csv',
+      'failed_logins.ndjson',
+      'security_events.csv',
+      'users.csv',
+      'audit_chain.txt',
+      'host.txt',
+      'CHAIN_OF_CUSTODY.md',
+      'logs/fleet-security-recent.log',
+    ]) {
       expect(manifest).toMatch(new RegExp(`^[0-9a-f]{64}  ${f.replace('.', '\\.')}$`, 'm'));
     }
     expect(manifest).not.toContain('MANIFEST.sha256');
@@ -158,7 +284,9 @@ describe('collect-evidence.sh', () => {
     const copy = `${folder}-tampered`;
     fs.cpSync(folder, copy, { recursive: true });
     fs.appendFileSync(path.join(copy, 'audit_logs.csv'), 'forged,row\n');
-    expect(() => execFileSync('sha256sum', ['--quiet', '-c', 'MANIFEST.sha256'], { cwd: copy, stdio: 'pipe' })).toThrow();
+    expect(() =>
+      execFileSync('sha256sum', ['--quiet', '-c', 'MANIFEST.sha256'], { cwd: copy, stdio: 'pipe' }),
+    ).toThrow();
   });
 
   test('when collected, then the archive holds the folder and verifies against its own checksum', () => {
@@ -191,11 +319,32 @@ describe('collect-evidence.sh', () => {
   });
 
   test('when collected, then the database is unchanged except for one system.evidence_collected audit row', async () => {
-    expect((await owner.query('SELECT * FROM sessions WHERE tenant_id = $1 ORDER BY id', [tenant])).rows).toEqual(sessionsBefore);
-    const { rows } = await owner.query(`SELECT * FROM audit_logs WHERE tenant_id = $1 AND created_at >= $2::timestamptz AND action LIKE 'system.%'`, [tenant, until]);
+    expect((await owner.query('SELECT * FROM sessions WHERE tenant_id = $1 ORDER BY id', [tenant])).rows).toEqual(
+      sessionsBefore,
+    );
+    const { rows } = await owner.query(
+      `SELECT * FROM audit_logs WHERE tenant_id = $1 AND created_at >= $2::timestamptz AND action LIKE 'system.%'`,
+      [tenant, until],
+    );
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ action: 'system.evidence_collected', severity: 'medium', result: 'success', resource_type: 'evidence', resource_id: path.basename(folder) });
-    expect(rows[0].after).toMatchObject({ auditRows: 4, failedLogins: 1, securityEvents: 1, sessions: 1, users: 1, tenant, user: email.toUpperCase(), ip: '203.0.113.0/24', archive });
+    expect(rows[0]).toMatchObject({
+      action: 'system.evidence_collected',
+      severity: 'medium',
+      result: 'success',
+      resource_type: 'evidence',
+      resource_id: path.basename(folder),
+    });
+    expect(rows[0].after).toMatchObject({
+      auditRows: 4,
+      failedLogins: 1,
+      securityEvents: 1,
+      sessions: 1,
+      users: 1,
+      tenant,
+      user: email.toUpperCase(),
+      ip: '203.0.113.0/24',
+      archive,
+    });
     expect(rows[0].after.archiveSha256).toBe(fs.readFileSync(`${archive}.sha256`, 'utf8').split(' ')[0]);
   });
 });
@@ -214,15 +363,38 @@ describe('collect-evidence.sh users referred to by resource_id', () => {
     expect(changed.events).toEqual(['user.role_changed']);
     const subject = created.user;
     // Another user named by an upper-case id, and a resource_id that is no uuid at all.
-    const other = (await users.provision({ email: uniqueEmail('other'), role: 'viewer', tenantId: uniqueTenant('evr2') }, actor)).user;
-    await app.composition.services.audit.record({ tenantId: t, userId: null, action: 'fleet.user.note', resourceType: 'user', resourceId: other.id.toUpperCase() });
-    await app.composition.services.audit.record({ tenantId: t, userId: null, action: 'fleet.user.note', resourceType: 'user', resourceId: 'not-a-uuid' });
+    const other = (
+      await users.provision({ email: uniqueEmail('other'), role: 'viewer', tenantId: uniqueTenant('evr2') }, actor)
+    ).user;
+    await app.composition.services.audit.record({
+      tenantId: t,
+      userId: null,
+      action: 'fleet.user.note',
+      resourceType: 'user',
+      resourceId: other.id.toUpperCase(),
+    });
+    await app.composition.services.audit.record({
+      tenantId: t,
+      userId: null,
+      action: 'fleet.user.note',
+      resourceType: 'user',
+      resourceId: 'not-a-uuid',
+    });
     const to = await dbNow();
     const dir = path.join(work, `refs-${Math.random().toString(36).slice(2)}`);
-    const r = await run('collect-evidence.sh', ['--since', from, '--until', to, '--tenant', t, '--out', dir], scriptEnv(testDbUrl()));
+    const r = await run(
+      'collect-evidence.sh',
+      ['--since', from, '--until', to, '--tenant', t, '--out', dir],
+      scriptEnv(testDbUrl()),
+    );
     expect(r.code).toBe(0);
     const evidence = r.stdout.trimEnd().split('\n')[0] as string;
-    const read = (f: string) => fs.readFileSync(path.join(evidence, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const read = (f: string) =>
+      fs
+        .readFileSync(path.join(evidence, f), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
     const rows = read('audit_logs.ndjson');
     // Every row about the subject names it only in resource_id (user_id is empty: a CLI acted).
     const about = rows.filter((x) => x.resource_id === subject.id);
@@ -231,7 +403,11 @@ describe('collect-evidence.sh users referred to by resource_id', () => {
     const ids = read('users.ndjson').map((u) => u.id);
     expect(ids.sort()).toEqual([subject.id, other.id].sort());
     expect(ids).not.toContain(unrelated.id);
-    expect(read('users.ndjson').find((u) => u.id === subject.id)).toMatchObject({ email: subjectEmail, role: 'admin', tenant_id: t });
+    expect(read('users.ndjson').find((u) => u.id === subject.id)).toMatchObject({
+      email: subjectEmail,
+      role: 'admin',
+      tenant_id: t,
+    });
   });
 });
 
@@ -242,32 +418,82 @@ describe('collect-evidence.sh arguments', () => {
     ['no --since', ['--out', 'X'], '--since is required'],
     ['no --out', ['--since', '2026-01-01'], '--out is required'],
     ['a --since that is not ISO 8601', ['--since', 'yesterday', '--out', 'X'], '--since must be an ISO 8601 time'],
-    ['an injection string as --since', ['--since', "2026-01-01'; DROP TABLE audit_logs; --", '--out', 'X'], '--since must be an ISO 8601 time'],
-    ['an impossible date', ['--since', '2026-02-31T00:00:00Z', '--out', 'X'], '--since 2026-02-31T00:00:00Z is not a valid time (accepted: ISO 8601'],
-    ['an impossible --until', ['--since', '2026-01-01', '--until', '2026-01-01T25:00', '--out', 'X'], '--until 2026-01-01T25:00 is not a valid time'],
-    ['--since after --until', ['--since', '2026-02-01', '--until', '2026-01-01', '--out', 'X'], 'must be before --until'],
-    ['an IP that is not one', ['--since', '2026-01-01', '--ip', '300.1.2.3', '--out', 'X'], '--ip 300.1.2.3 is not a valid IP address or CIDR block'],
-    ['a malformed email', ['--since', '2026-01-01', '--user', 'not an email', '--out', 'X'], '--user must be an email address'],
-    ['a tenant with a path', ['--since', '2026-01-01', '--tenant', '../etc', '--out', 'X'], '--tenant must be a tenant id'],
+    [
+      'an injection string as --since',
+      ['--since', "2026-01-01'; DROP TABLE audit_logs; --", '--out', 'X'],
+      '--since must be an ISO 8601 time',
+    ],
+    [
+      'an impossible date',
+      ['--since', '2026-02-31T00:00:00Z', '--out', 'X'],
+      '--since 2026-02-31T00:00:00Z is not a valid time (accepted: ISO 8601',
+    ],
+    [
+      'an impossible --until',
+      ['--since', '2026-01-01', '--until', '2026-01-01T25:00', '--out', 'X'],
+      '--until 2026-01-01T25:00 is not a valid time',
+    ],
+    [
+      '--since after --until',
+      ['--since', '2026-02-01', '--until', '2026-01-01', '--out', 'X'],
+      'must be before --until',
+    ],
+    [
+      'an IP that is not one',
+      ['--since', '2026-01-01', '--ip', '300.1.2.3', '--out', 'X'],
+      '--ip 300.1.2.3 is not a valid IP address or CIDR block',
+    ],
+    [
+      'a malformed email',
+      ['--since', '2026-01-01', '--user', 'not an email', '--out', 'X'],
+      '--user must be an email address',
+    ],
+    [
+      'a tenant with a path',
+      ['--since', '2026-01-01', '--tenant', '../etc', '--out', 'X'],
+      '--tenant must be a tenant id',
+    ],
     ['an unknown option', ['--since', '2026-01-01', '--out', 'X', '--format', 'xml'], 'unknown argument: --format'],
     ['an option without its value', ['--since'], '--since needs a value'],
-    ['--user twice', ['--since', '2026-01-01', '--user', 'a@example.com', '--user', 'b@example.com', '--out', 'X'], '--user was given more than once'],
-    ['--since twice', ['--since', '2026-01-01', '--since', '2026-01-02', '--out', 'X'], '--since was given more than once'],
+    [
+      '--user twice',
+      ['--since', '2026-01-01', '--user', 'a@example.com', '--user', 'b@example.com', '--out', 'X'],
+      '--user was given more than once',
+    ],
+    [
+      '--since twice',
+      ['--since', '2026-01-01', '--since', '2026-01-02', '--out', 'X'],
+      '--since was given more than once',
+    ],
     ['--out twice', ['--since', '2026-01-01', '--out', 'X', '--out', 'X'], '--out was given more than once'],
-    ['--until twice', ['--since', '2026-01-01', '--until', '2026-02-01', '--until', '2026-03-01', '--out', 'X'], '--until was given more than once'],
+    [
+      '--until twice',
+      ['--since', '2026-01-01', '--until', '2026-02-01', '--until', '2026-03-01', '--out', 'X'],
+      '--until was given more than once',
+    ],
   ];
   test.each(cases)('when given %s, then it exits 2 and creates nothing', async (_name, args, message) => {
     const dir = out();
-    const r = await run('collect-evidence.sh', args.map((a) => (a === 'X' ? dir : a)), env());
+    const r = await run(
+      'collect-evidence.sh',
+      args.map((a) => (a === 'X' ? dir : a)),
+      env(),
+    );
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(message);
     expect(fs.existsSync(dir)).toBe(false);
   });
 
   test('when --since is not a real date (2026-13-45), then it exits 2 with one line naming --since and the accepted format, and no SQL text', async () => {
-    for (const [option, value] of [['--since', '2026-13-45'], ['--until', '2026-13-45']] as const) {
+    for (const [option, value] of [
+      ['--since', '2026-13-45'],
+      ['--until', '2026-13-45'],
+    ] as const) {
       const dir = out();
-      const args = option === '--since' ? ['--since', value, '--out', dir] : ['--since', '2026-01-01', '--until', value, '--out', dir];
+      const args =
+        option === '--since'
+          ? ['--since', value, '--out', dir]
+          : ['--since', '2026-01-01', '--until', value, '--out', dir];
       const r = await run('collect-evidence.sh', args, env());
       expect(r.code).toBe(2);
       const lines = r.stderr.trimEnd().split('\n');
@@ -301,20 +527,30 @@ describe('collect-evidence.sh arguments', () => {
   });
 
   const asUser = unprivileged();
-  (asUser ? test : test.skip)('when --out is a read-only folder for the user running it, then it exits 2 saying --out is not writable', async () => {
-    const u = asUser as NonNullable<typeof asUser>;
-    const dir = tmpDir();
-    fs.chmodSync(dir, 0o755);
-    const ro = path.join(dir, 'read-only');
-    fs.mkdirSync(ro, { mode: 0o555 });
-    fs.chmodSync(ro, 0o555);
-    for (const [target, why] of [[ro, 'is not writable by'], [path.join(ro, 'new'), 'cannot be created (Permission denied)']] as const) {
-      const r = await u.run('collect-evidence.sh', ['--since', '2026-01-01', '--out', target], env());
-      expect({ target, code: r.code, stderr: r.stderr }).toEqual({ target, code: 2, stderr: expect.stringContaining(`collect-evidence.sh: error: --out ${target} ${why}`) });
-    }
-    expect(fs.readdirSync(ro)).toEqual([]);
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  (asUser ? test : test.skip)(
+    'when --out is a read-only folder for the user running it, then it exits 2 saying --out is not writable',
+    async () => {
+      const u = asUser as NonNullable<typeof asUser>;
+      const dir = tmpDir();
+      fs.chmodSync(dir, 0o755);
+      const ro = path.join(dir, 'read-only');
+      fs.mkdirSync(ro, { mode: 0o555 });
+      fs.chmodSync(ro, 0o555);
+      for (const [target, why] of [
+        [ro, 'is not writable by'],
+        [path.join(ro, 'new'), 'cannot be created (Permission denied)'],
+      ] as const) {
+        const r = await u.run('collect-evidence.sh', ['--since', '2026-01-01', '--out', target], env());
+        expect({ target, code: r.code, stderr: r.stderr }).toEqual({
+          target,
+          code: 2,
+          stderr: expect.stringContaining(`collect-evidence.sh: error: --out ${target} ${why}`),
+        });
+      }
+      expect(fs.readdirSync(ro)).toEqual([]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  );
 
   test('when asked for --help, then it prints the usage', async () => {
     const r = await run('collect-evidence.sh', ['--help'], env());

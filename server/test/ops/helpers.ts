@@ -21,7 +21,10 @@ export interface RunResult {
 }
 
 /** The environment a script gets: PATH/HOME plus a complete test configuration for `dbUrl`. */
-export function scriptEnv(dbUrl: string | undefined, extra: Record<string, string | undefined> = {}): Record<string, string> {
+export function scriptEnv(
+  dbUrl: string | undefined,
+  extra: Record<string, string | undefined> = {},
+): Record<string, string> {
   const env: Record<string, string | undefined> = {
     PATH: process.env.PATH,
     HOME: process.env.HOME ?? os.tmpdir(),
@@ -36,7 +39,12 @@ export function scriptEnv(dbUrl: string | undefined, extra: Record<string, strin
 }
 
 /** Runs `scripts/<name>` (or any executable path) and collects its output. */
-export function run(cmd: string, args: string[], env: Record<string, string>, opts: { cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+export function run(
+  cmd: string,
+  args: string[],
+  env: Record<string, string>,
+  opts: { cwd?: string; timeoutMs?: number } = {},
+): Promise<RunResult> {
   const file = cmd.includes('/') ? cmd : path.join(SCRIPTS, cmd);
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { env, cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -134,7 +142,9 @@ export async function scratchDb(opts: { migrate: boolean }): Promise<ScratchDb> 
 
 /** Whether `npm run audit:verify` exists yet (it comes with the audit hash chain). */
 export function hasAuditVerify(): boolean {
-  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+    scripts?: Record<string, string>;
+  };
   return Boolean(pkg.scripts?.['audit:verify']);
 }
 
@@ -151,7 +161,8 @@ export function pathWithout(omit: string[], replacements: Record<string, string>
       fs.symlinkSync(path.join(src, name), path.join(dir, name));
     }
   }
-  for (const [name, body] of Object.entries(replacements)) fs.writeFileSync(path.join(dir, name), body, { mode: 0o755 });
+  for (const [name, body] of Object.entries(replacements))
+    fs.writeFileSync(path.join(dir, name), body, { mode: 0o755 });
   return dir;
 }
 
@@ -185,6 +196,7 @@ export function unprivileged(): Unprivileged | null {
   return {
     uid: nUid,
     gid: nGid,
-    run: (name, args, env) => run(runuser, ['-p', '-u', 'nobody', '--', path.join(SCRIPTS, name), ...args], { ...env, HOME: os.tmpdir() }),
+    run: (name, args, env) =>
+      run(runuser, ['-p', '-u', 'nobody', '--', path.join(SCRIPTS, name), ...args], { ...env, HOME: os.tmpdir() }),
   };
 }

@@ -50,7 +50,7 @@ afterAll(async () => {
 });
 
 describe('revoke-sessions.sh', () => {
-  test('when a user\'s sessions are revoked, then their live tokens fail on the next request and other users keep working', async () => {
+  test("when a user's sessions are revoked, then their live tokens fail on the next request and other users keep working", async () => {
     const tenant = uniqueTenant('rv');
     const email = uniqueEmail('victim');
     const laptop = await loginAs(app, { tenantId: tenant, email });
@@ -60,7 +60,11 @@ describe('revoke-sessions.sh', () => {
     expect(await status(phone)).toBe(200);
 
     const reason = "stolen laptop'); DROP TABLE sessions; --";
-    const r = await run('revoke-sessions.sh', ['--user', email.toUpperCase(), '--reason', reason], scriptEnv(testDbUrl()));
+    const r = await run(
+      'revoke-sessions.sh',
+      ['--user', email.toUpperCase(), '--reason', reason],
+      scriptEnv(testDbUrl()),
+    );
     expect(r.code).toBe(0);
     expect(lastLine(r.stdout)).toBe(`revoked 2 session(s) of user ${email.toUpperCase()} (1 tenant(s) affected)`);
 
@@ -79,15 +83,24 @@ describe('revoke-sessions.sh', () => {
     expect(await sessionRow(laptop.sessionId)).toMatchObject({ revoked_reason: reason });
     expect((await sessionRow(laptop.sessionId)).revoked_at).toBeInstanceOf(Date);
     expect((await sessionRow(colleague.sessionId)).revoked_at).toBeNull();
-    const { rows } = await owner.query(`SELECT * FROM audit_logs WHERE tenant_id = $1 AND action = 'session.revoked.bulk'`, [tenant]);
+    const { rows } = await owner.query(
+      `SELECT * FROM audit_logs WHERE tenant_id = $1 AND action = 'session.revoked.bulk'`,
+      [tenant],
+    );
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ severity: 'high', result: 'success', resource_type: 'session', resource_id: email, user_id: null });
+    expect(rows[0]).toMatchObject({
+      severity: 'high',
+      result: 'success',
+      resource_type: 'session',
+      resource_id: email,
+      user_id: null,
+    });
     expect(rows[0].after).toEqual({ scope: 'user', revoked: 2, reason, user: email, tenant: null });
     expect(rows[0].user_agent).toMatch(/^fleet-ops\/revoke-sessions\.sh \(\S+@\S+\)$/);
     expect(rows[0].request_id).toMatch(/^ops-\d{8}T\d{6}Z-[0-9a-f]{8}$/);
   });
 
-  test('when a tenant\'s sessions are revoked, then every session of that tenant fails and other tenants are untouched', async () => {
+  test("when a tenant's sessions are revoked, then every session of that tenant fails and other tenants are untouched", async () => {
     const tenant = uniqueTenant('rvt');
     const a = await loginAs(app, { tenantId: tenant, role: 'admin' });
     const b = await loginAs(app, { tenantId: tenant, role: 'viewer' });
@@ -98,9 +111,16 @@ describe('revoke-sessions.sh', () => {
     expect(await status(a)).toBe(401);
     expect(await status(b)).toBe(401);
     expect(await status(outsider)).toBe(200);
-    expect(await sessionRow(a.sessionId)).toMatchObject({ revoked_reason: 'revoked by an operator (revoke-sessions.sh)' });
-    const { rows } = await owner.query(`SELECT after FROM audit_logs WHERE tenant_id = $1 AND action = 'session.revoked.bulk'`, [tenant]);
-    expect(rows.map((x) => x.after)).toEqual([{ scope: 'tenant', revoked: 2, reason: 'revoked by an operator (revoke-sessions.sh)', user: null, tenant }]);
+    expect(await sessionRow(a.sessionId)).toMatchObject({
+      revoked_reason: 'revoked by an operator (revoke-sessions.sh)',
+    });
+    const { rows } = await owner.query(
+      `SELECT after FROM audit_logs WHERE tenant_id = $1 AND action = 'session.revoked.bulk'`,
+      [tenant],
+    );
+    expect(rows.map((x) => x.after)).toEqual([
+      { scope: 'tenant', revoked: 2, reason: 'revoked by an operator (revoke-sessions.sh)', user: null, tenant },
+    ]);
   });
 
   test('when --user is narrowed with --tenant, then the same email in another tenant keeps its session', async () => {
@@ -118,11 +138,16 @@ describe('revoke-sessions.sh', () => {
     const tenant = uniqueTenant('rvz');
     // A known tenant (it has a user) whose only session has already ended.
     const gone = await loginAs(app, { tenantId: tenant });
-    await withTenant(app.composition.pool, tenant, (c) => app.composition.services.sessions.revoke(c, gone.sessionId, tenant, 'logout'));
+    await withTenant(app.composition.pool, tenant, (c) =>
+      app.composition.services.sessions.revoke(c, gone.sessionId, tenant, 'logout'),
+    );
     const r1 = await run('revoke-sessions.sh', ['--tenant', tenant, '--reason', 'drill'], scriptEnv(testDbUrl()));
     expect(r1.code).toBe(0);
     expect(lastLine(r1.stdout)).toBe(`revoked 0 session(s) of tenant ${tenant} (0 tenant(s) affected)`);
-    const { rows } = await owner.query(`SELECT after FROM audit_logs WHERE tenant_id = $1 AND action = 'session.revoked.bulk'`, [tenant]);
+    const { rows } = await owner.query(
+      `SELECT after FROM audit_logs WHERE tenant_id = $1 AND action = 'session.revoked.bulk'`,
+      [tenant],
+    );
     expect(rows.map((x) => x.after)).toEqual([{ scope: 'tenant', revoked: 0, reason: 'drill', user: null, tenant }]);
   });
 
@@ -131,7 +156,9 @@ describe('revoke-sessions.sh', () => {
     const witness = await loginAs(app, { tenantId: uniqueTenant('rvw') });
     const r = await run('revoke-sessions.sh', ['--tenant', tenant, '--reason', 'typo check'], scriptEnv(testDbUrl()));
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`revoke-sessions.sh: error: unknown tenant ${tenant} (it has no users): nothing revoked`);
+    expect(r.stderr).toContain(
+      `revoke-sessions.sh: error: unknown tenant ${tenant} (it has no users): nothing revoked`,
+    );
     expect(r.stdout).toBe('');
     const { rows } = await owner.query(`SELECT 1 FROM audit_logs WHERE tenant_id = $1 OR resource_id = $1`, [tenant]);
     expect(rows).toHaveLength(0);
@@ -164,7 +191,9 @@ describe('revoke-sessions.sh --all', () => {
         await loginAs(scratch, { tenantId: 'beta' }),
       ];
       const already = await loginAs(scratch, { tenantId: 'beta' });
-      await withTenant(scratch.composition.pool, 'beta', (c) => scratch.composition.services.sessions.revoke(c, already.sessionId, 'beta', 'logout'));
+      await withTenant(scratch.composition.pool, 'beta', (c) =>
+        scratch.composition.services.sessions.revoke(c, already.sessionId, 'beta', 'logout'),
+      );
       const r = await run('revoke-sessions.sh', ['--all', '--reason', 'signing key leaked'], scriptEnv(db.url));
       expect(r.code).toBe(0);
       expect(lastLine(r.stdout)).toBe('revoked 3 session(s) of all tenants (2 tenant(s) affected)');
@@ -172,11 +201,19 @@ describe('revoke-sessions.sh --all', () => {
       const live = await p.query('SELECT count(*)::int AS n FROM sessions WHERE revoked_at IS NULL');
       expect(live.rows[0].n).toBe(0);
       const reasons = await p.query('SELECT id, revoked_reason FROM sessions ORDER BY id');
-      for (const row of reasons.rows) expect(row.revoked_reason).toBe(row.id === already.sessionId ? 'logout' : 'signing key leaked');
-      const audit = await p.query(`SELECT tenant_id, after FROM audit_logs WHERE action = 'session.revoked.bulk' ORDER BY tenant_id`);
-      expect(audit.rows.map((x) => [x.tenant_id, x.after.revoked, x.after.scope])).toEqual([['alpha', 2, 'all'], ['beta', 1, 'all']]);
+      for (const row of reasons.rows)
+        expect(row.revoked_reason).toBe(row.id === already.sessionId ? 'logout' : 'signing key leaked');
+      const audit = await p.query(
+        `SELECT tenant_id, after FROM audit_logs WHERE action = 'session.revoked.bulk' ORDER BY tenant_id`,
+      );
+      expect(audit.rows.map((x) => [x.tenant_id, x.after.revoked, x.after.scope])).toEqual([
+        ['alpha', 2, 'all'],
+        ['beta', 1, 'all'],
+      ]);
       for (const s of sessions) {
-        const claims = scratch.composition.services.tokens.verify(s.token).claims as NonNullable<ReturnType<typeof scratch.composition.services.tokens.verify>['claims']>;
+        const claims = scratch.composition.services.tokens.verify(s.token).claims as NonNullable<
+          ReturnType<typeof scratch.composition.services.tokens.verify>['claims']
+        >;
         const refused = await scratch.composition.services.sessions.authenticate(claims);
         expect(refused.auth).toBeNull();
         expect(refused.reason).toMatch(/^session revoked/);
@@ -198,7 +235,10 @@ describe('revoke-sessions.sh repeated options', () => {
     expect(r.stdout).toBe('');
     expect(await status(a)).toBe(200);
     expect(await status(b)).toBe(200);
-    const { rows } = await owner.query(`SELECT 1 FROM audit_logs WHERE tenant_id = $1 AND action = 'session.revoked.bulk'`, [tenant]);
+    const { rows } = await owner.query(
+      `SELECT 1 FROM audit_logs WHERE tenant_id = $1 AND action = 'session.revoked.bulk'`,
+      [tenant],
+    );
     expect(rows).toHaveLength(0);
   });
 });

@@ -49,11 +49,19 @@ async function forcedTable(name: string, readPath: boolean): Promise<void> {
     await c.query(`CREATE TABLE ${name} (tenant_id text NOT NULL, v int NOT NULL)`);
     await c.query(`ALTER TABLE ${name} ENABLE ROW LEVEL SECURITY`);
     await c.query(`ALTER TABLE ${name} FORCE ROW LEVEL SECURITY`);
-    await c.query(`CREATE POLICY ${name}_tenant ON ${name} USING (tenant_id = app_current_tenant()) WITH CHECK (tenant_id = app_current_tenant())`);
+    await c.query(
+      `CREATE POLICY ${name}_tenant ON ${name} USING (tenant_id = app_current_tenant()) WITH CHECK (tenant_id = app_current_tenant())`,
+    );
     if (readPath) {
-      await c.query(`CREATE POLICY ${name}_owner_read ON ${name} FOR SELECT TO ${pg.escapeIdentifier(role)} USING (current_setting('app.audit_scope', true) = 'all')`);
+      await c.query(
+        `CREATE POLICY ${name}_owner_read ON ${name} FOR SELECT TO ${pg.escapeIdentifier(role)} USING (current_setting('app.audit_scope', true) = 'all')`,
+      );
     }
-    for (const [tenant, v] of [['acme', 1], ['acme', 2], ['beta', 3]] as const) {
+    for (const [tenant, v] of [
+      ['acme', 1],
+      ['acme', 2],
+      ['beta', 3],
+    ] as const) {
       await c.query('BEGIN');
       await c.query(`SELECT set_config('app.tenant_id', $1, true)`, [tenant]);
       await c.query(`INSERT INTO ${name} (tenant_id, v) VALUES ($1, $2)`, [tenant, v]);
@@ -87,21 +95,36 @@ afterAll(async () => {
 
 describe('scripts as a non-superuser owner under forced row-level security', () => {
   test('when a forced table has the owner read path, then backup and restore carry every row of it', async () => {
-    const b = await run('backup.sh', [], scriptEnv(url(source, true), { BACKUP_ENCRYPTION_KEY_FILE: keyFile, BACKUP_DIR: path.join(work, 'backups') }));
+    const b = await run(
+      'backup.sh',
+      [],
+      scriptEnv(url(source, true), { BACKUP_ENCRYPTION_KEY_FILE: keyFile, BACKUP_DIR: path.join(work, 'backups') }),
+    );
     expect(b.code).toBe(0);
     expect(b.stderr).toMatch(new RegExp(`row-level security applies to \\d+ table\\(s\\) for ${role}`));
     const file = lastLine(b.stdout);
     const r = await run('restore.sh', [file], scriptEnv(url(target, true), { BACKUP_ENCRYPTION_KEY_FILE: keyFile }));
     expect(r.stderr).toMatch(/row counts match the backup/);
     expect(r.code).toBe(hasAuditVerify() ? 0 : 5);
-    const rows = await admin(target, async (c) => (await c.query('SELECT tenant_id, v FROM forced_readable ORDER BY v')).rows);
-    expect(rows).toEqual([{ tenant_id: 'acme', v: 1 }, { tenant_id: 'acme', v: 2 }, { tenant_id: 'beta', v: 3 }]);
+    const rows = await admin(
+      target,
+      async (c) => (await c.query('SELECT tenant_id, v FROM forced_readable ORDER BY v')).rows,
+    );
+    expect(rows).toEqual([
+      { tenant_id: 'acme', v: 1 },
+      { tenant_id: 'acme', v: 2 },
+      { tenant_id: 'beta', v: 3 },
+    ]);
   });
 
   test('when a forced table has no owner read path, then backup and evidence refuse instead of missing rows', async () => {
     await forcedTable('forced_blind', false);
     const dir = path.join(work, 'refused');
-    const b = await run('backup.sh', [], scriptEnv(url(source, true), { BACKUP_ENCRYPTION_KEY_FILE: keyFile, BACKUP_DIR: dir }));
+    const b = await run(
+      'backup.sh',
+      [],
+      scriptEnv(url(source, true), { BACKUP_ENCRYPTION_KEY_FILE: keyFile, BACKUP_DIR: dir }),
+    );
     expect(b.code).toBe(1);
     expect(b.stderr).toContain(`the login ${role} would see only part of public.forced_blind (row-level security)`);
     expect(b.stderr).toContain('BYPASSRLS');

@@ -48,7 +48,10 @@ describe('a lost database connection', () => {
     const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
     const before = t.logs.filter((l) => l.includes('database connection lost')).length;
     await terminate((rows[0] as { pid: number }).pid);
-    await until(() => t.logs.filter((l) => l.includes('database connection lost')).length > before, 'the loss to be logged');
+    await until(
+      () => t.logs.filter((l) => l.includes('database connection lost')).length > before,
+      'the loss to be logged',
+    );
     // The client is unusable now: its next statement fails as a lost connection, and release discards it.
     await expect(client.query('SELECT 1')).rejects.toThrow(/not queryable|terminat/i);
     const totalBefore = pool.totalCount;
@@ -59,7 +62,10 @@ describe('a lost database connection', () => {
     expect(lines[lines.length - 1]).toContain('"level":"warn"');
     const res = await request(t.app).get('/api/v1/security/user').set('Authorization', login.authorization);
     expect(res.status).toBe(200);
-    const write = await request(t.app).post('/api/v1/security/audit/log').set('Authorization', login.authorization).send({ action: 'vehicle.unlock', resourceType: 'vehicle' });
+    const write = await request(t.app)
+      .post('/api/v1/security/audit/log')
+      .set('Authorization', login.authorization)
+      .send({ action: 'vehicle.unlock', resourceType: 'vehicle' });
     expect(write.status).toBe(200);
   });
 
@@ -69,7 +75,10 @@ describe('a lost database connection', () => {
     const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
     const before = t.logs.filter((l) => l.includes('database connection lost')).length;
     await terminate((rows[0] as { pid: number }).pid);
-    await until(() => t.logs.filter((l) => l.includes('database connection lost')).length > before, 'the loss to be logged');
+    await until(
+      () => t.logs.filter((l) => l.includes('database connection lost')).length > before,
+      'the loss to be logged',
+    );
     client.release();
     expect((await pool.query<{ one: number }>('SELECT 1 AS one')).rows[0]?.one).toBe(1);
   });
@@ -87,14 +96,21 @@ describe('a lost database connection', () => {
   test('when a dedicated client with onConnectionLoss loses its backend, then the error is logged once and the process lives', async () => {
     const warnings: Array<{ msg: string; meta: unknown }> = [];
     const client = new pg.Client({ connectionString: testDbUrl() });
-    onConnectionLoss(client, { warn: (msg: string, meta?: unknown) => void warnings.push({ msg, meta }) } as never, 'test');
+    onConnectionLoss(
+      client,
+      { warn: (msg: string, meta?: unknown) => void warnings.push({ msg, meta }) } as never,
+      'test',
+    );
     await client.connect();
     const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
     await terminate((rows[0] as { pid: number }).pid);
     await until(() => warnings.length > 0, 'the loss to be logged');
     await expect(client.query('SELECT 1')).rejects.toThrow();
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toEqual({ msg: 'database connection lost', meta: { client: 'test', err: expect.objectContaining({ message: expect.any(String) }) } });
+    expect(warnings[0]).toEqual({
+      msg: 'database connection lost',
+      meta: { client: 'test', err: expect.objectContaining({ message: expect.any(String) }) },
+    });
     await client.end().catch(() => undefined);
   });
 

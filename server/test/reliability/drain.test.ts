@@ -25,7 +25,14 @@ let env: Record<string, string | undefined>;
 
 beforeAll(async () => {
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-drain-'));
-  env = testEnv({ JWT_SECRET: randomBytes(48).toString('base64'), FLEET_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', SHUTDOWN_DRAIN_DELAY_MS: '1500' });
+  env = testEnv({
+    JWT_SECRET: randomBytes(48).toString('base64'),
+    FLEET_DATA_DIR: dataDir,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'info',
+    SHUTDOWN_DRAIN_DELAY_MS: '1500',
+  });
   // Same secrets as the child: tokens issued here verify there.
   t = await buildTestApp({ env });
   owner = ownerPool();
@@ -38,7 +45,11 @@ afterAll(async () => {
 });
 
 async function startServer(): Promise<{ child: ChildProcessWithoutNullStreams; port: number; out: () => string }> {
-  const child = spawn(TSX, ['server/src/index.ts'], { cwd: ROOT, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env } as NodeJS.ProcessEnv, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(TSX, ['server/src/index.ts'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env } as NodeJS.ProcessEnv,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -72,7 +83,7 @@ function childTcpPorts(root: number): number[] {
     }
   }
   const tree = new Set([root]);
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false;
     for (const [pid, ppid] of parentOf) {
       if (tree.has(ppid) && !tree.has(pid)) {
@@ -103,7 +114,8 @@ function childTcpPorts(root: number): number[] {
     if (!fs.existsSync(table)) continue;
     for (const line of fs.readFileSync(table, 'utf8').split('\n').slice(1)) {
       const cols = line.trim().split(/\s+/);
-      if (cols.length > 9 && inodes.has(cols[9] as string)) ports.push(parseInt((cols[1] as string).split(':')[1] as string, 16));
+      if (cols.length > 9 && inodes.has(cols[9] as string))
+        ports.push(parseInt((cols[1] as string).split(':')[1] as string, 16));
     }
   }
   return ports;
@@ -143,7 +155,9 @@ test('when sent SIGTERM with a request in flight, then readiness is 503 at once,
     expect(ready).toMatch(/^HTTP\/1\.1 200 /);
     // The database backends serving the child's own connections (other test files run servers too).
     const ports = childTcpPorts(child.pid as number);
-    const childPids = (await owner.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE client_port = ANY($1::int[])', [ports])).rows.map((r) => r.pid);
+    const childPids = (
+      await owner.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE client_port = ANY($1::int[])', [ports])
+    ).rows.map((r) => r.pid);
     expect(childPids.length).toBeGreaterThan(0);
 
     // A write in flight: headers and half of its body sent, the rest after SIGTERM.
@@ -189,12 +203,18 @@ test('when sent SIGTERM with a request in flight, then readiness is 503 at once,
     const res = await answer;
     expect(res).toMatch(/^HTTP\/1\.1 200 /);
     expect(res.toLowerCase()).toContain('connection: close');
-    const exited = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))));
+    const exited = await new Promise<number | null>((resolve) =>
+      child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code)),
+    );
     expect(exited).toBe(0);
     expect(out()).toContain('"message":"stopped"');
-    expect((await owner.query('SELECT count(*)::int AS n FROM audit_logs WHERE resource_id = $1', [resourceId])).rows[0].n).toBe(1);
+    expect(
+      (await owner.query('SELECT count(*)::int AS n FROM audit_logs WHERE resource_id = $1', [resourceId])).rows[0].n,
+    ).toBe(1);
     // Its pool is closed: none of the connections it held is left on the server.
-    const still = await owner.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ANY($1::int[])', [childPids]);
+    const still = await owner.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ANY($1::int[])', [
+      childPids,
+    ]);
     expect(still.rows[0].n).toBe(0);
   } finally {
     child.kill('SIGKILL');

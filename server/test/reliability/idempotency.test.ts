@@ -23,7 +23,11 @@ let admin: TestLogin;
 beforeAll(async () => {
   db = await createIsolatedDatabase('idem');
   // A SIEM destination is configured so POST /audit/siem enqueues; no worker runs here.
-  t = await buildSiemTestApp(db, { SIEM_PROVIDER: 'webhook', SIEM_ENDPOINT_URL: 'http://127.0.0.1:9/unused', SIEM_API_KEY: 'webhook-secret-0123456789abcdef0123' });
+  t = await buildSiemTestApp(db, {
+    SIEM_PROVIDER: 'webhook',
+    SIEM_ENDPOINT_URL: 'http://127.0.0.1:9/unused',
+    SIEM_API_KEY: 'webhook-secret-0123456789abcdef0123',
+  });
   user = await loginAs(t, { role: 'user' });
   admin = await loginAs(t, { role: 'admin', tenantId: user.tenantId });
 });
@@ -46,16 +50,26 @@ function postLog(login: TestLogin, body: object, key?: string) {
 }
 
 async function rowsWithResource(resourceId: string): Promise<number> {
-  return (await db.owner.query('SELECT count(*)::int AS n FROM audit_logs WHERE resource_id = $1', [resourceId])).rows[0].n;
+  return (await db.owner.query('SELECT count(*)::int AS n FROM audit_logs WHERE resource_id = $1', [resourceId]))
+    .rows[0].n;
 }
 
-const errorShape = (code: string) => ({ success: false, error: expect.objectContaining({ code, message: expect.any(String) }), requestId: expect.any(String), timestamp: expect.any(String) });
+const errorShape = (code: string) => ({
+  success: false,
+  error: expect.objectContaining({ code, message: expect.any(String) }),
+  requestId: expect.any(String),
+  timestamp: expect.any(String),
+});
 
 describe('POST /audit/log with Idempotency-Key', () => {
   test('without the header, then nothing changes: two identical posts create two rows', async () => {
     const rid = uniqueKey();
-    expect((await postLog(user, { action: 'vehicle.unlock', resourceType: 'vehicle', resourceId: rid })).status).toBe(200);
-    expect((await postLog(user, { action: 'vehicle.unlock', resourceType: 'vehicle', resourceId: rid })).status).toBe(200);
+    expect((await postLog(user, { action: 'vehicle.unlock', resourceType: 'vehicle', resourceId: rid })).status).toBe(
+      200,
+    );
+    expect((await postLog(user, { action: 'vehicle.unlock', resourceType: 'vehicle', resourceId: rid })).status).toBe(
+      200,
+    );
     expect(await rowsWithResource(rid)).toBe(2);
   });
 
@@ -72,7 +86,9 @@ describe('POST /audit/log with Idempotency-Key', () => {
       .set('Authorization', user.authorization)
       .set('Idempotency-Key', key)
       .set('Content-Type', 'application/json')
-      .send(`{ "after": {"b":[1,2], "a":1}, "resourceId": "${key}", "resourceType":"vehicle", "action":"vehicle.unlock" }`);
+      .send(
+        `{ "after": {"b":[1,2], "a":1}, "resourceId": "${key}", "resourceType":"vehicle", "action":"vehicle.unlock" }`,
+      );
     expect(again.status).toBe(200);
     expect(again.headers['idempotent-replayed']).toBe('true');
     expect(again.body).toEqual(first.body);
@@ -81,7 +97,9 @@ describe('POST /audit/log with Idempotency-Key', () => {
 
   test('when the same key comes with a different body, then 422 IDEMPOTENCY_KEY_REUSED and nothing is created', async () => {
     const key = uniqueKey();
-    expect((await postLog(user, { action: 'vehicle.unlock', resourceType: 'vehicle', resourceId: key }, key)).status).toBe(200);
+    expect(
+      (await postLog(user, { action: 'vehicle.unlock', resourceType: 'vehicle', resourceId: key }, key)).status,
+    ).toBe(200);
     const other = await postLog(user, { action: 'vehicle.lock', resourceType: 'vehicle', resourceId: key }, key);
     expect(other.status).toBe(422);
     expect(other.body).toEqual(errorShape('IDEMPOTENCY_KEY_REUSED'));
@@ -90,15 +108,25 @@ describe('POST /audit/log with Idempotency-Key', () => {
 
   test('a key is scoped to the caller and the route: another user, or the other route, with the same key is processed on its own', async () => {
     const key = uniqueKey();
-    expect((await postLog(user, { action: 'vehicle.unlock', resourceType: 'vehicle', resourceId: key }, key)).status).toBe(200);
+    expect(
+      (await postLog(user, { action: 'vehicle.unlock', resourceType: 'vehicle', resourceId: key }, key)).status,
+    ).toBe(200);
     const byAdmin = await postLog(admin, { action: 'vehicle.unlock', resourceType: 'vehicle', resourceId: key }, key);
     expect(byAdmin.status).toBe(200);
     expect(byAdmin.headers['idempotent-replayed']).toBeUndefined();
     const otherTenant = await loginAs(t, { role: 'user' });
-    const byOther = await postLog(otherTenant, { action: 'vehicle.unlock', resourceType: 'vehicle', resourceId: key }, key);
+    const byOther = await postLog(
+      otherTenant,
+      { action: 'vehicle.unlock', resourceType: 'vehicle', resourceId: key },
+      key,
+    );
     expect(byOther.status).toBe(200);
     expect(byOther.headers['idempotent-replayed']).toBeUndefined();
-    const siem = await request(t.app).post(`${BASE}/audit/siem`).set('Authorization', admin.authorization).set('Idempotency-Key', key).send({ events: [{ eventType: 'fleet.test.event', severity: 'low', message: 'm' }] });
+    const siem = await request(t.app)
+      .post(`${BASE}/audit/siem`)
+      .set('Authorization', admin.authorization)
+      .set('Idempotency-Key', key)
+      .send({ events: [{ eventType: 'fleet.test.event', severity: 'low', message: 'm' }] });
     expect(siem.status).toBe(202);
     expect(siem.headers['idempotent-replayed']).toBeUndefined();
     expect(await rowsWithResource(key)).toBe(3);
@@ -113,7 +141,15 @@ describe('POST /audit/log with Idempotency-Key', () => {
       await locker.query('BEGIN');
       await locker.query('LOCK TABLE idempotency_keys IN SHARE MODE');
       const first = postLog(user, body, key).then((r) => r);
-      await eventually(async () => (await db.owner.query("SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'idempotency_keys' AND NOT l.granted")).rowCount === 1, 'the first request to wait');
+      await eventually(
+        async () =>
+          (
+            await db.owner.query(
+              "SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'idempotency_keys' AND NOT l.granted",
+            )
+          ).rowCount === 1,
+        'the first request to wait',
+      );
       const second = await postLog(user, body, key);
       expect(second.status).toBe(409);
       expect(second.headers['retry-after']).toBe('1');
@@ -138,7 +174,11 @@ describe('POST /audit/log with Idempotency-Key', () => {
     const answers = await withServer(t.app, (port) =>
       Promise.all(
         Array.from({ length: 10 }, () =>
-          fetch(`http://127.0.0.1:${port}${BASE}/audit/log`, { method: 'POST', headers: { Authorization: user.authorization, 'Idempotency-Key': key, 'Content-Type': 'application/json' }, body: JSON.stringify(body) }).then(async (r) => ({
+          fetch(`http://127.0.0.1:${port}${BASE}/audit/log`, {
+            method: 'POST',
+            headers: { Authorization: user.authorization, 'Idempotency-Key': key, 'Content-Type': 'application/json' },
+            body: JSON.stringify(body),
+          }).then(async (r) => ({
             status: r.status,
             replayed: r.headers.get('idempotent-replayed'),
             body: (await r.json()) as { id?: string },
@@ -156,7 +196,9 @@ describe('POST /audit/log with Idempotency-Key', () => {
 
   test('when a request with a key fails validation, then nothing is kept and the key can be used with a valid body', async () => {
     const key = uniqueKey();
-    expect((await postLog(user, { action: 'auth.login', resourceType: 'vehicle', resourceId: key }, key)).status).toBe(400);
+    expect((await postLog(user, { action: 'auth.login', resourceType: 'vehicle', resourceId: key }, key)).status).toBe(
+      400,
+    );
     const ok = await postLog(user, { action: 'vehicle.unlock', resourceType: 'vehicle', resourceId: key }, key);
     expect(ok.status).toBe(200);
     expect(ok.headers['idempotent-replayed']).toBeUndefined();
@@ -164,27 +206,49 @@ describe('POST /audit/log with Idempotency-Key', () => {
 
   test('when the kept outcome expired (24 h), then the key is processed afresh; the periodic clean-up deletes expired entries of every tenant', async () => {
     const key = uniqueKey();
-    expect((await postLog(user, { action: 'vehicle.unlock', resourceType: 'vehicle', resourceId: key }, key)).status).toBe(200);
-    const kept = await db.owner.query("SELECT created_at, expires_at FROM idempotency_keys WHERE idem_key = $1", [key]);
+    expect(
+      (await postLog(user, { action: 'vehicle.unlock', resourceType: 'vehicle', resourceId: key }, key)).status,
+    ).toBe(200);
+    const kept = await db.owner.query('SELECT created_at, expires_at FROM idempotency_keys WHERE idem_key = $1', [key]);
     expect(kept.rows[0].expires_at.getTime() - kept.rows[0].created_at.getTime()).toBe(24 * 3600_000);
-    await db.owner.query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE idem_key = $1", [key]);
+    await db.owner.query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE idem_key = $1", [
+      key,
+    ]);
     const fresh = await postLog(user, { action: 'vehicle.lock', resourceType: 'vehicle', resourceId: key }, key);
     expect(fresh.status).toBe(200);
     expect(fresh.headers['idempotent-replayed']).toBeUndefined();
     expect(await rowsWithResource(key)).toBe(2);
     // The clean-up, 25 h later, as the application role (row-level security does not hide other tenants from it).
-    const later = createIdempotencyService({ pool: t.composition.pool, clock: new ManualClock(Date.now() + 25 * 3600_000), logger: t.composition.logger });
+    const later = createIdempotencyService({
+      pool: t.composition.pool,
+      clock: new ManualClock(Date.now() + 25 * 3600_000),
+      logger: t.composition.logger,
+    });
     expect(await later.pruneNow()).toBeGreaterThanOrEqual(1);
-    expect((await db.owner.query('SELECT count(*)::int AS n FROM idempotency_keys WHERE created_at <= now()')).rows[0].n).toBe(0);
+    expect(
+      (await db.owner.query('SELECT count(*)::int AS n FROM idempotency_keys WHERE created_at <= now()')).rows[0].n,
+    ).toBe(0);
   });
 
-  test('row-level security: the application sees only its tenant\'s keys', async () => {
+  test("row-level security: the application sees only its tenant's keys", async () => {
     const key = uniqueKey();
-    expect((await postLog(user, { action: 'vehicle.unlock', resourceType: 'vehicle', resourceId: key }, key)).status).toBe(200);
+    expect(
+      (await postLog(user, { action: 'vehicle.unlock', resourceType: 'vehicle', resourceId: key }, key)).status,
+    ).toBe(200);
     const other = await loginAs(t, { role: 'user' });
-    const seen = await withTenant(t.composition.pool, other.tenantId, async (c) => (await c.query('SELECT count(*)::int AS n FROM idempotency_keys WHERE idem_key = $1', [key])).rows[0].n);
+    const seen = await withTenant(
+      t.composition.pool,
+      other.tenantId,
+      async (c) =>
+        (await c.query('SELECT count(*)::int AS n FROM idempotency_keys WHERE idem_key = $1', [key])).rows[0].n,
+    );
     expect(seen).toBe(0);
-    const own = await withTenant(t.composition.pool, user.tenantId, async (c) => (await c.query('SELECT count(*)::int AS n FROM idempotency_keys WHERE idem_key = $1', [key])).rows[0].n);
+    const own = await withTenant(
+      t.composition.pool,
+      user.tenantId,
+      async (c) =>
+        (await c.query('SELECT count(*)::int AS n FROM idempotency_keys WHERE idem_key = $1', [key])).rows[0].n,
+    );
     expect(own).toBe(1);
   });
 });
@@ -202,7 +266,10 @@ describe('hostile Idempotency-Key values', () => {
     const res = await postLog(user, body, key);
     expect(res.status).toBe(400);
     expect(res.body).toEqual(errorShape('VALIDATION_FAILED'));
-    expect(res.body.error.details[0]).toMatchObject({ path: 'headers.idempotency-key', code: 'invalid_idempotency_key' });
+    expect(res.body.error.details[0]).toMatchObject({
+      path: 'headers.idempotency-key',
+      code: 'invalid_idempotency_key',
+    });
     expect((await db.owner.query('SELECT count(*)::int AS n FROM audit_logs')).rows[0].n).toBe(before);
   });
 
@@ -215,14 +282,20 @@ describe('hostile Idempotency-Key values', () => {
 
   test('when the header is sent twice, then 400', async () => {
     const res = await withServer(t.app, (port) =>
-      rawPost(port, [`Authorization: ${user.authorization}`, 'Idempotency-Key: one', 'Idempotency-Key: two'], JSON.stringify(body)),
+      rawPost(
+        port,
+        [`Authorization: ${user.authorization}`, 'Idempotency-Key: one', 'Idempotency-Key: two'],
+        JSON.stringify(body),
+      ),
     );
     expect(res).toMatch(/^HTTP\/1\.1 400 /);
     expect(res).toContain('invalid_idempotency_key');
   });
 
   test('when the key holds a control character, then 400 (never a 500), whoever refuses it first', async () => {
-    const res = await withServer(t.app, (port) => rawPost(port, [`Authorization: ${user.authorization}`, 'Idempotency-Key: a\u0001b'], JSON.stringify(body)));
+    const res = await withServer(t.app, (port) =>
+      rawPost(port, [`Authorization: ${user.authorization}`, 'Idempotency-Key: a\u0001b'], JSON.stringify(body)),
+    );
     expect(res).toMatch(/^HTTP\/1\.1 400 /);
   });
 
@@ -240,17 +313,34 @@ describe('POST /audit/siem with Idempotency-Key', () => {
   test('when retried with the same key and body, then the same event ids come back (202, replayed) and the events are queued once', async () => {
     const key = uniqueKey();
     const body = { events: [{ eventType: 'fleet.test.event', severity: 'high', message: key }] };
-    const first = await request(t.app).post(`${BASE}/audit/siem`).set('Authorization', admin.authorization).set('Idempotency-Key', key).send(body);
+    const first = await request(t.app)
+      .post(`${BASE}/audit/siem`)
+      .set('Authorization', admin.authorization)
+      .set('Idempotency-Key', key)
+      .send(body);
     expect(first.status).toBe(202);
-    const again = await request(t.app).post(`${BASE}/audit/siem`).set('Authorization', admin.authorization).set('Idempotency-Key', key).send(body);
+    const again = await request(t.app)
+      .post(`${BASE}/audit/siem`)
+      .set('Authorization', admin.authorization)
+      .set('Idempotency-Key', key)
+      .send(body);
     expect(again.status).toBe(202);
     expect(again.headers['idempotent-replayed']).toBe('true');
     expect(again.body).toEqual(first.body);
-    const queued = await db.owner.query("SELECT count(*)::int AS n FROM siem_outbox WHERE payload->>'message' = $1", [key]);
+    const queued = await db.owner.query("SELECT count(*)::int AS n FROM siem_outbox WHERE payload->>'message' = $1", [
+      key,
+    ]);
     expect(queued.rows[0].n).toBe(1);
-    const audited = await db.owner.query("SELECT count(*)::int AS n FROM audit_logs WHERE action = 'audit.siem.submitted' AND resource_id = $1", [first.body.eventIds[0]]);
+    const audited = await db.owner.query(
+      "SELECT count(*)::int AS n FROM audit_logs WHERE action = 'audit.siem.submitted' AND resource_id = $1",
+      [first.body.eventIds[0]],
+    );
     expect(audited.rows[0].n).toBe(1);
-    const reused = await request(t.app).post(`${BASE}/audit/siem`).set('Authorization', admin.authorization).set('Idempotency-Key', key).send({ events: [{ eventType: 'fleet.test.event', severity: 'low', message: key }] });
+    const reused = await request(t.app)
+      .post(`${BASE}/audit/siem`)
+      .set('Authorization', admin.authorization)
+      .set('Idempotency-Key', key)
+      .send({ events: [{ eventType: 'fleet.test.event', severity: 'low', message: key }] });
     expect(reused.status).toBe(422);
     expect(reused.body).toEqual(errorShape('IDEMPOTENCY_KEY_REUSED'));
   });
@@ -261,7 +351,16 @@ function rawPost(port: number, headers: string[], body: string): Promise<string>
     const s = net.connect(port, '127.0.0.1', () => {
       s.write(
         Buffer.from(
-          [`POST ${BASE}/audit/log HTTP/1.1`, 'Host: 127.0.0.1', 'Content-Type: application/json', `Content-Length: ${Buffer.byteLength(body)}`, 'Connection: close', ...headers, '', body].join('\r\n'),
+          [
+            `POST ${BASE}/audit/log HTTP/1.1`,
+            'Host: 127.0.0.1',
+            'Content-Type: application/json',
+            `Content-Length: ${Buffer.byteLength(body)}`,
+            'Connection: close',
+            ...headers,
+            '',
+            body,
+          ].join('\r\n'),
           'latin1',
         ),
       );

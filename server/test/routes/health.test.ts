@@ -8,7 +8,11 @@ describe('health', () => {
     try {
       const res = await request(t.app).get('/api/health/ready');
       expect(res.status).toBe(200);
-      expect(res.body).toMatchObject({ success: true, status: 'ready', dependencies: { database: { status: 'up', critical: true } } });
+      expect(res.body).toMatchObject({
+        success: true,
+        status: 'ready',
+        dependencies: { database: { status: 'up', critical: true } },
+      });
     } finally {
       await t.close();
     }
@@ -16,12 +20,17 @@ describe('health', () => {
 
   test('when the database is unreachable, then /ready is 503 naming it and /api/health still answers 200', async () => {
     const port = await freePort();
-    const t = await buildTestApp({ env: { DATABASE_URL: `postgres://nobody:pw@127.0.0.1:${port}/none`, DB_POOL_TIMEOUT: '1' } });
+    const t = await buildTestApp({
+      env: { DATABASE_URL: `postgres://nobody:pw@127.0.0.1:${port}/none`, DB_POOL_TIMEOUT: '1' },
+    });
     try {
       const res = await request(t.app).get('/api/health/ready');
       expect(res.status).toBe(503);
       expect(res.body.success).toBe(false);
-      expect(res.body.error).toMatchObject({ code: 'SERVICE_UNAVAILABLE', message: expect.stringContaining('database') });
+      expect(res.body.error).toMatchObject({
+        code: 'SERVICE_UNAVAILABLE',
+        message: expect.stringContaining('database'),
+      });
       expect(res.body.dependencies.database.status).toBe('down');
       expect(JSON.stringify(res.body)).not.toMatch(/ECONNREFUSED|nobody|pw@/);
       const live = await request(t.app).get('/api/health');

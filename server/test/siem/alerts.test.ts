@@ -59,7 +59,10 @@ async function alerts(rule: string, where: { tenantId?: string; resourceId?: str
 }
 
 async function queued(eventId: string): Promise<boolean> {
-  const { rows } = await db.owner.query('SELECT 1 FROM siem_outbox WHERE coalesce(event_id, siem_audit_event_id(audit_log_id)) = $1', [eventId]);
+  const { rows } = await db.owner.query(
+    'SELECT 1 FROM siem_outbox WHERE coalesce(event_id, siem_audit_event_id(audit_log_id)) = $1',
+    [eventId],
+  );
   return rows.length === 1;
 }
 
@@ -70,7 +73,15 @@ function freshIp(): string {
 }
 
 function failure(over: Partial<AuditEvent> & { tenantId: string; resourceId: string }): AuditEvent {
-  return { action: 'auth.login.failure', resourceType: 'user', result: 'failure', severity: 'medium', errorMessage: 'invalid signature', ipAddress: freshIp(), ...over };
+  return {
+    action: 'auth.login.failure',
+    resourceType: 'user',
+    result: 'failure',
+    severity: 'medium',
+    errorMessage: 'invalid signature',
+    ipAddress: freshIp(),
+    ...over,
+  };
 }
 
 describe('brute force (auth.login.failure)', () => {
@@ -82,8 +93,21 @@ describe('brute force (auth.login.failure)', () => {
     const fifth = await s.audit.record(failure({ tenantId, resourceId: email }));
     const raised = await alerts('brute_force', { resourceId: email });
     expect(raised).toHaveLength(1);
-    expect(raised[0]).toMatchObject({ tenant_id: tenantId, severity: 'critical', resource_type: 'user', resource_id: email });
-    expect(raised[0]?.after).toMatchObject({ rule: 'brute_force', subject: 'email', value: email, count: 5, threshold: 5, windowSeconds: 900, triggeringAuditLogId: fifth.id });
+    expect(raised[0]).toMatchObject({
+      tenant_id: tenantId,
+      severity: 'critical',
+      resource_type: 'user',
+      resource_id: email,
+    });
+    expect(raised[0]?.after).toMatchObject({
+      rule: 'brute_force',
+      subject: 'email',
+      value: email,
+      count: 5,
+      threshold: 5,
+      windowSeconds: 900,
+      triggeringAuditLogId: fifth.id,
+    });
     expect(await queued(auditEventId(raised[0]?.id as string))).toBe(true);
     await s.audit.record(failure({ tenantId, resourceId: email }));
     expect(await alerts('brute_force', { resourceId: email })).toHaveLength(1);
@@ -91,7 +115,10 @@ describe('brute force (auth.login.failure)', () => {
 
   it('when one IP fails 5 times against different emails and tenants, then an alert names the IP', async () => {
     const ip = freshIp();
-    for (let i = 0; i < 5; i++) await s.audit.record(failure({ tenantId: i % 2 ? uniqueTenant() : '_unknown', resourceId: uniqueEmail(), ipAddress: ip }));
+    for (let i = 0; i < 5; i++)
+      await s.audit.record(
+        failure({ tenantId: i % 2 ? uniqueTenant() : '_unknown', resourceId: uniqueEmail(), ipAddress: ip }),
+      );
     const raised = await alerts('brute_force', { resourceId: ip });
     expect(raised).toHaveLength(1);
     expect(raised[0]).toMatchObject({ resource_type: 'ip_address', ip_address: ip, severity: 'critical' });
@@ -143,7 +170,10 @@ describe('single-event rules', () => {
       const raised = await alerts('refresh_reuse', { tenantId: u.tenantId });
       expect(raised).toHaveLength(1);
       expect(raised[0]).toMatchObject({ severity: 'critical', resource_type: 'session', resource_id: l.sessionId });
-      const reuse = await db.owner.query<{ id: string }>("SELECT id::text FROM audit_logs WHERE tenant_id = $1 AND action = 'auth.refresh.reuse'", [u.tenantId]);
+      const reuse = await db.owner.query<{ id: string }>(
+        "SELECT id::text FROM audit_logs WHERE tenant_id = $1 AND action = 'auth.refresh.reuse'",
+        [u.tenantId],
+      );
       expect(await queued(auditEventId(reuse.rows[0]?.id as string))).toBe(true);
       expect(await queued(auditEventId(raised[0]?.id as string))).toBe(true);
     } finally {
@@ -154,7 +184,14 @@ describe('single-event rules', () => {
 
   it('when the master key is rotated, then a high key_event alert is raised', async () => {
     const tenantId = uniqueTenant();
-    await s.audit.record({ tenantId, action: 'key.master.rotated', resourceType: 'master_key', resourceId: 'fleet-master-key', severity: 'critical', after: { version: 'v2' } });
+    await s.audit.record({
+      tenantId,
+      action: 'key.master.rotated',
+      resourceType: 'master_key',
+      resourceId: 'fleet-master-key',
+      severity: 'critical',
+      after: { version: 'v2' },
+    });
     const raised = await alerts('key_event', { tenantId });
     expect(raised).toHaveLength(1);
     expect(raised[0]).toMatchObject({ severity: 'high', resource_id: 'fleet-master-key' });
@@ -163,7 +200,14 @@ describe('single-event rules', () => {
 
   it('when the master key falls back twice within 15 minutes, then one alert; after 15 minutes, another', async () => {
     const tenantId = uniqueTenant();
-    const fallback = { tenantId, action: 'key.master.fallback', resourceType: 'master_key', resourceId: 'fleet-master-key', severity: 'high' as const, errorMessage: 'Key Vault unreachable' };
+    const fallback = {
+      tenantId,
+      action: 'key.master.fallback',
+      resourceType: 'master_key',
+      resourceId: 'fleet-master-key',
+      severity: 'high' as const,
+      errorMessage: 'Key Vault unreachable',
+    };
     s.clock.advance(60 * 60_000);
     await s.audit.record(fallback);
     await s.audit.record(fallback);
@@ -178,18 +222,56 @@ describe('single-event rules', () => {
   it('when a user is given the admin role, then a high admin_escalation alert names the user and the previous role', async () => {
     const tenantId = uniqueTenant();
     const actor = '11111111-2222-4333-8444-555555555555';
-    await s.audit.record({ tenantId, userId: actor, action: 'user.role_changed', resourceType: 'user', resourceId: 'target-user', severity: 'high', before: { role: 'viewer' }, after: { role: 'admin' } });
+    await s.audit.record({
+      tenantId,
+      userId: actor,
+      action: 'user.role_changed',
+      resourceType: 'user',
+      resourceId: 'target-user',
+      severity: 'high',
+      before: { role: 'viewer' },
+      after: { role: 'admin' },
+    });
     const raised = await alerts('admin_escalation', { tenantId });
     expect(raised).toHaveLength(1);
     expect(raised[0]).toMatchObject({ severity: 'high', user_id: actor, resource_id: 'target-user' });
-    expect(raised[0]?.after).toMatchObject({ targetUser: 'target-user', previousRole: 'viewer', newRole: 'admin', changedBy: actor });
+    expect(raised[0]?.after).toMatchObject({
+      targetUser: 'target-user',
+      previousRole: 'viewer',
+      newRole: 'admin',
+      changedBy: actor,
+    });
   });
 
   it('when a role change is not an escalation to admin, then no alert', async () => {
     const tenantId = uniqueTenant();
-    await s.audit.record({ tenantId, action: 'user.role_changed', resourceType: 'user', resourceId: 'u1', severity: 'high', before: { role: 'admin' }, after: { role: 'user' } });
-    await s.audit.record({ tenantId, action: 'user.role_changed', resourceType: 'user', resourceId: 'u2', severity: 'high', before: { role: 'admin' }, after: { role: 'admin' } });
-    await s.audit.record({ tenantId, action: 'user.role_changed', resourceType: 'user', resourceId: 'u3', severity: 'high', before: { role: 'viewer' }, after: { role: 'user' } });
+    await s.audit.record({
+      tenantId,
+      action: 'user.role_changed',
+      resourceType: 'user',
+      resourceId: 'u1',
+      severity: 'high',
+      before: { role: 'admin' },
+      after: { role: 'user' },
+    });
+    await s.audit.record({
+      tenantId,
+      action: 'user.role_changed',
+      resourceType: 'user',
+      resourceId: 'u2',
+      severity: 'high',
+      before: { role: 'admin' },
+      after: { role: 'admin' },
+    });
+    await s.audit.record({
+      tenantId,
+      action: 'user.role_changed',
+      resourceType: 'user',
+      resourceId: 'u3',
+      severity: 'high',
+      before: { role: 'viewer' },
+      after: { role: 'user' },
+    });
     expect(await alerts('admin_escalation', { tenantId })).toHaveLength(0);
   });
 
@@ -197,7 +279,10 @@ describe('single-event rules', () => {
     const t2 = await buildSiemTestApp(db, env);
     try {
       const u = await provision(t2, { role: 'user' });
-      await t2.composition.services.users.provision({ email: u.email, role: 'admin', tenantId: u.tenantId }, { source: 'test' });
+      await t2.composition.services.users.provision(
+        { email: u.email, role: 'admin', tenantId: u.tenantId },
+        { source: 'test' },
+      );
       const raised = await alerts('admin_escalation', { tenantId: u.tenantId });
       expect(raised).toHaveLength(1);
       expect(raised[0]).toMatchObject({ severity: 'high', resource_id: u.id });
@@ -211,7 +296,18 @@ describe('single-event rules', () => {
     const tenantId = uniqueTenant();
     await expect(
       withTenant(s.pool, tenantId, async (c) => {
-        await s.audit.record({ tenantId, action: 'user.role_changed', resourceType: 'user', resourceId: 'u9', severity: 'high', before: { role: 'user' }, after: { role: 'admin' } }, c);
+        await s.audit.record(
+          {
+            tenantId,
+            action: 'user.role_changed',
+            resourceType: 'user',
+            resourceId: 'u9',
+            severity: 'high',
+            before: { role: 'user' },
+            after: { role: 'admin' },
+          },
+          c,
+        );
         throw new Error('role change failed');
       }),
     ).rejects.toThrow('role change failed');
@@ -223,14 +319,27 @@ describe('denied burst (access.denied)', () => {
   it('when one user is denied 10 times within 5 minutes, then one high denied_burst alert', async () => {
     const tenantId = uniqueTenant();
     const userId = '22222222-3333-4444-8555-666666666666';
-    const denied = { tenantId, userId, action: 'access.denied', resourceType: 'route', resourceId: 'GET /api/v1/security/master-key', result: 'denied' as const, severity: 'medium' as const };
+    const denied = {
+      tenantId,
+      userId,
+      action: 'access.denied',
+      resourceType: 'route',
+      resourceId: 'GET /api/v1/security/master-key',
+      result: 'denied' as const,
+      severity: 'medium' as const,
+    };
     for (let i = 0; i < 9; i++) await s.audit.record(denied);
     expect(await alerts('denied_burst', { tenantId })).toHaveLength(0);
     await s.audit.record(denied);
     const raised = await alerts('denied_burst', { tenantId });
     expect(raised).toHaveLength(1);
     expect(raised[0]).toMatchObject({ severity: 'high', resource_type: 'user', resource_id: userId });
-    expect(raised[0]?.after).toMatchObject({ count: 10, threshold: 10, windowSeconds: 300, lastDenied: 'GET /api/v1/security/master-key' });
+    expect(raised[0]?.after).toMatchObject({
+      count: 10,
+      threshold: 10,
+      windowSeconds: 300,
+      lastDenied: 'GET /api/v1/security/master-key',
+    });
   });
 
   it('when a viewer keeps calling an admin route over HTTP, then the 10th 403 raises the alert', async () => {
@@ -258,7 +367,12 @@ describe('without a SIEM', () => {
     try {
       await plain.monitoring.siem.syncSettings();
       const tenantId = uniqueTenant();
-      await plain.audit.record({ tenantId, action: 'key.master.rotated', resourceType: 'master_key', severity: 'critical' });
+      await plain.audit.record({
+        tenantId,
+        action: 'key.master.rotated',
+        resourceType: 'master_key',
+        severity: 'critical',
+      });
       const raised = await alerts('key_event', { tenantId });
       expect(raised).toHaveLength(1);
       expect(await queued(auditEventId(raised[0]?.id as string))).toBe(false);

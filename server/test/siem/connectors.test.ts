@@ -14,7 +14,17 @@ import type { SiemConnector, SiemEvent } from '../../src/services/siem/types';
 import { uniqueTenant } from '../helpers/env';
 import { createIsolatedDatabase, type IsolatedDatabase } from './helpers/db';
 import { buildStack, type Stack } from './helpers/harness';
-import { startDatadogReceiver, startElasticReceiver, startHecReceiver, startWebhookReceiver, verifyWebhook, type DatadogReceiver, type ElasticReceiver, type HecReceiver, type WebhookReceiver } from './helpers/receivers';
+import {
+  startDatadogReceiver,
+  startElasticReceiver,
+  startHecReceiver,
+  startWebhookReceiver,
+  verifyWebhook,
+  type DatadogReceiver,
+  type ElasticReceiver,
+  type HecReceiver,
+  type WebhookReceiver,
+} from './helpers/receivers';
 
 const KEY = randomBytes(16).toString('hex');
 const connectors: SiemConnector[] = [];
@@ -26,7 +36,20 @@ function track<T extends SiemConnector>(c: T): T {
 
 function events(n: number, over: Partial<SiemEvent> = {}): SiemEvent[] {
   const tenantId = uniqueTenant();
-  return Array.from({ length: n }, (_, i) => ({ ...normalizeEvent({ tenantId, eventType: 'fleet.test.event', severity: 'high', message: `event ${i}`, ipAddress: '198.51.100.4', userId: '11111111-2222-4333-8444-555555555555' }, Date.now()), ...over }));
+  return Array.from({ length: n }, (_, i) => ({
+    ...normalizeEvent(
+      {
+        tenantId,
+        eventType: 'fleet.test.event',
+        severity: 'high',
+        message: `event ${i}`,
+        ipAddress: '198.51.100.4',
+        userId: '11111111-2222-4333-8444-555555555555',
+      },
+      Date.now(),
+    ),
+    ...over,
+  }));
 }
 
 function kinds(report: { outcomes: Map<string, { kind: string }> }, list: SiemEvent[]): string[] {
@@ -42,7 +65,9 @@ describe('Datadog Logs v2', () => {
   let c: SiemConnector;
   beforeAll(async () => {
     dd = await startDatadogReceiver(KEY);
-    c = track(createDatadogConnector({ endpointUrl: dd.url, apiKey: KEY, hostname: 'fleet-host', environment: 'test' }));
+    c = track(
+      createDatadogConnector({ endpointUrl: dd.url, apiKey: KEY, hostname: 'fleet-host', environment: 'test' }),
+    );
   });
   afterAll(() => dd.close());
   beforeEach(() => dd.reset());
@@ -55,7 +80,14 @@ describe('Datadog Logs v2', () => {
     expect(dd.requests[0]?.headers['dd-api-key']).toBe(KEY);
     expect(dd.requests[0]?.headers['content-type']).toBe('application/json');
     expect(dd.logs.map((l) => (l.evt as { id: string }).id)).toEqual(list.map((e) => e.id));
-    expect(dd.logs[0]).toMatchObject({ ddsource: 'fleet-security-api', service: 'fleet-security-api', hostname: 'fleet-host', status: 'error', message: 'event 0', network: { client: { ip: '198.51.100.4' } } });
+    expect(dd.logs[0]).toMatchObject({
+      ddsource: 'fleet-security-api',
+      service: 'fleet-security-api',
+      hostname: 'fleet-host',
+      status: 'error',
+      message: 'event 0',
+      network: { client: { ip: '198.51.100.4' } },
+    });
     expect(String(dd.logs[0]?.ddtags)).toContain('env:test');
   });
 
@@ -135,7 +167,12 @@ describe('Elasticsearch _bulk', () => {
     const lines = req?.body.toString('utf8').split('\n') ?? [];
     expect(lines).toHaveLength(5);
     expect(JSON.parse(lines[0] as string)).toEqual({ create: { _index: 'fleet-sec', _id: list[0]?.id } });
-    expect(es.docs.get(`fleet-sec/${list[1]?.id}`)).toMatchObject({ '@timestamp': list[1]?.time, event: { id: list[1]?.id, action: 'fleet.test.event' }, message: 'event 1', source: { ip: '198.51.100.4' } });
+    expect(es.docs.get(`fleet-sec/${list[1]?.id}`)).toMatchObject({
+      '@timestamp': list[1]?.time,
+      event: { id: list[1]?.id, action: 'fleet.test.event' },
+      message: 'event 1',
+      source: { ip: '198.51.100.4' },
+    });
   });
 
   it('when some items fail, then only 429/5xx items are retried, mapping errors are dead and the rest delivered', async () => {
@@ -143,14 +180,27 @@ describe('Elasticsearch _bulk', () => {
     const byId = new Map(list.map((e, i) => [e.id, i]));
     es.failItems((id) => {
       const i = byId.get(id);
-      if (i === 1) return { status: 429, type: 'es_rejected_execution_exception', reason: 'rejected execution of coordinating operation' };
-      if (i === 3) return { status: 400, type: 'document_parsing_exception', reason: '[1:2] failed to parse field [source.ip] of type [ip]' };
+      if (i === 1)
+        return {
+          status: 429,
+          type: 'es_rejected_execution_exception',
+          reason: 'rejected execution of coordinating operation',
+        };
+      if (i === 3)
+        return {
+          status: 400,
+          type: 'document_parsing_exception',
+          reason: '[1:2] failed to parse field [source.ip] of type [ip]',
+        };
       if (i === 4) return { status: 503, type: 'unavailable_shards_exception', reason: 'primary shard is not active' };
       return null;
     });
     const r = await c.send(list);
     expect(kinds(r, list)).toEqual(['delivered', 'retry', 'delivered', 'dead', 'retry']);
-    expect(r.outcomes.get(list[3]?.id as string)).toEqual({ kind: 'dead', reason: 'elastic: item document_parsing_exception: [1:2] failed to parse field [source.ip] of type [ip]' });
+    expect(r.outcomes.get(list[3]?.id as string)).toEqual({
+      kind: 'dead',
+      reason: 'elastic: item document_parsing_exception: [1:2] failed to parse field [source.ip] of type [ip]',
+    });
   });
 
   it('when an event is replayed, then the 409 conflict of create counts as delivered and nothing is duplicated', async () => {
@@ -190,7 +240,12 @@ describe('Elasticsearch partial failure through the outbox', () => {
   beforeAll(async () => {
     db = await createIsolatedDatabase('elastic');
     es = await startElasticReceiver(null);
-    s = await buildStack(db, { SIEM_PROVIDER: 'elastic', SIEM_ENDPOINT_URL: es.url, SIEM_BATCH_SIZE: '10' }, { random: () => 0.5 }, new ManualClock(Date.now()));
+    s = await buildStack(
+      db,
+      { SIEM_PROVIDER: 'elastic', SIEM_ENDPOINT_URL: es.url, SIEM_BATCH_SIZE: '10' },
+      { random: () => 0.5 },
+      new ManualClock(Date.now()),
+    );
   });
   afterAll(async () => {
     await s.close();
@@ -200,9 +255,18 @@ describe('Elasticsearch partial failure through the outbox', () => {
 
   it('when two items of a bulk fail with 429, then the next flush sends only those two ids and all five end up indexed', async () => {
     const tenantId = uniqueTenant();
-    const ids = await s.monitoring.siem.sendBatch(Array.from({ length: 5 }, (_, i) => ({ tenantId, eventType: 'fleet.test.event', severity: 'high' as const, message: `e${i}` })));
+    const ids = await s.monitoring.siem.sendBatch(
+      Array.from({ length: 5 }, (_, i) => ({
+        tenantId,
+        eventType: 'fleet.test.event',
+        severity: 'high' as const,
+        message: `e${i}`,
+      })),
+    );
     const failing = new Set([ids[1], ids[3]]);
-    es.failItems((id) => (failing.has(id) ? { status: 429, type: 'es_rejected_execution_exception', reason: 'queue full' } : null));
+    es.failItems((id) =>
+      failing.has(id) ? { status: 429, type: 'es_rejected_execution_exception', reason: 'queue full' } : null,
+    );
     expect(await s.monitoring.siem.flushOnce()).toEqual({ claimed: 5, delivered: 3, retried: 2, dead: 0 });
     const left = (await db.owner.query('SELECT event_id, attempts FROM siem_outbox ORDER BY seq')).rows;
     expect(left).toEqual([
@@ -219,7 +283,14 @@ describe('Elasticsearch partial failure through the outbox', () => {
 
   it('when the acknowledgement of a bulk is lost, then the retry carries the same ids and the 409s make it idempotent', async () => {
     const tenantId = uniqueTenant();
-    const ids = await s.monitoring.siem.sendBatch(Array.from({ length: 3 }, (_, i) => ({ tenantId, eventType: 'fleet.test.event', severity: 'high' as const, message: `lost ${i}` })));
+    const ids = await s.monitoring.siem.sendBatch(
+      Array.from({ length: 3 }, (_, i) => ({
+        tenantId,
+        eventType: 'fleet.test.event',
+        severity: 'high' as const,
+        message: `lost ${i}`,
+      })),
+    );
     es.seenIds.length = 0;
     es.acceptButReply(1, { status: 502, body: 'Bad Gateway' });
     expect(await s.monitoring.siem.flushOnce()).toMatchObject({ claimed: 3, retried: 3 });
@@ -244,7 +315,9 @@ describe('Splunk HEC connector', () => {
     const r = await c.send(list);
     expect(kinds(r, list)).toEqual(['delivered', 'delivered', 'delivered']);
     expect(hec.requests[0]?.headers.authorization).toBe(`Splunk ${KEY}`);
-    expect(hec.envelopes.map((e) => [e.host, e.source, e.sourcetype, e.event.id])).toEqual(list.map((e) => ['h1', 'fleet-security-api', 'fleet:security', e.id]));
+    expect(hec.envelopes.map((e) => [e.host, e.source, e.sourcetype, e.event.id])).toEqual(
+      list.map((e) => ['h1', 'fleet-security-api', 'fleet:security', e.id]),
+    );
   });
 
   it('when no token is configured, then HEC answers 401 code 2 and the events are dead', async () => {
@@ -252,7 +325,10 @@ describe('Splunk HEC connector', () => {
     const list = events(1);
     const r = await c.send(list);
     expect(hec.requests[0]?.headers.authorization).toBeUndefined();
-    expect(r.outcomes.get(list[0]?.id as string)).toEqual({ kind: 'dead', reason: 'splunk: HTTP 401 HEC code 2 Token is required' });
+    expect(r.outcomes.get(list[0]?.id as string)).toEqual({
+      kind: 'dead',
+      reason: 'splunk: HTTP 401 HEC code 2 Token is required',
+    });
   });
 
   it('when HEC is healthy or its queues are full, then the health check resolves or rejects', async () => {
@@ -305,7 +381,9 @@ describe('signed webhook', () => {
   });
 
   it('when the connector clock is skewed by an hour, then the receiver refuses the stale timestamp', async () => {
-    const c = track(createWebhookConnector({ endpointUrl: wh.endpoint, apiKey: KEY, now: () => Date.now() - 3_600_000 }));
+    const c = track(
+      createWebhookConnector({ endpointUrl: wh.endpoint, apiKey: KEY, now: () => Date.now() - 3_600_000 }),
+    );
     const list = events(1);
     const r = await c.send(list);
     expect(kinds(r, list)).toEqual(['dead']);
@@ -319,7 +397,10 @@ describe('signed webhook', () => {
     expect(kinds(await c.send(list), list)).toEqual(['retry']);
     wh.failNext(1, { status: 302, headers: { Location: 'http://127.0.0.1:1/elsewhere' } });
     const r = await c.send(list);
-    expect(r.outcomes.get(list[0]?.id as string)).toEqual({ kind: 'dead', reason: 'webhook: HTTP 302 redirect not followed (check SIEM_ENDPOINT_URL)' });
+    expect(r.outcomes.get(list[0]?.id as string)).toEqual({
+      kind: 'dead',
+      reason: 'webhook: HTTP 302 redirect not followed (check SIEM_ENDPOINT_URL)',
+    });
   });
 
   it('when the health check probes the webhook, then any answer below 500 counts as reachable', async () => {

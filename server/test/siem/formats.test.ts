@@ -1,7 +1,15 @@
 /** Wire formats and pure helpers of SIEM forwarding and the archive (no network, no database). */
 import { createHmac } from 'node:crypto';
 import { BACKOFF_CAP_MS, backoffCeilingMs, backoffDelayMs, parseRetryAfter } from '../../src/services/siem/backoff';
-import { cefExtensionEscape, cefExtensionUnescape, cefHeaderEscape, formatCef, formatSyslog, MAX_SYSLOG_MESSAGE_BYTES, octetFrame } from '../../src/services/siem/connectors/cef';
+import {
+  cefExtensionEscape,
+  cefExtensionUnescape,
+  cefHeaderEscape,
+  formatCef,
+  formatSyslog,
+  MAX_SYSLOG_MESSAGE_BYTES,
+  octetFrame,
+} from '../../src/services/siem/connectors/cef';
 import { datadogEntry } from '../../src/services/siem/connectors/datadog';
 import { ecsDocument, elasticTarget } from '../../src/services/siem/connectors/elastic';
 import { chunkBySize } from '../../src/services/siem/connectors/http';
@@ -99,14 +107,17 @@ describe('CEF escaping', () => {
   });
 
   it('when the source address is IPv6, then it goes to c6a2 with its label instead of src', () => {
-    const ext = parseCefExtension(splitCefHeader(formatCef(sampleEvent({ ipAddress: '2001:db8::1' }), { hostname: 'h' }))[7] as string);
+    const ext = parseCefExtension(
+      splitCefHeader(formatCef(sampleEvent({ ipAddress: '2001:db8::1' }), { hostname: 'h' }))[7] as string,
+    );
     expect(ext.src).toBeUndefined();
     expect(ext.c6a2).toBe('2001:db8::1');
     expect(ext.c6a2Label).toBe('Source IPv6 Address');
   });
 
   it('when only a resource id (or only a type, or neither) is given, then cs3 carries what there is and no label is sent without a value', () => {
-    const cef = (over: Parameters<typeof sampleEvent>[0]) => parseCefExtension(splitCefHeader(formatCef(sampleEvent(over), { hostname: 'h' }))[7] as string);
+    const cef = (over: Parameters<typeof sampleEvent>[0]) =>
+      parseCefExtension(splitCefHeader(formatCef(sampleEvent(over), { hostname: 'h' }))[7] as string);
     expect(cef({ resourceType: null, resourceId: 'V-43' })).toMatchObject({ cs3Label: 'resource', cs3: 'V-43' });
     expect(cef({ resourceType: 'vehicle', resourceId: null })).toMatchObject({ cs3Label: 'resource', cs3: 'vehicle' });
     expect(cef({ resourceType: 'vehicle', resourceId: 'V-43' })).toMatchObject({ cs3: 'vehicle:V-43' });
@@ -128,7 +139,9 @@ describe('RFC 5424 syslog and RFC 6587 framing', () => {
     expect(app).toBe('fleet-security-api');
     expect(procid).toBe('77');
     expect(msgid).toBe('auth.login.failure');
-    expect(sd).toBe('[fleet@32473 eventId="3f1e2d4c-5b6a-4789-9abc-def012345678" tenant="ten\\"ant\\]\\\\x" severity="high"]');
+    expect(sd).toBe(
+      '[fleet@32473 eventId="3f1e2d4c-5b6a-4789-9abc-def012345678" tenant="ten\\"ant\\]\\\\x" severity="high"]',
+    );
   });
 
   it('when a message is framed, then the prefix is its length in bytes (not characters) and a space', () => {
@@ -137,7 +150,11 @@ describe('RFC 5424 syslog and RFC 6587 framing', () => {
   });
 
   it('when an event would exceed the message size limit, then details are dropped and the message shortened to fit', () => {
-    const big = sampleEvent({ message: 'x'.repeat(20_000), userAgent: 'u'.repeat(5000), details: { blob: 'y'.repeat(1900) } });
+    const big = sampleEvent({
+      message: 'x'.repeat(20_000),
+      userAgent: 'u'.repeat(5000),
+      details: { blob: 'y'.repeat(1900) },
+    });
     const msg = formatSyslog(big, { hostname: 'h' });
     expect(Buffer.byteLength(msg)).toBeLessThanOrEqual(MAX_SYSLOG_MESSAGE_BYTES);
     expect(msg).toContain('externalId=3f1e2d4c-5b6a-4789-9abc-def012345678');
@@ -152,15 +169,28 @@ describe('HTTP connector formats', () => {
       host: 'h1',
       source: 'fleet-security-api',
       sourcetype: 'fleet:security',
-      fields: { tenant_id: 'acme', severity: 'high', event_type: 'auth.login.failure', event_id: '3f1e2d4c-5b6a-4789-9abc-def012345678' },
+      fields: {
+        tenant_id: 'acme',
+        severity: 'high',
+        event_type: 'auth.login.failure',
+        event_id: '3f1e2d4c-5b6a-4789-9abc-def012345678',
+      },
       event: sampleEvent(),
     });
   });
 
   it('when SIEM_ENDPOINT_URL is the base or already the collector path, then the event and health URLs are the HEC ones', () => {
-    expect(splunkUrls('https://splunk:8088')).toEqual({ event: 'https://splunk:8088/services/collector/event', health: 'https://splunk:8088/services/collector/health', ack: 'https://splunk:8088/services/collector/ack' });
-    expect(splunkUrls('https://splunk:8088/services/collector/event').event).toBe('https://splunk:8088/services/collector/event');
-    expect(splunkUrls('https://splunk:8088/services/collector').event).toBe('https://splunk:8088/services/collector/event');
+    expect(splunkUrls('https://splunk:8088')).toEqual({
+      event: 'https://splunk:8088/services/collector/event',
+      health: 'https://splunk:8088/services/collector/health',
+      ack: 'https://splunk:8088/services/collector/ack',
+    });
+    expect(splunkUrls('https://splunk:8088/services/collector/event').event).toBe(
+      'https://splunk:8088/services/collector/event',
+    );
+    expect(splunkUrls('https://splunk:8088/services/collector').event).toBe(
+      'https://splunk:8088/services/collector/event',
+    );
   });
 
   it('when a Datadog entry is built, then it uses the reserved attributes and standard attributes', () => {
@@ -176,7 +206,13 @@ describe('HTTP connector formats', () => {
       usr: { id: sampleEvent().userId },
       network: { client: { ip: '203.0.113.7' } },
     });
-    expect(String(d.ddtags).split(',')).toEqual(['env:production', 'tenant:acme', 'severity:high', 'event_type:auth.login.failure', 'origin:audit']);
+    expect(String(d.ddtags).split(',')).toEqual([
+      'env:production',
+      'tenant:acme',
+      'severity:high',
+      'event_type:auth.login.failure',
+      'origin:audit',
+    ]);
   });
 
   it('when an ECS document is built, then it has @timestamp, event.id/action/outcome/kind and ECS field names', () => {
@@ -184,7 +220,14 @@ describe('HTTP connector formats', () => {
     expect(doc).toMatchObject({
       '@timestamp': '2026-01-02T03:04:05.678Z',
       ecs: { version: '8.11.0' },
-      event: { id: sampleEvent().id, kind: 'alert', action: 'security.alert.brute_force', outcome: 'failure', category: ['intrusion_detection'], severity: 8 },
+      event: {
+        id: sampleEvent().id,
+        kind: 'alert',
+        action: 'security.alert.brute_force',
+        outcome: 'failure',
+        category: ['intrusion_detection'],
+        severity: 8,
+      },
       source: { ip: '203.0.113.7' },
       user: { id: sampleEvent().userId },
       user_agent: { original: 'curl/8' },
@@ -194,18 +237,32 @@ describe('HTTP connector formats', () => {
   });
 
   it('when the Elastic URL has a path and credentials, then the index is the first segment and credentials leave the URL', () => {
-    expect(elasticTarget('https://u:p%40ss@es.local:9200/fleet-logs')).toEqual({ bulkUrl: 'https://es.local:9200/_bulk', rootUrl: 'https://es.local:9200/', index: 'fleet-logs', username: 'u', password: 'p@ss' });
+    expect(elasticTarget('https://u:p%40ss@es.local:9200/fleet-logs')).toEqual({
+      bulkUrl: 'https://es.local:9200/_bulk',
+      rootUrl: 'https://es.local:9200/',
+      index: 'fleet-logs',
+      username: 'u',
+      password: 'p@ss',
+    });
     expect(elasticTarget('http://127.0.0.1:9200').index).toBe('fleet-security-events');
   });
 
   it('when a webhook body is signed, then the signature is HMAC-SHA256 over timestamp "." body with the key', () => {
     const body = '[{"id":"x"}]';
-    expect(webhookSignature('k3y', '1700000000', body)).toBe(`sha256=${createHmac('sha256', 'k3y').update(`1700000000.${body}`).digest('hex')}`);
+    expect(webhookSignature('k3y', '1700000000', body)).toBe(
+      `sha256=${createHmac('sha256', 'k3y').update(`1700000000.${body}`).digest('hex')}`,
+    );
   });
 
   it('when items are chunked, then no chunk exceeds the item or byte limits and oversized items are set apart', () => {
     const items = Array.from({ length: 25 }, (_, i) => ({ item: i, bytes: i === 7 ? 5000 : 100 }));
-    const { chunks, oversized } = chunkBySize(items, { maxItems: 10, maxBytes: 450, maxItemBytes: 1000, overheadBytes: 2, separatorBytes: 1 });
+    const { chunks, oversized } = chunkBySize(items, {
+      maxItems: 10,
+      maxBytes: 450,
+      maxItemBytes: 1000,
+      overheadBytes: 2,
+      separatorBytes: 1,
+    });
     expect(oversized).toEqual([7]);
     expect(chunks.flat()).toEqual(items.map((i) => i.item).filter((i) => i !== 7));
     for (const c of chunks) {
@@ -217,7 +274,14 @@ describe('HTTP connector formats', () => {
 
 describe('backoff', () => {
   it('when the attempt grows, then the ceiling doubles from 2 s and stops at 5 minutes', () => {
-    expect([1, 2, 3, 8, 9, 20].map(backoffCeilingMs)).toEqual([2000, 4000, 8000, 256_000, BACKOFF_CAP_MS, BACKOFF_CAP_MS]);
+    expect([1, 2, 3, 8, 9, 20].map(backoffCeilingMs)).toEqual([
+      2000,
+      4000,
+      8000,
+      256_000,
+      BACKOFF_CAP_MS,
+      BACKOFF_CAP_MS,
+    ]);
   });
 
   it('when jitter is applied, then the delay is uniform between 0 and the ceiling (full jitter)', () => {
@@ -241,15 +305,34 @@ describe('event ids and normalization', () => {
     expect(auditEventId('42')).not.toBe(auditEventId('43'));
     expect(auditEventId('42')).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     // RFC 4122 appendix B test vector (DNS namespace, "www.example.com") as corrected in the errata.
-    expect(uuidv5('www.example.com', '6ba7b810-9dad-11d1-80b4-00c04fd430c8')).toBe('2ed6657d-e927-568b-95e1-2665a8aea6a2');
+    expect(uuidv5('www.example.com', '6ba7b810-9dad-11d1-80b4-00c04fd430c8')).toBe(
+      '2ed6657d-e927-568b-95e1-2665a8aea6a2',
+    );
   });
 
   it('when an audit row is mirrored, then outcome, identity fields and capped before/after are carried', () => {
     const e = eventFromAudit(
-      { tenantId: 't', action: 'user.role_changed', resourceType: 'user', resourceId: 'u1', severity: 'high', before: { role: 'user' }, after: { role: 'admin', blob: 'z'.repeat(10_000) }, userId: null, result: 'success' },
+      {
+        tenantId: 't',
+        action: 'user.role_changed',
+        resourceType: 'user',
+        resourceId: 'u1',
+        severity: 'high',
+        before: { role: 'user' },
+        after: { role: 'admin', blob: 'z'.repeat(10_000) },
+        userId: null,
+        result: 'success',
+      },
       { id: '9', createdAt: new Date('2026-01-01T00:00:00Z') },
     );
-    expect(e).toMatchObject({ id: auditEventId('9'), eventType: 'user.role_changed', origin: 'audit', outcome: 'success', auditLogId: '9', time: '2026-01-01T00:00:00.000Z' });
+    expect(e).toMatchObject({
+      id: auditEventId('9'),
+      eventType: 'user.role_changed',
+      origin: 'audit',
+      outcome: 'success',
+      auditLogId: '9',
+      time: '2026-01-01T00:00:00.000Z',
+    });
     expect(e.details).toEqual({ before: { role: 'user' }, after: { truncated: true, bytes: expect.any(Number) } });
   });
 
@@ -294,16 +377,50 @@ describe('archive format', () => {
     expect(lines).toHaveLength(2);
     expect(buf.toString('utf8').endsWith('\n')).toBe(true);
     const o = JSON.parse(lines[0] as string) as Record<string, unknown>;
-    expect(Object.keys(o)).toEqual(['id', 'tenant_id', 'user_id', 'action', 'resource_type', 'resource_id', 'before', 'after', 'ip_address', 'user_agent', 'result', 'error_message', 'severity', 'request_id', 'created_at']);
+    expect(Object.keys(o)).toEqual([
+      'id',
+      'tenant_id',
+      'user_id',
+      'action',
+      'resource_type',
+      'resource_id',
+      'before',
+      'after',
+      'ip_address',
+      'user_agent',
+      'result',
+      'error_message',
+      'severity',
+      'request_id',
+      'created_at',
+    ]);
     expect(o.after).toEqual({ k: 'v\n', n: 1 });
     expect(o.error_message).toBe('bad\nthing');
   });
 
   it('when the digest inputs change in any field, then the digest changes', () => {
-    const base = { tenantId: 't', seq: 1, firstId: '1', lastId: '9', count: 9, sha256: 'a'.repeat(64), prevDigest: '0'.repeat(64), chainHead: null };
+    const base = {
+      tenantId: 't',
+      seq: 1,
+      firstId: '1',
+      lastId: '9',
+      count: 9,
+      sha256: 'a'.repeat(64),
+      prevDigest: '0'.repeat(64),
+      chainHead: null,
+    };
     const d = exportDigest(base);
     expect(d).toMatch(/^[0-9a-f]{64}$/);
-    for (const change of [{ seq: 2 }, { firstId: '2' }, { lastId: '8' }, { count: 8 }, { sha256: 'b'.repeat(64) }, { prevDigest: '1'.repeat(64) }, { chainHead: 'x' }, { tenantId: 'u' }]) {
+    for (const change of [
+      { seq: 2 },
+      { firstId: '2' },
+      { lastId: '8' },
+      { count: 8 },
+      { sha256: 'b'.repeat(64) },
+      { prevDigest: '1'.repeat(64) },
+      { chainHead: 'x' },
+      { tenantId: 'u' },
+    ]) {
       expect(exportDigest({ ...base, ...change })).not.toBe(d);
     }
   });
@@ -314,6 +431,8 @@ describe('archive format', () => {
   });
 
   it('when two JSON documents differ only in key order, then their canonical forms are equal', () => {
-    expect(canonicalJson({ b: 1, a: { d: [1, { y: 2, x: 1 }], c: null } })).toBe(canonicalJson({ a: { c: null, d: [1, { x: 1, y: 2 }] }, b: 1 }));
+    expect(canonicalJson({ b: 1, a: { d: [1, { y: 2, x: 1 }], c: null } })).toBe(
+      canonicalJson({ a: { c: null, d: [1, { x: 1, y: 2 }] }, b: 1 }),
+    );
   });
 });

@@ -14,7 +14,12 @@ import { buildStack, eventually, type Stack } from './helpers/harness';
 
 let db: IsolatedDatabase;
 const stacks: Stack[] = [];
-const ENV = { SIEM_PROVIDER: 'webhook', SIEM_ENDPOINT_URL: 'http://127.0.0.1:9/unused', SIEM_API_KEY: 'webhook-secret-0123456789abcdef0123', SIEM_BATCH_SIZE: '10' };
+const ENV = {
+  SIEM_PROVIDER: 'webhook',
+  SIEM_ENDPOINT_URL: 'http://127.0.0.1:9/unused',
+  SIEM_API_KEY: 'webhook-secret-0123456789abcdef0123',
+  SIEM_BATCH_SIZE: '10',
+};
 
 /** A connector that records what it was given and, while gated, holds every send until opened. */
 function gatedConnector(): SiemConnector & { sent: string[][]; gate(): void; open(): void; waiting(): number } {
@@ -58,14 +63,23 @@ beforeEach(async () => {
   await db.owner.query('TRUNCATE siem_outbox, siem_dead_letter, siem_worker_state');
 });
 
-async function stack(env: Record<string, string>, deps: Parameters<typeof buildStack>[2], clock: ManualClock): Promise<Stack> {
+async function stack(
+  env: Record<string, string>,
+  deps: Parameters<typeof buildStack>[2],
+  clock: ManualClock,
+): Promise<Stack> {
   const s = await buildStack(db, { ...ENV, ...env }, deps, clock);
   stacks.push(s);
   return s;
 }
 
 function inputs(tenantId: string, n: number) {
-  return Array.from({ length: n }, (_, i) => ({ tenantId, eventType: 'fleet.test.event', severity: 'high' as const, message: `event ${i}` }));
+  return Array.from({ length: n }, (_, i) => ({
+    tenantId,
+    eventType: 'fleet.test.event',
+    severity: 'high' as const,
+    message: `event ${i}`,
+  }));
 }
 
 async function claims(): Promise<Array<{ claimed_by: string | null; claimed_until: Date | null }>> {
@@ -91,7 +105,11 @@ describe('SIEM outbox leases', () => {
     expect(first.getTime()).toBe(clock.now() + leaseMs);
     // Time passes beyond the original lease; the worker renews from the clock's time.
     clock.advance(leaseMs * 2);
-    await eventually(async () => (await claims()).every((c) => c.claimed_until !== null && c.claimed_until.getTime() === clock.now() + leaseMs), 'the lease to be renewed');
+    await eventually(
+      async () =>
+        (await claims()).every((c) => c.claimed_until !== null && c.claimed_until.getTime() === clock.now() + leaseMs),
+      'the lease to be renewed',
+    );
     expect((await claims()).every((c) => c.claimed_by === a.monitoring.siem.instanceId)).toBe(true);
     expect((await b.monitoring.siem.flushOnce()).claimed).toBe(0);
     connA.open();
@@ -109,7 +127,17 @@ describe('SIEM outbox leases', () => {
     const b = await stack({}, { connector: connB }, clock);
     const ids = await a.monitoring.siem.sendBatch(inputs(uniqueTenant(), 5));
     // A claims with the default lease and dies: no delivery, no release.
-    expect(await withSiemWorker(a.pool, (c) => claimBatch(c, a.monitoring.siem.instanceId, new Date(clock.now()), new Date(clock.now() + DEFAULT_LEASE_MS), 10))).toHaveLength(5);
+    expect(
+      await withSiemWorker(a.pool, (c) =>
+        claimBatch(
+          c,
+          a.monitoring.siem.instanceId,
+          new Date(clock.now()),
+          new Date(clock.now() + DEFAULT_LEASE_MS),
+          10,
+        ),
+      ),
+    ).toHaveLength(5);
     clock.advance(DEFAULT_LEASE_MS - 1);
     expect((await b.monitoring.siem.flushOnce()).claimed).toBe(0);
     clock.advance(2);
@@ -117,7 +145,7 @@ describe('SIEM outbox leases', () => {
     expect(connB.sent.flat().sort()).toEqual([...ids].sort());
   });
 
-  test('when a dead instance\'s claim runs out, then a running worker notices within its fill check and delivers, without waiting for its flush interval', async () => {
+  test("when a dead instance's claim runs out, then a running worker notices within its fill check and delivers, without waiting for its flush interval", async () => {
     const t0 = Date.now();
     const clock = new ManualClock(t0);
     const connB = gatedConnector();
@@ -126,7 +154,11 @@ describe('SIEM outbox leases', () => {
     const b = await stack({ SIEM_FLUSH_INTERVAL_MS: '600000' }, { connector: connB }, clock);
     const ids = await dead.monitoring.siem.sendBatch(inputs(uniqueTenant(), 3));
     // Claimed, as by an instance that then died.
-    expect(await withSiemWorker(dead.pool, (c) => claimBatch(c, 'dead-instance', new Date(t0), new Date(t0 + DEFAULT_LEASE_MS), 10))).toHaveLength(3);
+    expect(
+      await withSiemWorker(dead.pool, (c) =>
+        claimBatch(c, 'dead-instance', new Date(t0), new Date(t0 + DEFAULT_LEASE_MS), 10),
+      ),
+    ).toHaveLength(3);
     await b.monitoring.start();
     // Its start-up tick (at once) finds nothing it may claim; let it finish.
     await new Promise((r) => setTimeout(r, 300));

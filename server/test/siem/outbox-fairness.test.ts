@@ -19,7 +19,13 @@ const stacks: Stack[] = [];
 beforeAll(async () => {
   db = await createIsolatedDatabase('fairness');
   hec = await startHecReceiver(TOKEN);
-  env = { SIEM_PROVIDER: 'splunk', SIEM_ENDPOINT_URL: hec.url, SIEM_API_KEY: TOKEN, SIEM_BATCH_SIZE: '10', SIEM_MAX_QUEUE: '100' };
+  env = {
+    SIEM_PROVIDER: 'splunk',
+    SIEM_ENDPOINT_URL: hec.url,
+    SIEM_API_KEY: TOKEN,
+    SIEM_BATCH_SIZE: '10',
+    SIEM_MAX_QUEUE: '100',
+  };
 });
 afterAll(async () => {
   for (const s of stacks) await s.close().catch(() => undefined);
@@ -38,11 +44,18 @@ async function stack(): Promise<Stack> {
 }
 
 function inputs(tenantId: string, n: number, severity: SiemEventInput['severity']): SiemEventInput[] {
-  return Array.from({ length: n }, (_, i) => ({ tenantId, eventType: 'fleet.test.event', severity, message: `event ${i}` }));
+  return Array.from({ length: n }, (_, i) => ({
+    tenantId,
+    eventType: 'fleet.test.event',
+    severity,
+    message: `event ${i}`,
+  }));
 }
 
 async function countsByTenant(table: 'siem_outbox' | 'siem_dead_letter'): Promise<Record<string, number>> {
-  const { rows } = await db.owner.query<{ tenant_id: string; n: number }>(`SELECT tenant_id, count(*)::int AS n FROM ${table} GROUP BY tenant_id`);
+  const { rows } = await db.owner.query<{ tenant_id: string; n: number }>(
+    `SELECT tenant_id, count(*)::int AS n FROM ${table} GROUP BY tenant_id`,
+  );
   return Object.fromEntries(rows.map((r) => [r.tenant_id, r.n]));
 }
 
@@ -54,7 +67,8 @@ describe('SIEM outbox bound, per tenant', () => {
     const quietIds = await s.monitoring.siem.sendBatch(inputs(quiet, 30, 'high')); // older than the flood
     const noisyIds = await s.monitoring.siem.sendBatch(inputs(noisy, 70, 'low'));
     // The flood continues through audit rows (always queued, past the bound): 20 high events.
-    for (let i = 0; i < 20; i++) await s.audit.record({ tenantId: noisy, action: 'user.role_changed', resourceType: 'user', severity: 'high' });
+    for (let i = 0; i < 20; i++)
+      await s.audit.record({ tenantId: noisy, action: 'user.role_changed', resourceType: 'user', severity: 'high' });
     expect(Object.values(await countsByTenant('siem_outbox')).reduce((a, b) => a + b, 0)).toBe(120);
     const moved = await s.monitoring.siem.trimQueue();
     expect([...moved].sort()).toEqual(noisyIds.slice(0, 20).sort());
@@ -70,7 +84,8 @@ describe('SIEM outbox bound, per tenant', () => {
     const noisy = uniqueTenant('noisy');
     await s.monitoring.siem.sendBatch(inputs(quiet, 10, 'low'));
     const noisyIds = await s.monitoring.siem.sendBatch(inputs(noisy, 90, 'high'));
-    for (let i = 0; i < 5; i++) await s.audit.record({ tenantId: noisy, action: 'user.role_changed', resourceType: 'user', severity: 'high' });
+    for (let i = 0; i < 5; i++)
+      await s.audit.record({ tenantId: noisy, action: 'user.role_changed', resourceType: 'user', severity: 'high' });
     const moved = await s.monitoring.siem.trimQueue();
     expect([...moved].sort()).toEqual(noisyIds.slice(0, 5).sort());
     expect(await countsByTenant('siem_outbox')).toEqual({ [quiet]: 10, [noisy]: 90 });
@@ -82,7 +97,12 @@ describe('SIEM outbox bound, per tenant', () => {
     const b = uniqueTenant('b');
     await s.monitoring.siem.sendBatch(inputs(a, 50, 'low'));
     await s.monitoring.siem.sendBatch(inputs(b, 50, 'critical'));
-    await s.audit.record({ tenantId: b, action: 'session.revoked.bulk', resourceType: 'session', severity: 'critical' });
+    await s.audit.record({
+      tenantId: b,
+      action: 'session.revoked.bulk',
+      resourceType: 'session',
+      severity: 'critical',
+    });
     // b holds 51 > its share of 50, but only critical events: nothing of b may go, nothing of a must go.
     expect(await s.monitoring.siem.trimQueue()).toEqual([]);
     expect(await countsByTenant('siem_outbox')).toEqual({ [a]: 50, [b]: 51 });

@@ -55,18 +55,49 @@ function siem() {
   return t.composition.services.monitoring.siem;
 }
 
-async function stack(over: Record<string, string> = {}, deps: Parameters<typeof buildStack>[2] = {}, c = new ManualClock(Date.now())): Promise<Stack> {
+async function stack(
+  over: Record<string, string> = {},
+  deps: Parameters<typeof buildStack>[2] = {},
+  c = new ManualClock(Date.now()),
+): Promise<Stack> {
   const s = await buildStack(db, { ...env, ...over }, deps, c);
   stacks.push(s);
   return s;
 }
 
-async function outbox(): Promise<Array<{ seq: string; event_id: string; tenant_id: string; audit_log_id: string | null; event_type: string; attempts: number; next_attempt_at: Date; last_error: string | null; severity: string; payload: Record<string, unknown> | null; claimed_by: string | null }>> {
+async function outbox(): Promise<
+  Array<{
+    seq: string;
+    event_id: string;
+    tenant_id: string;
+    audit_log_id: string | null;
+    event_type: string;
+    attempts: number;
+    next_attempt_at: Date;
+    last_error: string | null;
+    severity: string;
+    payload: Record<string, unknown> | null;
+    claimed_by: string | null;
+  }>
+> {
   // Rows the audit trigger queued store no id; it is derived from the audit row id.
-  return (await db.owner.query('SELECT *, coalesce(event_id, siem_audit_event_id(audit_log_id)) AS event_id FROM siem_outbox ORDER BY seq')).rows;
+  return (
+    await db.owner.query(
+      'SELECT *, coalesce(event_id, siem_audit_event_id(audit_log_id)) AS event_id FROM siem_outbox ORDER BY seq',
+    )
+  ).rows;
 }
 
-async function deadLetters(): Promise<Array<{ event_id: string; tenant_id: string; audit_log_id: string | null; reason: string; attempts: number; payload: Record<string, unknown> }>> {
+async function deadLetters(): Promise<
+  Array<{
+    event_id: string;
+    tenant_id: string;
+    audit_log_id: string | null;
+    reason: string;
+    attempts: number;
+    payload: Record<string, unknown>;
+  }>
+> {
   return (await db.owner.query('SELECT * FROM siem_dead_letter ORDER BY dead_at, event_id')).rows;
 }
 
@@ -80,7 +111,13 @@ function receivedIds(): string[] {
 }
 
 function inputs(tenantId: string, n: number, over: Partial<SiemEventInput> = {}): SiemEventInput[] {
-  return Array.from({ length: n }, (_, i) => ({ tenantId, eventType: 'fleet.test.event', severity: 'medium' as const, message: `event ${i}`, ...over }));
+  return Array.from({ length: n }, (_, i) => ({
+    tenantId,
+    eventType: 'fleet.test.event',
+    severity: 'medium' as const,
+    message: `event ${i}`,
+    ...over,
+  }));
 }
 
 describe('POST /audit/siem', () => {
@@ -93,21 +130,49 @@ describe('POST /audit/siem', () => {
     const res = await request(t.app)
       .post(`${BASE}/audit/siem`)
       .set('Authorization', admin.authorization)
-      .send({ events: [{ eventType: 'vehicle.geofence.breach', severity: 'high', message: 'left the depot', details: { vehicle: 'V-1' } }, { eventType: 'vehicle.door.open', severity: 'low', message: 'door' }] });
+      .send({
+        events: [
+          {
+            eventType: 'vehicle.geofence.breach',
+            severity: 'high',
+            message: 'left the depot',
+            details: { vehicle: 'V-1' },
+          },
+          { eventType: 'vehicle.door.open', severity: 'low', message: 'door' },
+        ],
+      });
     expect(res.status).toBe(202);
-    expect(res.body).toEqual({ success: true, queued: 2, eventIds: [expect.stringMatching(/^[0-9a-f-]{36}$/), expect.stringMatching(/^[0-9a-f-]{36}$/)] });
+    expect(res.body).toEqual({
+      success: true,
+      queued: 2,
+      eventIds: [expect.stringMatching(/^[0-9a-f-]{36}$/), expect.stringMatching(/^[0-9a-f-]{36}$/)],
+    });
     const rows = await outbox();
     expect(rows.map((r) => r.event_id)).toEqual(res.body.eventIds);
     expect(rows[0]).toMatchObject({ tenant_id: admin.tenantId, severity: 'high', attempts: 0 });
-    expect(rows[0]?.payload).toMatchObject({ id: res.body.eventIds[0], tenantId: admin.tenantId, eventType: 'vehicle.geofence.breach', origin: 'api', userId: admin.userId, details: { vehicle: 'V-1' }, message: 'left the depot' });
-    const audit = await db.owner.query("SELECT * FROM audit_logs WHERE tenant_id = $1 AND action = 'audit.siem.submitted'", [admin.tenantId]);
+    expect(rows[0]?.payload).toMatchObject({
+      id: res.body.eventIds[0],
+      tenantId: admin.tenantId,
+      eventType: 'vehicle.geofence.breach',
+      origin: 'api',
+      userId: admin.userId,
+      details: { vehicle: 'V-1' },
+      message: 'left the depot',
+    });
+    const audit = await db.owner.query(
+      "SELECT * FROM audit_logs WHERE tenant_id = $1 AND action = 'audit.siem.submitted'",
+      [admin.tenantId],
+    );
     expect(audit.rows).toHaveLength(1);
     expect(audit.rows[0]).toMatchObject({ user_id: admin.userId, severity: 'low', result: 'success' });
     expect(audit.rows[0].after).toMatchObject({ count: 2, eventIds: res.body.eventIds });
   });
 
   it('when the queued events are flushed, then the HEC receiver gets each once with its id and the outbox is empty', async () => {
-    const res = await request(t.app).post(`${BASE}/audit/siem`).set('Authorization', admin.authorization).send({ events: [{ eventType: 'vehicle.a.b', severity: 'medium', message: 'm1' }] });
+    const res = await request(t.app)
+      .post(`${BASE}/audit/siem`)
+      .set('Authorization', admin.authorization)
+      .send({ events: [{ eventType: 'vehicle.a.b', severity: 'medium', message: 'm1' }] });
     expect(res.status).toBe(202);
     const r = await siem().flushOnce();
     expect(r).toEqual({ claimed: 1, delivered: 1, retried: 0, dead: 0 });
@@ -118,7 +183,10 @@ describe('POST /audit/siem', () => {
 
   it('when strings look like SQL or HTML injection, then they are stored and forwarded verbatim', async () => {
     const nasty = `'; DROP TABLE siem_outbox; -- <script>alert(1)</script> $1 \\x00 ${'"'}`;
-    const res = await request(t.app).post(`${BASE}/audit/siem`).set('Authorization', admin.authorization).send({ events: [{ eventType: 'app.inject.test', severity: 'low', message: nasty, resourceId: nasty }] });
+    const res = await request(t.app)
+      .post(`${BASE}/audit/siem`)
+      .set('Authorization', admin.authorization)
+      .send({ events: [{ eventType: 'app.inject.test', severity: 'low', message: nasty, resourceId: nasty }] });
     expect(res.status).toBe(202);
     expect((await outbox())[0]?.payload).toMatchObject({ message: nasty, resourceId: nasty });
     await siem().flushOnce();
@@ -127,7 +195,10 @@ describe('POST /audit/siem', () => {
 
   it('when odd Unicode is submitted, then it round-trips to the receiver', async () => {
     const msg = 'Ünïcödé 漢字 🚀 \u200b zero-width \u202e rtl';
-    const res = await request(t.app).post(`${BASE}/audit/siem`).set('Authorization', admin.authorization).send({ events: [{ eventType: 'app.unicode.test', severity: 'low', message: msg }] });
+    const res = await request(t.app)
+      .post(`${BASE}/audit/siem`)
+      .set('Authorization', admin.authorization)
+      .send({ events: [{ eventType: 'app.unicode.test', severity: 'low', message: msg }] });
     expect(res.status).toBe(202);
     await siem().flushOnce();
     expect(hec.envelopes[0]?.event.message).toBe(msg);
@@ -135,7 +206,10 @@ describe('POST /audit/siem', () => {
 
   it.each([
     ['unknown top-level key', { events: [{ eventType: 'a.b', severity: 'low', message: 'm' }], extra: 1 }],
-    ['identity field in an event', { events: [{ eventType: 'a.b', severity: 'low', message: 'm', tenantId: 'other' }] }],
+    [
+      'identity field in an event',
+      { events: [{ eventType: 'a.b', severity: 'low', message: 'm', tenantId: 'other' }] },
+    ],
     ['user id in an event', { events: [{ eventType: 'a.b', severity: 'low', message: 'm', userId: 'x' }] }],
     ['wrong severity', { events: [{ eventType: 'a.b', severity: 'urgent', message: 'm' }] }],
     ['wrong type for message', { events: [{ eventType: 'a.b', severity: 'low', message: 42 }] }],
@@ -145,45 +219,77 @@ describe('POST /audit/siem', () => {
     ['upper-case event type', { events: [{ eventType: 'App.Event', severity: 'low', message: 'm' }] }],
     ['empty event list', { events: [] }],
     ['events not an array', { events: 'x' }],
-    ['too many events', { events: Array.from({ length: 101 }, () => ({ eventType: 'a.b', severity: 'low', message: 'm' })) }],
+    [
+      'too many events',
+      { events: Array.from({ length: 101 }, () => ({ eventType: 'a.b', severity: 'low', message: 'm' })) },
+    ],
     ['message too long', { events: [{ eventType: 'a.b', severity: 'low', message: 'x'.repeat(2001) }] }],
     ['empty message', { events: [{ eventType: 'a.b', severity: 'low', message: '' }] }],
-    ['details too large', { events: [{ eventType: 'a.b', severity: 'low', message: 'm', details: { blob: 'x'.repeat(17_000) } }] }],
+    [
+      'details too large',
+      { events: [{ eventType: 'a.b', severity: 'low', message: 'm', details: { blob: 'x'.repeat(17_000) } }] },
+    ],
     ['details not an object', { events: [{ eventType: 'a.b', severity: 'low', message: 'm', details: [1, 2] }] }],
-    ['occurredAt not a date', { events: [{ eventType: 'a.b', severity: 'low', message: 'm', occurredAt: 'yesterday' }] }],
+    [
+      'occurredAt not a date',
+      { events: [{ eventType: 'a.b', severity: 'low', message: 'm', occurredAt: 'yesterday' }] },
+    ],
     ['NUL byte in message', { events: [{ eventType: 'a.b', severity: 'low', message: 'a\u0000b' }] }],
   ])('when the body has %s, then 400 VALIDATION_FAILED and nothing is queued', async (_name, body) => {
     const res = await request(t.app).post(`${BASE}/audit/siem`).set('Authorization', admin.authorization).send(body);
     expect(res.status).toBe(400);
-    expect(res.body).toMatchObject({ success: false, error: { code: 'VALIDATION_FAILED' }, requestId: expect.any(String) });
+    expect(res.body).toMatchObject({
+      success: false,
+      error: { code: 'VALIDATION_FAILED' },
+      requestId: expect.any(String),
+    });
     expect(await outbox()).toEqual([]);
   });
 
   it('when the body is malformed JSON, then 400 MALFORMED_JSON', async () => {
-    const res = await request(t.app).post(`${BASE}/audit/siem`).set('Authorization', admin.authorization).set('Content-Type', 'application/json').send('{"events": [');
+    const res = await request(t.app)
+      .post(`${BASE}/audit/siem`)
+      .set('Authorization', admin.authorization)
+      .set('Content-Type', 'application/json')
+      .send('{"events": [');
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('MALFORMED_JSON');
     expect(await outbox()).toEqual([]);
   });
 
   it('when the body is not JSON, then 415', async () => {
-    const res = await request(t.app).post(`${BASE}/audit/siem`).set('Authorization', admin.authorization).set('Content-Type', 'text/plain').send('events');
+    const res = await request(t.app)
+      .post(`${BASE}/audit/siem`)
+      .set('Authorization', admin.authorization)
+      .set('Content-Type', 'text/plain')
+      .send('events');
     expect(res.status).toBe(415);
     expect(res.body.error.code).toBe('UNSUPPORTED_MEDIA_TYPE');
   });
 
-  it.each(['user', 'viewer'] as const)('when a %s submits events, then 403 and an access.denied row, nothing queued', async (role) => {
-    const who = await loginAs(t, { role });
-    const res = await request(t.app).post(`${BASE}/audit/siem`).set('Authorization', who.authorization).send({ events: [{ eventType: 'a.b', severity: 'low', message: 'm' }] });
-    expect(res.status).toBe(403);
-    expect(res.body.error.code).toBe('FORBIDDEN');
-    const denied = await db.owner.query("SELECT * FROM audit_logs WHERE tenant_id = $1 AND action = 'access.denied'", [who.tenantId]);
-    expect(denied.rows).toHaveLength(1);
-    expect(await outbox()).toEqual([]);
-  });
+  it.each(['user', 'viewer'] as const)(
+    'when a %s submits events, then 403 and an access.denied row, nothing queued',
+    async (role) => {
+      const who = await loginAs(t, { role });
+      const res = await request(t.app)
+        .post(`${BASE}/audit/siem`)
+        .set('Authorization', who.authorization)
+        .send({ events: [{ eventType: 'a.b', severity: 'low', message: 'm' }] });
+      expect(res.status).toBe(403);
+      expect(res.body.error.code).toBe('FORBIDDEN');
+      const denied = await db.owner.query(
+        "SELECT * FROM audit_logs WHERE tenant_id = $1 AND action = 'access.denied'",
+        [who.tenantId],
+      );
+      expect(denied.rows).toHaveLength(1);
+      expect(await outbox()).toEqual([]);
+    },
+  );
 
   it('when no token is sent, then 401 with WWW-Authenticate', async () => {
-    const res = await request(t.app).post(`${BASE}/audit/siem`).send({ events: [{ eventType: 'a.b', severity: 'low', message: 'm' }] });
+    const res = await request(t.app)
+      .post(`${BASE}/audit/siem`)
+      .send({ events: [{ eventType: 'a.b', severity: 'low', message: 'm' }] });
     expect(res.status).toBe(401);
     expect(res.headers['www-authenticate']).toMatch(/^Bearer/);
     expect(await outbox()).toEqual([]);
@@ -197,7 +303,14 @@ describe('GET /siem/status', () => {
     await siem().sendBatch([...inputs(a.tenantId, 2), ...inputs(other, 3)]);
     const res = await request(t.app).get(`${BASE}/siem/status`).set('Authorization', a.authorization);
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ success: true, queuedEvents: 2, deadLetter: 0, lastFlushAt: null, lastError: null, healthy: true });
+    expect(res.body).toEqual({
+      success: true,
+      queuedEvents: 2,
+      deadLetter: 0,
+      lastFlushAt: null,
+      lastError: null,
+      healthy: true,
+    });
   });
 
   it('when a flush succeeded, then lastFlushAt is its time', async () => {
@@ -205,7 +318,12 @@ describe('GET /siem/status', () => {
     await siem().sendBatch(inputs(a.tenantId, 1));
     await siem().flushOnce();
     const res = await request(t.app).get(`${BASE}/siem/status`).set('Authorization', a.authorization);
-    expect(res.body).toMatchObject({ queuedEvents: 0, lastFlushAt: new Date(clock.now()).toISOString(), lastError: null, healthy: true });
+    expect(res.body).toMatchObject({
+      queuedEvents: 0,
+      lastFlushAt: new Date(clock.now()).toISOString(),
+      lastError: null,
+      healthy: true,
+    });
   });
 
   it('when a viewer asks, then 403', async () => {
@@ -221,8 +339,15 @@ describe('GET /siem/status', () => {
       const a = await loginAs(plain, { role: 'admin' });
       const status = await request(plain.app).get(`${BASE}/siem/status`).set('Authorization', a.authorization);
       expect(status.status).toBe(200);
-      expect(status.body).toMatchObject({ success: true, healthy: false, lastError: 'SIEM_PROVIDER is not configured' });
-      const post = await request(plain.app).post(`${BASE}/audit/siem`).set('Authorization', a.authorization).send({ events: [{ eventType: 'a.b', severity: 'low', message: 'm' }] });
+      expect(status.body).toMatchObject({
+        success: true,
+        healthy: false,
+        lastError: 'SIEM_PROVIDER is not configured',
+      });
+      const post = await request(plain.app)
+        .post(`${BASE}/audit/siem`)
+        .set('Authorization', a.authorization)
+        .send({ events: [{ eventType: 'a.b', severity: 'low', message: 'm' }] });
       expect(post.status).toBe(503);
       expect(post.body.error.code).toBe('SERVICE_UNAVAILABLE');
     } finally {
@@ -243,11 +368,26 @@ describe('GET /siem/status', () => {
 describe('automatic forwarding from the audit trail', () => {
   it('when a high-severity audit row commits, then an outbox event with the id derived from the row refers to it, and the sent event carries the row', async () => {
     const tenantId = uniqueTenant();
-    const rec = await t.composition.services.audit.record({ tenantId, action: 'user.deactivated', resourceType: 'user', resourceId: 'u-1', severity: 'high', result: 'success', ipAddress: '203.0.113.5', after: { isActive: false } });
+    const rec = await t.composition.services.audit.record({
+      tenantId,
+      action: 'user.deactivated',
+      resourceType: 'user',
+      resourceId: 'u-1',
+      severity: 'high',
+      result: 'success',
+      ipAddress: '203.0.113.5',
+      after: { isActive: false },
+    });
     const rows = await outbox();
     expect(rows).toHaveLength(1);
     // Only a reference is queued: audit contents are not copied into the cross-tenant outbox.
-    expect(rows[0]).toMatchObject({ event_id: auditEventId(rec.id), tenant_id: tenantId, severity: 'high', audit_log_id: rec.id, payload: null });
+    expect(rows[0]).toMatchObject({
+      event_id: auditEventId(rec.id),
+      tenant_id: tenantId,
+      severity: 'high',
+      audit_log_id: rec.id,
+      payload: null,
+    });
     await siem().flushOnce();
     expect(hec.envelopes[0]?.event).toEqual({
       id: auditEventId(rec.id),
@@ -271,29 +411,48 @@ describe('automatic forwarding from the audit trail', () => {
 
   it('when the audit row an event refers to is gone (retention purge), then the event is dead-lettered with that reason', async () => {
     const tenantId = uniqueTenant();
-    const rec = await t.composition.services.audit.record({ tenantId, action: 'user.deactivated', resourceType: 'user', severity: 'high' });
+    const rec = await t.composition.services.audit.record({
+      tenantId,
+      action: 'user.deactivated',
+      resourceType: 'user',
+      severity: 'high',
+    });
     // Point the queued reference at an id no row has (the append-only trail cannot be edited here).
-    await db.owner.query('UPDATE siem_outbox SET audit_log_id = audit_log_id + 1000000000 WHERE audit_log_id = $1', [rec.id]);
+    await db.owner.query('UPDATE siem_outbox SET audit_log_id = audit_log_id + 1000000000 WHERE audit_log_id = $1', [
+      rec.id,
+    ]);
     expect(await siem().flushOnce()).toEqual({ claimed: 1, delivered: 0, retried: 0, dead: 1 });
     const gone = String(BigInt(rec.id) + 1_000_000_000n);
-    expect((await deadLetters())[0]).toMatchObject({ event_id: auditEventId(gone), audit_log_id: gone, reason: `audit row ${gone} not found` });
+    expect((await deadLetters())[0]).toMatchObject({
+      event_id: auditEventId(gone),
+      audit_log_id: gone,
+      reason: `audit row ${gone} not found`,
+    });
   });
 
   it('when the transaction of a critical audit row rolls back, then neither the row nor the outbox event exists', async () => {
     const tenantId = uniqueTenant();
     await expect(
       withTenant(t.composition.pool, tenantId, async (c) => {
-        await t.composition.services.audit.record({ tenantId, action: 'session.revoked.bulk', resourceType: 'session', severity: 'critical' }, c);
+        await t.composition.services.audit.record(
+          { tenantId, action: 'session.revoked.bulk', resourceType: 'session', severity: 'critical' },
+          c,
+        );
         throw new Error('the change failed');
       }),
     ).rejects.toThrow('the change failed');
-    expect((await db.owner.query('SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1', [tenantId])).rows[0].n).toBe(0);
+    expect(
+      (await db.owner.query('SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1', [tenantId])).rows[0].n,
+    ).toBe(0);
     expect(await outbox()).toEqual([]);
   });
 
   it('when the database derives an audit event id, then it is the same v5 UUID the service computes', async () => {
     const ids = ['1', '42', '9007199254740993'];
-    const { rows } = await db.owner.query<{ id: string }>('SELECT siem_audit_event_id(x)::text AS id FROM unnest($1::bigint[]) AS x', [ids]);
+    const { rows } = await db.owner.query<{ id: string }>(
+      'SELECT siem_audit_event_id(x)::text AS id FROM unnest($1::bigint[]) AS x',
+      [ids],
+    );
     expect(rows.map((r) => r.id)).toEqual(ids.map(auditEventId));
   });
 
@@ -304,14 +463,21 @@ describe('automatic forwarding from the audit trail', () => {
       [tenantId],
     );
     const id = (rows[0] as { id: string }).id;
-    expect((await outbox()).map((r) => [r.event_id, r.audit_log_id, r.event_type])).toEqual([[auditEventId(id), id, 'system.restore']]);
+    expect((await outbox()).map((r) => [r.event_id, r.audit_log_id, r.event_type])).toEqual([
+      [auditEventId(id), id, 'system.restore'],
+    ]);
   });
 
   it('when forwarding is switched off (an instance without SIEM_PROVIDER starts), then high rows are not queued', async () => {
     const off = await stack({ SIEM_PROVIDER: '', SIEM_ENDPOINT_URL: '', SIEM_API_KEY: '' });
     try {
       await off.monitoring.siem.syncSettings();
-      await off.audit.record({ tenantId: uniqueTenant(), action: 'user.deactivated', resourceType: 'user', severity: 'high' });
+      await off.audit.record({
+        tenantId: uniqueTenant(),
+        action: 'user.deactivated',
+        resourceType: 'user',
+        severity: 'high',
+      });
       expect(await outbox()).toEqual([]);
       expect((await db.owner.query('SELECT forwarding FROM siem_settings')).rows).toEqual([{ forwarding: false }]);
     } finally {
@@ -321,14 +487,30 @@ describe('automatic forwarding from the audit trail', () => {
   });
 
   it('when the audit forwarder writes its own rows (audit.siem.*), then they are not queued', async () => {
-    await t.composition.services.audit.record({ tenantId: uniqueTenant(), action: 'audit.siem.dead_letter', resourceType: 'siem_event', severity: 'high', result: 'failure' });
+    await t.composition.services.audit.record({
+      tenantId: uniqueTenant(),
+      action: 'audit.siem.dead_letter',
+      resourceType: 'siem_event',
+      severity: 'high',
+      result: 'failure',
+    });
     expect(await outbox()).toEqual([]);
   });
 
   it('when low and medium audit rows are written, then nothing is forwarded', async () => {
     const tenantId = uniqueTenant();
-    await t.composition.services.audit.record({ tenantId, action: 'auth.logout', resourceType: 'session', severity: 'low' });
-    await t.composition.services.audit.record({ tenantId, action: 'session.revoked', resourceType: 'session', severity: 'medium' });
+    await t.composition.services.audit.record({
+      tenantId,
+      action: 'auth.logout',
+      resourceType: 'session',
+      severity: 'low',
+    });
+    await t.composition.services.audit.record({
+      tenantId,
+      action: 'session.revoked',
+      resourceType: 'session',
+      severity: 'medium',
+    });
     expect(await outbox()).toEqual([]);
   });
 });
@@ -349,7 +531,11 @@ describe('the worker', () => {
         expect(r.next_attempt_at.getTime()).toBeLessThanOrEqual(clock.now() + 2000);
       }
       const status = await request(t.app).get(`${BASE}/siem/status`).set('Authorization', a.authorization);
-      expect(status.body).toMatchObject({ queuedEvents: 3, healthy: false, lastError: expect.stringMatching(/^splunk: network error/) });
+      expect(status.body).toMatchObject({
+        queuedEvents: 3,
+        healthy: false,
+        lastError: expect.stringMatching(/^splunk: network error/),
+      });
     } finally {
       await hec.up();
     }
@@ -366,10 +552,18 @@ describe('the worker', () => {
     const s = await stack({}, { random: () => 0.5 }, c);
     const tenantId = uniqueTenant();
     const [id] = await s.monitoring.siem.sendBatch(inputs(tenantId, 1));
-    const busy = { status: 503, headers: { 'Content-Type': 'application/json' }, body: '{"text":"Server is busy","code":9}' };
+    const busy = {
+      status: 503,
+      headers: { 'Content-Type': 'application/json' },
+      body: '{"text":"Server is busy","code":9}',
+    };
     hec.failNext(1, busy);
     expect((await s.monitoring.siem.flushOnce()).retried).toBe(1);
-    expect((await outbox())[0]).toMatchObject({ attempts: 1, next_attempt_at: new Date(c.now() + 1000), last_error: 'splunk: HTTP 503 HEC code 9' });
+    expect((await outbox())[0]).toMatchObject({
+      attempts: 1,
+      next_attempt_at: new Date(c.now() + 1000),
+      last_error: 'splunk: HTTP 503 HEC code 9',
+    });
     c.advance(999);
     expect((await s.monitoring.siem.flushOnce()).claimed).toBe(0);
     c.advance(1);
@@ -398,10 +592,21 @@ describe('the worker', () => {
     expect(await outbox()).toEqual([]);
     const dead = await deadLetters();
     expect(dead.map((d) => d.event_id).sort()).toEqual([...ids].sort());
-    expect(dead[0]).toMatchObject({ tenant_id: tenantId, attempts: 1, reason: 'splunk: HTTP 403 HEC code 4 Invalid token' });
-    const audit = await db.owner.query("SELECT * FROM audit_logs WHERE tenant_id = $1 AND action = 'audit.siem.dead_letter'", [tenantId]);
+    expect(dead[0]).toMatchObject({
+      tenant_id: tenantId,
+      attempts: 1,
+      reason: 'splunk: HTTP 403 HEC code 4 Invalid token',
+    });
+    const audit = await db.owner.query(
+      "SELECT * FROM audit_logs WHERE tenant_id = $1 AND action = 'audit.siem.dead_letter'",
+      [tenantId],
+    );
     expect(audit.rows).toHaveLength(1);
-    expect(audit.rows[0]).toMatchObject({ severity: 'high', result: 'failure', error_message: 'splunk: HTTP 403 HEC code 4 Invalid token' });
+    expect(audit.rows[0]).toMatchObject({
+      severity: 'high',
+      result: 'failure',
+      error_message: 'splunk: HTTP 403 HEC code 4 Invalid token',
+    });
     expect([...audit.rows[0].after.eventIds].sort()).toEqual([...ids].sort());
     const st = await s.monitoring.siem.getQueueStatus(tenantId);
     expect(st).toMatchObject({ queuedEvents: 0, deadLetter: 2, healthy: false });
@@ -412,7 +617,12 @@ describe('the worker', () => {
     const bad = await stack({ SIEM_API_KEY: 'revoked-token' });
     const tenantId = uniqueTenant();
     const submitted = await bad.monitoring.siem.sendBatch(inputs(tenantId, 1));
-    const rec = await bad.audit.record({ tenantId, action: 'user.deactivated', resourceType: 'user', severity: 'high' });
+    const rec = await bad.audit.record({
+      tenantId,
+      action: 'user.deactivated',
+      resourceType: 'user',
+      severity: 'high',
+    });
     expect((await bad.monitoring.siem.flushOnce()).dead).toBe(2);
     await db.owner.query(`WITH moved AS (DELETE FROM siem_dead_letter WHERE reason LIKE 'splunk: HTTP 403%' RETURNING *)
       INSERT INTO siem_outbox (event_id, tenant_id, audit_log_id, event_type, severity, payload, enqueued_at, next_attempt_at)
@@ -425,10 +635,17 @@ describe('the worker', () => {
   it('when HEC rejects one event of a batch (invalid-event-number), then earlier ones count as delivered, it is dead-lettered and later ones are re-sent', async () => {
     const tenantId = uniqueTenant();
     hec.rejectWhen((e) => e.message === 'bad one');
-    const ids = await siem().sendBatch([...inputs(tenantId, 1, { message: 'first' }), ...inputs(tenantId, 1, { message: 'bad one' }), ...inputs(tenantId, 1, { message: 'third' })]);
+    const ids = await siem().sendBatch([
+      ...inputs(tenantId, 1, { message: 'first' }),
+      ...inputs(tenantId, 1, { message: 'bad one' }),
+      ...inputs(tenantId, 1, { message: 'third' }),
+    ]);
     expect(await siem().flushOnce()).toEqual({ claimed: 3, delivered: 1, retried: 1, dead: 1 });
     expect((await outbox())[0]).toMatchObject({ event_id: ids[2], attempts: 0 });
-    expect((await deadLetters())[0]).toMatchObject({ event_id: ids[1], reason: 'splunk: HEC code 6 Invalid data format' });
+    expect((await deadLetters())[0]).toMatchObject({
+      event_id: ids[1],
+      reason: 'splunk: HEC code 6 Invalid data format',
+    });
     expect(await siem().flushOnce()).toEqual({ claimed: 1, delivered: 1, retried: 0, dead: 0 });
     expect(receivedIds()).toEqual([ids[0], ids[2]]);
   });
@@ -447,7 +664,9 @@ describe('the worker', () => {
     const a = await stack({}, {}, c);
     const ids = await a.monitoring.siem.sendBatch(inputs(uniqueTenant(), 5));
     // Instance A claims the batch and crashes before delivering (no release, no answer).
-    const claimed = await withSiemWorker(a.pool, (w) => claimBatch(w, a.monitoring.siem.instanceId, new Date(c.now()), new Date(c.now() + 5 * 60_000), 10));
+    const claimed = await withSiemWorker(a.pool, (w) =>
+      claimBatch(w, a.monitoring.siem.instanceId, new Date(c.now()), new Date(c.now() + 5 * 60_000), 10),
+    );
     expect(claimed).toHaveLength(5);
     await a.pool.end();
     stacks.splice(stacks.indexOf(a), 1);
@@ -474,7 +693,12 @@ describe('the worker', () => {
     const b = await stack();
     const ids = await a.monitoring.siem.sendBatch(inputs(uniqueTenant(), 60));
     hec.delay(20);
-    await Promise.all([drain(a.monitoring.siem), drain(b.monitoring.siem), drain(a.monitoring.siem), drain(b.monitoring.siem)]);
+    await Promise.all([
+      drain(a.monitoring.siem),
+      drain(b.monitoring.siem),
+      drain(a.monitoring.siem),
+      drain(b.monitoring.siem),
+    ]);
     const got = receivedIds();
     expect(got).toHaveLength(60);
     expect(new Set(got).size).toBe(60);
@@ -493,17 +717,28 @@ describe('the worker', () => {
       await new Promise((r) => setTimeout(r, 400));
       expect(receivedIds()).toHaveLength(3);
       expect(await outbox()).toHaveLength(2);
-      expect((await db.owner.query('SELECT count(*)::int AS n FROM siem_outbox WHERE claimed_by IS NOT NULL')).rows[0].n).toBe(0);
+      expect(
+        (await db.owner.query('SELECT count(*)::int AS n FROM siem_outbox WHERE claimed_by IS NOT NULL')).rows[0].n,
+      ).toBe(0);
     } finally {
       await w.close();
     }
   });
 
   it('when the health check runs, then it reports the receiver reachable, and unreachable while it is down', async () => {
-    expect(await siem().healthCheck()).toMatchObject({ provider: 'splunk', reachable: true, healthy: true, error: null });
+    expect(await siem().healthCheck()).toMatchObject({
+      provider: 'splunk',
+      reachable: true,
+      healthy: true,
+      error: null,
+    });
     await hec.down();
     try {
-      expect(await siem().healthCheck()).toMatchObject({ reachable: false, healthy: false, error: expect.stringMatching(/^splunk: network error \((ECONNREFUSED|ECONNRESET)\)$/) });
+      expect(await siem().healthCheck()).toMatchObject({
+        reachable: false,
+        healthy: false,
+        error: expect.stringMatching(/^splunk: network error \((ECONNREFUSED|ECONNRESET)\)$/),
+      });
     } finally {
       await hec.up();
     }
@@ -516,12 +751,21 @@ describe('the queue bound (SIEM_MAX_QUEUE)', () => {
     try {
       const a = await loginAs(full, { role: 'admin' });
       await full.composition.services.monitoring.siem.sendBatch(inputs(a.tenantId, 99));
-      const ok = await request(full.app).post(`${BASE}/audit/siem`).set('Authorization', a.authorization).send({ events: [{ eventType: 'a.b', severity: 'low', message: 'fits' }] });
+      const ok = await request(full.app)
+        .post(`${BASE}/audit/siem`)
+        .set('Authorization', a.authorization)
+        .send({ events: [{ eventType: 'a.b', severity: 'low', message: 'fits' }] });
       expect(ok.status).toBe(202);
-      const res = await request(full.app).post(`${BASE}/audit/siem`).set('Authorization', a.authorization).send({ events: [{ eventType: 'a.b', severity: 'low', message: 'too many' }] });
+      const res = await request(full.app)
+        .post(`${BASE}/audit/siem`)
+        .set('Authorization', a.authorization)
+        .send({ events: [{ eventType: 'a.b', severity: 'low', message: 'too many' }] });
       expect(res.status).toBe(503);
       expect(res.headers['retry-after']).toBe('30');
-      expect(res.body.error).toMatchObject({ code: 'SERVICE_UNAVAILABLE', message: 'The SIEM queue is full; try again later.' });
+      expect(res.body.error).toMatchObject({
+        code: 'SERVICE_UNAVAILABLE',
+        message: 'The SIEM queue is full; try again later.',
+      });
       expect(await outbox()).toHaveLength(100);
       const status = await request(full.app).get(`${BASE}/siem/status`).set('Authorization', a.authorization);
       expect(status.body).toMatchObject({ healthy: false, lastError: 'queue full' });
@@ -541,8 +785,12 @@ describe('the queue bound (SIEM_MAX_QUEUE)', () => {
     const rows = await outbox();
     expect(rows).toHaveLength(100);
     expect(rows.some((r) => r.event_id === auditEventId(rec.id))).toBe(true);
-    expect(await deadLetters()).toMatchObject([{ event_id: ids[0], reason: 'queue_full: evicted to make room for newer events' }]);
-    expect((await db.owner.query('SELECT count(*)::int AS n FROM audit_logs WHERE id = $1', [rec.id])).rows[0].n).toBe(1);
+    expect(await deadLetters()).toMatchObject([
+      { event_id: ids[0], reason: 'queue_full: evicted to make room for newer events' },
+    ]);
+    expect((await db.owner.query('SELECT count(*)::int AS n FROM audit_logs WHERE id = $1', [rec.id])).rows[0].n).toBe(
+      1,
+    );
   });
 
   it('when the queue is over the bound with critical events and alerts, then those are never evicted', async () => {
@@ -550,13 +798,25 @@ describe('the queue bound (SIEM_MAX_QUEUE)', () => {
     const tenantId = uniqueTenant();
     await s.monitoring.siem.sendBatch(inputs(tenantId, 100, { severity: 'critical' }));
     const high = await s.audit.record({ tenantId, action: 'user.deactivated', resourceType: 'user', severity: 'high' });
-    const crit = await s.audit.record({ tenantId, action: 'session.revoked.bulk', resourceType: 'session', severity: 'critical' });
-    const alert = await s.audit.record({ tenantId, action: 'security.alert.denied_burst', resourceType: 'user', severity: 'high' });
+    const crit = await s.audit.record({
+      tenantId,
+      action: 'session.revoked.bulk',
+      resourceType: 'session',
+      severity: 'critical',
+    });
+    const alert = await s.audit.record({
+      tenantId,
+      action: 'security.alert.denied_burst',
+      resourceType: 'user',
+      severity: 'high',
+    });
     expect(await s.monitoring.siem.trimQueue()).toEqual([auditEventId(high.id)]);
     const rows = await outbox();
     expect(rows).toHaveLength(102);
     expect(rows.some((r) => r.event_id === auditEventId(crit.id))).toBe(true);
     expect(rows.some((r) => r.event_id === auditEventId(alert.id))).toBe(true);
-    expect((await deadLetters()).find((d) => d.event_id === auditEventId(high.id))).toMatchObject({ reason: 'queue_full: evicted to make room for newer events' });
+    expect((await deadLetters()).find((d) => d.event_id === auditEventId(high.id))).toMatchObject({
+      reason: 'queue_full: evicted to make room for newer events',
+    });
   });
 });

@@ -19,7 +19,18 @@ let c: SiemConnector;
 
 function events(n: number, message = 'event'): SiemEvent[] {
   const tenantId = uniqueTenant();
-  return Array.from({ length: n }, (_, i) => normalizeEvent({ tenantId, eventType: 'auth.login.failure', severity: 'high', message: `${message} ${i}`, ipAddress: '203.0.113.9' }, Date.now()));
+  return Array.from({ length: n }, (_, i) =>
+    normalizeEvent(
+      {
+        tenantId,
+        eventType: 'auth.login.failure',
+        severity: 'high',
+        message: `${message} ${i}`,
+        ipAddress: '203.0.113.9',
+      },
+      Date.now(),
+    ),
+  );
 }
 
 function kinds(r: { outcomes: Map<string, { kind: string }> }, list: SiemEvent[]): string[] {
@@ -56,7 +67,11 @@ describe('configuration', () => {
     ['a stream name without Custom-', { SIEM_STREAM_NAME: 'FleetEvents' }, 'SIEM_STREAM_NAME'],
     ['a client id without its secret', { SIEM_AZURE_CLIENT_SECRET: undefined }, 'SIEM_AZURE_CLIENT_SECRET'],
     ['an http:// endpoint', { SIEM_ENDPOINT_URL: 'http://dce.example.com' }, 'SIEM_ENDPOINT_URL'],
-    ['an http:// authority host', { SIEM_AZURE_AUTHORITY_HOST: 'http://login.example.com' }, 'SIEM_AZURE_AUTHORITY_HOST'],
+    [
+      'an http:// authority host',
+      { SIEM_AZURE_AUTHORITY_HOST: 'http://login.example.com' },
+      'SIEM_AZURE_AUTHORITY_HOST',
+    ],
   ])('when the configuration has %s, then it is refused naming the variable', (_what, over, variable) => {
     const r = loadConfig(testEnv({ ...env, ...over }));
     expect(r.config).toBeNull();
@@ -70,9 +85,23 @@ describe('Logs Ingestion API', () => {
     const r = await c.send(list);
     expect(kinds(r, list)).toEqual(['delivered']);
     expect(dce.tokenRequests).toEqual([{ scope: 'https://monitor.azure.com/.default', ok: true }]);
-    expect(dce.requests).toEqual([expect.objectContaining({ path: `/dataCollectionRules/${dce.dcrId}/streams/${dce.streamName}`, status: 204, rows: 3, audience: 'https://monitor.azure.com' })]);
+    expect(dce.requests).toEqual([
+      expect.objectContaining({
+        path: `/dataCollectionRules/${dce.dcrId}/streams/${dce.streamName}`,
+        status: 204,
+        rows: 3,
+        audience: 'https://monitor.azure.com',
+      }),
+    ]);
     expect(dce.rows.map((x) => x.EventId)).toEqual(list.map((e) => e.id));
-    expect(dce.rows[0]).toMatchObject({ TimeGenerated: list[0]?.time, EventType: 'auth.login.failure', Severity: 'high', FleetTenantId: list[0]?.tenantId, IpAddress: '203.0.113.9', Event: null });
+    expect(dce.rows[0]).toMatchObject({
+      TimeGenerated: list[0]?.time,
+      EventType: 'auth.login.failure',
+      Severity: 'high',
+      FleetTenantId: list[0]?.tenantId,
+      IpAddress: '203.0.113.9',
+      Event: null,
+    });
     await expect(c.healthCheck()).resolves.toBeUndefined();
   });
 
@@ -89,7 +118,11 @@ describe('Logs Ingestion API', () => {
     dce.failNext(1, { status: 429, headers: { 'Retry-After': '42' } });
     const list = events(2);
     const r = await c.send(list);
-    expect(r.outcomes.get(list[0]!.id)).toMatchObject({ kind: 'retry', reason: 'sentinel: HTTP 429', retryAfterMs: 42_000 });
+    expect(r.outcomes.get(list[0]!.id)).toMatchObject({
+      kind: 'retry',
+      reason: 'sentinel: HTTP 429',
+      retryAfterMs: 42_000,
+    });
     dce.failNext(1, { status: 503 });
     const r2 = await c.send(list);
     expect(r2.outcomes.get(list[0]!.id)).toMatchObject({ kind: 'retry', reason: 'sentinel: HTTP 503' });
@@ -107,7 +140,10 @@ describe('Logs Ingestion API', () => {
     });
     const list = events(1);
     const r = await gov.send(list);
-    expect(r.outcomes.get(list[0]!.id)).toMatchObject({ kind: 'dead', reason: expect.stringContaining('sentinel: HTTP 401') });
+    expect(r.outcomes.get(list[0]!.id)).toMatchObject({
+      kind: 'dead',
+      reason: expect.stringContaining('sentinel: HTTP 401'),
+    });
     expect(dce.requests[0]).toMatchObject({ status: 401, audience: 'https://monitor.azure.us' });
   });
 
@@ -147,9 +183,17 @@ describe('through the outbox', () => {
   it('when a high audit row is written, then the worker delivers it to Sentinel with its stable event id', async () => {
     const tenantId = uniqueTenant();
     await s.monitoring.siem.syncSettings();
-    const rec = await s.audit.record({ tenantId, action: 'user.role_changed', resourceType: 'user', resourceId: 'u1', severity: 'high' });
+    const rec = await s.audit.record({
+      tenantId,
+      action: 'user.role_changed',
+      resourceType: 'user',
+      resourceId: 'u1',
+      severity: 'high',
+    });
     const r = await s.monitoring.siem.flushOnce();
     expect(r).toMatchObject({ delivered: 1 });
-    expect(dce.rows).toEqual([expect.objectContaining({ EventType: 'user.role_changed', AuditLogId: rec.id, FleetTenantId: tenantId })]);
+    expect(dce.rows).toEqual([
+      expect.objectContaining({ EventType: 'user.role_changed', AuditLogId: rec.id, FleetTenantId: tenantId }),
+    ]);
   });
 });

@@ -22,7 +22,9 @@ beforeEach(() => hec.reset());
 
 function events(n: number): SiemEvent[] {
   const tenantId = uniqueTenant();
-  return Array.from({ length: n }, (_, i) => normalizeEvent({ tenantId, eventType: 'fleet.ack.test', severity: 'high', message: `event ${i}` }, Date.now()));
+  return Array.from({ length: n }, (_, i) =>
+    normalizeEvent({ tenantId, eventType: 'fleet.ack.test', severity: 'high', message: `event ${i}` }, Date.now()),
+  );
 }
 
 function kinds(r: { outcomes: Map<string, { kind: string }> }, list: SiemEvent[]): string[] {
@@ -38,7 +40,9 @@ describe('connector', () => {
       const r = await c.send(list);
       expect(kinds(r, list)).toEqual(['delivered', 'delivered', 'delivered']);
       expect(r.error).toBeUndefined();
-      const channel = hec.requests.find((q) => q.path === '/services/collector/event')?.headers['x-splunk-request-channel'];
+      const channel = hec.requests.find((q) => q.path === '/services/collector/event')?.headers[
+        'x-splunk-request-channel'
+      ];
       expect(channel).toMatch(/^[0-9a-f-]{36}$/);
       expect(hec.ackQueries.length).toBeGreaterThan(1); // polled until the delay passed
       expect(hec.ackQueries.every((q) => q.channel === channel && q.acks.join() === '0')).toBe(true);
@@ -93,7 +97,14 @@ describe('through the outbox', () => {
 
   beforeAll(async () => {
     db = await createIsolatedDatabase('splunkack');
-    s = await buildStack(db, { SIEM_PROVIDER: 'splunk', SIEM_ENDPOINT_URL: hec.url, SIEM_API_KEY: TOKEN, SIEM_SPLUNK_ACK: 'true', SIEM_SPLUNK_ACK_TIMEOUT_MS: '300', SIEM_BATCH_SIZE: '10' });
+    s = await buildStack(db, {
+      SIEM_PROVIDER: 'splunk',
+      SIEM_ENDPOINT_URL: hec.url,
+      SIEM_API_KEY: TOKEN,
+      SIEM_SPLUNK_ACK: 'true',
+      SIEM_SPLUNK_ACK_TIMEOUT_MS: '300',
+      SIEM_BATCH_SIZE: '10',
+    });
   }, 60_000);
   afterAll(async () => {
     await s?.close();
@@ -110,7 +121,14 @@ describe('through the outbox', () => {
         return d;
       },
     });
-    const ids = await s.monitoring.siem.sendBatch(events(3).map((e) => ({ tenantId: e.tenantId, eventType: e.eventType, severity: e.severity, message: e.message })));
+    const ids = await s.monitoring.siem.sendBatch(
+      events(3).map((e) => ({
+        tenantId: e.tenantId,
+        eventType: e.eventType,
+        severity: e.severity,
+        message: e.message,
+      })),
+    );
     const r1 = await s.monitoring.siem.flushOnce();
     expect(r1).toMatchObject({ claimed: 3, delivered: 0, retried: 3 });
     const queued = await db.owner.query<{ n: number }>('SELECT count(*)::int AS n FROM siem_outbox');

@@ -27,7 +27,14 @@ beforeAll(async () => {
   const clock = new ManualClock(Date.now());
   t = Object.assign(await buildSiemTestApp(db, { SIEM_ALLOW_PRIVATE_DESTINATIONS: 'true' }, { clock }), { clock });
   const clock2 = new ManualClock(Date.now());
-  strict = Object.assign(await buildSiemTestApp(db, { SIEM_ALLOW_PRIVATE_DESTINATIONS: 'true', MFA_REQUIRED_FOR_ADMINS: 'true' }, { clock: clock2 }), { clock: clock2 });
+  strict = Object.assign(
+    await buildSiemTestApp(
+      db,
+      { SIEM_ALLOW_PRIVATE_DESTINATIONS: 'true', MFA_REQUIRED_FOR_ADMINS: 'true' },
+      { clock: clock2 },
+    ),
+    { clock: clock2 },
+  );
 }, 60_000);
 
 afterAll(async () => {
@@ -37,10 +44,19 @@ afterAll(async () => {
   await db?.drop();
 });
 
-const stream = () => ({ provider: 'webhook', endpointUrl: wh.endpoint, schema: 'native', minSeverity: 'low', credentials: { secret: SECRET } });
-const put = (app: TestApp, auth: string, name: string) => request(app.app).put(`${BASE}/audit/streams/${name}`).set('Authorization', auth).send(stream());
-const del = (app: TestApp, auth: string, name: string) => request(app.app).delete(`${BASE}/audit/streams/${name}`).set('Authorization', auth);
-const test_ = (app: TestApp, auth: string, name: string) => request(app.app).post(`${BASE}/audit/streams/${name}/test`).set('Authorization', auth);
+const stream = () => ({
+  provider: 'webhook',
+  endpointUrl: wh.endpoint,
+  schema: 'native',
+  minSeverity: 'low',
+  credentials: { secret: SECRET },
+});
+const put = (app: TestApp, auth: string, name: string) =>
+  request(app.app).put(`${BASE}/audit/streams/${name}`).set('Authorization', auth).send(stream());
+const del = (app: TestApp, auth: string, name: string) =>
+  request(app.app).delete(`${BASE}/audit/streams/${name}`).set('Authorization', auth);
+const test_ = (app: TestApp, auth: string, name: string) =>
+  request(app.app).post(`${BASE}/audit/streams/${name}/test`).set('Authorization', auth);
 
 function expectStepUpRequired(res: request.Response): void {
   expect(res.status).toBe(403);
@@ -68,7 +84,9 @@ describe('audit stream changes need a step-up', () => {
     const list = await request(t.app).get(`${BASE}/audit/streams`).set('Authorization', a.authorization);
     expect(list.status).toBe(200);
     expect(list.body.streams).toEqual([]);
-    expect((await request(t.app).get(`${BASE}/audit/streams/status`).set('Authorization', a.authorization)).status).toBe(200);
+    expect(
+      (await request(t.app).get(`${BASE}/audit/streams/status`).set('Authorization', a.authorization)).status,
+    ).toBe(200);
 
     const fresh = `Bearer ${await stepUp(t, a, u)}`;
     const created = await put(t, fresh, 'needs-step-up');

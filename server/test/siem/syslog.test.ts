@@ -28,7 +28,17 @@ function track(c: SiemConnector): SiemConnector {
 
 function event(over: Partial<SiemEvent> = {}): SiemEvent {
   return {
-    ...normalizeEvent({ tenantId: uniqueTenant(), eventType: 'fleet.test.event', severity: 'critical', message: 'plain', ipAddress: '192.0.2.10', userAgent: 'agent|1=2' }, Date.now()),
+    ...normalizeEvent(
+      {
+        tenantId: uniqueTenant(),
+        eventType: 'fleet.test.event',
+        severity: 'critical',
+        message: 'plain',
+        ipAddress: '192.0.2.10',
+        userAgent: 'agent|1=2',
+      },
+      Date.now(),
+    ),
     ...over,
   };
 }
@@ -51,8 +61,14 @@ afterAll(async () => {
 const underCi = process.env.CI === 'true';
 const withRsyslog = underCi || rsyslogAvailable();
 const withRsyslogTls = underCi || (withRsyslog && rsyslogTlsAvailable());
-if (!withRsyslog) process.stderr.write('syslog.test.ts: rsyslogd not found: the rsyslog tests are not run (install the Debian package rsyslog, and rsyslog-openssl for TLS; CI=true runs them)\n');
-else if (!withRsyslogTls) process.stderr.write('syslog.test.ts: rsyslog TLS module not found: the TLS test is not run (install the Debian package rsyslog-openssl; CI=true runs it)\n');
+if (!withRsyslog)
+  process.stderr.write(
+    'syslog.test.ts: rsyslogd not found: the rsyslog tests are not run (install the Debian package rsyslog, and rsyslog-openssl for TLS; CI=true runs them)\n',
+  );
+else if (!withRsyslogTls)
+  process.stderr.write(
+    'syslog.test.ts: rsyslog TLS module not found: the TLS test is not run (install the Debian package rsyslog-openssl; CI=true runs it)\n',
+  );
 
 describe('syslog connector without a receiver', () => {
   it('when nothing listens on the port, then the events are retried with a network reason and the health check fails', async () => {
@@ -86,8 +102,12 @@ describeRsyslog?.('syslog over TCP to rsyslog', () => {
     expect(list.map((e) => r.outcomes.get(e.id)?.kind)).toEqual(['delivered', 'delivered', 'delivered']);
     const lines = await rs.waitForLines(3);
     expect(lines).toEqual(list.map((e) => formatSyslog(e, { hostname: 'fleet-host' })));
-    expect(lines[0]).toContain('CEF:0|Fleet|Fleet Security API|1.0.0|fleet.test.event|pipes \\| and = equals, back\\\\slash, new line, CR , tab , Unicode é 漢字 🚀, quote " and ] bracket|10|');
-    expect(lines[0]).toContain('msg=pipes | and \\= equals, back\\\\slash, new\\nline, CR\\r, tab , Unicode é 漢字 🚀, quote " and ] bracket');
+    expect(lines[0]).toContain(
+      'CEF:0|Fleet|Fleet Security API|1.0.0|fleet.test.event|pipes \\| and = equals, back\\\\slash, new line, CR , tab , Unicode é 漢字 🚀, quote " and ] bracket|10|',
+    );
+    expect(lines[0]).toContain(
+      'msg=pipes | and \\= equals, back\\\\slash, new\\nline, CR\\r, tab , Unicode é 漢字 🚀, quote " and ] bracket',
+    );
     expect(lines[0]?.startsWith('<82>1 ')).toBe(true);
     expect(lines[1]).toContain('|fleet.other\\|event|');
     expect(lines[1]).toContain('c6a2=2001:db8::7');
@@ -113,7 +133,13 @@ describeRsyslogTls?.('syslog over TLS (RFC 5425) to rsyslog', () => {
       keySize: 2048,
       extensions: [
         { name: 'basicConstraints', cA: true },
-        { name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] },
+        {
+          name: 'subjectAltName',
+          altNames: [
+            { type: 2, value: 'localhost' },
+            { type: 7, ip: '127.0.0.1' },
+          ],
+        },
       ],
     });
     caFile = path.join(dir, 'cert.pem');
@@ -128,7 +154,9 @@ describeRsyslogTls?.('syslog over TLS (RFC 5425) to rsyslog', () => {
   });
 
   it('when the server certificate is trusted (SIEM_TLS_CA_FILE), then the message arrives over TLS', async () => {
-    const c = track(createSyslogConnector({ endpointUrl: `tls://127.0.0.1:${rs.port}`, tlsCaFile: caFile, hostname: 'tls-host' }));
+    const c = track(
+      createSyslogConnector({ endpointUrl: `tls://127.0.0.1:${rs.port}`, tlsCaFile: caFile, hostname: 'tls-host' }),
+    );
     const e = event({ message: `over TLS: ${AWKWARD}` });
     const r = await c.send([e]);
     expect(r.outcomes.get(e.id)).toEqual({ kind: 'delivered' });
@@ -141,7 +169,12 @@ describeRsyslogTls?.('syslog over TLS (RFC 5425) to rsyslog', () => {
     const before = rs.lines().length;
     const e = event({ message: 'must not arrive' });
     const r = await c.send([e]);
-    expect(r.outcomes.get(e.id)).toMatchObject({ kind: 'retry', reason: expect.stringMatching(/^syslog: network error \((SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE)\)$/) });
+    expect(r.outcomes.get(e.id)).toMatchObject({
+      kind: 'retry',
+      reason: expect.stringMatching(
+        /^syslog: network error \((SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE)\)$/,
+      ),
+    });
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(rs.lines()).toHaveLength(before);
   });
@@ -154,7 +187,12 @@ describeRsyslog?.('syslog through the outbox', () => {
   beforeAll(async () => {
     db = await createIsolatedDatabase('syslog');
     rs = await startRsyslog();
-    s = await buildStack(db, { SIEM_PROVIDER: 'syslog', SIEM_ENDPOINT_URL: `tcp://127.0.0.1:${rs.port}` }, {}, new ManualClock(Date.now()));
+    s = await buildStack(
+      db,
+      { SIEM_PROVIDER: 'syslog', SIEM_ENDPOINT_URL: `tcp://127.0.0.1:${rs.port}` },
+      {},
+      new ManualClock(Date.now()),
+    );
     await s.monitoring.siem.syncSettings();
   });
   afterAll(async () => {
@@ -165,7 +203,15 @@ describeRsyslog?.('syslog through the outbox', () => {
 
   it('when a critical audit event is recorded and flushed, then its CEF line reaches rsyslog with the audit row id', async () => {
     const tenantId = uniqueTenant();
-    const rec = await s.audit.record({ tenantId, action: 'key.master.rotated', resourceType: 'master_key', resourceId: 'k|1', severity: 'critical', result: 'success', after: { note: 'rotated | by = ops' } });
+    const rec = await s.audit.record({
+      tenantId,
+      action: 'key.master.rotated',
+      resourceType: 'master_key',
+      resourceId: 'k|1',
+      severity: 'critical',
+      result: 'success',
+      after: { note: 'rotated | by = ops' },
+    });
     await s.monitoring.siem.flushOnce();
     const lines = await rs.waitForLines(2);
     const rotated = lines.find((l) => l.includes('|key.master.rotated|'));

@@ -18,7 +18,12 @@ export interface BlobStore {
   readonly container: string;
   ensureContainer(): Promise<void>;
   /** Uploads unless a blob with this name exists: 'created' or 'exists' (never overwrites). */
-  putIfAbsent(name: string, content: Buffer, metadata: Record<string, string>, contentType?: string): Promise<'created' | 'exists'>;
+  putIfAbsent(
+    name: string,
+    content: Buffer,
+    metadata: Record<string, string>,
+    contentType?: string,
+  ): Promise<'created' | 'exists'>;
   get(name: string): Promise<StoredBlob | null>;
   /** Version-level immutability (WORM) until `until`; needs an account/container with version-level immutability support. */
   setImmutability(name: string, until: Date): Promise<void>;
@@ -40,7 +45,8 @@ export function createBlobStore(archive: Config['archive'], opts: BlobStoreOptio
   };
   let service: BlobServiceClient;
   if (archive.connectionString) service = BlobServiceClient.fromConnectionString(archive.connectionString, pipeline);
-  else if (archive.accountUrl) service = new BlobServiceClient(archive.accountUrl, new DefaultAzureCredential(), pipeline);
+  else if (archive.accountUrl)
+    service = new BlobServiceClient(archive.accountUrl, new DefaultAzureCredential(), pipeline);
   else return null;
   const container: ContainerClient = service.getContainerClient(archive.container);
   let ensured = false;

@@ -78,7 +78,13 @@ LIMIT $4`;
 export type ArchivedRowWithTs = ArchivedRow & { created_ts: Date };
 
 /** A tenant's audit rows with after < id <= upTo, in id order. */
-export async function selectRows(q: Queryable, tenantId: string, after: string, upTo: string, limit: number): Promise<ArchivedRowWithTs[]> {
+export async function selectRows(
+  q: Queryable,
+  tenantId: string,
+  after: string,
+  upTo: string,
+  limit: number,
+): Promise<ArchivedRowWithTs[]> {
   const { rows } = await q.query<ArchivedRowWithTs>(SELECT_ROWS, [tenantId, after, upTo, limit]);
   return rows;
 }
@@ -86,7 +92,12 @@ export async function selectRows(q: Queryable, tenantId: string, after: string, 
 export const COUNT_ROWS_BETWEEN = `SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1 AND id > $2::bigint AND id < $3::bigint`;
 
 /** Rows strictly between two ids (rows a gap-free archive must not have skipped). */
-export async function countRowsBetween(q: Queryable, tenantId: string, afterId: string, beforeId: string): Promise<number> {
+export async function countRowsBetween(
+  q: Queryable,
+  tenantId: string,
+  afterId: string,
+  beforeId: string,
+): Promise<number> {
   const { rows } = await q.query<{ n: number }>(COUNT_ROWS_BETWEEN, [tenantId, afterId, beforeId]);
   return rows[0]?.n ?? 0;
 }
@@ -135,7 +146,12 @@ WHERE tenant_id = $1 AND status = 'complete'
 ORDER BY seq DESC LIMIT 1`;
 
 /** The newest complete export holding rows of [from, to) (open ends when null). */
-export async function coveringExport(q: Queryable, tenantId: string, from: Date | null, to: Date | null): Promise<ExportRow | null> {
+export async function coveringExport(
+  q: Queryable,
+  tenantId: string,
+  from: Date | null,
+  to: Date | null,
+): Promise<ExportRow | null> {
   const { rows } = await q.query<ExportRow>(COVERING_EXPORT, [tenantId, from, to]);
   return rows[0] ?? null;
 }

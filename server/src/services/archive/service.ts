@@ -150,23 +150,40 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
   let stopping = false;
 
   function storage(): BlobStore {
-    if (!blobs) throw new AppError('SERVICE_UNAVAILABLE', 503, 'No audit archive is configured (AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_URL).');
+    if (!blobs)
+      throw new AppError(
+        'SERVICE_UNAVAILABLE',
+        503,
+        'No audit archive is configured (AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_URL).',
+      );
     return blobs;
   }
 
   /** Renders rows first..last of an export again (resume after a crash) and checks they still hash the same. */
   async function rerender(client: PoolClient, e: repo.ExportRow): Promise<Buffer> {
-    const rows = await inTenantTx(client, e.tenant_id, (c) => repo.selectRows(c, e.tenant_id, String(BigInt(e.first_id) - 1n), e.last_id, e.row_count + 1));
+    const rows = await inTenantTx(client, e.tenant_id, (c) =>
+      repo.selectRows(c, e.tenant_id, String(BigInt(e.first_id) - 1n), e.last_id, e.row_count + 1),
+    );
     const content = renderNdjson(rows);
     if (rows.length !== e.row_count || sha256Hex(content) !== e.sha256) {
-      throw new AppError('CONFLICT', 409, 'The audit rows of an unfinished export changed since it was prepared; the archive refuses to continue.', {
-        internalReason: `pending export ${e.tenant_id}#${e.seq} (${e.first_id}-${e.last_id}) no longer matches its recorded SHA-256`,
-      });
+      throw new AppError(
+        'CONFLICT',
+        409,
+        'The audit rows of an unfinished export changed since it was prepared; the archive refuses to continue.',
+        {
+          internalReason: `pending export ${e.tenant_id}#${e.seq} (${e.first_id}-${e.last_id}) no longer matches its recorded SHA-256`,
+        },
+      );
     }
     return content;
   }
 
-  async function complete(client: PoolClient, e: repo.ExportRow, content: Buffer | null, actor: ExportActor | undefined): Promise<repo.ExportRow> {
+  async function complete(
+    client: PoolClient,
+    e: repo.ExportRow,
+    content: Buffer | null,
+    actor: ExportActor | undefined,
+  ): Promise<repo.ExportRow> {
     const store = storage();
     const body = content ?? (await rerender(client, e));
     await store.ensureContainer();
@@ -174,9 +191,14 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
     if (put === 'exists') {
       const existing = await store.get(e.blob_name);
       if (!existing || sha256Hex(existing.content) !== e.sha256) {
-        throw new AppError('CONFLICT', 409, 'An archive blob with this name already exists with different content; it was not overwritten.', {
-          internalReason: `blob ${e.blob_name} exists with a different SHA-256`,
-        });
+        throw new AppError(
+          'CONFLICT',
+          409,
+          'An archive blob with this name already exists with different content; it was not overwritten.',
+          {
+            internalReason: `blob ${e.blob_name} exists with a different SHA-256`,
+          },
+        );
       }
     }
     let immutableUntil: Date | null = null;
@@ -185,7 +207,10 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
       try {
         await store.setImmutability(e.blob_name, immutableUntil);
       } catch (err) {
-        throw Object.assign(new Error(`immutability policy refused: ${(err as Error).message.split('\n')[0]}`), { immutability: true, cause: err });
+        throw Object.assign(new Error(`immutability policy refused: ${(err as Error).message.split('\n')[0]}`), {
+          immutability: true,
+          cause: err,
+        });
       }
     }
     const at = new Date(clock.now());
@@ -226,16 +251,25 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
   }
 
   /** Plans (pending row) and completes the next export; throws NothingToExport when caught up. */
-  async function exportNext(client: PoolClient, tenantId: string, horizon: string, opts: ExportOptions): Promise<repo.ExportRow> {
+  async function exportNext(
+    client: PoolClient,
+    tenantId: string,
+    horizon: string,
+    opts: ExportOptions,
+  ): Promise<repo.ExportRow> {
     // Seal what is committed, so the recorded chain head covers the rows being exported.
     // -1 (another instance is sealing) is fine: the head is then that of the last seal.
-    await sealBatch(client, 10_000).catch((err: Error) => log.warn('could not seal before export', { err: err.message }));
+    await sealBatch(client, 10_000).catch((err: Error) =>
+      log.warn('could not seal before export', { err: err.message }),
+    );
     const planned = await inTenantTx(client, tenantId, async (c) => {
       const last = await repo.lastExport(c, tenantId);
       const rows = await repo.selectRows(c, tenantId, last?.last_id ?? '0', horizon, maxRows);
       const first = rows[0];
       if (first && opts.from && first.created_ts < opts.from) {
-        throw conflict('Audit rows older than `from` are not archived yet; archive files are gap-free, so export them first (omit `from`).');
+        throw conflict(
+          'Audit rows older than `from` are not archived yet; archive files are gap-free, so export them first (omit `from`).',
+        );
       }
       const cut = opts.to ? rows.findIndex((r) => r.created_ts >= (opts.to as Date)) : -1;
       const take = cut === -1 ? rows : rows.slice(0, cut);
@@ -247,7 +281,16 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
       const seq = (last?.seq ?? 0) + 1;
       const prevDigest = last?.digest ?? GENESIS_DIGEST;
       const head = await chainHead(c, tenantId);
-      const digest = exportDigest({ tenantId, seq, firstId: firstRow.id, lastId: lastRow.id, count: take.length, sha256, prevDigest, chainHead: head });
+      const digest = exportDigest({
+        tenantId,
+        seq,
+        firstId: firstRow.id,
+        lastId: lastRow.id,
+        count: take.length,
+        sha256,
+        prevDigest,
+        chainHead: head,
+      });
       const row = await repo.insertExport(c, {
         tenantId,
         seq,
@@ -272,7 +315,10 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
   }
 
   async function recordFailure(tenantId: string, err: unknown, actor: ExportActor | undefined): Promise<void> {
-    const reason = err instanceof AppError ? (err.internalReason ?? err.message) : (err as Error).message?.split('\n')[0] ?? String(err);
+    const reason =
+      err instanceof AppError
+        ? (err.internalReason ?? err.message)
+        : ((err as Error).message?.split('\n')[0] ?? String(err));
     metrics.archiveExports.inc({ result: 'failed' });
     log.warn('audit archive export failed', { tenantId, reason });
     await audit
@@ -295,16 +341,26 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
   function publicError(err: unknown): unknown {
     if (err instanceof AppError) return err;
     if ((err as { immutability?: boolean }).immutability) {
-      return serviceUnavailable('The archive storage did not accept the immutability policy; the export is incomplete and will be retried.', (err as Error).message);
+      return serviceUnavailable(
+        'The archive storage did not accept the immutability policy; the export is incomplete and will be retried.',
+        (err as Error).message,
+      );
     }
-    return serviceUnavailable('The audit archive storage is unavailable; try again later.', (err as Error).message?.split('\n')[0]);
+    return serviceUnavailable(
+      'The audit archive storage is unavailable; try again later.',
+      (err as Error).message?.split('\n')[0],
+    );
   }
 
   /**
    * Runs under the tenant's export lock: finishes an unfinished export first, then exports
    * up to `horizon`. `loop`: keep exporting until caught up (periodic job).
    */
-  async function withTenantLock<T>(tenantId: string, wait: boolean, fn: (client: PoolClient) => Promise<T>): Promise<T | null> {
+  async function withTenantLock<T>(
+    tenantId: string,
+    wait: boolean,
+    fn: (client: PoolClient) => Promise<T>,
+  ): Promise<T | null> {
     const client = await pool.connect();
     let locked = false;
     try {
@@ -317,7 +373,11 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
     }
   }
 
-  async function resumePending(client: PoolClient, tenantId: string, actor: ExportActor | undefined): Promise<repo.ExportRow | null> {
+  async function resumePending(
+    client: PoolClient,
+    tenantId: string,
+    actor: ExportActor | undefined,
+  ): Promise<repo.ExportRow | null> {
     const pending = await inTenantTx(client, tenantId, (c) => repo.pendingExport(c, tenantId));
     return pending ? complete(client, pending, null, actor) : null;
   }
@@ -335,7 +395,13 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
             return { created: true, row: await exportNext(client, tenantId, horizon, opts) };
           } catch (err) {
             if (!(err instanceof NothingToExport)) throw err;
-            const existing = await inTenantTx(client, tenantId, async (c) => (await repo.coveringExport(c, tenantId, opts.from ?? null, opts.to ?? null)) ?? (await repo.coveringExport(c, tenantId, null, null)));
+            const existing = await inTenantTx(
+              client,
+              tenantId,
+              async (c) =>
+                (await repo.coveringExport(c, tenantId, opts.from ?? null, opts.to ?? null)) ??
+                (await repo.coveringExport(c, tenantId, null, null)),
+            );
             if (!existing) throw conflict('There are no audit rows to archive yet.');
             return { created: false, row: existing };
           }
@@ -354,7 +420,12 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
       return service.exportTenant(auth.tenantId, {
         from: range.from ?? null,
         to: range.to ?? null,
-        actor: { userId: auth.userId, ipAddress: req.ctx.ip ?? null, userAgent: req.ctx.userAgent ?? null, requestId: req.ctx.requestId },
+        actor: {
+          userId: auth.userId,
+          ipAddress: req.ctx.ip ?? null,
+          userAgent: req.ctx.userAgent ?? null,
+          requestId: req.ctx.requestId,
+        },
       });
     },
     runOnce() {
@@ -408,13 +479,19 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
         service.runOnce().catch((err: Error) => log.warn('periodic audit archive run failed', { err: err.message }));
       };
       // First run soon after start (a restart must not postpone archiving by a whole interval).
-      timer = setTimeout(function first() {
-        tick();
-        timer = setInterval(tick, config.archive.intervalMs);
-        timer.unref();
-      }, Math.min(config.archive.intervalMs, 60_000));
+      timer = setTimeout(
+        function first() {
+          tick();
+          timer = setInterval(tick, config.archive.intervalMs);
+          timer.unref();
+        },
+        Math.min(config.archive.intervalMs, 60_000),
+      );
       timer.unref();
-      log.info('audit archive job started', { intervalMs: config.archive.intervalMs, container: config.archive.container });
+      log.info('audit archive job started', {
+        intervalMs: config.archive.intervalMs,
+        container: config.archive.container,
+      });
     },
     async stop() {
       stopping = true;

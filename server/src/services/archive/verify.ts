@@ -68,7 +68,13 @@ function parseLine(line: string): Record<string, unknown> | null {
   }
 }
 
-async function verifyTenant(pool: Pool, store: BlobStore, tenantId: string, audit: AuditService | undefined, known: Set<string>): Promise<TenantReport> {
+async function verifyTenant(
+  pool: Pool,
+  store: BlobStore,
+  tenantId: string,
+  audit: AuditService | undefined,
+  known: Set<string>,
+): Promise<TenantReport> {
   const report: TenantReport = { tenantId, exports: 0, rowsChecked: 0, rowsPending: 0, problems: [], warnings: [] };
   const problem = (e: repo.ExportRow | null, kind: VerifyProblem['kind'], detail: string) =>
     report.problems.push({ tenantId, seq: e?.seq ?? null, blob: e?.blob_name ?? null, kind, detail });
@@ -81,11 +87,23 @@ async function verifyTenant(pool: Pool, store: BlobStore, tenantId: string, audi
   let prevLast = '0';
   for (const [i, e] of exports.entries()) {
     if (e.seq !== i + 1) problem(e, 'sequence_gap', `expected export #${i + 1}, found #${e.seq}`);
-    if (e.prev_digest !== prevDigest) problem(e, 'chain_broken', `prev_digest does not equal the digest of export #${e.seq - 1}`);
-    const recomputed = exportDigest({ tenantId, seq: e.seq, firstId: e.first_id, lastId: e.last_id, count: e.row_count, sha256: e.sha256, prevDigest: e.prev_digest, chainHead: e.chain_head });
-    if (recomputed !== e.digest) problem(e, 'digest_mismatch', 'the recorded digest does not match the export record (audit_exports row altered)');
+    if (e.prev_digest !== prevDigest)
+      problem(e, 'chain_broken', `prev_digest does not equal the digest of export #${e.seq - 1}`);
+    const recomputed = exportDigest({
+      tenantId,
+      seq: e.seq,
+      firstId: e.first_id,
+      lastId: e.last_id,
+      count: e.row_count,
+      sha256: e.sha256,
+      prevDigest: e.prev_digest,
+      chainHead: e.chain_head,
+    });
+    if (recomputed !== e.digest)
+      problem(e, 'digest_mismatch', 'the recorded digest does not match the export record (audit_exports row altered)');
     const gap = await withTenant(pool, tenantId, (c) => repo.countRowsBetween(c, tenantId, prevLast, e.first_id));
-    if (gap > 0) problem(e, 'rows_not_archived', `${gap} audit row(s) between ids ${prevLast} and ${e.first_id} are in no export`);
+    if (gap > 0)
+      problem(e, 'rows_not_archived', `${gap} audit row(s) between ids ${prevLast} and ${e.first_id} are in no export`);
     prevDigest = e.digest;
     prevLast = e.last_id;
     if (e.status === 'pending') {
@@ -98,8 +116,13 @@ async function verifyTenant(pool: Pool, store: BlobStore, tenantId: string, audi
       continue;
     }
     const actual = sha256Hex(blob.content);
-    if (actual !== e.sha256) problem(e, 'blob_modified', `blob SHA-256 ${actual} differs from the recorded ${e.sha256}`);
-    if (blob.metadata.sha256 !== e.sha256 || blob.metadata.digest !== e.digest || blob.metadata.prevdigest !== e.prev_digest) {
+    if (actual !== e.sha256)
+      problem(e, 'blob_modified', `blob SHA-256 ${actual} differs from the recorded ${e.sha256}`);
+    if (
+      blob.metadata.sha256 !== e.sha256 ||
+      blob.metadata.digest !== e.digest ||
+      blob.metadata.prevdigest !== e.prev_digest
+    ) {
       problem(e, 'metadata_mismatch', 'blob metadata (sha256, digest, prevdigest) differs from the export record');
     }
     const lines = splitLines(blob.content);
@@ -122,9 +145,15 @@ async function verifyTenant(pool: Pool, store: BlobStore, tenantId: string, audi
     }
     if (!order) problem(e, 'content_mismatch', 'rows are not in ascending id order');
     if (lines.length !== e.row_count || (lines.length > 0 && (!archived.has(e.first_id) || !archived.has(e.last_id)))) {
-      problem(e, 'content_mismatch', `blob holds ${lines.length} rows, the export record says ${e.row_count} (${e.first_id}-${e.last_id})`);
+      problem(
+        e,
+        'content_mismatch',
+        `blob holds ${lines.length} rows, the export record says ${e.row_count} (${e.first_id}-${e.last_id})`,
+      );
     }
-    const dbRows = await withTenant(pool, tenantId, (c) => repo.selectRows(c, tenantId, String(BigInt(e.first_id) - 1n), e.last_id, e.row_count + 10_000));
+    const dbRows = await withTenant(pool, tenantId, (c) =>
+      repo.selectRows(c, tenantId, String(BigInt(e.first_id) - 1n), e.last_id, e.row_count + 10_000),
+    );
     const differing: string[] = [];
     const seen = new Set<string>();
     for (const r of dbRows) {
@@ -140,18 +169,31 @@ async function verifyTenant(pool: Pool, store: BlobStore, tenantId: string, audi
     }
     if (differing.length > 0) {
       const ids = [...new Set(differing)].sort((x, y) => (BigInt(x) < BigInt(y) ? -1 : 1));
-      problem(e, 'database_differs', `database rows differ from the archive (changed, deleted or inserted): ids ${ids.slice(0, 20).join(', ')}${ids.length > 20 ? ', …' : ''}`);
+      problem(
+        e,
+        'database_differs',
+        `database rows differ from the archive (changed, deleted or inserted): ids ${ids.slice(0, 20).join(', ')}${ids.length > 20 ? ', …' : ''}`,
+      );
     }
     report.rowsChecked += lines.length;
   }
   report.rowsPending = await withTenant(pool, tenantId, (c) => repo.countRowsAfter(c, tenantId, prevLast));
-  if (report.rowsPending > 0) report.warnings.push(`${report.rowsPending} audit row(s) newer than the last export are not archived yet`);
-  if (purged > 0) report.warnings.push(`${purged} archived row(s) were removed from the database by the retention purge (the archive keeps them)`);
+  if (report.rowsPending > 0)
+    report.warnings.push(`${report.rowsPending} audit row(s) newer than the last export are not archived yet`);
+  if (purged > 0)
+    report.warnings.push(
+      `${purged} archived row(s) were removed from the database by the retention purge (the archive keeps them)`,
+    );
   const newest = [...exports].reverse().find((e) => e.status === 'complete' && parseChainHead(e.chain_head));
   const anchor = newest ? parseChainHead(newest.chain_head) : null;
   if (audit && newest && anchor) {
     const chain = await audit.verify(tenantId, { anchor });
-    if (!chain.valid) problem(newest, 'chain_anchor_broken', `the audit hash chain no longer holds the head recorded by export #${newest.seq} (${newest.chain_head}): ${chain.reason ?? 'broken'}`);
+    if (!chain.valid)
+      problem(
+        newest,
+        'chain_anchor_broken',
+        `the audit hash chain no longer holds the head recorded by export #${newest.seq} (${newest.chain_head}): ${chain.reason ?? 'broken'}`,
+      );
   }
   return report;
 }
@@ -161,7 +203,10 @@ async function verifyTenant(pool: Pool, store: BlobStore, tenantId: string, audi
  * the recorded chain head against the audit hash chain and writes audit.verify /
  * audit.verify.failed per tenant.
  */
-export async function verifyArchive(deps: { pool: Pool; store: BlobStore; audit?: AuditService }, opts: { tenantId?: string } = {}): Promise<VerifyReport> {
+export async function verifyArchive(
+  deps: { pool: Pool; store: BlobStore; audit?: AuditService },
+  opts: { tenantId?: string } = {},
+): Promise<VerifyReport> {
   const tenants = opts.tenantId ? [opts.tenantId] : await repo.archivedTenants(deps.pool);
   const known = new Set<string>();
   const reports: TenantReport[] = [];
@@ -183,7 +228,13 @@ export async function verifyArchive(deps: { pool: Pool; store: BlobStore; audit?
       r = { tenantId, exports: 0, rowsChecked: 0, rowsPending: 0, problems: [], warnings: [] };
       reports.push(r);
     }
-    r.problems.push({ tenantId, seq: null, blob: name, kind: 'blob_unknown', detail: `blob ${name} is in the archive container but no export record in the database names it (export records deleted?)` });
+    r.problems.push({
+      tenantId,
+      seq: null,
+      blob: name,
+      kind: 'blob_unknown',
+      detail: `blob ${name} is in the archive container but no export record in the database names it (export records deleted?)`,
+    });
   }
   for (const r of reports) {
     // A tenant name taken from a planted blob name may be no tenant at all: reported, not audited.
@@ -196,8 +247,19 @@ export async function verifyArchive(deps: { pool: Pool; store: BlobStore; audit?
         resourceId: deps.store.container,
         result: failed ? 'failure' : 'success',
         severity: failed ? 'critical' : 'low',
-        errorMessage: failed ? `${r.problems.length} archive problem(s); first: ${(r.problems[0] as VerifyProblem).kind}: ${(r.problems[0] as VerifyProblem).detail}`.slice(0, 2000) : null,
-        after: { scope: 'archive', exports: r.exports, rowsChecked: r.rowsChecked, rowsPending: r.rowsPending, problems: r.problems.slice(0, 20) },
+        errorMessage: failed
+          ? `${r.problems.length} archive problem(s); first: ${(r.problems[0] as VerifyProblem).kind}: ${(r.problems[0] as VerifyProblem).detail}`.slice(
+              0,
+              2000,
+            )
+          : null,
+        after: {
+          scope: 'archive',
+          exports: r.exports,
+          rowsChecked: r.rowsChecked,
+          rowsPending: r.rowsPending,
+          problems: r.problems.slice(0, 20),
+        },
       });
     }
   }

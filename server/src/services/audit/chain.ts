@@ -100,7 +100,15 @@ export function epochToChainTimestamp(epoch: string): string {
 export const hex = (b: Buffer): string => b.toString('hex');
 
 function fieldsOf(r: ChainBatchRow): CanonicalFields | null {
-  if (r.id === null || r.tenant_id === null || r.action === null || r.resource_type === null || r.result === null || r.severity === null || r.created_epoch === null) {
+  if (
+    r.id === null ||
+    r.tenant_id === null ||
+    r.action === null ||
+    r.resource_type === null ||
+    r.result === null ||
+    r.severity === null ||
+    r.created_epoch === null
+  ) {
     return null;
   }
   return {
@@ -138,7 +146,11 @@ export interface VerifyOptions {
  * tenant, or a recomputed hash that differs (modified row). Also counts unsealed rows.
  * Run it in one REPEATABLE READ transaction that can see the tenant's rows.
  */
-export async function verifyTenantChain(q: Queryable, tenantId: string, opts: VerifyOptions = {}): Promise<VerifyResult> {
+export async function verifyTenantChain(
+  q: Queryable,
+  tenantId: string,
+  opts: VerifyOptions = {},
+): Promise<VerifyResult> {
   const batchSize = opts.batchSize ?? 2000;
   const start = await selectLatestAnchor(q, tenantId);
   let prevHash = start?.hash ?? GENESIS_HASH;
@@ -162,11 +174,17 @@ export async function verifyTenantChain(q: Queryable, tenantId: string, opts: Ve
       checked += 1;
       const seq = BigInt(r.seq);
       if (seq !== expectedSeq) {
-        broken = { id: r.audit_id, reason: `sequence gap: expected seq ${expectedSeq}, found ${seq} (entries removed or inserted)` };
+        broken = {
+          id: r.audit_id,
+          reason: `sequence gap: expected seq ${expectedSeq}, found ${seq} (entries removed or inserted)`,
+        };
         break outer;
       }
       if (!r.prev_hash.equals(prevHash)) {
-        broken = { id: r.audit_id, reason: `link mismatch at seq ${seq}: prev_hash is not the previous entry's hash (entries reordered, inserted or replaced)` };
+        broken = {
+          id: r.audit_id,
+          reason: `link mismatch at seq ${seq}: prev_hash is not the previous entry's hash (entries reordered, inserted or replaced)`,
+        };
         break outer;
       }
       const fields = fieldsOf(r);
@@ -186,7 +204,10 @@ export async function verifyTenantChain(q: Queryable, tenantId: string, opts: Ve
       if (anchorSeq !== null && seq === anchorSeq) {
         anchorSeen = true;
         if (hex(r.row_hash) !== opts.anchor?.hash.toLowerCase()) {
-          broken = { id: r.audit_id, reason: `the entry at seq ${seq} differs from the exported head (history rewritten)` };
+          broken = {
+            id: r.audit_id,
+            reason: `the entry at seq ${seq} differs from the exported head (history rewritten)`,
+          };
           break outer;
         }
       }

@@ -7,9 +7,19 @@ import type { Logger } from '../../lib/logger';
 import { createBlobStore, type BlobStore } from '../archive/blob-store';
 import type { KeyVaultDeps } from '../encryption';
 import type { SiemService } from '../siem/service';
-import { createCheckpointService, environmentCheckpointKey, keyVaultCheckpointKey, type CheckpointKeySource, type CheckpointService } from './checkpoints';
+import {
+  createCheckpointService,
+  environmentCheckpointKey,
+  keyVaultCheckpointKey,
+  type CheckpointKeySource,
+  type CheckpointService,
+} from './checkpoints';
 
-export function checkpointKeyFromConfig(config: Config, clock: Clock, keyVault?: KeyVaultDeps): CheckpointKeySource | null {
+export function checkpointKeyFromConfig(
+  config: Config,
+  clock: Clock,
+  keyVault?: KeyVaultDeps,
+): CheckpointKeySource | null {
   const a = config.auditLog;
   if (a.checkpointKeyVaultName && config.keys.keyVaultUrl) {
     return keyVaultCheckpointKey({

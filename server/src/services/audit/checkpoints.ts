@@ -23,7 +23,14 @@ import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
 import type { BlobStore } from '../archive/blob-store';
 import { storedRoot, storedTreeSize } from './merkle';
-import { checkpointBody, checkpointKeyName, checkpointOrigin, createCheckpointSigner, parseEd25519PrivateKey, type CheckpointSigner } from './signed-note';
+import {
+  checkpointBody,
+  checkpointKeyName,
+  checkpointOrigin,
+  createCheckpointSigner,
+  parseEd25519PrivateKey,
+  type CheckpointSigner,
+} from './signed-note';
 import { parseVerifierKey, type VerifierKey } from './note-verify';
 import { withTenantSnapshot } from './service';
 import { readPublishedNotes, verifyTrailIn, type TrailVerifyDeps, type TrailVerifyResult } from './tree-verify';
@@ -80,14 +87,19 @@ export function keyVaultCheckpointKey(o: KeyVaultCheckpointKeyOptions): Checkpoi
     async current() {
       if (cached && cached.until > o.clock.now()) return cached.signer;
       try {
-        const secret = await client.getSecret(o.secretName, { abortSignal: AbortSignal.timeout(o.timeoutMs ?? 10_000) });
+        const secret = await client.getSecret(o.secretName, {
+          abortSignal: AbortSignal.timeout(o.timeoutMs ?? 10_000),
+        });
         if (typeof secret.value !== 'string') throw new Error('the secret has no value');
         const signer = createCheckpointSigner(checkpointKeyName(o.logName), parseEd25519PrivateKey(secret.value));
         cached = { signer, until: o.clock.now() + o.ttlMs };
         return signer;
       } catch (err) {
         if (cached) return cached.signer; // a vault outage does not stop publishing with the known key
-        throw new Error(`the checkpoint key ${o.secretName} could not be read from Key Vault (${(err as Error).name})`, { cause: err });
+        throw new Error(
+          `the checkpoint key ${o.secretName} could not be read from Key Vault (${(err as Error).name})`,
+          { cause: err },
+        );
       }
     },
   };
@@ -137,7 +149,8 @@ export async function listCheckpoints(q: Queryable, tenantId: string): Promise<C
   return rows.map(toRow);
 }
 
-export const checkpointBlobName = (tenantId: string, size: number): string => `checkpoints/${encodeURIComponent(tenantId)}/${size}`;
+export const checkpointBlobName = (tenantId: string, size: number): string =>
+  `checkpoints/${encodeURIComponent(tenantId)}/${size}`;
 
 export interface PublishResult {
   tenantId: string;
@@ -146,7 +159,18 @@ export interface PublishResult {
 }
 
 export interface CheckpointSiemSink {
-  (q: Queryable, e: { tenantId: string; treeSize: number; note: string; keyId: string; origin: string; blobName: string | null; at: Date }): Promise<void>;
+  (
+    q: Queryable,
+    e: {
+      tenantId: string;
+      treeSize: number;
+      note: string;
+      keyId: string;
+      origin: string;
+      blobName: string | null;
+      at: Date;
+    },
+  ): Promise<void>;
 }
 
 export interface CheckpointServiceDeps {
@@ -201,7 +225,13 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
   const { pool, logger, clock, config } = deps;
   const logName = config.auditLog.name;
   const origin = (tenantId: string) => checkpointOrigin(logName, tenantId);
-  const st: CheckpointStatus = { enabled: deps.key !== null, running: false, lastRunAt: null, lastPublished: 0, lastError: null };
+  const st: CheckpointStatus = {
+    enabled: deps.key !== null,
+    running: false,
+    lastRunAt: null,
+    lastPublished: 0,
+    lastError: null,
+  };
   let timer: NodeJS.Timeout | null = null;
   let inFlight: Promise<unknown> | null = null;
 
@@ -212,7 +242,10 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
       const prev = (await latestCheckpoint(c, tenantId))?.treeSize ?? 0;
       // The audit ids of the new leaves, in tree order: published beside the note so that an
       // auditor holding archived rows (id order) can put them in chain order (docs/AUDIT.md).
-      const ids = deps.blobStore && size > prev ? (await c.query<{ id: string }>(SELECT_LEAF_IDS, [tenantId, prev, size])).rows.map((r) => r.id) : [];
+      const ids =
+        deps.blobStore && size > prev
+          ? (await c.query<{ id: string }>(SELECT_LEAF_IDS, [tenantId, prev, size])).rows.map((r) => r.id)
+          : [];
       return { size, root: await storedRoot(c, tenantId, size), prev, ids };
     });
     if (!snapshot) return null;
@@ -226,9 +259,19 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
       await store.ensureContainer();
       if (snapshot.ids.length > 0) {
         const order = `from ${snapshot.prev}\n${snapshot.ids.join('\n')}\n`;
-        await store.putIfAbsent(`${blobName}.ids`, Buffer.from(order, 'utf8'), { origin: origin(tenantId), from: String(snapshot.prev), treesize: String(snapshot.size) }, 'text/plain; charset=utf-8');
+        await store.putIfAbsent(
+          `${blobName}.ids`,
+          Buffer.from(order, 'utf8'),
+          { origin: origin(tenantId), from: String(snapshot.prev), treesize: String(snapshot.size) },
+          'text/plain; charset=utf-8',
+        );
       }
-      blob = await store.putIfAbsent(blobName, Buffer.from(note, 'utf8'), { origin: origin(tenantId), treesize: String(snapshot.size), keyid: signer.keyIdHex }, 'text/plain; charset=utf-8');
+      blob = await store.putIfAbsent(
+        blobName,
+        Buffer.from(note, 'utf8'),
+        { origin: origin(tenantId), treesize: String(snapshot.size), keyid: signer.keyIdHex },
+        'text/plain; charset=utf-8',
+      );
       if (blob === 'exists') {
         // Published before (an earlier run, the hourly re-publication, or a crash before step 4):
         // it must state the same root, whoever signed it.
@@ -236,19 +279,42 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
         const text = existing?.content.toString('utf8') ?? '';
         const m = /^[^\n]*\n\d+\n([A-Za-z0-9+/=]+)\n/.exec(text);
         if (!m || m[1] !== snapshot.root.toString('base64')) {
-          throw new CheckpointConflictError(`the published checkpoint ${blobName} states another root than the database's tree of that size: the stored tree differs from published history`);
+          throw new CheckpointConflictError(
+            `the published checkpoint ${blobName} states another root than the database's tree of that size: the stored tree differs from published history`,
+          );
         }
       } else if (config.archive.immutabilityDays) {
         try {
           await store.setImmutability(blobName, new Date(clock.now() + config.archive.immutabilityDays * 86_400_000));
         } catch (err) {
-          logger.warn('audit checkpoint: immutability policy not set (the blob is still write-once by name)', { blob: blobName, reason: (err as Error).message });
+          logger.warn('audit checkpoint: immutability policy not set (the blob is still write-once by name)', {
+            blob: blobName,
+            reason: (err as Error).message,
+          });
         }
       }
     }
     await withTenant(pool, tenantId, async (c) => {
-      await c.query(INSERT_CHECKPOINT, [tenantId, snapshot.size, snapshot.root, signer.keyIdHex, signer.verifierKey, note, blobName, at]);
-      if (deps.siem) await deps.siem(c, { tenantId, treeSize: snapshot.size, note, keyId: signer.keyIdHex, origin: origin(tenantId), blobName, at });
+      await c.query(INSERT_CHECKPOINT, [
+        tenantId,
+        snapshot.size,
+        snapshot.root,
+        signer.keyIdHex,
+        signer.verifierKey,
+        note,
+        blobName,
+        at,
+      ]);
+      if (deps.siem)
+        await deps.siem(c, {
+          tenantId,
+          treeSize: snapshot.size,
+          note,
+          keyId: signer.keyIdHex,
+          origin: origin(tenantId),
+          blobName,
+          at,
+        });
     });
     return { tenantId, treeSize: snapshot.size, blob };
   }
@@ -261,14 +327,20 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
     let locked = false;
     let broken = false;
     try {
-      const { rows } = await lockClient.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [CHECKPOINT_LOCK]);
+      const { rows } = await lockClient.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [
+        CHECKPOINT_LOCK,
+      ]);
       locked = rows[0]?.ok === true;
       if (!locked) return null;
       const signer = await deps.key.current();
       let tenants: string[];
       if (opts.tenantId) tenants = [opts.tenantId];
       else {
-        const due = await pool.query<{ tenant_id: string }>(SELECT_DUE, [new Date(clock.now()), `${IDLE_REPUBLISH_MS / 1000} seconds`, TENANTS_PER_RUN]);
+        const due = await pool.query<{ tenant_id: string }>(SELECT_DUE, [
+          new Date(clock.now()),
+          `${IDLE_REPUBLISH_MS / 1000} seconds`,
+          TENANTS_PER_RUN,
+        ]);
         tenants = due.rows.map((r) => r.tenant_id);
       }
       const out: PublishResult[] = [];
@@ -277,7 +349,8 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
           const r = await publishTenant(signer, t);
           if (r) out.push(r);
         } catch (err) {
-          if (err instanceof CheckpointConflictError) logger.error('audit checkpoint conflict', { tenantId: t, reason: err.message });
+          if (err instanceof CheckpointConflictError)
+            logger.error('audit checkpoint conflict', { tenantId: t, reason: err.message });
           throw err;
         }
       }
@@ -287,7 +360,8 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
       broken = (err as { code?: string }).code === '57P01';
       throw err;
     } finally {
-      if (locked) await lockClient.query('SELECT pg_advisory_unlock($1::bigint)', [CHECKPOINT_LOCK]).catch(() => (broken = true));
+      if (locked)
+        await lockClient.query('SELECT pg_advisory_unlock($1::bigint)', [CHECKPOINT_LOCK]).catch(() => (broken = true));
       lockClient.off('error', onError);
       lockClient.release(broken ? true : undefined);
       st.lastRunAt = new Date(clock.now());
@@ -324,7 +398,9 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
 
   async function trailDeps(tenantId: string): Promise<TrailVerifyDeps | null> {
     if (!deps.key) return null;
-    const published = deps.blobStore ? await readPublishedNotes(deps.blobStore, tenantId, PUBLISHED_NOTES_CHECKED) : null;
+    const published = deps.blobStore
+      ? await readPublishedNotes(deps.blobStore, tenantId, PUBLISHED_NOTES_CHECKED)
+      : null;
     return { keys: await trustedKeys(), origin: origin(tenantId), published };
   }
 

@@ -69,7 +69,9 @@ export function createFailureAggregator(opts: FailureAggregatorOptions): Failure
       resourceId: w.resourceIds.size === 1 ? [...w.resourceIds][0] : null,
       result: e.result ?? 'failure',
       severity: e.severity,
-      errorMessage: e.errorMessage ? `${e.errorMessage} (repeated ${w.count} more times within ${Math.round(windowMs / 1000)} s)`.slice(0, 2000) : null,
+      errorMessage: e.errorMessage
+        ? `${e.errorMessage} (repeated ${w.count} more times within ${Math.round(windowMs / 1000)} s)`.slice(0, 2000)
+        : null,
       ipAddress: e.ipAddress ?? null,
       userAgent: e.userAgent ?? null,
       requestId: null,
@@ -100,7 +102,11 @@ export function createFailureAggregator(opts: FailureAggregatorOptions): Failure
         await writeFollowUp(w);
         written += 1;
       } catch (err) {
-        opts.logger.error('aggregated audit row could not be written', { action: w.first.action, count: w.count, reason: (err as Error).message });
+        opts.logger.error('aggregated audit row could not be written', {
+          action: w.first.action,
+          count: w.count,
+          reason: (err as Error).message,
+        });
       }
     }
     return written;
@@ -123,7 +129,13 @@ export function createFailureAggregator(opts: FailureAggregatorOptions): Failure
       }
       await opts.audit.record(event);
       if (windows.size < maxKeys) {
-        windows.set(key, { first: event, startedAt: now, lastAt: now, count: 0, resourceIds: new Set(event.resourceId ? [event.resourceId] : []) });
+        windows.set(key, {
+          first: event,
+          startedAt: now,
+          lastAt: now,
+          count: 0,
+          resourceIds: new Set(event.resourceId ? [event.resourceId] : []),
+        });
       }
     },
     flush,

@@ -26,7 +26,10 @@ function failedOnServer(err: unknown): boolean {
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
 }
 
-export function createAuditGroupCommit(pool: Pool, maxBatch = AUDIT_BATCH_MAX): (row: AuditRow) => Promise<RecordedAudit> {
+export function createAuditGroupCommit(
+  pool: Pool,
+  maxBatch = AUDIT_BATCH_MAX,
+): (row: AuditRow) => Promise<RecordedAudit> {
   function one(p: Pending): void {
     insertAuditLogInTenant(pool, p.row).then(p.resolve, p.reject);
   }

@@ -33,10 +33,17 @@ function interior(l: Uint8Array, r: Uint8Array): Buffer {
   return oneShot('sha256', NODE_IN, 'buffer');
 }
 
-const bytesEqual = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
+const bytesEqual = (a: Uint8Array, b: Uint8Array): boolean =>
+  a.length === b.length && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
 
 /** RFC 9162 §2.1.3.2: does `leaf` (a leaf hash) sit at leafIndex of the tree with this root? */
-export function verifyInclusion(leafIndex: number | bigint, treeSize: number | bigint, leaf: Uint8Array, path: readonly Uint8Array[], root: Uint8Array): boolean {
+export function verifyInclusion(
+  leafIndex: number | bigint,
+  treeSize: number | bigint,
+  leaf: Uint8Array,
+  path: readonly Uint8Array[],
+  root: Uint8Array,
+): boolean {
   const index = BigInt(leafIndex);
   const size = BigInt(treeSize);
   if (index < 0n || index >= size) return false;
@@ -64,7 +71,13 @@ export function verifyInclusion(leafIndex: number | bigint, treeSize: number | b
 }
 
 /** RFC 9162 §2.1.4.2: is the tree (second, secondRoot) an append-only extension of (first, firstRoot)? */
-export function verifyConsistency(first: number | bigint, second: number | bigint, firstRoot: Uint8Array, secondRoot: Uint8Array, proof: readonly Uint8Array[]): boolean {
+export function verifyConsistency(
+  first: number | bigint,
+  second: number | bigint,
+  firstRoot: Uint8Array,
+  secondRoot: Uint8Array,
+  proof: readonly Uint8Array[],
+): boolean {
   const m = BigInt(first);
   const n = BigInt(second);
   if (m < 0n || m > n) return false;

@@ -154,11 +154,16 @@ export function storedNodeReader(q: Queryable, tenantId: string): NodeReader {
     const leaves = [...new Set(refs.map(storageLeaf))];
     const out = new Map<string, Buffer>();
     if (leaves.length === 0) return out;
-    const { rows } = await q.query<{ leaf: string; hashes: Buffer }>({ name: 'fleet_merkle_nodes', text: SELECT_NODE_ROWS, values: [tenantId, leaves.map(String)] });
+    const { rows } = await q.query<{ leaf: string; hashes: Buffer }>({
+      name: 'fleet_merkle_nodes',
+      text: SELECT_NODE_ROWS,
+      values: [tenantId, leaves.map(String)],
+    });
     const byLeaf = new Map(rows.map((r) => [Number(r.leaf), r.hashes]));
     for (const ref of refs) {
       const hashes = byLeaf.get(storageLeaf(ref));
-      if (hashes && hashes.length >= (ref.level + 1) * HASH_BYTES) out.set(refKey(ref), hashes.subarray(ref.level * HASH_BYTES, (ref.level + 1) * HASH_BYTES));
+      if (hashes && hashes.length >= (ref.level + 1) * HASH_BYTES)
+        out.set(refKey(ref), hashes.subarray(ref.level * HASH_BYTES, (ref.level + 1) * HASH_BYTES));
     }
     return out;
   };
@@ -166,7 +171,11 @@ export function storedNodeReader(q: Queryable, tenantId: string): NodeReader {
 
 /** Number of leaves the tenant's stored tree has (its sealed chain length, when complete). */
 export async function storedTreeSize(q: Queryable, tenantId: string): Promise<number> {
-  const { rows } = await q.query<{ size: string }>({ name: 'fleet_merkle_size', text: SELECT_TREE_SIZE, values: [tenantId] });
+  const { rows } = await q.query<{ size: string }>({
+    name: 'fleet_merkle_size',
+    text: SELECT_TREE_SIZE,
+    values: [tenantId],
+  });
   return Number(rows[0]?.size ?? '0');
 }
 
@@ -185,7 +194,12 @@ export interface InclusionProof {
 }
 
 /** null: no sealed entry of this tenant has that audit id. */
-export async function inclusionProofForAuditId(q: Queryable, tenantId: string, auditId: string, treeSize: number): Promise<InclusionProof | 'unknown' | 'out_of_range'> {
+export async function inclusionProofForAuditId(
+  q: Queryable,
+  tenantId: string,
+  auditId: string,
+  treeSize: number,
+): Promise<InclusionProof | 'unknown' | 'out_of_range'> {
   const { rows } = await q.query<{ seq: string; row_hash: Buffer }>(SELECT_LEAF_OF_AUDIT_ID, [auditId, tenantId]);
   const row = rows[0];
   if (!row) return 'unknown';

@@ -47,9 +47,15 @@ export function parseVerifierKey(text: string): VerifierKey {
   if (!/^[0-9a-f]{8}$/.test(idHex)) throw new NoteError('the verifier key id is not 8 hex digits');
   if (!B64.test(keyB64)) throw new NoteError('the verifier key is not base64');
   const raw = Buffer.from(keyB64, 'base64');
-  if (raw.length !== 33 || raw[0] !== 0x01) throw new NoteError('the verifier key is not an Ed25519 key (type 0x01 and 32 bytes)');
+  if (raw.length !== 33 || raw[0] !== 0x01)
+    throw new NoteError('the verifier key is not an Ed25519 key (type 0x01 and 32 bytes)');
   const pub = raw.subarray(1);
-  const id = createHash('sha256').update(name, 'utf8').update(Buffer.from([0x0a])).update(raw).digest().subarray(0, 4);
+  const id = createHash('sha256')
+    .update(name, 'utf8')
+    .update(Buffer.from([0x0a]))
+    .update(raw)
+    .digest()
+    .subarray(0, 4);
   if (id.toString('hex') !== idHex) throw new NoteError('the verifier key id does not match its name and key');
   const publicKey = createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, pub]), format: 'der', type: 'spki' });
   return { name, id, publicKey, text: t };
@@ -88,10 +94,13 @@ export function verifyCheckpointNote(note: string, keys: readonly VerifierKey[],
   if (lines.length < 3) throw new NoteError('a checkpoint body has an origin, a size and a root hash');
   const [origin, sizeText, rootText, ...extensions] = lines as [string, string, string, ...string[]];
   if (!origin || /\s|\+/.test(origin)) throw new NoteError('invalid origin');
-  if (expectedOrigin !== undefined && origin !== expectedOrigin) throw new NoteError(`origin ${JSON.stringify(origin)} is not the expected ${JSON.stringify(expectedOrigin)}`);
-  if (!/^(0|[1-9]\d{0,15})$/.test(sizeText) || !Number.isSafeInteger(Number(sizeText))) throw new NoteError('invalid tree size');
+  if (expectedOrigin !== undefined && origin !== expectedOrigin)
+    throw new NoteError(`origin ${JSON.stringify(origin)} is not the expected ${JSON.stringify(expectedOrigin)}`);
+  if (!/^(0|[1-9]\d{0,15})$/.test(sizeText) || !Number.isSafeInteger(Number(sizeText)))
+    throw new NoteError('invalid tree size');
   if (!B64.test(rootText)) throw new NoteError('invalid root hash');
   const root = Buffer.from(rootText, 'base64');
-  if (root.length !== 32 || root.toString('base64') !== rootText) throw new NoteError('root hash is not base64 of 32 bytes');
+  if (root.length !== 32 || root.toString('base64') !== rootText)
+    throw new NoteError('root hash is not base64 of 32 bytes');
   return { origin, size: Number(sizeText), root, extensions, signedBy, note };
 }

@@ -62,7 +62,24 @@ const GENESIS = Buffer.alloc(32);
  */
 export function entryHash(f: CanonicalFields, seq: number, prev: Buffer): Buffer {
   let s = '';
-  for (const v of [String(seq), f.id, f.tenantId, f.userId, f.action, f.resourceType, f.resourceId, f.before, f.after, f.ipAddress, f.userAgent, f.result, f.errorMessage, f.severity, f.requestId, f.createdAt]) {
+  for (const v of [
+    String(seq),
+    f.id,
+    f.tenantId,
+    f.userId,
+    f.action,
+    f.resourceType,
+    f.resourceId,
+    f.before,
+    f.after,
+    f.ipAddress,
+    f.userAgent,
+    f.result,
+    f.errorMessage,
+    f.severity,
+    f.requestId,
+    f.createdAt,
+  ]) {
     s += v === null ? '-,' : `${Buffer.byteLength(v, 'utf8')}:${v},`;
   }
   return createHash('sha256').update(CHAIN_TAG, 'utf8').update(prev).update(s, 'utf8').digest();
@@ -83,14 +100,16 @@ function rawBeforeAfter(line: string, p: Record<string, unknown>): { before: str
   const SEP = ',"after":';
   const first = mid.indexOf(SEP);
   // The separator is always there; when it occurs once, it is the one.
-  if (first >= 0 && mid.indexOf(SEP, first + 1) < 0) return { before: mid.slice(0, first), after: mid.slice(first + SEP.length) };
+  if (first >= 0 && mid.indexOf(SEP, first + 1) < 0)
+    return { before: mid.slice(0, first), after: mid.slice(first + SEP.length) };
   const want = (v: unknown) => JSON.stringify(v ?? null);
   let at = first;
   while (at >= 0) {
     const b = mid.slice(0, at);
     const a = mid.slice(at + ',"after":'.length);
     try {
-      if (want(JSON.parse(b)) === want(p.before) && want(JSON.parse(a)) === want(p.after)) return { before: b, after: a };
+      if (want(JSON.parse(b)) === want(p.before) && want(JSON.parse(a)) === want(p.after))
+        return { before: b, after: a };
     } catch {
       // not this split
     }
@@ -181,7 +200,21 @@ export function topLevelRaw(line: string): Map<string, string> {
   return out;
 }
 
-const TEXT_FIELDS = ['id', 'tenant_id', 'user_id', 'action', 'resource_type', 'resource_id', 'ip_address', 'user_agent', 'result', 'error_message', 'severity', 'request_id', 'created_at'] as const;
+const TEXT_FIELDS = [
+  'id',
+  'tenant_id',
+  'user_id',
+  'action',
+  'resource_type',
+  'resource_id',
+  'ip_address',
+  'user_agent',
+  'result',
+  'error_message',
+  'severity',
+  'request_id',
+  'created_at',
+] as const;
 
 /** An archived row's fields in the chain's canonical text forms. */
 export function archivedRowFields(line: string): CanonicalFields {
@@ -191,7 +224,12 @@ export function archivedRowFields(line: string): CanonicalFields {
     parsed = JSON.parse(line) as Record<string, unknown>;
     if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Failure('a row is a JSON object');
     const fast = rawBeforeAfter(line, parsed);
-    raw = fast ? new Map([['before', fast.before], ['after', fast.after]]) : topLevelRaw(line);
+    raw = fast
+      ? new Map([
+          ['before', fast.before],
+          ['after', fast.after],
+        ])
+      : topLevelRaw(line);
   } catch (err) {
     throw new Failure(`not a JSON object (${err instanceof Error ? err.message : 'parse error'})`);
   }
@@ -209,7 +247,8 @@ export function archivedRowFields(line: string): CanonicalFields {
   // inet::text carries the prefix length; the archive has the address as PostgreSQL prints it.
   let ip = text.ip_address ?? null;
   if (ip !== null && !ip.includes('/')) ip = ip.includes(':') ? `${ip}/128` : `${ip}/32`;
-  for (const k of ['id', 'tenant_id', 'action', 'resource_type', 'result', 'severity', 'created_at'] as const) if (text[k] === null) throw new Failure(`"${k}" is missing`);
+  for (const k of ['id', 'tenant_id', 'action', 'resource_type', 'result', 'severity', 'created_at'] as const)
+    if (text[k] === null) throw new Failure(`"${k}" is missing`);
   return {
     id: text.id as string,
     tenantId: text.tenant_id as string,
@@ -266,14 +305,22 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
       } catch (err) {
         throw new Failure(`${f}: ${err instanceof NoteError ? err.message : 'unreadable note'}`);
       }
-      if (!cp.origin.startsWith(prefix) || cp.origin.length === prefix.length || cp.origin.slice(prefix.length).includes('/')) {
+      if (
+        !cp.origin.startsWith(prefix) ||
+        cp.origin.length === prefix.length ||
+        cp.origin.slice(prefix.length).includes('/')
+      ) {
         throw new Failure(`${f}: origin ${JSON.stringify(cp.origin)} is not ${prefix}<tenant>`);
       }
-      if (cp.size !== Number(base)) throw new Failure(`${f}: the note states size ${cp.size}, the file is named ${base}`);
+      if (cp.size !== Number(base))
+        throw new Failure(`${f}: the note states size ${cp.size}, the file is named ${base}`);
       const tenantId = cp.origin.slice(prefix.length);
       const m = byTenant.get(tenantId) ?? new Map<number, OfflineCheckpoint>();
       const prev = m.get(cp.size);
-      if (prev && !prev.root.equals(cp.root)) throw new Failure(`${f}: two signed checkpoints of size ${cp.size} state different roots (${prev.file}): the log forked`);
+      if (prev && !prev.root.equals(cp.root))
+        throw new Failure(
+          `${f}: two signed checkpoints of size ${cp.size} state different roots (${prev.file}): the log forked`,
+        );
       m.set(cp.size, { file: f, tenantId, size: cp.size, root: cp.root });
       byTenant.set(tenantId, m);
     }
@@ -293,7 +340,8 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
         if (!/^[1-9]\d{0,18}$/.test(id)) throw new Failure(`${f}: "${id.slice(0, 40)}" is not an audit id`);
         seq += 1;
         const known = m.get(seq);
-        if (known !== undefined && known !== idKey(id)) throw new Failure(`${f}: leaf ${seq} is ${id}, another order file says ${known}`);
+        if (known !== undefined && known !== idKey(id))
+          throw new Failure(`${f}: leaf ${seq} is ${id}, another order file says ${known}`);
         m.set(seq, idKey(id));
       }
       orders.set(tenantId, m);
@@ -318,7 +366,13 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
     const states = new Map<string, State>();
     for (const [tenantId, cps] of [...byTenant.entries()].sort(([a], [b]) => a.localeCompare(b))) {
       const sizes = [...cps.keys()].sort((a, b) => a - b);
-      const report: OfflineTenantReport = { tenantId, checkpoints: sizes.length, rows: 0, verifiedSizes: [], uncovered: [] };
+      const report: OfflineTenantReport = {
+        tenantId,
+        checkpoints: sizes.length,
+        rows: 0,
+        verifiedSizes: [],
+        uncovered: [],
+      };
       tenants.push(report);
       states.set(tenantId, {
         report,
@@ -366,7 +420,10 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
       }
     };
     for (const file of o.rowFiles) {
-      const rl = readline.createInterface({ input: fs.createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
+      const rl = readline.createInterface({
+        input: fs.createReadStream(file, { encoding: 'utf8' }),
+        crlfDelay: Infinity,
+      });
       let n = 0;
       for await (const line of rl) {
         n += 1;
@@ -382,7 +439,8 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
         const k = idKey(f.id);
         if (st.placed.has(k) || st.pending.has(k)) {
           const dup = st.pending.get(k);
-          if (dup && JSON.stringify(dup) !== JSON.stringify(f)) throw new Failure(`${file}:${n}: row ${f.id} appears twice with different content`);
+          if (dup && JSON.stringify(dup) !== JSON.stringify(f))
+            throw new Failure(`${file}:${n}: row ${f.id} appears twice with different content`);
           if (!dup) continue; // the same row again (overlapping exports): already placed
         }
         st.pending.set(k, f);
@@ -402,7 +460,9 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
         let id: IdKey | undefined;
         if (ordered !== undefined) {
           if (!st.pending.has(ordered)) {
-            throw new Failure(`tenant ${st.report.tenantId}: leaf ${st.seq + 1} is audit row ${ordered}, which is not in the archived rows (deleted before archiving, or the rows are incomplete)`);
+            throw new Failure(
+              `tenant ${st.report.tenantId}: leaf ${st.seq + 1} is audit row ${ordered}, which is not in the archived rows (deleted before archiving, or the rows are incomplete)`,
+            );
           }
           id = ordered;
         } else {
@@ -415,7 +475,9 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
         place(st, f);
       }
       st.report.uncovered = st.sizes.slice(st.si).filter((x) => x > 0);
-      o.onProgress?.(`tenant ${st.report.tenantId}: ${st.report.verifiedSizes.length} checkpoint(s) rebuilt from ${st.report.rows} archived row(s)`);
+      o.onProgress?.(
+        `tenant ${st.report.tenantId}: ${st.report.verifiedSizes.length} checkpoint(s) rebuilt from ${st.report.rows} archived row(s)`,
+      );
     }
     return { ok: true, failure: null, tenants };
   } catch (err) {

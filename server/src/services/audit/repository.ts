@@ -24,7 +24,8 @@ export interface AuditRow {
   apiKeyId: string | null;
 }
 
-const INSERT_COLUMNS = 'tenant_id, user_id, action, resource_type, resource_id, before, after, ip_address, user_agent, result, error_message, severity, request_id, api_key_id';
+const INSERT_COLUMNS =
+  'tenant_id, user_id, action, resource_type, resource_id, before, after, ip_address, user_agent, result, error_message, severity, request_id, api_key_id';
 
 /** Inside the caller's transaction: its app.tenant_id must name the row's tenant (RLS). */
 export const INSERT_AUDIT_LOG = `
@@ -73,7 +74,11 @@ export async function insertAuditLog(q: Queryable, r: AuditRow): Promise<Recorde
 }
 
 export async function insertAuditLogInTenant(q: Queryable, r: AuditRow): Promise<RecordedAudit> {
-  const { rows } = await q.query<{ id: string; created_at: Date }>({ name: 'fleet_audit_insert', text: INSERT_AUDIT_LOG_IN_TENANT, values: insertParams(r) });
+  const { rows } = await q.query<{ id: string; created_at: Date }>({
+    name: 'fleet_audit_insert',
+    text: INSERT_AUDIT_LOG_IN_TENANT,
+    values: insertParams(r),
+  });
   return toRecorded(rows);
 }
 
@@ -92,12 +97,34 @@ ORDER BY r.ord
 RETURNING id, created_at`;
 
 /** Rows of one tenant in one statement; the results in the order of `rows`. */
-export async function insertAuditLogsInTenant(q: Queryable, tenantId: string, rows: AuditRow[]): Promise<RecordedAudit[]> {
+export async function insertAuditLogsInTenant(
+  q: Queryable,
+  tenantId: string,
+  rows: AuditRow[],
+): Promise<RecordedAudit[]> {
   const col = <K extends keyof AuditRow>(k: K): Array<AuditRow[K]> => rows.map((r) => r[k]);
-  const res = await q.query<{ id: string; created_at: Date }>({ name: 'fleet_audit_insert_batch', text: INSERT_AUDIT_LOGS_IN_TENANT, values: [
-    tenantId, col('userId'), col('action'), col('resourceType'), col('resourceId'), col('beforeJson'), col('afterJson'), col('ipAddress'), col('userAgent'), col('result'), col('errorMessage'), col('severity'), col('requestId'), col('apiKeyId'),
-  ] });
-  if (res.rows.length !== rows.length) throw new Error(`audit batch insert returned ${res.rows.length} rows for ${rows.length}`);
+  const res = await q.query<{ id: string; created_at: Date }>({
+    name: 'fleet_audit_insert_batch',
+    text: INSERT_AUDIT_LOGS_IN_TENANT,
+    values: [
+      tenantId,
+      col('userId'),
+      col('action'),
+      col('resourceType'),
+      col('resourceId'),
+      col('beforeJson'),
+      col('afterJson'),
+      col('ipAddress'),
+      col('userAgent'),
+      col('result'),
+      col('errorMessage'),
+      col('severity'),
+      col('requestId'),
+      col('apiKeyId'),
+    ],
+  });
+  if (res.rows.length !== rows.length)
+    throw new Error(`audit batch insert returned ${res.rows.length} rows for ${rows.length}`);
   // bigint ids as text: compare by length, then lexically.
   const sorted = [...res.rows].sort((a, b) => a.id.length - b.id.length || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return sorted.map((r) => ({ id: r.id, createdAt: r.created_at }));
@@ -207,9 +234,15 @@ export async function selectAuditPage(q: Queryable, p: PageQuery): Promise<Audit
 }
 
 /** Cross-tenant failed-login counts (SECURITY DEFINER function; returns numbers only). */
-export const SELECT_FAILED_LOGIN_COUNTS = 'SELECT by_email::text AS by_email, by_ip::text AS by_ip FROM audit_failed_login_counts($1, $2::inet, $3::timestamptz)';
+export const SELECT_FAILED_LOGIN_COUNTS =
+  'SELECT by_email::text AS by_email, by_ip::text AS by_ip FROM audit_failed_login_counts($1, $2::inet, $3::timestamptz)';
 
-export async function selectFailedLoginCounts(q: Queryable, email: string | null, ip: string | null, since: Date | string): Promise<{ byEmail: number; byIp: number }> {
+export async function selectFailedLoginCounts(
+  q: Queryable,
+  email: string | null,
+  ip: string | null,
+  since: Date | string,
+): Promise<{ byEmail: number; byIp: number }> {
   const { rows } = await q.query<{ by_email: string; by_ip: string }>(SELECT_FAILED_LOGIN_COUNTS, [email, ip, since]);
   const r = rows[0];
   return { byEmail: Number(r?.by_email ?? 0), byIp: Number(r?.by_ip ?? 0) };
@@ -227,8 +260,13 @@ export const SELECT_CHAIN_HEAD = `
 SELECT seq::text AS seq, encode(row_hash, 'hex') AS hash, audit_id::text AS audit_id, sealed_at
   FROM audit_chain_head($1)`;
 
-export async function selectChainHead(q: Queryable, tenantId: string): Promise<{ seq: string; hash: string; auditId: string; sealedAt: Date } | null> {
-  const { rows } = await q.query<{ seq: string; hash: string; audit_id: string; sealed_at: Date }>(SELECT_CHAIN_HEAD, [tenantId]);
+export async function selectChainHead(
+  q: Queryable,
+  tenantId: string,
+): Promise<{ seq: string; hash: string; auditId: string; sealedAt: Date } | null> {
+  const { rows } = await q.query<{ seq: string; hash: string; audit_id: string; sealed_at: Date }>(SELECT_CHAIN_HEAD, [
+    tenantId,
+  ]);
   const r = rows[0];
   return r ? { seq: r.seq, hash: r.hash, auditId: r.audit_id, sealedAt: r.sealed_at } : null;
 }
@@ -237,7 +275,10 @@ export async function selectChainHead(q: Queryable, tenantId: string): Promise<{
 export const SELECT_LATEST_ANCHOR = `
 SELECT seq::text AS seq, row_hash FROM audit_chain_anchors WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1`;
 
-export async function selectLatestAnchor(q: Queryable, tenantId: string): Promise<{ seq: string; hash: Buffer } | null> {
+export async function selectLatestAnchor(
+  q: Queryable,
+  tenantId: string,
+): Promise<{ seq: string; hash: Buffer } | null> {
   const { rows } = await q.query<{ seq: string; row_hash: Buffer }>(SELECT_LATEST_ANCHOR, [tenantId]);
   const r = rows[0];
   return r ? { seq: r.seq, hash: r.row_hash } : null;
@@ -282,7 +323,12 @@ export interface ChainBatchRow {
   created_epoch: string | null;
 }
 
-export async function selectChainBatch(q: Queryable, tenantId: string, afterSeq: string, limit: number): Promise<ChainBatchRow[]> {
+export async function selectChainBatch(
+  q: Queryable,
+  tenantId: string,
+  afterSeq: string,
+  limit: number,
+): Promise<ChainBatchRow[]> {
   const { rows } = await q.query<ChainBatchRow>(SELECT_CHAIN_BATCH, [tenantId, afterSeq, limit]);
   return rows;
 }
@@ -294,7 +340,10 @@ SELECT count(*)::text AS n, min(l.id)::text AS oldest
  WHERE l.tenant_id = $1
    AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.audit_id = l.id)`;
 
-export async function selectUnsealedSummary(q: Queryable, tenantId: string): Promise<{ count: number; oldestId: string | null }> {
+export async function selectUnsealedSummary(
+  q: Queryable,
+  tenantId: string,
+): Promise<{ count: number; oldestId: string | null }> {
   const { rows } = await q.query<{ n: string; oldest: string | null }>(SELECT_UNSEALED_SUMMARY, [tenantId]);
   return { count: Number(rows[0]?.n ?? 0), oldestId: rows[0]?.oldest ?? null };
 }

@@ -11,7 +11,8 @@ const MAX_DEPTH = 24;
 const PREVIEW_CHARS = 1024;
 
 /** Key names (compared without case, `-`, `_` or spaces) whose values are never stored. */
-const SECRET_KEY = /(password|passwd|passphrase|secret|token|authori[sz]ation|cookie|credential|apikey|privatekey|signature|csrf|otp$|^pwd$|^pin$|^pass$|key$)/;
+const SECRET_KEY =
+  /(password|passwd|passphrase|secret|token|authori[sz]ation|cookie|credential|apikey|privatekey|signature|csrf|otp$|^pwd$|^pin$|^pass$|key$)/;
 
 export function isSecretLikeKey(key: string): boolean {
   return SECRET_KEY.test(key.toLowerCase().replace(/[^a-z0-9]/g, ''));

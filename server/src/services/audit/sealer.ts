@@ -41,7 +41,8 @@ export function createAuditSealer(opts: AuditSealerOptions): AuditSealer {
   const intervalMs = opts.intervalMs ?? 500;
   const batchSize = opts.batchSize ?? 2000;
   const maxBatches = opts.maxBatchesPerRun ?? 50;
-  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10000) throw new Error('audit sealer batchSize must be an integer from 1 to 10000');
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10000)
+    throw new Error('audit sealer batchSize must be an integer from 1 to 10000');
   if (!Number.isFinite(intervalMs) || intervalMs < 10) throw new Error('audit sealer intervalMs must be at least 10');
 
   let timer: NodeJS.Timeout | null = null;
@@ -80,15 +81,20 @@ export function createAuditSealer(opts: AuditSealerOptions): AuditSealer {
     if (!running) return;
     timer = setTimeout(() => {
       timer = null;
-      run(false).then(
-        () => {
-          st.lastError = null;
-        },
-        (err: Error) => {
-          if (st.lastError !== err.message) opts.logger.error('audit sealer run failed', { err: { message: err.message, code: (err as { code?: string }).code } });
-          st.lastError = err.message;
-        },
-      ).finally(schedule);
+      run(false)
+        .then(
+          () => {
+            st.lastError = null;
+          },
+          (err: Error) => {
+            if (st.lastError !== err.message)
+              opts.logger.error('audit sealer run failed', {
+                err: { message: err.message, code: (err as { code?: string }).code },
+              });
+            st.lastError = err.message;
+          },
+        )
+        .finally(schedule);
     }, intervalMs);
     timer.unref();
   }

@@ -49,23 +49,41 @@ export interface AuditService {
    */
   record(event: AuditEvent, q?: Queryable): Promise<RecordedAudit>;
   /** Same, with tenant, user, IP, user agent and request id taken from the request. */
-  recordFromRequest(req: Request, event: Omit<AuditEvent, 'tenantId'> & { tenantId?: string }, q?: Queryable): Promise<RecordedAudit>;
+  recordFromRequest(
+    req: Request,
+    event: Omit<AuditEvent, 'tenantId'> & { tenantId?: string },
+    q?: Queryable,
+  ): Promise<RecordedAudit>;
   /** Runs after every insert (or those `opts.when` accepts), in the same transaction. */
   addHook(hook: AuditHook, opts?: AuditHookOptions): void;
 
   /** One page of a tenant's rows, newest first, filtered. */
   listLogs(tenantId: string, filter: AuditLogFilter & { ipAddress?: string }, page?: PageOptions): Promise<AuditPage>;
-  getUserAuditLogs(tenantId: string, userId: string, opts?: PageOptions & Pick<AuditLogFilter, 'from' | 'to' | 'action'>): Promise<AuditPage>;
-  getResourceAuditLogs(tenantId: string, resourceType: string, resourceId: string, opts?: PageOptions & Pick<AuditLogFilter, 'from' | 'to'>): Promise<AuditPage>;
+  getUserAuditLogs(
+    tenantId: string,
+    userId: string,
+    opts?: PageOptions & Pick<AuditLogFilter, 'from' | 'to' | 'action'>,
+  ): Promise<AuditPage>;
+  getResourceAuditLogs(
+    tenantId: string,
+    resourceType: string,
+    resourceId: string,
+    opts?: PageOptions & Pick<AuditLogFilter, 'from' | 'to'>,
+  ): Promise<AuditPage>;
   /** High and critical events of a tenant. */
   getSecurityEvents(tenantId: string, opts?: PageOptions & Pick<AuditLogFilter, 'from' | 'to'>): Promise<AuditPage>;
   /** A tenant's failed logins (auth.login.failure, result failure), by email and/or IP. */
-  getFailedAuthAttempts(opts: { tenantId: string; email?: string; ip?: string; since: Date | string } & PageOptions): Promise<AuditPage>;
+  getFailedAuthAttempts(
+    opts: { tenantId: string; email?: string; ip?: string; since: Date | string } & PageOptions,
+  ): Promise<AuditPage>;
   /**
    * Failed logins since `since` across tenants (a login has no tenant yet), counted by the
    * lower-cased email and by IP address; what the brute-force lockout compares with its limit.
    */
-  countFailedAuthAttempts(opts: { email?: string | null; ip?: string | null; since: Date | string }, q?: Queryable): Promise<FailedAuthCounts>;
+  countFailedAuthAttempts(
+    opts: { email?: string | null; ip?: string | null; since: Date | string },
+    q?: Queryable,
+  ): Promise<FailedAuthCounts>;
 
   /** Verifies one tenant's chain in a consistent snapshot. */
   verify(tenantId: string, opts?: VerifyOptions): Promise<VerifyResult>;
@@ -100,13 +118,18 @@ function freeText(v: string | null | undefined, max: number): string | null {
 /** Normalises an event into the row that is stored (and the event hooks see). */
 export function prepareAuditEvent(event: AuditEvent): { row: AuditRow; stored: StoredAuditEvent } {
   if (!event || typeof event !== 'object') throw new TypeError('audit event must be an object');
-  if (typeof event.tenantId !== 'string' || event.tenantId.length === 0 || event.tenantId.length > TEXT_MAX) throw new TypeError('audit event needs a tenantId');
-  if (typeof event.action !== 'string' || !isWellFormedAction(event.action)) throw new TypeError(`audit action ${JSON.stringify(event.action)} is not a well-formed action name`);
-  if (typeof event.resourceType !== 'string' || event.resourceType.length === 0) throw new TypeError('audit event needs a resourceType');
+  if (typeof event.tenantId !== 'string' || event.tenantId.length === 0 || event.tenantId.length > TEXT_MAX)
+    throw new TypeError('audit event needs a tenantId');
+  if (typeof event.action !== 'string' || !isWellFormedAction(event.action))
+    throw new TypeError(`audit action ${JSON.stringify(event.action)} is not a well-formed action name`);
+  if (typeof event.resourceType !== 'string' || event.resourceType.length === 0)
+    throw new TypeError('audit event needs a resourceType');
   const severity = event.severity ?? defaultSeverity(event.action);
-  if (!SEVERITIES.includes(severity)) throw new TypeError(`audit severity ${JSON.stringify(severity)} is not one of ${SEVERITIES.join(', ')}`);
+  if (!SEVERITIES.includes(severity))
+    throw new TypeError(`audit severity ${JSON.stringify(severity)} is not one of ${SEVERITIES.join(', ')}`);
   const result = event.result ?? 'success';
-  if (!RESULTS.includes(result)) throw new TypeError(`audit result ${JSON.stringify(result)} is not one of ${RESULTS.join(', ')}`);
+  if (!RESULTS.includes(result))
+    throw new TypeError(`audit result ${JSON.stringify(result)} is not one of ${RESULTS.join(', ')}`);
   const ip = event.ipAddress ?? null;
   if (ip !== null && isIP(ip) === 0) throw new TypeError('audit ipAddress is not an IP address');
   const before = scrubAuditValue(event.before);
@@ -172,12 +195,17 @@ export class InvalidCursorError extends Error {
 
 function pageLimit(limit: number | undefined): number {
   const n = limit ?? DEFAULT_PAGE_SIZE;
-  if (!Number.isInteger(n) || n < 1 || n > MAX_PAGE_SIZE) throw new RangeError(`limit must be an integer from 1 to ${MAX_PAGE_SIZE}`);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PAGE_SIZE)
+    throw new RangeError(`limit must be an integer from 1 to ${MAX_PAGE_SIZE}`);
   return n;
 }
 
 /** A read-only, repeatable-read transaction scoped to one tenant (a consistent snapshot). */
-export async function withTenantSnapshot<T>(pool: Pool, tenantId: string, fn: (c: PoolClient) => Promise<T>): Promise<T> {
+export async function withTenantSnapshot<T>(
+  pool: Pool,
+  tenantId: string,
+  fn: (c: PoolClient) => Promise<T>,
+): Promise<T> {
   const client = await pool.connect();
   let broken = false;
   try {
@@ -200,7 +228,10 @@ export async function withTenantSnapshot<T>(pool: Pool, tenantId: string, fn: (c
  * Runs fn in one repeatable-read snapshot that sees every tenant: for the owner connection
  * (CLI), which reads across tenants only after setting app.audit_scope (migration 022).
  */
-export async function withAllTenantsSnapshot<T>(client: PoolClient | pg.Client, fn: (q: Queryable) => Promise<T>): Promise<T> {
+export async function withAllTenantsSnapshot<T>(
+  client: PoolClient | pg.Client,
+  fn: (q: Queryable) => Promise<T>,
+): Promise<T> {
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     await client.query(SET_ALL_TENANTS_SCOPE);
@@ -222,25 +253,46 @@ export function createAuditService(deps: { pool: Pool; logger: Logger }): AuditS
   const groupCommit = createAuditGroupCommit(deps.pool);
   const hooks: RegisteredHook[] = [];
 
-  async function runHooks(wanted: RegisteredHook[], stored: StoredAuditEvent, recorded: RecordedAudit, q: Queryable): Promise<void> {
+  async function runHooks(
+    wanted: RegisteredHook[],
+    stored: StoredAuditEvent,
+    recorded: RecordedAudit,
+    q: Queryable,
+  ): Promise<void> {
     for (const h of wanted) await h.hook(stored, recorded, q);
   }
 
-  async function page(tenantId: string, base: Omit<PageQuery, 'tenantId' | 'after' | 'limit'>, opts: PageOptions = {}): Promise<AuditPage> {
+  async function page(
+    tenantId: string,
+    base: Omit<PageQuery, 'tenantId' | 'after' | 'limit'>,
+    opts: PageOptions = {},
+  ): Promise<AuditPage> {
     const limit = pageLimit(opts.limit);
     let after: PageQuery['after'] = null;
     if (opts.cursor) {
       after = decodeCursor(opts.cursor);
       if (!after) throw new InvalidCursorError();
     }
-    const entries = await withTenant(deps.pool, tenantId, (c) => selectAuditPage(c, { ...base, tenantId, after, limit: limit + 1 }));
+    const entries = await withTenant(deps.pool, tenantId, (c) =>
+      selectAuditPage(c, { ...base, tenantId, after, limit: limit + 1 }),
+    );
     const more = entries.length > limit;
     if (more) entries.length = limit;
     const last = entries[entries.length - 1];
     return { entries, nextCursor: more && last ? encodeCursor(last.createdAt, last.id) : null };
   }
 
-  const none = { userId: null, action: null, resourceType: null, resourceId: null, result: null, severities: null, from: null, to: null, ipAddress: null };
+  const none = {
+    userId: null,
+    action: null,
+    resourceType: null,
+    resourceId: null,
+    result: null,
+    severities: null,
+    from: null,
+    to: null,
+    ipAddress: null,
+  };
 
   const service: AuditService = {
     async record(event, q) {
@@ -309,7 +361,14 @@ export function createAuditService(deps: { pool: Pool; logger: Logger }): AuditS
       if (o.ip !== undefined && isIP(o.ip) === 0) return Promise.reject(new TypeError('ip is not an IP address'));
       return page(
         o.tenantId,
-        { ...none, action: 'auth.login.failure', result: 'failure', resourceId: o.email !== undefined ? o.email.toLowerCase() : null, ipAddress: o.ip ?? null, from: o.since },
+        {
+          ...none,
+          action: 'auth.login.failure',
+          result: 'failure',
+          resourceId: o.email !== undefined ? o.email.toLowerCase() : null,
+          ipAddress: o.ip ?? null,
+          from: o.since,
+        },
         o,
       );
     },

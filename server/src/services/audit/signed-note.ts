@@ -41,11 +41,16 @@ export function parseEd25519PrivateKey(text: string): KeyObject {
   let key: KeyObject;
   try {
     const t = text.trim();
-    key = t.startsWith('-----BEGIN') ? createPrivateKey(t) : createPrivateKey({ key: Buffer.from(t, 'base64'), format: 'der', type: 'pkcs8' });
+    key = t.startsWith('-----BEGIN')
+      ? createPrivateKey(t)
+      : createPrivateKey({ key: Buffer.from(t, 'base64'), format: 'der', type: 'pkcs8' });
   } catch {
     throw new CheckpointKeyError('is not a PKCS#8 private key (base64 of the DER, or PEM)');
   }
-  if (key.asymmetricKeyType !== 'ed25519') throw new CheckpointKeyError(`is a ${key.asymmetricKeyType ?? 'unknown'} key; an Ed25519 key is needed (openssl genpkey -algorithm ed25519)`);
+  if (key.asymmetricKeyType !== 'ed25519')
+    throw new CheckpointKeyError(
+      `is a ${key.asymmetricKeyType ?? 'unknown'} key; an Ed25519 key is needed (openssl genpkey -algorithm ed25519)`,
+    );
   return key;
 }
 
@@ -65,7 +70,8 @@ export function noteKeyId(keyName: string, publicKey: Buffer): Buffer {
 }
 
 export function createCheckpointSigner(keyName: string, priv: KeyObject): CheckpointSigner {
-  if (!NOTE_NAME_RE.test(keyName)) throw new CheckpointKeyError('key name must be printable ASCII without spaces or "+"');
+  if (!NOTE_NAME_RE.test(keyName))
+    throw new CheckpointKeyError('key name must be printable ASCII without spaces or "+"');
   const pub = rawPublicKey(priv);
   const keyId = noteKeyId(keyName, pub);
   const verifierKey = `${keyName}+${keyId.toString('hex')}+${Buffer.concat([Buffer.from([ED25519_TYPE]), pub]).toString('base64')}`;

@@ -47,7 +47,11 @@ export interface PublishedNote {
 }
 
 /** Newest `limit` published notes of a tenant (by size), plus how many exist. Throws on storage errors. */
-export async function readPublishedNotes(store: BlobStore, tenantId: string, limit: number): Promise<{ total: number; notes: PublishedNote[]; badNames: string[] }> {
+export async function readPublishedNotes(
+  store: BlobStore,
+  tenantId: string,
+  limit: number,
+): Promise<{ total: number; notes: PublishedNote[]; badNames: string[] }> {
   const prefix = `checkpoints/${encodeURIComponent(tenantId)}/`;
   const names = await store.list(prefix);
   const sized: Array<{ name: string; size: number }> = [];
@@ -78,10 +82,23 @@ export interface TrailVerifyDeps {
  * Runs inside one REPEATABLE READ transaction that sees the tenant (tenant context set).
  * `deps` null: only the chain is verified (no checkpoint key configured).
  */
-export async function verifyTrailIn(q: Queryable, tenantId: string, deps: TrailVerifyDeps | null, opts: Pick<VerifyOptions, 'anchor' | 'batchSize'> = {}): Promise<TrailVerifyResult> {
+export async function verifyTrailIn(
+  q: Queryable,
+  tenantId: string,
+  deps: TrailVerifyDeps | null,
+  opts: Pick<VerifyOptions, 'anchor' | 'batchSize'> = {},
+): Promise<TrailVerifyResult> {
   if (!deps) return { ...(await verifyTenantChain(q, tenantId, opts)), checkpoints: null };
 
-  const cv: CheckpointVerification = { checked: 0, published: deps.published?.total ?? 0, publishedChecked: 0, latestSize: null, treeSize: 0, problem: null, notes: [] };
+  const cv: CheckpointVerification = {
+    checked: 0,
+    published: deps.published?.total ?? 0,
+    publishedChecked: 0,
+    latestSize: null,
+    treeSize: 0,
+    problem: null,
+    notes: [],
+  };
   const fail = (p: string) => {
     if (!cv.problem) cv.problem = p;
   };
@@ -120,7 +137,8 @@ export async function verifyTrailIn(q: Queryable, tenantId: string, deps: TrailV
     seen.add(row.note);
     const cp = checkNote(row.note, `stored checkpoint #${row.id}`);
     if (!cp) continue;
-    if (cp.size !== row.treeSize || !cp.root.equals(row.rootHash)) fail(`stored checkpoint #${row.id}: its columns differ from its signed note`);
+    if (cp.size !== row.treeSize || !cp.root.equals(row.rootHash))
+      fail(`stored checkpoint #${row.id}: its columns differ from its signed note`);
     addTarget(cp.size, cp.root, `stored checkpoint #${row.id} (size ${cp.size})`);
   }
 
@@ -128,7 +146,10 @@ export async function verifyTrailIn(q: Queryable, tenantId: string, deps: TrailV
   let rebuildable = true;
   const compare = (size: number, root: Buffer) => {
     for (const t of targets.get(size) ?? []) {
-      if (!t.root.equals(root)) fail(`the tree of the first ${size} entries differs from the ${t.source}: history was rewritten after it was signed`);
+      if (!t.root.equals(root))
+        fail(
+          `the tree of the first ${size} entries differs from the ${t.source}: history was rewritten after it was signed`,
+        );
     }
   };
   const chain = await verifyTenantChain(q, tenantId, {
@@ -149,19 +170,31 @@ export async function verifyTrailIn(q: Queryable, tenantId: string, deps: TrailV
 
   if (chain.resumedFrom) {
     rebuildable = false;
-    cv.notes.push(`rows up to seq ${chain.resumedFrom.seq} were purged by retention: checkpoints were compared with the stored tree, not rebuilt from rows`);
+    cv.notes.push(
+      `rows up to seq ${chain.resumedFrom.seq} were purged by retention: checkpoints were compared with the stored tree, not rebuilt from rows`,
+    );
     for (const [size, list] of targets) {
       if (size > cv.treeSize) continue;
       const root = await storedRoot(q, tenantId, size);
-      for (const t of list) if (!t.root.equals(root)) fail(`the stored tree of size ${size} differs from the ${t.source}`);
+      for (const t of list)
+        if (!t.root.equals(root)) fail(`the stored tree of size ${size} differs from the ${t.source}`);
     }
   }
   if (chain.valid) {
     for (const [size, list] of targets) {
-      if (size > chainSize) fail(`the chain has ${chainSize} entries but the ${list[0]?.source} covers ${size}: entries were removed from the end`);
+      if (size > chainSize)
+        fail(
+          `the chain has ${chainSize} entries but the ${list[0]?.source} covers ${size}: entries were removed from the end`,
+        );
     }
-    if (cv.treeSize !== chainSize && !cv.problem) fail(`the stored Merkle tree has ${cv.treeSize} leaves but the chain ${chainSize} entries`);
-    if (rebuildable && chainSize > 0 && cv.treeSize === chainSize && !(await storedRoot(q, tenantId, chainSize)).equals(builder.root())) {
+    if (cv.treeSize !== chainSize && !cv.problem)
+      fail(`the stored Merkle tree has ${cv.treeSize} leaves but the chain ${chainSize} entries`);
+    if (
+      rebuildable &&
+      chainSize > 0 &&
+      cv.treeSize === chainSize &&
+      !(await storedRoot(q, tenantId, chainSize)).equals(builder.root())
+    ) {
       fail('the stored Merkle tree differs from the tree of the chain (proofs served from it would not verify)');
     }
   }

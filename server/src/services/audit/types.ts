@@ -36,7 +36,11 @@ export interface RecordedAudit {
 }
 
 /** Runs after an audit row is inserted, inside the same transaction (e.g. the SIEM outbox). */
-export type AuditHook = (event: Required<Pick<AuditEvent, 'tenantId' | 'action' | 'severity'>> & AuditEvent, recorded: RecordedAudit, q: Queryable) => Promise<void>;
+export type AuditHook = (
+  event: Required<Pick<AuditEvent, 'tenantId' | 'action' | 'severity'>> & AuditEvent,
+  recorded: RecordedAudit,
+  q: Queryable,
+) => Promise<void>;
 
 export interface AuditHookOptions {
   /**

@@ -29,7 +29,8 @@ interface Row {
   last_used_at: Date | null;
 }
 
-const COLUMNS = 'id, tenant_id, name, prefix, secret_hash, scopes, created_by, created_at, expires_at, revoked_at, last_used_at';
+const COLUMNS =
+  'id, tenant_id, name, prefix, secret_hash, scopes, created_by, created_at, expires_at, revoked_at, last_used_at';
 
 function toKey(r: Row): ApiKeyRow {
   return {
@@ -54,9 +55,27 @@ RETURNING ${COLUMNS}`;
 
 export async function insertApiKey(
   q: Queryable,
-  k: { tenantId: string; name: string; prefix: string; secretHash: string; scopes: readonly string[]; createdBy: string; now: Date; expiresAt: Date | null },
+  k: {
+    tenantId: string;
+    name: string;
+    prefix: string;
+    secretHash: string;
+    scopes: readonly string[];
+    createdBy: string;
+    now: Date;
+    expiresAt: Date | null;
+  },
 ): Promise<ApiKeyRow> {
-  const { rows } = await q.query<Row>(INSERT_API_KEY, [k.tenantId, k.name, k.prefix, k.secretHash, k.scopes, k.createdBy, k.now, k.expiresAt]);
+  const { rows } = await q.query<Row>(INSERT_API_KEY, [
+    k.tenantId,
+    k.name,
+    k.prefix,
+    k.secretHash,
+    k.scopes,
+    k.createdBy,
+    k.now,
+    k.expiresAt,
+  ]);
   return toKey(rows[0] as Row);
 }
 
@@ -68,7 +87,11 @@ export async function insertApiKey(
 export const FIND_API_KEY_BY_PREFIX = `SELECT ${COLUMNS} FROM auth_api_key_by_prefix($1)`;
 
 export async function findApiKeyByPrefix(q: Queryable, prefix: string): Promise<ApiKeyRow | null> {
-  const { rows } = await q.query<Row>({ name: 'fleet_api_key_by_prefix', text: FIND_API_KEY_BY_PREFIX, values: [prefix] });
+  const { rows } = await q.query<Row>({
+    name: 'fleet_api_key_by_prefix',
+    text: FIND_API_KEY_BY_PREFIX,
+    values: [prefix],
+  });
   return rows[0] ? toKey(rows[0]) : null;
 }
 
@@ -85,7 +108,13 @@ WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL
 RETURNING ${COLUMNS}`;
 
 /** The revoked row, or null when no live key of the tenant has that id. */
-export async function revokeApiKey(q: Queryable, id: string, tenantId: string, now: Date, by: string): Promise<ApiKeyRow | null> {
+export async function revokeApiKey(
+  q: Queryable,
+  id: string,
+  tenantId: string,
+  now: Date,
+  by: string,
+): Promise<ApiKeyRow | null> {
   const { rows } = await q.query<Row>(REVOKE_API_KEY, [id, tenantId, now, by]);
   return rows[0] ? toKey(rows[0]) : null;
 }

@@ -16,7 +16,14 @@ import type { Clock } from '../../lib/clock';
 import { notFound } from '../../lib/errors';
 import type { AuditService } from '../audit/service';
 import type { EncryptionService } from '../encryption';
-import { findApiKeyByPrefix, insertApiKey, listApiKeys, revokeApiKey, touchApiKey, type ApiKeyRow } from './api-key-repository';
+import {
+  findApiKeyByPrefix,
+  insertApiKey,
+  listApiKeys,
+  revokeApiKey,
+  touchApiKey,
+  type ApiKeyRow,
+} from './api-key-repository';
 import type { RequestMeta } from './auth-service';
 import type { ApiScope } from './rbac';
 
@@ -45,7 +52,12 @@ export type ApiKeyAuthResult = { ok: true; key: ApiKeyRow } | { ok: false; reaso
 
 export interface ApiKeyService {
   /** With `q` (a transaction of the actor's tenant, e.g. the Idempotency-Key one) the row and its audit row are written through it; else in a transaction of their own. */
-  create(actor: { tenantId: string; userId: string }, input: { name: string; scopes: readonly ApiScope[]; expiresAt: Date | null }, meta: RequestMeta, q?: Queryable): Promise<{ apiKey: ApiKeyView; key: string }>;
+  create(
+    actor: { tenantId: string; userId: string },
+    input: { name: string; scopes: readonly ApiScope[]; expiresAt: Date | null },
+    meta: RequestMeta,
+    q?: Queryable,
+  ): Promise<{ apiKey: ApiKeyView; key: string }>;
   list(tenantId: string): Promise<ApiKeyListEntry[]>;
   /** Revokes a live key of the tenant; NOT_FOUND otherwise (also for another tenant's key). */
   revoke(actor: { tenantId: string; userId: string }, id: string, meta: RequestMeta): Promise<void>;
@@ -62,10 +74,22 @@ function newPrefix(): string {
 }
 
 function view(k: ApiKeyRow): ApiKeyView {
-  return { id: k.id, name: k.name, scopes: k.scopes, prefix: k.prefix, createdAt: k.createdAt.toISOString(), expiresAt: k.expiresAt?.toISOString() ?? null };
+  return {
+    id: k.id,
+    name: k.name,
+    scopes: k.scopes,
+    prefix: k.prefix,
+    createdAt: k.createdAt.toISOString(),
+    expiresAt: k.expiresAt?.toISOString() ?? null,
+  };
 }
 
-export function createApiKeyService(deps: { pool: Pool; clock: Clock; audit: AuditService; encryption: EncryptionService }): ApiKeyService {
+export function createApiKeyService(deps: {
+  pool: Pool;
+  clock: Clock;
+  audit: AuditService;
+  encryption: EncryptionService;
+}): ApiKeyService {
   const { pool, clock, audit, encryption } = deps;
   const metaFields = (m: RequestMeta) => ({ ipAddress: m.ip, userAgent: m.userAgent, requestId: m.requestId });
 
@@ -76,7 +100,16 @@ export function createApiKeyService(deps: { pool: Pool; clock: Clock; audit: Aud
       const secretHash = await encryption.createSignature(hmacInput(prefix, secret));
       const now = new Date(clock.now());
       const write = async (c: Queryable) => {
-        const k = await insertApiKey(c, { tenantId: actor.tenantId, name: input.name, prefix, secretHash, scopes: input.scopes, createdBy: actor.userId, now, expiresAt: input.expiresAt });
+        const k = await insertApiKey(c, {
+          tenantId: actor.tenantId,
+          name: input.name,
+          prefix,
+          secretHash,
+          scopes: input.scopes,
+          createdBy: actor.userId,
+          now,
+          expiresAt: input.expiresAt,
+        });
         await audit.record(
           {
             tenantId: actor.tenantId,
@@ -113,7 +146,16 @@ export function createApiKeyService(deps: { pool: Pool; clock: Clock; audit: Aud
         const k = await revokeApiKey(c, id, actor.tenantId, new Date(clock.now()), actor.userId);
         if (!k) throw notFound('API key');
         await audit.record(
-          { tenantId: actor.tenantId, userId: actor.userId, action: 'key.api.revoked', resourceType: 'api_key', resourceId: k.id, severity: 'high', after: { name: k.name, prefix: k.prefix }, ...metaFields(meta) },
+          {
+            tenantId: actor.tenantId,
+            userId: actor.userId,
+            action: 'key.api.revoked',
+            resourceType: 'api_key',
+            resourceId: k.id,
+            severity: 'high',
+            after: { name: k.name, prefix: k.prefix },
+            ...metaFields(meta),
+          },
           c,
         );
       });
@@ -125,7 +167,9 @@ export function createApiKeyService(deps: { pool: Pool; clock: Clock; audit: Aud
       const [, prefix, secret] = m as unknown as [string, string, string];
       const row = await findApiKeyByPrefix(pool, prefix);
       // An unknown prefix costs the same HMAC as a known one.
-      const match = row ? await encryption.verifySignature(hmacInput(prefix, secret), row.secretHash) : await encryption.createSignature(hmacInput(prefix, secret)).then(() => false);
+      const match = row
+        ? await encryption.verifySignature(hmacInput(prefix, secret), row.secretHash)
+        : await encryption.createSignature(hmacInput(prefix, secret)).then(() => false);
       if (!row) return { ok: false, reason: 'unknown API key', key: null };
       if (!match) return { ok: false, reason: 'API key secret does not match', key: row };
       const now = clock.now();

@@ -28,7 +28,14 @@ import { IdpUnavailableError, type IdTokenVerifier } from './oidc';
 import { hasPermission, permissionsOf, type Permission } from './rbac';
 import type { EncryptionService } from '../encryption';
 import { openSuccessor, sealSuccessor } from './refresh-grace';
-import { clearOldSuccessors, findRefreshTokenForUpdate, insertRefreshToken, setTransactionTenant, spendRefreshToken, type RefreshTokenState } from './refresh-repository';
+import {
+  clearOldSuccessors,
+  findRefreshTokenForUpdate,
+  insertRefreshToken,
+  setTransactionTenant,
+  spendRefreshToken,
+  type RefreshTokenState,
+} from './refresh-repository';
 import { listActiveSessions, revokeLiveSession, revokeSession, touchSession } from './session-repository';
 import { EXPIRY_REASONS, type SessionService } from './sessions';
 import type { TokenService } from './tokens';
@@ -102,8 +109,21 @@ export interface AuthServiceDeps {
   encryption?: EncryptionService;
 }
 
-export function publicUser(u: { userId: string; email: string; role: Role; tenantId: string; displayName: string | null }): PublicUser {
-  return { id: u.userId, email: u.email, role: u.role, tenantId: u.tenantId, displayName: u.displayName, permissions: permissionsOf(u.role) };
+export function publicUser(u: {
+  userId: string;
+  email: string;
+  role: Role;
+  tenantId: string;
+  displayName: string | null;
+}): PublicUser {
+  return {
+    id: u.userId,
+    email: u.email,
+    role: u.role,
+    tenantId: u.tenantId,
+    displayName: u.displayName,
+    permissions: permissionsOf(u.role),
+  };
 }
 
 const sha256 = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
@@ -150,7 +170,14 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
    * Audits a refused login and throws 401. `counted` is null for attempts that never carried a
    * correctly signed token (junk): audited, but they never count toward the lockout.
    */
-  async function refuseLogin(email: string, reason: string, candidate: UserRecord | null, lock: LockoutState, meta: RequestMeta, counted: LockoutMarker | null): Promise<never> {
+  async function refuseLogin(
+    email: string,
+    reason: string,
+    candidate: UserRecord | null,
+    lock: LockoutState,
+    meta: RequestMeta,
+    counted: LockoutMarker | null,
+  ): Promise<never> {
     const tenantId = candidate?.tenantId ?? UNKNOWN_TENANT;
     const marker: LockoutMarker = { ip: Boolean(counted?.ip && meta.ip), email: Boolean(counted?.email) };
     if (counted === null && deps.failures) {
@@ -188,7 +215,11 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       );
       const crossed: Array<{ scope: 'email' | 'ip'; failures: number; windowSeconds: number }> = [];
       if (marker.email && lock.emailFailures < limits.emailMax && lock.emailFailures + 1 >= limits.emailMax) {
-        crossed.push({ scope: 'email', failures: limits.emailMax, windowSeconds: Math.round(limits.emailWindowMs / 1000) });
+        crossed.push({
+          scope: 'email',
+          failures: limits.emailMax,
+          windowSeconds: Math.round(limits.emailWindowMs / 1000),
+        });
       }
       if (marker.ip && lock.ipFailures < limits.ipMax && lock.ipFailures + 1 >= limits.ipMax) {
         crossed.push({ scope: 'ip', failures: limits.ipMax, windowSeconds: Math.round(limits.ipWindowMs / 1000) });
@@ -204,8 +235,21 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
             resourceId: email,
             result: 'failure',
             severity: 'high',
-            errorMessage: crossed.map((x) => `${x.failures} failed logins within ${x.windowSeconds} s for this ${x.scope === 'ip' ? 'network' : 'e-mail'}`).join('; ') + '; further attempts are refused',
-            after: { email, ip: meta.ip, scope: crossed.map((x) => x.scope), failures: first.failures, windowSeconds: first.windowSeconds, limits: crossed },
+            errorMessage:
+              crossed
+                .map(
+                  (x) =>
+                    `${x.failures} failed logins within ${x.windowSeconds} s for this ${x.scope === 'ip' ? 'network' : 'e-mail'}`,
+                )
+                .join('; ') + '; further attempts are refused',
+            after: {
+              email,
+              ip: meta.ip,
+              scope: crossed.map((x) => x.scope),
+              failures: first.failures,
+              windowSeconds: first.windowSeconds,
+              limits: crossed,
+            },
             ...metaFields(meta),
           },
           c,
@@ -222,10 +266,17 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
 
   async function login(input: { email: string; idToken: string }, meta: RequestMeta): Promise<IssuedSession> {
     const verifier = deps.idTokens;
-    if (!verifier) throw serviceUnavailable('Login is unavailable: no identity provider is configured.', 'no identity provider configured');
+    if (!verifier)
+      throw serviceUnavailable(
+        'Login is unavailable: no identity provider is configured.',
+        'no identity provider configured',
+      );
     const email = input.email;
     const now = clock.now();
-    const [lock, candidates] = await Promise.all([lockoutState(pool, { email, ip: meta.ip, now, limits }), findUsersByEmail(pool, email)]);
+    const [lock, candidates] = await Promise.all([
+      lockoutState(pool, { email, ip: meta.ip, now, limits }),
+      findUsersByEmail(pool, email),
+    ]);
     if (lock.locked) {
       throw new AppError('RATE_LIMITED', 429, 'Too many failed login attempts; try again later.', {
         headers: { 'Retry-After': String(lock.retryAfterSec) },
@@ -238,7 +289,8 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     try {
       verified = await verifier.verify(input.idToken, email);
     } catch (err) {
-      if (err instanceof IdpUnavailableError) throw serviceUnavailable('The identity provider is unavailable; try again later.', err.message);
+      if (err instanceof IdpUnavailableError)
+        throw serviceUnavailable('The identity provider is unavailable; try again later.', err.message);
       throw err;
     }
     if (!verified.ok) {
@@ -249,11 +301,26 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
 
     const active = candidates.filter((u) => u.isActive);
     if (candidates.length === 0) return refuseLogin(email, 'user not provisioned', null, lock, meta, COUNT_BOTH);
-    if (active.length > 1) return refuseLogin(email, `e-mail is active in ${active.length} tenants; login refused as ambiguous`, null, lock, meta, COUNT_BOTH);
+    if (active.length > 1)
+      return refuseLogin(
+        email,
+        `e-mail is active in ${active.length} tenants; login refused as ambiguous`,
+        null,
+        lock,
+        meta,
+        COUNT_BOTH,
+      );
     if (active.length === 0) return refuseLogin(email, 'user deactivated', only, lock, meta, COUNT_BOTH);
     const user = active[0] as UserRecord;
     if (user.auth0Sub !== null && user.auth0Sub !== identity.sub) {
-      return refuseLogin(email, 'identity provider subject differs from the one bound to this user', user, lock, meta, COUNT_BOTH);
+      return refuseLogin(
+        email,
+        'identity provider subject differs from the one bound to this user',
+        user,
+        lock,
+        meta,
+        COUNT_BOTH,
+      );
     }
 
     const refresh = newRefreshToken();
@@ -263,8 +330,13 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
         // First: claim the ID token. A second login with it (or a concurrent one: it waits for
         // this transaction) finds the row and is refused; the claim commits with the session.
         if (!(await claimIdToken(c, identity.tokenHash, identity.expiresAtMs))) throw new IdTokenReplayed();
-        if (user.auth0Sub === null && !(await bindUserSubject(c, user.id, user.tenantId, identity.sub))) throw new SubjectBoundConcurrently();
-        const s = await sessions.createWithRefreshToken(c, { userId: user.id, tenantId: user.tenantId, ip: meta.ip, userAgent: meta.userAgent }, refresh);
+        if (user.auth0Sub === null && !(await bindUserSubject(c, user.id, user.tenantId, identity.sub)))
+          throw new SubjectBoundConcurrently();
+        const s = await sessions.createWithRefreshToken(
+          c,
+          { userId: user.id, tenantId: user.tenantId, ip: meta.ip, userAgent: meta.userAgent },
+          refresh,
+        );
         await audit.record(
           {
             tenantId: user.tenantId,
@@ -282,9 +354,24 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
         return s;
       });
     } catch (err) {
-      if (err instanceof IdTokenReplayed) return refuseLogin(email, 'ID token already used (an ID token opens one session)', user, lock, meta, COUNT_BOTH);
+      if (err instanceof IdTokenReplayed)
+        return refuseLogin(
+          email,
+          'ID token already used (an ID token opens one session)',
+          user,
+          lock,
+          meta,
+          COUNT_BOTH,
+        );
       if (err instanceof SubjectBoundConcurrently) {
-        return refuseLogin(email, 'identity provider subject differs from the one a concurrent first login bound to this user', user, lock, meta, COUNT_BOTH);
+        return refuseLogin(
+          email,
+          'identity provider subject differs from the one a concurrent first login bound to this user',
+          user,
+          lock,
+          meta,
+          COUNT_BOTH,
+        );
       }
       throw err;
     }
@@ -294,7 +381,13 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       refreshToken: refresh.token,
       tokenType: 'Bearer',
       expiresIn: access.expiresIn,
-      user: publicUser({ userId: user.id, email: user.email, role: user.role, tenantId: user.tenantId, displayName: user.displayName }),
+      user: publicUser({
+        userId: user.id,
+        email: user.email,
+        role: user.role,
+        tenantId: user.tenantId,
+        displayName: user.displayName,
+      }),
       sessionId: created.sessionId,
       refreshExpiresAt: created.absoluteExpiresAt,
     };
@@ -327,40 +420,94 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       const row = await findRefreshTokenForUpdate(c, hash);
       if (!row) return { kind: 'unknown' };
       await setTransactionTenant(c, row.tenantId);
-      const base: Omit<AuditEvent, 'action'> = { tenantId: row.tenantId, userId: row.userId, resourceType: 'session', resourceId: row.sessionId, ...metaFields(meta) };
+      const base: Omit<AuditEvent, 'action'> = {
+        tenantId: row.tenantId,
+        userId: row.userId,
+        resourceType: 'session',
+        resourceId: row.sessionId,
+        ...metaFields(meta),
+      };
 
       const refuse = async (reason: string): Promise<RefreshOutcome> => {
-        await audit.record({ ...base, action: 'auth.token.rejected', resourceType: 'refresh_token', resourceId: row.id, result: 'failure', severity: 'medium', errorMessage: reason }, c);
+        await audit.record(
+          {
+            ...base,
+            action: 'auth.token.rejected',
+            resourceType: 'refresh_token',
+            resourceId: row.id,
+            result: 'failure',
+            severity: 'medium',
+            errorMessage: reason,
+          },
+          c,
+        );
         return { kind: 'refused', reason };
       };
       const expire = async (kind: 'idle' | 'absolute'): Promise<RefreshOutcome> => {
         const reason = EXPIRY_REASONS[kind];
         if (await revokeSession(c, row.sessionId, row.tenantId, nowDate, reason)) {
-          await audit.record({ ...base, action: 'session.expired', result: 'success', severity: 'low', errorMessage: reason }, c);
+          await audit.record(
+            { ...base, action: 'session.expired', result: 'success', severity: 'low', errorMessage: reason },
+            c,
+          );
         }
         return { kind: 'refused', reason: `session ${reason}` };
       };
       if (row.usedAt) {
         // Within the grace (two tabs racing): the same successor pair, from stored state; nothing revoked.
         if (graceMs > 0 && encryption && row.successorSealed && now - row.usedAt.getTime() <= graceMs) {
-          if (row.revokedAt) return refuse(`spent refresh token of a revoked session (${row.revokedReason ?? 'no reason'}) within the reuse grace`);
+          if (row.revokedAt)
+            return refuse(
+              `spent refresh token of a revoked session (${row.revokedReason ?? 'no reason'}) within the reuse grace`,
+            );
           if (!row.isActive) return refuse('user deactivated');
-          const pair = await openSuccessor(encryption, { tenantId: row.tenantId, sessionId: row.sessionId, tokenId: row.id }, row.successorSealed);
+          const pair = await openSuccessor(
+            encryption,
+            { tenantId: row.tenantId, sessionId: row.sessionId, tokenId: row.id },
+            row.successorSealed,
+          );
           if (!pair) return refuse('the kept successor of a spent refresh token could not be decrypted');
           await audit.record(
-            { ...base, action: 'auth.refresh.grace', result: 'success', severity: 'low', after: { tokenId: row.id, spentAt: row.usedAt.toISOString(), graceSeconds: graceMs / 1000 } },
+            {
+              ...base,
+              action: 'auth.refresh.grace',
+              result: 'success',
+              severity: 'low',
+              after: { tokenId: row.id, spentAt: row.usedAt.toISOString(), graceSeconds: graceMs / 1000 },
+            },
             c,
           );
-          return { kind: 'ok', row, token: pair.refreshToken, access: { token: pair.accessToken, expiresIn: pair.expiresIn } };
+          return {
+            kind: 'ok',
+            row,
+            token: pair.refreshToken,
+            access: { token: pair.accessToken, expiresIn: pair.expiresIn },
+          };
         }
-        const revoked = row.revokedAt ? false : await revokeSession(c, row.sessionId, row.tenantId, nowDate, 'refresh token reuse');
+        const revoked = row.revokedAt
+          ? false
+          : await revokeSession(c, row.sessionId, row.tenantId, nowDate, 'refresh token reuse');
         const after = { tokenId: row.id, spentAt: row.usedAt.toISOString(), sessionRevoked: revoked };
         await audit.record(
-          { ...base, action: 'auth.refresh.reuse', result: 'failure', severity: 'critical', errorMessage: `spent refresh token presented again; session ${revoked ? 'revoked' : 'was already revoked'}`, after },
+          {
+            ...base,
+            action: 'auth.refresh.reuse',
+            result: 'failure',
+            severity: 'critical',
+            errorMessage: `spent refresh token presented again; session ${revoked ? 'revoked' : 'was already revoked'}`,
+            after,
+          },
           c,
         );
         await audit.record(
-          { ...base, action: 'security.alert.refresh_reuse', result: 'failure', severity: 'critical', errorMessage: 'refresh token reuse: the token may have been stolen', after },
+          {
+            ...base,
+            action: 'security.alert.refresh_reuse',
+            result: 'failure',
+            severity: 'critical',
+            errorMessage: 'refresh token reuse: the token may have been stolen',
+            after,
+          },
           c,
         );
         return { kind: 'refused', reason: 'refresh token reuse' };
@@ -379,13 +526,39 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       const access = tokens.issue({ userId: row.userId, sessionId: row.sessionId, tenantId: row.tenantId });
       const sealed =
         graceMs > 0 && encryption
-          ? await sealSuccessor(encryption, { tenantId: row.tenantId, sessionId: row.sessionId, tokenId: row.id }, { refreshToken: next.token, accessToken: access.token, expiresIn: access.expiresIn })
+          ? await sealSuccessor(
+              encryption,
+              { tenantId: row.tenantId, sessionId: row.sessionId, tokenId: row.id },
+              { refreshToken: next.token, accessToken: access.token, expiresIn: access.expiresIn },
+            )
           : null;
-      await insertRefreshToken(c, { id: next.id, sessionId: row.sessionId, hash: next.hash, now: nowDate, expiresAt: row.absoluteExpiresAt });
-      if (!(await spendRefreshToken(c, row.id, nowDate, next.id, sealed))) throw new Error('refresh token spent concurrently despite the row lock');
+      await insertRefreshToken(c, {
+        id: next.id,
+        sessionId: row.sessionId,
+        hash: next.hash,
+        now: nowDate,
+        expiresAt: row.absoluteExpiresAt,
+      });
+      if (!(await spendRefreshToken(c, row.id, nowDate, next.id, sealed)))
+        throw new Error('refresh token spent concurrently despite the row lock');
       if (graceMs > 0) await clearOldSuccessors(c, row.sessionId, new Date(now - graceMs));
-      await touchSession(c, row.sessionId, row.tenantId, nowDate, new Date(Math.min(now + idleMs, row.absoluteExpiresAt.getTime())));
-      await audit.record({ ...base, action: 'auth.refresh', result: 'success', severity: 'low', after: { previousTokenId: row.id, tokenId: next.id } }, c);
+      await touchSession(
+        c,
+        row.sessionId,
+        row.tenantId,
+        nowDate,
+        new Date(Math.min(now + idleMs, row.absoluteExpiresAt.getTime())),
+      );
+      await audit.record(
+        {
+          ...base,
+          action: 'auth.refresh',
+          result: 'success',
+          severity: 'low',
+          after: { previousTokenId: row.id, tokenId: next.id },
+        },
+        c,
+      );
       return { kind: 'ok', row, token: next.token, access: { token: access.token, expiresIn: access.expiresIn } };
     });
 
@@ -397,7 +570,13 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       refreshToken: outcome.token,
       tokenType: 'Bearer',
       expiresIn: access.expiresIn,
-      user: publicUser({ userId: row.userId, email: row.email, role: row.role, tenantId: row.tenantId, displayName: row.displayName }),
+      user: publicUser({
+        userId: row.userId,
+        email: row.email,
+        role: row.role,
+        tenantId: row.tenantId,
+        displayName: row.displayName,
+      }),
       sessionId: row.sessionId,
       refreshExpiresAt: row.absoluteExpiresAt,
     };
@@ -428,7 +607,9 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     },
     async listSessions(auth) {
       const now = clock.now();
-      const rows = await withTenant(pool, auth.tenantId, (c) => listActiveSessions(c, auth.tenantId, auth.userId, new Date(now), new Date(now - idleMs), 100));
+      const rows = await withTenant(pool, auth.tenantId, (c) =>
+        listActiveSessions(c, auth.tenantId, auth.userId, new Date(now), new Date(now - idleMs), 100),
+      );
       return rows.map((r) => ({
         id: r.id,
         createdAt: r.createdAt.toISOString(),
@@ -461,7 +642,11 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
             resourceId: sessionId,
             result: 'success',
             severity: 'medium',
-            after: { ownerUserId: r.userId, revokedBy: auth.userId, scope: r.userId === auth.userId ? 'own' : 'tenant' },
+            after: {
+              ownerUserId: r.userId,
+              revokedBy: auth.userId,
+              scope: r.userId === auth.userId ? 'own' : 'tenant',
+            },
             ...metaFields(meta),
           },
           c,

@@ -6,7 +6,15 @@
  * Never available in production: config refuses FLEET_DEV_ISSUER there and only enables the
  * issuer outside production when no AUTH0_DOMAIN / AUTH0_ISSUER_BASE_URL is configured.
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  randomUUID,
+  type KeyObject,
+} from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import jwt from 'jsonwebtoken';
@@ -55,7 +63,10 @@ export function devSubject(email: string): string {
 }
 
 /** Signs a development ID token (RS256) for an e-mail, marked verified. */
-export function signDevIdToken(key: DevIssuerKey, input: { email: string; name?: string; clock: Clock; ttlSec?: number }): string {
+export function signDevIdToken(
+  key: DevIssuerKey,
+  input: { email: string; name?: string; clock: Clock; ttlSec?: number },
+): string {
   const iat = Math.floor(input.clock.now() / 1000);
   const payload: Record<string, unknown> = {
     iss: DEV_ISSUER,

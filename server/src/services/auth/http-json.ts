@@ -26,7 +26,8 @@ export function fetchJson(url: string, opts: FetchJsonOptions): Promise<unknown>
   } catch {
     return Promise.reject(new IdpFetchError('invalid URL'));
   }
-  if (u.protocol !== 'https:' && u.protocol !== 'http:') return Promise.reject(new IdpFetchError(`unsupported protocol ${u.protocol}`));
+  if (u.protocol !== 'https:' && u.protocol !== 'http:')
+    return Promise.reject(new IdpFetchError(`unsupported protocol ${u.protocol}`));
   const lib = u.protocol === 'https:' ? https : http;
   return new Promise<unknown>((resolve, reject) => {
     let settled = false;

@@ -56,10 +56,18 @@ export interface LockoutMarker {
   email: boolean;
 }
 
-export async function lockoutState(q: Pool | PoolClient, input: { email: string; ip: string | null; now: number; limits: LockoutLimits }): Promise<LockoutState> {
+export async function lockoutState(
+  q: Pool | PoolClient,
+  input: { email: string; ip: string | null; now: number; limits: LockoutLimits },
+): Promise<LockoutState> {
   const { limits } = input;
   // Named (prepared) statement: on the login path, planned once per connection.
-  const { rows } = await q.query<{ email_failures: number; email_unlock_at: Date | null; ip_failures: number; ip_unlock_at: Date | null }>({
+  const { rows } = await q.query<{
+    email_failures: number;
+    email_unlock_at: Date | null;
+    ip_failures: number;
+    ip_unlock_at: Date | null;
+  }>({
     name: 'fleet_auth_lockout_counted',
     text: LOCKOUT_STATE,
     values: [
@@ -77,7 +85,10 @@ export async function lockoutState(q: Pool | PoolClient, input: { email: string;
   const scope: Array<'email' | 'ip'> = [];
   let until = 0;
   let windowMs = 0;
-  for (const [name, at, w] of [['email', r.email_unlock_at, limits.emailWindowMs], ['ip', r.ip_unlock_at, limits.ipWindowMs]] as const) {
+  for (const [name, at, w] of [
+    ['email', r.email_unlock_at, limits.emailWindowMs],
+    ['ip', r.ip_unlock_at, limits.ipWindowMs],
+  ] as const) {
     if (at && at.getTime() > input.now) {
       scope.push(name);
       until = Math.max(until, at.getTime());
@@ -89,7 +100,8 @@ export async function lockoutState(q: Pool | PoolClient, input: { email: string;
     ipFailures: r.ip_failures,
     locked: scope.length > 0,
     // Never more than one window from now (the database's and this process's clocks may differ slightly).
-    retryAfterSec: scope.length > 0 ? Math.min(Math.ceil(windowMs / 1000), Math.max(1, Math.ceil((until - input.now) / 1000))) : 0,
+    retryAfterSec:
+      scope.length > 0 ? Math.min(Math.ceil(windowMs / 1000), Math.max(1, Math.ceil((until - input.now) / 1000))) : 0,
     scope,
   };
 }

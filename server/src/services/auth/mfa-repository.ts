@@ -34,12 +34,18 @@ const toRow = (r: Row): TotpRow => ({
   lockedUntil: r.locked_until,
 });
 
-const COLUMNS = 'user_id, tenant_id, secret_sealed, created_at, activated_at, last_used_step, failed_count, locked_until';
+const COLUMNS =
+  'user_id, tenant_id, secret_sealed, created_at, activated_at, last_used_step, failed_count, locked_until';
 
 export const FIND_TOTP = `SELECT ${COLUMNS} FROM mfa_totp WHERE user_id = $1 AND tenant_id = $2`;
 export const FIND_TOTP_FOR_UPDATE = `${FIND_TOTP} FOR UPDATE`;
 
-export async function findTotp(q: Queryable, userId: string, tenantId: string, forUpdate = false): Promise<TotpRow | null> {
+export async function findTotp(
+  q: Queryable,
+  userId: string,
+  tenantId: string,
+  forUpdate = false,
+): Promise<TotpRow | null> {
   const { rows } = await q.query<Row>(forUpdate ? FIND_TOTP_FOR_UPDATE : FIND_TOTP, [userId, tenantId]);
   return rows[0] ? toRow(rows[0]) : null;
 }
@@ -61,7 +67,13 @@ ON CONFLICT (user_id) DO UPDATE SET secret_sealed = EXCLUDED.secret_sealed, crea
 WHERE mfa_totp.activated_at IS NULL AND mfa_totp.tenant_id = EXCLUDED.tenant_id`;
 
 /** false when TOTP is already active (nothing changed). */
-export async function upsertPendingTotp(q: Queryable, userId: string, tenantId: string, sealed: string, now: Date): Promise<boolean> {
+export async function upsertPendingTotp(
+  q: Queryable,
+  userId: string,
+  tenantId: string,
+  sealed: string,
+  now: Date,
+): Promise<boolean> {
   const r = await q.query(UPSERT_PENDING_TOTP, [userId, tenantId, sealed, now]);
   return (r.rowCount ?? 0) > 0;
 }
@@ -70,7 +82,13 @@ export const ACCEPT_CODE = `
 UPDATE mfa_totp SET last_used_step = $3, failed_count = 0, locked_until = NULL, activated_at = COALESCE(activated_at, $4)
 WHERE user_id = $1 AND tenant_id = $2`;
 
-export async function acceptCode(q: Queryable, userId: string, tenantId: string, step: number | null, now: Date): Promise<void> {
+export async function acceptCode(
+  q: Queryable,
+  userId: string,
+  tenantId: string,
+  step: number | null,
+  now: Date,
+): Promise<void> {
   await q.query(ACCEPT_CODE, [userId, tenantId, step, now]);
 }
 
@@ -78,7 +96,13 @@ export const RECORD_FAILURE = `
 UPDATE mfa_totp SET failed_count = $3, locked_until = $4
 WHERE user_id = $1 AND tenant_id = $2`;
 
-export async function recordFailure(q: Queryable, userId: string, tenantId: string, failedCount: number, lockedUntil: Date | null): Promise<void> {
+export async function recordFailure(
+  q: Queryable,
+  userId: string,
+  tenantId: string,
+  failedCount: number,
+  lockedUntil: Date | null,
+): Promise<void> {
   await q.query(RECORD_FAILURE, [userId, tenantId, failedCount, lockedUntil]);
 }
 
@@ -94,14 +118,23 @@ export const INSERT_RECOVERY_CODES = `
 INSERT INTO mfa_recovery_codes (user_id, tenant_id, code_hash)
 SELECT $1, $2, h FROM unnest($3::text[]) AS h`;
 
-export async function replaceRecoveryCodes(q: Queryable, userId: string, tenantId: string, hashes: string[]): Promise<void> {
+export async function replaceRecoveryCodes(
+  q: Queryable,
+  userId: string,
+  tenantId: string,
+  hashes: string[],
+): Promise<void> {
   await q.query(DELETE_RECOVERY_CODES, [userId, tenantId]);
   await q.query(INSERT_RECOVERY_CODES, [userId, tenantId, hashes]);
 }
 
 export const UNUSED_RECOVERY_CODES = `SELECT id, code_hash FROM mfa_recovery_codes WHERE user_id = $1 AND tenant_id = $2 AND used_at IS NULL`;
 
-export async function unusedRecoveryCodes(q: Queryable, userId: string, tenantId: string): Promise<Array<{ id: string; codeHash: string }>> {
+export async function unusedRecoveryCodes(
+  q: Queryable,
+  userId: string,
+  tenantId: string,
+): Promise<Array<{ id: string; codeHash: string }>> {
   const { rows } = await q.query<{ id: string; code_hash: string }>(UNUSED_RECOVERY_CODES, [userId, tenantId]);
   return rows.map((r) => ({ id: r.id, codeHash: r.code_hash }));
 }

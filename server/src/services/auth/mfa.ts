@@ -22,7 +22,18 @@ import type { AuditService } from '../audit/service';
 import type { AuditEvent } from '../audit/types';
 import { DecryptionError, type EncryptionService } from '../encryption';
 import type { RequestMeta } from './auth-service';
-import { acceptCode, deleteTotp, findTotp, hasActiveTotp, recordFailure, replaceRecoveryCodes, unusedRecoveryCodes, upsertPendingTotp, useRecoveryCode, type TotpRow } from './mfa-repository';
+import {
+  acceptCode,
+  deleteTotp,
+  findTotp,
+  hasActiveTotp,
+  recordFailure,
+  replaceRecoveryCodes,
+  unusedRecoveryCodes,
+  upsertPendingTotp,
+  useRecoveryCode,
+  type TotpRow,
+} from './mfa-repository';
 import type { TokenService } from './tokens';
 
 export const STEP_UP_MAX_AGE_MS = 10 * 60_000;
@@ -35,21 +46,32 @@ export const RECOVERY_CODE_RE = /^[a-z2-7]{5}-?[a-z2-7]{5}$/i;
 export interface MfaService {
   enroll(auth: AuthContext, meta: RequestMeta): Promise<{ otpauthUri: string }>;
   activate(auth: AuthContext, code: string, meta: RequestMeta): Promise<{ recoveryCodes: string[] }>;
-  stepUp(auth: AuthContext, code: string, meta: RequestMeta): Promise<{ token: string; expiresIn: number; amr: readonly string[]; authTime: number }>;
+  stepUp(
+    auth: AuthContext,
+    code: string,
+    meta: RequestMeta,
+  ): Promise<{ token: string; expiresIn: number; amr: readonly string[]; authTime: number }>;
   /** Removes a user's TOTP and recovery codes (own, or by an admin of the tenant). */
   remove(actor: AuthContext, targetUserId: string, meta: RequestMeta): Promise<boolean>;
   hasActiveTotp(userId: string, tenantId: string): Promise<boolean>;
 }
 
 const secretAad = (tenantId: string, userId: string) => `fleet-totp:v1:${tenantId}:${userId}`;
-const recoveryInput = (tenantId: string, userId: string, code: string) => `fleet-mfa-recovery:v1:${tenantId}:${userId}:${code.replace('-', '').toLowerCase()}`;
+const recoveryInput = (tenantId: string, userId: string, code: string) =>
+  `fleet-mfa-recovery:v1:${tenantId}:${userId}:${code.replace('-', '').toLowerCase()}`;
 
 function invalidCode(): AppError {
-  return validationFailed([{ path: 'body.code', message: 'is not a valid code', code: 'invalid_code' }], 'The code is not valid.');
+  return validationFailed(
+    [{ path: 'body.code', message: 'is not a valid code', code: 'invalid_code' }],
+    'The code is not valid.',
+  );
 }
 
 function locked(retryAfterSec: number): AppError {
-  return new AppError('RATE_LIMITED', 429, 'Too many wrong codes; step-up is locked. Try again later.', { headers: { 'Retry-After': String(Math.max(1, retryAfterSec)) }, internalReason: 'step-up locked' });
+  return new AppError('RATE_LIMITED', 429, 'Too many wrong codes; step-up is locked. Try again later.', {
+    headers: { 'Retry-After': String(Math.max(1, retryAfterSec)) },
+    internalReason: 'step-up locked',
+  });
 }
 
 function newRecoveryCode(): string {
@@ -59,7 +81,13 @@ function newRecoveryCode(): string {
 
 type Verdict = { ok: true; step: number | null; recoveryId?: string } | { ok: false; error: AppError };
 
-export function createMfaService(deps: { pool: Pool; clock: Clock; audit: AuditService; encryption: EncryptionService; tokens: TokenService }): MfaService {
+export function createMfaService(deps: {
+  pool: Pool;
+  clock: Clock;
+  audit: AuditService;
+  encryption: EncryptionService;
+  tokens: TokenService;
+}): MfaService {
   const { pool, clock, audit, encryption, tokens } = deps;
   const ev = (auth: AuthContext, meta: RequestMeta, e: Omit<AuditEvent, 'tenantId' | 'resourceType'>): AuditEvent => ({
     tenantId: auth.tenantId,
@@ -76,41 +104,79 @@ export function createMfaService(deps: { pool: Pool; clock: Clock; audit: AuditS
    * Checks a code against a locked TOTP row and records the outcome (accept, failure, lock)
    * in the same transaction. Recovery codes only when `allowRecovery`.
    */
-  async function check(c: import('../../db/pool').PoolClient, auth: AuthContext, row: TotpRow, code: string, meta: RequestMeta, allowRecovery: boolean): Promise<Verdict> {
+  async function check(
+    c: import('../../db/pool').PoolClient,
+    auth: AuthContext,
+    row: TotpRow,
+    code: string,
+    meta: RequestMeta,
+    allowRecovery: boolean,
+  ): Promise<Verdict> {
     const now = clock.now();
     if (row.lockedUntil && now < row.lockedUntil.getTime()) {
-      await audit.record(ev(auth, meta, { action: 'auth.mfa.failure', result: 'denied', severity: 'medium', errorMessage: 'step-up locked after too many wrong codes' }), c);
+      await audit.record(
+        ev(auth, meta, {
+          action: 'auth.mfa.failure',
+          result: 'denied',
+          severity: 'medium',
+          errorMessage: 'step-up locked after too many wrong codes',
+        }),
+        c,
+      );
       return { ok: false, error: locked(Math.ceil((row.lockedUntil.getTime() - now) / 1000)) };
     }
     let reason = 'wrong code';
     if (/^\d{6}$/.test(code)) {
-      const secret = await encryption.decryptFromStringToBuffer(row.secretSealed, { aad: secretAad(row.tenantId, row.userId) }).catch((err: Error) => {
-        if (err instanceof DecryptionError) return null; // altered, or moved from another user (AAD)
-        throw err;
-      });
+      const secret = await encryption
+        .decryptFromStringToBuffer(row.secretSealed, { aad: secretAad(row.tenantId, row.userId) })
+        .catch((err: Error) => {
+          if (err instanceof DecryptionError) return null; // altered, or moved from another user (AAD)
+          throw err;
+        });
       const step = secret ? matchTotp(secret, code, now) : null;
       secret?.fill(0);
       if (step !== null && (row.lastUsedStep === null || step > row.lastUsedStep)) return { ok: true, step };
       if (step !== null) reason = 'code already used (replay)';
-      if (!secret) reason = 'TOTP secret could not be decrypted (altered or not this user\'s)';
+      if (!secret) reason = "TOTP secret could not be decrypted (altered or not this user's)";
     } else if (allowRecovery && RECOVERY_CODE_RE.test(code)) {
       for (const rc of await unusedRecoveryCodes(c, row.userId, row.tenantId)) {
-        if (await encryption.verifySignature(recoveryInput(row.tenantId, row.userId, code), rc.codeHash)) return { ok: true, step: null, recoveryId: rc.id };
+        if (await encryption.verifySignature(recoveryInput(row.tenantId, row.userId, code), rc.codeHash))
+          return { ok: true, step: null, recoveryId: rc.id };
       }
       reason = 'wrong recovery code';
     }
     const failures = (row.lockedUntil && now >= row.lockedUntil.getTime() ? 0 : row.failedCount) + 1;
     const lock = failures >= MFA_MAX_FAILURES ? new Date(now + MFA_LOCK_MS) : null;
     await recordFailure(c, row.userId, row.tenantId, lock ? 0 : failures, lock);
-    await audit.record(ev(auth, meta, { action: 'auth.mfa.failure', result: 'failure', severity: 'medium', errorMessage: reason, after: { failures } }), c);
+    await audit.record(
+      ev(auth, meta, {
+        action: 'auth.mfa.failure',
+        result: 'failure',
+        severity: 'medium',
+        errorMessage: reason,
+        after: { failures },
+      }),
+      c,
+    );
     if (lock) {
-      await audit.record(ev(auth, meta, { action: 'auth.mfa.locked', result: 'failure', severity: 'high', errorMessage: `${MFA_MAX_FAILURES} wrong codes: step-up locked for ${MFA_LOCK_MS / 60_000} minutes` }), c);
+      await audit.record(
+        ev(auth, meta, {
+          action: 'auth.mfa.locked',
+          result: 'failure',
+          severity: 'high',
+          errorMessage: `${MFA_MAX_FAILURES} wrong codes: step-up locked for ${MFA_LOCK_MS / 60_000} minutes`,
+        }),
+        c,
+      );
     }
     return { ok: false, error: invalidCode() };
   }
 
   /** Runs `fn` in the user's tenant; a refusal commits (failure counts, audit) and is thrown after. */
-  async function inTenant<T>(auth: AuthContext, fn: (c: import('../../db/pool').PoolClient) => Promise<T | AppError>): Promise<T> {
+  async function inTenant<T>(
+    auth: AuthContext,
+    fn: (c: import('../../db/pool').PoolClient) => Promise<T | AppError>,
+  ): Promise<T> {
     const r = await withTenant(pool, auth.tenantId, fn);
     if (r instanceof AppError) throw r;
     return r;
@@ -133,7 +199,9 @@ export function createMfaService(deps: { pool: Pool; clock: Clock; audit: AuditS
 
     async activate(auth, code, meta) {
       const codes = Array.from({ length: RECOVERY_CODE_COUNT }, newRecoveryCode);
-      const hashes = await Promise.all(codes.map((rc) => encryption.createSignature(recoveryInput(auth.tenantId, auth.userId, rc))));
+      const hashes = await Promise.all(
+        codes.map((rc) => encryption.createSignature(recoveryInput(auth.tenantId, auth.userId, rc))),
+      );
       return inTenant(auth, async (c) => {
         const row = await findTotp(c, auth.userId, auth.tenantId, true);
         if (!row) return conflict('There is no TOTP enrollment to activate; POST /mfa/totp/enroll first.');
@@ -143,7 +211,14 @@ export function createMfaService(deps: { pool: Pool; clock: Clock; audit: AuditS
         const now = new Date(clock.now());
         await acceptCode(c, auth.userId, auth.tenantId, v.step, now);
         await replaceRecoveryCodes(c, auth.userId, auth.tenantId, hashes);
-        await audit.record(ev(auth, meta, { action: 'auth.mfa.activated', severity: 'high', after: { recoveryCodes: RECOVERY_CODE_COUNT } }), c);
+        await audit.record(
+          ev(auth, meta, {
+            action: 'auth.mfa.activated',
+            severity: 'high',
+            after: { recoveryCodes: RECOVERY_CODE_COUNT },
+          }),
+          c,
+        );
         return { recoveryCodes: codes };
       });
     },
@@ -151,7 +226,10 @@ export function createMfaService(deps: { pool: Pool; clock: Clock; audit: AuditS
     async stepUp(auth, code, meta) {
       return inTenant(auth, async (c) => {
         const row = await findTotp(c, auth.userId, auth.tenantId, true);
-        if (!row || !row.activatedAt) return conflict('TOTP is not active for this user: enroll with POST /mfa/totp/enroll and activate it with POST /mfa/totp/activate first.');
+        if (!row || !row.activatedAt)
+          return conflict(
+            'TOTP is not active for this user: enroll with POST /mfa/totp/enroll and activate it with POST /mfa/totp/activate first.',
+          );
         const v = await check(c, auth, row, code, meta, true);
         if (!v.ok) return v.error;
         const nowMs = clock.now();
@@ -163,8 +241,25 @@ export function createMfaService(deps: { pool: Pool; clock: Clock; audit: AuditS
         }
         const amr = v.recoveryId !== undefined ? ['mfa'] : ['otp'];
         const authTime = Math.floor(nowMs / 1000);
-        const issued = tokens.issue({ userId: auth.userId, sessionId: auth.sessionId, tenantId: auth.tenantId, amr, authTime });
-        await audit.record(ev(auth, meta, { action: 'auth.mfa.step_up', severity: 'low', after: { method: v.recoveryId !== undefined ? 'recovery_code' : 'totp', sessionId: auth.sessionId, step: v.step ?? timeStep(nowMs) } }), c);
+        const issued = tokens.issue({
+          userId: auth.userId,
+          sessionId: auth.sessionId,
+          tenantId: auth.tenantId,
+          amr,
+          authTime,
+        });
+        await audit.record(
+          ev(auth, meta, {
+            action: 'auth.mfa.step_up',
+            severity: 'low',
+            after: {
+              method: v.recoveryId !== undefined ? 'recovery_code' : 'totp',
+              sessionId: auth.sessionId,
+              step: v.step ?? timeStep(nowMs),
+            },
+          }),
+          c,
+        );
         return { token: issued.token, expiresIn: issued.expiresIn, amr, authTime };
       });
     },
@@ -174,7 +269,14 @@ export function createMfaService(deps: { pool: Pool; clock: Clock; audit: AuditS
         const removed = await deleteTotp(c, targetUserId, actor.tenantId);
         if (removed) {
           await audit.record(
-            { ...ev(actor, meta, { action: 'auth.mfa.removed', severity: 'high', after: { scope: targetUserId === actor.userId ? 'own' : 'tenant' } }), resourceId: targetUserId },
+            {
+              ...ev(actor, meta, {
+                action: 'auth.mfa.removed',
+                severity: 'high',
+                after: { scope: targetUserId === actor.userId ? 'own' : 'tenant' },
+              }),
+              resourceId: targetUserId,
+            },
             c,
           );
         }

@@ -21,7 +21,18 @@ export type TokenTypeHint = 'access_token' | 'refresh_token';
 
 export type Introspection =
   | { active: false }
-  | { active: true; sub: string; tenant_id: string; role: Role; sid: string; exp: number; iat: number; token_type: TokenTypeHint; iss: string; aud: string };
+  | {
+      active: true;
+      sub: string;
+      tenant_id: string;
+      role: Role;
+      sid: string;
+      exp: number;
+      iat: number;
+      token_type: TokenTypeHint;
+      iss: string;
+      aud: string;
+    };
 
 export interface OAuthService {
   introspect(token: string, callerTenantId: string, hint: TokenTypeHint | null): Promise<Introspection>;
@@ -54,13 +65,23 @@ interface RefreshSessionRow {
 }
 
 async function findRefreshSession(q: Queryable, token: string): Promise<RefreshSessionRow | null> {
-  const { rows } = await q.query<RefreshSessionRow>(FIND_REFRESH_SESSION, [createHash('sha256').update(token, 'utf8').digest()]);
+  const { rows } = await q.query<RefreshSessionRow>(FIND_REFRESH_SESSION, [
+    createHash('sha256').update(token, 'utf8').digest(),
+  ]);
   return rows[0] ?? null;
 }
 
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
-export function createOAuthService(deps: { pool: Pool; clock: Clock; audit: AuditService; tokens: TokenService; sessions: SessionService; issuer: string; audience: string }): OAuthService {
+export function createOAuthService(deps: {
+  pool: Pool;
+  clock: Clock;
+  audit: AuditService;
+  tokens: TokenService;
+  sessions: SessionService;
+  issuer: string;
+  audience: string;
+}): OAuthService {
   const { pool, clock, audit, tokens, sessions } = deps;
   const idleMs = sessions.idleTimeoutMs;
   const inactive = { active: false } as const;
@@ -70,14 +91,30 @@ export function createOAuthService(deps: { pool: Pool; clock: Clock; audit: Audi
     if (!v.claims || v.claims.tid !== tenantId) return inactive;
     const s = await sessions.authenticate(v.claims);
     if (!s.auth) return inactive;
-    return { active: true, sub: v.claims.sub, tenant_id: v.claims.tid, role: s.auth.role, sid: v.claims.sid, exp: v.claims.exp, iat: v.claims.iat, token_type: 'access_token', iss: deps.issuer, aud: deps.audience };
+    return {
+      active: true,
+      sub: v.claims.sub,
+      tenant_id: v.claims.tid,
+      role: s.auth.role,
+      sid: v.claims.sid,
+      exp: v.claims.exp,
+      iat: v.claims.iat,
+      token_type: 'access_token',
+      iss: deps.issuer,
+      aud: deps.audience,
+    };
   }
 
   async function introspectRefresh(token: string, tenantId: string): Promise<Introspection> {
     const r = await findRefreshSession(pool, token);
     const now = clock.now();
     if (!r || r.tenant_id !== tenantId || r.used_at || r.revoked_at || !r.is_active) return inactive;
-    if (now >= r.expires_at.getTime() || now >= r.absolute_expires_at.getTime() || now >= r.last_used_at.getTime() + idleMs) return inactive;
+    if (
+      now >= r.expires_at.getTime() ||
+      now >= r.absolute_expires_at.getTime() ||
+      now >= r.last_used_at.getTime() + idleMs
+    )
+      return inactive;
     return {
       active: true,
       sub: r.user_id,
@@ -93,16 +130,23 @@ export function createOAuthService(deps: { pool: Pool; clock: Clock; audit: Audi
   }
 
   /** The session a token names, when the token is genuine (signature or stored hash). */
-  async function sessionOf(token: string, hint: TokenTypeHint | null): Promise<{ sessionId: string; tenantId: string; userId: string; kind: TokenTypeHint } | null> {
+  async function sessionOf(
+    token: string,
+    hint: TokenTypeHint | null,
+  ): Promise<{ sessionId: string; tenantId: string; userId: string; kind: TokenTypeHint } | null> {
     const tryAccess = () => {
       if (!JWT_SHAPE.test(token)) return null;
       const v = tokens.verify(token);
-      return v.claims ? { sessionId: v.claims.sid, tenantId: v.claims.tid, userId: v.claims.sub, kind: 'access_token' as const } : null;
+      return v.claims
+        ? { sessionId: v.claims.sid, tenantId: v.claims.tid, userId: v.claims.sub, kind: 'access_token' as const }
+        : null;
     };
     const tryRefresh = async () => {
       if (!REFRESH_TOKEN_RE.test(token)) return null;
       const r = await findRefreshSession(pool, token);
-      return r ? { sessionId: r.session_id, tenantId: r.tenant_id, userId: r.user_id, kind: 'refresh_token' as const } : null;
+      return r
+        ? { sessionId: r.session_id, tenantId: r.tenant_id, userId: r.user_id, kind: 'refresh_token' as const }
+        : null;
     };
     // The hint only orders the lookups (RFC 7009 §2.1).
     if (hint === 'refresh_token') return (await tryRefresh()) ?? tryAccess();

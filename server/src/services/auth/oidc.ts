@@ -126,10 +126,15 @@ function parseJwks(body: unknown): CachedKey[] {
     if (j.alg !== undefined && typeof j.alg !== 'string') continue;
     let jwk: Record<string, unknown>;
     if (j.kty === 'RSA' && typeof j.n === 'string' && typeof j.e === 'string') jwk = { kty: 'RSA', n: j.n, e: j.e };
-    else if (j.kty === 'EC' && typeof j.crv === 'string' && typeof j.x === 'string' && typeof j.y === 'string') jwk = { kty: 'EC', crv: j.crv, x: j.x, y: j.y };
+    else if (j.kty === 'EC' && typeof j.crv === 'string' && typeof j.x === 'string' && typeof j.y === 'string')
+      jwk = { kty: 'EC', crv: j.crv, x: j.x, y: j.y };
     else continue;
     try {
-      out.push({ kid: (j.kid as string | undefined) ?? null, alg: (j.alg as string | undefined) ?? null, key: createPublicKey({ key: jwk as never, format: 'jwk' }) });
+      out.push({
+        kid: (j.kid as string | undefined) ?? null,
+        alg: (j.alg as string | undefined) ?? null,
+        key: createPublicKey({ key: jwk as never, format: 'jwk' }),
+      });
     } catch {
       // An unusable key is not a usable key: skipped like an unknown type.
     }
@@ -168,9 +173,13 @@ export function createRemoteKeyResolver(opts: RemoteKeyResolverOptions): KeyReso
   let unknownRefilledAt = opts.clock.now();
 
   function parseDiscovery(doc: unknown): Discovery {
-    if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new IdpUnavailableError('discovery document is not a JSON object');
+    if (!doc || typeof doc !== 'object' || Array.isArray(doc))
+      throw new IdpUnavailableError('discovery document is not a JSON object');
     const d = doc as Record<string, unknown>;
-    if (d.issuer !== opts.issuerUrl) throw new IdpUnavailableError(`discovery issuer ${JSON.stringify(String(d.issuer)).slice(0, 200)} does not equal the configured issuer`);
+    if (d.issuer !== opts.issuerUrl)
+      throw new IdpUnavailableError(
+        `discovery issuer ${JSON.stringify(String(d.issuer)).slice(0, 200)} does not equal the configured issuer`,
+      );
     if (typeof d.jwks_uri !== 'string') throw new IdpUnavailableError('discovery document has no jwks_uri');
     let u: URL;
     try {
@@ -182,8 +191,11 @@ export function createRemoteKeyResolver(opts: RemoteKeyResolverOptions): KeyReso
       throw new IdpUnavailableError('discovery jwks_uri must use https');
     }
     const published = d.id_token_signing_alg_values_supported;
-    const algorithms = Array.isArray(published) ? ID_TOKEN_ALGORITHMS.filter((a) => published.includes(a)) : [...ID_TOKEN_ALGORITHMS];
-    if (algorithms.length === 0) throw new IdpUnavailableError('the issuer publishes none of RS256, PS256, ES256 for ID tokens');
+    const algorithms = Array.isArray(published)
+      ? ID_TOKEN_ALGORITHMS.filter((a) => published.includes(a))
+      : [...ID_TOKEN_ALGORITHMS];
+    if (algorithms.length === 0)
+      throw new IdpUnavailableError('the issuer publishes none of RS256, PS256, ES256 for ID tokens');
     return { issuer: d.issuer, jwksUri: u.toString(), algorithms, at: opts.clock.now() };
   }
 
@@ -211,7 +223,9 @@ export function createRemoteKeyResolver(opts: RemoteKeyResolverOptions): KeyReso
             discovery = { ...discovery, at: opts.clock.now() - rediscoverMs + retryMs };
             return discovery;
           }
-          throw err instanceof IdpUnavailableError ? err : new IdpUnavailableError(`OIDC discovery failed: ${lastError}`);
+          throw err instanceof IdpUnavailableError
+            ? err
+            : new IdpUnavailableError(`OIDC discovery failed: ${lastError}`);
         } finally {
           inflight = null;
         }
@@ -257,11 +271,16 @@ export function createRemoteKeyResolver(opts: RemoteKeyResolverOptions): KeyReso
 
   function refreshInBackground(d: Discovery, kid: string | null): void {
     if (keysInflight || !knownRefreshAllowed(opts.clock.now())) return;
-    fetchKeys(d).catch((err: Error) => opts.logger.warn('JWKS endpoint unreachable; serving a cached signing key', { kid, reason: err.message }));
+    fetchKeys(d).catch((err: Error) =>
+      opts.logger.warn('JWKS endpoint unreachable; serving a cached signing key', { kid, reason: err.message }),
+    );
   }
 
   const found = (k: CachedKey) => ({ key: { kid: k.kid, alg: k.alg, key: k.key } });
-  const notFound = (kid: string | null, reason = 'unknown key id') => ({ key: null, reason: kid === null ? 'token has no kid and the issuer has several keys' : reason });
+  const notFound = (kid: string | null, reason = 'unknown key id') => ({
+    key: null,
+    reason: kid === null ? 'token has no kid and the issuer has several keys' : reason,
+  });
 
   return {
     issuer: opts.issuerUrl,
@@ -282,14 +301,16 @@ export function createRemoteKeyResolver(opts: RemoteKeyResolverOptions): KeyReso
           return found(hit);
         }
         // Too old to serve without the IdP's word: refresh now (known-kid budget).
-        if (!keysInflight && !knownRefreshAllowed(now)) throw new IdpUnavailableError(`JWKS unavailable: ${lastError ?? 'unknown error'}`);
+        if (!keysInflight && !knownRefreshAllowed(now))
+          throw new IdpUnavailableError(`JWKS unavailable: ${lastError ?? 'unknown error'}`);
         const fresh = await fetchKeys(d);
         const k = lookupKey(fresh, kid);
         return k ? found(k) : notFound(kid, 'unknown key id (no longer published by the issuer)');
       }
       if (!set) {
         // First load (or after the jwks_uri changed): the known-kid budget, not the unknown-kid one.
-        if (!keysInflight && !knownRefreshAllowed(now)) throw new IdpUnavailableError(`JWKS unavailable: ${lastError ?? 'unknown error'}`);
+        if (!keysInflight && !knownRefreshAllowed(now))
+          throw new IdpUnavailableError(`JWKS unavailable: ${lastError ?? 'unknown error'}`);
         const k = lookupKey(await fetchKeys(d), kid);
         return k ? found(k) : notFound(kid);
       }
@@ -301,7 +322,8 @@ export function createRemoteKeyResolver(opts: RemoteKeyResolverOptions): KeyReso
         fresh = await fetchKeys(d);
       } catch (err) {
         // The cached set is still good for known kids; this one is unknown either way.
-        if (now - set.fetchedAt < maxAgeMs + staleMs) return notFound(kid, `unknown key id (JWKS refetch failed: ${(err as Error).message.slice(0, 200)})`);
+        if (now - set.fetchedAt < maxAgeMs + staleMs)
+          return notFound(kid, `unknown key id (JWKS refetch failed: ${(err as Error).message.slice(0, 200)})`);
         throw err;
       }
       const k = lookupKey(fresh, kid);
@@ -311,11 +333,18 @@ export function createRemoteKeyResolver(opts: RemoteKeyResolverOptions): KeyReso
       const d = await discover();
       const now = opts.clock.now();
       if (keySet && now - keySet.fetchedAt < maxAgeMs) return;
-      if (!keysInflight && !knownRefreshAllowed(now)) throw new IdpUnavailableError(`JWKS unavailable: ${lastError ?? 'unknown error'}`);
+      if (!keysInflight && !knownRefreshAllowed(now))
+        throw new IdpUnavailableError(`JWKS unavailable: ${lastError ?? 'unknown error'}`);
       await fetchKeys(d);
     },
     status() {
-      return { issuer: opts.issuerUrl, kind: 'remote', discovered: discovery !== null, jwksUri: discovery?.jwksUri ?? null, lastError };
+      return {
+        issuer: opts.issuerUrl,
+        kind: 'remote',
+        discovered: discovery !== null,
+        jwksUri: discovery?.jwksUri ?? null,
+        lastError,
+      };
     },
   };
 }
@@ -345,7 +374,8 @@ const REPLAY_RECORD_MARGIN_SEC = 600;
  * a later check failed: only such attempts count toward the login lockout (lockout.ts);
  * `signed.email` is the token's own e-mail claim (lower-case), when it has one.
  */
-export type IdTokenResult = { ok: true; identity: VerifiedIdentity } | { ok: false; reason: string; signed?: { email: string | null } };
+export type IdTokenResult =
+  { ok: true; identity: VerifiedIdentity } | { ok: false; reason: string; signed?: { email: string | null } };
 
 export interface IdTokenVerifier {
   /** Verifies an ID token for a login with `expectedEmail` (lower-case). Throws IdpUnavailableError. */
@@ -359,9 +389,12 @@ function keyFits(alg: IdTokenAlgorithm, key: KeyObject): string | null {
   const type = key.asymmetricKeyType;
   const details = key.asymmetricKeyDetails ?? {};
   if (alg === 'ES256') {
-    return type === 'ec' && details.namedCurve === 'prime256v1' ? null : `ES256 needs a P-256 key (got ${type ?? 'unknown'})`;
+    return type === 'ec' && details.namedCurve === 'prime256v1'
+      ? null
+      : `ES256 needs a P-256 key (got ${type ?? 'unknown'})`;
   }
-  if (type !== 'rsa' && !(alg === 'PS256' && type === 'rsa-pss')) return `${alg} needs an RSA key (got ${type ?? 'unknown'})`;
+  if (type !== 'rsa' && !(alg === 'PS256' && type === 'rsa-pss'))
+    return `${alg} needs an RSA key (got ${type ?? 'unknown'})`;
   if ((details.modulusLength ?? 0) < 2048) return 'RSA key shorter than 2048 bits';
   return null;
 }
@@ -370,7 +403,11 @@ function fail(reason: string): IdTokenResult {
   return { ok: false, reason };
 }
 
-export function createIdTokenVerifier(deps: { resolver: KeyResolver; clock: Clock; clockToleranceSec: number }): IdTokenVerifier {
+export function createIdTokenVerifier(deps: {
+  resolver: KeyResolver;
+  clock: Clock;
+  clockToleranceSec: number;
+}): IdTokenVerifier {
   const { resolver, clock } = deps;
   const skew = Math.min(deps.clockToleranceSec, 60);
   return {
@@ -384,15 +421,18 @@ export function createIdTokenVerifier(deps: { resolver: KeyResolver; clock: Cloc
       } catch {
         decoded = null;
       }
-      if (!decoded || typeof decoded.payload !== 'object' || decoded.payload === null) return fail('token is not a JWT with a JSON payload');
+      if (!decoded || typeof decoded.payload !== 'object' || decoded.payload === null)
+        return fail('token is not a JWT with a JSON payload');
       const header = decoded.header as unknown as Record<string, unknown>;
       const alg = header.alg;
       if (typeof alg !== 'string') return fail('token header has no alg');
       if (alg.toLowerCase() === 'none') return fail('algorithm none refused');
-      if (!(ID_TOKEN_ALGORITHMS as readonly string[]).includes(alg)) return fail(`algorithm ${alg.slice(0, 20)} not accepted`);
+      if (!(ID_TOKEN_ALGORITHMS as readonly string[]).includes(alg))
+        return fail(`algorithm ${alg.slice(0, 20)} not accepted`);
       if (header.crit !== undefined) return fail('token header carries crit extensions');
       const kid = header.kid;
-      if (kid !== undefined && (typeof kid !== 'string' || kid.length === 0 || kid.length > 256)) return fail('token header kid is malformed');
+      if (kid !== undefined && (typeof kid !== 'string' || kid.length === 0 || kid.length > 256))
+        return fail('token header kid is malformed');
       const allowed = await resolver.algorithms();
       if (!(allowed as readonly string[]).includes(alg)) return fail(`algorithm ${alg} is not published by the issuer`);
       const found = await resolver.getKey(typeof kid === 'string' ? kid : null);
@@ -407,7 +447,9 @@ export function createIdTokenVerifier(deps: { resolver: KeyResolver; clock: Cloc
       const signedFail = (reason: string): IdTokenResult => ({
         ok: false,
         reason,
-        signed: { email: typeof claimedEmail === 'string' && claimedEmail.length <= 254 ? claimedEmail.toLowerCase() : null },
+        signed: {
+          email: typeof claimedEmail === 'string' && claimedEmail.length <= 254 ? claimedEmail.toLowerCase() : null,
+        },
       });
       let p: jwt.JwtPayload;
       try {
@@ -423,25 +465,38 @@ export function createIdTokenVerifier(deps: { resolver: KeyResolver; clock: Cloc
         if (err instanceof jwt.TokenExpiredError) return signedFail('token expired');
         if (err instanceof jwt.NotBeforeError) return signedFail('token not yet valid (nbf)');
         const message = (err as Error).message;
-        if (/^jwt (audience|issuer) invalid/.test(message)) return signedFail(`verification failed: ${message.slice(0, 200)}`);
+        if (/^jwt (audience|issuer) invalid/.test(message))
+          return signedFail(`verification failed: ${message.slice(0, 200)}`);
         return fail(`verification failed: ${message.slice(0, 200)}`);
       }
       if (typeof p.exp !== 'number') return signedFail('token has no exp');
       if (typeof p.iat !== 'number') return signedFail('token has no iat');
       if (p.iat > nowSec + skew) return signedFail('token issued in the future (iat)');
-      if (p.iat < nowSec - ID_TOKEN_MAX_AGE_SEC - skew) return signedFail(`token too old (issued more than ${ID_TOKEN_MAX_AGE_SEC / 60} minutes ago)`);
-      if (typeof p.sub !== 'string' || p.sub.length === 0 || p.sub.length > 255) return signedFail('token has no usable sub');
+      if (p.iat < nowSec - ID_TOKEN_MAX_AGE_SEC - skew)
+        return signedFail(`token too old (issued more than ${ID_TOKEN_MAX_AGE_SEC / 60} minutes ago)`);
+      if (typeof p.sub !== 'string' || p.sub.length === 0 || p.sub.length > 255)
+        return signedFail('token has no usable sub');
       const audiences = Array.isArray(p.aud) ? p.aud : [p.aud];
       if (p.azp !== undefined && p.azp !== resolver.audience) return signedFail('azp is not this client');
       if (audiences.length > 1 && p.azp === undefined) return signedFail('several audiences and no azp');
       if (typeof p.email !== 'string' || p.email.length > 254) return signedFail('token has no email');
       if (p.email.toLowerCase() !== expectedEmail) return signedFail('token email does not match the login email');
       if (p.email_verified !== true) return signedFail('email not verified by the identity provider');
-      const name = typeof p.name === 'string' && p.name.length <= 200 && p.name.isWellFormed() && !p.name.includes('\u0000') ? p.name : null;
+      const name =
+        typeof p.name === 'string' && p.name.length <= 200 && p.name.isWellFormed() && !p.name.includes('\u0000')
+          ? p.name
+          : null;
       const signedPart = idToken.slice(0, idToken.lastIndexOf('.'));
       return {
         ok: true,
-        identity: { sub: p.sub, email: p.email.toLowerCase(), name, issuer: resolver.issuer, tokenHash: createHash('sha256').update(signedPart).digest(), expiresAtMs: (p.exp + skew + REPLAY_RECORD_MARGIN_SEC) * 1000 },
+        identity: {
+          sub: p.sub,
+          email: p.email.toLowerCase(),
+          name,
+          issuer: resolver.issuer,
+          tokenHash: createHash('sha256').update(signedPart).digest(),
+          expiresAtMs: (p.exp + skew + REPLAY_RECORD_MARGIN_SEC) * 1000,
+        },
       };
     },
   };
@@ -450,5 +505,7 @@ export function createIdTokenVerifier(deps: { resolver: KeyResolver; clock: Cloc
 /** RFC 7638 JWK thumbprint of an RSA public key, base64url (used as the development issuer's kid). */
 export function rsaThumbprint(key: KeyObject): string {
   const jwk = key.export({ format: 'jwk' }) as { e: string; n: string };
-  return createHash('sha256').update(JSON.stringify({ e: jwk.e, kty: 'RSA', n: jwk.n })).digest('base64url');
+  return createHash('sha256')
+    .update(JSON.stringify({ e: jwk.e, kty: 'RSA', n: jwk.n }))
+    .digest('base64url');
 }

@@ -35,7 +35,13 @@ type Principal = Role | `scope:${ApiScope}`;
 
 const MATRIX: Readonly<Record<Principal, ReadonlySet<Permission>>> = Object.freeze({
   admin: new Set<Permission>(PERMISSIONS),
-  user: new Set<Permission>(['profile:read', 'sessions:read:own', 'sessions:revoke:own', 'audit:write', 'audit:read:own']),
+  user: new Set<Permission>([
+    'profile:read',
+    'sessions:read:own',
+    'sessions:revoke:own',
+    'audit:write',
+    'audit:read:own',
+  ]),
   viewer: new Set<Permission>(['profile:read', 'sessions:read:own', 'sessions:revoke:own', 'audit:read:own']),
   // API keys hold no role: only what their scopes grant.
   'scope:audit:write': new Set<Permission>(['audit:write']),
@@ -69,5 +75,8 @@ export function permissionsOf(role: Role): Permission[] {
 
 /** The whole matrix, for the documentation test (docs/SECURITY_API.md must list it). */
 export function permissionMatrix(): Array<{ principal: Principal; permissions: Permission[] }> {
-  return (Object.keys(MATRIX) as Principal[]).map((principal) => ({ principal, permissions: [...MATRIX[principal]].sort() }));
+  return (Object.keys(MATRIX) as Principal[]).map((principal) => ({
+    principal,
+    permissions: [...MATRIX[principal]].sort(),
+  }));
 }

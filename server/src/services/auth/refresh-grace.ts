@@ -25,13 +25,23 @@ export function successorAad(ids: SuccessorIds): string {
 }
 
 export function sealSuccessor(enc: EncryptionService, ids: SuccessorIds, pair: SuccessorPair): Promise<string> {
-  return enc.encryptToString(JSON.stringify({ r: pair.refreshToken, a: pair.accessToken, e: pair.expiresIn }), { aad: successorAad(ids) });
+  return enc.encryptToString(JSON.stringify({ r: pair.refreshToken, a: pair.accessToken, e: pair.expiresIn }), {
+    aad: successorAad(ids),
+  });
 }
 
 /** The kept pair, or null when it cannot be opened (altered, moved, or its key is gone). */
-export async function openSuccessor(enc: EncryptionService, ids: SuccessorIds, sealed: string): Promise<SuccessorPair | null> {
+export async function openSuccessor(
+  enc: EncryptionService,
+  ids: SuccessorIds,
+  sealed: string,
+): Promise<SuccessorPair | null> {
   try {
-    const v = JSON.parse(await enc.decryptFromString(sealed, { aad: successorAad(ids) })) as { r?: unknown; a?: unknown; e?: unknown };
+    const v = JSON.parse(await enc.decryptFromString(sealed, { aad: successorAad(ids) })) as {
+      r?: unknown;
+      a?: unknown;
+      e?: unknown;
+    };
     if (typeof v.r !== 'string' || typeof v.a !== 'string' || typeof v.e !== 'number') return null;
     return { refreshToken: v.r, accessToken: v.a, expiresIn: v.e };
   } catch {

@@ -9,7 +9,10 @@ export const INSERT_REFRESH_TOKEN = `
 INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
 VALUES ($1, $2, $3, $4, $5)`;
 
-export async function insertRefreshToken(q: Queryable, t: { id: string; sessionId: string; hash: Buffer; now: Date; expiresAt: Date }): Promise<void> {
+export async function insertRefreshToken(
+  q: Queryable,
+  t: { id: string; sessionId: string; hash: Buffer; now: Date; expiresAt: Date },
+): Promise<void> {
   await q.query(INSERT_REFRESH_TOKEN, [t.id, t.sessionId, t.hash, t.now, t.expiresAt]);
 }
 
@@ -105,7 +108,13 @@ WHERE id = $1 AND used_at IS NULL`;
  * Marks a token spent; false when it already was (the caller holds the row lock, so this is a guard).
  * `successorSealed`: the encrypted successor pair kept for the reuse grace (null: none).
  */
-export async function spendRefreshToken(q: Queryable, id: string, now: Date, replacedBy: string, successorSealed: string | null = null): Promise<boolean> {
+export async function spendRefreshToken(
+  q: Queryable,
+  id: string,
+  now: Date,
+  replacedBy: string,
+  successorSealed: string | null = null,
+): Promise<boolean> {
   const r = await q.query(SPEND_REFRESH_TOKEN, [id, now, replacedBy, successorSealed]);
   return (r.rowCount ?? 0) > 0;
 }

@@ -28,9 +28,25 @@ RETURNING id`;
 
 export async function insertSession(
   q: Queryable,
-  s: { userId: string; tenantId: string; now: Date; idleExpiresAt: Date; absoluteExpiresAt: Date; ip: string | null; userAgent: string | null },
+  s: {
+    userId: string;
+    tenantId: string;
+    now: Date;
+    idleExpiresAt: Date;
+    absoluteExpiresAt: Date;
+    ip: string | null;
+    userAgent: string | null;
+  },
 ): Promise<string> {
-  const { rows } = await q.query<{ id: string }>(INSERT_SESSION, [s.userId, s.tenantId, s.now, s.idleExpiresAt, s.absoluteExpiresAt, s.ip, s.userAgent]);
+  const { rows } = await q.query<{ id: string }>(INSERT_SESSION, [
+    s.userId,
+    s.tenantId,
+    s.now,
+    s.idleExpiresAt,
+    s.absoluteExpiresAt,
+    s.ip,
+    s.userAgent,
+  ]);
   return (rows[0] as { id: string }).id;
 }
 
@@ -53,7 +69,17 @@ SELECT id AS session_id FROM s`;
 
 export async function insertSessionWithRefreshToken(
   q: Queryable,
-  s: { userId: string; tenantId: string; now: Date; idleExpiresAt: Date; absoluteExpiresAt: Date; ip: string | null; userAgent: string | null; refreshId: string; refreshHash: Buffer },
+  s: {
+    userId: string;
+    tenantId: string;
+    now: Date;
+    idleExpiresAt: Date;
+    absoluteExpiresAt: Date;
+    ip: string | null;
+    userAgent: string | null;
+    refreshId: string;
+    refreshHash: Buffer;
+  },
 ): Promise<string> {
   const { rows } = await q.query<{ session_id: string }>(INSERT_SESSION_WITH_REFRESH_TOKEN, [
     s.userId,
@@ -98,8 +124,17 @@ interface SessionRow {
   display_name: string | null;
 }
 
-export async function findSessionForAuth(q: Pool | PoolClient, sessionId: string, tenantId: string, userId: string): Promise<SessionForAuth | null> {
-  const { rows } = await q.query<SessionRow>({ name: 'fleet_auth_find_session', text: FIND_SESSION_FOR_AUTH, values: [sessionId, tenantId, userId] });
+export async function findSessionForAuth(
+  q: Pool | PoolClient,
+  sessionId: string,
+  tenantId: string,
+  userId: string,
+): Promise<SessionForAuth | null> {
+  const { rows } = await q.query<SessionRow>({
+    name: 'fleet_auth_find_session',
+    text: FIND_SESSION_FOR_AUTH,
+    values: [sessionId, tenantId, userId],
+  });
   const r = rows[0];
   return r ? toSession(r, sessionId, tenantId, userId) : null;
 }
@@ -177,14 +212,21 @@ export function createSessionLookup(pool: Pool): SessionLookup {
       );
   }
   const submit = perTurn<PendingLookup>((all) => slices(all, SESSION_LOOKUP_BATCH_MAX).forEach(run));
-  return (sessionId, tenantId, userId) => new Promise<SessionForAuth | null>((resolve, reject) => submit({ sessionId, tenantId, userId, resolve, reject }));
+  return (sessionId, tenantId, userId) =>
+    new Promise<SessionForAuth | null>((resolve, reject) => submit({ sessionId, tenantId, userId, resolve, reject }));
 }
 
 export const TOUCH_SESSION = `
 UPDATE sessions SET last_used_at = $3, idle_expires_at = $4
 WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL AND last_used_at < $3`;
 
-export async function touchSession(q: Queryable, sessionId: string, tenantId: string, now: Date, idleExpiresAt: Date): Promise<void> {
+export async function touchSession(
+  q: Queryable,
+  sessionId: string,
+  tenantId: string,
+  now: Date,
+  idleExpiresAt: Date,
+): Promise<void> {
   await q.query(TOUCH_SESSION, [sessionId, tenantId, now, idleExpiresAt]);
 }
 
@@ -192,7 +234,13 @@ export const REVOKE_SESSION = `
 UPDATE sessions SET revoked_at = $3, revoked_reason = $4
 WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL`;
 
-export async function revokeSession(q: Queryable, sessionId: string, tenantId: string, now: Date, reason: string): Promise<boolean> {
+export async function revokeSession(
+  q: Queryable,
+  sessionId: string,
+  tenantId: string,
+  now: Date,
+  reason: string,
+): Promise<boolean> {
   const r = await q.query(REVOKE_SESSION, [sessionId, tenantId, now, reason]);
   return (r.rowCount ?? 0) > 0;
 }
@@ -214,12 +262,30 @@ WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL AND absolute_expire
 ORDER BY created_at DESC, id
 LIMIT $5`;
 
-export async function listActiveSessions(q: Queryable, tenantId: string, userId: string, now: Date, idleCutoff: Date, limit: number): Promise<SessionView[]> {
-  const { rows } = await q.query<{ id: string; user_id: string; created_at: Date; last_used_at: Date; ip_address: string | null; user_agent: string | null }>(
-    LIST_ACTIVE_SESSIONS,
-    [tenantId, userId, now, idleCutoff, limit],
-  );
-  return rows.map((r) => ({ id: r.id, userId: r.user_id, createdAt: r.created_at, lastUsedAt: r.last_used_at, ipAddress: r.ip_address, userAgent: r.user_agent }));
+export async function listActiveSessions(
+  q: Queryable,
+  tenantId: string,
+  userId: string,
+  now: Date,
+  idleCutoff: Date,
+  limit: number,
+): Promise<SessionView[]> {
+  const { rows } = await q.query<{
+    id: string;
+    user_id: string;
+    created_at: Date;
+    last_used_at: Date;
+    ip_address: string | null;
+    user_agent: string | null;
+  }>(LIST_ACTIVE_SESSIONS, [tenantId, userId, now, idleCutoff, limit]);
+  return rows.map((r) => ({
+    id: r.id,
+    userId: r.user_id,
+    createdAt: r.created_at,
+    lastUsedAt: r.last_used_at,
+    ipAddress: r.ip_address,
+    userAgent: r.user_agent,
+  }));
 }
 
 /**
@@ -235,9 +301,25 @@ RETURNING user_id`;
 
 export async function revokeLiveSession(
   q: Queryable,
-  s: { sessionId: string; tenantId: string; now: Date; idleCutoff: Date; actorUserId: string; anyInTenant: boolean; reason: string },
+  s: {
+    sessionId: string;
+    tenantId: string;
+    now: Date;
+    idleCutoff: Date;
+    actorUserId: string;
+    anyInTenant: boolean;
+    reason: string;
+  },
 ): Promise<{ userId: string } | null> {
-  const { rows } = await q.query<{ user_id: string }>(REVOKE_LIVE_SESSION, [s.sessionId, s.tenantId, s.now, s.idleCutoff, s.actorUserId, s.anyInTenant, s.reason]);
+  const { rows } = await q.query<{ user_id: string }>(REVOKE_LIVE_SESSION, [
+    s.sessionId,
+    s.tenantId,
+    s.now,
+    s.idleCutoff,
+    s.actorUserId,
+    s.anyInTenant,
+    s.reason,
+  ]);
   return rows[0] ? { userId: rows[0].user_id } : null;
 }
 
@@ -247,7 +329,13 @@ WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL
 RETURNING id`;
 
 /** Revokes every session of one user (deactivation); returns the revoked ids. */
-export async function revokeUserSessions(q: Queryable, tenantId: string, userId: string, now: Date, reason: string): Promise<string[]> {
+export async function revokeUserSessions(
+  q: Queryable,
+  tenantId: string,
+  userId: string,
+  now: Date,
+  reason: string,
+): Promise<string[]> {
   const { rows } = await q.query<{ id: string }>(REVOKE_USER_SESSIONS, [tenantId, userId, now, reason]);
   return rows.map((r) => r.id);
 }

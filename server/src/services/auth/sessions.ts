@@ -9,7 +9,13 @@ import { withTenant } from '../../db/transaction';
 import type { Clock } from '../../lib/clock';
 import type { AuthContext } from '../../types/express';
 import type { AuditService } from '../audit/service';
-import { createSessionLookup, insertSession, insertSessionWithRefreshToken, revokeSession, touchSession } from './session-repository';
+import {
+  createSessionLookup,
+  insertSession,
+  insertSessionWithRefreshToken,
+  revokeSession,
+  touchSession,
+} from './session-repository';
 import type { AccessClaims } from './tokens';
 
 /** last_used_at is written at most this often per session (idle-timeout precision). */
@@ -29,7 +35,10 @@ export interface RejectedSession {
 }
 
 export interface SessionService {
-  create(q: Queryable, input: { userId: string; tenantId: string; ip: string | null; userAgent: string | null }): Promise<{ sessionId: string; absoluteExpiresAt: Date }>;
+  create(
+    q: Queryable,
+    input: { userId: string; tenantId: string; ip: string | null; userAgent: string | null },
+  ): Promise<{ sessionId: string; absoluteExpiresAt: Date }>;
   /** Same, with the session's first refresh token (stored as its SHA-256 hash) in the same statement. */
   createWithRefreshToken(
     q: Queryable,
@@ -37,17 +46,32 @@ export interface SessionService {
     refresh: { id: string; hash: Buffer },
   ): Promise<{ sessionId: string; absoluteExpiresAt: Date }>;
   /** The live auth context for verified claims, or why the session is not usable. */
-  authenticate(claims: AccessClaims): Promise<{ auth: AuthContext; reason?: undefined; kind?: undefined } | RejectedSession>;
+  authenticate(
+    claims: AccessClaims,
+  ): Promise<{ auth: AuthContext; reason?: undefined; kind?: undefined } | RejectedSession>;
   revoke(q: Queryable, sessionId: string, tenantId: string, reason: string): Promise<boolean>;
   /**
    * Records a timeout detected on use: revokes the session with the timeout as reason and
    * writes session.expired in the same transaction; only the first caller writes the row.
    */
-  expire(input: { sessionId: string; tenantId: string; userId: string; kind: 'idle' | 'absolute'; ip: string | null; userAgent: string | null; requestId: string | null }): Promise<boolean>;
+  expire(input: {
+    sessionId: string;
+    tenantId: string;
+    userId: string;
+    kind: 'idle' | 'absolute';
+    ip: string | null;
+    userAgent: string | null;
+    requestId: string | null;
+  }): Promise<boolean>;
   idleTimeoutMs: number;
 }
 
-export function createSessionService(deps: { pool: Pool; config: Config; clock: Clock; audit?: AuditService }): SessionService {
+export function createSessionService(deps: {
+  pool: Pool;
+  config: Config;
+  clock: Clock;
+  audit?: AuditService;
+}): SessionService {
   const idleMs = deps.config.session.idleTimeoutSec * 1000;
   const absMs = deps.config.session.absoluteTimeoutSec * 1000;
   const lookup = createSessionLookup(deps.pool);
@@ -83,16 +107,30 @@ export function createSessionService(deps: { pool: Pool; config: Config; clock: 
       const now = deps.clock.now();
       if (s.revoked) {
         const expired = s.revokedReason === EXPIRY_REASONS.idle || s.revokedReason === EXPIRY_REASONS.absolute;
-        return { auth: null, reason: `session revoked (${s.revokedReason ?? 'no reason'})`, kind: expired ? 'expired' : 'revoked' };
+        return {
+          auth: null,
+          reason: `session revoked (${s.revokedReason ?? 'no reason'})`,
+          kind: expired ? 'expired' : 'revoked',
+        };
       }
       if (!s.isActive) return { auth: null, reason: 'user deactivated', kind: 'inactive' };
-      if (now >= s.absoluteExpiresMs) return { auth: null, reason: 'session past its absolute timeout', kind: 'absolute' };
+      if (now >= s.absoluteExpiresMs)
+        return { auth: null, reason: 'session past its absolute timeout', kind: 'absolute' };
       if (now >= s.lastUsedMs + idleMs) return { auth: null, reason: 'session idle timeout', kind: 'idle' };
       if (now - s.lastUsedMs >= TOUCH_INTERVAL_MS) {
-        await withTenant(deps.pool, s.tenantId, (c) => touchSession(c, s.id, s.tenantId, new Date(now), new Date(Math.min(now + idleMs, s.absoluteExpiresMs))));
+        await withTenant(deps.pool, s.tenantId, (c) =>
+          touchSession(c, s.id, s.tenantId, new Date(now), new Date(Math.min(now + idleMs, s.absoluteExpiresMs))),
+        );
       }
       return {
-        auth: { userId: s.userId, tenantId: s.tenantId, email: s.email, role: s.role, sessionId: s.id, displayName: s.displayName },
+        auth: {
+          userId: s.userId,
+          tenantId: s.tenantId,
+          email: s.email,
+          role: s.role,
+          sessionId: s.id,
+          displayName: s.displayName,
+        },
       };
     },
     revoke(q, sessionId, tenantId, reason) {

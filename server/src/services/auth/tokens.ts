@@ -31,12 +31,18 @@ export interface AccessClaims {
 }
 
 export interface TokenService {
-  issue(input: { userId: string; sessionId: string; tenantId: string; amr?: readonly string[]; authTime?: number }): { token: string; expiresIn: number; claims: AccessClaims };
+  issue(input: { userId: string; sessionId: string; tenantId: string; amr?: readonly string[]; authTime?: number }): {
+    token: string;
+    expiresIn: number;
+    claims: AccessClaims;
+  };
   /**
    * Returns the claims, or null with a reason (for logs and audit) when the token is not valid.
    * `expired` marks a token with a valid signature that merely ran out.
    */
-  verify(token: string): { claims: AccessClaims; reason?: undefined } | { claims: null; reason: string; expired?: boolean };
+  verify(
+    token: string,
+  ): { claims: AccessClaims; reason?: undefined } | { claims: null; reason: string; expired?: boolean };
   /** How many verified tokens are remembered (see createTokenService). */
   cachedCount(): number;
   /** The JWK Set to publish now: the current key and retired keys not yet expired. */
@@ -88,7 +94,9 @@ function signBytes(alg: SigningAlg, key: KeyObject, data: Buffer): Buffer {
 function verifyBytes(alg: SigningAlg, key: KeyObject, data: Buffer, sig: Buffer): boolean {
   if (sig.length !== 64) return false; // both ES256 (r||s) and Ed25519 signatures are 64 bytes
   try {
-    return alg === 'ES256' ? cryptoVerify('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, sig) : cryptoVerify(null, data, key, sig);
+    return alg === 'ES256'
+      ? cryptoVerify('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, sig)
+      : cryptoVerify(null, data, key, sig);
   } catch {
     return false;
   }
@@ -105,7 +113,11 @@ function verifyBytes(alg: SigningAlg, key: KeyObject, data: Buffer, sig: Buffer)
  * still checked in the database on every request (see sessions.authenticate): the table never
  * skips that check.
  */
-export function createTokenService(config: Config, clock: Clock, opts: { verifiedCacheMax?: number; legacyHs256Since?: number | null } = {}): TokenService {
+export function createTokenService(
+  config: Config,
+  clock: Clock,
+  opts: { verifiedCacheMax?: number; legacyHs256Since?: number | null } = {},
+): TokenService {
   const verifiedMax = opts.verifiedCacheMax ?? VERIFIED_TOKEN_CACHE_MAX;
   const verified = new Map<string, { claims: AccessClaims; until: number }>();
   const { issuer, audience, expiresInSec } = config.jwt;
@@ -114,12 +126,17 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
   const cur = parseSigningKey(id.signingKey, { expectAlg: id.signingAlg });
   if (!cur.privateKey) throw new Error('JWT_SIGNING_KEY must be a private key');
   const signingKey = cur.privateKey;
-  const byKid = new Map<string, VerifyKey>([[cur.kid, { kid: cur.kid, alg: cur.alg, publicKey: cur.publicKey, expiresAtMs: null, jwk: cur.jwk }]]);
+  const byKid = new Map<string, VerifyKey>([
+    [cur.kid, { kid: cur.kid, alg: cur.alg, publicKey: cur.publicKey, expiresAtMs: null, jwk: cur.jwk }],
+  ]);
   for (const p of id.previousSigningKeys) {
     const k = parseSigningKey(p.key, { allowPublic: true });
-    if (!byKid.has(k.kid)) byKid.set(k.kid, { kid: k.kid, alg: k.alg, publicKey: k.publicKey, expiresAtMs: p.expiresAtMs, jwk: k.jwk });
+    if (!byKid.has(k.kid))
+      byKid.set(k.kid, { kid: k.kid, alg: k.alg, publicKey: k.publicKey, expiresAtMs: p.expiresAtMs, jwk: k.jwk });
   }
-  const headerB64 = Buffer.from(JSON.stringify({ alg: cur.alg, typ: ACCESS_TOKEN_TYP, kid: cur.kid })).toString('base64url');
+  const headerB64 = Buffer.from(JSON.stringify({ alg: cur.alg, typ: ACCESS_TOKEN_TYP, kid: cur.kid })).toString(
+    'base64url',
+  );
 
   // Pre-upgrade HS256 tokens: secrets as KeyObjects, built once.
   // Unknown (null) keeps the HS256 path closed: the safe default.
@@ -146,7 +163,20 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
   function checkClaims(p: Record<string, unknown>, nowSec: number): Verdict {
     if (p.iss !== issuer) return { claims: null, reason: 'verification failed: jwt issuer invalid' };
     if (p.aud !== audience) return { claims: null, reason: 'verification failed: jwt audience invalid' };
-    if (typeof p.sub !== 'string' || !UUID.test(p.sub) || typeof p.sid !== 'string' || !UUID.test(p.sid) || typeof p.tid !== 'string' || !TENANT.test(p.tid) || typeof p.jti !== 'string' || p.jti.length > 64 || typeof p.iat !== 'number' || typeof p.exp !== 'number' || !Number.isInteger(p.iat) || !Number.isInteger(p.exp)) {
+    if (
+      typeof p.sub !== 'string' ||
+      !UUID.test(p.sub) ||
+      typeof p.sid !== 'string' ||
+      !UUID.test(p.sid) ||
+      typeof p.tid !== 'string' ||
+      !TENANT.test(p.tid) ||
+      typeof p.jti !== 'string' ||
+      p.jti.length > 64 ||
+      typeof p.iat !== 'number' ||
+      typeof p.exp !== 'number' ||
+      !Number.isInteger(p.iat) ||
+      !Number.isInteger(p.exp)
+    ) {
       return { claims: null, reason: 'claims missing or malformed' };
     }
     if (p.nbf !== undefined) return { claims: null, reason: 'claims missing or malformed' }; // never issued here
@@ -158,7 +188,14 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
     if (p.exp - p.iat > expiresInSec) return { claims: null, reason: 'token lifetime longer than JWT_EXPIRES_IN' };
     const claims: AccessClaims = { sub: p.sub, sid: p.sid, tid: p.tid, jti: p.jti, iat: p.iat, exp: p.exp };
     if (p.amr !== undefined || p.auth_time !== undefined) {
-      if (!Array.isArray(p.amr) || p.amr.length > 5 || !p.amr.every((m) => typeof m === 'string' && m.length <= 16) || typeof p.auth_time !== 'number' || !Number.isInteger(p.auth_time) || p.auth_time > p.iat) {
+      if (
+        !Array.isArray(p.amr) ||
+        p.amr.length > 5 ||
+        !p.amr.every((m) => typeof m === 'string' && m.length <= 16) ||
+        typeof p.auth_time !== 'number' ||
+        !Number.isInteger(p.auth_time) ||
+        p.auth_time > p.iat
+      ) {
         return { claims: null, reason: 'claims missing or malformed' };
       }
       claims.amr = Object.freeze([...(p.amr as string[])]);
@@ -168,7 +205,8 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
   }
 
   function verifyLegacy(token: string, nowSec: number): Verdict {
-    if (legacySince === null || hsByKid.size === 0 || nowSec >= legacyClosesAtSec) return { claims: null, reason: 'algorithm HS256 not accepted' };
+    if (legacySince === null || hsByKid.size === 0 || nowSec >= legacyClosesAtSec)
+      return { claims: null, reason: 'algorithm HS256 not accepted' };
     let out: Verdict = { claims: null, reason: 'token is not a JWT' };
     let refused: string | null = null;
     let retireAtSec = Number.POSITIVE_INFINITY;
@@ -188,21 +226,26 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
       }
       cb(null, secret);
     };
-    jwt.verify(token, lookup, { algorithms: ['HS256'], clockTimestamp: nowSec, ignoreExpiration: true }, (err, decoded) => {
-      if (err) {
-        out = { claims: null, reason: refused ?? `verification failed: ${err.message}` };
-        return;
-      }
-      const p = decoded as Record<string, unknown>;
-      if (typeof p !== 'object' || p === null) return;
-      // Only tokens minted before the upgrade: an HS256 token issued since is a forgery.
-      if (typeof p.iat !== 'number' || p.iat >= Math.floor((legacySince as number) / 1000)) {
-        out = { claims: null, reason: 'HS256 token issued after the switch to asymmetric keys' };
-        return;
-      }
-      out = checkClaims(p, nowSec);
-      remember(token, out, Math.min(legacyClosesAtSec, retireAtSec));
-    });
+    jwt.verify(
+      token,
+      lookup,
+      { algorithms: ['HS256'], clockTimestamp: nowSec, ignoreExpiration: true },
+      (err, decoded) => {
+        if (err) {
+          out = { claims: null, reason: refused ?? `verification failed: ${err.message}` };
+          return;
+        }
+        const p = decoded as Record<string, unknown>;
+        if (typeof p !== 'object' || p === null) return;
+        // Only tokens minted before the upgrade: an HS256 token issued since is a forgery.
+        if (typeof p.iat !== 'number' || p.iat >= Math.floor((legacySince as number) / 1000)) {
+          out = { claims: null, reason: 'HS256 token issued after the switch to asymmetric keys' };
+          return;
+        }
+        out = checkClaims(p, nowSec);
+        remember(token, out, Math.min(legacyClosesAtSec, retireAtSec));
+      },
+    );
     return out;
   }
 
@@ -215,7 +258,8 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
 
   function verifyFull(token: string, nowSec: number): Verdict {
     const parts = token.split('.');
-    if (parts.length !== 3 || !parts.every((x) => B64URL.test(x))) return { claims: null, reason: 'token is not a JWT' };
+    if (parts.length !== 3 || !parts.every((x) => B64URL.test(x)))
+      return { claims: null, reason: 'token is not a JWT' };
     const [h, p, s] = parts as [string, string, string];
     const header = parseJson(h);
     if (!header) return { claims: null, reason: 'token is not a JWT' };
@@ -224,10 +268,14 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
     if (alg !== 'ES256' && alg !== 'EdDSA') return { claims: null, reason: `algorithm ${String(alg)} not accepted` };
     const key = typeof header.kid === 'string' ? byKid.get(header.kid) : undefined;
     if (!key) return { claims: null, reason: 'unknown key id' };
-    if (key.alg !== alg) return { claims: null, reason: `algorithm ${alg} not accepted for key ${key.kid} (${key.alg})` };
-    if (key.expiresAtMs !== null && clock.now() >= key.expiresAtMs) return { claims: null, reason: 'signing key retired' };
-    if (header.typ !== ACCESS_TOKEN_TYP || header.crit !== undefined) return { claims: null, reason: 'token type not accepted' };
-    if (!verifyBytes(key.alg, key.publicKey, Buffer.from(`${h}.${p}`), Buffer.from(s, 'base64url'))) return { claims: null, reason: 'verification failed: invalid signature' };
+    if (key.alg !== alg)
+      return { claims: null, reason: `algorithm ${alg} not accepted for key ${key.kid} (${key.alg})` };
+    if (key.expiresAtMs !== null && clock.now() >= key.expiresAtMs)
+      return { claims: null, reason: 'signing key retired' };
+    if (header.typ !== ACCESS_TOKEN_TYP || header.crit !== undefined)
+      return { claims: null, reason: 'token type not accepted' };
+    if (!verifyBytes(key.alg, key.publicKey, Buffer.from(`${h}.${p}`), Buffer.from(s, 'base64url')))
+      return { claims: null, reason: 'verification failed: invalid signature' };
     const payload = parseJson(p);
     if (!payload) return { claims: null, reason: 'claims missing or malformed' };
     const v = checkClaims(payload, nowSec);
@@ -243,7 +291,14 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
     setLegacyHs256Since: (ms) => setSince(ms),
     issue({ userId, sessionId, tenantId, amr, authTime }) {
       const iat = Math.floor(clock.now() / 1000);
-      const claims: AccessClaims = { sub: userId, sid: sessionId, tid: tenantId, jti: randomUUID(), iat, exp: iat + expiresInSec };
+      const claims: AccessClaims = {
+        sub: userId,
+        sid: sessionId,
+        tid: tenantId,
+        jti: randomUUID(),
+        iat,
+        exp: iat + expiresInSec,
+      };
       const body: Record<string, unknown> = { ...claims, iss: issuer, aud: audience };
       if (amr && authTime !== undefined) {
         claims.amr = Object.freeze([...amr]);
@@ -256,7 +311,8 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
       return { token: `${signingInput}.${sig}`, expiresIn: expiresInSec, claims };
     },
     verify(token) {
-      if (typeof token !== 'string' || token.length > 4096) return { claims: null, reason: 'token missing or too long' };
+      if (typeof token !== 'string' || token.length > 4096)
+        return { claims: null, reason: 'token missing or too long' };
       const nowSec = Math.floor(clock.now() / 1000);
       const known = verified.get(token);
       if (known !== undefined) {
@@ -268,7 +324,9 @@ export function createTokenService(config: Config, clock: Clock, opts: { verifie
     cachedCount: () => verified.size,
     jwks() {
       const now = clock.now();
-      return { keys: [...byKid.values()].filter((k) => k.expiresAtMs === null || now < k.expiresAtMs).map((k) => k.jwk) };
+      return {
+        keys: [...byKid.values()].filter((k) => k.expiresAtMs === null || now < k.expiresAtMs).map((k) => k.jwk),
+      };
     },
   };
 }

@@ -25,7 +25,15 @@ interface UserRow {
 const COLUMNS = 'id, tenant_id, email, role, display_name, is_active, auth0_sub';
 
 function toUser(r: UserRow): UserRecord {
-  return { id: r.id, tenantId: r.tenant_id, email: r.email, role: r.role, displayName: r.display_name, isActive: r.is_active, auth0Sub: r.auth0_sub };
+  return {
+    id: r.id,
+    tenantId: r.tenant_id,
+    email: r.email,
+    role: r.role,
+    displayName: r.display_name,
+    isActive: r.is_active,
+    auth0Sub: r.auth0_sub,
+  };
 }
 
 /**
@@ -37,7 +45,11 @@ export const FIND_USERS_BY_EMAIL = `SELECT ${COLUMNS} FROM auth_users_by_email($
 
 export async function findUsersByEmail(q: Pool | PoolClient, email: string): Promise<UserRecord[]> {
   // Named (prepared) statement: on the login path, planned once per connection.
-  const { rows } = await q.query<UserRow>({ name: 'fleet_auth_users_by_email', text: FIND_USERS_BY_EMAIL, values: [email] });
+  const { rows } = await q.query<UserRow>({
+    name: 'fleet_auth_users_by_email',
+    text: FIND_USERS_BY_EMAIL,
+    values: [email],
+  });
   return rows.map(toUser);
 }
 
@@ -53,7 +65,10 @@ INSERT INTO users (tenant_id, email, role, display_name)
 VALUES ($1, $2, $3, $4)
 RETURNING ${COLUMNS}`;
 
-export async function insertUser(q: Queryable, u: { tenantId: string; email: string; role: Role; displayName: string | null }): Promise<UserRecord> {
+export async function insertUser(
+  q: Queryable,
+  u: { tenantId: string; email: string; role: Role; displayName: string | null },
+): Promise<UserRecord> {
   const { rows } = await q.query<UserRow>(INSERT_USER, [u.tenantId, u.email, u.role, u.displayName]);
   return toUser(rows[0] as UserRow);
 }
@@ -68,7 +83,14 @@ export async function updateUser(
   q: Queryable,
   u: { id: string; tenantId: string; role: Role; displayName: string | null; isActive: boolean; clearSubject: boolean },
 ): Promise<UserRecord> {
-  const { rows } = await q.query<UserRow>(UPDATE_USER, [u.id, u.tenantId, u.role, u.displayName, u.isActive, u.clearSubject]);
+  const { rows } = await q.query<UserRow>(UPDATE_USER, [
+    u.id,
+    u.tenantId,
+    u.role,
+    u.displayName,
+    u.isActive,
+    u.clearSubject,
+  ]);
   return toUser(rows[0] as UserRow);
 }
 

@@ -15,7 +15,8 @@ import { revokeUserSessions } from './session-repository';
 import { countActiveElsewhere, findUserForUpdate, insertUser, updateUser, type UserRecord } from './user-repository';
 
 /** ASCII e-mail (internationalized domains as punycode); compared lower-cased. */
-export const EMAIL_RE = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)+$/;
+export const EMAIL_RE =
+  /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)+$/;
 export const TENANT_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export class UserInputError extends Error {
@@ -58,13 +59,20 @@ export interface DeactivateResult {
 }
 
 export interface UserService {
-  provision(input: { email: string; role: string; tenantId: string; displayName?: string | null }, actor: Actor): Promise<ProvisionResult>;
-  deactivate(input: { email: string; tenantId: string; reason?: string | null }, actor: Actor): Promise<DeactivateResult>;
+  provision(
+    input: { email: string; role: string; tenantId: string; displayName?: string | null },
+    actor: Actor,
+  ): Promise<ProvisionResult>;
+  deactivate(
+    input: { email: string; tenantId: string; reason?: string | null },
+    actor: Actor,
+  ): Promise<DeactivateResult>;
 }
 
 export function normalizeEmail(raw: string): string {
   const email = raw.trim().toLowerCase();
-  if (email.length > 254 || !EMAIL_RE.test(email)) throw new UserInputError('--email must be an e-mail address (ASCII, at most 254 characters)');
+  if (email.length > 254 || !EMAIL_RE.test(email))
+    throw new UserInputError('--email must be an e-mail address (ASCII, at most 254 characters)');
   return email;
 }
 
@@ -72,7 +80,10 @@ export function normalizeEmail(raw: string): string {
 export const DEFAULT_PLATFORM_TENANT = '_platform';
 
 function checkTenant(t: string): string {
-  if (!TENANT_RE.test(t) && t !== DEFAULT_PLATFORM_TENANT) throw new UserInputError('--tenant must be 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit (or _platform, the platform tenant)');
+  if (!TENANT_RE.test(t) && t !== DEFAULT_PLATFORM_TENANT)
+    throw new UserInputError(
+      '--tenant must be 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit (or _platform, the platform tenant)',
+    );
   return t;
 }
 
@@ -81,16 +92,25 @@ function checkName(n: string | null | undefined): string | null | undefined {
   const v = n.trim();
   // Control characters (newlines, terminal escapes) are refused: the name is printed on
   // operators' terminals and shown to other users.
-  if (v.length === 0 || v.length > 200 || /[\p{Cc}\u2028\u2029]/u.test(v) || !v.isWellFormed()) throw new UserInputError('--name must be 1-200 characters of text, without control characters');
+  if (v.length === 0 || v.length > 200 || /[\p{Cc}\u2028\u2029]/u.test(v) || !v.isWellFormed())
+    throw new UserInputError('--name must be 1-200 characters of text, without control characters');
   return v;
 }
 
-export function validateDeactivateInput(input: { email: string; tenantId: string }): { email: string; tenantId: string } {
+export function validateDeactivateInput(input: { email: string; tenantId: string }): {
+  email: string;
+  tenantId: string;
+} {
   return { email: normalizeEmail(input.email), tenantId: checkTenant(input.tenantId) };
 }
 
 /** Checks provisioning input without touching the database (the CLIs call it before connecting). */
-export function validateProvisionInput(input: { email: string; role: string; tenantId: string; displayName?: string | null }): { email: string; role: Role; tenantId: string; displayName: string | null | undefined } {
+export function validateProvisionInput(input: {
+  email: string;
+  role: string;
+  tenantId: string;
+  displayName?: string | null;
+}): { email: string; role: Role; tenantId: string; displayName: string | null | undefined } {
   const email = normalizeEmail(input.email);
   const tenantId = checkTenant(input.tenantId);
   if (!isRole(input.role)) throw new UserInputError('--role must be admin, user or viewer');
@@ -99,21 +119,44 @@ export function validateProvisionInput(input: { email: string; role: string; ten
 
 export function createUserService(deps: { pool: Pool; audit: AuditService; clock: Clock }): UserService {
   const { pool, audit } = deps;
-  const userAgent = (a: Actor) => `fleet-cli ${a.source}${a.operator ? ` (operator ${a.operator})` : ''}`.slice(0, 1024);
-  const snapshot = (u: UserRecord) => ({ email: u.email, role: u.role, tenantId: u.tenantId, displayName: u.displayName, isActive: u.isActive });
+  const userAgent = (a: Actor) =>
+    `fleet-cli ${a.source}${a.operator ? ` (operator ${a.operator})` : ''}`.slice(0, 1024);
+  const snapshot = (u: UserRecord) => ({
+    email: u.email,
+    role: u.role,
+    tenantId: u.tenantId,
+    displayName: u.displayName,
+    isActive: u.isActive,
+  });
 
   return {
     async provision(input, actor) {
       const { email, tenantId, role, displayName } = validateProvisionInput(input);
       return withTenant(pool, tenantId, async (c) => {
-        const base = { tenantId, resourceType: 'user', result: 'success' as const, userAgent: userAgent(actor), ipAddress: null, userId: null };
+        const base = {
+          tenantId,
+          resourceType: 'user',
+          result: 'success' as const,
+          userAgent: userAgent(actor),
+          ipAddress: null,
+          userId: null,
+        };
         const existing = await findUserForUpdate(c, tenantId, email);
         const events: string[] = [];
         let user: UserRecord;
         let outcome: ProvisionResult['outcome'];
         if (!existing) {
           user = await insertUser(c, { tenantId, email, role, displayName: displayName ?? null });
-          await audit.record({ ...base, action: 'user.created', severity: 'medium', resourceId: user.id, after: { ...snapshot(user), actor: actor.source } }, c);
+          await audit.record(
+            {
+              ...base,
+              action: 'user.created',
+              severity: 'medium',
+              resourceId: user.id,
+              after: { ...snapshot(user), actor: actor.source },
+            },
+            c,
+          );
           events.push('user.created');
           outcome = 'created';
         } else {
@@ -134,16 +177,46 @@ export function createUserService(deps: { pool: Pool; audit: AuditService; clock
               clearSubject: reactivate,
             });
             if (reactivate) {
-              await audit.record({ ...base, action: 'user.reactivated', severity: 'medium', resourceId: user.id, before: snapshot(existing), after: { ...snapshot(user), actor: actor.source } }, c);
+              await audit.record(
+                {
+                  ...base,
+                  action: 'user.reactivated',
+                  severity: 'medium',
+                  resourceId: user.id,
+                  before: snapshot(existing),
+                  after: { ...snapshot(user), actor: actor.source },
+                },
+                c,
+              );
               events.push('user.reactivated');
             }
             if (roleChange) {
-              await audit.record({ ...base, action: 'user.role_changed', severity: 'high', resourceId: user.id, before: snapshot(existing), after: { ...snapshot(user), actor: actor.source } }, c);
+              await audit.record(
+                {
+                  ...base,
+                  action: 'user.role_changed',
+                  severity: 'high',
+                  resourceId: user.id,
+                  before: snapshot(existing),
+                  after: { ...snapshot(user), actor: actor.source },
+                },
+                c,
+              );
               events.push('user.role_changed');
             }
             // Not a security attribute, but a change to an account an operator made: recorded.
             if (nameChange) {
-              await audit.record({ ...base, action: 'user.updated', severity: 'low', resourceId: user.id, before: { displayName: existing.displayName }, after: { displayName: user.displayName, actor: actor.source } }, c);
+              await audit.record(
+                {
+                  ...base,
+                  action: 'user.updated',
+                  severity: 'low',
+                  resourceId: user.id,
+                  before: { displayName: existing.displayName },
+                  after: { displayName: user.displayName, actor: actor.source },
+                },
+                c,
+              );
               events.push('user.updated');
             }
             outcome = 'updated';
@@ -160,25 +233,70 @@ export function createUserService(deps: { pool: Pool; audit: AuditService; clock
       return withTenant(pool, tenantId, async (c) => {
         const existing = await findUserForUpdate(c, tenantId, email);
         if (!existing) throw new UserNotFoundError(`no user ${email} in tenant ${tenantId}`);
-        const base = { tenantId, resourceType: 'user', resourceId: existing.id, result: 'success' as const, userAgent: userAgent(actor), ipAddress: null, userId: null };
+        const base = {
+          tenantId,
+          resourceType: 'user',
+          resourceId: existing.id,
+          result: 'success' as const,
+          userAgent: userAgent(actor),
+          ipAddress: null,
+          userId: null,
+        };
         // Even an already inactive user gets any leftover sessions ended.
         const user = existing.isActive
-          ? await updateUser(c, { id: existing.id, tenantId, role: existing.role, displayName: existing.displayName, isActive: false, clearSubject: false })
+          ? await updateUser(c, {
+              id: existing.id,
+              tenantId,
+              role: existing.role,
+              displayName: existing.displayName,
+              isActive: false,
+              clearSubject: false,
+            })
           : existing;
-        const revoked = await revokeUserSessions(c, tenantId, existing.id, new Date(deps.clock.now()), 'user deactivated');
+        const revoked = await revokeUserSessions(
+          c,
+          tenantId,
+          existing.id,
+          new Date(deps.clock.now()),
+          'user deactivated',
+        );
         const events: string[] = [];
         if (existing.isActive) {
-          await audit.record({ ...base, action: 'user.deactivated', severity: 'high', before: snapshot(existing), after: { ...snapshot(user), actor: actor.source, reason, sessionsRevoked: revoked.length } }, c);
+          await audit.record(
+            {
+              ...base,
+              action: 'user.deactivated',
+              severity: 'high',
+              before: snapshot(existing),
+              after: { ...snapshot(user), actor: actor.source, reason, sessionsRevoked: revoked.length },
+            },
+            c,
+          );
           events.push('user.deactivated');
         }
         if (revoked.length > 0) {
           await audit.record(
-            { ...base, action: 'session.revoked.bulk', severity: 'high', after: { reason: 'user deactivated', userId: existing.id, count: revoked.length, sessionIds: revoked.slice(0, 100) } },
+            {
+              ...base,
+              action: 'session.revoked.bulk',
+              severity: 'high',
+              after: {
+                reason: 'user deactivated',
+                userId: existing.id,
+                count: revoked.length,
+                sessionIds: revoked.slice(0, 100),
+              },
+            },
             c,
           );
           events.push('session.revoked.bulk');
         }
-        return { user, outcome: existing.isActive ? 'deactivated' : 'unchanged', sessionsRevoked: revoked.length, events };
+        return {
+          user,
+          outcome: existing.isActive ? 'deactivated' : 'unchanged',
+          sessionsRevoked: revoked.length,
+          events,
+        };
       });
     },
   };

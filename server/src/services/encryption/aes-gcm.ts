@@ -42,7 +42,12 @@ function keyIsAes256(key: KeyObject | Buffer): boolean {
 }
 
 /** Encrypts under a random IV (or the given one — tests and interop only). */
-export function sealAesGcm(key: KeyObject | Buffer, plaintext: Uint8Array, aad?: Uint8Array | null, iv: Buffer = randomIv()): SealedBox {
+export function sealAesGcm(
+  key: KeyObject | Buffer,
+  plaintext: Uint8Array,
+  aad?: Uint8Array | null,
+  iv: Buffer = randomIv(),
+): SealedBox {
   if (!keyIsAes256(key)) throw new TypeError('AES-256-GCM needs a 32-byte key');
   if (iv.length !== GCM_IV_BYTES) throw new TypeError('AES-256-GCM IVs are 12 bytes');
   const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: GCM_TAG_BYTES });
@@ -57,7 +62,13 @@ export function sealAesGcm(key: KeyObject | Buffer, plaintext: Uint8Array, aad?:
  * Decrypts and authenticates. Anything outside the policy (key, IV or tag size) and any
  * authentication failure throws the one DecryptionError; no plaintext escapes on failure.
  */
-export function openAesGcm(key: KeyObject | Buffer, iv: Uint8Array, ciphertext: Uint8Array, authTag: Uint8Array, aad?: Uint8Array | null): Buffer {
+export function openAesGcm(
+  key: KeyObject | Buffer,
+  iv: Uint8Array,
+  ciphertext: Uint8Array,
+  authTag: Uint8Array,
+  aad?: Uint8Array | null,
+): Buffer {
   if (!keyIsAes256(key) || iv.length !== GCM_IV_BYTES || authTag.length !== GCM_TAG_BYTES) {
     throw new DecryptionError('malformed');
   }

@@ -78,7 +78,10 @@ export function decodeBase64UrlStrict(s: string): Buffer | null {
   return buf.length === Math.floor((s.length * 3) / 4) ? buf : null;
 }
 
-export function toEncryptedData(keyVersion: string, box: { iv: Buffer; ciphertext: Buffer; authTag: Buffer }): EncryptedData {
+export function toEncryptedData(
+  keyVersion: string,
+  box: { iv: Buffer; ciphertext: Buffer; authTag: Buffer },
+): EncryptedData {
   return {
     v: 1,
     keyVersion,
@@ -129,7 +132,10 @@ export function checkBinaryEncryptedData(data: unknown): BinaryEncryptedData {
 }
 
 /** The compact text form of an envelope. */
-export function formatEncryptedString(keyVersion: string, box: { iv: Buffer; ciphertext: Buffer; authTag: Buffer }): string {
+export function formatEncryptedString(
+  keyVersion: string,
+  box: { iv: Buffer; ciphertext: Buffer; authTag: Buffer },
+): string {
   return `${TEXT_FORM_PREFIX}:${keyVersion}:${box.iv.toString('base64url')}:${box.ciphertext.toString('base64url')}:${box.authTag.toString('base64url')}`;
 }
 
@@ -139,12 +145,23 @@ export function parseEncryptedString(text: unknown): BinaryEncryptedData {
   const parts = text.split(':');
   if (parts.length !== 5) throw new DecryptionError('malformed');
   const [prefix, keyVersion, iv, ciphertext, authTag] = parts as [string, string, string, string, string];
-  if (prefix !== TEXT_FORM_PREFIX || !isValidKeyVersion(keyVersion) || !IV_B64URL.test(iv) || !TAG_B64URL.test(authTag)) {
+  if (
+    prefix !== TEXT_FORM_PREFIX ||
+    !isValidKeyVersion(keyVersion) ||
+    !IV_B64URL.test(iv) ||
+    !TAG_B64URL.test(authTag)
+  ) {
     throw new DecryptionError('malformed');
   }
   const ct = decodeBase64UrlStrict(ciphertext);
   if (!ct) throw new DecryptionError('malformed');
-  return { v: 1, keyVersion, iv: Buffer.from(iv, 'base64url'), ciphertext: ct, authTag: Buffer.from(authTag, 'base64url') };
+  return {
+    v: 1,
+    keyVersion,
+    iv: Buffer.from(iv, 'base64url'),
+    ciphertext: ct,
+    authTag: Buffer.from(authTag, 'base64url'),
+  };
 }
 
 /** The key version named by a text-form envelope, or null when it is not one. */

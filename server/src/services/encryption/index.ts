@@ -4,7 +4,13 @@
 export { createEncryptionService } from './service';
 export type { Aad, CryptoOptions, EncryptionService, EncryptionServiceOptions, MasterKeyInfo } from './service';
 export type { EncryptedData, BinaryEncryptedData } from './envelope';
-export { parseEncryptedData, parseEncryptedString, formatEncryptedString, keyVersionOfEncryptedString, TEXT_FORM_PREFIX } from './envelope';
+export {
+  parseEncryptedData,
+  parseEncryptedString,
+  formatEncryptedString,
+  keyVersionOfEncryptedString,
+  TEXT_FORM_PREFIX,
+} from './envelope';
 export { ALGORITHM, GCM_IV_BYTES, GCM_TAG_BYTES, AES_KEY_BYTES, sealAesGcm, openAesGcm, randomIv } from './aes-gcm';
 export { hmacSha256, verifyHmacSha256, parseSignature, formatSignature, HMAC_SHA256_BYTES } from './hmac';
 export { createPasswordHasher, prehashPassword, MIN_BCRYPT_COST, MAX_PASSWORD_BYTES } from './passwords';
@@ -20,7 +26,13 @@ export {
   KEY_VERSION_PATTERN,
 } from './master-key';
 export type { KeySource, MasterKey } from './master-key';
-export { DecryptionError, KeyUnavailableError, PasswordPolicyError, RotationNotSupportedError, UnknownKeyVersionError } from './errors';
+export {
+  DecryptionError,
+  KeyUnavailableError,
+  PasswordPolicyError,
+  RotationNotSupportedError,
+  UnknownKeyVersionError,
+} from './errors';
 export { staticKeyProvider } from './providers/static';
 export { environmentKeyProvider, ENVIRONMENT_KEY_ID, ENVIRONMENT_ROTATION_HELP } from './providers/environment';
 export type { EnvironmentKeyProvider } from './providers/environment';
@@ -28,7 +40,14 @@ export { createKeyVaultSource, DEFAULT_KEY_VAULT_CLIENT_OPTIONS } from './provid
 export type { KeyVaultSourceOptions, TokenCredential } from './providers/key-vault';
 export { createCachedKeyProvider, defaultMaxStaleMs } from './providers/cached';
 export type { CachedKeyProvider, CachedKeyProviderOptions } from './providers/cached';
-export type { KeyEventSink, KeyProviderEvent, KeyProviderStatus, KeyVersionInfo, MasterKeyProvider, RemoteKeySource } from './providers/types';
+export type {
+  KeyEventSink,
+  KeyProviderEvent,
+  KeyProviderStatus,
+  KeyVersionInfo,
+  MasterKeyProvider,
+  RemoteKeySource,
+} from './providers/types';
 export { createSecretStore, secretAad, SECRET_NAME_PATTERN } from './secret-store';
 export type { SecretMetadata, SecretStore } from './secret-store';
 export { rewrapEncryptedSecrets, RewrapRefusedError } from './rewrap';

@@ -74,11 +74,17 @@ export function environmentKeyVersion(material: Buffer): string {
   return `env-${createHmac('sha256', material).update(VERSION_LABEL).digest('hex').slice(0, 16)}`;
 }
 
-export function createMasterKey(opts: { keyId: string; version: string; source: KeySource; material: Buffer }): MasterKey {
+export function createMasterKey(opts: {
+  keyId: string;
+  version: string;
+  source: KeySource;
+  material: Buffer;
+}): MasterKey {
   if (!Buffer.isBuffer(opts.material) || opts.material.length !== MASTER_KEY_BYTES) {
     throw new TypeError(`a master key must be exactly ${MASTER_KEY_BYTES} bytes`);
   }
-  if (!KEY_VERSION_PATTERN.test(opts.version)) throw new TypeError('invalid key version (1-64 letters, digits, dot, dash, underscore)');
+  if (!KEY_VERSION_PATTERN.test(opts.version))
+    throw new TypeError('invalid key version (1-64 letters, digits, dot, dash, underscore)');
   const material = Buffer.from(opts.material); // own copy: the caller may zero theirs
   const meta = { keyId: opts.keyId, version: opts.version, source: opts.source, fingerprint: keyFingerprint(material) };
   const key = { ...meta } as MasterKey;

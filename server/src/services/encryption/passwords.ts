@@ -45,7 +45,9 @@ export function prehashPassword(password: unknown): string {
 export function createPasswordHasher(opts: { cost?: number } = {}): PasswordHasher {
   const cost = opts.cost ?? MIN_BCRYPT_COST;
   if (!Number.isInteger(cost) || cost < MIN_BCRYPT_COST || cost > MAX_BCRYPT_COST) {
-    throw new RangeError(`bcrypt cost must be a whole number from ${MIN_BCRYPT_COST} to ${MAX_BCRYPT_COST} (BCRYPT_COST); got ${String(opts.cost)}`);
+    throw new RangeError(
+      `bcrypt cost must be a whole number from ${MIN_BCRYPT_COST} to ${MAX_BCRYPT_COST} (BCRYPT_COST); got ${String(opts.cost)}`,
+    );
   }
   return {
     cost,

@@ -28,14 +28,25 @@ ON CONFLICT (tenant_id, name) DO UPDATE
       rewrapped_at = NULL
 RETURNING ${COLUMNS}`;
 
-export async function upsertSecret(q: Queryable, tenantId: string, name: string, keyVersion: string, ciphertext: string, description: string | null): Promise<SecretRow> {
+export async function upsertSecret(
+  q: Queryable,
+  tenantId: string,
+  name: string,
+  keyVersion: string,
+  ciphertext: string,
+  description: string | null,
+): Promise<SecretRow> {
   const { rows } = await q.query<SecretRow>(UPSERT_SECRET, [tenantId, name, keyVersion, ciphertext, description]);
   return rows[0] as SecretRow;
 }
 
 export const SELECT_SECRET = `SELECT ${COLUMNS}, ciphertext FROM encrypted_secrets WHERE tenant_id = $1 AND name = $2`;
 
-export async function selectSecret(q: Queryable, tenantId: string, name: string): Promise<SecretRowWithCiphertext | null> {
+export async function selectSecret(
+  q: Queryable,
+  tenantId: string,
+  name: string,
+): Promise<SecretRowWithCiphertext | null> {
   const { rows } = await q.query<SecretRowWithCiphertext>(SELECT_SECRET, [tenantId, name]);
   return rows[0] ?? null;
 }
@@ -76,8 +87,19 @@ ORDER BY id
 LIMIT $4
 FOR UPDATE SKIP LOCKED`;
 
-export async function claimStaleSecrets(q: Queryable, tenantId: string, targetVersion: string, afterId: string, limit: number): Promise<SecretRowWithCiphertext[]> {
-  const { rows } = await q.query<SecretRowWithCiphertext>(CLAIM_STALE_SECRETS, [tenantId, targetVersion, afterId, limit]);
+export async function claimStaleSecrets(
+  q: Queryable,
+  tenantId: string,
+  targetVersion: string,
+  afterId: string,
+  limit: number,
+): Promise<SecretRowWithCiphertext[]> {
+  const { rows } = await q.query<SecretRowWithCiphertext>(CLAIM_STALE_SECRETS, [
+    tenantId,
+    targetVersion,
+    afterId,
+    limit,
+  ]);
   return rows;
 }
 
@@ -85,7 +107,14 @@ export const REWRAP_SECRET = `
 UPDATE encrypted_secrets SET key_version = $3, ciphertext = $4, rewrapped_at = now()
 WHERE tenant_id = $1 AND id = $2 AND key_version = $5`;
 
-export async function rewrapSecret(q: Queryable, tenantId: string, id: string, newVersion: string, ciphertext: string, oldVersion: string): Promise<boolean> {
+export async function rewrapSecret(
+  q: Queryable,
+  tenantId: string,
+  id: string,
+  newVersion: string,
+  ciphertext: string,
+  oldVersion: string,
+): Promise<boolean> {
   const r = await q.query(REWRAP_SECRET, [tenantId, id, newVersion, ciphertext, oldVersion]);
   return (r.rowCount ?? 0) === 1;
 }

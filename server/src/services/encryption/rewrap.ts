@@ -73,7 +73,8 @@ const MIN_UUID = '00000000-0000-0000-0000-000000000000';
 export async function rewrapEncryptedSecrets(deps: RewrapDeps, opts: RewrapOptions = {}): Promise<RewrapReport> {
   const { pool, encryption, audit, logger } = deps;
   const batchSize = opts.batchSize ?? 200;
-  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) throw new RangeError('batchSize must be 1..10000');
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000)
+    throw new RangeError('batchSize must be 1..10000');
 
   const target = await encryption.keyProvider.getCurrentKey();
   const status = encryption.keyProvider.status?.();
@@ -100,7 +101,9 @@ export async function rewrapEncryptedSecrets(deps: RewrapDeps, opts: RewrapOptio
     targetVersion: target.version,
     source: target.source,
     dryRun: opts.dryRun === true,
-    before: [...byVersion.entries()].map(([keyVersion, rows]) => ({ keyVersion, rows })).sort((a, b) => a.keyVersion.localeCompare(b.keyVersion)),
+    before: [...byVersion.entries()]
+      .map(([keyVersion, rows]) => ({ keyVersion, rows }))
+      .sort((a, b) => a.keyVersion.localeCompare(b.keyVersion)),
     stale,
     unavailable: [],
     rewrapped: 0,
@@ -114,7 +117,11 @@ export async function rewrapEncryptedSecrets(deps: RewrapDeps, opts: RewrapOptio
       try {
         await encryption.keyProvider.getKeyVersion(b.keyVersion);
       } catch (err) {
-        report.unavailable.push({ keyVersion: b.keyVersion, rows: b.rows, reason: (err as Error).message || (err as Error).name });
+        report.unavailable.push({
+          keyVersion: b.keyVersion,
+          rows: b.rows,
+          reason: (err as Error).message || (err as Error).name,
+        });
       }
     }
     return report;
@@ -146,7 +153,13 @@ export async function rewrapEncryptedSecrets(deps: RewrapDeps, opts: RewrapOptio
             if (!(err instanceof DecryptionError)) throw err;
             const reason = `decryption failed (${err.reason})`;
             failures.push({ tenantId, id: row.id, name: row.name, keyVersion: row.key_version, reason });
-            logger.warn('keys:rewrap: row left unchanged', { tenantId, id: row.id, name: row.name, keyVersion: row.key_version, reason });
+            logger.warn('keys:rewrap: row left unchanged', {
+              tenantId,
+              id: row.id,
+              name: row.name,
+              keyVersion: row.key_version,
+              reason,
+            });
           } finally {
             plain?.fill(0);
           }
@@ -161,9 +174,15 @@ export async function rewrapEncryptedSecrets(deps: RewrapDeps, opts: RewrapOptio
               resourceId: null,
               result: failures.length > 0 ? 'failure' : 'success',
               severity: 'high',
-              errorMessage: failures.length > 0 ? `${failures.length} row(s) could not be decrypted and were left unchanged` : null,
+              errorMessage:
+                failures.length > 0 ? `${failures.length} row(s) could not be decrypted and were left unchanged` : null,
               before: { fromVersions },
-              after: { toVersion, rewrapped: done, failed: failures.length, failedIds: failures.slice(0, 20).map((f) => f.id) },
+              after: {
+                toVersion,
+                rewrapped: done,
+                failed: failures.length,
+                failedIds: failures.slice(0, 20).map((f) => f.id),
+              },
               userAgent: 'keys:rewrap',
             },
             client,
@@ -179,7 +198,12 @@ export async function rewrapEncryptedSecrets(deps: RewrapDeps, opts: RewrapOptio
       if (batch.rows < batchSize) break;
     }
     report.tenants.push(t);
-    logger.info('keys:rewrap: tenant done', { tenantId, rewrapped: t.rewrapped, failed: t.failed, toVersion: target.version });
+    logger.info('keys:rewrap: tenant done', {
+      tenantId,
+      rewrapped: t.rewrapped,
+      failed: t.failed,
+      toVersion: target.version,
+    });
   }
   return report;
 }

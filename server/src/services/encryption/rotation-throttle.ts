@@ -16,7 +16,12 @@ export interface RotationThrottle {
   acquire(): Promise<RotationGate>;
 }
 
-export function createRotationThrottle(deps: { pool: Pool; clock: Clock; platformTenant: string; intervalMs?: number }): RotationThrottle {
+export function createRotationThrottle(deps: {
+  pool: Pool;
+  clock: Clock;
+  platformTenant: string;
+  intervalMs?: number;
+}): RotationThrottle {
   const intervalMs = deps.intervalMs ?? 60_000;
   let busy = false;
   let lastAttemptAt: number | null = null;
@@ -25,10 +30,13 @@ export function createRotationThrottle(deps: { pool: Pool; clock: Clock; platfor
     async acquire() {
       if (busy) return { ok: false, retryAfterSec: Math.ceil(intervalMs / 1000) };
       const now = deps.clock.now();
-      if (lastAttemptAt !== null && now - lastAttemptAt < intervalMs) return { ok: false, retryAfterSec: wait(now - lastAttemptAt) };
+      if (lastAttemptAt !== null && now - lastAttemptAt < intervalMs)
+        return { ok: false, retryAfterSec: wait(now - lastAttemptAt) };
       busy = true;
       try {
-        const ago = await withTenant(deps.pool, deps.platformTenant, (c) => selectLastSuccessAgoMs(c, deps.platformTenant, 'key.master.rotated'));
+        const ago = await withTenant(deps.pool, deps.platformTenant, (c) =>
+          selectLastSuccessAgoMs(c, deps.platformTenant, 'key.master.rotated'),
+        );
         if (ago !== null && ago < intervalMs) {
           busy = false;
           return { ok: false, retryAfterSec: wait(ago) };

@@ -29,7 +29,13 @@ export interface SecretMetadata {
 
 export interface SecretStore {
   /** Creates or replaces a secret. With `q`, runs in the caller's tenant transaction. */
-  put(tenantId: string, name: string, value: string, opts?: { description?: string | null }, q?: Queryable): Promise<SecretMetadata>;
+  put(
+    tenantId: string,
+    name: string,
+    value: string,
+    opts?: { description?: string | null },
+    q?: Queryable,
+  ): Promise<SecretMetadata>;
   /** The decrypted value, or null when there is none. DecryptionError if the stored value was altered. */
   get(tenantId: string, name: string, q?: Queryable): Promise<string | null>;
   /** Metadata only, never values. */
@@ -57,7 +63,9 @@ export function toSecretMetadata(r: repo.SecretRow): SecretMetadata {
 
 function checkName(name: string): void {
   if (typeof name !== 'string' || !SECRET_NAME_PATTERN.test(name)) {
-    throw new TypeError('secret names are 1-128 characters: lower-case letters, digits, dot, dash, underscore; starting with a letter or digit');
+    throw new TypeError(
+      'secret names are 1-128 characters: lower-case letters, digits, dot, dash, underscore; starting with a letter or digit',
+    );
   }
 }
 
@@ -70,10 +78,13 @@ export function createSecretStore(deps: { pool: Pool; encryption: EncryptionServ
     async put(tenantId, name, value, opts = {}, q) {
       checkName(name);
       if (typeof value !== 'string' || value.length === 0) throw new TypeError('a secret value is a non-empty string');
-      if (Buffer.byteLength(value, 'utf8') > MAX_SECRET_VALUE_BYTES) throw new RangeError(`a secret value is at most ${MAX_SECRET_VALUE_BYTES} bytes`);
+      if (Buffer.byteLength(value, 'utf8') > MAX_SECRET_VALUE_BYTES)
+        throw new RangeError(`a secret value is at most ${MAX_SECRET_VALUE_BYTES} bytes`);
       const text = await encryption.encryptToString(value, { aad: secretAad(tenantId, name) });
       const version = keyVersionOfEncryptedString(text) as string;
-      const row = await run(tenantId, q, (c) => repo.upsertSecret(c, tenantId, name, version, text, opts.description ?? null));
+      const row = await run(tenantId, q, (c) =>
+        repo.upsertSecret(c, tenantId, name, version, text, opts.description ?? null),
+      );
       return toSecretMetadata(row);
     },
     async get(tenantId, name, q) {

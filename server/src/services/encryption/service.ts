@@ -80,7 +80,8 @@ export interface EncryptionServiceOptions {
 
 function toBytes(plaintext: string | Uint8Array): Uint8Array {
   if (typeof plaintext === 'string') {
-    if (!plaintext.isWellFormed()) throw new TypeError('plaintext must be well-formed Unicode (it contains a lone surrogate)');
+    if (!plaintext.isWellFormed())
+      throw new TypeError('plaintext must be well-formed Unicode (it contains a lone surrogate)');
     return Buffer.from(plaintext, 'utf8');
   }
   if (plaintext instanceof Uint8Array) return plaintext;
@@ -109,7 +110,9 @@ function asUtf8(plain: Buffer): string {
 export function createEncryptionService(opts: EncryptionServiceOptions): EncryptionService {
   const provider = opts.keyProvider;
   if (!provider || typeof provider.getCurrentKey !== 'function' || typeof provider.getKeyVersion !== 'function') {
-    throw new TypeError('createEncryptionService needs a keyProvider (staticKeyProvider, environmentKeyProvider or a Key Vault provider)');
+    throw new TypeError(
+      'createEncryptionService needs a keyProvider (staticKeyProvider, environmentKeyProvider or a Key Vault provider)',
+    );
   }
   const passwords = createPasswordHasher({ cost: opts.bcryptCost ?? MIN_BCRYPT_COST });
   const peek = provider.peekCurrentKey?.bind(provider);
@@ -131,7 +134,11 @@ export function createEncryptionService(opts: EncryptionServiceOptions): Encrypt
 
   // Hot paths: when the key is cached (peek*), no await and no closure — one resolved promise
   // per call. Synchronous throws (bad input, DecryptionError) become rejections.
-  function seal<T>(plaintext: string | Uint8Array, o: CryptoOptions | undefined, shape: (version: string, box: SealedBox) => T): Promise<T> {
+  function seal<T>(
+    plaintext: string | Uint8Array,
+    o: CryptoOptions | undefined,
+    shape: (version: string, box: SealedBox) => T,
+  ): Promise<T> {
     try {
       const pt = toBytes(plaintext);
       const aad = aadBytes(o);
@@ -149,7 +156,9 @@ export function createEncryptionService(opts: EncryptionServiceOptions): Encrypt
       const aad = aadBytes(o);
       const key = peekVersion && peekVersion(d.keyVersion);
       if (key) return Promise.resolve(openAesGcm(derivedKeys(key).encryption, d.iv, d.ciphertext, d.authTag, aad));
-      return keyForDecryption(d.keyVersion).then((k) => openAesGcm(derivedKeys(k).encryption, d.iv, d.ciphertext, d.authTag, aad));
+      return keyForDecryption(d.keyVersion).then((k) =>
+        openAesGcm(derivedKeys(k).encryption, d.iv, d.ciphertext, d.authTag, aad),
+      );
     } catch (err) {
       return Promise.reject(err);
     }
@@ -157,8 +166,18 @@ export function createEncryptionService(opts: EncryptionServiceOptions): Encrypt
 
   function info(key: MasterKey): MasterKeyInfo {
     const status = provider.status?.();
-    const cachedUntil = status && status.cachedUntil !== null && status.source === key.source ? new Date(status.cachedUntil).toISOString() : null;
-    return { keyId: key.keyId, version: key.version, algorithm: ALGORITHM, source: key.source, fingerprint: key.fingerprint, cachedUntil };
+    const cachedUntil =
+      status && status.cachedUntil !== null && status.source === key.source
+        ? new Date(status.cachedUntil).toISOString()
+        : null;
+    return {
+      keyId: key.keyId,
+      version: key.version,
+      algorithm: ALGORITHM,
+      source: key.source,
+      fingerprint: key.fingerprint,
+      cachedUntil,
+    };
   }
 
   return {
@@ -169,7 +188,14 @@ export function createEncryptionService(opts: EncryptionServiceOptions): Encrypt
     encryptToString: (plaintext, o) => seal(plaintext, o, formatEncryptedString),
     decryptFromString: (text, o) => open(parseEncryptedString, text, o).then(asUtf8),
     decryptFromStringToBuffer: (text, o) => open(parseEncryptedString, text, o),
-    encryptBinary: (plaintext, o) => seal(plaintext, o, (keyVersion, box): BinaryEncryptedData => ({ v: 1, keyVersion, iv: box.iv, ciphertext: box.ciphertext, authTag: box.authTag })),
+    encryptBinary: (plaintext, o) =>
+      seal(plaintext, o, (keyVersion, box): BinaryEncryptedData => ({
+        v: 1,
+        keyVersion,
+        iv: box.iv,
+        ciphertext: box.ciphertext,
+        authTag: box.authTag,
+      })),
     decryptBinary: (data, o) => open(checkBinaryEncryptedData, data, o),
 
     hashPassword: (password) => passwords.hashPassword(password),
@@ -200,7 +226,10 @@ export function createEncryptionService(opts: EncryptionServiceOptions): Encrypt
       return info(await provider.getCurrentKey());
     },
     async rotateKey() {
-      if (!provider.rotate) throw new RotationNotSupportedError('This key provider cannot create key versions; rotate the key by configuration.');
+      if (!provider.rotate)
+        throw new RotationNotSupportedError(
+          'This key provider cannot create key versions; rotate the key by configuration.',
+        );
       return info(await provider.rotate());
     },
     async listKeyVersions() {

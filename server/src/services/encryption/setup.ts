@@ -67,9 +67,14 @@ export function createMasterKeyProviderFromConfig(deps: {
   keyVault?: KeyVaultDeps;
 }): MasterKeyProvider {
   const { config, logger, clock } = deps;
-  const env = config.keys.fallbackKey || Object.keys(config.keys.previousKeys).length > 0
-    ? environmentKeyProvider({ currentKey: config.keys.fallbackKey, previousKeys: config.keys.previousKeys, devSecretsFile: config.keys.fallbackKeyFile ?? null })
-    : null;
+  const env =
+    config.keys.fallbackKey || Object.keys(config.keys.previousKeys).length > 0
+      ? environmentKeyProvider({
+          currentKey: config.keys.fallbackKey,
+          previousKeys: config.keys.previousKeys,
+          devSecretsFile: config.keys.fallbackKeyFile ?? null,
+        })
+      : null;
   if (!config.keys.keyVaultUrl) {
     if (!env) throw new Error('no master key source: set AZURE_KEYVAULT_URL or FLEET_ENCRYPTION_KEY');
     return env;
@@ -94,8 +99,18 @@ export function createMasterKeyProviderFromConfig(deps: {
   });
 }
 
-export function buildEncryption(deps: { config: Config; logger: Logger; clock: Clock; pool: Pool; audit: AuditService; keyVault?: KeyVaultDeps }): EncryptionSetup {
-  const keyProvider = createMasterKeyProviderFromConfig({ ...deps, onEvent: auditKeyEvents(deps.audit, deps.config.platformTenant) });
+export function buildEncryption(deps: {
+  config: Config;
+  logger: Logger;
+  clock: Clock;
+  pool: Pool;
+  audit: AuditService;
+  keyVault?: KeyVaultDeps;
+}): EncryptionSetup {
+  const keyProvider = createMasterKeyProviderFromConfig({
+    ...deps,
+    onEvent: auditKeyEvents(deps.audit, deps.config.platformTenant),
+  });
   const encryption = createEncryptionService({ keyProvider, bcryptCost: deps.config.bcryptCost });
   const secrets = createSecretStore({ pool: deps.pool, encryption });
   const readinessChecks: EncryptionSetup['readinessChecks'] = [];
@@ -108,7 +123,12 @@ export function buildEncryption(deps: { config: Config; logger: Logger; clock: C
       async check() {
         await cached.getCurrentKey(); // cached within the TTL: no call to the vault
         const s = cached.status();
-        if (s.degraded) throw new Error(s.source === 'environment' ? 'Key Vault unavailable: using the fallback key' : 'Key Vault unavailable: serving the cached key');
+        if (s.degraded)
+          throw new Error(
+            s.source === 'environment'
+              ? 'Key Vault unavailable: using the fallback key'
+              : 'Key Vault unavailable: serving the cached key',
+          );
       },
     });
   }
@@ -119,9 +139,16 @@ export function buildEncryption(deps: { config: Config; logger: Logger; clock: C
     async start() {
       try {
         const k = await keyProvider.getCurrentKey();
-        deps.logger.info('master key loaded', { keyId: k.keyId, version: k.version, source: k.source, fingerprint: k.fingerprint });
+        deps.logger.info('master key loaded', {
+          keyId: k.keyId,
+          version: k.version,
+          source: k.source,
+          fingerprint: k.fingerprint,
+        });
       } catch (err) {
-        deps.logger.error('master key could not be loaded at start-up; encryption fails until it can', { reason: describeError(err) });
+        deps.logger.error('master key could not be loaded at start-up; encryption fails until it can', {
+          reason: describeError(err),
+        });
       }
     },
   };

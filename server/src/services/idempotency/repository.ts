@@ -16,7 +16,9 @@ export const TRY_LOCK_KEY = `SELECT pg_try_advisory_xact_lock(hashtextextended($
 
 export async function tryLockKey(q: Queryable, s: KeyScope): Promise<boolean> {
   // Unit-separator-joined: no part can contain it (keys are visible ASCII, the rest are ids).
-  const { rows } = await q.query<{ locked: boolean }>(TRY_LOCK_KEY, [[s.tenantId, s.principal, s.route, s.key].join('\u001f')]);
+  const { rows } = await q.query<{ locked: boolean }>(TRY_LOCK_KEY, [
+    [s.tenantId, s.principal, s.route, s.key].join('\u001f'),
+  ]);
   return rows[0]?.locked === true;
 }
 
@@ -45,8 +47,26 @@ ON CONFLICT (tenant_id, principal, route, idem_key) DO UPDATE SET
   created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
 WHERE idempotency_keys.expires_at <= EXCLUDED.created_at`;
 
-export async function insertKept(q: Queryable, s: KeyScope, requestHash: Buffer, status: number, response: unknown, now: Date, expiresAt: Date): Promise<boolean> {
-  const r = await q.query(INSERT_KEPT, [s.tenantId, s.principal, s.route, s.key, requestHash, status, JSON.stringify(response), now, expiresAt]);
+export async function insertKept(
+  q: Queryable,
+  s: KeyScope,
+  requestHash: Buffer,
+  status: number,
+  response: unknown,
+  now: Date,
+  expiresAt: Date,
+): Promise<boolean> {
+  const r = await q.query(INSERT_KEPT, [
+    s.tenantId,
+    s.principal,
+    s.route,
+    s.key,
+    requestHash,
+    status,
+    JSON.stringify(response),
+    now,
+    expiresAt,
+  ]);
   return (r.rowCount ?? 0) === 1;
 }
 

@@ -50,7 +50,12 @@ export interface IdempotencyService {
   /** Middleware: refuses a malformed Idempotency-Key with 400 VALIDATION_FAILED and keeps a valid one for respond(). */
   checkKey(req: Request, res: Response, next: NextFunction): void;
   /** Runs `work` (once per key) and answers with its outcome, or with the kept one. */
-  respond(req: Request, res: Response, route: string, work: (q: Queryable | undefined) => Promise<Outcome>): Promise<void>;
+  respond(
+    req: Request,
+    res: Response,
+    route: string,
+    work: (q: Queryable | undefined) => Promise<Outcome>,
+  ): Promise<void>;
   /** Deletes expired entries now (the periodic job calls it); returns how many. */
   pruneNow(): Promise<number>;
   start(): Promise<void>;
@@ -70,7 +75,11 @@ export function canonicalJson(v: unknown): string {
 }
 
 export function requestHash(route: string, body: unknown): Buffer {
-  return createHash('sha256').update(route).update('\n').update(canonicalJson(body === undefined ? null : body)).digest();
+  return createHash('sha256')
+    .update(route)
+    .update('\n')
+    .update(canonicalJson(body === undefined ? null : body))
+    .digest();
 }
 
 /** Why a header value is not a usable key, or null when it is. */
@@ -110,7 +119,8 @@ export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logge
           if (n > 0) logger.debug('idempotency keys pruned', { count: n });
         },
         (err: Error) => {
-          if (lastPruneError !== err.message) logger.warn('idempotency key clean-up failed; retried at the next interval', { err: err.message });
+          if (lastPruneError !== err.message)
+            logger.warn('idempotency key clean-up failed; retried at the next interval', { err: err.message });
           lastPruneError = err.message;
         },
       )
@@ -125,7 +135,12 @@ export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logge
       const raw = req.headers['idempotency-key'];
       const problem = keyProblem(raw);
       if (problem) {
-        next(validationFailed([{ path: 'headers.idempotency-key', message: problem, code: 'invalid_idempotency_key' }], 'The Idempotency-Key header is not valid.'));
+        next(
+          validationFailed(
+            [{ path: 'headers.idempotency-key', message: problem, code: 'invalid_idempotency_key' }],
+            'The Idempotency-Key header is not valid.',
+          ),
+        );
         return;
       }
       if (typeof raw === 'string') keys.set(req, raw);
@@ -151,21 +166,46 @@ export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logge
       const hash = requestHash(route, req.body);
       const result = await withTenant(pool, auth.tenantId, async (c) => {
         if (!(await repo.tryLockKey(c, scope))) {
-          throw new AppError('CONFLICT', 409, 'A request with this Idempotency-Key is still being processed; retry later.', { headers: { 'Retry-After': '1' } });
+          throw new AppError(
+            'CONFLICT',
+            409,
+            'A request with this Idempotency-Key is still being processed; retry later.',
+            { headers: { 'Retry-After': '1' } },
+          );
         }
         const now = new Date(clock.now());
         const kept = await repo.selectKept(c, scope, now);
         if (kept) {
           if (!Buffer.from(kept.request_hash).equals(hash)) {
-            throw new AppError('IDEMPOTENCY_KEY_REUSED', 422, 'This Idempotency-Key was used with a different request body; use a new key for a new request.');
+            throw new AppError(
+              'IDEMPOTENCY_KEY_REUSED',
+              422,
+              'This Idempotency-Key was used with a different request body; use a new key for a new request.',
+            );
           }
           return { replayed: true, status: kept.status, body: kept.response };
         }
         const out = await work(c);
-        if (out.status < 200 || out.status > 299) throw new Error(`idempotent work answered ${out.status}; only successes are kept`);
-        if (!(await repo.insertKept(c, scope, hash, out.status, out.keep === undefined ? out.body : out.keep, now, new Date(now.getTime() + IDEMPOTENCY_TTL_MS)))) {
+        if (out.status < 200 || out.status > 299)
+          throw new Error(`idempotent work answered ${out.status}; only successes are kept`);
+        if (
+          !(await repo.insertKept(
+            c,
+            scope,
+            hash,
+            out.status,
+            out.keep === undefined ? out.body : out.keep,
+            now,
+            new Date(now.getTime() + IDEMPOTENCY_TTL_MS),
+          ))
+        ) {
           // Cannot happen under the lock; never answer twice for one key.
-          throw new AppError('CONFLICT', 409, 'A request with this Idempotency-Key is still being processed; retry later.', { headers: { 'Retry-After': '1' } });
+          throw new AppError(
+            'CONFLICT',
+            409,
+            'A request with this Idempotency-Key is still being processed; retry later.',
+            { headers: { 'Retry-After': '1' } },
+          );
         }
         return { replayed: false, status: out.status, body: out.body };
       });

@@ -39,7 +39,13 @@ export interface AlertRulesOptions {
 }
 
 /** The audit actions the rules look at (the hook runs for these only). */
-export const WATCHED_ACTIONS: ReadonlySet<string> = new Set(['auth.login.failure', 'access.denied', 'key.master.rotated', 'key.master.fallback', 'user.role_changed']);
+export const WATCHED_ACTIONS: ReadonlySet<string> = new Set([
+  'auth.login.failure',
+  'access.denied',
+  'key.master.rotated',
+  'key.master.fallback',
+  'user.role_changed',
+]);
 
 export interface AlertRules {
   hook: AuditHook;
@@ -59,14 +65,29 @@ function minutes(ms: number): string {
   return `${m} minute${m === 1 ? '' : 's'}`;
 }
 
-export function createAlertRules(deps: { siem: Pick<SiemService, 'sendAlert'>; clock: Clock; logger: Logger; metrics: SiemMetrics; pool: Pool; options: AlertRulesOptions }): AlertRules {
+export function createAlertRules(deps: {
+  siem: Pick<SiemService, 'sendAlert'>;
+  clock: Clock;
+  logger: Logger;
+  metrics: SiemMetrics;
+  pool: Pool;
+  options: AlertRulesOptions;
+}): AlertRules {
   const { siem, clock, metrics } = deps;
   const log = deps.logger.child({ component: 'alerts' });
   const brute = deps.options.bruteForce;
   const denied = deps.options.deniedBurst ?? { threshold: DENIED_BURST_THRESHOLD, windowMs: DENIED_BURST_WINDOW_MS };
 
   /** Records a signal and returns the count when this event makes the rule fire (once per window). */
-  async function countAndClaim(q: Queryable, rule: string, subject: string, event: Hooked, recorded: RecordedAudit, threshold: number, windowMs: number): Promise<number | null> {
+  async function countAndClaim(
+    q: Queryable,
+    rule: string,
+    subject: string,
+    event: Hooked,
+    recorded: RecordedAudit,
+    threshold: number,
+    windowMs: number,
+  ): Promise<number | null> {
     const at = new Date(clock.now());
     await repo.lockSubject(q, rule, subject);
     await repo.insertSignal(q, { rule, subject, tenantId: event.tenantId, auditLogId: recorded.id, at });
@@ -104,31 +125,71 @@ export function createAlertRules(deps: { siem: Pick<SiemService, 'sendAlert'>; c
     if (event.ipAddress) subjects.push({ kind: 'ip', value: event.ipAddress });
     if (event.resourceId) subjects.push({ kind: 'email', value: event.resourceId.toLowerCase() });
     for (const s of subjects) {
-      const n = await countAndClaim(q, 'brute_force', `${s.kind}:${s.value}`, event, recorded, brute.threshold, brute.windowMs);
+      const n = await countAndClaim(
+        q,
+        'brute_force',
+        `${s.kind}:${s.value}`,
+        event,
+        recorded,
+        brute.threshold,
+        brute.windowMs,
+      );
       if (n === null) continue;
-      await raise(q, 'brute_force', 'critical', `${n} failed logins for ${s.kind === 'ip' ? 'IP address' : 'email'} ${s.value} within ${minutes(brute.windowMs)}`, event, recorded, {
-        resourceType: s.kind === 'ip' ? 'ip_address' : 'user',
-        resourceId: s.value,
-        details: { subject: s.kind, value: s.value, count: n, threshold: brute.threshold, windowSeconds: brute.windowMs / 1000 },
-      });
+      await raise(
+        q,
+        'brute_force',
+        'critical',
+        `${n} failed logins for ${s.kind === 'ip' ? 'IP address' : 'email'} ${s.value} within ${minutes(brute.windowMs)}`,
+        event,
+        recorded,
+        {
+          resourceType: s.kind === 'ip' ? 'ip_address' : 'user',
+          resourceId: s.value,
+          details: {
+            subject: s.kind,
+            value: s.value,
+            count: n,
+            threshold: brute.threshold,
+            windowSeconds: brute.windowMs / 1000,
+          },
+        },
+      );
     }
   }
 
   async function deniedBurst(q: Queryable, event: Hooked, recorded: RecordedAudit): Promise<void> {
-    const subject = event.userId ? `user:${event.tenantId}:${event.userId}` : event.ipAddress ? `ip:${event.ipAddress}` : null;
+    const subject = event.userId
+      ? `user:${event.tenantId}:${event.userId}`
+      : event.ipAddress
+        ? `ip:${event.ipAddress}`
+        : null;
     if (!subject) return;
     const n = await countAndClaim(q, 'denied_burst', subject, event, recorded, denied.threshold, denied.windowMs);
     if (n === null) return;
-    await raise(q, 'denied_burst', 'high', `${n} denied requests from ${event.userId ? `user ${event.userId}` : `IP address ${event.ipAddress}`} within ${minutes(denied.windowMs)}`, event, recorded, {
-      resourceType: event.userId ? 'user' : 'ip_address',
-      resourceId: event.userId ?? event.ipAddress ?? null,
-      details: { count: n, threshold: denied.threshold, windowSeconds: denied.windowMs / 1000, lastDenied: event.resourceId ?? null },
-    });
+    await raise(
+      q,
+      'denied_burst',
+      'high',
+      `${n} denied requests from ${event.userId ? `user ${event.userId}` : `IP address ${event.ipAddress}`} within ${minutes(denied.windowMs)}`,
+      event,
+      recorded,
+      {
+        resourceType: event.userId ? 'user' : 'ip_address',
+        resourceId: event.userId ?? event.ipAddress ?? null,
+        details: {
+          count: n,
+          threshold: denied.threshold,
+          windowSeconds: denied.windowMs / 1000,
+          lastDenied: event.resourceId ?? null,
+        },
+      },
+    );
   }
 
   // Counting spans tenants (one IP, many tenants) and siem_alert_state has no tenant: the rules
   // run with the SIEM worker scope inside the audit transaction, restored afterwards.
-  const hook: AuditHook = (event, recorded, q) => (event.action.startsWith('security.alert.') ? Promise.resolve() : asSiemWorker(q, () => rules(event, recorded, q)));
+  const hook: AuditHook = (event, recorded, q) =>
+    event.action.startsWith('security.alert.') ? Promise.resolve() : asSiemWorker(q, () => rules(event, recorded, q));
 
   const rules: AuditHook = async (event, recorded, q) => {
     const action = event.action;
@@ -146,22 +207,44 @@ export function createAlertRules(deps: { siem: Pick<SiemService, 'sendAlert'>; c
         });
       case 'key.master.fallback': {
         const at = new Date(clock.now());
-        if (!(await repo.claimAlert(q, 'key_event', 'fallback', at, new Date(at.getTime() - KEY_FALLBACK_SUPPRESS_MS)))) return;
-        return raise(q, 'key_event', 'high', 'The master key fell back from Key Vault to the environment key', event, recorded, {
-          resourceType: event.resourceType,
-          resourceId: event.resourceId ?? null,
-          details: { keyEvent: 'fallback', reason: event.errorMessage ?? null },
-        });
+        if (!(await repo.claimAlert(q, 'key_event', 'fallback', at, new Date(at.getTime() - KEY_FALLBACK_SUPPRESS_MS))))
+          return;
+        return raise(
+          q,
+          'key_event',
+          'high',
+          'The master key fell back from Key Vault to the environment key',
+          event,
+          recorded,
+          {
+            resourceType: event.resourceType,
+            resourceId: event.resourceId ?? null,
+            details: { keyEvent: 'fallback', reason: event.errorMessage ?? null },
+          },
+        );
       }
       case 'user.role_changed': {
         const after = asRecord(event.after);
         const before = asRecord(event.before);
         if (after?.role !== 'admin' || before?.role === 'admin') return;
-        return raise(q, 'admin_escalation', 'high', `A user was given the admin role${before?.role ? ` (was ${String(before.role)})` : ''}`, event, recorded, {
-          resourceType: event.resourceType,
-          resourceId: event.resourceId ?? null,
-          details: { targetUser: event.resourceId ?? null, previousRole: before?.role ?? null, newRole: 'admin', changedBy: event.userId ?? null },
-        });
+        return raise(
+          q,
+          'admin_escalation',
+          'high',
+          `A user was given the admin role${before?.role ? ` (was ${String(before.role)})` : ''}`,
+          event,
+          recorded,
+          {
+            resourceType: event.resourceType,
+            resourceId: event.resourceId ?? null,
+            details: {
+              targetUser: event.resourceId ?? null,
+              previousRole: before?.role ?? null,
+              newRole: 'admin',
+              changedBy: event.userId ?? null,
+            },
+          },
+        );
       }
       default:
         return;

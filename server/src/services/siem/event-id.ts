@@ -12,7 +12,10 @@ export function isUuid(v: string): boolean {
 /** RFC 4122 version-5 UUID (SHA-1 of namespace + name). */
 export function uuidv5(name: string, namespace: string = AUDIT_EVENT_NAMESPACE): string {
   if (!isUuid(namespace)) throw new Error('uuidv5 namespace must be a UUID');
-  const h = createHash('sha1').update(Buffer.from(namespace.replace(/-/g, ''), 'hex')).update(name, 'utf8').digest();
+  const h = createHash('sha1')
+    .update(Buffer.from(namespace.replace(/-/g, ''), 'hex'))
+    .update(name, 'utf8')
+    .digest();
   h[6] = ((h[6] as number) & 0x0f) | 0x50;
   h[8] = ((h[8] as number) & 0x3f) | 0x80;
   const x = h.subarray(0, 16).toString('hex');

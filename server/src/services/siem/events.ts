@@ -63,7 +63,10 @@ export function normalizeEvent(input: SiemEventInput, now: number): SiemEvent {
 }
 
 /** The SIEM event that mirrors an audit row (stable id derived from the row id). */
-export function eventFromAudit(event: AuditEvent & { severity: NonNullable<AuditEvent['severity']> }, recorded: RecordedAudit): SiemEvent {
+export function eventFromAudit(
+  event: AuditEvent & { severity: NonNullable<AuditEvent['severity']> },
+  recorded: RecordedAudit,
+): SiemEvent {
   const result = event.result ?? 'success';
   const message = `${event.action} (${result})${event.errorMessage ? `: ${event.errorMessage}` : ''}`;
   const details: Record<string, unknown> = {};
@@ -96,4 +99,9 @@ export const CEF_SEVERITY: Record<SiemEvent['severity'], number> = { low: 3, med
 /** RFC 5424 severities: informational, warning, error, critical. */
 export const SYSLOG_SEVERITY: Record<SiemEvent['severity'], number> = { low: 6, medium: 4, high: 3, critical: 2 };
 /** Datadog log status. */
-export const DATADOG_STATUS: Record<SiemEvent['severity'], string> = { low: 'info', medium: 'warn', high: 'error', critical: 'critical' };
+export const DATADOG_STATUS: Record<SiemEvent['severity'], string> = {
+  low: 'info',
+  medium: 'warn',
+  high: 'error',
+  critical: 'critical',
+};

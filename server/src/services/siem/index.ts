@@ -80,7 +80,10 @@ export function buildSecurityMonitoring(deps: SecurityMonitoringDeps): SecurityM
     metrics,
     pool,
     options: {
-      bruteForce: deps.alertRules?.bruteForce ?? { threshold: config.login.maxFailures, windowMs: config.login.lockoutWindowMs },
+      bruteForce: deps.alertRules?.bruteForce ?? {
+        threshold: config.login.maxFailures,
+        windowMs: config.login.lockoutWindowMs,
+      },
       ...(deps.alertRules?.deniedBurst ? { deniedBurst: deps.alertRules.deniedBurst } : {}),
     },
   });
@@ -89,10 +92,32 @@ export function buildSecurityMonitoring(deps: SecurityMonitoringDeps): SecurityM
   // the audit service's single-statement fast path.
   audit.addHook(alerts.hook, { when: (e) => alerts.watches(e.action) });
   const blobStore = deps.blobStore !== undefined ? deps.blobStore : createBlobStore(config.archive);
-  const archive = createArchiveService({ pool, config, logger, clock, audit, metrics, blobStore, chainHead: deps.chainHead });
+  const archive = createArchiveService({
+    pool,
+    config,
+    logger,
+    clock,
+    audit,
+    metrics,
+    blobStore,
+    chainHead: deps.chainHead,
+  });
 
-  const streams = deps.encryption ? createAuditStreams({ pool, config, clock, audit, encryption: deps.encryption, resolve: deps.resolveDestination }) : null;
-  const streamWorker = streams ? createStreamWorker({ pool, config, logger, clock, audit, streams, connectorTimeoutMs: deps.connectorTimeoutMs, ...deps.streamWorker }) : null;
+  const streams = deps.encryption
+    ? createAuditStreams({ pool, config, clock, audit, encryption: deps.encryption, resolve: deps.resolveDestination })
+    : null;
+  const streamWorker = streams
+    ? createStreamWorker({
+        pool,
+        config,
+        logger,
+        clock,
+        audit,
+        streams,
+        connectorTimeoutMs: deps.connectorTimeoutMs,
+        ...deps.streamWorker,
+      })
+    : null;
   const readinessChecks: ReadinessCheck[] = [];
   if (siem.enabled) {
     readinessChecks.push({

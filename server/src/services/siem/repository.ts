@@ -56,7 +56,11 @@ export interface AuditRowForEvent {
 }
 
 /** The audit rows queued events refer to (run inside the tenant's transaction). */
-export async function selectAuditRows(q: Queryable, tenantId: string, ids: readonly string[]): Promise<AuditRowForEvent[]> {
+export async function selectAuditRows(
+  q: Queryable,
+  tenantId: string,
+  ids: readonly string[],
+): Promise<AuditRowForEvent[]> {
   const { rows } = await q.query<AuditRowForEvent>(SELECT_AUDIT_ROWS, [tenantId, ids]);
   return rows;
 }
@@ -95,8 +99,19 @@ WHERE o.seq IN (
 RETURNING o.seq, o.event_id, o.tenant_id, o.attempts, o.payload, o.audit_log_id::text AS audit_log_id`;
 
 /** Claims up to `limit` due events for `worker` until `leaseUntil`; other workers skip them. */
-export async function claimBatch(q: Queryable, worker: string, now: Date, leaseUntil: Date, limit: number): Promise<OutboxRow[]> {
-  const { rows } = await q.query<Omit<OutboxRow, 'event_id'> & { event_id: string | null }>(CLAIM_BATCH, [worker, leaseUntil, now, limit]);
+export async function claimBatch(
+  q: Queryable,
+  worker: string,
+  now: Date,
+  leaseUntil: Date,
+  limit: number,
+): Promise<OutboxRow[]> {
+  const { rows } = await q.query<Omit<OutboxRow, 'event_id'> & { event_id: string | null }>(CLAIM_BATCH, [
+    worker,
+    leaseUntil,
+    now,
+    limit,
+  ]);
   return rows
     .map((r) => ({ ...r, event_id: r.event_id ?? auditEventId(r.audit_log_id as string) }))
     .sort((a, b) => a.seq.length - b.seq.length || (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
@@ -105,7 +120,12 @@ export async function claimBatch(q: Queryable, worker: string, now: Date, leaseU
 export const RENEW_LEASE = `UPDATE siem_outbox SET claimed_until = $3 WHERE seq = ANY($1::bigint[]) AND claimed_by = $2`;
 
 /** Extends this worker's claim on `seqs` to `leaseUntil`; returns how many rows it still holds. */
-export async function renewLease(q: Queryable, seqs: readonly string[], worker: string, leaseUntil: Date): Promise<number> {
+export async function renewLease(
+  q: Queryable,
+  seqs: readonly string[],
+  worker: string,
+  leaseUntil: Date,
+): Promise<number> {
   if (seqs.length === 0) return 0;
   const r = await q.query(RENEW_LEASE, [seqs, worker, leaseUntil]);
   return r.rowCount ?? 0;
@@ -148,7 +168,13 @@ export interface Reschedule {
 
 export async function reschedule(q: Queryable, items: readonly Reschedule[], worker: string): Promise<void> {
   if (items.length === 0) return;
-  await q.query(RESCHEDULE, [items.map((i) => i.seq), items.map((i) => i.nextAt), items.map((i) => i.reason.slice(0, 1000)), items.map((i) => i.inc), worker]);
+  await q.query(RESCHEDULE, [
+    items.map((i) => i.seq),
+    items.map((i) => i.nextAt),
+    items.map((i) => i.reason.slice(0, 1000)),
+    items.map((i) => i.inc),
+    worker,
+  ]);
 }
 
 export const MOVE_TO_DEAD_LETTER = `
@@ -163,9 +189,19 @@ ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id`;
 
 /** Moves claimed events to the dead letter with their reasons; returns the moved event ids. */
-export async function moveToDeadLetter(q: Queryable, items: ReadonlyArray<{ seq: string; reason: string }>, worker: string, now: Date): Promise<string[]> {
+export async function moveToDeadLetter(
+  q: Queryable,
+  items: ReadonlyArray<{ seq: string; reason: string }>,
+  worker: string,
+  now: Date,
+): Promise<string[]> {
   if (items.length === 0) return [];
-  const { rows } = await q.query<{ event_id: string }>(MOVE_TO_DEAD_LETTER, [items.map((i) => i.seq), items.map((i) => i.reason.slice(0, 1000)), worker, now]);
+  const { rows } = await q.query<{ event_id: string }>(MOVE_TO_DEAD_LETTER, [
+    items.map((i) => i.seq),
+    items.map((i) => i.reason.slice(0, 1000)),
+    worker,
+    now,
+  ]);
   return rows.map((r) => r.event_id);
 }
 
@@ -270,7 +306,10 @@ export async function queueStatus(q: Queryable, tenantId: string | null): Promis
 
 export const INSERT_SIGNAL = `INSERT INTO siem_alert_signals (rule, subject, tenant_id, audit_log_id, occurred_at) VALUES ($1, $2, $3, $4, $5)`;
 
-export async function insertSignal(q: Queryable, s: { rule: string; subject: string; tenantId: string; auditLogId: string | null; at: Date }): Promise<void> {
+export async function insertSignal(
+  q: Queryable,
+  s: { rule: string; subject: string; tenantId: string; auditLogId: string | null; at: Date },
+): Promise<void> {
   await q.query(INSERT_SIGNAL, [s.rule, s.subject, s.tenantId, s.auditLogId, s.at]);
 }
 
@@ -283,7 +322,13 @@ export async function lockSubject(q: Queryable, rule: string, subject: string): 
 
 export const COUNT_SIGNALS = `SELECT count(*)::int AS n FROM siem_alert_signals WHERE rule = $1 AND subject = $2 AND occurred_at > $3 AND occurred_at <= $4`;
 
-export async function countSignals(q: Queryable, rule: string, subject: string, since: Date, until: Date): Promise<number> {
+export async function countSignals(
+  q: Queryable,
+  rule: string,
+  subject: string,
+  since: Date,
+  until: Date,
+): Promise<number> {
   const { rows } = await q.query<{ n: number }>(COUNT_SIGNALS, [rule, subject, since, until]);
   return rows[0]?.n ?? 0;
 }
@@ -298,7 +343,13 @@ ON CONFLICT (rule, subject) DO UPDATE SET last_alert_at = EXCLUDED.last_alert_at
 WHERE siem_alert_state.last_alert_at <= $4
 RETURNING 1`;
 
-export async function claimAlert(q: Queryable, rule: string, subject: string, now: Date, suppressedSince: Date): Promise<boolean> {
+export async function claimAlert(
+  q: Queryable,
+  rule: string,
+  subject: string,
+  now: Date,
+  suppressedSince: Date,
+): Promise<boolean> {
   const r = await q.query(CLAIM_ALERT, [rule, subject, now, suppressedSince]);
   return (r.rowCount ?? 0) > 0;
 }

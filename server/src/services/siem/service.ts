@@ -110,7 +110,12 @@ export interface SiemService {
   sendEvent(event: SiemEventInput, q?: Queryable): Promise<string>;
   sendBatch(events: readonly SiemEventInput[], q?: Queryable): Promise<string[]>;
   /** Records `security.alert.<alertType>` in the audit trail; the audit hook forwards it. */
-  sendAlert(alertType: string, severity: Severity, message: string, opts?: SendAlertOptions): Promise<{ eventId: string; auditLogId: string }>;
+  sendAlert(
+    alertType: string,
+    severity: Severity,
+    message: string,
+    opts?: SendAlertOptions,
+  ): Promise<{ eventId: string; auditLogId: string }>;
   /** POST /audit/siem: admin-submitted events + an audit.siem.submitted row, one transaction. */
   submitFromRequest(req: Request, events: readonly ApiEventInput[], q?: Queryable): Promise<string[]>;
   healthCheck(): Promise<SiemHealth>;
@@ -164,7 +169,8 @@ async function retryWhileUnavailable<T>(fn: () => Promise<T>): Promise<T> {
 
 export function createSiemService(deps: SiemServiceDeps): SiemService {
   const { pool, config, logger, clock, audit, metrics } = deps;
-  const connector = deps.connector !== undefined ? deps.connector : createConnector(config, { timeoutMs: deps.connectorTimeoutMs });
+  const connector =
+    deps.connector !== undefined ? deps.connector : createConnector(config, { timeoutMs: deps.connectorTimeoutMs });
   const enabled = connector !== null;
   const provider = connector?.provider ?? null;
   const batchSize = config.siem.batchSize;
@@ -220,7 +226,8 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
   }
 
   function validateInput(e: SiemEventInput): void {
-    if (!EVENT_TYPE_RE.test(e.eventType) || e.eventType.length > 128) throw new Error(`invalid SIEM event type ${JSON.stringify(e.eventType.slice(0, 64))}`);
+    if (!EVENT_TYPE_RE.test(e.eventType) || e.eventType.length > 128)
+      throw new Error(`invalid SIEM event type ${JSON.stringify(e.eventType.slice(0, 64))}`);
     if (!SEVERITIES.includes(e.severity)) throw new Error('invalid SIEM severity');
   }
 
@@ -234,7 +241,11 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
     return events.map((e) => e.id);
   }
 
-  async function applyReport(rows: repo.OutboxRow[], outcomes: Map<string, EventOutcome>, batchError: string | undefined): Promise<FlushResult> {
+  async function applyReport(
+    rows: repo.OutboxRow[],
+    outcomes: Map<string, EventOutcome>,
+    batchError: string | undefined,
+  ): Promise<FlushResult> {
     const at = now();
     const delivered: string[] = [];
     const resched: repo.Reschedule[] = [];
@@ -246,7 +257,12 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
       else if (o.penalize === false) resched.push({ seq: row.seq, nextAt: at, reason: o.reason, inc: 0 });
       else {
         const attempt = row.attempts + 1;
-        resched.push({ seq: row.seq, nextAt: new Date(at.getTime() + backoffDelayMs(attempt, random, o.retryAfterMs)), reason: o.reason, inc: 1 });
+        resched.push({
+          seq: row.seq,
+          nextAt: new Date(at.getTime() + backoffDelayMs(attempt, random, o.retryAfterMs)),
+          reason: o.reason,
+          inc: 1,
+        });
       }
     }
     // What the SIEM accepted is recorded even across a database restart: retried while the
@@ -264,7 +280,12 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
     let deadCount = 0;
     for (const [tenantId, items] of byTenant) {
       await withTenant(pool, tenantId, async (c) => {
-        const moved = await repo.moveToDeadLetter(c, items.map((i) => ({ seq: i.row.seq, reason: i.reason })), instanceId, at);
+        const moved = await repo.moveToDeadLetter(
+          c,
+          items.map((i) => ({ seq: i.row.seq, reason: i.reason })),
+          instanceId,
+          at,
+        );
         if (moved.length === 0) return;
         deadCount += moved.length;
         await audit.record(
@@ -276,7 +297,12 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
             result: 'failure',
             severity: 'high',
             errorMessage: (items[0] as { reason: string }).reason.slice(0, 2000),
-            after: { provider, count: moved.length, eventIds: moved, reasons: [...new Set(items.map((i) => i.reason))].slice(0, 5) },
+            after: {
+              provider,
+              count: moved.length,
+              eventIds: moved,
+              reasons: [...new Set(items.map((i) => i.reason))].slice(0, 5),
+            },
           },
           c,
         );
@@ -286,14 +312,22 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
     metrics.retried.inc(resched.filter((r) => r.inc === 1).length);
     if (deadCount > 0) metrics.deadLettered.inc({ reason: 'permanent' }, deadCount);
     depthEstimate = Math.max(0, depthEstimate - delivered.length - deadCount);
-    if (batchError) log.warn('SIEM delivery failed', { reason: batchError, delivered: delivered.length, retried: resched.length, deadLettered: deadCount });
+    if (batchError)
+      log.warn('SIEM delivery failed', {
+        reason: batchError,
+        delivered: delivered.length,
+        retried: resched.length,
+        deadLettered: deadCount,
+      });
     return { claimed: rows.length, delivered: delivered.length, retried: resched.length, dead: deadCount };
   }
 
   async function flushOnce(): Promise<FlushResult> {
     if (!connector) return { claimed: 0, delivered: 0, retried: 0, dead: 0 };
     const t = clock.now();
-    const rows = await withSiemWorker(pool, (c) => repo.claimBatch(c, instanceId, new Date(t), new Date(t + leaseMs), batchSize));
+    const rows = await withSiemWorker(pool, (c) =>
+      repo.claimBatch(c, instanceId, new Date(t), new Date(t + leaseMs), batchSize),
+    );
     if (rows.length === 0) return { claimed: 0, delivered: 0, retried: 0, dead: 0 };
     const renewal = renewWhileInFlight(rows.map((r) => r.seq));
     // Renewed while the batch is in flight; stopped before the outcome is written (a renewal
@@ -313,7 +347,10 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
           .then((held) => {
             if (held < seqs.length && !lostLogged) {
               lostLogged = true;
-              log.warn('SIEM claim expired before renewal; another instance may deliver these events too', { claimed: seqs.length, held });
+              log.warn('SIEM claim expired before renewal; another instance may deliver these events too', {
+                claimed: seqs.length,
+                held,
+              });
             }
           })
           .catch((err: Error) => void log.warn('SIEM claim renewal failed', { err: err.message }))
@@ -344,7 +381,8 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
       outcomes = report.outcomes;
       error = report.error;
       // An audit row that cannot be read (purged by retention) cannot be sent.
-      for (const m of missing) outcomes.set(m.event_id, { kind: 'dead', reason: `audit row ${m.audit_log_id} not found` });
+      for (const m of missing)
+        outcomes.set(m.event_id, { kind: 'dead', reason: `audit row ${m.audit_log_id} not found` });
     } catch (err) {
       error = `${provider}: ${(err as Error).message}`.slice(0, 300);
       outcomes = new Map(rows.map((r) => [r.event_id, { kind: 'retry', reason: error as string } as EventOutcome]));
@@ -358,7 +396,10 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
     const moved = await withSiemWorker(pool, (c) => repo.trimQueue(c, maxQueue, now()));
     if (moved.length > 0) {
       metrics.deadLettered.inc({ reason: 'queue_full' }, moved.length);
-      log.warn('SIEM queue over its bound: oldest non-critical events moved to the dead letter', { count: moved.length, maxQueue });
+      log.warn('SIEM queue over its bound: oldest non-critical events moved to the dead letter', {
+        count: moved.length,
+        maxQueue,
+      });
     }
     return moved;
   }
@@ -405,7 +446,9 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
   /** The events of claimed rows: stored payloads, or built from the audit rows they mirror (read per tenant). */
   async function resolveEvents(rows: repo.OutboxRow[]): Promise<{ events: SiemEvent[]; missing: repo.OutboxRow[] }> {
     const byTenant = new Map<string, string[]>();
-    for (const r of rows) if (!r.payload && r.audit_log_id) byTenant.set(r.tenant_id, [...(byTenant.get(r.tenant_id) ?? []), r.audit_log_id]);
+    for (const r of rows)
+      if (!r.payload && r.audit_log_id)
+        byTenant.set(r.tenant_id, [...(byTenant.get(r.tenant_id) ?? []), r.audit_log_id]);
     const built = new Map<string, SiemEvent>();
     for (const [tenantId, ids] of byTenant) {
       const auditRows = await withTenant(pool, tenantId, (c) => repo.selectAuditRows(c, tenantId, ids));
@@ -454,7 +497,8 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
     },
     sendBatch,
     async sendAlert(alertType, severity, message, opts = {}) {
-      if (!/^[a-z][a-z0-9_]{0,63}$/.test(alertType)) throw new Error('alert type must be lower-case letters, digits and underscores');
+      if (!/^[a-z][a-z0-9_]{0,63}$/.test(alertType))
+        throw new Error('alert type must be lower-case letters, digits and underscores');
       if (!SEVERITIES.includes(severity)) throw new Error('invalid alert severity');
       const event = {
         tenantId: opts.tenantId ?? '_system',
@@ -499,7 +543,8 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
         ),
       );
       // In the caller's tenant transaction when given (Idempotency-Key), else in its own.
-      const inTx = (fn: (c: Queryable) => Promise<void>): Promise<void> => (q ? fn(q) : withTenant(pool, auth.tenantId, fn));
+      const inTx = (fn: (c: Queryable) => Promise<void>): Promise<void> =>
+        q ? fn(q) : withTenant(pool, auth.tenantId, fn);
       await inTx(async (c) => {
         await enqueue(c, events);
         await audit.recordFromRequest(
@@ -508,7 +553,11 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
             action: 'audit.siem.submitted',
             resourceType: 'siem_event',
             resourceId: events.length === 1 ? (events[0] as SiemEvent).id : `${events.length} events`,
-            after: { count: events.length, eventIds: events.map((e) => e.id), eventTypes: [...new Set(events.map((e) => e.eventType))].slice(0, 20) },
+            after: {
+              count: events.length,
+              eventIds: events.map((e) => e.id),
+              eventTypes: [...new Set(events.map((e) => e.eventType))].slice(0, 20),
+            },
             severity: 'low',
           },
           c,
@@ -517,7 +566,8 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
       return events.map((e) => e.id);
     },
     async healthCheck() {
-      if (!connector) return { provider: null, reachable: false, healthy: false, error: 'SIEM_PROVIDER is not configured' };
+      if (!connector)
+        return { provider: null, reachable: false, healthy: false, error: 'SIEM_PROVIDER is not configured' };
       let reachable = true;
       let error: string | null = null;
       try {
@@ -536,8 +586,17 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
         return { row: r, total: tenantId ? await repo.countOutboxCapped(c, maxQueue) : r.queued };
       });
       depthEstimate = Math.min(total, maxQueue);
-      const errorIsCurrent = row.last_error !== null && row.last_error_at !== null && (row.last_flush_at === null || row.last_error_at >= row.last_flush_at);
-      const lastError = !enabled ? 'SIEM_PROVIDER is not configured' : errorIsCurrent ? row.last_error : total >= maxQueue ? 'queue full' : null;
+      const errorIsCurrent =
+        row.last_error !== null &&
+        row.last_error_at !== null &&
+        (row.last_flush_at === null || row.last_error_at >= row.last_flush_at);
+      const lastError = !enabled
+        ? 'SIEM_PROVIDER is not configured'
+        : errorIsCurrent
+          ? row.last_error
+          : total >= maxQueue
+            ? 'queue full'
+            : null;
       return {
         queuedEvents: row.queued,
         deadLetter: row.dead,
@@ -571,7 +630,12 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
         }, FILL_CHECK_MS);
         fillTimer.unref();
       }
-      log.info('SIEM forwarder started', { batchSize, flushIntervalMs: config.siem.flushIntervalMs, maxQueue, instanceId });
+      log.info('SIEM forwarder started', {
+        batchSize,
+        flushIntervalMs: config.siem.flushIntervalMs,
+        maxQueue,
+        instanceId,
+      });
     },
     async stop() {
       stopping = true;

@@ -73,15 +73,31 @@ function certificate(): Promise<{ cert: string; key: string }> {
       { name: 'basicConstraints', cA: true },
       { name: 'keyUsage', digitalSignature: true, keyCertSign: true },
       { name: 'extKeyUsage', serverAuth: true },
-      { name: 'subjectAltName', altNames: [{ type: 2, value: VAULT_HOST }, { type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] },
+      {
+        name: 'subjectAltName',
+        altNames: [
+          { type: 2, value: VAULT_HOST },
+          { type: 2, value: 'localhost' },
+          { type: 7, ip: '127.0.0.1' },
+        ],
+      },
     ],
   }).then((p) => ({ cert: p.cert, key: p.private }));
   return certPromise;
 }
 
-function send(res: import('node:http').ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+function send(
+  res: import('node:http').ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   const text = body === undefined ? '' : JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'x-ms-keyvault-service-version': '1.9.0.0', ...headers });
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'x-ms-keyvault-service-version': '1.9.0.0',
+    ...headers,
+  });
   res.end(text);
 }
 
@@ -126,7 +142,13 @@ export async function startFakeKeyVault(opts: { token?: string } = {}): Promise<
       id: `${baseUrl}/secrets/${name}/${v.version}`,
       ...(v.contentType ? { contentType: v.contentType } : {}),
       ...(v.tags ? { tags: v.tags } : {}),
-      attributes: { enabled: v.enabled, created: v.created, updated: v.created, recoveryLevel: 'Recoverable+Purgeable', recoverableDays: 90 },
+      attributes: {
+        enabled: v.enabled,
+        created: v.created,
+        updated: v.created,
+        recoveryLevel: 'Recoverable+Purgeable',
+        recoverableDays: 90,
+      },
     };
   }
 
@@ -157,30 +179,48 @@ export async function startFakeKeyVault(opts: { token?: string } = {}): Promise<
           return;
         }
         if (!url.searchParams.get('api-version')) {
-          send(res, 400, { error: { code: 'BadParameter', message: 'The request URI contains an invalid api-version' } });
+          send(res, 400, {
+            error: { code: 'BadParameter', message: 'The request URI contains an invalid api-version' },
+          });
           return;
         }
         if (!authorized) {
-          send(res, 401, { error: { code: 'Unauthorized', message: 'AKV10000: Request is missing a Bearer or PoP token.' } }, {
-            'www-authenticate': `Bearer authorization="https://login.microsoftonline.com/${VAULT_TENANT_ID}", resource="${CHALLENGE_RESOURCE}"`,
-          });
+          send(
+            res,
+            401,
+            { error: { code: 'Unauthorized', message: 'AKV10000: Request is missing a Bearer or PoP token.' } },
+            {
+              'www-authenticate': `Bearer authorization="https://login.microsoftonline.com/${VAULT_TENANT_ID}", resource="${CHALLENGE_RESOURCE}"`,
+            },
+          );
           return;
         }
         const name = decodeURIComponent(segs[1] ?? '');
         const list = secrets.get(name) ?? [];
         const notFound = (): void =>
-          send(res, 404, { error: { code: 'SecretNotFound', message: `A secret with (name/id) ${name} was not found in this key vault.` } });
+          send(res, 404, {
+            error: {
+              code: 'SecretNotFound',
+              message: `A secret with (name/id) ${name} was not found in this key vault.`,
+            },
+          });
         switch (kind) {
           case 'get-latest': {
             const latest = list.at(-1);
             if (!latest) return notFound();
-            if (!latest.enabled) return send(res, 403, { error: { code: 'Forbidden', message: 'Operation get is not allowed on a disabled secret.' } });
+            if (!latest.enabled)
+              return send(res, 403, {
+                error: { code: 'Forbidden', message: 'Operation get is not allowed on a disabled secret.' },
+              });
             return send(res, 200, bundle(name, latest, true));
           }
           case 'get-version': {
             const v = list.find((s) => s.version === segs[2]);
             if (!v) return notFound();
-            if (!v.enabled) return send(res, 403, { error: { code: 'Forbidden', message: 'Operation get is not allowed on a disabled secret.' } });
+            if (!v.enabled)
+              return send(res, 403, {
+                error: { code: 'Forbidden', message: 'Operation get is not allowed on a disabled secret.' },
+              });
             return send(res, 200, bundle(name, v, true));
           }
           case 'set': {
@@ -190,7 +230,8 @@ export async function startFakeKeyVault(opts: { token?: string } = {}): Promise<
             } catch {
               return send(res, 400, { error: { code: 'BadParameter', message: 'Invalid JSON' } });
             }
-            if (typeof body.value !== 'string') return send(res, 400, { error: { code: 'BadParameter', message: 'Property value is required' } });
+            if (typeof body.value !== 'string')
+              return send(res, 400, { error: { code: 'BadParameter', message: 'Property value is required' } });
             const version = vault.put(name, body.value);
             const stored = secrets.get(name)?.at(-1) as StoredVersion;
             stored.contentType = body.contentType;
@@ -202,7 +243,10 @@ export async function startFakeKeyVault(opts: { token?: string } = {}): Promise<
             const max = Math.min(Number(url.searchParams.get('maxresults') ?? 25) || 25, 25);
             const skip = Number(url.searchParams.get('$skiptoken') ?? 0) || 0;
             const page = list.slice(skip, skip + max);
-            const next = skip + max < list.length ? `${baseUrl}/secrets/${name}/versions?api-version=${url.searchParams.get('api-version')}&$skiptoken=${skip + max}&maxresults=${max}` : null;
+            const next =
+              skip + max < list.length
+                ? `${baseUrl}/secrets/${name}/versions?api-version=${url.searchParams.get('api-version')}&$skiptoken=${skip + max}&maxresults=${max}`
+                : null;
             return send(res, 200, { value: page.map((v) => bundle(name, v, false)), nextLink: next });
           }
           default:

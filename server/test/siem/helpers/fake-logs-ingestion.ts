@@ -74,7 +74,13 @@ export async function startFakeLogsIngestion(): Promise<FakeLogsIngestion> {
       { name: 'basicConstraints', cA: true },
       { name: 'keyUsage', digitalSignature: true, keyCertSign: true },
       { name: 'extKeyUsage', serverAuth: true },
-      { name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] },
+      {
+        name: 'subjectAltName',
+        altNames: [
+          { type: 2, value: 'localhost' },
+          { type: 7, ip: '127.0.0.1' },
+        ],
+      },
     ],
   });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fake-dce-'));
@@ -92,23 +98,52 @@ export async function startFakeLogsIngestion(): Promise<FakeLogsIngestion> {
   const failures: Array<{ status: number; headers?: Record<string, string>; body?: unknown }> = [];
   let base = '';
 
-  function send(res: import('node:http').ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}): void {
-    res.writeHead(status, { ...(body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' }), ...headers });
+  function send(
+    res: import('node:http').ServerResponse,
+    status: number,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): void {
+    res.writeHead(status, {
+      ...(body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' }),
+      ...headers,
+    });
     res.end(body === undefined ? '' : JSON.stringify(body));
   }
 
   function issueToken(form: URLSearchParams): { status: number; body: unknown } {
     const scope = form.get('scope') ?? '';
-    const ok = form.get('grant_type') === 'client_credentials' && form.get('client_id') === clientId && form.get('client_secret') === clientSecret;
+    const ok =
+      form.get('grant_type') === 'client_credentials' &&
+      form.get('client_id') === clientId &&
+      form.get('client_secret') === clientSecret;
     tokenRequests.push({ scope, ok });
-    if (!ok) return { status: 401, body: { error: 'invalid_client', error_description: 'AADSTS7000215: Invalid client secret provided.' } };
+    if (!ok)
+      return {
+        status: 401,
+        body: { error: 'invalid_client', error_description: 'AADSTS7000215: Invalid client secret provided.' },
+      };
     const resource = scope.split(' ')[0]?.replace(/\/\.default$/, '') ?? '';
     const iat = Math.floor(Date.now() / 1000);
-    const jwt = signJwt({ appid: clientId, tid: tenantId, roles: ['Monitoring Metrics Publisher'], iss: `${base}/${tenantId}/v2.0`, aud: resource, iat, exp: iat + 3600 }, signingKey);
+    const jwt = signJwt(
+      {
+        appid: clientId,
+        tid: tenantId,
+        roles: ['Monitoring Metrics Publisher'],
+        iss: `${base}/${tenantId}/v2.0`,
+        aud: resource,
+        iat,
+        exp: iat + 3600,
+      },
+      signingKey,
+    );
     return { status: 200, body: { token_type: 'Bearer', expires_in: 3599, ext_expires_in: 3599, access_token: jwt } };
   }
 
-  async function ingest(req: import('node:http').IncomingMessage, body: Buffer): Promise<{ status: number; body?: unknown; headers?: Record<string, string>; record: IngestionRequest }> {
+  async function ingest(
+    req: import('node:http').IncomingMessage,
+    body: Buffer,
+  ): Promise<{ status: number; body?: unknown; headers?: Record<string, string>; record: IngestionRequest }> {
     const url = new URL(req.url ?? '/', base);
     const record: IngestionRequest = { path: url.pathname, status: 0, rows: 0, bytes: 0, audience: null };
     const done = (status: number, b?: unknown, headers?: Record<string, string>) => {
@@ -116,7 +151,8 @@ export async function startFakeLogsIngestion(): Promise<FakeLogsIngestion> {
       return { status, body: b, headers, record };
     };
     const auth = req.headers.authorization ?? '';
-    if (!auth.startsWith('Bearer ')) return done(401, { error: { code: 'InvalidToken', message: 'Missing bearer token.' } });
+    if (!auth.startsWith('Bearer '))
+      return done(401, { error: { code: 'InvalidToken', message: 'Missing bearer token.' } });
     let payload: Record<string, unknown> | null;
     try {
       payload = verifyJwt(auth.slice(7), signingKey, `${base}/${tenantId}/v2.0`);
@@ -125,12 +161,25 @@ export async function startFakeLogsIngestion(): Promise<FakeLogsIngestion> {
     }
     if (!payload) return done(401, { error: { code: 'InvalidToken', message: 'The token is not valid.' } });
     record.audience = typeof payload.aud === 'string' ? payload.aud : null;
-    if (payload.aud !== MONITOR_AUDIENCE) return done(401, { error: { code: 'InvalidAudience', message: `Token audience ${String(payload.aud)} is not ${MONITOR_AUDIENCE}.` } });
-    if (url.searchParams.get('api-version') !== '2023-01-01') return done(400, { error: { code: 'InvalidApiVersion', message: 'api-version is missing or unsupported.' } });
+    if (payload.aud !== MONITOR_AUDIENCE)
+      return done(401, {
+        error: {
+          code: 'InvalidAudience',
+          message: `Token audience ${String(payload.aud)} is not ${MONITOR_AUDIENCE}.`,
+        },
+      });
+    if (url.searchParams.get('api-version') !== '2023-01-01')
+      return done(400, { error: { code: 'InvalidApiVersion', message: 'api-version is missing or unsupported.' } });
     const m = /^\/dataCollectionRules\/([^/]+)\/streams\/([^/]+)$/.exec(url.pathname);
-    if (!m || m[1] !== dcrId || decodeURIComponent(m[2] as string) !== streamName) return done(404, { error: { code: 'NotFound', message: 'Data collection rule or stream not found.' } });
+    if (!m || m[1] !== dcrId || decodeURIComponent(m[2] as string) !== streamName)
+      return done(404, { error: { code: 'NotFound', message: 'Data collection rule or stream not found.' } });
     const failure = failures.shift();
-    if (failure) return done(failure.status, failure.body ?? { error: { code: 'Failure', message: 'programmed failure' } }, failure.headers);
+    if (failure)
+      return done(
+        failure.status,
+        failure.body ?? { error: { code: 'Failure', message: 'programmed failure' } },
+        failure.headers,
+      );
     let text: string;
     try {
       text = (req.headers['content-encoding'] === 'gzip' ? zlib.gunzipSync(body) : body).toString('utf8');
@@ -138,14 +187,18 @@ export async function startFakeLogsIngestion(): Promise<FakeLogsIngestion> {
       return done(400, { error: { code: 'InvalidContentEncoding', message: 'The body is not valid gzip.' } });
     }
     record.bytes = Buffer.byteLength(text);
-    if (record.bytes > 1_000_000) return done(413, { error: { code: 'ContentLengthLimitExceeded', message: 'Maximum request body size is 1 MB.' } });
+    if (record.bytes > 1_000_000)
+      return done(413, {
+        error: { code: 'ContentLengthLimitExceeded', message: 'Maximum request body size is 1 MB.' },
+      });
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
     } catch {
       return done(400, { error: { code: 'InvalidJson', message: 'The body is not JSON.' } });
     }
-    if (!Array.isArray(parsed)) return done(400, { error: { code: 'InvalidPayload', message: 'The body must be a JSON array.' } });
+    if (!Array.isArray(parsed))
+      return done(400, { error: { code: 'InvalidPayload', message: 'The body must be a JSON array.' } });
     record.rows = parsed.length;
     rows.push(...(parsed as Array<Record<string, unknown>>));
     return done(204);

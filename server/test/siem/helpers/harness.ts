@@ -5,13 +5,26 @@ import { createPool, poolOptionsFromConfig } from '../../../src/db/pool';
 import { ManualClock, type Clock } from '../../../src/lib/clock';
 import { createLogger, type Logger } from '../../../src/lib/logger';
 import { createAuditService, type AuditService } from '../../../src/services/audit/service';
-import { buildSecurityMonitoring, type SecurityMonitoring, type SecurityMonitoringDeps } from '../../../src/services/siem';
+import {
+  buildSecurityMonitoring,
+  type SecurityMonitoring,
+  type SecurityMonitoringDeps,
+} from '../../../src/services/siem';
 import { buildTestApp, captureTransport, type TestApp } from '../../helpers/app';
 import { testEnv } from '../../helpers/env';
 import type { IsolatedDatabase } from './db';
 
-export async function buildSiemTestApp(db: IsolatedDatabase, env: Record<string, string | undefined>, opts: { clock?: Clock; start?: boolean } = {}): Promise<TestApp> {
-  return buildTestApp({ env: { DATABASE_URL: db.appUrl, MIGRATION_DATABASE_URL: db.url, ...env }, clock: opts.clock, start: opts.start, logLevel: 'warn' });
+export async function buildSiemTestApp(
+  db: IsolatedDatabase,
+  env: Record<string, string | undefined>,
+  opts: { clock?: Clock; start?: boolean } = {},
+): Promise<TestApp> {
+  return buildTestApp({
+    env: { DATABASE_URL: db.appUrl, MIGRATION_DATABASE_URL: db.url, ...env },
+    clock: opts.clock,
+    start: opts.start,
+    logLevel: 'warn',
+  });
 }
 
 export interface Stack {
@@ -30,7 +43,12 @@ export interface Stack {
  * module, with a manual clock and any overrides (connector, timeouts, lease). A second stack
  * on the same database plays a second instance.
  */
-export async function buildStack(db: IsolatedDatabase, env: Record<string, string | undefined>, overrides: Partial<SecurityMonitoringDeps> = {}, clock = new ManualClock()): Promise<Stack> {
+export async function buildStack(
+  db: IsolatedDatabase,
+  env: Record<string, string | undefined>,
+  overrides: Partial<SecurityMonitoringDeps> = {},
+  clock = new ManualClock(),
+): Promise<Stack> {
   const loaded = loadConfig(testEnv({ DATABASE_URL: db.appUrl, MIGRATION_DATABASE_URL: db.url, ...env }));
   if (!loaded.config) throw new Error(`test config invalid: ${JSON.stringify(loaded.errors)}`);
   const config = loaded.config;
@@ -55,7 +73,11 @@ export async function buildStack(db: IsolatedDatabase, env: Record<string, strin
 }
 
 /** Polls until fn returns a truthy value (no timing assertions: only a generous deadline). */
-export async function eventually<T>(fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, what: string, timeoutMs = 15_000): Promise<T> {
+export async function eventually<T>(
+  fn: () => Promise<T | null | undefined | false> | T | null | undefined | false,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();

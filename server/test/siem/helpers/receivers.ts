@@ -43,7 +43,11 @@ export interface Receiver {
 type Handler = (req: RawRequest) => Reply;
 
 function json(status: number, body: unknown, headers: Record<string, string> = {}): Reply {
-  return { status, headers: { 'Content-Type': 'application/json; charset=UTF-8', ...headers }, body: JSON.stringify(body) };
+  return {
+    status,
+    headers: { 'Content-Type': 'application/json; charset=UTF-8', ...headers },
+    body: JSON.stringify(body),
+  };
 }
 
 async function startReceiver(handler: Handler, opts: { ingestPaths: RegExp }): Promise<Receiver> {
@@ -57,7 +61,12 @@ async function startReceiver(handler: Handler, opts: { ingestPaths: RegExp }): P
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const raw: RawRequest = { method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers, body: Buffer.concat(chunks) };
+      const raw: RawRequest = {
+        method: req.method ?? 'GET',
+        path: req.url ?? '/',
+        headers: req.headers,
+        body: Buffer.concat(chunks),
+      };
       requests.push(raw);
       if (hanging) return;
       let reply: Reply;
@@ -110,13 +119,14 @@ async function startReceiver(handler: Handler, opts: { ingestPaths: RegExp }): P
       delayMs = 0;
     },
     down: closeServer,
-    up: () => new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    }),
+    up: () =>
+      new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, '127.0.0.1', () => {
+          server.off('error', reject);
+          resolve();
+        });
+      }),
     close: closeServer,
   };
 }
@@ -158,7 +168,14 @@ export function splitConcatenatedJson(text: string): { objects: unknown[]; error
 
 export interface HecReceiver extends Receiver {
   /** Accepted envelopes, in order. */
-  envelopes: Array<{ time: number; host: string; source: string; sourcetype: string; fields?: Record<string, unknown>; event: Record<string, unknown> }>;
+  envelopes: Array<{
+    time: number;
+    host: string;
+    source: string;
+    sourcetype: string;
+    fields?: Record<string, unknown>;
+    event: Record<string, unknown>;
+  }>;
   busy(on: boolean): void;
   /** Events matching are refused as "Invalid data format" (code 6) with their invalid-event-number. */
   rejectWhen(pred: ((event: Record<string, unknown>) => boolean) | null): void;
@@ -188,16 +205,28 @@ export async function startHecReceiver(token: string): Promise<HecReceiver> {
         if (!ack) return json(400, { text: 'ACK is disabled', code: 14 });
         if (req.headers.authorization !== `Splunk ${token}`) return json(403, { text: 'Invalid token', code: 4 });
         if (!channel) return json(400, { text: 'Data channel is missing', code: 10 });
-        const asked = ((JSON.parse(req.body.toString('utf8')) as { acks?: number[] }).acks ?? []).filter((n) => Number.isInteger(n));
+        const asked = ((JSON.parse(req.body.toString('utf8')) as { acks?: number[] }).acks ?? []).filter((n) =>
+          Number.isInteger(n),
+        );
         ackQueries.push({ channel, acks: asked });
         const ch = acks.get(channel);
         const now = Date.now();
-        return json(200, { acks: Object.fromEntries(asked.map((id) => { const p = ch?.pending.get(id); return [String(id), !!p && !p.dropped && p.readyAt <= now]; })) });
+        return json(200, {
+          acks: Object.fromEntries(
+            asked.map((id) => {
+              const p = ch?.pending.get(id);
+              return [String(id), !!p && !p.dropped && p.readyAt <= now];
+            }),
+          ),
+        });
       }
       if (req.method === 'GET' && path === '/services/collector/health') {
-        return busy ? json(503, { text: 'HEC is unhealthy, queues are full', code: 18 }) : json(200, { text: 'HEC is healthy', code: 17 });
+        return busy
+          ? json(503, { text: 'HEC is unhealthy, queues are full', code: 18 })
+          : json(200, { text: 'HEC is healthy', code: 17 });
       }
-      if (req.method !== 'POST' || path !== '/services/collector/event') return json(404, { text: 'The requested URL was not found on this server.', code: 404 });
+      if (req.method !== 'POST' || path !== '/services/collector/event')
+        return json(404, { text: 'The requested URL was not found on this server.', code: 404 });
       const auth = req.headers.authorization;
       if (!auth) return json(401, { text: 'Token is required', code: 2 });
       if (auth !== `Splunk ${token}`) return json(403, { text: 'Invalid token', code: 4 });
@@ -208,9 +237,12 @@ export async function startHecReceiver(token: string): Promise<HecReceiver> {
       const { objects, errorAt } = splitConcatenatedJson(text);
       for (const [i, o] of objects.entries()) {
         const env = o as Record<string, unknown>;
-        if (!('event' in env)) return json(400, { text: 'Event field is required', code: 12, 'invalid-event-number': i });
-        if (env.event === '' || env.event === null) return json(400, { text: 'Event field cannot be blank', code: 13, 'invalid-event-number': i });
-        if (reject && reject(env.event as Record<string, unknown>)) return json(400, { text: 'Invalid data format', code: 6, 'invalid-event-number': i });
+        if (!('event' in env))
+          return json(400, { text: 'Event field is required', code: 12, 'invalid-event-number': i });
+        if (env.event === '' || env.event === null)
+          return json(400, { text: 'Event field cannot be blank', code: 13, 'invalid-event-number': i });
+        if (reject && reject(env.event as Record<string, unknown>))
+          return json(400, { text: 'Invalid data format', code: 6, 'invalid-event-number': i });
         envelopes.push(env as HecReceiver['envelopes'][number]);
       }
       if (errorAt !== null) return json(400, { text: 'Invalid data format', code: 6, 'invalid-event-number': errorAt });
@@ -264,10 +296,14 @@ export async function startDatadogReceiver(apiKey: string): Promise<DatadogRecei
   const batches: DatadogReceiver['batches'] = [];
   const r = await startReceiver(
     (req) => {
-      if (req.method !== 'POST' || req.path.split('?')[0] !== '/api/v2/logs') return json(404, { errors: ['Not found'] });
-      if (req.headers['dd-api-key'] !== apiKey) return json(403, { errors: [{ status: '403', title: 'Forbidden', detail: 'Forbidden' }] });
-      if (!String(req.headers['content-type'] ?? '').startsWith('application/json')) return json(400, { errors: [{ status: '400', title: 'Bad Request', detail: 'unsupported content type' }] });
-      if (req.body.length > 5_000_000) return json(413, { errors: [{ status: '413', title: 'Payload Too Large', detail: 'payload exceeds 5MB' }] });
+      if (req.method !== 'POST' || req.path.split('?')[0] !== '/api/v2/logs')
+        return json(404, { errors: ['Not found'] });
+      if (req.headers['dd-api-key'] !== apiKey)
+        return json(403, { errors: [{ status: '403', title: 'Forbidden', detail: 'Forbidden' }] });
+      if (!String(req.headers['content-type'] ?? '').startsWith('application/json'))
+        return json(400, { errors: [{ status: '400', title: 'Bad Request', detail: 'unsupported content type' }] });
+      if (req.body.length > 5_000_000)
+        return json(413, { errors: [{ status: '413', title: 'Payload Too Large', detail: 'payload exceeds 5MB' }] });
       let body: unknown;
       try {
         body = JSON.parse(req.body.toString('utf8'));
@@ -275,8 +311,13 @@ export async function startDatadogReceiver(apiKey: string): Promise<DatadogRecei
         return json(400, { errors: [{ status: '400', title: 'Bad Request', detail: 'invalid JSON' }] });
       }
       const entries = Array.isArray(body) ? body : [body];
-      if (entries.length > 1000) return json(400, { errors: [{ status: '400', title: 'Bad Request', detail: 'too many log entries (max 1000)' }] });
-      for (const e of entries) if (Buffer.byteLength(JSON.stringify(e)) > 1_000_000) return json(413, { errors: [{ status: '413', title: 'Payload Too Large', detail: 'log exceeds 1MB' }] });
+      if (entries.length > 1000)
+        return json(400, {
+          errors: [{ status: '400', title: 'Bad Request', detail: 'too many log entries (max 1000)' }],
+        });
+      for (const e of entries)
+        if (Buffer.byteLength(JSON.stringify(e)) > 1_000_000)
+          return json(413, { errors: [{ status: '413', title: 'Payload Too Large', detail: 'log exceeds 1MB' }] });
       logs.push(...(entries as Array<Record<string, unknown>>));
       if (entries.length > 0) batches.push({ entries: entries.length, bytes: req.body.length });
       return json(202, {});
@@ -301,7 +342,10 @@ export interface ElasticReceiver extends Receiver {
   /** Indexed documents by `${index}/${id}`. */
   docs: Map<string, Record<string, unknown>>;
   /** Items whose _id matches get this per-item failure once each time it is set (consumed on use). */
-  failItems(pred: ((id: string, doc: Record<string, unknown>) => { status: number; type: string; reason: string } | null) | null): void;
+  failItems(
+    pred:
+      ((id: string, doc: Record<string, unknown>) => { status: number; type: string; reason: string } | null) | null,
+  ): void;
   /** Every _id ever presented in a bulk request (with repeats). */
   seenIds: string[];
 }
@@ -309,38 +353,77 @@ export interface ElasticReceiver extends Receiver {
 export async function startElasticReceiver(apiKey: string | null): Promise<ElasticReceiver> {
   const docs = new Map<string, Record<string, unknown>>();
   const seenIds: string[] = [];
-  let fail: ((id: string, doc: Record<string, unknown>) => { status: number; type: string; reason: string } | null) | null = null;
+  let fail:
+    ((id: string, doc: Record<string, unknown>) => { status: number; type: string; reason: string } | null) | null =
+    null;
   const r = await startReceiver(
     (req) => {
       const path = req.path.split('?')[0];
       if (apiKey && req.headers.authorization !== `ApiKey ${apiKey}`) {
-        return json(401, { error: { root_cause: [{ type: 'security_exception', reason: 'unable to authenticate' }], type: 'security_exception', reason: 'unable to authenticate' }, status: 401 }, { 'WWW-Authenticate': 'ApiKey' });
+        return json(
+          401,
+          {
+            error: {
+              root_cause: [{ type: 'security_exception', reason: 'unable to authenticate' }],
+              type: 'security_exception',
+              reason: 'unable to authenticate',
+            },
+            status: 401,
+          },
+          { 'WWW-Authenticate': 'ApiKey' },
+        );
       }
-      if (req.method === 'GET' && path === '/') return json(200, { name: 'local', cluster_name: 'test', version: { number: '8.11.0' }, tagline: 'You Know, for Search' });
+      if (req.method === 'GET' && path === '/')
+        return json(200, {
+          name: 'local',
+          cluster_name: 'test',
+          version: { number: '8.11.0' },
+          tagline: 'You Know, for Search',
+        });
       if (req.method !== 'POST' || path !== '/_bulk') return json(404, { error: 'no handler', status: 404 });
       const ct = String(req.headers['content-type'] ?? '');
       if (!ct.startsWith('application/x-ndjson') && !ct.startsWith('application/json')) {
         return json(406, { error: `Content-Type header [${ct}] is not supported`, status: 406 });
       }
       const text = req.body.toString('utf8');
-      if (!text.endsWith('\n')) return json(400, { error: { type: 'illegal_argument_exception', reason: 'The bulk request must be terminated by a newline [\\n]' }, status: 400 });
+      if (!text.endsWith('\n'))
+        return json(400, {
+          error: {
+            type: 'illegal_argument_exception',
+            reason: 'The bulk request must be terminated by a newline [\\n]',
+          },
+          status: 400,
+        });
       const lines = text.split('\n').slice(0, -1);
       const items: unknown[] = [];
       let errors = false;
       for (let i = 0; i < lines.length; i += 2) {
         const action = JSON.parse(lines[i] as string) as { create?: { _index: string; _id: string } };
         const doc = JSON.parse(lines[i + 1] ?? 'null') as Record<string, unknown>;
-        if (!action.create) return json(400, { error: { type: 'illegal_argument_exception', reason: 'expected create' }, status: 400 });
+        if (!action.create)
+          return json(400, { error: { type: 'illegal_argument_exception', reason: 'expected create' }, status: 400 });
         const { _index, _id } = action.create;
         seenIds.push(_id);
         const key = `${_index}/${_id}`;
         const injected = fail ? fail(_id, doc) : null;
         if (injected) {
           errors = true;
-          items.push({ create: { _index, _id, status: injected.status, error: { type: injected.type, reason: injected.reason } } });
+          items.push({
+            create: { _index, _id, status: injected.status, error: { type: injected.type, reason: injected.reason } },
+          });
         } else if (docs.has(key)) {
           errors = true;
-          items.push({ create: { _index, _id, status: 409, error: { type: 'version_conflict_engine_exception', reason: `[${_id}]: version conflict, document already exists (current version [1])` } } });
+          items.push({
+            create: {
+              _index,
+              _id,
+              status: 409,
+              error: {
+                type: 'version_conflict_engine_exception',
+                reason: `[${_id}]: version conflict, document already exists (current version [1])`,
+              },
+            },
+          });
         } else {
           docs.set(key, doc);
           items.push({ create: { _index, _id, _version: 1, result: 'created', status: 201 } });
@@ -384,7 +467,10 @@ export function verifyWebhook(key: string, headers: http.IncomingHttpHeaders, bo
   return got.length === expected.length && timingSafeEqual(got, expected);
 }
 
-export async function startWebhookReceiver(key: string, path = '/hooks/siem'): Promise<WebhookReceiver & { endpoint: string }> {
+export async function startWebhookReceiver(
+  key: string,
+  path = '/hooks/siem',
+): Promise<WebhookReceiver & { endpoint: string }> {
   const events: Array<Record<string, unknown>> = [];
   const state = { refused: 0 };
   const r = await startReceiver(

@@ -27,7 +27,11 @@ export function rsyslogAvailable(): boolean {
 }
 
 export function rsyslogTlsAvailable(): boolean {
-  return ['/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so', '/usr/lib/aarch64-linux-gnu/rsyslog/lmnsd_ossl.so', '/usr/lib/rsyslog/lmnsd_ossl.so'].some((p) => fs.existsSync(p));
+  return [
+    '/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so',
+    '/usr/lib/aarch64-linux-gnu/rsyslog/lmnsd_ossl.so',
+    '/usr/lib/rsyslog/lmnsd_ossl.so',
+  ].some((p) => fs.existsSync(p));
 }
 
 async function waitFor<T>(fn: () => T | null, timeoutMs: number, what: string): Promise<T> {
@@ -40,7 +44,9 @@ async function waitFor<T>(fn: () => T | null, timeoutMs: number, what: string): 
   }
 }
 
-export async function startRsyslog(opts: { tls?: { certFile: string; keyFile: string; caFile: string } } = {}): Promise<Rsyslog> {
+export async function startRsyslog(
+  opts: { tls?: { certFile: string; keyFile: string; caFile: string } } = {},
+): Promise<Rsyslog> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-rsyslog-'));
   const outFile = path.join(dir, 'messages.log');
   const portFile = path.join(dir, 'port');
@@ -59,7 +65,9 @@ export async function startRsyslog(opts: { tls?: { certFile: string; keyFile: st
   ].join('\n');
   const confFile = path.join(dir, 'rsyslog.conf');
   fs.writeFileSync(confFile, conf);
-  const child: ChildProcess = spawn(RSYSLOGD, ['-n', '-f', confFile, '-i', path.join(dir, 'rsyslogd.pid')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(RSYSLOGD, ['-n', '-f', confFile, '-i', path.join(dir, 'rsyslogd.pid')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
   child.stdout?.on('data', (c: Buffer) => (stderr += c.toString()));
@@ -80,7 +88,10 @@ export async function startRsyslog(opts: { tls?: { certFile: string; keyFile: st
   );
   const read = (): string[] => {
     try {
-      return fs.readFileSync(outFile, 'utf8').split('\n').filter((l) => l !== '');
+      return fs
+        .readFileSync(outFile, 'utf8')
+        .split('\n')
+        .filter((l) => l !== '');
     } catch {
       return [];
     }
@@ -90,7 +101,8 @@ export async function startRsyslog(opts: { tls?: { certFile: string; keyFile: st
     outFile,
     dir,
     lines: read,
-    waitForLines: (n, timeoutMs = 10_000) => waitFor(() => (read().length >= n ? read() : null), timeoutMs, `${n} syslog line(s)`),
+    waitForLines: (n, timeoutMs = 10_000) =>
+      waitFor(() => (read().length >= n ? read() : null), timeoutMs, `${n} syslog line(s)`),
     async stop() {
       if (!exited) {
         await new Promise<void>((resolve) => {

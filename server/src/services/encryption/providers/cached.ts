@@ -19,7 +19,14 @@ import type { Logger } from '../../../lib/logger';
 import { KeyUnavailableError, UnknownKeyVersionError, describeError } from '../errors';
 import type { MasterKey } from '../master-key';
 import type { EnvironmentKeyProvider } from './environment';
-import type { KeyEventSink, KeyProviderEvent, KeyProviderStatus, KeyVersionInfo, MasterKeyProvider, RemoteKeySource } from './types';
+import type {
+  KeyEventSink,
+  KeyProviderEvent,
+  KeyProviderStatus,
+  KeyVersionInfo,
+  MasterKeyProvider,
+  RemoteKeySource,
+} from './types';
 
 export interface CachedKeyProviderOptions {
   source: RemoteKeySource;
@@ -105,7 +112,11 @@ export function createCachedKeyProvider(o: CachedKeyProviderOptions): CachedKeyP
       await o.onEvent(event);
     } catch (err) {
       logger.error('master key: could not record key event', { action: event.action, reason: describeError(err) });
-      if (failClosed) throw new KeyUnavailableError(`the ${event.action} event could not be recorded, so the fallback key is not used`, { cause: err });
+      if (failClosed)
+        throw new KeyUnavailableError(
+          `the ${event.action} event could not be recorded, so the fallback key is not used`,
+          { cause: err },
+        );
     }
   }
 
@@ -117,8 +128,13 @@ export function createCachedKeyProvider(o: CachedKeyProviderOptions): CachedKeyP
       const now = clock.now();
       if (gen === generation) current = newEntry(key, now);
       remember(newEntry(key, now));
-      if (fallbackActive) logger.warn('master key: Key Vault answers again; the fallback key is no longer used for new data', { keyId: source.keyId, version: key.version });
-      else if (failing) logger.info('master key: refresh succeeded again', { keyId: source.keyId, version: key.version });
+      if (fallbackActive)
+        logger.warn('master key: Key Vault answers again; the fallback key is no longer used for new data', {
+          keyId: source.keyId,
+          version: key.version,
+        });
+      else if (failing)
+        logger.info('master key: refresh succeeded again', { keyId: source.keyId, version: key.version });
       fallbackActive = false;
       failing = false;
       lastError = null;
@@ -137,22 +153,53 @@ export function createCachedKeyProvider(o: CachedKeyProviderOptions): CachedKeyP
         });
         if (!failing) {
           failing = true;
-          await emit({ action: 'key.master.refresh_failed', severity: 'high', keyId: source.keyId, servedVersion: prev.key.version, servedSource: prev.key.source, reason }, false);
+          await emit(
+            {
+              action: 'key.master.refresh_failed',
+              severity: 'high',
+              keyId: source.keyId,
+              servedVersion: prev.key.version,
+              servedSource: prev.key.source,
+              reason,
+            },
+            false,
+          );
         }
         return prev.key;
       }
       if (prev && !fallbackActive) {
-        logger.error('master key: the cached key passed its hard limit and the source is still failing', { keyId: source.keyId, version: prev.key.version, reason });
+        logger.error('master key: the cached key passed its hard limit and the source is still failing', {
+          keyId: source.keyId,
+          version: prev.key.version,
+          reason,
+        });
         current = null;
       }
       if (fallback?.hasCurrent) {
         const fk = await fallback.getCurrentKey();
         if (!fallbackActive) {
-          logger.error('master key: Key Vault unavailable; falling back to FLEET_ENCRYPTION_KEY', { keyId: source.keyId, fallbackVersion: fk.version, reason });
-          await emit({ action: 'key.master.fallback', severity: 'high', keyId: source.keyId, servedVersion: fk.version, servedSource: fk.source, reason }, true);
+          logger.error('master key: Key Vault unavailable; falling back to FLEET_ENCRYPTION_KEY', {
+            keyId: source.keyId,
+            fallbackVersion: fk.version,
+            reason,
+          });
+          await emit(
+            {
+              action: 'key.master.fallback',
+              severity: 'high',
+              keyId: source.keyId,
+              servedVersion: fk.version,
+              servedSource: fk.source,
+              reason,
+            },
+            true,
+          );
           fallbackActive = true;
         } else {
-          logger.warn('master key: Key Vault still unavailable; staying on the fallback key', { keyId: source.keyId, reason });
+          logger.warn('master key: Key Vault still unavailable; staying on the fallback key', {
+            keyId: source.keyId,
+            reason,
+          });
         }
         failing = true;
         current = { key: fk, fetchedAt: now, expiresAt: now + retryMs, hardExpiresAt: Number.POSITIVE_INFINITY };
@@ -180,7 +227,11 @@ export function createCachedKeyProvider(o: CachedKeyProviderOptions): CachedKeyP
       const reason = err instanceof KeyUnavailableError ? err.message : describeError(err);
       if (cached && now < cached.hardExpiresAt) {
         cached.expiresAt = Math.min(now + retryMs, cached.hardExpiresAt);
-        logger.warn('master key version refresh failed; serving the cached version', { keyId: source.keyId, version, reason });
+        logger.warn('master key version refresh failed; serving the cached version', {
+          keyId: source.keyId,
+          version,
+          reason,
+        });
         return cached.key;
       }
       throw err instanceof KeyUnavailableError ? err : new KeyUnavailableError(reason, { cause: err });

@@ -33,19 +33,33 @@ export function devKeyRotationHelp(file: string): string {
   );
 }
 
-export function environmentKeyProvider(opts: { currentKey: Buffer | null; previousKeys?: Readonly<Record<string, Buffer>>; devSecretsFile?: string | null }): EnvironmentKeyProvider {
+export function environmentKeyProvider(opts: {
+  currentKey: Buffer | null;
+  previousKeys?: Readonly<Record<string, Buffer>>;
+  devSecretsFile?: string | null;
+}): EnvironmentKeyProvider {
   const byVersion = new Map<string, MasterKey>();
   const listed: MasterKey[] = [];
   let current: MasterKey | null = null;
   if (opts.currentKey) {
-    current = createMasterKey({ keyId: ENVIRONMENT_KEY_ID, version: environmentKeyVersion(opts.currentKey), source: 'environment', material: opts.currentKey });
+    current = createMasterKey({
+      keyId: ENVIRONMENT_KEY_ID,
+      version: environmentKeyVersion(opts.currentKey),
+      source: 'environment',
+      material: opts.currentKey,
+    });
     byVersion.set(current.version, current);
     listed.push(current);
   }
   for (const [name, material] of Object.entries(opts.previousKeys ?? {})) {
     const derived = environmentKeyVersion(material);
     if (current && derived === current.version) continue; // the current key listed again
-    const k = createMasterKey({ keyId: 'env:FLEET_ENCRYPTION_PREVIOUS_KEYS', version: derived, source: 'environment', material });
+    const k = createMasterKey({
+      keyId: 'env:FLEET_ENCRYPTION_PREVIOUS_KEYS',
+      version: derived,
+      source: 'environment',
+      material,
+    });
     if (!byVersion.has(derived)) {
       byVersion.set(derived, k);
       listed.push(k);
@@ -67,11 +81,24 @@ export function environmentKeyProvider(opts: { currentKey: Buffer | null; previo
       return k;
     },
     async rotate() {
-      throw new RotationNotSupportedError(opts.devSecretsFile ? devKeyRotationHelp(opts.devSecretsFile) : ENVIRONMENT_ROTATION_HELP);
+      throw new RotationNotSupportedError(
+        opts.devSecretsFile ? devKeyRotationHelp(opts.devSecretsFile) : ENVIRONMENT_ROTATION_HELP,
+      );
     },
     async listVersions(): Promise<KeyVersionInfo[]> {
-      return listed.map((k) => ({ version: k.version, source: 'environment', enabled: true, createdAt: null, current: k === current }));
+      return listed.map((k) => ({
+        version: k.version,
+        source: 'environment',
+        enabled: true,
+        createdAt: null,
+        current: k === current,
+      }));
     },
-    status: () => ({ source: 'environment', cachedUntil: null, degraded: false, lastError: current ? null : 'FLEET_ENCRYPTION_KEY is not set' }),
+    status: () => ({
+      source: 'environment',
+      cachedUntil: null,
+      degraded: false,
+      lastError: current ? null : 'FLEET_ENCRYPTION_KEY is not set',
+    }),
   };
 }

@@ -41,16 +41,23 @@ export function createKeyVaultSource(opts: KeyVaultSourceOptions): RemoteKeySour
   const vaultUrl = opts.vaultUrl.replace(/\/+$/, '');
   const keyId = `${vaultUrl}/secrets/${opts.secretName}`;
   const timeoutMs = opts.timeoutMs ?? 10_000;
-  const client = new SecretClient(vaultUrl, opts.credential, { ...DEFAULT_KEY_VAULT_CLIENT_OPTIONS, ...opts.clientOptions });
+  const client = new SecretClient(vaultUrl, opts.credential, {
+    ...DEFAULT_KEY_VAULT_CLIENT_OPTIONS,
+    ...opts.clientOptions,
+  });
 
   function toMasterKey(secret: KeyVaultSecret, expectedVersion?: string): MasterKey {
     const version = secret.properties.version;
-    if (!version || !KEY_VAULT_VERSION.test(version)) throw new KeyUnavailableError('Key Vault returned a secret without a valid version');
-    if (expectedVersion && version.toLowerCase() !== expectedVersion.toLowerCase()) throw new KeyUnavailableError('Key Vault returned a different version than requested');
+    if (!version || !KEY_VAULT_VERSION.test(version))
+      throw new KeyUnavailableError('Key Vault returned a secret without a valid version');
+    if (expectedVersion && version.toLowerCase() !== expectedVersion.toLowerCase())
+      throw new KeyUnavailableError('Key Vault returned a different version than requested');
     if (secret.properties.enabled === false) throw new UnknownKeyVersionError(version);
     const material = typeof secret.value === 'string' ? decodeKey32(secret.value) : null;
     if (!material) {
-      throw new KeyUnavailableError(`the Key Vault secret ${opts.secretName} (version ${version}) is not base64 of exactly 32 bytes; store \`openssl rand -base64 32\``);
+      throw new KeyUnavailableError(
+        `the Key Vault secret ${opts.secretName} (version ${version}) is not base64 of exactly 32 bytes; store \`openssl rand -base64 32\``,
+      );
     }
     try {
       return createMasterKey({ keyId, version, source: 'azure-key-vault', material });
@@ -68,7 +75,9 @@ export function createKeyVaultSource(opts: KeyVaultSourceOptions): RemoteKeySour
       try {
         secret = await client.getSecret(opts.secretName, { abortSignal: AbortSignal.timeout(timeoutMs) });
       } catch (err) {
-        throw new KeyUnavailableError(`Key Vault read of ${opts.secretName} failed (${describeError(err)})`, { cause: err });
+        throw new KeyUnavailableError(`Key Vault read of ${opts.secretName} failed (${describeError(err)})`, {
+          cause: err,
+        });
       }
       return toMasterKey(secret);
     },
@@ -80,8 +89,12 @@ export function createKeyVaultSource(opts: KeyVaultSourceOptions): RemoteKeySour
       } catch (err) {
         const status = statusOf(err);
         // 404: no such version; 403 with a disabled secret: Key Vault refuses to hand it out.
-        if (status === 404 || (status === 403 && /disabled/i.test((err as Error).message))) throw new UnknownKeyVersionError(version);
-        throw new KeyUnavailableError(`Key Vault read of ${opts.secretName}/${version} failed (${describeError(err)})`, { cause: err });
+        if (status === 404 || (status === 403 && /disabled/i.test((err as Error).message)))
+          throw new UnknownKeyVersionError(version);
+        throw new KeyUnavailableError(
+          `Key Vault read of ${opts.secretName}/${version} failed (${describeError(err)})`,
+          { cause: err },
+        );
       }
       return toMasterKey(secret, version);
     },
@@ -97,11 +110,15 @@ export function createKeyVaultSource(opts: KeyVaultSourceOptions): RemoteKeySour
         });
       } catch (err) {
         material.fill(0);
-        throw new KeyUnavailableError(`Key Vault write of a new ${opts.secretName} version failed (${describeError(err)})`, { cause: err });
+        throw new KeyUnavailableError(
+          `Key Vault write of a new ${opts.secretName} version failed (${describeError(err)})`,
+          { cause: err },
+        );
       }
       try {
         const key = toMasterKey({ ...secret, value: secret.value ?? value });
-        if (!timingSafeEqual(key.material, material)) throw new KeyUnavailableError('Key Vault stored a different value than was written');
+        if (!timingSafeEqual(key.material, material))
+          throw new KeyUnavailableError('Key Vault stored a different value than was written');
         return key;
       } finally {
         material.fill(0);
@@ -110,11 +127,22 @@ export function createKeyVaultSource(opts: KeyVaultSourceOptions): RemoteKeySour
     async listVersions() {
       const out: Array<{ version: string; source: 'azure-key-vault'; enabled: boolean; createdAt: Date | null }> = [];
       try {
-        for await (const p of client.listPropertiesOfSecretVersions(opts.secretName, { abortSignal: AbortSignal.timeout(timeoutMs) })) {
-          if (p.version) out.push({ version: p.version, source: 'azure-key-vault', enabled: p.enabled !== false, createdAt: p.createdOn ?? null });
+        for await (const p of client.listPropertiesOfSecretVersions(opts.secretName, {
+          abortSignal: AbortSignal.timeout(timeoutMs),
+        })) {
+          if (p.version)
+            out.push({
+              version: p.version,
+              source: 'azure-key-vault',
+              enabled: p.enabled !== false,
+              createdAt: p.createdOn ?? null,
+            });
         }
       } catch (err) {
-        throw new KeyUnavailableError(`Key Vault listing of ${opts.secretName} versions failed (${describeError(err)})`, { cause: err });
+        throw new KeyUnavailableError(
+          `Key Vault listing of ${opts.secretName} versions failed (${describeError(err)})`,
+          { cause: err },
+        );
       }
       return out.sort((a, b) => (b.createdAt?.getTime() ?? 0) - (a.createdAt?.getTime() ?? 0));
     },

@@ -13,7 +13,8 @@ export function staticKeyProvider(keys: Record<string, Buffer>, currentVersion: 
     byVersion.set(version, createMasterKey({ keyId: 'static', version, source: 'static', material }));
   }
   const current = byVersion.get(currentVersion);
-  if (!current) throw new TypeError(`staticKeyProvider: currentVersion "${currentVersion}" is not one of the given keys`);
+  if (!current)
+    throw new TypeError(`staticKeyProvider: currentVersion "${currentVersion}" is not one of the given keys`);
   const currentPromise = Promise.resolve(current);
   return {
     getCurrentKey: () => currentPromise,
@@ -25,10 +26,18 @@ export function staticKeyProvider(keys: Record<string, Buffer>, currentVersion: 
       return k;
     },
     async rotate() {
-      throw new RotationNotSupportedError('Static keys cannot be rotated by the service: construct a new staticKeyProvider with the new version as current and the old versions kept.');
+      throw new RotationNotSupportedError(
+        'Static keys cannot be rotated by the service: construct a new staticKeyProvider with the new version as current and the old versions kept.',
+      );
     },
     async listVersions(): Promise<KeyVersionInfo[]> {
-      return [...byVersion.values()].map((k) => ({ version: k.version, source: 'static', enabled: true, createdAt: null, current: k === current }));
+      return [...byVersion.values()].map((k) => ({
+        version: k.version,
+        source: 'static',
+        enabled: true,
+        createdAt: null,
+        current: k === current,
+      }));
     },
     status: () => ({ source: 'static', cachedUntil: null, degraded: false, lastError: null }),
   };

@@ -28,11 +28,20 @@ export const MAX_SYSLOG_MESSAGE_BYTES = 8192;
 const OTHER_CONTROLS = /[\u0000-\u0009\u000b\u000c\u000e-\u001f\u007f]/g;
 
 export function cefHeaderEscape(value: string): string {
-  return value.replace(OTHER_CONTROLS, ' ').replace(/[\r\n]/g, ' ').replace(/\\/g, '\\\\').replace(/\|/g, '\\|');
+  return value
+    .replace(OTHER_CONTROLS, ' ')
+    .replace(/[\r\n]/g, ' ')
+    .replace(/\\/g, '\\\\')
+    .replace(/\|/g, '\\|');
 }
 
 export function cefExtensionEscape(value: string): string {
-  return value.replace(OTHER_CONTROLS, ' ').replace(/\\/g, '\\\\').replace(/=/g, '\\=').replace(/\r/g, '\\r').replace(/\n/g, '\\n');
+  return value
+    .replace(OTHER_CONTROLS, ' ')
+    .replace(/\\/g, '\\\\')
+    .replace(/=/g, '\\=')
+    .replace(/\r/g, '\\r')
+    .replace(/\n/g, '\\n');
 }
 
 /** Inverse of the escaping above (for tests and receivers). */
@@ -59,7 +68,10 @@ export function formatCef(e: SiemEvent, opts: CefOptions): string {
     if (isIPv4(e.ipAddress)) ext.push(['src', e.ipAddress]);
     else ext.push(['c6a2', e.ipAddress], ['c6a2Label', 'Source IPv6 Address']);
   }
-  ext.push(['requestClientApplication', e.userAgent ? truncate(e.userAgent, 1023) : null], ['msg', truncate(e.message, opts.maxMessageChars ?? 1023)]);
+  ext.push(
+    ['requestClientApplication', e.userAgent ? truncate(e.userAgent, 1023) : null],
+    ['msg', truncate(e.message, opts.maxMessageChars ?? 1023)],
+  );
   // A custom field and its label go together: no label without a value.
   const custom = (field: string, label: string, value: string | null | undefined): void => {
     if (typeof value === 'string' && value !== '') ext.push([`${field}Label`, label], [field, value]);
@@ -71,7 +83,8 @@ export function formatCef(e: SiemEvent, opts: CefOptions): string {
   custom('cs4', 'origin', e.origin);
   custom('cs5', 'severity', e.severity);
   if (e.auditLogId) ext.push(['cn1Label', 'auditLogId'], ['cn1', e.auditLogId]);
-  if (e.details && opts.includeDetails !== false) ext.push(['cs6Label', 'details'], ['cs6', truncate(JSON.stringify(e.details), 2000)]);
+  if (e.details && opts.includeDetails !== false)
+    ext.push(['cs6Label', 'details'], ['cs6', truncate(JSON.stringify(e.details), 2000)]);
   ext.push(['dvchost', opts.hostname]);
   const extension = ext
     .filter((p): p is [string, string] => typeof p[1] === 'string' && p[1] !== '')
@@ -105,8 +118,12 @@ export function formatSyslog(e: SiemEvent, opts: { hostname: string; pid?: numbe
   const sd = `[${SD_ID} eventId="${sdValue(e.id)}" tenant="${sdValue(e.tenantId)}" severity="${e.severity}"]`;
   const head = `<${pri}>1 ${new Date(e.time).toISOString()} ${printable(opts.hostname, 255)} ${SYSLOG_APP_NAME} ${opts.pid ?? process.pid} ${printable(e.eventType, 32)} ${sd} `;
   let msg = head + formatCef(e, { hostname: opts.hostname });
-  if (Buffer.byteLength(msg) > MAX_SYSLOG_MESSAGE_BYTES) msg = head + formatCef(e, { hostname: opts.hostname, includeDetails: false });
-  if (Buffer.byteLength(msg) > MAX_SYSLOG_MESSAGE_BYTES) msg = head + formatCef({ ...e, userAgent: null }, { hostname: opts.hostname, includeDetails: false, maxMessageChars: 256 });
+  if (Buffer.byteLength(msg) > MAX_SYSLOG_MESSAGE_BYTES)
+    msg = head + formatCef(e, { hostname: opts.hostname, includeDetails: false });
+  if (Buffer.byteLength(msg) > MAX_SYSLOG_MESSAGE_BYTES)
+    msg =
+      head +
+      formatCef({ ...e, userAgent: null }, { hostname: opts.hostname, includeDetails: false, maxMessageChars: 256 });
   return msg;
 }
 

@@ -21,7 +21,12 @@ function tag(v: string): string {
   return v.toLowerCase().replace(/[^a-z0-9_.\-/:]/g, '_');
 }
 
-export function datadogEntry(e: SiemEvent, host: string, environment: string, schema: EventSchema = 'native'): Record<string, unknown> {
+export function datadogEntry(
+  e: SiemEvent,
+  host: string,
+  environment: string,
+  schema: EventSchema = 'native',
+): Record<string, unknown> {
   if (schema !== 'native') {
     // The standard event's fields as log attributes, next to Datadog's reserved attributes.
     return { ...(shapeEvent(e, schema, host) as Record<string, unknown>), ...datadogReserved(e, host, environment) };
@@ -30,14 +35,28 @@ export function datadogEntry(e: SiemEvent, host: string, environment: string, sc
     ddsource: DATADOG_SOURCE,
     service: DATADOG_SOURCE,
     hostname: host,
-    ddtags: [`env:${tag(environment)}`, `tenant:${tag(e.tenantId)}`, `severity:${e.severity}`, `event_type:${tag(e.eventType)}`, `origin:${e.origin}`].join(','),
+    ddtags: [
+      `env:${tag(environment)}`,
+      `tenant:${tag(e.tenantId)}`,
+      `severity:${e.severity}`,
+      `event_type:${tag(e.eventType)}`,
+      `origin:${e.origin}`,
+    ].join(','),
     message: e.message,
     status: DATADOG_STATUS[e.severity],
     timestamp: Date.parse(e.time),
-    evt: { id: e.id, name: e.eventType, outcome: e.outcome ?? undefined, category: e.origin === 'alert' ? 'alert' : 'security' },
+    evt: {
+      id: e.id,
+      name: e.eventType,
+      outcome: e.outcome ?? undefined,
+      category: e.origin === 'alert' ? 'alert' : 'security',
+    },
     usr: e.userId ? { id: e.userId } : undefined,
     network: e.ipAddress ? { client: { ip: e.ipAddress } } : undefined,
-    http: e.userAgent || e.requestId ? { useragent: e.userAgent ?? undefined, request_id: e.requestId ?? undefined } : undefined,
+    http:
+      e.userAgent || e.requestId
+        ? { useragent: e.userAgent ?? undefined, request_id: e.requestId ?? undefined }
+        : undefined,
     fleet: {
       event_id: e.id,
       tenant_id: e.tenantId,
@@ -55,7 +74,13 @@ function datadogReserved(e: SiemEvent, host: string, environment: string): Recor
     ddsource: DATADOG_SOURCE,
     service: DATADOG_SOURCE,
     hostname: host,
-    ddtags: [`env:${tag(environment)}`, `tenant:${tag(e.tenantId)}`, `severity:${e.severity}`, `event_type:${tag(e.eventType)}`, `origin:${e.origin}`].join(','),
+    ddtags: [
+      `env:${tag(environment)}`,
+      `tenant:${tag(e.tenantId)}`,
+      `severity:${e.severity}`,
+      `event_type:${tag(e.eventType)}`,
+      `origin:${e.origin}`,
+    ].join(','),
     message: e.message,
     status: DATADOG_STATUS[e.severity],
     timestamp: Date.parse(e.time),
@@ -92,11 +117,17 @@ export function createDatadogConnector(opts: HttpConnectorOptions): SiemConnecto
         overheadBytes: 2,
         separatorBytes: 1,
       });
-      for (const e of oversized) outcomes.set(e.id, { kind: 'dead', reason: `datadog: log larger than ${DATADOG_MAX_ENTRY_BYTES} bytes` });
+      for (const e of oversized)
+        outcomes.set(e.id, { kind: 'dead', reason: `datadog: log larger than ${DATADOG_MAX_ENTRY_BYTES} bytes` });
       let error: string | undefined;
       for (const chunk of chunks as SiemEvent[][]) {
         const payload = `[${chunk.map((e) => bodies.get(e.id)).join(',')}]`;
-        const failed = await postWholeChunk(() => http.axios.post(url, payload, { headers }), chunk, 'datadog', outcomes);
+        const failed = await postWholeChunk(
+          () => http.axios.post(url, payload, { headers }),
+          chunk,
+          'datadog',
+          outcomes,
+        );
         error = error ?? failed;
       }
       const report: DeliveryReport = { outcomes };
@@ -106,7 +137,11 @@ export function createDatadogConnector(opts: HttpConnectorOptions): SiemConnecto
     healthCheck() {
       // The logs intake has no health endpoint: an empty batch proves reachability and a
       // key the intake accepts (401/403 mean a bad key, 5xx an unhealthy intake).
-      return probe(() => http.axios.post(url, '[]', { headers }), 'datadog', (s) => s < 500 && s !== 401 && s !== 403);
+      return probe(
+        () => http.axios.post(url, '[]', { headers }),
+        'datadog',
+        (s) => s < 500 && s !== 401 && s !== 403,
+      );
     },
     async close() {
       http.destroy();

@@ -14,7 +14,18 @@ import os from 'node:os';
 import { CEF_SEVERITY } from '../events';
 import { toEcs, toOcsf } from '../schemas';
 import type { DeliveryReport, EventOutcome, SiemConnector, SiemEvent } from '../types';
-import { allOutcomes, bodyExcerpt, chunkBySize, classifyError, classifyStatus, createHttpClient, outcomeOf, probe, splitUrlCredentials, type HttpConnectorOptions } from './http';
+import {
+  allOutcomes,
+  bodyExcerpt,
+  chunkBySize,
+  classifyError,
+  classifyStatus,
+  createHttpClient,
+  outcomeOf,
+  probe,
+  splitUrlCredentials,
+  type HttpConnectorOptions,
+} from './http';
 
 export const ELASTIC_DEFAULT_INDEX = 'fleet-security-events';
 export const ELASTIC_MAX_REQUEST_BYTES = 10_000_000;
@@ -66,14 +77,24 @@ export function ecsDocument(e: SiemEvent, host: string): Record<string, unknown>
 }
 
 /** native keeps the document this connector always sent; ecs and ocsf use the standard mappings. */
-export function elasticDocument(e: SiemEvent, host: string, schema: 'native' | 'ocsf' | 'ecs'): Record<string, unknown> {
+export function elasticDocument(
+  e: SiemEvent,
+  host: string,
+  schema: 'native' | 'ocsf' | 'ecs',
+): Record<string, unknown> {
   if (schema === 'ecs') return toEcs(e, host);
   // Data streams need @timestamp; the rest is the OCSF event as is.
   if (schema === 'ocsf') return { '@timestamp': e.time, ...toOcsf(e) };
   return ecsDocument(e, host);
 }
 
-export function elasticTarget(endpointUrl: string): { bulkUrl: string; rootUrl: string; index: string; username: string | null; password: string | null } {
+export function elasticTarget(endpointUrl: string): {
+  bulkUrl: string;
+  rootUrl: string;
+  index: string;
+  username: string | null;
+  password: string | null;
+} {
   const { url, username, password } = splitUrlCredentials(endpointUrl);
   const segments = url.pathname.split('/').filter(Boolean);
   const index = segments[0] && segments[0] !== '_bulk' ? decodeURIComponent(segments[0]) : ELASTIC_DEFAULT_INDEX;
@@ -93,10 +114,15 @@ export function createElasticConnector(opts: HttpConnectorOptions): SiemConnecto
   const host = opts.hostname ?? os.hostname();
   const auth: Record<string, string> = {};
   if (opts.apiKey) auth.Authorization = `ApiKey ${opts.apiKey}`;
-  else if (target.username !== null) auth.Authorization = `Basic ${Buffer.from(`${target.username}:${target.password ?? ''}`).toString('base64')}`;
+  else if (target.username !== null)
+    auth.Authorization = `Basic ${Buffer.from(`${target.username}:${target.password ?? ''}`).toString('base64')}`;
   const headers = { ...auth, 'Content-Type': 'application/x-ndjson' };
 
-  async function sendChunk(chunk: SiemEvent[], lines: Map<string, string>, outcomes: Map<string, EventOutcome>): Promise<string | undefined> {
+  async function sendChunk(
+    chunk: SiemEvent[],
+    lines: Map<string, string>,
+    outcomes: Map<string, EventOutcome>,
+  ): Promise<string | undefined> {
     const payload = chunk.map((e) => lines.get(e.id)).join('');
     let res;
     try {
@@ -108,7 +134,11 @@ export function createElasticConnector(opts: HttpConnectorOptions): SiemConnecto
     }
     const c = classifyStatus(res, 'elastic');
     if (c.kind !== 'ok') {
-      allOutcomes(chunk, outcomeOf(c.kind === 'dead' ? { kind: 'dead', reason: `${c.reason} ${bodyExcerpt(res.data, 160)}`.trim() } : c), outcomes);
+      allOutcomes(
+        chunk,
+        outcomeOf(c.kind === 'dead' ? { kind: 'dead', reason: `${c.reason} ${bodyExcerpt(res.data, 160)}`.trim() } : c),
+        outcomes,
+      );
       return c.reason;
     }
     let body: { errors?: boolean; items?: Array<Record<string, BulkItem>> };
@@ -133,7 +163,9 @@ export function createElasticConnector(opts: HttpConnectorOptions): SiemConnecto
         outcomes.set(e.id, { kind: 'delivered' });
         return;
       }
-      const why = item.error ? `${item.error.type ?? 'error'}: ${bodyExcerpt(item.error.reason ?? '', 160)}` : `status ${s}`;
+      const why = item.error
+        ? `${item.error.type ?? 'error'}: ${bodyExcerpt(item.error.reason ?? '', 160)}`
+        : `status ${s}`;
       if (s === 408 || s === 429 || s >= 500 || s === 0) {
         outcomes.set(e.id, { kind: 'retry', reason: `elastic: item ${why}` });
         error = error ?? `elastic: item status ${s}`;
@@ -156,8 +188,16 @@ export function createElasticConnector(opts: HttpConnectorOptions): SiemConnecto
         lines.set(e.id, text);
         return { item: e, bytes: Buffer.byteLength(text) };
       });
-      const { chunks, oversized } = chunkBySize(sized, { maxItems: Number.MAX_SAFE_INTEGER, maxBytes: ELASTIC_MAX_REQUEST_BYTES, maxItemBytes: ELASTIC_MAX_REQUEST_BYTES });
-      for (const e of oversized) outcomes.set(e.id, { kind: 'dead', reason: `elastic: document larger than ${ELASTIC_MAX_REQUEST_BYTES} bytes` });
+      const { chunks, oversized } = chunkBySize(sized, {
+        maxItems: Number.MAX_SAFE_INTEGER,
+        maxBytes: ELASTIC_MAX_REQUEST_BYTES,
+        maxItemBytes: ELASTIC_MAX_REQUEST_BYTES,
+      });
+      for (const e of oversized)
+        outcomes.set(e.id, {
+          kind: 'dead',
+          reason: `elastic: document larger than ${ELASTIC_MAX_REQUEST_BYTES} bytes`,
+        });
       let error: string | undefined;
       for (const chunk of chunks) {
         const r = await sendChunk(chunk, lines, outcomes);
@@ -168,7 +208,11 @@ export function createElasticConnector(opts: HttpConnectorOptions): SiemConnecto
       return report;
     },
     healthCheck() {
-      return probe(() => http.axios.get(target.rootUrl, { headers: auth }), 'elastic', (s) => s === 200);
+      return probe(
+        () => http.axios.get(target.rootUrl, { headers: auth }),
+        'elastic',
+        (s) => s === 200,
+      );
     },
     async close() {
       http.destroy();

@@ -37,12 +37,22 @@ export interface HttpClient {
   destroy(): void;
 }
 
-export function createHttpClient(opts: { timeoutMs?: number; tlsCaFile?: string | null; guardAddresses?: boolean }): HttpClient {
+export function createHttpClient(opts: {
+  timeoutMs?: number;
+  tlsCaFile?: string | null;
+  guardAddresses?: boolean;
+}): HttpClient {
   const ca = opts.tlsCaFile ? fs.readFileSync(opts.tlsCaFile, 'utf8') : undefined;
   // Tenant destinations: every connection's addresses are checked when resolved (SSRF).
   const lookup = opts.guardAddresses ? { lookup: guardedLookup } : {};
   const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 4, ...lookup });
-  const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 4, minVersion: 'TLSv1.2', ...(ca ? { ca } : {}), ...lookup });
+  const httpsAgent = new https.Agent({
+    keepAlive: true,
+    maxSockets: 4,
+    minVersion: 'TLSv1.2',
+    ...(ca ? { ca } : {}),
+    ...lookup,
+  });
   const instance = axios.create({
     timeout: opts.timeoutMs ?? DEFAULT_HTTP_TIMEOUT_MS,
     maxRedirects: 0,
@@ -77,7 +87,11 @@ export function createHttpClient(opts: { timeoutMs?: number; tlsCaFile?: string 
 }
 
 /** Runs a health probe: resolves on an accepted status, rejects with a short reason otherwise. */
-export async function probe(run: () => Promise<AxiosResponse>, provider: string, ok: (status: number) => boolean): Promise<void> {
+export async function probe(
+  run: () => Promise<AxiosResponse>,
+  provider: string,
+  ok: (status: number) => boolean,
+): Promise<void> {
   let res: AxiosResponse;
   try {
     res = await run();
@@ -88,7 +102,8 @@ export async function probe(run: () => Promise<AxiosResponse>, provider: string,
   if (!ok(res.status)) throw new Error(`${provider}: health check answered HTTP ${res.status}`);
 }
 
-export type HttpClass = { kind: 'ok' } | { kind: 'retry'; reason: string; retryAfterMs?: number } | { kind: 'dead'; reason: string };
+export type HttpClass =
+  { kind: 'ok' } | { kind: 'retry'; reason: string; retryAfterMs?: number } | { kind: 'dead'; reason: string };
 
 /** Classifies a response status (and Retry-After). */
 export function classifyStatus(res: AxiosResponse, provider: string, now: number = Date.now()): HttpClass {
@@ -96,7 +111,8 @@ export function classifyStatus(res: AxiosResponse, provider: string, now: number
   if (s >= 200 && s < 300) return { kind: 'ok' };
   const retryAfterMs = parseRetryAfter(res.headers['retry-after'], now);
   if (s === 408 || s === 429 || s >= 500) return { kind: 'retry', reason: `${provider}: HTTP ${s}`, retryAfterMs };
-  if (s >= 300 && s < 400) return { kind: 'dead', reason: `${provider}: HTTP ${s} redirect not followed (check SIEM_ENDPOINT_URL)` };
+  if (s >= 300 && s < 400)
+    return { kind: 'dead', reason: `${provider}: HTTP ${s} redirect not followed (check SIEM_ENDPOINT_URL)` };
   return { kind: 'dead', reason: `${provider}: HTTP ${s}` };
 }
 
@@ -104,20 +120,28 @@ export function classifyStatus(res: AxiosResponse, provider: string, now: number
 export function classifyError(err: unknown, provider: string): HttpClass {
   const e = err as { code?: string; message?: string };
   const code = typeof e?.code === 'string' ? e.code : 'ERROR';
-  if (code === 'DESTINATION_REFUSED') return { kind: 'retry', reason: `${provider}: destination refused (private or loopback address)` };
+  if (code === 'DESTINATION_REFUSED')
+    return { kind: 'retry', reason: `${provider}: destination refused (private or loopback address)` };
   if (code === 'ECONNABORTED' || code === 'ETIMEDOUT') return { kind: 'retry', reason: `${provider}: timeout` };
-  if (code === 'ERR_FR_MAX_BODY_LENGTH_EXCEEDED' || code === 'ERR_BAD_RESPONSE') return { kind: 'retry', reason: `${provider}: bad response (${code})` };
+  if (code === 'ERR_FR_MAX_BODY_LENGTH_EXCEEDED' || code === 'ERR_BAD_RESPONSE')
+    return { kind: 'retry', reason: `${provider}: bad response (${code})` };
   return { kind: 'retry', reason: `${provider}: network error (${code})` };
 }
 
 /** A short, printable excerpt of a response body for dead-letter reasons. */
 export function bodyExcerpt(data: unknown, max = 200): string {
   const s = typeof data === 'string' ? data : data === undefined || data === null ? '' : JSON.stringify(data);
-  // eslint-disable-next-line no-control-regex
-  return s.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim().slice(0, max);
+  return s
+    .replace(/[\u0000-\u001f\u007f]+/g, ' ') // eslint-disable-line no-control-regex
+    .trim()
+    .slice(0, max);
 }
 
-export function allOutcomes(events: readonly SiemEvent[], outcome: EventOutcome, into: Map<string, EventOutcome> = new Map()): Map<string, EventOutcome> {
+export function allOutcomes(
+  events: readonly SiemEvent[],
+  outcome: EventOutcome,
+  into: Map<string, EventOutcome> = new Map(),
+): Map<string, EventOutcome> {
   for (const e of events) into.set(e.id, outcome);
   return into;
 }
@@ -126,7 +150,12 @@ export function allOutcomes(events: readonly SiemEvent[], outcome: EventOutcome,
  * Sends one request that delivers or fails a whole chunk (no per-item answers), records the
  * outcome of every event in it, and returns the failure reason, if any.
  */
-export async function postWholeChunk(send: () => Promise<AxiosResponse>, chunk: readonly SiemEvent[], provider: string, into: Map<string, EventOutcome>): Promise<string | undefined> {
+export async function postWholeChunk(
+  send: () => Promise<AxiosResponse>,
+  chunk: readonly SiemEvent[],
+  provider: string,
+  into: Map<string, EventOutcome>,
+): Promise<string | undefined> {
   let c: HttpClass;
   try {
     c = classifyStatus(await send(), provider);
@@ -139,7 +168,12 @@ export async function postWholeChunk(send: () => Promise<AxiosResponse>, chunk: 
 
 export function outcomeOf(c: HttpClass): EventOutcome {
   if (c.kind === 'ok') return { kind: 'delivered' };
-  if (c.kind === 'retry') return { kind: 'retry', reason: c.reason, ...(c.retryAfterMs !== undefined ? { retryAfterMs: c.retryAfterMs } : {}) };
+  if (c.kind === 'retry')
+    return {
+      kind: 'retry',
+      reason: c.reason,
+      ...(c.retryAfterMs !== undefined ? { retryAfterMs: c.retryAfterMs } : {}),
+    };
   return { kind: 'dead', reason: c.reason };
 }
 

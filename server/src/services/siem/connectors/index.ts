@@ -16,10 +16,21 @@ export interface ConnectorOptions {
 export function createConnector(config: Config, opts: ConnectorOptions = {}): SiemConnector | null {
   const { provider, endpointUrl, apiKey, tlsCaFile } = config.siem;
   if (!provider || !endpointUrl) return null;
-  const common = { endpointUrl, apiKey, tlsCaFile, timeoutMs: opts.timeoutMs, hostname: opts.hostname, environment: config.env, schema: config.siem.eventSchema };
+  const common = {
+    endpointUrl,
+    apiKey,
+    tlsCaFile,
+    timeoutMs: opts.timeoutMs,
+    hostname: opts.hostname,
+    environment: config.env,
+    schema: config.siem.eventSchema,
+  };
   switch (provider) {
     case 'splunk':
-      return createSplunkConnector({ ...common, ...(config.siem.splunkAck ? { ack: { timeoutMs: config.siem.splunkAckTimeoutMs } } : {}) });
+      return createSplunkConnector({
+        ...common,
+        ...(config.siem.splunkAck ? { ack: { timeoutMs: config.siem.splunkAckTimeoutMs } } : {}),
+      });
     case 'datadog':
       return createDatadogConnector(common);
     case 'elastic':

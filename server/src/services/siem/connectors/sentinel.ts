@@ -28,7 +28,12 @@ export interface SentinelOptions {
   dcrId: string;
   streamName: string;
   /** Client secret credential; absent: DefaultAzureCredential (managed identity, workload identity…). */
-  azure: { tenantId: string | null; clientId: string | null; clientSecret: string | null; authorityHost: string | null };
+  azure: {
+    tenantId: string | null;
+    clientId: string | null;
+    clientSecret: string | null;
+    authorityHost: string | null;
+  };
   audience?: string;
   schema?: EventSchema;
   tlsCaFile?: string | null;
@@ -74,8 +79,12 @@ function classify(cause: unknown, now: number): EventOutcome {
   const s = e.statusCode;
   const retryAfterMs = parseRetryAfter(e.response?.headers?.get('retry-after'), now);
   if (s === undefined) return { kind: 'retry', reason: `sentinel: network error (${e.code ?? 'error'})` };
-  if (s === 408 || s === 429 || s >= 500) return { kind: 'retry', reason: `sentinel: HTTP ${s}`, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) };
-  return { kind: 'dead', reason: `sentinel: HTTP ${s}${s === 401 || s === 403 ? ' (check the credential and its Monitoring Metrics Publisher role on the DCR)' : ''}` };
+  if (s === 408 || s === 429 || s >= 500)
+    return { kind: 'retry', reason: `sentinel: HTTP ${s}`, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) };
+  return {
+    kind: 'dead',
+    reason: `sentinel: HTTP ${s}${s === 401 || s === 403 ? ' (check the credential and its Monitoring Metrics Publisher role on the DCR)' : ''}`,
+  };
 }
 
 export function createSentinelConnector(opts: SentinelOptions): SiemConnector {
@@ -86,21 +95,35 @@ export function createSentinelConnector(opts: SentinelOptions): SiemConnector {
   const credential =
     opts.credential ??
     (tenantId && clientId && clientSecret
-      ? new ClientSecretCredential(tenantId, clientId, clientSecret, { ...tls, retryOptions, ...(authorityHost ? { authorityHost, disableInstanceDiscovery: true } : {}) })
+      ? new ClientSecretCredential(tenantId, clientId, clientSecret, {
+          ...tls,
+          retryOptions,
+          ...(authorityHost ? { authorityHost, disableInstanceDiscovery: true } : {}),
+        })
       : new DefaultAzureCredential({ ...tls }));
-  const client = new LogsIngestionClient(opts.endpointUrl, credential, { ...tls, retryOptions, audience: opts.audience ?? SENTINEL_DEFAULT_AUDIENCE });
+  const client = new LogsIngestionClient(opts.endpointUrl, credential, {
+    ...tls,
+    retryOptions,
+    audience: opts.audience ?? SENTINEL_DEFAULT_AUDIENCE,
+  });
   const schema = opts.schema ?? 'native';
   const now = opts.now ?? Date.now;
   const timeoutMs = opts.timeoutMs ?? 30_000;
 
   async function uploadChunk(rows: Record<string, unknown>[]): Promise<EventOutcome> {
     try {
-      await client.upload(opts.dcrId, opts.streamName, rows, { maxConcurrency: 1, abortSignal: AbortSignal.timeout(timeoutMs) });
+      await client.upload(opts.dcrId, opts.streamName, rows, {
+        maxConcurrency: 1,
+        abortSignal: AbortSignal.timeout(timeoutMs),
+      });
       return { kind: 'delivered' };
     } catch (err) {
       const cause = isAggregateLogsUploadError(err) ? err.errors[0]?.cause : err;
       if ((cause as Error | undefined)?.name === 'AbortError') return { kind: 'retry', reason: 'sentinel: timeout' };
-      if ((cause as Error | undefined)?.name === 'AuthenticationError' || (cause as Error | undefined)?.name === 'CredentialUnavailableError') {
+      if (
+        (cause as Error | undefined)?.name === 'AuthenticationError' ||
+        (cause as Error | undefined)?.name === 'CredentialUnavailableError'
+      ) {
         return { kind: 'retry', reason: 'sentinel: could not get a token from Entra ID' };
       }
       return classify(cause, now());
@@ -118,8 +141,15 @@ export function createSentinelConnector(opts: SentinelOptions): SiemConnector {
         return { item: e, bytes: Buffer.byteLength(JSON.stringify(row)) };
       });
       // The SDK splits at 1 MB as well; chunking here keeps each upload one call with one outcome.
-      const { chunks, oversized } = chunkBySize(sized, { maxItems: Number.MAX_SAFE_INTEGER, maxBytes: SENTINEL_MAX_REQUEST_BYTES - 2, maxItemBytes: SENTINEL_MAX_REQUEST_BYTES - 2, overheadBytes: 2, separatorBytes: 1 });
-      for (const e of oversized) outcomes.set(e.id, { kind: 'dead', reason: `sentinel: event larger than ${SENTINEL_MAX_REQUEST_BYTES} bytes` });
+      const { chunks, oversized } = chunkBySize(sized, {
+        maxItems: Number.MAX_SAFE_INTEGER,
+        maxBytes: SENTINEL_MAX_REQUEST_BYTES - 2,
+        maxItemBytes: SENTINEL_MAX_REQUEST_BYTES - 2,
+        overheadBytes: 2,
+        separatorBytes: 1,
+      });
+      for (const e of oversized)
+        outcomes.set(e.id, { kind: 'dead', reason: `sentinel: event larger than ${SENTINEL_MAX_REQUEST_BYTES} bytes` });
       let error: string | undefined;
       for (const chunk of chunks) {
         const o = await uploadChunk(chunk.map((e) => rows.get(e.id) as Record<string, unknown>));

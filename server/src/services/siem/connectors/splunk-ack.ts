@@ -43,7 +43,14 @@ function parseAcks(data: unknown): Record<string, boolean> | null {
  * Polls until every pending request is acknowledged or the timeout passes; records the
  * outcome of every event of every pending chunk. Returns a failure reason, if any.
  */
-export async function awaitAcks(client: AxiosInstance, ackUrl: string, headers: Record<string, string>, pending: PendingAck[], outcomes: Map<string, EventOutcome>, opts: SplunkAckOptions): Promise<string | undefined> {
+export async function awaitAcks(
+  client: AxiosInstance,
+  ackUrl: string,
+  headers: Record<string, string>,
+  pending: PendingAck[],
+  outcomes: Map<string, EventOutcome>,
+  opts: SplunkAckOptions,
+): Promise<string | undefined> {
   const now = opts.now ?? Date.now;
   const sleep = opts.sleep ?? defaultSleep;
   const deadline = now() + opts.timeoutMs;
@@ -57,7 +64,8 @@ export async function awaitAcks(client: AxiosInstance, ackUrl: string, headers: 
       const res = await client.post(ackUrl, JSON.stringify({ acks: open.map((p) => p.ackId) }), { headers });
       const acks = res.status === 200 ? parseAcks(res.data) : null;
       if (acks) {
-        for (const p of open) if (acks[String(p.ackId)]) for (const e of p.chunk) outcomes.set(e.id, { kind: 'delivered' });
+        for (const p of open)
+          if (acks[String(p.ackId)]) for (const e of p.chunk) outcomes.set(e.id, { kind: 'delivered' });
         open = open.filter((p) => !acks[String(p.ackId)]);
       } else lastProblem = `splunk: ack query answered HTTP ${res.status} ${bodyExcerpt(res.data, 80)}`.trim();
     } catch (err) {

@@ -14,7 +14,17 @@ import os from 'node:os';
 import { shapeEventJson, type EventSchema } from '../schemas';
 import type { DeliveryReport, EventOutcome, SiemConnector, SiemEvent } from '../types';
 import { awaitAcks, type PendingAck, type SplunkAckOptions } from './splunk-ack';
-import { allOutcomes, bodyExcerpt, chunkBySize, classifyError, classifyStatus, createHttpClient, outcomeOf, probe, type HttpConnectorOptions } from './http';
+import {
+  allOutcomes,
+  bodyExcerpt,
+  chunkBySize,
+  classifyError,
+  classifyStatus,
+  createHttpClient,
+  outcomeOf,
+  probe,
+  type HttpConnectorOptions,
+} from './http';
 
 /** HEC's default max_content_length is far larger; stay well below common proxy limits. */
 export const SPLUNK_MAX_REQUEST_BYTES = 1_000_000;
@@ -38,7 +48,11 @@ export function splunkUrls(endpointUrl: string): { event: string; health: string
   const u = new URL(endpointUrl);
   const base = u.pathname.replace(/\/+$/, '').replace(/\/services\/collector(\/event)?$/, '');
   const origin = `${u.protocol}//${u.host}${base}`;
-  return { event: `${origin}/services/collector/event`, health: `${origin}/services/collector/health`, ack: `${origin}/services/collector/ack` };
+  return {
+    event: `${origin}/services/collector/event`,
+    health: `${origin}/services/collector/health`,
+    ack: `${origin}/services/collector/ack`,
+  };
 }
 
 interface HecBody {
@@ -76,7 +90,12 @@ export function createSplunkConnector(opts: SplunkConnectorOptions): SiemConnect
     ...(channel ? { 'X-Splunk-Request-Channel': channel } : {}),
   };
 
-  async function sendChunk(chunk: SiemEvent[], bodies: Map<string, string>, outcomes: Map<string, EventOutcome>, pending: PendingAck[]): Promise<string | undefined> {
+  async function sendChunk(
+    chunk: SiemEvent[],
+    bodies: Map<string, string>,
+    outcomes: Map<string, EventOutcome>,
+    pending: PendingAck[],
+  ): Promise<string | undefined> {
     const payload = chunk.map((e) => bodies.get(e.id) as string).join('\n');
     let res;
     try {
@@ -98,19 +117,46 @@ export function createSplunkConnector(opts: SplunkConnectorOptions): SiemConnect
       return channel ? 'splunk: HEC returned no ackId (indexer acknowledgement disabled on the token?)' : undefined;
     }
     const n = hec['invalid-event-number'];
-    if (res.status === 400 && typeof n === 'number' && Number.isInteger(n) && n >= 0 && n < chunk.length && EVENT_LEVEL_CODES.has(hec.code ?? -1)) {
+    if (
+      res.status === 400 &&
+      typeof n === 'number' &&
+      Number.isInteger(n) &&
+      n >= 0 &&
+      n < chunk.length &&
+      EVENT_LEVEL_CODES.has(hec.code ?? -1)
+    ) {
       const reason = `splunk: HEC code ${hec.code} ${bodyExcerpt(hec.text, 120)}`.trim();
       chunk.forEach((e, i) => {
         // With acknowledgement nothing of a refused request is confirmed as indexed: resend the events before it.
-        if (i < n) outcomes.set(e.id, channel ? { kind: 'retry', reason: 'splunk: request refused before acknowledgement', penalize: false } : { kind: 'delivered' });
+        if (i < n)
+          outcomes.set(
+            e.id,
+            channel
+              ? { kind: 'retry', reason: 'splunk: request refused before acknowledgement', penalize: false }
+              : { kind: 'delivered' },
+          );
         else if (i === n) outcomes.set(e.id, { kind: 'dead', reason });
-        else outcomes.set(e.id, { kind: 'retry', reason: 'splunk: after a rejected event in the same request', penalize: false });
+        else
+          outcomes.set(e.id, {
+            kind: 'retry',
+            reason: 'splunk: after a rejected event in the same request',
+            penalize: false,
+          });
       });
       return `splunk: HEC code ${hec.code}`;
     }
-    const reason = hec.code !== undefined ? `splunk: HTTP ${res.status} HEC code ${hec.code}` : c.kind === 'ok' ? `splunk: unexpected answer` : c.reason;
+    const reason =
+      hec.code !== undefined
+        ? `splunk: HTTP ${res.status} HEC code ${hec.code}`
+        : c.kind === 'ok'
+          ? `splunk: unexpected answer`
+          : c.reason;
     const outcome: EventOutcome =
-      c.kind === 'retry' ? { kind: 'retry', reason, ...(c.retryAfterMs !== undefined ? { retryAfterMs: c.retryAfterMs } : {}) } : c.kind === 'ok' ? { kind: 'retry', reason } : { kind: 'dead', reason: `${reason} ${bodyExcerpt(hec.text, 120)}`.trim() };
+      c.kind === 'retry'
+        ? { kind: 'retry', reason, ...(c.retryAfterMs !== undefined ? { retryAfterMs: c.retryAfterMs } : {}) }
+        : c.kind === 'ok'
+          ? { kind: 'retry', reason }
+          : { kind: 'dead', reason: `${reason} ${bodyExcerpt(hec.text, 120)}`.trim() };
     allOutcomes(chunk, outcome, outcomes);
     return reason;
   }
@@ -125,21 +171,32 @@ export function createSplunkConnector(opts: SplunkConnectorOptions): SiemConnect
         bodies.set(e.id, body);
         return { item: e, bytes: Buffer.byteLength(body) };
       });
-      const { chunks, oversized } = chunkBySize(sized, { maxItems: Number.MAX_SAFE_INTEGER, maxBytes: SPLUNK_MAX_REQUEST_BYTES, maxItemBytes: SPLUNK_MAX_REQUEST_BYTES, separatorBytes: 1 });
-      for (const e of oversized) outcomes.set(e.id, { kind: 'dead', reason: `splunk: event larger than ${SPLUNK_MAX_REQUEST_BYTES} bytes` });
+      const { chunks, oversized } = chunkBySize(sized, {
+        maxItems: Number.MAX_SAFE_INTEGER,
+        maxBytes: SPLUNK_MAX_REQUEST_BYTES,
+        maxItemBytes: SPLUNK_MAX_REQUEST_BYTES,
+        separatorBytes: 1,
+      });
+      for (const e of oversized)
+        outcomes.set(e.id, { kind: 'dead', reason: `splunk: event larger than ${SPLUNK_MAX_REQUEST_BYTES} bytes` });
       let error: string | undefined;
       const pending: PendingAck[] = [];
       for (const chunk of chunks) {
         const r = await sendChunk(chunk, bodies, outcomes, pending);
         error = error ?? r;
       }
-      if (opts.ack && pending.length > 0) error = (await awaitAcks(client, urls.ack, headers, pending, outcomes, opts.ack)) ?? error;
+      if (opts.ack && pending.length > 0)
+        error = (await awaitAcks(client, urls.ack, headers, pending, outcomes, opts.ack)) ?? error;
       const report: DeliveryReport = { outcomes };
       if (error) report.error = error;
       return report;
     },
     healthCheck() {
-      return probe(() => client.get(urls.health, { headers }), 'splunk', (s) => s === 200);
+      return probe(
+        () => client.get(urls.health, { headers }),
+        'splunk',
+        (s) => s === 200,
+      );
     },
     async close() {
       http.destroy();

@@ -40,7 +40,14 @@ export function createSyslogConnector(opts: SyslogConnectorOptions): SiemConnect
     if (connecting) return connecting;
     connecting = new Promise<net.Socket>((resolve, reject) => {
       const s: net.Socket = useTls
-        ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ca, minVersion: 'TLSv1.2', rejectUnauthorized: true })
+        ? tls.connect({
+            host,
+            port,
+            servername: net.isIP(host) ? undefined : host,
+            ca,
+            minVersion: 'TLSv1.2',
+            rejectUnauthorized: true,
+          })
         : net.connect({ host, port });
       const timer = setTimeout(() => {
         s.destroy();

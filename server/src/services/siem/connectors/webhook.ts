@@ -29,8 +29,15 @@ export function createWebhookConnector(opts: HttpConnectorOptions & { now?: () =
       const schema = opts.schema ?? 'native';
       const bodies = new Map(events.map((e) => [e.id, shapeEventJson(e, schema)]));
       const sized = events.map((e) => ({ item: e, bytes: Buffer.byteLength(bodies.get(e.id) as string) }));
-      const { chunks, oversized } = chunkBySize(sized, { maxItems: Number.MAX_SAFE_INTEGER, maxBytes: WEBHOOK_MAX_REQUEST_BYTES, maxItemBytes: WEBHOOK_MAX_REQUEST_BYTES - 2, overheadBytes: 2, separatorBytes: 1 });
-      for (const e of oversized) outcomes.set(e.id, { kind: 'dead', reason: `webhook: event larger than ${WEBHOOK_MAX_REQUEST_BYTES} bytes` });
+      const { chunks, oversized } = chunkBySize(sized, {
+        maxItems: Number.MAX_SAFE_INTEGER,
+        maxBytes: WEBHOOK_MAX_REQUEST_BYTES,
+        maxItemBytes: WEBHOOK_MAX_REQUEST_BYTES - 2,
+        overheadBytes: 2,
+        separatorBytes: 1,
+      });
+      for (const e of oversized)
+        outcomes.set(e.id, { kind: 'dead', reason: `webhook: event larger than ${WEBHOOK_MAX_REQUEST_BYTES} bytes` });
       let error: string | undefined;
       for (const chunk of chunks) {
         const body = `[${chunk.map((e) => bodies.get(e.id)).join(',')}]`;
@@ -41,7 +48,12 @@ export function createWebhookConnector(opts: HttpConnectorOptions & { now?: () =
           'X-Fleet-Signature': webhookSignature(key, timestamp, body),
           'X-Fleet-Delivery': randomUUID(),
         };
-        const failed = await postWholeChunk(() => http.axios.post(opts.endpointUrl, body, { headers }), chunk, 'webhook', outcomes);
+        const failed = await postWholeChunk(
+          () => http.axios.post(opts.endpointUrl, body, { headers }),
+          chunk,
+          'webhook',
+          outcomes,
+        );
         error = error ?? failed;
       }
       const report: DeliveryReport = { outcomes };
@@ -50,7 +62,11 @@ export function createWebhookConnector(opts: HttpConnectorOptions & { now?: () =
     },
     healthCheck() {
       // Webhooks have no health endpoint: any HTTP answer below 500 proves the receiver is up.
-      return probe(() => http.axios.head(opts.endpointUrl), 'webhook', (s) => s < 500);
+      return probe(
+        () => http.axios.head(opts.endpointUrl),
+        'webhook',
+        (s) => s < 500,
+      );
     },
     async close() {
       http.destroy();

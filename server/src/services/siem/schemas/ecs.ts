@@ -54,16 +54,21 @@ const BY_ACTION: Record<string, EcsClass> = {
 /** Category and type of client-recorded and submitted events: `api`, typed by the action's last verb. */
 function apiClass(eventType: string): EcsClass {
   const verb = eventType.slice(eventType.lastIndexOf('.') + 1);
-  if (/^(create|created|add|added|insert|inserted|register|registered|submitted)$/.test(verb)) return { category: ['api'], type: ['creation'] };
-  if (/^(read|viewed|view|get|list|listed|export|exported|download|downloaded|access|accessed)$/.test(verb)) return { category: ['api'], type: ['access'] };
-  if (/^(update|updated|change|changed|modify|modified|rotate|rotated|set|enable|enabled|disable|disabled)$/.test(verb)) return { category: ['api'], type: ['change'] };
-  if (/^(delete|deleted|remove|removed|purge|purged|revoke|revoked|destroy|destroyed)$/.test(verb)) return { category: ['api'], type: ['deletion'] };
+  if (/^(create|created|add|added|insert|inserted|register|registered|submitted)$/.test(verb))
+    return { category: ['api'], type: ['creation'] };
+  if (/^(read|viewed|view|get|list|listed|export|exported|download|downloaded|access|accessed)$/.test(verb))
+    return { category: ['api'], type: ['access'] };
+  if (/^(update|updated|change|changed|modify|modified|rotate|rotated|set|enable|enabled|disable|disabled)$/.test(verb))
+    return { category: ['api'], type: ['change'] };
+  if (/^(delete|deleted|remove|removed|purge|purged|revoke|revoked|destroy|destroyed)$/.test(verb))
+    return { category: ['api'], type: ['deletion'] };
   if (/^(denied|deny|refused|forbidden)$/.test(verb)) return { category: ['api'], type: ['denied'] };
   return { category: ['api'], type: ['info'] };
 }
 
 export function ecsClassOf(eventType: string): EcsClass & { kind: 'alert' | 'event' } {
-  if (eventType.startsWith('security.alert.')) return { kind: 'alert', category: ['intrusion_detection'], type: ['info'] };
+  if (eventType.startsWith('security.alert.'))
+    return { kind: 'alert', category: ['intrusion_detection'], type: ['info'] };
   return { kind: 'event', ...(BY_ACTION[eventType] ?? apiClass(eventType)) };
 }
 
@@ -118,7 +123,9 @@ export function toEcs(e: SiemEvent, host?: string): Obj {
   if (e.userAgent) doc.user_agent = { original: e.userAgent };
   if (e.requestId) doc.http = { request: { id: e.requestId } };
   const related: Obj = {};
-  const names = [e.userId, (user?.name as string | undefined) ?? null].filter((v): v is string => typeof v === 'string');
+  const names = [e.userId, (user?.name as string | undefined) ?? null].filter(
+    (v): v is string => typeof v === 'string',
+  );
   if (names.length > 0) related.user = [...new Set(names)];
   if (e.ipAddress) related.ip = [e.ipAddress];
   if (Object.keys(related).length > 0) doc.related = related;

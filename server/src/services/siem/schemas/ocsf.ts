@@ -24,9 +24,24 @@ interface ClassDef {
   categoryUid: number;
   categoryName: string;
 }
-const AUTHENTICATION: ClassDef = { uid: 3002, name: 'Authentication', categoryUid: 3, categoryName: 'Identity & Access Management' };
-const ACCOUNT_CHANGE: ClassDef = { uid: 3001, name: 'Account Change', categoryUid: 3, categoryName: 'Identity & Access Management' };
-const API_ACTIVITY: ClassDef = { uid: 6003, name: 'API Activity', categoryUid: 6, categoryName: 'Application Activity' };
+const AUTHENTICATION: ClassDef = {
+  uid: 3002,
+  name: 'Authentication',
+  categoryUid: 3,
+  categoryName: 'Identity & Access Management',
+};
+const ACCOUNT_CHANGE: ClassDef = {
+  uid: 3001,
+  name: 'Account Change',
+  categoryUid: 3,
+  categoryName: 'Identity & Access Management',
+};
+const API_ACTIVITY: ClassDef = {
+  uid: 6003,
+  name: 'API Activity',
+  categoryUid: 6,
+  categoryName: 'Application Activity',
+};
 const DETECTION_FINDING: ClassDef = { uid: 2004, name: 'Detection Finding', categoryUid: 2, categoryName: 'Findings' };
 
 export interface OcsfMapping {
@@ -75,9 +90,12 @@ function apiActivityOf(eventType: string): [number, string] {
   if (known) return known;
   const verb = eventType.slice(eventType.lastIndexOf('.') + 1);
   if (/^(create|created|add|added|insert|inserted|register|registered|submitted)$/.test(verb)) return [1, 'Create'];
-  if (/^(read|viewed|view|get|list|listed|export|exported|download|downloaded|access|accessed)$/.test(verb)) return [2, 'Read'];
-  if (/^(update|updated|change|changed|modify|modified|rotate|rotated|set|enable|enabled|disable|disabled)$/.test(verb)) return [3, 'Update'];
-  if (/^(delete|deleted|remove|removed|purge|purged|revoke|revoked|destroy|destroyed)$/.test(verb)) return [4, 'Delete'];
+  if (/^(read|viewed|view|get|list|listed|export|exported|download|downloaded|access|accessed)$/.test(verb))
+    return [2, 'Read'];
+  if (/^(update|updated|change|changed|modify|modified|rotate|rotated|set|enable|enabled|disable|disabled)$/.test(verb))
+    return [3, 'Update'];
+  if (/^(delete|deleted|remove|removed|purge|purged|revoke|revoked|destroy|destroyed)$/.test(verb))
+    return [4, 'Delete'];
   return [99, 'Other'];
 }
 
@@ -170,9 +188,21 @@ function logNameOf(e: SiemEvent): string {
 /** Severity, time, message and metadata: the same for every class. */
 function ocsfCommon(e: SiemEvent): Obj {
   const severityId = OCSF_SEVERITY_ID[e.severity];
-  const metadata: Obj = { uid: e.id, version: OCSF_VERSION, product: PRODUCT, tenant_uid: e.tenantId, log_name: logNameOf(e) };
+  const metadata: Obj = {
+    uid: e.id,
+    version: OCSF_VERSION,
+    product: PRODUCT,
+    tenant_uid: e.tenantId,
+    log_name: logNameOf(e),
+  };
   if (e.requestId) metadata.correlation_uid = e.requestId;
-  return { severity_id: severityId, severity: SEVERITY_NAME[severityId], time: Date.parse(e.time), message: e.message, metadata };
+  return {
+    severity_id: severityId,
+    severity: SEVERITY_NAME[severityId],
+    time: Date.parse(e.time),
+    message: e.message,
+    metadata,
+  };
 }
 
 /** ocsfCommon serialized by hand around its constant parts (a leading comma, no braces). */
@@ -215,7 +245,10 @@ function ocsfRest(e: SiemEvent, m: OcsfMapping): Obj {
       out.src_endpoint = src ?? { svc_name: PRODUCT.uid };
       out.api = { operation: e.eventType, ...(e.requestId ? { request: { uid: e.requestId } } : {}) };
       if (http) out.http_request = http;
-      if (e.resourceType) out.resources = [{ type: e.resourceType, ...(e.resourceId ? { uid: e.resourceId } : { name: e.resourceType }) }];
+      if (e.resourceType)
+        out.resources = [
+          { type: e.resourceType, ...(e.resourceId ? { uid: e.resourceId } : { name: e.resourceType }) },
+        ];
       break;
     case DETECTION_FINDING: {
       const alertType = e.eventType.slice('security.alert.'.length);
@@ -225,7 +258,10 @@ function ocsfRest(e: SiemEvent, m: OcsfMapping): Obj {
       if (actor) out.actor = actor;
       // 1.3.0 has no src_endpoint on findings: the address is evidence.
       if (src) out.evidences = [{ src_endpoint: src, ...(actor ? { actor } : {}) }];
-      if (e.resourceType) out.resources = [{ type: e.resourceType, ...(e.resourceId ? { uid: e.resourceId } : { name: e.resourceType }) }];
+      if (e.resourceType)
+        out.resources = [
+          { type: e.resourceType, ...(e.resourceId ? { uid: e.resourceId } : { name: e.resourceType }) },
+        ];
       break;
     }
   }

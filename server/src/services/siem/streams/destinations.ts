@@ -37,7 +37,10 @@ const V6: Array<[string, number, string]> = [
   ['ff00::', 8, 'multicast'],
   ['100::', 64, 'reserved (discard)'],
 ];
-const lists = [...V4.map(([a, p, why]) => ({ why, list: blockOf(a, p, 'ipv4') })), ...V6.map(([a, p, why]) => ({ why, list: blockOf(a, p, 'ipv6') }))];
+const lists = [
+  ...V4.map(([a, p, why]) => ({ why, list: blockOf(a, p, 'ipv4') })),
+  ...V6.map(([a, p, why]) => ({ why, list: blockOf(a, p, 'ipv6') })),
+];
 
 function blockOf(address: string, prefix: number, type: 'ipv4' | 'ipv6'): net.BlockList {
   const b = new net.BlockList();
@@ -118,7 +121,11 @@ export async function checkDestination(raw: string, policy: DestinationPolicy): 
   }
 }
 
-type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void;
+type LookupCallback = (
+  err: NodeJS.ErrnoException | null,
+  address: string | dns.LookupAddress[],
+  family?: number,
+) => void;
 
 /**
  * A `lookup` for http(s).Agent / net.connect: resolves like dns.lookup and fails the
@@ -131,7 +138,9 @@ export function guardedLookup(hostname: string, options: dns.LookupOptions, call
     for (const a of list) {
       const why = forbiddenRange(a.address);
       if (why) {
-        const e = new DestinationRefused(`destination ${hostname} resolves to a ${why} address`) as unknown as NodeJS.ErrnoException;
+        const e = new DestinationRefused(
+          `destination ${hostname} resolves to a ${why} address`,
+        ) as unknown as NodeJS.ErrnoException;
         e.code = 'DESTINATION_REFUSED';
         return callback(e, '');
       }

@@ -72,7 +72,16 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
 RETURNING ${STREAM_COLUMNS}`;
 
 export async function insertStream(q: Queryable, w: StreamWrite): Promise<StreamRow> {
-  const { rows } = await q.query<StreamRow>(INSERT_STREAM, [w.tenantId, w.name, w.provider, w.endpointUrl, w.schema, w.minSeverity, w.credentials ?? null, w.now]);
+  const { rows } = await q.query<StreamRow>(INSERT_STREAM, [
+    w.tenantId,
+    w.name,
+    w.provider,
+    w.endpointUrl,
+    w.schema,
+    w.minSeverity,
+    w.credentials ?? null,
+    w.now,
+  ]);
   return rows[0] as StreamRow;
 }
 
@@ -83,7 +92,17 @@ WHERE tenant_id = $1 AND name = $2
 RETURNING ${STREAM_COLUMNS}`;
 
 export async function updateStream(q: Queryable, w: StreamWrite): Promise<StreamRow | null> {
-  const { rows } = await q.query<StreamRow>(UPDATE_STREAM, [w.tenantId, w.name, w.provider, w.endpointUrl, w.schema, w.minSeverity, w.credentials !== undefined, w.credentials ?? null, w.now]);
+  const { rows } = await q.query<StreamRow>(UPDATE_STREAM, [
+    w.tenantId,
+    w.name,
+    w.provider,
+    w.endpointUrl,
+    w.schema,
+    w.minSeverity,
+    w.credentials !== undefined,
+    w.credentials ?? null,
+    w.now,
+  ]);
   return rows[0] ?? null;
 }
 
@@ -92,7 +111,13 @@ INSERT INTO audit_stream_state (stream_id, tenant_id, min_rank, next_attempt_at)
 ON CONFLICT (stream_id) DO UPDATE SET min_rank = EXCLUDED.min_rank, attempts = 0, next_attempt_at = EXCLUDED.next_attempt_at`;
 
 /** The worker-side state of a stream; a changed stream is retried at once. */
-export async function upsertState(q: Queryable, streamId: string, tenantId: string, minSeverity: Severity, now: Date): Promise<void> {
+export async function upsertState(
+  q: Queryable,
+  streamId: string,
+  tenantId: string,
+  minSeverity: Severity,
+  now: Date,
+): Promise<void> {
   await q.query(UPSERT_STATE, [streamId, tenantId, SEVERITY_RANK[minSeverity], now]);
 }
 
@@ -105,7 +130,13 @@ export async function deleteStream(q: Queryable, tenantId: string, name: string)
 
 export const INSERT_TEST_EVENT = `INSERT INTO audit_stream_outbox (stream_id, tenant_id, payload, enqueued_at) VALUES ($1, $2, $3::json, $4)`;
 
-export async function insertTestEvent(q: Queryable, streamId: string, tenantId: string, payload: unknown, now: Date): Promise<void> {
+export async function insertTestEvent(
+  q: Queryable,
+  streamId: string,
+  tenantId: string,
+  payload: unknown,
+  now: Date,
+): Promise<void> {
   await q.query(INSERT_TEST_EVENT, [streamId, tenantId, JSON.stringify(payload), now]);
 }
 
@@ -153,7 +184,14 @@ WHERE st.stream_id IN (
 RETURNING st.stream_id::text AS stream_id, st.tenant_id, st.attempts`;
 
 /** Claims up to `limit` due streams with queued events for `worker` until `leaseUntil`. */
-export async function claimStreams(q: Queryable, worker: string, leaseUntil: Date, now: Date, limit: number, busy: readonly string[]): Promise<ClaimedStream[]> {
+export async function claimStreams(
+  q: Queryable,
+  worker: string,
+  leaseUntil: Date,
+  now: Date,
+  limit: number,
+  busy: readonly string[],
+): Promise<ClaimedStream[]> {
   const { rows } = await q.query<ClaimedStream>(CLAIM_STREAMS, [worker, leaseUntil, now, limit, busy]);
   return rows;
 }
@@ -191,7 +229,13 @@ export interface StreamDead {
   reason: string;
 }
 
-export async function insertStreamDead(q: Queryable, streamId: string, tenantId: string, at: Date, items: readonly StreamDead[]): Promise<void> {
+export async function insertStreamDead(
+  q: Queryable,
+  streamId: string,
+  tenantId: string,
+  at: Date,
+  items: readonly StreamDead[],
+): Promise<void> {
   if (items.length === 0) return;
   await q.query(INSERT_STREAM_DEAD, [
     streamId,
@@ -216,7 +260,14 @@ export const STREAM_FAILURE = `
 UPDATE audit_stream_state SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3, last_error_at = $4, claimed_by = NULL, claimed_until = NULL
 WHERE stream_id = $1 AND claimed_by = $5`;
 
-export async function recordStreamFailure(q: Queryable, streamId: string, nextAt: Date, error: string, at: Date, worker: string): Promise<void> {
+export async function recordStreamFailure(
+  q: Queryable,
+  streamId: string,
+  nextAt: Date,
+  error: string,
+  at: Date,
+  worker: string,
+): Promise<void> {
   await q.query(STREAM_FAILURE, [streamId, nextAt, error.slice(0, 500), at, worker]);
 }
 
@@ -233,7 +284,13 @@ ON CONFLICT (stream_id, event_id) DO NOTHING
 RETURNING event_id`;
 
 /** Keeps a stream's queue within `max`: the oldest events beyond it move to its dead letter. Returns their ids. */
-export async function trimStream(q: Queryable, streamId: string, max: number, tenantId: string, at: Date): Promise<string[]> {
+export async function trimStream(
+  q: Queryable,
+  streamId: string,
+  max: number,
+  tenantId: string,
+  at: Date,
+): Promise<string[]> {
   const { rows } = await q.query<{ event_id: string }>(TRIM_STREAM, [streamId, max, tenantId, at]);
   return rows.map((r) => r.event_id);
 }

@@ -89,13 +89,26 @@ export function streamCredentialsAad(tenantId: string, name: string): Buffer {
 }
 
 export function toStreamView(r: repo.StreamRow): StreamView {
-  return { name: r.name, provider: r.provider, endpointUrl: r.endpoint_url, schema: r.schema, minSeverity: r.min_severity, createdAt: r.created_at.toISOString() };
+  return {
+    name: r.name,
+    provider: r.provider,
+    endpointUrl: r.endpoint_url,
+    schema: r.schema,
+    minSeverity: r.min_severity,
+    createdAt: r.created_at.toISOString(),
+  };
 }
 
-function credentialProblem(provider: StreamProvider, c: StreamCredentials | undefined, creating: boolean): string | null {
+function credentialProblem(
+  provider: StreamProvider,
+  c: StreamCredentials | undefined,
+  creating: boolean,
+): string | null {
   if (c === undefined) {
     if (!creating || provider === 'elastic') return null;
-    return provider === 'webhook' ? 'credentials.secret is required for webhook' : `credentials.apiKey is required for ${provider}`;
+    return provider === 'webhook'
+      ? 'credentials.secret is required for webhook'
+      : `credentials.apiKey is required for ${provider}`;
   }
   if (provider === 'webhook') {
     if (c.apiKey !== undefined) return 'webhook takes credentials.secret, not apiKey';
@@ -109,34 +122,65 @@ function credentialProblem(provider: StreamProvider, c: StreamCredentials | unde
 
 export function createAuditStreams(deps: AuditStreamsDeps): AuditStreams {
   const { pool, config, clock, audit, encryption } = deps;
-  const policy = { production: config.isProduction, allowPrivate: config.siem.allowPrivateDestinations, resolve: deps.resolve };
+  const policy = {
+    production: config.isProduction,
+    allowPrivate: config.siem.allowPrivateDestinations,
+    resolve: deps.resolve,
+  };
 
   async function checkUrl(url: string): Promise<void> {
     try {
       await checkDestination(url, policy);
     } catch (err) {
-      if (err instanceof DestinationRefused) throw validationFailed([{ path: 'endpointUrl', message: err.message, code: 'destination_refused' }]);
+      if (err instanceof DestinationRefused)
+        throw validationFailed([{ path: 'endpointUrl', message: err.message, code: 'destination_refused' }]);
       throw err;
     }
   }
 
   function base(actor: StreamActor) {
-    return { tenantId: actor.tenantId, userId: actor.userId, ipAddress: actor.ipAddress, userAgent: actor.userAgent, requestId: actor.requestId, resourceType: 'audit_stream' };
+    return {
+      tenantId: actor.tenantId,
+      userId: actor.userId,
+      ipAddress: actor.ipAddress,
+      userAgent: actor.userAgent,
+      requestId: actor.requestId,
+      resourceType: 'audit_stream',
+    };
   }
 
   return {
     async put(actor, name, input) {
-      if (!STREAM_NAME_RE.test(name)) throw validationFailed([{ path: 'name', message: 'must be 1-64 of a-z, 0-9 and -' }]);
+      if (!STREAM_NAME_RE.test(name))
+        throw validationFailed([{ path: 'name', message: 'must be 1-64 of a-z, 0-9 and -' }]);
       await checkUrl(input.endpointUrl);
       const now = new Date(clock.now());
       return withTenant(pool, actor.tenantId, async (c) => {
         await repo.lockTenantStreams(c, actor.tenantId);
         const existing = await repo.selectStream(c, actor.tenantId, name);
-        const problem = credentialProblem(input.provider, input.credentials, existing === null || existing.provider !== input.provider);
+        const problem = credentialProblem(
+          input.provider,
+          input.credentials,
+          existing === null || existing.provider !== input.provider,
+        );
         if (problem) throw validationFailed([{ path: 'credentials', message: problem }]);
-        if (!existing && (await repo.countStreams(c, actor.tenantId)) >= MAX_STREAMS_PER_TENANT) throw conflict(`A tenant can have at most ${MAX_STREAMS_PER_TENANT} audit streams.`);
-        const credentials = input.credentials ? await encryption.encryptToString(JSON.stringify(input.credentials), { aad: streamCredentialsAad(actor.tenantId, name) }) : undefined;
-        const write: repo.StreamWrite = { tenantId: actor.tenantId, name, provider: input.provider, endpointUrl: input.endpointUrl, schema: input.schema, minSeverity: input.minSeverity, credentials, now };
+        if (!existing && (await repo.countStreams(c, actor.tenantId)) >= MAX_STREAMS_PER_TENANT)
+          throw conflict(`A tenant can have at most ${MAX_STREAMS_PER_TENANT} audit streams.`);
+        const credentials = input.credentials
+          ? await encryption.encryptToString(JSON.stringify(input.credentials), {
+              aad: streamCredentialsAad(actor.tenantId, name),
+            })
+          : undefined;
+        const write: repo.StreamWrite = {
+          tenantId: actor.tenantId,
+          name,
+          provider: input.provider,
+          endpointUrl: input.endpointUrl,
+          schema: input.schema,
+          minSeverity: input.minSeverity,
+          credentials,
+          now,
+        };
         const row = existing ? await repo.updateStream(c, write) : await repo.insertStream(c, write);
         if (!row) throw notFound('Audit stream');
         await repo.upsertState(c, row.id, actor.tenantId, input.minSeverity, now);
@@ -168,7 +212,16 @@ export function createAuditStreams(deps: AuditStreamsDeps): AuditStreams {
         const existing = await repo.selectStream(c, actor.tenantId, name);
         if (!existing) throw notFound('Audit stream');
         await repo.deleteStream(c, actor.tenantId, name);
-        await audit.record({ ...base(actor), action: 'audit.stream.deleted', resourceId: name, severity: 'high', before: toStreamView(existing) }, c);
+        await audit.record(
+          {
+            ...base(actor),
+            action: 'audit.stream.deleted',
+            resourceId: name,
+            severity: 'high',
+            before: toStreamView(existing),
+          },
+          c,
+        );
       });
     },
 
@@ -197,7 +250,16 @@ export function createAuditStreams(deps: AuditStreamsDeps): AuditStreams {
           details: { test: true },
         };
         await repo.insertTestEvent(c, row.id, actor.tenantId, event, now);
-        await audit.record({ ...base(actor), action: 'audit.stream.tested', resourceId: name, severity: 'low', after: { eventId: event.id } }, c);
+        await audit.record(
+          {
+            ...base(actor),
+            action: 'audit.stream.tested',
+            resourceId: name,
+            severity: 'low',
+            after: { eventId: event.id },
+          },
+          c,
+        );
         return event.id;
       });
     },
@@ -205,7 +267,10 @@ export function createAuditStreams(deps: AuditStreamsDeps): AuditStreams {
     async status(tenantId) {
       const rows = await withTenant(pool, tenantId, (c) => repo.streamStatus(c, tenantId));
       return rows.map((r) => {
-        const errorIsCurrent = r.last_error !== null && r.last_error_at !== null && (r.last_delivered_at === null || r.last_error_at >= r.last_delivered_at);
+        const errorIsCurrent =
+          r.last_error !== null &&
+          r.last_error_at !== null &&
+          (r.last_delivered_at === null || r.last_error_at >= r.last_delivered_at);
         return {
           name: r.name,
           queued: r.queued,
@@ -219,10 +284,14 @@ export function createAuditStreams(deps: AuditStreamsDeps): AuditStreams {
 
     async credentialsOf(row) {
       if (!row.credentials) return {};
-      const text = await encryption.decryptFromString(row.credentials, { aad: streamCredentialsAad(row.tenant_id, row.name) });
+      const text = await encryption.decryptFromString(row.credentials, {
+        aad: streamCredentialsAad(row.tenant_id, row.name),
+      });
       const parsed = JSON.parse(text) as StreamCredentials;
-      return { ...(parsed.apiKey ? { apiKey: parsed.apiKey } : {}), ...(parsed.secret ? { secret: parsed.secret } : {}) };
+      return {
+        ...(parsed.apiKey ? { apiKey: parsed.apiKey } : {}),
+        ...(parsed.secret ? { secret: parsed.secret } : {}),
+      };
     },
   };
 }
-

@@ -64,7 +64,11 @@ export interface StreamWorker {
   stop(): Promise<void>;
 }
 
-export function defaultStreamConnector(row: repo.StreamRow, credentials: StreamCredentials, opts: HttpConnectorOptions): SiemConnector {
+export function defaultStreamConnector(
+  row: repo.StreamRow,
+  credentials: StreamCredentials,
+  opts: HttpConnectorOptions,
+): SiemConnector {
   switch (row.provider) {
     case 'splunk':
       return createSplunkConnector(opts);
@@ -107,7 +111,8 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
   const leaseMs = deps.leaseMs ?? Math.max(60_000, timeoutMs * 4);
   // Each task holds at most one pool client at a time: streams use at most a quarter of the
   // pool, so a crowd of slow tenant destinations cannot starve requests or the platform forwarder.
-  const concurrency = deps.concurrency ?? Math.max(2, Math.min(DEFAULT_STREAM_CONCURRENCY, Math.floor(config.database.poolSize / 4)));
+  const concurrency =
+    deps.concurrency ?? Math.max(2, Math.min(DEFAULT_STREAM_CONCURRENCY, Math.floor(config.database.poolSize / 4)));
   const maxQueue = deps.maxQueue ?? STREAM_MAX_QUEUE;
   const intervalMs = deps.intervalMs ?? Math.min(config.siem.flushIntervalMs, 5_000);
   const random = deps.random ?? Math.random;
@@ -165,7 +170,12 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
     for (const b of batch) {
       const e = events.get(b.seq);
       if (!e) {
-        dead.push({ eventId: auditEventId(b.audit_log_id as string), auditLogId: b.audit_log_id, payload: null, reason: `audit row ${b.audit_log_id} not found` });
+        dead.push({
+          eventId: auditEventId(b.audit_log_id as string),
+          auditLogId: b.audit_log_id,
+          payload: null,
+          reason: `audit row ${b.audit_log_id} not found`,
+        });
         done.push(b.seq);
         continue;
       }
@@ -174,7 +184,11 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
       else if (o.kind === 'dead') {
         dead.push({ eventId: e.id, auditLogId: b.audit_log_id, payload: b.payload ?? null, reason: o.reason });
         done.push(b.seq);
-      } else retry = retry ?? { reason: o.reason, ...(o.retryAfterMs !== undefined ? { retryAfterMs: o.retryAfterMs } : {}) };
+      } else
+        retry = retry ?? {
+          reason: o.reason,
+          ...(o.retryAfterMs !== undefined ? { retryAfterMs: o.retryAfterMs } : {}),
+        };
     }
     await withTenant(pool, row.tenant_id, async (c) => {
       await repo.deleteStreamRows(c, row.id, done);
@@ -189,7 +203,12 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
             result: 'failure',
             severity: 'high',
             errorMessage: (dead[0] as repo.StreamDead).reason.slice(0, 2000),
-            after: { stream: row.name, provider: row.provider, count: dead.length, eventIds: dead.map((d) => d.eventId).slice(0, 100) },
+            after: {
+              stream: row.name,
+              provider: row.provider,
+              count: dead.length,
+              eventIds: dead.map((d) => d.eventId).slice(0, 100),
+            },
           },
           c,
         );
@@ -209,7 +228,12 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
               result: 'failure',
               severity: 'high',
               errorMessage: `queue_full: ${dropped.length} oldest events dropped (bound ${maxQueue})`,
-              after: { stream: row.name, provider: row.provider, count: dropped.length, eventIds: dropped.slice(0, 100) },
+              after: {
+                stream: row.name,
+                provider: row.provider,
+                count: dropped.length,
+                eventIds: dropped.slice(0, 100),
+              },
             },
             c,
           );
@@ -217,7 +241,12 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
       }
     });
     if (retry) {
-      log.warn('audit stream delivery failed', { tenantId: row.tenant_id, stream: row.name, reason: retry.reason, delivered: done.length - dead.length });
+      log.warn('audit stream delivery failed', {
+        tenantId: row.tenant_id,
+        stream: row.name,
+        reason: retry.reason,
+        delivered: done.length - dead.length,
+      });
       return 'retry';
     }
     return batch.length >= STREAM_BATCH_SIZE ? 'more' : 'done';
@@ -225,10 +254,15 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
 
   async function runStream(claim: repo.ClaimedStream): Promise<void> {
     try {
-      const row = await withTenant(pool, claim.tenant_id, (c) => repo.selectStreamById(c, claim.tenant_id, claim.stream_id));
+      const row = await withTenant(pool, claim.tenant_id, (c) =>
+        repo.selectStreamById(c, claim.tenant_id, claim.stream_id),
+      );
       if (!row) {
         // Deleted meanwhile (its state and queue went with it): drop its connector too.
-        await connectors.get(claim.stream_id)?.connector.close().catch(() => undefined);
+        await connectors
+          .get(claim.stream_id)
+          ?.connector.close()
+          .catch(() => undefined);
         connectors.delete(claim.stream_id);
         return;
       }
@@ -237,13 +271,23 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
         if (r === 'retry') return;
         if (r === 'done') break;
       }
-      await withTenant(pool, claim.tenant_id, (c) => repo.recordStreamSuccess(c, claim.stream_id, new Date(clock.now()), instanceId));
+      await withTenant(pool, claim.tenant_id, (c) =>
+        repo.recordStreamSuccess(c, claim.stream_id, new Date(clock.now()), instanceId),
+      );
     } catch (err) {
       const reason = `stream: ${(err as Error).message}`.slice(0, 300);
       log.warn('audit stream task failed', { tenantId: claim.tenant_id, streamId: claim.stream_id, reason });
       const at = new Date(clock.now());
-      await withTenant(pool, claim.tenant_id, (c) => repo.recordStreamFailure(c, claim.stream_id, new Date(at.getTime() + backoffDelayMs(claim.attempts + 1, random)), reason, at, instanceId))
-        .catch((e: Error) => log.warn('could not record audit stream failure', { err: e.message }));
+      await withTenant(pool, claim.tenant_id, (c) =>
+        repo.recordStreamFailure(
+          c,
+          claim.stream_id,
+          new Date(at.getTime() + backoffDelayMs(claim.attempts + 1, random)),
+          reason,
+          at,
+          instanceId,
+        ),
+      ).catch((e: Error) => log.warn('could not record audit stream failure', { err: e.message }));
     }
   }
 
@@ -255,13 +299,16 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
       if (free <= 0) return 0;
       const t = clock.now();
       // Claiming spans tenants (row-level security, migration 098): the SIEM worker scope.
-      const claims = await withSiemWorker(pool, (c) => repo.claimStreams(c, instanceId, new Date(t + leaseMs), new Date(t), free, [...inflight.keys()]));
+      const claims = await withSiemWorker(pool, (c) =>
+        repo.claimStreams(c, instanceId, new Date(t + leaseMs), new Date(t), free, [...inflight.keys()]),
+      );
       // Every slot taken: more streams may be due; claim again as soon as a slot frees up.
       saturated = claims.length === free;
       for (const claim of claims) {
         const task = runStream(claim).finally(() => {
           inflight.delete(claim.stream_id);
-          if (saturated && !stopping) void tick().catch((err: Error) => log.warn('audit stream tick failed', { err: err.message }));
+          if (saturated && !stopping)
+            void tick().catch((err: Error) => log.warn('audit stream tick failed', { err: err.message }));
         });
         inflight.set(claim.stream_id, task);
       }
