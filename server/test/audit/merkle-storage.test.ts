@@ -92,7 +92,7 @@ describe('Merkle storage written by the sealer', () => {
         }
       }
     });
-  });
+  }, 180_000);
 
   it('when consistency proofs are read for all pairs up to 40, then each verifies', async () => {
     await inTenant(tenant, async (c) => {
@@ -103,7 +103,7 @@ describe('Merkle storage written by the sealer', () => {
         }
       }
     });
-  });
+  }, 180_000);
 
   it("when another tenant asks for this tenant's row, then it is unknown (row-level security)", async () => {
     const other = uniqueTenant('merkle-other');
