@@ -7,7 +7,7 @@ import { isDatabaseUnavailable } from '../../db/pool';
 import { withSiemWorker, withTenant } from '../../db/transaction';
 import { backoffDelayMs } from './backoff';
 import type { SiemContext } from './context';
-import { eventFromAudit } from './events';
+import { eventFromAuditRow } from './events';
 import * as repo from './repository';
 import type { FlushResult } from './service';
 import type { EventOutcome, SiemEvent } from './types';
@@ -195,29 +195,7 @@ export function createSiemDelivery(ctx: SiemContext): SiemDelivery {
     const built = new Map<string, SiemEvent>();
     for (const [tenantId, ids] of byTenant) {
       const auditRows = await withTenant(pool, tenantId, (c) => repo.selectAuditRows(c, tenantId, ids));
-      for (const a of auditRows) {
-        built.set(
-          a.id,
-          eventFromAudit(
-            {
-              tenantId: a.tenant_id,
-              userId: a.user_id,
-              action: a.action,
-              resourceType: a.resource_type,
-              resourceId: a.resource_id,
-              before: a.before ?? undefined,
-              after: a.after ?? undefined,
-              ipAddress: a.ip_address,
-              userAgent: a.user_agent,
-              result: a.result,
-              errorMessage: a.error_message,
-              severity: a.severity,
-              requestId: a.request_id,
-            },
-            { id: a.id, createdAt: a.created_at },
-          ),
-        );
-      }
+      for (const a of auditRows) built.set(a.id, eventFromAuditRow(a));
     }
     const events: SiemEvent[] = [];
     const missing: repo.OutboxRow[] = [];
