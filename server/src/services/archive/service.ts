@@ -17,6 +17,7 @@ import type { Pool, PoolClient, Queryable } from '../../db/pool';
 import { AppError, conflict, serviceUnavailable } from '../../lib/errors';
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
+import { periodic } from '../../lib/periodic';
 import type { AuditService } from '../audit/service';
 import type { SiemMetrics } from '../siem/metrics';
 import type { BlobStore } from './blob-store';
@@ -145,7 +146,6 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
   const chainHead = deps.chainHead ?? auditChainHeadReader(audit);
   const maxRows = deps.maxRowsPerExport ?? MAX_ROWS_PER_EXPORT;
   const log = deps.logger.child({ component: 'archive' });
-  let timer: NodeJS.Timeout | null = null;
   let running: Promise<RunResult> | null = null;
   let stopping = false;
 
@@ -473,21 +473,9 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
       return running;
     },
     async start() {
-      if (!enabled || timer) return;
+      if (!enabled || job.started) return;
       stopping = false;
-      const tick = () => {
-        service.runOnce().catch((err: Error) => log.warn('periodic audit archive run failed', { err: err.message }));
-      };
-      // First run soon after start (a restart must not postpone archiving by a whole interval).
-      timer = setTimeout(
-        function first() {
-          tick();
-          timer = setInterval(tick, config.archive.intervalMs);
-          timer.unref();
-        },
-        Math.min(config.archive.intervalMs, 60_000),
-      );
-      timer.unref();
+      job.start();
       log.info('audit archive job started', {
         intervalMs: config.archive.intervalMs,
         container: config.archive.container,
@@ -495,14 +483,16 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
     },
     async stop() {
       stopping = true;
-      if (timer) {
-        clearTimeout(timer);
-        clearInterval(timer);
-      }
-      timer = null;
+      await job.stop();
       if (running) await running.catch(() => undefined);
     },
   };
+  // First run soon after start (a restart must not postpone archiving by a whole interval).
+  const job = periodic(() => service.runOnce(), {
+    intervalMs: config.archive.intervalMs,
+    firstDelayMs: Math.min(config.archive.intervalMs, 60_000),
+    onError: (err) => log.warn('periodic audit archive run failed', { err: (err as Error).message }),
+  });
   return service;
 }
 

@@ -25,6 +25,7 @@ import { withTenant } from '../../db/transaction';
 import { AppError, validationFailed } from '../../lib/errors';
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
+import { periodic } from '../../lib/periodic';
 import * as repo from './repository';
 
 export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
@@ -95,8 +96,6 @@ export function keyProblem(raw: string | string[] | undefined): string | null {
 export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logger: Logger }): IdempotencyService {
   const { pool, clock, logger } = deps;
   const keys = new WeakMap<Request, string>();
-  let timer: NodeJS.Timeout | null = null;
-  let pruning: Promise<number> | null = null;
   let lastPruneError: string | null = null;
 
   async function pruneNow(): Promise<number> {
@@ -109,25 +108,23 @@ export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logge
     return total;
   }
 
-  function runPrune(): void {
-    if (pruning) return;
-    pruning = pruneNow();
-    pruning
-      .then(
-        (n) => {
-          lastPruneError = null;
-          if (n > 0) logger.debug('idempotency keys pruned', { count: n });
-        },
-        (err: Error) => {
-          if (lastPruneError !== err.message)
-            logger.warn('idempotency key clean-up failed; retried at the next interval', { err: err.message });
-          lastPruneError = err.message;
-        },
-      )
-      .finally(() => {
-        pruning = null;
-      });
-  }
+  const prune = periodic(
+    async () => {
+      const n = await pruneNow();
+      lastPruneError = null;
+      if (n > 0) logger.debug('idempotency keys pruned', { count: n });
+    },
+    {
+      intervalMs: PRUNE_INTERVAL_MS,
+      firstDelayMs: 0,
+      onError: (err) => {
+        const message = (err as Error).message;
+        if (lastPruneError !== message)
+          logger.warn('idempotency key clean-up failed; retried at the next interval', { err: message });
+        lastPruneError = message;
+      },
+    },
+  );
 
   return {
     checkKey(req, _res, next) {
@@ -216,16 +213,11 @@ export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logge
     pruneNow,
 
     async start() {
-      if (timer) return;
-      runPrune();
-      timer = setInterval(runPrune, PRUNE_INTERVAL_MS);
-      timer.unref();
+      prune.start();
     },
 
     async stop() {
-      if (timer) clearInterval(timer);
-      timer = null;
-      if (pruning) await pruning.catch(() => 0);
+      await prune.stop();
     },
   };
 }

@@ -5,6 +5,7 @@
  */
 import { isDatabaseUnavailable } from '../../db/pool';
 import { withSiemWorker, withTenant } from '../../db/transaction';
+import { periodic } from '../../lib/periodic';
 import { backoffDelayMs } from './backoff';
 import type { SiemContext } from './context';
 import { eventFromAuditRow } from './events';
@@ -131,37 +132,27 @@ export function createSiemDelivery(ctx: SiemContext): SiemDelivery {
 
   /** Renews the claim on `seqs` every third of the lease until stopped. */
   function renewWhileInFlight(seqs: string[]): { stop(): Promise<void> } {
-    let pending: Promise<void> | null = null;
     let lostLogged = false;
-    let stopped = false;
-    const timer = setInterval(
-      () => {
-        if (pending || stopped) return;
-        pending = withSiemWorker(pool, (c) => repo.renewLease(c, seqs, instanceId, new Date(clock.now() + leaseMs)))
-          .then((held) => {
-            if (held < seqs.length && !lostLogged) {
-              lostLogged = true;
-              log.warn('SIEM claim expired before renewal; another instance may deliver these events too', {
-                claimed: seqs.length,
-                held,
-              });
-            }
-          })
-          .catch((err: Error) => void log.warn('SIEM claim renewal failed', { err: err.message }))
-          .finally(() => {
-            pending = null;
+    const renewal = periodic(
+      async () => {
+        const held = await withSiemWorker(pool, (c) =>
+          repo.renewLease(c, seqs, instanceId, new Date(clock.now() + leaseMs)),
+        );
+        if (held < seqs.length && !lostLogged) {
+          lostLogged = true;
+          log.warn('SIEM claim expired before renewal; another instance may deliver these events too', {
+            claimed: seqs.length,
+            held,
           });
+        }
       },
-      Math.max(10, Math.floor(leaseMs / 3)),
+      {
+        intervalMs: Math.max(10, Math.floor(leaseMs / 3)),
+        onError: (err) => log.warn('SIEM claim renewal failed', { err: (err as Error).message }),
+      },
     );
-    timer.unref();
-    return {
-      async stop() {
-        stopped = true;
-        clearInterval(timer);
-        if (pending) await pending;
-      },
-    };
+    renewal.start();
+    return renewal;
   }
 
   async function deliverClaimed(rows: repo.OutboxRow[], stopRenewal: () => Promise<void>): Promise<FlushResult> {

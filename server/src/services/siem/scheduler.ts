@@ -4,6 +4,7 @@
  * start() and stop() (which waits for the running tick and gives the claims back).
  */
 import { withSiemWorker } from '../../db/transaction';
+import { periodic } from '../../lib/periodic';
 import type { SiemContext } from './context';
 import type { SiemDelivery } from './delivery';
 import * as repo from './repository';
@@ -32,17 +33,12 @@ export function createSiemScheduler(ctx: SiemContext, delivery: SiemDelivery): S
   const { flushOnce } = delivery;
 
   let enqueuedSinceTick = 0;
-  let timer: NodeJS.Timeout | null = null;
-  let fillTimer: NodeJS.Timeout | null = null;
-  let running: Promise<void> | null = null;
   let started = false;
   let stopping = false;
-  /** A wake-up arrived while a tick was running: run again right after it. */
-  let again = false;
 
   function nudge(n: number): void {
     enqueuedSinceTick += n;
-    if (started && !stopping && enqueuedSinceTick >= batchSize) schedule(5);
+    if (started && !stopping && enqueuedSinceTick >= batchSize) worker.wake(5);
   }
 
   async function trimQueue(): Promise<string[]> {
@@ -59,42 +55,32 @@ export function createSiemScheduler(ctx: SiemContext, delivery: SiemDelivery): S
 
   async function tick(): Promise<void> {
     if (stopping) return;
-    if (running) {
-      again = true;
-      return;
-    }
-    again = false;
     enqueuedSinceTick = 0;
-    running = (async () => {
-      try {
-        await trimQueue();
-        for (let i = 0; i < MAX_BATCHES_PER_TICK && !stopping; i++) {
-          const r = await flushOnce();
-          if (r.claimed < batchSize || r.delivered === 0) break;
-        }
-        state.depthEstimate = await withSiemWorker(pool, (c) => repo.countOutboxCapped(c, maxQueue));
-        metrics.queueDepth.set(state.depthEstimate);
-      } catch (err) {
-        log.warn('SIEM worker tick failed', { err: (err as Error).message });
-      }
-    })();
-    try {
-      await running;
-    } finally {
-      running = null;
+    await trimQueue();
+    for (let i = 0; i < MAX_BATCHES_PER_TICK && !stopping; i++) {
+      const r = await flushOnce();
+      if (r.claimed < batchSize || r.delivered === 0) break;
     }
-    schedule(again ? 0 : config.siem.flushIntervalMs);
+    state.depthEstimate = await withSiemWorker(pool, (c) => repo.countOutboxCapped(c, maxQueue));
+    metrics.queueDepth.set(state.depthEstimate);
   }
 
-  function schedule(ms: number): void {
-    if (!started || stopping) return;
-    if (timer) clearTimeout(timer);
-    timer = setTimeout(() => {
-      timer = null;
-      void tick();
-    }, ms);
-    timer.unref();
+  /** A full batch waits, or a claim of a dead instance ran out: flush now. */
+  async function checkFill(): Promise<void> {
+    if (worker.busy || stopping) return;
+    const n = await withSiemWorker(pool, (c) => repo.countFreshCapped(c, batchSize));
+    if (n >= batchSize || (await withSiemWorker(pool, (c) => repo.hasExpiredClaims(c, now())))) worker.wake(0);
   }
+
+  const worker = periodic(tick, {
+    intervalMs: config.siem.flushIntervalMs,
+    firstDelayMs: 0,
+    onError: (err) => log.warn('SIEM worker tick failed', { err: (err as Error).message }),
+  });
+  const fillCheck = periodic(checkFill, {
+    intervalMs: FILL_CHECK_MS,
+    onError: (err) => log.debug('SIEM fill check failed', { err: (err as Error).message }),
+  });
 
   async function syncSettings(): Promise<void> {
     await repo.setForwarding(pool, enabled);
@@ -111,19 +97,8 @@ export function createSiemScheduler(ctx: SiemContext, delivery: SiemDelivery): S
       stopping = false;
       state.depthEstimate = await withSiemWorker(pool, (c) => repo.countOutboxCapped(c, maxQueue)).catch(() => 0);
       await repo.deleteStaleWorkers(pool, new Date(clock.now() - 7 * 86_400_000)).catch(() => undefined);
-      schedule(0);
-      if (config.siem.flushIntervalMs > FILL_CHECK_MS) {
-        fillTimer = setInterval(() => {
-          if (running || stopping) return;
-          withSiemWorker(pool, (c) => repo.countFreshCapped(c, batchSize))
-            .then(async (n) => {
-              // A full batch waits, or a claim of a dead instance ran out: flush now.
-              if (n >= batchSize || (await withSiemWorker(pool, (c) => repo.hasExpiredClaims(c, now())))) schedule(0);
-            })
-            .catch((err: Error) => log.debug('SIEM fill check failed', { err: err.message }));
-        }, FILL_CHECK_MS);
-        fillTimer.unref();
-      }
+      worker.start();
+      if (config.siem.flushIntervalMs > FILL_CHECK_MS) fillCheck.start();
       log.info('SIEM forwarder started', {
         batchSize,
         flushIntervalMs: config.siem.flushIntervalMs,
@@ -133,11 +108,8 @@ export function createSiemScheduler(ctx: SiemContext, delivery: SiemDelivery): S
     },
     async stop() {
       stopping = true;
-      if (timer) clearTimeout(timer);
-      timer = null;
-      if (fillTimer) clearInterval(fillTimer);
-      fillTimer = null;
-      if (running) await running.catch(() => undefined);
+      await fillCheck.stop();
+      await worker.stop();
       if (started) {
         await withSiemWorker(pool, (c) => repo.releaseClaims(c, instanceId))
           .then((n) => {

@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from '../../../config';
 import type { Pool } from '../../../db/pool';
 import { withSiemWorker, withTenant } from '../../../db/transaction';
+import { periodic } from '../../../lib/periodic';
 import type { Clock } from '../../../lib/clock';
 import type { Logger } from '../../../lib/logger';
 import type { AuditService } from '../../audit/service';
@@ -99,7 +100,6 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
   const factory = deps.connectorFactory ?? defaultStreamConnector;
   const inflight = new Map<string, Promise<void>>();
   const connectors = new Map<string, { version: string; connector: SiemConnector }>();
-  let timer: NodeJS.Timeout | null = null;
   let stopping = false;
   let ticking: Promise<number> | null = null;
   let saturated = false;
@@ -300,16 +300,10 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
     }
   }
 
-  function schedule(): void {
-    if (stopping) return;
-    timer = setTimeout(() => {
-      timer = null;
-      tick()
-        .catch((err: Error) => log.warn('audit stream tick failed', { err: err.message }))
-        .finally(schedule);
-    }, intervalMs);
-    timer.unref();
-  }
+  const loop = periodic(tick, {
+    intervalMs,
+    onError: (err) => log.warn('audit stream tick failed', { err: (err as Error).message }),
+  });
 
   return {
     tick,
@@ -318,12 +312,11 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
     },
     start() {
       stopping = false;
-      if (!timer) schedule();
+      loop.start();
     },
     async stop() {
       stopping = true;
-      if (timer) clearTimeout(timer);
-      timer = null;
+      await loop.stop();
       // Closing the connectors first aborts requests to destinations that never answer.
       for (const { connector } of connectors.values()) await connector.close().catch(() => undefined);
       connectors.clear();
