@@ -17,7 +17,7 @@ import type { Config } from '../../config';
 import type { Pool, Queryable } from '../../db/pool';
 import { withTenant, withTransaction } from '../../db/transaction';
 import type { Clock } from '../../lib/clock';
-import { AppError, notFound, serviceUnavailable, unauthenticated } from '../../lib/errors';
+import { RateLimitedError, notFound, serviceUnavailable, unauthenticated } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
 import type { AuthContext, Role } from '../../types/express';
 import type { FailureAggregator } from '../audit/failure-aggregator';
@@ -278,10 +278,11 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       findUsersByEmail(pool, email),
     ]);
     if (lock.locked) {
-      throw new AppError('RATE_LIMITED', 429, 'Too many failed login attempts; try again later.', {
-        headers: { 'Retry-After': String(lock.retryAfterSec) },
-        internalReason: `login locked out (${lock.scope.join(', ')})`,
-      });
+      throw new RateLimitedError(
+        'Too many failed login attempts; try again later.',
+        lock.retryAfterSec,
+        `login locked out (${lock.scope.join(', ')})`,
+      );
     }
     const only = candidates.length === 1 ? (candidates[0] as UserRecord) : null;
 

@@ -22,7 +22,7 @@ import { createHash } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import type { Pool, Queryable } from '../../db/pool';
 import { withTenant } from '../../db/transaction';
-import { AppError, validationFailed } from '../../lib/errors';
+import { ConflictError, IdempotencyKeyReusedError, validationFailed } from '../../lib/errors';
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
 import { periodic } from '../../lib/periodic';
@@ -91,6 +91,13 @@ export function keyProblem(raw: string | string[] | undefined): string | null {
   if (raw.length > 255) return 'must be at most 255 characters';
   if (!KEY_RE.test(raw)) return 'must be visible ASCII characters only (no spaces, control or non-ASCII characters)';
   return null;
+}
+
+/** A repeat while the first request with the key is still being processed (contract §6). */
+function stillProcessing(): ConflictError {
+  return new ConflictError('A request with this Idempotency-Key is still being processed; retry later.', {
+    retryAfterSeconds: 1,
+  });
 }
 
 export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logger: Logger }): IdempotencyService {
@@ -163,20 +170,13 @@ export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logge
       const hash = requestHash(route, req.body);
       const result = await withTenant(pool, auth.tenantId, async (c) => {
         if (!(await repo.tryLockKey(c, scope))) {
-          throw new AppError(
-            'CONFLICT',
-            409,
-            'A request with this Idempotency-Key is still being processed; retry later.',
-            { headers: { 'Retry-After': '1' } },
-          );
+          throw stillProcessing();
         }
         const now = new Date(clock.now());
         const kept = await repo.selectKept(c, scope, now);
         if (kept) {
           if (!Buffer.from(kept.request_hash).equals(hash)) {
-            throw new AppError(
-              'IDEMPOTENCY_KEY_REUSED',
-              422,
+            throw new IdempotencyKeyReusedError(
               'This Idempotency-Key was used with a different request body; use a new key for a new request.',
             );
           }
@@ -197,12 +197,7 @@ export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logge
           ))
         ) {
           // Cannot happen under the lock; never answer twice for one key.
-          throw new AppError(
-            'CONFLICT',
-            409,
-            'A request with this Idempotency-Key is still being processed; retry later.',
-            { headers: { 'Retry-After': '1' } },
-          );
+          throw stillProcessing();
         }
         return { replayed: false, status: out.status, body: out.body };
       });

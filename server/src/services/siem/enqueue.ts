@@ -4,7 +4,7 @@
  */
 import type { Queryable } from '../../db/pool';
 import { asSiemWorker, withTenant, withTransaction } from '../../db/transaction';
-import { AppError } from '../../lib/errors';
+import { UnavailableError } from '../../lib/errors';
 import type { SiemContext } from './context';
 import { auditEventId } from './event-id';
 import { EVENT_TYPE_RE, normalizeEvent } from './events';
@@ -15,8 +15,8 @@ import { SEVERITIES } from './types';
 
 export type SiemEnqueue = Pick<SiemService, 'enqueue' | 'sendEvent' | 'sendBatch' | 'sendAlert' | 'submitFromRequest'>;
 
-export function notConfigured(): AppError {
-  return new AppError('SERVICE_UNAVAILABLE', 503, 'No SIEM is configured (SIEM_PROVIDER, SIEM_ENDPOINT_URL).');
+export function notConfigured(): UnavailableError {
+  return new UnavailableError('No SIEM is configured (SIEM_PROVIDER, SIEM_ENDPOINT_URL).');
 }
 
 /** `nudge(n)`: n events were enqueued here (the scheduler flushes early once a batch is full). */
@@ -34,8 +34,8 @@ export function createSiemEnqueue(ctx: SiemContext, nudge: (n: number) => void):
     const depth = await repo.countOutboxCapped(q, maxQueue);
     state.depthEstimate = depth;
     if (depth + events.length > maxQueue) {
-      throw new AppError('SERVICE_UNAVAILABLE', 503, 'The SIEM queue is full; try again later.', {
-        headers: { 'Retry-After': String(Math.max(1, Math.ceil(config.siem.flushIntervalMs / 1000))) },
+      throw new UnavailableError('The SIEM queue is full; try again later.', {
+        retryAfterSeconds: Math.max(1, Math.ceil(config.siem.flushIntervalMs / 1000)),
         internalReason: `siem outbox holds ${depth} of ${maxQueue} events`,
       });
     }
