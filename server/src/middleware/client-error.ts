@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
+import { errorEnvelope } from '../lib/errors';
 
 /**
  * Requests Node's HTTP parser refuses before Express sees them (malformed request line or
@@ -13,12 +14,9 @@ import type { Duplex } from 'node:stream';
 export function answerClientErrors(server: http.Server, headers: ReadonlyArray<readonly [string, string]>): void {
   server.on('checkExpectation', (_req: http.IncomingMessage, res: http.ServerResponse) => {
     const requestId = randomUUID();
-    const body = JSON.stringify({
-      success: false,
-      error: { code: 'VALIDATION_FAILED', message: 'Only "Expect: 100-continue" is supported.' },
-      requestId,
-      timestamp: new Date().toISOString(),
-    });
+    const body = JSON.stringify(
+      errorEnvelope(requestId, { code: 'VALIDATION_FAILED', message: 'Only "Expect: 100-continue" is supported.' }),
+    );
     res.shouldKeepAlive = false; // the body was not read
     res.writeHead(
       417,
@@ -48,12 +46,7 @@ export function answerClientErrors(server: http.Server, headers: ReadonlyArray<r
             ? [408, 'Request Timeout', 'REQUEST_TIMEOUT', 'The request was not received in time.']
             : [400, 'Bad Request', 'VALIDATION_FAILED', 'The request is not valid HTTP.'];
     const requestId = randomUUID();
-    const body = JSON.stringify({
-      success: false,
-      error: { code, message },
-      requestId,
-      timestamp: new Date().toISOString(),
-    });
+    const body = JSON.stringify(errorEnvelope(requestId, { code, message }));
     const lines = [
       `HTTP/1.1 ${status} ${reason}`,
       'Content-Type: application/json; charset=utf-8',

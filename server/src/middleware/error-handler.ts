@@ -3,6 +3,8 @@ import { ZodError } from 'zod';
 import { isDatabaseUnavailable } from '../db/pool';
 import {
   AppError,
+  DomainError,
+  errorEnvelope,
   internalError,
   malformedJson,
   notFound,
@@ -10,14 +12,29 @@ import {
   unsupportedMediaType,
   validationFailed,
   csrfFailed,
+  HTTP_STATUS,
+  type ErrorBody,
+  type ErrorCode,
   type ErrorDetail,
 } from '../lib/errors';
 
-export interface ErrorBody {
-  success: false;
-  error: { code: string; message: string; details?: ErrorDetail[] };
-  requestId: string;
-  timestamp: string;
+export { HTTP_STATUS, type ErrorBody };
+
+/** Headers a code always carries (RFC 6750 §3 for 401). */
+const CODE_HEADERS: Partial<Record<ErrorCode, Record<string, string>>> = {
+  UNAUTHENTICATED: { 'WWW-Authenticate': 'Bearer realm="fleet-security", error="invalid_token"' },
+};
+
+/** A domain error as the HTTP layer answers it: status from HTTP_STATUS, Retry-After from retryAfterSeconds. */
+function fromDomainError(err: DomainError): AppError {
+  const headers: Record<string, string> = { ...CODE_HEADERS[err.code] };
+  if (err.retryAfterSeconds !== undefined) headers['Retry-After'] = String(err.retryAfterSeconds);
+  return new AppError(err.code, HTTP_STATUS[err.code], err.message, {
+    details: err.details,
+    headers,
+    internalReason: err.internalReason,
+    cause: err.cause,
+  });
 }
 
 export function zodDetails(err: ZodError): ErrorDetail[] {
@@ -35,7 +52,8 @@ function formatLimit(bytes: number | undefined): string {
 /** Maps anything thrown to an AppError; null means "unknown" (500). */
 export function toAppError(err: unknown): AppError | null {
   if (err instanceof AppError) return err;
-  if (err instanceof ZodError) return validationFailed(zodDetails(err));
+  if (err instanceof DomainError) return fromDomainError(err);
+  if (err instanceof ZodError) return fromDomainError(validationFailed(zodDetails(err)));
   const e = err as { type?: string; status?: number; statusCode?: number; code?: string; limit?: number };
   switch (e?.type) {
     case 'entity.parse.failed':
@@ -68,21 +86,16 @@ export function toAppError(err: unknown): AppError | null {
   }
   // URIError from malformed percent-encoding in a path parameter.
   if (err instanceof URIError)
-    return validationFailed([
-      { path: 'params', message: 'malformed percent-encoding (must be UTF-8)', code: 'invalid_encoding' },
-    ]);
+    return fromDomainError(
+      validationFailed([
+        { path: 'params', message: 'malformed percent-encoding (must be UTF-8)', code: 'invalid_encoding' },
+      ]),
+    );
   return null;
 }
 
 export function errorBody(req: Request, err: AppError): ErrorBody {
-  const body: ErrorBody = {
-    success: false,
-    error: { code: err.code, message: err.message },
-    requestId: req.ctx?.requestId ?? 'unknown',
-    timestamp: new Date().toISOString(),
-  };
-  if (err.details && err.details.length > 0) body.error.details = err.details;
-  return body;
+  return errorEnvelope(req.ctx?.requestId ?? 'unknown', err);
 }
 
 export function sendError(req: Request, res: Response, err: AppError): void {

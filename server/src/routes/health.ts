@@ -1,6 +1,7 @@
 import type { Request, Response, Router } from 'express';
 import { z } from 'zod';
 import type { Pool } from '../db/pool';
+import { errorEnvelope } from '../lib/errors';
 import { ErrorCode } from '../openapi/common';
 import { describeRoute } from '../openapi/registry';
 
@@ -129,21 +130,21 @@ export function mountHealth(
     const dependencies = Object.fromEntries(
       results.map((r) => [r.name, { status: r.status, critical: r.critical, latencyMs: r.latencyMs }]),
     );
-    const body = {
-      success: ready,
-      status: ready ? 'ready' : 'unavailable',
+    if (!ready) {
+      const failing = results.filter((r) => r.status === 'down' && r.critical).map((r) => r.name);
+      const envelope = errorEnvelope(req.ctx.requestId, {
+        code: 'SERVICE_UNAVAILABLE',
+        message: `Not ready: ${failing.join(', ')} unavailable.`,
+      });
+      res.status(503).json({ ...envelope, status: 'unavailable', dependencies });
+      return;
+    }
+    res.json({
+      success: true,
+      status: 'ready',
       dependencies,
       requestId: req.ctx.requestId,
       timestamp: new Date().toISOString(),
-    };
-    if (!ready) {
-      const failing = results.filter((r) => r.status === 'down' && r.critical).map((r) => r.name);
-      res.status(503).json({
-        ...body,
-        error: { code: 'SERVICE_UNAVAILABLE', message: `Not ready: ${failing.join(', ')} unavailable.` },
-      });
-      return;
-    }
-    res.json(body);
+    });
   });
 }

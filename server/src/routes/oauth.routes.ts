@@ -11,7 +11,7 @@
  */
 import express, { type Express, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { Composition } from '../compose';
-import { isAppError } from '../lib/errors';
+import { AuthenticationError } from '../lib/errors';
 import { presentsApiKey } from '../middleware/api-key-auth';
 import { z } from 'zod';
 import { OAuthErrorResponse } from '../openapi/common';
@@ -235,7 +235,7 @@ export function mountOAuth(app: Express, c: Composition): void {
       }
       c.guards.requireApiKey(req, res, (err?: unknown) => {
         if (err) {
-          if (isAppError(err) && err.status === 401)
+          if (err instanceof AuthenticationError)
             send(res, new OAuthError('invalid_client', 401, 'client authentication failed'));
           else next(err);
           return;

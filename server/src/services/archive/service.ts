@@ -14,9 +14,10 @@
 import type { Request } from 'express';
 import type { Config } from '../../config';
 import type { Pool, PoolClient, Queryable } from '../../db/pool';
-import { AppError, conflict, serviceUnavailable } from '../../lib/errors';
+import { ConflictError, DomainError, UnavailableError, conflict, serviceUnavailable } from '../../lib/errors';
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
+import { periodic } from '../../lib/periodic';
 import type { AuditService } from '../audit/service';
 import type { SiemMetrics } from '../siem/metrics';
 import type { BlobStore } from './blob-store';
@@ -138,6 +139,16 @@ async function inTenantTx<T>(client: PoolClient, tenantId: string, fn: (c: PoolC
 
 class NothingToExport extends Error {}
 
+/** The storage refused the immutability policy of a written blob: the export stays pending and is retried. */
+export class ImmutabilityRefusedError extends UnavailableError {
+  constructor(cause: unknown) {
+    super('The archive storage did not accept the immutability policy; the export is incomplete and will be retried.', {
+      internalReason: `immutability policy refused: ${(cause as Error).message.split('\n')[0]}`,
+      cause,
+    });
+  }
+}
+
 export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
   const { pool, config, clock, audit, metrics } = deps;
   const blobs = deps.blobStore;
@@ -145,15 +156,12 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
   const chainHead = deps.chainHead ?? auditChainHeadReader(audit);
   const maxRows = deps.maxRowsPerExport ?? MAX_ROWS_PER_EXPORT;
   const log = deps.logger.child({ component: 'archive' });
-  let timer: NodeJS.Timeout | null = null;
   let running: Promise<RunResult> | null = null;
   let stopping = false;
 
   function storage(): BlobStore {
     if (!blobs)
-      throw new AppError(
-        'SERVICE_UNAVAILABLE',
-        503,
+      throw new UnavailableError(
         'No audit archive is configured (AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_URL).',
       );
     return blobs;
@@ -166,9 +174,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
     );
     const content = renderNdjson(rows);
     if (rows.length !== e.row_count || sha256Hex(content) !== e.sha256) {
-      throw new AppError(
-        'CONFLICT',
-        409,
+      throw new ConflictError(
         'The audit rows of an unfinished export changed since it was prepared; the archive refuses to continue.',
         {
           internalReason: `pending export ${e.tenant_id}#${e.seq} (${e.first_id}-${e.last_id}) no longer matches its recorded SHA-256`,
@@ -191,9 +197,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
     if (put === 'exists') {
       const existing = await store.get(e.blob_name);
       if (!existing || sha256Hex(existing.content) !== e.sha256) {
-        throw new AppError(
-          'CONFLICT',
-          409,
+        throw new ConflictError(
           'An archive blob with this name already exists with different content; it was not overwritten.',
           {
             internalReason: `blob ${e.blob_name} exists with a different SHA-256`,
@@ -207,10 +211,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
       try {
         await store.setImmutability(e.blob_name, immutableUntil);
       } catch (err) {
-        throw Object.assign(new Error(`immutability policy refused: ${(err as Error).message.split('\n')[0]}`), {
-          immutability: true,
-          cause: err,
-        });
+        throw new ImmutabilityRefusedError(err);
       }
     }
     const at = new Date(clock.now());
@@ -316,7 +317,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
 
   async function recordFailure(tenantId: string, err: unknown, actor: ExportActor | undefined): Promise<void> {
     const reason =
-      err instanceof AppError
+      err instanceof DomainError
         ? (err.internalReason ?? err.message)
         : ((err as Error).message?.split('\n')[0] ?? String(err));
     metrics.archiveExports.inc({ result: 'failed' });
@@ -339,13 +340,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
   }
 
   function publicError(err: unknown): unknown {
-    if (err instanceof AppError) return err;
-    if ((err as { immutability?: boolean }).immutability) {
-      return serviceUnavailable(
-        'The archive storage did not accept the immutability policy; the export is incomplete and will be retried.',
-        (err as Error).message,
-      );
-    }
+    if (err instanceof DomainError) return err;
     return serviceUnavailable(
       'The audit archive storage is unavailable; try again later.',
       (err as Error).message?.split('\n')[0],
@@ -409,7 +404,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
         const done = r as { created: boolean; row: repo.ExportRow };
         return { created: done.created, blob: toExportedBlob(done.row) };
       } catch (err) {
-        const isClientError = err instanceof AppError && err.code === 'CONFLICT' && !err.internalReason;
+        const isClientError = err instanceof ConflictError && !err.internalReason;
         if (!isClientError) await recordFailure(tenantId, err, opts.actor);
         throw publicError(err);
       }
@@ -473,21 +468,9 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
       return running;
     },
     async start() {
-      if (!enabled || timer) return;
+      if (!enabled || job.started) return;
       stopping = false;
-      const tick = () => {
-        service.runOnce().catch((err: Error) => log.warn('periodic audit archive run failed', { err: err.message }));
-      };
-      // First run soon after start (a restart must not postpone archiving by a whole interval).
-      timer = setTimeout(
-        function first() {
-          tick();
-          timer = setInterval(tick, config.archive.intervalMs);
-          timer.unref();
-        },
-        Math.min(config.archive.intervalMs, 60_000),
-      );
-      timer.unref();
+      job.start();
       log.info('audit archive job started', {
         intervalMs: config.archive.intervalMs,
         container: config.archive.container,
@@ -495,14 +478,16 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
     },
     async stop() {
       stopping = true;
-      if (timer) {
-        clearTimeout(timer);
-        clearInterval(timer);
-      }
-      timer = null;
+      await job.stop();
       if (running) await running.catch(() => undefined);
     },
   };
+  // First run soon after start (a restart must not postpone archiving by a whole interval).
+  const job = periodic(() => service.runOnce(), {
+    intervalMs: config.archive.intervalMs,
+    firstDelayMs: Math.min(config.archive.intervalMs, 60_000),
+    onError: (err) => log.warn('periodic audit archive run failed', { err: (err as Error).message }),
+  });
   return service;
 }
 

@@ -21,6 +21,7 @@ import type { Pool, Queryable } from '../../db/pool';
 import { withTenant } from '../../db/transaction';
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
+import { periodic } from '../../lib/periodic';
 import type { BlobStore } from '../archive/blob-store';
 import { storedRoot, storedTreeSize } from './merkle';
 import {
@@ -232,8 +233,6 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
     lastPublished: 0,
     lastError: null,
   };
-  let timer: NodeJS.Timeout | null = null;
-  let inFlight: Promise<unknown> | null = null;
 
   async function publishTenant(signer: CheckpointSigner, tenantId: string): Promise<PublishResult | null> {
     const snapshot = await withTenant(pool, tenantId, async (c) => {
@@ -368,27 +367,20 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
     }
   }
 
-  function schedule(): void {
-    if (!st.running) return;
-    timer = setTimeout(() => {
-      timer = null;
-      const p = runOnce().then(
-        () => {
-          st.lastError = null;
-        },
-        (err: Error) => {
-          if (st.lastError !== err.message) logger.error('audit checkpoint run failed', { reason: err.message });
-          st.lastError = err.message;
-        },
-      );
-      inFlight = p;
-      void p.finally(() => {
-        inFlight = null;
-        schedule();
-      });
-    }, config.auditLog.checkpointIntervalMs);
-    timer.unref();
-  }
+  const loop = periodic(
+    async () => {
+      await runOnce();
+      st.lastError = null;
+    },
+    {
+      intervalMs: config.auditLog.checkpointIntervalMs,
+      onError: (err) => {
+        const message = (err as Error).message;
+        if (st.lastError !== message) logger.error('audit checkpoint run failed', { reason: message });
+        st.lastError = message;
+      },
+    },
+  );
 
   async function trustedKeys(): Promise<VerifierKey[]> {
     const texts = [...config.auditLog.trustedKeys];
@@ -428,15 +420,11 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
     async start() {
       if (!deps.key || st.running) return;
       st.running = true;
-      schedule();
+      loop.start();
     },
     async stop() {
       st.running = false;
-      if (timer) {
-        clearTimeout(timer);
-        timer = null;
-      }
-      if (inFlight) await inFlight.catch(() => undefined);
+      await loop.stop();
     },
     status() {
       return { ...st };

@@ -17,6 +17,7 @@
  */
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
+import { periodic } from '../../lib/periodic';
 import type { AuditService } from './service';
 import type { AuditEvent } from './types';
 
@@ -54,7 +55,6 @@ export function createFailureAggregator(opts: FailureAggregatorOptions): Failure
   const windowMs = opts.windowMs ?? 60_000;
   const maxKeys = opts.maxKeys ?? 10_000;
   const windows = new Map<string, Window>();
-  let timer: NodeJS.Timeout | null = null;
 
   const keyOf = (e: AuditEvent) => JSON.stringify([e.tenantId, e.action, e.errorMessage ?? null, e.ipAddress ?? null]);
 
@@ -112,6 +112,12 @@ export function createFailureAggregator(opts: FailureAggregatorOptions): Failure
     return written;
   }
 
+  const loop = periodic(() => flush(), {
+    intervalMs: Math.max(1000, Math.floor(windowMs / 2)),
+    onError: (err) =>
+      opts.logger.error('aggregated audit rows could not be flushed', { reason: (err as Error).message }),
+  });
+
   return {
     async record(event) {
       const now = opts.clock.now();
@@ -140,13 +146,10 @@ export function createFailureAggregator(opts: FailureAggregatorOptions): Failure
     },
     flush,
     start() {
-      if (timer) return;
-      timer = setInterval(() => void flush(), Math.max(1000, Math.floor(windowMs / 2)));
-      timer.unref();
+      loop.start();
     },
     async stop() {
-      if (timer) clearInterval(timer);
-      timer = null;
+      await loop.stop();
       await flush({ all: true });
     },
     size: () => windows.size,

@@ -6,6 +6,7 @@
  */
 import type { Pool } from '../../db/pool';
 import type { Logger } from '../../lib/logger';
+import { periodic } from '../../lib/periodic';
 import { sealBatch } from './repository';
 
 export interface AuditSealerOptions {
@@ -45,8 +46,6 @@ export function createAuditSealer(opts: AuditSealerOptions): AuditSealer {
     throw new Error('audit sealer batchSize must be an integer from 1 to 10000');
   if (!Number.isFinite(intervalMs) || intervalMs < 10) throw new Error('audit sealer intervalMs must be at least 10');
 
-  let timer: NodeJS.Timeout | null = null;
-  let running = false;
   let inFlight: Promise<number> | null = null;
   const st: SealerStatus = { running: false, lastRunAt: null, lastSealed: 0, totalSealed: 0, lastError: null };
 
@@ -77,42 +76,33 @@ export function createAuditSealer(opts: AuditSealerOptions): AuditSealer {
     });
   }
 
-  function schedule(): void {
-    if (!running) return;
-    timer = setTimeout(() => {
-      timer = null;
-      run(false)
-        .then(
-          () => {
-            st.lastError = null;
-          },
-          (err: Error) => {
-            if (st.lastError !== err.message)
-              opts.logger.error('audit sealer run failed', {
-                err: { message: err.message, code: (err as { code?: string }).code },
-              });
-            st.lastError = err.message;
-          },
-        )
-        .finally(schedule);
-    }, intervalMs);
-    timer.unref();
-  }
+  const loop = periodic(
+    async () => {
+      await run(false);
+      st.lastError = null;
+    },
+    {
+      intervalMs,
+      onError: (err) => {
+        const e = err as Error;
+        if (st.lastError !== e.message)
+          opts.logger.error('audit sealer run failed', {
+            err: { message: e.message, code: (e as { code?: string }).code },
+          });
+        st.lastError = e.message;
+      },
+    },
+  );
 
   return {
     async start() {
-      if (running) return;
-      running = true;
+      if (st.running) return;
       st.running = true;
-      schedule();
+      loop.start();
     },
     async stop() {
-      running = false;
       st.running = false;
-      if (timer) {
-        clearTimeout(timer);
-        timer = null;
-      }
+      await loop.stop();
       if (inFlight) await inFlight.catch(() => 0);
     },
     sealNow() {

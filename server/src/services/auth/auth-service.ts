@@ -17,7 +17,7 @@ import type { Config } from '../../config';
 import type { Pool, Queryable } from '../../db/pool';
 import { withTenant, withTransaction } from '../../db/transaction';
 import type { Clock } from '../../lib/clock';
-import { AppError, notFound, serviceUnavailable, unauthenticated } from '../../lib/errors';
+import { RateLimitedError, notFound, serviceUnavailable, unauthenticated } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
 import type { AuthContext, Role } from '../../types/express';
 import type { FailureAggregator } from '../audit/failure-aggregator';
@@ -37,7 +37,7 @@ import {
   type RefreshTokenState,
 } from './refresh-repository';
 import { listActiveSessions, revokeLiveSession, revokeSession, touchSession } from './session-repository';
-import { EXPIRY_REASONS, type SessionService } from './sessions';
+import { EXPIRY_REASONS, isExpiryReason, type SessionService } from './sessions';
 import type { TokenService } from './tokens';
 import { bindUserSubject, findUsersByEmail, type UserRecord } from './user-repository';
 
@@ -160,7 +160,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
   };
   /** A correctly signed token for this very e-mail that failed a later check: counts for the network and the e-mail. */
   const COUNT_BOTH: LockoutMarker = { ip: true, email: true };
-  const idleMs = config.session.idleTimeoutSec * 1000;
+  const timeouts = sessions.timeouts;
   const graceMs = config.identity.refreshReuseGraceSec * 1000;
   const encryption = deps.encryption ?? null;
 
@@ -278,10 +278,11 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       findUsersByEmail(pool, email),
     ]);
     if (lock.locked) {
-      throw new AppError('RATE_LIMITED', 429, 'Too many failed login attempts; try again later.', {
-        headers: { 'Retry-After': String(lock.retryAfterSec) },
-        internalReason: `login locked out (${lock.scope.join(', ')})`,
-      });
+      throw new RateLimitedError(
+        'Too many failed login attempts; try again later.',
+        lock.retryAfterSec,
+        `login locked out (${lock.scope.join(', ')})`,
+      );
     }
     const only = candidates.length === 1 ? (candidates[0] as UserRecord) : null;
 
@@ -513,13 +514,16 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
         return { kind: 'refused', reason: 'refresh token reuse' };
       }
       if (row.revokedAt) {
-        const expired = row.revokedReason === EXPIRY_REASONS.idle || row.revokedReason === EXPIRY_REASONS.absolute;
-        if (expired) return { kind: 'refused', reason: `session already ended (${row.revokedReason})` };
+        if (isExpiryReason(row.revokedReason))
+          return { kind: 'refused', reason: `session already ended (${row.revokedReason})` };
         return refuse(`refresh token of a revoked session (${row.revokedReason ?? 'no reason'})`);
       }
       if (!row.isActive) return refuse('user deactivated');
-      if (now >= row.absoluteExpiresAt.getTime()) return expire('absolute');
-      if (now >= row.lastUsedAt.getTime() + idleMs) return expire('idle');
+      const timedOut = timeouts.passed(now, {
+        lastUsedMs: row.lastUsedAt.getTime(),
+        absoluteExpiresMs: row.absoluteExpiresAt.getTime(),
+      });
+      if (timedOut) return expire(timedOut);
       if (now >= row.expiresAt.getTime()) return refuse('refresh token expired');
 
       const next = newRefreshToken();
@@ -547,7 +551,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
         row.sessionId,
         row.tenantId,
         nowDate,
-        new Date(Math.min(now + idleMs, row.absoluteExpiresAt.getTime())),
+        timeouts.idleExpiry(now, row.absoluteExpiresAt.getTime()),
       );
       await audit.record(
         {
@@ -608,7 +612,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     async listSessions(auth) {
       const now = clock.now();
       const rows = await withTenant(pool, auth.tenantId, (c) =>
-        listActiveSessions(c, auth.tenantId, auth.userId, new Date(now), new Date(now - idleMs), 100),
+        listActiveSessions(c, auth.tenantId, auth.userId, new Date(now), timeouts.idleCutoff(now), 100),
       );
       return rows.map((r) => ({
         id: r.id,
@@ -627,7 +631,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
           sessionId,
           tenantId: auth.tenantId,
           now: new Date(now),
-          idleCutoff: new Date(now - idleMs),
+          idleCutoff: timeouts.idleCutoff(now),
           actorUserId: auth.userId,
           anyInTenant,
           reason: anyInTenant ? 'revoked by an admin' : 'revoked by its user',

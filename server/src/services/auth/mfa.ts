@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import type { Pool } from '../../db/pool';
 import { withTenant } from '../../db/transaction';
 import type { Clock } from '../../lib/clock';
-import { AppError, conflict, validationFailed } from '../../lib/errors';
+import { DomainError, RateLimitedError, conflict, validationFailed } from '../../lib/errors';
 import { base32Encode, matchTotp, otpauthUri, timeStep } from '../../lib/totp';
 import type { AuthContext } from '../../types/express';
 import type { AuditService } from '../audit/service';
@@ -60,18 +60,19 @@ const secretAad = (tenantId: string, userId: string) => `fleet-totp:v1:${tenantI
 const recoveryInput = (tenantId: string, userId: string, code: string) =>
   `fleet-mfa-recovery:v1:${tenantId}:${userId}:${code.replace('-', '').toLowerCase()}`;
 
-function invalidCode(): AppError {
+function invalidCode(): DomainError {
   return validationFailed(
     [{ path: 'body.code', message: 'is not a valid code', code: 'invalid_code' }],
     'The code is not valid.',
   );
 }
 
-function locked(retryAfterSec: number): AppError {
-  return new AppError('RATE_LIMITED', 429, 'Too many wrong codes; step-up is locked. Try again later.', {
-    headers: { 'Retry-After': String(Math.max(1, retryAfterSec)) },
-    internalReason: 'step-up locked',
-  });
+function locked(retryAfterSec: number): DomainError {
+  return new RateLimitedError(
+    'Too many wrong codes; step-up is locked. Try again later.',
+    Math.max(1, retryAfterSec),
+    'step-up locked',
+  );
 }
 
 function newRecoveryCode(): string {
@@ -79,7 +80,7 @@ function newRecoveryCode(): string {
   return `${s.slice(0, 5)}-${s.slice(5)}`;
 }
 
-type Verdict = { ok: true; step: number | null; recoveryId?: string } | { ok: false; error: AppError };
+type Verdict = { ok: true; step: number | null; recoveryId?: string } | { ok: false; error: DomainError };
 
 export function createMfaService(deps: {
   pool: Pool;
@@ -175,10 +176,10 @@ export function createMfaService(deps: {
   /** Runs `fn` in the user's tenant; a refusal commits (failure counts, audit) and is thrown after. */
   async function inTenant<T>(
     auth: AuthContext,
-    fn: (c: import('../../db/pool').PoolClient) => Promise<T | AppError>,
+    fn: (c: import('../../db/pool').PoolClient) => Promise<T | DomainError>,
   ): Promise<T> {
     const r = await withTenant(pool, auth.tenantId, fn);
-    if (r instanceof AppError) throw r;
+    if (r instanceof DomainError) throw r;
     return r;
   }
 

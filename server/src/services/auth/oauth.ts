@@ -83,7 +83,7 @@ export function createOAuthService(deps: {
   audience: string;
 }): OAuthService {
   const { pool, clock, audit, tokens, sessions } = deps;
-  const idleMs = sessions.idleTimeoutMs;
+  const timeouts = sessions.timeouts;
   const inactive = { active: false } as const;
 
   async function introspectAccess(token: string, tenantId: string): Promise<Introspection> {
@@ -109,12 +109,11 @@ export function createOAuthService(deps: {
     const r = await findRefreshSession(pool, token);
     const now = clock.now();
     if (!r || r.tenant_id !== tenantId || r.used_at || r.revoked_at || !r.is_active) return inactive;
-    if (
-      now >= r.expires_at.getTime() ||
-      now >= r.absolute_expires_at.getTime() ||
-      now >= r.last_used_at.getTime() + idleMs
-    )
-      return inactive;
+    const timedOut = timeouts.passed(now, {
+      lastUsedMs: r.last_used_at.getTime(),
+      absoluteExpiresMs: r.absolute_expires_at.getTime(),
+    });
+    if (now >= r.expires_at.getTime() || timedOut) return inactive;
     return {
       active: true,
       sub: r.user_id,

@@ -24,6 +24,43 @@ export const TOUCH_INTERVAL_MS = 60_000;
 /** revoked_reason values written when a timeout is detected (not a security decision: not re-audited). */
 export const EXPIRY_REASONS = { idle: 'idle timeout', absolute: 'absolute timeout' } as const;
 
+/**
+ * The session timeout policy, the one place it is decided: a session ends at its absolute
+ * expiry, or when unused for the idle timeout; each use moves the idle expiry on, never past
+ * the absolute one. Refresh, introspection, listing and revocation ask it too.
+ */
+export interface SessionTimeouts {
+  readonly idleMs: number;
+  readonly absoluteMs: number;
+  /** The timeout a session has passed at `now` (the absolute one first), or null. */
+  passed(now: number, s: { lastUsedMs: number; absoluteExpiresMs: number }): 'idle' | 'absolute' | null;
+  /** The idle expiry of a session used at `now`. */
+  idleExpiry(now: number, absoluteExpiresMs: number): Date;
+  /** Sessions last used before this are past their idle timeout. */
+  idleCutoff(now: number): Date;
+}
+
+export function sessionTimeouts(config: Config): SessionTimeouts {
+  const idleMs = config.session.idleTimeoutSec * 1000;
+  const absoluteMs = config.session.absoluteTimeoutSec * 1000;
+  return {
+    idleMs,
+    absoluteMs,
+    passed(now, s) {
+      if (now >= s.absoluteExpiresMs) return 'absolute';
+      if (now >= s.lastUsedMs + idleMs) return 'idle';
+      return null;
+    },
+    idleExpiry: (now, absoluteExpiresMs) => new Date(Math.min(now + idleMs, absoluteExpiresMs)),
+    idleCutoff: (now) => new Date(now - idleMs),
+  };
+}
+
+/** A revoked_reason written by a timeout (not a security decision). */
+export function isExpiryReason(reason: string | null): boolean {
+  return reason === EXPIRY_REASONS.idle || reason === EXPIRY_REASONS.absolute;
+}
+
 export type SessionRejection = 'unknown' | 'revoked' | 'expired' | 'inactive' | 'idle' | 'absolute';
 
 export interface RejectedSession {
@@ -63,7 +100,7 @@ export interface SessionService {
     userAgent: string | null;
     requestId: string | null;
   }): Promise<boolean>;
-  idleTimeoutMs: number;
+  timeouts: SessionTimeouts;
 }
 
 export function createSessionService(deps: {
@@ -72,18 +109,18 @@ export function createSessionService(deps: {
   clock: Clock;
   audit?: AuditService;
 }): SessionService {
-  const idleMs = deps.config.session.idleTimeoutSec * 1000;
-  const absMs = deps.config.session.absoluteTimeoutSec * 1000;
+  const timeouts = sessionTimeouts(deps.config);
+  const absMs = timeouts.absoluteMs;
   const lookup = createSessionLookup(deps.pool);
   return {
-    idleTimeoutMs: idleMs,
+    timeouts,
     async create(q, input) {
       const now = deps.clock.now();
       const absoluteExpiresAt = new Date(now + absMs);
       const sessionId = await insertSession(q, {
         ...input,
         now: new Date(now),
-        idleExpiresAt: new Date(Math.min(now + idleMs, now + absMs)),
+        idleExpiresAt: timeouts.idleExpiry(now, now + absMs),
         absoluteExpiresAt,
       });
       return { sessionId, absoluteExpiresAt };
@@ -94,7 +131,7 @@ export function createSessionService(deps: {
       const sessionId = await insertSessionWithRefreshToken(q, {
         ...input,
         now: new Date(now),
-        idleExpiresAt: new Date(Math.min(now + idleMs, now + absMs)),
+        idleExpiresAt: timeouts.idleExpiry(now, now + absMs),
         absoluteExpiresAt,
         refreshId: refresh.id,
         refreshHash: refresh.hash,
@@ -106,7 +143,7 @@ export function createSessionService(deps: {
       if (!s) return { auth: null, reason: 'unknown session', kind: 'unknown' };
       const now = deps.clock.now();
       if (s.revoked) {
-        const expired = s.revokedReason === EXPIRY_REASONS.idle || s.revokedReason === EXPIRY_REASONS.absolute;
+        const expired = isExpiryReason(s.revokedReason);
         return {
           auth: null,
           reason: `session revoked (${s.revokedReason ?? 'no reason'})`,
@@ -114,12 +151,12 @@ export function createSessionService(deps: {
         };
       }
       if (!s.isActive) return { auth: null, reason: 'user deactivated', kind: 'inactive' };
-      if (now >= s.absoluteExpiresMs)
-        return { auth: null, reason: 'session past its absolute timeout', kind: 'absolute' };
-      if (now >= s.lastUsedMs + idleMs) return { auth: null, reason: 'session idle timeout', kind: 'idle' };
+      const timedOut = timeouts.passed(now, s);
+      if (timedOut === 'absolute') return { auth: null, reason: 'session past its absolute timeout', kind: 'absolute' };
+      if (timedOut === 'idle') return { auth: null, reason: 'session idle timeout', kind: 'idle' };
       if (now - s.lastUsedMs >= TOUCH_INTERVAL_MS) {
         await withTenant(deps.pool, s.tenantId, (c) =>
-          touchSession(c, s.id, s.tenantId, new Date(now), new Date(Math.min(now + idleMs, s.absoluteExpiresMs))),
+          touchSession(c, s.id, s.tenantId, new Date(now), timeouts.idleExpiry(now, s.absoluteExpiresMs)),
         );
       }
       return {

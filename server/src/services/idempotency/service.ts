@@ -22,9 +22,10 @@ import { createHash } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import type { Pool, Queryable } from '../../db/pool';
 import { withTenant } from '../../db/transaction';
-import { AppError, validationFailed } from '../../lib/errors';
+import { ConflictError, IdempotencyKeyReusedError, validationFailed } from '../../lib/errors';
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
+import { periodic } from '../../lib/periodic';
 import * as repo from './repository';
 
 export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
@@ -92,11 +93,16 @@ export function keyProblem(raw: string | string[] | undefined): string | null {
   return null;
 }
 
+/** A repeat while the first request with the key is still being processed (contract §6). */
+function stillProcessing(): ConflictError {
+  return new ConflictError('A request with this Idempotency-Key is still being processed; retry later.', {
+    retryAfterSeconds: 1,
+  });
+}
+
 export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logger: Logger }): IdempotencyService {
   const { pool, clock, logger } = deps;
   const keys = new WeakMap<Request, string>();
-  let timer: NodeJS.Timeout | null = null;
-  let pruning: Promise<number> | null = null;
   let lastPruneError: string | null = null;
 
   async function pruneNow(): Promise<number> {
@@ -109,25 +115,23 @@ export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logge
     return total;
   }
 
-  function runPrune(): void {
-    if (pruning) return;
-    pruning = pruneNow();
-    pruning
-      .then(
-        (n) => {
-          lastPruneError = null;
-          if (n > 0) logger.debug('idempotency keys pruned', { count: n });
-        },
-        (err: Error) => {
-          if (lastPruneError !== err.message)
-            logger.warn('idempotency key clean-up failed; retried at the next interval', { err: err.message });
-          lastPruneError = err.message;
-        },
-      )
-      .finally(() => {
-        pruning = null;
-      });
-  }
+  const prune = periodic(
+    async () => {
+      const n = await pruneNow();
+      lastPruneError = null;
+      if (n > 0) logger.debug('idempotency keys pruned', { count: n });
+    },
+    {
+      intervalMs: PRUNE_INTERVAL_MS,
+      firstDelayMs: 0,
+      onError: (err) => {
+        const message = (err as Error).message;
+        if (lastPruneError !== message)
+          logger.warn('idempotency key clean-up failed; retried at the next interval', { err: message });
+        lastPruneError = message;
+      },
+    },
+  );
 
   return {
     checkKey(req, _res, next) {
@@ -166,20 +170,13 @@ export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logge
       const hash = requestHash(route, req.body);
       const result = await withTenant(pool, auth.tenantId, async (c) => {
         if (!(await repo.tryLockKey(c, scope))) {
-          throw new AppError(
-            'CONFLICT',
-            409,
-            'A request with this Idempotency-Key is still being processed; retry later.',
-            { headers: { 'Retry-After': '1' } },
-          );
+          throw stillProcessing();
         }
         const now = new Date(clock.now());
         const kept = await repo.selectKept(c, scope, now);
         if (kept) {
           if (!Buffer.from(kept.request_hash).equals(hash)) {
-            throw new AppError(
-              'IDEMPOTENCY_KEY_REUSED',
-              422,
+            throw new IdempotencyKeyReusedError(
               'This Idempotency-Key was used with a different request body; use a new key for a new request.',
             );
           }
@@ -200,12 +197,7 @@ export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logge
           ))
         ) {
           // Cannot happen under the lock; never answer twice for one key.
-          throw new AppError(
-            'CONFLICT',
-            409,
-            'A request with this Idempotency-Key is still being processed; retry later.',
-            { headers: { 'Retry-After': '1' } },
-          );
+          throw stillProcessing();
         }
         return { replayed: false, status: out.status, body: out.body };
       });
@@ -216,16 +208,11 @@ export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logge
     pruneNow,
 
     async start() {
-      if (timer) return;
-      runPrune();
-      timer = setInterval(runPrune, PRUNE_INTERVAL_MS);
-      timer.unref();
+      prune.start();
     },
 
     async stop() {
-      if (timer) clearInterval(timer);
-      timer = null;
-      if (pruning) await pruning.catch(() => 0);
+      await prune.stop();
     },
   };
 }

@@ -4,6 +4,7 @@
  */
 import type { AuditEvent, RecordedAudit } from '../audit/types';
 import { auditEventId, newEventId } from './event-id';
+import type { AuditRowForEvent } from './repository';
 import type { SiemEvent, SiemEventInput } from './types';
 
 export const MAX_MESSAGE_CHARS = 2000;
@@ -92,6 +93,28 @@ export function eventFromAudit(
     auditLogId: recorded.id,
     details: Object.keys(details).length > 0 ? details : null,
   };
+}
+
+/** The event of a stored audit row (the outbox and the tenant streams queue rows by reference). */
+export function eventFromAuditRow(a: AuditRowForEvent): SiemEvent {
+  return eventFromAudit(
+    {
+      tenantId: a.tenant_id,
+      userId: a.user_id,
+      action: a.action,
+      resourceType: a.resource_type,
+      resourceId: a.resource_id,
+      before: a.before ?? undefined,
+      after: a.after ?? undefined,
+      ipAddress: a.ip_address,
+      userAgent: a.user_agent,
+      result: a.result,
+      errorMessage: a.error_message,
+      severity: a.severity,
+      requestId: a.request_id,
+    },
+    { id: a.id, createdAt: a.created_at },
+  );
 }
 
 /** Numeric severities of the formats that need one. */

@@ -6,6 +6,7 @@ import type { Config } from '../../config';
 import type { Pool } from '../../db/pool';
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
+import { periodic } from '../../lib/periodic';
 import type { ReadinessCheck } from '../../routes/health';
 import { createBlobStore, type BlobStore } from '../archive/blob-store';
 import type { ChainHeadReader } from '../archive/chain-head';
@@ -130,7 +131,10 @@ export function buildSecurityMonitoring(deps: SecurityMonitoringDeps): SecurityM
     });
   }
 
-  let pruneTimer: NodeJS.Timeout | null = null;
+  const alertPrune = periodic(() => alerts.prune(), {
+    intervalMs: PRUNE_INTERVAL_MS,
+    onError: (err) => logger.warn('alert data pruning failed', { err: (err as Error).message }),
+  });
   return {
     siem,
     alerts,
@@ -143,14 +147,10 @@ export function buildSecurityMonitoring(deps: SecurityMonitoringDeps): SecurityM
       await siem.start();
       streamWorker?.start();
       await archive.start();
-      pruneTimer = setInterval(() => {
-        alerts.prune().catch((err: Error) => logger.warn('alert data pruning failed', { err: err.message }));
-      }, PRUNE_INTERVAL_MS);
-      pruneTimer.unref();
+      alertPrune.start();
     },
     async stop() {
-      if (pruneTimer) clearInterval(pruneTimer);
-      pruneTimer = null;
+      await alertPrune.stop();
       await archive.stop();
       await streamWorker?.stop();
       await siem.stop();

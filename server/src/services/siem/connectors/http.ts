@@ -10,7 +10,7 @@ import https from 'node:https';
 import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import { parseRetryAfter } from '../backoff';
 import type { EventSchema } from '../schemas';
-import { guardedLookup, literalHostRefusal } from '../streams/destinations';
+import { DestinationRefused, guardedLookup, literalHostRefusal } from '../streams/destinations';
 import type { EventOutcome, SiemEvent } from '../types';
 
 export const DEFAULT_HTTP_TIMEOUT_MS = 10_000;
@@ -73,7 +73,7 @@ export function createHttpClient(opts: {
     // A literal IP is never looked up: refuse it before connecting.
     instance.interceptors.request.use((cfg) => {
       const why = literalHostRefusal(cfg.url ?? '');
-      if (why) throw Object.assign(new Error(why), { code: 'DESTINATION_REFUSED' });
+      if (why) throw new DestinationRefused(why);
       return cfg;
     });
   }
@@ -119,6 +119,7 @@ export function classifyStatus(res: AxiosResponse, provider: string, now: number
 /** Network-level failures (no response): always retryable. Never includes URLs or credentials. */
 export function classifyError(err: unknown, provider: string): HttpClass {
   const e = err as { code?: string; message?: string };
+  // DestinationRefused, thrown before connecting or (wrapped by axios, code kept) at lookup.
   const code = typeof e?.code === 'string' ? e.code : 'ERROR';
   if (code === 'DESTINATION_REFUSED')
     return { kind: 'retry', reason: `${provider}: destination refused (private or loopback address)` };

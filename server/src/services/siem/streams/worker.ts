@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from '../../../config';
 import type { Pool } from '../../../db/pool';
 import { withSiemWorker, withTenant } from '../../../db/transaction';
+import { periodic } from '../../../lib/periodic';
 import type { Clock } from '../../../lib/clock';
 import type { Logger } from '../../../lib/logger';
 import type { AuditService } from '../../audit/service';
@@ -24,8 +25,8 @@ import type { HttpConnectorOptions } from '../connectors/http';
 import { createSplunkConnector } from '../connectors/splunk';
 import { createWebhookConnector } from '../connectors/webhook';
 import { auditEventId } from '../event-id';
-import { eventFromAudit } from '../events';
-import { selectAuditRows, type AuditRowForEvent } from '../repository';
+import { eventFromAuditRow } from '../events';
+import { selectAuditRows } from '../repository';
 import type { SiemConnector, SiemEvent } from '../types';
 import * as repo from './repository';
 import type { AuditStreams, StreamCredentials } from './service';
@@ -83,27 +84,6 @@ export function defaultStreamConnector(
   }
 }
 
-function eventOf(a: AuditRowForEvent): SiemEvent {
-  return eventFromAudit(
-    {
-      tenantId: a.tenant_id,
-      userId: a.user_id,
-      action: a.action,
-      resourceType: a.resource_type,
-      resourceId: a.resource_id,
-      before: a.before ?? undefined,
-      after: a.after ?? undefined,
-      ipAddress: a.ip_address,
-      userAgent: a.user_agent,
-      result: a.result,
-      errorMessage: a.error_message,
-      severity: a.severity,
-      requestId: a.request_id,
-    },
-    { id: a.id, createdAt: a.created_at },
-  );
-}
-
 export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
   const { pool, config, clock, audit, streams } = deps;
   const log = deps.logger.child({ component: 'audit-streams' });
@@ -120,7 +100,6 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
   const factory = deps.connectorFactory ?? defaultStreamConnector;
   const inflight = new Map<string, Promise<void>>();
   const connectors = new Map<string, { version: string; connector: SiemConnector }>();
-  let timer: NodeJS.Timeout | null = null;
   let stopping = false;
   let ticking: Promise<number> | null = null;
   let saturated = false;
@@ -146,7 +125,7 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
   async function resolve(tenantId: string, rows: repo.StreamOutboxRow[]): Promise<Map<string, SiemEvent>> {
     const ids = rows.filter((r) => !r.payload && r.audit_log_id).map((r) => r.audit_log_id as string);
     const audits = ids.length > 0 ? await withTenant(pool, tenantId, (c) => selectAuditRows(c, tenantId, ids)) : [];
-    const byAudit = new Map(audits.map((a) => [a.id, eventOf(a)]));
+    const byAudit = new Map(audits.map((a) => [a.id, eventFromAuditRow(a)]));
     const out = new Map<string, SiemEvent>();
     for (const r of rows) {
       const e = r.payload ? (r.payload as SiemEvent) : byAudit.get(r.audit_log_id as string);
@@ -321,16 +300,10 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
     }
   }
 
-  function schedule(): void {
-    if (stopping) return;
-    timer = setTimeout(() => {
-      timer = null;
-      tick()
-        .catch((err: Error) => log.warn('audit stream tick failed', { err: err.message }))
-        .finally(schedule);
-    }, intervalMs);
-    timer.unref();
-  }
+  const loop = periodic(tick, {
+    intervalMs,
+    onError: (err) => log.warn('audit stream tick failed', { err: (err as Error).message }),
+  });
 
   return {
     tick,
@@ -339,12 +312,11 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
     },
     start() {
       stopping = false;
-      if (!timer) schedule();
+      loop.start();
     },
     async stop() {
       stopping = true;
-      if (timer) clearTimeout(timer);
-      timer = null;
+      await loop.stop();
       // Closing the connectors first aborts requests to destinations that never answer.
       for (const { connector } of connectors.values()) await connector.close().catch(() => undefined);
       connectors.clear();
