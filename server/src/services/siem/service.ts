@@ -26,7 +26,7 @@
  */
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { Request } from 'express';
+import type { Actor } from '../../domain/actor';
 import type { Config } from '../../config';
 import { isDatabaseUnavailable, type Pool, type Queryable } from '../../db/pool';
 import { asSiemWorker, withSiemWorker, withTenant, withTransaction } from '../../db/transaction';
@@ -116,8 +116,8 @@ export interface SiemService {
     message: string,
     opts?: SendAlertOptions,
   ): Promise<{ eventId: string; auditLogId: string }>;
-  /** POST /audit/siem: admin-submitted events + an audit.siem.submitted row, one transaction. */
-  submitFromRequest(req: Request, events: readonly ApiEventInput[], q?: Queryable): Promise<string[]>;
+  /** POST /audit/siem: events `actor` submitted + an audit.siem.submitted row, one transaction. */
+  submitAs(actor: Actor, events: readonly ApiEventInput[], q?: Queryable): Promise<string[]>;
   healthCheck(): Promise<SiemHealth>;
   /** Counts for one tenant (or all when omitted) and the forwarder's state. */
   getQueueStatus(tenantId?: string | null): Promise<QueueStatus>;
@@ -516,15 +516,13 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
       const recorded = await audit.record(event, opts.q);
       return { eventId: auditEventId(recorded.id), auditLogId: recorded.id };
     },
-    async submitFromRequest(req, inputs, q) {
+    async submitAs(actor, inputs, q) {
       if (!enabled) throw notConfigured();
-      const auth = req.auth;
-      if (!auth) throw new Error('submitFromRequest without authentication');
       const t = clock.now();
       const events = inputs.map((i) =>
         normalizeEvent(
           {
-            tenantId: auth.tenantId,
+            tenantId: actor.tenantId,
             eventType: i.eventType,
             severity: i.severity,
             message: i.message,
@@ -534,21 +532,22 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
             resourceType: i.resourceType ?? null,
             resourceId: i.resourceId ?? null,
             origin: 'api',
-            userId: auth.userId,
-            ipAddress: req.ctx.ip ?? null,
-            userAgent: req.ctx.userAgent ?? null,
-            requestId: req.ctx.requestId,
+            // An API key is named in the user field of the SIEM event (the audit row has api_key_id).
+            userId: actor.userId ?? actor.apiKeyId,
+            ipAddress: actor.ip,
+            userAgent: actor.userAgent,
+            requestId: actor.requestId,
           },
           t,
         ),
       );
       // In the caller's tenant transaction when given (Idempotency-Key), else in its own.
       const inTx = (fn: (c: Queryable) => Promise<void>): Promise<void> =>
-        q ? fn(q) : withTenant(pool, auth.tenantId, fn);
+        q ? fn(q) : withTenant(pool, actor.tenantId, fn);
       await inTx(async (c) => {
         await enqueue(c, events);
-        await audit.recordFromRequest(
-          req,
+        await audit.recordAs(
+          actor,
           {
             action: 'audit.siem.submitted',
             resourceType: 'siem_event',
