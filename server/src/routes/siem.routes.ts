@@ -189,7 +189,7 @@ export function siemRouter(deps: SiemRouterDeps, router: Router = Router()): Rou
     requirePermission('siem:read'),
     rejectQuery,
     async function siemStatus(req: Request, res: Response) {
-      const status = await siem.getQueueStatus(req.auth?.tenantId);
+      const status = await siem.getQueueStatus(actorOf(req).tenantId);
       res.json({ success: true, ...status });
     },
   );
