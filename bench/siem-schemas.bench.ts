@@ -280,7 +280,7 @@ async function main(): Promise<void> {
       const streams = m.streams;
       if (!streams) throw new Error('no streams');
       for (const [i, tenantId] of tenants.entries()) {
-        const actor = { tenantId, userId: null, ipAddress: null, userAgent: null, requestId: null };
+        const actor = { tenantId, userId: null, apiKeyId: null, ip: null, userAgent: null, requestId: null };
         await streams.put(actor, 'soc', {
           provider: 'webhook',
           endpointUrl: i === 0 ? holeUrl : wh.url,

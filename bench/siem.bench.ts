@@ -3,7 +3,7 @@
  *  1. the cost the outbox adds to an audited high-severity write (the audit_logs trigger queuing
  *     the row while siem_settings.forwarding is on), alternating rounds with forwarding off/on:
  *     a) over HTTP, the issue's measure: a POST /audit/log (bench/servers/audit-log.ts:
- *        the app's middleware chain, requireAuth, validation, recordFromRequest) with SIEM
+ *        the app's middleware chain, requireAuth, validation, recordAs) with SIEM
  *        configured and its worker delivering meanwhile, autocannon, 20 connections
  *        (target <= 10 %);
  *     b) the bare service: AuditService.record() of a high event as composed in production

@@ -77,10 +77,13 @@ export function createApp(c: Composition, opts: AppOptions = {}): App {
 
   mountHealth(app, c.readinessChecks, { startedAt: Date.now() });
   mountJwks(app, c.services.tokens);
-  mountOAuth(app, c);
+  mountOAuth(app, { guards: c.guards, oauth: c.services.oauth });
   app.get('/metrics', metrics.handler);
   mountOpenApi(app);
-  app.use(API_MOUNT, securityRouter({ composition: c, csrf }));
+  app.use(
+    API_MOUNT,
+    securityRouter({ services: c.services, guards: c.guards, config: c.config, clock: c.clock, csrf }),
+  );
 
   app.use(notFoundHandler);
   app.use(errorHandler());

@@ -15,11 +15,14 @@ import { createApiKeyAuth } from './middleware/api-key-auth';
 import { createRequireAuth } from './middleware/auth';
 import { createRequireStepUp } from './middleware/step-up';
 import { createMfaService, type MfaService } from './services/auth/mfa';
+import { createRequirePlatformAdmin } from './middleware/platform';
 import { createRequirePermission } from './middleware/rbac';
 import { createAuditSealer, type AuditSealer } from './services/audit/sealer';
 import { buildCheckpointService } from './services/audit/checkpoint-setup';
 import type { CheckpointService } from './services/audit/checkpoints';
+import { createAuditProofs, type AuditProofs } from './services/audit/proofs';
 import { createAuditService, type AuditService } from './services/audit/service';
+import { createAuditTrail, type AuditTrail } from './services/audit/trail';
 import type { Permission } from './services/auth/rbac';
 import { createSessionService, type SessionService } from './services/auth/sessions';
 import { createTokenService, type TokenService } from './services/auth/tokens';
@@ -34,8 +37,10 @@ import {
   type IdTokenVerifier,
   type KeyResolver,
 } from './services/auth/oidc';
+import { createOAuthService, type OAuthService } from './services/auth/oauth';
 import { createUserService, type UserService } from './services/auth/users';
 import { buildEncryption, type EncryptionService, type KeyVaultDeps, type SecretStore } from './services/encryption';
+import { createMasterKeyAdmin, type MasterKeyAdmin } from './services/encryption/master-key-admin';
 import { buildSecurityMonitoring, type SecurityMonitoring } from './services/siem';
 import { createIdempotencyService, type IdempotencyService } from './services/idempotency/service';
 
@@ -75,6 +80,14 @@ export interface Services {
   apiKeys: ApiKeyService;
   /** TOTP enrollment and step-up (CONTRACT §11). */
   mfa: MfaService;
+  /** Token introspection and revocation (RFC 7662, RFC 7009). */
+  oauth: OAuthService;
+  /** Reading and rotating the master key, audited (CONTRACT §3, §9). */
+  masterKeys: MasterKeyAdmin;
+  /** The audit trail as callers ask for it: the events they may read, verification with its row. */
+  auditTrail: AuditTrail;
+  /** RFC 9162 inclusion and consistency proofs of the audit trees. */
+  auditProofs: AuditProofs;
 }
 
 /** Route guards built once from the services. */
@@ -88,6 +101,8 @@ export interface Guards {
   requireApiKey: RequestHandler;
   /** After requireAuth + requirePermission on routes marked step-up (CONTRACT §11). */
   requireStepUp: RequestHandler;
+  /** After requirePermission: only admins of the platform tenant (CONTRACT §9). */
+  requirePlatformAdmin: RequestHandler;
 }
 
 export interface Composition extends CoreDeps {
@@ -184,6 +199,7 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
       clock: core.clock,
       mfaRequiredForAdmins: core.config.identity.mfaRequiredForAdmins,
     }),
+    requirePlatformAdmin: createRequirePlatformAdmin(audit, core.config.platformTenant),
   };
   const monitoring = buildSecurityMonitoring({
     config: core.config,
@@ -250,6 +266,25 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
       checkpoints,
       apiKeys,
       mfa,
+      oauth: createOAuthService({
+        pool: core.pool,
+        clock: core.clock,
+        audit,
+        tokens,
+        sessions,
+        issuer: core.config.jwt.issuer,
+        audience: core.config.jwt.audience,
+      }),
+      masterKeys: createMasterKeyAdmin({
+        pool: core.pool,
+        clock: core.clock,
+        logger: core.logger,
+        audit,
+        encryption: enc.encryption,
+        platformTenant: core.config.platformTenant,
+      }),
+      auditTrail: createAuditTrail({ audit, checkpoints }),
+      auditProofs: createAuditProofs({ pool: core.pool }),
     },
     guards,
     readinessChecks,

@@ -14,6 +14,7 @@ import { UNKNOWN_TENANT } from '../services/audit/catalog';
 import type { ApiKeyRow } from '../services/auth/api-key-repository';
 import type { ApiKeyService } from '../services/auth/api-keys';
 import { createRateLimiter } from './rate-limit';
+import { authenticateAs } from './actor';
 import { series } from './series';
 
 const BEARER_KEY = /^bearer (fsk_\S{1,200})$/i;
@@ -67,7 +68,7 @@ export function createApiKeyAuth(deps: ApiKeyAuthDeps): {
     const r = await deps.apiKeys.authenticate(m[1] as string);
     if (!r.ok) return reject(req, r.reason, r.key);
     const k = r.key;
-    req.auth = {
+    const actor = authenticateAs(req, {
       userId: k.id,
       tenantId: k.tenantId,
       email: `api-key:${k.prefix}`,
@@ -76,9 +77,9 @@ export function createApiKeyAuth(deps: ApiKeyAuthDeps): {
       displayName: k.name,
       apiKeyId: k.id,
       scopes: Object.freeze([...k.scopes]),
-    };
+    });
     // Every use is audited with the key as actor; fail closed like every security record.
-    await deps.audit.recordFromRequest(req, {
+    await deps.audit.recordAs(actor, {
       action: 'key.api.used',
       resourceType: 'api_key',
       resourceId: k.id,

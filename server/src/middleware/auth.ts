@@ -6,6 +6,7 @@ import { UNKNOWN_TENANT } from '../services/auth/auth-service';
 import type { SessionService } from '../services/auth/sessions';
 import type { AccessClaims, TokenService } from '../services/auth/tokens';
 import { createRateLimiter } from './rate-limit';
+import { authenticateAs } from './actor';
 import { series } from './series';
 import type { Store } from 'express-rate-limit';
 
@@ -78,7 +79,7 @@ export function createRequireAuth(deps: AuthMiddlewareDeps): RequestHandler[] {
     const s = await deps.sessions.authenticate(v.claims);
     if (s.auth) {
       // A step-up token (POST /mfa/step-up) carries when the step-up happened.
-      req.auth = v.claims.authTime !== undefined ? { ...s.auth, stepUpAt: v.claims.authTime } : s.auth;
+      authenticateAs(req, v.claims.authTime !== undefined ? { ...s.auth, stepUpAt: v.claims.authTime } : s.auth);
       return;
     }
     switch (s.kind) {

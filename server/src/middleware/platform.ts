@@ -1,6 +1,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { forbidden, unauthenticated } from '../lib/errors';
 import type { AuditService } from '../services/audit/service';
+import { actorOf } from './actor';
 
 /**
  * requirePlatformAdmin: CONTRACT §9. After requirePermission (the role check), the caller's
@@ -21,7 +22,7 @@ export function createRequirePlatformAdmin(audit: AuditService, platformTenant: 
     }
     const reason = 'platform administration: only admins of the platform tenant';
     audit
-      .recordFromRequest(req, {
+      .recordAs(actorOf(req), {
         action: 'access.denied',
         resourceType: 'route',
         resourceId: `${req.method} ${req.baseUrl}${req.route?.path ?? req.path}`.slice(0, 256),

@@ -1,6 +1,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { forbidden, unauthenticated } from '../lib/errors';
 import type { AuditService } from '../services/audit/service';
+import { actorOf } from './actor';
 import { principalHas, type Permission } from '../services/auth/rbac';
 
 /**
@@ -22,7 +23,7 @@ export function createRequirePermission(audit: AuditService): (p: Permission) =>
       }
       const who = auth.apiKeyId !== undefined ? 'API key' : `role ${auth.role}`;
       audit
-        .recordFromRequest(req, {
+        .recordAs(actorOf(req), {
           action: 'access.denied',
           resourceType: 'route',
           resourceId: `${req.method} ${req.baseUrl}${req.route?.path ?? req.path}`.slice(0, 256),

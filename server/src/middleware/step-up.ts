@@ -9,6 +9,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Clock } from '../lib/clock';
 import { AppError, unauthenticated } from '../lib/errors';
 import type { AuditService } from '../services/audit/service';
+import { actorOf } from './actor';
 import { STEP_UP_MAX_AGE_MS, type MfaService } from '../services/auth/mfa';
 
 export const STEP_UP_HOW =
@@ -37,7 +38,7 @@ export function createRequireStepUp(deps: {
     const message = hasTotp
       ? `This action needs a recent step-up: ${STEP_UP_HOW}.`
       : `This action needs a step-up with TOTP, which is required for admins: ${ENROLL_HOW}.`;
-    await deps.audit.recordFromRequest(req, {
+    await deps.audit.recordAs(actorOf(req), {
       action: 'access.step_up_required',
       resourceType: 'route',
       resourceId: `${req.method} ${req.baseUrl}${req.route?.path ?? req.path}`.slice(0, 256),

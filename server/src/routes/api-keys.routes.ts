@@ -5,14 +5,18 @@
  *   GET    /api-keys      apikeys:manage → { success, apiKeys: [ …metadata, lastUsedAt… ] }
  *   DELETE /api-keys/:id  apikeys:manage → { success: true }; revoked at once (404 for unknown / other tenant)
  */
-import { Router, type Request, type RequestHandler, type Response } from 'express';
+import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
-import type { Composition } from '../compose';
+import type { Guards } from '../compose';
+import type { Clock } from '../lib/clock';
 import { validationFailed } from '../lib/errors';
+import { actorOf, authOf } from '../middleware/actor';
+import { idempotentRoutes } from '../middleware/idempotency';
 import { rejectQuery, validate, validBody, validParams } from '../middleware/input-validation';
 import { ErrorResponse } from '../openapi/common';
 import { describeRoute } from '../openapi/registry';
 import type { ApiKeyService } from '../services/auth/api-keys';
+import type { IdempotencyService } from '../services/idempotency/service';
 import { API_SCOPES, type ApiScope } from '../services/auth/rbac';
 
 /** Longest an API key may live (expiresAt). */
@@ -120,31 +124,32 @@ describeRoute({
 });
 
 export interface ApiKeyRouteDeps {
+  guards: Pick<Guards, 'requireAuth' | 'requirePermission' | 'requireStepUp'>;
   apiKeys: ApiKeyService;
-  /** Step-up guard of admin actions (CONTRACT §11); a no-op until TOTP exists. */
-  requireStepUp: RequestHandler;
+  idempotency: IdempotencyService;
+  clock: Clock;
 }
 
-export function apiKeysRouter(c: Composition, deps: ApiKeyRouteDeps, router: Router = Router()): Router {
-  const { requireAuth, requirePermission } = c.guards;
+export function apiKeysRouter(deps: ApiKeyRouteDeps, router: Router = Router()): Router {
+  const { requireAuth, requirePermission, requireStepUp } = deps.guards;
   const { apiKeys } = deps;
-  const idempotency = c.services.idempotency;
-  const meta = (req: Request) => ({ ip: req.ctx.ip, userAgent: req.ctx.userAgent, requestId: req.ctx.requestId });
+  const idempotency = idempotentRoutes(deps.idempotency);
 
   router.post(
     '/api-keys',
     ...requireAuth,
     requirePermission('apikeys:manage'),
-    deps.requireStepUp,
+    requireStepUp,
     idempotency.checkKey,
     validate({ body: createBody }),
     async function createApiKey(req: Request, res: Response) {
-      const auth = req.auth as NonNullable<Request['auth']>;
+      const auth = authOf(req);
+      const actor = actorOf(req);
       const b = validBody<CreateBody>(req);
       let expiresAt: Date | null = null;
       if (b.expiresAt !== undefined) {
         expiresAt = new Date(b.expiresAt);
-        const now = c.clock.now();
+        const now = deps.clock.now();
         if (expiresAt.getTime() <= now)
           throw validationFailed([{ path: 'body.expiresAt', message: 'must be in the future', code: 'too_small' }]);
         if (expiresAt.getTime() > now + MAX_LIFETIME_MS)
@@ -157,7 +162,7 @@ export function apiKeysRouter(c: Composition, deps: ApiKeyRouteDeps, router: Rou
         const r = await apiKeys.create(
           { tenantId: auth.tenantId, userId: auth.userId },
           { name: b.name, scopes: b.scopes as ApiScope[], expiresAt },
-          meta(req),
+          actor,
           q,
         );
         // The secret is shown once and never kept: a replay answers the metadata only.
@@ -176,8 +181,7 @@ export function apiKeysRouter(c: Composition, deps: ApiKeyRouteDeps, router: Rou
     requirePermission('apikeys:manage'),
     rejectQuery,
     async function listApiKeys(req: Request, res: Response) {
-      const auth = req.auth as NonNullable<Request['auth']>;
-      res.set('Cache-Control', 'no-store').json({ success: true, apiKeys: await apiKeys.list(auth.tenantId) });
+      res.set('Cache-Control', 'no-store').json({ success: true, apiKeys: await apiKeys.list(actorOf(req).tenantId) });
     },
   );
 
@@ -187,11 +191,11 @@ export function apiKeysRouter(c: Composition, deps: ApiKeyRouteDeps, router: Rou
     requirePermission('apikeys:manage'),
     validate({ params: idParams }),
     async function revokeApiKey(req: Request, res: Response) {
-      const auth = req.auth as NonNullable<Request['auth']>;
+      const auth = authOf(req);
       await apiKeys.revoke(
         { tenantId: auth.tenantId, userId: auth.userId },
         validParams<{ id: string }>(req).id.toLowerCase(),
-        meta(req),
+        actorOf(req),
       );
       res.json({ success: true });
     },

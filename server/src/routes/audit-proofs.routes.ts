@@ -7,14 +7,14 @@
  */
 import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
-import type { Composition } from '../compose';
-import { withTenant } from '../db/transaction';
-import { forbidden, notFound, serviceUnavailable, validationFailed } from '../lib/errors';
+import type { Guards } from '../compose';
+import { notFound, serviceUnavailable } from '../lib/errors';
+import { actorOf } from '../middleware/actor';
 import { validate, validQuery } from '../middleware/input-validation';
 import { ErrorResponse } from '../openapi/common';
 import { describeRoute } from '../openapi/registry';
-import { latestCheckpoint } from '../services/audit/checkpoints';
-import { consistencyProof, inclusionProofForAuditId, storedTreeSize } from '../services/audit/merkle';
+import type { CheckpointService } from '../services/audit/checkpoints';
+import type { AuditProofs } from '../services/audit/proofs';
 
 const positiveInt = (max: string) =>
   z
@@ -139,9 +139,15 @@ describeRoute({
   },
 });
 
-export function auditProofRouter(c: Composition, router: Router = Router()): Router {
-  const { requireAuth, requirePermission } = c.guards;
-  const checkpoints = c.services.checkpoints;
+export interface AuditProofRouterDeps {
+  guards: Pick<Guards, 'requireAuth' | 'requirePermission'>;
+  checkpoints: CheckpointService;
+  proofs: AuditProofs;
+}
+
+export function auditProofRouter(deps: AuditProofRouterDeps, router: Router = Router()): Router {
+  const { requireAuth, requirePermission } = deps.guards;
+  const { checkpoints, proofs } = deps;
 
   router.get('/audit/checkpoint-key', validate({}), async function getCheckpointKey(_req: Request, res: Response) {
     if (!checkpoints.enabled)
@@ -159,11 +165,10 @@ export function auditProofRouter(c: Composition, router: Router = Router()): Rou
     requirePermission('audit:verify'),
     validate({}),
     async function getCheckpoint(req: Request, res: Response) {
-      const auth = req.auth;
-      if (!auth) throw forbidden('no authentication context');
+      const { tenantId } = actorOf(req);
       if (!checkpoints.enabled)
         throw serviceUnavailable('Signed audit checkpoints are not configured.', 'no checkpoint signing key');
-      const cp = await checkpoints.latest(auth.tenantId);
+      const cp = await checkpoints.latest(tenantId);
       if (!cp) throw notFound('Checkpoint');
       res.type('text/plain; charset=utf-8').set('Cache-Control', 'no-store').send(cp.note);
     },
@@ -175,39 +180,12 @@ export function auditProofRouter(c: Composition, router: Router = Router()): Rou
     requirePermission('audit:verify'),
     validate({ query: inclusionQuery }),
     async function getInclusionProof(req: Request, res: Response) {
-      const auth = req.auth;
-      if (!auth) throw forbidden('no authentication context');
       const q = validQuery<z.infer<typeof inclusionQuery>>(req);
-      const tenantId = auth.tenantId;
-      const out = await withTenant(c.pool, tenantId, async (tx) => {
-        const size = await storedTreeSize(tx, tenantId);
-        let treeSize: number;
-        if (q.treeSize !== undefined) {
-          treeSize = Number(q.treeSize);
-          if (treeSize > size)
-            throw validationFailed([
-              {
-                path: 'query.treeSize',
-                message: `must be at most the current tree size ${size}`,
-                code: 'out_of_range',
-              },
-            ]);
-        } else {
-          // Default: the latest checkpoint's size when it holds the entry (the proof then checks
-          // against GET /audit/checkpoint), else the current tree.
-          const cp = await latestCheckpoint(tx, tenantId);
-          treeSize = cp && cp.treeSize <= size ? cp.treeSize : size;
-        }
-        let proof = treeSize > 0 ? await inclusionProofForAuditId(tx, tenantId, q.id, treeSize) : ('unknown' as const);
-        if (proof === 'out_of_range' && q.treeSize === undefined && size > treeSize)
-          proof = await inclusionProofForAuditId(tx, tenantId, q.id, size);
-        return proof;
-      });
-      if (out === 'unknown') throw notFound('Sealed audit entry');
-      if (out === 'out_of_range')
-        throw validationFailed([
-          { path: 'query.treeSize', message: 'the entry is not in a tree of that size', code: 'out_of_range' },
-        ]);
+      const out = await proofs.inclusion(
+        actorOf(req).tenantId,
+        q.id,
+        q.treeSize !== undefined ? Number(q.treeSize) : undefined,
+      );
       res.json({
         success: true,
         leafIndex: out.leafIndex,
@@ -224,20 +202,10 @@ export function auditProofRouter(c: Composition, router: Router = Router()): Rou
     requirePermission('audit:verify'),
     validate({ query: consistencyQuery }),
     async function getConsistencyProof(req: Request, res: Response) {
-      const auth = req.auth;
-      if (!auth) throw forbidden('no authentication context');
       const q = validQuery<z.infer<typeof consistencyQuery>>(req);
       const from = Number(q.from);
       const to = Number(q.to);
-      const tenantId = auth.tenantId;
-      const hashes = await withTenant(c.pool, tenantId, async (tx) => {
-        const size = await storedTreeSize(tx, tenantId);
-        if (to > size)
-          throw validationFailed([
-            { path: 'query.to', message: `must be at most the current tree size ${size}`, code: 'out_of_range' },
-          ]);
-        return consistencyProof(tx, tenantId, from, to);
-      });
+      const hashes = await proofs.consistency(actorOf(req).tenantId, from, to);
       res.json({ success: true, from, to, hashes: hashes.map(b64) });
     },
   );

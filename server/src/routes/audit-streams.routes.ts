@@ -6,22 +6,18 @@
  *   POST   /audit/streams/{name}/test  202 { success, eventId }
  *   GET    /audit/streams/status       200 { success, streams: [{ name, queued, deadLetter, lastDeliveredAt, lastError, healthy }] }
  * Credentials are accepted on PUT and never returned. PUT, DELETE and test need a step-up
- * (c.guards.requireStepUp, CONTRACT §11/§13).
+ * (requireStepUp, CONTRACT §11/§13).
  */
 import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
-import type { Composition } from '../compose';
+import type { Guards } from '../compose';
 import { AppError } from '../lib/errors';
+import { actorOf } from '../middleware/actor';
 import { rejectQuery, validBody, validParams, validate } from '../middleware/input-validation';
 import { ErrorResponse } from '../openapi/common';
 import { describeRoute } from '../openapi/registry';
 import { EVENT_SCHEMAS } from '../services/siem/schemas';
-import {
-  STREAM_PROVIDERS,
-  type AuditStreams,
-  type StreamActor,
-  type StreamInput,
-} from '../services/siem/streams/service';
+import { STREAM_PROVIDERS, type AuditStreams, type StreamInput } from '../services/siem/streams/service';
 
 const secretText = z.string().min(1).max(4096);
 
@@ -160,32 +156,26 @@ describeRoute({
   },
 });
 
-function actorOf(req: Request): StreamActor {
-  const auth = req.auth;
-  if (!auth) throw new Error('audit stream route without authentication');
-  return {
-    tenantId: auth.tenantId,
-    userId: auth.userId,
-    ipAddress: req.ctx.ip ?? null,
-    userAgent: req.ctx.userAgent ?? null,
-    requestId: req.ctx.requestId,
-  };
-}
-
 function unavailable(): AppError {
   return new AppError('SERVICE_UNAVAILABLE', 503, 'Audit streams are not available.');
 }
 
-export function auditStreamsRouter(c: Composition, router: Router = Router()): Router {
-  const { requireAuth, requirePermission } = c.guards;
-  const maybe: AuditStreams | null = c.services.monitoring.streams;
+export interface AuditStreamsRouterDeps {
+  guards: Pick<Guards, 'requireAuth' | 'requirePermission' | 'requireStepUp'>;
+  /** null when audit streams are not available (503). */
+  streams: AuditStreams | null;
+}
+
+export function auditStreamsRouter(deps: AuditStreamsRouterDeps, router: Router = Router()): Router {
+  const { requireAuth, requirePermission } = deps.guards;
+  const maybe = deps.streams;
   const streams = (): AuditStreams => {
     if (!maybe) throw unavailable();
     return maybe;
   };
   const admin = [...requireAuth, requirePermission('siem:write')];
   // Changes to a stream (PUT, DELETE, test) need a step-up, after the permission check.
-  const streamStepUp = [c.guards.requireStepUp];
+  const streamStepUp = [deps.guards.requireStepUp];
 
   router.get(
     '/audit/streams/status',

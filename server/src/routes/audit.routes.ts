@@ -6,14 +6,17 @@
  */
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import { z } from 'zod';
-import type { Composition } from '../compose';
-import { forbidden, validationFailed, type ErrorDetail } from '../lib/errors';
+import type { Guards } from '../compose';
+import { validationFailed, type ErrorDetail } from '../lib/errors';
+import { actorOf, authOf } from '../middleware/actor';
+import { idempotentRoutes } from '../middleware/idempotency';
 import { validate, validBody, validQuery } from '../middleware/input-validation';
 import { clientActionProblem } from '../services/audit/catalog';
 import { AUDIT_VALUE_MAX_BYTES, jsonByteLength } from '../services/audit/scrub';
-import { InvalidCursorError, MAX_PAGE_SIZE } from '../services/audit/service';
+import { MAX_PAGE_SIZE, type AuditService } from '../services/audit/service';
+import type { AuditTrail } from '../services/audit/trail';
 import { RESULTS, SEVERITIES, type AuditResult, type Severity } from '../services/audit/types';
-import { principalHas } from '../services/auth/rbac';
+import type { IdempotencyService } from '../services/idempotency/service';
 import { storableTimestamp } from '../lib/timestamps';
 import { describeRoute } from '../openapi/registry';
 
@@ -256,10 +259,17 @@ function rejectIdentityFields(req: Request, _res: Response, next: NextFunction):
   next();
 }
 
-export function auditRouter(c: Composition, router: Router = Router()): Router {
-  const { requireAuth, requireAuthOrApiKey, requirePermission } = c.guards;
-  const audit = c.services.audit;
-  const idempotency = c.services.idempotency;
+export interface AuditRouterDeps {
+  guards: Pick<Guards, 'requireAuth' | 'requireAuthOrApiKey' | 'requirePermission'>;
+  audit: AuditService;
+  trail: AuditTrail;
+  idempotency: IdempotencyService;
+}
+
+export function auditRouter(deps: AuditRouterDeps, router: Router = Router()): Router {
+  const { requireAuth, requireAuthOrApiKey, requirePermission } = deps.guards;
+  const { audit, trail } = deps;
+  const idempotency = idempotentRoutes(deps.idempotency);
 
   router.post(
     '/audit/log',
@@ -270,9 +280,10 @@ export function auditRouter(c: Composition, router: Router = Router()): Router {
     validate({ body: auditLogBody }),
     async function postAuditLog(req: Request, res: Response) {
       const b = validBody<AuditLogBody>(req);
+      const actor = actorOf(req);
       await idempotency.respond(req, res, 'POST /audit/log', async (q) => {
-        const recorded = await audit.recordFromRequest(
-          req,
+        const recorded = await audit.recordAs(
+          actor,
           {
             action: b.action,
             resourceType: b.resourceType,
@@ -296,45 +307,12 @@ export function auditRouter(c: Composition, router: Router = Router()): Router {
     requirePermission('audit:read:own'),
     validate({ query: auditLogsQuery }),
     async function getAuditLogs(req: Request, res: Response) {
-      const auth = req.auth;
-      if (!auth) throw forbidden('no authentication context');
-      const q = validQuery<AuditLogsQuery>(req);
-      const tenantWide = principalHas(auth, 'audit:read:tenant');
-      // UUIDs compare case-insensitively (PostgreSQL's uuid type does too).
-      const userId = q.userId?.toLowerCase();
-      if (!tenantWide && userId !== undefined && userId !== auth.userId.toLowerCase()) {
-        await audit.recordFromRequest(req, {
-          action: 'access.denied',
-          resourceType: 'audit_log',
-          resourceId: `user:${userId}`,
-          result: 'denied',
-          errorMessage: `role ${auth.role} may read only its own audit events`,
-        });
-        throw forbidden(`role ${auth.role} asked for another user's audit events`);
-      }
-      try {
-        const page = await audit.listLogs(
-          auth.tenantId,
-          {
-            userId: tenantWide ? userId : auth.userId,
-            action: q.action,
-            resourceType: q.resourceType,
-            resourceId: q.resourceId,
-            result: q.result,
-            severities: q.severity ? [q.severity] : undefined,
-            from: q.from,
-            to: q.to,
-          },
-          { limit: q.limit, cursor: q.cursor },
-        );
-        res.json({ success: true, entries: page.entries, nextCursor: page.nextCursor });
-      } catch (err) {
-        if (err instanceof InvalidCursorError)
-          throw validationFailed([
-            { path: 'query.cursor', message: 'is not a cursor this API issued', code: 'invalid_cursor' },
-          ]);
-        throw err;
-      }
+      const { severity, ...q } = validQuery<AuditLogsQuery>(req);
+      const page = await trail.listFor(authOf(req), actorOf(req), {
+        ...q,
+        severities: severity ? [severity] : undefined,
+      });
+      res.json({ success: true, entries: page.entries, nextCursor: page.nextCursor });
     },
   );
 
@@ -344,28 +322,9 @@ export function auditRouter(c: Composition, router: Router = Router()): Router {
     requirePermission('audit:verify'),
     validate({ query: auditVerifyQuery }),
     async function getAuditVerify(req: Request, res: Response) {
-      const auth = req.auth;
-      if (!auth) throw forbidden('no authentication context');
       const q = validQuery<AuditVerifyQuery>(req);
       const anchor = q.anchorSeq && q.anchorHash ? { seq: q.anchorSeq, hash: q.anchorHash.toLowerCase() } : undefined;
-      // The chain, and (when checkpoints are configured) the tree against every stored and the newest published checkpoints.
-      const r = await c.services.checkpoints.verifyTrail(auth.tenantId, { anchor });
-      await audit.recordFromRequest(req, {
-        action: r.valid ? 'audit.verify' : 'audit.verify.failed',
-        resourceType: 'audit_chain',
-        resourceId: auth.tenantId,
-        result: r.valid ? 'success' : 'failure',
-        errorMessage: r.reason,
-        after: {
-          valid: r.valid,
-          checked: r.checked,
-          firstBrokenId: r.firstBrokenId,
-          unsealed: r.unsealed,
-          head: r.head,
-          anchor: anchor ?? null,
-          ...(r.checkpoints ? { checkpoints: r.checkpoints } : {}),
-        },
-      });
+      const r = await trail.verifyAndRecord(actorOf(req), anchor);
       res.json({
         success: true,
         valid: r.valid,

@@ -4,16 +4,16 @@
  */
 import { Router, type CookieOptions, type NextFunction, type Request, type Response } from 'express';
 import { z } from 'zod';
-import type { Composition } from '../compose';
+import type { Guards } from '../compose';
 import { unauthenticated } from '../lib/errors';
+import { actorOf, authOf, requestMeta } from '../middleware/actor';
 import { parseCookies, type CsrfProtection } from '../middleware/csrf';
 import { EMPTY, rejectQuery, validate, validBody, validParams } from '../middleware/input-validation';
 import { ErrorResponse, PublicUser, Success } from '../openapi/common';
 import { describeRoute } from '../openapi/registry';
-import { publicUser, type IssuedSession, type RequestMeta } from '../services/auth/auth-service';
+import { publicUser, type AuthService, type IssuedSession } from '../services/auth/auth-service';
 import { MAX_ID_TOKEN_LENGTH } from '../services/auth/oidc';
 import { EMAIL_RE } from '../services/auth/users';
-import type { AuthContext } from '../types/express';
 
 export const REFRESH_COOKIE = 'fleet_refresh';
 /** The refresh cookie is sent only to the refresh route. */
@@ -204,25 +204,20 @@ describeRoute({
   },
 });
 
-function meta(req: Request): RequestMeta {
-  return { ip: req.ctx.ip, userAgent: req.ctx.userAgent, requestId: req.ctx.requestId };
+export interface AuthRouterDeps {
+  guards: Pick<Guards, 'requireAuth' | 'requirePermission'>;
+  auth: AuthService;
+  csrf: CsrfProtection;
+  /** Secure cookies (production). */
+  secureCookies: boolean;
 }
 
-function authOf(req: Request): AuthContext {
-  if (!req.auth) throw unauthenticated('route reached without authentication');
-  return req.auth;
-}
-
-export function authRouter(
-  deps: { composition: Composition; csrf: CsrfProtection },
-  router: Router = Router(),
-): Router {
-  const { composition, csrf } = deps;
-  const { auth } = composition.services;
-  const { requireAuth, requirePermission } = composition.guards;
+export function authRouter(deps: AuthRouterDeps, router: Router = Router()): Router {
+  const { auth, csrf } = deps;
+  const { requireAuth, requirePermission } = deps.guards;
   const cookieBase: CookieOptions = {
     httpOnly: true,
-    secure: composition.config.isProduction,
+    secure: deps.secureCookies,
     sameSite: 'strict',
     path: REFRESH_COOKIE_PATH,
   };
@@ -245,7 +240,7 @@ export function authRouter(
     const body = validBody<z.output<typeof LoginBody>>(req);
     sendSession(
       res,
-      await auth.login({ email: body.email, idToken: body.idToken }, meta(req)),
+      await auth.login({ email: body.email, idToken: body.idToken }, requestMeta(req)),
       deliveryFor(req, body.refreshTokenDelivery),
     );
   });
@@ -273,7 +268,7 @@ export function authRouter(
       try {
         sendSession(
           res,
-          await auth.refresh({ refreshToken: token }, meta(req)),
+          await auth.refresh({ refreshToken: token }, requestMeta(req)),
           deliveryFor(req, body.refreshTokenDelivery),
         );
       } catch (err) {
@@ -284,7 +279,7 @@ export function authRouter(
   );
 
   router.post('/logout', ...requireAuth, validate({ body: EMPTY }), async function logout(req: Request, res: Response) {
-    await auth.logout(authOf(req), meta(req));
+    await auth.logout(authOf(req), actorOf(req));
     res.clearCookie(REFRESH_COOKIE, cookieBase);
     res.json({ success: true });
   });
@@ -316,7 +311,7 @@ export function authRouter(
     validate({ params: SessionParams, body: EMPTY }),
     async function revokeSession(req: Request, res: Response) {
       const { id } = validParams<z.output<typeof SessionParams>>(req);
-      await auth.revokeSession(authOf(req), id.toLowerCase(), meta(req));
+      await auth.revokeSession(authOf(req), id.toLowerCase(), actorOf(req));
       res.json({ success: true });
     },
   );

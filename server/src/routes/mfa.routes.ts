@@ -6,10 +6,11 @@
  *   DELETE /mfa/totp                    Bearer + step-up → { success: true } (own TOTP)
  *   DELETE /mfa/totp/users/:userId      users:manage (admin) + step-up → { success: true } (reset a user's TOTP)
  */
-import { Router, type Request, type RequestHandler, type Response } from 'express';
+import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
-import type { Composition } from '../compose';
+import type { Guards } from '../compose';
 import { notFound } from '../lib/errors';
+import { actorOf, authOf } from '../middleware/actor';
 import { EMPTY, validate, validBody, validParams } from '../middleware/input-validation';
 import { ErrorResponse } from '../openapi/common';
 import { describeRoute } from '../openapi/registry';
@@ -142,15 +143,14 @@ describeRoute({
   },
 });
 
-export function mfaRouter(
-  c: Composition,
-  deps: { mfa: MfaService; requireStepUp: RequestHandler },
-  router: Router = Router(),
-): Router {
-  const { requireAuth, requirePermission } = c.guards;
-  const { mfa, requireStepUp } = deps;
-  const meta = (req: Request) => ({ ip: req.ctx.ip, userAgent: req.ctx.userAgent, requestId: req.ctx.requestId });
-  const auth = (req: Request) => req.auth as NonNullable<Request['auth']>;
+export interface MfaRouterDeps {
+  guards: Pick<Guards, 'requireAuth' | 'requirePermission' | 'requireStepUp'>;
+  mfa: MfaService;
+}
+
+export function mfaRouter(deps: MfaRouterDeps, router: Router = Router()): Router {
+  const { requireAuth, requirePermission, requireStepUp } = deps.guards;
+  const { mfa } = deps;
 
   router.post(
     '/mfa/totp/enroll',
@@ -158,7 +158,7 @@ export function mfaRouter(
     requirePermission('profile:read'),
     validate({ body: EMPTY }),
     async function enrollTotp(req: Request, res: Response) {
-      const r = await mfa.enroll(auth(req), meta(req));
+      const r = await mfa.enroll(authOf(req), actorOf(req));
       res.set('Cache-Control', 'no-store').json({ success: true, otpauthUri: r.otpauthUri });
     },
   );
@@ -169,7 +169,7 @@ export function mfaRouter(
     requirePermission('profile:read'),
     validate({ body: totpCodeBody }),
     async function activateTotp(req: Request, res: Response) {
-      const r = await mfa.activate(auth(req), validBody<{ code: string }>(req).code, meta(req));
+      const r = await mfa.activate(authOf(req), validBody<{ code: string }>(req).code, actorOf(req));
       res.set('Cache-Control', 'no-store').json({ success: true, recoveryCodes: r.recoveryCodes });
     },
   );
@@ -180,7 +180,7 @@ export function mfaRouter(
     requirePermission('profile:read'),
     validate({ body: codeBody }),
     async function stepUp(req: Request, res: Response) {
-      const r = await mfa.stepUp(auth(req), validBody<{ code: string }>(req).code, meta(req));
+      const r = await mfa.stepUp(authOf(req), validBody<{ code: string }>(req).code, actorOf(req));
       res.set('Cache-Control', 'no-store').json({
         success: true,
         token: r.token,
@@ -199,7 +199,7 @@ export function mfaRouter(
     requireStepUp,
     validate({}),
     async function removeOwnTotp(req: Request, res: Response) {
-      if (!(await mfa.remove(auth(req), auth(req).userId, meta(req)))) throw notFound('TOTP enrollment');
+      if (!(await mfa.remove(authOf(req), authOf(req).userId, actorOf(req)))) throw notFound('TOTP enrollment');
       res.json({ success: true });
     },
   );
@@ -211,7 +211,7 @@ export function mfaRouter(
     requireStepUp,
     validate({ params: userParams }),
     async function resetUserTotp(req: Request, res: Response) {
-      if (!(await mfa.remove(auth(req), validParams<{ userId: string }>(req).userId.toLowerCase(), meta(req))))
+      if (!(await mfa.remove(authOf(req), validParams<{ userId: string }>(req).userId.toLowerCase(), actorOf(req))))
         throw notFound('TOTP enrollment');
       res.json({ success: true });
     },

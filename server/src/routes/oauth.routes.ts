@@ -10,13 +10,14 @@
  * token is the proof (a public client revoking its own token); it answers 200 whatever the token.
  */
 import express, { type Express, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
-import type { Composition } from '../compose';
+import type { Guards } from '../compose';
 import { AuthenticationError } from '../lib/errors';
+import { authOf, requestMeta } from '../middleware/actor';
 import { presentsApiKey } from '../middleware/api-key-auth';
 import { z } from 'zod';
 import { OAuthErrorResponse } from '../openapi/common';
 import { describeRoute } from '../openapi/registry';
-import { createOAuthService, type TokenTypeHint } from '../services/auth/oauth';
+import type { OAuthService, TokenTypeHint } from '../services/auth/oauth';
 import { principalHas } from '../services/auth/rbac';
 
 export const OAUTH_PREFIX = '/oauth/';
@@ -178,17 +179,14 @@ function readForm(req: Request, forRevoke: boolean): { token: string; hint: Toke
   return { token, hint: null };
 }
 
-export function mountOAuth(app: Express, c: Composition): void {
-  const { tokens, sessions, audit } = c.services;
-  const oauth = createOAuthService({
-    pool: c.pool,
-    clock: c.clock,
-    audit,
-    tokens,
-    sessions,
-    issuer: c.config.jwt.issuer,
-    audience: c.config.jwt.audience,
-  });
+export interface OAuthRouteDeps {
+  guards: Pick<Guards, 'requireApiKey'>;
+  oauth: OAuthService;
+}
+
+export function mountOAuth(app: Express, deps: OAuthRouteDeps): void {
+  const { oauth } = deps;
+  const { requireApiKey } = deps.guards;
   const form = express.urlencoded({ extended: false, limit: 8 * 1024, parameterLimit: 20, type: () => true });
 
   function parseForm(req: Request, res: Response, next: NextFunction): void {
@@ -217,8 +215,6 @@ export function mountOAuth(app: Express, c: Composition): void {
     });
   }
 
-  const meta = (req: Request) => ({ ip: req.ctx.ip, userAgent: req.ctx.userAgent, requestId: req.ctx.requestId });
-
   app.post(
     '/oauth/introspect',
     function authenticateCaller(req: Request, res: Response, next: NextFunction) {
@@ -233,7 +229,7 @@ export function mountOAuth(app: Express, c: Composition): void {
         );
         return;
       }
-      c.guards.requireApiKey(req, res, (err?: unknown) => {
+      requireApiKey(req, res, (err?: unknown) => {
         if (err) {
           if (err instanceof AuthenticationError)
             send(res, new OAuthError('invalid_client', 401, 'client authentication failed'));
@@ -251,7 +247,7 @@ export function mountOAuth(app: Express, c: Composition): void {
     async function introspect(req: Request, res: Response) {
       try {
         const { token, hint } = readForm(req, false);
-        const result = await oauth.introspect(token, (req.auth as NonNullable<Request['auth']>).tenantId, hint);
+        const result = await oauth.introspect(token, authOf(req).tenantId, hint);
         res.set('Cache-Control', 'no-store').set('Pragma', 'no-cache').json(result);
       } catch (e) {
         if (e instanceof OAuthError) send(res, e);
@@ -263,7 +259,7 @@ export function mountOAuth(app: Express, c: Composition): void {
   app.post('/oauth/revoke', parseForm, async function revoke(req: Request, res: Response) {
     try {
       const { token, hint } = readForm(req, true);
-      await oauth.revoke(token, hint, meta(req));
+      await oauth.revoke(token, hint, requestMeta(req));
       res.status(200).set('Cache-Control', 'no-store').set('Pragma', 'no-cache').end();
     } catch (e) {
       if (e instanceof OAuthError) send(res, e);

@@ -1,5 +1,7 @@
 import { Router, type Request, type Response } from 'express';
-import type { Composition } from '../compose';
+import type { Guards, Services } from '../compose';
+import type { Config } from '../config';
+import type { Clock } from '../lib/clock';
 import { parseCookies, type CsrfProtection } from '../middleware/csrf';
 import { rejectQuery } from '../middleware/input-validation';
 import { describeRoute } from '../openapi/registry';
@@ -34,7 +36,10 @@ describeRoute({
 });
 
 export interface SecurityRouterDeps {
-  composition: Composition;
+  services: Services;
+  guards: Guards;
+  config: Pick<Config, 'isProduction'>;
+  clock: Clock;
   csrf: CsrfProtection;
 }
 
@@ -47,22 +52,23 @@ export function securityRouter(deps: SecurityRouterDeps): Router {
     res.json({ success: true, csrfToken: deps.csrf.issue(req, res) });
   });
   // The areas register their routes on this one router (no nested routers to walk per request).
-  authRouter(deps, router);
-  auditRouter(deps.composition, router);
-  auditProofRouter(deps.composition, router);
-  keysRouter(deps.composition, router);
-  siemRouter(deps.composition, router);
-  auditStreamsRouter(deps.composition, router);
-  apiKeysRouter(
-    deps.composition,
-    { apiKeys: deps.composition.services.apiKeys, requireStepUp: deps.composition.guards.requireStepUp },
+  const { services, guards } = deps;
+  authRouter({ guards, auth: services.auth, csrf: deps.csrf, secureCookies: deps.config.isProduction }, router);
+  auditRouter({ guards, audit: services.audit, trail: services.auditTrail, idempotency: services.idempotency }, router);
+  auditProofRouter({ guards, checkpoints: services.checkpoints, proofs: services.auditProofs }, router);
+  keysRouter({ guards, masterKeys: services.masterKeys }, router);
+  siemRouter(
+    {
+      guards,
+      siem: services.monitoring.siem,
+      archive: services.monitoring.archive,
+      idempotency: services.idempotency,
+    },
     router,
   );
-  mfaRouter(
-    deps.composition,
-    { mfa: deps.composition.services.mfa, requireStepUp: deps.composition.guards.requireStepUp },
-    router,
-  );
+  auditStreamsRouter({ guards, streams: services.monitoring.streams }, router);
+  apiKeysRouter({ guards, apiKeys: services.apiKeys, idempotency: services.idempotency, clock: deps.clock }, router);
+  mfaRouter({ guards, mfa: services.mfa }, router);
 
   return router;
 }

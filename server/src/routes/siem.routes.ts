@@ -6,8 +6,10 @@
  */
 import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
-import type { Composition } from '../compose';
+import type { Guards } from '../compose';
 import { storableTimestamp } from '../lib/timestamps';
+import { actorOf } from '../middleware/actor';
+import { idempotentRoutes } from '../middleware/idempotency';
 import { rejectQuery, validBody, validate } from '../middleware/input-validation';
 import { ErrorResponse } from '../openapi/common';
 import { describeRoute } from '../openapi/registry';
@@ -18,7 +20,9 @@ import {
   RESERVED_PREFIXES,
   hasReservedPrefix,
 } from '../services/siem/events';
-import type { ApiEventInput } from '../services/siem/service';
+import type { ArchiveService } from '../services/archive/service';
+import type { IdempotencyService } from '../services/idempotency/service';
+import type { ApiEventInput, SiemService } from '../services/siem/service';
 
 export const MAX_EVENTS_PER_REQUEST = 100;
 
@@ -151,20 +155,29 @@ describeRoute({
   },
 });
 
-export function siemRouter(c: Composition, router: Router = Router()): Router {
-  const { requireAuth, requireAuthOrApiKey, requirePermission } = c.guards;
-  const { siem, archive } = c.services.monitoring;
+export interface SiemRouterDeps {
+  guards: Pick<Guards, 'requireAuth' | 'requireAuthOrApiKey' | 'requirePermission'>;
+  siem: SiemService;
+  archive: ArchiveService;
+  idempotency: IdempotencyService;
+}
+
+export function siemRouter(deps: SiemRouterDeps, router: Router = Router()): Router {
+  const { requireAuth, requireAuthOrApiKey, requirePermission } = deps.guards;
+  const { siem, archive } = deps;
+  const idempotency = idempotentRoutes(deps.idempotency);
 
   router.post(
     '/audit/siem',
     ...requireAuthOrApiKey,
     requirePermission('siem:write'),
-    c.services.idempotency.checkKey,
+    idempotency.checkKey,
     validate({ body: submitSchema }),
     async function submitSiemEvents(req: Request, res: Response) {
       const body = validBody<{ events: ApiEventInput[] }>(req);
-      await c.services.idempotency.respond(req, res, 'POST /audit/siem', async (q) => {
-        const eventIds = await siem.submitFromRequest(req, body.events, q);
+      const actor = actorOf(req);
+      await idempotency.respond(req, res, 'POST /audit/siem', async (q) => {
+        const eventIds = await siem.submitAs(actor, body.events, q);
         return { status: 202, body: { success: true, queued: eventIds.length, eventIds } };
       });
     },
@@ -176,7 +189,7 @@ export function siemRouter(c: Composition, router: Router = Router()): Router {
     requirePermission('siem:read'),
     rejectQuery,
     async function siemStatus(req: Request, res: Response) {
-      const status = await siem.getQueueStatus(req.auth?.tenantId);
+      const status = await siem.getQueueStatus(actorOf(req).tenantId);
       res.json({ success: true, ...status });
     },
   );
@@ -188,9 +201,11 @@ export function siemRouter(c: Composition, router: Router = Router()): Router {
     validate({ body: exportSchema }),
     async function exportAuditArchive(req: Request, res: Response) {
       const body = validBody<{ from?: string; to?: string }>(req);
-      const result = await archive.exportFromRequest(req, {
+      const actor = actorOf(req);
+      const result = await archive.exportTenant(actor.tenantId, {
         from: body.from ? new Date(body.from) : null,
         to: body.to ? new Date(body.to) : null,
+        actor,
       });
       res.json({ success: true, created: result.created, blob: result.blob });
     },

@@ -1,3 +1,4 @@
+import type { Actor, AuthContext } from '../domain/actor';
 import type { Logger } from '../lib/logger';
 
 export interface RequestContext {
@@ -9,31 +10,14 @@ export interface RequestContext {
   startedAt: bigint;
 }
 
-export type Role = 'admin' | 'user' | 'viewer';
-
-/** Set by the authentication middleware from the verified access token and the live session. */
-export interface AuthContext {
-  userId: string;
-  tenantId: string;
-  email: string;
-  role: Role;
-  sessionId: string;
-  displayName: string | null;
-  /**
-   * Set when a service API key authenticated the request (CONTRACT §11): userId and sessionId
-   * then hold the key id, role is 'viewer' and permissions come from `scopes` (rbac.ts).
-   */
-  apiKeyId?: string;
-  scopes?: readonly string[];
-  /** Seconds: when the access token's step-up (TOTP) happened; absent without one. */
-  stepUpAt?: number;
-}
-
 declare global {
   namespace Express {
     interface Request {
       ctx: RequestContext;
+      /** Set by the authentication middleware from the verified access token and the live session, or an API key. */
       auth?: AuthContext;
+      /** Set with `auth`: the same principal as the services see it (middleware/actor.ts). */
+      actor?: Actor;
     }
   }
 }

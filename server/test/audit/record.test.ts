@@ -1,4 +1,4 @@
-/** AuditService.record / recordFromRequest / hooks, and failing closed. */
+/** AuditService.record / recordAs / hooks, and failing closed. */
 import type pg from 'pg';
 import request from 'supertest';
 import { withTenant } from '../../src/db/transaction';

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import request from 'supertest';
 import { ManualClock, type Clock } from '../../src/lib/clock';
-import type { Role } from '../../src/types/express';
+import type { Role } from '../../src/domain/actor';
 import { buildTestApp, type TestApp } from '../helpers/app';
 import { uniqueEmail, uniqueTenant } from '../helpers/env';
 import type { TestIssuer } from './oidc-issuer';

@@ -1,5 +1,5 @@
 import { withTenant } from '../../src/db/transaction';
-import type { Role } from '../../src/types/express';
+import type { Role } from '../../src/domain/actor';
 import { uniqueEmail, uniqueTenant } from './env';
 import type { TestApp } from './app';
 

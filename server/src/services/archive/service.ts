@@ -11,7 +11,7 @@
  * later run re-renders the same rows (same bytes, same name), finds the blob already there
  * with the same hash, and completes the bookkeeping. The same range is never written twice.
  */
-import type { Request } from 'express';
+import type { Actor } from '../../domain/actor';
 import type { Config } from '../../config';
 import type { Pool, PoolClient, Queryable } from '../../db/pool';
 import { ConflictError, DomainError, UnavailableError, conflict, serviceUnavailable } from '../../lib/errors';
@@ -50,17 +50,11 @@ export interface ExportResult {
   blob: ExportedBlob;
 }
 
-export interface ExportActor {
-  userId: string | null;
-  ipAddress: string | null;
-  userAgent: string | null;
-  requestId: string | null;
-}
-
 export interface ExportOptions {
   from?: Date | null;
   to?: Date | null;
-  actor?: ExportActor;
+  /** Who asked (POST /audit/blob-storage); absent for the periodic run. */
+  actor?: Actor;
 }
 
 export interface RunResult {
@@ -74,7 +68,6 @@ export interface ArchiveService {
   readonly blobStore: BlobStore | null;
   /** Exports the tenant's not-yet-archived rows (POST /audit/blob-storage). */
   exportTenant(tenantId: string, opts?: ExportOptions): Promise<ExportResult>;
-  exportFromRequest(req: Request, range: { from?: Date | null; to?: Date | null }): Promise<ExportResult>;
   /** One periodic run over every tenant with rows to archive. */
   runOnce(): Promise<RunResult>;
   start(): Promise<void>;
@@ -188,7 +181,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
     client: PoolClient,
     e: repo.ExportRow,
     content: Buffer | null,
-    actor: ExportActor | undefined,
+    actor: Actor | undefined,
   ): Promise<repo.ExportRow> {
     const store = storage();
     const body = content ?? (await rerender(client, e));
@@ -239,7 +232,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
             trigger: actor ? 'api' : 'schedule',
           },
           severity: 'medium',
-          ipAddress: actor?.ipAddress ?? null,
+          ipAddress: actor?.ip ?? null,
           userAgent: actor?.userAgent ?? null,
           requestId: actor?.requestId ?? null,
         },
@@ -315,7 +308,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
     return complete(client, planned.row, planned.content, opts.actor);
   }
 
-  async function recordFailure(tenantId: string, err: unknown, actor: ExportActor | undefined): Promise<void> {
+  async function recordFailure(tenantId: string, err: unknown, actor: Actor | undefined): Promise<void> {
     const reason =
       err instanceof DomainError
         ? (err.internalReason ?? err.message)
@@ -332,7 +325,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
         result: 'failure',
         severity: 'high',
         errorMessage: reason.slice(0, 2000),
-        ipAddress: actor?.ipAddress ?? null,
+        ipAddress: actor?.ip ?? null,
         userAgent: actor?.userAgent ?? null,
         requestId: actor?.requestId ?? null,
       })
@@ -371,7 +364,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
   async function resumePending(
     client: PoolClient,
     tenantId: string,
-    actor: ExportActor | undefined,
+    actor: Actor | undefined,
   ): Promise<repo.ExportRow | null> {
     const pending = await inTenantTx(client, tenantId, (c) => repo.pendingExport(c, tenantId));
     return pending ? complete(client, pending, null, actor) : null;
@@ -408,20 +401,6 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
         if (!isClientError) await recordFailure(tenantId, err, opts.actor);
         throw publicError(err);
       }
-    },
-    exportFromRequest(req, range) {
-      const auth = req.auth;
-      if (!auth) throw new Error('exportFromRequest without authentication');
-      return service.exportTenant(auth.tenantId, {
-        from: range.from ?? null,
-        to: range.to ?? null,
-        actor: {
-          userId: auth.userId,
-          ipAddress: req.ctx.ip ?? null,
-          userAgent: req.ctx.userAgent ?? null,
-          requestId: req.ctx.requestId,
-        },
-      });
     },
     runOnce() {
       if (!enabled) return Promise.resolve({ tenants: 0, exports: 0, failed: 0 });

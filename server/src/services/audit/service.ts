@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
-import type { Request } from 'express';
 import type pg from 'pg';
+import { actorColumns, type Actor } from '../../domain/actor';
 import type { Pool, PoolClient, Queryable } from '../../db/pool';
 import { withTenant } from '../../db/transaction';
 import type { Logger } from '../../lib/logger';
@@ -39,6 +39,14 @@ import type {
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 500;
 
+/** An event an actor caused: the actor columns come from the actor (AuditService.recordAs). */
+export type ActorEvent = Omit<
+  AuditEvent,
+  'tenantId' | 'userId' | 'apiKeyId' | 'ipAddress' | 'userAgent' | 'requestId'
+> & {
+  tenantId?: string;
+};
+
 export interface AuditService {
   /**
    * Writes one audit row. Pass the caller's transaction client as `q` so the row commits
@@ -48,12 +56,11 @@ export interface AuditService {
    * own tenant-scoped transaction.
    */
   record(event: AuditEvent, q?: Queryable): Promise<RecordedAudit>;
-  /** Same, with tenant, user, IP, user agent and request id taken from the request. */
-  recordFromRequest(
-    req: Request,
-    event: Omit<AuditEvent, 'tenantId'> & { tenantId?: string },
-    q?: Queryable,
-  ): Promise<RecordedAudit>;
+  /**
+   * Same, for what `actor` did: the user or API key, IP, user agent and request id come from the
+   * actor, and the tenant too unless the event names the trail (master-key events: the platform's).
+   */
+  recordAs(actor: Actor, event: ActorEvent, q?: Queryable): Promise<RecordedAudit>;
   /** Runs after every insert (or those `opts.when` accepts), in the same transaction. */
   addHook(hook: AuditHook, opts?: AuditHookOptions): void;
 
@@ -310,22 +317,8 @@ export function createAuditService(deps: { pool: Pool; logger: Logger }): AuditS
         return recorded;
       });
     },
-    recordFromRequest(req, event, q) {
-      const tenantId = event.tenantId ?? req.auth?.tenantId;
-      if (!tenantId) return Promise.reject(new Error('audit event without a tenant'));
-      return service.record(
-        {
-          ...event,
-          tenantId,
-          // An API key acts as itself: user_id stays null and api_key_id names the key.
-          userId: event.userId !== undefined ? event.userId : req.auth?.apiKeyId ? null : (req.auth?.userId ?? null),
-          apiKeyId: event.apiKeyId !== undefined ? event.apiKeyId : (req.auth?.apiKeyId ?? null),
-          ipAddress: req.ctx.ip,
-          userAgent: req.ctx.userAgent,
-          requestId: req.ctx.requestId,
-        },
-        q,
-      );
+    recordAs(actor, event, q) {
+      return service.record({ ...event, ...actorColumns(actor), tenantId: event.tenantId ?? actor.tenantId }, q);
     },
     addHook(hook, opts = {}) {
       hooks.push({ hook, when: opts.when });

@@ -24,7 +24,7 @@ import {
   touchApiKey,
   type ApiKeyRow,
 } from './api-key-repository';
-import type { RequestMeta } from './auth-service';
+import type { RequestMeta } from '../../domain/actor';
 import type { ApiScope } from './rbac';
 
 export const API_KEY_RE = /^fsk_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$/;

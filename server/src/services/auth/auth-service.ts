@@ -19,7 +19,7 @@ import { withTenant, withTransaction } from '../../db/transaction';
 import type { Clock } from '../../lib/clock';
 import { RateLimitedError, notFound, serviceUnavailable, unauthenticated } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
-import type { AuthContext, Role } from '../../types/express';
+import type { AuthContext, RequestMeta, Role } from '../../domain/actor';
 import type { FailureAggregator } from '../audit/failure-aggregator';
 import type { AuditService } from '../audit/service';
 import type { AuditEvent } from '../audit/types';
@@ -73,13 +73,6 @@ export interface SessionListEntry {
   ipAddress: string | null;
   userAgent: string | null;
   current: boolean;
-}
-
-/** Facts about the HTTP request, for audit rows. */
-export interface RequestMeta {
-  ip: string | null;
-  userAgent: string | null;
-  requestId: string | null;
 }
 
 export interface AuthService {

@@ -17,11 +17,10 @@ import { withTenant } from '../../db/transaction';
 import type { Clock } from '../../lib/clock';
 import { DomainError, RateLimitedError, conflict, validationFailed } from '../../lib/errors';
 import { base32Encode, matchTotp, otpauthUri, timeStep } from '../../lib/totp';
-import type { AuthContext } from '../../types/express';
+import type { AuthContext, RequestMeta } from '../../domain/actor';
 import type { AuditService } from '../audit/service';
 import type { AuditEvent } from '../audit/types';
 import { DecryptionError, type EncryptionService } from '../encryption';
-import type { RequestMeta } from './auth-service';
 import {
   acceptCode,
   deleteTotp,

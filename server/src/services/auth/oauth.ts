@@ -12,10 +12,10 @@ import type { Pool, Queryable } from '../../db/pool';
 import { withTenant } from '../../db/transaction';
 import type { Clock } from '../../lib/clock';
 import type { AuditService } from '../audit/service';
-import { REFRESH_TOKEN_RE, type RequestMeta } from './auth-service';
+import { REFRESH_TOKEN_RE } from './auth-service';
 import type { SessionService } from './sessions';
 import type { TokenService } from './tokens';
-import type { Role } from '../../types/express';
+import type { RequestMeta, Role } from '../../domain/actor';
 
 export type TokenTypeHint = 'access_token' | 'refresh_token';
 

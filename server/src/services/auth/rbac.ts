@@ -3,7 +3,7 @@
  * GET /user and every route decision; documented in docs/SECURITY_API.md ("Permission matrix").
  * Every permission is scoped to the caller's own tenant; nobody sees another tenant.
  */
-import type { AuthContext, Role } from '../../types/express';
+import type { AuthContext, Role } from '../../domain/actor';
 
 export const PERMISSIONS = [
   'profile:read',

@@ -3,7 +3,7 @@
  * spent once and records the token that replaced it.
  */
 import type { Queryable } from '../../db/pool';
-import type { Role } from '../../types/express';
+import type { Role } from '../../domain/actor';
 
 export const INSERT_REFRESH_TOKEN = `
 INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)

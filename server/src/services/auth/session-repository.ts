@@ -1,6 +1,6 @@
 import { perTurn, slices } from '../../lib/turn-batch';
 import type { Pool, PoolClient, Queryable } from '../../db/pool';
-import type { Role } from '../../types/express';
+import type { Role } from '../../domain/actor';
 
 /**
  * What the per-request session check needs, and nothing else: the session's state, its

@@ -7,7 +7,7 @@ import type { Config } from '../../config';
 import type { Pool, Queryable } from '../../db/pool';
 import { withTenant } from '../../db/transaction';
 import type { Clock } from '../../lib/clock';
-import type { AuthContext } from '../../types/express';
+import type { AuthContext } from '../../domain/actor';
 import type { AuditService } from '../audit/service';
 import {
   createSessionLookup,

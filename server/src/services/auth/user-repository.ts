@@ -1,5 +1,5 @@
 import type { Pool, PoolClient, Queryable } from '../../db/pool';
-import type { Role } from '../../types/express';
+import type { Role } from '../../domain/actor';
 
 export interface UserRecord {
   id: string;

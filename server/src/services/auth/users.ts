@@ -8,7 +8,7 @@
 import type { Pool } from '../../db/pool';
 import { withTenant } from '../../db/transaction';
 import type { Clock } from '../../lib/clock';
-import type { Role } from '../../types/express';
+import type { Role } from '../../domain/actor';
 import type { AuditService } from '../audit/service';
 import { isRole } from './rbac';
 import { revokeUserSessions } from './session-repository';

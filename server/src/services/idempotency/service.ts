@@ -1,8 +1,8 @@
 /**
  * Idempotency-Key (contract §6; IETF draft "The Idempotency-Key HTTP Header Field", Stripe's
- * API) for POST routes that create something. Reusable: a route adds `checkKey` after its
- * authentication and answers through `respond(req, res, route, work)`, where `work` writes
- * everything it creates through the transaction client it is given.
+ * API) for POST routes that create something. The HTTP side (the header, the reply) is
+ * middleware/idempotency.ts; here `run` takes the caller, the route, the key and the request
+ * body, and `work` writes everything it creates through the transaction client it is given.
  *
  * With a key, in ONE tenant-scoped transaction:
  *   1. a transaction-scoped advisory lock on (tenant, principal, route, key), tried without
@@ -19,10 +19,10 @@
  * The scope is the caller: tenant + user (or API key when the request carries one) + route.
  */
 import { createHash } from 'node:crypto';
-import type { NextFunction, Request, Response } from 'express';
+import type { Actor } from '../../domain/actor';
 import type { Pool, Queryable } from '../../db/pool';
 import { withTenant } from '../../db/transaction';
-import { ConflictError, IdempotencyKeyReusedError, validationFailed } from '../../lib/errors';
+import { ConflictError, IdempotencyKeyReusedError } from '../../lib/errors';
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
 import { periodic } from '../../lib/periodic';
@@ -47,16 +47,21 @@ export interface Outcome {
   keep?: unknown;
 }
 
+/** One idempotent request: the caller (tenant + user or API key) and route scope the key. */
+export interface IdempotentRequest {
+  actor: Actor;
+  route: string;
+  /** A valid key (keyProblem(key) === null). */
+  key: string;
+  body: unknown;
+}
+
 export interface IdempotencyService {
-  /** Middleware: refuses a malformed Idempotency-Key with 400 VALIDATION_FAILED and keeps a valid one for respond(). */
-  checkKey(req: Request, res: Response, next: NextFunction): void;
-  /** Runs `work` (once per key) and answers with its outcome, or with the kept one. */
-  respond(
-    req: Request,
-    res: Response,
-    route: string,
-    work: (q: Queryable | undefined) => Promise<Outcome>,
-  ): Promise<void>;
+  /** Runs `work` once per key and returns its outcome, or the kept one (`replayed`). */
+  run(
+    request: IdempotentRequest,
+    work: (q: Queryable) => Promise<Outcome>,
+  ): Promise<{ replayed: boolean; status: number; body: unknown }>;
   /** Deletes expired entries now (the periodic job calls it); returns how many. */
   pruneNow(): Promise<number>;
   start(): Promise<void>;
@@ -102,7 +107,6 @@ function stillProcessing(): ConflictError {
 
 export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logger: Logger }): IdempotencyService {
   const { pool, clock, logger } = deps;
-  const keys = new WeakMap<Request, string>();
   let lastPruneError: string | null = null;
 
   async function pruneNow(): Promise<number> {
@@ -134,41 +138,15 @@ export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logge
   );
 
   return {
-    checkKey(req, _res, next) {
-      // Node joins repeated unknown headers with ", ": a repeated key contains a space and is refused.
-      const raw = req.headers['idempotency-key'];
-      const problem = keyProblem(raw);
-      if (problem) {
-        next(
-          validationFailed(
-            [{ path: 'headers.idempotency-key', message: problem, code: 'invalid_idempotency_key' }],
-            'The Idempotency-Key header is not valid.',
-          ),
-        );
-        return;
-      }
-      if (typeof raw === 'string') keys.set(req, raw);
-      next();
-    },
-
-    async respond(req, res, route, work) {
-      const key = keys.get(req);
-      if (key === undefined) {
-        const out = await work(undefined);
-        res.status(out.status).json(out.body);
-        return;
-      }
-      const auth = req.auth;
-      if (!auth) throw new Error('idempotent route without authentication');
-      const apiKeyId = (auth as { apiKeyId?: unknown }).apiKeyId;
+    async run({ actor, route, key, body }, work) {
       const scope: repo.KeyScope = {
-        tenantId: auth.tenantId,
-        principal: typeof apiKeyId === 'string' && apiKeyId ? `apikey:${apiKeyId}` : `user:${auth.userId}`,
+        tenantId: actor.tenantId,
+        principal: actor.apiKeyId ? `apikey:${actor.apiKeyId}` : `user:${actor.userId}`,
         route,
         key,
       };
-      const hash = requestHash(route, req.body);
-      const result = await withTenant(pool, auth.tenantId, async (c) => {
+      const hash = requestHash(route, body);
+      return withTenant(pool, actor.tenantId, async (c) => {
         if (!(await repo.tryLockKey(c, scope))) {
           throw stillProcessing();
         }
@@ -201,8 +179,6 @@ export function createIdempotencyService(deps: { pool: Pool; clock: Clock; logge
         }
         return { replayed: false, status: out.status, body: out.body };
       });
-      if (result.replayed) res.setHeader(REPLAYED_HEADER, 'true');
-      res.status(result.status).json(result.body);
     },
 
     pruneNow,

@@ -13,7 +13,7 @@ import type { SiemService } from './service';
 import type { SiemEvent, SiemEventInput } from './types';
 import { SEVERITIES } from './types';
 
-export type SiemEnqueue = Pick<SiemService, 'enqueue' | 'sendEvent' | 'sendBatch' | 'sendAlert' | 'submitFromRequest'>;
+export type SiemEnqueue = Pick<SiemService, 'enqueue' | 'sendEvent' | 'sendBatch' | 'sendAlert' | 'submitAs'>;
 
 export function notConfigured(): UnavailableError {
   return new UnavailableError('No SIEM is configured (SIEM_PROVIDER, SIEM_ENDPOINT_URL).');
@@ -94,15 +94,13 @@ export function createSiemEnqueue(ctx: SiemContext, nudge: (n: number) => void):
       const recorded = await audit.record(event, opts.q);
       return { eventId: auditEventId(recorded.id), auditLogId: recorded.id };
     },
-    async submitFromRequest(req, inputs, q) {
+    async submitAs(actor, inputs, q) {
       if (!enabled) throw notConfigured();
-      const auth = req.auth;
-      if (!auth) throw new Error('submitFromRequest without authentication');
       const t = clock.now();
       const events = inputs.map((i) =>
         normalizeEvent(
           {
-            tenantId: auth.tenantId,
+            tenantId: actor.tenantId,
             eventType: i.eventType,
             severity: i.severity,
             message: i.message,
@@ -112,21 +110,22 @@ export function createSiemEnqueue(ctx: SiemContext, nudge: (n: number) => void):
             resourceType: i.resourceType ?? null,
             resourceId: i.resourceId ?? null,
             origin: 'api',
-            userId: auth.userId,
-            ipAddress: req.ctx.ip ?? null,
-            userAgent: req.ctx.userAgent ?? null,
-            requestId: req.ctx.requestId,
+            // An API key is named in the user field of the SIEM event (the audit row has api_key_id).
+            userId: actor.userId ?? actor.apiKeyId,
+            ipAddress: actor.ip,
+            userAgent: actor.userAgent,
+            requestId: actor.requestId,
           },
           t,
         ),
       );
       // In the caller's tenant transaction when given (Idempotency-Key), else in its own.
       const inTx = (fn: (c: Queryable) => Promise<void>): Promise<void> =>
-        q ? fn(q) : withTenant(pool, auth.tenantId, fn);
+        q ? fn(q) : withTenant(pool, actor.tenantId, fn);
       await inTx(async (c) => {
         await enqueue(c, events);
-        await audit.recordFromRequest(
-          req,
+        await audit.recordAs(
+          actor,
           {
             action: 'audit.siem.submitted',
             resourceType: 'siem_event',

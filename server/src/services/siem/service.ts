@@ -26,7 +26,7 @@
  */
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { Request } from 'express';
+import type { Actor } from '../../domain/actor';
 import type { Config } from '../../config';
 import type { Pool, Queryable } from '../../db/pool';
 import type { Clock } from '../../lib/clock';
@@ -107,8 +107,8 @@ export interface SiemService {
     message: string,
     opts?: SendAlertOptions,
   ): Promise<{ eventId: string; auditLogId: string }>;
-  /** POST /audit/siem: admin-submitted events + an audit.siem.submitted row, one transaction. */
-  submitFromRequest(req: Request, events: readonly ApiEventInput[], q?: Queryable): Promise<string[]>;
+  /** POST /audit/siem: events `actor` submitted + an audit.siem.submitted row, one transaction. */
+  submitAs(actor: Actor, events: readonly ApiEventInput[], q?: Queryable): Promise<string[]>;
   healthCheck(): Promise<SiemHealth>;
   /** Counts for one tenant (or all when omitted) and the forwarder's state. */
   getQueueStatus(tenantId?: string | null): Promise<QueueStatus>;

@@ -4,6 +4,7 @@
  * the AAD binding them to tenant and stream name, and never leave the server.
  * Every change writes its audit row in the same transaction.
  */
+import type { Actor } from '../../../domain/actor';
 import type { Config } from '../../../config';
 import type { Pool } from '../../../db/pool';
 import { withTenant } from '../../../db/transaction';
@@ -53,21 +54,12 @@ export interface StreamStatus {
   healthy: boolean;
 }
 
-/** Who acts (built by the route from the request; the domain does not know HTTP). */
-export interface StreamActor {
-  tenantId: string;
-  userId: string | null;
-  ipAddress: string | null;
-  userAgent: string | null;
-  requestId: string | null;
-}
-
 export interface AuditStreams {
-  put(actor: StreamActor, name: string, input: StreamInput): Promise<{ stream: StreamView; created: boolean }>;
+  put(actor: Actor, name: string, input: StreamInput): Promise<{ stream: StreamView; created: boolean }>;
   list(tenantId: string): Promise<StreamView[]>;
-  remove(actor: StreamActor, name: string): Promise<void>;
+  remove(actor: Actor, name: string): Promise<void>;
   /** Queues a test event for this stream only (delivered by the worker, visible in status). Returns its id. */
-  sendTest(actor: StreamActor, name: string): Promise<string>;
+  sendTest(actor: Actor, name: string): Promise<string>;
   status(tenantId: string): Promise<StreamStatus[]>;
   /** The decrypted credentials of a stream (worker only). */
   credentialsOf(row: repo.StreamRow): Promise<StreamCredentials>;
@@ -138,11 +130,11 @@ export function createAuditStreams(deps: AuditStreamsDeps): AuditStreams {
     }
   }
 
-  function base(actor: StreamActor) {
+  function base(actor: Actor) {
     return {
       tenantId: actor.tenantId,
       userId: actor.userId,
-      ipAddress: actor.ipAddress,
+      ipAddress: actor.ip,
       userAgent: actor.userAgent,
       requestId: actor.requestId,
       resourceType: 'audit_stream',
@@ -241,7 +233,7 @@ export function createAuditStreams(deps: AuditStreamsDeps): AuditStreams {
           origin: 'system',
           outcome: 'success',
           userId: actor.userId,
-          ipAddress: actor.ipAddress,
+          ipAddress: actor.ip,
           userAgent: actor.userAgent,
           requestId: actor.requestId,
           resourceType: 'audit_stream',
