@@ -6,7 +6,7 @@ import type { Config } from '../../config';
 import type { Pool } from '../../db/pool';
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
-import type { ReadinessCheck } from '../../routes/health';
+import type { ReadinessCheck } from '../../lib/readiness';
 import { createBlobStore, type BlobStore } from '../archive/blob-store';
 import type { ChainHeadReader } from '../archive/chain-head';
 import { createArchiveService, type ArchiveService } from '../archive/service';
