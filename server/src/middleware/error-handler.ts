@@ -33,7 +33,7 @@ function formatLimit(bytes: number | undefined): string {
 }
 
 /** Maps anything thrown to an AppError; null means "unknown" (500). */
-export function toAppError(err: unknown): AppError | null {
+function toAppError(err: unknown): AppError | null {
   if (err instanceof AppError) return err;
   if (err instanceof ZodError) return validationFailed(zodDetails(err));
   const e = err as { type?: string; status?: number; statusCode?: number; code?: string; limit?: number };
@@ -74,7 +74,7 @@ export function toAppError(err: unknown): AppError | null {
   return null;
 }
 
-export function errorBody(req: Request, err: AppError): ErrorBody {
+function errorBody(req: Request, err: AppError): ErrorBody {
   const body: ErrorBody = {
     success: false,
     error: { code: err.code, message: err.message },
@@ -85,7 +85,7 @@ export function errorBody(req: Request, err: AppError): ErrorBody {
   return body;
 }
 
-export function sendError(req: Request, res: Response, err: AppError): void {
+function sendError(req: Request, res: Response, err: AppError): void {
   for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
   res.status(err.status).json(errorBody(req, err));
 }
