@@ -34,7 +34,8 @@ import { AppError } from '../../lib/errors';
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
 import type { AuditService } from '../audit/service';
-import type { Severity } from '../audit/types';
+import { SYSTEM_TENANT } from '../audit/catalog';
+import { SEVERITIES, type Severity } from '../audit/types';
 import { backoffDelayMs } from './backoff';
 import { createConnector } from './connectors';
 import { auditEventId } from './event-id';
@@ -42,7 +43,6 @@ import { EVENT_TYPE_RE, eventFromAudit, normalizeEvent } from './events';
 import type { SiemMetrics } from './metrics';
 import * as repo from './repository';
 import type { EventOutcome, QueueStatus, SiemConnector, SiemEvent, SiemEventInput } from './types';
-import { SEVERITIES } from './types';
 
 /**
  * How long a claim lasts without renewal. The delivering worker renews it every third of this
@@ -501,7 +501,7 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
         throw new Error('alert type must be lower-case letters, digits and underscores');
       if (!SEVERITIES.includes(severity)) throw new Error('invalid alert severity');
       const event = {
-        tenantId: opts.tenantId ?? '_system',
+        tenantId: opts.tenantId ?? SYSTEM_TENANT,
         userId: opts.userId ?? null,
         action: `security.alert.${alertType}`,
         resourceType: opts.resourceType ?? 'security_alert',
