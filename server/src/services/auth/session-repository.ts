@@ -72,11 +72,8 @@ export async function insertSessionWithRefreshToken(
  * halves its cost on every authenticated request.
  */
 /*
- * (In auth_find_sessions, migration 053.) One session found by its primary key alone. The tenant and user are checked outside this
- * subquery (its LIMIT keeps the planner from pushing them in), so no plan can pick the
- * (tenant_id, …) index instead: with statistics not yet refreshed after a burst of logins,
- * PostgreSQL rated both indexes alike and walked the tenant's sessions in creation order
- * (4,260 rows, 10 ms) for every new session.
+ * auth_find_sessions (migration 053) finds the session by its primary key alone and checks tenant and user
+ * outside a LIMITed subquery, so no plan can walk the tenant's index instead (docs/SECURITY_API.md §15).
  */
 // sessions and users have forced row-level security (migration 053): the per-request check
 // runs through auth_find_sessions(), which holds the same query (a primary-key probe, then the
