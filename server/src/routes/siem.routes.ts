@@ -13,6 +13,7 @@ import { ErrorResponse } from '../openapi/common';
 import { describeRoute } from '../openapi/registry';
 import { EVENT_TYPE_RE, MAX_DETAILS_BYTES, MAX_MESSAGE_CHARS, hasReservedPrefix } from '../services/siem/events';
 import { RESERVED_PREFIXES } from '../services/audit/catalog';
+import { SEVERITIES } from '../services/audit/types';
 import type { ApiEventInput } from '../services/siem/service';
 
 const MAX_EVENTS_PER_REQUEST = 100;
@@ -27,7 +28,7 @@ const siemEventSchema = z.strictObject({
     .max(128)
     .regex(EVENT_TYPE_RE, 'must be dotted lower-case words, e.g. vehicle.geofence.breach')
     .refine((v) => !hasReservedPrefix(v), `must not start with a reserved prefix (${RESERVED_PREFIXES.join(' ')})`),
-  severity: z.enum(['low', 'medium', 'high', 'critical']),
+  severity: z.enum(SEVERITIES),
   message: text(MAX_MESSAGE_CHARS),
   details: z
     .record(z.string().max(128), z.unknown())
