@@ -11,6 +11,7 @@ import { withTenant } from '../../server/src/db/transaction';
 import { createPool, poolOptionsFromConfig } from '../../server/src/db/pool';
 import { systemClock } from '../../server/src/lib/clock';
 import { createLogger } from '../../server/src/lib/logger';
+import { openSession } from '../../server/test/helpers/session';
 
 async function main(): Promise<void> {
   const loaded = loadConfig(process.env);
@@ -32,7 +33,7 @@ async function main(): Promise<void> {
       [tenantId, `bench-${process.pid}@example.com`],
     );
     const id = (rows[0] as { id: string }).id;
-    const s = await c.services.sessions.create(q, { userId: id, tenantId, ip: '127.0.0.1', userAgent: 'bench' });
+    const s = await openSession(c, q, { userId: id, tenantId, ip: '127.0.0.1', userAgent: 'bench' });
     return { userId: id, sessionId: s.sessionId };
   });
   const token = c.services.tokens.issue({ userId, sessionId, tenantId }).token;

@@ -11,6 +11,7 @@ import { createPool, poolOptionsFromConfig } from '../../server/src/db/pool';
 import { systemClock } from '../../server/src/lib/clock';
 import { createLogger } from '../../server/src/lib/logger';
 import { INSERT_AUDIT_LOG_IN_TENANT } from '../../server/src/services/audit/repository';
+import { openSession } from '../../server/test/helpers/session';
 
 const BENCH_TENANT = 'bench-tenant';
 const BENCH_EVENT = {
@@ -67,7 +68,7 @@ async function main(): Promise<void> {
       [BENCH_TENANT],
     );
     const id = (rows[0] as { id: string }).id;
-    const s = await composition.services.sessions.create(c, {
+    const s = await openSession(composition, c, {
       userId: id,
       tenantId: BENCH_TENANT,
       ip: '127.0.0.1',

@@ -91,22 +91,8 @@ export function createApp(c: Composition, opts: AppOptions = {}): App {
 }
 
 /**
- * The HTTP server for an app, with its requests and responses created with the app's own
- * prototypes (app.request, app.response) instead of Node's.
- *
- * Express re-parents every request and response with Object.setPrototypeOf on arrival. With
- * V8 (Node 20) that made the young-generation collector keep finished requests alive and
- * promote them until the next full collection: measured on a bare Express 5 app at 300
- * requests/s, the heap grew by about 4 MB/s and each young-generation pause took 10–15 ms,
- * where a bare Node server, or the same router without the re-parenting, kept a stable heap
- * with 0.3–1 ms pauses. (The objects keep a shared hidden class; the exact V8 mechanism was not
- * pinned down, the effect was measured.) Born with the right prototype, Express's
- * setPrototypeOf is a no-op: the same app then kept a stable heap with 1–2 ms pauses.
- * Behaviour is Express's own: the same prototypes, and Node's IncomingMessage and
- * ServerResponse constructors run unchanged (called on the new object: they are plain
- * functions in Node 20 to 24; if they ever become classes, the first request fails and the
- * tests say so). Reflect.construct with the app's constructor as new.target builds the same
- * objects but measured no better than Express's own server.
+ * The HTTP server for an app, its requests and responses born with the app's prototypes so Express's
+ * per-request setPrototypeOf is a no-op: the measurement and the reasons are in docs/SECURITY_API.md §15.
  */
 export function createHttpServer(app: Express): http.Server {
   function AppRequest(this: http.IncomingMessage, socket: import('node:net').Socket): void {

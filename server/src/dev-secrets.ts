@@ -31,7 +31,7 @@ export class DataDirError extends Error {
  * user can reach its own subfolder. One level at a time: Node's recursive mkdir never returns
  * on some paths (under /proc it loops), and a clear error beats a bare ENOTDIR.
  */
-export function ensureDataDir(dataDir: string): void {
+function ensureDataDir(dataDir: string): void {
   const missing: string[] = [];
   let p = path.resolve(dataDir);
   for (;;) {

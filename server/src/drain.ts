@@ -8,7 +8,7 @@
  * the background workers (the SIEM worker releases its outbox claims) and closes the pools.
  */
 import type http from 'node:http';
-import type { ReadinessCheck } from './routes/health';
+import type { ReadinessCheck } from './lib/readiness';
 
 export interface Drain {
   readonly draining: boolean;

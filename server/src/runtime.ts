@@ -13,7 +13,7 @@ import { DataDirError, loadOrCreateDevSecrets } from './dev-secrets';
 import type { Logger } from './lib/logger';
 
 export const EMBEDDED_DB_NAME = 'fleet_security';
-export const EMBEDDED_DEFAULT_PORT = 54329;
+const EMBEDDED_DEFAULT_PORT = 54329;
 
 export interface LoadedConfig extends LoadResult {
   devSecretsFile: string | null;
@@ -177,7 +177,7 @@ export async function openDatabase(
  * exactly as it would against a production database. fleet_app is created here when the
  * cluster was never migrated (migration 001 tolerates an existing role).
  */
-export async function ensureEmbeddedRuntimeLogin(ownerUrl: string, appPassword: string): Promise<string> {
+async function ensureEmbeddedRuntimeLogin(ownerUrl: string, appPassword: string): Promise<string> {
   const client = new pg.Client({ connectionString: ownerUrl, application_name: 'fleet-security-logins' });
   client.on('error', () => undefined);
   await client.connect();

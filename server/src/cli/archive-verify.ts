@@ -9,9 +9,9 @@
 import { createAuditService } from '../services/audit/service';
 import { createBlobStore } from '../services/archive/blob-store';
 import { verifyArchive } from '../services/archive/verify';
-import { createPool, poolOptionsFromConfig } from '../db/pool';
-import { createLogger } from '../lib/logger';
-import { loadRuntimeConfig, openDatabase, requireConfig } from '../runtime';
+import { loadRuntimeConfig, requireConfig } from '../runtime';
+import { exitWith } from './args';
+import { cliLogger, withDatabasePool } from './boot';
 import { formatIssues } from '../config';
 
 const USAGE = 'usage: npm run archive:verify [-- --tenant TENANT] [--json]\n';
@@ -100,15 +100,13 @@ async function main(): Promise<number> {
   const config = jsonOutput ? loaded.config : requireConfig(loaded, undefined, 2);
   if (jsonOutput && loaded.warnings.length > 0)
     process.stderr.write(formatIssues({ errors: [], warnings: loaded.warnings }) + '\n');
-  const logger = createLogger({ level: config.log.level === 'info' ? 'warn' : config.log.level });
+  const logger = cliLogger(config, { level: config.log.level === 'info' ? 'warn' : config.log.level });
   const store = createBlobStore(config.archive);
   if (!store) {
     reportError('config', 'no archive configured (AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_URL)');
     return 2;
   }
-  const db = await openDatabase(config, logger);
-  const pool = createPool(poolOptionsFromConfig(config, db.url), logger);
-  try {
+  return withDatabasePool(config, logger, async (pool) => {
     const audit = createAuditService({ pool, logger });
     const report = await verifyArchive({ pool, store, audit }, { tenantId: args.tenant });
     if (args.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
@@ -129,17 +127,11 @@ async function main(): Promise<number> {
       );
     }
     return report.valid ? 0 : 1;
-  } finally {
-    await pool.end();
-    await db.close();
-  }
+  });
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: Error) => {
-    const message = describeFailure(err);
-    reportError('runtime', message, { text: `archive:verify failed: ${message}` });
-    process.exit(2);
-  },
-);
+exitWith(main, (err) => {
+  const message = describeFailure(err);
+  reportError('runtime', message, { text: `archive:verify failed: ${message}` });
+  return 2;
+});

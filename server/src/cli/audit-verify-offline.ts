@@ -11,6 +11,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { NoteError, parseVerifierKey, type VerifierKey } from '../services/audit/note-verify';
 import { verifyOffline } from '../services/audit/offline-verify';
+import { exitWith } from './args';
 
 const USAGE = `usage: npm run audit:verify-offline -- --key K --checkpoints DIR --rows FILE [options]
 
@@ -124,10 +125,7 @@ async function main(): Promise<number> {
   return report.ok ? 0 : 1;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: Error) => {
-    process.stderr.write(`audit:verify-offline failed: ${err.message}\n`);
-    process.exit(2);
-  },
-);
+exitWith(main, (err) => {
+  process.stderr.write(`audit:verify-offline failed: ${err.message}\n`);
+  return 2;
+});

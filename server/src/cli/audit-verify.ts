@@ -24,9 +24,10 @@ import { SYSTEM_TENANT } from '../services/audit/catalog';
 import { TENANT_RE } from '../services/auth/users';
 import { sealBatch, SET_TENANT_CONTEXT } from '../services/audit/repository';
 import { createAuditService, listAuditTenants, withAllTenantsSnapshot } from '../services/audit/service';
-import { createPool, poolOptionsFromConfig } from '../db/pool';
-import { createLogger } from '../lib/logger';
-import { loadRuntimeConfig, openDatabase, requireConfig } from '../runtime';
+import { poolOptionsFromConfig } from '../db/pool';
+import type { DatabaseHandle } from '../runtime';
+import { exitWith } from './args';
+import { cliConfig, cliLogger, withDatabasePool } from './boot';
 
 const USAGE = `usage: npm run audit:verify [-- [--tenant T] [--anchor SEQ:SHA256HEX] [--seal] [--json] [--no-record]]
 
@@ -130,131 +131,125 @@ async function main(): Promise<number> {
     }
     throw err;
   }
-  const config = requireConfig(loadRuntimeConfig(undefined, { scope: 'database' }), undefined, 2);
-  const logger = createLogger({ level: config.log.level === 'debug' ? 'debug' : 'warn' });
-  const db = await openDatabase(config, logger);
+  const config = cliConfig({ scope: 'database', exitCode: 2 });
+  const logger = cliLogger(config);
   // The owner connection (no application role): it may read every tenant once it sets
   // app.audit_scope = 'all' (migration 022). MIGRATION_DATABASE_URL when given (two logins),
   // else the one login configured.
-  const ownerUrl = db.ownerUrl ?? db.url;
-  const pool = createPool(
-    {
-      ...poolOptionsFromConfig(config, ownerUrl),
-      ...(db.ownerUrl ? { ssl: config.database.ownerSsl, caFile: config.database.ownerCaFile } : {}),
-      appRole: null,
-      max: 2,
-      applicationName: 'fleet-security-audit-verify',
-    },
+  const ownerPool = (db: DatabaseHandle) => ({
+    ...poolOptionsFromConfig(config, db.ownerUrl ?? db.url),
+    ...(db.ownerUrl ? { ssl: config.database.ownerSsl, caFile: config.database.ownerCaFile } : {}),
+    appRole: null,
+    max: 2,
+    applicationName: 'fleet-security-audit-verify',
+  });
+  return withDatabasePool(
+    config,
     logger,
-  );
-  try {
-    if (args.seal) {
-      let sealed = 0;
-      for (;;) {
-        const n = await sealBatch(pool, 5000);
-        if (n === -1) {
-          await new Promise((r) => setTimeout(r, 50));
-          continue;
+    async (pool) => {
+      if (args.seal) {
+        let sealed = 0;
+        for (;;) {
+          const n = await sealBatch(pool, 5000);
+          if (n === -1) {
+            await new Promise((r) => setTimeout(r, 50));
+            continue;
+          }
+          sealed += n;
+          if (n < 5000) break;
         }
-        sealed += n;
-        if (n < 5000) break;
+        if (!args.json) process.stdout.write(`sealed ${sealed} row(s) before verifying\n`);
       }
-      if (!args.json) process.stdout.write(`sealed ${sealed} row(s) before verifying\n`);
-    }
-    const key = checkpointKeyFromConfig(config, systemClock);
-    const store = key ? createBlobStore(config.archive) : null;
-    const keys = key
-      ? [...new Set([(await key.current()).verifierKey, ...config.auditLog.trustedKeys])].map(parseVerifierKey)
-      : null;
-    const client = await pool.connect();
-    let results: TrailVerifyResult[];
-    try {
-      results = await withAllTenantsSnapshot(client, async (q) => {
-        const tenants = args.tenant ? [args.tenant] : await listAuditTenants(q);
-        const out: TrailVerifyResult[] = [];
-        for (const t of tenants) {
-          await q.query(SET_TENANT_CONTEXT, [t]);
-          const deps = keys
-            ? {
-                keys,
-                origin: checkpointOrigin(config.auditLog.name, t),
-                published: store ? await readPublishedNotes(store, t, PUBLISHED_NOTES_CHECKED) : null,
-              }
-            : null;
-          out.push(await verifyTrailIn(q, t, deps, { anchor: args.anchor }));
-        }
-        return out;
-      });
-    } finally {
-      client.release();
-    }
+      const key = checkpointKeyFromConfig(config, systemClock);
+      const store = key ? createBlobStore(config.archive) : null;
+      const keys = key
+        ? [...new Set([(await key.current()).verifierKey, ...config.auditLog.trustedKeys])].map(parseVerifierKey)
+        : null;
+      const client = await pool.connect();
+      let results: TrailVerifyResult[];
+      try {
+        results = await withAllTenantsSnapshot(client, async (q) => {
+          const tenants = args.tenant ? [args.tenant] : await listAuditTenants(q);
+          const out: TrailVerifyResult[] = [];
+          for (const t of tenants) {
+            await q.query(SET_TENANT_CONTEXT, [t]);
+            const deps = keys
+              ? {
+                  keys,
+                  origin: checkpointOrigin(config.auditLog.name, t),
+                  published: store ? await readPublishedNotes(store, t, PUBLISHED_NOTES_CHECKED) : null,
+                }
+              : null;
+            out.push(await verifyTrailIn(q, t, deps, { anchor: args.anchor }));
+          }
+          return out;
+        });
+      } finally {
+        client.release();
+      }
 
-    const only = args.tenant ? results[0] : undefined;
-    if (only && only.valid && only.checked === 0 && only.unsealed === 0 && !only.head) {
-      // Nothing at all for that tenant: report it, rather than "intact, 0 entries checked".
-      process.stderr.write(
-        `audit:verify: tenant ${JSON.stringify(args.tenant)} has no audit rows (is the name right?)\n`,
-      );
-      return 2;
-    }
-    const broken = results.filter((r) => !r.valid);
-    const valid = broken.length === 0;
-    const firstBroken = broken[0] ?? null;
-    if (args.record) {
-      const audit = createAuditService({ pool, logger });
-      for (const r of broken) {
+      const only = args.tenant ? results[0] : undefined;
+      if (only && only.valid && only.checked === 0 && only.unsealed === 0 && !only.head) {
+        // Nothing at all for that tenant: report it, rather than "intact, 0 entries checked".
+        process.stderr.write(
+          `audit:verify: tenant ${JSON.stringify(args.tenant)} has no audit rows (is the name right?)\n`,
+        );
+        return 2;
+      }
+      const broken = results.filter((r) => !r.valid);
+      const valid = broken.length === 0;
+      const firstBroken = broken[0] ?? null;
+      if (args.record) {
+        const audit = createAuditService({ pool, logger });
+        for (const r of broken) {
+          await audit.record({
+            tenantId: r.tenantId,
+            action: 'audit.verify.failed',
+            resourceType: 'audit_chain',
+            resourceId: r.tenantId,
+            result: 'failure',
+            errorMessage: r.reason,
+            after: { checked: r.checked, firstBrokenId: r.firstBrokenId, unsealed: r.unsealed, source: 'cli' },
+          });
+        }
         await audit.record({
-          tenantId: r.tenantId,
-          action: 'audit.verify.failed',
+          tenantId: SYSTEM_TENANT,
+          action: valid ? 'audit.verify' : 'audit.verify.failed',
           resourceType: 'audit_chain',
-          resourceId: r.tenantId,
-          result: 'failure',
-          errorMessage: r.reason,
-          after: { checked: r.checked, firstBrokenId: r.firstBrokenId, unsealed: r.unsealed, source: 'cli' },
+          resourceId: args.tenant ?? '*',
+          result: valid ? 'success' : 'failure',
+          errorMessage: firstBroken ? `tenant ${firstBroken.tenantId}: ${firstBroken.reason}` : null,
+          after: {
+            tenants: results.length,
+            broken: broken.map((r) => ({ tenantId: r.tenantId, firstBrokenId: r.firstBrokenId })),
+            checked: results.reduce((n, r) => n + r.checked, 0),
+            source: 'cli',
+          },
         });
       }
-      await audit.record({
-        tenantId: SYSTEM_TENANT,
-        action: valid ? 'audit.verify' : 'audit.verify.failed',
-        resourceType: 'audit_chain',
-        resourceId: args.tenant ?? '*',
-        result: valid ? 'success' : 'failure',
-        errorMessage: firstBroken ? `tenant ${firstBroken.tenantId}: ${firstBroken.reason}` : null,
-        after: {
-          tenants: results.length,
-          broken: broken.map((r) => ({ tenantId: r.tenantId, firstBrokenId: r.firstBrokenId })),
-          checked: results.reduce((n, r) => n + r.checked, 0),
-          source: 'cli',
-        },
-      });
-    }
 
-    if (args.json) {
-      process.stdout.write(
-        `${JSON.stringify({ valid, checked: results.reduce((n, r) => n + r.checked, 0), firstBrokenId: firstBroken?.firstBrokenId ?? null, tenants: results }, null, 2)}\n`,
-      );
-    } else {
-      if (results.length === 0)
-        process.stdout.write(args.tenant ? `tenant ${args.tenant}: no audit rows\n` : 'no audit rows found\n');
-      for (const r of results) process.stdout.write(`${describe(r)}\n`);
-      const checked = results.reduce((n, r) => n + r.checked, 0);
-      process.stdout.write(
-        valid
-          ? `audit chain intact: ${results.length} tenant(s), ${checked} entries checked\n`
-          : `audit chain BROKEN: ${broken.length} tenant(s); first broken row id: ${firstBroken?.firstBrokenId ?? '(none: rows removed from the end)'}\n`,
-      );
-    }
-    return valid ? 0 : 1;
-  } finally {
-    await pool.end();
-    await db.close();
-  }
+      if (args.json) {
+        process.stdout.write(
+          `${JSON.stringify({ valid, checked: results.reduce((n, r) => n + r.checked, 0), firstBrokenId: firstBroken?.firstBrokenId ?? null, tenants: results }, null, 2)}\n`,
+        );
+      } else {
+        if (results.length === 0)
+          process.stdout.write(args.tenant ? `tenant ${args.tenant}: no audit rows\n` : 'no audit rows found\n');
+        for (const r of results) process.stdout.write(`${describe(r)}\n`);
+        const checked = results.reduce((n, r) => n + r.checked, 0);
+        process.stdout.write(
+          valid
+            ? `audit chain intact: ${results.length} tenant(s), ${checked} entries checked\n`
+            : `audit chain BROKEN: ${broken.length} tenant(s); first broken row id: ${firstBroken?.firstBrokenId ?? '(none: rows removed from the end)'}\n`,
+        );
+      }
+      return valid ? 0 : 1;
+    },
+    ownerPool,
+  );
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: Error) => {
-    process.stderr.write(`audit:verify failed: ${err.message}\n`);
-    process.exit(2);
-  },
-);
+exitWith(main, (err) => {
+  process.stderr.write(`audit:verify failed: ${err.message}\n`);
+  return 2;
+});

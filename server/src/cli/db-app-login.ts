@@ -14,9 +14,9 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { createRuntimeLogin, LOGIN_NAME_RE, runtimeLoginSql } from '../db/logins';
 import { pgSsl } from '../db/pool';
-import { createLogger } from '../lib/logger';
-import { loadRuntimeConfig, openDatabase, requireConfig } from '../runtime';
-import { parseOptions, runCli, usageError } from './cli-services';
+import { loadRuntimeConfig } from '../runtime';
+import { parseOptions, runCli, usageError } from './args';
+import { cliConfig, cliLogger, withDatabase } from './boot';
 
 const USAGE = `Usage: npm run db:app-login -- --name LOGIN [--print-sql] [--database NAME]
 
@@ -82,10 +82,8 @@ runCli('db:app-login', async () => {
     return;
   }
 
-  const config = requireConfig(loadRuntimeConfig(undefined, { scope: 'database' }), undefined, 2);
-  const logger = createLogger({ level: 'warn' });
-  const db = await openDatabase(config, logger);
-  try {
+  const config = cliConfig({ scope: 'database', exitCode: 2 });
+  await withDatabase(config, cliLogger(config, { level: 'warn' }), async (db) => {
     if (!db.ownerUrl)
       throw new Error(
         'MIGRATION_DATABASE_URL (the schema owner) is required in production; or use --print-sql and hand the SQL to your DBA',
@@ -135,7 +133,5 @@ runCli('db:app-login', async () => {
         '',
       ].join('\n'),
     );
-  } finally {
-    await db.close();
-  }
+  });
 });

@@ -6,10 +6,10 @@
  */
 import { systemClock } from '../lib/clock';
 import { processEnv } from '../config';
-import { loadRuntimeConfig, requireConfig } from '../runtime';
 import { loadOrCreateDevIssuerKey, signDevIdToken } from '../services/auth/dev-issuer';
 import { normalizeEmail, UserInputError } from '../services/auth/users';
-import { parseOptions, runCli, usageError } from './cli-services';
+import { parseOptions, runCli, usageError } from './args';
+import { cliConfig } from './boot';
 
 const USAGE = `Usage: npm run -s dev:token -- --email EMAIL [--name "Display Name"]
 
@@ -39,7 +39,7 @@ runCli('dev:token', async () => {
     );
     process.exit(1);
   }
-  const config = requireConfig(loadRuntimeConfig());
+  const config = cliConfig();
   if (!config.idp.devIssuer) {
     process.stderr.write(
       'dev:token: the development issuer is not enabled: an identity provider is configured (AUTH0_DOMAIN / AUTH0_ISSUER_BASE_URL), or NODE_ENV is test without FLEET_DEV_ISSUER=true.\n',

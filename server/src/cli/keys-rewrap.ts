@@ -6,12 +6,9 @@
  * re-run and to run while the service is up. Exit 0: done (or nothing to do); 1: rows that
  * could not be decrypted (left unchanged, listed) or an error; 2: bad arguments.
  */
-import { parseOptions } from './cli-services';
-import { buildServices, type Composition } from '../compose';
-import { createPool, poolOptionsFromConfig, type Pool } from '../db/pool';
-import { systemClock } from '../lib/clock';
-import { createLogger } from '../lib/logger';
-import { loadRuntimeConfig, openDatabase, requireConfig, type DatabaseHandle } from '../runtime';
+import { exitWith, parseOptions } from './args';
+import { quietUnlessDebug } from './boot';
+import { withCliServices } from './services';
 import { rewrapEncryptedSecrets, type RewrapReport } from '../services/encryption';
 
 const USAGE = `Usage: npm run keys:rewrap [-- options]
@@ -78,25 +75,24 @@ async function main(): Promise<number> {
     return 2;
   }
 
-  const config = requireConfig(loadRuntimeConfig());
-  const logger = createLogger({
-    level: config.log.level === 'debug' ? 'debug' : 'warn',
-    dir: config.log.dir ?? undefined,
-  });
-  let db: DatabaseHandle | null = null;
-  let pool: Pool | null = null;
-  let composition: Composition | null = null;
   try {
-    db = await openDatabase(config, logger);
-    pool = createPool(poolOptionsFromConfig(config, db.url), logger);
-    composition = await buildServices({ config, logger, pool, clock: systemClock });
-    const { encryption, audit } = composition.services;
-    const report = await rewrapEncryptedSecrets(
-      { pool, encryption, audit, logger },
-      { dryRun: args['dry-run'], batchSize, tenantId: args.tenant ?? null },
+    // No migrations here (prepare: false): a rewrap runs against the schema as it is.
+    return await withCliServices(
+      async (c) => {
+        try {
+          const { encryption, audit } = c.services;
+          const report = await rewrapEncryptedSecrets(
+            { pool: c.pool, encryption, audit, logger: c.logger },
+            { dryRun: args['dry-run'], batchSize, tenantId: args.tenant ?? null },
+          );
+          printReport(report);
+          return report.failed.length > 0 || report.unavailable.length > 0 ? 1 : 0;
+        } finally {
+          await c.stop();
+        }
+      },
+      { prepare: false, logLevel: quietUnlessDebug },
     );
-    printReport(report);
-    return report.failed.length > 0 || report.unavailable.length > 0 ? 1 : 0;
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code === '42883' || code === '42P01') {
@@ -105,17 +101,10 @@ async function main(): Promise<number> {
       process.stderr.write(`keys:rewrap failed: ${(err as Error).message}\n`);
     }
     return 1;
-  } finally {
-    await composition?.stop();
-    await pool?.end().catch(() => undefined);
-    await db?.close().catch(() => undefined);
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: Error) => {
-    process.stderr.write(`keys:rewrap failed: ${err.message}\n`);
-    process.exit(1);
-  },
-);
+exitWith(main, (err) => {
+  process.stderr.write(`keys:rewrap failed: ${err.message}\n`);
+  return 1;
+});

@@ -1,14 +1,12 @@
 import { runMigrations } from '../db/migrate';
 import { pgSsl } from '../db/pool';
-import { createLogger } from '../lib/logger';
-import { loadRuntimeConfig, openDatabase, requireConfig } from '../runtime';
+import { cliConfig, cliLogger, withDatabase } from './boot';
 
 async function main(): Promise<void> {
   // Only the database settings matter here (a migration job may have nothing else).
-  const config = requireConfig(loadRuntimeConfig(undefined, { scope: 'database' }));
-  const logger = createLogger({ level: config.log.level });
-  const db = await openDatabase(config, logger);
-  try {
+  const config = cliConfig({ scope: 'database' });
+  const logger = cliLogger(config, { level: config.log.level });
+  await withDatabase(config, logger, async (db) => {
     // The owner login: MIGRATION_DATABASE_URL (outside production DATABASE_URL when only one is given).
     if (!db.ownerUrl)
       throw new Error(
@@ -21,9 +19,7 @@ async function main(): Promise<void> {
     process.stdout.write(
       `migrations: ${r.applied.length} applied${r.applied.length ? ` (${r.applied.join(', ')})` : ''}, ${r.alreadyApplied} already applied\n`,
     );
-  } finally {
-    await db.close();
-  }
+  });
 }
 
 main().catch((err: Error) => {

@@ -4,7 +4,8 @@
  * Audited: user.created, user.role_changed, user.reactivated, user.updated (display name).
  */
 import { UserInputError, validateProvisionInput } from '../services/auth/users';
-import { operatorName, parseOptions, runCli, usageError, withCliServices } from './cli-services';
+import { parseOptions, runCli, usageError } from './args';
+import { operatorName, withCliServices } from './services';
 
 const USAGE = `Usage: npm run user:add -- --email EMAIL --role admin|user|viewer --tenant TENANT [--name "Display Name"]
 

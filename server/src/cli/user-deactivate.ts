@@ -5,7 +5,8 @@
  * Reactivate with npm run user:add.
  */
 import { UserInputError, validateDeactivateInput } from '../services/auth/users';
-import { operatorName, parseOptions, runCli, usageError, withCliServices } from './cli-services';
+import { parseOptions, runCli, usageError } from './args';
+import { operatorName, withCliServices } from './services';
 
 const USAGE = `Usage: npm run user:deactivate -- --email EMAIL --tenant TENANT [--reason "why"]
 

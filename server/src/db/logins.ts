@@ -10,7 +10,7 @@
 import pg from 'pg';
 import { readMigrations, type MigrationFile } from './migrate';
 
-export const APP_ROLE = 'fleet_app';
+const APP_ROLE = 'fleet_app';
 /** The runtime login the embedded development cluster creates for `npm start`. */
 export const EMBEDDED_RUNTIME_LOGIN = 'fleet_runtime';
 
@@ -30,7 +30,7 @@ export interface LoginFacts {
 }
 
 /** What the catalog says about the session's login (session_user, not a SET ROLE). */
-export async function loginFacts(client: pg.ClientBase, appRole: string = APP_ROLE): Promise<LoginFacts> {
+async function loginFacts(client: pg.ClientBase, appRole: string = APP_ROLE): Promise<LoginFacts> {
   const { rows } = await client.query<{
     login: string;
     superuser: boolean;
@@ -65,7 +65,7 @@ export async function loginFacts(client: pg.ClientBase, appRole: string = APP_RO
 }
 
 /** Why this login must not run the API (empty: it is a least-privileged runtime login). */
-export function loginProblems(f: LoginFacts, appRole: string | null = APP_ROLE): string[] {
+function loginProblems(f: LoginFacts, appRole: string | null = APP_ROLE): string[] {
   const out: string[] = [];
   if (f.superuser) out.push(`the database login "${f.login}" is a superuser`);
   if (f.bypassRls) out.push(`the database login "${f.login}" has BYPASSRLS`);
@@ -93,7 +93,7 @@ export interface SchemaStatus {
   unreadable: string | null;
 }
 
-export async function schemaStatus(
+async function schemaStatus(
   client: pg.ClientBase,
   migrations: MigrationFile[] = readMigrations(),
 ): Promise<SchemaStatus> {
@@ -115,7 +115,7 @@ export async function schemaStatus(
   };
 }
 
-export function schemaBehindMessage(s: SchemaStatus): string | null {
+function schemaBehindMessage(s: SchemaStatus): string | null {
   if (s.missing.length === 0) return null;
   const what = s.unreadable
     ? `the schema is not migrated or predates this version (${s.unreadable})`

@@ -28,7 +28,7 @@ export interface MigrationFile {
   checksum: string;
 }
 
-export class MigrationError extends Error {
+class MigrationError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'MigrationError';

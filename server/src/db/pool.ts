@@ -158,7 +158,3 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return code === '53300' || code === '57014';
 }
-
-export function poolStats(pool: Pool): { total: number; idle: number; waiting: number } {
-  return { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount };
-}

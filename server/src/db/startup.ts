@@ -15,7 +15,7 @@ import { checkRuntimeDatabase, type StartupCheck } from './logins';
 import { runMigrations } from './migrate';
 import { pgSsl } from './pool';
 
-export class StartupRefused extends Error {
+class StartupRefused extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'StartupRefused';
@@ -28,7 +28,7 @@ export interface DatabaseUrls {
   embedded?: unknown;
 }
 
-export async function checkRuntimeLogin(config: Config, url: string): Promise<StartupCheck> {
+async function checkRuntimeLogin(config: Config, url: string): Promise<StartupCheck> {
   const client = new pg.Client({
     connectionString: url,
     ssl: pgSsl(config.database.ssl, config.database.caFile),

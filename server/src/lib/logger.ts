@@ -68,9 +68,9 @@ const MESSAGE = Symbol.for('message');
 const noop = (): void => undefined;
 
 /** How long access lines may wait in memory before they are written (ms). */
-export const ACCESS_LOG_FLUSH_MS = 100;
+const ACCESS_LOG_FLUSH_MS = 100;
 /** Lines held at most before a write is forced, whatever the delay. */
-export const ACCESS_LOG_MAX_LINES = 256;
+const ACCESS_LOG_MAX_LINES = 256;
 
 /** Writers with lines not yet written: flushed synchronously when the process exits. */
 const unflushed = new Set<() => void>();

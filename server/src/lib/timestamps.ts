@@ -16,7 +16,7 @@ export function isStorableTimestamp(text: string): boolean {
   return !offset || Number(offset[2]) <= 15;
 }
 
-export const STORABLE_TIMESTAMP_MESSAGE =
+const STORABLE_TIMESTAMP_MESSAGE =
   'must be an ISO 8601 date-time with an offset (years 0001-9999, offset within ±15:59)';
 
 /** Largest value of a PostgreSQL bigint (audit ids). */

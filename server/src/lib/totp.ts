@@ -4,8 +4,8 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
-export const TOTP_PERIOD_SEC = 30;
-export const TOTP_DIGITS = 6;
+const TOTP_PERIOD_SEC = 30;
+const TOTP_DIGITS = 6;
 const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 
 export function base32Encode(buf: Buffer): string {

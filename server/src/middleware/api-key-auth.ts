@@ -8,6 +8,7 @@
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Store } from 'express-rate-limit';
+import { bearerCredential } from '../lib/bearer';
 import { unauthenticated } from '../lib/errors';
 import type { AuditService } from '../services/audit/service';
 import { UNKNOWN_TENANT } from '../services/audit/catalog';
@@ -17,12 +18,12 @@ import { createRateLimiter } from './rate-limit';
 import { authenticateAs } from './actor';
 import { series } from './series';
 
-const BEARER_KEY = /^bearer (fsk_\S{1,200})$/i;
+const API_KEY_SHAPE = /^fsk_\S{1,200}$/;
 
 /** Whether the request presents an API key (rather than an access token). */
 export function presentsApiKey(req: Request): boolean {
   const h = req.headers.authorization;
-  return typeof h === 'string' && h.length < 300 && /^bearer fsk_/i.test(h);
+  return typeof h === 'string' && h.length < 300 && (bearerCredential(h)?.startsWith('fsk_') ?? false);
 }
 
 export interface ApiKeyAuthDeps {
@@ -63,9 +64,9 @@ export function createApiKeyAuth(deps: ApiKeyAuthDeps): {
   }
 
   async function authenticate(req: Request): Promise<void> {
-    const m = BEARER_KEY.exec(req.headers.authorization ?? '');
-    if (!m) return reject(req, 'malformed API key', null);
-    const r = await deps.apiKeys.authenticate(m[1] as string);
+    const key = bearerCredential(req.headers.authorization);
+    if (key === null || !API_KEY_SHAPE.test(key)) return reject(req, 'malformed API key', null);
+    const r = await deps.apiKeys.authenticate(key);
     if (!r.ok) return reject(req, r.reason, r.key);
     const k = r.key;
     const actor = authenticateAs(req, {

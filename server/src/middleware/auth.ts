@@ -1,8 +1,9 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { bearerCredential } from '../lib/bearer';
 import { unauthenticated } from '../lib/errors';
 import type { FailureAggregator } from '../services/audit/failure-aggregator';
 import type { AuditService } from '../services/audit/service';
-import { UNKNOWN_TENANT } from '../services/auth/auth-service';
+import { UNKNOWN_TENANT } from '../services/audit/catalog';
 import type { SessionService } from '../services/auth/sessions';
 import type { AccessClaims, TokenService } from '../services/auth/tokens';
 import { createRateLimiter } from './rate-limit';
@@ -21,8 +22,7 @@ export interface AuthMiddlewareDeps {
   makeRateLimitStore?: (prefix: string) => Store;
 }
 
-// The scheme is case-insensitive (RFC 9110 §11.1): Bearer, bearer, BEARER.
-const BEARER = /^bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/i;
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 /**
  * requireAuth: a valid Bearer access token AND a live session (not revoked, not idle or past
@@ -69,9 +69,10 @@ export function createRequireAuth(deps: AuthMiddlewareDeps): RequestHandler[] {
 
   async function authenticate(req: Request): Promise<void> {
     const header = req.headers.authorization;
-    const m = typeof header === 'string' ? BEARER.exec(header) : null;
-    if (!m) throw unauthenticated(header ? 'malformed Authorization header' : 'no Authorization header');
-    const v = deps.tokens.verify(m[1] as string);
+    const token = bearerCredential(header);
+    if (token === null || !JWT_SHAPE.test(token))
+      throw unauthenticated(header ? 'malformed Authorization header' : 'no Authorization header');
+    const v = deps.tokens.verify(token);
     if (!v.claims) {
       if (v.expired) throw unauthenticated(v.reason);
       return rejectToken(req, v.reason, null);

@@ -50,7 +50,7 @@ function formatLimit(bytes: number | undefined): string {
 }
 
 /** Maps anything thrown to an AppError; null means "unknown" (500). */
-export function toAppError(err: unknown): AppError | null {
+function toAppError(err: unknown): AppError | null {
   if (err instanceof AppError) return err;
   if (err instanceof DomainError) return fromDomainError(err);
   if (err instanceof ZodError) return fromDomainError(validationFailed(zodDetails(err)));
@@ -98,7 +98,7 @@ export function errorBody(req: Request, err: AppError): ErrorBody {
   return errorEnvelope(req.ctx?.requestId ?? 'unknown', err);
 }
 
-export function sendError(req: Request, res: Response, err: AppError): void {
+function sendError(req: Request, res: Response, err: AppError): void {
   for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
   res.status(err.status).json(errorBody(req, err));
 }

@@ -3,6 +3,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import client from 'prom-client';
 import type { Pool } from '../db/pool';
 import { z } from 'zod';
+import { bearerCredential } from '../lib/bearer';
 import { forbidden } from '../lib/errors';
 import { describeRoute } from '../openapi/registry';
 
@@ -24,7 +25,6 @@ export interface Metrics {
   registry: client.Registry;
   /** Records one finished request (requestContext calls it from its single 'finish' listener). */
   observe(req: Request, res: Response, seconds: number): void;
-  middleware: RequestHandler;
   handler: RequestHandler;
 }
 
@@ -106,20 +106,11 @@ export function createMetrics(opts: {
   return {
     registry,
     observe,
-    middleware: function metricsMiddleware(req: Request, res: Response, next: NextFunction): void {
-      const t0 = process.hrtime.bigint();
-      res.on('finish', () => observe(req, res, Number(process.hrtime.bigint() - t0) / 1e9));
-      next();
-    },
     handler: function metricsHandler(req: Request, res: Response, next: NextFunction): void {
-      const auth = req.headers.authorization;
+      const presented = bearerCredential(req.headers.authorization);
       const viaProxy = req.headers['x-forwarded-for'] !== undefined || req.headers.forwarded !== undefined;
       const loopback = allowLoopback && LOOPBACK.has(req.socket.remoteAddress ?? '') && !viaProxy;
-      const tokenOk =
-        tokenDigest !== null &&
-        typeof auth === 'string' &&
-        auth.startsWith('Bearer ') &&
-        timingSafeEqual(sha(auth.slice(7)), tokenDigest);
+      const tokenOk = tokenDigest !== null && presented !== null && timingSafeEqual(sha(presented), tokenDigest);
       if (!loopback && !tokenOk) {
         next(
           forbidden(

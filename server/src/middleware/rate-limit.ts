@@ -25,7 +25,7 @@ export interface LimiterOptions {
  * Wraps a store so a store failure fails closed as 503 (never lets traffic through
  * unlimited, never a 500 with internals).
  */
-export class FailClosedStore implements Store {
+class FailClosedStore implements Store {
   prefix?: string;
   localKeys?: boolean;
   constructor(private readonly inner: Store) {

@@ -1,4 +1,4 @@
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Request, Response } from 'express';
 import helmet from 'helmet';
 
 /**
@@ -46,13 +46,4 @@ export function securityHeaderList(): ReadonlyArray<readonly [string, string]> {
   );
   list.push(['Cache-Control', 'no-store']);
   return Object.freeze(list);
-}
-
-/** The header list as a middleware (the app applies it inside requestContext instead). */
-export function securityHeaders(): RequestHandler {
-  const list = securityHeaderList();
-  return function applySecurityHeaders(_req: Request, res: Response, next: NextFunction): void {
-    for (const [n, v] of list) res.setHeader(n, v);
-    next();
-  };
 }

@@ -12,9 +12,9 @@ import type { AuditService } from '../services/audit/service';
 import { actorOf } from './actor';
 import { STEP_UP_MAX_AGE_MS, type MfaService } from '../services/auth/mfa';
 
-export const STEP_UP_HOW =
+const STEP_UP_HOW =
   'POST /api/v1/security/mfa/step-up with { "code": "<TOTP code>" } and repeat this request with the token it returns (valid for step-up for 10 minutes)';
-export const ENROLL_HOW =
+const ENROLL_HOW =
   'enroll TOTP first: POST /api/v1/security/mfa/totp/enroll (add the otpauthUri to an authenticator app), POST /api/v1/security/mfa/totp/activate with { "code" }, then POST /api/v1/security/mfa/step-up with { "code" } and repeat this request with the token it returns';
 
 export function createRequireStepUp(deps: {

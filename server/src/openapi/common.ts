@@ -67,7 +67,7 @@ export const ErrorResponse = z
 
 export const Success = z.strictObject({ success: z.literal(true) }).meta({ id: 'Success' });
 
-export const Role = z.enum(['admin', 'user', 'viewer']).meta({ id: 'Role' });
+const Role = z.enum(['admin', 'user', 'viewer']).meta({ id: 'Role' });
 
 export const PublicUser = z
   .strictObject({

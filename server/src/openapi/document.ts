@@ -15,7 +15,7 @@ import {
 import { ErrorResponse } from './common';
 import { describedRoutes, type HeaderDoc, type ResponseDoc, type RouteDoc } from './registry';
 
-export const API_VERSION = '1.0.0';
+const API_VERSION = '1.0.0';
 
 const COMMON_ERRORS: Record<number, string> = {
   400: 'Invalid input (VALIDATION_FAILED with details, MALFORMED_JSON), or a malformed request (unknown query keys are refused).',

@@ -31,12 +31,12 @@ import fs from 'node:fs';
 import { Transform, type TransformCallback } from 'node:stream';
 import { decodeKey32 } from '../config';
 
-export const MAGIC = Buffer.from('FLEETBK1', 'ascii');
+const MAGIC = Buffer.from('FLEETBK1', 'ascii');
 export const HEADER_LEN = 60;
 export const TAG_LEN = 16;
-export const DEFAULT_CHUNK_SIZE = 64 * 1024;
+const DEFAULT_CHUNK_SIZE = 64 * 1024;
 export const MIN_CHUNK_SIZE = 1024;
-export const MAX_CHUNK_SIZE = 16 * 1024 * 1024;
+const MAX_CHUNK_SIZE = 16 * 1024 * 1024;
 const INFO = Buffer.from('fleet-backup v1 AES-256-GCM', 'ascii');
 const KEY_ID_PREFIX = Buffer.from('fleet-backup-key-id\0', 'ascii');
 

@@ -24,8 +24,8 @@ const positiveInt = (max: string) =>
 const SIZE_MAX = String(Number.MAX_SAFE_INTEGER);
 const ID_MAX = '9223372036854775807';
 
-export const inclusionQuery = z.strictObject({ id: positiveInt(ID_MAX), treeSize: positiveInt(SIZE_MAX).optional() });
-export const consistencyQuery = z
+const inclusionQuery = z.strictObject({ id: positiveInt(ID_MAX), treeSize: positiveInt(SIZE_MAX).optional() });
+const consistencyQuery = z
   .strictObject({ from: positiveInt(SIZE_MAX), to: positiveInt(SIZE_MAX) })
   .refine((q) => Number(q.from) <= Number(q.to), { message: '"from" must not be greater than "to"', path: ['from'] });
 

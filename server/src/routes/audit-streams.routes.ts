@@ -16,20 +16,21 @@ import { actorOf } from '../middleware/actor';
 import { rejectQuery, validBody, validParams, validate } from '../middleware/input-validation';
 import { ErrorResponse } from '../openapi/common';
 import { describeRoute } from '../openapi/registry';
+import { SEVERITIES } from '../services/audit/types';
 import { EVENT_SCHEMAS } from '../services/siem/schemas';
 import { STREAM_PROVIDERS, type AuditStreams, type StreamInput } from '../services/siem/streams/service';
 
 const secretText = z.string().min(1).max(4096);
 
-export const streamNameParams = z.strictObject({
+const streamNameParams = z.strictObject({
   name: z.string().regex(/^[a-z0-9-]{1,64}$/, 'must be 1-64 of a-z, 0-9 and -'),
 });
 
-export const putStreamSchema = z.strictObject({
+const putStreamSchema = z.strictObject({
   provider: z.enum(STREAM_PROVIDERS),
   endpointUrl: z.string().min(1).max(2048).url('must be an absolute URL'),
   schema: z.enum(EVENT_SCHEMAS).default('native'),
-  minSeverity: z.enum(['low', 'medium', 'high', 'critical']).default('low'),
+  minSeverity: z.enum(SEVERITIES).default('low'),
   credentials: z.strictObject({ apiKey: secretText.optional(), secret: secretText.optional() }).optional(),
 });
 
@@ -41,7 +42,7 @@ const StreamView = z
     provider: z.enum(STREAM_PROVIDERS),
     endpointUrl: z.string(),
     schema: z.enum(EVENT_SCHEMAS),
-    minSeverity: z.enum(['low', 'medium', 'high', 'critical']),
+    minSeverity: z.enum(SEVERITIES),
     createdAt: z.string().meta({ description: 'ISO 8601.' }),
   })
   .meta({ id: 'AuditStream', description: 'Credentials are never returned.' });

@@ -15,7 +15,7 @@ import { clientActionProblem } from '../services/audit/catalog';
 import { AUDIT_VALUE_MAX_BYTES, jsonByteLength } from '../services/audit/scrub';
 import { MAX_PAGE_SIZE, type AuditService } from '../services/audit/service';
 import type { AuditTrail } from '../services/audit/trail';
-import { RESULTS, SEVERITIES, type AuditResult, type Severity } from '../services/audit/types';
+import { RESULTS, SEVERITIES, type AuditResult } from '../services/audit/types';
 import type { IdempotencyService } from '../services/idempotency/service';
 import { storableTimestamp } from '../lib/timestamps';
 import { describeRoute } from '../openapi/registry';
@@ -35,14 +35,14 @@ const IDENTITY_FIELDS = new Set([
 ]);
 
 const NO_CONTROL_CHARS = /^[^\p{Cc}]*$/u;
-const severityEnum = z.enum(SEVERITIES as [Severity, ...Severity[]]);
+const severityEnum = z.enum(SEVERITIES);
 const resultEnum = z.enum(RESULTS as [AuditResult, ...AuditResult[]]);
 /**
  * What a client may write: up to `high`. `critical` is reserved for the server's own catalog
  * actions (refresh reuse, key rotation, chain failures...): a client's critical rows would never
  * be evicted from the shared SIEM outbox and would page the SOC (400 VALIDATION_FAILED).
  */
-export const CLIENT_SEVERITIES = ['low', 'medium', 'high'] as const;
+const CLIENT_SEVERITIES = ['low', 'medium', 'high'] as const;
 const clientSeverityEnum = z.enum(CLIENT_SEVERITIES, {
   error: (iss) =>
     iss.input === 'critical'
@@ -56,7 +56,7 @@ const auditValue = z.unknown().superRefine((v, ctx) => {
   }
 });
 
-export const auditLogBody = z.strictObject({
+const auditLogBody = z.strictObject({
   action: z
     .string()
     .max(128)
@@ -81,7 +81,7 @@ const limitParam = z
   .transform(Number)
   .pipe(z.number().int().min(1).max(MAX_PAGE_SIZE));
 
-export const auditLogsQuery = z
+const auditLogsQuery = z
   .strictObject({
     userId: z.uuid().optional(),
     action: z.string().min(1).max(128).optional(),
@@ -100,7 +100,7 @@ export const auditLogsQuery = z
   });
 type AuditLogsQuery = z.infer<typeof auditLogsQuery>;
 
-export const auditVerifyQuery = z
+const auditVerifyQuery = z
   .strictObject({
     anchorSeq: z
       .string()

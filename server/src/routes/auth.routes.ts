@@ -15,9 +15,9 @@ import { publicUser, type AuthService, type IssuedSession } from '../services/au
 import { MAX_ID_TOKEN_LENGTH } from '../services/auth/oidc';
 import { EMAIL_RE } from '../services/auth/users';
 
-export const REFRESH_COOKIE = 'fleet_refresh';
+const REFRESH_COOKIE = 'fleet_refresh';
 /** The refresh cookie is sent only to the refresh route. */
-export const REFRESH_COOKIE_PATH = '/api/v1/security/refresh';
+const REFRESH_COOKIE_PATH = '/api/v1/security/refresh';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -27,10 +27,10 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
  * servers), no cookie. Not given: `cookie` when the request carries an Origin header (every
  * browser fetch/XHR POST does), otherwise both, as before this option existed.
  */
-export const RefreshTokenDelivery = z.enum(['cookie', 'body']);
+const RefreshTokenDelivery = z.enum(['cookie', 'body']);
 export type Delivery = z.output<typeof RefreshTokenDelivery> | 'both';
 
-export const LoginBody = z.strictObject({
+const LoginBody = z.strictObject({
   email: z
     .string()
     .max(254)
@@ -39,16 +39,16 @@ export const LoginBody = z.strictObject({
   idToken: z.string().min(1).max(MAX_ID_TOKEN_LENGTH),
   refreshTokenDelivery: RefreshTokenDelivery.optional(),
 });
-export const RefreshBody = z.strictObject({
+const RefreshBody = z.strictObject({
   refreshToken: z.string().min(1).max(512).optional(),
   refreshTokenDelivery: RefreshTokenDelivery.optional(),
 });
 
-export function deliveryFor(req: Request, asked: z.output<typeof RefreshTokenDelivery> | undefined): Delivery {
+function deliveryFor(req: Request, asked: z.output<typeof RefreshTokenDelivery> | undefined): Delivery {
   if (asked) return asked;
   return typeof req.headers.origin === 'string' ? 'cookie' : 'both';
 }
-export const SessionParams = z.strictObject({ id: z.string().regex(UUID_RE, 'must be a session id (UUID)') });
+const SessionParams = z.strictObject({ id: z.string().regex(UUID_RE, 'must be a session id (UUID)') });
 
 // ---- API description (server/src/openapi): the replies, next to the request schemas above.
 const P = '/api/v1/security';

@@ -1,34 +1,11 @@
 import type { Request, Response, Router } from 'express';
 import { z } from 'zod';
-import type { Pool } from '../db/pool';
 import { errorEnvelope } from '../lib/errors';
+import { withTimeout, type ReadinessCheck } from '../lib/readiness';
 import { ErrorCode } from '../openapi/common';
 import { describeRoute } from '../openapi/registry';
 
-export interface ReadinessCheck {
-  name: string;
-  /** A failing critical check makes /ready answer 503. */
-  critical: boolean;
-  check(): Promise<void>;
-}
-
 const VERSION = '1.0.0';
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
-}
 
 const Dependencies = z.record(
   z.string(),
@@ -85,14 +62,6 @@ describeRoute({
     },
   },
 });
-
-export function databaseCheck(pool: Pool, timeoutMs = 2000): ReadinessCheck {
-  return {
-    name: 'database',
-    critical: true,
-    check: async () => void (await withTimeout(pool.query('SELECT 1'), timeoutMs)),
-  };
-}
 
 /**
  * Mounts GET /api/health (liveness: the process answers) and GET /api/health/ready

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { describeRoute } from '../openapi/registry';
 import type { TokenService } from '../services/auth/tokens';
 
-export const JWKS_PATH = '/.well-known/jwks.json';
+const JWKS_PATH = '/.well-known/jwks.json';
 
 // ---- API description (server/src/openapi)
 describeRoute({

@@ -20,7 +20,7 @@ import { describeRoute } from '../openapi/registry';
 import type { OAuthService, TokenTypeHint } from '../services/auth/oauth';
 import { principalHas } from '../services/auth/rbac';
 
-export const OAUTH_PREFIX = '/oauth/';
+const OAUTH_PREFIX = '/oauth/';
 const FORM_TYPE = /^application\/x-www-form-urlencoded\s*(?:;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
 const ALLOWED = new Set(['token', 'token_type_hint']);
 

@@ -13,30 +13,26 @@ import { idempotentRoutes } from '../middleware/idempotency';
 import { rejectQuery, validBody, validate } from '../middleware/input-validation';
 import { ErrorResponse } from '../openapi/common';
 import { describeRoute } from '../openapi/registry';
-import {
-  EVENT_TYPE_RE,
-  MAX_DETAILS_BYTES,
-  MAX_MESSAGE_CHARS,
-  RESERVED_PREFIXES,
-  hasReservedPrefix,
-} from '../services/siem/events';
+import { EVENT_TYPE_RE, MAX_DETAILS_BYTES, MAX_MESSAGE_CHARS, hasReservedPrefix } from '../services/siem/events';
+import { RESERVED_PREFIXES } from '../services/audit/catalog';
+import { SEVERITIES } from '../services/audit/types';
 import type { ArchiveService } from '../services/archive/service';
 import type { IdempotencyService } from '../services/idempotency/service';
 import type { ApiEventInput, SiemService } from '../services/siem/service';
 
-export const MAX_EVENTS_PER_REQUEST = 100;
+const MAX_EVENTS_PER_REQUEST = 100;
 
 // NUL characters and lone surrogates are refused for every body by middleware/body.ts.
 const text = (max: number) => z.string().min(1).max(max);
 
-export const siemEventSchema = z.strictObject({
+const siemEventSchema = z.strictObject({
   eventType: z
     .string()
     .min(3)
     .max(128)
     .regex(EVENT_TYPE_RE, 'must be dotted lower-case words, e.g. vehicle.geofence.breach')
     .refine((v) => !hasReservedPrefix(v), `must not start with a reserved prefix (${RESERVED_PREFIXES.join(' ')})`),
-  severity: z.enum(['low', 'medium', 'high', 'critical']),
+  severity: z.enum(SEVERITIES),
   message: text(MAX_MESSAGE_CHARS),
   details: z
     .record(z.string().max(128), z.unknown())
@@ -51,11 +47,11 @@ export const siemEventSchema = z.strictObject({
   resourceId: text(256).optional(),
 });
 
-export const submitSchema = z.strictObject({
+const submitSchema = z.strictObject({
   events: z.array(siemEventSchema).min(1).max(MAX_EVENTS_PER_REQUEST),
 });
 
-export const exportSchema = z
+const exportSchema = z
   .strictObject({
     from: storableTimestamp.optional(),
     to: storableTimestamp.optional(),

@@ -10,6 +10,7 @@ import { ownerPool } from '../helpers/app';
 import { TEST_SIGNING_KEY } from '../helpers/env';
 import { generateSigningKey } from '../../src/lib/jws-keys';
 import { loginAs } from '../helpers/auth';
+import { openSession } from '../helpers/session';
 import {
   auditByRequest,
   auditFor,
@@ -312,7 +313,7 @@ describe('live session checks', () => {
   test('when a user is deactivated, then all their sessions end at once and the next request is refused', async () => {
     const a = await loginAs(t);
     const sessionB = await withTenant(t.composition.pool, a.tenantId, (c) =>
-      t.composition.services.sessions.create(c, {
+      openSession(t.composition, c, {
         userId: a.userId,
         tenantId: a.tenantId,
         ip: null,

@@ -6,6 +6,7 @@ import {
 } from '../../src/services/auth/session-repository';
 import { buildTestApp, type TestApp } from '../helpers/app';
 import { loginAs } from '../helpers/auth';
+import { openSession } from '../helpers/session';
 import { ownerPool } from '../helpers/app';
 import { withTenant } from '../../src/db/transaction';
 
@@ -106,7 +107,7 @@ describe('batched per-request session lookup', () => {
       [a.userId, a.tenantId],
     );
     const fresh = await withTenant(t.composition.pool, a.tenantId, (c) =>
-      t.composition.services.sessions.create(c, { userId: a.userId, tenantId: a.tenantId, ip: null, userAgent: null }),
+      openSession(t.composition, c, { userId: a.userId, tenantId: a.tenantId, ip: null, userAgent: null }),
     );
     const keys = (v: string) => Array.from({ length: 10 }, () => v);
     // Both statements call auth_find_sessions (migration 096: sessions and users have forced

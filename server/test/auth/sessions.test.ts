@@ -3,6 +3,7 @@ import type pg from 'pg';
 import request from 'supertest';
 import { ownerPool } from '../helpers/app';
 import { loginAs, type TestLogin } from '../helpers/auth';
+import { openSession } from '../helpers/session';
 import { uniqueTenant } from '../helpers/env';
 import {
   auditByRequest,
@@ -34,7 +35,7 @@ afterAll(async () => {
 /** A second session for the same user (another device). */
 async function anotherSession(l: TestLogin, userAgent = 'device-2'): Promise<TestLogin> {
   const { sessionId } = await withTenant(t.composition.pool, l.tenantId, (c) =>
-    t.composition.services.sessions.create(c, { userId: l.userId, tenantId: l.tenantId, ip: '192.0.2.7', userAgent }),
+    openSession(t.composition, c, { userId: l.userId, tenantId: l.tenantId, ip: '192.0.2.7', userAgent }),
   );
   const { token } = t.composition.services.tokens.issue({ userId: l.userId, sessionId, tenantId: l.tenantId });
   return { ...l, token, authorization: `Bearer ${token}`, sessionId };

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { UserInputError } from '../../src/services/auth/users';
 import { ownerPool } from '../helpers/app';
 import { loginAs } from '../helpers/auth';
+import { openSession } from '../helpers/session';
 import { uniqueEmail, uniqueTenant } from '../helpers/env';
 import { auditFor, buildAuthApp, type AuthTestApp } from './helpers';
 import { withTenant } from '../../src/db/transaction';
@@ -152,7 +153,7 @@ describe('user deactivation', () => {
   test('when a user is deactivated, then the flag is cleared, every session is revoked, and user.deactivated plus session.revoked.bulk are audited in one transaction', async () => {
     const l = await loginAs(t);
     await withTenant(t.composition.pool, l.tenantId, (c) =>
-      t.composition.services.sessions.create(c, { userId: l.userId, tenantId: l.tenantId, ip: null, userAgent: 'x' }),
+      openSession(t.composition, c, { userId: l.userId, tenantId: l.tenantId, ip: null, userAgent: 'x' }),
     );
     const r = await users().deactivate(
       { email: l.email, tenantId: l.tenantId, reason: 'left the company' },

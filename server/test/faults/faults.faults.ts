@@ -26,6 +26,7 @@ import { generateSigningKey } from '../../src/lib/jws-keys';
 import { createLogger } from '../../src/lib/logger';
 import { auditEventId } from '../../src/services/siem/event-id';
 import { startWebhookReceiver, type WebhookReceiver } from '../siem/helpers/receivers';
+import { openSession } from '../helpers/session';
 import { database, instance, isReady, ROOT, waitReady, type Database, type Instance } from './cluster';
 import { withTenant } from '../../src/db/transaction';
 
@@ -162,7 +163,7 @@ test('two instances under load survive kill -9 of each, a PostgreSQL crash-resta
     );
     const userId = (rows[0] as { id: string }).id;
     const { sessionId } = await withTenant(pool, tenantId, (c) =>
-      built.services.sessions.create(c, { userId, tenantId, ip: '127.0.0.1', userAgent: 'faults' }),
+      openSession(built, c, { userId, tenantId, ip: '127.0.0.1', userAgent: 'faults' }),
     );
     tokens.push(`Bearer ${built.services.tokens.issue({ userId, sessionId, tenantId }).token}`);
   }

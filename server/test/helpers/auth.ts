@@ -2,6 +2,7 @@ import { withTenant } from '../../src/db/transaction';
 import type { Role } from '../../src/domain/actor';
 import { uniqueEmail, uniqueTenant } from './env';
 import type { TestApp } from './app';
+import { openSession } from './session';
 
 export interface TestLogin {
   token: string;
@@ -34,7 +35,7 @@ export async function loginAs(
       [tenantId, email, role, opts.displayName ?? null],
     );
     const id = (rows[0] as { id: string }).id;
-    const s = await t.composition.services.sessions.create(c, {
+    const s = await openSession(t.composition, c, {
       userId: id,
       tenantId,
       ip: '127.0.0.1',

@@ -29,7 +29,7 @@ export interface ExportRow {
 const EXPORT_COLUMNS = `id::text, tenant_id, seq, first_id::text, last_id::text, row_count, first_created_at, last_created_at, range_from, range_to,
   container, blob_name, sha256, prev_digest, chain_head, digest, status, immutable_until, created_by::text, created_at, completed_at`;
 
-export const ARCHIVE_HORIZON = `SELECT audit_archive_horizon()::text AS h`;
+const ARCHIVE_HORIZON = `SELECT audit_archive_horizon()::text AS h`;
 
 /** Highest audit id below which every row is committed (waits ≤ 500 ms for in-flight inserts). */
 export async function archiveHorizon(q: Queryable): Promise<string> {
@@ -37,34 +37,34 @@ export async function archiveHorizon(q: Queryable): Promise<string> {
   return rows[0]?.h ?? '0';
 }
 
-export const PENDING_TENANTS = `SELECT tenant_id FROM audit_archive_pending_tenants($1, $2)`;
+const PENDING_TENANTS = `SELECT tenant_id FROM audit_archive_pending_tenants($1, $2)`;
 
 export async function pendingTenants(q: Queryable, after: string, horizon: string): Promise<string[]> {
   const { rows } = await q.query<{ tenant_id: string }>(PENDING_TENANTS, [after, horizon]);
   return rows.map((r) => r.tenant_id);
 }
 
-export const ARCHIVED_TENANTS = `SELECT tenant_id FROM audit_archive_tenants()`;
+const ARCHIVED_TENANTS = `SELECT tenant_id FROM audit_archive_tenants()`;
 
 export async function archivedTenants(q: Queryable): Promise<string[]> {
   const { rows } = await q.query<{ tenant_id: string }>(ARCHIVED_TENANTS);
   return rows.map((r) => r.tenant_id);
 }
 
-export const GET_CURSOR = `SELECT last_scanned_id::text AS c FROM audit_archive_state WHERE id`;
+const GET_CURSOR = `SELECT last_scanned_id::text AS c FROM audit_archive_state WHERE id`;
 
 export async function getCursor(q: Queryable): Promise<string> {
   const { rows } = await q.query<{ c: string }>(GET_CURSOR);
   return rows[0]?.c ?? '0';
 }
 
-export const SET_CURSOR = `UPDATE audit_archive_state SET last_scanned_id = GREATEST(last_scanned_id, $1::bigint), updated_at = now() WHERE id`;
+const SET_CURSOR = `UPDATE audit_archive_state SET last_scanned_id = GREATEST(last_scanned_id, $1::bigint), updated_at = now() WHERE id`;
 
 export async function setCursor(q: Queryable, value: string): Promise<void> {
   await q.query(SET_CURSOR, [value]);
 }
 
-export const SELECT_ROWS = `
+const SELECT_ROWS = `
 SELECT id::text AS id, tenant_id, user_id::text AS user_id, action, resource_type, resource_id,
   before::text AS before, after::text AS after, ip_address, user_agent, result,
   error_message, severity, request_id,
@@ -89,7 +89,7 @@ export async function selectRows(
   return rows;
 }
 
-export const COUNT_ROWS_BETWEEN = `SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1 AND id > $2::bigint AND id < $3::bigint`;
+const COUNT_ROWS_BETWEEN = `SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1 AND id > $2::bigint AND id < $3::bigint`;
 
 /** Rows strictly between two ids (rows a gap-free archive must not have skipped). */
 export async function countRowsBetween(
@@ -102,14 +102,14 @@ export async function countRowsBetween(
   return rows[0]?.n ?? 0;
 }
 
-export const COUNT_ROWS_AFTER = `SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1 AND id > $2::bigint`;
+const COUNT_ROWS_AFTER = `SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1 AND id > $2::bigint`;
 
 export async function countRowsAfter(q: Queryable, tenantId: string, afterId: string): Promise<number> {
   const { rows } = await q.query<{ n: number }>(COUNT_ROWS_AFTER, [tenantId, afterId]);
   return rows[0]?.n ?? 0;
 }
 
-export const PURGED_BEFORE = `SELECT max(purged_before) AS b FROM audit_chain_anchors WHERE tenant_id = $1`;
+const PURGED_BEFORE = `SELECT max(purged_before) AS b FROM audit_chain_anchors WHERE tenant_id = $1`;
 
 /** The retention purge's newest cut-off for the tenant (rows created before it may be gone), or null. */
 export async function purgedBefore(q: Queryable, tenantId: string): Promise<Date | null> {
@@ -117,28 +117,28 @@ export async function purgedBefore(q: Queryable, tenantId: string): Promise<Date
   return rows[0]?.b ?? null;
 }
 
-export const LAST_EXPORT = `SELECT ${EXPORT_COLUMNS} FROM audit_exports WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1`;
+const LAST_EXPORT = `SELECT ${EXPORT_COLUMNS} FROM audit_exports WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1`;
 
 export async function lastExport(q: Queryable, tenantId: string): Promise<ExportRow | null> {
   const { rows } = await q.query<ExportRow>(LAST_EXPORT, [tenantId]);
   return rows[0] ?? null;
 }
 
-export const PENDING_EXPORT = `SELECT ${EXPORT_COLUMNS} FROM audit_exports WHERE tenant_id = $1 AND status = 'pending' ORDER BY seq LIMIT 1`;
+const PENDING_EXPORT = `SELECT ${EXPORT_COLUMNS} FROM audit_exports WHERE tenant_id = $1 AND status = 'pending' ORDER BY seq LIMIT 1`;
 
 export async function pendingExport(q: Queryable, tenantId: string): Promise<ExportRow | null> {
   const { rows } = await q.query<ExportRow>(PENDING_EXPORT, [tenantId]);
   return rows[0] ?? null;
 }
 
-export const LIST_EXPORTS = `SELECT ${EXPORT_COLUMNS} FROM audit_exports WHERE tenant_id = $1 ORDER BY seq`;
+const LIST_EXPORTS = `SELECT ${EXPORT_COLUMNS} FROM audit_exports WHERE tenant_id = $1 ORDER BY seq`;
 
 export async function listExports(q: Queryable, tenantId: string): Promise<ExportRow[]> {
   const { rows } = await q.query<ExportRow>(LIST_EXPORTS, [tenantId]);
   return rows;
 }
 
-export const COVERING_EXPORT = `
+const COVERING_EXPORT = `
 SELECT ${EXPORT_COLUMNS} FROM audit_exports
 WHERE tenant_id = $1 AND status = 'complete'
   AND ($2::timestamptz IS NULL OR last_created_at >= $2)
@@ -156,7 +156,7 @@ export async function coveringExport(
   return rows[0] ?? null;
 }
 
-export const INSERT_EXPORT = `
+const INSERT_EXPORT = `
 INSERT INTO audit_exports (tenant_id, seq, first_id, last_id, row_count, first_created_at, last_created_at, range_from, range_to,
   container, blob_name, sha256, prev_digest, chain_head, digest, status, created_by)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'pending', $16)
@@ -203,7 +203,7 @@ export async function insertExport(q: Queryable, e: NewExport): Promise<ExportRo
   return rows[0] as ExportRow;
 }
 
-export const MARK_COMPLETE = `
+const MARK_COMPLETE = `
 UPDATE audit_exports SET status = 'complete', completed_at = $2, immutable_until = $3
 WHERE id = $1 AND status = 'pending'`;
 
@@ -211,9 +211,9 @@ export async function markComplete(q: Queryable, id: string, at: Date, immutable
   await q.query(MARK_COMPLETE, [id, at, immutableUntil]);
 }
 
-export const EXPORT_LOCK = `SELECT pg_try_advisory_lock(hashtextextended($1, 7306)) AS ok`;
-export const EXPORT_LOCK_WAIT = `SELECT pg_advisory_lock(hashtextextended($1, 7306))`;
-export const EXPORT_UNLOCK = `SELECT pg_advisory_unlock(hashtextextended($1, 7306))`;
+const EXPORT_LOCK = `SELECT pg_try_advisory_lock(hashtextextended($1, 7306)) AS ok`;
+const EXPORT_LOCK_WAIT = `SELECT pg_advisory_lock(hashtextextended($1, 7306))`;
+const EXPORT_UNLOCK = `SELECT pg_advisory_unlock(hashtextextended($1, 7306))`;
 
 /** Session-level lock: one export per tenant at a time across instances. */
 export async function lockTenantExport(q: Queryable, tenantId: string, wait: boolean): Promise<boolean> {

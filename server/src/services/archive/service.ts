@@ -27,7 +27,7 @@ import { ARCHIVE_FORMAT, GENESIS_DIGEST, blobName, exportDigest, renderNdjson, s
 import * as repo from './repository';
 
 /** Rows per blob; a larger backlog becomes several consecutive exports. */
-export const MAX_ROWS_PER_EXPORT = 10_000;
+const MAX_ROWS_PER_EXPORT = 10_000;
 /** Exports one tenant may produce per periodic run (the rest waits for the next run). */
 const MAX_EXPORTS_PER_TENANT_PER_RUN = 20;
 
@@ -86,7 +86,7 @@ export interface ArchiveServiceDeps {
   maxRowsPerExport?: number;
 }
 
-export function toExportedBlob(e: repo.ExportRow): ExportedBlob {
+function toExportedBlob(e: repo.ExportRow): ExportedBlob {
   return {
     name: e.blob_name,
     container: e.container,
@@ -101,7 +101,7 @@ export function toExportedBlob(e: repo.ExportRow): ExportedBlob {
   };
 }
 
-export function blobMetadata(e: repo.ExportRow): Record<string, string> {
+function blobMetadata(e: repo.ExportRow): Record<string, string> {
   return {
     format: ARCHIVE_FORMAT,
     tenant: encodeURIComponent(e.tenant_id),

@@ -253,7 +253,7 @@ export const RESERVED_PREFIXES = Object.freeze(['auth.', 'session.', 'security.'
 
 /** The shape of every action name (server-side and client-recorded). */
 export const ACTION_PATTERN = /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)+$/;
-export const ACTION_MAX_LENGTH = 128;
+const ACTION_MAX_LENGTH = 128;
 
 /** Tenants the server writes under when no real tenant applies (real tenant ids cannot start with '_'). */
 export const UNKNOWN_TENANT = '_unknown';

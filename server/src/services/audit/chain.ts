@@ -16,7 +16,7 @@ import type { Queryable } from '../../db/pool';
 import { selectChainBatch, selectLatestAnchor, selectUnsealedSummary, type ChainBatchRow } from './repository';
 import type { ChainAnchor, VerifyResult } from './types';
 
-export const CHAIN_TAG = Buffer.from('fleet-audit-chain-v1\n', 'utf8');
+const CHAIN_TAG = Buffer.from('fleet-audit-chain-v1\n', 'utf8');
 export const GENESIS_HASH = Buffer.alloc(32);
 const NULL_FIELD = Buffer.from('-,', 'utf8');
 const COMMA = Buffer.from(',', 'utf8');
@@ -43,7 +43,7 @@ export interface CanonicalFields {
   createdAt: string;
 }
 
-export function netstring(v: string | null): Buffer {
+function netstring(v: string | null): Buffer {
   if (v === null) return NULL_FIELD;
   const b = Buffer.from(v, 'utf8');
   return Buffer.concat([Buffer.from(`${b.length}:`, 'utf8'), b, COMMA]);
@@ -97,7 +97,7 @@ export function epochToChainTimestamp(epoch: string): string {
 }
 
 /** Hex of a chain hash for display and export. */
-export const hex = (b: Buffer): string => b.toString('hex');
+const hex = (b: Buffer): string => b.toString('hex');
 
 function fieldsOf(r: ChainBatchRow): CanonicalFields | null {
   if (

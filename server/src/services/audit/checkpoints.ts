@@ -38,8 +38,8 @@ import { readPublishedNotes, verifyTrailIn, type TrailVerifyDeps, type TrailVeri
 import type { VerifyOptions } from './chain';
 
 /** "fleetchk": one checkpoint publisher at a time, cluster-wide. */
-export const CHECKPOINT_LOCK = '7308325827335103595';
-export const IDLE_REPUBLISH_MS = 3_600_000;
+const CHECKPOINT_LOCK = '7308325827335103595';
+const IDLE_REPUBLISH_MS = 3_600_000;
 const TENANTS_PER_RUN = 1000;
 
 export interface CheckpointRow {
@@ -106,16 +106,16 @@ export function keyVaultCheckpointKey(o: KeyVaultCheckpointKeyOptions): Checkpoi
   };
 }
 
-export const INSERT_CHECKPOINT = `
+const INSERT_CHECKPOINT = `
 INSERT INTO audit_checkpoints (tenant_id, tree_size, root_hash, key_id, verifier_key, note, blob_name, created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 RETURNING id::text`;
 
 const CHECKPOINT_COLUMNS = `id::text AS id, tenant_id, tree_size::text AS tree_size, root_hash, key_id, verifier_key, note, blob_name, created_at`;
-export const SELECT_LATEST_CHECKPOINT = `SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1`;
-export const SELECT_CHECKPOINTS = `SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE tenant_id = $1 ORDER BY id`;
-export const SELECT_LEAF_IDS = `SELECT audit_id::text AS id FROM audit_chain WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq`;
-export const SELECT_DUE = `SELECT tenant_id, size::text AS size FROM audit_checkpoints_due($1, $2::interval, $3)`;
+const SELECT_LATEST_CHECKPOINT = `SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1`;
+const SELECT_CHECKPOINTS = `SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE tenant_id = $1 ORDER BY id`;
+const SELECT_LEAF_IDS = `SELECT audit_id::text AS id FROM audit_chain WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq`;
+const SELECT_DUE = `SELECT tenant_id, size::text AS size FROM audit_checkpoints_due($1, $2::interval, $3)`;
 
 interface RawCheckpoint {
   id: string;
@@ -150,7 +150,7 @@ export async function listCheckpoints(q: Queryable, tenantId: string): Promise<C
   return rows.map(toRow);
 }
 
-export const checkpointBlobName = (tenantId: string, size: number): string =>
+const checkpointBlobName = (tenantId: string, size: number): string =>
   `checkpoints/${encodeURIComponent(tenantId)}/${size}`;
 
 export interface PublishResult {
@@ -215,7 +215,7 @@ export interface CheckpointService {
 /** Published copies read per tenant by verification (the newest, by size). */
 export const PUBLISHED_NOTES_CHECKED = 20;
 
-export class CheckpointConflictError extends Error {
+class CheckpointConflictError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'CheckpointConflictError';

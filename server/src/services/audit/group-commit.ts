@@ -12,7 +12,7 @@ import { insertAuditLogInTenant, insertAuditLogsInTenant, type AuditRow } from '
 import type { RecordedAudit } from './types';
 
 /** Most rows one statement carries. */
-export const AUDIT_BATCH_MAX = 64;
+const AUDIT_BATCH_MAX = 64;
 
 interface Pending {
   row: AuditRow;

@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import type { Queryable } from '../../db/pool';
 
-export const HASH_BYTES = 32;
+const HASH_BYTES = 32;
 const LEAF_PREFIX = Buffer.from([0x00]);
 const NODE_PREFIX = Buffer.from([0x01]);
 
@@ -27,7 +27,7 @@ export function nodeHash(left: Buffer, right: Buffer): Buffer {
 }
 
 /** SHA-256 of the empty string: the root of the empty tree (RFC 9162 §2.1.1). */
-export const EMPTY_ROOT = createHash('sha256').digest();
+const EMPTY_ROOT = createHash('sha256').digest();
 
 /** A complete, aligned subtree: leaves [index·2^level, (index+1)·2^level). */
 export interface NodeRef {
@@ -52,7 +52,7 @@ function splitPoint(n: number): number {
  * The aligned complete subtrees that make up [start, end), left to right (the range must be
  * one that RFC 9162's recursion produces: start aligned to a power of two ≥ end − start).
  */
-export function rangeNodes(r: LeafRange): NodeRef[] {
+function rangeNodes(r: LeafRange): NodeRef[] {
   const out: NodeRef[] = [];
   let a = r.start;
   while (a < r.end) {
@@ -65,7 +65,7 @@ export function rangeNodes(r: LeafRange): NodeRef[] {
 }
 
 /** The audit_merkle row (leaf index) that stores node(level, index). */
-export function storageLeaf(n: NodeRef): number {
+function storageLeaf(n: NodeRef): number {
   return (n.index + 1) * 2 ** n.level - 1;
 }
 
@@ -113,7 +113,7 @@ export type NodeReader = (refs: readonly NodeRef[]) => Promise<Map<string, Buffe
 
 const refKey = (n: NodeRef): string => `${n.level}:${n.index}`;
 
-export class MerkleStorageError extends Error {
+class MerkleStorageError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'MerkleStorageError';
@@ -139,11 +139,11 @@ export async function rangeHashes(ranges: readonly LeafRange[], read: NodeReader
   });
 }
 
-export const SELECT_TREE_SIZE = `SELECT coalesce(max(leaf) + 1, 0)::text AS size FROM audit_merkle WHERE tenant_id = $1`;
+const SELECT_TREE_SIZE = `SELECT coalesce(max(leaf) + 1, 0)::text AS size FROM audit_merkle WHERE tenant_id = $1`;
 
-export const SELECT_NODE_ROWS = `SELECT leaf::text AS leaf, hashes FROM audit_merkle WHERE tenant_id = $1 AND leaf = ANY ($2::bigint[])`;
+const SELECT_NODE_ROWS = `SELECT leaf::text AS leaf, hashes FROM audit_merkle WHERE tenant_id = $1 AND leaf = ANY ($2::bigint[])`;
 
-export const SELECT_LEAF_OF_AUDIT_ID = `
+const SELECT_LEAF_OF_AUDIT_ID = `
 SELECT c.seq::text AS seq, c.row_hash
   FROM audit_chain c
  WHERE c.audit_id = $1::bigint AND c.tenant_id = $2`;

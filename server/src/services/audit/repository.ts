@@ -87,7 +87,7 @@ export async function insertAuditLogInTenant(q: Queryable, r: AuditRow): Promise
  * WAL flush). The columns arrive as arrays; `ORDER BY ord` inserts them in the given order, so
  * the identity values come back ascending in that order.
  */
-export const INSERT_AUDIT_LOGS_IN_TENANT = `
+const INSERT_AUDIT_LOGS_IN_TENANT = `
 WITH ctx AS MATERIALIZED (SELECT set_config('app.tenant_id', $1, true) AS tenant_id)
 INSERT INTO audit_logs (${INSERT_COLUMNS})
 SELECT ctx.tenant_id, r.user_id, r.action, r.resource_type, r.resource_id, r.before, r.after, r.ip_address, r.user_agent, r.result, r.error_message, r.severity, r.request_id, r.api_key_id
@@ -137,7 +137,7 @@ export const SET_ALL_TENANTS_SCOPE = "SELECT set_config('app.audit_scope', 'all'
  * Newest first, keyset on (created_at, id). Every filter is optional ($n IS NULL); the
  * statement is planned with the actual values, so absent filters fold away.
  */
-export const SELECT_AUDIT_PAGE = `
+const SELECT_AUDIT_PAGE = `
 SELECT l.id::text AS id, l.tenant_id, l.user_id::text AS user_id, l.action, l.resource_type, l.resource_id,
        l.before, l.after, host(l.ip_address) AS ip_address, l.user_agent, l.result, l.error_message,
        l.severity, l.request_id, audit_ts_text(l.created_at) AS created_at,
@@ -234,7 +234,7 @@ export async function selectAuditPage(q: Queryable, p: PageQuery): Promise<Audit
 }
 
 /** Cross-tenant failed-login counts (SECURITY DEFINER function; returns numbers only). */
-export const SELECT_FAILED_LOGIN_COUNTS =
+const SELECT_FAILED_LOGIN_COUNTS =
   'SELECT by_email::text AS by_email, by_ip::text AS by_ip FROM audit_failed_login_counts($1, $2::inet, $3::timestamptz)';
 
 export async function selectFailedLoginCounts(
@@ -249,14 +249,14 @@ export async function selectFailedLoginCounts(
 }
 
 /** Seals up to $1 committed rows into the chain; -1 when another sealer holds the lock. */
-export const SEAL_BATCH = 'SELECT audit_seal($1) AS sealed';
+const SEAL_BATCH = 'SELECT audit_seal($1) AS sealed';
 
 export async function sealBatch(q: Queryable, maxRows: number): Promise<number> {
   const { rows } = await q.query<{ sealed: number }>(SEAL_BATCH, [maxRows]);
   return rows[0]?.sealed ?? 0;
 }
 
-export const SELECT_CHAIN_HEAD = `
+const SELECT_CHAIN_HEAD = `
 SELECT seq::text AS seq, encode(row_hash, 'hex') AS hash, audit_id::text AS audit_id, sealed_at
   FROM audit_chain_head($1)`;
 
@@ -272,7 +272,7 @@ export async function selectChainHead(
 }
 
 /** Where verification resumes after a retention purge. */
-export const SELECT_LATEST_ANCHOR = `
+const SELECT_LATEST_ANCHOR = `
 SELECT seq::text AS seq, row_hash FROM audit_chain_anchors WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1`;
 
 export async function selectLatestAnchor(
@@ -289,7 +289,7 @@ export async function selectLatestAnchor(
  * when the row is missing). Values are read in PostgreSQL's built-in text forms so the
  * verifier recomputes hashes without trusting any function in the database.
  */
-export const SELECT_CHAIN_BATCH = `
+const SELECT_CHAIN_BATCH = `
 SELECT c.seq::text AS seq, c.audit_id::text AS audit_id, c.prev_hash, c.row_hash,
        l.id::text AS id, l.tenant_id, l.user_id::text AS user_id, l.action, l.resource_type, l.resource_id,
        l.before::text AS before, l.after::text AS after, l.ip_address::text AS ip_address, l.user_agent,
@@ -334,7 +334,7 @@ export async function selectChainBatch(
 }
 
 /** Rows of a tenant that have no chain entry (yet). */
-export const SELECT_UNSEALED_SUMMARY = `
+const SELECT_UNSEALED_SUMMARY = `
 SELECT count(*)::text AS n, min(l.id)::text AS oldest
   FROM audit_logs l
  WHERE l.tenant_id = $1
@@ -349,7 +349,7 @@ export async function selectUnsealedSummary(
 }
 
 /** Every tenant with audit rows, chain entries or anchors (loose index scans). */
-export const SELECT_AUDIT_TENANTS = `
+const SELECT_AUDIT_TENANTS = `
 WITH RECURSIVE lt AS (
   (SELECT tenant_id FROM audit_logs ORDER BY tenant_id LIMIT 1)
   UNION ALL
@@ -374,7 +374,7 @@ export async function selectAuditTenants(q: Queryable): Promise<string[]> {
 }
 
 /** How long ago (database time) the tenant last recorded a successful `action`; null if never. Caller sets the tenant context. */
-export const SELECT_LAST_SUCCESS_AGO = `
+const SELECT_LAST_SUCCESS_AGO = `
 SELECT (EXTRACT(EPOCH FROM (now() - max(created_at))) * 1000)::float8 AS ago_ms
   FROM audit_logs WHERE tenant_id = $1 AND action = $2 AND result = 'success'`;
 

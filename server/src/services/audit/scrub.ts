@@ -6,7 +6,7 @@
 import { redactString } from '../../lib/redact';
 
 export const AUDIT_VALUE_MAX_BYTES = 64 * 1024;
-export const REDACTED = '[REDACTED]';
+const REDACTED = '[REDACTED]';
 const MAX_DEPTH = 24;
 const PREVIEW_CHARS = 1024;
 

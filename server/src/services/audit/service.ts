@@ -36,7 +36,7 @@ import type {
   VerifyResult,
 } from './types';
 
-export const DEFAULT_PAGE_SIZE = 50;
+const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 500;
 
 /** An event an actor caused: the actor columns come from the actor (AuditService.recordAs). */
@@ -123,7 +123,7 @@ function freeText(v: string | null | undefined, max: number): string | null {
 }
 
 /** Normalises an event into the row that is stored (and the event hooks see). */
-export function prepareAuditEvent(event: AuditEvent): { row: AuditRow; stored: StoredAuditEvent } {
+function prepareAuditEvent(event: AuditEvent): { row: AuditRow; stored: StoredAuditEvent } {
   if (!event || typeof event !== 'object') throw new TypeError('audit event must be an object');
   if (typeof event.tenantId !== 'string' || event.tenantId.length === 0 || event.tenantId.length > TEXT_MAX)
     throw new TypeError('audit event needs a tenantId');
@@ -181,12 +181,12 @@ export function prepareAuditEvent(event: AuditEvent): { row: AuditRow; stored: S
 
 const CURSOR_RE = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z)\|(\d{1,19})$/;
 
-export function encodeCursor(createdAt: string, id: string): string {
+function encodeCursor(createdAt: string, id: string): string {
   return Buffer.from(`${createdAt}|${id}`, 'utf8').toString('base64url');
 }
 
 /** null when the cursor is not one this service issued. */
-export function decodeCursor(cursor: string): { createdAt: string; id: string } | null {
+function decodeCursor(cursor: string): { createdAt: string; id: string } | null {
   if (cursor.length > 200 || !/^[A-Za-z0-9_-]+$/.test(cursor)) return null;
   const m = CURSOR_RE.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
   if (!m || !isStorableTimestamp(m[1] as string) || !isBigintId(m[2] as string)) return null;

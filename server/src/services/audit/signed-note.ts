@@ -34,7 +34,7 @@ export interface CheckpointSigner {
 }
 
 /** Key names and origins: printable, no spaces, no '+' (signed-note §"Signed notes"). */
-export const NOTE_NAME_RE = /^[\x21-\x2a\x2c-\x7e]{1,256}$/;
+const NOTE_NAME_RE = /^[\x21-\x2a\x2c-\x7e]{1,256}$/;
 
 /** Parses an Ed25519 private key from base64 of its PKCS#8 DER (or PEM text). */
 export function parseEd25519PrivateKey(text: string): KeyObject {
@@ -55,12 +55,12 @@ export function parseEd25519PrivateKey(text: string): KeyObject {
 }
 
 /** The raw 32-byte Ed25519 public key of a private key. */
-export function rawPublicKey(priv: KeyObject): Buffer {
+function rawPublicKey(priv: KeyObject): Buffer {
   const spki = createPublicKey(priv).export({ format: 'der', type: 'spki' });
   return Buffer.from(spki.subarray(spki.length - 32));
 }
 
-export function noteKeyId(keyName: string, publicKey: Buffer): Buffer {
+function noteKeyId(keyName: string, publicKey: Buffer): Buffer {
   return createHash('sha256')
     .update(Buffer.from(keyName, 'utf8'))
     .update(Buffer.from([0x0a, ED25519_TYPE]))

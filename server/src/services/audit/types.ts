@@ -1,9 +1,9 @@
 import type { Queryable } from '../../db/pool';
 
-export type Severity = 'low' | 'medium' | 'high' | 'critical';
+export const SEVERITIES = ['low', 'medium', 'high', 'critical'] as const;
+export type Severity = (typeof SEVERITIES)[number];
 export type AuditResult = 'success' | 'failure' | 'denied';
 
-export const SEVERITIES: readonly Severity[] = ['low', 'medium', 'high', 'critical'];
 export const RESULTS: readonly AuditResult[] = ['success', 'failure', 'denied'];
 
 export interface AuditEvent {

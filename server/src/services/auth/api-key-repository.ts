@@ -48,7 +48,7 @@ function toKey(r: Row): ApiKeyRow {
   };
 }
 
-export const INSERT_API_KEY = `
+const INSERT_API_KEY = `
 INSERT INTO api_keys (tenant_id, name, prefix, secret_hash, scopes, created_by, created_at, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 RETURNING ${COLUMNS}`;
@@ -84,7 +84,7 @@ export async function insertApiKey(
  * key's tenant is not known yet and api_keys has forced row-level security (migration 095):
  * read through the narrowly-scoped function auth_api_key_by_prefix (one row by exact prefix).
  */
-export const FIND_API_KEY_BY_PREFIX = `SELECT ${COLUMNS} FROM auth_api_key_by_prefix($1)`;
+const FIND_API_KEY_BY_PREFIX = `SELECT ${COLUMNS} FROM auth_api_key_by_prefix($1)`;
 
 export async function findApiKeyByPrefix(q: Queryable, prefix: string): Promise<ApiKeyRow | null> {
   const { rows } = await q.query<Row>({
@@ -95,14 +95,14 @@ export async function findApiKeyByPrefix(q: Queryable, prefix: string): Promise<
   return rows[0] ? toKey(rows[0]) : null;
 }
 
-export const LIST_API_KEYS = `SELECT ${COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id LIMIT 500`;
+const LIST_API_KEYS = `SELECT ${COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id LIMIT 500`;
 
 export async function listApiKeys(q: Queryable, tenantId: string): Promise<ApiKeyRow[]> {
   const { rows } = await q.query<Row>(LIST_API_KEYS, [tenantId]);
   return rows.map(toKey);
 }
 
-export const REVOKE_API_KEY = `
+const REVOKE_API_KEY = `
 UPDATE api_keys SET revoked_at = $3, revoked_by = $4
 WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL
 RETURNING ${COLUMNS}`;
@@ -121,7 +121,7 @@ export async function revokeApiKey(
 
 /** Records use at most once a minute per key (the condition makes concurrent writers a no-op). */
 /** Through auth_api_key_touch (migration 095): one statement, no tenant transaction needed. */
-export const TOUCH_API_KEY = `SELECT auth_api_key_touch($1, $2, $3)`;
+const TOUCH_API_KEY = `SELECT auth_api_key_touch($1, $2, $3)`;
 
 export async function touchApiKey(q: Queryable, id: string, now: Date, olderThan: Date): Promise<void> {
   await q.query({ name: 'fleet_api_key_touch', text: TOUCH_API_KEY, values: [id, now, olderThan] });

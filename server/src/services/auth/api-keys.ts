@@ -27,10 +27,10 @@ import {
 import type { RequestMeta } from '../../domain/actor';
 import type { ApiScope } from './rbac';
 
-export const API_KEY_RE = /^fsk_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
+const API_KEY_RE = /^fsk_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
 const PREFIX_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 /** last_used_at precision. */
-export const API_KEY_TOUCH_INTERVAL_MS = 60_000;
+const API_KEY_TOUCH_INTERVAL_MS = 60_000;
 
 export interface ApiKeyView {
   id: string;

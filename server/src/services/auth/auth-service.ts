@@ -22,6 +22,7 @@ import type { Logger } from '../../lib/logger';
 import type { AuthContext, RequestMeta, Role } from '../../domain/actor';
 import type { FailureAggregator } from '../audit/failure-aggregator';
 import type { AuditService } from '../audit/service';
+import { UNKNOWN_TENANT } from '../audit/catalog';
 import type { AuditEvent } from '../audit/types';
 import { lockoutState, type LockoutLimits, type LockoutMarker, type LockoutState } from './lockout';
 import { IdpUnavailableError, type IdTokenVerifier } from './oidc';
@@ -41,8 +42,6 @@ import { EXPIRY_REASONS, isExpiryReason, type SessionService } from './sessions'
 import type { TokenService } from './tokens';
 import { bindUserSubject, findUsersByEmail, type UserRecord } from './user-repository';
 
-/** Audit rows of events whose tenant cannot be known (unknown e-mail, forged token). */
-export const UNKNOWN_TENANT = '_unknown';
 /** 32 random bytes, base64url. */
 export const REFRESH_TOKEN_RE = /^[A-Za-z0-9_-]{43}$/;
 

@@ -24,8 +24,8 @@ import { ID_TOKEN_ALGORITHMS, rsaThumbprint, type KeyResolver } from './oidc';
 /** Not a resolvable host (.invalid is reserved): nobody else can be this issuer. */
 export const DEV_ISSUER = 'https://dev-issuer.fleet.invalid/';
 export const DEV_AUDIENCE = 'fleet-dev-client';
-export const DEV_KEY_FILE = 'dev-issuer-key.pem';
-export const DEV_TOKEN_TTL_SEC = 600;
+const DEV_KEY_FILE = 'dev-issuer-key.pem';
+const DEV_TOKEN_TTL_SEC = 600;
 
 export interface DevIssuerKey {
   kid: string;
@@ -58,7 +58,7 @@ export function loadOrCreateDevIssuerKey(dataDir: string): DevIssuerKey {
 }
 
 /** A stable, non-reversible subject for an e-mail at the development issuer. */
-export function devSubject(email: string): string {
+function devSubject(email: string): string {
   return `dev|${createHash('sha256').update(email.toLowerCase()).digest('hex').slice(0, 24)}`;
 }
 

@@ -5,7 +5,7 @@
 import http from 'node:http';
 import https from 'node:https';
 
-export class IdpFetchError extends Error {
+class IdpFetchError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'IdpFetchError';

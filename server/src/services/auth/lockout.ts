@@ -18,7 +18,7 @@ import { isIP } from 'node:net';
 import { ipKeyGenerator } from 'express-rate-limit';
 import type { Pool, PoolClient } from '../../db/pool';
 
-export const LOCKOUT_STATE = `SELECT email_failures, email_unlock_at, ip_failures, ip_unlock_at FROM auth_login_lockout_counted($1, $2, $3::interval, $4, $5::cidr, $6, $7::interval, $8)`;
+const LOCKOUT_STATE = `SELECT email_failures, email_unlock_at, ip_failures, ip_unlock_at FROM auth_login_lockout_counted($1, $2, $3::interval, $4, $5::cidr, $6, $7::interval, $8)`;
 
 export interface LockoutLimits {
   ipMax: number;
@@ -38,7 +38,7 @@ export interface LockoutState {
 }
 
 /** The network a client address is counted under: IPv4 /32, IPv6 /56 (as the rate limiter). */
-export function lockoutNetwork(ip: string | null): string | null {
+function lockoutNetwork(ip: string | null): string | null {
   if (!ip) return null;
   const family = isIP(ip);
   if (family === 4) return `${ip}/32`;

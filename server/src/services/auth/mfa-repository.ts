@@ -37,8 +37,8 @@ const toRow = (r: Row): TotpRow => ({
 const COLUMNS =
   'user_id, tenant_id, secret_sealed, created_at, activated_at, last_used_step, failed_count, locked_until';
 
-export const FIND_TOTP = `SELECT ${COLUMNS} FROM mfa_totp WHERE user_id = $1 AND tenant_id = $2`;
-export const FIND_TOTP_FOR_UPDATE = `${FIND_TOTP} FOR UPDATE`;
+const FIND_TOTP = `SELECT ${COLUMNS} FROM mfa_totp WHERE user_id = $1 AND tenant_id = $2`;
+const FIND_TOTP_FOR_UPDATE = `${FIND_TOTP} FOR UPDATE`;
 
 export async function findTotp(
   q: Queryable,
@@ -51,7 +51,7 @@ export async function findTotp(
 }
 
 /** Whether the user has activated TOTP (the step-up guard asks on every guarded request). */
-export const HAS_ACTIVE_TOTP = `SELECT 1 FROM mfa_totp WHERE user_id = $1 AND tenant_id = $2 AND activated_at IS NOT NULL`;
+const HAS_ACTIVE_TOTP = `SELECT 1 FROM mfa_totp WHERE user_id = $1 AND tenant_id = $2 AND activated_at IS NOT NULL`;
 
 export async function hasActiveTotp(q: Queryable, userId: string, tenantId: string): Promise<boolean> {
   const r = await q.query({ name: 'fleet_mfa_has_totp', text: HAS_ACTIVE_TOTP, values: [userId, tenantId] });
@@ -59,7 +59,7 @@ export async function hasActiveTotp(q: Queryable, userId: string, tenantId: stri
 }
 
 /** A new pending enrollment, replacing a pending (never an active) one. */
-export const UPSERT_PENDING_TOTP = `
+const UPSERT_PENDING_TOTP = `
 INSERT INTO mfa_totp (user_id, tenant_id, secret_sealed, created_at)
 VALUES ($1, $2, $3, $4)
 ON CONFLICT (user_id) DO UPDATE SET secret_sealed = EXCLUDED.secret_sealed, created_at = EXCLUDED.created_at,
@@ -78,7 +78,7 @@ export async function upsertPendingTotp(
   return (r.rowCount ?? 0) > 0;
 }
 
-export const ACCEPT_CODE = `
+const ACCEPT_CODE = `
 UPDATE mfa_totp SET last_used_step = $3, failed_count = 0, locked_until = NULL, activated_at = COALESCE(activated_at, $4)
 WHERE user_id = $1 AND tenant_id = $2`;
 
@@ -92,7 +92,7 @@ export async function acceptCode(
   await q.query(ACCEPT_CODE, [userId, tenantId, step, now]);
 }
 
-export const RECORD_FAILURE = `
+const RECORD_FAILURE = `
 UPDATE mfa_totp SET failed_count = $3, locked_until = $4
 WHERE user_id = $1 AND tenant_id = $2`;
 
@@ -106,15 +106,15 @@ export async function recordFailure(
   await q.query(RECORD_FAILURE, [userId, tenantId, failedCount, lockedUntil]);
 }
 
-export const DELETE_TOTP = `DELETE FROM mfa_totp WHERE user_id = $1 AND tenant_id = $2`;
+const DELETE_TOTP = `DELETE FROM mfa_totp WHERE user_id = $1 AND tenant_id = $2`;
 
 export async function deleteTotp(q: Queryable, userId: string, tenantId: string): Promise<boolean> {
   const r = await q.query(DELETE_TOTP, [userId, tenantId]);
   return (r.rowCount ?? 0) > 0;
 }
 
-export const DELETE_RECOVERY_CODES = `DELETE FROM mfa_recovery_codes WHERE user_id = $1 AND tenant_id = $2`;
-export const INSERT_RECOVERY_CODES = `
+const DELETE_RECOVERY_CODES = `DELETE FROM mfa_recovery_codes WHERE user_id = $1 AND tenant_id = $2`;
+const INSERT_RECOVERY_CODES = `
 INSERT INTO mfa_recovery_codes (user_id, tenant_id, code_hash)
 SELECT $1, $2, h FROM unnest($3::text[]) AS h`;
 
@@ -128,7 +128,7 @@ export async function replaceRecoveryCodes(
   await q.query(INSERT_RECOVERY_CODES, [userId, tenantId, hashes]);
 }
 
-export const UNUSED_RECOVERY_CODES = `SELECT id, code_hash FROM mfa_recovery_codes WHERE user_id = $1 AND tenant_id = $2 AND used_at IS NULL`;
+const UNUSED_RECOVERY_CODES = `SELECT id, code_hash FROM mfa_recovery_codes WHERE user_id = $1 AND tenant_id = $2 AND used_at IS NULL`;
 
 export async function unusedRecoveryCodes(
   q: Queryable,
@@ -139,7 +139,7 @@ export async function unusedRecoveryCodes(
   return rows.map((r) => ({ id: r.id, codeHash: r.code_hash }));
 }
 
-export const USE_RECOVERY_CODE = `UPDATE mfa_recovery_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL`;
+const USE_RECOVERY_CODE = `UPDATE mfa_recovery_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL`;
 
 export async function useRecoveryCode(q: Queryable, id: string, now: Date): Promise<boolean> {
   const r = await q.query(USE_RECOVERY_CODE, [id, now]);

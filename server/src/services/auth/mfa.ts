@@ -36,11 +36,11 @@ import {
 import type { TokenService } from './tokens';
 
 export const STEP_UP_MAX_AGE_MS = 10 * 60_000;
-export const MFA_MAX_FAILURES = 5;
-export const MFA_LOCK_MS = 15 * 60_000;
-export const RECOVERY_CODE_COUNT = 10;
-export const TOTP_ISSUER = 'Fleet Security';
-export const RECOVERY_CODE_RE = /^[a-z2-7]{5}-?[a-z2-7]{5}$/i;
+const MFA_MAX_FAILURES = 5;
+const MFA_LOCK_MS = 15 * 60_000;
+const RECOVERY_CODE_COUNT = 10;
+const TOTP_ISSUER = 'Fleet Security';
+const RECOVERY_CODE_RE = /^[a-z2-7]{5}-?[a-z2-7]{5}$/i;
 
 export interface MfaService {
   enroll(auth: AuthContext, meta: RequestMeta): Promise<{ otpauthUri: string }>;

@@ -45,7 +45,7 @@ export interface OAuthService {
  * token's tenant is not known yet and the tables have forced row-level security (migration
  * 096): read through the narrowly-scoped function, by the token's hash only.
  */
-export const FIND_REFRESH_SESSION = `
+const FIND_REFRESH_SESSION = `
 SELECT created_at, expires_at, used_at, session_id, tenant_id, user_id,
        last_used_at, absolute_expires_at, revoked_at, role, is_active
 FROM auth_refresh_session($1)`;

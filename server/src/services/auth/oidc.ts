@@ -365,7 +365,7 @@ export interface VerifiedIdentity {
 }
 
 /** How old (iat) an ID token may be at login. The app exchanges it right after the IdP issues it. */
-export const ID_TOKEN_MAX_AGE_SEC = 600;
+const ID_TOKEN_MAX_AGE_SEC = 600;
 /** A used token's record outlives the token's acceptance (exp + skew) by this much. */
 const REPLAY_RECORD_MARGIN_SEC = 600;
 

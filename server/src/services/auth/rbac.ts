@@ -5,7 +5,7 @@
  */
 import type { AuthContext, Role } from '../../domain/actor';
 
-export const PERMISSIONS = [
+const PERMISSIONS = [
   'profile:read',
   'sessions:read:own',
   'sessions:revoke:own',
@@ -24,8 +24,6 @@ export const PERMISSIONS = [
   'tokens:introspect',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
-
-export const ROLES: readonly Role[] = ['admin', 'user', 'viewer'];
 
 /** Scopes a service API key may hold (CONTRACT §11). */
 export const API_SCOPES = ['audit:write', 'audit:read', 'siem:write', 'tokens:introspect'] as const;
@@ -54,7 +52,7 @@ export function isRole(v: unknown): v is Role {
   return v === 'admin' || v === 'user' || v === 'viewer';
 }
 
-export function isApiScope(v: unknown): v is ApiScope {
+function isApiScope(v: unknown): v is ApiScope {
   return typeof v === 'string' && (API_SCOPES as readonly string[]).includes(v);
 }
 

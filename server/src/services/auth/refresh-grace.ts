@@ -20,7 +20,7 @@ export interface SuccessorIds {
   tokenId: string;
 }
 
-export function successorAad(ids: SuccessorIds): string {
+function successorAad(ids: SuccessorIds): string {
   return `fleet-refresh-successor:v1:${ids.tenantId}:${ids.sessionId}:${ids.tokenId}`;
 }
 

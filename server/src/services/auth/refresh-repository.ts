@@ -5,7 +5,7 @@
 import type { Queryable } from '../../db/pool';
 import type { Role } from '../../domain/actor';
 
-export const INSERT_REFRESH_TOKEN = `
+const INSERT_REFRESH_TOKEN = `
 INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
 VALUES ($1, $2, $3, $4, $5)`;
 
@@ -39,7 +39,7 @@ export interface RefreshTokenState {
  * The token, its session and the user's current state, locked: concurrent refreshes of one
  * family, and a refresh racing a revocation, are serialized on the session row.
  */
-export const FIND_REFRESH_TOKEN_FOR_UPDATE = `
+const FIND_REFRESH_TOKEN_FOR_UPDATE = `
 SELECT rt.id, rt.session_id, rt.expires_at, rt.used_at, rt.successor_sealed,
        s.tenant_id, s.user_id, s.last_used_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason,
        u.email, u.role, u.is_active, u.display_name
@@ -68,7 +68,7 @@ interface Row {
 }
 
 /** The tenant a refresh token belongs to (migration 053's narrowly-scoped function), or null. */
-export const REFRESH_TOKEN_TENANT = `SELECT auth_refresh_token_tenant($1) AS t`;
+const REFRESH_TOKEN_TENANT = `SELECT auth_refresh_token_tenant($1) AS t`;
 
 /**
  * Inside the caller's transaction: finds the token's tenant, scopes the transaction to it
@@ -100,7 +100,7 @@ export async function findRefreshTokenForUpdate(q: Queryable, hash: Buffer): Pro
   };
 }
 
-export const SPEND_REFRESH_TOKEN = `
+const SPEND_REFRESH_TOKEN = `
 UPDATE refresh_tokens SET used_at = $2, replaced_by = $3, successor_sealed = $4
 WHERE id = $1 AND used_at IS NULL`;
 
@@ -120,14 +120,14 @@ export async function spendRefreshToken(
 }
 
 /** Scopes the rest of the transaction to one tenant (row-level security reads app.tenant_id). */
-export const SET_TRANSACTION_TENANT = `SELECT set_config('app.tenant_id', $1, true)`;
+const SET_TRANSACTION_TENANT = `SELECT set_config('app.tenant_id', $1, true)`;
 
 export async function setTransactionTenant(q: Queryable, tenantId: string): Promise<void> {
   await q.query(SET_TRANSACTION_TENANT, [tenantId]);
 }
 
 /** Drops kept successor pairs of a session's tokens spent before `before` (their grace is over). */
-export const CLEAR_OLD_SUCCESSORS = `
+const CLEAR_OLD_SUCCESSORS = `
 UPDATE refresh_tokens SET successor_sealed = NULL
 WHERE session_id = $1 AND successor_sealed IS NOT NULL AND used_at < $2`;
 

@@ -21,40 +21,11 @@ export interface SessionForAuth {
   displayName: string | null;
 }
 
-export const INSERT_SESSION = `
-INSERT INTO sessions (user_id, tenant_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, ip_address, user_agent)
-VALUES ($1, $2, $3, $3, $4, $5, $6, $7)
-RETURNING id`;
-
-export async function insertSession(
-  q: Queryable,
-  s: {
-    userId: string;
-    tenantId: string;
-    now: Date;
-    idleExpiresAt: Date;
-    absoluteExpiresAt: Date;
-    ip: string | null;
-    userAgent: string | null;
-  },
-): Promise<string> {
-  const { rows } = await q.query<{ id: string }>(INSERT_SESSION, [
-    s.userId,
-    s.tenantId,
-    s.now,
-    s.idleExpiresAt,
-    s.absoluteExpiresAt,
-    s.ip,
-    s.userAgent,
-  ]);
-  return (rows[0] as { id: string }).id;
-}
-
 /**
  * One login: the session and its first refresh token in a single statement (one round trip).
  * The token's expiry is the session's absolute expiry.
  */
-export const INSERT_SESSION_WITH_REFRESH_TOKEN = `
+const INSERT_SESSION_WITH_REFRESH_TOKEN = `
 WITH s AS (
   INSERT INTO sessions (user_id, tenant_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, ip_address, user_agent)
   VALUES ($1, $2, $3, $3, $4, $5, $6, $7)
@@ -101,11 +72,8 @@ export async function insertSessionWithRefreshToken(
  * halves its cost on every authenticated request.
  */
 /*
- * (In auth_find_sessions, migration 053.) One session found by its primary key alone. The tenant and user are checked outside this
- * subquery (its LIMIT keeps the planner from pushing them in), so no plan can pick the
- * (tenant_id, …) index instead: with statistics not yet refreshed after a burst of logins,
- * PostgreSQL rated both indexes alike and walked the tenant's sessions in creation order
- * (4,260 rows, 10 ms) for every new session.
+ * auth_find_sessions (migration 053) finds the session by its primary key alone and checks tenant and user
+ * outside a LIMITed subquery, so no plan can walk the tenant's index instead (docs/SECURITY_API.md §15).
  */
 // sessions and users have forced row-level security (migration 053): the per-request check
 // runs through auth_find_sessions(), which holds the same query (a primary-key probe, then the
@@ -149,7 +117,7 @@ export const FIND_SESSIONS_FOR_AUTH = `SELECT ord, revoked, revoked_reason, last
 FROM auth_find_sessions($1::uuid[], $2::text[], $3::uuid[])`;
 
 /** Most lookups one batched statement carries. */
-export const SESSION_LOOKUP_BATCH_MAX = 64;
+const SESSION_LOOKUP_BATCH_MAX = 64;
 
 export type SessionLookup = (sessionId: string, tenantId: string, userId: string) => Promise<SessionForAuth | null>;
 
@@ -216,7 +184,7 @@ export function createSessionLookup(pool: Pool): SessionLookup {
     new Promise<SessionForAuth | null>((resolve, reject) => submit({ sessionId, tenantId, userId, resolve, reject }));
 }
 
-export const TOUCH_SESSION = `
+const TOUCH_SESSION = `
 UPDATE sessions SET last_used_at = $3, idle_expires_at = $4
 WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL AND last_used_at < $3`;
 
@@ -230,7 +198,7 @@ export async function touchSession(
   await q.query(TOUCH_SESSION, [sessionId, tenantId, now, idleExpiresAt]);
 }
 
-export const REVOKE_SESSION = `
+const REVOKE_SESSION = `
 UPDATE sessions SET revoked_at = $3, revoked_reason = $4
 WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL`;
 
@@ -255,7 +223,7 @@ export interface SessionView {
 }
 
 /** A user's live sessions: not revoked, not past the absolute timeout, used after the idle cut-off. */
-export const LIST_ACTIVE_SESSIONS = `
+const LIST_ACTIVE_SESSIONS = `
 SELECT id, user_id, created_at, last_used_at, host(ip_address) AS ip_address, user_agent
 FROM sessions
 WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL AND absolute_expires_at > $3 AND last_used_at > $4
@@ -293,7 +261,7 @@ export async function listActiveSessions(
  * $6 (tenant-wide permission) is true. Returns the owner, or null when there is no such
  * live session in this tenant.
  */
-export const REVOKE_LIVE_SESSION = `
+const REVOKE_LIVE_SESSION = `
 UPDATE sessions SET revoked_at = $3, revoked_reason = $7
 WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL AND absolute_expires_at > $3 AND last_used_at > $4
   AND (user_id = $5 OR $6::boolean)
@@ -323,7 +291,7 @@ export async function revokeLiveSession(
   return rows[0] ? { userId: rows[0].user_id } : null;
 }
 
-export const REVOKE_USER_SESSIONS = `
+const REVOKE_USER_SESSIONS = `
 UPDATE sessions SET revoked_at = $3, revoked_reason = $4
 WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL
 RETURNING id`;

@@ -9,17 +9,11 @@ import { withTenant } from '../../db/transaction';
 import type { Clock } from '../../lib/clock';
 import type { AuthContext } from '../../domain/actor';
 import type { AuditService } from '../audit/service';
-import {
-  createSessionLookup,
-  insertSession,
-  insertSessionWithRefreshToken,
-  revokeSession,
-  touchSession,
-} from './session-repository';
+import { createSessionLookup, insertSessionWithRefreshToken, revokeSession, touchSession } from './session-repository';
 import type { AccessClaims } from './tokens';
 
 /** last_used_at is written at most this often per session (idle-timeout precision). */
-export const TOUCH_INTERVAL_MS = 60_000;
+const TOUCH_INTERVAL_MS = 60_000;
 
 /** revoked_reason values written when a timeout is detected (not a security decision: not re-audited). */
 export const EXPIRY_REASONS = { idle: 'idle timeout', absolute: 'absolute timeout' } as const;
@@ -72,11 +66,7 @@ export interface RejectedSession {
 }
 
 export interface SessionService {
-  create(
-    q: Queryable,
-    input: { userId: string; tenantId: string; ip: string | null; userAgent: string | null },
-  ): Promise<{ sessionId: string; absoluteExpiresAt: Date }>;
-  /** Same, with the session's first refresh token (stored as its SHA-256 hash) in the same statement. */
+  /** Opens a session with its first refresh token (stored as its SHA-256 hash) in the same statement. */
   createWithRefreshToken(
     q: Queryable,
     input: { userId: string; tenantId: string; ip: string | null; userAgent: string | null },
@@ -114,17 +104,6 @@ export function createSessionService(deps: {
   const lookup = createSessionLookup(deps.pool);
   return {
     timeouts,
-    async create(q, input) {
-      const now = deps.clock.now();
-      const absoluteExpiresAt = new Date(now + absMs);
-      const sessionId = await insertSession(q, {
-        ...input,
-        now: new Date(now),
-        idleExpiresAt: timeouts.idleExpiry(now, now + absMs),
-        absoluteExpiresAt,
-      });
-      return { sessionId, absoluteExpiresAt };
-    },
     async createWithRefreshToken(q, input, refresh) {
       const now = deps.clock.now();
       const absoluteExpiresAt = new Date(now + absMs);

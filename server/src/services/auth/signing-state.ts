@@ -1,7 +1,7 @@
 /** The one-row record of when access tokens became asymmetric (migrations/070). */
 import type { Queryable } from '../../db/pool';
 
-export const RECORD_ASYMMETRIC_SINCE = `
+const RECORD_ASYMMETRIC_SINCE = `
 WITH ins AS (
   INSERT INTO auth_token_upgrade (id, asymmetric_since) VALUES (1, $1)
   ON CONFLICT (id) DO NOTHING

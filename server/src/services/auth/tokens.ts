@@ -58,9 +58,9 @@ export interface TokenService {
 /** Clock skew allowed on `exp`, in seconds. */
 const EXP_TOLERANCE_SEC = 5;
 /** Verified tokens remembered by default (a few MB at most). */
-export const VERIFIED_TOKEN_CACHE_MAX = 10_000;
+const VERIFIED_TOKEN_CACHE_MAX = 10_000;
 /** The media type of our access tokens (RFC 9068 §2.1). */
-export const ACCESS_TOKEN_TYP = 'at+jwt';
+const ACCESS_TOKEN_TYP = 'at+jwt';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** A tenant id, or `_platform` (the platform tenant, CONTRACT §9). */

@@ -41,7 +41,7 @@ function toUser(r: UserRow): UserRecord {
  * Across tenants through the narrowly-scoped function of migration 053 (users has forced
  * row-level security: a plain query without a tenant context sees nothing).
  */
-export const FIND_USERS_BY_EMAIL = `SELECT ${COLUMNS} FROM auth_users_by_email($1)`;
+const FIND_USERS_BY_EMAIL = `SELECT ${COLUMNS} FROM auth_users_by_email($1)`;
 
 export async function findUsersByEmail(q: Pool | PoolClient, email: string): Promise<UserRecord[]> {
   // Named (prepared) statement: on the login path, planned once per connection.
@@ -53,14 +53,14 @@ export async function findUsersByEmail(q: Pool | PoolClient, email: string): Pro
   return rows.map(toUser);
 }
 
-export const FIND_USER_FOR_UPDATE = `SELECT ${COLUMNS} FROM users WHERE tenant_id = $1 AND email = $2 FOR UPDATE`;
+const FIND_USER_FOR_UPDATE = `SELECT ${COLUMNS} FROM users WHERE tenant_id = $1 AND email = $2 FOR UPDATE`;
 
 export async function findUserForUpdate(q: Queryable, tenantId: string, email: string): Promise<UserRecord | null> {
   const { rows } = await q.query<UserRow>(FIND_USER_FOR_UPDATE, [tenantId, email]);
   return rows[0] ? toUser(rows[0]) : null;
 }
 
-export const INSERT_USER = `
+const INSERT_USER = `
 INSERT INTO users (tenant_id, email, role, display_name)
 VALUES ($1, $2, $3, $4)
 RETURNING ${COLUMNS}`;
@@ -74,7 +74,7 @@ export async function insertUser(
 }
 
 /** Role, display name and active flag; $6 true also clears the bound IdP subject (reactivation). */
-export const UPDATE_USER = `
+const UPDATE_USER = `
 UPDATE users SET role = $3, display_name = $4, is_active = $5, auth0_sub = CASE WHEN $6::boolean THEN NULL ELSE auth0_sub END
 WHERE id = $1 AND tenant_id = $2
 RETURNING ${COLUMNS}`;
@@ -100,7 +100,7 @@ export async function updateUser(
  * concurrent first login bound another subject first (the row lock makes this one wait for it,
  * and the re-checked condition then fails: 0 rows).
  */
-export const BIND_USER_SUBJECT = `UPDATE users SET auth0_sub = $3 WHERE id = $1 AND tenant_id = $2 AND (auth0_sub IS NULL OR auth0_sub = $3)`;
+const BIND_USER_SUBJECT = `UPDATE users SET auth0_sub = $3 WHERE id = $1 AND tenant_id = $2 AND (auth0_sub IS NULL OR auth0_sub = $3)`;
 
 export async function bindUserSubject(q: Queryable, id: string, tenantId: string, sub: string): Promise<boolean> {
   const r = await q.query(BIND_USER_SUBJECT, [id, tenantId, sub]);
@@ -108,7 +108,7 @@ export async function bindUserSubject(q: Queryable, id: string, tenantId: string
 }
 
 /** Active users with this e-mail in other tenants (logins for it would be ambiguous). */
-export const COUNT_ACTIVE_ELSEWHERE = `SELECT auth_count_active_elsewhere($1, $2) AS n`;
+const COUNT_ACTIVE_ELSEWHERE = `SELECT auth_count_active_elsewhere($1, $2) AS n`;
 
 export async function countActiveElsewhere(q: Queryable, email: string, tenantId: string): Promise<number> {
   const { rows } = await q.query<{ n: number }>(COUNT_ACTIVE_ELSEWHERE, [email, tenantId]);

@@ -27,7 +27,7 @@ export class UserInputError extends Error {
 }
 
 /** The user named does not exist (not a usage error: the command line was well formed). */
-export class UserNotFoundError extends Error {
+class UserNotFoundError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'UserNotFoundError';
@@ -77,7 +77,7 @@ export function normalizeEmail(raw: string): string {
 }
 
 /** The default platform tenant (CONTRACT §9): the one reserved `_` name users can be provisioned in. */
-export const DEFAULT_PLATFORM_TENANT = '_platform';
+const DEFAULT_PLATFORM_TENANT = '_platform';
 
 function checkTenant(t: string): string {
   if (!TENANT_RE.test(t) && t !== DEFAULT_PLATFORM_TENANT)

@@ -64,7 +64,7 @@ const TAG_B64URL = /^[A-Za-z0-9_-]{21}[AQgw]$/;
  * skips characters outside the alphabet, so a stray character shows up as a short result.
  * (Node also maps the base64url characters `-` `_` to the same values; that changes no byte.)
  */
-export function decodeBase64Strict(s: string): Buffer | null {
+function decodeBase64Strict(s: string): Buffer | null {
   if (s.length % 4 !== 0) return null;
   const pad = s.endsWith('==') ? 2 : s.endsWith('=') ? 1 : 0;
   const buf = Buffer.from(s, 'base64');
@@ -72,7 +72,7 @@ export function decodeBase64Strict(s: string): Buffer | null {
 }
 
 /** Unpadded base64url, same completeness check. */
-export function decodeBase64UrlStrict(s: string): Buffer | null {
+function decodeBase64UrlStrict(s: string): Buffer | null {
   if (s.length % 4 === 1) return null;
   const buf = Buffer.from(s, 'base64url');
   return buf.length === Math.floor((s.length * 3) / 4) ? buf : null;

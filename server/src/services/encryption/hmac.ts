@@ -9,7 +9,7 @@ import { createHmac, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { KEY_VERSION_PATTERN } from './master-key';
 
 export const HMAC_SHA256_BYTES = 32;
-export const SIGNATURE_PREFIX = 's1';
+const SIGNATURE_PREFIX = 's1';
 // 32 bytes = 43 base64url characters; the last one carries 4 bits, so its low 2 bits are 0.
 const TAG_B64URL = /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
 

@@ -52,5 +52,6 @@ export { createSecretStore, secretAad, SECRET_NAME_PATTERN } from './secret-stor
 export type { SecretMetadata, SecretStore } from './secret-store';
 export { rewrapEncryptedSecrets, RewrapRefusedError } from './rewrap';
 export type { RewrapOptions, RewrapReport, RewrapFailure } from './rewrap';
-export { buildEncryption, createMasterKeyProviderFromConfig, auditKeyEvents, SYSTEM_TENANT } from './setup';
+export { buildEncryption, createMasterKeyProviderFromConfig, auditKeyEvents } from './setup';
+export { SYSTEM_TENANT } from '../audit/catalog';
 export type { EncryptionSetup, KeyVaultDeps } from './setup';

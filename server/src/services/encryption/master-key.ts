@@ -8,7 +8,7 @@ import { inspect } from 'node:util';
 
 export type KeySource = 'azure-key-vault' | 'environment' | 'static';
 
-export const MASTER_KEY_BYTES = 32;
+const MASTER_KEY_BYTES = 32;
 /** Key versions: Key Vault versions (32 hex digits), `env-…`, or configured names. */
 export const KEY_VERSION_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 

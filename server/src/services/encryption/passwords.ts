@@ -17,7 +17,7 @@ import bcrypt from 'bcrypt';
 import { PasswordPolicyError } from './errors';
 
 export const MIN_BCRYPT_COST = 12;
-export const MAX_BCRYPT_COST = 20;
+const MAX_BCRYPT_COST = 20;
 export const MAX_PASSWORD_BYTES = 1024;
 const PREHASH_KEY = 'fleet-security-api/v1/bcrypt-prehash';
 const BCRYPT_HASH = /^\$2[aby]\$(\d{2})\$[./A-Za-z0-9]{53}$/;

@@ -17,7 +17,7 @@ export interface SecretRowWithCiphertext extends SecretRow {
 
 const COLUMNS = 'id, tenant_id, name, key_version, description, created_at, updated_at, rewrapped_at';
 
-export const UPSERT_SECRET = `
+const UPSERT_SECRET = `
 INSERT INTO encrypted_secrets (tenant_id, name, key_version, ciphertext, description)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (tenant_id, name) DO UPDATE
@@ -40,7 +40,7 @@ export async function upsertSecret(
   return rows[0] as SecretRow;
 }
 
-export const SELECT_SECRET = `SELECT ${COLUMNS}, ciphertext FROM encrypted_secrets WHERE tenant_id = $1 AND name = $2`;
+const SELECT_SECRET = `SELECT ${COLUMNS}, ciphertext FROM encrypted_secrets WHERE tenant_id = $1 AND name = $2`;
 
 export async function selectSecret(
   q: Queryable,
@@ -51,21 +51,21 @@ export async function selectSecret(
   return rows[0] ?? null;
 }
 
-export const LIST_SECRETS = `SELECT ${COLUMNS} FROM encrypted_secrets WHERE tenant_id = $1 ORDER BY name`;
+const LIST_SECRETS = `SELECT ${COLUMNS} FROM encrypted_secrets WHERE tenant_id = $1 ORDER BY name`;
 
 export async function listSecrets(q: Queryable, tenantId: string): Promise<SecretRow[]> {
   const { rows } = await q.query<SecretRow>(LIST_SECRETS, [tenantId]);
   return rows;
 }
 
-export const DELETE_SECRET = 'DELETE FROM encrypted_secrets WHERE tenant_id = $1 AND name = $2';
+const DELETE_SECRET = 'DELETE FROM encrypted_secrets WHERE tenant_id = $1 AND name = $2';
 
 export async function deleteSecret(q: Queryable, tenantId: string, name: string): Promise<boolean> {
   const r = await q.query(DELETE_SECRET, [tenantId, name]);
   return (r.rowCount ?? 0) > 0;
 }
 
-export const KEY_USAGE = 'SELECT tenant_id, key_version, row_count FROM encrypted_secrets_key_usage()';
+const KEY_USAGE = 'SELECT tenant_id, key_version, row_count FROM encrypted_secrets_key_usage()';
 
 export interface KeyUsageRow {
   tenant_id: string;
@@ -80,7 +80,7 @@ export async function keyUsage(q: Queryable): Promise<KeyUsageRow[]> {
 }
 
 /** Rows of one tenant not under `targetVersion`, after `afterId`, locked for this transaction. */
-export const CLAIM_STALE_SECRETS = `
+const CLAIM_STALE_SECRETS = `
 SELECT ${COLUMNS}, ciphertext FROM encrypted_secrets
 WHERE tenant_id = $1 AND key_version <> $2 AND id > $3
 ORDER BY id
@@ -103,7 +103,7 @@ export async function claimStaleSecrets(
   return rows;
 }
 
-export const REWRAP_SECRET = `
+const REWRAP_SECRET = `
 UPDATE encrypted_secrets SET key_version = $3, ciphertext = $4, rewrapped_at = now()
 WHERE tenant_id = $1 AND id = $2 AND key_version = $5`;
 

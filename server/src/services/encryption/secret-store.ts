@@ -14,7 +14,7 @@ import * as repo from './repository';
 import type { EncryptionService } from './service';
 
 export const SECRET_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,127}$/;
-export const MAX_SECRET_VALUE_BYTES = 64 * 1024;
+const MAX_SECRET_VALUE_BYTES = 64 * 1024;
 
 export interface SecretMetadata {
   id: string;
@@ -48,7 +48,7 @@ export function secretAad(tenantId: string, name: string): Buffer {
   return Buffer.from(`fleet:encrypted_secrets:v1\u0000${tenantId}\u0000${name}`, 'utf8');
 }
 
-export function toSecretMetadata(r: repo.SecretRow): SecretMetadata {
+function toSecretMetadata(r: repo.SecretRow): SecretMetadata {
   return {
     id: r.id,
     tenantId: r.tenant_id,

@@ -20,9 +20,7 @@ import { createKeyVaultSource, type TokenCredential } from './providers/key-vaul
 import type { KeyEventSink, MasterKeyProvider } from './providers/types';
 import { createSecretStore, type SecretStore } from './secret-store';
 import { createEncryptionService, type EncryptionService } from './service';
-
-/** Tenant of audit rows about the platform itself (no user tenant involved). */
-export const SYSTEM_TENANT = '_system';
+import { SYSTEM_TENANT } from '../audit/catalog';
 
 /** Test and advanced wiring: the credential and SDK options for Key Vault. */
 export interface KeyVaultDeps {

@@ -12,7 +12,7 @@ export interface KeyScope {
  * Serializes requests with one key until the transaction ends, across instances. `try`: a
  * second request with the key does not wait; it is told the first is still in flight.
  */
-export const TRY_LOCK_KEY = `SELECT pg_try_advisory_xact_lock(hashtextextended($1, 7307)) AS locked`;
+const TRY_LOCK_KEY = `SELECT pg_try_advisory_xact_lock(hashtextextended($1, 7307)) AS locked`;
 
 export async function tryLockKey(q: Queryable, s: KeyScope): Promise<boolean> {
   // Unit-separator-joined: no part can contain it (keys are visible ASCII, the rest are ids).
@@ -28,7 +28,7 @@ export interface KeptResponse {
   response: unknown;
 }
 
-export const SELECT_KEPT = `
+const SELECT_KEPT = `
 SELECT request_hash, status, response FROM idempotency_keys
 WHERE tenant_id = $1 AND principal = $2 AND route = $3 AND idem_key = $4 AND expires_at > $5`;
 
@@ -39,7 +39,7 @@ export async function selectKept(q: Queryable, s: KeyScope, now: Date): Promise<
 }
 
 /** Keeps the outcome; replaces an expired entry the clean-up has not removed yet. */
-export const INSERT_KEPT = `
+const INSERT_KEPT = `
 INSERT INTO idempotency_keys (tenant_id, principal, route, idem_key, request_hash, status, response, created_at, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (tenant_id, principal, route, idem_key) DO UPDATE SET
@@ -70,7 +70,7 @@ export async function insertKept(
   return (r.rowCount ?? 0) === 1;
 }
 
-export const PRUNE = `SELECT idempotency_keys_prune($1, $2) AS n`;
+const PRUNE = `SELECT idempotency_keys_prune($1, $2) AS n`;
 
 /** Deletes up to `limit` expired entries (all tenants); returns how many. */
 export async function pruneExpired(q: Queryable, now: Date, limit: number): Promise<number> {

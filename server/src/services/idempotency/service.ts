@@ -28,10 +28,9 @@ import type { Logger } from '../../lib/logger';
 import { periodic } from '../../lib/periodic';
 import * as repo from './repository';
 
-export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
 export const REPLAYED_HEADER = 'Idempotent-Replayed';
 /** How long an outcome is kept (contract §6). */
-export const IDEMPOTENCY_TTL_MS = 24 * 3600_000;
+const IDEMPOTENCY_TTL_MS = 24 * 3600_000;
 const PRUNE_INTERVAL_MS = 10 * 60_000;
 const PRUNE_BATCH = 5000;
 /** 1–255 visible ASCII characters (RFC 5234 VCHAR). */
@@ -80,7 +79,7 @@ export function canonicalJson(v: unknown): string {
     .join(',')}}`;
 }
 
-export function requestHash(route: string, body: unknown): Buffer {
+function requestHash(route: string, body: unknown): Buffer {
   return createHash('sha256')
     .update(route)
     .update('\n')

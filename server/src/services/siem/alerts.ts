@@ -27,11 +27,11 @@ import type { SiemMetrics } from './metrics';
 import * as repo from './repository';
 import type { SiemService } from './service';
 
-export const DENIED_BURST_THRESHOLD = 10;
-export const DENIED_BURST_WINDOW_MS = 5 * 60_000;
-export const KEY_FALLBACK_SUPPRESS_MS = 15 * 60_000;
+const DENIED_BURST_THRESHOLD = 10;
+const DENIED_BURST_WINDOW_MS = 5 * 60_000;
+const KEY_FALLBACK_SUPPRESS_MS = 15 * 60_000;
 /** Signals and suppression state older than this are pruned. */
-export const ALERT_DATA_RETENTION_MS = 24 * 3_600_000;
+const ALERT_DATA_RETENTION_MS = 24 * 3_600_000;
 
 export interface AlertRulesOptions {
   bruteForce: { threshold: number; windowMs: number };
@@ -39,7 +39,7 @@ export interface AlertRulesOptions {
 }
 
 /** The audit actions the rules look at (the hook runs for these only). */
-export const WATCHED_ACTIONS: ReadonlySet<string> = new Set([
+const WATCHED_ACTIONS: ReadonlySet<string> = new Set([
   'auth.login.failure',
   'access.denied',
   'key.master.rotated',

@@ -1,5 +1,5 @@
 /** Capped exponential backoff with full jitter: the n-th retry waits uniform(0, min(cap, 2^n s)). */
-export const BACKOFF_BASE_MS = 1000;
+const BACKOFF_BASE_MS = 1000;
 export const BACKOFF_CAP_MS = 5 * 60 * 1000;
 
 export function backoffCeilingMs(attempt: number): number {

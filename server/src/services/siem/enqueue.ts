@@ -11,7 +11,8 @@ import { EVENT_TYPE_RE, normalizeEvent } from './events';
 import * as repo from './repository';
 import type { SiemService } from './service';
 import type { SiemEvent, SiemEventInput } from './types';
-import { SEVERITIES } from './types';
+import { SYSTEM_TENANT } from '../audit/catalog';
+import { SEVERITIES } from '../audit/types';
 
 export type SiemEnqueue = Pick<SiemService, 'enqueue' | 'sendEvent' | 'sendBatch' | 'sendAlert' | 'submitAs'>;
 
@@ -79,7 +80,7 @@ export function createSiemEnqueue(ctx: SiemContext, nudge: (n: number) => void):
         throw new Error('alert type must be lower-case letters, digits and underscores');
       if (!SEVERITIES.includes(severity)) throw new Error('invalid alert severity');
       const event = {
-        tenantId: opts.tenantId ?? '_system',
+        tenantId: opts.tenantId ?? SYSTEM_TENANT,
         userId: opts.userId ?? null,
         action: `security.alert.${alertType}`,
         resourceType: opts.resourceType ?? 'security_alert',

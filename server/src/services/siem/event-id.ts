@@ -1,11 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 
 /** Namespace of the name-based (v5) ids of events that mirror audit rows. */
-export const AUDIT_EVENT_NAMESPACE = '6f1c2b4e-8d3a-4f5b-9c7e-2a1d0e9b8c47';
+const AUDIT_EVENT_NAMESPACE = '6f1c2b4e-8d3a-4f5b-9c7e-2a1d0e9b8c47';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export function isUuid(v: string): boolean {
+function isUuid(v: string): boolean {
   return UUID_RE.test(v);
 }
 

@@ -2,6 +2,7 @@
  * Building normalized SIEM events: from audit rows, from API submissions and from code
  * (sendEvent). Sizes are capped here so every connector can rely on bounded events.
  */
+import { ACTION_PATTERN, RESERVED_PREFIXES } from '../audit/catalog';
 import type { AuditEvent, RecordedAudit } from '../audit/types';
 import { auditEventId, newEventId } from './event-id';
 import type { AuditRowForEvent } from './repository';
@@ -11,12 +12,10 @@ export const MAX_MESSAGE_CHARS = 2000;
 /** Serialized `details` larger than this are replaced by a truncation marker. */
 export const MAX_DETAILS_BYTES = 16 * 1024;
 /** Each of an audit row's before/after larger than this is replaced by a truncation marker. */
-export const MAX_AUDIT_STATE_BYTES = 6 * 1024;
+const MAX_AUDIT_STATE_BYTES = 6 * 1024;
 
-/** Event types: dotted lower-case names, like audit actions. */
-export const EVENT_TYPE_RE = /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)+$/;
-/** Prefixes only the server itself emits (the same rule as POST /audit/log). */
-export const RESERVED_PREFIXES = ['auth.', 'session.', 'security.', 'key.', 'system.', 'user.'] as const;
+/** Event types: dotted lower-case names, the audit actions' pattern. */
+export const EVENT_TYPE_RE = ACTION_PATTERN;
 
 export function hasReservedPrefix(eventType: string): boolean {
   return RESERVED_PREFIXES.some((p) => eventType.startsWith(p));
@@ -37,7 +36,7 @@ function capJson(value: unknown, maxBytes: number): unknown {
   return bytes <= maxBytes ? value : { truncated: true, bytes };
 }
 
-export function capDetails(details: Record<string, unknown> | null | undefined): Record<string, unknown> | null {
+function capDetails(details: Record<string, unknown> | null | undefined): Record<string, unknown> | null {
   if (!details) return null;
   return capJson(details, MAX_DETAILS_BYTES) as Record<string, unknown>;
 }

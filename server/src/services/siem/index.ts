@@ -7,7 +7,7 @@ import type { Pool } from '../../db/pool';
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
 import { periodic } from '../../lib/periodic';
-import type { ReadinessCheck } from '../../routes/health';
+import type { ReadinessCheck } from '../../lib/readiness';
 import { createBlobStore, type BlobStore } from '../archive/blob-store';
 import type { ChainHeadReader } from '../archive/chain-head';
 import { createArchiveService, type ArchiveService } from '../archive/service';

@@ -13,7 +13,7 @@ export interface OutboxRow {
   audit_log_id: string | null;
 }
 
-export const INSERT_OUTBOX = `
+const INSERT_OUTBOX = `
 INSERT INTO siem_outbox (event_id, tenant_id, audit_log_id, event_type, severity, payload, enqueued_at, next_attempt_at)
 SELECT x.event_id, x.tenant_id, x.audit_log_id, x.event_type, x.severity, x.payload, $7, $7
 FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::json[])
@@ -32,7 +32,7 @@ export async function insertOutbox(q: Queryable, events: readonly SiemEvent[], n
   ]);
 }
 
-export const SELECT_AUDIT_ROWS = `
+const SELECT_AUDIT_ROWS = `
 SELECT id::text AS id, tenant_id, user_id::text AS user_id, action, resource_type, resource_id, before, after,
   ip_address, user_agent, result, error_message, severity, request_id, created_at
 FROM audit_logs WHERE tenant_id = $1 AND id = ANY($2::bigint[])`;
@@ -66,21 +66,21 @@ export async function selectAuditRows(
 }
 
 /** Queue depth, counting at most `cap` rows (bounded cost however long the queue is). */
-export const LOCK_OUTBOX_BOUND = `SELECT pg_advisory_xact_lock(hashtextextended('siem-outbox-bound', 7305))`;
+const LOCK_OUTBOX_BOUND = `SELECT pg_advisory_xact_lock(hashtextextended('siem-outbox-bound', 7305))`;
 
 /** Serializes submissions near the bound until the transaction ends (count + insert stay exact). */
 export async function lockOutboxBound(q: Queryable): Promise<void> {
   await q.query(LOCK_OUTBOX_BOUND);
 }
 
-export const COUNT_OUTBOX_CAPPED = `SELECT count(*)::int AS n FROM (SELECT 1 FROM siem_outbox LIMIT $1) s`;
+const COUNT_OUTBOX_CAPPED = `SELECT count(*)::int AS n FROM (SELECT 1 FROM siem_outbox LIMIT $1) s`;
 
 export async function countOutboxCapped(q: Queryable, cap: number): Promise<number> {
   const { rows } = await q.query<{ n: number }>(COUNT_OUTBOX_CAPPED, [cap]);
   return rows[0]?.n ?? 0;
 }
 
-export const COUNT_FRESH_CAPPED = `SELECT count(*)::int AS n FROM (SELECT 1 FROM siem_outbox WHERE attempts = 0 AND claimed_until IS NULL LIMIT $1) s`;
+const COUNT_FRESH_CAPPED = `SELECT count(*)::int AS n FROM (SELECT 1 FROM siem_outbox WHERE attempts = 0 AND claimed_until IS NULL LIMIT $1) s`;
 
 /** Events never tried yet, counting at most `cap` (is a full batch waiting?). */
 export async function countFreshCapped(q: Queryable, cap: number): Promise<number> {
@@ -88,7 +88,7 @@ export async function countFreshCapped(q: Queryable, cap: number): Promise<numbe
   return rows[0]?.n ?? 0;
 }
 
-export const CLAIM_BATCH = `
+const CLAIM_BATCH = `
 UPDATE siem_outbox o SET claimed_by = $1, claimed_until = $2
 WHERE o.seq IN (
   SELECT seq FROM siem_outbox
@@ -117,7 +117,7 @@ export async function claimBatch(
     .sort((a, b) => a.seq.length - b.seq.length || (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
 }
 
-export const RENEW_LEASE = `UPDATE siem_outbox SET claimed_until = $3 WHERE seq = ANY($1::bigint[]) AND claimed_by = $2`;
+const RENEW_LEASE = `UPDATE siem_outbox SET claimed_until = $3 WHERE seq = ANY($1::bigint[]) AND claimed_by = $2`;
 
 /** Extends this worker's claim on `seqs` to `leaseUntil`; returns how many rows it still holds. */
 export async function renewLease(
@@ -132,7 +132,7 @@ export async function renewLease(
 }
 
 /** Served by the partial index of migration 045 (claimed rows only: a few batches per instance). */
-export const EXPIRED_CLAIMS = `SELECT EXISTS (SELECT 1 FROM siem_outbox WHERE claimed_until IS NOT NULL AND claimed_until < $1) AS expired`;
+const EXPIRED_CLAIMS = `SELECT EXISTS (SELECT 1 FROM siem_outbox WHERE claimed_until IS NOT NULL AND claimed_until < $1) AS expired`;
 
 /** Whether an instance's claim ran out (it died or hung): another worker should take the events over now. */
 export async function hasExpiredClaims(q: Queryable, now: Date): Promise<boolean> {
@@ -140,7 +140,7 @@ export async function hasExpiredClaims(q: Queryable, now: Date): Promise<boolean
   return rows[0]?.expired === true;
 }
 
-export const DELETE_DELIVERED = `DELETE FROM siem_outbox WHERE seq = ANY($1::bigint[]) AND claimed_by = $2`;
+const DELETE_DELIVERED = `DELETE FROM siem_outbox WHERE seq = ANY($1::bigint[]) AND claimed_by = $2`;
 
 export async function deleteDelivered(q: Queryable, seqs: readonly string[], worker: string): Promise<number> {
   if (seqs.length === 0) return 0;
@@ -148,7 +148,7 @@ export async function deleteDelivered(q: Queryable, seqs: readonly string[], wor
   return r.rowCount ?? 0;
 }
 
-export const RESCHEDULE = `
+const RESCHEDULE = `
 UPDATE siem_outbox o SET
   attempts = o.attempts + x.inc,
   next_attempt_at = x.next_at,
@@ -177,7 +177,7 @@ export async function reschedule(q: Queryable, items: readonly Reschedule[], wor
   ]);
 }
 
-export const MOVE_TO_DEAD_LETTER = `
+const MOVE_TO_DEAD_LETTER = `
 WITH x AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS x(seq, reason)),
 d AS (
   DELETE FROM siem_outbox o USING x
@@ -205,7 +205,7 @@ export async function moveToDeadLetter(
   return rows.map((r) => r.event_id);
 }
 
-export const TRIM_QUEUE = `
+const TRIM_QUEUE = `
 WITH total AS (SELECT GREATEST(count(*) - $1, 0) AS excess FROM siem_outbox),
 counts AS (SELECT tenant_id, count(*) AS n FROM siem_outbox WHERE (SELECT excess FROM total) > 0 GROUP BY tenant_id),
 bound AS (SELECT t.excess, ceil($1::numeric / GREATEST((SELECT count(*) FROM counts), 1)) AS share FROM total t),
@@ -242,21 +242,21 @@ export async function trimQueue(q: Queryable, max: number, now: Date): Promise<s
   return rows.map((r) => r.event_id);
 }
 
-export const SET_FORWARDING = `UPDATE siem_settings SET forwarding = $1, updated_at = now() WHERE id AND forwarding IS DISTINCT FROM $1`;
+const SET_FORWARDING = `UPDATE siem_settings SET forwarding = $1, updated_at = now() WHERE id AND forwarding IS DISTINCT FROM $1`;
 
 /** Turns queuing of high/critical audit rows (the audit_logs trigger) on or off. */
 export async function setForwarding(q: Queryable, on: boolean): Promise<void> {
   await q.query(SET_FORWARDING, [on]);
 }
 
-export const RELEASE_CLAIMS = `UPDATE siem_outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1`;
+const RELEASE_CLAIMS = `UPDATE siem_outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1`;
 
 export async function releaseClaims(q: Queryable, worker: string): Promise<number> {
   const r = await q.query(RELEASE_CLAIMS, [worker]);
   return r.rowCount ?? 0;
 }
 
-export const UPSERT_WORKER_SUCCESS = `
+const UPSERT_WORKER_SUCCESS = `
 INSERT INTO siem_worker_state (instance_id, last_flush_at, updated_at) VALUES ($1, $2, $2)
 ON CONFLICT (instance_id) DO UPDATE SET last_flush_at = EXCLUDED.last_flush_at, updated_at = EXCLUDED.updated_at`;
 
@@ -264,7 +264,7 @@ export async function recordFlushSuccess(q: Queryable, worker: string, at: Date)
   await q.query(UPSERT_WORKER_SUCCESS, [worker, at]);
 }
 
-export const UPSERT_WORKER_ERROR = `
+const UPSERT_WORKER_ERROR = `
 INSERT INTO siem_worker_state (instance_id, last_error, last_error_at, updated_at) VALUES ($1, $2, $3, $3)
 ON CONFLICT (instance_id) DO UPDATE SET last_error = EXCLUDED.last_error, last_error_at = EXCLUDED.last_error_at, updated_at = EXCLUDED.updated_at`;
 
@@ -272,13 +272,13 @@ export async function recordFlushError(q: Queryable, worker: string, error: stri
   await q.query(UPSERT_WORKER_ERROR, [worker, error.slice(0, 500), at]);
 }
 
-export const DELETE_STALE_WORKERS = `DELETE FROM siem_worker_state WHERE updated_at < $1`;
+const DELETE_STALE_WORKERS = `DELETE FROM siem_worker_state WHERE updated_at < $1`;
 
 export async function deleteStaleWorkers(q: Queryable, before: Date): Promise<void> {
   await q.query(DELETE_STALE_WORKERS, [before]);
 }
 
-export const QUEUE_STATUS = `
+const QUEUE_STATUS = `
 SELECT
   (SELECT count(*)::int FROM siem_outbox WHERE $1::text IS NULL OR tenant_id = $1) AS queued,
   (SELECT count(*)::int FROM siem_dead_letter WHERE $1::text IS NULL OR tenant_id = $1) AS dead,
@@ -304,7 +304,7 @@ export async function queueStatus(q: Queryable, tenantId: string | null): Promis
 
 // ---- alerting rules
 
-export const INSERT_SIGNAL = `INSERT INTO siem_alert_signals (rule, subject, tenant_id, audit_log_id, occurred_at) VALUES ($1, $2, $3, $4, $5)`;
+const INSERT_SIGNAL = `INSERT INTO siem_alert_signals (rule, subject, tenant_id, audit_log_id, occurred_at) VALUES ($1, $2, $3, $4, $5)`;
 
 export async function insertSignal(
   q: Queryable,
@@ -314,13 +314,13 @@ export async function insertSignal(
 }
 
 /** Serializes counting for one (rule, subject) until the transaction ends, so the count is exact. */
-export const LOCK_SUBJECT = `SELECT pg_advisory_xact_lock(hashtextextended($1, 7305))`;
+const LOCK_SUBJECT = `SELECT pg_advisory_xact_lock(hashtextextended($1, 7305))`;
 
 export async function lockSubject(q: Queryable, rule: string, subject: string): Promise<void> {
   await q.query(LOCK_SUBJECT, [`siem-alert:${rule}:${subject}`]);
 }
 
-export const COUNT_SIGNALS = `SELECT count(*)::int AS n FROM siem_alert_signals WHERE rule = $1 AND subject = $2 AND occurred_at > $3 AND occurred_at <= $4`;
+const COUNT_SIGNALS = `SELECT count(*)::int AS n FROM siem_alert_signals WHERE rule = $1 AND subject = $2 AND occurred_at > $3 AND occurred_at <= $4`;
 
 export async function countSignals(
   q: Queryable,
@@ -337,7 +337,7 @@ export async function countSignals(
  * Marks an alert as raised for (rule, subject) unless one was raised within the window.
  * Returns true when this caller should raise it (concurrent callers: exactly one wins).
  */
-export const CLAIM_ALERT = `
+const CLAIM_ALERT = `
 INSERT INTO siem_alert_state (rule, subject, last_alert_at) VALUES ($1, $2, $3)
 ON CONFLICT (rule, subject) DO UPDATE SET last_alert_at = EXCLUDED.last_alert_at
 WHERE siem_alert_state.last_alert_at <= $4
@@ -354,8 +354,8 @@ export async function claimAlert(
   return (r.rowCount ?? 0) > 0;
 }
 
-export const PRUNE_SIGNALS = `DELETE FROM siem_alert_signals WHERE occurred_at < $1`;
-export const PRUNE_ALERT_STATE = `DELETE FROM siem_alert_state WHERE last_alert_at < $1`;
+const PRUNE_SIGNALS = `DELETE FROM siem_alert_signals WHERE occurred_at < $1`;
+const PRUNE_ALERT_STATE = `DELETE FROM siem_alert_state WHERE last_alert_at < $1`;
 
 export async function pruneAlertData(q: Queryable, before: Date): Promise<void> {
   await q.query(PRUNE_SIGNALS, [before]);

@@ -81,5 +81,3 @@ export interface QueueStatus {
   lastError: string | null;
   healthy: boolean;
 }
-
-export const SEVERITIES: readonly Severity[] = ['low', 'medium', 'high', 'critical'];

@@ -25,7 +25,7 @@ export interface EnvironmentKeyProvider extends MasterKeyProvider {
  * so data stays readable however the operator names an old key.
  */
 /** The rotation help when the key is the generated development key (in the secrets file). */
-export function devKeyRotationHelp(file: string): string {
+function devKeyRotationHelp(file: string): string {
   return (
     `The master key is the generated development key in ${file} (no FLEET_ENCRYPTION_KEY is set) and cannot be rotated through the API. ` +
     'To try rotation locally: set FLEET_ENCRYPTION_KEY to a new key (`openssl rand -base64 32`) and FLEET_ENCRYPTION_PREVIOUS_KEYS to <old version>:<the FLEET_ENCRYPTION_KEY value in that file>, restart, ' +

@@ -13,14 +13,14 @@ import { isIPv4 } from 'node:net';
 import { CEF_SEVERITY, SYSLOG_SEVERITY, truncate } from '../events';
 import type { SiemEvent } from '../types';
 
-export const CEF_VENDOR = 'Fleet';
-export const CEF_PRODUCT = 'Fleet Security API';
-export const CEF_VERSION = '1.0.0';
+const CEF_VENDOR = 'Fleet';
+const CEF_PRODUCT = 'Fleet Security API';
+const CEF_VERSION = '1.0.0';
 /** authpriv: security/authorization messages. */
-export const SYSLOG_FACILITY = 10;
-export const SYSLOG_APP_NAME = 'fleet-security-api';
+const SYSLOG_FACILITY = 10;
+const SYSLOG_APP_NAME = 'fleet-security-api';
 /** RFC 5612's documentation enterprise number; SD-ID of the structured data element. */
-export const SD_ID = 'fleet@32473';
+const SD_ID = 'fleet@32473';
 /** Whole syslog message (without the octet count); rsyslog's default maxMessageSize is 8 KiB. */
 export const MAX_SYSLOG_MESSAGE_BYTES = 8192;
 

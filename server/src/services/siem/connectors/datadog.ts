@@ -12,10 +12,10 @@ import { shapeEvent, type EventSchema } from '../schemas';
 import type { DeliveryReport, EventOutcome, SiemConnector, SiemEvent } from '../types';
 import { chunkBySize, createHttpClient, postWholeChunk, probe, type HttpConnectorOptions } from './http';
 
-export const DATADOG_MAX_ENTRIES = 1000;
-export const DATADOG_MAX_PAYLOAD_BYTES = 5_000_000;
-export const DATADOG_MAX_ENTRY_BYTES = 1_000_000;
-export const DATADOG_SOURCE = 'fleet-security-api';
+const DATADOG_MAX_ENTRIES = 1000;
+const DATADOG_MAX_PAYLOAD_BYTES = 5_000_000;
+const DATADOG_MAX_ENTRY_BYTES = 1_000_000;
+const DATADOG_SOURCE = 'fleet-security-api';
 
 function tag(v: string): string {
   return v.toLowerCase().replace(/[^a-z0-9_.\-/:]/g, '_');
@@ -87,7 +87,7 @@ function datadogReserved(e: SiemEvent, host: string, environment: string): Recor
   };
 }
 
-export function datadogUrl(endpointUrl: string): string {
+function datadogUrl(endpointUrl: string): string {
   const u = new URL(endpointUrl);
   const base = u.pathname.replace(/\/+$/, '').replace(/\/api\/v2\/logs$/, '');
   return `${u.protocol}//${u.host}${base}/api/v2/logs`;

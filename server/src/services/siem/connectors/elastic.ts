@@ -27,9 +27,9 @@ import {
   type HttpConnectorOptions,
 } from './http';
 
-export const ELASTIC_DEFAULT_INDEX = 'fleet-security-events';
-export const ELASTIC_MAX_REQUEST_BYTES = 10_000_000;
-export const ECS_VERSION = '8.11.0';
+const ELASTIC_DEFAULT_INDEX = 'fleet-security-events';
+const ELASTIC_MAX_REQUEST_BYTES = 10_000_000;
+const ECS_VERSION = '8.11.0';
 
 const CATEGORY: Array<[string, string[]]> = [
   ['auth.', ['authentication']],

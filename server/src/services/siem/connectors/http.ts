@@ -13,7 +13,7 @@ import type { EventSchema } from '../schemas';
 import { DestinationRefused, guardedLookup, literalHostRefusal } from '../streams/destinations';
 import type { EventOutcome, SiemEvent } from '../types';
 
-export const DEFAULT_HTTP_TIMEOUT_MS = 10_000;
+const DEFAULT_HTTP_TIMEOUT_MS = 10_000;
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
 
 export interface HttpConnectorOptions {

@@ -19,8 +19,8 @@ import type { DeliveryReport, EventOutcome, SiemConnector, SiemEvent } from '../
 import { allOutcomes, chunkBySize } from './http';
 
 /** The API's limit per call; JSON text measured before compression (as the SDK does). */
-export const SENTINEL_MAX_REQUEST_BYTES = 1_000_000;
-export const SENTINEL_DEFAULT_AUDIENCE = 'https://monitor.azure.com';
+const SENTINEL_MAX_REQUEST_BYTES = 1_000_000;
+const SENTINEL_DEFAULT_AUDIENCE = 'https://monitor.azure.com';
 
 export interface SentinelOptions {
   /** Data collection endpoint (https://<dce>.<region>.ingest.monitor.azure.com). */

@@ -27,11 +27,11 @@ import {
 } from './http';
 
 /** HEC's default max_content_length is far larger; stay well below common proxy limits. */
-export const SPLUNK_MAX_REQUEST_BYTES = 1_000_000;
+const SPLUNK_MAX_REQUEST_BYTES = 1_000_000;
 const EVENT_LEVEL_CODES = new Set([6, 12, 13, 15]);
 
-export const SPLUNK_SOURCE = 'fleet-security-api';
-export const SPLUNK_SOURCETYPE = 'fleet:security';
+const SPLUNK_SOURCE = 'fleet-security-api';
+const SPLUNK_SOURCETYPE = 'fleet:security';
 
 export function splunkEnvelope(e: SiemEvent, host: string, schema: EventSchema = 'native'): string {
   const head = JSON.stringify({

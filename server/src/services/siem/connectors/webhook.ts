@@ -12,7 +12,7 @@ import { shapeEventJson } from '../schemas';
 import type { DeliveryReport, EventOutcome, SiemConnector } from '../types';
 import { chunkBySize, createHttpClient, postWholeChunk, probe, type HttpConnectorOptions } from './http';
 
-export const WEBHOOK_MAX_REQUEST_BYTES = 1_000_000;
+const WEBHOOK_MAX_REQUEST_BYTES = 1_000_000;
 
 export function webhookSignature(key: string, timestamp: string, body: string): string {
   return `sha256=${createHmac('sha256', key).update(`${timestamp}.${body}`, 'utf8').digest('hex')}`;

@@ -8,7 +8,7 @@
 import { CEF_SEVERITY } from '../events';
 import type { SiemEvent } from '../types';
 
-export const ECS_SCHEMA_VERSION = '8.11.0';
+const ECS_SCHEMA_VERSION = '8.11.0';
 
 interface EcsClass {
   category: string[];
@@ -66,7 +66,7 @@ function apiClass(eventType: string): EcsClass {
   return { category: ['api'], type: ['info'] };
 }
 
-export function ecsClassOf(eventType: string): EcsClass & { kind: 'alert' | 'event' } {
+function ecsClassOf(eventType: string): EcsClass & { kind: 'alert' | 'event' } {
   if (eventType.startsWith('security.alert.'))
     return { kind: 'alert', category: ['intrusion_detection'], type: ['info'] };
   return { kind: 'event', ...(BY_ACTION[eventType] ?? apiClass(eventType)) };

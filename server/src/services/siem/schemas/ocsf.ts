@@ -12,10 +12,10 @@
  */
 import type { SiemEvent } from '../types';
 
-export const OCSF_VERSION = '1.3.0';
-export const PRODUCT = { name: 'Fleet Security API', vendor_name: 'Fleet', uid: 'fleet-security-api' } as const;
+const OCSF_VERSION = '1.3.0';
+const PRODUCT = { name: 'Fleet Security API', vendor_name: 'Fleet', uid: 'fleet-security-api' } as const;
 
-export const OCSF_SEVERITY_ID: Record<SiemEvent['severity'], number> = { low: 2, medium: 3, high: 4, critical: 5 };
+const OCSF_SEVERITY_ID: Record<SiemEvent['severity'], number> = { low: 2, medium: 3, high: 4, critical: 5 };
 const SEVERITY_NAME: Record<number, string> = { 2: 'Low', 3: 'Medium', 4: 'High', 5: 'Critical' };
 
 interface ClassDef {

@@ -2,7 +2,7 @@
 import type { Queryable } from '../../../db/pool';
 import type { Severity } from '../types';
 
-export const SEVERITY_RANK: Record<Severity, number> = { low: 1, medium: 2, high: 3, critical: 4 };
+const SEVERITY_RANK: Record<Severity, number> = { low: 1, medium: 2, high: 3, critical: 4 };
 
 export interface StreamRow {
   id: string;
@@ -19,21 +19,21 @@ export interface StreamRow {
 
 const STREAM_COLUMNS = `id::text AS id, tenant_id, name, provider, endpoint_url, schema, min_severity, credentials, created_at, updated_at`;
 
-export const SELECT_STREAMS = `SELECT ${STREAM_COLUMNS} FROM audit_streams WHERE tenant_id = $1 ORDER BY name`;
+const SELECT_STREAMS = `SELECT ${STREAM_COLUMNS} FROM audit_streams WHERE tenant_id = $1 ORDER BY name`;
 
 export async function selectStreams(q: Queryable, tenantId: string): Promise<StreamRow[]> {
   const { rows } = await q.query<StreamRow>(SELECT_STREAMS, [tenantId]);
   return rows;
 }
 
-export const SELECT_STREAM = `SELECT ${STREAM_COLUMNS} FROM audit_streams WHERE tenant_id = $1 AND name = $2`;
+const SELECT_STREAM = `SELECT ${STREAM_COLUMNS} FROM audit_streams WHERE tenant_id = $1 AND name = $2`;
 
 export async function selectStream(q: Queryable, tenantId: string, name: string): Promise<StreamRow | null> {
   const { rows } = await q.query<StreamRow>(SELECT_STREAM, [tenantId, name]);
   return rows[0] ?? null;
 }
 
-export const SELECT_STREAM_BY_ID = `SELECT ${STREAM_COLUMNS} FROM audit_streams WHERE tenant_id = $1 AND id = $2`;
+const SELECT_STREAM_BY_ID = `SELECT ${STREAM_COLUMNS} FROM audit_streams WHERE tenant_id = $1 AND id = $2`;
 
 export async function selectStreamById(q: Queryable, tenantId: string, id: string): Promise<StreamRow | null> {
   const { rows } = await q.query<StreamRow>(SELECT_STREAM_BY_ID, [tenantId, id]);
@@ -41,13 +41,13 @@ export async function selectStreamById(q: Queryable, tenantId: string, id: strin
 }
 
 /** Serializes stream changes of one tenant (the count limit stays exact). */
-export const LOCK_TENANT_STREAMS = `SELECT pg_advisory_xact_lock(hashtextextended('audit-streams:' || $1, 7305))`;
+const LOCK_TENANT_STREAMS = `SELECT pg_advisory_xact_lock(hashtextextended('audit-streams:' || $1, 7305))`;
 
 export async function lockTenantStreams(q: Queryable, tenantId: string): Promise<void> {
   await q.query(LOCK_TENANT_STREAMS, [tenantId]);
 }
 
-export const COUNT_STREAMS = `SELECT count(*)::int AS n FROM audit_streams WHERE tenant_id = $1`;
+const COUNT_STREAMS = `SELECT count(*)::int AS n FROM audit_streams WHERE tenant_id = $1`;
 
 export async function countStreams(q: Queryable, tenantId: string): Promise<number> {
   const { rows } = await q.query<{ n: number }>(COUNT_STREAMS, [tenantId]);
@@ -66,7 +66,7 @@ export interface StreamWrite {
   now: Date;
 }
 
-export const INSERT_STREAM = `
+const INSERT_STREAM = `
 INSERT INTO audit_streams (tenant_id, name, provider, endpoint_url, schema, min_severity, credentials, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
 RETURNING ${STREAM_COLUMNS}`;
@@ -85,7 +85,7 @@ export async function insertStream(q: Queryable, w: StreamWrite): Promise<Stream
   return rows[0] as StreamRow;
 }
 
-export const UPDATE_STREAM = `
+const UPDATE_STREAM = `
 UPDATE audit_streams SET provider = $3, endpoint_url = $4, schema = $5, min_severity = $6,
   credentials = CASE WHEN $7::boolean THEN $8 ELSE credentials END, updated_at = $9
 WHERE tenant_id = $1 AND name = $2
@@ -106,7 +106,7 @@ export async function updateStream(q: Queryable, w: StreamWrite): Promise<Stream
   return rows[0] ?? null;
 }
 
-export const UPSERT_STATE = `
+const UPSERT_STATE = `
 INSERT INTO audit_stream_state (stream_id, tenant_id, min_rank, next_attempt_at) VALUES ($1, $2, $3, $4)
 ON CONFLICT (stream_id) DO UPDATE SET min_rank = EXCLUDED.min_rank, attempts = 0, next_attempt_at = EXCLUDED.next_attempt_at`;
 
@@ -121,14 +121,14 @@ export async function upsertState(
   await q.query(UPSERT_STATE, [streamId, tenantId, SEVERITY_RANK[minSeverity], now]);
 }
 
-export const DELETE_STREAM = `DELETE FROM audit_streams WHERE tenant_id = $1 AND name = $2 RETURNING id::text AS id`;
+const DELETE_STREAM = `DELETE FROM audit_streams WHERE tenant_id = $1 AND name = $2 RETURNING id::text AS id`;
 
 export async function deleteStream(q: Queryable, tenantId: string, name: string): Promise<string | null> {
   const { rows } = await q.query<{ id: string }>(DELETE_STREAM, [tenantId, name]);
   return rows[0]?.id ?? null;
 }
 
-export const INSERT_TEST_EVENT = `INSERT INTO audit_stream_outbox (stream_id, tenant_id, payload, enqueued_at) VALUES ($1, $2, $3::json, $4)`;
+const INSERT_TEST_EVENT = `INSERT INTO audit_stream_outbox (stream_id, tenant_id, payload, enqueued_at) VALUES ($1, $2, $3::json, $4)`;
 
 export async function insertTestEvent(
   q: Queryable,
@@ -149,7 +149,7 @@ export interface StreamStatusRow {
   last_error_at: Date | null;
 }
 
-export const STREAM_STATUS = `
+const STREAM_STATUS = `
 SELECT s.name,
   (SELECT count(*)::int FROM audit_stream_outbox o WHERE o.stream_id = s.id) AS queued,
   (SELECT count(*)::int FROM audit_stream_dead_letter d WHERE d.stream_id = s.id) AS dead_letter,
@@ -171,7 +171,7 @@ export interface ClaimedStream {
   attempts: number;
 }
 
-export const CLAIM_STREAMS = `
+const CLAIM_STREAMS = `
 UPDATE audit_stream_state st SET claimed_by = $1, claimed_until = $2
 WHERE st.stream_id IN (
   SELECT s.stream_id FROM audit_stream_state s
@@ -202,21 +202,21 @@ export interface StreamOutboxRow {
   payload: unknown;
 }
 
-export const SELECT_STREAM_BATCH = `SELECT seq::text AS seq, audit_log_id::text AS audit_log_id, payload FROM audit_stream_outbox WHERE stream_id = $1 ORDER BY seq LIMIT $2`;
+const SELECT_STREAM_BATCH = `SELECT seq::text AS seq, audit_log_id::text AS audit_log_id, payload FROM audit_stream_outbox WHERE stream_id = $1 ORDER BY seq LIMIT $2`;
 
 export async function selectStreamBatch(q: Queryable, streamId: string, limit: number): Promise<StreamOutboxRow[]> {
   const { rows } = await q.query<StreamOutboxRow>(SELECT_STREAM_BATCH, [streamId, limit]);
   return rows;
 }
 
-export const DELETE_STREAM_ROWS = `DELETE FROM audit_stream_outbox WHERE stream_id = $1 AND seq = ANY($2::bigint[])`;
+const DELETE_STREAM_ROWS = `DELETE FROM audit_stream_outbox WHERE stream_id = $1 AND seq = ANY($2::bigint[])`;
 
 export async function deleteStreamRows(q: Queryable, streamId: string, seqs: readonly string[]): Promise<void> {
   if (seqs.length === 0) return;
   await q.query(DELETE_STREAM_ROWS, [streamId, seqs]);
 }
 
-export const INSERT_STREAM_DEAD = `
+const INSERT_STREAM_DEAD = `
 INSERT INTO audit_stream_dead_letter (stream_id, event_id, tenant_id, audit_log_id, payload, reason, dead_at)
 SELECT $1, x.event_id, $2, x.audit_log_id, x.payload, x.reason, $3
 FROM unnest($4::uuid[], $5::bigint[], $6::json[], $7::text[]) AS x(event_id, audit_log_id, payload, reason)
@@ -248,7 +248,7 @@ export async function insertStreamDead(
   ]);
 }
 
-export const STREAM_SUCCESS = `
+const STREAM_SUCCESS = `
 UPDATE audit_stream_state SET attempts = 0, next_attempt_at = $2, last_delivered_at = $2, claimed_by = NULL, claimed_until = NULL
 WHERE stream_id = $1 AND claimed_by = $3`;
 
@@ -256,7 +256,7 @@ export async function recordStreamSuccess(q: Queryable, streamId: string, at: Da
   await q.query(STREAM_SUCCESS, [streamId, at, worker]);
 }
 
-export const STREAM_FAILURE = `
+const STREAM_FAILURE = `
 UPDATE audit_stream_state SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3, last_error_at = $4, claimed_by = NULL, claimed_until = NULL
 WHERE stream_id = $1 AND claimed_by = $5`;
 
@@ -271,7 +271,7 @@ export async function recordStreamFailure(
   await q.query(STREAM_FAILURE, [streamId, nextAt, error.slice(0, 500), at, worker]);
 }
 
-export const TRIM_STREAM = `
+const TRIM_STREAM = `
 WITH excess AS (SELECT seq FROM audit_stream_outbox WHERE stream_id = $1 ORDER BY seq DESC OFFSET $2),
 d AS (
   DELETE FROM audit_stream_outbox o USING excess x WHERE o.seq = x.seq
@@ -295,13 +295,7 @@ export async function trimStream(
   return rows.map((r) => r.event_id);
 }
 
-export const RELEASE_STREAM = `UPDATE audit_stream_state SET claimed_by = NULL, claimed_until = NULL WHERE stream_id = $1 AND claimed_by = $2`;
-
-export async function releaseStream(q: Queryable, streamId: string, worker: string): Promise<void> {
-  await q.query(RELEASE_STREAM, [streamId, worker]);
-}
-
-export const RELEASE_ALL_STREAMS = `UPDATE audit_stream_state SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1`;
+const RELEASE_ALL_STREAMS = `UPDATE audit_stream_state SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1`;
 
 export async function releaseAllStreams(q: Queryable, worker: string): Promise<void> {
   await q.query(RELEASE_ALL_STREAMS, [worker]);

@@ -18,8 +18,8 @@ import type { Severity, SiemEvent } from '../types';
 import { checkDestination, DestinationRefused } from './destinations';
 import * as repo from './repository';
 
-export const MAX_STREAMS_PER_TENANT = 10;
-export const STREAM_NAME_RE = /^[a-z0-9-]{1,64}$/;
+const MAX_STREAMS_PER_TENANT = 10;
+const STREAM_NAME_RE = /^[a-z0-9-]{1,64}$/;
 export const STREAM_PROVIDERS = ['splunk', 'datadog', 'elastic', 'webhook'] as const;
 export type StreamProvider = (typeof STREAM_PROVIDERS)[number];
 
@@ -76,11 +76,11 @@ export interface AuditStreamsDeps {
 }
 
 /** AAD of a stream's credentials: table, tenant and stream name, NUL-separated. */
-export function streamCredentialsAad(tenantId: string, name: string): Buffer {
+function streamCredentialsAad(tenantId: string, name: string): Buffer {
   return Buffer.from(`fleet:audit_streams:v1\u0000${tenantId}\u0000${name}`, 'utf8');
 }
 
-export function toStreamView(r: repo.StreamRow): StreamView {
+function toStreamView(r: repo.StreamRow): StreamView {
   return {
     name: r.name,
     provider: r.provider,

@@ -31,11 +31,11 @@ import type { SiemConnector, SiemEvent } from '../types';
 import * as repo from './repository';
 import type { AuditStreams, StreamCredentials } from './service';
 
-export const STREAM_BATCH_SIZE = 100;
+const STREAM_BATCH_SIZE = 100;
 const MAX_BATCHES_PER_TASK = 20;
-export const DEFAULT_STREAM_CONCURRENCY = 16;
+const DEFAULT_STREAM_CONCURRENCY = 16;
 /** Events one stream may hold while its SIEM is unreachable; beyond it the oldest go to its dead letter. */
-export const STREAM_MAX_QUEUE = 100_000;
+const STREAM_MAX_QUEUE = 100_000;
 
 export interface StreamWorkerDeps {
   pool: Pool;
@@ -65,7 +65,7 @@ export interface StreamWorker {
   stop(): Promise<void>;
 }
 
-export function defaultStreamConnector(
+function defaultStreamConnector(
   row: repo.StreamRow,
   credentials: StreamCredentials,
   opts: HttpConnectorOptions,
