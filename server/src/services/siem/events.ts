@@ -2,6 +2,7 @@
  * Building normalized SIEM events: from audit rows, from API submissions and from code
  * (sendEvent). Sizes are capped here so every connector can rely on bounded events.
  */
+import { auditEventOf, type AuditRecord } from '../audit/record';
 import type { AuditEvent, RecordedAudit } from '../audit/types';
 import { auditEventId, newEventId } from './event-id';
 import type { SiemEvent, SiemEventInput } from './types';
@@ -92,6 +93,12 @@ export function eventFromAudit(
     auditLogId: recorded.id,
     details: Object.keys(details).length > 0 ? details : null,
   };
+}
+
+/** The event of a stored audit record (read back when an outbox entry refers to it by id). */
+export function eventFromAuditRecord(r: AuditRecord): SiemEvent {
+  const { event, recorded } = auditEventOf(r);
+  return eventFromAudit(event, recorded);
 }
 
 /** Numeric severities of the formats that need one. */

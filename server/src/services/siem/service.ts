@@ -33,12 +33,13 @@ import { asSiemWorker, withSiemWorker, withTenant, withTransaction } from '../..
 import { AppError } from '../../lib/errors';
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
+import { selectAuditRecordsById } from '../audit/repository';
 import type { AuditService } from '../audit/service';
 import type { Severity } from '../audit/types';
 import { backoffDelayMs } from './backoff';
 import { createConnector } from './connectors';
 import { auditEventId } from './event-id';
-import { EVENT_TYPE_RE, eventFromAudit, normalizeEvent } from './events';
+import { EVENT_TYPE_RE, eventFromAuditRecord, normalizeEvent } from './events';
 import type { SiemMetrics } from './metrics';
 import * as repo from './repository';
 import type { EventOutcome, QueueStatus, SiemConnector, SiemEvent, SiemEventInput } from './types';
@@ -451,30 +452,8 @@ export function createSiemService(deps: SiemServiceDeps): SiemService {
         byTenant.set(r.tenant_id, [...(byTenant.get(r.tenant_id) ?? []), r.audit_log_id]);
     const built = new Map<string, SiemEvent>();
     for (const [tenantId, ids] of byTenant) {
-      const auditRows = await withTenant(pool, tenantId, (c) => repo.selectAuditRows(c, tenantId, ids));
-      for (const a of auditRows) {
-        built.set(
-          a.id,
-          eventFromAudit(
-            {
-              tenantId: a.tenant_id,
-              userId: a.user_id,
-              action: a.action,
-              resourceType: a.resource_type,
-              resourceId: a.resource_id,
-              before: a.before ?? undefined,
-              after: a.after ?? undefined,
-              ipAddress: a.ip_address,
-              userAgent: a.user_agent,
-              result: a.result,
-              errorMessage: a.error_message,
-              severity: a.severity,
-              requestId: a.request_id,
-            },
-            { id: a.id, createdAt: a.created_at },
-          ),
-        );
-      }
+      const records = await withTenant(pool, tenantId, (c) => selectAuditRecordsById(c, tenantId, ids));
+      for (const a of records) built.set(a.id, eventFromAuditRecord(a));
     }
     const events: SiemEvent[] = [];
     const missing: repo.OutboxRow[] = [];

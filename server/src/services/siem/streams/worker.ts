@@ -24,8 +24,8 @@ import type { HttpConnectorOptions } from '../connectors/http';
 import { createSplunkConnector } from '../connectors/splunk';
 import { createWebhookConnector } from '../connectors/webhook';
 import { auditEventId } from '../event-id';
-import { eventFromAudit } from '../events';
-import { selectAuditRows, type AuditRowForEvent } from '../repository';
+import { selectAuditRecordsById } from '../../audit/repository';
+import { eventFromAuditRecord } from '../events';
 import type { SiemConnector, SiemEvent } from '../types';
 import * as repo from './repository';
 import type { AuditStreams, StreamCredentials } from './service';
@@ -83,27 +83,6 @@ export function defaultStreamConnector(
   }
 }
 
-function eventOf(a: AuditRowForEvent): SiemEvent {
-  return eventFromAudit(
-    {
-      tenantId: a.tenant_id,
-      userId: a.user_id,
-      action: a.action,
-      resourceType: a.resource_type,
-      resourceId: a.resource_id,
-      before: a.before ?? undefined,
-      after: a.after ?? undefined,
-      ipAddress: a.ip_address,
-      userAgent: a.user_agent,
-      result: a.result,
-      errorMessage: a.error_message,
-      severity: a.severity,
-      requestId: a.request_id,
-    },
-    { id: a.id, createdAt: a.created_at },
-  );
-}
-
 export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
   const { pool, config, clock, audit, streams } = deps;
   const log = deps.logger.child({ component: 'audit-streams' });
@@ -145,8 +124,9 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
 
   async function resolve(tenantId: string, rows: repo.StreamOutboxRow[]): Promise<Map<string, SiemEvent>> {
     const ids = rows.filter((r) => !r.payload && r.audit_log_id).map((r) => r.audit_log_id as string);
-    const audits = ids.length > 0 ? await withTenant(pool, tenantId, (c) => selectAuditRows(c, tenantId, ids)) : [];
-    const byAudit = new Map(audits.map((a) => [a.id, eventOf(a)]));
+    const audits =
+      ids.length > 0 ? await withTenant(pool, tenantId, (c) => selectAuditRecordsById(c, tenantId, ids)) : [];
+    const byAudit = new Map(audits.map((a) => [a.id, eventFromAuditRecord(a)]));
     const out = new Map<string, SiemEvent>();
     for (const r of rows) {
       const e = r.payload ? (r.payload as SiemEvent) : byAudit.get(r.audit_log_id as string);
