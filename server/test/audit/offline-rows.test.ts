@@ -2,9 +2,10 @@
 import { createHash } from 'node:crypto';
 import { computeRowHash } from '../../src/services/audit/chain';
 import { archivedRowFields, entryHash, topLevelRaw } from '../../src/services/audit/offline-verify';
-import { renderRow, type ArchivedRecord } from '../../src/services/archive/format';
+import { renderRow } from '../../src/services/archive/format';
+import type { AuditRecord } from '../../src/services/audit/record';
 
-const row = (over: Partial<ArchivedRecord> = {}): ArchivedRecord => ({
+const row = (over: Partial<AuditRecord> = {}): AuditRecord => ({
   id: '42',
   tenantId: 'acme',
   userId: null,

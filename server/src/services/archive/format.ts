@@ -10,13 +10,10 @@ import type { AuditRecord } from '../audit/record';
 export const ARCHIVE_FORMAT = 'fleet-audit-ndjson-v1';
 export const GENESIS_DIGEST = '0'.repeat(64);
 
-/** What an archive line holds of an audit record: all of it but the acting API key. */
-export type ArchivedRecord = Omit<AuditRecord, 'apiKeyId'>;
-
 const s = (v: string | null): string => (v === null ? 'null' : JSON.stringify(v));
 
 /** One audit record as an archive line, in the record's output forms. */
-export function renderRow(r: ArchivedRecord): string {
+export function renderRow(r: AuditRecord): string {
   return (
     `{"id":${s(r.id)},"tenant_id":${s(r.tenantId)},"user_id":${s(r.userId)},"action":${s(r.action)},` +
     `"resource_type":${s(r.resourceType)},"resource_id":${s(r.resourceId)},"before":${r.before ?? 'null'},"after":${r.after ?? 'null'},` +
@@ -25,7 +22,7 @@ export function renderRow(r: ArchivedRecord): string {
   );
 }
 
-export function renderNdjson(rows: readonly ArchivedRecord[]): Buffer {
+export function renderNdjson(rows: readonly AuditRecord[]): Buffer {
   return Buffer.from(rows.map((r) => renderRow(r) + '\n').join(''), 'utf8');
 }
 

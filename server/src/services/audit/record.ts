@@ -27,17 +27,17 @@ export interface AuditRecord {
   errorMessage: string | null;
   severity: Severity;
   requestId: string | null;
-  /** The acting service API key; null for users and the system. */
-  apiKeyId: string | null;
   /** UTC with microseconds: 2026-01-01T00:00:00.123456Z */
   createdAt: string;
 }
 
-/** The columns of an AuditRecord, read from `audit_logs l` (the alias is part of the list). */
+/**
+ * The columns of an AuditRecord, read from `audit_logs l` (the alias is part of the list): those
+ * of the seed and the chain (migration 021), so the chain verifier reads any database it covers.
+ */
 export const AUDIT_RECORD_COLUMNS = `l.id::text AS id, l.tenant_id, l.user_id::text AS user_id, l.action, l.resource_type,
   l.resource_id, l.before::text AS before, l.after::text AS after, l.ip_address, l.user_agent, l.result,
-  l.error_message, l.severity, l.request_id, l.api_key_id::text AS api_key_id,
-  extract(epoch FROM l.created_at)::text AS created_epoch`;
+  l.error_message, l.severity, l.request_id, extract(epoch FROM l.created_at)::text AS created_epoch`;
 
 /** A row as AUDIT_RECORD_COLUMNS returns it. */
 export interface AuditRecordRow {
@@ -55,7 +55,6 @@ export interface AuditRecordRow {
   error_message: string | null;
   severity: Severity;
   request_id: string | null;
-  api_key_id: string | null;
   created_epoch: string;
 }
 
@@ -76,7 +75,6 @@ export function auditRecordFromRow(r: AuditRecordRow): AuditRecord {
     errorMessage: r.error_message,
     severity: r.severity,
     requestId: r.request_id,
-    apiKeyId: r.api_key_id,
     createdAt: epochToChainTimestamp(r.created_epoch),
   };
 }
@@ -154,7 +152,6 @@ export function auditEventOf(r: AuditRecord): { event: StoredAuditEvent; recorde
       errorMessage: r.errorMessage,
       severity: r.severity,
       requestId: r.requestId,
-      apiKeyId: r.apiKeyId,
     },
     recorded: { id: r.id, createdAt: auditCreatedAt(r) },
   };

@@ -19,7 +19,10 @@ import type { AuditEntry, AuditResult, RecordedAudit, Severity } from './types';
  * An event ready to store: the record's columns but those the database assigns (id,
  * created_at); texts sanitized and capped, before/after already JSON text.
  */
-export type AuditRow = Omit<AuditRecord, 'id' | 'createdAt'>;
+export type AuditRow = Omit<AuditRecord, 'id' | 'createdAt'> & {
+  /** The acting service API key (CONTRACT §11); null for users and the system. */
+  apiKeyId: string | null;
+};
 
 const INSERT_COLUMNS =
   'tenant_id, user_id, action, resource_type, resource_id, before, after, ip_address, user_agent, result, error_message, severity, request_id, api_key_id';
