@@ -22,26 +22,15 @@ export const GENESIS_HASH = Buffer.alloc(32);
 const NULL_FIELD = Buffer.from('-,', 'utf8');
 const COMMA = Buffer.from(',', 'utf8');
 
-/** The fields a chain entry covers, as text (NULL as null), in chain order. */
-export interface CanonicalFields {
-  id: string;
-  tenantId: string;
-  userId: string | null;
-  action: string;
-  resourceType: string;
-  resourceId: string | null;
-  /** jsonb text output of PostgreSQL (`before::text`). */
-  before: string | null;
-  after: string | null;
-  /** inet text output (`ip_address::text`). */
+/**
+ * The fields a chain entry covers, as text (NULL as null): an audit record's, with the address
+ * as `ip_address::text` prints it (always with its prefix length). Read from an archive by the
+ * offline verifier too, hence result and severity as plain text.
+ */
+export interface CanonicalFields extends Omit<AuditRecord, 'ipAddress' | 'result' | 'severity'> {
   ipAddress: string | null;
-  userAgent: string | null;
   result: string;
-  errorMessage: string | null;
   severity: string;
-  requestId: string | null;
-  /** UTC, microseconds: 2026-01-01T00:00:00.000000Z */
-  createdAt: string;
 }
 
 export function netstring(v: string | null): Buffer {
