@@ -174,21 +174,10 @@ type EntryRow = AuditRecordRow & { chain_seq: string | null; chain_hash: string 
 function toEntry(row: EntryRow): AuditEntry {
   const r = auditRecordFromRow(row);
   return {
-    id: r.id,
-    tenantId: r.tenantId,
-    userId: r.userId,
-    action: r.action,
-    resourceType: r.resourceType,
-    resourceId: r.resourceId,
+    ...r,
     before: auditJsonValue(r.before),
     after: auditJsonValue(r.after),
     ipAddress: auditHost(r.ipAddress),
-    userAgent: r.userAgent,
-    result: r.result,
-    errorMessage: r.errorMessage,
-    severity: r.severity,
-    requestId: r.requestId,
-    createdAt: r.createdAt,
     chain: row.chain_seq !== null && row.chain_hash !== null ? { seq: row.chain_seq, hash: row.chain_hash } : null,
   };
 }
