@@ -65,9 +65,9 @@ export async function setTenantContext(q: Queryable, tenantId: string): Promise<
 function beginSql(opts: TransactionOptions): string {
   let sql = 'BEGIN';
   if (opts.isolation !== undefined) {
-    const level = ISOLATION_SQL[opts.isolation];
-    if (!level) throw new TypeError(`unknown isolation level ${JSON.stringify(opts.isolation)}`);
-    sql += ` ISOLATION LEVEL ${level}`;
+    if (!Object.hasOwn(ISOLATION_SQL, opts.isolation))
+      throw new TypeError(`unknown isolation level ${JSON.stringify(opts.isolation)}`);
+    sql += ` ISOLATION LEVEL ${ISOLATION_SQL[opts.isolation]}`;
   }
   if (opts.readOnly) sql += ' READ ONLY';
   return sql;

@@ -219,6 +219,10 @@ describe('withTransaction: failure', () => {
       isolation: 'read uncommitted; DROP TABLE x' as never,
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TypeError);
+    const proto = await withTransaction(app, async () => 1, { isolation: 'toString' as never }).catch(
+      (e: unknown) => e,
+    );
+    expect(proto).toBeInstanceOf(TypeError);
     expect(app.waitingCount).toBe(0);
     expect(app.totalCount).toBe(app.idleCount);
   });
