@@ -364,23 +364,7 @@ async function offline(rowsCount: number): Promise<string[]> {
       const h = computeRowHash(f, String(i), prev);
       prev = h;
       builder.addRowHash(h);
-      const line = renderRow({
-        id: f.id,
-        tenant_id: f.tenantId,
-        user_id: f.userId,
-        action: f.action,
-        resource_type: f.resourceType,
-        resource_id: f.resourceId,
-        before: f.before,
-        after: f.after,
-        ip_address: '203.0.113.7',
-        user_agent: f.userAgent,
-        result: f.result,
-        error_message: null,
-        severity: f.severity,
-        request_id: f.requestId,
-        created_at: f.createdAt,
-      });
+      const line = renderRow({ ...f, ipAddress: '203.0.113.7', result: 'success', severity: 'low' });
       if (!out.write(`${line}\n`)) await new Promise<void>((r) => out.once('drain', () => r()));
       if (i % every === 0 || i === rowsCount) {
         // as the publisher does: the leaves' ids in tree order beside the note

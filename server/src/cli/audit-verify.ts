@@ -22,9 +22,10 @@ import { createBlobStore } from '../services/archive/blob-store';
 import { systemClock } from '../lib/clock';
 import { SYSTEM_TENANT } from '../services/audit/catalog';
 import { TENANT_RE } from '../services/auth/users';
-import { sealBatch, SET_TENANT_CONTEXT } from '../services/audit/repository';
+import { sealBatch } from '../services/audit/repository';
 import { createAuditService, listAuditTenants, withAllTenantsSnapshot } from '../services/audit/service';
 import { poolOptionsFromConfig } from '../db/pool';
+import { setTenantContext, withClient } from '../db/transaction';
 import type { DatabaseHandle } from '../runtime';
 import { exitWith } from './args';
 import { cliConfig, cliLogger, withDatabasePool } from './boot';
@@ -165,14 +166,12 @@ async function main(): Promise<number> {
       const keys = key
         ? [...new Set([(await key.current()).verifierKey, ...config.auditLog.trustedKeys])].map(parseVerifierKey)
         : null;
-      const client = await pool.connect();
-      let results: TrailVerifyResult[];
-      try {
-        results = await withAllTenantsSnapshot(client, async (q) => {
+      const results = await withClient(pool, (client) =>
+        withAllTenantsSnapshot(client, async (q) => {
           const tenants = args.tenant ? [args.tenant] : await listAuditTenants(q);
           const out: TrailVerifyResult[] = [];
           for (const t of tenants) {
-            await q.query(SET_TENANT_CONTEXT, [t]);
+            await setTenantContext(q, t);
             const deps = keys
               ? {
                   keys,
@@ -183,10 +182,8 @@ async function main(): Promise<number> {
             out.push(await verifyTrailIn(q, t, deps, { anchor: args.anchor }));
           }
           return out;
-        });
-      } finally {
-        client.release();
-      }
+        }),
+      );
 
       const only = args.tenant ? results[0] : undefined;
       if (only && only.valid && only.checked === 0 && only.unsealed === 0 && !only.head) {

@@ -9,6 +9,7 @@
  */
 import pg from 'pg';
 import { readMigrations, type MigrationFile } from './migrate';
+import { withTransaction } from './transaction';
 
 const APP_ROLE = 'fleet_app';
 /** The runtime login the embedded development cluster creates for `npm start`. */
@@ -180,12 +181,7 @@ export async function createRuntimeLogin(owner: pg.ClientBase, name: string, pas
       `the role "${name}" already exists and is more than a runtime login (member of other roles or owns objects); choose another name`,
     );
   }
-  await owner.query('BEGIN');
-  try {
-    for (const sql of statements) await owner.query(sql);
-    await owner.query('COMMIT');
-  } catch (err) {
-    await owner.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  await withTransaction(owner, async (c) => {
+    for (const sql of statements) await c.query(sql);
+  });
 }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import pg from 'pg';
 import type { Logger } from '../lib/logger';
 import { onConnectionLoss } from './pool';
+import { withTransaction } from './transaction';
 
 /** What to do when the migrating login may not create or grant the application role. */
 function roleHint(message: string): string {
@@ -93,17 +94,12 @@ export async function runMigrations(
       const done: string[] = [];
       for (const m of migrations) {
         if (applied.has(m.id)) continue;
-        await client.query('BEGIN');
-        try {
-          await client.query(m.sql);
-          await client.query('INSERT INTO schema_migrations (id, checksum) VALUES ($1, $2)', [m.id, m.checksum]);
-          await client.query('COMMIT');
-        } catch (err) {
-          await client.query('ROLLBACK');
-          throw new MigrationError(
-            `migration ${m.file} failed: ${(err as Error).message}${roleHint((err as Error).message)}`,
-          );
-        }
+        await withTransaction(client, async (c) => {
+          await c.query(m.sql);
+          await c.query('INSERT INTO schema_migrations (id, checksum) VALUES ($1, $2)', [m.id, m.checksum]);
+        }).catch((err: Error) => {
+          throw new MigrationError(`migration ${m.file} failed: ${err.message}${roleHint(err.message)}`);
+        });
         opts.logger?.info('migration applied', { id: m.id });
         done.push(m.id);
       }

@@ -2,24 +2,25 @@
 import { createHash } from 'node:crypto';
 import { computeRowHash } from '../../src/services/audit/chain';
 import { archivedRowFields, entryHash, topLevelRaw } from '../../src/services/audit/offline-verify';
-import { renderRow, type ArchivedRow } from '../../src/services/archive/format';
+import { renderRow } from '../../src/services/archive/format';
+import type { AuditRecord } from '../../src/services/audit/record';
 
-const row = (over: Partial<ArchivedRow> = {}): ArchivedRow => ({
+const row = (over: Partial<AuditRecord> = {}): AuditRecord => ({
   id: '42',
-  tenant_id: 'acme',
-  user_id: null,
+  tenantId: 'acme',
+  userId: null,
   action: 'doc.changed',
-  resource_type: 'doc',
-  resource_id: 'd1',
+  resourceType: 'doc',
+  resourceId: 'd1',
   before: '{"a": 1, "s": "x,\\"after\\":y"}',
   after: '{"b": [1, 2], "t": ",\\"after\\":"}',
-  ip_address: '203.0.113.7',
-  user_agent: null,
+  ipAddress: '203.0.113.7',
+  userAgent: null,
   result: 'success',
-  error_message: null,
+  errorMessage: null,
   severity: 'low',
-  request_id: null,
-  created_at: '2026-01-01T00:00:00.123456Z',
+  requestId: null,
+  createdAt: '2026-01-01T00:00:00.123456Z',
   ...over,
 });
 
@@ -29,7 +30,7 @@ describe('archived rows', () => {
     expect(f.before).toBe('{"a": 1, "s": "x,\\"after\\":y"}');
     expect(f.after).toBe('{"b": [1, 2], "t": ",\\"after\\":"}');
     expect(f.ipAddress).toBe('203.0.113.7/32');
-    expect(archivedRowFields(renderRow(row({ ip_address: '2001:db8::1' }))).ipAddress).toBe('2001:db8::1/128');
+    expect(archivedRowFields(renderRow(row({ ipAddress: '2001:db8::1' }))).ipAddress).toBe('2001:db8::1/128');
     expect(archivedRowFields(renderRow(row({ before: null, after: null }))).before).toBeNull();
   });
 
@@ -46,7 +47,7 @@ describe('archived rows', () => {
 
   it("when the verifier's chain hash is computed, then it equals the application's chain hash", () => {
     const f = archivedRowFields(
-      renderRow(row({ user_id: '00000000-0000-4000-8000-000000000001', user_agent: 'ü-agent', error_message: 'näh' })),
+      renderRow(row({ userId: '00000000-0000-4000-8000-000000000001', userAgent: 'ü-agent', errorMessage: 'näh' })),
     );
     const prev = createHash('sha256').update('prev').digest();
     expect(entryHash(f, 17, prev).equals(computeRowHash(f, '17', prev))).toBe(true);

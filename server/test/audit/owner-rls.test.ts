@@ -10,7 +10,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { runMigrations, MIGRATIONS_DIR } from '../../src/db/migrate';
 import { verifyTenantChain } from '../../src/services/audit/chain';
-import { SET_TENANT_CONTEXT } from '../../src/services/audit/repository';
+import { SET_TENANT_CONTEXT } from '../../src/db/transaction';
 import { listAuditTenants, withAllTenantsSnapshot } from '../../src/services/audit/service';
 import { testAdminUrl } from '../helpers/env';
 

@@ -14,7 +14,7 @@ import request from 'supertest';
 import { ManualClock } from '../../src/lib/clock';
 import { withTenant } from '../../src/db/transaction';
 import { createBlobStore, type BlobStore } from '../../src/services/archive/blob-store';
-import { selectRows } from '../../src/services/archive/repository';
+import { selectAuditRecordRange } from '../../src/services/audit/repository';
 import { createArchiveService } from '../../src/services/archive/service';
 import {
   GENESIS_DIGEST,
@@ -761,7 +761,7 @@ describe('rendering', () => {
     await insertRows(tenantId, 2);
     const r = await t.composition.services.monitoring.archive.exportTenant(tenantId);
     const pool = t.composition.pool as pg.Pool;
-    const rows = await withTenant(pool, tenantId, (c) => selectRows(c, tenantId, '0', r.blob.lastId, 100));
+    const rows = await withTenant(pool, tenantId, (c) => selectAuditRecordRange(c, tenantId, '0', r.blob.lastId, 100));
     expect(sha256Hex(renderNdjson(rows))).toBe(r.blob.sha256);
   });
 });

@@ -355,20 +355,20 @@ describe('event ids and normalization', () => {
 describe('archive format', () => {
   const row = {
     id: '7',
-    tenant_id: 'acme',
-    user_id: null,
+    tenantId: 'acme',
+    userId: null,
     action: 'auth.login.failure',
-    resource_type: 'user',
-    resource_id: 'a"b@example.com',
+    resourceType: 'user',
+    resourceId: 'a"b@example.com',
     before: null,
     after: '{"k": "v\\n", "n": 1}',
-    ip_address: '127.0.0.1',
-    user_agent: 'ua',
-    result: 'failure',
-    error_message: 'bad\nthing',
-    severity: 'medium',
-    request_id: null,
-    created_at: '2026-03-04T05:06:07.123456Z',
+    ipAddress: '127.0.0.1',
+    userAgent: 'ua',
+    result: 'failure' as const,
+    errorMessage: 'bad\nthing',
+    severity: 'medium' as const,
+    requestId: null,
+    createdAt: '2026-03-04T05:06:07.123456Z',
   };
 
   it('when rows are rendered, then each is one JSON line in the fixed key order ending with a newline', () => {

@@ -5,42 +5,24 @@
  * Each export also gets a digest that chains it to the tenant's previous export.
  */
 import { createHash } from 'node:crypto';
+import type { AuditRecord } from '../audit/record';
 
 export const ARCHIVE_FORMAT = 'fleet-audit-ndjson-v1';
 export const GENESIS_DIGEST = '0'.repeat(64);
 
-export interface ArchivedRow {
-  id: string;
-  tenant_id: string;
-  user_id: string | null;
-  action: string;
-  resource_type: string;
-  resource_id: string | null;
-  /** jsonb as text (already JSON), or null. */
-  before: string | null;
-  after: string | null;
-  ip_address: string | null;
-  user_agent: string | null;
-  result: string;
-  error_message: string | null;
-  severity: string;
-  request_id: string | null;
-  /** UTC, microseconds: 2026-01-01T00:00:00.123456Z */
-  created_at: string;
-}
-
 const s = (v: string | null): string => (v === null ? 'null' : JSON.stringify(v));
 
-export function renderRow(r: ArchivedRow): string {
+/** One audit record as an archive line, in the record's output forms. */
+export function renderRow(r: AuditRecord): string {
   return (
-    `{"id":${s(r.id)},"tenant_id":${s(r.tenant_id)},"user_id":${s(r.user_id)},"action":${s(r.action)},` +
-    `"resource_type":${s(r.resource_type)},"resource_id":${s(r.resource_id)},"before":${r.before ?? 'null'},"after":${r.after ?? 'null'},` +
-    `"ip_address":${s(r.ip_address)},"user_agent":${s(r.user_agent)},"result":${s(r.result)},"error_message":${s(r.error_message)},` +
-    `"severity":${s(r.severity)},"request_id":${s(r.request_id)},"created_at":${s(r.created_at)}}`
+    `{"id":${s(r.id)},"tenant_id":${s(r.tenantId)},"user_id":${s(r.userId)},"action":${s(r.action)},` +
+    `"resource_type":${s(r.resourceType)},"resource_id":${s(r.resourceId)},"before":${r.before ?? 'null'},"after":${r.after ?? 'null'},` +
+    `"ip_address":${s(r.ipAddress)},"user_agent":${s(r.userAgent)},"result":${s(r.result)},"error_message":${s(r.errorMessage)},` +
+    `"severity":${s(r.severity)},"request_id":${s(r.requestId)},"created_at":${s(r.createdAt)}}`
   );
 }
 
-export function renderNdjson(rows: readonly ArchivedRow[]): Buffer {
+export function renderNdjson(rows: readonly AuditRecord[]): Buffer {
   return Buffer.from(rows.map((r) => renderRow(r) + '\n').join(''), 'utf8');
 }
 

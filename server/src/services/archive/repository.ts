@@ -1,6 +1,8 @@
-/** SQL of the audit archive. One function per statement; tenant queries run inside withTenant. */
+/**
+ * SQL of the audit archive. One function per statement; tenant queries run inside withTenant.
+ * The audit rows themselves are read through the audit repository (audit/repository.ts).
+ */
 import type { Queryable } from '../../db/pool';
-import type { ArchivedRow } from './format';
 
 export interface ExportRow {
   id: string;
@@ -62,51 +64,6 @@ const SET_CURSOR = `UPDATE audit_archive_state SET last_scanned_id = GREATEST(la
 
 export async function setCursor(q: Queryable, value: string): Promise<void> {
   await q.query(SET_CURSOR, [value]);
-}
-
-const SELECT_ROWS = `
-SELECT id::text AS id, tenant_id, user_id::text AS user_id, action, resource_type, resource_id,
-  before::text AS before, after::text AS after, ip_address, user_agent, result,
-  error_message, severity, request_id,
-  to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
-  created_at AS created_ts
-FROM audit_logs
-WHERE audit_logs.tenant_id = $1 AND audit_logs.id > $2::bigint AND audit_logs.id <= $3::bigint
-ORDER BY audit_logs.id
-LIMIT $4`;
-
-export type ArchivedRowWithTs = ArchivedRow & { created_ts: Date };
-
-/** A tenant's audit rows with after < id <= upTo, in id order. */
-export async function selectRows(
-  q: Queryable,
-  tenantId: string,
-  after: string,
-  upTo: string,
-  limit: number,
-): Promise<ArchivedRowWithTs[]> {
-  const { rows } = await q.query<ArchivedRowWithTs>(SELECT_ROWS, [tenantId, after, upTo, limit]);
-  return rows;
-}
-
-const COUNT_ROWS_BETWEEN = `SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1 AND id > $2::bigint AND id < $3::bigint`;
-
-/** Rows strictly between two ids (rows a gap-free archive must not have skipped). */
-export async function countRowsBetween(
-  q: Queryable,
-  tenantId: string,
-  afterId: string,
-  beforeId: string,
-): Promise<number> {
-  const { rows } = await q.query<{ n: number }>(COUNT_ROWS_BETWEEN, [tenantId, afterId, beforeId]);
-  return rows[0]?.n ?? 0;
-}
-
-const COUNT_ROWS_AFTER = `SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1 AND id > $2::bigint`;
-
-export async function countRowsAfter(q: Queryable, tenantId: string, afterId: string): Promise<number> {
-  const { rows } = await q.query<{ n: number }>(COUNT_ROWS_AFTER, [tenantId, afterId]);
-  return rows[0]?.n ?? 0;
 }
 
 const PURGED_BEFORE = `SELECT max(purged_before) AS b FROM audit_chain_anchors WHERE tenant_id = $1`;

@@ -14,6 +14,7 @@
 import type { Actor } from '../../domain/actor';
 import type { Config } from '../../config';
 import type { Pool, PoolClient, Queryable } from '../../db/pool';
+import { discardClient, withClient, withTransaction } from '../../db/transaction';
 import { ConflictError, DomainError, UnavailableError, conflict, serviceUnavailable } from '../../lib/errors';
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
@@ -21,7 +22,8 @@ import { periodic } from '../../lib/periodic';
 import type { AuditService } from '../audit/service';
 import type { SiemMetrics } from '../siem/metrics';
 import type { BlobStore } from './blob-store';
-import { SET_TENANT_CONTEXT, sealBatch } from '../audit/repository';
+import { auditCreatedAt, type AuditRecord } from '../audit/record';
+import { sealBatch, selectAuditRecordRange } from '../audit/repository';
 import { auditChainHeadReader, type ChainHeadReader } from './chain-head';
 import { ARCHIVE_FORMAT, GENESIS_DIGEST, blobName, exportDigest, renderNdjson, sha256Hex } from './format';
 import * as repo from './repository';
@@ -116,18 +118,9 @@ function blobMetadata(e: repo.ExportRow): Record<string, string> {
   };
 }
 
-/** BEGIN … COMMIT on one client with the tenant context row-level security reads. */
-async function inTenantTx<T>(client: PoolClient, tenantId: string, fn: (c: PoolClient) => Promise<T>): Promise<T> {
-  await client.query('BEGIN');
-  try {
-    await client.query(SET_TENANT_CONTEXT, [tenantId]);
-    const r = await fn(client);
-    await client.query('COMMIT');
-    return r;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+/** A transaction on the tenant's lock holder, with the tenant context row-level security reads. */
+function inTenantTx<T>(client: PoolClient, tenantId: string, fn: (c: PoolClient) => Promise<T>): Promise<T> {
+  return withTransaction(client, fn, { tenantId });
 }
 
 class NothingToExport extends Error {}
@@ -163,7 +156,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
   /** Renders rows first..last of an export again (resume after a crash) and checks they still hash the same. */
   async function rerender(client: PoolClient, e: repo.ExportRow): Promise<Buffer> {
     const rows = await inTenantTx(client, e.tenant_id, (c) =>
-      repo.selectRows(c, e.tenant_id, String(BigInt(e.first_id) - 1n), e.last_id, e.row_count + 1),
+      selectAuditRecordRange(c, e.tenant_id, String(BigInt(e.first_id) - 1n), e.last_id, e.row_count + 1),
     );
     const content = renderNdjson(rows);
     if (rows.length !== e.row_count || sha256Hex(content) !== e.sha256) {
@@ -258,18 +251,18 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
     );
     const planned = await inTenantTx(client, tenantId, async (c) => {
       const last = await repo.lastExport(c, tenantId);
-      const rows = await repo.selectRows(c, tenantId, last?.last_id ?? '0', horizon, maxRows);
+      const rows = await selectAuditRecordRange(c, tenantId, last?.last_id ?? '0', horizon, maxRows);
       const first = rows[0];
-      if (first && opts.from && first.created_ts < opts.from) {
+      if (first && opts.from && auditCreatedAt(first) < opts.from) {
         throw conflict(
           'Audit rows older than `from` are not archived yet; archive files are gap-free, so export them first (omit `from`).',
         );
       }
-      const cut = opts.to ? rows.findIndex((r) => r.created_ts >= (opts.to as Date)) : -1;
+      const cut = opts.to ? rows.findIndex((r) => auditCreatedAt(r) >= (opts.to as Date)) : -1;
       const take = cut === -1 ? rows : rows.slice(0, cut);
       if (take.length === 0) throw new NothingToExport();
-      const firstRow = take[0] as repo.ArchivedRowWithTs;
-      const lastRow = take[take.length - 1] as repo.ArchivedRowWithTs;
+      const firstRow = take[0] as AuditRecord;
+      const lastRow = take[take.length - 1] as AuditRecord;
       const content = renderNdjson(take);
       const sha256 = sha256Hex(content);
       const seq = (last?.seq ?? 0) + 1;
@@ -291,12 +284,12 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
         firstId: firstRow.id,
         lastId: lastRow.id,
         count: take.length,
-        firstCreatedAt: firstRow.created_ts,
-        lastCreatedAt: lastRow.created_ts,
+        firstCreatedAt: auditCreatedAt(firstRow),
+        lastCreatedAt: auditCreatedAt(lastRow),
         rangeFrom: opts.from ?? null,
         rangeTo: opts.to ?? null,
         container: storage().container,
-        blobName: blobName(tenantId, firstRow.created_at, firstRow.id, lastRow.id),
+        blobName: blobName(tenantId, firstRow.createdAt, firstRow.id, lastRow.id),
         sha256,
         prevDigest,
         chainHead: head,
@@ -344,21 +337,20 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
    * Runs under the tenant's export lock: finishes an unfinished export first, then exports
    * up to `horizon`. `loop`: keep exporting until caught up (periodic job).
    */
-  async function withTenantLock<T>(
+  function withTenantLock<T>(
     tenantId: string,
     wait: boolean,
     fn: (client: PoolClient) => Promise<T>,
   ): Promise<T | null> {
-    const client = await pool.connect();
-    let locked = false;
-    try {
-      locked = await repo.lockTenantExport(client, tenantId, wait);
-      if (!locked) return null;
-      return await fn(client);
-    } finally {
-      if (locked) await repo.unlockTenantExport(client, tenantId).catch(() => undefined);
-      client.release();
-    }
+    return withClient(pool, async (client) => {
+      if (!(await repo.lockTenantExport(client, tenantId, wait))) return null;
+      try {
+        return await fn(client);
+      } finally {
+        // A connection that may still hold the session lock never goes back to the pool.
+        await repo.unlockTenantExport(client, tenantId).catch(() => discardClient(client));
+      }
+    });
   }
 
   async function resumePending(

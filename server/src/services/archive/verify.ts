@@ -18,6 +18,7 @@
  */
 import type { Pool } from '../../db/pool';
 import { withTenant } from '../../db/transaction';
+import { countAuditRecordsAfter, countAuditRecordsBetween, selectAuditRecordRange } from '../audit/repository';
 import type { AuditService } from '../audit/service';
 import type { BlobStore } from './blob-store';
 import { parseChainHead } from './chain-head';
@@ -101,7 +102,7 @@ async function verifyTenant(
     });
     if (recomputed !== e.digest)
       problem(e, 'digest_mismatch', 'the recorded digest does not match the export record (audit_exports row altered)');
-    const gap = await withTenant(pool, tenantId, (c) => repo.countRowsBetween(c, tenantId, prevLast, e.first_id));
+    const gap = await withTenant(pool, tenantId, (c) => countAuditRecordsBetween(c, tenantId, prevLast, e.first_id));
     if (gap > 0)
       problem(e, 'rows_not_archived', `${gap} audit row(s) between ids ${prevLast} and ${e.first_id} are in no export`);
     prevDigest = e.digest;
@@ -152,7 +153,7 @@ async function verifyTenant(
       );
     }
     const dbRows = await withTenant(pool, tenantId, (c) =>
-      repo.selectRows(c, tenantId, String(BigInt(e.first_id) - 1n), e.last_id, e.row_count + 10_000),
+      selectAuditRecordRange(c, tenantId, String(BigInt(e.first_id) - 1n), e.last_id, e.row_count + 10_000),
     );
     const differing: string[] = [];
     const seen = new Set<string>();
@@ -177,7 +178,7 @@ async function verifyTenant(
     }
     report.rowsChecked += lines.length;
   }
-  report.rowsPending = await withTenant(pool, tenantId, (c) => repo.countRowsAfter(c, tenantId, prevLast));
+  report.rowsPending = await withTenant(pool, tenantId, (c) => countAuditRecordsAfter(c, tenantId, prevLast));
   if (report.rowsPending > 0)
     report.warnings.push(`${report.rowsPending} audit row(s) newer than the last export are not archived yet`);
   if (purged > 0)

@@ -13,7 +13,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { Queryable } from '../../db/pool';
-import { selectChainBatch, selectLatestAnchor, selectUnsealedSummary, type ChainBatchRow } from './repository';
+import type { AuditRecord } from './record';
+import { selectChainBatch, selectLatestAnchor, selectUnsealedSummary } from './repository';
 import type { ChainAnchor, VerifyResult } from './types';
 
 const CHAIN_TAG = Buffer.from('fleet-audit-chain-v1\n', 'utf8');
@@ -21,26 +22,15 @@ export const GENESIS_HASH = Buffer.alloc(32);
 const NULL_FIELD = Buffer.from('-,', 'utf8');
 const COMMA = Buffer.from(',', 'utf8');
 
-/** The fields a chain entry covers, as text (NULL as null), in chain order. */
-export interface CanonicalFields {
-  id: string;
-  tenantId: string;
-  userId: string | null;
-  action: string;
-  resourceType: string;
-  resourceId: string | null;
-  /** jsonb text output of PostgreSQL (`before::text`). */
-  before: string | null;
-  after: string | null;
-  /** inet text output (`ip_address::text`). */
+/**
+ * The fields a chain entry covers, as text (NULL as null): an audit record's, with the address
+ * as `ip_address::text` prints it (always with its prefix length). Read from an archive by the
+ * offline verifier too, hence result and severity as plain text.
+ */
+export interface CanonicalFields extends Omit<AuditRecord, 'ipAddress' | 'result' | 'severity'> {
   ipAddress: string | null;
-  userAgent: string | null;
   result: string;
-  errorMessage: string | null;
   severity: string;
-  requestId: string | null;
-  /** UTC, microseconds: 2026-01-01T00:00:00.000000Z */
-  createdAt: string;
 }
 
 function netstring(v: string | null): Buffer {
@@ -76,58 +66,15 @@ export function computeRowHash(f: CanonicalFields, seq: string, prevHash: Buffer
   return h.digest();
 }
 
-/**
- * `extract(epoch FROM created_at)::text` (e.g. "1767225600.120000") → the chain's text
- * form "2026-01-01T00:00:00.120000Z", computed here rather than by a database function.
- */
-export function epochToChainTimestamp(epoch: string): string {
-  const m = /^(-?)(\d+)(?:\.(\d{1,6}))?$/.exec(epoch);
-  if (!m) throw new Error(`unexpected epoch text ${JSON.stringify(epoch)}`);
-  const sign = m[1] === '-' ? -1n : 1n;
-  const micros = sign * (BigInt(m[2] as string) * 1_000_000n + BigInt((m[3] ?? '').padEnd(6, '0')));
-  // floor division so times before 1970 format correctly too
-  let ms = micros / 1000n;
-  let rem = micros % 1000n;
-  if (rem < 0n) {
-    rem += 1000n;
-    ms -= 1n;
-  }
-  const iso = new Date(Number(ms)).toISOString(); // YYYY-MM-DDTHH:MM:SS.mmmZ
-  return `${iso.slice(0, -1)}${rem.toString().padStart(3, '0')}Z`;
-}
+export { epochToChainTimestamp } from './record';
 
 /** Hex of a chain hash for display and export. */
 const hex = (b: Buffer): string => b.toString('hex');
 
-function fieldsOf(r: ChainBatchRow): CanonicalFields | null {
-  if (
-    r.id === null ||
-    r.tenant_id === null ||
-    r.action === null ||
-    r.resource_type === null ||
-    r.result === null ||
-    r.severity === null ||
-    r.created_epoch === null
-  ) {
-    return null;
-  }
-  return {
-    id: r.id,
-    tenantId: r.tenant_id,
-    userId: r.user_id,
-    action: r.action,
-    resourceType: r.resource_type,
-    resourceId: r.resource_id,
-    before: r.before,
-    after: r.after,
-    ipAddress: r.ip_address,
-    userAgent: r.user_agent,
-    result: r.result,
-    errorMessage: r.error_message,
-    severity: r.severity,
-    requestId: r.request_id,
-    createdAt: epochToChainTimestamp(r.created_epoch),
-  };
+/** A record's fields in the chain's text forms: inet::text carries the prefix length the output form omits for a host. */
+function fieldsOf(r: AuditRecord): CanonicalFields {
+  const ip = r.ipAddress;
+  return { ...r, ipAddress: ip === null || ip.includes('/') ? ip : `${ip}/${ip.includes(':') ? 128 : 32}` };
 }
 
 export interface VerifyOptions {
@@ -175,44 +122,43 @@ export async function verifyTenantChain(
       const seq = BigInt(r.seq);
       if (seq !== expectedSeq) {
         broken = {
-          id: r.audit_id,
+          id: r.auditId,
           reason: `sequence gap: expected seq ${expectedSeq}, found ${seq} (entries removed or inserted)`,
         };
         break outer;
       }
-      if (!r.prev_hash.equals(prevHash)) {
+      if (!r.prevHash.equals(prevHash)) {
         broken = {
-          id: r.audit_id,
+          id: r.auditId,
           reason: `link mismatch at seq ${seq}: prev_hash is not the previous entry's hash (entries reordered, inserted or replaced)`,
         };
         break outer;
       }
-      const fields = fieldsOf(r);
-      if (!fields) {
-        broken = { id: r.audit_id, reason: `audit row ${r.audit_id} at seq ${seq} is missing (deleted)` };
+      if (!r.record) {
+        broken = { id: r.auditId, reason: `audit row ${r.auditId} at seq ${seq} is missing (deleted)` };
         break outer;
       }
-      if (fields.tenantId !== tenantId) {
-        broken = { id: r.audit_id, reason: `audit row ${r.audit_id} at seq ${seq} belongs to another tenant` };
+      if (r.record.tenantId !== tenantId) {
+        broken = { id: r.auditId, reason: `audit row ${r.auditId} at seq ${seq} belongs to another tenant` };
         break outer;
       }
-      const recomputed = computeRowHash(fields, r.seq, prevHash);
-      if (!recomputed.equals(r.row_hash)) {
-        broken = { id: r.audit_id, reason: `audit row ${r.audit_id} at seq ${seq} does not match its hash (modified)` };
+      const recomputed = computeRowHash(fieldsOf(r.record), r.seq, prevHash);
+      if (!recomputed.equals(r.rowHash)) {
+        broken = { id: r.auditId, reason: `audit row ${r.auditId} at seq ${seq} does not match its hash (modified)` };
         break outer;
       }
       if (anchorSeq !== null && seq === anchorSeq) {
         anchorSeen = true;
-        if (hex(r.row_hash) !== opts.anchor?.hash.toLowerCase()) {
+        if (hex(r.rowHash) !== opts.anchor?.hash.toLowerCase()) {
           broken = {
-            id: r.audit_id,
+            id: r.auditId,
             reason: `the entry at seq ${seq} differs from the exported head (history rewritten)`,
           };
           break outer;
         }
       }
-      opts.onEntry?.(seq, r.row_hash);
-      prevHash = r.row_hash;
+      opts.onEntry?.(seq, r.rowHash);
+      prevHash = r.rowHash;
       expectedSeq = seq + 1n;
       lastSeq = r.seq;
     }

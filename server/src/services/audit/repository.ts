@@ -3,26 +3,26 @@
  * explicit Queryable so callers can pass their transaction client. Row mappers live here.
  */
 import type { Queryable } from '../../db/pool';
+import { tenantContextSql } from '../../db/transaction';
+import {
+  AUDIT_RECORD_COLUMNS,
+  auditHost,
+  auditJsonValue,
+  auditRecordFromRow,
+  presentAuditRecord,
+  type AuditRecord,
+  type AuditRecordRow,
+} from './record';
 import type { AuditEntry, AuditResult, RecordedAudit, Severity } from './types';
 
-/** An event ready to store: texts sanitized and capped, before/after already JSON text. */
-export interface AuditRow {
-  tenantId: string;
-  userId: string | null;
-  action: string;
-  resourceType: string;
-  resourceId: string | null;
-  beforeJson: string | null;
-  afterJson: string | null;
-  ipAddress: string | null;
-  userAgent: string | null;
-  result: AuditResult;
-  errorMessage: string | null;
-  severity: Severity;
-  requestId: string | null;
+/**
+ * An event ready to store: the record's columns but those the database assigns (id,
+ * created_at); texts sanitized and capped, before/after already JSON text.
+ */
+export type AuditRow = Omit<AuditRecord, 'id' | 'createdAt'> & {
   /** The acting service API key (CONTRACT §11); null for users and the system. */
   apiKeyId: string | null;
-}
+};
 
 const INSERT_COLUMNS =
   'tenant_id, user_id, action, resource_type, resource_id, before, after, ip_address, user_agent, result, error_message, severity, request_id, api_key_id';
@@ -38,7 +38,7 @@ RETURNING id, created_at`;
  * tenant context (which ends with the statement) and inserts. The fast path of record().
  */
 export const INSERT_AUDIT_LOG_IN_TENANT = `
-WITH ctx AS MATERIALIZED (SELECT set_config('app.tenant_id', $1, true) AS tenant_id)
+WITH ctx AS MATERIALIZED (SELECT ${tenantContextSql('$1')} AS tenant_id)
 INSERT INTO audit_logs (${INSERT_COLUMNS})
 SELECT ctx.tenant_id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM ctx
 RETURNING id, created_at`;
@@ -50,8 +50,8 @@ function insertParams(r: AuditRow): unknown[] {
     r.action,
     r.resourceType,
     r.resourceId,
-    r.beforeJson,
-    r.afterJson,
+    r.before,
+    r.after,
     r.ipAddress,
     r.userAgent,
     r.result,
@@ -88,7 +88,7 @@ export async function insertAuditLogInTenant(q: Queryable, r: AuditRow): Promise
  * the identity values come back ascending in that order.
  */
 const INSERT_AUDIT_LOGS_IN_TENANT = `
-WITH ctx AS MATERIALIZED (SELECT set_config('app.tenant_id', $1, true) AS tenant_id)
+WITH ctx AS MATERIALIZED (SELECT ${tenantContextSql('$1')} AS tenant_id)
 INSERT INTO audit_logs (${INSERT_COLUMNS})
 SELECT ctx.tenant_id, r.user_id, r.action, r.resource_type, r.resource_id, r.before, r.after, r.ip_address, r.user_agent, r.result, r.error_message, r.severity, r.request_id, r.api_key_id
 FROM ctx, unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::inet[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::uuid[])
@@ -112,8 +112,8 @@ export async function insertAuditLogsInTenant(
       col('action'),
       col('resourceType'),
       col('resourceId'),
-      col('beforeJson'),
-      col('afterJson'),
+      col('before'),
+      col('after'),
       col('ipAddress'),
       col('userAgent'),
       col('result'),
@@ -130,17 +130,12 @@ export async function insertAuditLogsInTenant(
   return sorted.map((r) => ({ id: r.id, createdAt: r.created_at }));
 }
 
-export const SET_TENANT_CONTEXT = "SELECT set_config('app.tenant_id', $1, true)";
-export const SET_ALL_TENANTS_SCOPE = "SELECT set_config('app.audit_scope', 'all', true)";
-
 /**
  * Newest first, keyset on (created_at, id). Every filter is optional ($n IS NULL); the
  * statement is planned with the actual values, so absent filters fold away.
  */
 const SELECT_AUDIT_PAGE = `
-SELECT l.id::text AS id, l.tenant_id, l.user_id::text AS user_id, l.action, l.resource_type, l.resource_id,
-       l.before, l.after, host(l.ip_address) AS ip_address, l.user_agent, l.result, l.error_message,
-       l.severity, l.request_id, audit_ts_text(l.created_at) AS created_at,
+SELECT ${AUDIT_RECORD_COLUMNS},
        c.seq::text AS chain_seq, encode(c.row_hash, 'hex') AS chain_hash
   FROM audit_logs l
   LEFT JOIN audit_chain c ON c.audit_id = l.id
@@ -173,44 +168,17 @@ export interface PageQuery {
   limit: number;
 }
 
-interface EntryRow {
-  id: string;
-  tenant_id: string;
-  user_id: string | null;
-  action: string;
-  resource_type: string;
-  resource_id: string | null;
-  before: unknown;
-  after: unknown;
-  ip_address: string | null;
-  user_agent: string | null;
-  result: AuditResult;
-  error_message: string | null;
-  severity: Severity;
-  request_id: string | null;
-  created_at: string;
-  chain_seq: string | null;
-  chain_hash: string | null;
-}
+type EntryRow = AuditRecordRow & { chain_seq: string | null; chain_hash: string | null };
 
-function toEntry(r: EntryRow): AuditEntry {
+/** A record as the API returns it: JSON values, the address without a prefix, its chain position. */
+function toEntry(row: EntryRow): AuditEntry {
+  const r = auditRecordFromRow(row);
   return {
-    id: r.id,
-    tenantId: r.tenant_id,
-    userId: r.user_id,
-    action: r.action,
-    resourceType: r.resource_type,
-    resourceId: r.resource_id,
-    before: r.before,
-    after: r.after,
-    ipAddress: r.ip_address,
-    userAgent: r.user_agent,
-    result: r.result,
-    errorMessage: r.error_message,
-    severity: r.severity,
-    requestId: r.request_id,
-    createdAt: r.created_at,
-    chain: r.chain_seq !== null && r.chain_hash !== null ? { seq: r.chain_seq, hash: r.chain_hash } : null,
+    ...r,
+    before: auditJsonValue(r.before),
+    after: auditJsonValue(r.after),
+    ipAddress: auditHost(r.ipAddress),
+    chain: row.chain_seq !== null && row.chain_hash !== null ? { seq: row.chain_seq, hash: row.chain_hash } : null,
   };
 }
 
@@ -285,52 +253,44 @@ export async function selectLatestAnchor(
 }
 
 /**
- * A batch of chain entries in seq order with the audit row each one covers (NULL columns
- * when the row is missing). Values are read in PostgreSQL's built-in text forms so the
- * verifier recomputes hashes without trusting any function in the database.
+ * A batch of chain entries in seq order with the audit record each one covers (null when the
+ * row is missing). The record is read in PostgreSQL's built-in output forms so the verifier
+ * recomputes hashes without trusting any function in the database.
  */
 const SELECT_CHAIN_BATCH = `
-SELECT c.seq::text AS seq, c.audit_id::text AS audit_id, c.prev_hash, c.row_hash,
-       l.id::text AS id, l.tenant_id, l.user_id::text AS user_id, l.action, l.resource_type, l.resource_id,
-       l.before::text AS before, l.after::text AS after, l.ip_address::text AS ip_address, l.user_agent,
-       l.result, l.error_message, l.severity, l.request_id,
-       extract(epoch FROM l.created_at)::text AS created_epoch
+SELECT c.seq::text AS seq, c.audit_id::text AS audit_id, c.prev_hash, c.row_hash, ${AUDIT_RECORD_COLUMNS}
   FROM audit_chain c
   LEFT JOIN audit_logs l ON l.id = c.audit_id
  WHERE c.tenant_id = $1 AND c.seq > $2::bigint
  ORDER BY c.seq
  LIMIT $3`;
 
-export interface ChainBatchRow {
+export interface ChainEntry {
   seq: string;
-  audit_id: string;
-  prev_hash: Buffer;
-  row_hash: Buffer;
-  id: string | null;
-  tenant_id: string | null;
-  user_id: string | null;
-  action: string | null;
-  resource_type: string | null;
-  resource_id: string | null;
-  before: string | null;
-  after: string | null;
-  ip_address: string | null;
-  user_agent: string | null;
-  result: string | null;
-  error_message: string | null;
-  severity: string | null;
-  request_id: string | null;
-  created_epoch: string | null;
+  auditId: string;
+  prevHash: Buffer;
+  rowHash: Buffer;
+  record: AuditRecord | null;
 }
+
+type ChainBatchRow = { seq: string; audit_id: string; prev_hash: Buffer; row_hash: Buffer } & {
+  [K in keyof AuditRecordRow]: AuditRecordRow[K] | null;
+};
 
 export async function selectChainBatch(
   q: Queryable,
   tenantId: string,
   afterSeq: string,
   limit: number,
-): Promise<ChainBatchRow[]> {
+): Promise<ChainEntry[]> {
   const { rows } = await q.query<ChainBatchRow>(SELECT_CHAIN_BATCH, [tenantId, afterSeq, limit]);
-  return rows;
+  return rows.map((r) => ({
+    seq: r.seq,
+    auditId: r.audit_id,
+    prevHash: r.prev_hash,
+    rowHash: r.row_hash,
+    record: presentAuditRecord(r),
+  }));
 }
 
 /** Rows of a tenant that have no chain entry (yet). */
@@ -381,4 +341,60 @@ SELECT (EXTRACT(EPOCH FROM (now() - max(created_at))) * 1000)::float8 AS ago_ms
 export async function selectLastSuccessAgoMs(q: Queryable, tenantId: string, action: string): Promise<number | null> {
   const { rows } = await q.query<{ ago_ms: number | null }>(SELECT_LAST_SUCCESS_AGO, [tenantId, action]);
   return rows[0]?.ago_ms ?? null;
+}
+
+// ---- reads for the other modules (SIEM forwarding, tenant streams, archive) ----
+
+export const SELECT_AUDIT_RECORDS_BY_ID = `
+SELECT ${AUDIT_RECORD_COLUMNS} FROM audit_logs l WHERE l.tenant_id = $1 AND l.id = ANY ($2::bigint[])`;
+
+/** The tenant's records with these ids (absent ones, e.g. purged by retention, are left out). Caller sets the tenant context. */
+export async function selectAuditRecordsById(
+  q: Queryable,
+  tenantId: string,
+  ids: readonly string[],
+): Promise<AuditRecord[]> {
+  const { rows } = await q.query<AuditRecordRow>(SELECT_AUDIT_RECORDS_BY_ID, [tenantId, ids]);
+  return rows.map(auditRecordFromRow);
+}
+
+export const SELECT_AUDIT_RECORD_RANGE = `
+SELECT ${AUDIT_RECORD_COLUMNS}
+  FROM audit_logs l
+ WHERE l.tenant_id = $1 AND l.id > $2::bigint AND l.id <= $3::bigint
+ ORDER BY l.id
+ LIMIT $4`;
+
+/** A tenant's records with afterId < id <= upToId, in id order, at most `limit`. Caller sets the tenant context. */
+export async function selectAuditRecordRange(
+  q: Queryable,
+  tenantId: string,
+  afterId: string,
+  upToId: string,
+  limit: number,
+): Promise<AuditRecord[]> {
+  const { rows } = await q.query<AuditRecordRow>(SELECT_AUDIT_RECORD_RANGE, [tenantId, afterId, upToId, limit]);
+  return rows.map(auditRecordFromRow);
+}
+
+export const COUNT_AUDIT_RECORDS_BETWEEN = `
+SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1 AND id > $2::bigint AND id < $3::bigint`;
+
+/** A tenant's records strictly between two ids. Caller sets the tenant context. */
+export async function countAuditRecordsBetween(
+  q: Queryable,
+  tenantId: string,
+  afterId: string,
+  beforeId: string,
+): Promise<number> {
+  const { rows } = await q.query<{ n: number }>(COUNT_AUDIT_RECORDS_BETWEEN, [tenantId, afterId, beforeId]);
+  return rows[0]?.n ?? 0;
+}
+
+export const COUNT_AUDIT_RECORDS_AFTER = `SELECT count(*)::int AS n FROM audit_logs WHERE tenant_id = $1 AND id > $2::bigint`;
+
+/** A tenant's records after an id. Caller sets the tenant context. */
+export async function countAuditRecordsAfter(q: Queryable, tenantId: string, afterId: string): Promise<number> {
+  const { rows } = await q.query<{ n: number }>(COUNT_AUDIT_RECORDS_AFTER, [tenantId, afterId]);
+  return rows[0]?.n ?? 0;
 }

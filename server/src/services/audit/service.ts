@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import type pg from 'pg';
 import { actorColumns, type Actor } from '../../domain/actor';
 import type { Pool, PoolClient, Queryable } from '../../db/pool';
-import { withTenant } from '../../db/transaction';
+import { withTenant, withTransaction } from '../../db/transaction';
 import type { Logger } from '../../lib/logger';
 import { isBigintId, isStorableTimestamp } from '../../lib/timestamps';
 import { redactString } from '../../lib/redact';
@@ -14,8 +14,6 @@ import {
   selectAuditTenants,
   selectChainHead,
   selectFailedLoginCounts,
-  SET_ALL_TENANTS_SCOPE,
-  SET_TENANT_CONTEXT,
   type AuditRow,
   type PageQuery,
 } from './repository';
@@ -148,8 +146,8 @@ function prepareAuditEvent(event: AuditEvent): { row: AuditRow; stored: StoredAu
     resourceType: truncateText(sanitizeText(event.resourceType), TEXT_MAX),
     // An identifier (an e-mail for login failures, which the lockout counts by): never rewritten.
     resourceId: optionalText(event.resourceId, RESOURCE_ID_MAX),
-    beforeJson: before.json,
-    afterJson: after.json,
+    before: before.json,
+    after: after.json,
     ipAddress: ip,
     userAgent: optionalText(event.userAgent, USER_AGENT_MAX),
     result,
@@ -207,48 +205,22 @@ function pageLimit(limit: number | undefined): number {
   return n;
 }
 
+const SNAPSHOT = { isolation: 'repeatable read', readOnly: true } as const;
+
 /** A read-only, repeatable-read transaction scoped to one tenant (a consistent snapshot). */
-export async function withTenantSnapshot<T>(
-  pool: Pool,
-  tenantId: string,
-  fn: (c: PoolClient) => Promise<T>,
-): Promise<T> {
-  const client = await pool.connect();
-  let broken = false;
-  try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    await client.query(SET_TENANT_CONTEXT, [tenantId]);
-    const out = await fn(client);
-    await client.query('COMMIT');
-    return out;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {
-      broken = true;
-    });
-    throw err;
-  } finally {
-    client.release(broken ? true : undefined);
-  }
+export function withTenantSnapshot<T>(pool: Pool, tenantId: string, fn: (c: PoolClient) => Promise<T>): Promise<T> {
+  return withTransaction(pool, fn, { ...SNAPSHOT, tenantId });
 }
 
 /**
  * Runs fn in one repeatable-read snapshot that sees every tenant: for the owner connection
  * (CLI), which reads across tenants only after setting app.audit_scope (migration 022).
  */
-export async function withAllTenantsSnapshot<T>(
+export function withAllTenantsSnapshot<T>(
   client: PoolClient | pg.Client,
   fn: (q: Queryable) => Promise<T>,
 ): Promise<T> {
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  try {
-    await client.query(SET_ALL_TENANTS_SCOPE);
-    const out = await fn(client);
-    await client.query('COMMIT');
-    return out;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  return withTransaction(client, fn, { ...SNAPSHOT, allTenants: true });
 }
 
 /** Every tenant with audit data (needs the owner's all-tenants scope). */

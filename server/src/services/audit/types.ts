@@ -1,4 +1,5 @@
 import type { Queryable } from '../../db/pool';
+import type { AuditRecord } from './record';
 
 export const SEVERITIES = ['low', 'medium', 'high', 'critical'] as const;
 export type Severity = (typeof SEVERITIES)[number];
@@ -50,24 +51,10 @@ export interface AuditHookOptions {
   when?: (event: StoredAuditEvent) => boolean;
 }
 
-/** One audit row as the API returns it. */
-export interface AuditEntry {
-  id: string;
-  tenantId: string;
-  userId: string | null;
-  action: string;
-  resourceType: string;
-  resourceId: string | null;
+/** One audit record as the API returns it: before/after as JSON values, the address without a prefix length. */
+export interface AuditEntry extends Omit<AuditRecord, 'before' | 'after'> {
   before: unknown;
   after: unknown;
-  ipAddress: string | null;
-  userAgent: string | null;
-  result: AuditResult;
-  errorMessage: string | null;
-  severity: Severity;
-  requestId: string | null;
-  /** ISO 8601 in UTC with microseconds. */
-  createdAt: string;
   /** Position in the tenant's hash chain; null while the row awaits sealing. */
   chain: { seq: string; hash: string } | null;
 }

@@ -15,7 +15,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Config } from '../../config';
 import type { Pool, Queryable } from '../../db/pool';
-import { withTenant, withTransaction } from '../../db/transaction';
+import { setTenantContext, withTenant, withTransaction } from '../../db/transaction';
 import type { Clock } from '../../lib/clock';
 import { RateLimitedError, notFound, serviceUnavailable, unauthenticated } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
@@ -33,7 +33,6 @@ import {
   clearOldSuccessors,
   findRefreshTokenForUpdate,
   insertRefreshToken,
-  setTransactionTenant,
   spendRefreshToken,
   type RefreshTokenState,
 } from './refresh-repository';
@@ -412,7 +411,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     const outcome = await withTransaction<RefreshOutcome>(pool, async (c) => {
       const row = await findRefreshTokenForUpdate(c, hash);
       if (!row) return { kind: 'unknown' };
-      await setTransactionTenant(c, row.tenantId);
+      await setTenantContext(c, row.tenantId);
       const base: Omit<AuditEvent, 'action'> = {
         tenantId: row.tenantId,
         userId: row.userId,

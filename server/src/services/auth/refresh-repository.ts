@@ -3,6 +3,7 @@
  * spent once and records the token that replaced it.
  */
 import type { Queryable } from '../../db/pool';
+import { setTenantContext } from '../../db/transaction';
 import type { Role } from '../../domain/actor';
 
 const INSERT_REFRESH_TOKEN = `
@@ -77,7 +78,7 @@ const REFRESH_TOKEN_TENANT = `SELECT auth_refresh_token_tenant($1) AS t`;
 export async function findRefreshTokenForUpdate(q: Queryable, hash: Buffer): Promise<RefreshTokenState | null> {
   const tenant = (await q.query<{ t: string | null }>(REFRESH_TOKEN_TENANT, [hash])).rows[0]?.t;
   if (!tenant) return null;
-  await q.query(SET_TRANSACTION_TENANT, [tenant]);
+  await setTenantContext(q, tenant);
   const { rows } = await q.query<Row>(FIND_REFRESH_TOKEN_FOR_UPDATE, [hash]);
   const r = rows[0];
   if (!r) return null;
@@ -117,13 +118,6 @@ export async function spendRefreshToken(
 ): Promise<boolean> {
   const r = await q.query(SPEND_REFRESH_TOKEN, [id, now, replacedBy, successorSealed]);
   return (r.rowCount ?? 0) > 0;
-}
-
-/** Scopes the rest of the transaction to one tenant (row-level security reads app.tenant_id). */
-const SET_TRANSACTION_TENANT = `SELECT set_config('app.tenant_id', $1, true)`;
-
-export async function setTransactionTenant(q: Queryable, tenantId: string): Promise<void> {
-  await q.query(SET_TRANSACTION_TENANT, [tenantId]);
 }
 
 /** Drops kept successor pairs of a session's tokens spent before `before` (their grace is over). */

@@ -8,7 +8,8 @@ import { withSiemWorker, withTenant } from '../../db/transaction';
 import { periodic } from '../../lib/periodic';
 import { backoffDelayMs } from './backoff';
 import type { SiemContext } from './context';
-import { eventFromAuditRow } from './events';
+import { selectAuditRecordsById } from '../audit/repository';
+import { eventFromAuditRecord } from './events';
 import * as repo from './repository';
 import type { FlushResult } from './service';
 import type { EventOutcome, SiemEvent } from './types';
@@ -185,8 +186,8 @@ export function createSiemDelivery(ctx: SiemContext): SiemDelivery {
         byTenant.set(r.tenant_id, [...(byTenant.get(r.tenant_id) ?? []), r.audit_log_id]);
     const built = new Map<string, SiemEvent>();
     for (const [tenantId, ids] of byTenant) {
-      const auditRows = await withTenant(pool, tenantId, (c) => repo.selectAuditRows(c, tenantId, ids));
-      for (const a of auditRows) built.set(a.id, eventFromAuditRow(a));
+      const records = await withTenant(pool, tenantId, (c) => selectAuditRecordsById(c, tenantId, ids));
+      for (const a of records) built.set(a.id, eventFromAuditRecord(a));
     }
     const events: SiemEvent[] = [];
     const missing: repo.OutboxRow[] = [];

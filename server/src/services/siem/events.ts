@@ -3,9 +3,9 @@
  * (sendEvent). Sizes are capped here so every connector can rely on bounded events.
  */
 import { ACTION_PATTERN, RESERVED_PREFIXES } from '../audit/catalog';
+import { auditEventOf, type AuditRecord } from '../audit/record';
 import type { AuditEvent, RecordedAudit } from '../audit/types';
 import { auditEventId, newEventId } from './event-id';
-import type { AuditRowForEvent } from './repository';
 import type { SiemEvent, SiemEventInput } from './types';
 
 export const MAX_MESSAGE_CHARS = 2000;
@@ -94,26 +94,10 @@ export function eventFromAudit(
   };
 }
 
-/** The event of a stored audit row (the outbox and the tenant streams queue rows by reference). */
-export function eventFromAuditRow(a: AuditRowForEvent): SiemEvent {
-  return eventFromAudit(
-    {
-      tenantId: a.tenant_id,
-      userId: a.user_id,
-      action: a.action,
-      resourceType: a.resource_type,
-      resourceId: a.resource_id,
-      before: a.before ?? undefined,
-      after: a.after ?? undefined,
-      ipAddress: a.ip_address,
-      userAgent: a.user_agent,
-      result: a.result,
-      errorMessage: a.error_message,
-      severity: a.severity,
-      requestId: a.request_id,
-    },
-    { id: a.id, createdAt: a.created_at },
-  );
+/** The event of a stored audit record (read back when an outbox entry refers to it by id). */
+export function eventFromAuditRecord(r: AuditRecord): SiemEvent {
+  const { event, recorded } = auditEventOf(r);
+  return eventFromAudit(event, recorded);
 }
 
 /** Numeric severities of the formats that need one. */

@@ -32,39 +32,6 @@ export async function insertOutbox(q: Queryable, events: readonly SiemEvent[], n
   ]);
 }
 
-const SELECT_AUDIT_ROWS = `
-SELECT id::text AS id, tenant_id, user_id::text AS user_id, action, resource_type, resource_id, before, after,
-  ip_address, user_agent, result, error_message, severity, request_id, created_at
-FROM audit_logs WHERE tenant_id = $1 AND id = ANY($2::bigint[])`;
-
-export interface AuditRowForEvent {
-  id: string;
-  tenant_id: string;
-  user_id: string | null;
-  action: string;
-  resource_type: string;
-  resource_id: string | null;
-  before: unknown;
-  after: unknown;
-  ip_address: string | null;
-  user_agent: string | null;
-  result: 'success' | 'failure' | 'denied';
-  error_message: string | null;
-  severity: Severity;
-  request_id: string | null;
-  created_at: Date;
-}
-
-/** The audit rows queued events refer to (run inside the tenant's transaction). */
-export async function selectAuditRows(
-  q: Queryable,
-  tenantId: string,
-  ids: readonly string[],
-): Promise<AuditRowForEvent[]> {
-  const { rows } = await q.query<AuditRowForEvent>(SELECT_AUDIT_ROWS, [tenantId, ids]);
-  return rows;
-}
-
 /** Queue depth, counting at most `cap` rows (bounded cost however long the queue is). */
 const LOCK_OUTBOX_BOUND = `SELECT pg_advisory_xact_lock(hashtextextended('siem-outbox-bound', 7305))`;
 

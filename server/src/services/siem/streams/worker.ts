@@ -25,8 +25,8 @@ import type { HttpConnectorOptions } from '../connectors/http';
 import { createSplunkConnector } from '../connectors/splunk';
 import { createWebhookConnector } from '../connectors/webhook';
 import { auditEventId } from '../event-id';
-import { eventFromAuditRow } from '../events';
-import { selectAuditRows } from '../repository';
+import { selectAuditRecordsById } from '../../audit/repository';
+import { eventFromAuditRecord } from '../events';
 import type { SiemConnector, SiemEvent } from '../types';
 import * as repo from './repository';
 import type { AuditStreams, StreamCredentials } from './service';
@@ -124,8 +124,9 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
 
   async function resolve(tenantId: string, rows: repo.StreamOutboxRow[]): Promise<Map<string, SiemEvent>> {
     const ids = rows.filter((r) => !r.payload && r.audit_log_id).map((r) => r.audit_log_id as string);
-    const audits = ids.length > 0 ? await withTenant(pool, tenantId, (c) => selectAuditRows(c, tenantId, ids)) : [];
-    const byAudit = new Map(audits.map((a) => [a.id, eventFromAuditRow(a)]));
+    const audits =
+      ids.length > 0 ? await withTenant(pool, tenantId, (c) => selectAuditRecordsById(c, tenantId, ids)) : [];
+    const byAudit = new Map(audits.map((a) => [a.id, eventFromAuditRecord(a)]));
     const out = new Map<string, SiemEvent>();
     for (const r of rows) {
       const e = r.payload ? (r.payload as SiemEvent) : byAudit.get(r.audit_log_id as string);
