@@ -123,13 +123,13 @@ function walk(dir: string): string[] {
 const BLOCK = 4 << 20;
 
 /** The blocks of a rows file: whole lines, the last one the rest of the file. */
-function* blocks(file: string): Generator<{ block: Buffer; final: boolean }> {
+function* blocks(file: string, size: number): Generator<{ block: Buffer; final: boolean }> {
   const fd = fs.openSync(file, 'r');
   try {
     let carry: Buffer | null = null;
     for (;;) {
       const keep: number = carry ? carry.length : 0;
-      const buf = Buffer.allocUnsafeSlow(BLOCK + keep);
+      const buf = Buffer.allocUnsafeSlow(size + keep);
       if (carry) carry.copy(buf, 0);
       carry = null;
       let n: number = keep;
@@ -289,13 +289,18 @@ class TreeFeed {
 }
 
 /** The batches of rows of a file, in file order; read ahead by the threads when there are any. */
-async function* batches(file: string, readers: RowReaders | null, ahead: number): AsyncGenerator<RowBatch> {
+async function* batches(
+  file: string,
+  size: number,
+  readers: RowReaders | null,
+  ahead: number,
+): AsyncGenerator<RowBatch> {
   if (!readers) {
-    for (const { block, final } of blocks(file)) yield readRows(block, final);
+    for (const { block, final } of blocks(file, size)) yield readRows(block, final);
     return;
   }
   const queue: Promise<RowBatch>[] = [];
-  const it = blocks(file);
+  const it = blocks(file, size);
   let done = false;
   try {
     for (;;) {
@@ -335,6 +340,8 @@ export interface OfflineOptions {
   logName?: string;
   /** Threads reading the rows beside the one hashing them; default: none for small inputs, else cores - 1 (at most 3). */
   workers?: number;
+  /** Bytes read at a time (whole lines); default 4 MiB. */
+  blockBytes?: number;
   onProgress?: (msg: string) => void;
 }
 
@@ -494,7 +501,7 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
     try {
       for (const file of o.rowFiles) {
         let base = 0; // lines in the blocks before
-        for await (const b of batches(file, readers, 2 * threads + 2)) {
+        for await (const b of batches(file, o.blockBytes ?? BLOCK, readers, 2 * threads + 2)) {
           const byTenantIndex = b.tenants.map((t) => states.get(t));
           let start = 0;
           for (let i = 0; i < b.count; i += 1) {
