@@ -93,8 +93,7 @@ let scratch = Buffer.alloc(64 * 1024);
 const TAG_BYTES = Buffer.from(CHAIN_TAG, 'utf8');
 TAG_BYTES.copy(scratch, 0);
 export function entryHashOfEncoded(fields: Uint8Array, start: number, end: number, seq: number, prev: Buffer): Buffer {
-  const seqText = String(seq);
-  const need = TAG_BYTES.length + 32 + seqText.length + 24 + (end - start);
+  const need = TAG_BYTES.length + 32 + 24 + (end - start);
   if (need > scratch.length) {
     scratch = Buffer.alloc(need * 2);
     TAG_BYTES.copy(scratch, 0);
@@ -102,7 +101,16 @@ export function entryHashOfEncoded(fields: Uint8Array, start: number, end: numbe
   let p = TAG_BYTES.length;
   prev.copy(scratch, p);
   p += 32;
-  p += scratch.write(`${seqText.length}:${seqText},`, p, 'latin1');
+  // NS(seq): "<digits>:<seq>,"
+  let digits = 1;
+  for (let x = seq; x >= 10; x = Math.floor(x / 10)) digits += 1;
+  p += digits >= 10 ? 2 : 1;
+  if (digits >= 10) scratch[p - 2] = 0x30 + Math.floor(digits / 10);
+  scratch[p - 1] = 0x30 + (digits % 10);
+  scratch[p++] = 0x3a;
+  for (let x = seq, k = p + digits - 1; k >= p; k -= 1, x = Math.floor(x / 10)) scratch[k] = 0x30 + (x % 10);
+  p += digits;
+  scratch[p++] = 0x2c;
   scratch.set(fields.subarray(start, end), p);
   p += end - start;
   return oneShot('sha256', scratch.subarray(0, p), 'buffer');
@@ -476,8 +484,9 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
       if (t.failure !== null) throw new Failure(t.failure);
     };
     /** Appends a row to its tenant's chain and tree: fields[start..end) is its encoding after NS(seq). */
-    const place = (st: State, k: IdKey, id: () => string, fields: Uint8Array, start: number, end: number) => {
-      if (st.placed.has(k)) throw new Failure(`tenant ${st.report.tenantId}: audit row ${id()} is placed twice`);
+    const place = (st: State, k: IdKey, id: string | undefined, fields: Uint8Array, start: number, end: number) => {
+      if (st.placed.has(k))
+        throw new Failure(`tenant ${st.report.tenantId}: audit row ${id ?? String(k)} is placed twice`);
       st.placed.add(k);
       st.seq += 1;
       const h = entryHashOfEncoded(fields, start, end, st.seq, st.prev);
@@ -488,7 +497,7 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
     const placeWaiting = (st: State, k: IdKey) => {
       const w = st.pending.get(k) as Waiting;
       st.pending.delete(k);
-      place(st, k, () => w.id, w.fields, 0, w.fields.length);
+      place(st, k, w.id, w.fields, 0, w.fields.length);
     };
     const advance = (st: State) => {
       for (;;) {
@@ -510,7 +519,7 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
             if (st) {
               const ex = b.extra.size > 0 ? b.extra.get(i) : undefined;
               const k: IdKey = ex?.key ?? (b.key[i] as number);
-              const id = () => ex?.id ?? ex?.key ?? String(k);
+              const id = ex ? (ex.id ?? ex.key) : undefined; // else String(k)
               const dup = st.pending.get(k);
               if (dup) {
                 const same =
@@ -519,7 +528,7 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
                   dup.strict === (ex?.strict ?? null);
                 if (!same)
                   throw new Failure(
-                    `${file}:${base + (b.line[i] as number)}: row ${id()} appears twice with different content`,
+                    `${file}:${base + (b.line[i] as number)}: row ${id ?? String(k)} appears twice with different content`,
                   );
                 // the same row again (overlapping exports): already waiting
               } else if (!st.placed.has(k)) {
@@ -529,7 +538,7 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
                   advance(st);
                 } else {
                   st.pending.set(k, {
-                    id: id(),
+                    id: id ?? String(k),
                     fields: Buffer.from(b.body.subarray(start, end)),
                     strict: ex?.strict ?? null,
                   });
