@@ -174,11 +174,14 @@ function* blocks(file: string, size: number): Generator<{ block: Buffer; final: 
 class RowReaders {
   private next = 0;
   private readonly waiting: ((m: unknown) => void)[][];
+  /** Why a thread stopped (it answers nothing more). */
+  private readonly stopped: (Error | undefined)[] = [];
 
   private constructor(private readonly workers: Worker[]) {
     this.waiting = workers.map(() => []);
     workers.forEach((w, i) => {
       const fail = (err: Error) => {
+        this.stopped[i] ??= err;
         for (const r of this.waiting[i]?.splice(0) ?? []) r(err);
       };
       w.on('message', (m: unknown) => this.waiting[i]?.shift()?.(m));
@@ -217,6 +220,8 @@ class RowReaders {
   }
 
   private ask<T>(i: number, m: ReaderMessage, transfer: ArrayBuffer[]): Promise<T> {
+    const stopped = this.stopped[i];
+    if (stopped) return Promise.reject(stopped);
     const p = new Promise<T>((resolve, reject) =>
       this.waiting[i]?.push((r) => (r instanceof Error ? reject(r) : resolve(r as T))),
     );
