@@ -338,7 +338,7 @@ async function* batches(
 /** Threads to read rows with: none for small inputs (starting them costs more than it saves). */
 function autoWorkers(files: readonly string[]): number {
   let bytes = 0;
-  for (const f of files) bytes += fs.statSync(f).size;
+  for (const f of files) bytes += fs.statSync(f, { throwIfNoEntry: false })?.size ?? 0; // a missing file fails when read
   if (bytes < 32 << 20) return 0;
   return Math.max(1, Math.min(3, os.availableParallelism() - 1));
 }
