@@ -16,6 +16,11 @@
  *
  * Independent of the writers: the chain hashing is chain.ts's (itself independent of the SQL
  * sealer), the Merkle hashing is merkle-verify.ts's, the note parsing note-verify.ts's.
+ *
+ * For speed (a million rows in seconds): rows are read from the bytes by offline-rows.ts, in
+ * worker threads for large inputs (offline-rows-worker.ts), the first of which also keeps the
+ * trees (offline-trees.ts); this thread recomputes the chain, which is sequential. The report
+ * is the same with or without threads.
  */
 import fs from 'node:fs';
 import os from 'node:os';
