@@ -8,6 +8,7 @@ import { Router, type NextFunction, type Request, type Response } from 'express'
 import { z } from 'zod';
 import type { Composition } from '../compose';
 import { forbidden, validationFailed, type ErrorDetail } from '../lib/errors';
+import { handlerAuditsKeyUse, keyUseAudited } from '../middleware/api-key-use';
 import { validate, validBody, validQuery } from '../middleware/input-validation';
 import { clientActionProblem } from '../services/audit/catalog';
 import { AUDIT_VALUE_MAX_BYTES, jsonByteLength } from '../services/audit/scrub';
@@ -263,6 +264,8 @@ export function auditRouter(c: Composition, router: Router = Router()): Router {
 
   router.post(
     '/audit/log',
+    // With an API key, the row recorded below names the key: it is the key's use record.
+    handlerAuditsKeyUse,
     ...requireAuthOrApiKey,
     requirePermission('audit:write'),
     idempotency.checkKey,
@@ -285,6 +288,8 @@ export function auditRouter(c: Composition, router: Router = Router()): Router {
           },
           q,
         );
+        // Committed now unless it is inside the Idempotency-Key transaction (then key.api.used is written).
+        if (!q) keyUseAudited(req);
         return { status: 200, body: { success: true, id: recorded.id } };
       });
     },
