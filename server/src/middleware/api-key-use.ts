@@ -12,6 +12,8 @@
  *   500) writes `key.api.used` before it is sent, exactly as the default does.
  * - If the use cannot be recorded, the prepared response is replaced by a 500 (fail closed).
  * - A connection closed before any response still gets its row (nothing to hold back then).
+ * The routes that accept keys answer with one res.end (res.json/send); none streams with
+ * res.write, which would send headers before the hold.
  */
 import type { NextFunction, Request, Response } from 'express';
 import { internalError } from '../lib/errors';
@@ -73,7 +75,8 @@ export function trackKeyUse(req: Request, res: Response, write: () => Promise<un
   const end = res.end;
   let held = false;
   res.end = function endAfterKeyUse(this: Response, ...args: EndArgs): Response {
-    if (u.covered || held) return end.apply(this, args) as Response;
+    if (u.covered) return end.apply(this, args) as Response;
+    if (held) return res; // a second end() while the first waits: the first one's answer goes out
     held = true;
     start().then(
       () => end.apply(res, args),
