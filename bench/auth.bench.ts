@@ -9,10 +9,12 @@
  *     GET /api/health req/s, same server, rounds alternated.
  *  4. The per-request session lookup query alone (FIND_SESSION_FOR_AUTH) against `SELECT 1`
  *     through the same pool.
- *  5. Identity (CONTRACT §10–§11), rounds alternated, best of 2: GET /user with today's ES256
- *     access tokens against the same sessions' pre-upgrade HS256 tokens (still accepted in the
- *     upgrade window); POST /oauth/introspect (API key) against GET /user; POST /audit/log
- *     authenticated by an API key against the same with a Bearer access token.
+ *  5. Identity (CONTRACT §10–§11), 4 rounds of pairs run back to back (3 s each), the order
+ *     swapped each round, ratio = median of the rounds' ratios (plus server CPU per request): GET
+ *     /user with today's ES256 access tokens against the same sessions' pre-upgrade HS256
+ *     tokens (still accepted in the upgrade window); POST /oauth/introspect (API key) against
+ *     GET /user; POST /audit/log authenticated by an API key against the same with a Bearer
+ *     access token.
  *
  * Database: BENCH_DATABASE_URL or TEST_DATABASE_URL (a throw-away database is created on that
  * server and dropped afterwards), else an embedded PostgreSQL in a temporary directory.
@@ -24,7 +26,7 @@ import path from 'node:path';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { openBenchDb } from './lib/db';
-import { benchServerEnv } from './lib/harness';
+import { benchServerEnv, cpuMicros } from './lib/harness';
 import { systemClock } from '../server/src/lib/clock';
 import { FIND_SESSION_FOR_AUTH, findSessionForAuth } from '../server/src/services/auth/session-repository';
 import { startIssuer, signJwt } from '../server/test/auth/oidc-issuer';
@@ -275,57 +277,94 @@ async function main(): Promise<void> {
     const writeKey = await mkKey(['audit:write']);
     const introspectBody = `token=${encodeURIComponent((sessionTokens[0] as string).split(' ')[1] as string)}`;
     const auditBody = JSON.stringify({ action: 'bench.event', resourceType: 'bench', resourceId: 'r1' });
-    const es: Load[] = [];
-    const hs: Load[] = [];
-    const intro: Load[] = [];
-    const user2: Load[] = [];
-    const keyWrite: Load[] = [];
-    const bearerWrite: Load[] = [];
-    for (let round = 0; round < 2; round++) {
-      // Alternate which goes first, so neither always follows the heavier runs.
-      const esRun = () => load({ url: `${base}/api/v1/security/user`, perConnectionAuth: sessionTokens });
-      const hsRun = () => load({ url: `${base}/api/v1/security/user`, perConnectionAuth: hsTokens });
-      if (round === 0) {
-        es.push(await esRun());
-        hs.push(await hsRun());
+    // Each comparison is a pair run back to back (3 s each), the order swapped every round, 4
+    // rounds; its ratio is the median of the per-round ratios (one run hit by another
+    // process's burst moves it little). A ratio of bests mixes rounds: the second
+    // round runs behind ~30,000 audit rows of the first (the sealer and autovacuum still at
+    // work), and whichever run of a pair went second in that round looked slower (the ES256
+    // ÷ HS256 "gap" of 0.83–0.89 was that: same server CPU per request for both, and the same
+    // ES256 tokens measured as GET /user in the same rounds beat the HS256 runs).
+    const pid = child.pid as number;
+    const PAIR_SECONDS = 3;
+    const PAIR_ROUNDS = 4;
+    const withCpu = async (run: () => Promise<Load>): Promise<Load & { cpu: number }> => {
+      const c0 = cpuMicros(pid);
+      const r = await run();
+      return { ...r, cpu: (cpuMicros(pid) - c0) / Math.max(1, r.rps * PAIR_SECONDS) };
+    };
+    type Measured = Load & { cpu: number };
+    interface Pair {
+      a: Measured[];
+      b: Measured[];
+    }
+    const runPair = async (p: Pair, round: number, a: () => Promise<Load>, b: () => Promise<Load>) => {
+      if (round % 2 === 0) {
+        p.a.push(await withCpu(a));
+        p.b.push(await withCpu(b));
       } else {
-        hs.push(await hsRun());
-        es.push(await esRun());
+        p.b.push(await withCpu(b));
+        p.a.push(await withCpu(a));
       }
-      user2.push(await load({ url: `${base}/api/v1/security/user`, perConnectionAuth: sessionTokens }));
-      intro.push(
-        await load({
-          url: `${base}/oauth/introspect`,
-          method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: introspectKey },
-          body: introspectBody,
-        }),
+    };
+    const medianOf = (xs: number[]) => {
+      const s = [...xs].sort((x, y) => x - y);
+      const m = Math.floor(s.length / 2);
+      return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+    };
+    const pairRatio = (p: Pair) => medianOf(p.a.map((x, i) => x.rps / (p.b[i] as Measured).rps));
+    const cpuOf = (xs: Measured[]) => medianOf(xs.map((x) => x.cpu));
+    const esHs: Pair = { a: [], b: [] };
+    const introUser: Pair = { a: [], b: [] };
+    const keyBearer: Pair = { a: [], b: [] };
+    for (let round = 0; round < PAIR_ROUNDS; round++) {
+      await runPair(
+        esHs,
+        round,
+        () => load({ url: `${base}/api/v1/security/user`, perConnectionAuth: sessionTokens, duration: PAIR_SECONDS }),
+        () => load({ url: `${base}/api/v1/security/user`, perConnectionAuth: hsTokens, duration: PAIR_SECONDS }),
       );
-      bearerWrite.push(
-        await load({
-          url: `${base}/api/v1/security/audit/log`,
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          perConnectionAuth: sessionTokens,
-          body: auditBody,
-        }),
+      await runPair(
+        introUser,
+        round,
+        () =>
+          load({
+            url: `${base}/oauth/introspect`,
+            method: 'POST',
+            headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: introspectKey },
+            body: introspectBody,
+            duration: PAIR_SECONDS,
+          }),
+        () => load({ url: `${base}/api/v1/security/user`, perConnectionAuth: sessionTokens, duration: PAIR_SECONDS }),
       );
-      keyWrite.push(
-        await load({
-          url: `${base}/api/v1/security/audit/log`,
-          method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: writeKey },
-          body: auditBody,
-        }),
+      await runPair(
+        keyBearer,
+        round,
+        () =>
+          load({
+            url: `${base}/api/v1/security/audit/log`,
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: writeKey },
+            body: auditBody,
+            duration: PAIR_SECONDS,
+          }),
+        () =>
+          load({
+            url: `${base}/api/v1/security/audit/log`,
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            perConnectionAuth: sessionTokens,
+            body: auditBody,
+            duration: PAIR_SECONDS,
+          }),
       );
     }
     const [esB, hsB, introB, user2B, keyB, bearerB] = [
-      best(es),
-      best(hs),
-      best(intro),
-      best(user2),
-      best(keyWrite),
-      best(bearerWrite),
+      best(esHs.a),
+      best(esHs.b),
+      best(introUser.a),
+      best(introUser.b),
+      best(keyBearer.a),
+      best(keyBearer.b),
     ];
     // Signature verification alone (no verified-token table: every call checks the signature),
     // in this process: ES256 with the parsed public key against HS256 with the secret.
@@ -391,17 +430,18 @@ async function main(): Promise<void> {
         `  GET  /user         ${fmt(u)}   (best of 2 rounds; 10 new sessions, one per connection)`,
         `  GET /user req/s ÷ health req/s = ${(u.rps / h.rps).toFixed(2)}   (target ≥ 0.6)`,
         line,
-        'Identity (autocannon 5 s, best of 2 alternated rounds):',
-        `  GET  /user ES256 token        ${fmt(esB)}`,
-        `  GET  /user HS256 token (pre-upgrade)  ${fmt(hsB)}`,
-        `  ES256 ÷ HS256 = ${(esB.rps / hsB.rps).toFixed(2)}   (target ≥ 0.9; both keep verified tokens in the verified-token table)`,
+        'Identity (autocannon 3 s; each pair back to back, order swapped each round, 4 rounds; ratio = median of the',
+        'rounds\' ratios; lines show the best round; "cpu" = median server process CPU per request, database excluded):',
+        `  GET  /user ES256 token        ${fmt(esB)}  cpu ${cpuOf(esHs.a).toFixed(0)} µs`,
+        `  GET  /user HS256 token (pre-upgrade)  ${fmt(hsB)}  cpu ${cpuOf(esHs.b).toFixed(0)} µs`,
+        `  ES256 ÷ HS256 = ${pairRatio(esHs).toFixed(2)}   (target ≥ 0.9; ratio of bests ${(esB.rps / hsB.rps).toFixed(2)}; server CPU per request HS256 ÷ ES256 ${(cpuOf(esHs.b) / cpuOf(esHs.a)).toFixed(2)}; both keep verified tokens in the verified-token table)`,
         `  one full verification without the table: ES256 ${esUs.toFixed(1)} µs, HS256 ${hsUs.toFixed(1)} µs`,
-        `  POST /oauth/introspect (API key)  ${fmt(introB)}`,
-        `  GET  /user (same rounds)      ${fmt(user2B)}`,
-        `  introspection ÷ GET /user = ${(introB.rps / user2B.rps).toFixed(2)}   (target ≥ 0.8)`,
-        `  POST /audit/log, API key      ${fmt(keyB)}`,
-        `  POST /audit/log, Bearer       ${fmt(bearerB)}`,
-        `  API key ÷ Bearer = ${(keyB.rps / bearerB.rps).toFixed(2)}   (target ≥ 0.9; the key path also writes its key.api.used audit row)`,
+        `  POST /oauth/introspect (API key)  ${fmt(introB)}  cpu ${cpuOf(introUser.a).toFixed(0)} µs`,
+        `  GET  /user (same rounds)      ${fmt(user2B)}  cpu ${cpuOf(introUser.b).toFixed(0)} µs`,
+        `  introspection ÷ GET /user = ${pairRatio(introUser).toFixed(2)}   (target ≥ 0.8; ratio of bests ${(introB.rps / user2B.rps).toFixed(2)}; server CPU per request GET /user ÷ introspection ${(cpuOf(introUser.b) / cpuOf(introUser.a)).toFixed(2)}; each introspection also commits its key.api.used audit row)`,
+        `  POST /audit/log, API key      ${fmt(keyB)}  cpu ${cpuOf(keyBearer.a).toFixed(0)} µs`,
+        `  POST /audit/log, Bearer       ${fmt(bearerB)}  cpu ${cpuOf(keyBearer.b).toFixed(0)} µs`,
+        `  API key ÷ Bearer = ${pairRatio(keyBearer).toFixed(2)}   (target ≥ 0.9; ratio of bests ${(keyB.rps / bearerB.rps).toFixed(2)}; server CPU per request Bearer ÷ key ${(cpuOf(keyBearer.b) / cpuOf(keyBearer.a)).toFixed(2)}; the event row names the key and is its use record)`,
         `  login p99 with a warm JWKS: ${loginSeq.p99.toFixed(2)} ms   (target < 15 ms)`,
         line,
         'Per-request session lookup (one indexed, prepared query as the app runs it; 3000 sequential, pool as fleet_app):',

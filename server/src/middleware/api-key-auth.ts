@@ -3,7 +3,8 @@
  * access token (requireAuth) or `Authorization: Bearer fsk_…`, a service API key. A key
  * authenticates as itself: req.auth carries `apiKeyId` and `scopes` (permissions come from the
  * scopes through the one matrix in rbac.ts), its tenant is its creator's, each use is audited
- * as key.api.used with the key as actor, and a per-key rate limit applies. Every failure is the
+ * with the key as actor before the response leaves (key.api.used, or the handler's own row that
+ * names the key: see api-key-use.ts), and a per-key rate limit applies. Every failure is the
  * generic 401; the reason goes to auth.apikey.rejected.
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
@@ -14,6 +15,7 @@ import type { AuditService } from '../services/audit/service';
 import { UNKNOWN_TENANT } from '../services/audit/catalog';
 import type { ApiKeyRow } from '../services/auth/api-key-repository';
 import type { ApiKeyService } from '../services/auth/api-keys';
+import { trackKeyUse } from './api-key-use';
 import { createRateLimiter } from './rate-limit';
 import { authenticateAs } from './actor';
 import { series } from './series';
@@ -63,7 +65,7 @@ export function createApiKeyAuth(deps: ApiKeyAuthDeps): {
     throw unauthenticated(reason);
   }
 
-  async function authenticate(req: Request): Promise<void> {
+  async function authenticate(req: Request, res: Response): Promise<void> {
     const key = bearerCredential(req.headers.authorization);
     if (key === null || !API_KEY_SHAPE.test(key)) return reject(req, 'malformed API key', null);
     const r = await deps.apiKeys.authenticate(key);
@@ -79,18 +81,22 @@ export function createApiKeyAuth(deps: ApiKeyAuthDeps): {
       apiKeyId: k.id,
       scopes: Object.freeze([...k.scopes]),
     });
-    // Every use is audited with the key as actor; fail closed like every security record.
-    await deps.audit.recordAs(actor, {
-      action: 'key.api.used',
-      resourceType: 'api_key',
-      resourceId: k.id,
-      severity: 'low',
-      after: { method: req.method, path: (req.originalUrl ?? req.url).split('?')[0]?.slice(0, 200) },
-    });
+    // Every use is audited with the key as actor, committed before the response is sent (fail
+    // closed like every security record); in parallel with the handler (api-key-use.ts).
+    const after = { method: req.method, path: (req.originalUrl ?? req.url).split('?')[0]?.slice(0, 200) };
+    trackKeyUse(req, res, () =>
+      deps.audit.recordAs(actor, {
+        action: 'key.api.used',
+        resourceType: 'api_key',
+        resourceId: k.id,
+        severity: 'low',
+        after,
+      }),
+    );
   }
 
-  const requireApiKey = series(function requireApiKey(req: Request, _res: Response, next: NextFunction): void {
-    authenticate(req).then(() => next(), next);
+  const requireApiKey = series(function requireApiKey(req: Request, res: Response, next: NextFunction): void {
+    authenticate(req, res).then(() => next(), next);
   }, keyLimiter);
   const userChain = deps.requireAuth;
   const userHandler = userChain.length === 1 ? (userChain[0] as RequestHandler) : series(...userChain);

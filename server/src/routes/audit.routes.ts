@@ -10,6 +10,7 @@ import type { Guards } from '../compose';
 import { validationFailed, type ErrorDetail } from '../lib/errors';
 import { actorOf, authOf } from '../middleware/actor';
 import { idempotentRoutes } from '../middleware/idempotency';
+import { handlerAuditsKeyUse, keyUseAudited } from '../middleware/api-key-use';
 import { validate, validBody, validQuery } from '../middleware/input-validation';
 import { clientActionProblem } from '../services/audit/catalog';
 import { AUDIT_VALUE_MAX_BYTES, jsonByteLength } from '../services/audit/scrub';
@@ -273,6 +274,8 @@ export function auditRouter(deps: AuditRouterDeps, router: Router = Router()): R
 
   router.post(
     '/audit/log',
+    // With an API key, the row recorded below names the key: it is the key's use record.
+    handlerAuditsKeyUse,
     ...requireAuthOrApiKey,
     requirePermission('audit:write'),
     idempotency.checkKey,
@@ -296,6 +299,8 @@ export function auditRouter(deps: AuditRouterDeps, router: Router = Router()): R
           },
           q,
         );
+        // Committed now unless it is inside the Idempotency-Key transaction (then key.api.used is written).
+        if (!q) keyUseAudited(req);
         return { status: 200, body: { success: true, id: recorded.id } };
       });
     },

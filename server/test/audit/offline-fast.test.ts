@@ -20,7 +20,46 @@ import {
   createCheckpointSigner,
   parseEd25519PrivateKey,
 } from '../../src/services/audit/signed-note';
-import { renderRow, type ArchivedRow } from '../../src/services/archive/format';
+import { renderRow as renderRecord } from '../../src/services/archive/format';
+import type { AuditRecord } from '../../src/services/audit/record';
+
+/** An archived row with the archive's own (snake_case) field names, as the NDJSON lines carry them. */
+interface ArchivedRow {
+  id: string;
+  tenant_id: string;
+  user_id: string | null;
+  action: string;
+  resource_type: string;
+  resource_id: string | null;
+  before: string | null;
+  after: string | null;
+  ip_address: string | null;
+  user_agent: string | null;
+  result: AuditRecord['result'];
+  error_message: string | null;
+  severity: AuditRecord['severity'];
+  request_id: string | null;
+  created_at: string;
+}
+
+const renderRow = (r: ArchivedRow): string =>
+  renderRecord({
+    id: r.id,
+    tenantId: r.tenant_id,
+    userId: r.user_id,
+    action: r.action,
+    resourceType: r.resource_type,
+    resourceId: r.resource_id,
+    before: r.before,
+    after: r.after,
+    ipAddress: r.ip_address,
+    userAgent: r.user_agent,
+    result: r.result,
+    errorMessage: r.error_message,
+    severity: r.severity,
+    requestId: r.request_id,
+    createdAt: r.created_at,
+  });
 
 const row = (over: Partial<ArchivedRow> = {}): ArchivedRow => ({
   id: '42',

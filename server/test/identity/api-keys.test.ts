@@ -173,7 +173,7 @@ describe('API key management', () => {
 });
 
 describe('API key authentication', () => {
-  test('when a key with audit:write records an event, then the row names the key as actor (api_key_id, no user) and key.api.used is audited', async () => {
+  test('when a key with audit:write records an event, then the row names the key as actor (api_key_id, no user) and is the use record (no separate key.api.used)', async () => {
     const { admin, apiKey, key } = await newKey(['audit:write']);
     const rid = randomUUID();
     const res = await auditLog(t, key, rid);
@@ -185,14 +185,6 @@ describe('API key authentication', () => {
       )
     ).rows;
     expect(rows).toEqual([
-      {
-        action: 'key.api.used',
-        tenant_id: admin.tenantId,
-        user_id: null,
-        api_key_id: apiKey.id,
-        resource_type: 'api_key',
-        resource_id: apiKey.id,
-      },
       {
         action: 'deploy.finished',
         tenant_id: admin.tenantId,

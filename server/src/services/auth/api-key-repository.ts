@@ -1,5 +1,6 @@
 /** SQL of service API keys (migrations/072). Every statement but the prefix lookup names the tenant. */
 import type { Queryable } from '../../db/pool';
+import { perTurn, slices } from '../../lib/turn-batch';
 
 export interface ApiKeyRow {
   id: string;
@@ -93,6 +94,69 @@ export async function findApiKeyByPrefix(q: Queryable, prefix: string): Promise<
     values: [prefix],
   });
   return rows[0] ? toKey(rows[0]) : null;
+}
+
+/**
+ * The same lookup for several prefixes in one statement (each one call of the narrowly-scoped
+ * function, by exact prefix), tagged with its position in the array.
+ */
+export const FIND_API_KEYS_BY_PREFIXES = `SELECT p.ord, k.id, k.tenant_id, k.name, k.prefix, k.secret_hash, k.scopes, k.created_by, k.created_at, k.expires_at, k.revoked_at, k.last_used_at
+FROM unnest($1::text[]) WITH ORDINALITY AS p(prefix, ord)
+CROSS JOIN LATERAL auth_api_key_by_prefix(p.prefix) AS k`;
+
+/** Most distinct prefixes one batched statement carries. */
+export const API_KEY_LOOKUP_BATCH_MAX = 64;
+
+export type ApiKeyLookup = (prefix: string) => Promise<ApiKeyRow | null>;
+
+interface PendingKeyLookup {
+  prefix: string;
+  resolve(k: ApiKeyRow | null): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * The per-request key lookup, batched like the session check (createSessionLookup): lookups
+ * requested during one event-loop turn are read together when the turn ends, one statement
+ * for all, one read per distinct prefix. Every request still gets a fresh read issued after it
+ * arrived (a revocation committed before the request is seen by it); nothing is cached.
+ */
+export function createApiKeyLookup(q: Queryable): ApiKeyLookup {
+  function run(batch: Map<string, PendingKeyLookup[]>): void {
+    const prefixes = [...batch.keys()];
+    const settle = (found: Map<string, Row>) => {
+      for (const [prefix, waiters] of batch) {
+        const r = found.get(prefix);
+        for (const w of waiters) w.resolve(r ? toKey(r) : null);
+      }
+    };
+    const fail = (err: unknown) => {
+      for (const waiters of batch.values()) for (const w of waiters) w.reject(err);
+    };
+    if (prefixes.length === 1) {
+      const prefix = prefixes[0] as string;
+      q.query<Row>({ name: 'fleet_api_key_by_prefix', text: FIND_API_KEY_BY_PREFIX, values: [prefix] }).then(
+        (res) => settle(new Map(res.rows[0] ? [[prefix, res.rows[0]]] : [])),
+        fail,
+      );
+      return;
+    }
+    q.query<Row & { ord: string }>({
+      name: 'fleet_api_keys_by_prefixes',
+      text: FIND_API_KEYS_BY_PREFIXES,
+      values: [prefixes],
+    }).then((res) => settle(new Map(res.rows.map((r) => [prefixes[Number(r.ord) - 1] as string, r]))), fail);
+  }
+  const submit = perTurn<PendingKeyLookup>((all) => {
+    const byPrefix = new Map<string, PendingKeyLookup[]>();
+    for (const p of all) {
+      const list = byPrefix.get(p.prefix);
+      if (list) list.push(p);
+      else byPrefix.set(p.prefix, [p]);
+    }
+    for (const part of slices([...byPrefix], API_KEY_LOOKUP_BATCH_MAX)) run(new Map(part));
+  });
+  return (prefix) => new Promise<ApiKeyRow | null>((resolve, reject) => submit({ prefix, resolve, reject }));
 }
 
 const LIST_API_KEYS = `SELECT ${COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id LIMIT 500`;

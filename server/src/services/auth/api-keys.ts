@@ -6,8 +6,9 @@
  * master-key rotation keeps old keys working. Lookup: the row by prefix (unique index), then a
  * constant-time comparison of the HMAC; an unknown prefix costs the same HMAC.
  *
- * Every request reads the row (no cache): a revoked or expired key fails on the next request on
- * every instance. `last_used_at` is written at most once a minute per key.
+ * Every request reads the row (no cache; the reads of requests arriving together share one
+ * statement): a revoked or expired key fails on the next request on every instance.
+ * `last_used_at` is written at most once a minute per key.
  */
 import { randomBytes, randomInt } from 'node:crypto';
 import type { Pool, Queryable } from '../../db/pool';
@@ -17,7 +18,7 @@ import { notFound } from '../../lib/errors';
 import type { AuditService } from '../audit/service';
 import type { EncryptionService } from '../encryption';
 import {
-  findApiKeyByPrefix,
+  createApiKeyLookup,
   insertApiKey,
   listApiKeys,
   revokeApiKey,
@@ -91,6 +92,7 @@ export function createApiKeyService(deps: {
   encryption: EncryptionService;
 }): ApiKeyService {
   const { pool, clock, audit, encryption } = deps;
+  const findByPrefix = createApiKeyLookup(pool);
   const metaFields = (m: RequestMeta) => ({ ipAddress: m.ip, userAgent: m.userAgent, requestId: m.requestId });
 
   return {
@@ -165,7 +167,7 @@ export function createApiKeyService(deps: {
       const m = API_KEY_RE.exec(presented);
       if (!m) return { ok: false, reason: 'malformed API key', key: null };
       const [, prefix, secret] = m as unknown as [string, string, string];
-      const row = await findApiKeyByPrefix(pool, prefix);
+      const row = await findByPrefix(prefix);
       // An unknown prefix costs the same HMAC as a known one.
       const match = row
         ? await encryption.verifySignature(hmacInput(prefix, secret), row.secretHash)
