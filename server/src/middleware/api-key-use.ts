@@ -10,14 +10,15 @@
  *   and is not written. Any response without such a row (validation errors, a missing scope,
  *   429, an idempotent replay, a row written inside a transaction that may still roll back, a
  *   500) writes `key.api.used` before it is sent, exactly as the default does.
- * - If the use cannot be recorded, the prepared response is replaced by a 500 (fail closed).
+ * - If the use cannot be recorded, the prepared response is replaced by the error answer (fail
+ *   closed): 503 with Retry-After when the database is unavailable, else 500.
  * - A connection closed before any response still gets its row (nothing to hold back then).
  * The routes that accept keys answer with one res.end (res.json/send); none streams with
  * res.write, which would send headers before the hold.
  */
 import type { NextFunction, Request, Response } from 'express';
 import { internalError } from '../lib/errors';
-import { errorBody } from './error-handler';
+import { errorBody, toAppError } from './error-handler';
 
 interface KeyUse {
   /** The key.api.used insert, once started. */
@@ -89,8 +90,12 @@ export function trackKeyUse(req: Request, res: Response, write: () => Promise<un
           return;
         }
         for (const h of ['Content-Length', 'Content-Type', 'ETag', 'Content-Encoding']) res.removeHeader(h);
-        const body = JSON.stringify(errorBody(req, internalError()));
-        res.statusCode = 500;
+        // As the error handler answers it: 503 + Retry-After when the database is unavailable, else 500.
+        const known = toAppError(err);
+        const e = known && known.status >= 500 ? known : internalError();
+        for (const [k, v] of Object.entries(e.headers)) res.setHeader(k, v);
+        const body = JSON.stringify(errorBody(req, e));
+        res.statusCode = e.status;
         res.setHeader('Content-Type', 'application/json; charset=utf-8');
         res.setHeader('Content-Length', Buffer.byteLength(body));
         end.apply(res, [body] as unknown as EndArgs);

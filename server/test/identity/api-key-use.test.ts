@@ -192,6 +192,34 @@ describe('an API key use is audited exactly once, before the response', () => {
   });
 });
 
+describe('an API key use record that times out', () => {
+  test('when the database cancels the use record (statement timeout), then the answer is withheld as the error handler answers it: 503 with Retry-After', async () => {
+    const app = await buildAuthApp(null, { env: { DB_STATEMENT_TIMEOUT: '300' } });
+    const fn = `test_slow_key_use_${randomUUID().replace(/-/g, '')}`;
+    try {
+      const { key } = await newKey(app, ['tokens:introspect']);
+      await owner.query(`CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.action = 'key.api.used' THEN PERFORM pg_sleep(2); END IF;
+          RETURN NEW;
+        END $$`);
+      await owner.query(`CREATE TRIGGER ${fn} BEFORE INSERT ON audit_logs FOR EACH ROW EXECUTE FUNCTION ${fn}()`);
+      const res = await request(app.app)
+        .post('/oauth/introspect')
+        .set('Authorization', `Bearer ${key}`)
+        .type('form')
+        .send({ token: 'not-a-token' });
+      expect(res.status).toBe(503);
+      expect(res.headers['retry-after']).toBe('5');
+      expect(res.body.error.code).toBe('SERVICE_UNAVAILABLE');
+    } finally {
+      await owner.query(`DROP TRIGGER IF EXISTS ${fn} ON audit_logs`);
+      await owner.query(`DROP FUNCTION IF EXISTS ${fn}()`);
+      await app.close();
+    }
+  });
+});
+
 describe('batched API key lookup', () => {
   test('when lookups for two keys, a repeated prefix and an unknown prefix arrive in one turn, then one statement answers each with its own row', async () => {
     const a = await newKey(t, ['audit:write']);
