@@ -50,7 +50,7 @@ function formatLimit(bytes: number | undefined): string {
 }
 
 /** Maps anything thrown to an AppError; null means "unknown" (500). */
-function toAppError(err: unknown): AppError | null {
+export function toAppError(err: unknown): AppError | null {
   if (err instanceof AppError) return err;
   if (err instanceof DomainError) return fromDomainError(err);
   if (err instanceof ZodError) return fromDomainError(validationFailed(zodDetails(err)));
