@@ -76,7 +76,8 @@ function redactSecrets(r: Reading, issues: CollectedIssue[]): CollectedIssue[] {
   const secrets = SETTING_NAMES.filter((n) => SETTINGS[n].secret)
     .map((n) => r.raw(n))
     .flatMap((raw) => (raw ? [raw, ...raw.split(',').map((s) => s.trim())] : []))
-    .filter((s) => s.length >= 8);
+    // Long and without spaces: never a word of a message (a secret of 'production' must not blank the word out).
+    .filter((s) => s.length >= 20 && !/\s/.test(s));
   return issues.map((i) => {
     const message = secrets.reduce((m, s) => m.split(s).join('[redacted]'), i.message);
     return message === i.message ? i : { ...i, message };
@@ -147,24 +148,7 @@ function assemble(r: Reading, d: Derived): Config {
     dataDir,
     bodyLimitBytes: v.BODY_LIMIT_BYTES as number,
     shutdownDrainDelayMs: v.SHUTDOWN_DRAIN_DELAY_MS as number,
-    database: {
-      url: d.db.url,
-      host: d.db.host,
-      ssl: d.db.ssl,
-      caFile: d.db.caFile,
-      poolSize: v.DB_POOL_SIZE as number,
-      poolTimeoutMs: (v.DB_POOL_TIMEOUT as number) * 1000,
-      statementTimeoutMs: v.DB_STATEMENT_TIMEOUT as number,
-      idleTimeoutMs: 30_000,
-      appRole: v.DATABASE_APP_ROLE === undefined ? 'fleet_app' : v.DATABASE_APP_ROLE,
-      applicationName: 'fleet-security-api',
-      embeddedPassword: d.db.url === null ? (dev.EMBEDDED_PG_PASSWORD ?? null) : null,
-      embeddedAppPassword: d.db.url === null ? (dev.EMBEDDED_PG_APP_PASSWORD ?? null) : null,
-      ownerUrl: d.db.ownerUrl,
-      ownerSsl: d.db.ownerSsl,
-      ownerCaFile: d.db.ownerCaFile,
-      separateOwner: d.db.separateOwner,
-    },
+    database: databaseSection(r, d.db, dev),
     jwt: {
       secret,
       previousSecrets: previous.map((s) => s.secret),
@@ -236,6 +220,28 @@ function assemble(r: Reading, d: Derived): Config {
       refreshReuseGraceSec: v.REFRESH_REUSE_GRACE_SECONDS as number,
       mfaRequiredForAdmins: v.MFA_REQUIRED_FOR_ADMINS === true,
     },
+  };
+}
+
+function databaseSection(r: Reading, db: DatabaseSettings, dev: Record<string, string>): Config['database'] {
+  const v = r.values;
+  return {
+    url: db.url,
+    host: db.host,
+    ssl: db.ssl,
+    caFile: db.caFile,
+    poolSize: v.DB_POOL_SIZE as number,
+    poolTimeoutMs: (v.DB_POOL_TIMEOUT as number) * 1000,
+    statementTimeoutMs: v.DB_STATEMENT_TIMEOUT as number,
+    idleTimeoutMs: 30_000,
+    appRole: v.DATABASE_APP_ROLE === undefined ? 'fleet_app' : v.DATABASE_APP_ROLE,
+    applicationName: 'fleet-security-api',
+    embeddedPassword: db.url === null ? (dev.EMBEDDED_PG_PASSWORD ?? null) : null,
+    embeddedAppPassword: db.url === null ? (dev.EMBEDDED_PG_APP_PASSWORD ?? null) : null,
+    ownerUrl: db.ownerUrl,
+    ownerSsl: db.ownerSsl,
+    ownerCaFile: db.ownerCaFile,
+    separateOwner: db.separateOwner,
   };
 }
 
