@@ -127,7 +127,7 @@ export function archiveRules(r: Reading): void {
   if (!r.ctx.prod) return;
   const target = r.given('AZURE_STORAGE_CONNECTION_STRING') || r.values.AZURE_STORAGE_ACCOUNT_URL !== undefined;
   if (!target) r.warn('AZURE_STORAGE_CONNECTION_STRING', 'NOTICE', 'is not set: no immutable audit archive is written');
-  else if (r.values.AUDIT_ARCHIVE_IMMUTABILITY_DAYS === undefined)
+  else if (!r.given('AUDIT_ARCHIVE_IMMUTABILITY_DAYS'))
     r.warn(
       'AUDIT_ARCHIVE_IMMUTABILITY_DAYS',
       'INSECURE',
