@@ -1,6 +1,7 @@
 /**
  * Which database the operations scripts (scripts/*.sh) talk to, resolved by the server's own
- * rules (config.ts parseDatabaseSettings: one implementation, the same refusals — only
+ * rules (parseDatabaseSettings, config/database.ts, through the settings table's postgresUrl
+ * parser: one implementation, the same refusals — only
  * sslmode disable/require/verify-full and sslrootcert as URL parameters, no host= or other
  * parameters, production TLS for non-loopback hosts), without loading the rest of the
  * configuration (a backup job needs nothing but the database and its backup key):
@@ -23,7 +24,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseDatabaseSettings } from '../config';
+import { envText, parseDatabaseSettings } from '../config';
 import { clusterDir } from '../db/embedded';
 import { DEV_SECRETS_FILE } from '../dev-secrets';
 import { EMBEDDED_DB_NAME, runningEmbeddedPort } from '../runtime';
@@ -50,10 +51,7 @@ export class DbTargetError extends Error {
 
 type Env = Record<string, string | undefined>;
 
-function get(env: Env, k: string): string | undefined {
-  const v = env[k];
-  return v === undefined || v.trim() === '' ? undefined : v;
-}
+const get = envText;
 
 /** The configured target, checked exactly as the server checks it. */
 function fromSettings(env: Env): DbTarget {
