@@ -201,25 +201,7 @@ export function archivedRowFields(line: string): CanonicalFields {
 /** The chain encoding of the fields after NS(seq): NS(id) || NS(tenant_id) || … || NS(created_at). */
 export function encodeFields(f: CanonicalFields): Buffer {
   let s = '';
-  for (const v of [
-    f.id,
-    f.tenantId,
-    f.userId,
-    f.action,
-    f.resourceType,
-    f.resourceId,
-    f.before,
-    f.after,
-    f.ipAddress,
-    f.userAgent,
-    f.result,
-    f.errorMessage,
-    f.severity,
-    f.requestId,
-    f.createdAt,
-  ]) {
-    s += v === null ? '-,' : `${Buffer.byteLength(v, 'utf8')}:${v},`;
-  }
+  for (const v of fieldValues(f)) s += v === null ? '-,' : `${Buffer.byteLength(v, 'utf8')}:${v},`;
   return Buffer.from(s, 'utf8');
 }
 
