@@ -41,7 +41,7 @@ async function listen(t: AuthTestApp): Promise<{ server: http.Server; url: strin
 }
 const close = (s: http.Server) => new Promise<void>((resolve) => s.close(() => resolve()));
 
-// jose is ESM; Jest transforms it to CommonJS (jest.config.js), TypeScript wants a dynamic import.
+// jose is ESM; Jest transforms it to CommonJS (jest.config.ts), TypeScript wants a dynamic import.
 type Jose = typeof import('jose', { with: { 'resolution-mode': 'import' } });
 let createRemoteJWKSet: Jose['createRemoteJWKSet'];
 let jwtVerify: Jose['jwtVerify'];
