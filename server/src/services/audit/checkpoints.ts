@@ -18,7 +18,7 @@
 import { SecretClient, type SecretClientOptions } from '@azure/keyvault-secrets';
 import type { Config } from '../../config';
 import type { Pool, Queryable } from '../../db/pool';
-import { withTenant } from '../../db/transaction';
+import { discardClient, withClient, withTenant } from '../../db/transaction';
 import type { Clock } from '../../lib/clock';
 import type { Logger } from '../../lib/logger';
 import { periodic } from '../../lib/periodic';
@@ -319,52 +319,53 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
   }
 
   async function runOnce(opts: { tenantId?: string } = {}): Promise<PublishResult[] | null> {
-    if (!deps.key) return [];
-    const lockClient = await pool.connect();
-    const onError = (err: Error) => logger.warn('audit checkpoint lock connection lost', { reason: err.message });
-    lockClient.on('error', onError);
-    let locked = false;
-    let broken = false;
-    try {
-      const { rows } = await lockClient.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [
-        CHECKPOINT_LOCK,
-      ]);
-      locked = rows[0]?.ok === true;
-      if (!locked) return null;
-      const signer = await deps.key.current();
-      let tenants: string[];
-      if (opts.tenantId) tenants = [opts.tenantId];
-      else {
-        const due = await pool.query<{ tenant_id: string }>(SELECT_DUE, [
-          new Date(clock.now()),
-          `${IDLE_REPUBLISH_MS / 1000} seconds`,
-          TENANTS_PER_RUN,
+    const key = deps.key;
+    if (!key) return [];
+    // The lock is a session lock: it lives on this client, which withClient destroys instead of
+    // pooling when its connection was lost (or the unlock failed), so no lock is left behind.
+    return withClient(pool, async (lockClient) => {
+      const onError = (err: Error) => logger.warn('audit checkpoint lock connection lost', { reason: err.message });
+      lockClient.on('error', onError);
+      let locked = false;
+      try {
+        const { rows } = await lockClient.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [
+          CHECKPOINT_LOCK,
         ]);
-        tenants = due.rows.map((r) => r.tenant_id);
-      }
-      const out: PublishResult[] = [];
-      for (const t of tenants) {
-        try {
-          const r = await publishTenant(signer, t);
-          if (r) out.push(r);
-        } catch (err) {
-          if (err instanceof CheckpointConflictError)
-            logger.error('audit checkpoint conflict', { tenantId: t, reason: err.message });
-          throw err;
+        locked = rows[0]?.ok === true;
+        if (!locked) return null;
+        const signer = await key.current();
+        let tenants: string[];
+        if (opts.tenantId) tenants = [opts.tenantId];
+        else {
+          const due = await pool.query<{ tenant_id: string }>(SELECT_DUE, [
+            new Date(clock.now()),
+            `${IDLE_REPUBLISH_MS / 1000} seconds`,
+            TENANTS_PER_RUN,
+          ]);
+          tenants = due.rows.map((r) => r.tenant_id);
         }
+        const out: PublishResult[] = [];
+        for (const t of tenants) {
+          try {
+            const r = await publishTenant(signer, t);
+            if (r) out.push(r);
+          } catch (err) {
+            if (err instanceof CheckpointConflictError)
+              logger.error('audit checkpoint conflict', { tenantId: t, reason: err.message });
+            throw err;
+          }
+        }
+        st.lastPublished = out.length;
+        return out;
+      } finally {
+        if (locked)
+          await lockClient
+            .query('SELECT pg_advisory_unlock($1::bigint)', [CHECKPOINT_LOCK])
+            .catch(() => discardClient(lockClient));
+        lockClient.off('error', onError);
+        st.lastRunAt = new Date(clock.now());
       }
-      st.lastPublished = out.length;
-      return out;
-    } catch (err) {
-      broken = (err as { code?: string }).code === '57P01';
-      throw err;
-    } finally {
-      if (locked)
-        await lockClient.query('SELECT pg_advisory_unlock($1::bigint)', [CHECKPOINT_LOCK]).catch(() => (broken = true));
-      lockClient.off('error', onError);
-      lockClient.release(broken ? true : undefined);
-      st.lastRunAt = new Date(clock.now());
-    }
+    });
   }
 
   const loop = periodic(
