@@ -10,31 +10,27 @@ import { createAuditService } from '../services/audit/service';
 import { createBlobStore } from '../services/archive/blob-store';
 import { verifyArchive } from '../services/archive/verify';
 import { loadRuntimeConfig, requireConfig } from '../runtime';
-import { exitWith } from './args';
+import { exitWith, parseArgv } from './args';
 import { cliLogger, withDatabasePool } from './boot';
 import { formatIssues } from '../config';
 
 const USAGE = 'usage: npm run archive:verify [-- --tenant TENANT] [--json]\n';
 
 function parseArgs(argv: string[]): { tenant?: string; json: boolean; help: boolean } {
-  const out: { tenant?: string; json: boolean; help: boolean } = { json: false, help: false };
-  const seen = new Set<string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    if (a.startsWith('--') && seen.has(a)) throw new Error(`${a} given more than once`);
-    seen.add(a);
-    if (a === '--tenant') {
-      const v = argv[i + 1];
-      if (v === undefined || v.startsWith('--')) throw new Error('--tenant needs a value');
-      out.tenant = v;
-      i += 1;
-    } else if (a === '--json') out.json = true;
-    else if (a === '--help' || a === '-h') out.help = true;
-    else throw new Error(`unknown argument ${a}`);
-  }
-  if (out.tenant !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(out.tenant))
+  const p = parseArgv(
+    {
+      flags: ['--json'],
+      values: ['--tenant'],
+      help: { names: ['--help', '-h'], mode: 'flag' },
+      repeated: 'error',
+      unknown: (arg) => `unknown argument ${arg}`,
+    },
+    argv,
+  );
+  const tenant = p.values.get('--tenant');
+  if (tenant !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(tenant))
     throw new Error('--tenant must be 1-64 letters, digits, dots, underscores or dashes');
-  return out;
+  return { ...(tenant !== undefined ? { tenant } : {}), json: p.flags.has('--json'), help: p.help };
 }
 
 /**

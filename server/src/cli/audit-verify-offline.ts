@@ -8,10 +8,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { NoteError, parseVerifierKey, type VerifierKey } from '../services/audit/note-verify';
 import { verifyOffline } from '../services/audit/offline-verify';
-import { exitWith } from './args';
+import { exitWith, parseOptions } from './args';
 
 const USAGE = `usage: npm run audit:verify-offline -- --key K --checkpoints DIR --rows FILE [options]
 
@@ -53,11 +52,8 @@ async function main(): Promise<number> {
     help?: boolean;
   };
   try {
-    ({ values } = parseArgs({
-      args: process.argv.slice(2),
-      strict: true,
-      allowPositionals: false,
-      options: {
+    values = parseOptions(
+      {
         key: { type: 'string', multiple: true },
         checkpoints: { type: 'string' },
         rows: { type: 'string', multiple: true },
@@ -65,7 +61,9 @@ async function main(): Promise<number> {
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
-    }));
+      process.argv.slice(2),
+      { repeated: 'last' },
+    );
   } catch (err) {
     usage((err as Error).message);
   }

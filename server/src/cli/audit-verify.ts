@@ -27,7 +27,7 @@ import { createAuditService, listAuditTenants, withAllTenantsSnapshot } from '..
 import { poolOptionsFromConfig } from '../db/pool';
 import { setTenantContext, withClient } from '../db/transaction';
 import type { DatabaseHandle } from '../runtime';
-import { exitWith } from './args';
+import { ArgvError, exitWith, parseArgv } from './args';
 import { cliConfig, cliLogger, withDatabasePool } from './boot';
 
 const USAGE = `usage: npm run audit:verify [-- [--tenant T] [--anchor SEQ:SHA256HEX] [--seal] [--json] [--no-record]]
@@ -55,57 +55,40 @@ interface Args {
   record: boolean;
 }
 
-class UsageError extends Error {}
-
 function parseArgs(argv: string[]): Args {
-  const a: Args = { tenant: null, anchor: undefined, seal: false, json: false, record: true };
-  const seen = new Set<string>();
-  for (let i = 0; i < argv.length; i += 1) {
-    const arg = argv[i] as string;
-    // A repeated option is refused rather than letting the last one win silently.
-    if (arg.startsWith('--') && seen.has(arg)) throw new UsageError(`${arg} given more than once`);
-    seen.add(arg);
-    const value = (): string => {
-      const v = argv[i + 1];
-      if (v === undefined || v.startsWith('--')) throw new UsageError(`${arg} needs a value`);
-      i += 1;
-      return v;
-    };
-    switch (arg) {
-      case '--tenant': {
-        const t = value();
-        if (t !== SYSTEM_TENANT && t !== '_platform' && !TENANT_RE.test(t))
-          throw new UsageError(
+  let anchor: VerifyOptions['anchor'];
+  const p = parseArgv(
+    {
+      flags: ['--seal', '--json', '--no-record'],
+      values: ['--tenant', '--anchor'],
+      help: { names: ['--help', '-h'], mode: 'stop' },
+      repeated: 'error',
+      unknown: (arg) => `unknown argument ${JSON.stringify(arg)}`,
+      check: (option, v) => {
+        if (option === '--tenant' && v !== SYSTEM_TENANT && v !== '_platform' && !TENANT_RE.test(v))
+          throw new ArgvError(
             `--tenant must be 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit (or ${SYSTEM_TENANT})`,
           );
-        a.tenant = t;
-        break;
-      }
-      case '--anchor': {
-        const m = /^([1-9]\d{0,18}):([0-9a-fA-F]{64})$/.exec(value());
-        if (!m) throw new UsageError('--anchor must look like SEQ:64-hex-characters');
-        a.anchor = { seq: m[1] as string, hash: (m[2] as string).toLowerCase() };
-        break;
-      }
-      case '--seal':
-        a.seal = true;
-        break;
-      case '--json':
-        a.json = true;
-        break;
-      case '--no-record':
-        a.record = false;
-        break;
-      case '--help':
-      case '-h':
-        process.stdout.write(`${USAGE}\n`);
-        process.exit(0);
-        break;
-      default:
-        throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
-    }
+        if (option !== '--anchor') return;
+        const m = /^([1-9]\d{0,18}):([0-9a-fA-F]{64})$/.exec(v);
+        if (!m) throw new ArgvError('--anchor must look like SEQ:64-hex-characters');
+        anchor = { seq: m[1] as string, hash: (m[2] as string).toLowerCase() };
+      },
+    },
+    argv,
+  );
+  if (p.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
   }
-  if (a.anchor && !a.tenant) throw new UsageError('--anchor needs --tenant');
+  const a: Args = {
+    tenant: p.values.get('--tenant') ?? null,
+    anchor,
+    seal: p.flags.has('--seal'),
+    json: p.flags.has('--json'),
+    record: !p.flags.has('--no-record'),
+  };
+  if (a.anchor && !a.tenant) throw new ArgvError('--anchor needs --tenant');
   return a;
 }
 
@@ -126,7 +109,7 @@ async function main(): Promise<number> {
   try {
     args = parseArgs(process.argv.slice(2));
   } catch (err) {
-    if (err instanceof UsageError) {
+    if (err instanceof ArgvError) {
       process.stderr.write(`audit:verify: ${err.message}\n${USAGE}\n`);
       return 2;
     }

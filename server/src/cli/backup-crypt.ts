@@ -26,6 +26,7 @@ import {
   parseHeader,
   readKeyFile,
 } from '../ops/backup-crypt';
+import { ArgvError, parseArgv } from './args';
 
 const USAGE = `usage:
   backup-crypt.ts keygen  --out FILE
@@ -34,8 +35,6 @@ const USAGE = `usage:
   backup-crypt.ts encrypt --key-file FILE [--in FILE] [--out FILE]
   backup-crypt.ts decrypt --key-file FILE [--key-file FILE ...] [--in FILE] [--out FILE]`;
 
-class UsageError extends Error {}
-
 interface Args {
   command: string;
   keyFiles: string[];
@@ -43,29 +42,37 @@ interface Args {
   output: string | null;
 }
 
-function parseArgs(argv: string[]): Args {
-  const [command, ...rest] = argv;
-  if (!command || !['keygen', 'key-id', 'inspect', 'encrypt', 'decrypt'].includes(command))
-    throw new UsageError('a command is required: keygen, key-id, inspect, encrypt or decrypt');
-  const args: Args = { command, keyFiles: [], input: null, output: null };
-  for (let i = 0; i < rest.length; i++) {
-    const a = rest[i] as string;
-    const value = rest[i + 1];
-    if ((a === '--key-file' || a === '--in' || a === '--out') && (value === undefined || value === ''))
-      throw new UsageError(`${a} needs a value`);
-    if (a === '--key-file') args.keyFiles.push(value as string);
-    else if (a === '--in') args.input = value as string;
-    else if (a === '--out') args.output = value as string;
-    else throw new UsageError(`unknown argument ${JSON.stringify(a)}`);
-    i++;
-  }
+function parseArgs(argv: string[]): Args & { help: boolean } {
+  const p = parseArgv(
+    {
+      values: ['--in', '--out'],
+      lists: ['--key-file'],
+      help: { names: ['--help', '-h'], mode: 'anywhere' },
+      missingValue: 'empty',
+      unknown: (arg) => `unknown argument ${JSON.stringify(arg)}`,
+      command: {
+        choices: ['keygen', 'key-id', 'inspect', 'encrypt', 'decrypt'],
+        message: 'a command is required: keygen, key-id, inspect, encrypt or decrypt',
+      },
+    },
+    argv,
+  );
+  const command = p.command ?? '';
+  const args = {
+    help: p.help,
+    command,
+    keyFiles: p.lists.get('--key-file') ?? [],
+    input: p.values.get('--in') ?? null,
+    output: p.values.get('--out') ?? null,
+  };
+  if (args.help) return args;
   const needsKey = command === 'key-id' || command === 'encrypt' || command === 'decrypt';
-  if (needsKey && args.keyFiles.length === 0) throw new UsageError(`${command} needs --key-file`);
-  if (!needsKey && args.keyFiles.length > 0) throw new UsageError(`${command} takes no --key-file`);
+  if (needsKey && args.keyFiles.length === 0) throw new ArgvError(`${command} needs --key-file`);
+  if (!needsKey && args.keyFiles.length > 0) throw new ArgvError(`${command} takes no --key-file`);
   if ((command === 'encrypt' || command === 'key-id') && args.keyFiles.length > 1)
-    throw new UsageError(`${command} takes exactly one --key-file`);
-  if (command === 'keygen' && !args.output) throw new UsageError('keygen needs --out');
-  if (command === 'inspect' && !args.input) throw new UsageError('inspect needs --in');
+    throw new ArgvError(`${command} takes exactly one --key-file`);
+  if (command === 'keygen' && !args.output) throw new ArgvError('keygen needs --out');
+  if (command === 'inspect' && !args.input) throw new ArgvError('inspect needs --in');
   return args;
 }
 
@@ -122,22 +129,21 @@ async function run(args: Args): Promise<void> {
       await transformFile(createDecryptStream(loadKeys(args.keyFiles)), args.input, args.output);
       return;
     default:
-      throw new UsageError('unknown command');
+      throw new Error('unknown command');
   }
 }
 
 async function main(): Promise<number> {
-  const argv = process.argv.slice(2);
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
-  let args: Args;
+  let args;
   try {
-    args = parseArgs(argv);
+    args = parseArgs(process.argv.slice(2));
   } catch (err) {
     process.stderr.write(`backup-crypt: ${(err as Error).message}\n${USAGE}\n`);
     return 2;
+  }
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
   }
   try {
     await run(args);

@@ -5,8 +5,11 @@
  */
 import fs from 'node:fs';
 import { neutralizeCsv } from '../ops/csv-safe';
+import { parseArgv } from './args';
 
-function main(files: string[]): number {
+function main(argv: string[]): number {
+  // Every argument is a file name, even one starting with a dash.
+  const files = parseArgv({ positionals: true, unknown: (arg) => arg }, argv).positionals;
   if (files.length === 0) {
     process.stderr.write('usage: csv-safe.ts FILE.csv…\n');
     return 2;

@@ -16,6 +16,7 @@
  */
 import { processEnv } from '../config';
 import { DbTargetError, describe, resolveDbTarget, toPgEnv, toUrl } from '../ops/db-target';
+import { ArgvError, parseArgv } from './args';
 
 const USAGE = 'usage: db-url.ts [--format url|describe|pgenv|pgenv-b64]';
 
@@ -25,19 +26,28 @@ function shQuote(v: string): string {
 }
 
 function main(argv: string[]): number {
-  let format = 'url';
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--help' || a === '-h') {
-      process.stdout.write(`${USAGE}\n`);
-      return 0;
-    }
-    if (a === '--format' && i + 1 < argv.length) format = argv[++i] as string;
-    else {
-      process.stderr.write(`db-url: unknown argument ${JSON.stringify(a)}\n${USAGE}\n`);
-      return 2;
-    }
+  let parsed;
+  try {
+    parsed = parseArgv(
+      {
+        values: ['--format'],
+        help: { names: ['--help', '-h'], mode: 'stop' },
+        missingValue: 'end',
+        needsValue: (option) => `unknown argument ${JSON.stringify(option)}`,
+        unknown: (arg) => `unknown argument ${JSON.stringify(arg)}`,
+      },
+      argv,
+    );
+  } catch (err) {
+    if (!(err instanceof ArgvError)) throw err;
+    process.stderr.write(`db-url: ${err.message}\n${USAGE}\n`);
+    return 2;
   }
+  if (parsed.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const format = parsed.values.get('--format') ?? 'url';
   if (!['url', 'describe', 'pgenv', 'pgenv-b64'].includes(format)) {
     process.stderr.write(`db-url: --format must be url, describe, pgenv or pgenv-b64\n${USAGE}\n`);
     return 2;
