@@ -282,4 +282,34 @@ describe('verifyOffline with worker threads', () => {
     const altered = await verifyOffline({ ...base, rowFiles: [cases[5] as string], workers: 2, blockBytes: 500 });
     expect(altered.failure).toMatch(/do not rebuild the tree signed in .*size 140/);
   }, 180_000);
+
+  it('when a tenant has a signed checkpoint of size 0, then it must sign the empty tree, and the later checkpoints are still rebuilt', async () => {
+    const signer = createCheckpointSigner('fleet-security-api/jest', parseEd25519PrivateKey(KEY));
+    const intact = write('intact-size0.ndjson', rows);
+    const emptyRoot = createHash('sha256').digest(); // RFC 9162 §2.1.1: the hash of an empty list
+    for (const [name, root] of [
+      ['empty', emptyRoot],
+      ['wrong', Buffer.alloc(32, 7)],
+    ] as const) {
+      const cps = path.join(dir, `checkpoints-size0-${name}`);
+      fs.cpSync(base.checkpointsDir, cps, { recursive: true });
+      fs.writeFileSync(
+        path.join(cps, 't-a', '0'),
+        signer.signBody(checkpointBody(checkpointOrigin('jest', 't-a'), 0, root)),
+      );
+      for (const workers of [0, 2]) {
+        const r = await verifyOffline({ ...base, checkpointsDir: cps, rowFiles: [intact], workers });
+        if (name === 'empty') {
+          expect({ workers, ok: r.ok, failure: r.failure }).toEqual({ workers, ok: true, failure: null });
+          expect(r.tenants.map((t) => [t.verifiedSizes, t.uncovered])).toEqual([
+            [[0, 70, 140, 210, 280, 300], []],
+            [[70, 140, 210, 280, 300], []],
+          ]);
+        } else {
+          expect({ workers, ok: r.ok }).toEqual({ workers, ok: false });
+          expect(r.failure).toMatch(/^tenant t-a: .*\(size 0\) states a root that is not the empty tree$/);
+        }
+      }
+    }
+  }, 120_000);
 });
