@@ -26,10 +26,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { createHash, hash as oneShot } from 'node:crypto';
+import { hash as oneShot } from 'node:crypto';
 import type { CanonicalFields } from './chain';
 import { NoteError, verifyCheckpointNote, type VerifierKey } from './note-verify';
-import { Failure, idKey, readRows, type IdKey, type RowBatch } from './offline-rows';
+import { encodeFields, Failure, idKey, readRows, type IdKey, type RowBatch } from './offline-rows';
 import type { ReaderMessage } from './offline-rows-worker';
 import { Trees, type TreesState, type TreeTenant } from './offline-trees';
 
@@ -61,32 +61,12 @@ const CHAIN_TAG = 'fleet-audit-chain-v1\n';
 const GENESIS = Buffer.alloc(32);
 
 /**
- * The chain entry hash (format in migrations/021_audit_chain.sql), written again here: one
- * string per entry, one digest update (a netstring's length is the UTF-8 byte length).
+ * The chain entry hash (format in migrations/021_audit_chain.sql) of one row's fields: their
+ * encoding (offline-rows.ts encodeFields, the verifier's own) hashed as the row reader's are.
  */
 export function entryHash(f: CanonicalFields, seq: number, prev: Buffer): Buffer {
-  let s = '';
-  for (const v of [
-    String(seq),
-    f.id,
-    f.tenantId,
-    f.userId,
-    f.action,
-    f.resourceType,
-    f.resourceId,
-    f.before,
-    f.after,
-    f.ipAddress,
-    f.userAgent,
-    f.result,
-    f.errorMessage,
-    f.severity,
-    f.requestId,
-    f.createdAt,
-  ]) {
-    s += v === null ? '-,' : `${Buffer.byteLength(v, 'utf8')}:${v},`;
-  }
-  return createHash('sha256').update(CHAIN_TAG, 'utf8').update(prev).update(s, 'utf8').digest();
+  const enc = encodeFields(f);
+  return entryHashOfEncoded(enc, 0, enc.length, seq, prev);
 }
 
 /**
