@@ -292,7 +292,7 @@ export async function buildServices(core: CoreDeps): Promise<Composition> {
       for (const s of starters) await s();
     },
     async stop() {
-      for (const s of stoppers.reverse())
+      for (const s of [...stoppers].reverse())
         await s().catch((err: Error) => core.logger.warn('stop failed', { err: err.message }));
     },
   };
