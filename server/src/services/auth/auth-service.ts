@@ -171,39 +171,26 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
   ): Promise<never> {
     const tenantId = candidate?.tenantId ?? UNKNOWN_TENANT;
     const marker: LockoutMarker = { ip: Boolean(counted?.ip && meta.ip), email: Boolean(counted?.email) };
+    const failure: AuditEvent = {
+      tenantId,
+      userId: candidate?.id ?? null,
+      action: 'auth.login.failure',
+      resourceType: 'user',
+      resourceId: email,
+      result: 'failure',
+      severity: 'medium',
+      errorMessage: reason.slice(0, 500),
+      after: { lockout: marker },
+      ...metaFields(meta),
+    };
     if (counted === null && deps.failures) {
       // Junk (no correctly signed token): never counted, so no lockout row can follow; repeated
       // identical ones from one source are aggregated (failure-aggregator.ts).
-      await deps.failures.record({
-        tenantId,
-        userId: candidate?.id ?? null,
-        action: 'auth.login.failure',
-        resourceType: 'user',
-        resourceId: email,
-        result: 'failure',
-        severity: 'medium',
-        errorMessage: reason.slice(0, 500),
-        after: { lockout: marker },
-        ...metaFields(meta),
-      });
+      await deps.failures.record(failure);
       throw unauthenticated(`login refused: ${reason}`);
     }
     await withTenant(pool, tenantId, async (c) => {
-      await audit.record(
-        {
-          tenantId,
-          userId: candidate?.id ?? null,
-          action: 'auth.login.failure',
-          resourceType: 'user',
-          resourceId: email,
-          result: 'failure',
-          severity: 'medium',
-          errorMessage: reason.slice(0, 500),
-          after: { lockout: marker },
-          ...metaFields(meta),
-        },
-        c,
-      );
+      await audit.record(failure, c);
       const crossed: Array<{ scope: 'email' | 'ip'; failures: number; windowSeconds: number }> = [];
       if (marker.email && lock.emailFailures < limits.emailMax && lock.emailFailures + 1 >= limits.emailMax) {
         crossed.push({
