@@ -71,3 +71,12 @@ export function actorColumns(actor: Actor): {
     requestId: actor.requestId,
   };
 }
+
+/** The audit row's request columns for `meta` (for rows written before or without an actor). */
+export function metaColumns(meta: RequestMeta): {
+  ipAddress: string | null;
+  userAgent: string | null;
+  requestId: string | null;
+} {
+  return { ipAddress: meta.ip, userAgent: meta.userAgent, requestId: meta.requestId };
+}

@@ -25,7 +25,7 @@ import {
   touchApiKey,
   type ApiKeyRow,
 } from './api-key-repository';
-import type { RequestMeta } from '../../domain/actor';
+import { metaColumns, type RequestMeta } from '../../domain/actor';
 import type { ApiScope } from './rbac';
 
 const API_KEY_RE = /^fsk_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
@@ -93,7 +93,6 @@ export function createApiKeyService(deps: {
 }): ApiKeyService {
   const { pool, clock, audit, encryption } = deps;
   const findByPrefix = createApiKeyLookup(pool);
-  const metaFields = (m: RequestMeta) => ({ ipAddress: m.ip, userAgent: m.userAgent, requestId: m.requestId });
 
   return {
     async create(actor, input, meta, q) {
@@ -121,7 +120,7 @@ export function createApiKeyService(deps: {
             resourceId: k.id,
             severity: 'high',
             after: { name: k.name, prefix: k.prefix, scopes: k.scopes, expiresAt: k.expiresAt?.toISOString() ?? null },
-            ...metaFields(meta),
+            ...metaColumns(meta),
           },
           c,
         );
@@ -156,7 +155,7 @@ export function createApiKeyService(deps: {
             resourceId: k.id,
             severity: 'high',
             after: { name: k.name, prefix: k.prefix },
-            ...metaFields(meta),
+            ...metaColumns(meta),
           },
           c,
         );

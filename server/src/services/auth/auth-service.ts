@@ -19,7 +19,7 @@ import { setTenantContext, withTenant, withTransaction } from '../../db/transact
 import type { Clock } from '../../lib/clock';
 import { RateLimitedError, notFound, serviceUnavailable, unauthenticated } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
-import type { AuthContext, RequestMeta, Role } from '../../domain/actor';
+import { metaColumns, type AuthContext, type RequestMeta, type Role } from '../../domain/actor';
 import type { FailureAggregator } from '../audit/failure-aggregator';
 import type { AuditService } from '../audit/service';
 import { UNKNOWN_TENANT } from '../audit/catalog';
@@ -155,8 +155,6 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
   const graceMs = config.identity.refreshReuseGraceSec * 1000;
   const encryption = deps.encryption ?? null;
 
-  const metaFields = (m: RequestMeta) => ({ ipAddress: m.ip, userAgent: m.userAgent, requestId: m.requestId });
-
   /**
    * Audits a refused login and throws 401. `counted` is null for attempts that never carried a
    * correctly signed token (junk): audited, but they never count toward the lockout.
@@ -171,39 +169,26 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
   ): Promise<never> {
     const tenantId = candidate?.tenantId ?? UNKNOWN_TENANT;
     const marker: LockoutMarker = { ip: Boolean(counted?.ip && meta.ip), email: Boolean(counted?.email) };
+    const failure: AuditEvent = {
+      tenantId,
+      userId: candidate?.id ?? null,
+      action: 'auth.login.failure',
+      resourceType: 'user',
+      resourceId: email,
+      result: 'failure',
+      severity: 'medium',
+      errorMessage: reason.slice(0, 500),
+      after: { lockout: marker },
+      ...metaColumns(meta),
+    };
     if (counted === null && deps.failures) {
       // Junk (no correctly signed token): never counted, so no lockout row can follow; repeated
       // identical ones from one source are aggregated (failure-aggregator.ts).
-      await deps.failures.record({
-        tenantId,
-        userId: candidate?.id ?? null,
-        action: 'auth.login.failure',
-        resourceType: 'user',
-        resourceId: email,
-        result: 'failure',
-        severity: 'medium',
-        errorMessage: reason.slice(0, 500),
-        after: { lockout: marker },
-        ...metaFields(meta),
-      });
+      await deps.failures.record(failure);
       throw unauthenticated(`login refused: ${reason}`);
     }
     await withTenant(pool, tenantId, async (c) => {
-      await audit.record(
-        {
-          tenantId,
-          userId: candidate?.id ?? null,
-          action: 'auth.login.failure',
-          resourceType: 'user',
-          resourceId: email,
-          result: 'failure',
-          severity: 'medium',
-          errorMessage: reason.slice(0, 500),
-          after: { lockout: marker },
-          ...metaFields(meta),
-        },
-        c,
-      );
+      await audit.record(failure, c);
       const crossed: Array<{ scope: 'email' | 'ip'; failures: number; windowSeconds: number }> = [];
       if (marker.email && lock.emailFailures < limits.emailMax && lock.emailFailures + 1 >= limits.emailMax) {
         crossed.push({
@@ -241,7 +226,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
               windowSeconds: first.windowSeconds,
               limits: crossed,
             },
-            ...metaFields(meta),
+            ...metaColumns(meta),
           },
           c,
         );
@@ -339,7 +324,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
             result: 'success',
             severity: 'low',
             after: { sessionId: s.sessionId, issuer: identity.issuer, role: user.role },
-            ...metaFields(meta),
+            ...metaColumns(meta),
           },
           c,
         );
@@ -399,7 +384,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
         result: 'failure',
         severity: 'medium',
         errorMessage: reason,
-        ...metaFields(meta),
+        ...metaColumns(meta),
       });
       throw unauthenticated(reason);
     };
@@ -417,7 +402,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
         userId: row.userId,
         resourceType: 'session',
         resourceId: row.sessionId,
-        ...metaFields(meta),
+        ...metaColumns(meta),
       };
 
       const refuse = async (reason: string): Promise<RefreshOutcome> => {
@@ -594,7 +579,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
             result: 'success',
             severity: 'low',
             after: { sessionRevoked: revoked },
-            ...metaFields(meta),
+            ...metaColumns(meta),
           },
           c,
         );
@@ -642,7 +627,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
               revokedBy: auth.userId,
               scope: r.userId === auth.userId ? 'own' : 'tenant',
             },
-            ...metaFields(meta),
+            ...metaColumns(meta),
           },
           c,
         );
