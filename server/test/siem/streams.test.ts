@@ -7,6 +7,7 @@ import net from 'node:net';
 import request from 'supertest';
 import { randomBytes } from 'node:crypto';
 import { checkDestination, forbiddenRange, guardedLookup } from '../../src/services/siem/streams/destinations';
+import { ManualClock } from '../../src/lib/clock';
 import { createStreamWorker } from '../../src/services/siem/streams/worker';
 import * as streamRepo from '../../src/services/siem/streams/repository';
 import type { TestApp } from '../helpers/app';
@@ -497,6 +498,66 @@ describe('isolation', () => {
     expect(status).toMatchObject({ name: 'iso', lastDeliveredAt: null, lastError: null });
     expect(status.queued).toBeGreaterThan(0);
   }, 30_000);
+});
+
+describe('stream lease', () => {
+  it('when batches are slow, then a task stops taking batches before its lease (never renewed) runs out and releases the stream', async () => {
+    const a = await loginAs(t, { role: 'admin' });
+    await put(a, 'slow', webhookStream({ minSeverity: 'critical' })).expect(200);
+    const { rows } = await db.owner.query<{ id: string }>(
+      `SELECT id::text AS id FROM audit_streams WHERE tenant_id = $1 AND name = 'slow'`,
+      [a.tenantId],
+    );
+    const streamId = (rows[0] as { id: string }).id;
+    await db.owner.query(
+      `INSERT INTO audit_stream_outbox (stream_id, tenant_id, payload, enqueued_at)
+       SELECT $1, $2, json_build_object('id', gen_random_uuid()), now() FROM generate_series(1, 250)`,
+      [streamId, a.tenantId],
+    );
+    const clock = new ManualClock();
+    const sent: number[] = [];
+    const monitoring = t.composition.services.monitoring;
+    const worker = createStreamWorker({
+      pool: t.composition.pool,
+      config: t.config,
+      logger: t.composition.logger,
+      clock,
+      audit: t.composition.services.audit,
+      streams: monitoring.streams!,
+      connectorTimeoutMs: 10_000,
+      leaseMs: 40_000,
+      random: () => 0,
+      concurrency: 50,
+      connectorFactory: (row) => ({
+        provider: 'webhook',
+        async send(events) {
+          if (row.id !== streamId)
+            return { outcomes: new Map(events.map((e) => [e.id, { kind: 'delivered' as const }])) };
+          sent.push(events.length);
+          clock.advance(15_000); // each batch takes 15 s: two fit in the 40 s lease, not three
+          return { outcomes: new Map(events.map((e) => [e.id, { kind: 'delivered' as const }])) };
+        },
+        async healthCheck() {},
+        async close() {},
+      }),
+    });
+    try {
+      await worker.tick();
+      await worker.drain();
+      expect(sent).toEqual([100, 100]);
+      const st = await db.owner.query<{ claimed_by: string | null }>(
+        `SELECT claimed_by FROM audit_stream_state WHERE stream_id = $1`,
+        [streamId],
+      );
+      expect(st.rows[0]?.claimed_by).toBeNull();
+      // The next claim delivers the rest.
+      await worker.tick();
+      await worker.drain();
+      expect(sent).toEqual([100, 100, 50]);
+    } finally {
+      await worker.stop();
+    }
+  });
 });
 
 describe('queue bound', () => {

@@ -32,19 +32,7 @@ export function datadogEntry(
     return { ...(shapeEvent(e, schema, host) as Record<string, unknown>), ...datadogReserved(e, host, environment) };
   }
   return {
-    ddsource: DATADOG_SOURCE,
-    service: DATADOG_SOURCE,
-    hostname: host,
-    ddtags: [
-      `env:${tag(environment)}`,
-      `tenant:${tag(e.tenantId)}`,
-      `severity:${e.severity}`,
-      `event_type:${tag(e.eventType)}`,
-      `origin:${e.origin}`,
-    ].join(','),
-    message: e.message,
-    status: DATADOG_STATUS[e.severity],
-    timestamp: Date.parse(e.time),
+    ...datadogReserved(e, host, environment),
     evt: {
       id: e.id,
       name: e.eventType,

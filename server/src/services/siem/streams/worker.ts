@@ -232,7 +232,12 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
     return batch.length >= STREAM_BATCH_SIZE ? 'more' : 'done';
   }
 
-  async function runStream(claim: repo.ClaimedStream): Promise<void> {
+  /**
+   * The lease is not renewed: a task takes another batch only while one more (its send bounded
+   * by the HTTP timeout) still fits well inside it, so no other instance can claim the stream
+   * and send the same rows while this one still delivers. The rest waits for the next claim.
+   */
+  async function runStream(claim: repo.ClaimedStream, leaseEnd: number): Promise<void> {
     try {
       const row = await withTenant(pool, claim.tenant_id, (c) =>
         repo.selectStreamById(c, claim.tenant_id, claim.stream_id),
@@ -247,6 +252,7 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
         return;
       }
       for (let i = 0; i < MAX_BATCHES_PER_TASK && !stopping; i++) {
+        if (i > 0 && clock.now() + 2 * timeoutMs > leaseEnd) break;
         const r = await deliverBatch(row, claim);
         if (r === 'retry') return;
         if (r === 'done') break;
@@ -285,7 +291,7 @@ export function createStreamWorker(deps: StreamWorkerDeps): StreamWorker {
       // Every slot taken: more streams may be due; claim again as soon as a slot frees up.
       saturated = claims.length === free;
       for (const claim of claims) {
-        const task = runStream(claim).finally(() => {
+        const task = runStream(claim, t + leaseMs).finally(() => {
           inflight.delete(claim.stream_id);
           if (saturated && !stopping)
             void tick().catch((err: Error) => log.warn('audit stream tick failed', { err: err.message }));
