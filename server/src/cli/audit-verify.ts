@@ -13,12 +13,8 @@
  * environment with DATABASE_URL alone can verify.
  */
 import type { VerifyOptions } from '../services/audit/chain';
-import { checkpointKeyFromConfig } from '../services/audit/checkpoint-setup';
-import { PUBLISHED_NOTES_CHECKED } from '../services/audit/checkpoints';
-import { parseVerifierKey } from '../services/audit/note-verify';
-import { checkpointOrigin } from '../services/audit/signed-note';
-import { readPublishedNotes, verifyTrailIn, type TrailVerifyResult } from '../services/audit/tree-verify';
-import { createBlobStore } from '../services/archive/blob-store';
+import { buildCheckpointService } from '../services/audit/checkpoint-setup';
+import { verifyTrailIn, type TrailVerifyResult } from '../services/audit/tree-verify';
 import { systemClock } from '../lib/clock';
 import { SYSTEM_TENANT } from '../services/audit/catalog';
 import { TENANT_RE } from '../services/auth/users';
@@ -144,24 +140,16 @@ async function main(): Promise<number> {
         }
         if (!args.json) process.stdout.write(`sealed ${sealed} row(s) before verifying\n`);
       }
-      const key = checkpointKeyFromConfig(config, systemClock);
-      const store = key ? createBlobStore(config.archive) : null;
-      const keys = key
-        ? [...new Set([(await key.current()).verifierKey, ...config.auditLog.trustedKeys])].map(parseVerifierKey)
-        : null;
+      // The same trusted keys, origin and published copies as GET /audit/verify (trailDeps: null
+      // when no checkpoint key is configured).
+      const checkpoints = buildCheckpointService({ config, pool, logger, clock: systemClock });
       const results = await withClient(pool, (client) =>
         withAllTenantsSnapshot(client, async (q) => {
           const tenants = args.tenant ? [args.tenant] : await listAuditTenants(q);
           const out: TrailVerifyResult[] = [];
           for (const t of tenants) {
             await setTenantContext(q, t);
-            const deps = keys
-              ? {
-                  keys,
-                  origin: checkpointOrigin(config.auditLog.name, t),
-                  published: store ? await readPublishedNotes(store, t, PUBLISHED_NOTES_CHECKED) : null,
-                }
-              : null;
+            const deps = await checkpoints.trailDeps(t);
             out.push(await verifyTrailIn(q, t, deps, { anchor: args.anchor }));
           }
           return out;

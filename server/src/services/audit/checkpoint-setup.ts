@@ -47,14 +47,16 @@ export function buildCheckpointService(deps: {
   blobStore?: BlobStore | null;
 }): CheckpointService {
   const { config } = deps;
-  const blobStore = deps.blobStore !== undefined ? deps.blobStore : createBlobStore(config.archive);
+  const key = checkpointKeyFromConfig(config, deps.clock, deps.keyVault);
+  // The store is only used with a key (publishing, and verifying published copies).
+  const blobStore = !key ? null : deps.blobStore !== undefined ? deps.blobStore : createBlobStore(config.archive);
   const siem = deps.siem && config.siem.provider ? deps.siem : null;
   return createCheckpointService({
     pool: deps.pool,
     logger: deps.logger,
     clock: deps.clock,
     config,
-    key: checkpointKeyFromConfig(config, deps.clock, deps.keyVault),
+    key,
     blobStore,
     siem: siem
       ? async (q, e) => {

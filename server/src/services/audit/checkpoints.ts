@@ -383,10 +383,15 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
     },
   );
 
-  async function trustedKeys(): Promise<VerifierKey[]> {
+  /** The current verifier key, then AUDIT_CHECKPOINT_TRUSTED_KEYS, without repeats. */
+  async function verifierKeys(): Promise<string[]> {
     const texts = [...config.auditLog.trustedKeys];
     if (deps.key) texts.unshift((await deps.key.current()).verifierKey);
-    return [...new Set(texts)].map(parseVerifierKey);
+    return [...new Set(texts)];
+  }
+
+  async function trustedKeys(): Promise<VerifierKey[]> {
+    return (await verifierKeys()).map(parseVerifierKey);
   }
 
   async function trailDeps(tenantId: string): Promise<TrailVerifyDeps | null> {
@@ -406,12 +411,7 @@ export function createCheckpointService(deps: CheckpointServiceDeps): Checkpoint
       const td = await trailDeps(tenantId);
       return withTenantSnapshot(pool, tenantId, (c) => verifyTrailIn(c, tenantId, td, opts));
     },
-    async verifierKeys() {
-      const keys: string[] = [];
-      if (deps.key) keys.push((await deps.key.current()).verifierKey);
-      for (const k of config.auditLog.trustedKeys) if (!keys.includes(k)) keys.push(k);
-      return keys;
-    },
+    verifierKeys,
     latest(tenantId) {
       return withTenant(pool, tenantId, (c) => latestCheckpoint(c, tenantId));
     },
