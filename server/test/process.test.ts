@@ -29,6 +29,18 @@ function get(url: string): Promise<{ status: number; body: string }> {
 }
 
 describe('npm run check-env', () => {
+  test.each([
+    ['server/src/cli/migrate.ts', '--dry-run'],
+    ['server/src/cli/check-env.ts', '--strict'],
+    ['server/src/cli/audit-deps.ts', 'extra'],
+  ])('when %s (no options) is given %s, then it prints usage and exits 2 without acting', (cli, arg) => {
+    const r = spawnSync(TSX, [cli, arg], { cwd: ROOT, env: baseEnv({}), encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('Usage: npm run');
+    expect(r.stderr).not.toMatch(/^\s+at /m);
+    expect(r.stdout).toBe('');
+  });
+
   test('when the environment has errors, then it prints each with its variable, never the value, and exits 1', () => {
     const r = spawnSync(TSX, ['server/src/cli/check-env.ts'], {
       cwd: ROOT,

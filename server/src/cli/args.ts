@@ -144,3 +144,21 @@ export function parseArgv(spec: ArgvSpec, argv: string[]): ParsedArgv {
   }
   return out;
 }
+
+/**
+ * For a CLI that takes no options: `--help`/`-h` prints usage and exits 0; anything else on the
+ * command line is a usage error (exit 2) rather than silently ignored (`migrate -- --dry-run`
+ * must not apply migrations).
+ */
+export function noOptions(usage: string, args: string[] = process.argv.slice(2)): void {
+  let values;
+  try {
+    values = parseOptions({ help: { type: 'boolean', short: 'h' } }, args);
+  } catch (err) {
+    usageError(usage, (err as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(`${usage}\n`);
+    process.exit(0);
+  }
+}

@@ -6,6 +6,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import { classifyAudit } from '../ops/npm-audit';
+import { noOptions } from './args';
+
+noOptions(
+  'Usage: npm run audit:deps\n\nProduction dependency vulnerability scan (npm audit --omit=dev); exit 1 on high or critical advisories. Takes no options.',
+);
 
 const args = ['audit', '--omit=dev', '--audit-level=high', '--json'];
 const r = spawnSync(process.platform === 'win32' ? 'npm.cmd' : 'npm', args, {

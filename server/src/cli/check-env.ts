@@ -1,5 +1,10 @@
 import { formatIssues } from '../config';
 import { loadRuntimeConfig } from '../runtime';
+import { noOptions } from './args';
+
+noOptions(
+  'Usage: npm run check-env\n\nValidates the environment exactly as start-up does; prints every error and warning; exit 1 on any error. Takes no options.',
+);
 
 /** Validates the environment exactly as start-up does; every error and warning; exit 1 on any error. */
 const loaded = loadRuntimeConfig();

@@ -1,6 +1,11 @@
 import { runMigrations } from '../db/migrate';
 import { pgSsl } from '../db/pool';
+import { noOptions } from './args';
 import { cliConfig, cliLogger, withDatabase } from './boot';
+
+noOptions(
+  'Usage: npm run migrate\n\nApplies pending SQL migrations from migrations/ as the schema owner (MIGRATION_DATABASE_URL;\noutside production DATABASE_URL when only one is given). Takes no options.',
+);
 
 async function main(): Promise<void> {
   // Only the database settings matter here (a migration job may have nothing else).
