@@ -76,8 +76,28 @@ function beginSql(opts: TransactionOptions): string {
 /** Clients whose connection broke inside a transaction: never to be returned to a pool. */
 const lostClients = new WeakSet<object>();
 
+/** What runs once the transaction open on a client (by runTransaction) has committed. */
+const commitCallbacks = new WeakMap<object, Array<() => void>>();
+
+/**
+ * Runs fn once the work done through q is committed: after the COMMIT of the transaction
+ * withTransaction has open on q, never if it rolls back; at once when q is not inside such a
+ * transaction (a pool, or a statement that commits by itself). For what must not count work
+ * that may still be undone (metrics, notifications); fn must not throw.
+ */
+export function afterCommit(q: Queryable | pg.ClientBase, fn: () => void): void {
+  const pending = commitCallbacks.get(q);
+  if (pending) pending.push(fn);
+  else fn();
+}
+
 function isPool(target: TransactionTarget): target is Pool {
   return typeof (target as Partial<Pool>).totalCount === 'number';
+}
+
+function restore(client: object, outer: Array<() => void> | undefined): void {
+  if (outer) commitCallbacks.set(client, outer);
+  else commitCallbacks.delete(client);
 }
 
 /**
@@ -90,15 +110,21 @@ async function runTransaction<T>(
   opts: TransactionOptions,
 ): Promise<T> {
   const begin = beginSql(opts);
+  const outer = commitCallbacks.get(client);
+  const onCommit: Array<() => void> = [];
   try {
     await client.query(begin);
+    commitCallbacks.set(client, onCommit);
     if (opts.tenantId) await client.query(SET_TENANT_CONTEXT, [opts.tenantId]);
     if (opts.allTenants) await client.query(SET_ALL_TENANTS_SCOPE);
     if (opts.siemWorker) await client.query(SIEM_WORKER_ON);
     const result = await fn(client);
     await client.query('COMMIT');
+    restore(client, outer);
+    for (const f of onCommit) f();
     return result;
   } catch (err) {
+    restore(client, outer);
     if (isConnectionLost(err)) {
       // A ROLLBACK would only queue behind the statement that never answered; the server
       // rolls the transaction back when the discarded connection closes.

@@ -7,6 +7,7 @@
 import type pg from 'pg';
 import { createPool, isConnectionLost, type Pool, type Queryable } from '../../src/db/pool';
 import {
+  afterCommit,
   asSiemWorker,
   setTenantContext,
   tenantContextSql,
@@ -307,3 +308,48 @@ describe('withTransaction: isolation, access mode and scopes', () => {
 async function withTenantInsert(tenantId: string, action: string): Promise<void> {
   await insertAudit(owner, tenantId, action);
 }
+
+describe('afterCommit', () => {
+  it('when called inside withTransaction, then it runs only after COMMIT (the rows are visible to others by then) and never on rollback; outside one, at once', async () => {
+    const t = uniqueTenant('tx-after');
+    const seen: Array<{ label: string; visible: number }> = [];
+    const note = (label: string) => () => {
+      seen.push({ label, visible: -1 });
+      const entry = seen[seen.length - 1] as { label: string; visible: number };
+      void auditCount(owner, t, 'tx.after').then((n) => (entry.visible = n));
+    };
+
+    await withTransaction(
+      app,
+      async (c) => {
+        await insertAudit(c, t, 'tx.after');
+        afterCommit(c, note('committed'));
+        expect(seen).toEqual([]);
+      },
+      { tenantId: t },
+    );
+    expect(seen.map((x) => x.label)).toEqual(['committed']);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(seen[0]?.visible).toBe(1);
+
+    await expect(
+      withTransaction(
+        app,
+        async (c) => {
+          afterCommit(c, note('rolled back'));
+          throw new Error('undo');
+        },
+        { tenantId: t },
+      ),
+    ).rejects.toThrow('undo');
+    expect(seen.map((x) => x.label)).toEqual(['committed']);
+
+    afterCommit(app, note('pool'));
+    expect(seen.map((x) => x.label)).toEqual(['committed', 'pool']);
+    // The client went back to the pool: nothing waits on it any more.
+    await withClient(app, async (c) => {
+      afterCommit(c, note('no transaction'));
+    });
+    expect(seen.map((x) => x.label)).toEqual(['committed', 'pool', 'no transaction']);
+  });
+});

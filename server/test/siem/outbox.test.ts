@@ -365,6 +365,36 @@ describe('GET /siem/status', () => {
   });
 });
 
+describe('the enqueued counter', () => {
+  /** fleet_siem_events_enqueued_total summed over its labels, as /metrics shows it. */
+  async function enqueuedTotal(): Promise<number> {
+    const res = await request(t.app).get('/metrics');
+    return res.text
+      .split('\n')
+      .filter((l) => l.startsWith('fleet_siem_events_enqueued_total'))
+      .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+  }
+
+  it('when the transaction that enqueued events rolls back, then they are not counted; once one commits, they are', async () => {
+    const tenantId = uniqueTenant();
+    const before = await enqueuedTotal();
+    await expect(
+      withTenant(t.composition.pool, tenantId, async (c) => {
+        await siem().sendBatch(inputs(tenantId, 3), c);
+        throw new Error('the change is undone');
+      }),
+    ).rejects.toThrow('the change is undone');
+    expect(await outbox()).toHaveLength(0);
+    expect(await enqueuedTotal()).toBe(before);
+
+    await withTenant(t.composition.pool, tenantId, (c) => siem().sendBatch(inputs(tenantId, 2), c));
+    expect(await outbox()).toHaveLength(2);
+    expect(await enqueuedTotal()).toBe(before + 2);
+    await siem().sendBatch(inputs(tenantId, 1));
+    expect(await enqueuedTotal()).toBe(before + 3);
+  });
+});
+
 describe('automatic forwarding from the audit trail', () => {
   it('when a high-severity audit row commits, then an outbox event with the id derived from the row refers to it, and the sent event carries the row', async () => {
     const tenantId = uniqueTenant();

@@ -3,7 +3,7 @@
  * within the queue bound (SIEM_MAX_QUEUE; see service.ts).
  */
 import type { Queryable } from '../../db/pool';
-import { asSiemWorker, withTenant, withTransaction } from '../../db/transaction';
+import { afterCommit, asSiemWorker, withTenant, withTransaction } from '../../db/transaction';
 import { UnavailableError } from '../../lib/errors';
 import type { SiemContext } from './context';
 import { auditEventId } from './event-id';
@@ -42,7 +42,10 @@ export function createSiemEnqueue(ctx: SiemContext, nudge: (n: number) => void):
     }
     await repo.insertOutbox(q, events, now());
     state.depthEstimate += events.length;
-    for (const e of events) metrics.enqueued.inc({ origin: e.origin });
+    // Counted once the events are really in the outbox: a caller's transaction may still roll back.
+    afterCommit(q, () => {
+      for (const e of events) metrics.enqueued.inc({ origin: e.origin });
+    });
     nudge(events.length);
   }
 
