@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { formatIssues, loadConfig, SETTINGS, SETTING_NAMES } from '../src/config';
-import { withSettingsTable } from '../src/config/doc';
+import { DOC_BEGIN, DOC_END, filteredBegin, withSettingsTable } from '../src/config/doc';
 import { ISSUE_CODES, type ParseContext } from '../src/config/parsers';
 import { scopeOf } from '../src/config/settings';
 
@@ -55,6 +55,32 @@ describe('settings table', () => {
     const readme = fs.readFileSync(path.resolve(__dirname, '../../README.md'), 'utf8');
     expect(withSettingsTable(readme)).toBe(readme);
     for (const name of SETTING_NAMES) expect(readme).toContain(`| \`${name}\` |`);
+  });
+
+  test('when docs/SIEM_AND_ARCHIVE.md is read, then its settings table is generated too and lists every SIEM and archive setting', () => {
+    const doc = fs.readFileSync(path.resolve(__dirname, '../../docs/SIEM_AND_ARCHIVE.md'), 'utf8');
+    expect(withSettingsTable(doc)).toBe(doc);
+    const own = SETTING_NAMES.filter((n) => /^(SIEM_|AZURE_STORAGE_|AUDIT_ARCHIVE_)/.test(n));
+    expect(own.length).toBeGreaterThan(10);
+    for (const name of own) expect(doc).toContain(`| \`${name}\` |`);
+    expect(doc).not.toContain('| `JWT_SECRET` |');
+  });
+
+  test('when a text has a filtered block, a full block, or a broken one, then each block gets its own table and a broken text none', () => {
+    const text = `a\n${filteredBegin(['AUDIT_ARCHIVE_'])}\nold\n${DOC_END}\nb\n${DOC_BEGIN}\n${DOC_END}\nc`;
+    const out = withSettingsTable(text) as string;
+    const [first, second] = out.split(DOC_END) as [string, string];
+    expect(first).toContain('| `AUDIT_ARCHIVE_INTERVAL` |');
+    expect(first).not.toContain('| `SIEM_PROVIDER` |');
+    expect(first).not.toContain('Issue codes');
+    expect(first).not.toContain('old');
+    expect(second).toContain('| `SIEM_PROVIDER` |');
+    expect(second).toContain('Issue codes');
+    expect(out.startsWith('a\n')).toBe(true);
+    expect(out.endsWith(`${DOC_END}\nc`)).toBe(true);
+    expect(withSettingsTable(out)).toBe(out);
+    expect(withSettingsTable('no markers')).toBeNull();
+    expect(withSettingsTable(`${DOC_BEGIN}\nno end`)).toBeNull();
   });
 
   test('when every secret setting holds a recognisable invalid value, then no diagnostic contains it', () => {

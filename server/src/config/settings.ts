@@ -365,47 +365,53 @@ export const SETTINGS = {
     scope: all,
     secret: false,
     parse: p.siemProvider,
-    doc: { text: '`splunk`, `datadog`, `elastic`, `webhook`, `syslog`, `sentinel`' },
+    doc: { default: '— (forwarding off)', text: '`splunk`, `datadog`, `elastic`, `webhook`, `syslog`, `sentinel`' },
   }),
   SIEM_ENDPOINT_URL: setting({
     scope: all,
     secret: false,
     when: (_given, ctx) => ctx.value('SIEM_PROVIDER') !== undefined,
     parse: p.siemEndpoint,
-    doc: { text: 'SIEM target (`https://…`, or `tcp://` / `tls://host:port` for syslog)' },
+    doc: {
+      text: 'SIEM target: `https://…` for the HTTP providers, `tcp://host:port` or `tls://host:port` for syslog. Production refuses `http://` / `tcp://` except to loopback',
+    },
   }),
   SIEM_API_KEY: setting({
     scope: all,
     secret: true,
     parse: p.text,
-    doc: { text: 'SIEM credential (required for splunk, datadog, webhook)' },
+    doc: {
+      text: 'SIEM credential: Splunk HEC token, Datadog API key, Elastic API key (optional), webhook signing key (required for splunk, datadog, webhook)',
+    },
   }),
   SIEM_BATCH_SIZE: setting({
     scope: all,
     secret: false,
     default: '10',
     parse: p.int(1, 1000),
-    doc: { text: 'forwarding batch' },
+    doc: { text: 'events per claimed batch (1–1000)' },
   }),
   SIEM_FLUSH_INTERVAL_MS: setting({
     scope: all,
     secret: false,
     default: '30000',
     parse: p.int(50, HOUR),
-    doc: { text: 'flush interval' },
+    doc: { text: 'SIEM worker interval (50 ms – 1 h)' },
   }),
   SIEM_MAX_QUEUE: setting({
     scope: all,
     secret: false,
     default: '100000',
     parse: p.int(100, 10_000_000),
-    doc: { text: 'outbox bound' },
+    doc: { text: 'SIEM outbox bound (100 – 10,000,000; docs/SIEM_AND_ARCHIVE.md, Queue bound)' },
   }),
   SIEM_TLS_CA_FILE: setting({
     scope: all,
     secret: false,
     parse: p.readableFile,
-    doc: { text: 'CA bundle for a syslog TLS receiver (or a Sentinel endpoint / authority with a private CA)' },
+    doc: {
+      text: "CA bundle (PEM) trusted for the SIEM's TLS certificate (syslog `tls://` and HTTPS; a Sentinel endpoint or authority with a private CA)",
+    },
   }),
   SIEM_EVENT_SCHEMA: setting({
     scope: all,
@@ -489,14 +495,18 @@ export const SETTINGS = {
     secret: true,
     parse: p.storageConnectionString,
     doc: {
-      text: 'immutable audit archive target; needs `AccountKey` or `SharedAccessSignature`, and https in production',
+      default: '— (archive off)',
+      text: 'immutable audit archive target, as a connection string; needs `AccountKey` or `SharedAccessSignature`, and https in production',
     },
   }),
   AZURE_STORAGE_ACCOUNT_URL: setting({
     scope: all,
     secret: false,
     parse: p.storageAccountUrl,
-    doc: { text: 'immutable audit archive target, as an account URL (DefaultAzureCredential)' },
+    doc: {
+      default: '— (archive off)',
+      text: 'immutable audit archive target, as an account URL authenticated with `DefaultAzureCredential` (managed identity, workload identity, `az login`)',
+    },
   }),
   AUDIT_ARCHIVE_CONTAINER: setting({
     scope: all,
@@ -506,20 +516,23 @@ export const SETTINGS = {
       /^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/,
       'must be a valid container name (3-63 lower-case letters, digits, single dashes)',
     ),
-    doc: { text: 'archive container' },
+    doc: { text: 'archive container (created if missing and the credential may)' },
   }),
   AUDIT_ARCHIVE_IMMUTABILITY_DAYS: setting({
     scope: all,
     secret: false,
     parse: p.int(1, 36500),
-    doc: { default: '—', text: 'version-level immutability of archived blobs, in days' },
+    doc: {
+      default: '—',
+      text: 'when set, each archived blob gets a version-level immutability policy for that many days (1–36500)',
+    },
   }),
   AUDIT_ARCHIVE_INTERVAL: setting({
     scope: all,
     secret: false,
     default: '1h',
     parse: p.duration(10_000, 7 * DAY),
-    doc: { text: 'export period' },
+    doc: { text: 'periodic archive export interval (10 s – 7 days; first run at most 60 s after start)' },
   }),
 
   // ---- signed audit checkpoints
