@@ -7,6 +7,7 @@ import http from 'node:http';
 import express, { type Express } from 'express';
 import type { Composition } from './compose';
 import { jsonBody } from './middleware/body';
+import { hostRequired } from './middleware/client-error';
 import { corsPolicy } from './middleware/cors';
 import { createCsrf } from './middleware/csrf';
 import { errorHandler, notFoundHandler } from './middleware/error-handler';
@@ -64,6 +65,7 @@ export function createApp(c: Composition, opts: AppOptions = {}): App {
         onFinish: metrics.observe,
         trustProxy: config.trustProxy,
       }),
+      hostRequired,
       corsPolicy(config.cors.origins),
       createRateLimiter({
         windowMs: config.rateLimit.windowMs,
@@ -116,6 +118,9 @@ export function createHttpServer(app: Express): http.Server {
       // requestTimeout / headersTimeout are enforced by a periodic sweep (default every 30 s,
       // so a stalled request could live for up to twice its limit): sweep every second.
       connectionsCheckingInterval: 1000,
+      // Node would answer a request without Host with a bare 400; hostRequired (in createApp)
+      // answers it in the contract's shape.
+      requireHostHeader: false,
     },
     app,
   );

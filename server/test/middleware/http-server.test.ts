@@ -4,8 +4,10 @@
  * on Node's plain server.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { createHttpServer } from '../../src/app';
+import { answerClientErrors } from '../../src/middleware/client-error';
+import { securityHeaderList } from '../../src/middleware/security-headers';
 import { buildTestApp, type TestApp } from '../helpers/app';
 import { loginAs, type TestLogin } from '../helpers/auth';
 import { requestOn, type RawAnswer } from '../helpers/raw';
@@ -112,4 +114,77 @@ describe('createHttpServer', () => {
     for (let i = 0; i < born.length; i++)
       expect(comparable(born[i] as RawAnswer)).toEqual(comparable(plain[i] as RawAnswer));
   });
+});
+
+/** Sends raw bytes and returns everything the server wrote before it closed (or 2 s passed). */
+function rawExchange(port: number, bytes: string): Promise<string> {
+  return new Promise((resolve) => {
+    let got = '';
+    const sock = net.connect(port, '127.0.0.1', () => sock.write(bytes));
+    const timer = setTimeout(() => sock.destroy(), 2000);
+    sock.on('data', (c: Buffer) => (got += c.toString('latin1')));
+    sock.on('close', () => {
+      clearTimeout(timer);
+      resolve(got);
+    });
+    sock.on('error', () => undefined);
+  });
+}
+
+function parseRaw(reply: string): { status: number; headers: Record<string, string>; body: unknown } {
+  const [head = '', ...rest] = reply.split('\r\n\r\n');
+  const [statusLine = '', ...lines] = head.split('\r\n');
+  const headers = Object.fromEntries(
+    lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]),
+  );
+  const text = rest.join('\r\n\r\n');
+  // A chunked body (the app's own answers on a kept-alive connection): take the JSON inside.
+  const json = text.slice(text.indexOf('{'), text.lastIndexOf('}') + 1);
+  return { status: Number(statusLine.split(' ')[1]), headers, body: json ? JSON.parse(json) : null };
+}
+
+describe('requests without Host, and CONNECT, on the server index.ts builds', () => {
+  let t: TestApp;
+  let server: http.Server;
+  let port: number;
+  beforeAll(async () => {
+    t = await buildTestApp();
+    server = createHttpServer(t.app);
+    answerClientErrors(server, securityHeaderList());
+    port = await listen(server);
+  });
+  afterAll(async () => {
+    await new Promise<void>((r) => server.close(() => r()));
+    await t.close();
+  });
+
+  test('when an HTTP/1.1 request has no Host header, then 400 VALIDATION_FAILED in the contract shape with X-Request-Id and security headers', async () => {
+    const r = parseRaw(await rawExchange(port, 'GET /api/health HTTP/1.1\r\nConnection: close\r\n\r\n'));
+    expect(r.status).toBe(400);
+    expect(r.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(r.headers['x-content-type-options']).toBe('nosniff');
+    expect(r.body).toMatchObject({
+      success: false,
+      error: { code: 'VALIDATION_FAILED', details: [{ path: 'headers.host', code: 'required' }] },
+    });
+  });
+
+  test('when an HTTP/1.0 request has no Host header, or an HTTP/1.1 one has it, then it is served', async () => {
+    expect(parseRaw(await rawExchange(port, 'GET /api/health HTTP/1.0\r\n\r\n')).status).toBe(200);
+    expect(
+      parseRaw(await rawExchange(port, 'GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).status,
+    ).toBe(200);
+  });
+
+  test.each([['/api/health'], ['127.0.0.1:443']])(
+    'when a CONNECT request for %s arrives, then 404 NOT_FOUND in the contract shape and the connection closes (no proxying)',
+    async (target) => {
+      const r = parseRaw(await rawExchange(port, `CONNECT ${target} HTTP/1.1\r\nHost: x\r\n\r\n`));
+      expect(r.status).toBe(404);
+      expect(r.headers.connection).toBe('close');
+      expect(r.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+      expect(r.headers['x-content-type-options']).toBe('nosniff');
+      expect(r.body).toMatchObject({ success: false, error: { code: 'NOT_FOUND' } });
+    },
+  );
 });
