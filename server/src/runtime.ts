@@ -3,12 +3,14 @@
  * secrets outside production) and the database (external, or the embedded cluster — reused
  * when `npm start` already runs it, started otherwise).
  */
+import { connectClient } from './db/pool';
 import fs from 'node:fs';
 import path from 'node:path';
 import { formatIssues, loadConfig, processEnv, type Config, type ConfigScope, type LoadResult } from './config';
 import { clusterDir, startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded';
 import pg from 'pg';
 import { createRuntimeLogin, EMBEDDED_RUNTIME_LOGIN } from './db/logins';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from './db/migrate';
 import { DataDirError, loadOrCreateDevSecrets } from './dev-secrets';
 import type { Logger } from './lib/logger';
 
@@ -178,9 +180,13 @@ export async function openDatabase(
  * cluster was never migrated (migration 001 tolerates an existing role).
  */
 async function ensureEmbeddedRuntimeLogin(ownerUrl: string, appPassword: string): Promise<string> {
-  const client = new pg.Client({ connectionString: ownerUrl, application_name: 'fleet-security-logins' });
+  const client = new pg.Client({
+    connectionString: ownerUrl,
+    application_name: 'fleet-security-logins',
+    connectionTimeoutMillis: DEFAULT_CONNECT_TIMEOUT_MS,
+  });
   client.on('error', () => undefined);
-  await client.connect();
+  await connectClient(client);
   try {
     await client.query(`DO $$
       BEGIN

@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { createRuntimeLogin, LOGIN_NAME_RE, runtimeLoginSql } from '../db/logins';
-import { pgSsl } from '../db/pool';
+import { pgSsl, connectClient } from '../db/pool';
 import { loadRuntimeConfig } from '../runtime';
 import { parseOptions, runCli, usageError } from './args';
 import { cliConfig, cliLogger, withDatabase } from './boot';
@@ -96,9 +96,10 @@ runCli('db:app-login', async () => {
       connectionString: db.ownerUrl,
       ssl,
       application_name: 'fleet-security-db-app-login',
+      connectionTimeoutMillis: config.database.poolTimeoutMs,
     });
     client.on('error', () => undefined);
-    await client.connect();
+    await connectClient(client);
     try {
       if (values.database) {
         const cur = (await client.query<{ d: string }>('SELECT current_database() AS d')).rows[0]?.d;

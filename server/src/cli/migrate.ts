@@ -20,6 +20,7 @@ async function main(): Promise<void> {
     const r = await runMigrations(db.ownerUrl, {
       logger,
       ssl: pgSsl(config.database.ownerSsl, config.database.ownerCaFile),
+      connectTimeoutMs: config.database.poolTimeoutMs,
     });
     process.stdout.write(
       `migrations: ${r.applied.length} applied${r.applied.length ? ` (${r.applied.join(', ')})` : ''}, ${r.alreadyApplied} already applied\n`,

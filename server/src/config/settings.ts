@@ -150,7 +150,10 @@ export const SETTINGS = {
     secret: false,
     default: '10',
     parse: p.int(1, 600),
-    doc: { default: '`10` s', text: 'seconds to wait for a pooled connection' },
+    doc: {
+      default: '`10` s',
+      text: 'seconds to wait for a database connection to be ready (the pool, migrations, start-up checks, operator commands)',
+    },
   }),
   DB_STATEMENT_TIMEOUT: setting({
     scope: database,

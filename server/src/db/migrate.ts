@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import type { Logger } from '../lib/logger';
-import { onConnectionLoss } from './pool';
+import { onConnectionLoss, connectClient } from './pool';
 import { withTransaction } from './transaction';
 
 /** What to do when the migrating login may not create or grant the application role. */
@@ -57,15 +57,29 @@ export interface MigrateResult {
   alreadyApplied: number;
 }
 
+/** How long a dedicated (non-pool) connection waits to be ready unless told otherwise. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
 /** Applies pending migrations using a dedicated connection as the schema owner. */
 export async function runMigrations(
   connectionString: string,
-  opts: { dir?: string; logger?: Logger; ssl?: pg.ClientConfig['ssl'] } = {},
+  opts: {
+    dir?: string;
+    logger?: Logger;
+    ssl?: pg.ClientConfig['ssl'];
+    /** How long to wait for the connection to be ready (a server that never answers must not hang us). */
+    connectTimeoutMs?: number;
+  } = {},
 ): Promise<MigrateResult> {
   const migrations = readMigrations(opts.dir);
-  const client = new pg.Client({ connectionString, ssl: opts.ssl, application_name: 'fleet-security-migrate' });
+  const client = new pg.Client({
+    connectionString,
+    ssl: opts.ssl,
+    application_name: 'fleet-security-migrate',
+    connectionTimeoutMillis: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+  });
   onConnectionLoss(client, opts.logger, 'migrate');
-  await client.connect();
+  await connectClient(client);
   try {
     await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
     try {

@@ -158,3 +158,21 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return code === '53300' || code === '57014';
 }
+
+/**
+ * Connects a dedicated client (created with connectionTimeoutMillis); a server that accepts the
+ * connection but never answers fails with a message that says so instead of pg's "timeout expired".
+ */
+export async function connectClient(client: pg.Client): Promise<void> {
+  try {
+    await client.connect();
+  } catch (err) {
+    if (err instanceof Error && /timeout expired|connection timeout/i.test(err.message)) {
+      throw new Error(
+        `the database at ${client.host}:${client.port} did not become ready in time (DB_POOL_TIMEOUT): it accepted the connection but never answered`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+}

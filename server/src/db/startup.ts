@@ -13,7 +13,7 @@ import type { Config } from '../config';
 import type { Logger } from '../lib/logger';
 import { checkRuntimeDatabase, type StartupCheck } from './logins';
 import { runMigrations } from './migrate';
-import { pgSsl } from './pool';
+import { pgSsl, connectClient } from './pool';
 
 class StartupRefused extends Error {
   constructor(message: string) {
@@ -33,9 +33,10 @@ async function checkRuntimeLogin(config: Config, url: string): Promise<StartupCh
     connectionString: url,
     ssl: pgSsl(config.database.ssl, config.database.caFile),
     application_name: 'fleet-security-startup-check',
+    connectionTimeoutMillis: config.database.poolTimeoutMs,
   });
   client.on('error', () => undefined);
-  await client.connect();
+  await connectClient(client);
   try {
     return await checkRuntimeDatabase(client, { appRole: config.database.appRole });
   } finally {
@@ -57,6 +58,7 @@ export async function prepareDatabase(
     const migrated = await runMigrations(db.ownerUrl, {
       logger,
       ssl: pgSsl(config.database.ownerSsl, config.database.ownerCaFile),
+      connectTimeoutMs: config.database.poolTimeoutMs,
     });
     logger.info('migrations', { applied: migrated.applied.length, alreadyApplied: migrated.alreadyApplied });
   }
