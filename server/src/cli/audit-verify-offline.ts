@@ -101,6 +101,7 @@ async function main(): Promise<number> {
     if (!fs.existsSync(r)) usage(`--rows ${r} does not exist`);
     rowFiles.push(...ndjsonFiles(r));
   }
+  if (rowFiles.length === 0) usage(`--rows ${values.rows.join(', ')}: no archived rows (.ndjson files) found there`);
   const report = await verifyOffline({
     keys,
     checkpointsDir: values.checkpoints,

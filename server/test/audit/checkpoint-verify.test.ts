@@ -379,6 +379,41 @@ describe('npm run audit:verify-offline on a real archive export', () => {
     expect(r.stdout).toMatch(/not in the archived rows/);
   });
 
+  it('when no rows, or rows that reach none of the signed trees, are given, then it fails rather than report verified', async () => {
+    const cps = path.join(dir, 'checkpoints');
+    const emptyDir = fs.mkdtempSync(path.join(dir, 'no-rows-'));
+    fs.writeFileSync(path.join(emptyDir, 'manifest.json'), '{}');
+    const none = await runOffline(['--key', keyFile, '--checkpoints', cps, '--rows', emptyDir]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/no archived rows/);
+
+    const emptyFile = path.join(emptyDir, 'empty.ndjson');
+    fs.writeFileSync(emptyFile, '');
+    const empty = await runOffline(['--key', keyFile, '--checkpoints', cps, '--rows', emptyFile, '--json']);
+    expect(empty.code).toBe(1);
+    expect(JSON.parse(empty.stdout)).toMatchObject({
+      ok: false,
+      failure: expect.stringMatching(/not in the archived rows/),
+    });
+
+    // Without the published leaf order (.ids files) the rows are taken in id order: an empty or
+    // too short export reaches no signed tree, which is a failure too, not "verified".
+    const notesOnly = path.join(dir, 'notes-only');
+    fs.cpSync(cps, notesOnly, { recursive: true, filter: (src) => !src.endsWith('.ids') });
+    for (const rows of [emptyFile, rowsFile]) {
+      const short = path.join(emptyDir, 'short.ndjson');
+      fs.writeFileSync(short, rows === emptyFile ? '' : `${fs.readFileSync(rows, 'utf8').split('\n')[0]}\n`);
+      const r = await runOffline(['--key', keyFile, '--checkpoints', notesOnly, '--rows', short]);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toMatch(
+        /VERIFICATION FAILED: .*reach none of its 2 signed non-empty checkpoint\(s\).*missing or incomplete/,
+      );
+      expect(r.stdout).not.toMatch(/audit log verified offline/);
+    }
+    const intact = await runOffline(['--key', keyFile, '--checkpoints', notesOnly, '--rows', rowsFile]);
+    expect(intact.code).toBe(0);
+  });
+
   it('when the key is another one, or a note was edited, then it fails; bad usage exits 2', async () => {
     const other = createCheckpointServiceKey();
     const r1 = await runOffline(['--key', other, '--checkpoints', path.join(dir, 'checkpoints'), '--rows', rowsFile]);

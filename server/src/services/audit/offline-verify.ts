@@ -568,6 +568,12 @@ export async function verifyOffline(o: OfflineOptions): Promise<OfflineReport> {
         }
         await settle();
         st.report.uncovered = st.sizes.slice(st.report.verifiedSizes.length).filter((x) => x > 0);
+        // Rows that reach none of the tenant's signed trees verify nothing but the signatures:
+        // a failed or partial download must not read as verified.
+        if (st.sizes.some((x) => x > 0) && !st.report.verifiedSizes.some((x) => x > 0))
+          throw new Failure(
+            `tenant ${st.report.tenantId}: the archived rows (${st.report.rows} read) reach none of its ${st.sizes.filter((x) => x > 0).length} signed non-empty checkpoint(s); the rows are missing or incomplete`,
+          );
         o.onProgress?.(
           `tenant ${st.report.tenantId}: ${st.report.verifiedSizes.length} checkpoint(s) rebuilt from ${st.report.rows} archived row(s)`,
         );
