@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { DbTargetError, resolveDbTarget } from '../src/ops/db-target';
 import { formatIssues, loadConfig, weakSecretReason } from '../src/config';
 import { generateSigningKey } from '../src/lib/jws-keys';
 
@@ -362,6 +363,16 @@ describe('configuration', () => {
       const r = loadConfig(prodEnv({ DATABASE_URL: 'postgres://app:Pa%zzSecretXYZ@db.example.com/fleet' }));
       expect(vars(r.errors)).toContain('DATABASE_URL');
       expect(formatIssues(r)).not.toContain('SecretXYZ');
+    });
+
+    it('when the database name has a malformed percent-encoding, then DATABASE_URL is refused naming it (no URIError), in development too', () => {
+      const r = loadConfig(base({ DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/%E0%A4%A' }));
+      expect(r.errors).toEqual([
+        expect.objectContaining({ variable: 'DATABASE_URL', message: expect.stringMatching(/database name/) }),
+      ]);
+      expect(() => resolveDbTarget({ DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/%E0%A4%A' })).toThrow(
+        DbTargetError,
+      );
     });
 
     it('when DATABASE_HOST is not a host name or address, then it is refused (it would be pasted into a URL)', () => {

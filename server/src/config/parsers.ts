@@ -400,6 +400,13 @@ export const postgresUrl: Parser<PostgresUrl> = function postgresUrl(raw, ctx) {
   if (!u.hostname) return { issues: [...issues, error('MALFORMED', 'has no host')] };
   if (password === null) return { issues };
   if (!u.pathname || u.pathname === '/') issues.push(error('MALFORMED', 'names no database (add /dbname)'));
+  else {
+    try {
+      decodeURIComponent(u.pathname.slice(1));
+    } catch {
+      issues.push(error('MALFORMED', 'has a malformed percent-encoding (%XX) in its database name'));
+    }
+  }
   if (ctx.prod && !password && !isLoopbackHost(u.hostname))
     issues.push(error('INSECURE', 'has no password; production databases require authentication'));
   if (
