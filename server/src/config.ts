@@ -18,7 +18,7 @@ export type {
   SiemProvider,
 } from './config/types';
 export { decodeKey32, isLoopbackHost, weakSecretReason } from './config/checks';
-export { parseDatabaseSettings, type DatabaseSettings } from './config/database';
+export { parseDatabaseSettings, SAME_LOGIN_MESSAGE, type DatabaseSettings } from './config/database';
 export { loadConfig, type LoadOptions } from './config/load';
 export { envText } from './config/read';
 export { SETTINGS, SETTING_NAMES, type SettingName } from './config/settings';

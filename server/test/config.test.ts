@@ -370,9 +370,9 @@ describe('configuration', () => {
       expect(r.errors).toEqual([
         expect.objectContaining({ variable: 'DATABASE_URL', message: expect.stringMatching(/database name/) }),
       ]);
-      expect(() => resolveDbTarget({ DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/%E0%A4%A' })).toThrow(
-        DbTargetError,
-      );
+      expect(() =>
+        resolveDbTarget({ DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/%E0%A4%A' }, { cwd: '/' }),
+      ).toThrow(DbTargetError);
     });
 
     it('when DATABASE_HOST is not a host name or address, then it is refused (it would be pasted into a URL)', () => {
@@ -530,6 +530,34 @@ describe('configuration', () => {
     expect(vars(loadConfig(prodEnv({ AUDIT_ARCHIVE_IMMUTABILITY_DAYS: '365' })).warnings)).not.toContain(
       'AUDIT_ARCHIVE_IMMUTABILITY_DAYS',
     );
+  });
+
+  it('when MIGRATION_DATABASE_URL logs in as the same user as DATABASE_URL, then production refuses it, also when the two URLs are identical', () => {
+    const same = prodEnv().DATABASE_URL;
+    for (const owner of [same, same.replace('db.internal', 'db.internal.')]) {
+      const r = loadConfig(prodEnv({ MIGRATION_DATABASE_URL: owner }));
+      expect({ owner, errors: vars(r.errors) }).toEqual({ owner, errors: ['MIGRATION_DATABASE_URL'] });
+    }
+    // Outside production the same URL twice is the one-login setup: nothing to say.
+    const dev = 'postgres://postgres@127.0.0.1:5432/fleet';
+    const r = loadConfig(base({ DATABASE_URL: dev, MIGRATION_DATABASE_URL: dev }));
+    expect(vars(r.errors)).not.toContain('MIGRATION_DATABASE_URL');
+    expect(vars(r.warnings)).not.toContain('MIGRATION_DATABASE_URL');
+  });
+
+  it('when TRUST_PROXY names a subnet as wide as everyone (0.0.0.0/0, ::/0, a /0 netmask), then production refuses it and development warns', () => {
+    for (const wide of ['0.0.0.0/0', '::/0', '10.0.0.0/8, 0.0.0.0/1', '0.0.0.0/0.0.0.0', '2000::/3']) {
+      expect({ wide, errors: vars(loadConfig(prodEnv({ TRUST_PROXY: wide })).errors) }).toEqual({
+        wide,
+        errors: ['TRUST_PROXY'],
+      });
+      expect({ wide, warns: vars(loadConfig(base({ TRUST_PROXY: wide })).warnings).includes('TRUST_PROXY') }).toEqual({
+        wide,
+        warns: true,
+      });
+    }
+    for (const narrow of ['10.0.0.0/8', '10.0.0.0/255.0.0.0', 'fd00::/8', '203.0.113.0/24', 'loopback'])
+      expect({ narrow, errors: loadConfig(prodEnv({ TRUST_PROXY: narrow })).errors }).toEqual({ narrow, errors: [] });
   });
 
   it('when TRUST_PROXY trusts more than 5 hops, then a warning says clients could choose their IP', () => {

@@ -108,11 +108,11 @@ export function databaseRules(r: Reading): DatabaseSettings {
     ownerUrl = owner?.url ?? null;
     ownerCaFile = owner?.caFile ?? null;
     ownerSsl = tlsMode(r, 'MIGRATION_DATABASE_URL', owner?.host ?? null, owner?.sslmode ?? null);
-    if (owner && runtime.url && owner.url !== runtime.url && owner.user === new URL(runtime.url).username) {
-      const message =
-        'logs in as the same user as DATABASE_URL; the runtime login must be a separate, least-privileged one (npm run db:app-login)';
+    if (owner && runtime.url && owner.user === new URL(runtime.url).username) {
+      const message = SAME_LOGIN_MESSAGE;
       if (prod) r.err('MIGRATION_DATABASE_URL', 'CONFLICT', message);
-      else r.warn('MIGRATION_DATABASE_URL', 'CONFLICT', message);
+      // Outside production the same URL twice is the one-login setup, not a mistake.
+      else if (owner.url !== runtime.url) r.warn('MIGRATION_DATABASE_URL', 'CONFLICT', message);
     }
   }
   return {
@@ -127,6 +127,10 @@ export function databaseRules(r: Reading): DatabaseSettings {
     separateOwner: r.given('MIGRATION_DATABASE_URL') && ownerUrl !== runtime.url,
   };
 }
+
+/** MIGRATION_DATABASE_URL's issue when it logs in as DATABASE_URL's user. */
+export const SAME_LOGIN_MESSAGE =
+  'logs in as the same user as DATABASE_URL; the runtime login must be a separate, least-privileged one (npm run db:app-login)';
 
 /**
  * The database settings alone, without the rest of the configuration (the operations scripts:

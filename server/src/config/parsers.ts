@@ -666,7 +666,25 @@ export const trustProxy: Parser<boolean | number | string> = function trustProxy
       ),
     );
   }
-  if (raw.split(',').every((e) => isTrustProxyEntry(e.trim()))) return ok(raw);
+  const entries = raw.split(',').map((e) => e.trim());
+  if (entries.every((e) => isTrustProxyEntry(e))) {
+    // A subnet this wide (0.0.0.0/0, ::/0, 0.0.0.0/1 …) is everyone: the same as true.
+    const wide = entries.filter((e) => {
+      const m = /^(.+)\/([\d.]+)$/.exec(e);
+      if (!m) return false;
+      const mask = m[2] as string;
+      // A dotted netmask (255.0.0.0) counts its set bits.
+      const bits = mask.includes('.')
+        ? mask.split('.').reduce((n, o) => n + (Number(o) >>> 0).toString(2).replace(/0/g, '').length, 0)
+        : Number(mask);
+      return bits < ((m[1] as string).includes(':') ? 7 : 8); // fc00::/7 and 10.0.0.0/8 are private
+    });
+    if (wide.length > 0) {
+      const message = `${wide.join(', ')} trusts X-Forwarded-For from nearly every address (clients choose their IP, the rate limits and the login lockout); give the proxies' own addresses or subnets (10.0.0.0/8) or the number of hops`;
+      return ctx.prod ? fail('INSECURE', message) : ok(raw, warning('INSECURE', message));
+    }
+    return ok(raw);
+  }
   return fail(
     'MALFORMED',
     'must be a hop count, true/false, or a list of addresses/subnets (loopback, linklocal, uniquelocal, 10.0.0.0/8, ::1)',

@@ -614,7 +614,7 @@ export const SETTINGS = {
     default: 'false',
     parse: p.trustProxy,
     doc: {
-      text: 'Express `trust proxy`: a hop count, or a comma-separated list of `loopback`, `linklocal`, `uniquelocal`, addresses and subnets (`10.0.0.0/8`, `fd00::/8`); needed behind a load balancer. `true` is refused in production (clients could choose their IP); a warning is logged once when requests carry `X-Forwarded-For` but `TRUST_PROXY` is unset',
+      text: 'Express `trust proxy`: a hop count, or a comma-separated list of `loopback`, `linklocal`, `uniquelocal`, addresses and subnets (`10.0.0.0/8`, `fd00::/8`); needed behind a load balancer. `true`, or a subnet as wide as everyone (`0.0.0.0/0`, `::/0`), is refused in production (clients could choose their IP); a warning is logged once when requests carry `X-Forwarded-For` but `TRUST_PROXY` is unset',
     },
   }),
   RATE_LIMIT_WINDOW_MS: setting({

@@ -24,7 +24,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { envText, parseDatabaseSettings } from '../config';
+import { envText, parseDatabaseSettings, SAME_LOGIN_MESSAGE } from '../config';
 import { clusterDir } from '../db/embedded';
 import { DEV_SECRETS_FILE } from '../dev-secrets';
 import { EMBEDDED_DB_NAME, runningEmbeddedPort } from '../runtime';
@@ -58,8 +58,12 @@ function fromSettings(env: Env): DbTarget {
   const owner = get(env, 'MIGRATION_DATABASE_URL');
   const configured = Boolean(get(env, 'DATABASE_URL') || get(env, 'DATABASE_HOST'));
   // An owner-only environment (a backup job) needs no runtime login: the owner stands in for it.
-  const s = parseDatabaseSettings(owner && !configured ? { ...env, DATABASE_URL: owner } : env);
-  const first = s.errors[0];
+  const standIn = Boolean(owner && !configured);
+  const s = parseDatabaseSettings(standIn ? { ...env, DATABASE_URL: owner } : env);
+  // The stand-in is the owner itself: that it "logs in as DATABASE_URL's user" is no mistake here.
+  const first = s.errors.find(
+    (e) => !(standIn && e.variable === 'MIGRATION_DATABASE_URL' && e.message === SAME_LOGIN_MESSAGE),
+  );
   if (first) throw new DbTargetError(`${first.variable}: ${first.message}`);
   const url = owner ? s.ownerUrl : s.url;
   if (!url)
