@@ -8,9 +8,9 @@
  *   backup-crypt.ts encrypt --key-file FILE [--in F] [--out F]  stdin/stdout by default
  *   backup-crypt.ts decrypt --key-file FILE [--key-file F2 …] [--in F] [--out F]
  *
- * With --out, output goes to F.partial (created exclusively, mode 0600) and is renamed to F
+ * With --out, output goes to F.partial (created exclusively, mode 0600) and is linked to F
  * only on success; on failure it is removed, so a decrypted file that exists is complete and
- * authentic. Exit 0 ok, 1 I/O error, 2 bad arguments or bad key file, 3 not a backup, wrong
+ * authentic. An existing F is never replaced (exit 2): not the input, not an older backup. Exit 0 ok, 1 I/O error, 2 bad arguments or bad key file, 3 not a backup, wrong
  * key, or altered/truncated data.
  */
 import { randomBytes } from 'node:crypto';
@@ -73,6 +73,10 @@ function parseArgs(argv: string[]): Args & { help: boolean } {
     throw new ArgvError(`${command} takes exactly one --key-file`);
   if (command === 'keygen' && !args.output) throw new ArgvError('keygen needs --out');
   if (command === 'inspect' && !args.input) throw new ArgvError('inspect needs --in');
+  if ((command === 'encrypt' || command === 'decrypt') && args.output && fs.existsSync(args.output))
+    throw new ArgvError(
+      `--out ${args.output} exists; backup-crypt never replaces a file (not the input, not another backup): choose a new name`,
+    );
   return args;
 }
 
@@ -93,7 +97,9 @@ async function transformFile(transform: Transform, input: string | null, output:
   const fd = fs.openSync(partial, 'wx', 0o600);
   try {
     await pipeline(source, transform, fs.createWriteStream('', { fd }));
-    fs.renameSync(partial, output);
+    // link, not rename: a file created at F meanwhile is not replaced (EEXIST).
+    fs.linkSync(partial, output);
+    fs.rmSync(partial);
   } catch (err) {
     fs.rmSync(partial, { force: true });
     throw err;

@@ -215,6 +215,34 @@ describe('backup-crypt CLI', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  test('when --out names an existing file (the input itself, or another backup), then encrypt and decrypt exit 2 and leave it untouched; a new name works', async () => {
+    const dir = tmpDir();
+    const keyFile = path.join(dir, 'k');
+    fs.writeFileSync(keyFile, randomBytes(32).toString('base64'), { mode: 0o600 });
+    const sealed = await encrypt(parseKey(fs.readFileSync(keyFile)), Buffer.from('PGDMP plaintext dump'));
+    const enc = path.join(dir, 'b.enc');
+    fs.writeFileSync(enc, sealed);
+    const other = path.join(dir, 'older.dump');
+    fs.writeFileSync(other, 'an older dump');
+    for (const [command, out] of [
+      ['decrypt', enc],
+      ['decrypt', other],
+      ['encrypt', enc],
+    ] as const) {
+      const r = await run(tsx, [cli, command, '--key-file', keyFile, '--in', enc, '--out', out], env);
+      expect({ command, out, code: r.code }).toEqual({ command, out, code: 2 });
+      expect(r.stderr).toContain('never replaces a file');
+    }
+    expect(fs.readFileSync(enc)).toEqual(sealed);
+    expect(fs.readFileSync(other, 'utf8')).toBe('an older dump');
+    const fresh = path.join(dir, 'b.dump');
+    const ok = await run(tsx, [cli, 'decrypt', '--key-file', keyFile, '--in', enc, '--out', fresh], env);
+    expect(ok.code).toBe(0);
+    expect(fs.readFileSync(fresh, 'utf8')).toBe('PGDMP plaintext dump');
+    expect(fs.readdirSync(dir).sort()).toEqual(['b.dump', 'b.enc', 'k', 'older.dump']);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
   test('when given no command, an unknown option or a key on the command line, then it exits 2', async () => {
     for (const args of [[], ['encrypt'], ['encrypt', '--key', 'c2VjcmV0'], ['frobnicate'], ['key-id', '--key-file']]) {
       const r = await run(tsx, [cli, ...args], env);
