@@ -62,7 +62,8 @@ async function main(): Promise<number> {
         help: { type: 'boolean', short: 'h' },
       },
       process.argv.slice(2),
-      { repeated: 'last' },
+      // --key and --rows repeat; any other option given twice is refused (README: exit 2).
+      { repeated: 'error' },
     );
   } catch (err) {
     usage((err as Error).message);

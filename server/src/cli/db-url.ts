@@ -32,8 +32,9 @@ function main(argv: string[]): number {
       {
         values: ['--format'],
         help: { names: ['--help', '-h'], mode: 'stop' },
+        repeated: 'error',
         missingValue: 'end',
-        needsValue: (option) => `unknown argument ${JSON.stringify(option)}`,
+        needsValue: (option) => `${option} needs a value`,
         unknown: (arg) => `unknown argument ${JSON.stringify(arg)}`,
       },
       argv,

@@ -428,6 +428,18 @@ describe('npm run audit:verify-offline on a real archive export', () => {
     expect(r2.code).toBe(1);
     expect(r2.stdout).toMatch(/does not verify/);
     expect((await runOffline(['--checkpoints', edited])).code).toBe(2);
+    const twice = await runOffline([
+      '--key',
+      keyFile,
+      '--checkpoints',
+      '/nonexistent',
+      '--checkpoints',
+      edited,
+      '--rows',
+      rowsFile,
+    ]);
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toMatch(/--checkpoints given more than once/);
     expect((await runOffline(['--key', 'nonsense', '--checkpoints', edited, '--rows', rowsFile])).code).toBe(2);
   });
 });

@@ -233,5 +233,14 @@ describe('db-url CLI', () => {
     expect(r.stderr).toContain('DATABASE_URL: is required in production');
     const bad = await run(tsx, [cli, '--format', 'yaml'], { ...base, DATABASE_URL: 'postgres://a@b/c' });
     expect(bad.code).toBe(2);
+    const twice = await run(tsx, [cli, '--format', 'url', '--format', 'describe'], {
+      ...base,
+      DATABASE_URL: 'postgres://a@b/c',
+    });
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toContain('--format given more than once');
+    const bare = await run(tsx, [cli, '--format'], { ...base, DATABASE_URL: 'postgres://a@b/c' });
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain('--format needs a value');
   });
 });
