@@ -31,7 +31,7 @@ runCli('user:deactivate', async () => {
   if (!values.email || !values.tenant) usageError(USAGE, 'user:deactivate needs --email and --tenant');
   const { email, tenant, reason } = values;
   try {
-    validateDeactivateInput({ email, tenantId: tenant }); // before connecting
+    validateDeactivateInput({ email, tenantId: tenant, reason }); // before connecting
   } catch (err) {
     if (err instanceof UserInputError) usageError(USAGE, err.message);
     throw err;

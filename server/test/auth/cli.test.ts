@@ -124,7 +124,12 @@ describe('npm run user:add / user:deactivate', () => {
     [
       'a name with a newline and a terminal escape',
       ['--email', 'x@example.com', '--role', 'user', '--tenant', 'acme', '--name', 'evil\nname\u001b[31m'],
-      /--name must be 1-200 characters of text, without control characters/,
+      /--name must be 1-200 characters of text, without control/,
+    ],
+    [
+      'a name with a right-to-left override and a zero-width space',
+      ['--email', 'x@example.com', '--role', 'user', '--tenant', 'acme', '--name', '\u202eevil\u200bx'],
+      /--name must be 1-200 characters of text, without control, invisible or bidirectional formatting characters/,
     ],
   ])('when user:add gets %s, then it exits 2 with the usage and writes nothing', async (_name, args, message) => {
     const r = await run('user-add.ts', args, baseEnv);
@@ -143,6 +148,23 @@ describe('npm run user:add / user:deactivate', () => {
     expect(r.stderr).toMatch(/^user:deactivate: no user .* in tenant \S+\n$/);
     expect(r.stderr).not.toContain('Usage:');
   });
+
+  test.each([
+    ['a terminal escape', 'a\u001b[2Jb'],
+    ['an empty reason', ''],
+    ['a reason over 200 characters', 'x'.repeat(201)],
+    ['a bidirectional override', 'ok\u202eko'],
+  ])(
+    'when user:deactivate gets %s as --reason, then it exits 2 before connecting, as revoke-sessions.sh does',
+    async (_name, reason) => {
+      const r = await run('user-deactivate.ts', ['--email', 'a@example.com', '--tenant', 'acme', '--reason', reason], {
+        ...baseEnv,
+        DATABASE_URL: 'postgres://postgres@127.0.0.1:1/unreachable',
+      });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/--reason must be 1-200 characters of text/);
+    },
+  );
 
   test('when user:deactivate gets an option twice, then it exits 2 and deactivates nobody', async () => {
     const r = await run(

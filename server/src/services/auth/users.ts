@@ -87,21 +87,38 @@ function checkTenant(t: string): string {
   return t;
 }
 
-function checkName(n: string | null | undefined): string | null | undefined {
-  if (n === undefined || n === null) return n;
+/**
+ * Control characters (newlines, terminal escapes) and the invisible or direction-changing
+ * formatting characters (zero-width, bidirectional overrides and isolates, BOM): text an
+ * operator types that is printed on terminals and shown to other users must read as it is.
+ */
+const HIDDEN_OR_CONTROL = /[\p{Cc}\u2028\u2029\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]/u;
+
+/** 1–200 characters of visible text (trimmed), or a UserInputError naming the option. */
+function checkText(option: string, n: string): string {
   const v = n.trim();
-  // Control characters (newlines, terminal escapes) are refused: the name is printed on
-  // operators' terminals and shown to other users.
-  if (v.length === 0 || v.length > 200 || /[\p{Cc}\u2028\u2029]/u.test(v) || !v.isWellFormed())
-    throw new UserInputError('--name must be 1-200 characters of text, without control characters');
+  if (v.length === 0 || v.length > 200 || HIDDEN_OR_CONTROL.test(v) || !v.isWellFormed())
+    throw new UserInputError(
+      `${option} must be 1-200 characters of text, without control, invisible or bidirectional formatting characters`,
+    );
   return v;
 }
 
-export function validateDeactivateInput(input: { email: string; tenantId: string }): {
+function checkName(n: string | null | undefined): string | null | undefined {
+  if (n === undefined || n === null) return n;
+  return checkText('--name', n);
+}
+
+export function validateDeactivateInput(input: { email: string; tenantId: string; reason?: string | null }): {
   email: string;
   tenantId: string;
+  reason: string | null;
 } {
-  return { email: normalizeEmail(input.email), tenantId: checkTenant(input.tenantId) };
+  return {
+    email: normalizeEmail(input.email),
+    tenantId: checkTenant(input.tenantId),
+    reason: input.reason === undefined || input.reason === null ? null : checkText('--reason', input.reason),
+  };
 }
 
 /** Checks provisioning input without touching the database (the CLIs call it before connecting). */
@@ -228,8 +245,8 @@ export function createUserService(deps: { pool: Pool; audit: AuditService; clock
     },
 
     async deactivate(input, actor) {
-      const { email, tenantId } = validateDeactivateInput(input);
-      const reason = (input.reason ?? 'user deactivated').slice(0, 200);
+      const { email, tenantId, reason: given } = validateDeactivateInput(input);
+      const reason = given ?? 'user deactivated';
       return withTenant(pool, tenantId, async (c) => {
         const existing = await findUserForUpdate(c, tenantId, email);
         if (!existing) throw new UserNotFoundError(`no user ${email} in tenant ${tenantId}`);
