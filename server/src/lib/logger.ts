@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import winston from 'winston';
 import DailyRotateFile from 'winston-daily-rotate-file';
 import type Transport from 'winston-transport';
@@ -28,11 +30,39 @@ const redactFormat = winston.format((info) => {
   return info;
 });
 
+/**
+ * mkdir -p, one level at a time: Node's recursive mkdirSync never returns for a path under a
+ * directory where mkdir fails with ENOENT although the parent exists (/proc/x).
+ */
+function makeDirs(dir: string): void {
+  const missing: string[] = [];
+  let p = path.resolve(dir);
+  while (!fs.existsSync(p)) {
+    missing.unshift(p);
+    const parent = path.dirname(p);
+    if (parent === p) break;
+    p = parent;
+  }
+  for (const d of missing) fs.mkdirSync(d);
+}
+
 export function createLogger(opts: LoggerOptions): Logger {
   const format = winston.format.combine(redactFormat(), winston.format.timestamp(), winston.format.json());
   const transports: Transport[] = [...(opts.transports ?? [])];
   if (opts.console !== false) transports.push(new winston.transports.Console({ stderrLevels: ['error', 'warn'] }));
   if (opts.dir) {
+    // Made here rather than by the transport, so a directory that cannot be made names LOG_DIR.
+    try {
+      makeDirs(opts.dir);
+      fs.accessSync(opts.dir, fs.constants.W_OK);
+    } catch (err) {
+      throw new Error(
+        `LOG_DIR: cannot write log files in ${opts.dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+        {
+          cause: err,
+        },
+      );
+    }
     transports.push(
       new DailyRotateFile({
         dirname: opts.dir,

@@ -1,4 +1,6 @@
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
 import { createAccessLogWriter, createLogger } from '../../src/lib/logger';
@@ -215,6 +217,26 @@ describe('log redaction', () => {
       expect(t.logs.join('\n')).not.toContain(JWT);
     } finally {
       await t.close();
+    }
+  });
+});
+
+describe('LOG_DIR', () => {
+  test('when the directory cannot be made, then createLogger fails naming LOG_DIR (and returns: no endless mkdir under /proc)', () => {
+    expect(() => createLogger({ level: 'info', console: false, dir: '/proc/fleet-no-such/logs' })).toThrow(
+      /^LOG_DIR: cannot write log files in \/proc\/fleet-no-such\/logs \(ENOENT\)$/,
+    );
+  });
+
+  test('when the directory is missing under a writable one, then it is made, several levels deep', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-logdir-'));
+    try {
+      const target = path.join(dir, 'a', 'b', 'c');
+      const logger = createLogger({ level: 'info', console: false, dir: target });
+      expect(fs.statSync(target).isDirectory()).toBe(true);
+      logger.close();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
