@@ -153,6 +153,18 @@ describe('configuration', () => {
     expect(vars(r.errors)).toContain('CORS_ORIGINS');
   });
 
+  test('when a CORS origin holds a wildcard (https://*.example.com), then it is refused everywhere, since no origin would ever match it', () => {
+    for (const env of [
+      prodEnv({ CORS_ORIGINS: 'https://ok.example.com,https://*.example.com' }),
+      base({ CORS_ORIGINS: 'http://*.localhost:3000' }),
+    ]) {
+      const r = loadConfig(env);
+      expect(r.errors).toContainEqual(
+        expect.objectContaining({ variable: 'CORS_ORIGINS', message: expect.stringMatching(/wildcard/) }),
+      );
+    }
+  });
+
   test('when production uses a remote database without TLS, then it is refused; a loopback one is only warned about', () => {
     expect(vars(loadConfig(prodEnv({ DATABASE_SSL: 'disable' })).errors)).toContain('DATABASE_SSL');
     const local = loadConfig(

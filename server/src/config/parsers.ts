@@ -612,6 +612,10 @@ export const origins: Parser<string[]> = function origins(raw, ctx) {
   for (const o of listOf(raw)) {
     const u = parseUrl(o);
     if (o === '*') issues.push(error('NOT_ALLOWED', 'must list explicit origins; * is not allowed with credentials'));
+    else if (o.includes('*'))
+      issues.push(
+        error('NOT_ALLOWED', `entry "${o}" holds a wildcard, which origins never match: list each origin in full`),
+      );
     else if (
       !u ||
       (u.protocol !== 'https:' && u.protocol !== 'http:') ||

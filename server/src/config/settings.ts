@@ -598,7 +598,7 @@ export const SETTINGS = {
     parse: p.origins,
     doc: {
       default: '`http://localhost:3000,http://localhost:5173` outside production',
-      text: 'allowed origins (comma-separated); https only in production; `*` refused',
+      text: 'allowed origins (comma-separated); https only in production; `*` and wildcards (`https://*.example.com`) refused',
     },
   }),
   FRONTEND_URL: setting({
