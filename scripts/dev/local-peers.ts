@@ -1,7 +1,7 @@
 /**
- * npm run dev:peers [-- --azurite-port N] [--siem-port N] [--data-dir DIR]
+ * npm run dev:peers [-- --azurite-port N] [--siem-port N] [--data-dir DIR (default FLEET_DATA_DIR, else .data)]
  *
- * Development only: the outside services the SIEM and archive routes talk to, on loopback,
+ * Development only (refuses NODE_ENV=production, exit 2): the outside services the SIEM and archive routes talk to, on loopback,
  * so every documented route can be tried locally.
  *   - Azurite's blob service (npm `azurite`, a dev dependency) for the audit archive, data in
  *     <data-dir>/azurite;
@@ -55,9 +55,14 @@ if (values.help) {
   process.stdout.write(`${USAGE}\n`);
   process.exit(0);
 }
+if (process.env.NODE_ENV === 'production')
+  fail(
+    'development only (NODE_ENV=production): Azurite with its public account key and a local SIEM receiver are no production peers',
+  );
 const azuritePort = port(values['azurite-port'], 10000, 'azurite-port');
 const siemPort = port(values['siem-port'], 9880, 'siem-port');
-const dataDir = path.resolve(values['data-dir'] ?? '.data');
+// Where the API keeps its development data: --data-dir, else FLEET_DATA_DIR, else .data.
+const dataDir = path.resolve(values['data-dir'] ?? (process.env.FLEET_DATA_DIR || '.data'));
 fs.mkdirSync(path.join(dataDir, 'azurite'), { recursive: true });
 
 // The webhook key persists with the env file, so a restart of either side keeps working.

@@ -153,6 +153,12 @@ describe('configuration', () => {
     expect(vars(r.errors)).toContain('CORS_ORIGINS');
   });
 
+  test('when REDIS_URL has a port out of range, then the message points at the port, not the scheme (and holds no password)', () => {
+    const r = loadConfig(base({ REDIS_URL: 'redis://u:Zq7pw@x:99999' }));
+    expect(r.errors).toContainEqual({ variable: 'REDIS_URL', message: expect.stringMatching(/port \(1-65535\)/) });
+    expect(JSON.stringify(r.errors)).not.toContain('Zq7pw');
+  });
+
   test('when a CORS origin holds a wildcard (https://*.example.com), then it is refused everywhere, since no origin would ever match it', () => {
     for (const env of [
       prodEnv({ CORS_ORIGINS: 'https://ok.example.com,https://*.example.com' }),

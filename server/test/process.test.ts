@@ -28,6 +28,25 @@ function get(url: string): Promise<{ status: number; body: string }> {
   });
 }
 
+describe('npm run dev:peers', () => {
+  test('when NODE_ENV is production, then it refuses to start (exit 2) and writes nothing', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-peers-'));
+    try {
+      const r = spawnSync(TSX, ['scripts/dev/local-peers.ts'], {
+        cwd: ROOT,
+        env: baseEnv({ NODE_ENV: 'production', FLEET_DATA_DIR: dir }),
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(/development only/);
+      expect(fs.readdirSync(dir)).toEqual([]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('npm run check-env', () => {
   test.each([
     ['server/src/cli/migrate.ts', '--dry-run'],

@@ -697,6 +697,8 @@ export const trustProxy: Parser<boolean | number | string> = function trustProxy
 
 export const redisUrl: Parser<string> = function redisUrl(raw, ctx) {
   const u = parseUrl(raw);
+  if (!u && /^rediss?:\/\//i.test(raw))
+    return fail('MALFORMED', 'is not a valid URL: check the host and the port (1-65535)');
   if (!u || (u.protocol !== 'redis:' && u.protocol !== 'rediss:'))
     return fail('MALFORMED', 'must be a redis:// or rediss:// URL');
   if (ctx.prod && u.protocol === 'redis:' && !isLoopbackHost(u.hostname))
