@@ -18,6 +18,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { processEnv } from '../../server/src/config';
 
 const USAGE = 'usage: npm run dev:peers [-- --azurite-port N] [--siem-port N] [--data-dir DIR]';
 // Azurite's well-known development account (public, documented by Microsoft).
@@ -55,14 +56,15 @@ if (values.help) {
   process.stdout.write(`${USAGE}\n`);
   process.exit(0);
 }
-if (process.env.NODE_ENV === 'production')
+const env = processEnv();
+if (env.NODE_ENV === 'production')
   fail(
     'development only (NODE_ENV=production): Azurite with its public account key and a local SIEM receiver are no production peers',
   );
 const azuritePort = port(values['azurite-port'], 10000, 'azurite-port');
 const siemPort = port(values['siem-port'], 9880, 'siem-port');
 // Where the API keeps its development data: --data-dir, else FLEET_DATA_DIR, else .data.
-const dataDir = path.resolve(values['data-dir'] ?? (process.env.FLEET_DATA_DIR || '.data'));
+const dataDir = path.resolve(values['data-dir'] ?? (env.FLEET_DATA_DIR || '.data'));
 fs.mkdirSync(path.join(dataDir, 'azurite'), { recursive: true });
 
 // The webhook key persists with the env file, so a restart of either side keeps working.
