@@ -38,6 +38,8 @@ fleet_usage_error() {
 # Call as `fleet_need_value "$@"` from the argument loop.
 fleet_need_value() {
   [[ $# -ge 2 && -n $2 ]] || fleet_usage_error "$1 needs a value"
+  # `--since --out DIR` would otherwise take --out as the date and then call DIR unknown.
+  [[ $2 != --* ]] || fleet_usage_error "$1 needs a value (got the option $2)"
 }
 
 # fleet_once OPTION: each option may be given once. A repeat is a usage error (exit 2) rather

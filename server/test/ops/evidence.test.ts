@@ -456,6 +456,11 @@ describe('collect-evidence.sh arguments', () => {
     ['an unknown option', ['--since', '2026-01-01', '--out', 'X', '--format', 'xml'], 'unknown argument: --format'],
     ['an option without its value', ['--since'], '--since needs a value'],
     [
+      'an option whose value is the next option',
+      ['--since', '--out', 'X'],
+      '--since needs a value (got the option --out)',
+    ],
+    [
       '--user twice',
       ['--since', '2026-01-01', '--user', 'a@example.com', '--user', 'b@example.com', '--out', 'X'],
       '--user was given more than once',
