@@ -153,6 +153,18 @@ describe('configuration', () => {
     expect(vars(r.errors)).toContain('CORS_ORIGINS');
   });
 
+  test('when AZURE_KEYVAULT_URL or SIEM_AZURE_AUTHORITY_HOST carries user:password@, then it is refused without echoing it', () => {
+    const r = loadConfig(
+      base({
+        AZURE_KEYVAULT_URL: 'https://u:Zq7kv@vault.vault.azure.net',
+        SIEM_PROVIDER: 'sentinel',
+        SIEM_AZURE_AUTHORITY_HOST: 'https://u:Zq7kv@login.microsoftonline.us',
+      }),
+    );
+    expect(vars(r.errors)).toEqual(expect.arrayContaining(['AZURE_KEYVAULT_URL', 'SIEM_AZURE_AUTHORITY_HOST']));
+    expect(JSON.stringify(r.errors)).not.toContain('Zq7kv');
+  });
+
   test('when REDIS_URL has a port out of range, then the message points at the port, not the scheme (and holds no password)', () => {
     const r = loadConfig(base({ REDIS_URL: 'redis://u:Zq7pw@x:99999' }));
     expect(r.errors).toContainEqual({ variable: 'REDIS_URL', message: expect.stringMatching(/port \(1-65535\)/) });

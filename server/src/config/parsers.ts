@@ -145,6 +145,8 @@ export function httpsUrl(message: string, opts: { trimSlash?: boolean } = {}): P
   return function httpsUrl(raw) {
     const u = parseUrl(raw);
     if (!u || u.protocol !== 'https:') return fail('MALFORMED', message);
+    // Credentials belong in their own settings (or the managed identity), never in a URL that is logged.
+    if (u.username || u.password) return fail('MALFORMED', 'must not carry a user or password (user:password@)');
     return ok(opts.trimSlash ? u.toString().replace(/\/+$/, '') : raw);
   };
 }
