@@ -3,14 +3,13 @@
  * secrets outside production) and the database (external, or the embedded cluster — reused
  * when `npm start` already runs it, started otherwise).
  */
-import { connectClient } from './db/pool';
 import fs from 'node:fs';
 import path from 'node:path';
 import { formatIssues, loadConfig, processEnv, type Config, type ConfigScope, type LoadResult } from './config';
 import { clusterDir, startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded';
 import pg from 'pg';
 import { createRuntimeLogin, EMBEDDED_RUNTIME_LOGIN } from './db/logins';
-import { DEFAULT_CONNECT_TIMEOUT_MS } from './db/migrate';
+import { connectClient, DEFAULT_CONNECT_TIMEOUT_MS } from './db/pool';
 import { DataDirError, loadOrCreateDevSecrets } from './dev-secrets';
 import type { Logger } from './lib/logger';
 

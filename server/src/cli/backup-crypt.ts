@@ -10,8 +10,9 @@
  *
  * With --out, output goes to F.partial (created exclusively, mode 0600) and is linked to F
  * only on success; on failure it is removed, so a decrypted file that exists is complete and
- * authentic. An existing F is never replaced (exit 2): not the input, not an older backup. Exit 0 ok, 1 I/O error, 2 bad arguments or bad key file, 3 not a backup, wrong
- * key, or altered/truncated data.
+ * authentic. An existing F is never replaced (exit 2): not the input, not an older backup.
+ * Exit 0 ok, 1 I/O error, 2 bad arguments or bad key file, 3 not a backup, wrong key, or
+ * altered/truncated data.
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -87,6 +88,21 @@ function loadKeys(files: string[]): Buffer[] {
   return keys;
 }
 
+/**
+ * Moves the finished `partial` to `output` without replacing a file there: a hard link fails
+ * with EEXIST if one appeared meanwhile. Where the file system has no hard links, a rename
+ * after checking again (what --out was checked for before anything was read).
+ */
+function placeNew(partial: string, output: string): void {
+  try {
+    fs.linkSync(partial, output);
+    fs.rmSync(partial);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST' || fs.existsSync(output)) throw err;
+    fs.renameSync(partial, output);
+  }
+}
+
 async function transformFile(transform: Transform, input: string | null, output: string | null): Promise<void> {
   const source: Readable = input ? fs.createReadStream(input) : process.stdin;
   if (!output) {
@@ -97,9 +113,7 @@ async function transformFile(transform: Transform, input: string | null, output:
   const fd = fs.openSync(partial, 'wx', 0o600);
   try {
     await pipeline(source, transform, fs.createWriteStream('', { fd }));
-    // link, not rename: a file created at F meanwhile is not replaced (EEXIST).
-    fs.linkSync(partial, output);
-    fs.rmSync(partial);
+    placeNew(partial, output);
   } catch (err) {
     fs.rmSync(partial, { force: true });
     throw err;

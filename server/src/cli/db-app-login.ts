@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { createRuntimeLogin, LOGIN_NAME_RE, runtimeLoginSql } from '../db/logins';
-import { pgSsl, connectClient } from '../db/pool';
+import { connectClient, pgSsl } from '../db/pool';
 import { loadRuntimeConfig } from '../runtime';
 import { parseOptions, runCli, usageError } from './args';
 import { cliConfig, cliLogger, withDatabase } from './boot';

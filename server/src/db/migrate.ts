@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import type { Logger } from '../lib/logger';
-import { onConnectionLoss, connectClient } from './pool';
+import { connectClient, DEFAULT_CONNECT_TIMEOUT_MS, onConnectionLoss } from './pool';
 import { withTransaction } from './transaction';
 
 /** What to do when the migrating login may not create or grant the application role. */
@@ -56,9 +56,6 @@ export interface MigrateResult {
   applied: string[];
   alreadyApplied: number;
 }
-
-/** How long a dedicated (non-pool) connection waits to be ready unless told otherwise. */
-export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 /** Applies pending migrations using a dedicated connection as the schema owner. */
 export async function runMigrations(

@@ -159,9 +159,13 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   return code === '53300' || code === '57014';
 }
 
+/** How long a dedicated (non-pool) connection waits to be ready unless told otherwise (DB_POOL_TIMEOUT's default). */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
 /**
- * Connects a dedicated client (created with connectionTimeoutMillis); a server that accepts the
- * connection but never answers fails with a message that says so instead of pg's "timeout expired".
+ * Connects a dedicated client (created with connectionTimeoutMillis); a server that does not
+ * answer in time (a black-holed or half-open connection) fails with a message that says so
+ * instead of pg's "timeout expired".
  */
 export async function connectClient(client: pg.Client): Promise<void> {
   try {
@@ -169,7 +173,7 @@ export async function connectClient(client: pg.Client): Promise<void> {
   } catch (err) {
     if (err instanceof Error && /timeout expired|connection timeout/i.test(err.message)) {
       throw new Error(
-        `the database at ${client.host}:${client.port} did not become ready in time (DB_POOL_TIMEOUT): it accepted the connection but never answered`,
+        `the database at ${client.host}:${client.port} did not become ready in time (DB_POOL_TIMEOUT): no answer to the connection`,
         { cause: err },
       );
     }

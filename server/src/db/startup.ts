@@ -13,7 +13,7 @@ import type { Config } from '../config';
 import type { Logger } from '../lib/logger';
 import { checkRuntimeDatabase, type StartupCheck } from './logins';
 import { runMigrations } from './migrate';
-import { pgSsl, connectClient } from './pool';
+import { connectClient, pgSsl } from './pool';
 
 class StartupRefused extends Error {
   constructor(message: string) {

@@ -33,6 +33,8 @@ export function answerClientErrors(server: http.Server, headers: ReadonlyArray<r
     res.end(body);
   });
   server.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
+    // Node hands the socket over without its own listeners: a reset must not crash the process.
+    socket.on('error', () => undefined);
     if (!socket.writable) {
       socket.destroy();
       return;
